@@ -1,0 +1,44 @@
+"""The typed error hierarchy users see.
+
+Every error a user can cause or meet carries a one-line message that says what, where and what to do,
+and an exit code; the CLI prints ``str(error)`` and exits with ``error.exit_code`` (tracebacks only
+with ``--debug``).  Provider errors live in :mod:`cloudherd.providers.base` and derive from here.
+"""
+
+from __future__ import annotations
+
+
+class CloudherdError(Exception):
+    """Base of every error cloudherd raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(CloudherdError):
+    """The user asked for something that cannot be done as asked (unknown id, ambiguous prefix…)."""
+
+    exit_code = 2
+
+
+class SpecError(UsageError):
+    """A spec file is invalid; rendered as ``FILE:LINE: path: message``."""
+
+    def __init__(self, file: str, line: int | None, path: str, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.path = path
+        self.message = message
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+
+
+class StateError(CloudherdError):
+    """The state database cannot be opened or migrated."""
+
+
+class DeployError(CloudherdError):
+    """A node could not be reached or one of its scripts failed."""
+
+
+class ApplyFailed(CloudherdError):
+    """An ``up`` failed; what it created was rolled back unless asked to keep it."""

@@ -1,0 +1,44 @@
+"""Provider drivers behind one interface; each imports its cloud SDK lazily."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cloudherd.providers.base import (
+    AuthError,
+    CapacityError,
+    CreateRequest,
+    Instance,
+    InvalidRequestError,
+    MissingDependencyError,
+    NotFoundError,
+    Provider,
+    ProviderError,
+    QuotaError,
+    ThrottledError,
+    UnknownProviderError,
+)
+
+__all__ = [
+    "AuthError", "CapacityError", "CreateRequest", "Instance", "InvalidRequestError",
+    "MissingDependencyError", "NotFoundError", "Provider", "ProviderError", "QuotaError",
+    "ThrottledError", "UnknownProviderError", "make_provider",
+]
+
+DRIVERS = {
+    "local": "cloudherd.providers.local:LocalProvider",
+}
+
+
+def make_provider(name: str, type_: str, settings: Mapping[str, Any] | None = None) -> Provider:
+    """The driver of ``type_``, configured with ``settings``; imported only when asked for."""
+    import importlib
+
+    target = DRIVERS.get(type_)
+    if target is None:
+        raise UnknownProviderError(f"unknown provider type '{type_}' (known: {', '.join(sorted(DRIVERS))})")
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    provider: Provider = cls(name, settings)
+    return provider

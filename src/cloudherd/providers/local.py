@@ -1,0 +1,423 @@
+"""The ``local`` provider: real SSH machines on this computer, the embedded default.
+
+Each node is a folder (``<root>/<id>/``) with its own host key, authorized_keys, home and work
+folder, served by its own SSH server on its own loopback address (127.x.y.z): OpenSSH's ``sshd``
+where one is installed, otherwise cloudherd's built-in asyncssh server
+(:mod:`cloudherd.providers.local_server`).  Servers run in their own session so they outlive the
+CLI; a fresh provider finds them again from ``node.json``.  ``HOME`` is the node's home, so the login
+user's shell start-up files are not read (they can make each command ~30x slower).
+As root, port 22 is used and each node gets its own host name (a UTS namespace) where possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import json
+import os
+import pwd
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from cloudherd.paths import data_dir
+from cloudherd.providers.base import (
+    CreateRequest,
+    Image,
+    Instance,
+    InvalidRequestError,
+    Provider,
+    ProviderError,
+    Size,
+    has_tags,
+    matches,
+)
+
+READY_TIMEOUT = 15.0
+NODE_MARKER = "CLOUDHERD_LOCAL_NODE"
+
+
+class LocalProvider(Provider):
+    """Machines on this computer; settings: ``root`` (nodes folder), ``server`` (auto|openssh|builtin)."""
+
+    type = "local"
+
+    def __init__(self, name: str = "local", settings: Mapping[str, Any] | None = None) -> None:
+        super().__init__(name, settings)
+        root = self.settings.get("root") or os.environ.get("CLOUDHERD_LOCAL_ROOT") or data_dir() / "local"
+        self.root = Path(root).expanduser()
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.server = str(self.settings.get("server") or os.environ.get("CLOUDHERD_LOCAL_SERVER") or "auto")
+        if self.server not in ("auto", "openssh", "builtin"):
+            raise InvalidRequestError(f"local provider: server must be auto, openssh or builtin, not {self.server!r}")
+
+    # -- interface -----------------------------------------------------------------------------------
+
+    async def create(self, request: CreateRequest) -> list[Instance]:
+        if request.count < 0:
+            raise InvalidRequestError("count must be ≥ 0")
+        if request.token:
+            existing = await self.list({"cloudherd:token": request.token})
+            if existing:
+                return existing
+        sshd = self._sshd_binary()
+        nodes = []
+        for index in range(request.count):
+            name = request.names[index] if index < len(request.names) else None
+            nodes.append(self._prepare_node(request, name, openssh=sshd is not None))
+        await asyncio.gather(*(self._launch(node, sshd) for node in nodes), return_exceptions=False)
+        return [self._instance(node) for node in nodes]
+
+    async def list(self, tags: Mapping[str, str]) -> list[Instance]:
+        found = []
+        for folder in sorted(self.root.iterdir()):
+            meta = _read_meta(folder)
+            if meta is not None and has_tags(meta.get("tags", {}), tags):
+                found.append(self._instance(meta))
+        return found
+
+    async def terminate(self, ids: Sequence[str]) -> None:
+        await asyncio.gather(*(asyncio.to_thread(self._terminate_one, node_id) for node_id in ids))
+
+    async def stop(self, ids: Sequence[str]) -> None:
+        for node_id in ids:
+            meta = self._meta(node_id)
+            _stop_processes(self.root / node_id, meta)
+            meta["stopped"] = True
+            _write_meta(self.root / node_id, meta)
+
+    async def start(self, ids: Sequence[str]) -> None:
+        sshd = self._sshd_binary()
+        metas = []
+        for node_id in ids:
+            meta = self._meta(node_id)
+            meta["stopped"] = False
+            metas.append(meta)
+        await asyncio.gather(*(self._launch(meta, sshd if meta["server"] == "openssh" else None) for meta in metas))
+
+    async def sizes(self, pattern: str | None = None) -> list[Size]:
+        size = Size("host", float(os.cpu_count() or 1), _memory_mb(), {"note": "nodes share this computer"})
+        return [size] if matches(pattern, size.name) else []
+
+    async def images(self, pattern: str | None = None) -> list[Image]:
+        image = Image("host", "host", {"note": "nodes run this computer's system"})
+        return [image] if matches(pattern, image.name) else []
+
+    async def regions(self) -> list[str]:
+        return ["local"]
+
+    async def default_size(self) -> str | None:
+        return "host"
+
+    # -- nodes ---------------------------------------------------------------------------------------
+
+    def _sshd_binary(self) -> str | None:
+        if self.server == "builtin":
+            return None
+        found = shutil.which("sshd") or next(
+            (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None
+        )
+        if found is None and self.server == "openssh":
+            raise ProviderError("local provider: server 'openssh' asked for, but no sshd is installed")
+        return found
+
+    def _prepare_node(self, request: CreateRequest, name: str | None, *, openssh: bool) -> dict[str, Any]:
+        node_id = "ln-" + secrets.token_hex(5)
+        folder = self.root / node_id
+        for sub in ("home", "work"):
+            (folder / sub).mkdir(parents=True, mode=0o755)
+        folder.chmod(0o755)
+        user = pwd.getpwuid(os.getuid()).pw_name
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        key.write_private_key(str(folder / "ssh_host_ed25519_key"))
+        (folder / "ssh_host_ed25519_key").chmod(0o600)
+        host_key = key.export_public_key().decode().strip()
+        (folder / "ssh_host_ed25519_key.pub").write_text(host_key + "\n")
+        (folder / "authorized_keys").write_text(request.ssh_public_key.strip() + "\n")
+        (folder / "authorized_keys").chmod(0o600)
+        tags = dict(request.tags)
+        if request.token:
+            tags["cloudherd:token"] = request.token
+        meta: dict[str, Any] = {
+            "id": node_id,
+            "name": name or node_id,
+            "user": user,
+            "tags": tags,
+            "image": request.image or "host",
+            "size": request.size or "host",
+            "server": "openssh" if openssh else "builtin",
+            "host_key": host_key,
+            "created": time.time(),
+            "stopped": False,
+        }
+        _write_meta(folder, meta)
+        return meta
+
+    async def _launch(self, meta: dict[str, Any], sshd: str | None, attempts: int = 3) -> None:
+        """Start the node's server on a free loopback address and wait until it accepts TCP."""
+        folder = self.root / meta["id"]
+        last_error = ""
+        for _attempt in range(attempts):
+            if "address" not in meta or _attempt > 0:
+                meta["address"], meta["port"] = _free_address(self.root)
+            _write_meta(folder, meta)
+            log = open(folder / "server.log", "ab")  # noqa: SIM115 - handed to the child
+            try:
+                if sshd is not None:
+                    _write_sshd_config(folder, meta)
+                    argv = [sshd, "-D", "-e", "-f", str(folder / "sshd_config")]
+                    if _can_set_hostname():
+                        argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" 2>/dev/null; exec "$@"',
+                                meta["name"], *argv]
+                else:
+                    argv = [sys.executable, "-m", "cloudherd.providers.local_server", str(folder)]
+                env = {**_base_env(), NODE_MARKER: str(folder)}
+                process = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                    env=env, close_fds=True,
+                )
+            finally:
+                log.close()
+            meta["pid"] = process.pid
+            _write_meta(folder, meta)
+            if await _wait_listening(meta["address"], meta["port"], process):
+                return
+            last_error = _tail(folder / "server.log")
+            _kill(process.pid)
+        raise ProviderError(f"local node {meta['name']}: SSH server did not start: {last_error}")
+
+    def _instance(self, meta: dict[str, Any]) -> Instance:
+        folder = self.root / meta["id"]
+        if meta.get("stopped"):
+            state = "stopped"
+        else:
+            state = "running" if _process_alive(meta.get("pid"), folder) else "dead"
+        return Instance(
+            id=meta["id"], name=meta["name"], state=state, address=meta.get("address"),
+            port=int(meta.get("port", 22)), private_address=meta.get("address"), tags=dict(meta.get("tags", {})),
+            ssh_user=meta["user"], host_key=meta.get("host_key"), workdir=str(folder / "work"),
+            extra={"folder": str(folder), "pid": meta.get("pid"), "server": meta.get("server")},
+        )
+
+    def _meta(self, node_id: str) -> dict[str, Any]:
+        meta = _read_meta(self.root / node_id)
+        if meta is None:
+            from cloudherd.providers.base import NotFoundError
+
+            raise NotFoundError(f"local node {node_id} does not exist")
+        return meta
+
+    def _terminate_one(self, node_id: str) -> None:
+        folder = self.root / node_id
+        if not _safe_child(self.root, folder):
+            raise InvalidRequestError(f"not a local node id: {node_id!r}")
+        meta = _read_meta(folder)
+        if meta is not None:
+            _stop_processes(folder, meta)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- helpers (module level: no provider state) ------------------------------------------------------
+
+
+def _read_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads((folder / "node.json").read_text())
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    tmp = folder / "node.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, folder / "node.json")
+
+
+def _safe_child(root: Path, folder: Path) -> bool:
+    return folder.parent.resolve() == root.resolve() and folder.name.startswith("ln-")
+
+
+def _base_env() -> dict[str, str]:
+    keep = ("PATH", "LANG", "LC_ALL", "TZ")
+    return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+def _free_address(root: Path) -> tuple[str, int]:
+    """A loopback address no node uses, with port 22 when we may bind it, else a free high port."""
+    used = {m.get("address") for f in root.iterdir() if (m := _read_meta(f)) is not None}
+    for _ in range(200):
+        address = f"127.{random.randint(16, 250)}.{random.randint(0, 255)}.{random.randint(2, 254)}"
+        if address in used:
+            continue
+        if os.geteuid() == 0 and _bindable(address, 22):
+            return address, 22
+        port = _bindable(address, 0)
+        if port:
+            return address, port
+    raise ProviderError("local provider: no free loopback address found")
+
+
+def _bindable(address: str, port: int) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                return 0
+            raise
+        bound: int = sock.getsockname()[1]
+        return bound
+
+
+def _write_sshd_config(folder: Path, meta: dict[str, Any]) -> None:
+    q = functools.partial(_quote)
+    lines = [
+        f"ListenAddress {meta['address']}:{meta['port']}",
+        f"HostKey {q(folder / 'ssh_host_ed25519_key')}",
+        f"AuthorizedKeysFile {q(folder / 'authorized_keys')}",
+        f"PidFile {q(folder / 'sshd.pid')}",
+        f"AllowUsers {meta['user']}",
+        "PermitRootLogin prohibit-password",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        "UseDNS no",
+        "PrintMotd no",
+        "PrintLastLog no",
+        "MaxStartups 1000",
+        "MaxSessions 1000",
+        "LogLevel ERROR",
+        "Subsystem sftp internal-sftp",
+        f"SetEnv HOME={q(folder / 'home')} CLOUDHERD_WORK={q(folder / 'work')} {NODE_MARKER}={q(folder)}",
+    ]
+    (folder / "sshd_config").write_text("\n".join(lines) + "\n")
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
+
+
+def _quote(path: Path) -> str:
+    return f'"{path}"' if " " in str(path) else str(path)
+
+
+@functools.cache
+def _can_set_hostname() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    try:
+        return subprocess.run(["unshare", "--uts", "true"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+async def _wait_listening(address: str, port: int, process: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            _reader, writer = await asyncio.open_connection(address, port)
+        except OSError:
+            await asyncio.sleep(0.02)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+def _process_alive(pid: int | None, folder: Path) -> bool:
+    """True when ``pid`` runs and is this node's server (not a reused pid, not a zombie)."""
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+        return False
+    return str(folder) in cmdline
+
+
+def _stop_processes(folder: Path, meta: dict[str, Any]) -> None:
+    """Stop the node's server, then every process that was started on the node (marked in its env)."""
+    pid = meta.get("pid")
+    if pid and _process_alive(pid, folder):
+        _kill(pid)
+    for other in _marked_processes(folder):
+        with contextlib.suppress(OSError):
+            os.kill(other, signal.SIGKILL)
+
+
+def _kill(pid: int, grace: float = 3.0) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            waited, _ = os.waitpid(pid, os.WNOHANG)  # reap when it is our child
+            if waited:
+                return
+        except ChildProcessError:
+            pass
+        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, 0)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _marked_processes(folder: Path) -> list[int]:
+    marker = f"{NODE_MARKER}={folder}\0".encode()
+    found = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ + b"\0":
+            found.append(int(entry.name))
+    return found
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return " | ".join(text[-lines:]) or "no output"
+
+
+def _memory_mb() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20)
+    except (ValueError, OSError):
+        return 0

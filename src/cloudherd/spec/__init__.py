@@ -1,0 +1,6 @@
+"""The declarative spec: pydantic models and a YAML loader that keeps line numbers."""
+
+from cloudherd.spec.loader import LoadedSpec, Script, load_spec, load_spec_text
+from cloudherd.spec.model import Group, Spec, SSHConfig
+
+__all__ = ["Group", "LoadedSpec", "SSHConfig", "Script", "Spec", "load_spec", "load_spec_text"]

@@ -1,0 +1,127 @@
+"""SQLAlchemy 2 models of cloudherd's state.  Changing them needs an Alembic migration."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    public_key: Mapped[str] = mapped_column(Text)
+    private_key_path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Infrastructure(Base):
+    __tablename__ = "infrastructures"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    # creating | ready | failed | destroying | destroyed
+    state: Mapped[str] = mapped_column(String(20), default="creating")
+    reason: Mapped[str | None] = mapped_column(Text)
+    spec_path: Mapped[str] = mapped_column(Text)
+    spec_text: Mapped[str] = mapped_column(Text)
+    ssh_user: Mapped[str | None] = mapped_column(String(100))
+    ssh_key_path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    groups: Mapped[list[Group]] = relationship(back_populates="infrastructure", order_by="Group.position")
+    nodes: Mapped[list[Node]] = relationship(back_populates="infrastructure", order_by="Node.name")
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("infrastructure_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    infrastructure_id: Mapped[str] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    provider: Mapped[str] = mapped_column(String(100))
+    provider_type: Mapped[str] = mapped_column(String(50))
+    image: Mapped[str | None] = mapped_column(String(200))
+    size: Mapped[str | None] = mapped_column(String(200))
+    count: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # scripts, teardown, env, tags: no secrets
+
+    infrastructure: Mapped[Infrastructure] = relationship(back_populates="groups")
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    infrastructure_id: Mapped[str] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"), index=True)
+    group_name: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    index: Mapped[int] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(100))
+    provider_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    # pending | booting | deploying | ready | failed | dead | terminating | terminated
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    address: Mapped[str | None] = mapped_column(String(100))
+    private_address: Mapped[str | None] = mapped_column(String(100))
+    port: Mapped[int] = mapped_column(Integer, default=22)
+    ssh_user: Mapped[str | None] = mapped_column(String(100))
+    host_key: Mapped[str | None] = mapped_column(Text)
+    workdir: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    infrastructure: Mapped[Infrastructure] = relationship(back_populates="nodes")
+
+
+class Action(Base):
+    """One script run or command on one node: what ran, how it ended, what it printed."""
+
+    __tablename__ = "actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    infrastructure_id: Mapped[str] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # script | teardown | exec
+    name: Mapped[str] = mapped_column(Text)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    stdout: Mapped[str] = mapped_column(Text, default="")
+    stderr: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+
+class Event(Base):
+    """A feed of what happened, for progress displays and audits."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    infrastructure_id: Mapped[str | None] = mapped_column(
+        ForeignKey("infrastructures.id", ondelete="CASCADE"), index=True
+    )
+    node_id: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(50))
+    message: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

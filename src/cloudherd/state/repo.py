@@ -1,0 +1,167 @@
+"""A small repository API over the state database: the only place that writes SQL.
+
+Each method is one short transaction, so a crash between two steps leaves the last committed fact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, selectinload
+
+from cloudherd.errors import UsageError
+from cloudherd.state.db import open_engine, session_factory
+from cloudherd.state.models import Action, Event, Group, Infrastructure, Node, User, utcnow
+
+ACTIVE_STATES = ("creating", "ready", "failed", "destroying")
+
+
+class Store:
+    """State access for the engine and the faces; sessions never leak out (objects come back detached)."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine or open_engine()
+        self._session = session_factory(self.engine)
+
+    def session(self) -> Session:
+        return self._session()
+
+    # -- users ----------------------------------------------------------------------------------------
+
+    def user(self, name: str) -> User | None:
+        with self.session() as s:
+            return s.scalar(select(User).where(User.name == name))
+
+    def ensure_user(self, name: str, public_key: str, private_key_path: str) -> User:
+        with self.session() as s, s.begin():
+            user = s.scalar(select(User).where(User.name == name))
+            if user is None:
+                user = User(name=name, public_key=public_key, private_key_path=private_key_path)
+                s.add(user)
+            return user
+
+    # -- infrastructures ------------------------------------------------------------------------------
+
+    def create_infrastructure(self, **fields: Any) -> Infrastructure:
+        with self.session() as s, s.begin():
+            infra = Infrastructure(**fields)
+            s.add(infra)
+            return infra
+
+    def add_group(self, infrastructure_id: str, **fields: Any) -> Group:
+        with self.session() as s, s.begin():
+            group = Group(infrastructure_id=infrastructure_id, **fields)
+            s.add(group)
+            return group
+
+    def set_infrastructure_state(self, infra_id: str, state: str, reason: str | None = None) -> None:
+        with self.session() as s, s.begin():
+            infra = s.get_one(Infrastructure, infra_id)
+            infra.state = state
+            infra.reason = reason
+
+    def infrastructures(self, *, include_destroyed: bool = False) -> list[Infrastructure]:
+        with self.session() as s:
+            query = select(Infrastructure).options(selectinload(Infrastructure.nodes)).order_by(
+                Infrastructure.created_at
+            )
+            if not include_destroyed:
+                query = query.where(Infrastructure.state != "destroyed")
+            return list(s.scalars(query))
+
+    def infrastructure(self, infra_id: str) -> Infrastructure:
+        with self.session() as s:
+            infra = s.scalar(
+                select(Infrastructure)
+                .where(Infrastructure.id == infra_id)
+                .options(selectinload(Infrastructure.groups), selectinload(Infrastructure.nodes))
+            )
+            if infra is None:
+                raise UsageError(f"no infrastructure {infra_id}")
+            return infra
+
+    def active_named(self, name: str) -> Infrastructure | None:
+        with self.session() as s:
+            return s.scalar(
+                select(Infrastructure).where(Infrastructure.name == name, Infrastructure.state.in_(ACTIVE_STATES))
+            )
+
+    def resolve(self, ref: str) -> Infrastructure:
+        """An infrastructure by id, unique id prefix or name (active ones first for names)."""
+        ref = ref.strip()
+        if not ref:
+            raise UsageError("give an infrastructure id, id prefix or name (see `cloudherd ls`)")
+        with self.session() as s:
+            exact = s.get(Infrastructure, ref)
+            if exact is not None:
+                return self.infrastructure(exact.id)
+            by_prefix = list(s.scalars(select(Infrastructure).where(Infrastructure.id.startswith(ref))))
+            by_name = list(s.scalars(select(Infrastructure).where(Infrastructure.name == ref)))
+        active_names = [i for i in by_name if i.state != "destroyed"]
+        candidates = {i.id: i for i in (*by_prefix, *(active_names or by_name))}
+        if len(candidates) == 1:
+            return self.infrastructure(next(iter(candidates)))
+        if not candidates:
+            raise UsageError(f"no infrastructure matches '{ref}' (see `cloudherd ls --all`)")
+        listed = ", ".join(f"{i.id} ({i.name}, {i.state})" for i in candidates.values())
+        raise UsageError(f"'{ref}' is ambiguous: {listed}; give more of the id")
+
+    # -- nodes ----------------------------------------------------------------------------------------
+
+    def add_nodes(self, infrastructure_id: str, nodes: Sequence[dict[str, Any]]) -> list[Node]:
+        with self.session() as s, s.begin():
+            rows = [Node(infrastructure_id=infrastructure_id, **fields) for fields in nodes]
+            s.add_all(rows)
+            return rows
+
+    def update_node(self, node_id: str, **fields: Any) -> None:
+        with self.session() as s, s.begin():
+            node = s.get_one(Node, node_id)
+            for key, value in fields.items():
+                setattr(node, key, value)
+
+    def nodes(self, infrastructure_id: str, *, alive_only: bool = False) -> list[Node]:
+        with self.session() as s:
+            query = select(Node).where(Node.infrastructure_id == infrastructure_id).order_by(Node.group_name, Node.index)
+            if alive_only:
+                query = query.where(Node.state != "terminated")
+            return list(s.scalars(query))
+
+    # -- actions and events ---------------------------------------------------------------------------
+
+    def start_action(self, infrastructure_id: str, node_id: str, kind: str, name: str) -> int:
+        with self.session() as s, s.begin():
+            action = Action(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, name=name)
+            s.add(action)
+            s.flush()
+            return action.id
+
+    def finish_action(self, action_id: int, exit_code: int | None, stdout: str, stderr: str,
+                      ended_at: datetime | None = None) -> None:
+        with self.session() as s, s.begin():
+            action = s.get_one(Action, action_id)
+            action.exit_code = exit_code
+            action.stdout = stdout
+            action.stderr = stderr
+            action.ended_at = ended_at or utcnow()
+
+    def actions(self, infrastructure_id: str, node_id: str | None = None) -> list[Action]:
+        with self.session() as s:
+            query = select(Action).where(Action.infrastructure_id == infrastructure_id).order_by(Action.id)
+            if node_id:
+                query = query.where(Action.node_id == node_id)
+            return list(s.scalars(query))
+
+    def last_actions(self, infrastructure_id: str) -> dict[str, Action]:
+        return {action.node_id: action for action in self.actions(infrastructure_id)}
+
+    def add_event(self, infrastructure_id: str | None, kind: str, message: str, node_id: str | None = None) -> None:
+        with self.session() as s, s.begin():
+            s.add(Event(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, message=message))
+
+    def events(self, infrastructure_id: str) -> list[Event]:
+        with self.session() as s:
+            return list(s.scalars(select(Event).where(Event.infrastructure_id == infrastructure_id).order_by(Event.id)))
