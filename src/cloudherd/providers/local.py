@@ -47,6 +47,14 @@ from cloudherd.providers.base import (
 
 READY_TIMEOUT = 15.0
 NODE_MARKER = "CLOUDHERD_LOCAL_NODE"
+# sshd runs under a tiny shell supervisor that reaps it the moment it ends: a killed sshd then leaves no
+# zombie behind, whatever the system's init does.  In a UTS namespace it also names the node's host.
+_SUPERVISOR = (
+    '[ -n "$CLOUDHERD_SET_HOSTNAME" ] && hostname "$0" 2>/dev/null; '
+    '"$@" & child=$!; '
+    'trap \'kill -TERM $child 2>/dev/null; wait $child; exit 0\' TERM INT HUP; '
+    'wait $child'
+)
 
 
 class LocalProvider(Provider):
@@ -177,13 +185,14 @@ class LocalProvider(Provider):
             try:
                 if sshd is not None:
                     _write_sshd_config(folder, meta)
-                    argv = [sshd, "-D", "-e", "-f", str(folder / "sshd_config")]
+                    argv = ["sh", "-c", _SUPERVISOR, meta["name"], sshd, "-D", "-e", "-f", str(folder / "sshd_config")]
                     if _can_set_hostname():
-                        argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" 2>/dev/null; exec "$@"',
-                                meta["name"], *argv]
+                        argv = ["unshare", "--uts", *argv]
                 else:
                     argv = [sys.executable, "-m", "cloudherd.providers.local_server", str(folder)]
                 env = {**_base_env(), NODE_MARKER: str(folder)}
+                if argv[0] == "unshare":
+                    env["CLOUDHERD_SET_HOSTNAME"] = "1"
                 process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                     env=env, close_fds=True,
@@ -203,12 +212,14 @@ class LocalProvider(Provider):
         if meta.get("stopped"):
             state = "stopped"
         else:
-            state = "running" if _process_alive(meta.get("pid"), folder) else "dead"
+            alive = _process_alive(meta.get("pid"), folder) and _process_alive(_server_pid(folder, meta), folder)
+            state = "running" if alive else "dead"
         return Instance(
             id=meta["id"], name=meta["name"], state=state, address=meta.get("address"),
             port=int(meta.get("port", 22)), private_address=meta.get("address"), tags=dict(meta.get("tags", {})),
             ssh_user=meta["user"], host_key=meta.get("host_key"), workdir=str(folder / "work"),
-            extra={"folder": str(folder), "pid": meta.get("pid"), "server": meta.get("server")},
+            extra={"folder": str(folder), "pid": meta.get("pid"), "server_pid": _server_pid(folder, meta),
+                   "server": meta.get("server")},
         )
 
     def _meta(self, node_id: str) -> dict[str, Any]:
@@ -355,14 +366,38 @@ def _process_alive(pid: int | None, folder: Path) -> bool:
     return str(folder) in cmdline
 
 
+def _server_pid(folder: Path, meta: dict[str, Any]) -> int | None:
+    """The pid of the SSH server itself (sshd's pid file; the built-in server is the process we started)."""
+    if meta.get("server") != "openssh":
+        return meta.get("pid")
+    try:
+        return int((folder / "sshd.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _stop_processes(folder: Path, meta: dict[str, Any]) -> None:
-    """Stop the node's server, then every process that was started on the node (marked in its env)."""
+    """Stop the node: its server, then every process started on it (they carry the node's marker).
+
+    Connections that just closed get a moment to end, so that sshd reaps their processes itself.
+    """
+    server = _server_pid(folder, meta)
+    deadline = time.monotonic() + 1.0
+    while server and time.monotonic() < deadline and any(_ppid(p) == server for p in _marked_processes(folder)):
+        time.sleep(0.02)
     pid = meta.get("pid")
     if pid and _process_alive(pid, folder):
         _kill(pid)
     for other in _marked_processes(folder):
         with contextlib.suppress(OSError):
             os.kill(other, signal.SIGKILL)
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _kill(pid: int, grace: float = 3.0) -> None:

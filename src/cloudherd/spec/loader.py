@@ -74,12 +74,14 @@ def load_spec(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None
 
 
 def load_spec_text(
-    text: str, path: Path, *, environ: Mapping[str, str] | None = None, strict_env: bool = True
+    text: str, path: Path, *, environ: Mapping[str, str] | None = None, strict_env: bool = True,
+    read_scripts: bool = True,
 ) -> LoadedSpec:
     """Like :func:`load_spec` for text already read (``path`` names it and anchors relative files).
 
     ``strict_env=False`` leaves unknown ``${VAR}`` as written instead of failing: ``down`` uses it to
-    re-read the snapshot of a spec whose environment is gone.
+    re-read the snapshot of a spec whose environment is gone (with ``read_scripts=False``, as the
+    scripts were stored when it came up).
     """
     display = str(path)
     tree = _parse_yaml(text, display)
@@ -98,6 +100,8 @@ def load_spec_text(
         raise SpecError(display, _line_of(exc.loc, lines), _dotted(exc.loc), exc.message) from None
     loaded = LoadedSpec(spec=spec, path=path, raw_text=text, env=env, secrets=secrets)
     secrets.update(v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 4)
+    if not read_scripts:
+        return loaded
     for group_name, group in spec.groups.items():
         loaded.scripts[group_name] = [
             script

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Runs on each node before it is destroyed (`cloudherd down`).
+echo "goodbye from {{ node.name }}"

@@ -1,0 +1,1 @@
+"""The command line: a thin Typer + Rich face over :mod:`cloudherd.api`."""

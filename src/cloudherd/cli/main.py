@@ -1,0 +1,282 @@
+"""``cloudherd`` — the command line.  Every command is a few lines over :class:`cloudherd.api.Client`.
+
+Errors print one line (``error: …``) and exit non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from cloudherd import __version__
+from cloudherd.api import Client
+from cloudherd.cli.progress import STATE_STYLE, Progress
+from cloudherd.errors import CloudherdError, SpecError
+from cloudherd.paths import data_dir
+
+app = typer.Typer(
+    name="cloudherd", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    help="Launch fleets of machines from one spec, deploy over SSH, tear them down.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+T = TypeVar("T")
+_debug = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"cloudherd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    global _debug
+    _debug = debug or os.environ.get("CLOUDHERD_DEBUG") == "1"
+
+
+def _guard(work: Callable[[], T]) -> T:
+    """Run a command body: known errors become one line and an exit code; Ctrl-C exits 130."""
+    try:
+        return work()
+    except CloudherdError as exc:
+        if _debug:
+            raise
+        err.print(Text(str(exc) if isinstance(exc, SpecError) else f"error: {exc}", style="red"))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print(Text("interrupted", style="red"))
+        raise typer.Exit(130) from None
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.command()
+def init() -> None:
+    """Make the state database, your user and your SSH key pair (done on first use anyway)."""
+    info = _guard(lambda: Client().init())
+    out.print(f"user      {info['user']}")
+    out.print(f"ssh key   {info['key']}")
+    out.print(f"database  {info['database']}")
+    out.print(f"data      {data_dir()}")
+
+
+@app.command()
+def validate(spec: Path = typer.Argument(..., help="The spec file (YAML).")) -> None:
+    """Check a spec without touching anything; exit 2 with FILE:LINE: path: message when it is wrong."""
+    from cloudherd.spec import load_spec
+
+    loaded = _guard(lambda: load_spec(spec))
+    counts = ", ".join(f"{name} ×{group.count}" for name, group in loaded.spec.groups.items())
+    out.print(f"{spec}: ok ({loaded.name}: {counts})")
+
+
+@app.command()
+def up(
+    spec: Path = typer.Argument(..., help="The spec file (YAML)."),
+    keep_on_failure: bool = typer.Option(False, "--keep-on-failure", help="Keep what was made when up fails."),
+    connect_timeout: float = typer.Option(120.0, "--connect-timeout", help="Seconds to wait for a node's SSH."),
+) -> None:
+    """Create the spec's nodes and deploy their scripts; print the new infrastructure's id."""
+    client = Client()
+    started = time.monotonic()
+
+    def work() -> str:
+        with Progress(err) as progress:
+            return _run(client.up(spec, keep_on_failure=keep_on_failure, on_event=progress,
+                                  connect_timeout=connect_timeout))
+
+    infra_id = _guard(work)
+    infra = client.infrastructure(infra_id)
+    live = [n for n in infra.nodes if n.state == "ready"]
+    err.print(Text(f"{infra.name} is ready: {len(live)} node(s) in {time.monotonic() - started:.1f}s "
+                   f"(cloudherd status {infra_id})", style="green"))
+    out.print(infra_id)
+
+
+@app.command()
+def down(ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name.")) -> None:
+    """Run teardown scripts, terminate every node, mark the infrastructure destroyed."""
+    client = Client()
+
+    def work() -> str:
+        with Progress(err) as progress:
+            return _run(client.down(ref, on_event=progress))
+
+    infra_id = _guard(work)
+    out.print(f"destroyed {infra_id}")
+
+
+@app.command("ls")
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    all_: bool = typer.Option(False, "--all", "-a", help="Include destroyed infrastructures."),
+) -> None:
+    """List infrastructures."""
+    rows = _guard(lambda: Client().ls(include_destroyed=all_))
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        err.print("no infrastructures (cloudherd up SPEC makes one)")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("id", "name", "state", "nodes", "ready", "created"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["id"], row["name"], Text(row["state"], style=_infra_style(row["state"])),
+                      str(row["nodes"]), str(row["ready"]), (row["created_at"] or "")[:19].replace("T", " "))
+    out.print(table)
+
+
+def _infra_style(state: str) -> str:
+    return {"ready": "green", "failed": "red", "destroyed": "dim", "creating": "cyan"}.get(state, "")
+
+
+@app.command()
+def status(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Groups and nodes of an infrastructure: address, state, last action."""
+    data = _guard(lambda: _run(Client().status(ref)))
+    if as_json:
+        _print_json(data)
+        return
+    out.print(Text.assemble((data["name"], "bold"), f"  {data['id']}  ",
+                            (data["state"], _infra_style(data["state"]))))
+    if data.get("reason"):
+        out.print(Text(f"reason: {data['reason']}", style="red"))
+    table = Table(box=None, header_style="bold")
+    for column in ("node", "group", "state", "address", "last action"):
+        table.add_column(column)
+    for node in data["nodes"]:
+        if node["state"] == "terminated" and data["state"] != "destroyed":
+            continue
+        last = node["last_action"]
+        last_text = f"{last['kind']} {last['name']} → {last['exit_code']}" if last else ""
+        address = f"{node['address']}:{node['port']}" if node["address"] else ""
+        table.add_row(node["name"], node["group"], Text(node["state"], style=STATE_STYLE.get(node["state"], "")),
+                      address, last_text[:70])
+    out.print(table)
+
+
+@app.command("exec")
+def exec_(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    command: str = typer.Argument(..., help="Shell command to run on each node."),
+    group: str | None = typer.Option(None, "--group", "-g", help="Only this group's nodes."),
+    node: str | None = typer.Option(None, "--node", "-n", help="Only this node."),
+    as_json: bool = typer.Option(False, "--json", help="Print per-node results as JSON."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for each node's SSH."),
+) -> None:
+    """Run a command on every node (or a group / one node), output prefixed by node."""
+    width = 0
+
+    def line(node_name: str, stream: str, text: str) -> None:
+        prefix = Text(f"{node_name:<{width}} | ", style="cyan" if stream == "stdout" else "yellow")
+        out.print(Text.assemble(prefix, text))
+
+    client = Client()
+    if not as_json:
+        width = max((len(n.name) for n in _guard(lambda: client.infrastructure(ref)).nodes), default=0)
+    results = _guard(lambda: _run(client.exec(ref, command, group=group, node=node,
+                                              on_line=None if as_json else line, timeout=timeout)))
+    if as_json:
+        _print_json([{"node": r.node, "group": r.group, "exit": r.exit_code, "stdout": r.stdout,
+                      "stderr": r.stderr, "seconds": round(r.seconds, 3), "error": r.error} for r in results])
+    else:
+        ok = sum(r.ok for r in results)
+        unreachable = [r for r in results if r.error]
+        failed = [r for r in results if not r.ok and not r.error]
+        for r in unreachable:
+            err.print(Text(f"{r.node}: {r.error}", style="red"))
+        summary = f"{ok} ok, {len(failed)} failed, {len(unreachable)} unreachable"
+        err.print(Text(summary, style="green" if ok == len(results) else "red"))
+        if not results:
+            err.print("no live nodes matched")
+    if not results or any(not r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def ssh(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    node: str = typer.Argument(..., help="Node name or id."),
+    command: list[str] = typer.Argument(None, help="Command to run instead of a shell."),
+) -> None:
+    """Open an SSH session on a node (OpenSSH's ssh, with the node's pinned host key)."""
+    client = Client()
+    target = _guard(lambda: client.node(ref, node))
+    infra = client.infrastructure(ref)
+    binary = shutil.which("ssh")
+    if binary is None:
+        err.print(Text("error: no ssh client installed (apt-get install openssh-client)", style="red"))
+        raise typer.Exit(2)
+    known = data_dir() / "known_hosts"
+    known.mkdir(exist_ok=True, mode=0o700)
+    known_file = known / f"{target.id}"
+    host = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
+    known_file.write_text(f"{host} {target.host_key}\n" if target.host_key else "")
+    argv = [binary, "-i", infra.ssh_key_path, "-p", str(target.port), "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={known_file}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=yes" if target.host_key else "StrictHostKeyChecking=accept-new",
+            "-o", "LogLevel=ERROR", f"{target.ssh_user}@{target.address}", *(command or [])]
+    sys.stdout.flush()
+    os.execv(binary, argv)
+
+
+@app.command()
+def logs(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    node: str | None = typer.Argument(None, help="Only this node's actions."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Recorded actions (scripts, teardown, exec): exit code, timing, output."""
+    rows = _guard(lambda: Client().logs(ref, node))
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        seconds = f"{row['seconds']:.2f}s" if row["seconds"] is not None else "unfinished"
+        style = "green" if row["exit_code"] == 0 else "red"
+        out.print(Text.assemble(("== ", "dim"), (row["node"], "bold"), f" {row['kind']} {row['name']} ",
+                                (f"exit {row['exit_code']}", style), f" {seconds}  {row['started_at'][:19]}"))
+        for stream in ("stdout", "stderr"):
+            text = row[stream].rstrip("\n")
+            if text:
+                out.print(Text(text, style="" if stream == "stdout" else "yellow"))
+    if not rows:
+        err.print("no recorded actions")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    run()
