@@ -14,10 +14,11 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from cloudherd.engine import ExecResult, down, exec_command, refresh, up
+from cloudherd.engine.apply import up
+from cloudherd.engine.destroy import down
 from cloudherd.engine.context import ensure_identity
 from cloudherd.engine.events import EventSink
-from cloudherd.engine.fleet import LineSink
+from cloudherd.engine.fleet import ExecResult, LineSink, exec_command, refresh
 from cloudherd.spec import load_spec
 from cloudherd.state.db import database_url, open_engine
 from cloudherd.state.models import Action, Infrastructure, Node

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,10 +21,12 @@ from rich.table import Table
 from rich.text import Text
 
 from cloudherd import __version__
-from cloudherd.api import Client
 from cloudherd.cli.progress import STATE_STYLE, Progress
 from cloudherd.errors import CloudherdError, SpecError
 from cloudherd.paths import data_dir
+
+if TYPE_CHECKING:
+    from cloudherd.api import Client
 
 app = typer.Typer(
     name="cloudherd", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -64,6 +66,19 @@ def _guard(work: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         err.print(Text("interrupted", style="red"))
         raise typer.Exit(130) from None
+    except Exception as exc:  # a bug of ours: still one line, the traceback behind --debug
+        if _debug:
+            raise
+        err.print(Text(f"error: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)",
+                       style="red"))
+        raise typer.Exit(1) from None
+
+
+def Client() -> Client:  # noqa: N802 - reads like the class it makes
+    """The API client, imported on use so that ``validate`` and ``--help`` start fast."""
+    from cloudherd.api import Client as ApiClient
+
+    return ApiClient()
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -74,7 +74,7 @@ async def up(
         else:
             emit(on_event, ProgressEvent("info", "rolling back what this run created"))
             await _rollback(store, infra, providers, reason)
-        if isinstance(exc, CloudherdError):
+        if isinstance(exc, CloudherdError | BaseExceptionGroup) and not isinstance(exc, asyncio.CancelledError):
             raise ApplyFailed(f"up of {spec.name} failed: {reason}") from exc
         raise
     finally:

@@ -95,7 +95,9 @@ async def exec_command(
         async with limit:
             try:
                 async with await connect(target, identity.key, timeout=timeout) as conn:
-                    result = await run(conn, in_workdir(command), on_line=sink)
+                    env = {"CLOUDHERD_NODE": target_node.name, "CLOUDHERD_GROUP": target_node.group_name,
+                           "CLOUDHERD_INFRA": infra.id}
+                    result = await run(conn, in_workdir(command, env), on_line=sink)
             except CloudherdError as exc:
                 store.finish_action(action_id, None, "", redact(str(exc)))
                 return ExecResult(target_node.name, target_node.group_name, None, "", "",

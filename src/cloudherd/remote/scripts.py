@@ -43,6 +43,7 @@ def script_command(name: str, env: Mapping[str, str]) -> str:
     )
 
 
-def in_workdir(command: str) -> str:
-    """A user command run from the node's work folder (created when missing)."""
-    return f'W={WORKDIR}; mkdir -p "$W" && cd "$W" && {command}'
+def in_workdir(command: str, env: Mapping[str, str] | None = None) -> str:
+    """A user command run from the node's work folder (created when missing), with ``env`` exported."""
+    exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items() if k.isidentifier())
+    return f'{exports}W={WORKDIR}; mkdir -p "$W" && cd "$W" && {command}'

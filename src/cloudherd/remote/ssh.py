@@ -88,7 +88,11 @@ async def connect(target: Target, key: asyncssh.SSHKey, *, timeout: float = 60.0
             ) from None
         except asyncssh.PermissionDenied as exc:
             last = f"permission denied for user {target.user} ({exc.reason})"
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
+        except ConnectionRefusedError:
+            last = "connection refused"
+        except TimeoutError:
+            last = "timeout: no SSH handshake"
+        except (OSError, asyncssh.Error) as exc:
             last = str(exc) or exc.__class__.__name__
         await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, 1.0)
@@ -118,6 +122,8 @@ async def run(
 
     async def read(stream_name: str, stream: asyncssh.SSHReader[str]) -> None:
         async for line in stream:
+            if not line:  # asyncssh hands over "" at end of stream; a real empty line is "\n"
+                continue
             chunks[stream_name].append(line)
             on_line(stream_name, line.rstrip("\n"))
 

@@ -7,11 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,13 +15,18 @@ from cloudherd.errors import StateError
 from cloudherd.paths import data_dir
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The newest migration; checked against Alembic's own head by the tests.  Knowing it lets an
+# up-to-date database skip importing Alembic (a third of the CLI's start-up time).
+HEAD_REVISION = "0001"
 
 
 def database_url() -> str:
     return os.environ.get("CLOUDHERD_DB") or f"sqlite:///{data_dir() / 'state.db'}"
 
 
-def _alembic_config() -> Config:
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
@@ -52,13 +53,22 @@ def open_engine(url: str | None = None) -> Engine:
     return engine
 
 
+def _current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return None
+
+
 def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration (a no-op, without importing Alembic, when it is)."""
+    if _current_revision(engine) == HEAD_REVISION:
+        return
+    from alembic import command
+
     cfg = _alembic_config()
-    head = ScriptDirectory.from_config(cfg).get_current_head()
     with engine.begin() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-        if current == head:
-            return
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
