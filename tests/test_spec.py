@@ -20,7 +20,8 @@ def write(folder: Path, text: str, name: str = "spec.yml") -> Path:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("name: x\ngroups:\n  web: {count: [1\n", "spec.yml:4: invalid YAML: expected ',' or ']', but got '<stream end>'"),
+        ("name: x\ngroups:\n  web: {count: [1\n",
+         "spec.yml:4: invalid YAML: expected ',' or ']', but got '<stream end>'"),
         ("name: x\ngroups:\n  web:\n    count: 3\n    cont: 2\n",
          "spec.yml:5: groups.web.cont: unknown key (did you mean 'count'?)"),
         ("name: x\ngroups:\n  web:\n    count: three\n", "spec.yml:4: groups.web.count: must be an integer"),

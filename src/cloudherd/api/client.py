@@ -15,8 +15,8 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from cloudherd.engine.apply import up
-from cloudherd.engine.destroy import down
 from cloudherd.engine.context import ensure_identity
+from cloudherd.engine.destroy import down
 from cloudherd.engine.events import EventSink
 from cloudherd.engine.fleet import ExecResult, LineSink, exec_command, refresh
 from cloudherd.spec import load_spec

@@ -26,7 +26,7 @@ from cloudherd.errors import CloudherdError, SpecError
 from cloudherd.paths import data_dir
 
 if TYPE_CHECKING:
-    from cloudherd.api import Client
+    from cloudherd.api.client import Client as ApiClient
 
 app = typer.Typer(
     name="cloudherd", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -74,11 +74,11 @@ def _guard(work: Callable[[], T]) -> T:
         raise typer.Exit(1) from None
 
 
-def Client() -> Client:  # noqa: N802 - reads like the class it makes
+def _client() -> ApiClient:
     """The API client, imported on use so that ``validate`` and ``--help`` start fast."""
-    from cloudherd.api import Client as ApiClient
+    from cloudherd.api.client import Client
 
-    return ApiClient()
+    return Client()
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -92,7 +92,7 @@ def _print_json(data: Any) -> None:
 @app.command()
 def init() -> None:
     """Make the state database, your user and your SSH key pair (done on first use anyway)."""
-    info = _guard(lambda: Client().init())
+    info = _guard(lambda: _client().init())
     out.print(f"user      {info['user']}")
     out.print(f"ssh key   {info['key']}")
     out.print(f"database  {info['database']}")
@@ -105,7 +105,7 @@ def validate(spec: Path = typer.Argument(..., help="The spec file (YAML).")) -> 
     from cloudherd.spec import load_spec
 
     loaded = _guard(lambda: load_spec(spec))
-    counts = ", ".join(f"{name} ×{group.count}" for name, group in loaded.spec.groups.items())
+    counts = ", ".join(f"{name} x{group.count}" for name, group in loaded.spec.groups.items())
     out.print(f"{spec}: ok ({loaded.name}: {counts})")
 
 
@@ -116,7 +116,7 @@ def up(
     connect_timeout: float = typer.Option(120.0, "--connect-timeout", help="Seconds to wait for a node's SSH."),
 ) -> None:
     """Create the spec's nodes and deploy their scripts; print the new infrastructure's id."""
-    client = Client()
+    client = _client()
     started = time.monotonic()
 
     def work() -> str:
@@ -135,7 +135,7 @@ def up(
 @app.command()
 def down(ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name.")) -> None:
     """Run teardown scripts, terminate every node, mark the infrastructure destroyed."""
-    client = Client()
+    client = _client()
 
     def work() -> str:
         with Progress(err) as progress:
@@ -151,7 +151,7 @@ def list_(
     all_: bool = typer.Option(False, "--all", "-a", help="Include destroyed infrastructures."),
 ) -> None:
     """List infrastructures."""
-    rows = _guard(lambda: Client().ls(include_destroyed=all_))
+    rows = _guard(lambda: _client().ls(include_destroyed=all_))
     if as_json:
         _print_json(rows)
         return
@@ -177,7 +177,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Groups and nodes of an infrastructure: address, state, last action."""
-    data = _guard(lambda: _run(Client().status(ref)))
+    data = _guard(lambda: _run(_client().status(ref)))
     if as_json:
         _print_json(data)
         return
@@ -215,7 +215,7 @@ def exec_(
         prefix = Text(f"{node_name:<{width}} | ", style="cyan" if stream == "stdout" else "yellow")
         out.print(Text.assemble(prefix, text))
 
-    client = Client()
+    client = _client()
     if not as_json:
         width = max((len(n.name) for n in _guard(lambda: client.infrastructure(ref)).nodes), default=0)
     results = _guard(lambda: _run(client.exec(ref, command, group=group, node=node,
@@ -244,7 +244,7 @@ def ssh(
     command: list[str] = typer.Argument(None, help="Command to run instead of a shell."),
 ) -> None:
     """Open an SSH session on a node (OpenSSH's ssh, with the node's pinned host key)."""
-    client = Client()
+    client = _client()
     target = _guard(lambda: client.node(ref, node))
     infra = client.infrastructure(ref)
     binary = shutil.which("ssh")
@@ -271,7 +271,7 @@ def logs(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Recorded actions (scripts, teardown, exec): exit code, timing, output."""
-    rows = _guard(lambda: Client().logs(ref, node))
+    rows = _guard(lambda: _client().logs(ref, node))
     if as_json:
         _print_json(rows)
         return

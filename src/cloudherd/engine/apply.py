@@ -94,7 +94,9 @@ def _group_config(loaded: LoadedSpec, group_name: str, redact: Redactor) -> dict
     teardown = loaded.teardown.get(group_name)
     return {
         "scripts": [{"name": s.name, "source": s.source, "content": s.content} for s in loaded.scripts[group_name]],
-        "teardown": {"name": teardown.name, "source": teardown.source, "content": teardown.content} if teardown else None,
+        "teardown": (
+            {"name": teardown.name, "source": teardown.source, "content": teardown.content} if teardown else None
+        ),
         "tags": dict(group.tags),
         "env": {k: redact(v) for k, v in group.env.items()},
     }
@@ -172,7 +174,8 @@ async def _deploy_all(
         async with limit:
             store.update_node(node.id, state="deploying")
             emit(sink, ProgressEvent("node", "connecting", node=node.name, group=node.group_name, state="deploying"))
-            target = Target(node.name, node.address or "", node.port, node.ssh_user or identity.user_name, node.host_key)
+            user = node.ssh_user or identity.user_name
+            target = Target(node.name, node.address or "", node.port, user, node.host_key)
             conn = await connect(target, identity.key, timeout=connect_timeout)
             async with conn:
                 context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)

@@ -7,6 +7,7 @@ Providers know nothing of the database: they make, find and remove machines, and
 from __future__ import annotations
 
 import abc
+import builtins
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,13 +139,13 @@ class Provider(abc.ABC):
     async def start(self, ids: Sequence[str]) -> None:
         raise InvalidRequestError(f"provider {self.name} cannot start instances")
 
-    async def sizes(self, pattern: str | None = None) -> list[Size]:
+    async def sizes(self, pattern: str | None = None) -> builtins.list[Size]:
         return []
 
-    async def images(self, pattern: str | None = None) -> list[Image]:
+    async def images(self, pattern: str | None = None) -> builtins.list[Image]:
         return []
 
-    async def regions(self) -> list[str]:
+    async def regions(self) -> builtins.list[str]:
         return []
 
     async def default_size(self) -> str | None:

@@ -12,6 +12,7 @@ As root, port 22 is used and each node gets its own host name (a UTS namespace) 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import errno
 import functools
@@ -115,15 +116,15 @@ class LocalProvider(Provider):
             metas.append(meta)
         await asyncio.gather(*(self._launch(meta, sshd if meta["server"] == "openssh" else None) for meta in metas))
 
-    async def sizes(self, pattern: str | None = None) -> list[Size]:
+    async def sizes(self, pattern: str | None = None) -> builtins.list[Size]:
         size = Size("host", float(os.cpu_count() or 1), _memory_mb(), {"note": "nodes share this computer"})
         return [size] if matches(pattern, size.name) else []
 
-    async def images(self, pattern: str | None = None) -> list[Image]:
+    async def images(self, pattern: str | None = None) -> builtins.list[Image]:
         image = Image("host", "host", {"note": "nodes run this computer's system"})
         return [image] if matches(pattern, image.name) else []
 
-    async def regions(self) -> list[str]:
+    async def regions(self) -> builtins.list[str]:
         return ["local"]
 
     async def default_size(self) -> str | None:

@@ -14,6 +14,7 @@ import os
 import pwd
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ CHUNK = 65536
 
 
 class _NodeServer(asyncssh.SSHServer):
-    def __init__(self, user: str, keys: list[asyncssh.SSHKey]) -> None:
+    def __init__(self, user: str, keys: Sequence[asyncssh.SSHKey]) -> None:
         self._user = user
         self._keys = {key.public_data for key in keys}
 

@@ -125,7 +125,9 @@ class Store:
 
     def nodes(self, infrastructure_id: str, *, alive_only: bool = False) -> list[Node]:
         with self.session() as s:
-            query = select(Node).where(Node.infrastructure_id == infrastructure_id).order_by(Node.group_name, Node.index)
+            query = (
+                select(Node).where(Node.infrastructure_id == infrastructure_id).order_by(Node.group_name, Node.index)
+            )
             if alive_only:
                 query = query.where(Node.state != "terminated")
             return list(s.scalars(query))

@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` (install + bring the hello fleet up), `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup sshd demo test lint clean-demo
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Best effort: OpenSSH's sshd makes local nodes faster and more real; without it cloudherd uses its
+# built-in SSH server, so nothing here is required.
+sshd:
+	@if command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client >/dev/null) \
+	  || echo "openssh-server could not be installed: local nodes use cloudherd's built-in SSH server"; \
+	else echo "no sshd: local nodes use cloudherd's built-in SSH server"; fi
+
+demo: setup sshd
+	$(VENV)/bin/cloudherd up examples/hello/cloudherd.yml
+
+test: setup sshd
+	$(VENV)/bin/ruff check src tests
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
