@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -62,6 +63,11 @@ def test_hello_up_exec_down(home: Path, server: str) -> None:
     failing = cli("exec", infra_id, "test $CLOUDHERD_NODE != hello-web-2", "--group", "web")
     assert failing.returncode == 1
     assert "2 ok, 1 failed, 0 unreachable" in failing.stderr
+
+    if shutil.which("ssh"):  # OpenSSH's client against the node, with the pinned host key
+        via_ssh = cli("ssh", infra_id, "hello-web-1", "echo", "via-ssh:$CLOUDHERD_WORK")
+        assert via_ssh.returncode == 0, via_ssh.stderr
+        assert via_ssh.stdout.startswith("via-ssh:/") and via_ssh.stdout.strip().endswith("/work")
 
     logs = json.loads(cli("logs", infra_id, "hello-web-1", "--json").stdout)
     kinds = [(row["kind"], row["name"], row["exit_code"]) for row in logs]
@@ -177,3 +183,14 @@ def test_unknown_infrastructure_is_a_one_line_error(home: Path, command: list[st
     result = cli(*command)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: no infrastructure matches 'nope' (see `cloudherd ls --all`)"
+
+
+def test_catalog_of_the_local_provider(home: Path) -> None:
+    result = cli("sizes", "local", "--json")
+    assert result.returncode == 0, result.stderr
+    (size,) = json.loads(result.stdout)
+    assert size["name"] == "host" and size["default"] is True and size["cpus"] >= 1
+    assert json.loads(cli("sizes", "local", "nomatch", "--json").stdout) == []
+    unknown = cli("sizes", "nowhere")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().startswith("error: unknown provider type 'nowhere'")

@@ -288,6 +288,74 @@ def logs(
         err.print("no recorded actions")
 
 
+def _catalog(kind: str, provider: str, pattern: str | None, region: str | None, as_json: bool) -> None:
+    """sizes / images / regions of a provider type, as a table or JSON; the default is marked."""
+    from dataclasses import asdict
+
+    from cloudherd.providers import make_provider
+
+    async def fetch() -> tuple[list[Any], str | None]:
+        driver = make_provider(provider, provider, {"region": region} if region else {})
+        try:
+            if kind == "sizes":
+                return list(await driver.sizes(pattern)), await driver.default_size()
+            if kind == "images":
+                return list(await driver.images(pattern)), None
+            return [{"name": r} for r in await driver.regions() if pattern is None or pattern in r], None
+        finally:
+            await driver.close()
+
+    rows, default = _guard(lambda: _run(fetch()))
+    data = [row if isinstance(row, dict) else asdict(row) for row in rows]
+    for row in data:
+        row["default"] = default is not None and row.get("name") == default
+    if as_json:
+        _print_json(data)
+        return
+    if not data:
+        err.print(f"no {kind} match")
+        return
+    columns = [c for c in data[0] if c not in ("extra",)]
+    table = Table(box=None, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in data:
+        table.add_row(*[Text("*" if row[c] else "", style="green") if c == "default" else str(row[c])
+                        for c in columns])
+    out.print(table)
+
+
+@app.command()
+def sizes(
+    provider: str = typer.Argument(..., help="Provider type: local, aws, …"),
+    pattern: str | None = typer.Argument(None, help="Regular expression the size name must contain."),
+    region: str | None = typer.Option(None, "--region", help="Region (default: the provider's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Machine sizes a provider offers (the default one marked)."""
+    _catalog("sizes", provider, pattern, region, as_json)
+
+
+@app.command()
+def images(
+    provider: str = typer.Argument(..., help="Provider type: local, aws, …"),
+    pattern: str | None = typer.Argument(None, help="Regular expression the image name must contain."),
+    region: str | None = typer.Option(None, "--region", help="Region (default: the provider's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Images a provider offers."""
+    _catalog("images", provider, pattern, region, as_json)
+
+
+@app.command()
+def regions(
+    provider: str = typer.Argument(..., help="Provider type: local, aws, …"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Regions a provider offers."""
+    _catalog("regions", provider, None, None, as_json)
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

@@ -55,7 +55,9 @@ class MissingDependencyError(ProviderError):
 
 
 class UnknownProviderError(InvalidRequestError):
-    """No driver of that type."""
+    """No driver of that type (a usage error: exit code 2)."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
