@@ -28,6 +28,7 @@ __all__ = [
 
 DRIVERS = {
     "local": "cloudherd.providers.local:LocalProvider",
+    "aws": "cloudherd.providers.aws:AwsProvider",
 }
 
 
