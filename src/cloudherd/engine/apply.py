@@ -144,11 +144,13 @@ def _record_instances(
     store: Store, rows: Sequence[Node], instances: Sequence[Instance], ssh_user: str | None, sink: EventSink | None
 ) -> None:
     by_name = {i.name: i for i in instances}
-    spare = [i for i in instances if i.name not in {r.name for r in rows}]
+    spare = [i for i in instances if i.name not in {r.name for r in rows}]  # providers that cannot name
+    missing = 0
     for row in rows:
         instance = by_name.get(row.name) or (spare.pop(0) if spare else None)
         if instance is None:
             store.update_node(row.id, state="failed", reason="the provider made fewer instances than asked")
+            missing += 1
             continue
         store.update_node(
             row.id, provider_id=instance.id, state="booting", address=instance.address,
@@ -157,8 +159,8 @@ def _record_instances(
         )
         emit(sink, ProgressEvent("node", f"created at {instance.address}", node=row.name, group=row.group_name,
                                  state="booting"))
-    if any(by_name.get(r.name) is None for r in rows) and len(instances) < len(rows):
-        raise ApplyFailed(f"provider made {len(instances)} of {len(rows)} instances")
+    if missing:
+        raise ApplyFailed(f"the provider made {len(rows) - missing} of {len(rows)} instances")
 
 
 async def _deploy_all(

@@ -39,6 +39,7 @@ from cloudherd.providers.base import (
     Image,
     Instance,
     InvalidRequestError,
+    NotFoundError,
     Provider,
     ProviderError,
     Size,
@@ -226,8 +227,6 @@ class LocalProvider(Provider):
     def _meta(self, node_id: str) -> dict[str, Any]:
         meta = _read_meta(self.root / node_id)
         if meta is None:
-            from cloudherd.providers.base import NotFoundError
-
             raise NotFoundError(f"local node {node_id} does not exist")
         return meta
 
@@ -295,7 +294,7 @@ def _bindable(address: str, port: int) -> int:
 
 
 def _write_sshd_config(folder: Path, meta: dict[str, Any]) -> None:
-    q = functools.partial(_quote)
+    q = _quote
     lines = [
         f"ListenAddress {meta['address']}:{meta['port']}",
         f"HostKey {q(folder / 'ssh_host_ed25519_key')}",

@@ -20,7 +20,8 @@ from typing import Any
 
 import asyncssh
 
-NODE_MARKER = "CLOUDHERD_LOCAL_NODE"
+from cloudherd.providers.local import NODE_MARKER
+
 CHUNK = 65536
 
 
