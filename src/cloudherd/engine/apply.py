@@ -13,9 +13,10 @@ from cloudherd.engine.context import Identity, Providers, Redactor, ensure_ident
 from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.errors import ApplyFailed, CloudherdError, UsageError
-from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, TAG_OWNER, CreateRequest, Instance
+from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, TAG_OWNER, CreateRequest, Instance, SizeNeed
 from cloudherd.remote.ssh import Target, connect
 from cloudherd.spec import LoadedSpec
+from cloudherd.spec.model import SizeNeed as SpecSizeNeed
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
@@ -52,7 +53,8 @@ async def up(
         store.add_group(
             infra.id, name=group_name, position=position, provider=group.provider,
             provider_type=(spec.providers[group.provider].type if group.provider in spec.providers else group.provider),
-            image=group.image, size=group.size, count=group.count, config=_group_config(loaded, group_name, redact),
+            image=group.image, size=group.size_name, count=group.count,
+            config=_group_config(loaded, group_name, redact),
         )
         store.add_nodes(infra.id, [
             {"group_name": group_name, "name": f"{spec.name}-{group_name}-{i}", "index": i, "provider": group.provider}
@@ -102,6 +104,12 @@ def _group_config(loaded: LoadedSpec, group_name: str, redact: Redactor) -> dict
     }
 
 
+def _size_need(size: object) -> SizeNeed | None:
+    if isinstance(size, SpecSizeNeed):
+        return SizeNeed(cpus=size.cpus, memory_mib=size.memory_mib)
+    return None
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
         return "interrupted"
@@ -128,7 +136,8 @@ async def _create_all(
         provider = providers.get(group.provider)
         tags = {**group.tags, TAG_INFRA: infra.id, TAG_GROUP: group_name, TAG_OWNER: identity.user_name}
         request = CreateRequest(
-            count=len(rows), image=group.image, size=group.size, tags=tags,
+            count=len(rows), image=group.image, size=group.size if isinstance(group.size, str) else None, tags=tags,
+            ports=group.ports, size_need=_size_need(group.size),
             ssh_user=loaded.spec.ssh.user or identity.user_name, ssh_public_key=identity.public_key,
             names=[n.name for n in rows], token=f"{infra.id}-{group_name}",
         )

@@ -76,6 +76,16 @@ class CreateRequest:
     ssh_public_key: str
     names: Sequence[str] = ()
     token: str | None = None
+    ports: Sequence[int] = ()  # inbound TCP ports to open besides SSH
+    size_need: SizeNeed | None = None  # when set (and ``size`` is None), the smallest size that fits
+
+
+@dataclass(frozen=True)
+class SizeNeed:
+    """At least this many cpus and MiB of memory (either may be None: no minimum)."""
+
+    cpus: float | None = None
+    memory_mib: int | None = None
 
 
 @dataclass
@@ -160,6 +170,19 @@ class Provider(abc.ABC):
 def matches(pattern: str | None, text: str) -> bool:
     """Catalog filter: a regular expression searched in the name (None matches all)."""
     return pattern is None or re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def smallest_fitting(sizes: Sequence[Size], need: SizeNeed) -> Size:
+    """The cheapest-looking size that meets ``need``: fewest cpus, then least memory, then name."""
+    fitting = [
+        s for s in sizes
+        if (need.cpus is None or s.cpus >= need.cpus) and (need.memory_mib is None or s.memory_mb >= need.memory_mib)
+    ]
+    if not fitting:
+        raise InvalidRequestError(
+            f"no size has at least {need.cpus or 0:g} cpus and {need.memory_mib or 0} MiB of memory"
+        )
+    return min(fitting, key=lambda s: (s.cpus, s.memory_mb, s.name))
 
 
 def has_tags(have: Mapping[str, str], want: Mapping[str, str]) -> bool:

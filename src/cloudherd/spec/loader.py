@@ -235,7 +235,7 @@ def _first_error(exc: ValidationError, lines: Mapping[Loc, int], display: str, d
     """The error nearest the top of the file, as one readable line."""
     found: list[tuple[int, SpecError]] = []
     for err in exc.errors():
-        loc: Loc = tuple(err["loc"])
+        loc: Loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("<")))  # union tags
         ctx = err.get("ctx") or {}
         if isinstance(ctx.get("error"), _LocatedValueError):
             located: _LocatedValueError = ctx["error"]
@@ -248,6 +248,8 @@ def _first_error(exc: ValidationError, lines: Mapping[Loc, int], display: str, d
             message = f"must be ≤ {ctx.get('le')}"
         elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "name":
             message = "must be lower-case letters, digits and '-' (at most 40), e.g. web-stack"
+        elif err["type"] == "value_error":
+            message = str(ctx.get("error") or err["msg"]).removeprefix("Value error, ")
         elif err["type"] == "too_short" and loc == ("groups",):
             message = "needs at least one group"
         else:

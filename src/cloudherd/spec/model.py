@@ -6,9 +6,10 @@ silently ignored setting.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 BUILTIN_PROVIDER_TYPES = ("local", "aws")  # usable by type name without a `providers:` entry
@@ -34,22 +35,77 @@ class ProviderConfig(BaseModel):
     type: str
 
 
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_MEMORY_FACTORS_MIB = {"B": 1 / (1024 * 1024), "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+def memory_mib(text: str | int | float) -> int:
+    """``"8G"`` / ``"512M"`` / ``"1.5GiB"`` as MiB; a bare number is GiB (as in ``memory: 8``)."""
+    if isinstance(text, int | float):
+        return int(float(text) * 1024)
+    match = _MEMORY.match(text)
+    if not match:
+        raise ValueError(f"'{text}' is not an amount of memory (write it like 8G or 512M)")
+    number, unit = float(match.group(1)), (match.group(2) or "G")[0].upper()
+    return int(number * _MEMORY_FACTORS_MIB[unit])
+
+
+class SizeNeed(_Strict):
+    """A size by need: the provider picks its smallest size with at least these cpus and memory."""
+
+    cpus: float | None = Field(default=None, gt=0)
+    memory: str | None = None
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_is_an_amount(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        memory_mib(value)
+        return str(value)
+
+    @property
+    def memory_mib(self) -> int | None:
+        return memory_mib(self.memory) if self.memory is not None else None
+
+    def describe(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in (("cpus", self.cpus), ("memory", self.memory)) if v is not None)
+
+
 class Group(_Strict):
     """One node group (layout): N alike nodes made by one provider and set up by the same scripts."""
 
     provider: str = "local"
     image: str | None = None
-    size: str | None = None
+    size: Annotated[
+        Annotated[str, Tag("<name>")] | Annotated[SizeNeed, Tag("<need>")],
+        Discriminator(lambda v: "<need>" if isinstance(v, dict | SizeNeed) else "<name>"),
+    ] | None = None  # a size name, or {cpus, memory}; the "<...>" tags are dropped from error paths
     count: int = Field(default=1, ge=0, le=10000)
     tags: dict[str, str] = Field(default_factory=dict)
     scripts: list[str] = Field(default_factory=list)
     teardown: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    ports: list[int] = Field(default_factory=list)  # opened to the world besides SSH (a security group on AWS)
+    artifacts: list[str] = Field(default_factory=list)  # globs on the node, pulled before teardown
 
-    @field_validator("scripts", mode="before")
+    @field_validator("scripts", "artifacts", mode="before")
     @classmethod
     def _one_script_is_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("ports")
+    @classmethod
+    def _ports_in_range(cls, value: list[int]) -> list[int]:
+        for port in value:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is not between 1 and 65535")
+        return sorted(set(value))
+
+    @property
+    def size_name(self) -> str | None:
+        """The size as stored and shown: a name, or a need like ``cpus=4,memory=8G``."""
+        return self.size.describe() if isinstance(self.size, SizeNeed) else self.size
 
     @field_validator("tags", "env", mode="before")
     @classmethod
