@@ -11,20 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from cloudherd.engine.apply import up
 from cloudherd.engine.context import ensure_identity
 from cloudherd.engine.destroy import down
 from cloudherd.engine.events import EventSink
-from cloudherd.engine.fleet import ExecResult, LineSink, exec_command, refresh
+from cloudherd.engine.fleet import (
+    ExecResult,
+    FleetOptions,
+    LineSink,
+    Selector,
+    TransferResult,
+    exec_command,
+    pull,
+    push,
+    refresh,
+)
 from cloudherd.spec import load_spec
 from cloudherd.state.db import database_url, open_engine
 from cloudherd.state.models import Action, Infrastructure, Node
 from cloudherd.state.repo import Store
 
 T = TypeVar("T")
+Selectable = str | Sequence[str] | None  # one name or several
+Tags = Mapping[str, str] | Sequence[str] | None  # {"k": "v"} or ["k=v"]
 
 
 class Client:
@@ -46,14 +58,23 @@ class Client:
         return {"user": identity.user_name, "key": str(identity.key_path), "database": _safe_url(self._db_url)}
 
     async def up(self, spec: str | os.PathLike[str], *, keep_on_failure: bool = False,
-                 on_event: EventSink | None = None, connect_timeout: float = 120.0) -> str:
+                 on_event: EventSink | None = None, connect_timeout: float = 120.0, force: bool = False,
+                 concurrency: int | None = None, accept_new_host_key: Sequence[str] = ()) -> str:
+        """Create the spec's infrastructure, or converge the active one of the same name.
+
+        Unchanged scripts are skipped on nodes where they already succeeded (``force`` re-runs them);
+        ``concurrency`` bounds SSH handshakes in flight.
+        """
         loaded = load_spec(spec)
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
-                        connect_timeout=connect_timeout)
+                        connect_timeout=connect_timeout, force=force, handshakes=concurrency,
+                        accept_new_host_key=accept_new_host_key)
 
-    async def down(self, ref: str, *, on_event: EventSink | None = None) -> str:
+    async def down(self, ref: str, *, on_event: EventSink | None = None,
+                   artifacts_dir: str | os.PathLike[str] | None = None) -> str:
+        """Pull artifacts, run teardowns, terminate every node; artifacts land in ``artifacts_dir/<node>/``."""
         infra = self.store.resolve(ref)
-        await down(self.store, infra, on_event=on_event)
+        await down(self.store, infra, on_event=on_event, artifacts_dir=artifacts_dir)
         return infra.id
 
     def ls(self, *, include_destroyed: bool = False) -> list[dict[str, Any]]:
@@ -71,11 +92,39 @@ class Client:
         summary["nodes"] = [_node_view(n, last.get(n.id)) for n in nodes]
         return summary
 
-    async def exec(self, ref: str, command: str, *, group: str | None = None, node: str | None = None,
-                   on_line: LineSink | None = None, timeout: float = 30.0) -> list[ExecResult]:
+    async def exec(self, ref: str, command: str, *, group: Selectable = None, node: Selectable = None,
+                   tags: Tags = None, on_line: LineSink | None = None, timeout: float = 30.0,
+                   command_timeout: float | None = None, concurrency: int | None = None,
+                   accept_new_host_key: Sequence[str] = ()) -> list[ExecResult]:
+        """Run a shell command on the chosen nodes at once; ``on_line(node, stream, line)`` streams output.
+
+        ``timeout`` bounds the wait for each node's SSH, ``command_timeout`` the command itself.
+        """
         infra = self.store.resolve(ref)
-        return await exec_command(self.store, infra, command, group=group, node=node, on_line=on_line,
-                                  timeout=timeout)
+        options = FleetOptions(connect_timeout=timeout, command_timeout=command_timeout, handshakes=concurrency,
+                               accept_new_host_key=accept_new_host_key)
+        return await exec_command(self.store, infra, command, selector=Selector.of(group, node, tags),
+                                  on_line=on_line, options=options)
+
+    async def push(self, ref: str, src: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], dst: str, *,
+                   group: Selectable = None, node: Selectable = None, tags: Tags = None, timeout: float = 30.0,
+                   concurrency: int | None = None, accept_new_host_key: Sequence[str] = ()) -> list[TransferResult]:
+        """Copy local files or folders to ``dst`` on the chosen nodes (relative: the node's work folder)."""
+        infra = self.store.resolve(ref)
+        sources = [src] if isinstance(src, str | os.PathLike) else list(src)
+        options = FleetOptions(connect_timeout=timeout, handshakes=concurrency,
+                               accept_new_host_key=accept_new_host_key)
+        return await push(self.store, infra, sources, dst, selector=Selector.of(group, node, tags), options=options)
+
+    async def pull(self, ref: str, src: str | Sequence[str], dst: str | os.PathLike[str], *,
+                   group: Selectable = None, node: Selectable = None, tags: Tags = None, timeout: float = 30.0,
+                   concurrency: int | None = None, accept_new_host_key: Sequence[str] = ()) -> list[TransferResult]:
+        """Copy what ``src`` (globs) matches on each chosen node into ``dst/<node>/``."""
+        infra = self.store.resolve(ref)
+        patterns = [src] if isinstance(src, str) else list(src)
+        options = FleetOptions(connect_timeout=timeout, handshakes=concurrency,
+                               accept_new_host_key=accept_new_host_key)
+        return await pull(self.store, infra, patterns, dst, selector=Selector.of(group, node, tags), options=options)
 
     def logs(self, ref: str, node: str | None = None) -> list[dict[str, Any]]:
         infra = self.store.resolve(ref)
@@ -129,6 +178,12 @@ class SyncClient:
 
     def exec(self, ref: str, command: str, **options: Any) -> list[ExecResult]:
         return self._run(self.aio.exec(ref, command, **options))
+
+    def push(self, ref: str, src: Any, dst: str, **options: Any) -> list[TransferResult]:
+        return self._run(self.aio.push(ref, src, dst, **options))
+
+    def pull(self, ref: str, src: Any, dst: Any, **options: Any) -> list[TransferResult]:
+        return self._run(self.aio.pull(ref, src, dst, **options))
 
     def logs(self, ref: str, node: str | None = None) -> list[dict[str, Any]]:
         return self.aio.logs(ref, node)

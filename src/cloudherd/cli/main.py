@@ -85,6 +85,17 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
+GROUPS = typer.Option([], "--group", "-g", help="Only nodes of this group (repeatable).")
+NODES = typer.Option([], "--node", "-n", help="Only this node: name or id (repeatable).")
+TAGS = typer.Option([], "--tag", "-t", help="Only nodes whose group has tag KEY=VALUE (repeatable).")
+CONCURRENCY = typer.Option(
+    None, "--concurrency", "-c", help="SSH handshakes in flight (default: CLOUDHERD_SSH_CONCURRENCY or 64 per core)."
+)
+ACCEPT_NEW = typer.Option(
+    [], "--accept-new-host-key", metavar="NODE", help="Take the host key NODE presents now as its new pin."
+)
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -114,15 +125,22 @@ def up(
     spec: Path = typer.Argument(..., help="The spec file (YAML)."),
     keep_on_failure: bool = typer.Option(False, "--keep-on-failure", help="Keep what was made when up fails."),
     connect_timeout: float = typer.Option(120.0, "--connect-timeout", help="Seconds to wait for a node's SSH."),
+    force: bool = typer.Option(False, "--force", help="Re-run scripts even where they already succeeded unchanged."),
+    concurrency: int | None = CONCURRENCY,
+    accept_new_host_key: list[str] = ACCEPT_NEW,
 ) -> None:
-    """Create the spec's nodes and deploy their scripts; print the new infrastructure's id."""
+    """Create the spec's nodes (or converge the running ones of the same name) and deploy their scripts.
+
+    Prints the infrastructure's id.  Scripts that already succeeded unchanged on a node are skipped.
+    """
     client = _client()
     started = time.monotonic()
 
     def work() -> str:
         with Progress(err) as progress:
             return _run(client.up(spec, keep_on_failure=keep_on_failure, on_event=progress,
-                                  connect_timeout=connect_timeout))
+                                  connect_timeout=connect_timeout, force=force, concurrency=concurrency,
+                                  accept_new_host_key=accept_new_host_key or ()))
 
     infra_id = _guard(work)
     infra = client.infrastructure(infra_id)
@@ -133,13 +151,18 @@ def up(
 
 
 @app.command()
-def down(ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name.")) -> None:
-    """Run teardown scripts, terminate every node, mark the infrastructure destroyed."""
+def down(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    artifacts: Path | None = typer.Option(
+        None, "--artifacts", help="Where groups' artifacts land (DIR/<node>/); default: the data folder."
+    ),
+) -> None:
+    """Pull artifacts, run teardown scripts, terminate every node, mark the infrastructure destroyed."""
     client = _client()
 
     def work() -> str:
         with Progress(err) as progress:
-            return _run(client.down(ref, on_event=progress))
+            return _run(client.down(ref, on_event=progress, artifacts_dir=artifacts))
 
     infra_id = _guard(work)
     out.print(f"destroyed {infra_id}")
@@ -168,7 +191,8 @@ def list_(
 
 
 def _infra_style(state: str) -> str:
-    return {"ready": "green", "failed": "red", "destroyed": "dim", "creating": "cyan"}.get(state, "")
+    styles = {"ready": "green", "failed": "red", "destroyed": "dim", "creating": "cyan", "updating": "cyan"}
+    return styles.get(state, "")
 
 
 @app.command()
@@ -203,12 +227,16 @@ def status(
 def exec_(
     ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
     command: str = typer.Argument(..., help="Shell command to run on each node."),
-    group: str | None = typer.Option(None, "--group", "-g", help="Only this group's nodes."),
-    node: str | None = typer.Option(None, "--node", "-n", help="Only this node."),
+    group: list[str] = GROUPS,
+    node: list[str] = NODES,
+    tag: list[str] = TAGS,
     as_json: bool = typer.Option(False, "--json", help="Print per-node results as JSON."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for each node's SSH."),
+    command_timeout: float | None = typer.Option(None, "--command-timeout", help="Seconds the command may run."),
+    concurrency: int | None = CONCURRENCY,
+    accept_new_host_key: list[str] = ACCEPT_NEW,
 ) -> None:
-    """Run a command on every node (or a group / one node), output prefixed by node."""
+    """Run a command on every node (or the selected ones), output streamed and prefixed by node."""
     width = 0
 
     def line(node_name: str, stream: str, text: str) -> None:
@@ -218,8 +246,10 @@ def exec_(
     client = _client()
     if not as_json:
         width = max((len(n.name) for n in _guard(lambda: client.infrastructure(ref)).nodes), default=0)
-    results = _guard(lambda: _run(client.exec(ref, command, group=group, node=node,
-                                              on_line=None if as_json else line, timeout=timeout)))
+    results = _guard(lambda: _run(client.exec(
+        ref, command, group=group, node=node, tags=tag, on_line=None if as_json else line, timeout=timeout,
+        command_timeout=command_timeout, concurrency=concurrency, accept_new_host_key=accept_new_host_key or (),
+    )))
     if as_json:
         _print_json([{"node": r.node, "group": r.group, "exit": r.exit_code, "stdout": r.stdout,
                       "stderr": r.stderr, "seconds": round(r.seconds, 3), "error": r.error} for r in results])
@@ -231,6 +261,69 @@ def exec_(
             err.print(Text(f"{r.node}: {r.error}", style="red"))
         summary = f"{ok} ok, {len(failed)} failed, {len(unreachable)} unreachable"
         err.print(Text(summary, style="green" if ok == len(results) else "red"))
+        if not results:
+            err.print("no live nodes matched")
+    if not results or any(not r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def push(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    src: list[Path] = typer.Argument(..., help="Local files or folders (the last argument is DST)."),
+    dst: str = typer.Argument(..., help="Where on each node (relative: the node's work folder)."),
+    group: list[str] = GROUPS,
+    node: list[str] = NODES,
+    tag: list[str] = TAGS,
+    as_json: bool = typer.Option(False, "--json", help="Print per-node results as JSON."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for each node's SSH."),
+    concurrency: int | None = CONCURRENCY,
+    accept_new_host_key: list[str] = ACCEPT_NEW,
+) -> None:
+    """Copy local files or folders to every node (or the selected ones), over SFTP."""
+    client = _client()
+    results = _guard(lambda: _run(client.push(
+        ref, src, dst, group=group, node=node, tags=tag, timeout=timeout, concurrency=concurrency,
+        accept_new_host_key=accept_new_host_key or (),
+    )))
+    _transfer_summary(results, as_json, "pushed")
+
+
+@app.command()
+def pull(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    src: list[str] = typer.Argument(..., help="Remote paths or globs (relative: the node's work folder); "
+                                              "the last argument is DST."),
+    dst: Path = typer.Argument(..., help="Local folder; each node's files land in DST/<node>/."),
+    group: list[str] = GROUPS,
+    node: list[str] = NODES,
+    tag: list[str] = TAGS,
+    as_json: bool = typer.Option(False, "--json", help="Print per-node results as JSON."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for each node's SSH."),
+    concurrency: int | None = CONCURRENCY,
+    accept_new_host_key: list[str] = ACCEPT_NEW,
+) -> None:
+    """Copy files from every node (or the selected ones) into DST/<node>/."""
+    client = _client()
+    results = _guard(lambda: _run(client.pull(
+        ref, src, dst, group=group, node=node, tags=tag, timeout=timeout, concurrency=concurrency,
+        accept_new_host_key=accept_new_host_key or (),
+    )))
+    _transfer_summary(results, as_json, "pulled")
+
+
+def _transfer_summary(results: list[Any], as_json: bool, verb: str) -> None:
+    if as_json:
+        _print_json([{"node": r.node, "group": r.group, "ok": r.ok, "files": r.files,
+                      "seconds": round(r.seconds, 3), "error": r.error} for r in results])
+    else:
+        for r in results:
+            if r.ok:
+                out.print(f"{r.node}: {verb} {len(r.files)} path(s) in {r.seconds:.2f}s")
+            else:
+                err.print(Text(f"{r.node}: {r.error}", style="red"))
+        ok = sum(r.ok for r in results)
+        err.print(Text(f"{ok} ok, {len(results) - ok} failed", style="green" if ok == len(results) else "red"))
         if not results:
             err.print("no live nodes matched")
     if not results or any(not r.ok for r in results):

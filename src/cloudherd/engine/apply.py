@@ -1,27 +1,35 @@
-"""``up``: create every group's nodes, deploy their scripts, and roll back exactly what this run made
-when anything fails or the run is interrupted (unless asked to keep it)."""
+"""``up``: bring an infrastructure to what its spec says, and deploy its scripts.
+
+A new name makes a new infrastructure; a name that is active already is converged: missing nodes are
+created, surplus (and dead) nodes retired, and scripts whose rendered text changed are re-run while
+unchanged ones are skipped.  Each node starts its scripts the moment it accepts SSH, over one pooled
+connection.  On failure or Ctrl-C, what this run created is rolled back (unless asked to keep it).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity, template_context
 from cloudherd.engine.deploy import run_scripts
+from cloudherd.engine.destroy import retire, terminate
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
-from cloudherd.errors import ApplyFailed, CloudherdError, UsageError
+from cloudherd.engine.fleet import LIVE_STATES, Reach
+from cloudherd.errors import ApplyFailed, CloudherdError
 from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, TAG_OWNER, CreateRequest, Instance, SizeNeed
-from cloudherd.remote.ssh import Target, connect
+from cloudherd.remote.pool import ConnectionPool
+from cloudherd.remote.ssh import fingerprint
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.model import SizeNeed as SpecSizeNeed
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
 DEFAULT_CONNECT_TIMEOUT = 120.0
-DEFAULT_CONCURRENCY = 64
+COUNTED_STATES = (*LIVE_STATES, "pending", "stopped")  # nodes that count towards a group's size
 
 
 async def up(
@@ -31,39 +39,48 @@ async def up(
     keep_on_failure: bool = False,
     on_event: EventSink | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    handshakes: int | None = None,
+    force: bool = False,
+    accept_new_host_key: Collection[str] = (),
 ) -> str:
-    """Bring ``loaded`` up as a new infrastructure and return its id; raise ApplyFailed on failure."""
+    """Create or converge the infrastructure of ``loaded``; return its id, or raise ApplyFailed."""
     spec = loaded.spec
     identity = ensure_identity(store, _key_path(loaded))
     existing = store.active_named(spec.name)
-    if existing is not None:
-        raise UsageError(
-            f"an infrastructure named '{spec.name}' exists already ({existing.id}, {existing.state}); "
-            f"`cloudherd down {existing.id}` first, or rename the spec"
-        )
-    infra = store.create_infrastructure(
-        name=spec.name, owner_id=identity.user_id, state="creating", spec_path=str(loaded.path.resolve()),
-        spec_text=loaded.raw_text, ssh_user=spec.ssh.user, ssh_key_path=str(identity.key_path),
-    )
-    store.add_event(infra.id, "up", f"up of {spec.name} started")
-    emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name})"))
     redact = Redactor(set(loaded.secrets))
-    for position, (group_name, group) in enumerate(spec.groups.items()):
-        store.add_group(
-            infra.id, name=group_name, position=position, provider=group.provider,
-            provider_type=(spec.providers[group.provider].type if group.provider in spec.providers else group.provider),
-            image=group.image, size=group.size_name, count=group.count,
-            config=_group_config(loaded, group_name, redact),
+    if existing is None:
+        infra = store.create_infrastructure(
+            name=spec.name, owner_id=identity.user_id, state="creating", spec_path=str(loaded.path.resolve()),
+            spec_text=loaded.raw_text, ssh_user=spec.ssh.user, ssh_key_path=str(identity.key_path),
         )
-        store.add_nodes(infra.id, [
-            {"group_name": group_name, "name": f"{spec.name}-{group_name}-{i}", "index": i, "provider": group.provider}
-            for i in range(1, group.count + 1)
-        ])
+        store.add_event(infra.id, "up", f"up of {spec.name} started")
+        emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name})"))
+    else:
+        infra = existing
+        store.update_infrastructure(infra.id, state="updating", reason=None, spec_text=loaded.raw_text,
+                                    spec_path=str(loaded.path.resolve()))
+        store.add_event(infra.id, "up", f"converging {spec.name}")
+        emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name}): converging"))
+    new_infra = existing is None
+    surplus = _sync_groups(loaded, store, infra.id, redact)
+    infra = store.infrastructure(infra.id)
     providers = Providers(loaded)
+    created: list[str] = []
     try:
-        await _create_all(loaded, store, infra, identity, providers, on_event)
-        await _deploy_all(loaded, store, infra, identity, redact, on_event, connect_timeout, concurrency)
+        async with ConnectionPool(identity.key, handshakes=handshakes, connect_timeout=connect_timeout) as pool:
+            reach = Reach(store, infra, identity, accept_new_host_key)
+            try:
+                if surplus:
+                    emit(on_event, ProgressEvent("info", f"retiring {len(surplus)} node(s) the spec no longer has"))
+                    await retire(store, infra, surplus, loaded=loaded, reach=reach, pool=pool, providers=providers,
+                                 sink=on_event)
+                await _create_missing(loaded, store, infra, identity, providers, on_event, created)
+                reach.pins.update(
+                    {node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()}
+                )
+                await _deploy_all(loaded, store, infra, reach, pool, redact, on_event, force)
+            finally:
+                reach.record(pool)
         store.set_infrastructure_state(infra.id, "ready")
         store.add_event(infra.id, "up", "ready")
         return infra.id
@@ -75,7 +92,7 @@ async def up(
             store.set_infrastructure_state(infra.id, "failed", reason + " (kept: --keep-on-failure)")
         else:
             emit(on_event, ProgressEvent("info", "rolling back what this run created"))
-            await _rollback(store, infra, providers, reason)
+            await _rollback(store, infra, providers, created, reason, sweep=new_infra)
         if isinstance(exc, CloudherdError | BaseExceptionGroup) and not isinstance(exc, asyncio.CancelledError):
             raise ApplyFailed(f"up of {spec.name} failed: {reason}") from exc
         raise
@@ -91,6 +108,46 @@ def _key_path(loaded: LoadedSpec) -> Path | None:
     return path if path.is_absolute() else loaded.path.parent / path
 
 
+def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: Redactor) -> list[Node]:
+    """Make the group rows and node rows say what the spec says; return the nodes to retire.
+
+    New nodes are added as ``pending`` rows (created next); the highest-numbered nodes of a group
+    that shrank, every node of a group that was removed, and dead nodes are returned as surplus.
+    """
+    spec = loaded.spec
+    infra = store.infrastructure(infra_id)
+    rows = {g.name: g for g in infra.groups}
+    nodes = store.nodes(infra_id)
+    surplus: list[Node] = []
+    for position, (group_name, group) in enumerate(spec.groups.items()):
+        fields: dict[str, Any] = {
+            "position": position, "provider": group.provider,
+            "provider_type": spec.providers[group.provider].type if group.provider in spec.providers
+            else group.provider,
+            "image": group.image, "size": group.size_name, "count": group.count,
+            "config": _group_config(loaded, group_name, redact),
+        }
+        if group_name in rows:
+            store.update_group(infra_id, group_name, **fields)
+        else:
+            store.add_group(infra_id, name=group_name, **fields)
+        members = [n for n in nodes if n.group_name == group_name and n.state != "terminated"]
+        dead = [n for n in members if n.state not in COUNTED_STATES]
+        counted = sorted((n for n in members if n.state in COUNTED_STATES), key=lambda n: n.index)
+        surplus += dead + counted[group.count:]
+        used = {n.index for n in counted[: group.count]}
+        free = (i for i in range(1, 1_000_000) if i not in used)
+        store.add_nodes(infra_id, [
+            {"group_name": group_name, "name": f"{spec.name}-{group_name}-{index}", "index": index,
+             "provider": group.provider}
+            for index in (next(free) for _ in range(max(0, group.count - len(counted))))
+        ])
+    for group_name in set(rows) - set(spec.groups):
+        store.update_group(infra_id, group_name, count=0)
+        surplus += [n for n in nodes if n.group_name == group_name and n.state != "terminated"]
+    return surplus
+
+
 def _group_config(loaded: LoadedSpec, group_name: str, redact: Redactor) -> dict[str, Any]:
     group = loaded.group(group_name)
     teardown = loaded.teardown.get(group_name)
@@ -101,6 +158,8 @@ def _group_config(loaded: LoadedSpec, group_name: str, redact: Redactor) -> dict
         ),
         "tags": dict(group.tags),
         "env": {k: redact(v) for k, v in group.env.items()},
+        "artifacts": list(group.artifacts),
+        "ports": list(group.ports),
     }
 
 
@@ -121,12 +180,12 @@ def _reason(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {exc}"
 
 
-async def _create_all(
+async def _create_missing(
     loaded: LoadedSpec, store: Store, infra: Infrastructure, identity: Identity, providers: Providers,
-    sink: EventSink | None,
+    sink: EventSink | None, created: list[str],
 ) -> None:
-    """One bulk create per group, all groups at once."""
-    nodes = store.nodes(infra.id)
+    """One bulk create per group for its ``pending`` nodes, all groups at once."""
+    nodes = [n for n in store.nodes(infra.id) if n.state == "pending"]
 
     async def create_group(group_name: str) -> None:
         group = loaded.group(group_name)
@@ -137,13 +196,14 @@ async def _create_all(
         tags = {**group.tags, TAG_INFRA: infra.id, TAG_GROUP: group_name, TAG_OWNER: identity.user_name}
         request = CreateRequest(
             count=len(rows), image=group.image, size=group.size if isinstance(group.size, str) else None, tags=tags,
-            ports=group.ports, size_need=_size_need(group.size),
             ssh_user=loaded.spec.ssh.user or identity.user_name, ssh_public_key=identity.public_key,
-            names=[n.name for n in rows], token=f"{infra.id}-{group_name}",
+            names=[n.name for n in rows], token=f"{infra.id}-{group_name}-{rows[0].id}",
+            ports=group.ports, size_need=_size_need(group.size),
         )
         for row in rows:
             emit(sink, ProgressEvent("node", "creating", node=row.name, group=group_name, state="creating"))
         instances = await provider.create(request)
+        created.extend(row.id for row in rows)
         _record_instances(store, rows, instances, loaded.spec.ssh.user, sink)
 
     await asyncio.gather(*(create_group(name) for name in loaded.spec.groups))
@@ -155,6 +215,7 @@ def _record_instances(
     by_name = {i.name: i for i in instances}
     spare = [i for i in instances if i.name not in {r.name for r in rows}]  # providers that cannot name
     missing = 0
+    pins = []
     for row in rows:
         instance = by_name.get(row.name) or (spare.pop(0) if spare else None)
         if instance is None:
@@ -166,59 +227,56 @@ def _record_instances(
             private_address=instance.private_address, port=instance.port,
             ssh_user=instance.ssh_user or ssh_user, host_key=instance.host_key, workdir=instance.workdir,
         )
+        if instance.host_key:
+            pins.append((row.id, instance.host_key, fingerprint(instance.host_key), "provider"))
         emit(sink, ProgressEvent("node", f"created at {instance.address}", node=row.name, group=row.group_name,
                                  state="booting"))
+    if rows and pins:
+        store.pin_host_keys(rows[0].infrastructure_id, pins)
     if missing:
         raise ApplyFailed(f"the provider made {len(rows) - missing} of {len(rows)} instances")
 
 
 async def _deploy_all(
-    loaded: LoadedSpec, store: Store, infra: Infrastructure, identity: Identity, redact: Redactor,
-    sink: EventSink | None, connect_timeout: float, concurrency: int,
+    loaded: LoadedSpec, store: Store, infra: Infrastructure, reach: Reach, pool: ConnectionPool,
+    redact: Redactor, sink: EventSink | None, force: bool,
 ) -> None:
     """Each node runs its scripts as soon as it accepts SSH; the first failure stops the run."""
     nodes = store.nodes(infra.id)
-    limit = asyncio.Semaphore(max(1, concurrency))
+    done = {} if force else store.script_digests(infra.id)
 
     async def deploy(node: Node) -> None:
         group = loaded.group(node.group_name)
-        async with limit:
-            store.update_node(node.id, state="deploying")
-            emit(sink, ProgressEvent("node", "connecting", node=node.name, group=node.group_name, state="deploying"))
-            user = node.ssh_user or identity.user_name
-            target = Target(node.name, node.address or "", node.port, user, node.host_key)
-            conn = await connect(target, identity.key, timeout=connect_timeout)
-            async with conn:
-                context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
-                scripts = [{"name": s.name, "source": s.source, "content": s.content}
-                           for s in loaded.scripts[node.group_name]]
-                try:
-                    await run_scripts(conn, store, node, scripts, context, group.env, redact, sink)
-                except CloudherdError as exc:
-                    store.update_node(node.id, state="failed", reason=str(exc))
-                    emit(sink, ProgressEvent("node", str(exc), node=node.name, group=node.group_name, state="failed"))
-                    raise
-        store.update_node(node.id, state="ready")
+        store.update_node(node.id, state="deploying")
+        emit(sink, ProgressEvent("node", "connecting", node=node.name, group=node.group_name, state="deploying"))
+        target = reach.target(node)
+        try:
+            await pool.connection(target)
+            context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
+            scripts = [{"name": s.name, "source": s.source, "content": s.content}
+                       for s in loaded.scripts[node.group_name]]
+            await run_scripts(pool, target, store, node, scripts, context, group.env, redact, sink, done=done)
+        except CloudherdError as exc:
+            store.update_node(node.id, state="failed", reason=str(exc))
+            emit(sink, ProgressEvent("node", str(exc), node=node.name, group=node.group_name, state="failed"))
+            raise
+        store.update_node(node.id, state="ready", reason=None)
         emit(sink, ProgressEvent("node", "ready", node=node.name, group=node.group_name, state="ready"))
 
     async with asyncio.TaskGroup() as tasks:
         for node in nodes:
-            if node.state == "booting":
+            if node.state in ("booting", "deploying", "ready", "failed") and node.group_name in loaded.spec.groups:
                 tasks.create_task(deploy(node))
 
 
-async def _rollback(store: Store, infra: Infrastructure, providers: Providers, reason: str) -> None:
-    """Terminate what this run made: the recorded ids plus anything carrying this (new) infra's tag."""
-    nodes = store.nodes(infra.id)
-    for provider_name in sorted({n.provider for n in nodes}):
-        with contextlib.suppress(CloudherdError):
-            provider = providers.get(provider_name)
-            ids = {n.provider_id for n in nodes if n.provider == provider_name and n.provider_id}
-            with contextlib.suppress(CloudherdError):
-                ids |= {i.id for i in await provider.list({TAG_INFRA: infra.id})}
-            if ids:
-                await provider.terminate(sorted(ids))
-    for node in nodes:
-        store.update_node(node.id, state="terminated")
+async def _rollback(store: Store, infra: Infrastructure, providers: Providers, created: Sequence[str],
+                    reason: str, *, sweep: bool) -> None:
+    """Terminate the nodes this run created (a new infrastructure: also anything carrying its tag)."""
+    made = [n for n in store.nodes(infra.id) if n.id in set(created) or (sweep and n.state != "terminated")]
+    with contextlib.suppress(CloudherdError):
+        await terminate(store, infra, made, providers, None, sweep=sweep)
+    for node in store.nodes(infra.id):
+        if node.state == "pending":  # never created: nothing to undo
+            store.update_node(node.id, state="terminated", reason="not created (rolled back)")
     store.set_infrastructure_state(infra.id, "failed", f"{reason} (rolled back)")
     store.add_event(infra.id, "rollback", "rolled back")

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncssh
 
+from cloudherd.errors import DeployError
 from cloudherd.paths import data_dir
 from cloudherd.providers import Provider, make_provider
 from cloudherd.remote.keys import ensure_keypair
@@ -95,8 +96,30 @@ def template_context(
 ) -> dict[str, Any]:
     by_group: dict[str, list[dict[str, Any]]] = {}
     for other in nodes:
+        if other.state in ("terminated", "terminating", "dead"):
+            continue
         by_group.setdefault(other.group_name, []).append(node_view(other))
+
+    def members(group: str) -> list[dict[str, Any]]:
+        if group not in by_group:
+            known = ", ".join(sorted(by_group)) or "none"
+            raise DeployError(f"no group '{group}' with live nodes (groups: {known})")
+        return by_group[group]
+
+    def getip(group: str) -> str:
+        """The address of the group's first node (Occopus's getip)."""
+        return str(members(group)[0]["address"])
+
+    def getipall(group: str) -> list[str]:
+        """Every address in the group, in node order."""
+        return [str(n["address"]) for n in members(group)]
+
+    def getprivip(group: str) -> str:
+        """The private address of the group's first node (its address where the cloud has no private one)."""
+        return str(members(group)[0]["private_address"])
+
     return {
         "node": node_view(node), "nodes": by_group, "infra": {"id": infra.id, "name": infra.name},
         "variables": dict(variables), "env": dict(env),
+        "getip": getip, "getipall": getipall, "getprivip": getprivip,
     }

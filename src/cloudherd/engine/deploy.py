@@ -1,25 +1,36 @@
-"""Running a group's scripts (or its teardown) on one node, each run recorded as an action."""
+"""Running a group's scripts (or its teardown) on one node over a pooled connection, each run recorded.
+
+A script whose rendered text, name and environment hash to the digest of its last successful run on
+that node is skipped, so ``up`` twice does no work twice; ``force`` runs everything again.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import asyncssh
 
 from cloudherd.engine.context import Redactor
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.errors import DeployError
+from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.scripts import render, script_command
-from cloudherd.remote.ssh import run
+from cloudherd.remote.ssh import Target
 from cloudherd.state.models import Node
 from cloudherd.state.repo import Store
 
 OUTPUT_LIMIT = 1_000_000  # characters of stdout / stderr kept per action
 
 
+def script_digest(source: str, text: str, env: Mapping[str, str]) -> str:
+    material = json.dumps([source, text, sorted(env.items())], ensure_ascii=False)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
 async def run_scripts(
-    conn: asyncssh.SSHClientConnection,
+    pool: ConnectionPool,
+    target: Target,
     store: Store,
     node: Node,
     scripts: Sequence[Mapping[str, str]],
@@ -29,23 +40,41 @@ async def run_scripts(
     sink: EventSink | None,
     *,
     kind: str = "script",
-) -> None:
-    """Run ``scripts`` ({name, source, content}) in order; the first non-zero exit raises DeployError."""
+    done: Mapping[tuple[str, str], str] | None = None,
+) -> int:
+    """Run ``scripts`` ({name, source, content}) in order; the first non-zero exit raises DeployError.
+
+    ``done`` maps (node id, source) to the digest of the last successful run: those are skipped.
+    Returns how many scripts ran.
+    """
     script_env = {
         **env, "CLOUDHERD_NODE": node.name, "CLOUDHERD_GROUP": node.group_name,
         "CLOUDHERD_INFRA": node.infrastructure_id,
     }
+    ran = 0
     for script in scripts:
-        action_id = store.start_action(node.infrastructure_id, node.id, kind, script["source"])
-        emit(sink, ProgressEvent("action", f"{kind} {script['source']}", node=node.name, group=node.group_name))
         try:
             text = render(script["source"], script["content"], context)
         except DeployError as exc:
+            action_id = store.start_action(node.infrastructure_id, node.id, kind, script["source"])
             store.finish_action(action_id, None, "", redact(str(exc)))
             raise DeployError(f"node {node.name}: {redact(str(exc))}") from None
-        result = await run(conn, script_command(script["name"], script_env), input=text)
+        digest = script_digest(script["source"], text, script_env)
+        if done is not None and done.get((node.id, script["source"])) == digest:
+            emit(sink, ProgressEvent("action", f"{kind} {script['source']} unchanged: skipped", node=node.name,
+                                     group=node.group_name))
+            continue
+        action_id = store.start_action(node.infrastructure_id, node.id, kind, script["source"], digest=digest)
+        emit(sink, ProgressEvent("action", f"{kind} {script['source']}", node=node.name, group=node.group_name))
+        try:
+            result = await pool.run(target, script_command(script["name"], script_env), input=text)
+        except DeployError as exc:
+            store.finish_action(action_id, None, "", redact(str(exc)))
+            raise
+        ran += 1
         stdout, stderr = redact(result.stdout)[-OUTPUT_LIMIT:], redact(result.stderr)[-OUTPUT_LIMIT:]
         store.finish_action(action_id, result.exit_code, stdout, stderr, ended_at=result.ended_at)
         if not result.ok:
             tail = (stderr.strip() or stdout.strip()).splitlines()[-1:] or ["no output"]
             raise DeployError(f"node {node.name}: {script['source']} exited {result.exit_code}: {tail[0][:300]}")
+    return ran

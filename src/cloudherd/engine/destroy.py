@@ -1,76 +1,141 @@
-"""``down``: run each node's teardown script, terminate every node, mark the infrastructure destroyed."""
+"""Retiring nodes: pull their artifacts, run their teardown, terminate them.  ``down`` retires them all.
+
+Teardown and artifact failures are recorded and reported but never keep a machine alive.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
 
 from cloudherd.engine.context import Providers, Redactor, ensure_identity, snapshot, template_context
 from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
+from cloudherd.engine.fleet import Reach
 from cloudherd.errors import CloudherdError
+from cloudherd.paths import data_dir
 from cloudherd.providers.base import TAG_INFRA
-from cloudherd.remote.ssh import Target, connect
+from cloudherd.remote.pool import ConnectionPool
+from cloudherd.remote.ssh import Target
+from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
 TEARDOWN_TIMEOUT = 300.0
+REACHABLE_STATES = ("ready", "failed", "deploying")
+
+
+def default_artifacts_dir(infra: Infrastructure) -> Path:
+    return data_dir() / "artifacts" / f"{infra.name}-{infra.id}"
 
 
 async def down(store: Store, infra: Infrastructure, *, on_event: EventSink | None = None,
-               teardown_timeout: float = TEARDOWN_TIMEOUT) -> None:
-    """Destroy ``infra``.  Teardown failures are recorded and reported but do not keep machines alive."""
+               teardown_timeout: float = TEARDOWN_TIMEOUT, artifacts_dir: str | os.PathLike[str] | None = None) -> None:
+    """Destroy ``infra``: every node retired, then the infrastructure marked destroyed."""
     if infra.state == "destroyed":
         emit(on_event, ProgressEvent("info", f"{infra.id} ({infra.name}) is already destroyed"))
         return
     store.set_infrastructure_state(infra.id, "destroying")
     store.add_event(infra.id, "down", "down started")
     loaded = snapshot(infra)
-    redact = Redactor(loaded.secrets)
-    nodes = store.nodes(infra.id)
-    groups = {g.name: g for g in infra.groups}
     identity = ensure_identity(store, infra.ssh_key_path)
+    providers = Providers(loaded)
+    try:
+        async with ConnectionPool(identity.key, connect_timeout=min(30.0, teardown_timeout)) as pool:
+            reach = Reach(store, infra, identity)
+            await retire(store, infra, store.nodes(infra.id), loaded=loaded, reach=reach, pool=pool,
+                         providers=providers, sink=on_event, teardown_timeout=teardown_timeout,
+                         artifacts_dir=Path(artifacts_dir) if artifacts_dir else None, sweep=True)
+            reach.record(pool)
+    finally:
+        await providers.close()
+    store.set_infrastructure_state(infra.id, "destroyed")
+    store.add_event(infra.id, "down", "destroyed")
 
-    async def teardown(node: Node) -> None:
-        script = (groups[node.group_name].config or {}).get("teardown") if node.group_name in groups else None
-        if not script or node.state not in ("ready", "failed", "deploying") or not node.address:
+
+async def retire(
+    store: Store, infra: Infrastructure, nodes: Sequence[Node], *, loaded: LoadedSpec, reach: Reach,
+    pool: ConnectionPool, providers: Providers, sink: EventSink | None, teardown_timeout: float = TEARDOWN_TIMEOUT,
+    artifacts_dir: Path | None = None, sweep: bool = False,
+) -> None:
+    """Artifacts, teardown, terminate for ``nodes``.  ``sweep`` also terminates anything else carrying the
+    infrastructure's tag (``down`` of a whole infrastructure)."""
+    groups = {g.name: g for g in infra.groups}
+    redact = Redactor(loaded.secrets)
+    everyone = store.nodes(infra.id)
+    artifacts_root = artifacts_dir or default_artifacts_dir(infra)
+
+    async def before(node: Node) -> None:
+        config = (groups[node.group_name].config or {}) if node.group_name in groups else {}
+        if node.state not in REACHABLE_STATES or not node.address:
             return
-        emit(on_event, ProgressEvent("node", "teardown", node=node.name, group=node.group_name, state="terminating"))
-        target = Target(node.name, node.address, node.port, node.ssh_user or identity.user_name, node.host_key)
-        group_spec = loaded.spec.groups.get(node.group_name)
-        env = dict(group_spec.env) if group_spec else {}
+        target = reach.target(node)
+        patterns = config.get("artifacts") or []
+        script = config.get("teardown")
+        if not patterns and not script:
+            return
         try:
             async with asyncio.timeout(teardown_timeout):
-                async with await connect(target, identity.key, timeout=min(30.0, teardown_timeout)) as conn:
-                    context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
-                    await run_scripts(conn, store, node, [script], context, env, redact, None, kind="teardown")
+                if patterns:
+                    await _pull_artifacts(store, infra, node, pool, target, patterns, artifacts_root, sink)
+                if script:
+                    emit(sink, ProgressEvent("node", "teardown", node=node.name, group=node.group_name,
+                                             state="terminating"))
+                    group_spec = loaded.spec.groups.get(node.group_name)
+                    env = dict(group_spec.env) if group_spec else {}
+                    context = template_context(node, everyone, infra, loaded.spec.variables, loaded.env)
+                    await run_scripts(pool, target, store, node, [script], context, env, redact, None,
+                                      kind="teardown")
         except (CloudherdError, TimeoutError) as exc:
             message = f"teardown on {node.name} failed: {redact(str(exc)) or 'timed out'}"
             store.add_event(infra.id, "warning", message, node_id=node.id)
-            emit(on_event, ProgressEvent("error", message, node=node.name, group=node.group_name))
+            emit(sink, ProgressEvent("error", message, node=node.name, group=node.group_name))
 
-    await asyncio.gather(*(teardown(n) for n in nodes))
+    await asyncio.gather(*(before(n) for n in nodes))
+    await terminate(store, infra, nodes, providers, sink, sweep=sweep)
 
-    providers = Providers(loaded)
+
+async def _pull_artifacts(
+    store: Store, infra: Infrastructure, node: Node, pool: ConnectionPool, target: Target, patterns: list[str],
+    root: Path, sink: EventSink | None,
+) -> None:
     try:
-        for provider_name in sorted({n.provider for n in nodes}):
-            provider = providers.get(provider_name)
-            ids = {n.provider_id for n in nodes if n.provider == provider_name and n.provider_id
-                   and n.state != "terminated"}
+        matched = await pool.get(target, patterns, root / node.name)
+    except CloudherdError:
+        raise
+    except Exception as exc:  # SFTP errors: recorded, never blocking the teardown
+        message = f"artifacts from {node.name} not pulled: {getattr(exc, 'reason', None) or exc}"
+        store.add_event(infra.id, "warning", message, node_id=node.id)
+        emit(sink, ProgressEvent("error", message, node=node.name, group=node.group_name))
+        return
+    text = f"{len(matched)} artifact(s) pulled to {root / node.name}" if matched else "no artifacts matched"
+    store.add_event(infra.id, "artifacts", f"{node.name}: {text}", node_id=node.id)
+    emit(sink, ProgressEvent("action", text, node=node.name, group=node.group_name))
+
+
+async def terminate(
+    store: Store, infra: Infrastructure, nodes: Sequence[Node], providers: Providers, sink: EventSink | None,
+    *, sweep: bool = False,
+) -> None:
+    """Terminate the nodes' instances (one call per provider) and mark the nodes terminated."""
+    for provider_name in sorted({n.provider for n in nodes}):
+        provider = providers.get(provider_name)
+        ids = {n.provider_id for n in nodes if n.provider == provider_name and n.provider_id
+               and n.state != "terminated"}
+        if sweep:
             with contextlib.suppress(CloudherdError):  # leftovers this infrastructure made but did not record
                 ids |= {i.id for i in await provider.list({TAG_INFRA: infra.id})}
-            if ids:
-                for node in nodes:
-                    if node.provider_id in ids:
-                        emit(on_event, ProgressEvent("node", "terminating", node=node.name, group=node.group_name,
-                                                     state="terminating"))
-                await provider.terminate(sorted(ids))
-    finally:
-        await providers.close()
+        if ids:
+            for node in nodes:
+                if node.provider_id in ids:
+                    emit(sink, ProgressEvent("node", "terminating", node=node.name, group=node.group_name,
+                                             state="terminating"))
+            await provider.terminate(sorted(ids))
     for node in nodes:
         if node.state != "terminated":
             store.update_node(node.id, state="terminated")
-            emit(on_event, ProgressEvent("node", "terminated", node=node.name, group=node.group_name,
-                                         state="terminated"))
-    store.set_infrastructure_state(infra.id, "destroyed")
-    store.add_event(infra.id, "down", "destroyed")
+            emit(sink, ProgressEvent("node", "terminated", node=node.name, group=node.group_name,
+                                     state="terminated"))

@@ -1,17 +1,25 @@
-"""Working on a running fleet: refresh node states from the providers, run a command everywhere."""
+"""Working on a running fleet: refresh node states, choose nodes, run a command or copy files everywhere.
+
+Fleet commands keep the database off the hot path: the nodes, their pinned host keys and the spec
+are read once before any connection opens, and what happened is written in one transaction after.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from cloudherd.engine.context import Providers, Redactor, ensure_identity, snapshot
+from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity, snapshot
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.providers.base import TAG_INFRA
+from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.scripts import in_workdir
-from cloudherd.remote.ssh import Target, connect, run
+from cloudherd.remote.ssh import Target, fingerprint, utcnow
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
@@ -45,6 +53,122 @@ async def refresh(store: Store, infra: Infrastructure) -> list[Node]:
     return store.nodes(infra.id)
 
 
+# -- choosing nodes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which nodes a fleet command works on: all live ones, narrowed by group, node name/id and tags
+    (a node has its group's tags).  Each list is an OR; the three are ANDed."""
+
+    groups: Sequence[str] = ()
+    nodes: Sequence[str] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, group: str | Sequence[str] | None = None, node: str | Sequence[str] | None = None,
+           tags: Mapping[str, str] | Sequence[str] | None = None) -> Selector:
+        """From CLI-like values: one name or many, tags as a mapping or ``["k=v", ...]``."""
+        return cls(_many(group), _many(node), parse_tags(tags))
+
+
+def _many(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def parse_tags(tags: Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
+    if not tags:
+        return {}
+    if isinstance(tags, Mapping):
+        return {str(k): str(v) for k, v in tags.items()}
+    parsed = {}
+    for item in tags:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--tag takes KEY=VALUE, got '{item}'")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def select_nodes(infra: Infrastructure, nodes: Sequence[Node], selector: Selector | None = None) -> list[Node]:
+    """The live, addressable nodes the selector picks; a name that matches nothing is a usage error."""
+    selector = selector or Selector()
+    group_tags = {g.name: dict((g.config or {}).get("tags") or {}) for g in infra.groups}
+    known_groups = sorted({n.group_name for n in nodes} | set(group_tags))
+    for wanted in selector.groups:
+        if wanted not in known_groups:
+            raise UsageError(f"no group '{wanted}' in {infra.name} (groups: {', '.join(known_groups)})")
+    chosen = [n for n in nodes if n.state in LIVE_STATES and n.address]
+    if selector.groups:
+        chosen = [n for n in chosen if n.group_name in selector.groups]
+    if selector.nodes:
+        for wanted in selector.nodes:
+            if not any(wanted in (n.name, n.id, n.provider_id) for n in chosen):
+                raise UsageError(f"no live node '{wanted}' in {infra.name} (see `cloudherd status {infra.id}`)")
+        chosen = [n for n in chosen if {n.name, n.id, n.provider_id} & set(selector.nodes)]
+    if selector.tags:
+        chosen = [n for n in chosen
+                  if all(group_tags.get(n.group_name, {}).get(k) == v for k, v in selector.tags.items())]
+    return chosen
+
+
+# -- reaching nodes ---------------------------------------------------------------------------------
+
+
+class Reach:
+    """How to log in to an infrastructure's nodes, with the host keys pinned for them.
+
+    The pin of a node is the key recorded in ``host_keys`` (first contact, or its provider's report);
+    ``accept_new`` names nodes whose next key is taken as the new pin (``--accept-new-host-key``).
+    """
+
+    def __init__(self, store: Store, infra: Infrastructure, identity: Identity,
+                 accept_new: Collection[str] = ()) -> None:
+        self.store = store
+        self.infra = infra
+        self.identity = identity
+        self.pins = {node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()}
+        self.accept_new = set(accept_new)
+        if self.accept_new:
+            names = {n.name for n in store.nodes(infra.id)} | {n.id for n in store.nodes(infra.id)}
+            unknown = sorted(self.accept_new - names)
+            if unknown:
+                raise UsageError(f"--accept-new-host-key: no node {', '.join(unknown)} in {infra.name}")
+
+    def target(self, node: Node) -> Target:
+        return Target(
+            node.name, node.address or "", node.port, node.ssh_user or self.identity.user_name,
+            host_key=self.pins.get(node.id) or node.host_key, node_id=node.id, workdir=node.workdir,
+            accept_new_host_key=bool({node.name, node.id} & self.accept_new),
+        )
+
+    def record(self, pool: ConnectionPool) -> None:
+        """Pin the keys nodes presented on first contact (or re-pin), all in one transaction."""
+        rows = []
+        for target, seen in pool.seen_host_keys.values():
+            if not target.node_id or self.pins.get(target.node_id) == seen.public_key:
+                continue
+            source = "re-pinned" if target.accept_new_host_key else "first-contact"
+            rows.append((target.node_id, seen.public_key, seen.fingerprint, source))
+            self.pins[target.node_id] = seen.public_key
+            if target.accept_new_host_key and target.host_key:
+                self.store.add_event(
+                    self.infra.id, "host-key",
+                    f"{target.name}: host key re-pinned from {fingerprint(target.host_key)} to {seen.fingerprint}",
+                    node_id=target.node_id,
+                )
+        self.store.pin_host_keys(self.infra.id, rows)
+
+
+def node_env(infra: Infrastructure, node: Node) -> dict[str, str]:
+    return {"CLOUDHERD_NODE": node.name, "CLOUDHERD_GROUP": node.group_name, "CLOUDHERD_INFRA": infra.id}
+
+
+# -- exec -------------------------------------------------------------------------------------------
+
+
 @dataclass
 class ExecResult:
     node: str
@@ -63,48 +187,144 @@ class ExecResult:
 LineSink = Callable[[str, str, str], None]  # (node, stream, line)
 
 
-def select_nodes(nodes: Sequence[Node], group: str | None = None, node: str | None = None) -> list[Node]:
-    chosen = [n for n in nodes if n.state in LIVE_STATES and n.address]
-    if group:
-        if group not in {n.group_name for n in nodes}:
-            raise UsageError(f"no group '{group}' (groups: {', '.join(sorted({n.group_name for n in nodes}))})")
-        chosen = [n for n in chosen if n.group_name == group]
-    if node:
-        chosen = [n for n in chosen if node in (n.name, n.id, n.provider_id)]
-        if not chosen:
-            raise UsageError(f"no live node '{node}' (see `cloudherd status`)")
-    return chosen
+@dataclass(frozen=True)
+class FleetOptions:
+    """How a fleet command connects: SSH wait per node, handshakes in flight, nodes to re-pin."""
+
+    connect_timeout: float = 30.0
+    command_timeout: float | None = None
+    handshakes: int | None = None
+    accept_new_host_key: Collection[str] = ()
 
 
 async def exec_command(
-    store: Store, infra: Infrastructure, command: str, *, group: str | None = None, node: str | None = None,
-    on_line: LineSink | None = None, timeout: float = 30.0, concurrency: int = 64,
+    store: Store, infra: Infrastructure, command: str, *, selector: Selector | None = None,
+    on_line: LineSink | None = None, options: FleetOptions | None = None,
 ) -> list[ExecResult]:
-    """Run ``command`` on the chosen nodes at once; each run is recorded as an action."""
+    """Run ``command`` on the chosen nodes at once over fresh connections; recorded as actions after."""
+    options = options or FleetOptions()
     identity = ensure_identity(store, infra.ssh_key_path)
     redact = Redactor(snapshot(infra).secrets)
-    nodes = select_nodes(store.nodes(infra.id), group, node)
-    limit = asyncio.Semaphore(max(1, concurrency))
+    nodes = select_nodes(infra, store.nodes(infra.id), selector)
+    reach = Reach(store, infra, identity, options.accept_new_host_key)
+    records: list[dict[str, Any]] = []
 
-    async def one(target_node: Node) -> ExecResult:
-        started = time.monotonic()
-        target = Target(target_node.name, target_node.address or "", target_node.port,
-                        target_node.ssh_user or identity.user_name, target_node.host_key)
-        action_id = store.start_action(infra.id, target_node.id, "exec", command)
-        sink = (lambda stream, line: on_line(target_node.name, stream, redact(line))) if on_line else None
-        async with limit:
-            try:
-                async with await connect(target, identity.key, timeout=timeout) as conn:
-                    env = {"CLOUDHERD_NODE": target_node.name, "CLOUDHERD_GROUP": target_node.group_name,
-                           "CLOUDHERD_INFRA": infra.id}
-                    result = await run(conn, in_workdir(command, env), on_line=sink)
-            except CloudherdError as exc:
-                store.finish_action(action_id, None, "", redact(str(exc)))
-                return ExecResult(target_node.name, target_node.group_name, None, "", "",
-                                  time.monotonic() - started, error=redact(str(exc)))
+    async def one(pool: ConnectionPool, node: Node) -> ExecResult:
+        started, began = time.monotonic(), utcnow()
+        sink = (lambda stream, line: on_line(node.name, stream, redact(line))) if on_line else None
+        try:
+            result = await pool.run(reach.target(node), in_workdir(command, node_env(infra, node)),
+                                    on_line=sink, timeout=options.command_timeout)
+        except (CloudherdError, TimeoutError) as exc:
+            message = redact(str(exc)) or f"no answer within {options.command_timeout:g}s"
+            records.append(_action(infra, node, "exec", command, None, "", message, began))
+            return ExecResult(node.name, node.group_name, None, "", "", time.monotonic() - started, error=message)
         stdout, stderr = redact(result.stdout), redact(result.stderr)
-        store.finish_action(action_id, result.exit_code, stdout, stderr, ended_at=result.ended_at)
-        return ExecResult(target_node.name, target_node.group_name, result.exit_code, stdout, stderr,
-                          time.monotonic() - started)
+        records.append(_action(infra, node, "exec", command, result.exit_code, stdout, stderr, began))
+        return ExecResult(node.name, node.group_name, result.exit_code, stdout, stderr, time.monotonic() - started)
 
-    return list(await asyncio.gather(*(one(n) for n in nodes)))
+    try:
+        async with ConnectionPool(identity.key, handshakes=options.handshakes,
+                                  connect_timeout=options.connect_timeout) as pool:
+            results = list(await asyncio.gather(*(one(pool, n) for n in nodes)))
+            reach.record(pool)
+    finally:
+        store.add_actions(records)
+    return results
+
+
+def _action(infra: Infrastructure, node: Node, kind: str, name: str, exit_code: int | None, stdout: str,
+            stderr: str, started_at: Any) -> dict[str, Any]:
+    return {"infrastructure_id": infra.id, "node_id": node.id, "kind": kind, "name": name, "exit_code": exit_code,
+            "stdout": stdout, "stderr": stderr, "started_at": started_at, "ended_at": utcnow()}
+
+
+# -- push / pull ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TransferResult:
+    node: str
+    group: str
+    files: list[str]
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+async def push(
+    store: Store, infra: Infrastructure, sources: Sequence[str | os.PathLike[str]], destination: str, *,
+    selector: Selector | None = None, options: FleetOptions | None = None,
+) -> list[TransferResult]:
+    """Copy local files or folders to ``destination`` on every chosen node (relative: the node's work folder)."""
+    paths = [Path(s).expanduser() for s in sources]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UsageError(f"push: no such local file: {', '.join(missing)}")
+    name = f"{' '.join(str(p) for p in paths)} -> {destination}"
+
+    async def copy(pool: ConnectionPool, target: Target, node: Node) -> list[str]:
+        await pool.put(target, paths, destination)
+        return [str(p) for p in paths]
+
+    return await _transfer(store, infra, "push", name, copy, selector, options)
+
+
+async def pull(
+    store: Store, infra: Infrastructure, patterns: Sequence[str], destination: str | os.PathLike[str], *,
+    selector: Selector | None = None, options: FleetOptions | None = None,
+) -> list[TransferResult]:
+    """Copy what ``patterns`` (globs; relative: the node's work folder) match on each chosen node into
+    ``destination/<node>/``.  A node where nothing matches is an error for that node."""
+    folder = Path(destination).expanduser()
+    name = f"{' '.join(patterns)} -> {folder}"
+
+    async def copy(pool: ConnectionPool, target: Target, node: Node) -> list[str]:
+        matched = await pool.get(target, patterns, folder / node.name)
+        if not matched:
+            raise UsageError(f"nothing matches {' '.join(patterns)} on {node.name}")
+        return matched
+
+    return await _transfer(store, infra, "pull", name, copy, selector, options)
+
+
+Copier = Callable[[ConnectionPool, Target, Node], Any]
+
+
+async def _transfer(
+    store: Store, infra: Infrastructure, kind: str, name: str, copy: Copier, selector: Selector | None,
+    options: FleetOptions | None,
+) -> list[TransferResult]:
+    options = options or FleetOptions()
+    identity = ensure_identity(store, infra.ssh_key_path)
+    nodes = select_nodes(infra, store.nodes(infra.id), selector)
+    reach = Reach(store, infra, identity, options.accept_new_host_key)
+    records: list[dict[str, Any]] = []
+
+    async def one(pool: ConnectionPool, node: Node) -> TransferResult:
+        started, began = time.monotonic(), utcnow()
+        try:
+            files = await copy(pool, reach.target(node), node)
+        except Exception as exc:  # ours, OSError, TimeoutError and asyncssh's SFTP errors alike: per node
+            message = _transfer_error(exc)
+            records.append(_action(infra, node, kind, name, 1, "", message, began))
+            return TransferResult(node.name, node.group_name, [], time.monotonic() - started, error=message)
+        records.append(_action(infra, node, kind, name, 0, "\n".join(files), "", began))
+        return TransferResult(node.name, node.group_name, files, time.monotonic() - started)
+
+    try:
+        async with ConnectionPool(identity.key, handshakes=options.handshakes,
+                                  connect_timeout=options.connect_timeout) as pool:
+            results = list(await asyncio.gather(*(one(pool, n) for n in nodes)))
+            reach.record(pool)
+    finally:
+        store.add_actions(records)
+    return results
+
+
+def _transfer_error(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)  # asyncssh.SFTPError carries its text here
+    return str(reason or exc) or exc.__class__.__name__

@@ -1,7 +1,9 @@
-"""Connections and command runs over asyncssh.
+"""Connections and command runs over asyncssh, with host keys always checked.
 
-Host keys are pinned: a node whose provider told us its key is checked against it; a node whose key
-we do not know yet is trusted on first contact and the key is handed back to be recorded.
+Every connection is verified: a node with a pinned host key (from its provider, or recorded on first
+contact) must present that key, else :class:`HostKeyMismatchError` names the node and both
+fingerprints.  A node with no pin yet is trusted on first contact and the key it presented is handed
+back to be recorded.  ``known_hosts=None`` (no checking) is never used.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class Target:
-    """Where and as whom to log in to one node."""
+    """Where and as whom to log in to one node, and the host key pinned for it (if any)."""
 
     name: str
     address: str
     port: int
     user: str
     host_key: str | None = None
+    node_id: str | None = None
+    workdir: str | None = None  # where relative paths of push / pull land (else the login directory)
+    accept_new_host_key: bool = False  # re-pin: take whatever key the node presents now
 
 
 @dataclass
@@ -55,37 +60,100 @@ class HostKeyMismatchError(DeployError):
     """The node presented another host key than the one pinned for it."""
 
 
-def _known_hosts(target: Target) -> asyncssh.SSHKnownHosts | None:
-    if not target.host_key:
-        return None
-    host = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
-    return asyncssh.import_known_hosts(f"{host} {target.host_key}\n")
+class SessionNotStartedError(DeployError):
+    """The connection failed before the command could start: safe to retry on a new connection."""
 
 
-async def connect(target: Target, key: asyncssh.SSHKey, *, timeout: float = 60.0) -> asyncssh.SSHClientConnection:
-    """Log in, retrying while the node boots; bounded by ``timeout`` seconds, then UnreachableError."""
+@dataclass
+class SeenHostKey:
+    """A host key a node presented that was not pinned before (first contact or accepted re-pin)."""
+
+    public_key: str
+    fingerprint: str
+
+
+def key_line(key: asyncssh.SSHKey) -> str:
+    """``"ssh-ed25519 AAAA..."`` without a comment."""
+    return " ".join(key.export_public_key().decode().split()[:2])
+
+
+def fingerprint(public_key: str) -> str:
+    try:
+        return asyncssh.import_public_key(public_key).get_fingerprint()
+    except (asyncssh.KeyImportError, ValueError):
+        return "unreadable key"
+
+
+class _VerifyingClient(asyncssh.SSHClient):
+    """Asked by asyncssh about any host key that is not the pinned one; remembers what was presented."""
+
+    def __init__(self, trust_any: bool) -> None:
+        self.trust_any = trust_any
+        self.presented: asyncssh.SSHKey | None = None
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        self.presented = key
+        return self.trust_any
+
+
+def _factory(client: _VerifyingClient) -> Callable[[], _VerifyingClient]:
+    return lambda: client
+
+
+def _trusted(target: Target) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]]:
+    """asyncssh's (trusted host keys, CA keys, revoked keys): only the pin, so its algorithm is negotiated."""
+    if target.host_key and not target.accept_new_host_key:
+        return [asyncssh.import_public_key(target.host_key)], [], []
+    return [], [], []
+
+
+async def connect(
+    target: Target,
+    key: asyncssh.SSHKey,
+    *,
+    timeout: float = 60.0,
+    gate: asyncio.Semaphore | None = None,
+    keepalive: float = 15.0,
+) -> tuple[asyncssh.SSHClientConnection, SeenHostKey | None]:
+    """Log in, retrying while the node boots; bounded by ``timeout`` seconds, then UnreachableError.
+
+    ``gate`` bounds handshakes in flight; it is held for one attempt at a time, never across the waits
+    between attempts, so a slow-booting node does not hold a slot others could use.  Returns the
+    connection and, when the node had no pin (or is being re-pinned), the key it presented.
+    """
     deadline = time.monotonic() + timeout
     delay = 0.05
     last = "no attempt"
+    trusted = _trusted(target)
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise UnreachableError(
                 f"node {target.name} ({target.address}:{target.port}) did not accept SSH within {timeout:g}s: {last}"
             )
+        client = _VerifyingClient(trust_any=not trusted[0])
         try:
-            return await asyncio.wait_for(
-                asyncssh.connect(
-                    target.address, target.port, username=target.user, client_keys=[key],
-                    known_hosts=_known_hosts(target), agent_path=None, config=[],
-                    keepalive_interval=15, login_timeout=max(1.0, remaining),
-                ),
-                timeout=max(0.5, remaining),
-            )
-        except asyncssh.HostKeyNotVerifiable as exc:
-            raise HostKeyMismatchError(
-                f"node {target.name} ({target.address}:{target.port}) presented an unexpected host key: {exc.reason}"
-            ) from None
+            if gate is not None:
+                await gate.acquire()
+            try:
+                conn, _ = await asyncio.wait_for(
+                    asyncssh.create_connection(
+                        _factory(client), target.address, target.port, username=target.user, client_keys=[key],
+                        known_hosts=trusted, agent_path=None, config=[], keepalive_interval=keepalive,
+                        keepalive_count_max=3, login_timeout=max(1.0, remaining),
+                    ),
+                    timeout=max(0.5, remaining),
+                )
+            finally:
+                if gate is not None:
+                    gate.release()
+            seen = None
+            if client.presented is not None:
+                line = key_line(client.presented)
+                seen = SeenHostKey(line, client.presented.get_fingerprint())
+            return conn, seen
+        except asyncssh.HostKeyNotVerifiable:
+            raise _mismatch(target, client.presented) from None
         except asyncssh.PermissionDenied as exc:
             last = f"permission denied for user {target.user} ({exc.reason})"
         except ConnectionRefusedError:
@@ -98,6 +166,16 @@ async def connect(target: Target, key: asyncssh.SSHKey, *, timeout: float = 60.0
         delay = min(delay * 2, 1.0)
 
 
+def _mismatch(target: Target, presented: asyncssh.SSHKey | None) -> HostKeyMismatchError:
+    pinned = fingerprint(target.host_key or "")
+    shown = presented.get_fingerprint() if presented is not None else "a key of another type"
+    return HostKeyMismatchError(
+        f"node {target.name} ({target.address}:{target.port}) presented host key {shown}, but {pinned} is "
+        f"pinned for it: refusing to connect. If the node was rebuilt, re-pin with "
+        f"--accept-new-host-key {target.name}"
+    )
+
+
 async def run(
     conn: asyncssh.SSHClientConnection,
     command: str,
@@ -108,13 +186,17 @@ async def run(
 ) -> RunResult:
     """Run ``command``; with ``on_line`` each output line is handed over as it arrives."""
     started = utcnow()
+    try:
+        process = await conn.create_process(command, stdin=asyncssh.PIPE)
+    except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, BrokenPipeError, ConnectionResetError) as exc:
+        raise SessionNotStartedError(str(exc) or exc.__class__.__name__) from exc
     if on_line is None:
-        result = await conn.run(command, input=input or "", check=False, timeout=timeout)
+        stdout, stderr = await asyncio.wait_for(process.communicate(input or ""), timeout=timeout)
+        code = process.exit_status
         return RunResult(
-            exit_code=result.exit_status if result.exit_status is not None else -1,
-            stdout=_text(result.stdout), stderr=_text(result.stderr), started_at=started, ended_at=utcnow(),
+            exit_code=code if code is not None else -1, stdout=_text(stdout), stderr=_text(stderr),
+            started_at=started, ended_at=utcnow(),
         )
-    process = await conn.create_process(command, stdin=asyncssh.PIPE)
     if input:
         process.stdin.write(input)
     process.stdin.write_eof()

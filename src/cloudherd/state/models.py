@@ -38,7 +38,7 @@ class Infrastructure(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), index=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    # creating | ready | failed | destroying | destroyed
+    # creating | updating | ready | failed | destroying | destroyed
     state: Mapped[str] = mapped_column(String(20), default="creating")
     reason: Mapped[str | None] = mapped_column(Text)
     spec_path: Mapped[str] = mapped_column(Text)
@@ -110,6 +110,26 @@ class Action(Base):
     stderr: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column()
+    # sha256 of what ran (rendered script, its name and env): a re-run skips a script whose digest last succeeded
+    digest: Mapped[str | None] = mapped_column(String(64))
+
+
+class HostKey(Base):
+    """A node's SSH host key as first seen (or as its provider reported it); a later mismatch is refused.
+
+    Replaced keys stay as history with ``replaced_at`` set, so a re-pin is auditable.
+    """
+
+    __tablename__ = "host_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    infrastructure_id: Mapped[str] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    public_key: Mapped[str] = mapped_column(Text)  # OpenSSH line: "ssh-ed25519 AAAA..."
+    fingerprint: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(20))  # provider | first-contact | re-pinned
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    replaced_at: Mapped[datetime | None] = mapped_column()
 
 
 class Event(Base):

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from cloudherd.errors import UsageError
 from cloudherd.state.db import open_engine, session_factory
-from cloudherd.state.models import Action, Event, Group, Infrastructure, Node, User, utcnow
+from cloudherd.state.models import Action, Event, Group, HostKey, Infrastructure, Node, User, utcnow
 
-ACTIVE_STATES = ("creating", "ready", "failed", "destroying")
+ACTIVE_STATES = ("creating", "updating", "ready", "failed", "destroying")
 
 
 class Store:
@@ -56,6 +56,20 @@ class Store:
             group = Group(infrastructure_id=infrastructure_id, **fields)
             s.add(group)
             return group
+
+    def update_infrastructure(self, infra_id: str, **fields: Any) -> None:
+        with self.session() as s, s.begin():
+            infra = s.get_one(Infrastructure, infra_id)
+            for key, value in fields.items():
+                setattr(infra, key, value)
+
+    def update_group(self, infra_id: str, name: str, **fields: Any) -> None:
+        with self.session() as s, s.begin():
+            group = s.scalar(select(Group).where(Group.infrastructure_id == infra_id, Group.name == name))
+            if group is None:
+                raise UsageError(f"no group {name} in {infra_id}")
+            for key, value in fields.items():
+                setattr(group, key, value)
 
     def set_infrastructure_state(self, infra_id: str, state: str, reason: str | None = None) -> None:
         with self.session() as s, s.begin():
@@ -134,9 +148,11 @@ class Store:
 
     # -- actions and events ---------------------------------------------------------------------------
 
-    def start_action(self, infrastructure_id: str, node_id: str, kind: str, name: str) -> int:
+    def start_action(self, infrastructure_id: str, node_id: str, kind: str, name: str,
+                     digest: str | None = None) -> int:
         with self.session() as s, s.begin():
-            action = Action(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, name=name)
+            action = Action(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, name=name,
+                            digest=digest)
             s.add(action)
             s.flush()
             return action.id
@@ -150,6 +166,24 @@ class Store:
             action.stderr = stderr
             action.ended_at = ended_at or utcnow()
 
+    def add_actions(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Many finished actions in one transaction: fleet commands record after the fact, off the hot path."""
+        if not rows:
+            return
+        with self.session() as s, s.begin():
+            s.add_all(Action(**row) for row in rows)
+
+    def script_digests(self, infrastructure_id: str) -> dict[tuple[str, str], str]:
+        """(node id, script source) -> digest of its last successful run."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Action.node_id, Action.name, Action.digest)
+                .where(Action.infrastructure_id == infrastructure_id, Action.kind == "script",
+                       Action.exit_code == 0, Action.digest.is_not(None))
+                .order_by(Action.id)
+            )
+            return {(node_id, name): digest for node_id, name, digest in rows if digest}
+
     def actions(self, infrastructure_id: str, node_id: str | None = None) -> list[Action]:
         with self.session() as s:
             query = select(Action).where(Action.infrastructure_id == infrastructure_id).order_by(Action.id)
@@ -159,6 +193,32 @@ class Store:
 
     def last_actions(self, infrastructure_id: str) -> dict[str, Action]:
         return {action.node_id: action for action in self.actions(infrastructure_id)}
+
+    # -- host keys ------------------------------------------------------------------------------------
+
+    def host_keys(self, infrastructure_id: str) -> dict[str, HostKey]:
+        """The pinned (current) host key of each node that has one."""
+        with self.session() as s:
+            rows = s.scalars(
+                select(HostKey).where(HostKey.infrastructure_id == infrastructure_id, HostKey.replaced_at.is_(None))
+            )
+            return {row.node_id: row for row in rows}
+
+    def pin_host_keys(self, infrastructure_id: str, keys: Sequence[tuple[str, str, str, str]]) -> None:
+        """Pin (node id, public key, fingerprint, source) in one transaction; a node's earlier pin is kept as
+        history, marked replaced."""
+        if not keys:
+            return
+        with self.session() as s, s.begin():
+            node_ids = [k[0] for k in keys]
+            now = utcnow()
+            for old in s.scalars(select(HostKey).where(HostKey.node_id.in_(node_ids), HostKey.replaced_at.is_(None))):
+                old.replaced_at = now
+            s.add_all(
+                HostKey(infrastructure_id=infrastructure_id, node_id=node_id, public_key=key, fingerprint=fp,
+                        source=source)
+                for node_id, key, fp, source in keys
+            )
 
     def add_event(self, infrastructure_id: str | None, kind: str, message: str, node_id: str | None = None) -> None:
         with self.session() as s, s.begin():
