@@ -188,6 +188,12 @@ class SyncClient:
     def logs(self, ref: str, node: str | None = None) -> list[dict[str, Any]]:
         return self.aio.logs(ref, node)
 
+    def infrastructure(self, ref: str) -> Infrastructure:
+        return self.aio.infrastructure(ref)
+
+    def node(self, ref: str, name: str) -> Node:
+        return self.aio.node(ref, name)
+
 
 def _safe_url(url: str | None) -> str:
     from sqlalchemy.engine import make_url

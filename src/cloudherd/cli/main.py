@@ -257,6 +257,8 @@ def exec_(
         ok = sum(r.ok for r in results)
         unreachable = [r for r in results if r.error]
         failed = [r for r in results if not r.ok and not r.error]
+        for r in failed:
+            err.print(Text(f"{r.node}: exit {r.exit_code}", style="red"))
         for r in unreachable:
             err.print(Text(f"{r.node}: {r.error}", style="red"))
         summary = f"{ok} ok, {len(failed)} failed, {len(unreachable)} unreachable"

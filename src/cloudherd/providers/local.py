@@ -312,7 +312,7 @@ def _write_sshd_config(folder: Path, meta: dict[str, Any]) -> None:
         "PrintLastLog no",
         "MaxStartups 1000",
         "MaxSessions 1000",
-        "LogLevel ERROR",
+        "LogLevel INFO",  # one "Accepted publickey" line per login in server.log: logins can be counted
         "Subsystem sftp internal-sftp",
         f"SetEnv HOME={q(folder / 'home')} CLOUDHERD_WORK={q(folder / 'work')} {NODE_MARKER}={q(folder)}",
     ]

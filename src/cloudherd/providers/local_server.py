@@ -39,6 +39,10 @@ class _NodeServer(asyncssh.SSHServer):
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         return username == self._user and key.public_data in self._keys
 
+    def auth_completed(self) -> None:
+        # the same words OpenSSH logs at INFO, so logins to either server can be counted alike
+        print(f"Accepted publickey for {self._user} (built-in server)", file=sys.stderr, flush=True)
+
 
 def _session_env(folder: Path, meta: dict[str, Any], extra: dict[str, str]) -> dict[str, str]:
     entry = pwd.getpwnam(meta["user"])
