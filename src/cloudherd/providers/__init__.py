@@ -41,5 +41,11 @@ def make_provider(name: str, type_: str, settings: Mapping[str, Any] | None = No
         raise UnknownProviderError(f"unknown provider type '{type_}' (known: {', '.join(sorted(DRIVERS))})")
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    provider: Provider = cls(name, settings)
+    own = {k: v for k, v in (settings or {}).items() if k != "reach"}
+    provider: Provider = cls(name, own)
+    reach = (settings or {}).get("reach")
+    if reach:
+        from cloudherd.providers.reach import ReachableProvider, load_plugin
+
+        return ReachableProvider(provider, load_plugin(str(reach), own))
     return provider
