@@ -1,5 +1,6 @@
-"""The Python API: :class:`Client` (async) and :class:`SyncClient`, its blocking twin."""
+"""The Python API: :class:`Client` (async) and :class:`SyncClient`, its blocking twin; machine handles."""
 
 from cloudherd.api.client import Client, SyncClient
+from cloudherd.api.machine import Machine, PollTimeoutError, SyncMachine, machines, sync_machines
 
-__all__ = ["Client", "SyncClient"]
+__all__ = ["Client", "Machine", "PollTimeoutError", "SyncClient", "SyncMachine", "machines", "sync_machines"]

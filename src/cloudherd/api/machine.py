@@ -1,0 +1,259 @@
+"""Machine handles: one instance of one provider, to read, wait on, stop, start and delete (like py-smartdc's
+``Machine``).
+
+:class:`Machine` is async; :class:`SyncMachine` is its blocking twin (each call runs in ``asyncio.run``, so it
+cannot be used inside a running event loop).  Every wait is bounded: on expiry :class:`PollTimeoutError` names
+the machine, the awaited state, the last state seen and the timeout.
+
+A handle holds the :class:`Instance` it last read; ``refresh`` reads it again (one ``provider.list`` call,
+narrowed by the instance's infrastructure tag when it has one).  A machine the provider no longer lists is
+``terminated``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
+
+from cloudherd.errors import CloudherdError, UsageError
+from cloudherd.providers.base import TAG_INFRA, Instance, Provider
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_INTERVAL = 2.0
+
+
+class PollTimeoutError(CloudherdError):
+    """A machine did not reach (or leave) a state in time."""
+
+    def __init__(self, machine: str, awaited: str, last_state: str, timeout: float, *, leaving: bool = False) -> None:
+        self.machine = machine
+        self.awaited = awaited
+        self.last_state = last_state
+        self.timeout = timeout
+        self.leaving = leaving
+        goal = f"to leave state '{awaited}'" if leaving else f"for state '{awaited}'"
+        super().__init__(f"machine {machine}: gave up waiting {goal} after {timeout:g}s "
+                         f"(last seen: '{last_state}'); wait longer with timeout=, or check the machine")
+
+
+class Machine:
+    """A handle on one instance of one provider."""
+
+    def __init__(self, provider: Provider, instance: Instance) -> None:
+        self.provider = provider
+        self.instance = instance
+
+    # -- properties ------------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.instance.id
+
+    @property
+    def name(self) -> str:
+        return self.instance.name
+
+    @property
+    def state(self) -> str:
+        return self.instance.state
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self.instance.tags)
+
+    @property
+    def address(self) -> str | None:
+        """Where SSH reaches the machine."""
+        return self.instance.address
+
+    @property
+    def public_ips(self) -> list[str]:
+        listed = self.instance.extra.get("public_ips")
+        if isinstance(listed, list):
+            return [str(ip) for ip in listed]
+        address = self.instance.address
+        return [address] if address and address != self.instance.private_address else []
+
+    @property
+    def private_ips(self) -> list[str]:
+        listed = self.instance.extra.get("private_ips")
+        if isinstance(listed, list):
+            return [str(ip) for ip in listed]
+        return [self.instance.private_address] if self.instance.private_address else []
+
+    def _key(self) -> tuple[str, str]:
+        return (self.provider.name, self.id)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Machine):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"<Machine {self.name} id={self.id} state={self.state} provider={self.provider.name}>"
+
+    def _label(self) -> str:
+        return f"{self.name} ({self.id} on {self.provider.name})" if self.name != self.id else \
+            f"{self.id} on {self.provider.name}"
+
+    # -- actions ---------------------------------------------------------------------------------------
+
+    async def refresh(self) -> Machine:
+        """Read the instance again; one the provider no longer lists is 'terminated'."""
+        infra = self.instance.tags.get(TAG_INFRA)
+        found = await self.provider.list({TAG_INFRA: infra} if infra else {})
+        fresh = next((i for i in found if i.id == self.id), None)
+        if fresh is None:
+            self.instance = dataclasses.replace(self.instance, state="terminated", tags=dict(self.instance.tags),
+                                                extra=dict(self.instance.extra))
+        else:
+            self.instance = fresh
+        return self
+
+    async def poll_until(self, state: str, *, timeout: float = DEFAULT_TIMEOUT,
+                         interval: float = DEFAULT_INTERVAL) -> Machine:
+        """Refresh every ``interval`` seconds until the state is ``state``; PollTimeoutError after ``timeout``."""
+        return await self._poll(state, timeout, interval, leaving=False)
+
+    async def poll_while(self, state: str, *, timeout: float = DEFAULT_TIMEOUT,
+                         interval: float = DEFAULT_INTERVAL) -> Machine:
+        """Refresh every ``interval`` seconds while the state is ``state``; PollTimeoutError after ``timeout``."""
+        return await self._poll(state, timeout, interval, leaving=True)
+
+    async def stop(self) -> None:
+        await self.provider.stop([self.id])
+
+    async def start(self) -> None:
+        await self.provider.start([self.id])
+
+    async def delete(self) -> None:
+        """Destroy the machine (already gone is not an error); ``poll_until('terminated')`` waits for it."""
+        await self.provider.terminate([self.id])
+
+    async def _poll(self, state: str, timeout: float, interval: float, *, leaving: bool) -> Machine:
+        _check_wait(timeout, interval)
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.refresh()
+            if (self.state != state) if leaving else (self.state == state):
+                return self
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PollTimeoutError(self._label(), state, self.state, timeout, leaving=leaving)
+            await asyncio.sleep(min(interval, remaining))
+
+
+async def machines(provider: Provider, tags: Mapping[str, str] | None = None) -> list[Machine]:
+    """A handle on every instance of ``provider`` carrying all of ``tags`` (one list call)."""
+    return [Machine(provider, instance) for instance in await provider.list(dict(tags or {}))]
+
+
+def _check_wait(timeout: float, interval: float) -> None:
+    if not timeout > 0:
+        raise UsageError(f"timeout must be > 0 seconds, not {timeout!r}")
+    if not interval > 0:
+        raise UsageError(f"interval must be > 0 seconds, not {interval!r}")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise UsageError("the blocking machine API cannot run inside an event loop: use Machine (async) there")
+
+
+class SyncMachine:
+    """The blocking twin of :class:`Machine`: same properties, each action run to completion."""
+
+    def __init__(self, provider_or_machine: Provider | Machine, instance: Instance | None = None) -> None:
+        if isinstance(provider_or_machine, Machine):
+            self.machine = provider_or_machine
+        else:
+            if instance is None:
+                raise UsageError("SyncMachine(provider, instance) needs the instance")
+            self.machine = Machine(provider_or_machine, instance)
+
+    @property
+    def provider(self) -> Provider:
+        return self.machine.provider
+
+    @property
+    def instance(self) -> Instance:
+        return self.machine.instance
+
+    @property
+    def id(self) -> str:
+        return self.machine.id
+
+    @property
+    def name(self) -> str:
+        return self.machine.name
+
+    @property
+    def state(self) -> str:
+        return self.machine.state
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.machine.tags
+
+    @property
+    def address(self) -> str | None:
+        return self.machine.address
+
+    @property
+    def public_ips(self) -> list[str]:
+        return self.machine.public_ips
+
+    @property
+    def private_ips(self) -> list[str]:
+        return self.machine.private_ips
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SyncMachine):
+            return self.machine == other.machine
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.machine)
+
+    def __repr__(self) -> str:
+        return "<Sync" + repr(self.machine)[1:]
+
+    def refresh(self) -> SyncMachine:
+        _run(self.machine.refresh())
+        return self
+
+    def poll_until(self, state: str, *, timeout: float = DEFAULT_TIMEOUT,
+                   interval: float = DEFAULT_INTERVAL) -> SyncMachine:
+        _run(self.machine.poll_until(state, timeout=timeout, interval=interval))
+        return self
+
+    def poll_while(self, state: str, *, timeout: float = DEFAULT_TIMEOUT,
+                   interval: float = DEFAULT_INTERVAL) -> SyncMachine:
+        _run(self.machine.poll_while(state, timeout=timeout, interval=interval))
+        return self
+
+    def stop(self) -> None:
+        _run(self.machine.stop())
+
+    def start(self) -> None:
+        _run(self.machine.start())
+
+    def delete(self) -> None:
+        _run(self.machine.delete())
+
+
+def sync_machines(provider: Provider, tags: Mapping[str, str] | None = None) -> list[SyncMachine]:
+    """The blocking twin of :func:`machines`."""
+    return [SyncMachine(m) for m in _run(machines(provider, tags))]
