@@ -29,6 +29,7 @@ __all__ = [
 DRIVERS = {
     "local": "cloudherd.providers.local:LocalProvider",
     "aws": "cloudherd.providers.aws:AwsProvider",
+    "gce": "cloudherd.providers.gce:GceProvider",
     "libcloud": "cloudherd.providers.libcloud:LibcloudProvider",
 }
 
