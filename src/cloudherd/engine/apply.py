@@ -14,15 +14,15 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from cloudherd.engine import journal
 from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity, template_context
 from cloudherd.engine.deploy import run_scripts
-from cloudherd.engine.destroy import retire, terminate
+from cloudherd.engine.destroy import retire
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import LIVE_STATES, Reach
 from cloudherd.errors import ApplyFailed, CloudherdError
-from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, TAG_OWNER, CreateRequest, Instance, SizeNeed
+from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, TAG_OWNER, CreateRequest, SizeNeed
 from cloudherd.remote.pool import ConnectionPool
-from cloudherd.remote.ssh import fingerprint
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.model import SizeNeed as SpecSizeNeed
 from cloudherd.state.models import Infrastructure, Node
@@ -61,12 +61,12 @@ async def up(
                                     spec_path=str(loaded.path.resolve()))
         store.add_event(infra.id, "up", f"converging {spec.name}")
         emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name}): converging"))
-    new_infra = existing is None
-    surplus = _sync_groups(loaded, store, infra.id, redact)
-    infra = store.infrastructure(infra.id)
     providers = Providers(loaded)
-    created: list[str] = []
+    run_intents: list[str] = []
     try:
+        await journal.resolve(store, infra, providers, on_event)  # a crashed run's calls, settled first
+        surplus = _sync_groups(loaded, store, infra.id, redact)
+        infra = store.infrastructure(infra.id)
         async with ConnectionPool(identity.key, handshakes=handshakes, connect_timeout=connect_timeout) as pool:
             reach = Reach(store, infra, identity, accept_new_host_key)
             try:
@@ -74,7 +74,7 @@ async def up(
                     emit(on_event, ProgressEvent("info", f"retiring {len(surplus)} node(s) the spec no longer has"))
                     await retire(store, infra, surplus, loaded=loaded, reach=reach, pool=pool, providers=providers,
                                  sink=on_event)
-                await _create_missing(loaded, store, infra, identity, providers, on_event, created)
+                await _create_missing(loaded, store, infra, identity, providers, on_event, run_intents)
                 reach.pins.update(
                     {node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()}
                 )
@@ -92,7 +92,7 @@ async def up(
             store.set_infrastructure_state(infra.id, "failed", reason + " (kept: --keep-on-failure)")
         else:
             emit(on_event, ProgressEvent("info", "rolling back what this run created"))
-            await _rollback(store, infra, providers, created, reason, sweep=new_infra)
+            await _rollback(store, infra, providers, run_intents, reason)
         if isinstance(exc, CloudherdError | BaseExceptionGroup) and not isinstance(exc, asyncio.CancelledError):
             raise ApplyFailed(f"up of {spec.name} failed: {reason}") from exc
         raise
@@ -182,9 +182,9 @@ def _reason(exc: BaseException) -> str:
 
 async def _create_missing(
     loaded: LoadedSpec, store: Store, infra: Infrastructure, identity: Identity, providers: Providers,
-    sink: EventSink | None, created: list[str],
+    sink: EventSink | None, run_intents: list[str],
 ) -> None:
-    """One bulk create per group for its ``pending`` nodes, all groups at once."""
+    """One journaled bulk create per group for its ``pending`` nodes, all groups at once."""
     nodes = [n for n in store.nodes(infra.id) if n.state == "pending"]
 
     async def create_group(group_name: str) -> None:
@@ -202,39 +202,10 @@ async def _create_missing(
         )
         for row in rows:
             emit(sink, ProgressEvent("node", "creating", node=row.name, group=group_name, state="creating"))
-        instances = await provider.create(request)
-        created.extend(row.id for row in rows)
-        _record_instances(store, rows, instances, loaded.spec.ssh.user, sink)
+        await journal.create(store, infra, provider, rows, request, loaded.spec.ssh.user, sink,
+                             run_intents=run_intents)
 
     await asyncio.gather(*(create_group(name) for name in loaded.spec.groups))
-
-
-def _record_instances(
-    store: Store, rows: Sequence[Node], instances: Sequence[Instance], ssh_user: str | None, sink: EventSink | None
-) -> None:
-    by_name = {i.name: i for i in instances}
-    spare = [i for i in instances if i.name not in {r.name for r in rows}]  # providers that cannot name
-    missing = 0
-    pins = []
-    for row in rows:
-        instance = by_name.get(row.name) or (spare.pop(0) if spare else None)
-        if instance is None:
-            store.update_node(row.id, state="failed", reason="the provider made fewer instances than asked")
-            missing += 1
-            continue
-        store.update_node(
-            row.id, provider_id=instance.id, state="booting", address=instance.address,
-            private_address=instance.private_address, port=instance.port,
-            ssh_user=instance.ssh_user or ssh_user, host_key=instance.host_key, workdir=instance.workdir,
-        )
-        if instance.host_key:
-            pins.append((row.id, instance.host_key, fingerprint(instance.host_key), "provider"))
-        emit(sink, ProgressEvent("node", f"created at {instance.address}", node=row.name, group=row.group_name,
-                                 state="booting"))
-    if rows and pins:
-        store.pin_host_keys(rows[0].infrastructure_id, pins)
-    if missing:
-        raise ApplyFailed(f"the provider made {len(rows) - missing} of {len(rows)} instances")
 
 
 async def _deploy_all(
@@ -269,12 +240,11 @@ async def _deploy_all(
                 tasks.create_task(deploy(node))
 
 
-async def _rollback(store: Store, infra: Infrastructure, providers: Providers, created: Sequence[str],
-                    reason: str, *, sweep: bool) -> None:
-    """Terminate the nodes this run created (a new infrastructure: also anything carrying its tag)."""
-    made = [n for n in store.nodes(infra.id) if n.id in set(created) or (sweep and n.state != "terminated")]
+async def _rollback(store: Store, infra: Infrastructure, providers: Providers, run_intents: Sequence[str],
+                    reason: str) -> None:
+    """Undo exactly what this run created, read from the journal."""
     with contextlib.suppress(CloudherdError):
-        await terminate(store, infra, made, providers, None, sweep=sweep)
+        await journal.undo(store, infra, providers, run_intents)
     for node in store.nodes(infra.id):
         if node.state == "pending":  # never created: nothing to undo
             store.update_node(node.id, state="terminated", reason="not created (rolled back)")

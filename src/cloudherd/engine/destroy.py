@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from cloudherd.engine import journal
 from cloudherd.engine.context import Providers, Redactor, ensure_identity, snapshot, template_context
 from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
@@ -44,6 +45,7 @@ async def down(store: Store, infra: Infrastructure, *, on_event: EventSink | Non
     identity = ensure_identity(store, infra.ssh_key_path)
     providers = Providers(loaded)
     try:
+        await journal.resolve(store, infra, providers, on_event)
         async with ConnectionPool(identity.key, connect_timeout=min(30.0, teardown_timeout)) as pool:
             reach = Reach(store, infra, identity)
             await retire(store, infra, store.nodes(infra.id), loaded=loaded, reach=reach, pool=pool,
@@ -120,20 +122,19 @@ async def terminate(
     store: Store, infra: Infrastructure, nodes: Sequence[Node], providers: Providers, sink: EventSink | None,
     *, sweep: bool = False,
 ) -> None:
-    """Terminate the nodes' instances (one call per provider) and mark the nodes terminated."""
+    """Terminate the nodes' instances (one journaled call per provider) and mark the nodes terminated."""
     for provider_name in sorted({n.provider for n in nodes}):
         provider = providers.get(provider_name)
-        ids = {n.provider_id for n in nodes if n.provider == provider_name and n.provider_id
-               and n.state != "terminated"}
+        mine = [n for n in nodes if n.provider == provider_name and n.state != "terminated"]
+        ids = {n.provider_id for n in mine if n.provider_id}
         if sweep:
             with contextlib.suppress(CloudherdError):  # leftovers this infrastructure made but did not record
                 ids |= {i.id for i in await provider.list({TAG_INFRA: infra.id})}
+        for node in mine:
+            emit(sink, ProgressEvent("node", "terminating", node=node.name, group=node.group_name,
+                                     state="terminating"))
         if ids:
-            for node in nodes:
-                if node.provider_id in ids:
-                    emit(sink, ProgressEvent("node", "terminating", node=node.name, group=node.group_name,
-                                             state="terminating"))
-            await provider.terminate(sorted(ids))
+            await journal.terminate(store, infra, provider, sorted(i for i in ids if i), mine)
     for node in nodes:
         if node.state != "terminated":
             store.update_node(node.id, state="terminated")

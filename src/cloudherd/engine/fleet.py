@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloudherd.engine import journal
 from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity, snapshot
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.providers.base import TAG_INFRA
@@ -28,12 +29,14 @@ LIVE_STATES = ("booting", "deploying", "ready", "failed")
 
 async def refresh(store: Store, infra: Infrastructure) -> list[Node]:
     """Nodes with states checked against the providers (one list call per provider)."""
-    nodes = store.nodes(infra.id)
-    live = [n for n in nodes if n.state in LIVE_STATES and n.provider_id]
-    if not live:
-        return nodes
     providers = Providers(snapshot(infra))
     try:
+        if store.open_intents(infra.id):
+            await journal.resolve(store, infra, providers)
+        nodes = store.nodes(infra.id)
+        live = [n for n in nodes if n.state in LIVE_STATES and n.provider_id]
+        if not live:
+            return nodes
         for provider_name in sorted({n.provider for n in live}):
             try:
                 found = {i.id: i for i in await providers.get(provider_name).list({TAG_INFRA: infra.id})}
@@ -51,6 +54,17 @@ async def refresh(store: Store, infra: Infrastructure) -> list[Node]:
     finally:
         await providers.close()
     return store.nodes(infra.id)
+
+
+async def settle(store: Store, infra: Infrastructure) -> None:
+    """Resolve open intents a crashed command left (costs one query when there are none)."""
+    if not store.open_intents(infra.id):
+        return
+    providers = Providers(snapshot(infra))
+    try:
+        await journal.resolve(store, infra, providers)
+    finally:
+        await providers.close()
 
 
 # -- choosing nodes ---------------------------------------------------------------------------------
@@ -203,6 +217,7 @@ async def exec_command(
 ) -> list[ExecResult]:
     """Run ``command`` on the chosen nodes at once over fresh connections; recorded as actions after."""
     options = options or FleetOptions()
+    await settle(store, infra)
     identity = ensure_identity(store, infra.ssh_key_path)
     redact = Redactor(snapshot(infra).secrets)
     nodes = select_nodes(infra, store.nodes(infra.id), selector)
@@ -299,6 +314,7 @@ async def _transfer(
     options: FleetOptions | None,
 ) -> list[TransferResult]:
     options = options or FleetOptions()
+    await settle(store, infra)
     identity = ensure_identity(store, infra.ssh_key_path)
     nodes = select_nodes(infra, store.nodes(infra.id), selector)
     reach = Reach(store, infra, identity, options.accept_new_host_key)

@@ -145,3 +145,29 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(50))
     message: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Intent(Base):
+    """The journal: a mutating cloud call, written (and committed) before it is made, closed after.
+
+    A crash between the two leaves an ``open`` intent; the next command that touches the
+    infrastructure resolves it by listing what carries the intent's tag: what exists is adopted
+    (create) or terminated again (terminate), and the intent is closed.  Nothing is lost or leaked.
+    """
+
+    __tablename__ = "intents"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    infrastructure_id: Mapped[str] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))  # create | terminate
+    group_name: Mapped[str | None] = mapped_column(String(100))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    token: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)  # what the made instances carry
+    node_ids: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"nodes": [our node row ids]}
+    provider_ids: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"ids": [...]}: asked / made
+    state: Mapped[str] = mapped_column(String(20), default="open", index=True)  # open | done | failed | resolved
+    outcome: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column()

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from cloudherd.errors import UsageError
 from cloudherd.state.db import open_engine, session_factory
-from cloudherd.state.models import Action, Event, Group, HostKey, Infrastructure, Node, User, utcnow
+from cloudherd.state.models import Action, Event, Group, HostKey, Infrastructure, Intent, Node, User, utcnow
 
 ACTIVE_STATES = ("creating", "updating", "ready", "failed", "destroying")
 
@@ -193,6 +193,50 @@ class Store:
 
     def last_actions(self, infrastructure_id: str) -> dict[str, Action]:
         return {action.node_id: action for action in self.actions(infrastructure_id)}
+
+    # -- the journal ----------------------------------------------------------------------------------
+
+    def open_intent(self, infrastructure_id: str, provider: str, kind: str, *, group_name: str | None = None,
+                    count: int = 0, token: str | None = None, tags: dict[str, str] | None = None,
+                    node_ids: Sequence[str] = (), provider_ids: Sequence[str] = (),
+                    intent_id: str | None = None) -> Intent:
+        """Commit the intent before the call it describes is made."""
+        with self.session() as s, s.begin():
+            intent = Intent(
+                id=intent_id or None, infrastructure_id=infrastructure_id, provider=provider, kind=kind,
+                group_name=group_name, count=count, token=token, tags=dict(tags or {}),
+                node_ids={"nodes": list(node_ids)}, provider_ids={"ids": list(provider_ids)}, state="open",
+            )
+            s.add(intent)
+            return intent
+
+    def close_intent(self, intent_id: str, state: str, outcome: str | None = None,
+                     provider_ids: Sequence[str] | None = None,
+                     node_updates: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
+        """Close an intent and apply what it produced to the nodes, in one transaction."""
+        with self.session() as s, s.begin():
+            intent = s.get_one(Intent, intent_id)
+            intent.state = state
+            intent.outcome = outcome
+            intent.closed_at = utcnow()
+            if provider_ids is not None:
+                intent.provider_ids = {"ids": list(provider_ids)}
+            for node_id, fields in node_updates:
+                node = s.get_one(Node, node_id)
+                for key, value in fields.items():
+                    setattr(node, key, value)
+
+    def open_intents(self, infrastructure_id: str | None = None) -> list[Intent]:
+        with self.session() as s:
+            query = select(Intent).where(Intent.state == "open").order_by(Intent.created_at)
+            if infrastructure_id:
+                query = query.where(Intent.infrastructure_id == infrastructure_id)
+            return list(s.scalars(query))
+
+    def intents(self, infrastructure_id: str) -> list[Intent]:
+        with self.session() as s:
+            return list(s.scalars(select(Intent).where(Intent.infrastructure_id == infrastructure_id)
+                                  .order_by(Intent.created_at)))
 
     # -- host keys ------------------------------------------------------------------------------------
 
