@@ -13,31 +13,35 @@ import pytest
 pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
+from moto_faults import FaultInjector, FaultyMotoServer
+
 from cloudherd.providers import make_provider
 from cloudherd.providers.aws import AwsProvider
 from cloudherd.providers.base import (
+    AuthError,
+    CapacityError,
     CreateRequest,
     InvalidRequestError,
     MissingDependencyError,
     NotFoundError,
     ProviderError,
+    QuotaError,
+    SizeNeed,
+    ThrottledError,
 )
 
 AMI = "ami-03c3da4cfa8e8943a"  # al2023 x86_64, shipped with moto for us-east-1
 AL2023_X86 = {"ami-03c3da4cfa8e8943a", "ami-0d27e0fb3bac4d724", "ami-0ac48d91c7d16772c"}
+FAST = {"retries": 3, "backoff": 0.001, "backoff_max": 0.01}  # tiny backoff: retry tests stay fast
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm8fOKWKm0JyQkqLlrcMy52Rb5ZKk6y7n9bZPf8p6xq test@cloudherd"
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
+def server() -> Iterator[FaultyMotoServer]:
+    """moto's server app behind the fault injector (no faults unless a test adds some)."""
+    moto_server = FaultyMotoServer(seed=7).start()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ENDPOINT_URL", url)
+        patch.setenv("AWS_ENDPOINT_URL", moto_server.url)
         patch.setenv("AWS_ACCESS_KEY_ID", "testing")
         patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -46,9 +50,32 @@ def endpoint() -> Iterator[str]:
         patch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
         patch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
         try:
-            yield url
+            yield moto_server
         finally:
-            server.stop()
+            moto_server.stop()
+
+
+@pytest.fixture(scope="module")
+def endpoint(server: FaultyMotoServer) -> str:
+    return server.url
+
+
+@pytest.fixture
+def faults(server: FaultyMotoServer) -> Iterator[FaultInjector]:
+    """The injector, with no rules and zeroed counters; cleared again afterwards."""
+    server.faults.reset()
+    try:
+        yield server.faults
+    finally:
+        server.faults.reset()
+
+
+@pytest.fixture(scope="module")
+def ec2(server: FaultyMotoServer) -> Any:
+    """A plain boto3 client (not the driver), to look at what moto holds."""
+    import boto3
+
+    return boto3.client("ec2", endpoint_url=server.url, region_name="us-east-1")
 
 
 def run(coro: Any) -> Any:
@@ -176,23 +203,27 @@ def test_single_instance_named_in_one_call_and_image_alias(endpoint: str) -> Non
     run(scenario())
 
 
-def test_list_of_100_takes_one_describe_call(endpoint: str) -> None:
+def test_list_of_100_takes_one_describe_call(endpoint: str, faults: FaultInjector) -> None:
     provider = AwsProvider("aws", {})
     tags = fresh_tags()
 
-    async def scenario() -> int:
+    async def scenario() -> tuple[int, dict[str, int]]:
         made = await provider.create(request(100, tags))
         calls: list[str] = []
         provider._client().meta.events.register("before-call.ec2.DescribeInstances",
                                                 lambda model, **_: calls.append(model.name))
+        faults.reset()
         found = await provider.list(tags)
+        server_side = dict(faults.calls)  # counted by the wrapper in front of moto
         assert len(found) == 100 and {i.id for i in found} == {i.id for i in made}
         describe_calls = len(calls)
         await provider.terminate([i.id for i in made])
         assert await provider.list(tags) == []
-        return describe_calls
+        return describe_calls, server_side
 
-    assert run(scenario()) == 1
+    describe_calls, server_side = run(scenario())
+    assert describe_calls == 1
+    assert server_side == {"DescribeInstances": 1}  # a refresh of 100 instances is one EC2 call in all
 
 
 def test_error_mapping(endpoint: str) -> None:
@@ -221,7 +252,256 @@ def test_unreachable_endpoint_is_a_provider_error(monkeypatch: pytest.MonkeyPatc
         port = sock.getsockname()[1]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    provider = AwsProvider("aws", {"endpoint_url": f"http://user:secret@127.0.0.1:{port}", "region": "us-east-1"})
-    with pytest.raises(ProviderError, match=f"127.0.0.1:{port}") as caught:
-        run(provider.regions())
+    provider = AwsProvider("aws", {"endpoint_url": f"http://user:secret@127.0.0.1:{port}", "region": "us-east-1",
+                                   **FAST})
+    with pytest.raises(ProviderError, match=f"127.0.0.1:{port}.*gave up after 3 attempts") as caught:
+        run(provider.regions())  # a connection failure is retried like a 5xx
     assert "secret" not in str(caught.value)
+    assert caught.value.attempts == 3  # type: ignore[attr-defined]
+
+
+# -- retries, against injected faults --------------------------------------------------------------------
+
+
+def instances_in_moto(ec2: Any, tags: dict[str, str]) -> list[dict[str, Any]]:
+    """What moto holds for these tags, in any state, asked with a plain client (no driver, no retries)."""
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()])
+    return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+
+
+def groups_in_moto(ec2: Any, name: str) -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]
+    return groups
+
+
+@pytest.mark.parametrize("token", ["tok-given", None])
+def test_throttled_twice_then_ok(faults: FaultInjector, ec2: Any, token: str | None) -> None:
+    provider = AwsProvider("aws", {**FAST, "retries": 5})
+    tags = fresh_tags()
+    faults.fail("RunInstances", "RequestLimitExceeded", first=2)
+    made = run(provider.create(request(3, tags, token=token and token + uuid.uuid4().hex)))
+    assert len(made) == 3
+    assert faults.calls["RunInstances"] == 3 and faults.injected["RunInstances"] == 2
+    tokens = {p["ClientToken"][0] for p in faults.calls_of("RunInstances")}
+    assert len(tokens) == 1  # every attempt carried the same ClientToken (one is made when none is given)
+    assert sorted(i["InstanceId"] for i in instances_in_moto(ec2, tags)) == sorted(i.id for i in made)
+    run(provider.terminate([i.id for i in made]))
+
+
+@pytest.mark.parametrize("code", ["RequestLimitExceeded", "Throttling"])
+def test_always_throttled_gives_up_after_the_set_attempts(faults: FaultInjector, ec2: Any, code: str) -> None:
+    provider = AwsProvider("aws", {**FAST, "retries": 4})
+    tags = fresh_tags()
+    faults.fail("RunInstances", code)
+    with pytest.raises(ThrottledError, match=f"{code}.*gave up after 4 attempts") as caught:
+        run(provider.create(request(2, tags)))
+    assert caught.value.attempts == 4  # type: ignore[attr-defined]
+    assert faults.calls["RunInstances"] == 4
+    assert instances_in_moto(ec2, tags) == []
+    assert groups_in_moto(ec2, f"cloudherd-{tags['cloudherd:infra']}-web") == []  # the unused group went too
+
+
+@pytest.mark.parametrize(("code", "error"), [
+    ("InsufficientInstanceCapacity", CapacityError),  # a 500 on EC2: the code wins over the status
+    ("InstanceLimitExceeded", QuotaError),
+    ("VcpuLimitExceeded", QuotaError),
+    ("AuthFailure", AuthError),
+])
+def test_capacity_quota_and_auth_errors_are_not_retried(faults: FaultInjector, ec2: Any, code: str,
+                                                        error: type[Exception]) -> None:
+    provider = AwsProvider("aws", {**FAST, "retries": 5})
+    tags = fresh_tags()
+    faults.fail("RunInstances", code)
+    with pytest.raises(error, match=code) as caught:
+        run(provider.create(request(2, tags)))
+    assert faults.calls["RunInstances"] == 1
+    assert "attempts" not in str(caught.value) and "testing" not in str(caught.value)
+    assert instances_in_moto(ec2, tags) == []
+
+
+@pytest.mark.parametrize("code", ["BARE_503", "ServiceUnavailable", "InternalError"])
+def test_5xx_then_ok(faults: FaultInjector, code: str) -> None:
+    provider = AwsProvider("aws", FAST)
+    tags = fresh_tags()
+    faults.fail("RunInstances", code, first=1)
+    faults.fail("DescribeInstances", code, first=1)
+
+    async def scenario() -> None:
+        made = await provider.create(request(2, tags))
+        assert len(made) == 2 and faults.calls["RunInstances"] == 2
+        assert {i.id for i in await provider.list(tags)} == {i.id for i in made}  # a page is retried too
+        assert faults.calls["DescribeInstances"] == 2
+        await provider.terminate([i.id for i in made])
+
+    run(scenario())
+
+
+def test_seeded_random_faults(faults: FaultInjector) -> None:
+    """A third of the calls throttled at random (seeded): every call still succeeds, retries absorb them."""
+    provider = AwsProvider("aws", {**FAST, "retries": 10})
+    rule = faults.fail("DescribeRegions", "RequestLimitExceeded", rate=0.33)
+
+    async def scenario() -> None:
+        for _ in range(12):
+            assert "us-east-1" in await provider.regions()
+
+    run(scenario())
+    assert rule.fired == faults.injected["DescribeRegions"] > 0
+    assert faults.calls["DescribeRegions"] == 12 + rule.fired
+    faults.reset(seed=7)  # the same seed throttles the same calls
+    rule_again = faults.fail("DescribeRegions", "RequestLimitExceeded", rate=0.33)
+    run(scenario())
+    assert rule_again.fired == rule.fired
+
+
+def test_retry_settings_are_checked() -> None:
+    for bad in ({"retries": 0}, {"retries": 2.5}, {"backoff": -1}, {"backoff_max": "soon"}):
+        with pytest.raises(InvalidRequestError, match="setting"):
+            AwsProvider("aws", bad)
+    provider = AwsProvider("aws", {})
+    assert (provider.retries, provider.backoff, provider.backoff_max) == (5, 0.5, 20.0)
+
+
+# -- security groups ------------------------------------------------------------------------------------
+
+
+def ingress(group: dict[str, Any]) -> set[tuple[int, str]]:
+    return {(p["FromPort"], r["CidrIp"]) for p in group["IpPermissions"] if p["IpProtocol"] == "tcp"
+            for r in p.get("IpRanges", []) if p["FromPort"] == p["ToPort"]}
+
+
+def test_security_group_per_group(faults: FaultInjector, ec2: Any) -> None:
+    provider = AwsProvider("aws", {})
+    tags = fresh_tags()
+    name = f"cloudherd-{tags['cloudherd:infra']}-web"
+    users = ec2.create_security_group(GroupName="cloudherd-users-own", Description="not ours")["GroupId"]
+
+    async def scenario() -> None:
+        faults.reset()
+        made = await provider.create(request(2, tags, ports=[80, 443]))
+        [group] = groups_in_moto(ec2, name)
+        assert ingress(group) == {(22, "0.0.0.0/0"), (80, "0.0.0.0/0"), (443, "0.0.0.0/0")}
+        assert {t["Key"]: t["Value"] for t in group["Tags"]}["cloudherd:infra"] == tags["cloudherd:infra"]
+        default_vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        assert group["VpcId"] == default_vpc
+        for item in instances_in_moto(ec2, tags):
+            assert [g["GroupId"] for g in item["SecurityGroups"]] == [group["GroupId"]]
+
+        more = await provider.create(request(1, tags, ports=[443, 8080]))  # reused, the new port added
+        [again] = groups_in_moto(ec2, name)
+        assert again["GroupId"] == group["GroupId"]
+        assert {p for p, _ in ingress(again)} == {22, 80, 443, 8080}
+        assert faults.calls["CreateSecurityGroup"] == 1 and faults.calls["AuthorizeSecurityGroupIngress"] == 2
+
+        await provider.terminate([made[0].id])  # the others still use it: it stays
+        assert len(groups_in_moto(ec2, name)) == 1
+        await provider.terminate([made[1].id, more[0].id])
+        assert groups_in_moto(ec2, name) == []
+
+        # a group the user gave (even named cloudherd-...) is never deleted; allow_from narrows the rules
+        narrow = AwsProvider("aws", {"security_group_ids": [users], "allow_from": "10.1.0.0/16"})
+        other = fresh_tags()
+        mine = await narrow.create(request(1, other, ports=[5432]))
+        [group2] = groups_in_moto(ec2, f"cloudherd-{other['cloudherd:infra']}-web")
+        assert ingress(group2) == {(22, "10.1.0.0/16"), (5432, "10.1.0.0/16")}
+        [item] = instances_in_moto(ec2, other)
+        assert {g["GroupId"] for g in item["SecurityGroups"]} == {group2["GroupId"], users}
+        await narrow.terminate([mine[0].id])
+        assert groups_in_moto(ec2, f"cloudherd-{other['cloudherd:infra']}-web") == []
+        assert len(groups_in_moto(ec2, "cloudherd-users-own")) == 1
+
+    run(scenario())
+    ec2.delete_security_group(GroupId=users)
+
+
+# -- size by need ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def catalog() -> list[dict[str, Any]]:
+    """Every instance type moto serves, from its own data (over HTTP that is ~4 s; moto ignores MaxResults and
+    always answers DescribeInstanceTypes with all ~1400 types in one page)."""
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+    return list(INSTANCE_TYPES.values())
+
+
+def smallest_in(catalog: list[dict[str, Any]], cpus: float | None, memory_mib: int | None) -> dict[str, Any]:
+    """The expectation, worked out here from the raw catalog: current generation, not metal, on demand, x86_64."""
+    fitting = [t for t in catalog
+               if t["CurrentGeneration"] and not t["BareMetal"] and "on-demand" in t["SupportedUsageClasses"]
+               and "x86_64" in t["ProcessorInfo"]["SupportedArchitectures"]
+               and t["VCpuInfo"]["DefaultVCpus"] >= (cpus or 0) and t["MemoryInfo"]["SizeInMiB"] >= (memory_mib or 0)]
+    return min(fitting, key=lambda t: (t["VCpuInfo"]["DefaultVCpus"], t["MemoryInfo"]["SizeInMiB"], t["InstanceType"]))
+
+
+def filters(params: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The Filter.N.Name / Filter.N.Value.M parameters of a Query API call, as {name: values}."""
+    found: dict[str, list[str]] = {}
+    for key, values in params.items():
+        if key.startswith("Filter.") and key.endswith(".Name"):
+            prefix = key[: -len("Name")]
+            found[values[0]] = [params[k][0] for k in sorted((k for k in params if k.startswith(prefix + "Value.")),
+                                                             key=lambda k: int(k.rsplit(".", 1)[1]))]
+    return found
+
+
+def test_size_by_need(faults: FaultInjector, catalog: list[dict[str, Any]]) -> None:
+    provider = AwsProvider("aws", {})
+    tags = fresh_tags()
+
+    async def made_type(need: SizeNeed) -> str:
+        [instance] = await provider.create(request(1, tags, size=None, size_need=need))
+        return str(instance.extra["type"])
+
+    async def scenario() -> None:
+        expected = smallest_in(catalog, 2, 8192)
+        assert expected["VCpuInfo"]["DefaultVCpus"] >= 2 and expected["MemoryInfo"]["SizeInMiB"] >= 8192
+        assert await made_type(SizeNeed(cpus=2, memory_mib=8192)) == expected["InstanceType"]
+        [asked] = [filters(p) for p in faults.calls_of("DescribeInstanceTypes")]  # EC2 filters: less to send
+        assert asked == {"current-generation": ["true"], "bare-metal": ["false"],
+                         "supported-usage-class": ["on-demand"], "processor-info.supported-architecture": ["x86_64"],
+                         "vcpu-info.default-vcpus": ["2"]}
+        assert await made_type(SizeNeed(cpus=1.5, memory_mib=8192)) == expected["InstanceType"]
+        assert faults.calls["DescribeInstanceTypes"] == 1  # cached
+
+        # no 1-vCPU type has 16 GiB: the whole catalog is read (once), and the answer is still the smallest
+        assert await made_type(SizeNeed(cpus=1, memory_mib=16384)) == smallest_in(catalog, 1, 16384)["InstanceType"]
+        assert await made_type(SizeNeed(memory_mib=3000)) == smallest_in(catalog, None, 3000)["InstanceType"]
+        vcpus = [filters(p).get("vcpu-info.default-vcpus") for p in faults.calls_of("DescribeInstanceTypes")]
+        assert vcpus == [["2"], ["1"], None]
+        with pytest.raises(InvalidRequestError, match="no size has at least 100000 cpus"):
+            await provider.create(request(1, tags, size=None, size_need=SizeNeed(cpus=100000)))
+        await provider.terminate([i.id for i in await provider.list(tags)])
+
+    run(scenario())
+
+
+def test_pages_are_retried_one_by_one() -> None:
+    """moto answers DescribeInstances in one page whatever MaxResults says, so paging is shown with a stub
+    client: a throttled second page is asked again on its own, the first is not fetched twice."""
+    from botocore.exceptions import ClientError
+
+    class Paged:
+        def __init__(self) -> None:
+            self.tokens: list[str | None] = []
+
+        def describe_instances(self, **params: Any) -> dict[str, Any]:
+            token = params.get("NextToken")
+            self.tokens.append(token)
+            if token == "p2" and self.tokens.count("p2") == 1:
+                raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "slow down"},
+                                   "ResponseMetadata": {"HTTPStatusCode": 503}}, "DescribeInstances")
+            ids, following = {None: (["i-1", "i-2"], "p2"), "p2": (["i-3"], "p3"), "p3": (["i-4"], None)}[token]
+            page: dict[str, Any] = {"Reservations": [{"Instances": [{"InstanceId": i, "State": {"Name": "running"}}
+                                                                    for i in ids]}]}
+            if following:
+                page["NextToken"] = following
+            return page
+
+    provider = AwsProvider("aws", FAST)
+    stub = provider._client_obj = Paged()
+    assert [i.id for i in run(provider.list({"cloudherd:infra": "x"}))] == ["i-1", "i-2", "i-3", "i-4"]
+    assert stub.tokens == [None, "p2", "p2", "p3"]

@@ -1,16 +1,36 @@
 """The ``aws`` provider: EC2 instances through boto3 (imported lazily: ``pip install 'cloudherd[aws]'``).
 
 Settings: ``region`` (else ``AWS_DEFAULT_REGION`` / ``AWS_REGION``, else us-east-1), ``endpoint_url`` (else
-boto3 honours ``AWS_ENDPOINT_URL`` itself), ``image`` (default image, ``ubuntu-24.04``), ``subnet_id``,
-``security_group_ids`` (a list), ``cloud_init`` (default true, see below).  Credentials come from boto3's own
-chain only and never appear in messages.
+boto3 honours ``AWS_ENDPOINT_URL`` itself), ``image`` (default image, ``ubuntu-24.04``), ``subnet_id`` (or
+``subnet``), ``vpc``, ``security_group_ids`` (a list, added to ours), ``allow_from`` (CIDR or list of CIDRs the
+group's ports are open to, default ``0.0.0.0/0``), ``manage_security_group`` (default true),
+``security_group_cleanup_wait`` (seconds, default 120), ``architecture``, ``cloud_init`` (default true, see
+below), and the retry settings ``retries`` (attempts, default 5), ``backoff`` (base seconds, default 0.5) and
+``backoff_max`` (default 20).  Credentials come from boto3's own chain only and never appear in messages.
 
 Decisions:
 
-* ``create`` makes all instances in ONE ``run_instances`` call (``ClientToken`` from ``request.token``, so
-  a retried create returns the first call's instances on real EC2).  Every instance carries the request's
-  tags.  ``Name``: with one instance it is set in the same call; with several, ``create_tags`` is called
-  once per instance afterwards (best effort: a failure there is logged, the instances are still returned).
+* Every EC2 call goes through :meth:`AwsProvider._run`, which retries throttling (``RequestLimitExceeded``,
+  ``Throttling``…), 5xx answers and connection failures with exponential backoff and full jitter (tenacity);
+  capacity, quota, auth and invalid-request errors are never retried (the engine fails over on them).  The
+  error code wins over the HTTP status: EC2 sends ``InsufficientInstanceCapacity`` as a 500.  boto3's own
+  retries are off (``total_max_attempts=1``) so one attempt is one HTTP request.  Paginated calls are retried
+  page by page.
+* ``create`` makes all instances in ONE ``run_instances`` call with a ``ClientToken`` (from ``request.token``,
+  else a fresh one per create) that every retry repeats, so a retried call cannot launch twice on real EC2.
+  Every instance carries the request's tags.  ``Name``: with one instance it is set in the same call; with
+  several, ``create_tags`` is called once per instance afterwards (best effort: a failure there is logged, the
+  instances are still returned).
+* Security group: each (infra, group) gets ``cloudherd-<infra>-<group>`` in the default VPC (or the ``vpc`` /
+  the subnet's VPC), tagged with the request's tags, open on TCP 22 and ``request.ports`` from ``allow_from``;
+  found again by name, newly listed ports are added (none are removed).  A group made by a create whose
+  ``run_instances`` fails is deleted again.  ``terminate`` deletes the cloudherd groups of the terminated
+  instances once no instance uses them any more (waiting up to ``security_group_cleanup_wait`` for
+  shutting-down ones; best effort, failures are logged).
+* Size by need: with no ``request.size`` and a ``request.size_need``, the smallest current-generation,
+  on-demand, non-metal type of the image's architecture that fits (``smallest_fitting``).  The types with
+  exactly ``ceil(cpus)`` vCPUs are asked for first (a server-side filter, one quick call); only when none fits
+  is the whole catalog read.  Both are cached on the provider object.
 * Images: an ``ami-...`` id is used as is; an alias (``debian-12``, ``ubuntu-24.04``, ``al2023``, ``al2``)
   is resolved to the newest matching public image of its publisher, for the size's architecture
   (Graviton sizes such as ``t4g.*`` get arm64).
@@ -18,7 +38,8 @@ Decisions:
   request's key and password-less sudo, so the same user works on every image; the key is also imported as
   an EC2 key pair (``cloudherd-<12 hex of its sha256>``) for the image's default user.
 * ``list`` returns pending, running, stopping and stopped instances (shutting-down ones are on their way
-  out and are left out like terminated ones); ``stopping`` is reported as ``stopped``.
+  out and are left out like terminated ones); ``stopping`` is reported as ``stopped``.  One
+  ``DescribeInstances`` call per 1000 instances.
 """
 
 from __future__ import annotations
@@ -28,14 +49,22 @@ import builtins
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import threading
+import time
+import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+
 from cloudherd.providers.base import (
+    TAG_GROUP,
+    TAG_INFRA,
     AuthError,
     CapacityError,
     CreateRequest,
@@ -48,8 +77,10 @@ from cloudherd.providers.base import (
     ProviderError,
     QuotaError,
     Size,
+    SizeNeed,
     ThrottledError,
     matches,
+    smallest_fitting,
 )
 
 log = logging.getLogger(__name__)
@@ -60,6 +91,7 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_SIZE = "t3.micro"
 DEFAULT_IMAGE = "ubuntu-24.04"
 BATCH = 1000  # the most ids EC2 takes in one start/stop/terminate call
+FILTER_BATCH = 200  # ids per filter value list
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 STATES = {"pending": "pending", "running": "running", "stopping": "stopped", "stopped": "stopped",
           "shutting-down": "terminated", "terminated": "terminated"}
@@ -75,8 +107,38 @@ THROTTLE_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException"}
 AUTH_CODES = {"AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch",
               "ExpiredToken"}
 NOT_FOUND_CODES = {"InvalidInstanceID.NotFound", "InvalidAMIID.NotFound"}
+TRANSIENT_CODES = {"ServiceUnavailable", "Unavailable", "InternalError", "InternalFailure", "RequestTimeout",
+                   "RequestTimeoutException"}
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _ARM_SIZE_RE = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)\.")
+
+DEFAULT_RETRIES = 5
+DEFAULT_BACKOFF = 0.5
+DEFAULT_BACKOFF_MAX = 20.0
+DEFAULT_CLEANUP_WAIT = 120.0
+CLEANUP_POLL = 5.0
+SSH_PORT = 22
+GROUP_PREFIX = "cloudherd-"
+TAG_MANAGED = "cloudherd:managed"  # on the security groups cloudherd made (and may delete)
+_GROUP_NAME_BAD = re.compile(r"[^A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]")
+
+
+_loader: list[Any] = []  # botocore's data loader, shared by every provider's session
+_loader_lock = threading.Lock()
+
+
+def _session(boto3: Any) -> Any:
+    """A new boto3 session (its own credentials and config) that shares the parsed API models of the others:
+    reading EC2's model again costs ~0.6 s per session."""
+    import botocore.session
+
+    core = botocore.session.get_session()
+    with _loader_lock:
+        if _loader:
+            core.register_component("data_loader", _loader[0])
+        else:
+            _loader.append(core.get_component("data_loader"))
+    return boto3.session.Session(botocore_session=core)
 
 
 def _import_boto3() -> Any:
@@ -88,7 +150,7 @@ def _import_boto3() -> Any:
 
 
 class AwsProvider(Provider):
-    """EC2 in one region; bulk calls, typed errors."""
+    """EC2 in one region; bulk calls, typed errors, retries."""
 
     type = "aws"
 
@@ -99,8 +161,36 @@ class AwsProvider(Provider):
                           or os.environ.get("AWS_REGION") or DEFAULT_REGION)
         endpoint = self.settings.get("endpoint_url")
         self.endpoint_url = str(endpoint) if endpoint else None
+        self.retries = int(self._number("retries", DEFAULT_RETRIES, minimum=1))
+        self.backoff = self._number("backoff", DEFAULT_BACKOFF, minimum=0.0)
+        self.backoff_max = self._number("backoff_max", DEFAULT_BACKOFF_MAX, minimum=0.0)
+        self.cleanup_wait = self._number("security_group_cleanup_wait", DEFAULT_CLEANUP_WAIT, minimum=0.0)
+        allow = self.settings.get("allow_from") or ["0.0.0.0/0"]
+        self.allow_from = [str(c) for c in ([allow] if isinstance(allow, str) else allow)]
         self._client_obj: Any = None
         self._lock = threading.Lock()
+        # caches, one set per provider object
+        self._catalog_all: list[Size] | None = None
+        self._eligible: dict[tuple[str, int | None], list[Size]] = {}  # (arch, vCPUs or None for all) -> types
+        self._catalog_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary())
+        self._image_arch: dict[str, str] = {}
+        self._key_pairs: set[str] = set()
+        self._network_ids: tuple[str, str | None] | None = None
+
+    def _number(self, key: str, default: float, minimum: float) -> float:
+        raw = self.settings.get(key)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not value >= minimum or (key == "retries" and value != int(value)):
+            kind = "a whole number" if key == "retries" else "a number"
+            raise InvalidRequestError(f"aws provider {self.name}: setting '{key}' must be {kind} ≥ {minimum:g}, "
+                                      f"not {raw!r}")
+        return value
 
     # -- interface -----------------------------------------------------------------------------------
 
@@ -111,8 +201,15 @@ class AwsProvider(Provider):
             return []
         if request.names and len(request.names) != request.count:
             raise InvalidRequestError(f"{len(request.names)} names given for {request.count} instances")
-        size = request.size or DEFAULT_SIZE
-        image_id = await self._image_id(request.image or str(self.settings.get("image") or DEFAULT_IMAGE), size)
+        ports = _ports(request.ports)
+        image = request.image or str(self.settings.get("image") or DEFAULT_IMAGE)
+        if request.size:
+            size = request.size
+        elif request.size_need is not None:
+            size = await self._size_for(request.size_need, image)
+        else:
+            size = DEFAULT_SIZE
+        image_id = await self._image_id(image, size)
         key_name = await self._key_pair(request.ssh_public_key) if request.ssh_public_key.strip() else None
 
         tags = dict(request.tags)
@@ -122,20 +219,34 @@ class AwsProvider(Provider):
             "ImageId": image_id, "InstanceType": size, "MinCount": request.count, "MaxCount": request.count,
             "TagSpecifications": [{"ResourceType": "instance",
                                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+            # the same token on every attempt: a retried RunInstances returns the first one's instances
+            "ClientToken": _client_token(request.token) if request.token else f"ch-{uuid.uuid4().hex}",
         }
-        if request.token:
-            params["ClientToken"] = _client_token(request.token)
         if key_name:
             params["KeyName"] = key_name
-        if self.settings.get("subnet_id"):
-            params["SubnetId"] = str(self.settings["subnet_id"])
-        if self.settings.get("security_group_ids"):
-            params["SecurityGroupIds"] = [str(g) for g in self.settings["security_group_ids"]]
+        group_ids = [str(g) for g in self.settings.get("security_group_ids") or []]
+        made_group: str | None = None
+        if self.settings.get("manage_security_group", True):
+            group_id, made = await self._security_group(request.tags, ports)
+            made_group = group_id if made else None
+            group_ids.insert(0, group_id)
+            _vpc, subnet = await self._network()
+            if subnet:
+                params["SubnetId"] = subnet
+        elif self._subnet_setting():
+            params["SubnetId"] = self._subnet_setting()
+        if group_ids:
+            params["SecurityGroupIds"] = group_ids
         ssh_user = None
         if self.settings.get("cloud_init", True) and request.ssh_public_key.strip():
             params["UserData"] = _cloud_config(request.ssh_user, request.ssh_public_key)
             ssh_user = request.ssh_user
-        response = await self._call("run_instances", **params)
+        try:
+            response = await self._call("run_instances", **params)
+        except ProviderError:
+            if made_group:  # nothing uses the group this create made: do not leave it behind
+                await self._delete_groups([made_group])
+            raise
         raw = sorted(response.get("Instances", []), key=lambda i: (i.get("AmiLaunchIndex", 0), i["InstanceId"]))
         instances = [_instance(item, ssh_user) for item in raw]
         if request.count > 1 and request.names:
@@ -145,21 +256,21 @@ class AwsProvider(Provider):
     async def list(self, tags: Mapping[str, str]) -> list[Instance]:
         filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
         filters.append({"Name": "instance-state-name", "Values": LIVE_STATES})
-
-        def run() -> list[dict[str, Any]]:
-            found: list[dict[str, Any]] = []
-            pages = self._client().get_paginator("describe_instances").paginate(
-                Filters=filters, PaginationConfig={"PageSize": 1000})
-            for page in pages:
-                for reservation in page.get("Reservations", []):
-                    found.extend(reservation.get("Instances", []))
-            return found
-
-        items = await self._run("describe_instances", run)
+        items = await self._instances(Filters=filters, MaxResults=1000)
         return sorted((_instance(item) for item in items), key=lambda i: i.id)
 
     async def terminate(self, ids: Sequence[str]) -> None:
-        await self._bulk("terminate_instances", ids)
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return
+        try:
+            groups = await self._managed_groups_of(unique)
+        except ProviderError as exc:  # cleanup is best effort; terminating is not
+            log.warning("aws: could not look up the security groups of %d instances: %s", len(unique), exc)
+            groups = []
+        await self._bulk("terminate_instances", unique)
+        if groups:
+            await self._cleanup_groups(groups)
 
     async def stop(self, ids: Sequence[str]) -> None:
         await self._bulk("stop_instances", ids)
@@ -168,24 +279,12 @@ class AwsProvider(Provider):
         await self._bulk("start_instances", ids)
 
     async def sizes(self, pattern: str | None = None) -> builtins.list[Size]:
-        params: dict[str, Any] = {"PaginationConfig": {"PageSize": 100}}
-        if pattern and re.fullmatch(r"[A-Za-z0-9-]+", pattern):  # a plain substring: let EC2 filter too
-            params["Filters"] = [{"Name": "instance-type", "Values": [f"*{pattern.lower()}*"]}]
-
-        def run() -> list[dict[str, Any]]:
-            found: list[dict[str, Any]] = []
-            for page in self._client().get_paginator("describe_instance_types").paginate(**params):
-                found.extend(page.get("InstanceTypes", []))
-            return found
-
-        items = await self._run("describe_instance_types", run)
-        sizes = [
-            Size(item["InstanceType"], float(item.get("VCpuInfo", {}).get("DefaultVCpus", 0)),
-                 int(item.get("MemoryInfo", {}).get("SizeInMiB", 0)),
-                 {"arch": item.get("ProcessorInfo", {}).get("SupportedArchitectures", [])})
-            for item in items if matches(pattern, item["InstanceType"])
-        ]
-        return sorted(sizes, key=lambda s: s.name)
+        if self._catalog_all is None and pattern and re.fullmatch(r"[A-Za-z0-9-]+", pattern):
+            # a plain substring and no catalog yet: let EC2 filter (much less to fetch than the whole catalog)
+            found = await self._types([{"Name": "instance-type", "Values": [f"*{pattern.lower()}*"]}])
+        else:
+            found = await self._catalog()
+        return sorted((s for s in found if matches(pattern, s.name)), key=lambda s: s.name)
 
     async def images(self, pattern: str | None = None) -> builtins.list[Image]:
         """The known aliases (newest x86_64 image of each) and the account's own images; two calls."""
@@ -222,28 +321,55 @@ class AwsProvider(Provider):
         if client is not None:
             await asyncio.to_thread(client.close)
 
-    # -- helpers -------------------------------------------------------------------------------------
+    # -- calls, retries, errors ----------------------------------------------------------------------
 
     def _client(self) -> Any:
         with self._lock:
             if self._client_obj is None:
                 from botocore.config import Config
 
-                config = Config(retries={"mode": "standard"}, user_agent_extra="cloudherd")
+                # boto3's own retries off: one attempt of ours is one HTTP request, and boto3 would also retry
+                # InsufficientInstanceCapacity (a 500), delaying the engine's failover.
+                config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, user_agent_extra="cloudherd")
                 kwargs: dict[str, Any] = {"region_name": self.region, "config": config}
                 if self.endpoint_url:
                     kwargs["endpoint_url"] = self.endpoint_url
-                self._client_obj = self._boto3.session.Session().client("ec2", **kwargs)
+                self._client_obj = _session(self._boto3).client("ec2", **kwargs)
             return self._client_obj
 
     async def _run(self, operation: str, fn: Callable[[], T]) -> T:
-        """Run a blocking boto3 call in a thread; turn its failures into typed provider errors."""
+        """Run one blocking boto3 call in a thread, retrying transient failures; failures become typed errors."""
+
+        async def attempt() -> T:
+            try:
+                return await asyncio.to_thread(fn)
+            except ProviderError:
+                raise
+            except Exception as exc:
+                raise self._error(operation, exc) from exc
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retries),
+            wait=wait_random_exponential(multiplier=self.backoff, max=self.backoff_max),
+            retry=retry_if_exception(_retryable), before_sleep=self._log_retry(operation), reraise=True)
         try:
-            return await asyncio.to_thread(fn)
-        except ProviderError:
+            return await retrying(attempt)
+        except ProviderError as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            exc.attempts = attempts  # type: ignore[attr-defined]
+            if _retryable(exc) and exc.args:
+                exc.args = (f"{exc.args[0]} (gave up after {attempts} attempt{'s' if attempts != 1 else ''})",
+                            *exc.args[1:])
             raise
-        except Exception as exc:
-            raise self._error(operation, exc) from exc
+
+    def _log_retry(self, operation: str) -> Callable[[RetryCallState], None]:
+        def log_it(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.info("aws %s: %s; attempt %d of %d, next in %.2fs", operation, error, state.attempt_number,
+                     self.retries, wait)
+
+        return log_it
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         def run() -> dict[str, Any]:
@@ -251,6 +377,21 @@ class AwsProvider(Provider):
             return result
 
         return await self._run(operation, run)
+
+    async def _pages(self, operation: str, key: str, **params: Any) -> builtins.list[dict[str, Any]]:
+        """Every item under ``key`` over all pages; each page is its own (retried) call."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = await self._call(operation, **params, **({"NextToken": token} if token else {}))
+            found.extend(page.get(key, []))
+            token = page.get("NextToken")
+            if not token:
+                return found
+
+    async def _instances(self, **params: Any) -> builtins.list[dict[str, Any]]:
+        reservations = await self._pages("describe_instances", "Reservations", **params)
+        return [i for r in reservations for i in r.get("Instances", [])]
 
     def _error(self, operation: str, exc: Exception) -> Exception:
         from botocore import exceptions as bx
@@ -262,17 +403,23 @@ class AwsProvider(Provider):
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
             mapped = _client_error(where, operation, code, status, str(error.get("Message", "")))
             mapped.aws_code = code  # type: ignore[attr-defined]
+            mapped.transient = code in TRANSIENT_CODES or status >= 500  # type: ignore[attr-defined]
             return mapped
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
             return AuthError(f"{where}: no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
                              "AWS_SECRET_ACCESS_KEY, or run 'aws configure'")
         if isinstance(exc, bx.EndpointConnectionError):
             endpoint = _safe_url(str(exc.kwargs.get("endpoint_url", "")))
-            return ProviderError(f"{where}: could not connect to the endpoint {endpoint}")
+            failed = ProviderError(f"{where}: could not connect to the endpoint {endpoint}")
+            failed.transient = True  # type: ignore[attr-defined]
+            return failed
         if isinstance(exc, bx.ParamValidationError):
             return InvalidRequestError(f"{where}: {_one_line(str(exc))}")
         if isinstance(exc, bx.BotoCoreError):
-            return ProviderError(f"{where}: {exc.__class__.__name__}: {_one_line(str(exc))}")
+            failed = ProviderError(f"{where}: {exc.__class__.__name__}: {_one_line(str(exc))}")
+            # a dropped or timed-out connection is worth another try
+            failed.transient = isinstance(exc, bx.ConnectionError | bx.HTTPClientError)  # type: ignore[attr-defined]
+            return failed
         return exc
 
     async def _bulk(self, operation: str, ids: Sequence[str]) -> None:
@@ -291,18 +438,12 @@ class AwsProvider(Provider):
 
     async def _live(self, ids: Sequence[str]) -> builtins.list[str]:
         """Which of ``ids`` still exist (a filter, unlike InstanceIds, does not fail on unknown ids)."""
+        items = await self._instances(Filters=[{"Name": "instance-id", "Values": list(ids)},
+                                               {"Name": "instance-state-name", "Values": LIVE_STATES}],
+                                      MaxResults=1000)
+        return [i["InstanceId"] for i in items]
 
-        def run() -> list[str]:
-            found: list[str] = []
-            pages = self._client().get_paginator("describe_instances").paginate(
-                Filters=[{"Name": "instance-id", "Values": list(ids)},
-                         {"Name": "instance-state-name", "Values": LIVE_STATES}])
-            for page in pages:
-                for reservation in page.get("Reservations", []):
-                    found.extend(i["InstanceId"] for i in reservation.get("Instances", []))
-            return found
-
-        return await self._run("describe_instances", run)
+    # -- create helpers ------------------------------------------------------------------------------
 
     async def _name_each(self, instances: Sequence[Instance], names: Sequence[str]) -> None:
         limit = asyncio.Semaphore(8)
@@ -322,11 +463,14 @@ class AwsProvider(Provider):
     async def _key_pair(self, public_key: str) -> str:
         material = public_key.strip()
         name = "cloudherd-" + hashlib.sha256(material.encode()).hexdigest()[:12]
+        if name in self._key_pairs:
+            return name
         try:
             await self._call("import_key_pair", KeyName=name, PublicKeyMaterial=material.encode())
         except InvalidRequestError as exc:
             if _code(exc) != "InvalidKeyPair.Duplicate":
                 raise
+        self._key_pairs.add(name)
         return name
 
     async def _image_id(self, image: str, size: str) -> str:
@@ -347,8 +491,277 @@ class AwsProvider(Provider):
         best: str = _newest(images)["ImageId"]
         return best
 
+    # -- size by need --------------------------------------------------------------------------------
+
+    async def _size_for(self, need: SizeNeed, image: str) -> str:
+        """The smallest eligible instance type that meets ``need`` (see the module notes)."""
+        arch = await self._architecture(image)
+        if need.cpus is not None and need.cpus > 0:
+            # vCPU counts are whole: if a type with exactly ceil(cpus) fits, it beats every bigger one
+            tier = await self._candidates(arch, math.ceil(need.cpus))
+            if any(_fits(s, need) for s in tier):
+                return smallest_fitting(tier, need).name
+        try:
+            return smallest_fitting(await self._candidates(arch, None), need).name
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(f"aws in {self.region}: {exc} (among current-generation on-demand {arch} "
+                                      "instance types)") from exc
+
+    async def _architecture(self, image: str) -> str:
+        if self.settings.get("architecture"):
+            return str(self.settings["architecture"])
+        if not image.startswith("ami-"):
+            return "x86_64"  # aliases follow the size; x86_64 is the default for sizes chosen by need
+        if image not in self._image_arch:
+            found = (await self._call("describe_images", ImageIds=[image])).get("Images", [])
+            if not found:
+                raise NotFoundError(f"aws: image {image} not found in {self.region}")
+            self._image_arch[image] = str(found[0].get("Architecture") or "x86_64")
+        return self._image_arch[image]
+
+    def _catalog_lock(self) -> asyncio.Lock:
+        """One lock per event loop (asyncio locks are bound to their loop): concurrent creates fetch once."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            lock = self._catalog_locks.get(loop)
+            if lock is None:
+                lock = self._catalog_locks[loop] = asyncio.Lock()
+            return lock
+
+    async def _catalog(self) -> builtins.list[Size]:
+        """Every instance type of the region, fetched once per provider object."""
+        async with self._catalog_lock():
+            if self._catalog_all is None:
+                self._catalog_all = await self._types(None)
+            return self._catalog_all
+
+    async def _candidates(self, arch: str, vcpus: int | None) -> builtins.list[Size]:
+        """The types size-by-need may pick for ``arch`` (with exactly ``vcpus`` vCPUs when given).
+
+        EC2 filters (eligibility, vCPU count) so that only those are sent; each answer is cached, and a cached
+        whole catalog (from :meth:`sizes`) or whole eligible set serves every later question.
+        """
+        async with self._catalog_lock():
+            found = self._catalog_all or self._eligible.get((arch, None)) or self._eligible.get((arch, vcpus))
+            if found is None:
+                filters = [{"Name": "current-generation", "Values": ["true"]},
+                           {"Name": "bare-metal", "Values": ["false"]},
+                           {"Name": "supported-usage-class", "Values": ["on-demand"]},
+                           {"Name": "processor-info.supported-architecture", "Values": [arch]}]
+                if vcpus is not None:
+                    filters.append({"Name": "vcpu-info.default-vcpus", "Values": [str(vcpus)]})
+                found = self._eligible[(arch, vcpus)] = await self._types(filters)
+        return [s for s in found if _eligible(s, arch) and (vcpus is None or s.cpus == vcpus)]
+
+    async def _types(self, filters: builtins.list[dict[str, Any]] | None) -> builtins.list[Size]:
+        params: dict[str, Any] = {"MaxResults": 100}
+        if filters:
+            params["Filters"] = filters
+        return [_size(item) for item in await self._pages("describe_instance_types", "InstanceTypes", **params)]
+
+    # -- security groups -----------------------------------------------------------------------------
+
+    def _subnet_setting(self) -> str | None:
+        subnet = self.settings.get("subnet_id") or self.settings.get("subnet")
+        return str(subnet) if subnet else None
+
+    async def _network(self) -> tuple[str, str | None]:
+        """(VPC id, subnet id or None for EC2's default subnet): the subnet's, the ``vpc`` or the default VPC."""
+        if self._network_ids is not None:
+            return self._network_ids
+        subnet = self._subnet_setting()
+        vpc = str(self.settings.get("vpc") or self.settings.get("vpc_id") or "") or None
+        if subnet:
+            found = (await self._call("describe_subnets", SubnetIds=[subnet])).get("Subnets", [])
+            if not found:
+                raise NotFoundError(f"aws: subnet {subnet} not found in {self.region}")
+            if vpc and found[0]["VpcId"] != vpc:
+                raise InvalidRequestError(f"aws: subnet {subnet} is not in the VPC {vpc}")
+            vpc = str(found[0]["VpcId"])
+        elif vpc:  # a VPC but no subnet: EC2 needs one, take its default-for-zone or first subnet
+            subnets = (await self._call("describe_subnets", Filters=[{"Name": "vpc-id", "Values": [vpc]}])
+                       ).get("Subnets", [])
+            if not subnets:
+                raise InvalidRequestError(f"aws: the VPC {vpc} has no subnet in {self.region}; set 'subnet'")
+            best = min(subnets, key=lambda s: (not s.get("DefaultForAz"), s.get("AvailabilityZone", ""),
+                                               s["SubnetId"]))
+            subnet = str(best["SubnetId"])
+        else:
+            vpcs = (await self._call("describe_vpcs", Filters=[{"Name": "is-default", "Values": ["true"]}])
+                    ).get("Vpcs", [])
+            if not vpcs:
+                raise InvalidRequestError(f"aws: no default VPC in {self.region}; set 'vpc' or 'subnet'")
+            vpc = str(vpcs[0]["VpcId"])
+        self._network_ids = (vpc, subnet)
+        return self._network_ids
+
+    async def _security_group(self, tags: Mapping[str, str], ports: Sequence[int]) -> tuple[str, bool]:
+        """Find or make the group of (infra, group) and open SSH and ``ports`` on it: (group id, made now)."""
+        name = _group_name(tags)
+        vpc, _subnet = await self._network()
+        lookup = [{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc]}]
+        found = (await self._call("describe_security_groups", Filters=lookup)).get("SecurityGroups", [])
+        made = False
+        if found:
+            group = found[0]
+        else:
+            group_tags = {**tags, "Name": name, TAG_MANAGED: "true"}
+            try:
+                created = await self._call(
+                    "create_security_group", GroupName=name, VpcId=vpc,
+                    Description=f"cloudherd: SSH and the listed ports of {name[len(GROUP_PREFIX):]}"[:255],
+                    TagSpecifications=[{"ResourceType": "security-group",
+                                        "Tags": [{"Key": k, "Value": v} for k, v in group_tags.items()]}])
+                group, made = {"GroupId": created["GroupId"], "IpPermissions": []}, True
+            except InvalidRequestError as exc:  # made meanwhile by another create
+                if _code(exc) != "InvalidGroup.Duplicate":
+                    raise
+                group = (await self._call("describe_security_groups", Filters=lookup))["SecurityGroups"][0]
+        group_id = str(group["GroupId"])
+        missing = [(port, cidr) for port in sorted({SSH_PORT, *ports}) for cidr in self.allow_from
+                   if not _allows(group.get("IpPermissions", []), port, cidr)]
+        if missing:
+            await self._authorize(group_id, missing)
+        return group_id, made
+
+    async def _authorize(self, group_id: str, rules: Sequence[tuple[int, str]]) -> None:
+        try:
+            await self._call("authorize_security_group_ingress", GroupId=group_id,
+                             IpPermissions=[_permission(port, cidr) for port, cidr in rules])
+        except InvalidRequestError as exc:  # one rule appeared meanwhile: add the others one by one
+            if _code(exc) != "InvalidPermission.Duplicate":
+                raise
+            for port, cidr in rules:
+                try:
+                    await self._call("authorize_security_group_ingress", GroupId=group_id,
+                                     IpPermissions=[_permission(port, cidr)])
+                except InvalidRequestError as again:
+                    if _code(again) != "InvalidPermission.Duplicate":
+                        raise
+
+    async def _managed_groups_of(self, ids: Sequence[str]) -> builtins.list[str]:
+        """The cloudherd-made security groups the instances ``ids`` are in."""
+        candidates: set[str] = set()
+        for start in range(0, len(ids), FILTER_BATCH):
+            batch = list(ids[start:start + FILTER_BATCH])
+            items = await self._instances(Filters=[{"Name": "instance-id", "Values": batch}], MaxResults=1000)
+            candidates |= {g["GroupId"] for i in items for g in i.get("SecurityGroups", [])
+                           if str(g.get("GroupName", "")).startswith(GROUP_PREFIX)}
+        if not candidates:
+            return []
+        groups = await self._pages("describe_security_groups", "SecurityGroups", Filters=[
+            {"Name": "group-id", "Values": sorted(candidates)}, {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]}])
+        return sorted(str(g["GroupId"]) for g in groups)
+
+    async def _cleanup_groups(self, group_ids: Sequence[str]) -> None:
+        """Delete the groups no instance uses any more; wait a while for shutting-down ones.  Best effort."""
+        deadline = time.monotonic() + self.cleanup_wait
+        waiting = list(group_ids)
+        try:
+            while waiting:
+                users = await self._instances(Filters=[
+                    {"Name": "instance.group-id", "Values": waiting},
+                    {"Name": "instance-state-name", "Values": [*LIVE_STATES, "shutting-down"]}], MaxResults=1000)
+                live = {g["GroupId"] for i in users if i.get("State", {}).get("Name") in LIVE_STATES
+                        for g in i.get("SecurityGroups", [])}
+                leaving = {g["GroupId"] for i in users for g in i.get("SecurityGroups", [])} - live
+                free = [g for g in waiting if g not in live and g not in leaving]
+                busy = await self._delete_groups(free)  # still attached for a moment after the instances went
+                waiting = [g for g in waiting if g in leaving or g in busy]
+                if waiting and time.monotonic() + CLEANUP_POLL > deadline:
+                    log.warning("aws: security groups %s still in use after %.0fs; left in place",
+                                ", ".join(waiting), self.cleanup_wait)
+                    return
+                if waiting:
+                    await asyncio.sleep(CLEANUP_POLL)
+        except ProviderError as exc:
+            log.warning("aws: could not clean up security groups %s: %s", ", ".join(waiting), exc)
+
+    async def _delete_groups(self, group_ids: Sequence[str]) -> builtins.list[str]:
+        """Delete each group (best effort): the ones still in use (DependencyViolation)."""
+        busy: list[str] = []
+        for group_id in group_ids:
+            try:
+                await self._call("delete_security_group", GroupId=group_id)
+            except ProviderError as exc:
+                if _code(exc) == "DependencyViolation":
+                    busy.append(group_id)
+                elif _code(exc) != "InvalidGroup.NotFound":
+                    log.warning("aws: could not delete the security group %s: %s", group_id, exc)
+        return busy
+
 
 # -- helpers (module level: no provider state) ------------------------------------------------------
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Throttling and transient failures (5xx, connection); never capacity, quota, auth or invalid requests."""
+    if isinstance(exc, ThrottledError):
+        return True
+    if isinstance(exc, CapacityError | QuotaError | AuthError | InvalidRequestError | NotFoundError):
+        return False
+    return isinstance(exc, ProviderError) and bool(getattr(exc, "transient", False))
+
+
+def _ports(ports: Sequence[int]) -> builtins.list[int]:
+    checked: list[int] = []
+    for port in ports:
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise InvalidRequestError(f"aws: port {port!r} is not a TCP port (1-65535)")
+        checked.append(port)
+    return sorted(set(checked))
+
+
+def _group_name(tags: Mapping[str, str]) -> str:
+    """``cloudherd-<infra>-<group>`` in the characters EC2 allows in a VPC security group name."""
+    parts = [tags.get(TAG_INFRA) or "", tags.get(TAG_GROUP) or ""]
+    name = GROUP_PREFIX + "-".join(p for p in parts if p) if any(parts) else GROUP_PREFIX + "default"
+    return _GROUP_NAME_BAD.sub("-", name)[:255]
+
+
+def _permission(port: int, cidr: str) -> dict[str, Any]:
+    permission: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": port, "ToPort": port}
+    if ":" in cidr:
+        permission["Ipv6Ranges"] = [{"CidrIpv6": cidr, "Description": "cloudherd"}]
+    else:
+        permission["IpRanges"] = [{"CidrIp": cidr, "Description": "cloudherd"}]
+    return permission
+
+
+def _allows(permissions: Iterable[dict[str, Any]], port: int, cidr: str) -> bool:
+    """Whether an ingress rule already lets ``cidr`` reach TCP ``port``."""
+    for perm in permissions:
+        protocol = str(perm.get("IpProtocol", ""))
+        if protocol == "-1":
+            in_range = True
+        elif protocol in ("tcp", "6"):
+            in_range = int(perm.get("FromPort", -1)) <= port <= int(perm.get("ToPort", -1))
+        else:
+            continue
+        cidrs = {r.get("CidrIp") for r in perm.get("IpRanges", [])} | {r.get("CidrIpv6") for r in
+                                                                         perm.get("Ipv6Ranges", [])}
+        if in_range and cidr in cidrs:
+            return True
+    return False
+
+
+def _size(item: dict[str, Any]) -> Size:
+    return Size(item["InstanceType"], float(item.get("VCpuInfo", {}).get("DefaultVCpus", 0)),
+                int(item.get("MemoryInfo", {}).get("SizeInMiB", 0)),
+                {"arch": item.get("ProcessorInfo", {}).get("SupportedArchitectures", []),
+                 "current": bool(item.get("CurrentGeneration", False)), "bare_metal": bool(item.get("BareMetal")),
+                 "usage": item.get("SupportedUsageClasses", [])})
+
+
+def _eligible(size: Size, arch: str) -> bool:
+    """What size-by-need may pick: current generation, not bare metal, on demand, the image's architecture."""
+    return (bool(size.extra.get("current")) and not size.extra.get("bare_metal")
+            and arch in size.extra.get("arch", []) and "on-demand" in size.extra.get("usage", ["on-demand"]))
+
+
+def _fits(size: Size, need: SizeNeed) -> bool:
+    return ((need.cpus is None or size.cpus >= need.cpus)
+            and (need.memory_mib is None or size.memory_mb >= need.memory_mib))
 
 
 def _client_error(where: str, operation: str, code: str, status: int, message: str) -> ProviderError:
