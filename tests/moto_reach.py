@@ -19,19 +19,32 @@ from cloudherd.providers.local import LocalProvider
 STAND_IN_FOR = "stand-in-for"
 
 
+def _default_public_key() -> str | None:
+    from cloudherd.engine.context import default_key_path
+
+    path = default_key_path().with_suffix(".pub")
+    return path.read_text().strip() if path.exists() else None
+
+
 class LocalStandIns:
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         self.local = LocalProvider("stand-ins", {})
 
     async def attach(self, provider: Provider, request: CreateRequest | None,
                      instances: Sequence[Instance]) -> list[Instance]:
-        known = {i.tags.get(STAND_IN_FOR): i for i in await self.local.list({})}
+        known = {i.tags.get(STAND_IN_FOR): i for i in await self.local.list({}) if i.alive}
         missing = [i for i in instances if i.id not in known and i.alive]
-        if missing and request is not None:
+        public_key = request.ssh_public_key if request is not None else _default_public_key()
+        if missing and public_key:
+            # also on list: an instance made by a run that was killed before its stand-in was made
+            stale = [i.id for i in await self.local.list({}) if i.tags.get(STAND_IN_FOR) in {m.id for m in missing}]
+            if stale:
+                await self.local.terminate(stale)
             made = await asyncio.gather(*(
                 self.local.create(CreateRequest(
                     count=1, image=None, size=None, tags={STAND_IN_FOR: i.id, "provider": provider.name},
-                    ssh_user=request.ssh_user, ssh_public_key=request.ssh_public_key, names=[i.name or i.id],
+                    ssh_user=request.ssh_user if request else "", ssh_public_key=public_key,
+                    names=[i.name or i.id],
                 ))
                 for i in missing
             ))

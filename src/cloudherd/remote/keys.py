@@ -16,10 +16,13 @@ def ensure_keypair(path: Path) -> tuple[asyncssh.SSHKey, str]:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = asyncssh.generate_private_key("ssh-ed25519", comment="cloudherd")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # written aside and renamed: a process killed half-way never leaves a half-written key
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(key.export_private_key())
         path.with_name(path.name + ".pub").write_bytes(key.export_public_key())
+        os.replace(tmp, path)
     try:
         key = asyncssh.read_private_key(str(path))
     except asyncssh.KeyImportError as exc:

@@ -115,7 +115,9 @@ class Store:
             by_prefix = list(s.scalars(select(Infrastructure).where(Infrastructure.id.startswith(ref))))
             by_name = list(s.scalars(select(Infrastructure).where(Infrastructure.name == ref)))
         active_names = [i for i in by_name if i.state != "destroyed"]
-        candidates = {i.id: i for i in (*by_prefix, *(active_names or by_name))}
+        # a name means its active infrastructure; when all are destroyed, the latest one (history)
+        latest = sorted(by_name, key=lambda i: i.created_at)[-1:]
+        candidates = {i.id: i for i in (*by_prefix, *(active_names or latest))}
         if len(candidates) == 1:
             return self.infrastructure(next(iter(candidates)))
         if not candidates:

@@ -1,0 +1,239 @@
+"""SIGKILL the cloudherd CLI at random points of up / scale / down, run the command again, and check
+that nothing leaked, nothing was lost and nothing was made twice.  Used by tests/test_chaos.py (a
+bounded run in CI) and bench/chaos.py (100 kill points).
+
+Ground truth comes from outside cloudherd: the local provider's node folders and the processes on
+this machine carrying a node marker, or moto's EC2 API over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+AMI = "ami-03c3da4cfa8e8943a"  # shipped with moto for us-east-1
+NAME = "chaos"
+
+
+@dataclass
+class Tally:
+    provider: str
+    seed: int
+    kills: int = 0  # the CLI was killed while working
+    finished_first: int = 0  # the command ended before its kill point: nothing to kill
+    resumes: int = 0  # the same command run again after a kill, to completion
+    checks: int = 0
+    leaked: int = 0  # a machine (or node process) the database does not know
+    lost: int = 0  # a node the database has whose machine is gone
+    duplicated: int = 0  # a node with two machines, or more machines than asked for
+    settled: int = 0  # open intents a later command resolved from the journal
+    problems: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "problems"}
+
+
+class Chaos:
+    """One isolated cloudherd home (and, for aws, one moto server) that commands are run and killed in."""
+
+    def __init__(self, provider: str, workdir: Path, seed: int, nodes: int = 10,
+                 log: Callable[[str], None] = lambda _m: None) -> None:
+        self.provider = provider
+        self.workdir = workdir
+        self.rng = random.Random(seed)
+        self.nodes = nodes
+        self.log = log
+        self.tally = Tally(provider, seed)
+        self.home = workdir / "home"
+        self.spec = workdir / "spec" / "cloudherd.yml"
+        self.env = {**os.environ, "CLOUDHERD_HOME": str(self.home), "PYTHONPATH": str(REPO)}
+        self.env.pop("CLOUDHERD_DB", None)
+        self.env.pop("CLOUDHERD_LOCAL_ROOT", None)
+        self.moto: Any = None
+        self.durations: dict[str, float] = {}
+
+    # -- set-up -----------------------------------------------------------------------------------
+
+    def __enter__(self) -> Chaos:
+        self.spec.parent.mkdir(parents=True, exist_ok=True)
+        (self.spec.parent / "setup.sh").write_text("echo ready > ready.txt\n")
+        if self.provider == "aws":
+            import logging
+
+            from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+
+            self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self.moto.start()
+            host, port = self.moto.get_host_and_port()
+            self.env.update({
+                "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+            })
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # whatever happened, leave no node behind: down (unkilled), then the provider sweeps its folder
+        self._cli("down", NAME, check=False)
+        from cloudherd.providers.local import LocalProvider
+
+        root = self.home / "local"
+        if root.is_dir():
+            provider = LocalProvider("local", {"root": str(root)})
+            asyncio.run(provider.terminate([i.id for i in asyncio.run(provider.list({}))]))
+        if self.moto is not None:
+            self.moto.stop()
+
+    def write_spec(self, count: int) -> None:
+        if self.provider == "aws":
+            reach = '"tests.moto_reach:LocalStandIns"'
+            provider = f"providers:\n  cloud: {{type: aws, region: us-east-1, reach: {reach}}}\n"
+            group = f"    provider: cloud\n    image: {AMI}\n    size: t3.micro\n"
+        else:
+            provider, group = "", ""
+        self.spec.write_text(
+            f"name: {NAME}\n{provider}groups:\n  n:\n{group}    count: {count}\n    scripts: [setup.sh]\n"
+        )
+
+    # -- running and killing ------------------------------------------------------------------------
+
+    def _cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        run = subprocess.run([sys.executable, "-m", "cloudherd", *args], env=self.env, capture_output=True,
+                             text=True, timeout=600, stdin=subprocess.DEVNULL)
+        if check and run.returncode != 0:
+            raise AssertionError(f"cloudherd {' '.join(args)} failed ({run.returncode}): {run.stderr[-2000:]}")
+        return run
+
+    def step(self, kind: str, count: int) -> None:
+        """Run one command with a kill at a random point, then run it again to completion and check."""
+        args = ("up", str(self.spec)) if kind != "down" else ("down", NAME)
+        if kind != "down":
+            self.write_spec(count)
+        expected = self.durations.get(kind, 2.5)
+        delay = self.rng.uniform(0.6, 0.6 + expected)  # python start-up is ~0.6 s of each run
+        process = subprocess.Popen([sys.executable, "-m", "cloudherd", *args], env=self.env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=delay)
+            self.tally.finished_first += 1
+            self.log(f"  {kind} {count}: finished before its kill point ({delay:.2f}s)")
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            self.tally.kills += 1
+            self.log(f"  {kind} {count}: killed at {delay:.2f}s")
+        started = time.monotonic()
+        self._cli(*args)
+        self.durations[kind] = time.monotonic() - started
+        self.tally.resumes += 1
+        self.check(0 if kind == "down" else count)
+
+    # -- ground truth ---------------------------------------------------------------------------------
+
+    def check(self, desired: int) -> None:
+        from sqlalchemy import create_engine, select
+
+        from cloudherd.state.models import Event, Infrastructure, Node
+
+        self.tally.checks += 1
+        engine = create_engine(f"sqlite:///{self.home / 'state.db'}")
+        try:
+            with engine.connect() as db:
+                infra_ids = [r[0] for r in db.execute(select(Infrastructure.id).where(Infrastructure.name == NAME))]
+                rows = list(db.execute(select(Node.name, Node.provider_id, Node.state)
+                                       .where(Node.infrastructure_id.in_(infra_ids))))
+                self.tally.settled = db.execute(
+                    select(Event.id).where(Event.kind == "journal")
+                ).all().__len__()
+        finally:
+            engine.dispose()
+        live_rows = [r for r in rows if r.state != "terminated"]
+        db_ids = {r.provider_id for r in live_rows if r.provider_id}
+        machines = self._machines()  # provider id -> node name
+        leaked = set(machines) - db_ids
+        lost = db_ids - set(machines)
+        names = list(machines.values())
+        duplicated = sum(names.count(n) - 1 for n in set(names)) + max(0, len(machines) - desired - len(leaked))
+        orphans = self._orphan_processes()
+        problems = []
+        if len(live_rows) != desired:
+            problems.append(f"database has {len(live_rows)} live nodes, want {desired}: "
+                            f"{sorted((r.name, r.state) for r in live_rows)}")
+        if any(r.state not in ("ready", "terminated") for r in rows):
+            problems.append(f"nodes not settled: {sorted((r.name, r.state) for r in rows if r.state != 'ready')}")
+        if leaked or orphans:
+            problems.append(f"leaked machines {sorted(leaked)}, orphan processes {orphans}")
+        if lost:
+            problems.append(f"lost machines {sorted(lost)}")
+        if duplicated:
+            problems.append(f"duplicated {duplicated}: {sorted(names)}")
+        self.tally.leaked += len(leaked) + len(orphans)
+        self.tally.lost += len(lost)
+        self.tally.duplicated += duplicated
+        self.tally.problems += problems
+        for problem in problems:
+            self.log(f"  PROBLEM: {problem}")
+
+    def _machines(self) -> dict[str, str]:
+        if self.provider == "aws":
+            import boto3
+
+            ec2 = boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                               aws_access_key_id="testing", aws_secret_access_key="testing")
+            found = {}
+            for reservation in ec2.describe_instances()["Reservations"]:
+                for instance in reservation["Instances"]:
+                    if instance["State"]["Name"] in ("terminated", "shutting-down"):
+                        continue
+                    tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+                    found[instance["InstanceId"]] = tags.get("Name", instance["InstanceId"])
+            return found
+        from cloudherd.providers.local import LocalProvider
+
+        provider = LocalProvider("local", {"root": str(self.home / "local")})
+        return {i.id: i.name for i in asyncio.run(provider.list({})) if "stand-in-for" not in i.tags}
+
+    def _orphan_processes(self) -> list[int]:
+        """Node processes whose node folder is gone (nobody can find them any more)."""
+        marker = f"CLOUDHERD_LOCAL_NODE={self.home / 'local'}/".encode()
+        orphans = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+                state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+            except OSError:
+                continue
+            if marker not in environ or state in ("Z", "X"):
+                continue
+            folder = next(v for v in environ.split(b"\0") if v.startswith(b"CLOUDHERD_LOCAL_NODE="))
+            if not Path(folder.split(b"=", 1)[1].decode()).joinpath("node.json").exists():
+                orphans.append(int(entry.name))
+        return orphans
+
+
+def run_chaos(provider: str, kills: int, seed: int, workdir: Path, nodes: int = 10,
+              log: Callable[[str], None] = lambda _m: None) -> Tally:
+    """Cycles of up (``nodes``) → scale up → scale down → down, each command killed once at a random
+    point and then run to completion, until ``kills`` kills happened (bounded: at most 3x attempts)."""
+    cycle = [("up", nodes), ("scale", nodes + 3), ("scale", max(1, nodes - 4)), ("down", 0)]
+    with Chaos(provider, workdir, seed, nodes, log) as chaos:
+        attempts = 0
+        while chaos.tally.kills < kills and attempts < 3 * kills:
+            for kind, count in cycle:
+                attempts += 1
+                chaos.step(kind, count)
+        return chaos.tally
