@@ -29,6 +29,7 @@ from cloudherd.engine.fleet import (
     push,
     refresh,
 )
+from cloudherd.engine.plan import Plan
 from cloudherd.spec import load_spec
 from cloudherd.state.db import database_url, open_engine
 from cloudherd.state.models import Action, Infrastructure, Node
@@ -69,6 +70,12 @@ class Client:
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
                         connect_timeout=connect_timeout, force=force, handshakes=concurrency,
                         accept_new_host_key=accept_new_host_key)
+
+    async def plan(self, spec: str | os.PathLike[str]) -> Plan:
+        """What ``up`` of ``spec`` would change (create / destroy / replace / scripts to re-run); changes nothing."""
+        from cloudherd.engine.plan import make_plan
+
+        return await make_plan(load_spec(spec), self.store)
 
     async def down(self, ref: str, *, on_event: EventSink | None = None,
                    artifacts_dir: str | os.PathLike[str] | None = None) -> str:
@@ -166,6 +173,9 @@ class SyncClient:
 
     def up(self, spec: str | os.PathLike[str], **options: Any) -> str:
         return self._run(self.aio.up(spec, **options))
+
+    def plan(self, spec: str | os.PathLike[str]) -> Plan:
+        return self._run(self.aio.plan(spec))
 
     def down(self, ref: str, **options: Any) -> str:
         return self._run(self.aio.down(ref, **options))

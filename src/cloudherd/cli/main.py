@@ -126,6 +126,7 @@ def up(
     keep_on_failure: bool = typer.Option(False, "--keep-on-failure", help="Keep what was made when up fails."),
     connect_timeout: float = typer.Option(120.0, "--connect-timeout", help="Seconds to wait for a node's SSH."),
     force: bool = typer.Option(False, "--force", help="Re-run scripts even where they already succeeded unchanged."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (as `cloudherd plan`) and change nothing."),
     concurrency: int | None = CONCURRENCY,
     accept_new_host_key: list[str] = ACCEPT_NEW,
 ) -> None:
@@ -133,6 +134,9 @@ def up(
 
     Prints the infrastructure's id.  Scripts that already succeeded unchanged on a node are skipped.
     """
+    if dry_run:
+        plan(spec, as_json=False)
+        return
     client = _client()
     started = time.monotonic()
 
@@ -148,6 +152,44 @@ def up(
     err.print(Text(f"{infra.name} is ready: {len(live)} node(s) in {time.monotonic() - started:.1f}s "
                    f"(cloudherd status {infra_id})", style="green"))
     out.print(infra_id)
+
+
+@app.command()
+def plan(
+    spec: Path = typer.Argument(..., help="The spec file (YAML)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """Show what `up` would change: nodes to create, destroy or replace, scripts to re-run. Changes nothing."""
+    client = _client()
+    result = _guard(lambda: _run(client.plan(spec)))
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    target = f"{result.name} ({result.infrastructure_id})" if result.infrastructure_id else f"{result.name} (new)"
+    out.print(Text(f"plan for {target}", style="bold"))
+    for group in result.groups:
+        head = f"group {group.name} ({group.provider}): "
+        head += "removed from the spec" if group.removed else f"{group.current} → {group.count} node(s)"
+        out.print(Text(("  + " if group.new else "  ~ " if group.changes else "    ") + head))
+        if group.reasons:
+            out.print(Text(f"      because: {'; '.join(group.reasons)}", style="dim"))
+        if group.replace:
+            out.print(Text(f"      ± replace {len(group.replace)}: {', '.join(n.name for n in group.replace)}",
+                           style="yellow"))
+        if group.create:
+            out.print(Text(f"      + create {group.create}", style="green"))
+        if group.destroy:
+            out.print(Text(f"      - destroy {len(group.destroy)}: {', '.join(n.name for n in group.destroy)}",
+                           style="red"))
+        for source, names in group.reruns.items():
+            shown = ", ".join(names[:6]) + (f" (+{len(names) - 6})" if len(names) > 6 else "")
+            out.print(Text(f"      ↻ run {source} on {len(names)}: {shown}", style="cyan"))
+    totals = result.totals()
+    if not result.changes:
+        out.print(Text("no changes: the infrastructure matches the spec", style="green"))
+    else:
+        out.print(f"plan: {totals['create']} to create, {totals['destroy']} to destroy, {totals['replace']} to "
+                  f"replace, {totals['script_runs']} script run(s)")
 
 
 @app.command()

@@ -19,7 +19,8 @@ from cloudherd.engine.context import Identity, Providers, Redactor, ensure_ident
 from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.destroy import retire
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
-from cloudherd.engine.fleet import LIVE_STATES, Reach
+from cloudherd.engine.fleet import Reach
+from cloudherd.engine.plan import COUNTED_STATES, diff_groups, fresh_nodes
 from cloudherd.errors import ApplyFailed, CloudherdError
 from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, TAG_OWNER, CreateRequest, SizeNeed
 from cloudherd.remote.pool import ConnectionPool
@@ -29,7 +30,6 @@ from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
 DEFAULT_CONNECT_TIMEOUT = 120.0
-COUNTED_STATES = (*LIVE_STATES, "pending", "stopped")  # nodes that count towards a group's size
 
 
 async def up(
@@ -65,7 +65,7 @@ async def up(
     run_intents: list[str] = []
     try:
         await journal.resolve(store, infra, providers, on_event)  # a crashed run's calls, settled first
-        surplus = _sync_groups(loaded, store, infra.id, redact)
+        surplus = await _sync_groups(loaded, store, infra.id, redact)
         infra = store.infrastructure(infra.id)
         async with ConnectionPool(identity.key, handshakes=handshakes, connect_timeout=connect_timeout) as pool:
             reach = Reach(store, infra, identity, accept_new_host_key)
@@ -108,16 +108,21 @@ def _key_path(loaded: LoadedSpec) -> Path | None:
     return path if path.is_absolute() else loaded.path.parent / path
 
 
-def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: Redactor) -> list[Node]:
-    """Make the group rows and node rows say what the spec says; return the nodes to retire.
+async def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: Redactor) -> list[Node]:
+    """Make the group rows and node rows say what the plan says; return the nodes to retire.
 
-    New nodes are added as ``pending`` rows (created next); the highest-numbered nodes of a group
-    that shrank, every node of a group that was removed, and dead nodes are returned as surplus.
+    New nodes are added as ``pending`` rows (created next); surplus, dead and replaced nodes, and every
+    node of a removed group, are returned.  Liveness is checked with one list call per provider.
     """
     spec = loaded.spec
     infra = store.infrastructure(infra_id)
     rows = {g.name: g for g in infra.groups}
-    nodes = store.nodes(infra_id)
+    recorded = {n.id: n.state for n in store.nodes(infra_id)}
+    nodes = await fresh_nodes(loaded, store, infra)
+    for node in nodes:
+        if node.state == "dead" and recorded.get(node.id) != "dead":
+            store.update_node(node.id, state="dead", reason="the provider no longer has it running")
+    diffs = {d.name: d for d in diff_groups(loaded, infra.groups, nodes)}
     surplus: list[Node] = []
     for position, (group_name, group) in enumerate(spec.groups.items()):
         fields: dict[str, Any] = {
@@ -131,20 +136,21 @@ def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: Redact
             store.update_group(infra_id, group_name, **fields)
         else:
             store.add_group(infra_id, name=group_name, **fields)
-        members = [n for n in nodes if n.group_name == group_name and n.state != "terminated"]
-        dead = [n for n in members if n.state not in COUNTED_STATES]
-        counted = sorted((n for n in members if n.state in COUNTED_STATES), key=lambda n: n.index)
-        surplus += dead + counted[group.count:]
-        used = {n.index for n in counted[: group.count]}
+        diff = diffs[group_name]
+        leaving = {n.id for n in (*diff.destroy, *diff.replace)}
+        surplus += [*diff.destroy, *diff.replace]
+        used = {n.index for n in nodes if n.group_name == group_name and n.state in COUNTED_STATES
+                and n.id not in leaving}
         free = (i for i in range(1, 1_000_000) if i not in used)
         store.add_nodes(infra_id, [
             {"group_name": group_name, "name": f"{spec.name}-{group_name}-{index}", "index": index,
              "provider": group.provider}
-            for index in (next(free) for _ in range(max(0, group.count - len(counted))))
+            for index in (next(free) for _ in range(diff.create))
         ])
-    for group_name in set(rows) - set(spec.groups):
-        store.update_group(infra_id, group_name, count=0)
-        surplus += [n for n in nodes if n.group_name == group_name and n.state != "terminated"]
+    for group_name, diff in diffs.items():
+        if diff.removed:
+            store.update_group(infra_id, group_name, count=0)
+            surplus += diff.destroy
     return surplus
 
 

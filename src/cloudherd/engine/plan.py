@@ -1,0 +1,182 @@
+"""Plan: what ``up`` would change — nodes to create, destroy or replace, scripts to re-run — and nothing else.
+
+The same diff drives ``up`` (it writes the rows the plan says) and ``plan`` / ``up --dry-run`` (they
+only show it), so what is shown is what is done.  Reality comes from one list call per provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloudherd.engine.context import Providers, template_context
+from cloudherd.engine.deploy import script_digest
+from cloudherd.errors import CloudherdError, DeployError
+from cloudherd.providers.base import TAG_INFRA
+from cloudherd.remote.scripts import render
+from cloudherd.spec import LoadedSpec
+from cloudherd.state.models import Group, Infrastructure, Node
+from cloudherd.state.repo import Store
+
+COUNTED_STATES = ("booting", "deploying", "ready", "failed", "pending", "stopped")  # count towards a group's size
+
+
+@dataclass
+class GroupDiff:
+    """One group's part of the plan."""
+
+    name: str
+    provider: str
+    count: int  # wanted
+    current: int  # counted now
+    create: int = 0
+    destroy: list[Node] = field(default_factory=list)  # surplus, dead, or of a removed group
+    replace: list[Node] = field(default_factory=list)  # image / size / provider changed: destroyed and made anew
+    reasons: list[str] = field(default_factory=list)
+    reruns: dict[str, list[str]] = field(default_factory=dict)  # script source -> node names
+    removed: bool = False  # the group is no longer in the spec
+    new: bool = False
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.create or self.destroy or self.replace or self.reruns)
+
+
+@dataclass
+class Plan:
+    name: str
+    infrastructure_id: str | None
+    groups: list[GroupDiff]
+
+    @property
+    def changes(self) -> bool:
+        return any(g.changes for g in self.groups)
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "create": sum(g.create for g in self.groups),
+            "destroy": sum(len(g.destroy) for g in self.groups),
+            "replace": sum(len(g.replace) for g in self.groups),
+            "script_runs": sum(len(nodes) for g in self.groups for nodes in g.reruns.values()),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "infrastructure": self.infrastructure_id, "changes": self.changes,
+            "totals": self.totals(),
+            "groups": [
+                {"name": g.name, "provider": g.provider, "count": g.count, "current": g.current, "new": g.new,
+                 "removed": g.removed, "create": g.create, "destroy": [n.name for n in g.destroy],
+                 "replace": [n.name for n in g.replace], "reasons": g.reasons, "scripts": g.reruns}
+                for g in self.groups
+            ],
+        }
+
+
+def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]) -> list[GroupDiff]:
+    """Spec versus the recorded groups and nodes (whose states should be fresh)."""
+    spec = loaded.spec
+    by_name = {g.name: g for g in rows}
+    diffs = []
+    for group_name, group in spec.groups.items():
+        row = by_name.get(group_name)
+        members = [n for n in nodes if n.group_name == group_name and n.state != "terminated"]
+        dead = [n for n in members if n.state not in COUNTED_STATES]
+        counted = sorted((n for n in members if n.state in COUNTED_STATES), key=lambda n: n.index)
+        diff = GroupDiff(group_name, group.provider, group.count, len(counted), new=row is None)
+        changed = _shape_changes(row, group.provider, group.image, group.size_name) if row is not None else []
+        if changed and counted:
+            diff.reasons += changed
+            diff.replace = counted[: group.count]
+            diff.destroy = dead + counted[group.count:]
+            diff.create = group.count
+        else:
+            diff.destroy = dead + counted[group.count:]
+            diff.create = max(0, group.count - len(counted))
+        if dead:
+            diff.reasons.append(f"{len(dead)} dead node(s) replaced")
+        diffs.append(diff)
+    for group_name, row in by_name.items():
+        if group_name in spec.groups:
+            continue
+        members = [n for n in nodes if n.group_name == group_name and n.state != "terminated"]
+        if members:
+            diffs.append(GroupDiff(group_name, row.provider, 0, len(members), destroy=members, removed=True))
+    return diffs
+
+
+def _shape_changes(row: Group, provider: str, image: str | None, size: str | None) -> list[str]:
+    changes = []
+    for what, old, new in (("provider", row.provider, provider), ("image", row.image, image),
+                           ("size", row.size, size)):
+        if (old or None) != (new or None):
+            changes.append(f"{what} {old or '-'} → {new or '-'}")
+    return changes
+
+
+async def make_plan(loaded: LoadedSpec, store: Store) -> Plan:
+    """The plan of ``up`` for ``loaded``, refreshed from the providers (one list per provider)."""
+    existing = store.active_named(loaded.spec.name)
+    if existing is None:
+        groups = [GroupDiff(name, g.provider, g.count, 0, create=g.count, new=True,
+                            reruns={s.source: [f"{loaded.spec.name}-{name}-{i}" for i in range(1, g.count + 1)]
+                                    for s in loaded.scripts[name]} if g.count else {})
+                  for name, g in loaded.spec.groups.items()]
+        return Plan(loaded.spec.name, None, groups)
+    infra = store.infrastructure(existing.id)
+    nodes = await fresh_nodes(loaded, store, infra)
+    diffs = diff_groups(loaded, infra.groups, nodes)
+    done = store.script_digests(infra.id)
+    leaving = {n.id for d in diffs for n in (*d.destroy, *d.replace)}
+    # the fleet as it will be: kept nodes plus stand-ins for the ones to make (their addresses are unknown)
+    future = [n for n in nodes if n.id not in leaving and n.state in COUNTED_STATES]
+    for diff in diffs:
+        used = {n.index for n in future if n.group_name == diff.name}
+        free = (i for i in range(1, 1_000_000) if i not in used)
+        for index in (next(free) for _ in range(diff.create)):
+            future.append(Node(id=f"new-{diff.name}-{index}", name=f"{loaded.spec.name}-{diff.name}-{index}",
+                               group_name=diff.name, index=index, provider=diff.provider, state="pending",
+                               address="(new)", port=22, infrastructure_id=infra.id))
+    for diff in diffs:
+        if diff.removed:
+            continue
+        kept = [n for n in future if n.group_name == diff.name and n.state in ("ready", "failed", "deploying")]
+        new_names = [n.name for n in future if n.group_name == diff.name and n.state == "pending"]
+        group = loaded.group(diff.name)
+        for script in loaded.scripts[diff.name]:
+            names = list(new_names)
+            for node in kept:
+                env = {**group.env, "CLOUDHERD_NODE": node.name, "CLOUDHERD_GROUP": node.group_name,
+                       "CLOUDHERD_INFRA": infra.id}
+                try:
+                    text = render(script.source, script.content,
+                                  template_context(node, future, infra, loaded.spec.variables, loaded.env))
+                except DeployError:
+                    names.append(node.name)
+                    continue
+                if done.get((node.id, script.source)) != script_digest(script.source, text, env):
+                    names.append(node.name)
+            if names:
+                diff.reruns[script.source] = sorted(names)
+    return Plan(loaded.spec.name, infra.id, diffs)
+
+
+async def fresh_nodes(loaded: LoadedSpec, store: Store, infra: Infrastructure) -> list[Node]:
+    """Recorded nodes with their liveness checked: one list call per provider, nothing written."""
+    nodes = store.nodes(infra.id)
+    providers = Providers(loaded)
+    try:
+        for provider_name in sorted({n.provider for n in nodes if n.provider_id and n.state != "terminated"}):
+            try:
+                found = {i.id: i for i in await providers.get(provider_name).list({TAG_INFRA: infra.id})}
+            except CloudherdError:
+                continue
+            for node in nodes:
+                if node.provider == provider_name and node.provider_id and node.state in COUNTED_STATES:
+                    instance = found.get(node.provider_id)
+                    if instance is None or instance.state in ("dead", "terminated"):
+                        node.state = "dead"
+    finally:
+        await providers.close()
+    return nodes
