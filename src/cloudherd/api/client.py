@@ -84,6 +84,21 @@ class Client:
         await down(self.store, infra, on_event=on_event, artifacts_dir=artifacts_dir)
         return infra.id
 
+    async def gc(self, *, provider: str | None = None, delete: bool = False) -> list[dict[str, Any]]:
+        """Machines with cloudherd's tags that no infrastructure here accounts for; ``delete`` removes them."""
+        from cloudherd.engine.gc import delete_orphans, find_orphans
+
+        orphans = await find_orphans(self.store, provider)
+        if delete and orphans:
+            await delete_orphans(self.store, orphans)
+        return [o.as_dict() for o in orphans]
+
+    async def adopt(self, ref: str, group: str, ids: Sequence[str]) -> list[str]:
+        """Bring orphan machines ``ids`` under ``ref`` as nodes of ``group``; the next ``up`` deploys them."""
+        from cloudherd.engine.gc import adopt
+
+        return await adopt(self.store, self.store.resolve(ref), group, ids)
+
     def ls(self, *, include_destroyed: bool = False) -> list[dict[str, Any]]:
         return [_infra_summary(i) for i in self.store.infrastructures(include_destroyed=include_destroyed)]
 
@@ -179,6 +194,12 @@ class SyncClient:
 
     def down(self, ref: str, **options: Any) -> str:
         return self._run(self.aio.down(ref, **options))
+
+    def gc(self, **options: Any) -> list[dict[str, Any]]:
+        return self._run(self.aio.gc(**options))
+
+    def adopt(self, ref: str, group: str, ids: Sequence[str]) -> list[str]:
+        return self._run(self.aio.adopt(ref, group, ids))
 
     def ls(self, **options: Any) -> list[dict[str, Any]]:
         return self.aio.ls(**options)

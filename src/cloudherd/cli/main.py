@@ -210,6 +210,46 @@ def down(
     out.print(f"destroyed {infra_id}")
 
 
+@app.command()
+def gc(
+    provider: str | None = typer.Option(None, "--provider", "-p", help="Only this provider (name or type)."),
+    delete: bool = typer.Option(False, "--delete", help="Terminate the orphans found."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Find machines with cloudherd's tags that no infrastructure in this database accounts for."""
+    client = _client()
+    orphans = _guard(lambda: _run(client.gc(provider=provider, delete=delete)))
+    if as_json:
+        _print_json(orphans)
+        return
+    if not orphans:
+        err.print(Text("no orphans", style="green"))
+        return
+    table = Table("provider", "id", "name", "state", "address", "why")
+    for o in orphans:
+        table.add_row(o["provider"], o["id"], o["name"], o["state"], o["address"] or "", o["why"])
+    out.print(table)
+    if delete:
+        err.print(Text(f"terminated {len(orphans)} orphan(s)", style="yellow"))
+    else:
+        err.print(f"{len(orphans)} orphan(s): `cloudherd gc --delete` removes them, `cloudherd adopt` keeps them")
+
+
+@app.command()
+def adopt(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    group: str = typer.Argument(..., help="The group the machines join."),
+    ids: list[str] = typer.Argument(..., help="Orphan machine ids (see `cloudherd gc`)."),
+) -> None:
+    """Bring orphan machines under an infrastructure; the next `up` deploys the group's scripts on them."""
+    client = _client()
+    names = _guard(lambda: _run(client.adopt(ref, group, ids)))
+    for name in names:
+        out.print(name)
+    err.print(f"adopted {len(names)} machine(s) into {group}; raise the group's count in the spec to keep them "
+              f"(the next `up` retires nodes beyond it)")
+
+
 @app.command("ls")
 def list_(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),

@@ -272,6 +272,11 @@ class AwsProvider(Provider):
         if groups:
             await self._cleanup_groups(groups)
 
+    async def tag(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        if ids and tags:
+            await self._call("create_tags", Resources=list(ids),
+                             Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
     async def stop(self, ids: Sequence[str]) -> None:
         await self._bulk("stop_instances", ids)
 

@@ -151,6 +151,10 @@ class Provider(abc.ABC):
     async def start(self, ids: Sequence[str]) -> None:
         raise InvalidRequestError(f"provider {self.name} cannot start instances")
 
+    async def tag(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        """Add (or overwrite) tags on instances; used to adopt machines into an infrastructure."""
+        raise InvalidRequestError(f"provider {self.name} cannot change the tags of instances")
+
     async def sizes(self, pattern: str | None = None) -> builtins.list[Size]:
         return []
 

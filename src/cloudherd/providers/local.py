@@ -101,6 +101,12 @@ class LocalProvider(Provider):
     async def terminate(self, ids: Sequence[str]) -> None:
         await asyncio.gather(*(asyncio.to_thread(self._terminate_one, node_id) for node_id in ids))
 
+    async def tag(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        for node_id in ids:
+            meta = self._meta(node_id)
+            meta["tags"] = {**meta.get("tags", {}), **tags}
+            _write_meta(self.root / node_id, meta)
+
     async def stop(self, ids: Sequence[str]) -> None:
         for node_id in ids:
             meta = self._meta(node_id)

@@ -74,6 +74,9 @@ class ReachableProvider(Provider):
         await self.plugin.detach(self.inner, ids)
         await self.inner.terminate(ids)
 
+    async def tag(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        await self.inner.tag(ids, tags)
+
     async def stop(self, ids: Sequence[str]) -> None:
         await self.inner.stop(ids)
 

@@ -1,0 +1,146 @@
+"""Orphans: machines that carry cloudherd's tags but that no infrastructure in the database accounts for.
+
+They appear when state is lost (a deleted database, a different ``CLOUDHERD_DB``) or when someone
+else's cloudherd made them.  ``gc`` finds them (``--delete`` removes them); ``adopt`` brings them under
+an infrastructure.  Machines of an open intent are in flight, not orphans: the journal settles them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cloudherd.engine.context import snapshot
+from cloudherd.errors import UsageError
+from cloudherd.providers import Provider, make_provider
+from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, TAG_INTENT, Instance
+from cloudherd.state.models import Infrastructure
+from cloudherd.state.repo import Store
+
+
+@dataclass
+class Orphan:
+    provider: str
+    instance: Instance
+    why: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"provider": self.provider, "id": self.instance.id, "name": self.instance.name,
+                "state": self.instance.state, "address": self.instance.address,
+                "infra": self.instance.tags.get(TAG_INFRA), "group": self.instance.tags.get(TAG_GROUP),
+                "why": self.why}
+
+
+def known_providers(store: Store, only: str | None = None) -> dict[str, Provider]:
+    """Providers to look in: ``local``, plus every provider the recorded infrastructures used (with their
+    settings), or just ``only`` (a provider name from those, or a type configured from the environment)."""
+    found: dict[str, tuple[str, dict[str, Any]]] = {"local": ("local", {})}
+    signatures = {("local", "{}")}
+    for infra in store.infrastructures(include_destroyed=True):
+        try:
+            spec = snapshot(infra).spec
+        except Exception:  # an old snapshot that no longer loads: skip its providers
+            continue
+        for group in spec.groups.values():
+            config = spec.providers.get(group.provider)
+            kind, settings = (config.type, dict(config.model_extra or {})) if config else (group.provider, {})
+            signature = (kind, json.dumps(settings, sort_keys=True, default=str))
+            if signature in signatures:
+                continue
+            signatures.add(signature)
+            label = group.provider if group.provider not in found else f"{group.provider}#{len(found)}"
+            found[label] = (kind, settings)
+    if only:
+        found = {k: v for k, v in found.items() if k.split("#")[0] == only or v[0] == only} or {only: (only, {})}
+    return {label: make_provider(label.split("#")[0], kind, settings) for label, (kind, settings) in found.items()}
+
+
+async def find_orphans(store: Store, provider: str | None = None) -> list[Orphan]:
+    infras = {i.id: i for i in store.infrastructures(include_destroyed=True)}
+    tracked: set[str] = set()  # provider ids of live nodes, whatever infrastructure tag the machine carries
+    in_flight = {intent.id for intent in store.open_intents()}
+    for infra in infras.values():
+        for node in store.nodes(infra.id):
+            if node.provider_id and node.state != "terminated":
+                tracked.add(node.provider_id)
+    orphans: list[Orphan] = []
+    providers = known_providers(store, provider)
+    seen: set[str] = set()
+    try:
+        for name, driver in providers.items():
+            for instance in await driver.list({}):
+                infra_id = instance.tags.get(TAG_INFRA)
+                if not infra_id or instance.id in seen or instance.state == "terminated":
+                    continue
+                seen.add(instance.id)
+                if instance.tags.get(TAG_INTENT) in in_flight or instance.id in tracked:
+                    continue
+                owner = infras.get(infra_id)
+                if owner is None:
+                    why = f"its infrastructure {infra_id} is not in this database"
+                elif owner.state == "destroyed":
+                    why = f"its infrastructure {infra_id} ({owner.name}) is destroyed"
+                else:
+                    why = f"no node of {infra_id} ({owner.name}) is this machine"
+                orphans.append(Orphan(name, instance, why))
+    finally:
+        for driver in providers.values():
+            await driver.close()
+    return orphans
+
+
+async def delete_orphans(store: Store, orphans: Sequence[Orphan]) -> int:
+    by_provider: dict[str, list[str]] = {}
+    for orphan in orphans:
+        by_provider.setdefault(orphan.provider, []).append(orphan.instance.id)
+    providers = known_providers(store)
+    try:
+        for name, ids in by_provider.items():
+            driver = providers.get(name) or make_provider(name, name, {})
+            await driver.terminate(ids)
+            store.add_event(None, "gc", f"terminated {len(ids)} orphan(s) on {name}: {', '.join(ids)}")
+    finally:
+        for driver in providers.values():
+            await driver.close()
+    return sum(len(ids) for ids in by_provider.values())
+
+
+async def adopt(store: Store, infra: Infrastructure, group: str, ids: Sequence[str]) -> list[str]:
+    """Make orphans ``ids`` nodes of ``group`` in ``infra`` (``booting``: the next ``up`` deploys them)."""
+    row = next((g for g in infra.groups if g.name == group), None)
+    if row is None:
+        raise UsageError(f"no group '{group}' in {infra.name} (groups: {', '.join(g.name for g in infra.groups)})")
+    orphans = {o.instance.id: o for o in await find_orphans(store)}
+    missing = [i for i in ids if i not in orphans]
+    if missing:
+        raise UsageError(f"not orphans (see `cloudherd gc`): {', '.join(missing)}")
+    nodes = store.nodes(infra.id)
+    used = {n.index for n in nodes if n.group_name == group and n.state != "terminated"}
+    free = (i for i in range(1, 1_000_000) if i not in used)
+    wrong = [i for i in ids if orphans[i].provider.split("#")[0] != row.provider]
+    if wrong:
+        raise UsageError(f"group {group} uses provider {row.provider}; {', '.join(wrong)} are on another provider")
+    providers = known_providers(store, row.provider)
+    try:  # retag first: from now on the infrastructure finds them by its own tag
+        driver = next(iter(providers.values()))
+        await driver.tag(list(ids), {TAG_INFRA: infra.id, TAG_GROUP: group})
+    finally:
+        for each in providers.values():
+            await each.close()
+    made = []
+    for instance_id in ids:
+        orphan = orphans[instance_id]
+        index = next(free)
+        name = f"{infra.name}-{group}-{index}"
+        store.add_nodes(infra.id, [{
+            "group_name": group, "name": name, "index": index, "provider": row.provider,
+            "provider_id": instance_id, "state": "booting", "address": orphan.instance.address,
+            "private_address": orphan.instance.private_address, "port": orphan.instance.port,
+            "ssh_user": orphan.instance.ssh_user, "host_key": orphan.instance.host_key,
+            "workdir": orphan.instance.workdir,
+        }])
+        made.append(name)
+    store.add_event(infra.id, "adopt", f"adopted {', '.join(ids)} into group {group} as {', '.join(made)}")
+    return made

@@ -1,0 +1,69 @@
+"""Orphans: machines with cloudherd's tags that the database does not account for are found by `gc`,
+removed by `gc --delete`, or brought under an infrastructure by `adopt` (and deployed by the next `up`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from cloudherd.api import SyncClient
+from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, CreateRequest
+from cloudherd.providers.local import LocalProvider
+from tests.conftest import cli
+
+
+def stray(home: Path, count: int, infra: str = "0123456789ab") -> list[str]:
+    """Machines made with cloudherd's tags behind the database's back (as a lost state file leaves them)."""
+    provider = LocalProvider("local", {"root": str(home / "local")})
+    key = (home / "keys" / "id_ed25519.pub").read_text().strip()
+    made = asyncio.run(provider.create(CreateRequest(
+        count=count, image=None, size=None, tags={TAG_INFRA: infra, TAG_GROUP: "web"}, ssh_user="",
+        ssh_public_key=key,
+    )))
+    return sorted(i.id for i in made)
+
+
+def test_gc_finds_and_deletes_orphans_but_not_tracked_nodes(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "g"
+    folder.mkdir()
+    (folder / "cloudherd.yml").write_text("name: g\ngroups:\n  web:\n    count: 2\n")
+    herd = SyncClient()
+    infra_id = herd.up(folder / "cloudherd.yml")
+    orphans = stray(home, 2)
+    found = json.loads(cli("gc", "--json").stdout)
+    assert sorted(o["id"] for o in found) == orphans
+    assert all("is not in this database" in o["why"] for o in found)
+    listed = cli("gc")
+    assert "2 orphan(s)" in listed.stderr
+    deleted = cli("gc", "--delete")
+    assert deleted.returncode == 0 and "terminated 2 orphan(s)" in deleted.stderr
+    assert json.loads(cli("gc", "--json").stdout) == []
+    remaining = asyncio.run(LocalProvider("local", {"root": str(home / "local")}).list({}))
+    assert sorted(i.id for i in remaining) == sorted(n.provider_id or "" for n in herd.infrastructure(infra_id).nodes)
+    herd.down(infra_id)
+
+
+def test_adopt_brings_orphans_under_an_infrastructure(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (folder / "s.sh").write_text("echo deployed > d.txt\n")
+    spec = folder / "cloudherd.yml"
+    spec.write_text("name: a\ngroups:\n  web:\n    count: 1\n    scripts: [s.sh]\n")
+    herd = SyncClient()
+    infra_id = herd.up(spec)
+    orphans = stray(home, 1)
+    run = cli("adopt", infra_id, "web", *orphans)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["a-web-2"]
+    assert json.loads(cli("gc", "--json").stdout) == []
+    spec.write_text(spec.read_text().replace("count: 1", "count: 2"))
+    herd.up(spec)  # deploys the adopted node
+    nodes = {n.name: n for n in herd.infrastructure(infra_id).nodes}
+    assert nodes["a-web-2"].provider_id == orphans[0] and nodes["a-web-2"].state == "ready"
+    assert {r.node: r.stdout for r in herd.exec(infra_id, "cat d.txt")} == {
+        "a-web-1": "deployed\n", "a-web-2": "deployed\n"}
+    bad = cli("adopt", infra_id, "web", "ln-nothere")
+    assert bad.returncode == 2 and "not orphans" in bad.stderr
+    herd.down(infra_id)
+    assert not list((home / "local").glob("*/node.json"))
