@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,19 @@ from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
 from cloudherd.engine.plan import COUNTED_STATES, diff_groups, fresh_nodes
 from cloudherd.errors import ApplyFailed, CloudherdError
-from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, TAG_OWNER, CreateRequest, SizeNeed
+from cloudherd.providers.base import (
+    TAG_GROUP,
+    TAG_INFRA,
+    TAG_OWNER,
+    CapacityError,
+    CreateRequest,
+    QuotaError,
+    SizeNeed,
+)
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.spec import LoadedSpec
+from cloudherd.spec.model import Group as GroupSpec
+from cloudherd.spec.model import MinCount
 from cloudherd.spec.model import SizeNeed as SpecSizeNeed
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
@@ -190,28 +201,99 @@ async def _create_missing(
     loaded: LoadedSpec, store: Store, infra: Infrastructure, identity: Identity, providers: Providers,
     sink: EventSink | None, run_intents: list[str],
 ) -> None:
-    """One journaled bulk create per group for its ``pending`` nodes, all groups at once."""
-    nodes = [n for n in store.nodes(infra.id) if n.state == "pending"]
+    """One journaled bulk create per group (and place) for its ``pending`` nodes, all groups at once."""
+    nodes = store.nodes(infra.id)
 
     async def create_group(group_name: str) -> None:
         group = loaded.group(group_name)
-        rows = [n for n in nodes if n.group_name == group_name]
+        rows = [n for n in nodes if n.group_name == group_name and n.state == "pending"]
         if not rows:
             return
-        provider = providers.get(group.provider)
         tags = {**group.tags, TAG_INFRA: infra.id, TAG_GROUP: group_name, TAG_OWNER: identity.user_name}
-        request = CreateRequest(
-            count=len(rows), image=group.image, size=group.size if isinstance(group.size, str) else None, tags=tags,
-            ssh_user=loaded.spec.ssh.user or identity.user_name, ssh_public_key=identity.public_key,
-            names=[n.name for n in rows], token=f"{infra.id}-{group_name}-{rows[0].id}",
-            ports=group.ports, size_need=_size_need(group.size),
-        )
-        for row in rows:
-            emit(sink, ProgressEvent("node", "creating", node=row.name, group=group_name, state="creating"))
-        await journal.create(store, infra, provider, rows, request, loaded.spec.ssh.user, sink,
-                             run_intents=run_intents)
+
+        async def make(provider_name: str, batch: Sequence[Node]) -> None:
+            request = CreateRequest(
+                count=len(batch), image=group.image, size=group.size if isinstance(group.size, str) else None,
+                tags=tags, ssh_user=loaded.spec.ssh.user or identity.user_name, ssh_public_key=identity.public_key,
+                names=[n.name for n in batch], token=f"{infra.id}-{group_name}-{batch[0].id}",
+                ports=group.ports, size_need=_size_need(group.size),
+            )
+            for row in batch:
+                emit(sink, ProgressEvent("node", f"creating on {provider_name}", node=row.name, group=group_name,
+                                         state="creating"))
+            await journal.create(store, infra, providers.get(provider_name), batch, request, loaded.spec.ssh.user,
+                                 sink, run_intents=run_intents)
+
+        if not group.placement:
+            await make(group.provider, rows)
+            return
+        await _place(store, infra, group_name, group, rows, nodes, make, sink)
 
     await asyncio.gather(*(create_group(name) for name in loaded.spec.groups))
+
+
+async def _place(
+    store: Store, infra: Infrastructure, group_name: str, group: GroupSpec, rows: Sequence[Node],
+    nodes: Sequence[Node], make: Any, sink: EventSink | None,
+) -> None:
+    """Fill the placement's candidates in order, up to each ``max``; a candidate that answers with a
+    capacity or quota error is set aside for this group (a cooldown) and the remainder moves on at once."""
+    cooling = _cooling(store, infra.id, group_name)
+    remaining = list(rows)
+    made = 0
+    for place in group.placement:
+        if not remaining:
+            break
+        if place.provider in cooling:
+            emit(sink, ProgressEvent("info", f"{group_name}: skipping {place.provider} (cooling down after "
+                                             f"{cooling[place.provider]})"))
+            continue
+        there = sum(1 for n in nodes if n.group_name == group_name and n.provider == place.provider
+                    and n.state in COUNTED_STATES and n.state != "pending")
+        room = len(remaining) if place.max is None else max(0, place.max - there)
+        batch = remaining[:room]
+        if not batch:
+            continue
+        for row in batch:
+            store.update_node(row.id, provider=place.provider)
+        batch = [store_node for store_node in store.nodes(infra.id) if store_node.id in {b.id for b in batch}]
+        try:
+            await make(place.provider, batch)
+        except (CapacityError, QuotaError) as exc:
+            reason = f"{exc.__class__.__name__}: {exc}"
+            store.add_event(infra.id, "cooldown", f"{group_name}:{place.provider}:{reason}"[:1000])
+            emit(sink, ProgressEvent("info", f"{group_name}: {place.provider} has no room ({exc}); failing over"))
+            for row in batch:  # the create intent was undone; the rows wait for the next place
+                store.update_node(row.id, state="pending", reason=None)
+            continue
+        made += len(batch)
+        remaining = remaining[len(batch):]
+    if not remaining:
+        return
+    policy = group.policy
+    wanted_min = policy.min_count if isinstance(policy, MinCount) else (0 if policy == "best_effort" else None)
+    total = sum(1 for n in nodes if n.group_name == group_name and n.state in COUNTED_STATES
+                and n.state != "pending") + made
+    if wanted_min is None or total < wanted_min:
+        need = "every node" if wanted_min is None else f"at least {wanted_min}"
+        raise ApplyFailed(f"group {group_name}: no place had room for {len(remaining)} node(s) (policy: {need})")
+    for row in remaining:
+        store.update_node(row.id, state="terminated", reason="no place had room (best effort)")
+    emit(sink, ProgressEvent("info", f"{group_name}: {len(remaining)} node(s) found no place; kept {total}"))
+
+
+COOLDOWN = timedelta(minutes=10)
+
+
+def _cooling(store: Store, infra_id: str, group_name: str) -> dict[str, str]:
+    """Providers set aside for this group: a capacity / quota error within the cooldown."""
+    found = {}
+    for event in store.recent_events(infra_id, "cooldown", datetime.now(UTC) - COOLDOWN):
+        group, _, rest = event.message.partition(":")
+        provider, _, reason = rest.partition(":")
+        if group == group_name:
+            found[provider] = reason.split(":")[0]
+    return found
 
 
 async def _deploy_all(

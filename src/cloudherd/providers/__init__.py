@@ -17,13 +17,14 @@ from cloudherd.providers.base import (
     ProviderError,
     QuotaError,
     ThrottledError,
+    TransientError,
     UnknownProviderError,
 )
 
 __all__ = [
     "AuthError", "CapacityError", "CreateRequest", "Instance", "InvalidRequestError",
     "MissingDependencyError", "NotFoundError", "Provider", "ProviderError", "QuotaError",
-    "ThrottledError", "UnknownProviderError", "make_provider",
+    "ThrottledError", "TransientError", "UnknownProviderError", "make_provider",
 ]
 
 DRIVERS = {
@@ -43,8 +44,10 @@ def make_provider(name: str, type_: str, settings: Mapping[str, Any] | None = No
         raise UnknownProviderError(f"unknown provider type '{type_}' (known: {', '.join(sorted(DRIVERS))})")
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    own = {k: v for k, v in (settings or {}).items() if k != "reach"}
-    provider: Provider = cls(name, own)
+    from cloudherd.providers.budget import DEFAULTS, BudgetedProvider
+
+    own = {k: v for k, v in (settings or {}).items() if k != "reach" and k not in DEFAULTS}
+    provider: Provider = BudgetedProvider(cls(name, own), settings)
     reach = (settings or {}).get("reach")
     if reach:
         from cloudherd.providers.reach import ReachableProvider, load_plugin

@@ -153,6 +153,7 @@ class AwsProvider(Provider):
     """EC2 in one region; bulk calls, typed errors, retries."""
 
     type = "aws"
+    retries_itself = True  # tenacity around every EC2 call, with backoff and jitter
 
     def __init__(self, name: str = "aws", settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, settings)

@@ -38,6 +38,10 @@ class ThrottledError(ProviderError):
     """Too many calls: retry with backoff."""
 
 
+class TransientError(ProviderError):
+    """The cloud failed on its side (5xx, a dropped connection): the same call may well work again."""
+
+
 class AuthError(ProviderError):
     """Credentials are missing or refused."""
 
@@ -128,6 +132,7 @@ class Provider(abc.ABC):
     """An async driver for one cloud (or this computer).  One object per configured provider."""
 
     type: ClassVar[str]
+    retries_itself: ClassVar[bool] = False  # True: the driver retries throttling itself (no second layer)
 
     def __init__(self, name: str, settings: Mapping[str, Any] | None = None) -> None:
         self.name = name

@@ -7,7 +7,7 @@ silently ignored setting.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -72,6 +72,17 @@ class SizeNeed(_Strict):
         return ",".join(f"{k}={v}" for k, v in (("cpus", self.cpus), ("memory", self.memory)) if v is not None)
 
 
+class Placement(_Strict):
+    """One candidate place for a group's nodes: a provider (a ``providers`` key or type) and an optional cap."""
+
+    provider: str
+    max: int | None = Field(default=None, ge=0)
+
+
+class MinCount(_Strict):
+    min_count: int = Field(ge=0)
+
+
 class Group(_Strict):
     """One node group (layout): N alike nodes made by one provider and set up by the same scripts."""
 
@@ -88,6 +99,13 @@ class Group(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     ports: list[int] = Field(default_factory=list)  # opened to the world besides SSH (a security group on AWS)
     artifacts: list[str] = Field(default_factory=list)  # globs on the node, pulled before teardown
+    # several places: filled in order up to each max; capacity / quota errors fail over to the next at once
+    placement: list[Placement] = Field(default_factory=list)
+    # what to do when not every node found a place: all_or_nothing (roll back), best_effort, {min_count: N}
+    policy: Annotated[
+        Annotated[Literal["all_or_nothing", "best_effort"], Tag("<name>")] | Annotated[MinCount, Tag("<min>")],
+        Discriminator(lambda v: "<min>" if isinstance(v, dict | MinCount) else "<name>"),
+    ] = "all_or_nothing"
 
     @field_validator("scripts", "artifacts", mode="before")
     @classmethod
@@ -126,13 +144,26 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _providers_exist(self) -> Spec:
+        known = sorted({*self.providers, *BUILTIN_PROVIDER_TYPES})
         for group_name, group in self.groups.items():
             if group.provider not in self.providers and group.provider not in BUILTIN_PROVIDER_TYPES:
-                known = sorted({*self.providers, *BUILTIN_PROVIDER_TYPES})
                 raise _LocatedValueError(
                     ("groups", group_name, "provider"),
                     f"unknown provider '{group.provider}' (known: {', '.join(known)})",
                 )
+            for index, place in enumerate(group.placement):
+                if place.provider not in self.providers and place.provider not in BUILTIN_PROVIDER_TYPES:
+                    raise _LocatedValueError(
+                        ("groups", group_name, "placement", index, "provider"),
+                        f"unknown provider '{place.provider}' (known: {', '.join(known)})",
+                    )
+            if group.placement and all(p.max is not None for p in group.placement):
+                room = sum(p.max or 0 for p in group.placement)
+                if room < group.count:
+                    raise _LocatedValueError(
+                        ("groups", group_name, "count"),
+                        f"must be ≤ the placement's total max ({room})",
+                    )
         return self
 
 

@@ -270,6 +270,12 @@ class Store:
         with self.session() as s, s.begin():
             s.add(Event(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, message=message))
 
+    def recent_events(self, infrastructure_id: str, kind: str, since: datetime) -> list[Event]:
+        with self.session() as s:
+            return list(s.scalars(select(Event).where(
+                Event.infrastructure_id == infrastructure_id, Event.kind == kind, Event.at >= since,
+            ).order_by(Event.id)))
+
     def events(self, infrastructure_id: str) -> list[Event]:
         with self.session() as s:
             return list(s.scalars(select(Event).where(Event.infrastructure_id == infrastructure_id).order_by(Event.id)))
