@@ -161,7 +161,7 @@ class Chaos:
             engine.dispose()
         live_rows = [r for r in rows if r.state != "terminated"]
         db_ids = {r.provider_id for r in live_rows if r.provider_id}
-        machines = self._machines()  # provider id -> node name
+        machines = self._machines(set(infra_ids))  # provider id -> node name
         leaked = set(machines) - db_ids
         lost = db_ids - set(machines)
         names = list(machines.values())
@@ -186,7 +186,9 @@ class Chaos:
         for problem in problems:
             self.log(f"  PROBLEM: {problem}")
 
-    def _machines(self) -> dict[str, str]:
+    def _machines(self, infra_ids: set[str]) -> dict[str, str]:
+        """Machines this run made (moto's backend is shared by everything in the process: filter by tag;
+        an infrastructure row is always committed before its first create, so none is missed)."""
         if self.provider == "aws":
             import boto3
 
@@ -198,6 +200,8 @@ class Chaos:
                     if instance["State"]["Name"] in ("terminated", "shutting-down"):
                         continue
                     tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+                    if tags.get("cloudherd:infra") not in infra_ids:
+                        continue
                     found[instance["InstanceId"]] = tags.get("Name", instance["InstanceId"])
             return found
         from cloudherd.providers.local import LocalProvider

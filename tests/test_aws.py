@@ -93,10 +93,12 @@ def fresh_tags() -> dict[str, str]:
 
 
 def test_make_provider_imports_the_driver(endpoint: str) -> None:
-    provider = make_provider("aws", "aws", {})
+    budgeted = make_provider("aws", "aws", {})
+    provider = budgeted.inner  # type: ignore[attr-defined]  # every provider comes paced by its rate budget
     assert isinstance(provider, AwsProvider)
-    assert provider.type == "aws" and provider.name == "aws"
+    assert budgeted.type == "aws" and budgeted.name == "aws"
     assert provider.region == "us-east-1"
+    assert budgeted.attempts == 1  # type: ignore[attr-defined]  # the driver retries itself: no second layer
     assert run(provider.default_size()) == "t3.micro"
 
 

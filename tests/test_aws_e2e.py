@@ -54,15 +54,17 @@ def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         server.stop()
 
 
-def running(url: str) -> list[dict[str, object]]:
+def running(url: str, infra_id: str) -> list[dict[str, object]]:
+    """Live instances of this infrastructure (moto's backend is shared by every test in the process)."""
     import boto3
 
     ec2 = boto3.client("ec2", endpoint_url=url, region_name="us-east-1")
     found = []
     for reservation in ec2.describe_instances()["Reservations"]:
         for instance in reservation["Instances"]:
-            if instance["State"]["Name"] != "terminated":
-                found.append({t["Key"]: t["Value"] for t in instance.get("Tags", [])})
+            tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+            if instance["State"]["Name"] != "terminated" and tags.get("cloudherd:infra") == infra_id:
+                found.append(tags)
     return found
 
 
@@ -76,7 +78,7 @@ def test_up_deploys_on_an_aws_group_and_a_local_group(home: Path, tmp_path: Path
     run = cli("up", str(folder / "cloudherd.yml"), env=env)
     assert run.returncode == 0, run.stderr
     infra_id = run.stdout.strip()
-    tags = running(moto)
+    tags = running(moto, infra_id)
     assert len(tags) == 2 and all(t["cloudherd:infra"] == infra_id and t["cloudherd:group"] == "web" for t in tags)
 
     listing = json.loads(cli("exec", infra_id, "cat role.txt", "--json", env=env).stdout)
@@ -92,5 +94,5 @@ def test_up_deploys_on_an_aws_group_and_a_local_group(home: Path, tmp_path: Path
 
     down = cli("down", infra_id, env=env)
     assert down.returncode == 0, down.stderr
-    assert running(moto) == []
+    assert running(moto, infra_id) == []
     assert not list((home / "local").glob("*/node.json"))  # stand-ins and the local node are gone

@@ -31,7 +31,7 @@ def write(folder: Path, text: str, name: str = "spec.yml") -> Path:
         ("name: Bad_Name\ngroups:\n  web: {}\n",
          "spec.yml:1: name: must be lower-case letters, digits and '-' (at most 40), e.g. web-stack"),
         ("name: x\ngroups:\n  web:\n    provider: nowhere\n",
-         "spec.yml:4: groups.web.provider: unknown provider 'nowhere' (known: aws, local)"),
+         "spec.yml:4: groups.web.provider: unknown provider 'nowhere' (known: aws, gce, local)"),
         ("name: x\ngroups:\n  web:\n    scripts: [missing.sh]\n",
          "spec.yml:4: groups.web.scripts[0]: no such file or folder: missing.sh"),
         ("name: x\ngroups:\n  web:\n    image: ${NOT_SET_ANYWHERE_42}\n",

@@ -46,4 +46,5 @@ def script_command(name: str, env: Mapping[str, str]) -> str:
 def in_workdir(command: str, env: Mapping[str, str] | None = None) -> str:
     """A user command run from the node's work folder (created when missing), with ``env`` exported."""
     exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items() if k.isidentifier())
-    return f'{exports}W={WORKDIR}; mkdir -p "$W" && cd "$W" && {command}'
+    # cd first: a mkdir process on every command costs each node ~5 ms of CPU, and the folder is there
+    return f'{exports}W={WORKDIR}; {{ cd "$W" 2>/dev/null || {{ mkdir -p "$W" && cd "$W"; }}; }} && {command}'

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from cloudherd.errors import UsageError
@@ -173,7 +173,7 @@ class Store:
         if not rows:
             return
         with self.session() as s, s.begin():
-            s.add_all(Action(**row) for row in rows)
+            s.execute(insert(Action), list(rows))  # one executemany, no ORM objects
 
     def script_digests(self, infrastructure_id: str) -> dict[tuple[str, str], str]:
         """(node id, script source) -> digest of its last successful run."""
