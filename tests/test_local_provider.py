@@ -122,3 +122,41 @@ def test_create_is_idempotent_with_a_token(home: Path) -> None:
         assert len(await provider.list(TAGS)) == 2
 
     asyncio.run(scenario())
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "stat").read_text().rsplit(")", 1)[-1].split()[1] == str(pid):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_terminate_ends_sessions_of_clients_still_connected(home: Path, server: str) -> None:
+    """A client that keeps its connection open (as Ansible's ControlPersist does) does not keep the node's
+    per-connection processes alive after terminate."""
+    key = asyncssh.generate_private_key("ssh-ed25519")
+
+    async def scenario() -> None:
+        provider = LocalProvider("local", {"root": str(home / "local")})
+        [instance] = await provider.create(CreateRequest(
+            count=1, image=None, size=None, tags=TAGS, ssh_user="x", ssh_public_key=key.export_public_key().decode()))
+        host = instance.address if instance.port == 22 else f"[{instance.address}]:{instance.port}"
+        conn = await asyncssh.connect(
+            instance.address, instance.port, username=instance.ssh_user, client_keys=[key], config=[],
+            agent_path=None, known_hosts=asyncssh.import_known_hosts(f"{host} {instance.host_key}\n"))
+        try:
+            assert (await conn.run("echo up", check=True)).stdout == "up\n"
+            server_pid = instance.extra["server_pid"]
+            sessions = _children(server_pid)
+            assert sessions or server == "builtin"  # sshd: one process per connection
+            await provider.terminate([instance.id])
+            assert all(_wait_gone(pid) for pid in [server_pid, *sessions])
+            assert node_processes(home / "local") == []
+        finally:
+            conn.abort()
+
+    asyncio.run(scenario())

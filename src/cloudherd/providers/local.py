@@ -391,12 +391,29 @@ def _stop_processes(folder: Path, meta: dict[str, Any]) -> None:
     deadline = time.monotonic() + 1.0
     while server and time.monotonic() < deadline and any(_ppid(p) == server for p in _marked_processes(folder)):
         time.sleep(0.02)
+    # sshd's per-connection processes re-exec without the marker: find them as the server's descendants
+    connections = _descendants(server) if server and _process_alive(server, folder) else []
     pid = meta.get("pid")
     if pid and _process_alive(pid, folder):
         _kill(pid)
-    for other in _marked_processes(folder):
+    for other in [*connections, *_marked_processes(folder)]:
         with contextlib.suppress(OSError):
             os.kill(other, signal.SIGKILL)
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            parent = _ppid(int(entry.name))
+            if parent is not None:
+                children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _ppid(pid: int) -> int | None:
