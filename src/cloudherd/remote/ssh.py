@@ -20,6 +20,11 @@ from cloudherd.errors import DeployError
 
 LineCallback = Callable[[str, str], None]  # (stream, line)
 
+# AES-GCM first: with AES-NI it costs both ends less CPU per packet than chacha20-poly1305 (asyncssh's
+# first choice), which matters when a hundred handshakes share two cores; chacha20 stays as a fallback.
+CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+           "aes128-ctr", "aes192-ctr", "aes256-ctr")
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -140,6 +145,7 @@ async def connect(
                     asyncssh.create_connection(
                         _factory(client), target.address, target.port, username=target.user, client_keys=[key],
                         known_hosts=trusted, agent_path=None, config=[], keepalive_interval=keepalive,
+                        encryption_algs=CIPHERS,
                         keepalive_count_max=3, login_timeout=max(1.0, remaining),
                     ),
                     timeout=max(0.5, remaining),
