@@ -310,3 +310,40 @@ def test_artifacts_are_pulled_before_teardown(home: Path, tmp_path: Path, herd: 
     for i in (1, 2):
         assert (dest / f"arts-n-{i}" / "build.log").read_text() == f"built on arts-n-{i}\n"
         assert not (dest / f"arts-n-{i}" / "teardown.log").exists()  # pulled before the teardown ran
+
+
+def test_pool_reconnects_once_when_a_connection_dropped(home: Path, tmp_path: Path, herd: SyncClient) -> None:
+    """A connection that died between two steps (here: its sshd session process killed) is re-opened."""
+    if not any(os.access(p, os.X_OK) for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd")):
+        pytest.skip("needs OpenSSH's sshd (one process per connection)")
+    os.environ["CLOUDHERD_LOCAL_SERVER"] = "openssh"
+    try:
+        infra_id = herd.up(write_spec(tmp_path / "drop", "name: drop\ngroups:\n  n:\n    count: 1\n"))
+    finally:
+        del os.environ["CLOUDHERD_LOCAL_SERVER"]
+    node = herd.infrastructure(infra_id).nodes[0]
+    from cloudherd.engine.context import ensure_identity
+    from cloudherd.engine.fleet import Reach
+    from cloudherd.remote.pool import ConnectionPool
+
+    infra = herd.infrastructure(infra_id)
+    identity = ensure_identity(herd.aio.store, infra.ssh_key_path)
+    target = Reach(herd.aio.store, infra, identity).target(node)
+    listener = int((node_folders(home)["drop-n-1"] / "sshd.pid").read_text().split()[0])
+
+    async def scenario() -> tuple[str, str, int]:
+        async with ConnectionPool(identity.key) as pool:
+            first = await pool.run(target, "echo one")
+            for entry in Path("/proc").iterdir():  # the session processes of our one connection
+                try:
+                    if entry.name.isdigit() and (entry / "stat").read_text().rsplit(")", 1)[-1].split()[1] == str(
+                            listener):
+                        os.kill(int(entry.name), signal.SIGKILL)
+                except OSError:
+                    continue
+            await asyncio.sleep(0.3)
+            second = await pool.run(target, "echo two")
+            return first.stdout, second.stdout, pool.opened
+
+    assert asyncio.run(scenario()) == ("one\n", "two\n", 2)
+    herd.down(infra_id)
