@@ -135,7 +135,12 @@ def test_sigint_during_deploy_rolls_back(tmp_path: Path, home: Path) -> None:
             time.sleep(0.05)
         assert len(_node_folders(home)) == 3
         process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=60)
+        try:
+            _out, err = process.communicate(timeout=180)  # generous: CI machines can be very busy
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _out, err = process.communicate()
+            raise AssertionError(f"up did not end after SIGINT; its stderr: {err[-3000:]}") from None
     finally:
         if process.poll() is None:
             process.kill()
