@@ -535,6 +535,12 @@ def regions(
 
 def run() -> None:
     """Console-script entry point."""
+    import signal
+
+    # A shell starts background jobs with SIGINT ignored, and Python keeps it so: then `kill -INT` (or a
+    # supervisor's interrupt) would not stop `up`, and nothing would be rolled back.  Interrupts always count.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     app()
 
 
