@@ -8,16 +8,23 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.pool import StaticPool
 
 from cloudherd.providers.local import LocalProvider
+from cloudherd.state.models import Base
+from cloudherd.state.repo import Store
 
 REPO = Path(__file__).resolve().parents[1]
 HELLO = REPO / "examples" / "hello" / "cloudherd.yml"
 SERVERS = ["openssh", "builtin"]
+T = TypeVar("T")
 
 
 def has_sshd() -> bool:
@@ -71,3 +78,48 @@ def node_processes(folder: Path) -> list[int]:
         if marker in environ and state not in ("Z", "X"):
             found.append(int(entry.name))
     return found
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "the condition",
+               interval: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned); AssertionError naming ``what`` once
+    ``timeout`` seconds pass.  For synchronising on a condition instead of sleeping a guessed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+async def async_wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "the condition",
+                           interval: float = 0.02) -> T:
+    """:func:`wait_until` inside an event loop (the loop keeps running between polls)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def process_gone(pid: int) -> bool:
+    """The process has exited (no /proc entry, or a zombie waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.fixture
+def memory_store() -> Store:
+    """A real state Store on a private in-memory SQLite database (schema from the models: no Alembic, no files),
+    for unit tests of the engine's logic."""
+    engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    Base.metadata.create_all(engine)
+    return Store(engine)

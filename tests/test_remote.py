@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import asyncssh
@@ -19,7 +18,7 @@ from sqlalchemy import select
 from cloudherd.api import Client, SyncClient
 from cloudherd.engine.events import ProgressEvent
 from cloudherd.state.models import Action, HostKey
-from tests.conftest import cli
+from tests.conftest import async_wait_until, cli, process_gone, wait_until
 
 pytestmark = pytest.mark.usefixtures("home")
 
@@ -91,9 +90,7 @@ def test_deploy_is_pipelined_a_slow_node_does_not_hold_the_others(server: str, h
     def on_event(event: ProgressEvent) -> None:
         if event.node == slow_name and event.state == "booting" and not stopped:
             pid_file = node_folders(home)[slow_name] / "sshd.pid"
-            deadline = time.monotonic() + 5
-            while not pid_file.exists() and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(pid_file.exists, timeout=30, what=f"{pid_file} to be written")
             pid = int(pid_file.read_text().split()[0])
             os.kill(pid, signal.SIGSTOP)  # accepts TCP (kernel backlog) but never answers: slow to accept SSH
             stopped.append(pid)
@@ -334,14 +331,20 @@ def test_pool_reconnects_once_when_a_connection_dropped(home: Path, tmp_path: Pa
     async def scenario() -> tuple[str, str, int]:
         async with ConnectionPool(identity.key) as pool:
             first = await pool.run(target, "echo one")
+            conn = await pool.connection(target)  # the pooled one (no new handshake)
+            killed = []
             for entry in Path("/proc").iterdir():  # the session processes of our one connection
                 try:
                     if entry.name.isdigit() and (entry / "stat").read_text().rsplit(")", 1)[-1].split()[1] == str(
                             listener):
                         os.kill(int(entry.name), signal.SIGKILL)
+                        killed.append(int(entry.name))
                 except OSError:
                     continue
-            await asyncio.sleep(0.3)
+            assert killed, "found no session process to kill"
+            await async_wait_until(lambda: all(process_gone(pid) for pid in killed), timeout=30,
+                                   what=f"the killed session processes {killed} to exit")
+            await async_wait_until(conn.is_closed, timeout=30, what="the client to see its connection dropped")
             second = await pool.run(target, "echo two")
             return first.stdout, second.stdout, pool.opened
 

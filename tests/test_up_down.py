@@ -9,12 +9,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import HELLO, cli, node_processes
+from tests.conftest import HELLO, cli, node_processes, wait_until
 
 
 def _node_folders(home: Path) -> list[Path]:
@@ -128,11 +127,11 @@ def test_sigint_during_deploy_rolls_back(tmp_path: Path, home: Path) -> None:
     process = subprocess.Popen([sys.executable, "-m", "cloudherd", "up", str(spec)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
-        deadline = time.monotonic() + 60
-        while len(list(tmp_path.glob("started-*"))) < 3:
-            assert time.monotonic() < deadline, "scripts never started"
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.05)
+        def all_started() -> bool:
+            assert process.poll() is None, process.communicate()  # up ended before the scripts started
+            return len(list(tmp_path.glob("started-*"))) == 3
+
+        wait_until(all_started, timeout=60, what="the script to start on all 3 nodes")
         assert len(_node_folders(home)) == 3
         process.send_signal(signal.SIGINT)
         try:
@@ -154,7 +153,8 @@ def test_sigint_during_deploy_rolls_back(tmp_path: Path, home: Path) -> None:
 
 
 def test_connect_gives_up_in_bounded_time_with_a_clear_error() -> None:
-    """A node that accepts TCP but never speaks SSH, and one that refuses: bounded wait, clear error."""
+    """A node that accepts TCP but never speaks SSH, and one that refuses: the wait ends at its own timeout
+    with a clear error (an outer deadline far beyond it turns a wait that never ends into a failure)."""
     import asyncio
     import socket
 
@@ -171,10 +171,9 @@ def test_connect_gives_up_in_bounded_time_with_a_clear_error() -> None:
     try:
         for sock, why in ((silent, "Timeout"), (refused, "refused")):
             port = sock.getsockname()[1]
-            started = time.monotonic()
-            with pytest.raises(UnreachableError) as caught:
-                asyncio.run(connect(Target("n1", "127.0.0.1", port, "root"), key, timeout=1.5))
-            assert time.monotonic() - started < 10
+            with pytest.raises(UnreachableError) as caught:  # not TimeoutError: connect gave up by itself
+                asyncio.run(asyncio.wait_for(connect(Target("n1", "127.0.0.1", port, "root"), key, timeout=1.5),
+                                             timeout=120))
             message = str(caught.value)
             assert message.startswith(f"node n1 (127.0.0.1:{port}) did not accept SSH within 1.5s: ")
             assert why.lower() in message.lower()
