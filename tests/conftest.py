@@ -18,7 +18,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
 from cloudherd.providers.local import LocalProvider
-from cloudherd.state.models import Base
+from cloudherd.spec.loader import LoadedSpec, load_spec_text
+from cloudherd.state.models import Base, Infrastructure
 from cloudherd.state.repo import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,3 +124,21 @@ def memory_store() -> Store:
     engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
     Base.metadata.create_all(engine)
     return Store(engine)
+
+
+def spec_of(tmp_path: Path, text: str, scripts: dict[str, str] | None = None) -> LoadedSpec:
+    """A loaded spec from ``text`` (its scripts written beside it first), as ``up`` would read it."""
+    for name, body in (scripts or {}).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(body)
+    path = tmp_path / "cloudherd.yml"
+    path.write_text(text)
+    return load_spec_text(text, path, environ={})
+
+
+def recorded_infrastructure(store: Store, loaded: LoadedSpec, state: str = "ready") -> Infrastructure:
+    """An infrastructure row for ``loaded`` (owner, spec snapshot), as ``up`` records one; no groups or nodes."""
+    user = store.ensure_user("tester", "ssh-ed25519 AAAA tester", "/nonexistent/id_ed25519")
+    return store.create_infrastructure(name=loaded.spec.name, owner_id=user.id, state=state,
+                                       spec_path=str(loaded.path), spec_text=loaded.raw_text,
+                                       ssh_key_path="/nonexistent/id_ed25519")
