@@ -21,8 +21,9 @@ from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.destroy import retire
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
-from cloudherd.engine.plan import COUNTED_STATES, diff_groups, fresh_nodes
+from cloudherd.engine.plan import diff_groups, fresh_nodes
 from cloudherd.errors import ApplyFailed, CloudherdError
+from cloudherd.lifecycle import COUNTED_NODE_STATES, LIVE_NODE_STATES, InfraState, NodeState
 from cloudherd.providers.base import (
     TAG_GROUP,
     TAG_INFRA,
@@ -61,7 +62,7 @@ async def up(
     redact = Redactor(set(loaded.secrets))
     if existing is None:
         infra = store.create_infrastructure(
-            name=spec.name, owner_id=identity.user_id, state="creating", spec_path=str(loaded.path.resolve()),
+            name=spec.name, owner_id=identity.user_id, state=NodeState.CREATING, spec_path=str(loaded.path.resolve()),
             spec_text=loaded.raw_text, ssh_user=spec.ssh.user, ssh_key_path=str(identity.key_path),
         )
         store.add_event(infra.id, "up", f"up of {spec.name} started")
@@ -92,7 +93,7 @@ async def up(
                 await _deploy_all(loaded, store, infra, reach, pool, redact, on_event, force)
             finally:
                 reach.record(pool)
-        store.set_infrastructure_state(infra.id, "ready")
+        store.set_infrastructure_state(infra.id, InfraState.READY)
         store.add_event(infra.id, "up", "ready")
         return infra.id
     except BaseException as exc:
@@ -100,7 +101,7 @@ async def up(
         store.add_event(infra.id, "error", reason)
         emit(on_event, ProgressEvent("error", reason))
         if keep_on_failure:
-            store.set_infrastructure_state(infra.id, "failed", reason + " (kept: --keep-on-failure)")
+            store.set_infrastructure_state(infra.id, InfraState.FAILED, reason + " (kept: --keep-on-failure)")
         else:
             emit(on_event, ProgressEvent("info", "rolling back what this run created"))
             await _rollback(store, infra, providers, run_intents, reason)
@@ -128,11 +129,9 @@ async def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: 
     spec = loaded.spec
     infra = store.infrastructure(infra_id)
     rows = {g.name: g for g in infra.groups}
-    recorded = {n.id: n.state for n in store.nodes(infra_id)}
-    nodes = await fresh_nodes(loaded, store, infra)
-    for node in nodes:
-        if node.state == "dead" and recorded.get(node.id) != "dead":
-            store.update_node(node.id, state="dead", reason="the provider no longer has it running")
+    nodes, changes = await fresh_nodes(loaded, store, infra)
+    for change in changes:
+        store.update_node(change.node_id, state=change.state, reason=change.reason)
     diffs = {d.name: d for d in diff_groups(loaded, infra.groups, nodes)}
     surplus: list[Node] = []
     for position, (group_name, group) in enumerate(spec.groups.items()):
@@ -150,7 +149,7 @@ async def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: 
         diff = diffs[group_name]
         leaving = {n.id for n in (*diff.destroy, *diff.replace)}
         surplus += [*diff.destroy, *diff.replace]
-        used = {n.index for n in nodes if n.group_name == group_name and n.state in COUNTED_STATES
+        used = {n.index for n in nodes if n.group_name == group_name and n.state in COUNTED_NODE_STATES
                 and n.id not in leaving}
         free = (i for i in range(1, 1_000_000) if i not in used)
         store.add_nodes(infra_id, [
@@ -206,7 +205,7 @@ async def _create_missing(
 
     async def create_group(group_name: str) -> None:
         group = loaded.group(group_name)
-        rows = [n for n in nodes if n.group_name == group_name and n.state == "pending"]
+        rows = [n for n in nodes if n.group_name == group_name and n.state == NodeState.PENDING]
         if not rows:
             return
         tags = {**group.tags, TAG_INFRA: infra.id, TAG_GROUP: group_name, TAG_OWNER: identity.user_name}
@@ -220,7 +219,7 @@ async def _create_missing(
             )
             for row in batch:
                 emit(sink, ProgressEvent("node", f"creating on {provider_name}", node=row.name, group=group_name,
-                                         state="creating"))
+                                         state=NodeState.CREATING))
             await journal.create(store, infra, providers.get(provider_name), batch, request, loaded.spec.ssh.user,
                                  sink, run_intents=run_intents)
 
@@ -249,7 +248,7 @@ async def _place(
                                              f"{cooling[place.provider]})"))
             continue
         there = sum(1 for n in nodes if n.group_name == group_name and n.provider == place.provider
-                    and n.state in COUNTED_STATES and n.state != "pending")
+                    and n.state in COUNTED_NODE_STATES and n.state != NodeState.PENDING)
         room = len(remaining) if place.max is None else max(0, place.max - there)
         batch = remaining[:room]
         if not batch:
@@ -264,7 +263,7 @@ async def _place(
             store.add_event(infra.id, "cooldown", f"{group_name}:{place.provider}:{reason}"[:1000])
             emit(sink, ProgressEvent("info", f"{group_name}: {place.provider} has no room ({exc}); failing over"))
             for row in batch:  # the create intent was undone; the rows wait for the next place
-                store.update_node(row.id, state="pending", reason=None)
+                store.update_node(row.id, state=NodeState.PENDING, reason=None)
             continue
         made += len(batch)
         remaining = remaining[len(batch):]
@@ -272,13 +271,13 @@ async def _place(
         return
     policy = group.policy
     wanted_min = policy.min_count if isinstance(policy, MinCount) else (0 if policy == "best_effort" else None)
-    total = sum(1 for n in nodes if n.group_name == group_name and n.state in COUNTED_STATES
-                and n.state != "pending") + made
+    total = sum(1 for n in nodes if n.group_name == group_name and n.state in COUNTED_NODE_STATES
+                and n.state != NodeState.PENDING) + made
     if wanted_min is None or total < wanted_min:
         need = "every node" if wanted_min is None else f"at least {wanted_min}"
         raise ApplyFailed(f"group {group_name}: no place had room for {len(remaining)} node(s) (policy: {need})")
     for row in remaining:
-        store.update_node(row.id, state="terminated", reason="no place had room (best effort)")
+        store.update_node(row.id, state=NodeState.TERMINATED, reason="no place had room (best effort)")
     emit(sink, ProgressEvent("info", f"{group_name}: {len(remaining)} node(s) found no place; kept {total}"))
 
 
@@ -306,8 +305,9 @@ async def _deploy_all(
 
     async def deploy(node: Node) -> None:
         group = loaded.group(node.group_name)
-        store.update_node(node.id, state="deploying")
-        emit(sink, ProgressEvent("node", "connecting", node=node.name, group=node.group_name, state="deploying"))
+        store.update_node(node.id, state=NodeState.DEPLOYING)
+        emit(sink, ProgressEvent("node", "connecting", node=node.name, group=node.group_name,
+                                 state=NodeState.DEPLOYING))
         target = reach.target(node)
         try:
             await pool.connection(target)
@@ -316,15 +316,15 @@ async def _deploy_all(
                        for s in loaded.scripts[node.group_name]]
             await run_scripts(pool, target, store, node, scripts, context, group.env, redact, sink, done=done)
         except CloudherdError as exc:
-            store.update_node(node.id, state="failed", reason=str(exc))
-            emit(sink, ProgressEvent("node", str(exc), node=node.name, group=node.group_name, state="failed"))
+            store.update_node(node.id, state=NodeState.FAILED, reason=str(exc))
+            emit(sink, ProgressEvent("node", str(exc), node=node.name, group=node.group_name, state=NodeState.FAILED))
             raise
-        store.update_node(node.id, state="ready", reason=None)
-        emit(sink, ProgressEvent("node", "ready", node=node.name, group=node.group_name, state="ready"))
+        store.update_node(node.id, state=NodeState.READY, reason=None)
+        emit(sink, ProgressEvent("node", "ready", node=node.name, group=node.group_name, state=NodeState.READY))
 
     async with asyncio.TaskGroup() as tasks:
         for node in nodes:
-            if node.state in ("booting", "deploying", "ready", "failed") and node.group_name in loaded.spec.groups:
+            if node.state in LIVE_NODE_STATES and node.group_name in loaded.spec.groups:
                 tasks.create_task(deploy(node))
 
 
@@ -334,7 +334,7 @@ async def _rollback(store: Store, infra: Infrastructure, providers: Providers, r
     with contextlib.suppress(CloudherdError):
         await journal.undo(store, infra, providers, run_intents)
     for node in store.nodes(infra.id):
-        if node.state == "pending":  # never created: nothing to undo
-            store.update_node(node.id, state="terminated", reason="not created (rolled back)")
-    store.set_infrastructure_state(infra.id, "failed", f"{reason} (rolled back)")
+        if node.state == NodeState.PENDING:  # never created: nothing to undo
+            store.update_node(node.id, state=NodeState.TERMINATED, reason="not created (rolled back)")
+    store.set_infrastructure_state(infra.id, InfraState.FAILED, f"{reason} (rolled back)")
     store.add_event(infra.id, "rollback", "rolled back")

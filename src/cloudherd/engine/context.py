@@ -13,6 +13,7 @@ from typing import Any
 import asyncssh
 
 from cloudherd.errors import DeployError
+from cloudherd.lifecycle import GONE_NODE_STATES
 from cloudherd.paths import data_dir
 from cloudherd.providers import Provider, make_provider
 from cloudherd.remote.keys import ensure_keypair
@@ -83,6 +84,16 @@ class Redactor:
         return text
 
 
+def node_env(node: Node, group_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a node's scripts, teardown and exec commands see: its group's ``env`` and who it is.
+
+    One function for every caller: ``plan`` hashes this environment into script digests and ``up``
+    compares them, so two builders that drifted apart would make ``plan`` report wrong re-runs.
+    """
+    return {**(group_env or {}), "CLOUDHERD_NODE": node.name, "CLOUDHERD_GROUP": node.group_name,
+            "CLOUDHERD_INFRA": node.infrastructure_id}
+
+
 def node_view(node: Node) -> dict[str, Any]:
     return {
         "id": node.id, "name": node.name, "group": node.group_name, "index": node.index,
@@ -96,7 +107,7 @@ def template_context(
 ) -> dict[str, Any]:
     by_group: dict[str, list[dict[str, Any]]] = {}
     for other in nodes:
-        if other.state in ("terminated", "terminating", "dead"):
+        if other.state in GONE_NODE_STATES:
             continue
         by_group.setdefault(other.group_name, []).append(node_view(other))
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cloudherd.engine.context import Redactor
+from cloudherd.engine.context import Redactor, node_env
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.errors import DeployError
 from cloudherd.remote.pool import ConnectionPool
@@ -47,10 +47,7 @@ async def run_scripts(
     ``done`` maps (node id, source) to the digest of the last successful run: those are skipped.
     Returns how many scripts ran.
     """
-    script_env = {
-        **env, "CLOUDHERD_NODE": node.name, "CLOUDHERD_GROUP": node.group_name,
-        "CLOUDHERD_INFRA": node.infrastructure_id,
-    }
+    script_env = node_env(node, env)
     ran = 0
     for script in scripts:
         try:

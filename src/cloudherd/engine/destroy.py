@@ -17,6 +17,7 @@ from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
 from cloudherd.errors import CloudherdError
+from cloudherd.lifecycle import REACHABLE_NODE_STATES, InfraState, NodeState
 from cloudherd.paths import data_dir
 from cloudherd.providers.base import TAG_INFRA
 from cloudherd.remote.pool import ConnectionPool
@@ -26,7 +27,6 @@ from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
 TEARDOWN_TIMEOUT = 300.0
-REACHABLE_STATES = ("ready", "failed", "deploying")
 
 
 def default_artifacts_dir(infra: Infrastructure) -> Path:
@@ -36,10 +36,10 @@ def default_artifacts_dir(infra: Infrastructure) -> Path:
 async def down(store: Store, infra: Infrastructure, *, on_event: EventSink | None = None,
                teardown_timeout: float = TEARDOWN_TIMEOUT, artifacts_dir: str | os.PathLike[str] | None = None) -> None:
     """Destroy ``infra``: every node retired, then the infrastructure marked destroyed."""
-    if infra.state == "destroyed":
+    if infra.state == InfraState.DESTROYED:
         emit(on_event, ProgressEvent("info", f"{infra.id} ({infra.name}) is already destroyed"))
         return
-    store.set_infrastructure_state(infra.id, "destroying")
+    store.set_infrastructure_state(infra.id, InfraState.DESTROYING)
     store.add_event(infra.id, "down", "down started")
     loaded = snapshot(infra)
     identity = ensure_identity(store, infra.ssh_key_path)
@@ -54,7 +54,7 @@ async def down(store: Store, infra: Infrastructure, *, on_event: EventSink | Non
             reach.record(pool)
     finally:
         await providers.close()
-    store.set_infrastructure_state(infra.id, "destroyed")
+    store.set_infrastructure_state(infra.id, InfraState.DESTROYED)
     store.add_event(infra.id, "down", "destroyed")
 
 
@@ -72,7 +72,7 @@ async def retire(
 
     async def before(node: Node) -> None:
         config = (groups[node.group_name].config or {}) if node.group_name in groups else {}
-        if node.state not in REACHABLE_STATES or not node.address:
+        if node.state not in REACHABLE_NODE_STATES or not node.address:
             return
         target = reach.target(node)
         patterns = config.get("artifacts") or []
@@ -85,7 +85,7 @@ async def retire(
                     await _pull_artifacts(store, infra, node, pool, target, patterns, artifacts_root, sink)
                 if script:
                     emit(sink, ProgressEvent("node", "teardown", node=node.name, group=node.group_name,
-                                             state="terminating"))
+                                             state=NodeState.TERMINATING))
                     group_spec = loaded.spec.groups.get(node.group_name)
                     env = dict(group_spec.env) if group_spec else {}
                     context = template_context(node, everyone, infra, loaded.spec.variables, loaded.env)
@@ -125,18 +125,18 @@ async def terminate(
     """Terminate the nodes' instances (one journaled call per provider) and mark the nodes terminated."""
     for provider_name in sorted({n.provider for n in nodes}):
         provider = providers.get(provider_name)
-        mine = [n for n in nodes if n.provider == provider_name and n.state != "terminated"]
+        mine = [n for n in nodes if n.provider == provider_name and n.state != NodeState.TERMINATED]
         ids = {n.provider_id for n in mine if n.provider_id}
         if sweep:
             with contextlib.suppress(CloudherdError):  # leftovers this infrastructure made but did not record
                 ids |= {i.id for i in await provider.list({TAG_INFRA: infra.id})}
         for node in mine:
             emit(sink, ProgressEvent("node", "terminating", node=node.name, group=node.group_name,
-                                     state="terminating"))
+                                     state=NodeState.TERMINATING))
         if ids:
             await journal.terminate(store, infra, provider, sorted(i for i in ids if i), mine)
     for node in nodes:
-        if node.state != "terminated":
-            store.update_node(node.id, state="terminated")
+        if node.state != NodeState.TERMINATED:
+            store.update_node(node.id, state=NodeState.TERMINATED)
             emit(sink, ProgressEvent("node", "terminated", node=node.name, group=node.group_name,
-                                     state="terminated"))
+                                     state=NodeState.TERMINATED))

@@ -15,45 +15,30 @@ from pathlib import Path
 from typing import Any
 
 from cloudherd.engine import journal
-from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity, snapshot
+from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity, node_env, snapshot
+from cloudherd.engine.liveness import observe
 from cloudherd.errors import CloudherdError, UsageError
-from cloudherd.providers.base import TAG_INFRA
+from cloudherd.lifecycle import LIVE_NODE_STATES
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.scripts import in_workdir
 from cloudherd.remote.ssh import Target, fingerprint, utcnow
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
-LIVE_STATES = ("booting", "deploying", "ready", "failed")
-
 
 async def refresh(store: Store, infra: Infrastructure) -> list[Node]:
-    """Nodes with states checked against the providers (one list call per provider)."""
+    """Nodes with states checked against the providers (one list call per provider), changes recorded."""
     providers = Providers(snapshot(infra))
     try:
         if store.open_intents(infra.id):
             await journal.resolve(store, infra, providers)
         nodes = store.nodes(infra.id)
-        live = [n for n in nodes if n.state in LIVE_STATES and n.provider_id]
-        if not live:
-            return nodes
-        for provider_name in sorted({n.provider for n in live}):
-            try:
-                found = {i.id: i for i in await providers.get(provider_name).list({TAG_INFRA: infra.id})}
-            except CloudherdError:
-                continue  # unknown now; keep what we knew
-            for node in live:
-                if node.provider != provider_name:
-                    continue
-                instance = found.get(node.provider_id or "")
-                if instance is None or instance.state in ("dead", "terminated"):
-                    why = "its process is gone" if instance is not None else "the provider no longer lists it"
-                    store.update_node(node.id, state="dead", reason=why)
-                elif instance.state == "stopped":
-                    store.update_node(node.id, state="stopped")
+        changes = await observe(providers, infra.id, nodes)
     finally:
         await providers.close()
-    return store.nodes(infra.id)
+    for change in changes:
+        store.update_node(change.node_id, state=change.state, reason=change.reason)
+    return store.nodes(infra.id) if changes else nodes
 
 
 async def settle(store: Store, infra: Infrastructure) -> None:
@@ -114,7 +99,7 @@ def select_nodes(infra: Infrastructure, nodes: Sequence[Node], selector: Selecto
     for wanted in selector.groups:
         if wanted not in known_groups:
             raise UsageError(f"no group '{wanted}' in {infra.name} (groups: {', '.join(known_groups)})")
-    chosen = [n for n in nodes if n.state in LIVE_STATES and n.address]
+    chosen = [n for n in nodes if n.state in LIVE_NODE_STATES and n.address]
     if selector.groups:
         chosen = [n for n in chosen if n.group_name in selector.groups]
     if selector.nodes:
@@ -176,10 +161,6 @@ class Reach:
         self.store.pin_host_keys(self.infra.id, rows)
 
 
-def node_env(infra: Infrastructure, node: Node) -> dict[str, str]:
-    return {"CLOUDHERD_NODE": node.name, "CLOUDHERD_GROUP": node.group_name, "CLOUDHERD_INFRA": infra.id}
-
-
 # -- exec -------------------------------------------------------------------------------------------
 
 
@@ -219,7 +200,9 @@ async def exec_command(
     options = options or FleetOptions()
     await settle(store, infra)
     identity = ensure_identity(store, infra.ssh_key_path)
-    redact = Redactor(snapshot(infra).secrets)
+    loaded = snapshot(infra)
+    redact = Redactor(loaded.secrets)
+    group_env = {name: dict(group.env) for name, group in loaded.spec.groups.items()}
     nodes = select_nodes(infra, store.nodes(infra.id), selector)
     reach = Reach(store, infra, identity, options.accept_new_host_key)
     records: list[dict[str, Any]] = []
@@ -228,8 +211,8 @@ async def exec_command(
         started, began = time.monotonic(), utcnow()
         sink = (lambda stream, line: on_line(node.name, stream, redact(line))) if on_line else None
         try:
-            result = await pool.run(reach.target(node), in_workdir(command, node_env(infra, node)),
-                                    on_line=sink, timeout=options.command_timeout)
+            line = in_workdir(command, node_env(node, group_env.get(node.group_name)))
+            result = await pool.run(reach.target(node), line, on_line=sink, timeout=options.command_timeout)
         except (CloudherdError, TimeoutError) as exc:
             message = redact(str(exc)) or f"no answer within {options.command_timeout:g}s"
             records.append(_action(infra, node, "exec", command, None, "", message, began))

@@ -18,6 +18,7 @@ from typing import Any
 from cloudherd.engine.context import Providers
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.errors import ApplyFailed, CloudherdError
+from cloudherd.lifecycle import NodeState
 from cloudherd.providers.base import TAG_INTENT, CreateRequest, Instance, Provider
 from cloudherd.remote.ssh import fingerprint
 from cloudherd.state.models import Infrastructure, Intent, Node, new_id
@@ -39,7 +40,7 @@ def _assign(rows: Sequence[Node], instances: Sequence[Instance],
             continue
         used.add(instance.id)
         updates.append((row.id, {
-            "provider_id": instance.id, "state": "booting", "address": instance.address,
+            "provider_id": instance.id, "state": NodeState.BOOTING, "address": instance.address,
             "private_address": instance.private_address, "port": instance.port,
             "ssh_user": instance.ssh_user or ssh_user, "host_key": instance.host_key, "workdir": instance.workdir,
             "reason": None,
@@ -81,7 +82,7 @@ async def create(
         await provider.terminate([i.id for i in surplus])
     store.close_intent(intent_id, "done", outcome=f"made {len(instances)}",
                        provider_ids=[i.id for i in instances],
-                       node_updates=[*updates, *((r.id, {"state": "failed",
+                       node_updates=[*updates, *((r.id, {"state": NodeState.FAILED,
                                                            "reason": "the provider made fewer instances than asked"})
                                                  for r in left)])
     store.pin_host_keys(infra.id, _pins(rows, instances, updates))
@@ -89,7 +90,7 @@ async def create(
         for node_id, fields in updates:
             if node_id == row.id:
                 emit(sink, ProgressEvent("node", f"created at {fields['address']}", node=row.name,
-                                         group=row.group_name, state="booting"))
+                                         group=row.group_name, state=NodeState.BOOTING))
     if left:
         raise ApplyFailed(f"the provider made {len(rows) - len(left)} of {len(rows)} instances")
     return instances
@@ -102,7 +103,7 @@ async def terminate(store: Store, infra: Infrastructure, provider: Provider, ids
                                node_ids=[n.id for n in nodes])
     await provider.terminate(list(ids))
     store.close_intent(intent.id, "done", outcome=f"terminated {len(ids)}",
-                       node_updates=[(n.id, {"state": "terminated"}) for n in nodes])
+                       node_updates=[(n.id, {"state": NodeState.TERMINATED}) for n in nodes])
 
 
 async def resolve(store: Store, infra: Infrastructure, providers: Providers, sink: EventSink | None = None) -> int:
@@ -127,7 +128,7 @@ async def resolve(store: Store, infra: Infrastructure, providers: Providers, sin
 async def _resolve_create(store: Store, infra: Infrastructure, provider: Provider, intent: Intent) -> str:
     found = await provider.list({TAG_INTENT: intent.id})
     wanted = set(intent.node_ids.get("nodes", []))
-    rows = [n for n in store.nodes(infra.id) if n.id in wanted and n.state == "pending"]
+    rows = [n for n in store.nodes(infra.id) if n.id in wanted and n.state == NodeState.PENDING]
     ssh_user = next((n.ssh_user for n in store.nodes(infra.id) if n.ssh_user), None)
     updates, surplus, left = _assign(rows, [i for i in found if i.alive], ssh_user)
     surplus += [i for i in found if not i.alive]
@@ -147,7 +148,7 @@ async def _resolve_terminate(store: Store, infra: Infrastructure, provider: Prov
     wanted = set(intent.node_ids.get("nodes", []))
     nodes = [n for n in store.nodes(infra.id) if n.id in wanted]
     store.close_intent(intent.id, "resolved", outcome=f"terminated {len(ids)} again",
-                       node_updates=[(n.id, {"state": "terminated"}) for n in nodes])
+                       node_updates=[(n.id, {"state": NodeState.TERMINATED}) for n in nodes])
     return f"terminated {len(ids)} again"
 
 
@@ -166,12 +167,12 @@ async def undo(store: Store, infra: Infrastructure, providers: Providers, intent
         with contextlib.suppress(CloudherdError):
             ids |= {i.id for i in await provider.list({TAG_INTENT: intent_id})}
         wanted = set(intent.node_ids.get("nodes", []))
-        mine = [n for n in nodes if n.id in wanted and n.state != "terminated"]
+        mine = [n for n in nodes if n.id in wanted and n.state != NodeState.TERMINATED]
         if ids:
             await terminate(store, infra, provider, sorted(ids), mine)
             total += len(ids)
         if intent.state == "open":
             store.close_intent(intent_id, "failed", outcome="rolled back")
         for node in mine:
-            store.update_node(node.id, state="terminated", reason="rolled back")
+            store.update_node(node.id, state=NodeState.TERMINATED, reason="rolled back")
     return total

@@ -10,16 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloudherd.engine.context import Providers, template_context
+from cloudherd.engine.context import Providers, node_env, template_context
 from cloudherd.engine.deploy import script_digest
-from cloudherd.errors import CloudherdError, DeployError
-from cloudherd.providers.base import TAG_INFRA
+from cloudherd.engine.liveness import Observed, observe
+from cloudherd.errors import DeployError
+from cloudherd.lifecycle import COUNTED_NODE_STATES, REACHABLE_NODE_STATES, NodeState
 from cloudherd.remote.scripts import render
 from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Group, Infrastructure, Node
 from cloudherd.state.repo import Store
-
-COUNTED_STATES = ("booting", "deploying", "ready", "failed", "pending", "stopped")  # count towards a group's size
 
 
 @dataclass
@@ -81,9 +80,9 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
     diffs = []
     for group_name, group in spec.groups.items():
         row = by_name.get(group_name)
-        members = [n for n in nodes if n.group_name == group_name and n.state != "terminated"]
-        dead = [n for n in members if n.state not in COUNTED_STATES]
-        counted = sorted((n for n in members if n.state in COUNTED_STATES), key=lambda n: n.index)
+        members = [n for n in nodes if n.group_name == group_name and n.state != NodeState.TERMINATED]
+        dead = [n for n in members if n.state not in COUNTED_NODE_STATES]
+        counted = sorted((n for n in members if n.state in COUNTED_NODE_STATES), key=lambda n: n.index)
         diff = GroupDiff(group_name, group.provider, group.count, len(counted), new=row is None)
         changed = _shape_changes(row, group.provider, group.image, group.size_name) if row is not None else []
         if changed and counted:
@@ -100,7 +99,7 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
     for group_name, row in by_name.items():
         if group_name in spec.groups:
             continue
-        members = [n for n in nodes if n.group_name == group_name and n.state != "terminated"]
+        members = [n for n in nodes if n.group_name == group_name and n.state != NodeState.TERMINATED]
         if members:
             diffs.append(GroupDiff(group_name, row.provider, 0, len(members), destroy=members, removed=True))
     return diffs
@@ -125,30 +124,29 @@ async def make_plan(loaded: LoadedSpec, store: Store) -> Plan:
                   for name, g in loaded.spec.groups.items()]
         return Plan(loaded.spec.name, None, groups)
     infra = store.infrastructure(existing.id)
-    nodes = await fresh_nodes(loaded, store, infra)
+    nodes, _ = await fresh_nodes(loaded, store, infra)
     diffs = diff_groups(loaded, infra.groups, nodes)
     done = store.script_digests(infra.id)
     leaving = {n.id for d in diffs for n in (*d.destroy, *d.replace)}
     # the fleet as it will be: kept nodes plus stand-ins for the ones to make (their addresses are unknown)
-    future = [n for n in nodes if n.id not in leaving and n.state in COUNTED_STATES]
+    future = [n for n in nodes if n.id not in leaving and n.state in COUNTED_NODE_STATES]
     for diff in diffs:
         used = {n.index for n in future if n.group_name == diff.name}
         free = (i for i in range(1, 1_000_000) if i not in used)
         for index in (next(free) for _ in range(diff.create)):
             future.append(Node(id=f"new-{diff.name}-{index}", name=f"{loaded.spec.name}-{diff.name}-{index}",
-                               group_name=diff.name, index=index, provider=diff.provider, state="pending",
+                               group_name=diff.name, index=index, provider=diff.provider, state=NodeState.PENDING,
                                address="(new)", port=22, infrastructure_id=infra.id))
     for diff in diffs:
         if diff.removed:
             continue
-        kept = [n for n in future if n.group_name == diff.name and n.state in ("ready", "failed", "deploying")]
-        new_names = [n.name for n in future if n.group_name == diff.name and n.state == "pending"]
+        kept = [n for n in future if n.group_name == diff.name and n.state in REACHABLE_NODE_STATES]
+        new_names = [n.name for n in future if n.group_name == diff.name and n.state == NodeState.PENDING]
         group = loaded.group(diff.name)
         for script in loaded.scripts[diff.name]:
             names = list(new_names)
             for node in kept:
-                env = {**group.env, "CLOUDHERD_NODE": node.name, "CLOUDHERD_GROUP": node.group_name,
-                       "CLOUDHERD_INFRA": infra.id}
+                env = node_env(node, group.env)
                 try:
                     text = render(script.source, script.content,
                                   template_context(node, future, infra, loaded.spec.variables, loaded.env))
@@ -162,21 +160,19 @@ async def make_plan(loaded: LoadedSpec, store: Store) -> Plan:
     return Plan(loaded.spec.name, infra.id, diffs)
 
 
-async def fresh_nodes(loaded: LoadedSpec, store: Store, infra: Infrastructure) -> list[Node]:
-    """Recorded nodes with their liveness checked: one list call per provider, nothing written."""
+async def fresh_nodes(loaded: LoadedSpec, store: Store, infra: Infrastructure) -> tuple[list[Node], list[Observed]]:
+    """Recorded nodes with their liveness checked (one list call per provider), and what changed.
+
+    Nothing is written: ``plan`` only shows the changes, ``up`` records them.
+    """
     nodes = store.nodes(infra.id)
     providers = Providers(loaded)
     try:
-        for provider_name in sorted({n.provider for n in nodes if n.provider_id and n.state != "terminated"}):
-            try:
-                found = {i.id: i for i in await providers.get(provider_name).list({TAG_INFRA: infra.id})}
-            except CloudherdError:
-                continue
-            for node in nodes:
-                if node.provider == provider_name and node.provider_id and node.state in COUNTED_STATES:
-                    instance = found.get(node.provider_id)
-                    if instance is None or instance.state in ("dead", "terminated"):
-                        node.state = "dead"
+        changes = await observe(providers, infra.id, nodes)
     finally:
         await providers.close()
-    return nodes
+    by_id = {n.id: n for n in nodes}
+    for change in changes:
+        by_id[change.node_id].state = change.state
+        by_id[change.node_id].reason = change.reason
+    return nodes, changes

@@ -13,10 +13,9 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from cloudherd.errors import UsageError
+from cloudherd.lifecycle import ACTIVE_INFRA_STATES, InfraState, NodeState
 from cloudherd.state.db import open_engine, session_factory
 from cloudherd.state.models import Action, Event, Group, HostKey, Infrastructure, Intent, Node, User, utcnow
-
-ACTIVE_STATES = ("creating", "updating", "ready", "failed", "destroying")
 
 
 class Store:
@@ -83,7 +82,7 @@ class Store:
                 Infrastructure.created_at
             )
             if not include_destroyed:
-                query = query.where(Infrastructure.state != "destroyed")
+                query = query.where(Infrastructure.state != InfraState.DESTROYED)
             return list(s.scalars(query))
 
     def infrastructure(self, infra_id: str) -> Infrastructure:
@@ -100,7 +99,8 @@ class Store:
     def active_named(self, name: str) -> Infrastructure | None:
         with self.session() as s:
             return s.scalar(
-                select(Infrastructure).where(Infrastructure.name == name, Infrastructure.state.in_(ACTIVE_STATES))
+                select(Infrastructure).where(Infrastructure.name == name,
+                                             Infrastructure.state.in_(sorted(ACTIVE_INFRA_STATES)))
             )
 
     def resolve(self, ref: str) -> Infrastructure:
@@ -114,7 +114,7 @@ class Store:
                 return self.infrastructure(exact.id)
             by_prefix = list(s.scalars(select(Infrastructure).where(Infrastructure.id.startswith(ref))))
             by_name = list(s.scalars(select(Infrastructure).where(Infrastructure.name == ref)))
-        active_names = [i for i in by_name if i.state != "destroyed"]
+        active_names = [i for i in by_name if i.state != InfraState.DESTROYED]
         # a name means its active infrastructure; when all are destroyed, the latest one (history)
         latest = sorted(by_name, key=lambda i: i.created_at)[-1:]
         candidates = {i.id: i for i in (*by_prefix, *(active_names or latest))}
@@ -145,7 +145,7 @@ class Store:
                 select(Node).where(Node.infrastructure_id == infrastructure_id).order_by(Node.group_name, Node.index)
             )
             if alive_only:
-                query = query.where(Node.state != "terminated")
+                query = query.where(Node.state != NodeState.TERMINATED)
             return list(s.scalars(query))
 
     # -- actions and events ---------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""The states a node and an infrastructure go through: one enum each, shared by every package.
+
+Why one place: the engine, the state store, the API and the CLI all decide by state ("is it live?",
+"does it count towards the group's size?").  When each kept its own tuple of strings they drifted;
+here each question has one answer.  The enums are ``StrEnum`` so the database keeps plain strings
+and a value read back compares equal to its member.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class NodeState(StrEnum):
+    """A node's life: a row is ``pending`` until its machine exists, then boots, deploys and is ready."""
+
+    PENDING = "pending"  # a row with no machine yet (the journal's create intent is open or next)
+    CREATING = "creating"  # the create call is in flight (shown in progress; the row stays pending)
+    BOOTING = "booting"  # the machine exists; waiting for SSH
+    DEPLOYING = "deploying"  # scripts are running
+    READY = "ready"  # every script succeeded
+    FAILED = "failed"  # a script failed or the node could not be reached; the machine still exists
+    STOPPED = "stopped"  # the provider reports it stopped
+    DEAD = "dead"  # the provider no longer has it running
+    TERMINATING = "terminating"
+    TERMINATED = "terminated"
+
+
+# Machines that exist and may answer SSH: fleet commands work on these.
+LIVE_NODE_STATES = frozenset({NodeState.BOOTING, NodeState.DEPLOYING, NodeState.READY, NodeState.FAILED})
+# Nodes that count towards a group's size (a dead or terminated one is replaced, a stopped one is not).
+COUNTED_NODE_STATES = LIVE_NODE_STATES | {NodeState.PENDING, NodeState.STOPPED}
+# Nodes whose teardown and artifacts can be run before they are terminated.
+REACHABLE_NODE_STATES = frozenset({NodeState.READY, NodeState.FAILED, NodeState.DEPLOYING})
+# Nodes whose machine is gone or going: their addresses must not be handed to templates.
+GONE_NODE_STATES = frozenset({NodeState.DEAD, NodeState.TERMINATING, NodeState.TERMINATED})
+
+
+class InfraState(StrEnum):
+    """An infrastructure's life, from its first ``up`` to ``down``."""
+
+    CREATING = "creating"
+    UPDATING = "updating"
+    READY = "ready"
+    FAILED = "failed"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+
+
+ACTIVE_INFRA_STATES = frozenset(set(InfraState) - {InfraState.DESTROYED})
