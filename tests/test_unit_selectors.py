@@ -44,8 +44,9 @@ def test_of_takes_one_name_or_many_and_tags_as_mapping_or_pairs() -> None:
 
 @pytest.mark.parametrize("bad", ["team", "=web", " =x"])
 def test_a_tag_without_key_or_equals_is_a_usage_error(bad: str) -> None:
-    with pytest.raises(UsageError, match="--tag takes KEY=VALUE"):
+    with pytest.raises(UsageError, match="KEY=VALUE") as caught:
         parse_tags([bad])
+    assert f"'{bad}'" in str(caught.value)  # names what was given
 
 
 def test_no_selector_picks_every_live_addressable_node() -> None:
@@ -65,8 +66,9 @@ def test_groups_are_ored() -> None:
 
 def test_an_unknown_group_is_a_usage_error_naming_the_known_ones() -> None:
     infra, nodes = fleet()
-    with pytest.raises(UsageError, match=r"no group 'api' in f \(groups: cache, db, web\)"):
+    with pytest.raises(UsageError, match="'api'") as caught:
         select_nodes(infra, nodes, Selector.of(group="api"))
+    assert "cache, db, web" in str(caught.value)
     # a group that exists but has no live node is not an error: it picks nothing
     assert select_nodes(infra, [n for n in nodes if n.group_name != "cache"], Selector.of(group="cache")) == []
 
@@ -79,13 +81,13 @@ def test_nodes_by_name_id_or_provider_id() -> None:
 
 def test_a_node_that_is_not_live_is_a_usage_error() -> None:
     infra, nodes = fleet()
-    with pytest.raises(UsageError, match="no live node 'f-web-9' in f"):
+    with pytest.raises(UsageError, match="'f-web-9'"):
         select_nodes(infra, nodes, Selector.of(node="f-web-9"))
     dead = node("web", 4, state="dead")
-    with pytest.raises(UsageError, match="no live node 'f-web-4'"):
+    with pytest.raises(UsageError, match="'f-web-4'"):
         select_nodes(infra, [*nodes, dead], Selector.of(node="f-web-4"))
     # a node outside the chosen group is not live *for this selector*
-    with pytest.raises(UsageError, match="no live node 'f-db-1'"):
+    with pytest.raises(UsageError, match="'f-db-1'"):
         select_nodes(infra, nodes, Selector.of(group="web", node="f-db-1"))
 
 
