@@ -131,6 +131,7 @@ def spec_of(tmp_path: Path, text: str, scripts: dict[str, str] | None = None) ->
     for name, body in (scripts or {}).items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(body)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "cloudherd.yml"
     path.write_text(text)
     return load_spec_text(text, path, environ={})

@@ -10,6 +10,7 @@ from pathlib import Path
 from cloudherd.engine.deploy import script_digest
 from cloudherd.engine.plan import diff_groups, make_plan
 from cloudherd.remote.scripts import render
+from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Group, Node
 from cloudherd.state.repo import Store
 from tests.conftest import recorded_infrastructure, spec_of
@@ -18,7 +19,7 @@ SPEC = "name: pl\ngroups:\n  web:\n    count: {web}\n{web_extra}    scripts: [a.
 SCRIPTS = {"a.sh": "echo a\n", "b.sh": "echo b\n"}
 
 
-def spec(tmp_path: Path, web: int = 2, web_extra: str = "", scripts: dict[str, str] | None = None):
+def spec(tmp_path: Path, web: int = 2, web_extra: str = "", scripts: dict[str, str] | None = None) -> LoadedSpec:
     return spec_of(tmp_path, SPEC.format(web=web, web_extra=web_extra), scripts or SCRIPTS)
 
 
@@ -101,7 +102,7 @@ def test_a_group_gone_from_the_spec_is_destroyed_whole(tmp_path: Path) -> None:
 # -- script re-runs -----------------------------------------------------------------------------------
 
 
-def record(store: Store, loaded, tmp_path: Path, web: int = 2) -> tuple[str, list[Node]]:
+def record(store: Store, loaded: LoadedSpec, tmp_path: Path, web: int = 2) -> tuple[str, list[Node]]:
     """An infrastructure of ``loaded`` as ``up`` left it: groups and ready nodes (no provider ids, so the plan
     asks no provider)."""
     infra = recorded_infrastructure(store, loaded)
