@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from conftest import recorded_infrastructure, spec_of
 
 from cloudherd.engine.context import Providers
 from cloudherd.engine.journal import _assign, resolve
@@ -18,7 +19,6 @@ from cloudherd.providers.base import TAG_INTENT, CreateRequest, Instance
 from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Infrastructure, Intent, Node
 from cloudherd.state.repo import Store
-from tests.conftest import recorded_infrastructure, spec_of
 
 # -- matching instances to rows -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import recorded_infrastructure, spec_of
 
 from cloudherd.engine.apply import _cooling, _place
 from cloudherd.errors import ApplyFailed, CloudherdError
@@ -20,7 +21,6 @@ from cloudherd.providers.base import CapacityError, QuotaError
 from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Event, Infrastructure, Node
 from cloudherd.state.repo import Store
-from tests.conftest import recorded_infrastructure, spec_of
 
 SPEC = """name: pp
 providers:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from conftest import recorded_infrastructure, spec_of
+
 from cloudherd.engine.deploy import script_digest
 from cloudherd.engine.plan import diff_groups, make_plan
 from cloudherd.remote.scripts import render
 from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Group, Node
 from cloudherd.state.repo import Store
-from tests.conftest import recorded_infrastructure, spec_of
 
 SPEC = "name: pl\ngroups:\n  web:\n    count: {web}\n{web_extra}    scripts: [a.sh, b.sh]\n  db:\n    count: 1\n"
 SCRIPTS = {"a.sh": "echo a\n", "b.sh": "echo b\n"}
