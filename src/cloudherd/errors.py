@@ -9,9 +9,25 @@ from __future__ import annotations
 
 
 class CloudherdError(Exception):
-    """Base of every error cloudherd raises on purpose."""
+    """Base of every error cloudherd raises on purpose.
+
+    ``remedy`` names the option that fixes it (an API keyword such as ``accept_new_host_key``) and its
+    value: each face says it its own way (the CLI as a flag), so the engine's messages stay free of
+    any one face's syntax.
+    """
 
     exit_code = 1
+
+    def __init__(self, *args: object, remedy: tuple[str, str] | None = None) -> None:
+        super().__init__(*args)
+        self.remedy = remedy
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.remedy is None:
+            return text
+        option, value = self.remedy
+        return f"{text} ({option}={value!r})"
 
 
 class UsageError(CloudherdError):

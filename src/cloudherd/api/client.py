@@ -1,47 +1,61 @@
 """The Python API.  The CLI and the REST service are thin faces over these methods.
 
 >>> from cloudherd.api import SyncClient
->>> herd = SyncClient()
->>> infra_id = herd.up("examples/hello/cloudherd.yml")
->>> [r.stdout for r in herd.exec(infra_id, "hostname")]
->>> herd.down(infra_id)
+>>> with SyncClient() as herd:
+...     infra_id = herd.up("examples/hello/cloudherd.yml")
+...     [r.stdout for r in herd.exec(infra_id, "hostname")]
+...     herd.down(infra_id)
+
+Every method returns frozen values from :mod:`cloudherd.api.types`, never database rows.
+:class:`SyncClient` is the blocking twin: the same methods with the same signatures (a test checks).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
 
-from cloudherd.engine.apply import up
-from cloudherd.engine.context import ensure_identity
-from cloudherd.engine.destroy import down
-from cloudherd.engine.events import EventSink
-from cloudherd.engine.fleet import (
+from cloudherd.api import views
+from cloudherd.api._blocking import run_blocking
+from cloudherd.api.types import (
+    Action,
     ExecResult,
-    FleetOptions,
-    LineSink,
-    Selector,
+    Image,
+    Infrastructure,
+    InfrastructureSummary,
+    Node,
+    Orphan,
+    Plan,
+    Setup,
+    Size,
     TransferResult,
-    exec_command,
-    pull,
-    push,
-    refresh,
 )
-from cloudherd.engine.plan import Plan
-from cloudherd.spec import load_spec
-from cloudherd.state.db import database_url, open_engine
-from cloudherd.state.models import Action, Infrastructure, Node
-from cloudherd.state.repo import Store
+from cloudherd.errors import UsageError
+from cloudherd.lifecycle import NodeState
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from cloudherd.engine.events import EventSink
+    from cloudherd.engine.fleet import LineSink
+    from cloudherd.providers.base import Provider
+    from cloudherd.state.models import Infrastructure as InfraRow
+    from cloudherd.state.models import Node as NodeRow
+    from cloudherd.state.repo import Store
+
 Selectable = str | Sequence[str] | None  # one name or several
-Tags = Mapping[str, str] | Sequence[str] | None  # {"k": "v"} or ["k=v"]
+Tags = dict[str, str] | Sequence[str] | None  # {"k": "v"} or ["k=v"]
+PathLike = str | os.PathLike[str]
 
 
 class Client:
-    """Async access to cloudherd; ``db_url`` defaults to ``CLOUDHERD_DB`` or SQLite in the data folder."""
+    """Async access to cloudherd; ``db_url`` defaults to ``CLOUDHERD_DB`` or SQLite in the data folder.
+
+    Use it as ``async with Client() as herd:`` (or call :meth:`close`) so that its database
+    connections are released.
+    """
 
     def __init__(self, db_url: str | None = None) -> None:
         self._db_url = db_url
@@ -49,49 +63,118 @@ class Client:
 
     @property
     def store(self) -> Store:
+        """The state store (opened, and migrated, on first use)."""
         if self._store is None:
-            self._store = Store(open_engine(self._db_url))
+            from cloudherd.state.repo import Store
+
+            self._store = Store(_open(self._db_url))
         return self._store
 
-    def init(self) -> dict[str, str]:
-        """Make the database, the user and the SSH key pair if missing; say where they are."""
-        identity = ensure_identity(self.store)
-        return {"user": identity.user_name, "key": str(identity.key_path), "database": _safe_url(self._db_url)}
+    async def close(self) -> None:
+        """Release the database connections; the client opens them again if used afterwards."""
+        if self._store is not None:
+            self._store.engine.dispose()
+            self._store = None
 
-    async def up(self, spec: str | os.PathLike[str], *, keep_on_failure: bool = False,
-                 on_event: EventSink | None = None, connect_timeout: float = 120.0, force: bool = False,
-                 concurrency: int | None = None, accept_new_host_key: Sequence[str] = ()) -> str:
-        """Create the spec's infrastructure, or converge the active one of the same name.
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.close()
+
+    # -- infrastructures ---------------------------------------------------------------------------
+
+    async def init(self) -> Setup:
+        """Make the database, the user and the SSH key pair if missing; say where they are."""
+        from cloudherd.engine.context import ensure_identity
+        from cloudherd.paths import data_dir
+
+        identity = ensure_identity(self.store)
+        return Setup(user=identity.user_name, key=str(identity.key_path), database=_safe_url(self._db_url),
+                     data=str(data_dir()))
+
+    async def up(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
+                 connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
+                 accept_new_host_key: Sequence[str] = ()) -> str:
+        """Create the spec's infrastructure, or converge the active one of the same name; returns its id.
 
         Unchanged scripts are skipped on nodes where they already succeeded (``force`` re-runs them);
-        ``concurrency`` bounds SSH handshakes in flight.
+        ``concurrency`` bounds SSH handshakes in flight; ``accept_new_host_key`` names nodes whose new
+        host key is taken as their pin.
         """
+        from cloudherd.engine.apply import up
+        from cloudherd.spec import load_spec
+
         loaded = load_spec(spec)
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
                         connect_timeout=connect_timeout, force=force, handshakes=concurrency,
                         accept_new_host_key=accept_new_host_key)
 
-    async def plan(self, spec: str | os.PathLike[str]) -> Plan:
+    async def plan(self, spec: PathLike) -> Plan:
         """What ``up`` of ``spec`` would change (create / destroy / replace / scripts to re-run); changes nothing."""
         from cloudherd.engine.plan import make_plan
+        from cloudherd.spec import load_spec
 
-        return await make_plan(load_spec(spec), self.store)
+        return views.plan(await make_plan(load_spec(spec), self.store))
 
     async def down(self, ref: str, *, on_event: EventSink | None = None,
-                   artifacts_dir: str | os.PathLike[str] | None = None) -> str:
+                   artifacts_dir: PathLike | None = None) -> str:
         """Pull artifacts, run teardowns, terminate every node; artifacts land in ``artifacts_dir/<node>/``."""
+        from cloudherd.engine.destroy import down
+
         infra = self.store.resolve(ref)
         await down(self.store, infra, on_event=on_event, artifacts_dir=artifacts_dir)
         return infra.id
 
-    async def gc(self, *, provider: str | None = None, delete: bool = False) -> list[dict[str, Any]]:
+    async def ls(self, *, include_destroyed: bool = False) -> list[InfrastructureSummary]:
+        """Infrastructures, oldest first (destroyed ones only when asked)."""
+        return [views.summary(i) for i in self.store.infrastructures(include_destroyed=include_destroyed)]
+
+    async def status(self, ref: str) -> Infrastructure:
+        """The infrastructure with its nodes' states checked against the providers (one list per provider)."""
+        from cloudherd.engine.fleet import refresh
+
+        infra = self.store.resolve(ref)
+        return self._view(infra, await refresh(self.store, infra))
+
+    async def infrastructure(self, ref: str) -> Infrastructure:
+        """The infrastructure as recorded (no provider call)."""
+        infra = self.store.resolve(ref)
+        return self._view(infra, self.store.nodes(infra.id))
+
+    async def node(self, ref: str, name: str) -> Node:
+        """A live node by name, id or provider id."""
+        infra = self.store.resolve(ref)
+        pins = self._pins(infra.id)
+        for row in self.store.nodes(infra.id):
+            if name in (row.name, row.id, row.provider_id) and row.state != NodeState.TERMINATED:
+                return views.node(row, pins.get(row.id))
+        raise UsageError(f"no live node '{name}' in {infra.name}")
+
+    async def logs(self, ref: str, node: str | None = None) -> list[Action]:
+        """Recorded actions (scripts, teardowns, exec commands) with their output, secrets masked."""
+        infra = self.store.resolve(ref)
+        nodes = {n.id: n for n in self.store.nodes(infra.id)}
+        node_id = None
+        if node:
+            match = [n for n in nodes.values() if node in (n.name, n.id, n.provider_id)]
+            if not match:
+                raise UsageError(f"no node '{node}' in {infra.name}")
+            node_id = match[0].id
+        return [views.action(a, nodes[a.node_id].name if a.node_id in nodes else None)
+                for a in self.store.actions(infra.id, node_id)]
+
+    # -- orphans -----------------------------------------------------------------------------------
+
+    async def gc(self, *, provider: str | None = None, delete: bool = False) -> list[Orphan]:
         """Machines with cloudherd's tags that no infrastructure here accounts for; ``delete`` removes them."""
         from cloudherd.engine.gc import delete_orphans, find_orphans
 
         orphans = await find_orphans(self.store, provider)
         if delete and orphans:
             await delete_orphans(self.store, orphans)
-        return [o.as_dict() for o in orphans]
+        return [views.orphan(o) for o in orphans]
 
     async def adopt(self, ref: str, group: str, ids: Sequence[str]) -> list[str]:
         """Bring orphan machines ``ids`` under ``ref`` as nodes of ``group``; the next ``up`` deploys them."""
@@ -99,20 +182,7 @@ class Client:
 
         return await adopt(self.store, self.store.resolve(ref), group, ids)
 
-    def ls(self, *, include_destroyed: bool = False) -> list[dict[str, Any]]:
-        return [_infra_summary(i) for i in self.store.infrastructures(include_destroyed=include_destroyed)]
-
-    async def status(self, ref: str) -> dict[str, Any]:
-        infra = self.store.resolve(ref)
-        nodes = await refresh(self.store, infra)
-        last = self.store.last_actions(infra.id)
-        summary = _infra_summary(infra, nodes)
-        summary["groups"] = [
-            {"name": g.name, "provider": g.provider, "image": g.image, "size": g.size, "count": g.count}
-            for g in infra.groups
-        ]
-        summary["nodes"] = [_node_view(n, last.get(n.id)) for n in nodes]
-        return summary
+    # -- the fleet ---------------------------------------------------------------------------------
 
     async def exec(self, ref: str, command: str, *, group: Selectable = None, node: Selectable = None,
                    tags: Tags = None, on_line: LineSink | None = None, timeout: float = 30.0,
@@ -122,143 +192,229 @@ class Client:
 
         ``timeout`` bounds the wait for each node's SSH, ``command_timeout`` the command itself.
         """
+        from cloudherd.engine.fleet import FleetOptions, Selector, exec_command
+
         infra = self.store.resolve(ref)
         options = FleetOptions(connect_timeout=timeout, command_timeout=command_timeout, handshakes=concurrency,
                                accept_new_host_key=accept_new_host_key)
-        return await exec_command(self.store, infra, command, selector=Selector.of(group, node, tags),
-                                  on_line=on_line, options=options)
+        results = await exec_command(self.store, infra, command, selector=Selector.of(group, node, tags),
+                                     on_line=on_line, options=options)
+        return [views.exec_result(r) for r in results]
 
-    async def push(self, ref: str, src: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], dst: str, *,
-                   group: Selectable = None, node: Selectable = None, tags: Tags = None, timeout: float = 30.0,
+    async def push(self, ref: str, src: PathLike | Sequence[PathLike], dst: str, *, group: Selectable = None,
+                   node: Selectable = None, tags: Tags = None, timeout: float = 30.0,
                    concurrency: int | None = None, accept_new_host_key: Sequence[str] = ()) -> list[TransferResult]:
         """Copy local files or folders to ``dst`` on the chosen nodes (relative: the node's work folder)."""
+        from cloudherd.engine.fleet import FleetOptions, Selector, push
+
         infra = self.store.resolve(ref)
         sources = [src] if isinstance(src, str | os.PathLike) else list(src)
-        options = FleetOptions(connect_timeout=timeout, handshakes=concurrency,
-                               accept_new_host_key=accept_new_host_key)
-        return await push(self.store, infra, sources, dst, selector=Selector.of(group, node, tags), options=options)
+        options = FleetOptions(connect_timeout=timeout, handshakes=concurrency, accept_new_host_key=accept_new_host_key)
+        results = await push(self.store, infra, sources, dst, selector=Selector.of(group, node, tags), options=options)
+        return [views.transfer_result(r) for r in results]
 
-    async def pull(self, ref: str, src: str | Sequence[str], dst: str | os.PathLike[str], *,
-                   group: Selectable = None, node: Selectable = None, tags: Tags = None, timeout: float = 30.0,
+    async def pull(self, ref: str, src: str | Sequence[str], dst: PathLike, *, group: Selectable = None,
+                   node: Selectable = None, tags: Tags = None, timeout: float = 30.0,
                    concurrency: int | None = None, accept_new_host_key: Sequence[str] = ()) -> list[TransferResult]:
         """Copy what ``src`` (globs) matches on each chosen node into ``dst/<node>/``."""
+        from cloudherd.engine.fleet import FleetOptions, Selector, pull
+
         infra = self.store.resolve(ref)
         patterns = [src] if isinstance(src, str) else list(src)
-        options = FleetOptions(connect_timeout=timeout, handshakes=concurrency,
-                               accept_new_host_key=accept_new_host_key)
-        return await pull(self.store, infra, patterns, dst, selector=Selector.of(group, node, tags), options=options)
+        options = FleetOptions(connect_timeout=timeout, handshakes=concurrency, accept_new_host_key=accept_new_host_key)
+        results = await pull(self.store, infra, patterns, dst, selector=Selector.of(group, node, tags),
+                             options=options)
+        return [views.transfer_result(r) for r in results]
 
-    def logs(self, ref: str, node: str | None = None) -> list[dict[str, Any]]:
+    async def ssh_command(self, ref: str, node: str, command: Sequence[str] = ()) -> list[str]:
+        """The OpenSSH command line that logs in to ``node`` checking its pinned host key.
+
+        The known-hosts file it names holds only the pin recorded in the database, so ``ssh`` refuses
+        exactly what every other command refuses.
+        """
+        import shutil
+
+        from cloudherd.paths import data_dir
+
+        binary = shutil.which("ssh")
+        if binary is None:
+            raise UsageError("no ssh client installed (on Debian: apt-get install openssh-client)")
         infra = self.store.resolve(ref)
-        nodes = {n.id: n for n in self.store.nodes(infra.id)}
-        node_id = None
-        if node:
-            match = [n for n in nodes.values() if node in (n.name, n.id, n.provider_id)]
-            if not match:
-                from cloudherd.errors import UsageError
+        target = await self.node(infra.id, node)
+        if not target.address:
+            raise UsageError(f"node {target.name} has no address yet")
+        folder = data_dir() / "known_hosts"
+        folder.mkdir(exist_ok=True, mode=0o700)
+        known_file = folder / target.id
+        host = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
+        known_file.write_text(f"{host} {target.host_key}\n" if target.host_key else "")
+        checking = "yes" if target.host_key else "accept-new"
+        return [binary, "-i", infra.ssh_key_path, "-p", str(target.port), "-o", "IdentitiesOnly=yes",
+                "-o", f"UserKnownHostsFile={known_file}", "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", f"StrictHostKeyChecking={checking}", "-o", "LogLevel=ERROR",
+                f"{target.user}@{target.address}", *command]
 
-                raise UsageError(f"no node '{node}' in {infra.name} (see `cloudherd status {infra.id}`)")
-            node_id = match[0].id
-        return [_action_view(a, nodes.get(a.node_id)) for a in self.store.actions(infra.id, node_id)]
+    # -- catalogs ----------------------------------------------------------------------------------
 
-    def node(self, ref: str, name: str) -> Node:
-        from cloudherd.errors import UsageError
+    async def sizes(self, provider: str, pattern: str | None = None, *, region: str | None = None) -> list[Size]:
+        """Machine sizes a provider type offers (``pattern``: a regular expression); the default is marked."""
+        async with _catalog_provider(provider, region) as driver:
+            default = await driver.default_size()
+            return [Size(name=s.name, cpus=s.cpus, memory_mb=s.memory_mb, default=s.name == default)
+                    for s in await driver.sizes(pattern)]
 
-        infra = self.store.resolve(ref)
-        for node in self.store.nodes(infra.id):
-            if name in (node.name, node.id, node.provider_id) and node.state != "terminated":
-                return node
-        raise UsageError(f"no live node '{name}' in {infra.name} (see `cloudherd status {infra.id}`)")
+    async def images(self, provider: str, pattern: str | None = None, *, region: str | None = None) -> list[Image]:
+        """Images a provider type offers (``pattern``: a regular expression)."""
+        async with _catalog_provider(provider, region) as driver:
+            return [Image(id=i.id, name=i.name) for i in await driver.images(pattern)]
 
-    def infrastructure(self, ref: str) -> Infrastructure:
-        return self.store.resolve(ref)
+    async def regions(self, provider: str, pattern: str | None = None) -> list[str]:
+        """Regions a provider type offers (``pattern``: a substring)."""
+        async with _catalog_provider(provider, None) as driver:
+            return [r for r in await driver.regions() if pattern is None or pattern in r]
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _pins(self, infra_id: str) -> dict[str, str]:
+        return {node_id: row.public_key for node_id, row in self.store.host_keys(infra_id).items()}
+
+    def _view(self, infra: InfraRow, nodes: Sequence[NodeRow]) -> Infrastructure:
+        return views.infrastructure(self.store.infrastructure(infra.id), nodes, self._pins(infra.id),
+                                    self.store.last_actions(infra.id))
+
+
+class _catalog_provider:
+    """A provider of a type configured from the environment, closed after a catalog call."""
+
+    def __init__(self, provider: str, region: str | None) -> None:
+        from cloudherd.providers import make_provider
+
+        self.driver: Provider = make_provider(provider, provider, {"region": region} if region else {})
+
+    async def __aenter__(self) -> Provider:
+        return self.driver
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.driver.close()
 
 
 class SyncClient:
-    """The blocking twin of :class:`Client`: the same methods, each run to completion."""
+    """The blocking twin of :class:`Client`: the same methods and signatures, each run to completion.
+
+    It cannot be used inside a running event loop (use :class:`Client` with ``await`` there).
+    """
 
     def __init__(self, db_url: str | None = None) -> None:
         self.aio = Client(db_url)
 
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run(coroutine)
+    def close(self) -> None:
+        """Release the database connections."""
+        run_blocking(self.aio.close())
 
-    def init(self) -> dict[str, str]:
-        return self.aio.init()
+    def __enter__(self) -> SyncClient:
+        return self
 
-    def up(self, spec: str | os.PathLike[str], **options: Any) -> str:
-        return self._run(self.aio.up(spec, **options))
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
 
-    def plan(self, spec: str | os.PathLike[str]) -> Plan:
-        return self._run(self.aio.plan(spec))
+    def init(self) -> Setup:
+        """Make the database, the user and the SSH key pair if missing; say where they are."""
+        return run_blocking(self.aio.init())
 
-    def down(self, ref: str, **options: Any) -> str:
-        return self._run(self.aio.down(ref, **options))
+    def up(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
+           connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
+           accept_new_host_key: Sequence[str] = ()) -> str:
+        """Create the spec's infrastructure, or converge the active one of the same name; returns its id."""
+        return run_blocking(self.aio.up(spec, keep_on_failure=keep_on_failure, on_event=on_event,
+                                        connect_timeout=connect_timeout, force=force, concurrency=concurrency,
+                                        accept_new_host_key=accept_new_host_key))
 
-    def gc(self, **options: Any) -> list[dict[str, Any]]:
-        return self._run(self.aio.gc(**options))
+    def plan(self, spec: PathLike) -> Plan:
+        """What ``up`` of ``spec`` would change; changes nothing."""
+        return run_blocking(self.aio.plan(spec))
 
-    def adopt(self, ref: str, group: str, ids: Sequence[str]) -> list[str]:
-        return self._run(self.aio.adopt(ref, group, ids))
+    def down(self, ref: str, *, on_event: EventSink | None = None, artifacts_dir: PathLike | None = None) -> str:
+        """Pull artifacts, run teardowns, terminate every node."""
+        return run_blocking(self.aio.down(ref, on_event=on_event, artifacts_dir=artifacts_dir))
 
-    def ls(self, **options: Any) -> list[dict[str, Any]]:
-        return self.aio.ls(**options)
+    def ls(self, *, include_destroyed: bool = False) -> list[InfrastructureSummary]:
+        """Infrastructures, oldest first (destroyed ones only when asked)."""
+        return run_blocking(self.aio.ls(include_destroyed=include_destroyed))
 
-    def status(self, ref: str) -> dict[str, Any]:
-        return self._run(self.aio.status(ref))
-
-    def exec(self, ref: str, command: str, **options: Any) -> list[ExecResult]:
-        return self._run(self.aio.exec(ref, command, **options))
-
-    def push(self, ref: str, src: Any, dst: str, **options: Any) -> list[TransferResult]:
-        return self._run(self.aio.push(ref, src, dst, **options))
-
-    def pull(self, ref: str, src: Any, dst: Any, **options: Any) -> list[TransferResult]:
-        return self._run(self.aio.pull(ref, src, dst, **options))
-
-    def logs(self, ref: str, node: str | None = None) -> list[dict[str, Any]]:
-        return self.aio.logs(ref, node)
+    def status(self, ref: str) -> Infrastructure:
+        """The infrastructure with its nodes' states checked against the providers."""
+        return run_blocking(self.aio.status(ref))
 
     def infrastructure(self, ref: str) -> Infrastructure:
-        return self.aio.infrastructure(ref)
+        """The infrastructure as recorded (no provider call)."""
+        return run_blocking(self.aio.infrastructure(ref))
 
     def node(self, ref: str, name: str) -> Node:
-        return self.aio.node(ref, name)
+        """A live node by name, id or provider id."""
+        return run_blocking(self.aio.node(ref, name))
+
+    def logs(self, ref: str, node: str | None = None) -> list[Action]:
+        """Recorded actions with their output, secrets masked."""
+        return run_blocking(self.aio.logs(ref, node))
+
+    def gc(self, *, provider: str | None = None, delete: bool = False) -> list[Orphan]:
+        """Machines with cloudherd's tags that no infrastructure here accounts for."""
+        return run_blocking(self.aio.gc(provider=provider, delete=delete))
+
+    def adopt(self, ref: str, group: str, ids: Sequence[str]) -> list[str]:
+        """Bring orphan machines under ``ref`` as nodes of ``group``."""
+        return run_blocking(self.aio.adopt(ref, group, ids))
+
+    def exec(self, ref: str, command: str, *, group: Selectable = None, node: Selectable = None,
+             tags: Tags = None, on_line: LineSink | None = None, timeout: float = 30.0,
+             command_timeout: float | None = None, concurrency: int | None = None,
+             accept_new_host_key: Sequence[str] = ()) -> list[ExecResult]:
+        """Run a shell command on the chosen nodes at once."""
+        return run_blocking(self.aio.exec(ref, command, group=group, node=node, tags=tags, on_line=on_line,
+                                          timeout=timeout, command_timeout=command_timeout,
+                                          concurrency=concurrency, accept_new_host_key=accept_new_host_key))
+
+    def push(self, ref: str, src: PathLike | Sequence[PathLike], dst: str, *, group: Selectable = None,
+             node: Selectable = None, tags: Tags = None, timeout: float = 30.0,
+             concurrency: int | None = None, accept_new_host_key: Sequence[str] = ()) -> list[TransferResult]:
+        """Copy local files or folders to the chosen nodes."""
+        return run_blocking(self.aio.push(ref, src, dst, group=group, node=node, tags=tags, timeout=timeout,
+                                          concurrency=concurrency, accept_new_host_key=accept_new_host_key))
+
+    def pull(self, ref: str, src: str | Sequence[str], dst: PathLike, *, group: Selectable = None,
+             node: Selectable = None, tags: Tags = None, timeout: float = 30.0,
+             concurrency: int | None = None, accept_new_host_key: Sequence[str] = ()) -> list[TransferResult]:
+        """Copy files from the chosen nodes into ``dst/<node>/``."""
+        return run_blocking(self.aio.pull(ref, src, dst, group=group, node=node, tags=tags, timeout=timeout,
+                                          concurrency=concurrency, accept_new_host_key=accept_new_host_key))
+
+    def ssh_command(self, ref: str, node: str, command: Sequence[str] = ()) -> list[str]:
+        """The OpenSSH command line that logs in to ``node`` checking its pinned host key."""
+        return run_blocking(self.aio.ssh_command(ref, node, command))
+
+    def sizes(self, provider: str, pattern: str | None = None, *, region: str | None = None) -> list[Size]:
+        """Machine sizes a provider type offers; the default is marked."""
+        return run_blocking(self.aio.sizes(provider, pattern, region=region))
+
+    def images(self, provider: str, pattern: str | None = None, *, region: str | None = None) -> list[Image]:
+        """Images a provider type offers."""
+        return run_blocking(self.aio.images(provider, pattern, region=region))
+
+    def regions(self, provider: str, pattern: str | None = None) -> list[str]:
+        """Regions a provider type offers."""
+        return run_blocking(self.aio.regions(provider, pattern))
+
+
+def _open(url: str | None) -> Engine:
+    from cloudherd.state.db import open_engine
+
+    return open_engine(url)
 
 
 def _safe_url(url: str | None) -> str:
     from sqlalchemy.engine import make_url
 
+    from cloudherd.state.db import database_url
+
     return make_url(url or database_url()).render_as_string(hide_password=True)
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _infra_summary(infra: Infrastructure, nodes: list[Node] | None = None) -> dict[str, Any]:
-    nodes = nodes if nodes is not None else list(infra.nodes)
-    live = [n for n in nodes if n.state != "terminated"]
-    return {
-        "id": infra.id, "name": infra.name, "state": infra.state, "reason": infra.reason,
-        "nodes": len(live), "ready": sum(n.state == "ready" for n in live),
-        "spec": infra.spec_path, "created_at": _iso(infra.created_at), "updated_at": _iso(infra.updated_at),
-    }
-
-
-def _node_view(node: Node, last: Action | None) -> dict[str, Any]:
-    return {
-        "id": node.id, "name": node.name, "group": node.group_name, "state": node.state,
-        "address": node.address, "port": node.port, "provider": node.provider, "provider_id": node.provider_id,
-        "user": node.ssh_user, "reason": node.reason,
-        "last_action": _action_view(last, node) if last else None,
-    }
-
-
-def _action_view(action: Action, node: Node | None) -> dict[str, Any]:
-    seconds = (action.ended_at - action.started_at).total_seconds() if action.ended_at else None
-    return {
-        "id": action.id, "node": node.name if node else action.node_id, "kind": action.kind, "name": action.name,
-        "exit_code": action.exit_code, "stdout": action.stdout, "stderr": action.stderr,
-        "started_at": _iso(action.started_at), "ended_at": _iso(action.ended_at), "seconds": seconds,
-    }

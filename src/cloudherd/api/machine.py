@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Coroutine, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import TypeVar
 
+from cloudherd.api._blocking import run_blocking
 from cloudherd.errors import CloudherdError, UsageError
-from cloudherd.providers.base import TAG_INFRA, Instance, Provider
+from cloudherd.providers.base import TAG_INFRA, Instance, InstanceState, Provider
 
 T = TypeVar("T")
 
@@ -112,8 +113,8 @@ class Machine:
         found = await self.provider.list({TAG_INFRA: infra} if infra else {})
         fresh = next((i for i in found if i.id == self.id), None)
         if fresh is None:
-            self.instance = dataclasses.replace(self.instance, state="terminated", tags=dict(self.instance.tags),
-                                                extra=dict(self.instance.extra))
+            self.instance = dataclasses.replace(self.instance, state=InstanceState.TERMINATED,
+                                                tags=dict(self.instance.tags), extra=dict(self.instance.extra))
         else:
             self.instance = fresh
         return self
@@ -163,13 +164,7 @@ def _check_wait(timeout: float, interval: float) -> None:
         raise UsageError(f"interval must be > 0 seconds, not {interval!r}")
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    coro.close()
-    raise UsageError("the blocking machine API cannot run inside an event loop: use Machine (async) there")
+_run = run_blocking
 
 
 class SyncMachine:

@@ -1,17 +1,17 @@
-"""``cloudherd`` — the command line.  Every command is a few lines over :class:`cloudherd.api.Client`.
+"""``cloudherd`` — the command line.  Every command is a few lines over :class:`cloudherd.api.SyncClient`.
 
-Errors print one line (``error: …``) and exit non-zero; ``--debug`` shows the traceback.
+Errors print one line (``error: …``) and exit non-zero; ``--debug`` shows the traceback.  Each command
+imports what it needs when it runs (the API, the engine, the drivers), so that a read-only command
+starts about as fast as ``--version``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import shutil
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,12 +21,14 @@ from rich.table import Table
 from rich.text import Text
 
 from cloudherd import __version__
-from cloudherd.cli.progress import STATE_STYLE, Progress
+from cloudherd.cli.style import INFRA_STYLE, STATE_STYLE
 from cloudherd.errors import CloudherdError, SpecError
-from cloudherd.paths import data_dir
 
 if TYPE_CHECKING:
-    from cloudherd.api.client import Client as ApiClient
+    from pydantic import BaseModel
+
+    from cloudherd.api.client import SyncClient
+    from cloudherd.api.types import TransferResult
 
 app = typer.Typer(
     name="cloudherd", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -54,6 +56,15 @@ def main(
     _debug = debug or os.environ.get("CLOUDHERD_DEBUG") == "1"
 
 
+def _message(exc: CloudherdError) -> str:
+    """The error's one line, with its remedy said as this face says it: a flag."""
+    text = Exception.__str__(exc)
+    if exc.remedy is not None:
+        option, value = exc.remedy
+        text += f" (--{option.replace('_', '-')} {value})"
+    return text if isinstance(exc, SpecError) else f"error: {text}"
+
+
 def _guard(work: Callable[[], T]) -> T:
     """Run a command body: known errors become one line and an exit code; Ctrl-C exits 130."""
     try:
@@ -61,7 +72,7 @@ def _guard(work: Callable[[], T]) -> T:
     except CloudherdError as exc:
         if _debug:
             raise
-        err.print(Text(str(exc) if isinstance(exc, SpecError) else f"error: {exc}", style="red"))
+        err.print(Text(_message(exc), style="red"))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print(Text("interrupted", style="red"))
@@ -74,15 +85,17 @@ def _guard(work: Callable[[], T]) -> T:
         raise typer.Exit(1) from None
 
 
-def _client() -> ApiClient:
-    """The API client, imported on use so that ``validate`` and ``--help`` start fast."""
-    from cloudherd.api.client import Client
-
-    return Client()
+_herd_client: SyncClient | None = None
 
 
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
+def _herd() -> SyncClient:
+    """The API client, imported on first use so that ``--help`` and ``--version`` start fast."""
+    global _herd_client
+    if _herd_client is None:
+        from cloudherd.api.client import SyncClient
+
+        _herd_client = SyncClient()
+    return _herd_client
 
 
 GROUPS = typer.Option([], "--group", "-g", help="Only nodes of this group (repeatable).")
@@ -96,18 +109,23 @@ ACCEPT_NEW = typer.Option(
 )
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def _print_json(data: BaseModel | Sequence[BaseModel] | Sequence[str]) -> None:
+    """API values as JSON: the same shape the REST service answers with."""
+    if isinstance(data, Sequence) and not isinstance(data, str):
+        payload: Any = [item if isinstance(item, str) else item.model_dump(mode="json") for item in data]
+    else:
+        payload = data.model_dump(mode="json")  # type: ignore[union-attr]
+    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
 
 
 @app.command()
 def init() -> None:
     """Make the state database, your user and your SSH key pair (done on first use anyway)."""
-    info = _guard(lambda: _client().init())
-    out.print(f"user      {info['user']}")
-    out.print(f"ssh key   {info['key']}")
-    out.print(f"database  {info['database']}")
-    out.print(f"data      {data_dir()}")
+    info = _guard(lambda: _herd().init())
+    out.print(f"user      {info.user}")
+    out.print(f"ssh key   {info.key}")
+    out.print(f"database  {info.database}")
+    out.print(f"data      {info.data}")
 
 
 @app.command()
@@ -137,19 +155,20 @@ def up(
     if dry_run:
         plan(spec, as_json=False)
         return
-    client = _client()
+    from cloudherd.cli.progress import Progress
+
+    herd = _herd()
     started = time.monotonic()
 
     def work() -> str:
         with Progress(err) as progress:
-            return _run(client.up(spec, keep_on_failure=keep_on_failure, on_event=progress,
-                                  connect_timeout=connect_timeout, force=force, concurrency=concurrency,
-                                  accept_new_host_key=accept_new_host_key or ()))
+            return herd.up(spec, keep_on_failure=keep_on_failure, on_event=progress,
+                           connect_timeout=connect_timeout, force=force, concurrency=concurrency,
+                           accept_new_host_key=accept_new_host_key or ())
 
     infra_id = _guard(work)
-    infra = client.infrastructure(infra_id)
-    live = [n for n in infra.nodes if n.state == "ready"]
-    err.print(Text(f"{infra.name} is ready: {len(live)} node(s) in {time.monotonic() - started:.1f}s "
+    infra = _guard(lambda: herd.infrastructure(infra_id))
+    err.print(Text(f"{infra.name} is ready: {infra.ready_nodes} node(s) in {time.monotonic() - started:.1f}s "
                    f"(cloudherd status {infra_id})", style="green"))
     out.print(infra_id)
 
@@ -160,12 +179,11 @@ def plan(
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """Show what `up` would change: nodes to create, destroy or replace, scripts to re-run. Changes nothing."""
-    client = _client()
-    result = _guard(lambda: _run(client.plan(spec)))
+    result = _guard(lambda: _herd().plan(spec))
     if as_json:
-        _print_json(result.as_dict())
+        _print_json(result)
         return
-    target = f"{result.name} ({result.infrastructure_id})" if result.infrastructure_id else f"{result.name} (new)"
+    target = f"{result.name} ({result.infrastructure})" if result.infrastructure else f"{result.name} (new)"
     out.print(Text(f"plan for {target}", style="bold"))
     for group in result.groups:
         head = f"group {group.name} ({group.provider}): "
@@ -174,22 +192,20 @@ def plan(
         if group.reasons:
             out.print(Text(f"      because: {'; '.join(group.reasons)}", style="dim"))
         if group.replace:
-            out.print(Text(f"      ± replace {len(group.replace)}: {', '.join(n.name for n in group.replace)}",
-                           style="yellow"))
+            out.print(Text(f"      ± replace {len(group.replace)}: {', '.join(group.replace)}", style="yellow"))
         if group.create:
             out.print(Text(f"      + create {group.create}", style="green"))
         if group.destroy:
-            out.print(Text(f"      - destroy {len(group.destroy)}: {', '.join(n.name for n in group.destroy)}",
-                           style="red"))
-        for source, names in group.reruns.items():
+            out.print(Text(f"      - destroy {len(group.destroy)}: {', '.join(group.destroy)}", style="red"))
+        for source, names in group.scripts.items():
             shown = ", ".join(names[:6]) + (f" (+{len(names) - 6})" if len(names) > 6 else "")
             out.print(Text(f"      ↻ run {source} on {len(names)}: {shown}", style="cyan"))
-    totals = result.totals()
+    totals = result.totals
     if not result.changes:
         out.print(Text("no changes: the infrastructure matches the spec", style="green"))
     else:
-        out.print(f"plan: {totals['create']} to create, {totals['destroy']} to destroy, {totals['replace']} to "
-                  f"replace, {totals['script_runs']} script run(s)")
+        out.print(f"plan: {totals.create} to create, {totals.destroy} to destroy, {totals.replace} to "
+                  f"replace, {totals.script_runs} script run(s)")
 
 
 @app.command()
@@ -200,11 +216,13 @@ def down(
     ),
 ) -> None:
     """Pull artifacts, run teardown scripts, terminate every node, mark the infrastructure destroyed."""
-    client = _client()
+    from cloudherd.cli.progress import Progress
+
+    herd = _herd()
 
     def work() -> str:
         with Progress(err) as progress:
-            return _run(client.down(ref, on_event=progress, artifacts_dir=artifacts))
+            return herd.down(ref, on_event=progress, artifacts_dir=artifacts)
 
     infra_id = _guard(work)
     out.print(f"destroyed {infra_id}")
@@ -217,20 +235,19 @@ def gc(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Find machines with cloudherd's tags that no infrastructure in this database accounts for."""
-    client = _client()
-    orphans = _guard(lambda: _run(client.gc(provider=provider, delete=delete)))
+    orphans = _guard(lambda: _herd().gc(provider=provider, delete=delete))
     if as_json:
         _print_json(orphans)
         return
     if not orphans:
         err.print(Text("no orphans", style="green"))
         return
-    table = Table("provider", "id", "name", "state", "address", "why")
+    table = Table("provider", "kind", "id", "name", "state", "address", "why")
     for o in orphans:
-        table.add_row(o["provider"], o["id"], o["name"], o["state"], o["address"] or "", o["why"])
+        table.add_row(o.provider, o.kind, o.id, o.name, o.state, o.address or "", o.why)
     out.print(table)
     if delete:
-        err.print(Text(f"terminated {len(orphans)} orphan(s)", style="yellow"))
+        err.print(Text(f"removed {len(orphans)} orphan(s)", style="yellow"))
     else:
         err.print(f"{len(orphans)} orphan(s): `cloudherd gc --delete` removes them, `cloudherd adopt` keeps them")
 
@@ -242,8 +259,7 @@ def adopt(
     ids: list[str] = typer.Argument(..., help="Orphan machine ids (see `cloudherd gc`)."),
 ) -> None:
     """Bring orphan machines under an infrastructure; the next `up` deploys the group's scripts on them."""
-    client = _client()
-    names = _guard(lambda: _run(client.adopt(ref, group, ids)))
+    names = _guard(lambda: _herd().adopt(ref, group, ids))
     for name in names:
         out.print(name)
     err.print(f"adopted {len(names)} machine(s) into {group}; raise the group's count in the spec to keep them "
@@ -256,7 +272,7 @@ def list_(
     all_: bool = typer.Option(False, "--all", "-a", help="Include destroyed infrastructures."),
 ) -> None:
     """List infrastructures."""
-    rows = _guard(lambda: _client().ls(include_destroyed=all_))
+    rows = _guard(lambda: _herd().ls(include_destroyed=all_))
     if as_json:
         _print_json(rows)
         return
@@ -267,14 +283,9 @@ def list_(
     for column in ("id", "name", "state", "nodes", "ready", "created"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["id"], row["name"], Text(row["state"], style=_infra_style(row["state"])),
-                      str(row["nodes"]), str(row["ready"]), (row["created_at"] or "")[:19].replace("T", " "))
+        table.add_row(row.id, row.name, Text(row.state, style=INFRA_STYLE.get(row.state, "")),
+                      str(row.live_nodes), str(row.ready_nodes), row.created_at.isoformat(" ")[:19])
     out.print(table)
-
-
-def _infra_style(state: str) -> str:
-    styles = {"ready": "green", "failed": "red", "destroyed": "dim", "creating": "cyan", "updating": "cyan"}
-    return styles.get(state, "")
 
 
 @app.command()
@@ -283,24 +294,24 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Groups and nodes of an infrastructure: address, state, last action."""
-    data = _guard(lambda: _run(_client().status(ref)))
+    infra = _guard(lambda: _herd().status(ref))
     if as_json:
-        _print_json(data)
+        _print_json(infra)
         return
-    out.print(Text.assemble((data["name"], "bold"), f"  {data['id']}  ",
-                            (data["state"], _infra_style(data["state"]))))
-    if data.get("reason"):
-        out.print(Text(f"reason: {data['reason']}", style="red"))
+    out.print(Text.assemble((infra.name, "bold"), f"  {infra.id}  ",
+                            (infra.state, INFRA_STYLE.get(infra.state, ""))))
+    if infra.reason:
+        out.print(Text(f"reason: {infra.reason}", style="red"))
     table = Table(box=None, header_style="bold")
     for column in ("node", "group", "state", "address", "last action"):
         table.add_column(column)
-    for node in data["nodes"]:
-        if node["state"] == "terminated" and data["state"] != "destroyed":
+    for node in infra.nodes:
+        if node.state == "terminated" and infra.state != "destroyed":
             continue
-        last = node["last_action"]
-        last_text = f"{last['kind']} {last['name']} → {last['exit_code']}" if last else ""
-        address = f"{node['address']}:{node['port']}" if node["address"] else ""
-        table.add_row(node["name"], node["group"], Text(node["state"], style=STATE_STYLE.get(node["state"], "")),
+        last = node.last_action
+        last_text = f"{last.kind} {last.name} → {last.exit_code}" if last else ""
+        address = f"{node.address}:{node.port}" if node.address else ""
+        table.add_row(node.name, node.group, Text(node.state, style=STATE_STYLE.get(node.state, "")),
                       address, last_text[:70])
     out.print(table)
 
@@ -325,16 +336,15 @@ def exec_(
         prefix = Text(f"{node_name:<{width}} | ", style="cyan" if stream == "stdout" else "yellow")
         out.print(Text.assemble(prefix, text))
 
-    client = _client()
+    herd = _herd()
     if not as_json:
-        width = max((len(n.name) for n in _guard(lambda: client.infrastructure(ref)).nodes), default=0)
-    results = _guard(lambda: _run(client.exec(
+        width = max((len(n.name) for n in _guard(lambda: herd.infrastructure(ref)).live), default=0)
+    results = _guard(lambda: herd.exec(
         ref, command, group=group, node=node, tags=tag, on_line=None if as_json else line, timeout=timeout,
         command_timeout=command_timeout, concurrency=concurrency, accept_new_host_key=accept_new_host_key or (),
-    )))
+    ))
     if as_json:
-        _print_json([{"node": r.node, "group": r.group, "exit": r.exit_code, "stdout": r.stdout,
-                      "stderr": r.stderr, "seconds": round(r.seconds, 3), "error": r.error} for r in results])
+        _print_json(results)
     else:
         ok = sum(r.ok for r in results)
         unreachable = [r for r in results if r.error]
@@ -365,11 +375,10 @@ def push(
     accept_new_host_key: list[str] = ACCEPT_NEW,
 ) -> None:
     """Copy local files or folders to every node (or the selected ones), over SFTP."""
-    client = _client()
-    results = _guard(lambda: _run(client.push(
-        ref, src, dst, group=group, node=node, tags=tag, timeout=timeout, concurrency=concurrency,
+    results = _guard(lambda: _herd().push(
+        ref, list(src), dst, group=group, node=node, tags=tag, timeout=timeout, concurrency=concurrency,
         accept_new_host_key=accept_new_host_key or (),
-    )))
+    ))
     _transfer_summary(results, as_json, "pushed")
 
 
@@ -388,18 +397,16 @@ def pull(
     accept_new_host_key: list[str] = ACCEPT_NEW,
 ) -> None:
     """Copy files from every node (or the selected ones) into DST/<node>/."""
-    client = _client()
-    results = _guard(lambda: _run(client.pull(
+    results = _guard(lambda: _herd().pull(
         ref, src, dst, group=group, node=node, tags=tag, timeout=timeout, concurrency=concurrency,
         accept_new_host_key=accept_new_host_key or (),
-    )))
+    ))
     _transfer_summary(results, as_json, "pulled")
 
 
-def _transfer_summary(results: list[Any], as_json: bool, verb: str) -> None:
+def _transfer_summary(results: Sequence[TransferResult], as_json: bool, verb: str) -> None:
     if as_json:
-        _print_json([{"node": r.node, "group": r.group, "ok": r.ok, "files": r.files,
-                      "seconds": round(r.seconds, 3), "error": r.error} for r in results])
+        _print_json(results)
     else:
         for r in results:
             if r.ok:
@@ -421,24 +428,9 @@ def ssh(
     command: list[str] = typer.Argument(None, help="Command to run instead of a shell."),
 ) -> None:
     """Open an SSH session on a node (OpenSSH's ssh, with the node's pinned host key)."""
-    client = _client()
-    target = _guard(lambda: client.node(ref, node))
-    infra = client.infrastructure(ref)
-    binary = shutil.which("ssh")
-    if binary is None:
-        err.print(Text("error: no ssh client installed (apt-get install openssh-client)", style="red"))
-        raise typer.Exit(2)
-    known = data_dir() / "known_hosts"
-    known.mkdir(exist_ok=True, mode=0o700)
-    known_file = known / f"{target.id}"
-    host = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
-    known_file.write_text(f"{host} {target.host_key}\n" if target.host_key else "")
-    argv = [binary, "-i", infra.ssh_key_path, "-p", str(target.port), "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={known_file}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "StrictHostKeyChecking=yes" if target.host_key else "StrictHostKeyChecking=accept-new",
-            "-o", "LogLevel=ERROR", f"{target.ssh_user}@{target.address}", *(command or [])]
+    argv = _guard(lambda: _herd().ssh_command(ref, node, command or ()))
     sys.stdout.flush()
-    os.execv(binary, argv)
+    os.execv(argv[0], argv)
 
 
 @app.command()
@@ -448,57 +440,33 @@ def logs(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Recorded actions (scripts, teardown, exec): exit code, timing, output."""
-    rows = _guard(lambda: _client().logs(ref, node))
+    rows = _guard(lambda: _herd().logs(ref, node))
     if as_json:
         _print_json(rows)
         return
     for row in rows:
-        seconds = f"{row['seconds']:.2f}s" if row["seconds"] is not None else "unfinished"
-        style = "green" if row["exit_code"] == 0 else "red"
-        out.print(Text.assemble(("== ", "dim"), (row["node"], "bold"), f" {row['kind']} {row['name']} ",
-                                (f"exit {row['exit_code']}", style), f" {seconds}  {row['started_at'][:19]}"))
-        for stream in ("stdout", "stderr"):
-            text = row[stream].rstrip("\n")
-            if text:
-                out.print(Text(text, style="" if stream == "stdout" else "yellow"))
+        seconds = f"{row.seconds:.2f}s" if row.seconds is not None else "unfinished"
+        style = "green" if row.exit_code == 0 else "red"
+        out.print(Text.assemble(("== ", "dim"), (row.node, "bold"), f" {row.kind} {row.name} ",
+                                (f"exit {row.exit_code}", style), f" {seconds}  {row.started_at.isoformat()[:19]}"))
+        for text, stream_style in ((row.stdout, ""), (row.stderr, "yellow")):
+            if text.rstrip("\n"):
+                out.print(Text(text.rstrip("\n"), style=stream_style))
     if not rows:
         err.print("no recorded actions")
 
 
-def _catalog(kind: str, provider: str, pattern: str | None, region: str | None, as_json: bool) -> None:
-    """sizes / images / regions of a provider type, as a table or JSON; the default is marked."""
-    from dataclasses import asdict
-
-    from cloudherd.providers import make_provider
-
-    async def fetch() -> tuple[list[Any], str | None]:
-        driver = make_provider(provider, provider, {"region": region} if region else {})
-        try:
-            if kind == "sizes":
-                return list(await driver.sizes(pattern)), await driver.default_size()
-            if kind == "images":
-                return list(await driver.images(pattern)), None
-            return [{"name": r} for r in await driver.regions() if pattern is None or pattern in r], None
-        finally:
-            await driver.close()
-
-    rows, default = _guard(lambda: _run(fetch()))
-    data = [row if isinstance(row, dict) else asdict(row) for row in rows]
-    for row in data:
-        row["default"] = default is not None and row.get("name") == default
-    if as_json:
-        _print_json(data)
-        return
-    if not data:
+def _table_of(rows: Sequence[BaseModel], kind: str) -> None:
+    if not rows:
         err.print(f"no {kind} match")
         return
-    columns = [c for c in data[0] if c not in ("extra",)]
+    data = [row.model_dump() for row in rows]
     table = Table(box=None, header_style="bold")
-    for column in columns:
+    for column in data[0]:
         table.add_column(column)
     for row in data:
-        table.add_row(*[Text("*" if row[c] else "", style="green") if c == "default" else str(row[c])
-                        for c in columns])
+        table.add_row(*[Text("*" if value else "", style="green") if column == "default" else str(value)
+                        for column, value in row.items()])
     out.print(table)
 
 
@@ -510,7 +478,8 @@ def sizes(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Machine sizes a provider offers (the default one marked)."""
-    _catalog("sizes", provider, pattern, region, as_json)
+    rows = _guard(lambda: _herd().sizes(provider, pattern, region=region))
+    _print_json(rows) if as_json else _table_of(rows, "sizes")
 
 
 @app.command()
@@ -521,16 +490,25 @@ def images(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Images a provider offers."""
-    _catalog("images", provider, pattern, region, as_json)
+    rows = _guard(lambda: _herd().images(provider, pattern, region=region))
+    _print_json(rows) if as_json else _table_of(rows, "images")
 
 
 @app.command()
 def regions(
     provider: str = typer.Argument(..., help="Provider type: local, aws, …"),
+    pattern: str | None = typer.Argument(None, help="Text the region name must contain."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Regions a provider offers."""
-    _catalog("regions", provider, None, None, as_json)
+    names = _guard(lambda: _herd().regions(provider, pattern))
+    if as_json:
+        _print_json(names)
+    elif not names:
+        err.print("no regions match")
+    else:
+        for name in names:
+            out.print(name)
 
 
 def run() -> None:

@@ -10,12 +10,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from cloudherd.cli.style import STATE_STYLE
 from cloudherd.engine.events import ProgressEvent
-
-STATE_STYLE = {
-    "creating": "cyan", "booting": "cyan", "deploying": "yellow", "ready": "green", "failed": "red",
-    "terminating": "magenta", "terminated": "dim",
-}
 
 
 class Progress:

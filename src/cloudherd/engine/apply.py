@@ -101,7 +101,7 @@ async def up(
         store.add_event(infra.id, "error", reason)
         emit(on_event, ProgressEvent("error", reason))
         if keep_on_failure:
-            store.set_infrastructure_state(infra.id, InfraState.FAILED, reason + " (kept: --keep-on-failure)")
+            store.set_infrastructure_state(infra.id, InfraState.FAILED, reason + " (kept, as asked, for inspection)")
         else:
             emit(on_event, ProgressEvent("info", "rolling back what this run created"))
             await _rollback(store, infra, providers, run_intents, reason)

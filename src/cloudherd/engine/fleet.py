@@ -86,7 +86,7 @@ def parse_tags(tags: Mapping[str, str] | Sequence[str] | None) -> dict[str, str]
     for item in tags:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--tag takes KEY=VALUE, got '{item}'")
+            raise UsageError(f"a tag selector is KEY=VALUE, got '{item}'")
         parsed[key.strip()] = value.strip()
     return parsed
 
@@ -134,7 +134,7 @@ class Reach:
             names = {n.name for n in store.nodes(infra.id)} | {n.id for n in store.nodes(infra.id)}
             unknown = sorted(self.accept_new - names)
             if unknown:
-                raise UsageError(f"--accept-new-host-key: no node {', '.join(unknown)} in {infra.name}")
+                raise UsageError(f"cannot accept a new host key for {', '.join(unknown)}: no such node in {infra.name}")
 
     def target(self, node: Node) -> Target:
         return Target(

@@ -177,8 +177,8 @@ def _mismatch(target: Target, presented: asyncssh.SSHKey | None) -> HostKeyMisma
     shown = presented.get_fingerprint() if presented is not None else "a key of another type"
     return HostKeyMismatchError(
         f"node {target.name} ({target.address}:{target.port}) presented host key {shown}, but {pinned} is "
-        f"pinned for it: refusing to connect. If the node was rebuilt, re-pin with "
-        f"--accept-new-host-key {target.name}"
+        f"pinned for it: refusing to connect. If the node was rebuilt, accept its new key",
+        remedy=("accept_new_host_key", target.name),
     )
 
 

@@ -1,0 +1,222 @@
+"""The values the API returns: frozen, typed, and the same for every face (CLI, REST, dashboard).
+
+Why not the ORM rows: a row is tied to a database session, changes under the caller and exposes
+columns that are the store's business.  Why pydantic: ``model_dump(mode="json")`` gives the CLI's
+``--json`` and the REST service's bodies from the one definition, and its JSON Schema is the OpenAPI
+schema.  Every model is frozen so that a value handed out cannot be changed behind the API's back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, computed_field
+
+from cloudherd.lifecycle import InfraState, NodeState
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Action(_Value):
+    """One recorded run on a node: a script, a teardown or an exec command (secrets masked)."""
+
+    id: int
+    node: str
+    kind: str  # script | teardown | exec
+    name: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    started_at: datetime
+    ended_at: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def seconds(self) -> float | None:
+        """How long it ran; None while it runs (or if it never finished)."""
+        return (self.ended_at - self.started_at).total_seconds() if self.ended_at else None
+
+
+class Node(_Value):
+    """A node as recorded, with the last action that ran on it."""
+
+    id: str
+    name: str
+    group: str
+    index: int
+    state: NodeState
+    reason: str | None
+    provider: str
+    provider_id: str | None
+    address: str | None
+    private_address: str | None
+    port: int
+    user: str | None
+    host_key: str | None  # the pinned public host key (OpenSSH format); public, not a secret
+    created_at: datetime
+    updated_at: datetime
+    last_action: Action | None = None
+
+
+class Group(_Value):
+    """A node group as last applied."""
+
+    name: str
+    provider: str
+    provider_type: str
+    image: str | None
+    size: str | None
+    count: int
+    tags: dict[str, str]
+
+
+class InfrastructureSummary(_Value):
+    """A line of ``ls``: what an infrastructure is and how many of its nodes are up."""
+
+    id: str
+    name: str
+    state: InfraState
+    reason: str | None
+    spec: str
+    created_at: datetime
+    updated_at: datetime
+    live_nodes: int
+    ready_nodes: int
+
+
+class Infrastructure(InfrastructureSummary):
+    """An infrastructure with its groups and every node it ever had (terminated ones included)."""
+
+    groups: tuple[Group, ...]
+    nodes: tuple[Node, ...]
+
+    def node(self, name: str) -> Node:
+        """The live node called ``name`` (or with that id); KeyError when there is none."""
+        for node in self.nodes:
+            if name in (node.name, node.id) and node.state != NodeState.TERMINATED:
+                return node
+        raise KeyError(name)
+
+    @property
+    def live(self) -> tuple[Node, ...]:
+        """Nodes not terminated."""
+        return tuple(n for n in self.nodes if n.state != NodeState.TERMINATED)
+
+
+class ExecResult(_Value):
+    """What a command did on one node: exit code and output, or why it could not run."""
+
+    node: str
+    group: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+    error: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.exit_code == 0
+
+
+class TransferResult(_Value):
+    """What a push or pull copied on one node, or why it failed."""
+
+    node: str
+    group: str
+    files: tuple[str, ...]
+    seconds: float
+    error: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class GroupPlan(_Value):
+    """One group's part of a plan."""
+
+    name: str
+    provider: str
+    count: int  # wanted
+    current: int  # counted now
+    new: bool
+    removed: bool
+    create: int
+    destroy: tuple[str, ...]  # node names
+    replace: tuple[str, ...]
+    reasons: tuple[str, ...]
+    scripts: dict[str, tuple[str, ...]]  # script source -> names of the nodes it will run on
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.create or self.destroy or self.replace or self.scripts)
+
+
+class PlanTotals(_Value):
+    create: int
+    destroy: int
+    replace: int
+    script_runs: int
+
+
+class Plan(_Value):
+    """What ``up`` of a spec would change; computing it changes nothing."""
+
+    name: str
+    infrastructure: str | None  # None: the infrastructure would be new
+    groups: tuple[GroupPlan, ...]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def changes(self) -> bool:
+        return any(g.changes for g in self.groups)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def totals(self) -> PlanTotals:
+        return PlanTotals(
+            create=sum(g.create for g in self.groups),
+            destroy=sum(len(g.destroy) for g in self.groups),
+            replace=sum(len(g.replace) for g in self.groups),
+            script_runs=sum(len(nodes) for g in self.groups for nodes in g.scripts.values()),
+        )
+
+
+class Orphan(_Value):
+    """A machine (or network rule) carrying cloudherd's tags that no infrastructure here accounts for."""
+
+    provider: str
+    id: str
+    name: str
+    state: str
+    address: str | None
+    infra: str | None
+    group: str | None
+    why: str
+    kind: str = "machine"
+
+
+class Size(_Value):
+    name: str
+    cpus: float
+    memory_mb: int
+    default: bool = False
+
+
+class Image(_Value):
+    id: str
+    name: str
+
+
+class Setup(_Value):
+    """Where ``init`` found or made the user, the key pair and the database."""
+
+    user: str
+    key: str
+    database: str
+    data: str

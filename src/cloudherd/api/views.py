@@ -1,0 +1,96 @@
+"""ORM rows and engine results turned into the API's frozen values (the only place that reads both)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from cloudherd.api import types
+from cloudherd.lifecycle import InfraState, NodeState
+
+if TYPE_CHECKING:
+    from cloudherd.engine.fleet import ExecResult, TransferResult
+    from cloudherd.engine.gc import Orphan
+    from cloudherd.engine.plan import Plan
+    from cloudherd.state import models
+
+
+def action(row: models.Action, node_name: str | None) -> types.Action:
+    return types.Action(
+        id=row.id, node=node_name or row.node_id, kind=row.kind, name=row.name, exit_code=row.exit_code,
+        stdout=row.stdout or "", stderr=row.stderr or "", started_at=row.started_at, ended_at=row.ended_at,
+    )
+
+
+def node(row: models.Node, host_key: str | None = None, last: models.Action | None = None) -> types.Node:
+    return types.Node(
+        id=row.id, name=row.name, group=row.group_name, index=row.index, state=NodeState(row.state),
+        reason=row.reason, provider=row.provider, provider_id=row.provider_id, address=row.address,
+        private_address=row.private_address, port=row.port, user=row.ssh_user, host_key=host_key or row.host_key,
+        created_at=row.created_at, updated_at=row.updated_at,
+        last_action=action(last, row.name) if last is not None else None,
+    )
+
+
+def group(row: models.Group) -> types.Group:
+    config: Mapping[str, Any] = row.config or {}
+    return types.Group(
+        name=row.name, provider=row.provider, provider_type=row.provider_type, image=row.image, size=row.size,
+        count=row.count, tags={str(k): str(v) for k, v in (config.get("tags") or {}).items()},
+    )
+
+
+def _counts(nodes: Iterable[models.Node]) -> dict[str, int]:
+    live = [n for n in nodes if n.state != NodeState.TERMINATED]
+    return {"live_nodes": len(live), "ready_nodes": sum(n.state == NodeState.READY for n in live)}
+
+
+def summary(row: models.Infrastructure, nodes: Iterable[models.Node] | None = None) -> types.InfrastructureSummary:
+    return types.InfrastructureSummary(**_summary_fields(row, list(row.nodes) if nodes is None else list(nodes)))
+
+
+def _summary_fields(row: models.Infrastructure, nodes: list[models.Node]) -> dict[str, Any]:
+    return {
+        "id": row.id, "name": row.name, "state": InfraState(row.state), "reason": row.reason, "spec": row.spec_path,
+        "created_at": row.created_at, "updated_at": row.updated_at, **_counts(nodes),
+    }
+
+
+def infrastructure(row: models.Infrastructure, nodes: Iterable[models.Node], pins: Mapping[str, str],
+                   last: Mapping[str, models.Action]) -> types.Infrastructure:
+    nodes = list(nodes)
+    return types.Infrastructure(
+        **_summary_fields(row, nodes),
+        groups=tuple(group(g) for g in row.groups),
+        nodes=tuple(node(n, pins.get(n.id), last.get(n.id)) for n in nodes),
+    )
+
+
+def exec_result(result: ExecResult) -> types.ExecResult:
+    return types.ExecResult(node=result.node, group=result.group, exit_code=result.exit_code, stdout=result.stdout,
+                            stderr=result.stderr, seconds=result.seconds, error=result.error)
+
+
+def transfer_result(result: TransferResult) -> types.TransferResult:
+    return types.TransferResult(node=result.node, group=result.group, files=tuple(result.files),
+                                seconds=result.seconds, error=result.error)
+
+
+def plan(result: Plan) -> types.Plan:
+    return types.Plan(
+        name=result.name, infrastructure=result.infrastructure_id,
+        groups=tuple(
+            types.GroupPlan(
+                name=g.name, provider=g.provider, count=g.count, current=g.current, new=g.new, removed=g.removed,
+                create=g.create, destroy=tuple(n.name for n in g.destroy), replace=tuple(n.name for n in g.replace),
+                reasons=tuple(g.reasons), scripts={source: tuple(names) for source, names in g.reruns.items()},
+            )
+            for g in result.groups
+        ),
+    )
+
+
+def orphan(found: Orphan) -> types.Orphan:
+    fields = found.as_dict()
+    known = set(types.Orphan.model_fields)
+    return types.Orphan(**{k: v for k, v in fields.items() if k in known})
