@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +17,8 @@ pytest.importorskip("moto.server")
 
 from moto_faults import FaultInjector, FaultyMotoServer
 
-from cloudherd.providers import make_provider
+from cloudherd.errors import SpecError
+from cloudherd.providers import Provider, make_provider
 from cloudherd.providers.aws import AwsProvider
 from cloudherd.providers.base import (
     AuthError,
@@ -24,11 +27,13 @@ from cloudherd.providers.base import (
     InvalidRequestError,
     MissingDependencyError,
     NotFoundError,
-    ProviderError,
     QuotaError,
     SizeNeed,
     ThrottledError,
+    TransientError,
 )
+from cloudherd.providers.budget import BudgetedProvider
+from cloudherd.spec import load_spec
 
 AMI = "ami-03c3da4cfa8e8943a"  # al2023 x86_64, shipped with moto for us-east-1
 AL2023_X86 = {"ami-03c3da4cfa8e8943a", "ami-0d27e0fb3bac4d724", "ami-0ac48d91c7d16772c"}
@@ -82,6 +87,21 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def from_spec(folder: Path, settings: dict[str, Any], name: str = "east") -> Provider:
+    """A provider made the way users make one: a spec file's entry, loaded and checked, then make_provider."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"spec-{uuid.uuid4().hex[:6]}.yml"
+    entry = json.dumps({"type": "aws", **settings})  # JSON is YAML
+    path.write_text(f"name: t\nproviders:\n  {name}: {entry}\ngroups:\n  web: {{provider: {name}}}\n")
+    config = load_spec(path).spec.providers[name]
+    return make_provider(name, config.type, config.model_extra or {})
+
+
+def driver_of(provider: Provider) -> AwsProvider:
+    assert isinstance(provider, BudgetedProvider) and isinstance(provider.inner, AwsProvider)
+    return provider.inner
+
+
 def request(count: int, tags: dict[str, str], **kwargs: Any) -> CreateRequest:
     fields: dict[str, Any] = {"image": AMI, "size": "t3.micro", "ssh_user": "deploy", "ssh_public_key": KEY}
     fields.update(kwargs)
@@ -94,12 +114,24 @@ def fresh_tags() -> dict[str, str]:
 
 def test_make_provider_imports_the_driver(endpoint: str) -> None:
     budgeted = make_provider("aws", "aws", {})
-    provider = budgeted.inner  # type: ignore[attr-defined]  # every provider comes paced by its rate budget
-    assert isinstance(provider, AwsProvider)
+    provider = driver_of(budgeted)  # every provider comes paced by its rate budget
     assert budgeted.type == "aws" and budgeted.name == "aws"
     assert provider.region == "us-east-1"
-    assert budgeted.attempts == 1  # type: ignore[attr-defined]  # the driver retries itself: no second layer
+    assert budgeted.attempts == 4  # type: ignore[attr-defined]  # the budget's default: the one retry layer
     assert run(provider.default_size()) == "t3.micro"
+
+
+def test_spec_settings_reach_the_driver_and_the_budget(endpoint: str, tmp_path: Path) -> None:
+    budgeted = from_spec(tmp_path, {"region": "eu-west-1", "allow_from": "10.0.0.0/8", "retries": "2",
+                                    "backoff": 0.25, "backoff_max": 3, "budget": {"rate": 5, "burst": 7,
+                                                                                  "in_flight": 2}})
+    assert isinstance(budgeted, BudgetedProvider)
+    driver = driver_of(budgeted)
+    assert driver.region == "eu-west-1" and driver.allow_from == ["10.0.0.0/8"]
+    assert (budgeted.attempts, budgeted.backoff, budgeted.backoff_max) == (2, 0.25, 3.0)
+    assert (budgeted.bucket.rate, budgeted.bucket.burst) == (5.0, 7)
+    for key in ("retries", "backoff", "backoff_max", "budget"):  # the budget's, not the driver's
+        assert key not in driver.settings
 
 
 def test_missing_boto3_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,24 +198,23 @@ def test_lifecycle_create_list_stop_start_terminate(endpoint: str) -> None:
     run(scenario())
 
 
-def test_same_token_twice(endpoint: str) -> None:
-    """Real EC2 returns the first call's instances for a repeated ClientToken; moto makes new ones."""
-    provider = AwsProvider("aws", {})
+@pytest.mark.parametrize("token", ["tok-given", None])
+def test_the_client_token_is_sent_and_the_same_on_a_retried_attempt(faults: FaultInjector, tmp_path: Path,
+                                                                     token: str | None) -> None:
+    """What EC2 de-duplicates on: RunInstances' ClientToken, as the server received it (moto itself ignores
+    it, so only the requests tell).  Fails when the token is not sent or differs between attempts."""
+    provider = from_spec(tmp_path, FAST)
     tags = fresh_tags()
-    token = "tok-" + uuid.uuid4().hex
-
-    async def scenario() -> tuple[list[str], list[str], int]:
-        first = await provider.create(request(2, tags, token=token))
-        again = await provider.create(request(2, tags, token=token))
-        listed = await provider.list(tags)
-        await provider.terminate([i.id for i in listed])
-        return [i.id for i in first], [i.id for i in again], len(listed)
-
-    first, again, listed = run(scenario())
-    assert len(first) == 2 and len(again) == 2
-    # moto 5 ignores ClientToken: a second run_instances makes two more instances (EC2 would not).
-    assert set(first).isdisjoint(again)
-    assert listed == 4
+    given = token and token + uuid.uuid4().hex
+    faults.fail("RunInstances", "ServiceUnavailable", first=1)
+    made = run(provider.create(request(2, tags, token=given)))
+    sent = [p.get("ClientToken") for p in faults.calls_of("RunInstances")]
+    assert len(sent) == 2 and faults.injected["RunInstances"] == 1
+    assert all(s and len(s) == 1 for s in sent), sent  # present on every attempt
+    assert sent[0] == sent[1]  # the retried attempt repeats the first one's token
+    if given:
+        assert sent[0] == [given]
+    run(provider.terminate([i.id for i in made]))
 
 
 def test_single_instance_named_in_one_call_and_image_alias(endpoint: str) -> None:
@@ -246,7 +277,7 @@ def test_error_mapping(endpoint: str) -> None:
     run(scenario())
 
 
-def test_unreachable_endpoint_is_a_provider_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_endpoint_is_transient(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as sock:  # a port nobody listens on
@@ -254,12 +285,15 @@ def test_unreachable_endpoint_is_a_provider_error(monkeypatch: pytest.MonkeyPatc
         port = sock.getsockname()[1]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    provider = AwsProvider("aws", {"endpoint_url": f"http://user:secret@127.0.0.1:{port}", "region": "us-east-1",
-                                   **FAST})
-    with pytest.raises(ProviderError, match=f"127.0.0.1:{port}.*gave up after 3 attempts") as caught:
+    provider = from_spec(tmp_path, {"endpoint_url": f"http://user:secret@127.0.0.1:{port}", "region": "us-east-1",
+                                    **FAST})
+    with pytest.raises(TransientError, match=f"127.0.0.1:{port}.*gave up after 3 attempts") as caught:
         run(provider.regions())  # a connection failure is retried like a 5xx
     assert "secret" not in str(caught.value)
-    assert caught.value.attempts == 3  # type: ignore[attr-defined]
+    assert caught.value.attempts == 3
+    with pytest.raises(TransientError) as once:  # the driver alone tries once
+        run(driver_of(provider).regions())
+    assert once.value.attempts == 1 and "gave up" not in str(once.value)
 
 
 # -- retries, against injected faults --------------------------------------------------------------------
@@ -279,8 +313,8 @@ def groups_in_moto(ec2: Any, name: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("token", ["tok-given", None])
-def test_throttled_twice_then_ok(faults: FaultInjector, ec2: Any, token: str | None) -> None:
-    provider = AwsProvider("aws", {**FAST, "retries": 5})
+def test_throttled_twice_then_ok(faults: FaultInjector, ec2: Any, token: str | None, tmp_path: Path) -> None:
+    provider = from_spec(tmp_path, {**FAST, "retries": 5})
     tags = fresh_tags()
     faults.fail("RunInstances", "RequestLimitExceeded", first=2)
     made = run(provider.create(request(3, tags, token=token and token + uuid.uuid4().hex)))
@@ -293,13 +327,14 @@ def test_throttled_twice_then_ok(faults: FaultInjector, ec2: Any, token: str | N
 
 
 @pytest.mark.parametrize("code", ["RequestLimitExceeded", "Throttling"])
-def test_always_throttled_gives_up_after_the_set_attempts(faults: FaultInjector, ec2: Any, code: str) -> None:
-    provider = AwsProvider("aws", {**FAST, "retries": 4})
+def test_always_throttled_gives_up_after_the_set_attempts(faults: FaultInjector, ec2: Any, code: str,
+                                                           tmp_path: Path) -> None:
+    provider = from_spec(tmp_path, {**FAST, "retries": 4})
     tags = fresh_tags()
     faults.fail("RunInstances", code)
     with pytest.raises(ThrottledError, match=f"{code}.*gave up after 4 attempts") as caught:
         run(provider.create(request(2, tags)))
-    assert caught.value.attempts == 4  # type: ignore[attr-defined]
+    assert caught.value.attempts == 4 and caught.value.code == code
     assert faults.calls["RunInstances"] == 4
     assert instances_in_moto(ec2, tags) == []
     assert groups_in_moto(ec2, f"cloudherd-{tags['cloudherd:infra']}-web") == []  # the unused group went too
@@ -312,20 +347,21 @@ def test_always_throttled_gives_up_after_the_set_attempts(faults: FaultInjector,
     ("AuthFailure", AuthError),
 ])
 def test_capacity_quota_and_auth_errors_are_not_retried(faults: FaultInjector, ec2: Any, code: str,
-                                                        error: type[Exception]) -> None:
-    provider = AwsProvider("aws", {**FAST, "retries": 5})
+                                                        error: type[Exception], tmp_path: Path) -> None:
+    provider = from_spec(tmp_path, {**FAST, "retries": 5})
     tags = fresh_tags()
     faults.fail("RunInstances", code)
     with pytest.raises(error, match=code) as caught:
         run(provider.create(request(2, tags)))
     assert faults.calls["RunInstances"] == 1
+    assert getattr(caught.value, "code", None) == code and getattr(caught.value, "attempts", None) == 1
     assert "attempts" not in str(caught.value) and "testing" not in str(caught.value)
     assert instances_in_moto(ec2, tags) == []
 
 
 @pytest.mark.parametrize("code", ["BARE_503", "ServiceUnavailable", "InternalError"])
-def test_5xx_then_ok(faults: FaultInjector, code: str) -> None:
-    provider = AwsProvider("aws", FAST)
+def test_5xx_then_ok(faults: FaultInjector, code: str, tmp_path: Path) -> None:
+    provider = from_spec(tmp_path, FAST)
     tags = fresh_tags()
     faults.fail("RunInstances", code, first=1)
     faults.fail("DescribeInstances", code, first=1)
@@ -340,9 +376,9 @@ def test_5xx_then_ok(faults: FaultInjector, code: str) -> None:
     run(scenario())
 
 
-def test_seeded_random_faults(faults: FaultInjector) -> None:
+def test_seeded_random_faults(faults: FaultInjector, tmp_path: Path) -> None:
     """A third of the calls throttled at random (seeded): every call still succeeds, retries absorb them."""
-    provider = AwsProvider("aws", {**FAST, "retries": 10})
+    provider = from_spec(tmp_path, {**FAST, "retries": 10})
     rule = faults.fail("DescribeRegions", "RequestLimitExceeded", rate=0.33)
 
     async def scenario() -> None:
@@ -358,12 +394,18 @@ def test_seeded_random_faults(faults: FaultInjector) -> None:
     assert rule_again.fired == rule.fired
 
 
-def test_retry_settings_are_checked() -> None:
-    for bad in ({"retries": 0}, {"retries": 2.5}, {"backoff": -1}, {"backoff_max": "soon"}):
-        with pytest.raises(InvalidRequestError, match="setting"):
-            AwsProvider("aws", bad)
-    provider = AwsProvider("aws", {})
-    assert (provider.retries, provider.backoff, provider.backoff_max) == (5, 0.5, 20.0)
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"retries": 0}, "retries: must be ≥ 1"), ({"retries": -2}, "retries: must be ≥ 1"),
+    ({"retries": 2.5}, "retries: .*integer"), ({"backoff": -1}, "backoff: must be ≥ 0"),
+    ({"backoff_max": "soon"}, "backoff_max: .*number"), ({"budget": {"rate": 0}}, "budget.rate: .*greater than 0"),
+    ({"budget": {"rat": 1}}, "budget.rat: unknown key"), ({"rate": 3}, "rate: belongs under 'budget:'"),
+    ({"security_group_cleanup_wait": -1}, "security_group_cleanup_wait: must be ≥ 0"),
+])
+def test_retry_and_budget_settings_are_spec_errors(tmp_path: Path, bad: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match=rf"spec-\w+\.yml:3: providers\.east\.{message}"):
+        from_spec(tmp_path, bad)
+    with pytest.raises(InvalidRequestError, match="provider east"):  # the same checks for settings from code
+        make_provider("east", "aws", bad)
 
 
 # -- security groups ------------------------------------------------------------------------------------
@@ -416,6 +458,37 @@ def test_security_group_per_group(faults: FaultInjector, ec2: Any) -> None:
 
     run(scenario())
     ec2.delete_security_group(GroupId=users)
+
+
+def test_open_and_close_ports_are_symmetric_steps(faults: FaultInjector, ec2: Any) -> None:
+    provider = AwsProvider("aws", {})
+    tags = fresh_tags()
+    name = f"cloudherd-{tags['cloudherd:infra']}-web"
+    assert provider.supports("ports") and not AwsProvider("aws", {"manage_security_group": False}).supports("ports")
+
+    async def scenario() -> None:
+        handle = await provider.open_ports(tags, [8443])
+        [group] = groups_in_moto(ec2, name)
+        assert (handle.id, handle.name, handle.kind) == (group["GroupId"], name, "security-group")
+        assert handle.ports == (22, 8443) and dict(handle.tags) == tags
+        assert ingress(group) == {(22, "0.0.0.0/0"), (8443, "0.0.0.0/0")}
+        assert (await provider.open_ports(tags, [8443])).id == handle.id  # idempotent: found by its name
+        assert faults.calls["CreateSecurityGroup"] == 1
+        assert [h.id for h in await provider.list_ports({"cloudherd:infra": tags["cloudherd:infra"]})] == [handle.id]
+
+        made = await provider.create(request(1, tags, ports=[8443]))  # create opens the same group
+        assert faults.calls["CreateSecurityGroup"] == 1
+        await provider.close_ports(tags)  # a live instance still uses it: it stays
+        assert len(groups_in_moto(ec2, name)) == 1
+        await provider.terminate([made[0].id])  # the group's last instance: terminate closes it
+        assert groups_in_moto(ec2, name) == []
+        await provider.open_ports(tags, [])
+        await provider.close_ports(tags)
+        assert groups_in_moto(ec2, name) == []
+        await provider.close_ports(tags)  # nothing left to close: not an error
+        assert await provider.list_ports({"cloudherd:infra": tags["cloudherd:infra"]}) == []
+
+    run(scenario())
 
 
 # -- size by need ---------------------------------------------------------------------------------------
@@ -481,9 +554,9 @@ def test_size_by_need(faults: FaultInjector, catalog: list[dict[str, Any]]) -> N
     run(scenario())
 
 
-def test_pages_are_retried_one_by_one() -> None:
+def test_a_throttled_page_retries_the_list() -> None:
     """moto answers DescribeInstances in one page whatever MaxResults says, so paging is shown with a stub
-    client: a throttled second page is asked again on its own, the first is not fetched twice."""
+    boto3 client: a throttled second page fails the list, which the budget asks again from the start."""
     from botocore.exceptions import ClientError
 
     class Paged:
@@ -503,7 +576,7 @@ def test_pages_are_retried_one_by_one() -> None:
                 page["NextToken"] = following
             return page
 
-    provider = AwsProvider("aws", FAST)
-    stub = provider._client_obj = Paged()
+    provider = make_provider("aws", "aws", FAST)
+    stub = driver_of(provider)._client_obj = Paged()
     assert [i.id for i in run(provider.list({"cloudherd:infra": "x"}))] == ["i-1", "i-2", "i-3", "i-4"]
-    assert stub.tokens == [None, "p2", "p2", "p3"]
+    assert stub.tokens == [None, "p2", None, "p2", "p3"]  # the throttled list was asked again as a whole

@@ -41,7 +41,7 @@ def spec(folder: Path, count: int, places: str, policy: str = "") -> Path:
     path = folder / "cloudherd.yml"
     path.write_text(
         "name: spread\nproviders:\n"
-        "  east: {type: aws, region: us-east-1, retries: 0, reach: \"tests.moto_reach:LocalStandIns\"}\n"
+        "  east: {type: aws, region: us-east-1, retries: 1, reach: \"tests.moto_reach:LocalStandIns\"}\n"
         f"groups:\n  web:\n    image: {AMI}\n    size: t3.micro\n    count: {count}\n{policy}"
         f"    placement:\n{places}"
     )
@@ -144,20 +144,20 @@ def test_budget_retries_throttling_but_not_capacity(tmp_path: Path) -> None:
     inner = ThrottlingLocal(tmp_path / "r", throttle=2)
     budget = BudgetedProvider(inner, {"retries": 3, "backoff": 0.001, "backoff_max": 0.01})
     assert asyncio.run(budget.list({})) == []
-    assert inner.attempts == 3
+    assert inner.attempts == 3  # two throttled, the third answered
     refusing = ThrottlingLocal(tmp_path / "c", throttle=5, error=CapacityError)
     with pytest.raises(CapacityError):
         asyncio.run(BudgetedProvider(refusing, {"retries": 3, "backoff": 0.001}).list({}))
     assert refusing.attempts == 1
     giving_up = ThrottlingLocal(tmp_path / "g", throttle=99)
-    with pytest.raises(ThrottledError):
+    with pytest.raises(ThrottledError, match="gave up after 2 attempts") as caught:
         asyncio.run(BudgetedProvider(giving_up, {"retries": 2, "backoff": 0.001}).list({}))
-    assert giving_up.attempts == 3
+    assert giving_up.attempts == 2 == caught.value.attempts  # retries: attempts in all
 
 
 def test_budget_caps_calls_in_flight(tmp_path: Path) -> None:
     inner = ThrottlingLocal(tmp_path / "f", throttle=0)
-    budget = BudgetedProvider(inner, {"in_flight": 3, "rate": 1000, "burst": 1000})
+    budget = BudgetedProvider(inner, {"budget": {"in_flight": 3, "rate": 1000, "burst": 1000}})
 
     async def many() -> None:
         await asyncio.gather(*(budget.list({}) for _ in range(12)))

@@ -7,12 +7,15 @@ from typing import Any
 
 from cloudherd.providers.base import (
     AuthError,
+    Capability,
     CapacityError,
     CreateRequest,
     Instance,
+    InstanceState,
     InvalidRequestError,
     MissingDependencyError,
     NotFoundError,
+    PortsHandle,
     Provider,
     ProviderError,
     QuotaError,
@@ -22,8 +25,8 @@ from cloudherd.providers.base import (
 )
 
 __all__ = [
-    "AuthError", "CapacityError", "CreateRequest", "Instance", "InvalidRequestError",
-    "MissingDependencyError", "NotFoundError", "Provider", "ProviderError", "QuotaError",
+    "AuthError", "Capability", "CapacityError", "CreateRequest", "Instance", "InstanceState", "InvalidRequestError",
+    "MissingDependencyError", "NotFoundError", "PortsHandle", "Provider", "ProviderError", "QuotaError",
     "ThrottledError", "TransientError", "UnknownProviderError", "make_provider",
 ]
 
@@ -36,19 +39,29 @@ DRIVERS = {
 
 
 def make_provider(name: str, type_: str, settings: Mapping[str, Any] | None = None) -> Provider:
-    """The driver of ``type_``, configured with ``settings``; imported only when asked for."""
+    """The driver of ``type_``, configured with ``settings``, behind its rate budget (and reach plugin).
+
+    ``settings`` are a provider entry of a spec (checked again here, for callers from code): ``budget``,
+    ``retries``, ``backoff`` and ``backoff_max`` go to the rate budget, the one retry layer; ``reach`` names
+    a reach plugin; the rest is the driver's.  The driver is imported only when asked for."""
     import importlib
+
+    from cloudherd.spec.providers import WRAPPER_KEYS, SettingsError, check, unknown_type
 
     target = DRIVERS.get(type_)
     if target is None:
-        raise UnknownProviderError(f"unknown provider type '{type_}' (known: {', '.join(sorted(DRIVERS))})")
+        raise UnknownProviderError(unknown_type(type_))
+    try:
+        checked = check(type_, settings or {})
+    except SettingsError as exc:
+        raise InvalidRequestError(f"provider {name} ({type_}): {exc}") from None
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    from cloudherd.providers.budget import DEFAULTS, BudgetedProvider
+    from cloudherd.providers.budget import BudgetedProvider
 
-    own = {k: v for k, v in (settings or {}).items() if k != "reach" and k not in DEFAULTS}
-    provider: Provider = BudgetedProvider(cls(name, own), settings)
-    reach = (settings or {}).get("reach")
+    own = {k: v for k, v in checked.items() if k not in WRAPPER_KEYS}
+    provider: Provider = BudgetedProvider(cls(name, own), checked)
+    reach = checked.get("reach")
     if reach:
         from cloudherd.providers.reach import ReachableProvider, load_plugin
 

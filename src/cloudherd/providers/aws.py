@@ -5,26 +5,28 @@ boto3 honours ``AWS_ENDPOINT_URL`` itself), ``image`` (default image, ``ubuntu-2
 ``subnet``), ``vpc``, ``security_group_ids`` (a list, added to ours), ``allow_from`` (CIDR or list of CIDRs the
 group's ports are open to, default ``0.0.0.0/0``), ``manage_security_group`` (default true),
 ``security_group_cleanup_wait`` (seconds, default 120), ``architecture``, ``cloud_init`` (default true, see
-below), and the retry settings ``retries`` (attempts, default 5), ``backoff`` (base seconds, default 0.5) and
-``backoff_max`` (default 20).  Credentials come from boto3's own chain only and never appear in messages.
+below).  Retries are the rate budget's (``retries``, ``backoff``, ``backoff_max`` of the provider entry).
+Credentials come from boto3's own chain only and never appear in messages.
 
 Decisions:
 
-* Every EC2 call goes through :meth:`AwsProvider._run`, which retries throttling (``RequestLimitExceeded``,
-  ``Throttling``…), 5xx answers and connection failures with exponential backoff and full jitter (tenacity);
-  capacity, quota, auth and invalid-request errors are never retried (the engine fails over on them).  The
-  error code wins over the HTTP status: EC2 sends ``InsufficientInstanceCapacity`` as a 500.  boto3's own
-  retries are off (``total_max_attempts=1``) so one attempt is one HTTP request.  Paginated calls are retried
-  page by page.
-* ``create`` makes all instances in ONE ``run_instances`` call with a ``ClientToken`` (from ``request.token``,
-  else a fresh one per create) that every retry repeats, so a retried call cannot launch twice on real EC2.
+* Every EC2 call goes through :meth:`AwsProvider._run`: one attempt (boto3's own retries are off,
+  ``total_max_attempts=1``, so one attempt is one HTTP request), its failure a typed error carrying EC2's
+  code: throttling (``RequestLimitExceeded``, ``Throttling``…) is a :class:`ThrottledError`, 5xx answers and
+  dropped connections a :class:`TransientError` — both retried by the rate budget — and capacity, quota, auth
+  and invalid requests are never retried (the engine fails over on them).  The error code wins over the HTTP
+  status: EC2 sends ``InsufficientInstanceCapacity`` as a 500.
+* ``create`` makes all instances in ONE ``run_instances`` call with a ``ClientToken`` (from ``request.token``;
+  the rate budget gives every create one before its first attempt), the same on every retry, so a retried
+  call cannot launch twice on real EC2.
   Every instance carries the request's tags.  ``Name``: with one instance it is set in the same call; with
   several, ``create_tags`` is called once per instance afterwards (best effort: a failure there is logged, the
   instances are still returned).
-* Security group: each (infra, group) gets ``cloudherd-<infra>-<group>`` in the default VPC (or the ``vpc`` /
-  the subnet's VPC), tagged with the request's tags, open on TCP 22 and ``request.ports`` from ``allow_from``;
-  found again by name, newly listed ports are added (none are removed).  A group made by a create whose
-  ``run_instances`` fails is deleted again.  ``terminate`` deletes the cloudherd groups of the terminated
+* Security group (:meth:`open_ports` / :meth:`close_ports`): each (infra, group) gets
+  ``cloudherd-<infra>-<group>`` in the default VPC (or the ``vpc`` / the subnet's VPC), tagged with the group's
+  tags and ``cloudherd:managed``, open on TCP 22 and the ports from ``allow_from``; found again by name, newly
+  listed ports are added (none are removed).  ``create`` opens it; a group made by a create whose
+  ``run_instances`` fails is deleted again.  ``terminate`` closes the cloudherd groups of the terminated
   instances once no instance uses them any more (waiting up to ``security_group_cleanup_wait`` for
   shutting-down ones; best effort, failures are logged).
 * Size by need: with no ``request.size`` and a ``request.size_need``, the smallest current-generation,
@@ -46,8 +48,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
@@ -58,9 +60,6 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from cloudherd.providers.base import (
     TAG_GROUP,
@@ -70,17 +69,30 @@ from cloudherd.providers.base import (
     CreateRequest,
     Image,
     Instance,
+    InstanceState,
     InvalidRequestError,
     MissingDependencyError,
     NotFoundError,
+    PortsHandle,
     Provider,
     ProviderError,
     QuotaError,
     Size,
     SizeNeed,
     ThrottledError,
+    TransientError,
     matches,
     smallest_fitting,
+)
+from cloudherd.providers.toolkit import (
+    SSH_PORT,
+    check_login_name,
+    check_ports,
+    check_request,
+    cloud_config,
+    error_from_status,
+    one_line,
+    safe_url,
 )
 
 log = logging.getLogger(__name__)
@@ -93,8 +105,9 @@ DEFAULT_IMAGE = "ubuntu-24.04"
 BATCH = 1000  # the most ids EC2 takes in one start/stop/terminate call
 FILTER_BATCH = 200  # ids per filter value list
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
-STATES = {"pending": "pending", "running": "running", "stopping": "stopped", "stopped": "stopped",
-          "shutting-down": "terminated", "terminated": "terminated"}
+STATES = {"pending": InstanceState.PENDING, "running": InstanceState.RUNNING, "stopping": InstanceState.STOPPED,
+          "stopped": InstanceState.STOPPED, "shutting-down": InstanceState.TERMINATED,
+          "terminated": InstanceState.TERMINATED}
 GONE_CODES = {"InvalidInstanceID.NotFound", "IncorrectInstanceState"}
 
 CANONICAL = "099720109477"
@@ -109,15 +122,10 @@ AUTH_CODES = {"AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "S
 NOT_FOUND_CODES = {"InvalidInstanceID.NotFound", "InvalidAMIID.NotFound"}
 TRANSIENT_CODES = {"ServiceUnavailable", "Unavailable", "InternalError", "InternalFailure", "RequestTimeout",
                    "RequestTimeoutException"}
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _ARM_SIZE_RE = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)\.")
 
-DEFAULT_RETRIES = 5
-DEFAULT_BACKOFF = 0.5
-DEFAULT_BACKOFF_MAX = 20.0
 DEFAULT_CLEANUP_WAIT = 120.0
 CLEANUP_POLL = 5.0
-SSH_PORT = 22
 GROUP_PREFIX = "cloudherd-"
 TAG_MANAGED = "cloudherd:managed"  # on the security groups cloudherd made (and may delete)
 _GROUP_NAME_BAD = re.compile(r"[^A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]")
@@ -150,10 +158,9 @@ def _import_boto3() -> Any:
 
 
 class AwsProvider(Provider):
-    """EC2 in one region; bulk calls, typed errors, retries."""
+    """EC2 in one region; bulk calls, typed errors (retried by the rate budget)."""
 
     type = "aws"
-    retries_itself = True  # tenacity around every EC2 call, with backoff and jitter
 
     def __init__(self, name: str = "aws", settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, settings)
@@ -162,9 +169,6 @@ class AwsProvider(Provider):
                           or os.environ.get("AWS_REGION") or DEFAULT_REGION)
         endpoint = self.settings.get("endpoint_url")
         self.endpoint_url = str(endpoint) if endpoint else None
-        self.retries = int(self._number("retries", DEFAULT_RETRIES, minimum=1))
-        self.backoff = self._number("backoff", DEFAULT_BACKOFF, minimum=0.0)
-        self.backoff_max = self._number("backoff_max", DEFAULT_BACKOFF_MAX, minimum=0.0)
         self.cleanup_wait = self._number("security_group_cleanup_wait", DEFAULT_CLEANUP_WAIT, minimum=0.0)
         allow = self.settings.get("allow_from") or ["0.0.0.0/0"]
         self.allow_from = [str(c) for c in ([allow] if isinstance(allow, str) else allow)]
@@ -187,22 +191,24 @@ class AwsProvider(Provider):
             value = float(raw)
         except (TypeError, ValueError):
             value = math.nan
-        if not value >= minimum or (key == "retries" and value != int(value)):
-            kind = "a whole number" if key == "retries" else "a number"
-            raise InvalidRequestError(f"aws provider {self.name}: setting '{key}' must be {kind} ≥ {minimum:g}, "
+        if not value >= minimum:
+            raise InvalidRequestError(f"aws provider {self.name}: setting '{key}' must be a number ≥ {minimum:g}, "
                                       f"not {raw!r}")
         return value
+
+    def supports(self, capability: str) -> bool:
+        if capability == "ports":
+            return bool(self.settings.get("manage_security_group", True))
+        return super().supports(capability)
 
     # -- interface -----------------------------------------------------------------------------------
 
     async def create(self, request: CreateRequest) -> list[Instance]:
-        if request.count < 0:
-            raise InvalidRequestError("count must be ≥ 0")
-        if request.count == 0:
+        if not check_request(request, "aws"):
             return []
-        if request.names and len(request.names) != request.count:
-            raise InvalidRequestError(f"{len(request.names)} names given for {request.count} instances")
-        ports = _ports(request.ports)
+        ports = check_ports(request.ports, "aws")
+        if request.ssh_public_key.strip() and self.settings.get("cloud_init", True):
+            check_login_name(request.ssh_user, "aws")
         image = request.image or str(self.settings.get("image") or DEFAULT_IMAGE)
         if request.size:
             size = request.size
@@ -229,7 +235,7 @@ class AwsProvider(Provider):
         made_group: str | None = None
         if self.settings.get("manage_security_group", True):
             group_id, made = await self._security_group(request.tags, ports)
-            made_group = group_id if made else None
+            made_group = group_id if made else None  # a failed launch takes it back: open_ports is undone
             group_ids.insert(0, group_id)
             _vpc, subnet = await self._network()
             if subnet:
@@ -240,7 +246,7 @@ class AwsProvider(Provider):
             params["SecurityGroupIds"] = group_ids
         ssh_user = None
         if self.settings.get("cloud_init", True) and request.ssh_public_key.strip():
-            params["UserData"] = _cloud_config(request.ssh_user, request.ssh_public_key)
+            params["UserData"] = cloud_config(request.ssh_user, request.ssh_public_key, "aws")
             ssh_user = request.ssh_user
         try:
             response = await self._call("run_instances", **params)
@@ -321,13 +327,42 @@ class AwsProvider(Provider):
     async def default_size(self) -> str | None:
         return DEFAULT_SIZE
 
+    async def open_ports(self, group_tags: Mapping[str, str], ports: Sequence[int]) -> PortsHandle:
+        """The group's security group, made when missing, open on TCP 22 and ``ports`` (see the module notes)."""
+        wanted = check_ports(ports, "aws")
+        group_id, _made = await self._security_group(group_tags, wanted)
+        return PortsHandle(group_id, _group_name(group_tags), "security-group", _group_tags(group_tags),
+                           tuple(sorted({SSH_PORT, *wanted})))
+
+    async def close_ports(self, group_tags: Mapping[str, str]) -> None:
+        """Delete the group's security group once no instance uses it (waiting a while for shutting-down
+        ones); one still used by live instances stays."""
+        vpc, _subnet = await self._network()
+        found = await self._pages("describe_security_groups", "SecurityGroups", Filters=[
+            {"Name": "group-name", "Values": [_group_name(group_tags)]}, {"Name": "vpc-id", "Values": [vpc]},
+            {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]}])
+        if found:
+            await self._cleanup_groups([str(g["GroupId"]) for g in found])
+
+    async def list_ports(self, tags: Mapping[str, str]) -> builtins.list[PortsHandle]:
+        filters = [{"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]}]
+        filters += [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
+        found = await self._pages("describe_security_groups", "SecurityGroups", Filters=filters)
+        handles = []
+        for group in found:
+            group_tags = {t["Key"]: t["Value"] for t in group.get("Tags", []) or []}
+            ports = sorted({int(p["FromPort"]) for p in group.get("IpPermissions", []) if "FromPort" in p})
+            handles.append(PortsHandle(str(group["GroupId"]), str(group.get("GroupName", "")), "security-group",
+                                       _group_tags(group_tags), tuple(ports)))
+        return sorted(handles, key=lambda h: h.name)
+
     async def close(self) -> None:
         with self._lock:
             client, self._client_obj = self._client_obj, None
         if client is not None:
             await asyncio.to_thread(client.close)
 
-    # -- calls, retries, errors ----------------------------------------------------------------------
+    # -- calls and errors ----------------------------------------------------------------------
 
     def _client(self) -> Any:
         with self._lock:
@@ -344,38 +379,13 @@ class AwsProvider(Provider):
             return self._client_obj
 
     async def _run(self, operation: str, fn: Callable[[], T]) -> T:
-        """Run one blocking boto3 call in a thread, retrying transient failures; failures become typed errors."""
-
-        async def attempt() -> T:
-            try:
-                return await asyncio.to_thread(fn)
-            except ProviderError:
-                raise
-            except Exception as exc:
-                raise self._error(operation, exc) from exc
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retries),
-            wait=wait_random_exponential(multiplier=self.backoff, max=self.backoff_max),
-            retry=retry_if_exception(_retryable), before_sleep=self._log_retry(operation), reraise=True)
+        """Run one blocking boto3 call in a thread, once; its failure becomes a typed error."""
         try:
-            return await retrying(attempt)
-        except ProviderError as exc:
-            attempts = retrying.statistics.get("attempt_number", 1)
-            exc.attempts = attempts  # type: ignore[attr-defined]
-            if _retryable(exc) and exc.args:
-                exc.args = (f"{exc.args[0]} (gave up after {attempts} attempt{'s' if attempts != 1 else ''})",
-                            *exc.args[1:])
+            return await asyncio.to_thread(fn)
+        except ProviderError:
             raise
-
-    def _log_retry(self, operation: str) -> Callable[[RetryCallState], None]:
-        def log_it(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            wait = state.next_action.sleep if state.next_action else 0.0
-            log.info("aws %s: %s; attempt %d of %d, next in %.2fs", operation, error, state.attempt_number,
-                     self.retries, wait)
-
-        return log_it
+        except Exception as exc:
+            raise self._error(operation, exc) from exc
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         def run() -> dict[str, Any]:
@@ -385,7 +395,7 @@ class AwsProvider(Provider):
         return await self._run(operation, run)
 
     async def _pages(self, operation: str, key: str, **params: Any) -> builtins.list[dict[str, Any]]:
-        """Every item under ``key`` over all pages; each page is its own (retried) call."""
+        """Every item under ``key`` over all pages (a failed page fails the whole, retried as one call)."""
         found: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -407,25 +417,19 @@ class AwsProvider(Provider):
             error = exc.response.get("Error", {})
             code = str(error.get("Code", "Unknown"))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            mapped = _client_error(where, operation, code, status, str(error.get("Message", "")))
-            mapped.aws_code = code  # type: ignore[attr-defined]
-            mapped.transient = code in TRANSIENT_CODES or status >= 500  # type: ignore[attr-defined]
-            return mapped
+            return _client_error(where, operation, code, status, str(error.get("Message", "")))
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
             return AuthError(f"{where}: no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
                              "AWS_SECRET_ACCESS_KEY, or run 'aws configure'")
         if isinstance(exc, bx.EndpointConnectionError):
-            endpoint = _safe_url(str(exc.kwargs.get("endpoint_url", "")))
-            failed = ProviderError(f"{where}: could not connect to the endpoint {endpoint}")
-            failed.transient = True  # type: ignore[attr-defined]
-            return failed
+            endpoint = safe_url(str(exc.kwargs.get("endpoint_url", "")))
+            return TransientError(f"{where}: could not connect to the endpoint {endpoint}")
         if isinstance(exc, bx.ParamValidationError):
-            return InvalidRequestError(f"{where}: {_one_line(str(exc))}")
+            return InvalidRequestError(f"{where}: {one_line(str(exc))}")
+        if isinstance(exc, bx.ConnectionError | bx.HTTPClientError):  # dropped or timed out: worth another try
+            return TransientError(f"{where}: {exc.__class__.__name__}: {one_line(str(exc))}")
         if isinstance(exc, bx.BotoCoreError):
-            failed = ProviderError(f"{where}: {exc.__class__.__name__}: {_one_line(str(exc))}")
-            # a dropped or timed-out connection is worth another try
-            failed.transient = isinstance(exc, bx.ConnectionError | bx.HTTPClientError)  # type: ignore[attr-defined]
-            return failed
+            return ProviderError(f"{where}: {exc.__class__.__name__}: {one_line(str(exc))}")
         return exc
 
     async def _bulk(self, operation: str, ids: Sequence[str]) -> None:
@@ -436,7 +440,7 @@ class AwsProvider(Provider):
             try:
                 await self._call(operation, InstanceIds=batch)
             except (NotFoundError, InvalidRequestError) as exc:
-                if _code(exc) not in GONE_CODES:
+                if exc.code not in GONE_CODES:
                     raise
                 live = await self._live(batch)
                 if live:
@@ -474,7 +478,7 @@ class AwsProvider(Provider):
         try:
             await self._call("import_key_pair", KeyName=name, PublicKeyMaterial=material.encode())
         except InvalidRequestError as exc:
-            if _code(exc) != "InvalidKeyPair.Duplicate":
+            if exc.code != "InvalidKeyPair.Duplicate":
                 raise
         self._key_pairs.add(name)
         return name
@@ -505,7 +509,7 @@ class AwsProvider(Provider):
         if need.cpus is not None and need.cpus > 0:
             # vCPU counts are whole: if a type with exactly ceil(cpus) fits, it beats every bigger one
             tier = await self._candidates(arch, math.ceil(need.cpus))
-            if any(_fits(s, need) for s in tier):
+            with contextlib.suppress(InvalidRequestError):  # none of them fits: look at them all
                 return smallest_fitting(tier, need).name
         try:
             return smallest_fitting(await self._candidates(arch, None), need).name
@@ -620,7 +624,7 @@ class AwsProvider(Provider):
                                         "Tags": [{"Key": k, "Value": v} for k, v in group_tags.items()]}])
                 group, made = {"GroupId": created["GroupId"], "IpPermissions": []}, True
             except InvalidRequestError as exc:  # made meanwhile by another create
-                if _code(exc) != "InvalidGroup.Duplicate":
+                if exc.code != "InvalidGroup.Duplicate":
                     raise
                 group = (await self._call("describe_security_groups", Filters=lookup))["SecurityGroups"][0]
         group_id = str(group["GroupId"])
@@ -635,14 +639,14 @@ class AwsProvider(Provider):
             await self._call("authorize_security_group_ingress", GroupId=group_id,
                              IpPermissions=[_permission(port, cidr) for port, cidr in rules])
         except InvalidRequestError as exc:  # one rule appeared meanwhile: add the others one by one
-            if _code(exc) != "InvalidPermission.Duplicate":
+            if exc.code != "InvalidPermission.Duplicate":
                 raise
             for port, cidr in rules:
                 try:
                     await self._call("authorize_security_group_ingress", GroupId=group_id,
                                      IpPermissions=[_permission(port, cidr)])
                 except InvalidRequestError as again:
-                    if _code(again) != "InvalidPermission.Duplicate":
+                    if again.code != "InvalidPermission.Duplicate":
                         raise
 
     async def _managed_groups_of(self, ids: Sequence[str]) -> builtins.list[str]:
@@ -690,9 +694,9 @@ class AwsProvider(Provider):
             try:
                 await self._call("delete_security_group", GroupId=group_id)
             except ProviderError as exc:
-                if _code(exc) == "DependencyViolation":
+                if exc.code == "DependencyViolation":
                     busy.append(group_id)
-                elif _code(exc) != "InvalidGroup.NotFound":
+                elif exc.code != "InvalidGroup.NotFound":
                     log.warning("aws: could not delete the security group %s: %s", group_id, exc)
         return busy
 
@@ -700,29 +704,16 @@ class AwsProvider(Provider):
 # -- helpers (module level: no provider state) ------------------------------------------------------
 
 
-def _retryable(exc: BaseException) -> bool:
-    """Throttling and transient failures (5xx, connection); never capacity, quota, auth or invalid requests."""
-    if isinstance(exc, ThrottledError):
-        return True
-    if isinstance(exc, CapacityError | QuotaError | AuthError | InvalidRequestError | NotFoundError):
-        return False
-    return isinstance(exc, ProviderError) and bool(getattr(exc, "transient", False))
-
-
-def _ports(ports: Sequence[int]) -> builtins.list[int]:
-    checked: list[int] = []
-    for port in ports:
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise InvalidRequestError(f"aws: port {port!r} is not a TCP port (1-65535)")
-        checked.append(port)
-    return sorted(set(checked))
-
-
 def _group_name(tags: Mapping[str, str]) -> str:
     """``cloudherd-<infra>-<group>`` in the characters EC2 allows in a VPC security group name."""
     parts = [tags.get(TAG_INFRA) or "", tags.get(TAG_GROUP) or ""]
     name = GROUP_PREFIX + "-".join(p for p in parts if p) if any(parts) else GROUP_PREFIX + "default"
     return _GROUP_NAME_BAD.sub("-", name)[:255]
+
+
+def _group_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """The tags that name a group: infra and group."""
+    return {k: str(tags[k]) for k in (TAG_INFRA, TAG_GROUP) if k in tags}
 
 
 def _permission(port: int, cidr: str) -> dict[str, Any]:
@@ -765,33 +756,23 @@ def _eligible(size: Size, arch: str) -> bool:
             and arch in size.extra.get("arch", []) and "on-demand" in size.extra.get("usage", ["on-demand"]))
 
 
-def _fits(size: Size, need: SizeNeed) -> bool:
-    return ((need.cpus is None or size.cpus >= need.cpus)
-            and (need.memory_mib is None or size.memory_mb >= need.memory_mib))
-
-
 def _client_error(where: str, operation: str, code: str, status: int, message: str) -> ProviderError:
     """The typed error of an EC2 error code (HTTP status as the fallback)."""
     if code in AUTH_CODES:  # AWS's text can quote the access key id or the string it signed: drop it
-        return AuthError(f"{where}: {code}: credentials were refused or lack permission for {operation}")
-    text = f"{where}: {code}: {_one_line(message)}"
+        return AuthError(f"{where}: {code}: credentials were refused or lack permission for {operation}",
+                         code=code, status=status)
+    text = f"{where}: {code}: {one_line(message)}"
     if code in CAPACITY_CODES:
-        return CapacityError(text)
+        return CapacityError(text, code=code, status=status)
     if code in QUOTA_CODES:
-        return QuotaError(text)
+        return QuotaError(text, code=code, status=status)
     if code in THROTTLE_CODES:
-        return ThrottledError(text)
+        return ThrottledError(text, code=code, status=status)
     if code in NOT_FOUND_CODES:
-        return NotFoundError(text)
-    if 400 <= status < 500:
-        return InvalidRequestError(text)
-    return ProviderError(text)
-
-
-def _code(exc: BaseException) -> str | None:
-    """The EC2 error code behind a provider error, when it came from one."""
-    code = getattr(exc, "aws_code", None)
-    return str(code) if code is not None else None
+        return NotFoundError(text, code=code, status=status)
+    if code in TRANSIENT_CODES:
+        return TransientError(text, code=code, status=status)
+    return error_from_status(text, status, code)
 
 
 def _alias_spec(alias: str, arch: str) -> tuple[list[str], str] | None:
@@ -831,8 +812,9 @@ def _instance(item: dict[str, Any], ssh_user: str | None = None) -> Instance:
     placement = item.get("Placement", {})
     launched: Any = item.get("LaunchTime")
     return Instance(
-        id=item["InstanceId"], name=tags.get("Name") or item["InstanceId"], state=STATES.get(state, state),
-        address=public or private, port=22, private_address=private, tags=tags, ssh_user=ssh_user,
+        id=item["InstanceId"], name=tags.get("Name") or item["InstanceId"],
+        state=STATES.get(state, InstanceState.PENDING), address=public or private, port=22,
+        private_address=private, tags=tags, ssh_user=ssh_user,
         extra={"type": item.get("InstanceType"), "image": item.get("ImageId"),
                "zone": placement.get("AvailabilityZone"),
                "launched": launched.isoformat() if hasattr(launched, "isoformat") else launched,
@@ -845,32 +827,3 @@ def _client_token(token: str) -> str:
     if len(token) <= 64 and token.isascii() and token.isprintable():
         return token
     return "ch-" + hashlib.sha256(token.encode()).hexdigest()[:61]
-
-
-def _cloud_config(user: str, public_key: str) -> str:
-    """cloud-init user data that makes ``user`` with the key and password-less sudo (JSON is valid YAML)."""
-    key = public_key.strip()
-    if user == "root":
-        config: dict[str, Any] = {"disable_root": False, "users": [{"name": "root", "ssh_authorized_keys": [key]}]}
-    elif _USER_RE.match(user):
-        config = {"users": ["default", {"name": user, "sudo": "ALL=(ALL) NOPASSWD:ALL", "shell": "/bin/bash",
-                                        "ssh_authorized_keys": [key]}]}
-    else:
-        raise InvalidRequestError(f"aws: '{user}' is not a valid login user name")
-    return "#cloud-config\n" + json.dumps(config, indent=1) + "\n"
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _safe_url(url: str) -> str:
-    """The URL without any user:password part."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable endpoint)"
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

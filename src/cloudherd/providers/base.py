@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import abc
 import builtins
+import enum
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, ClassVar
 
 from cloudherd.errors import CloudherdError
@@ -23,7 +25,20 @@ TAG_NODE = "cloudherd:node"
 
 
 class ProviderError(CloudherdError):
-    """A cloud call failed; subclasses say how the engine should react."""
+    """A cloud call failed; subclasses say how the engine should react.
+
+    ``code`` is the cloud's own error code when it sent one (``InsufficientInstanceCapacity``,
+    ``QUOTA_EXCEEDED``, ``rateLimitExceeded``…), ``status`` the HTTP status (0: none, e.g. a dropped
+    connection), ``attempts`` how many times the call was made before this error was given up on.
+    The *type* says what to do; the code is for messages and for drivers that must tell two refusals of
+    the same type apart (a duplicate that is fine, a missing group).
+    """
+
+    def __init__(self, message: str = "", *, code: str | None = None, status: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.attempts = 1
 
 
 class CapacityError(ProviderError):
@@ -35,11 +50,12 @@ class QuotaError(ProviderError):
 
 
 class ThrottledError(ProviderError):
-    """Too many calls: retry with backoff."""
+    """Too many calls: retried with backoff by the rate budget (the one retry layer)."""
 
 
 class TransientError(ProviderError):
-    """The cloud failed on its side (5xx, a dropped connection): the same call may well work again."""
+    """The cloud failed on its side (5xx, a dropped connection): the same call may well work again;
+    retried with backoff by the rate budget."""
 
 
 class AuthError(ProviderError):
@@ -92,13 +108,34 @@ class SizeNeed:
     memory_mib: int | None = None
 
 
+class InstanceState(enum.StrEnum):
+    """Where a machine is in its life; a ``str`` so that ``state == "running"`` keeps working."""
+
+    PENDING = "pending"  # being made or started: not yet reachable
+    RUNNING = "running"
+    STOPPED = "stopped"  # (or stopping) exists, costs storage, can be started
+    DEAD = "dead"  # exists but is broken (its server died, the cloud says error)
+    TERMINATED = "terminated"  # gone or going; never listed by ``Provider.list``
+
+
+class Capability(enum.StrEnum):
+    """What a provider may or may not do; ask :meth:`Provider.supports` instead of calling and catching."""
+
+    STOP_START = "stop_start"
+    TAG = "tag"
+    PORTS = "ports"  # open_ports / close_ports: inbound TCP ports of a group
+    SIZES = "sizes"
+    IMAGES = "images"
+    REGIONS = "regions"
+
+
 @dataclass
 class Instance:
     """One machine as a provider sees it."""
 
     id: str
     name: str
-    state: str  # pending | running | stopped | dead | terminated
+    state: InstanceState  # strings are taken too (made an InstanceState)
     address: str | None
     port: int = 22
     private_address: str | None = None
@@ -108,9 +145,27 @@ class Instance:
     workdir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.state = InstanceState(self.state)
+
     @property
     def alive(self) -> bool:
-        return self.state in ("pending", "running")
+        return self.state in (InstanceState.PENDING, InstanceState.RUNNING)
+
+
+@dataclass(frozen=True)
+class PortsHandle:
+    """What :meth:`Provider.open_ports` made or found: a security group, a firewall rule (``kind``).
+
+    ``tags`` are the group tags it was opened for (``cloudherd:infra``, ``cloudherd:group``): they find it
+    again, for :meth:`Provider.close_ports` and for ``gc`` after a crash.
+    """
+
+    id: str
+    name: str
+    kind: str
+    tags: Mapping[str, str]
+    ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,14 +184,35 @@ class Image:
 
 
 class Provider(abc.ABC):
-    """An async driver for one cloud (or this computer).  One object per configured provider."""
+    """An async driver for one cloud (or this computer).  One object per configured provider.
+
+    Drivers make one attempt per call and raise typed errors; retries live in one place, the rate budget
+    (:mod:`cloudherd.providers.budget`), which retries :class:`ThrottledError` and :class:`TransientError`
+    only.  ``async with provider:`` closes it at the end.
+    """
 
     type: ClassVar[str]
-    retries_itself: ClassVar[bool] = False  # True: the driver retries throttling itself (no second layer)
 
     def __init__(self, name: str, settings: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self.settings = dict(settings or {})
+
+    async def __aenter__(self) -> Provider:
+        return self
+
+    async def __aexit__(self, kind: builtins.type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        await self.close()
+
+    def supports(self, capability: Capability | str) -> bool:
+        """Whether this provider can do ``capability`` (see :class:`Capability`); no cloud call is made.
+
+        The default: the driver overrides the methods behind it.  Drivers whose answer depends on their
+        configuration (libcloud's driver, AWS with ``manage_security_group: false``) override this."""
+        methods = {Capability.STOP_START: ("stop", "start"), Capability.TAG: ("tag",),
+                   Capability.PORTS: ("open_ports", "close_ports"), Capability.SIZES: ("sizes",),
+                   Capability.IMAGES: ("images",), Capability.REGIONS: ("regions",)}[Capability(capability)]
+        return all(getattr(type(self), m) is not getattr(Provider, m) for m in methods)
 
     @abc.abstractmethod
     async def create(self, request: CreateRequest) -> list[Instance]:
@@ -171,6 +247,25 @@ class Provider(abc.ABC):
 
     async def default_size(self) -> str | None:
         return None
+
+    async def open_ports(self, group_tags: Mapping[str, str], ports: Sequence[int]) -> PortsHandle:
+        """Let TCP 22 and ``ports`` in to the instances of the group ``group_tags`` names; idempotent.
+
+        Why a step of its own: network rules outlive instances and are shared by a group, so they need a
+        life of their own — made once per group (found again by its tags, newly listed ports added), and
+        removed by :meth:`close_ports` when the group goes, never leaked by a create that failed or a crash
+        (``gc`` finds the leftovers by :meth:`list_ports`).  ``create`` calls it for ``request.ports``."""
+        raise InvalidRequestError(f"provider {self.name} cannot open ports")
+
+    async def close_ports(self, group_tags: Mapping[str, str]) -> None:
+        """Remove what :meth:`open_ports` made for the group ``group_tags`` names, once no live instance needs
+        it; nothing made (or already gone) is not an error.  ``terminate`` of a group's last instances calls
+        it."""
+        raise InvalidRequestError(f"provider {self.name} cannot close ports")
+
+    async def list_ports(self, tags: Mapping[str, str]) -> builtins.list[PortsHandle]:
+        """What :meth:`open_ports` made that carries all of ``tags`` (``gc`` looks for leftovers here)."""
+        return []
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and sessions."""

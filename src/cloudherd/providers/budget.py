@@ -1,34 +1,44 @@
-"""A rate budget per provider: a token bucket, a cap on calls in flight, and retries with backoff.
+"""A rate budget per provider: a token bucket, a cap on calls in flight, and THE retry layer.
 
-Why: clouds throttle accounts, not processes.  A fleet operation that fires hundreds of calls at once
-gets RequestLimitExceeded and then waits far longer than a steady pace would have taken.  Every
-provider object is wrapped (settings ``rate``: calls per second, ``burst``, ``in_flight``,
-``retries``); drivers that retry on their own (``retries_itself``) are not retried a second time.
+Why here: clouds throttle accounts, not processes.  A fleet operation that fires hundreds of calls at once
+gets RequestLimitExceeded and then waits far longer than a steady pace would have taken.  And retries
+belong in one place: drivers make one attempt per call and say by the error's *type* whether it is worth
+another (:class:`ThrottledError`, :class:`TransientError`); capacity, quota, auth and invalid requests are
+never retried (the engine fails over on them at once).
+
+Settings of a provider entry: ``budget: {rate, burst, in_flight}`` (calls per second, calls saved up,
+calls at once) and ``retries`` (attempts in all, 1 = no retry), ``backoff`` (base seconds of the jittered
+exponential wait), ``backoff_max``.  They are validated with the spec (:mod:`cloudherd.spec.providers`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import builtins
+import dataclasses
+import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from cloudherd.providers.base import (
     CreateRequest,
-    Image,
     Instance,
     InvalidRequestError,
     Provider,
-    Size,
+    ProviderError,
     ThrottledError,
     TransientError,
 )
+from cloudherd.providers.wrapper import ProviderWrapper
+from cloudherd.spec.providers import BUDGET_DEFAULTS, RETRY_DEFAULTS, SettingsError, budget_settings
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DEFAULTS = {"rate": 20.0, "burst": 40, "in_flight": 16, "retries": 3, "backoff": 0.5, "backoff_max": 20.0}
+DEFAULTS = {**BUDGET_DEFAULTS, **RETRY_DEFAULTS}
 
 
 class TokenBucket:
@@ -62,76 +72,57 @@ class TokenBucket:
                 await self._sleep(pause)
 
 
-def budget_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Our budget settings from a provider entry (the rest belong to the driver)."""
-    chosen = {**DEFAULTS, **{k: settings[k] for k in DEFAULTS if k in settings}}
-    try:
-        return {"rate": float(chosen["rate"]), "burst": int(chosen["burst"]), "in_flight": int(chosen["in_flight"]),
-                "retries": int(chosen["retries"]), "backoff": float(chosen["backoff"]),
-                "backoff_max": float(chosen["backoff_max"])}
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequestError(f"rate budget settings: {exc}") from None
-
-
-class BudgetedProvider(Provider):
-    """The same provider, paced: every call takes a token and a slot; throttling and 5xx are retried."""
+class BudgetedProvider(ProviderWrapper):
+    """The same provider, paced: every attempt takes a token and a slot; throttling and transient errors
+    are retried with jittered exponential backoff, up to ``retries`` attempts in all."""
 
     def __init__(self, inner: Provider, settings: Mapping[str, Any] | None = None) -> None:
-        super().__init__(inner.name, inner.settings)
-        self.inner = inner
-        self.type = inner.type  # type: ignore[misc]
-        config = budget_settings(settings or {})
+        super().__init__(inner)
+        try:
+            config = budget_settings(settings or {})
+        except SettingsError as exc:
+            raise InvalidRequestError(f"provider {inner.name}: {exc}") from None
         self.bucket = TokenBucket(config["rate"], config["burst"])
-        self.slots = asyncio.Semaphore(max(1, config["in_flight"]))
-        self.attempts = 1 if getattr(inner, "retries_itself", False) else 1 + max(0, config["retries"])
+        self.slots = asyncio.Semaphore(config["in_flight"])
+        self.attempts = config["retries"]
         self.backoff = config["backoff"]
         self.backoff_max = config["backoff_max"]
         self.calls = 0
 
-    async def _paced(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def create(self, request: CreateRequest) -> list[Instance]:
+        # every attempt must be the same request to the cloud: give it a token now (EC2's ClientToken, GCE's
+        # requestId), so that a retried create cannot make the machines twice
+        if request.token is None:
+            request = dataclasses.replace(request, token=f"ch-{uuid.uuid4().hex}")
+        return await super().create(request)
+
+    async def _through(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_random_exponential(multiplier=self.backoff, max=self.backoff_max),
             retry=retry_if_exception_type((ThrottledError, TransientError)),
-            reraise=True,
+            before_sleep=self._log_retry(operation), reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                await self.bucket.acquire()
-                async with self.slots:
-                    self.calls += 1
-                    return await call()
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self.bucket.acquire()
+                    async with self.slots:
+                        self.calls += 1
+                        return await call()
+        except ProviderError as exc:
+            tries = int(retrying.statistics.get("attempt_number", 1))
+            exc.attempts = tries
+            if isinstance(exc, ThrottledError | TransientError) and tries > 1 and exc.args:
+                exc.args = (f"{exc.args[0]} (gave up after {tries} attempts)", *exc.args[1:])
+            raise
         raise AssertionError("unreachable")  # pragma: no cover - reraise=True always raises or returns
 
-    async def create(self, request: CreateRequest) -> list[Instance]:
-        return await self._paced(lambda: self.inner.create(request))
+    def _log_retry(self, operation: str) -> Callable[[RetryCallState], None]:
+        def log_it(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.info("%s %s: %s; attempt %d of %d, next in %.2fs", self.name, operation, error,
+                     state.attempt_number, self.attempts, wait)
 
-    async def list(self, tags: Mapping[str, str]) -> list[Instance]:
-        return await self._paced(lambda: self.inner.list(tags))
-
-    async def terminate(self, ids: Sequence[str]) -> None:
-        await self._paced(lambda: self.inner.terminate(ids))
-
-    async def tag(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
-        await self._paced(lambda: self.inner.tag(ids, tags))
-
-    async def stop(self, ids: Sequence[str]) -> None:
-        await self._paced(lambda: self.inner.stop(ids))
-
-    async def start(self, ids: Sequence[str]) -> None:
-        await self._paced(lambda: self.inner.start(ids))
-
-    async def sizes(self, pattern: str | None = None) -> builtins.list[Size]:
-        return await self._paced(lambda: self.inner.sizes(pattern))
-
-    async def images(self, pattern: str | None = None) -> builtins.list[Image]:
-        return await self._paced(lambda: self.inner.images(pattern))
-
-    async def regions(self) -> builtins.list[str]:
-        return await self._paced(self.inner.regions)
-
-    async def default_size(self) -> str | None:
-        return await self._paced(self.inner.default_size)
-
-    async def close(self) -> None:
-        await self.inner.close()
+        return log_it

@@ -59,6 +59,7 @@ from cloudherd.providers.base import (
     CreateRequest,
     Image,
     Instance,
+    InstanceState,
     InvalidRequestError,
     MissingDependencyError,
     NotFoundError,
@@ -87,8 +88,9 @@ WAIT_SLICE = 130.0  # GCE answers operations.wait within about 2 minutes, done o
 CONCURRENCY = 16  # delete/stop/start calls in flight at once
 TOKEN_NAMESPACE = uuid.UUID("5d0c3c3e-7d5e-4a43-9a59-5a1f0b8c6c01")  # UUID5 namespace of create tokens
 
-STATES = {"PROVISIONING": "pending", "STAGING": "pending", "REPAIRING": "pending", "RUNNING": "running",
-          "STOPPING": "stopped", "SUSPENDING": "stopped", "SUSPENDED": "stopped", "TERMINATED": "stopped"}
+_P, _R, _S = InstanceState.PENDING, InstanceState.RUNNING, InstanceState.STOPPED
+STATES = {"PROVISIONING": _P, "STAGING": _P, "REPAIRING": _P, "RUNNING": _R,
+          "STOPPING": _S, "SUSPENDING": _S, "SUSPENDED": _S, "TERMINATED": _S}
 
 # alias: (image project, amd64 family, arm64 family)
 ALIASES: dict[str, tuple[str, str, str]] = {
@@ -592,8 +594,9 @@ class GceProvider(Provider):
                     ssh_user = entry.value.split(":", 1)[0].strip() or None
                     break
         return Instance(
-            id=item.name, name=item.name, state=STATES.get(status, "pending"), address=public or private, port=22,
-            private_address=private, tags=decode_labels(item.labels), ssh_user=ssh_user,
+            id=item.name, name=item.name, state=STATES.get(status, InstanceState.PENDING),
+            address=public or private, port=22, private_address=private, tags=decode_labels(item.labels),
+            ssh_user=ssh_user,
             extra={"gce_id": str(item.id) if item.id else None, "zone": (item.zone or self.zone).rsplit("/", 1)[-1],
                    "type": (item.machine_type or "").rsplit("/", 1)[-1] or None, "gce_status": status,
                    "created": item.creation_timestamp or None, "project": self.project},

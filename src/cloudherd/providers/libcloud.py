@@ -90,6 +90,7 @@ from cloudherd.providers.base import (
     CreateRequest,
     Image,
     Instance,
+    InstanceState,
     InvalidRequestError,
     MissingDependencyError,
     NotFoundError,
@@ -118,13 +119,12 @@ OURS = {"type", "driver", "args", "kwargs", "image", "size", "location", "create
         "pool", "bulk", "cloud_init", "ssh_user"}
 TAGGINGS = ("auto", "metadata", "tags", "name")
 SECRET_WORDS = ("key", "secret", "password", "passwd", "token", "credential")
-STATES = {
-    "running": "running", "rebooting": "running", "reconfiguring": "running", "migrating": "running",
-    "normal": "running", "updating": "running",
-    "pending": "pending", "starting": "pending", "unknown": "pending",
-    "stopping": "stopped", "stopped": "stopped", "suspended": "stopped", "paused": "stopped",
-    "error": "dead", "terminated": "terminated",
-}
+STATES = {name: InstanceState(state) for state, names in {
+    "running": ("running", "rebooting", "reconfiguring", "migrating", "normal", "updating"),
+    "pending": ("pending", "starting", "unknown"),
+    "stopped": ("stopping", "stopped", "suspended", "paused"),
+    "dead": ("error",), "terminated": ("terminated",),
+}.items() for name in names}
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _QUOTA_RE = re.compile(r"quota|limit exceeded|exceeds? (?:the )?(?:allowed|maximum)", re.IGNORECASE)
 _CAPACITY_RE = re.compile(r"no valid host|insufficient (?:\w+ )?capacity|out of capacity|not enough capacity",
@@ -518,7 +518,7 @@ class LibcloudProvider(Provider):
                 extra[key] = value
         return Instance(
             id=node_id, name=asked.name or name,
-            state=STATES.get(state_value, "pending"), address=next(iter(public + private), None), port=22,
+            state=STATES.get(state_value, InstanceState.PENDING), address=next(iter(public + private), None), port=22,
             private_address=private[0] if private else None, tags=tags, ssh_user=asked.ssh_user or self.ssh_user,
             extra=extra,
         )

@@ -38,14 +38,17 @@ from cloudherd.providers.base import (
     CreateRequest,
     Image,
     Instance,
+    InstanceState,
     InvalidRequestError,
     NotFoundError,
+    PortsHandle,
     Provider,
     ProviderError,
     Size,
     has_tags,
     matches,
 )
+from cloudherd.providers.toolkit import check_ports, check_request
 
 READY_TIMEOUT = 15.0
 NODE_MARKER = "CLOUDHERD_LOCAL_NODE"
@@ -76,8 +79,8 @@ class LocalProvider(Provider):
     # -- interface -----------------------------------------------------------------------------------
 
     async def create(self, request: CreateRequest) -> list[Instance]:
-        if request.count < 0:
-            raise InvalidRequestError("count must be ≥ 0")
+        if not check_request(request, "local"):
+            return []
         if request.token:
             existing = await self.list({"cloudherd:token": request.token})
             if existing:
@@ -136,6 +139,14 @@ class LocalProvider(Provider):
 
     async def default_size(self) -> str | None:
         return "host"
+
+    async def open_ports(self, group_tags: Mapping[str, str], ports: Sequence[int]) -> PortsHandle:
+        """Nothing to do: a local node's loopback address answers on every port it listens on."""
+        wanted = check_ports(ports, "local")
+        return PortsHandle("loopback", "loopback", "none", dict(group_tags), tuple(sorted({22, *wanted})))
+
+    async def close_ports(self, group_tags: Mapping[str, str]) -> None:
+        """Nothing was opened."""
 
     # -- nodes ---------------------------------------------------------------------------------------
 
@@ -218,10 +229,10 @@ class LocalProvider(Provider):
     def _instance(self, meta: dict[str, Any]) -> Instance:
         folder = self.root / meta["id"]
         if meta.get("stopped"):
-            state = "stopped"
+            state = InstanceState.STOPPED
         else:
             alive = _process_alive(meta.get("pid"), folder) and _process_alive(_server_pid(folder, meta), folder)
-            state = "running" if alive else "dead"
+            state = InstanceState.RUNNING if alive else InstanceState.DEAD
         return Instance(
             id=meta["id"], name=meta["name"], state=state, address=meta.get("address"),
             port=int(meta.get("port", 22)), private_address=meta.get("address"), tags=dict(meta.get("tags", {})),

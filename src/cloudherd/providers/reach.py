@@ -9,19 +9,12 @@ Tests use one that stands a real local sshd in for each instance of an emulated 
 
 from __future__ import annotations
 
-import builtins
 import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from cloudherd.providers.base import (
-    CreateRequest,
-    Image,
-    Instance,
-    InvalidRequestError,
-    Provider,
-    Size,
-)
+from cloudherd.providers.base import CreateRequest, Instance, InvalidRequestError, Provider
+from cloudherd.providers.wrapper import ProviderWrapper
 
 
 @runtime_checkable
@@ -55,14 +48,12 @@ def load_plugin(spec: str, settings: Mapping[str, Any]) -> ReachPlugin:
     return plugin
 
 
-class ReachableProvider(Provider):
+class ReachableProvider(ProviderWrapper):
     """A provider seen through a reach plugin: same calls, instances reachable where the plugin says."""
 
     def __init__(self, inner: Provider, plugin: ReachPlugin) -> None:
-        super().__init__(inner.name, inner.settings)
-        self.inner = inner
+        super().__init__(inner)
         self.plugin = plugin
-        self.type = inner.type  # type: ignore[misc]
 
     async def create(self, request: CreateRequest) -> list[Instance]:
         return await self.plugin.attach(self.inner, request, await self.inner.create(request))
@@ -73,27 +64,3 @@ class ReachableProvider(Provider):
     async def terminate(self, ids: Sequence[str]) -> None:
         await self.plugin.detach(self.inner, ids)
         await self.inner.terminate(ids)
-
-    async def tag(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
-        await self.inner.tag(ids, tags)
-
-    async def stop(self, ids: Sequence[str]) -> None:
-        await self.inner.stop(ids)
-
-    async def start(self, ids: Sequence[str]) -> None:
-        await self.inner.start(ids)
-
-    async def sizes(self, pattern: str | None = None) -> builtins.list[Size]:
-        return await self.inner.sizes(pattern)
-
-    async def images(self, pattern: str | None = None) -> builtins.list[Image]:
-        return await self.inner.images(pattern)
-
-    async def regions(self) -> builtins.list[str]:
-        return await self.inner.regions()
-
-    async def default_size(self) -> str | None:
-        return await self.inner.default_size()
-
-    async def close(self) -> None:
-        await self.inner.close()

@@ -28,11 +28,38 @@ class SSHConfig(_Strict):
 
 
 class ProviderConfig(BaseModel):
-    """A named provider: its ``type`` and the driver's own settings (region, zone, credentials…)."""
+    """A named provider: its ``type`` and the driver's own settings (region, zone, credentials…).
+
+    Every setting stays in ``model_extra`` (what ``make_provider`` gets); the known ones are checked, and
+    given their proper types, by the model of the type (:mod:`cloudherd.spec.providers`)."""
 
     model_config = ConfigDict(extra="allow")
 
     type: str
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        from cloudherd.spec.providers import PROVIDER_TYPES, unknown_type
+
+        if value not in PROVIDER_TYPES:
+            raise ValueError(unknown_type(value))
+        return value
+
+    @model_validator(mode="after")
+    def _settings_of_the_type(self) -> ProviderConfig:
+        from cloudherd.spec.providers import validate
+
+        checked = validate(self.type, self.model_extra or {})  # a ValidationError here keeps its key's location
+        if self.__pydantic_extra__ is not None:
+            self.__pydantic_extra__.clear()
+            self.__pydantic_extra__.update(checked)
+        return self
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings to give ``make_provider`` (everything but ``type``)."""
+        return dict(self.model_extra or {})
 
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)

@@ -1,0 +1,153 @@
+"""What a ``providers:`` entry may say: the known driver types and their checked settings.
+
+The spec is the bottom layer: it knows the driver *types* and the settings cloudherd itself gives meaning
+to (the rate budget and retries, and each driver's common keys), but imports no driver.  A model per type
+checks those keys at load time, so ``retries: 0`` or ``type: nosuch`` is ``spec.yml:LINE: path: message``
+instead of a failure in the middle of ``up``.  Other keys are allowed: they are the driver's own (libcloud
+passes them to its driver).  ``make_provider`` checks settings given from code the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+PROVIDER_TYPES = ("aws", "gce", "libcloud", "local")
+
+# keys that are the rate budget's and the retry layer's, never the driver's
+BUDGET_DEFAULTS: dict[str, Any] = {"rate": 20.0, "burst": 40, "in_flight": 16}
+RETRY_DEFAULTS: dict[str, Any] = {"retries": 4, "backoff": 0.5, "backoff_max": 20.0}
+WRAPPER_KEYS = ("budget", "retries", "backoff", "backoff_max", "reach")
+
+
+class SettingsError(ValueError):
+    """Provider settings given from code are invalid (the spec loader reports its own, with lines)."""
+
+
+class Budget(BaseModel):
+    """``budget: {rate, burst, in_flight}``: calls per second, calls saved up for a burst, calls at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: float = Field(default=BUDGET_DEFAULTS["rate"], gt=0)
+    burst: int = Field(default=BUDGET_DEFAULTS["burst"], ge=1)
+    in_flight: int = Field(default=BUDGET_DEFAULTS["in_flight"], ge=1)
+
+
+class Common(BaseModel):
+    """The keys every provider entry may have; the driver's own keys are let through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "local"
+    budget: Budget | None = None
+    retries: int | None = Field(default=None, ge=1)  # attempts in all: 1 = no retry
+    backoff: float | None = Field(default=None, ge=0)
+    backoff_max: float | None = Field(default=None, ge=0)
+    reach: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
+    # the budget's keys, once top-level: an error that says where they went
+    rate: Any = None
+    burst: Any = None
+    in_flight: Any = None
+
+    @field_validator("rate", "burst", "in_flight")
+    @classmethod
+    def _moved_under_budget(cls, value: Any, info: ValidationInfo) -> Any:
+        raise ValueError(f"belongs under 'budget:' now (budget: {{{info.field_name}: {value}}})")
+
+
+class LocalSettings(Common):
+    root: str | None = None
+    server: Literal["auto", "openssh", "builtin"] | None = None
+
+
+class AwsSettings(Common):
+    region: str | None = None
+    endpoint_url: str | None = None
+    image: str | None = None
+    vpc: str | None = None
+    subnet: str | None = None
+    subnet_id: str | None = None
+    allow_from: str | list[str] | None = None
+    security_group_ids: list[str] | None = None
+    manage_security_group: bool | None = None
+    security_group_cleanup_wait: float | None = Field(default=None, ge=0)
+    cloud_init: bool | None = None
+
+
+class GceSettings(Common):
+    project: str | None = None
+    zone: str | None = None
+    region: str | None = None
+    endpoint: str | None = None
+    image: str | None = None
+    size: str | None = None
+    firewall: bool | None = None
+    external_ip: bool | None = None
+    source_ranges: list[str] | None = None
+    disk_size_gb: int | None = Field(default=None, ge=1)
+    operation_timeout: float | None = Field(default=None, gt=0)
+    request_timeout: float | None = Field(default=None, gt=0)
+    poll_interval: float | None = Field(default=None, gt=0)
+
+
+class LibcloudSettings(Common):
+    driver: str
+    tagging: Literal["auto", "metadata", "tags", "name"] | None = None
+    concurrency: int | None = Field(default=None, ge=1)
+    pool: int | None = Field(default=None, ge=1)
+    bulk: bool | None = None
+    cloud_init: bool | None = None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    create_options: dict[str, Any] | None = None
+
+
+MODELS: dict[str, type[Common]] = {"local": LocalSettings, "aws": AwsSettings, "gce": GceSettings,
+                                   "libcloud": LibcloudSettings}
+
+
+def unknown_type(type_: str) -> str:
+    return f"unknown provider type '{type_}' (known: {', '.join(PROVIDER_TYPES)})"
+
+
+def validate(type_: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings checked against the model of ``type_``, checked values in their proper types (a
+    pydantic ValidationError locates what is wrong).  Values still holding ``${VAR}`` (a stored spec
+    re-read without its environment) are left as they are."""
+    model = MODELS[type_]
+    unresolved = {k: v for k, v in settings.items() if isinstance(v, str) and "${" in v}
+    checked = model.model_validate({k: v for k, v in settings.items() if k not in unresolved} | {"type": type_})
+    out = {k: v for k, v in settings.items() if k != "type"}
+    for key in checked.model_fields_set - {"type"}:
+        value = getattr(checked, key)
+        out[key] = value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value
+    out.update(unresolved)
+    return out
+
+
+def check(type_: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`validate` for settings given from code: the first problem as a :class:`SettingsError`."""
+    if type_ not in MODELS:
+        raise SettingsError(unknown_type(type_))
+    try:
+        return validate(type_, settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise SettingsError(f"{where}: {first['msg']}") from None
+
+
+def budget_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The rate budget's and the retry layer's settings of a provider entry, defaults filled in."""
+    try:
+        budget = Budget.model_validate(settings.get("budget") or {})
+        common = Common.model_validate({k: settings[k] for k in ("retries", "backoff", "backoff_max")
+                                        if settings.get(k) is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SettingsError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    retries = {k: getattr(common, k) if getattr(common, k) is not None else v for k, v in RETRY_DEFAULTS.items()}
+    return {**budget.model_dump(), **retries}
