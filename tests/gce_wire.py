@@ -92,6 +92,8 @@ class FakeGce:
         self._ips = itertools.count(2)
         self._booting: dict[tuple[str, str], int] = {}
         self._stopping = threading.Event()
+        self._released = threading.Event()  # set: every held operations.wait answers now
+        self.held = 0  # operations.wait calls being held right now
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -114,6 +116,7 @@ class FakeGce:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -133,10 +136,15 @@ class FakeGce:
             self._booting.clear()
             self.hang_operations = False
             self.wait_hold = 0.05
+            self._released.clear()
             self.boot_lists = 0
             self.require_token = None
 
     # -- steering (what a cloud might do) ------------------------------------------------------------
+
+    def release_held(self) -> None:
+        """Answer every held operations.wait now (and any later one at once, until reset)."""
+        self._released.set()
 
     def fail(self, call: str, *, status: int = 400, reason: str = "invalid", message: str = "failed",
              op_error: str | None = None, times: int = 1) -> None:
@@ -212,6 +220,9 @@ class FakeGce:
             ("GET", r"zones", "zones.list"),
             ("GET", r"global/images", "images.list"),
             ("GET", r"global/firewalls/(?P<name>[^/]+)", "firewalls.get"),
+            ("PATCH", r"global/firewalls/(?P<name>[^/]+)", "firewalls.patch"),
+            ("DELETE", r"global/firewalls/(?P<name>[^/]+)", "firewalls.delete"),
+            ("GET", r"global/firewalls", "firewalls.list"),
             ("POST", r"global/firewalls", "firewalls.insert"),
         ]
         for verb, pattern, call in table:
@@ -479,11 +490,13 @@ class FakeGce:
 
     def _wait(self, found: Operation) -> tuple[int, Any]:
         if found.hang:  # like GCE: hold the call for a while, then answer with the operation as it is
+            self.held += 1
             self._lock.release()
             try:
-                self._stopping.wait(self.wait_hold)
+                self._released.wait(self.wait_hold)
             finally:
                 self._lock.acquire()
+                self.held -= 1
         self._finish(found)
         return 200, found.body
 
@@ -565,6 +578,30 @@ class FakeGce:
                                     "selfLink": self._link(f"global/firewalls/{name}"), **body}
 
         return 200, self._operation("insert", None, f"global/firewalls/{name}", effect, None).body
+
+    def _firewalls_patch(self, query: dict[str, str], body: Any, failure: Failure | None,
+                         name: str) -> tuple[int, Any]:
+        if name not in self.firewalls:
+            return self._firewalls_get(query, body, failure, name)
+
+        def effect() -> None:
+            self.firewalls[name].update(body or {})
+
+        return 200, self._operation("patch", None, f"global/firewalls/{name}", effect, None).body
+
+    def _firewalls_delete(self, query: dict[str, str], body: Any, failure: Failure | None,
+                          name: str) -> tuple[int, Any]:
+        if name not in self.firewalls:
+            return self._firewalls_get(query, body, failure, name)
+
+        def effect() -> None:
+            self.firewalls.pop(name, None)
+
+        return 200, self._operation("delete", None, f"global/firewalls/{name}", effect, None).body
+
+    def _firewalls_list(self, query: dict[str, str], body: Any, failure: Failure | None) -> tuple[int, Any]:
+        return self._page(query, "compute#firewallList", [self.firewalls[n] for n in sorted(self.firewalls)],
+                          "global/firewalls")
 
     def _link(self, path: str) -> str:
         if path.startswith("https://"):

@@ -29,8 +29,13 @@ Decisions:
   as ``:``).
 * Login: the key goes into the instance metadata ``ssh-keys`` as ``user:key``; the guest agent makes the user
   (with sudo).  Projects that enforce OS Login ignore that key.
-* ``request.ports``: a firewall rule ``cloudherd-tcp-<ports>`` (TCP 22 and the ports, from ``source_ranges``)
-  is made once in the network and the instances get its target tag.
+* Ports (:meth:`open_ports` / :meth:`close_ports`): each (infra, group) gets a firewall rule
+  ``cloudherd-<infra>-<group>`` in the network (TCP 22 and the ports, from ``source_ranges``; its description
+  holds the group's tags, so ``gc`` finds a rule a crash left behind), and the group's instances get its name
+  as their target tag.  ``create`` opens it for ``request.ports``, newly listed ports are added; ``terminate``
+  of the last instances carrying it deletes it, so no rule outlives its group.
+* One attempt per call: 5xx answers and dropped connections are :class:`TransientError`, rate limits
+  :class:`ThrottledError`, both retried by the rate budget; the SDK's own retries are off (``retry=None``).
 * Instance ids are instance names (in the configured zone).  ``terminate`` ignores names already gone;
   ``stop``/``start`` of a missing name is a :class:`NotFoundError`.  States: PROVISIONING, STAGING, REPAIRING
   → pending; RUNNING → running; STOPPING, SUSPENDING, SUSPENDED, TERMINATED (GCE's word for stopped) → stopped.
@@ -41,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -51,9 +57,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from cloudherd.providers.base import (
+    TAG_GROUP,
+    TAG_INFRA,
     AuthError,
     CapacityError,
     CreateRequest,
@@ -63,15 +70,27 @@ from cloudherd.providers.base import (
     InvalidRequestError,
     MissingDependencyError,
     NotFoundError,
+    PortsHandle,
     Provider,
     ProviderError,
     QuotaError,
     Size,
     SizeNeed,
     ThrottledError,
+    TransientError,
     has_tags,
     matches,
     smallest_fitting,
+)
+from cloudherd.providers.toolkit import (
+    SSH_PORT,
+    check_login_name,
+    check_ports,
+    check_request,
+    error_from_status,
+    gather_all,
+    one_line,
+    safe_url,
 )
 
 log = logging.getLogger(__name__)
@@ -86,6 +105,8 @@ REQUEST_TIMEOUT = 60.0
 POLL_INTERVAL = 2.0
 WAIT_SLICE = 130.0  # GCE answers operations.wait within about 2 minutes, done or not
 CONCURRENCY = 16  # delete/stop/start calls in flight at once
+RULE_PREFIX = "cloudherd-"
+RULE_MARK = "cloudherd ports of "  # starts the description of the firewall rules cloudherd made
 TOKEN_NAMESPACE = uuid.UUID("5d0c3c3e-7d5e-4a43-9a59-5a1f0b8c6c01")  # UUID5 namespace of create tokens
 
 _P, _R, _S = InstanceState.PENDING, InstanceState.RUNNING, InstanceState.STOPPED
@@ -171,25 +192,22 @@ class GceProvider(Provider):
     # -- interface -----------------------------------------------------------------------------------
 
     async def create(self, request: CreateRequest) -> builtins.list[Instance]:
-        if request.count < 0:
-            raise InvalidRequestError("gce: count must be ≥ 0")
-        if request.count == 0:
+        if not check_request(request, "gce"):
             return []
-        if request.names and len(request.names) != request.count:
-            raise InvalidRequestError(f"gce: {len(request.names)} names given for {request.count} instances")
         user = request.ssh_user
         key = request.ssh_public_key.strip()
-        if key and not _USER_RE.match(user):
-            raise InvalidRequestError(f"gce: '{user}' is not a valid login user name")
+        if key:
+            check_login_name(user, "gce", _USER_RE)
         labels = encode_labels(request.tags)
+        check_ports(request.ports, "gce")
         size = await self._size_for(request)
         source_image = self.source_image(request.image or str(self.settings.get("image") or DEFAULT_IMAGE), size)
         names = [instance_name(n) for n in request.names]
         if len(set(names)) != len(names):
             raise InvalidRequestError("gce: the instance names are not unique (after making them valid GCE names)")
         network_tags: builtins.list[str] = []
-        if request.ports and self.settings.get("firewall", True):
-            network_tags.append(await self._firewall(request.ports))
+        if request.ports and self.supports("ports"):
+            network_tags.append((await self.open_ports(request.tags, request.ports)).name)
 
         compute = self._compute
         props = compute.InstanceProperties(
@@ -242,7 +260,106 @@ class GceProvider(Provider):
         return sorted((self._instance(i) for i in raw), key=lambda i: i.id)
 
     async def terminate(self, ids: Sequence[str]) -> None:
+        names = set(ids)
+        if not names:
+            return
+        rules: set[str] = set()
+        if self.supports("ports"):  # the rules of the group(s) going, closed below once nothing carries them
+            listed = await self._run("instances.list", lambda: self._list_raw({}))
+            rules = {t for i in listed if i.name in names for t in (i.tags.items if i.tags else [])
+                     if t.startswith(RULE_PREFIX)}
         await self._each("delete", ids, missing_ok=True)
+        if rules:
+            try:
+                await self._close_rules(rules)
+            except ProviderError as exc:  # cleanup is best effort; the instances are gone
+                log.warning("gce: could not delete the firewall rules %s: %s", ", ".join(sorted(rules)), exc)
+
+    def supports(self, capability: str) -> bool:
+        if capability == "ports":
+            return bool(self.settings.get("firewall", True))
+        return super().supports(capability)
+
+    async def open_ports(self, group_tags: Mapping[str, str], ports: Sequence[int]) -> PortsHandle:
+        """The group's firewall rule (see the module notes), made when missing, newly listed ports added."""
+        wanted = sorted({SSH_PORT, *check_ports(ports, "gce")})
+        name = rule_name(group_tags)
+        own = {k: str(group_tags[k]) for k in (TAG_INFRA, TAG_GROUP) if k in group_tags}
+        compute = self._compute
+        deadline = time.monotonic() + self.operation_timeout
+
+        def run() -> builtins.list[int]:
+            from google.api_core import exceptions as gx
+
+            client = self._client("FirewallsClient")
+            try:
+                current = client.get(project=self.project, firewall=name, timeout=self.request_timeout, retry=None)
+            except gx.NotFound:
+                current = None
+            if current is not None:
+                have = sorted({int(p) for a in current.allowed for p in a.ports if p.isdigit()})
+                if set(wanted) <= set(have):
+                    return have
+                have = sorted({*have, *wanted})
+                patch = compute.Firewall(allowed=[compute.Allowed(I_p_protocol="tcp", ports=[str(p) for p in have])])
+                op = client.patch_unary(project=self.project, firewall=name, firewall_resource=patch,
+                                        timeout=self.request_timeout, retry=None)
+                self._wait(op, "firewalls.patch", deadline)
+                return have
+            rule = compute.Firewall(
+                name=name, network=self._network(), direction="INGRESS", target_tags=[name],
+                description=RULE_MARK + json.dumps(own, sort_keys=True),
+                allowed=[compute.Allowed(I_p_protocol="tcp", ports=[str(p) for p in wanted])],
+                source_ranges=[str(r) for r in self.settings.get("source_ranges") or ["0.0.0.0/0"]],
+            )
+            try:
+                op = client.insert_unary(project=self.project, firewall_resource=rule, timeout=self.request_timeout,
+                                         retry=None)
+            except gx.Conflict:  # made meanwhile by another create
+                return wanted
+            self._wait(op, "firewalls.insert", deadline)
+            return wanted
+
+        opened = await self._run("firewalls.insert", run)
+        return PortsHandle(name, name, "firewall", own, tuple(opened))
+
+    async def close_ports(self, group_tags: Mapping[str, str]) -> None:
+        """Delete the group's firewall rule once no instance carries it (a live one keeps it)."""
+        await self._close_rules({rule_name(group_tags)})
+
+    async def list_ports(self, tags: Mapping[str, str]) -> builtins.list[PortsHandle]:
+        def run() -> builtins.list[Any]:
+            return list(self._client("FirewallsClient").list(project=self.project, timeout=self.request_timeout,
+                                                             retry=None))
+
+        handles = []
+        for rule in await self._run("firewalls.list", run):
+            own = _rule_tags(rule.description or "")
+            if own is None or not has_tags(own, tags):
+                continue
+            ports = tuple(sorted({int(p) for a in rule.allowed for p in a.ports if p.isdigit()}))
+            handles.append(PortsHandle(rule.name, rule.name, "firewall", own, ports))
+        return sorted(handles, key=lambda h: h.name)
+
+    async def _close_rules(self, rules: Iterable[str]) -> None:
+        listed = await self._run("instances.list", lambda: self._list_raw({}))
+        used = {t for i in listed for t in (i.tags.items if i.tags else [])}
+        deadline = time.monotonic() + self.operation_timeout
+
+        def delete(name: str) -> None:
+            from google.api_core import exceptions as gx
+
+            try:
+                op = self._client("FirewallsClient").delete_unary(project=self.project, firewall=name,
+                                                                  timeout=self.request_timeout, retry=None)
+            except gx.NotFound:
+                return
+            with contextlib.suppress(NotFoundError):
+                self._wait(op, "firewalls.delete", deadline)
+
+        free = sorted(set(rules) - used)
+        await gather_all([functools.partial(self._run, "firewalls.delete", functools.partial(delete, name))
+                          for name in free], CONCURRENCY)
 
     async def stop(self, ids: Sequence[str]) -> None:
         await self._each("stop", ids, missing_ok=False)
@@ -263,7 +380,7 @@ class GceProvider(Provider):
 
         def run() -> builtins.list[Any]:
             client = self._client("ImagesClient")
-            return [i for i in client.list(project=self.project, timeout=self.request_timeout, retry=self._retry())]
+            return [i for i in client.list(project=self.project, timeout=self.request_timeout, retry=None)]
 
         for item in await self._run("images.list", run):
             if item.deprecated and item.deprecated.state in ("OBSOLETE", "DELETED"):
@@ -279,7 +396,7 @@ class GceProvider(Provider):
         def run() -> builtins.list[str]:
             client = self._client("ZonesClient")
             return [z.name for z in client.list(project=self.project, timeout=self.request_timeout,
-                                                retry=self._retry()) if z.status in ("", "UP")]
+                                                retry=None) if z.status in ("", "UP")]
 
         return sorted(await self._run("zones.list", run))
 
@@ -349,39 +466,6 @@ class GceProvider(Provider):
             return smallest_fitting(await self.sizes(), request.size_need).name
         return await self.default_size() or DEFAULT_SIZE
 
-    async def _firewall(self, ports: Iterable[int]) -> str:
-        """The name (and target tag) of a rule that lets TCP 22 and ``ports`` in; made when missing."""
-        wanted = sorted({22, *(int(p) for p in ports)})
-        name = "cloudherd-tcp-" + "-".join(map(str, wanted))
-        if len(name) > 63:
-            name = "cloudherd-tcp-" + hashlib.sha256(",".join(map(str, wanted)).encode()).hexdigest()[:16]
-        compute = self._compute
-        rule = compute.Firewall(
-            name=name, network=self._network(), direction="INGRESS", target_tags=[name],
-            description="opened by cloudherd",
-            allowed=[compute.Allowed(I_p_protocol="tcp", ports=[str(p) for p in wanted])],
-            source_ranges=[str(r) for r in self.settings.get("source_ranges") or ["0.0.0.0/0"]],
-        )
-        deadline = time.monotonic() + self.operation_timeout
-
-        def run() -> None:
-            from google.api_core import exceptions as gx
-
-            client = self._client("FirewallsClient")
-            try:
-                client.get(project=self.project, firewall=name, timeout=self.request_timeout)
-                return
-            except gx.NotFound:
-                pass
-            try:
-                op = client.insert_unary(project=self.project, firewall_resource=rule, timeout=self.request_timeout)
-            except gx.Conflict:
-                return
-            self._wait(op, "firewalls.insert", deadline)
-
-        await self._run("firewalls", run)
-        return name
-
     # -- blocking helpers (run in a thread) ----------------------------------------------------------
 
     def _client(self, kind: str) -> Any:
@@ -425,14 +509,6 @@ class GceProvider(Provider):
                             "to a service-account JSON key, or run 'gcloud auth application-default login'") from None
         return creds
 
-    def _retry(self) -> Any:
-        """Reads are retried on 503 and timeouts, but never for longer than one request timeout."""
-        from google.api_core import exceptions as gx
-        from google.api_core import retry as gr
-
-        return gr.Retry(predicate=gr.if_exception_type(gx.ServiceUnavailable, gx.DeadlineExceeded),
-                        initial=0.2, maximum=5.0, multiplier=2.0, timeout=self.request_timeout)
-
     def _list_raw(self, tags: Mapping[str, str]) -> builtins.list[Any]:
         """One paginated instances.list in the zone, filtered on the labels of ``tags``."""
         labels = encode_labels(tags)
@@ -440,14 +516,14 @@ class GceProvider(Provider):
         if labels:
             request.filter = " AND ".join(f'(labels.{k} = "{v}")' for k, v in sorted(labels.items()))
         pager = self._client("InstancesClient").list(request=request, timeout=self.request_timeout,
-                                                     retry=self._retry())
+                                                     retry=None)
         return [i for i in pager if has_tags(decode_labels(i.labels), tags)]
 
     def _machine_types(self) -> builtins.list[Size]:
         client = self._client("MachineTypesClient")
         sizes = []
         for item in client.list(project=self.project, zone=self.zone, timeout=self.request_timeout,
-                                retry=self._retry()):
+                                retry=None):
             if item.deprecated and item.deprecated.state in ("OBSOLETE", "DELETED"):
                 continue
             sizes.append(Size(item.name, float(item.guest_cpus), int(item.memory_mb),
@@ -484,11 +560,8 @@ class GceProvider(Provider):
     def _operation_error(self, what: str, op: Any) -> ProviderError:
         first = op.error.errors[0]
         code = str(first.code or "UNKNOWN")
-        text = f"gce {what} in {self.zone}: {code}: {_one_line(_scrub(str(first.message or '')))}"
-        status = int(op.http_error_status_code or 0)
-        mapped = _typed(text, [code], status)
-        mapped.gce_code = code  # type: ignore[attr-defined]
-        return mapped
+        text = f"gce {what} in {self.zone}: {code}: {one_line(_scrub(str(first.message or '')))}"
+        return _typed(text, [code], int(op.http_error_status_code or 0), code)
 
     def _one(self, verb: str, name: str, missing_ok: bool, deadline: float) -> None:
         from google.api_core import exceptions as gx
@@ -526,20 +599,12 @@ class GceProvider(Provider):
 
     async def _each(self, verb: str, ids: Sequence[str], missing_ok: bool) -> None:
         """``verb`` every instance, CONCURRENCY at a time, each operation waited; the first error raised after all."""
-        names = list(dict.fromkeys(ids))
-        if not names:
-            return
-        limit = asyncio.Semaphore(CONCURRENCY)
         deadline = time.monotonic() + self.operation_timeout
 
-        async def one(name: str) -> None:
-            async with limit:
-                await self._run(f"instances.{verb}", lambda: self._one(verb, name, missing_ok, deadline))
+        def one(name: str) -> Any:
+            return self._run(f"instances.{verb}", lambda: self._one(verb, name, missing_ok, deadline))
 
-        results = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
+        await gather_all([functools.partial(one, n) for n in dict.fromkeys(ids)], CONCURRENCY)
 
     def _error(self, operation: str, exc: Exception) -> Exception:
         """A provider error of the SDK's, google-auth's or the HTTP layer's exception; never quoting credentials."""
@@ -553,27 +618,26 @@ class GceProvider(Provider):
             reasons = [str(e.get("reason", "")) for e in exc.errors if isinstance(e, dict)]
             messages = [str(e.get("message", "")) for e in exc.errors if isinstance(e, dict) and e.get("message")]
             message = messages[0] if messages else str(exc.message).split(": ", 1)[-1]
+            label = reasons[0] if reasons and reasons[0] else str(status)
             if status == 401:
                 return AuthError(f"{where}: credentials were refused (401): check 'credentials' or "
-                                 "GOOGLE_APPLICATION_CREDENTIALS, or run 'gcloud auth application-default login'")
-            label = reasons[0] if reasons and reasons[0] else str(status)
-            text = f"{where}: {label}: {_one_line(self._scrub(message))}"
-            mapped = _typed(text, [*reasons, message], status)
-            mapped.gce_code = label  # type: ignore[attr-defined]
-            return mapped
+                                 "GOOGLE_APPLICATION_CREDENTIALS, or run 'gcloud auth application-default login'",
+                                 code=label, status=status)
+            text = f"{where}: {label}: {one_line(self._scrub(message))}"
+            return _typed(text, [*reasons, message], status, label)
         if isinstance(exc, ax.RefreshError | ax.DefaultCredentialsError):
             return AuthError(f"{where}: could not get an access token with the configured Google credentials: check "
                              "'credentials' or GOOGLE_APPLICATION_CREDENTIALS, or run "
                              "'gcloud auth application-default login'")
         if isinstance(exc, ax.GoogleAuthError):
             return AuthError(f"{where}: Google credentials failed ({exc.__class__.__name__})")
-        host = _safe_url(self.endpoint) if self.endpoint else "compute.googleapis.com"
+        host = safe_url(self.endpoint) if self.endpoint else "compute.googleapis.com"
         if isinstance(exc, requests.exceptions.Timeout):
-            return ProviderError(f"{where}: no answer from {host} within {self.request_timeout:g} s")
+            return TransientError(f"{where}: no answer from {host} within {self.request_timeout:g} s")
         if isinstance(exc, requests.exceptions.ConnectionError):
-            return ProviderError(f"{where}: could not connect to {host}")
+            return TransientError(f"{where}: could not connect to {host}")
         if isinstance(exc, ValueError | TypeError):
-            return InvalidRequestError(f"{where}: {_one_line(self._scrub(str(exc)))}")
+            return InvalidRequestError(f"{where}: {one_line(self._scrub(str(exc)))}")
         return exc
 
     def _scrub(self, text: str) -> str:
@@ -686,6 +750,23 @@ def decode_labels(labels: Mapping[str, str]) -> dict[str, str]:
 # -- helpers (module level: no provider state) ------------------------------------------------------
 
 
+def rule_name(group_tags: Mapping[str, str]) -> str:
+    """The firewall rule (and target tag) of a group: ``cloudherd-<infra>-<group>``, a valid GCE name."""
+    parts = [str(group_tags.get(TAG_INFRA) or ""), str(group_tags.get(TAG_GROUP) or "")]
+    return instance_name(RULE_PREFIX + ("-".join(p for p in parts if p) or "default"))
+
+
+def _rule_tags(description: str) -> dict[str, str] | None:
+    """The group tags a cloudherd rule's description holds; None for rules that are not cloudherd's."""
+    if not description.startswith(RULE_MARK):
+        return None
+    try:
+        found = json.loads(description[len(RULE_MARK):])
+    except ValueError:
+        return None
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
+
+
 def request_id(token: str, names: Sequence[str] = ()) -> str:
     """GCE's requestId must be a UUID: the same token (and names) always give the same one.
 
@@ -708,24 +789,22 @@ def instance_name(name: str) -> str:
     return fixed
 
 
-def _typed(text: str, codes: Sequence[str], status: int) -> ProviderError:
+def _typed(text: str, codes: Sequence[str], status: int, code: str | None = None) -> ProviderError:
     """The error type of GCE error codes or reasons (``QUOTA_EXCEEDED``, ``rateLimitExceeded``, or a message
     quoting such a code), the HTTP status as the fallback."""
     words = {_word(c) for c in codes} | {_word(w) for c in codes for w in re.findall(r"\b[A-Z][A-Z_]{5,}\b", c)}
     if words & CAPACITY_CODES:
-        return CapacityError(f"{text}: try another zone or size, or later")
+        return CapacityError(f"{text}: try another zone or size, or later", code=code, status=status)
     if words & QUOTA_CODES:
-        return QuotaError(f"{text}: ask for a higher quota or use another region")
+        return QuotaError(f"{text}: ask for a higher quota or use another region", code=code, status=status)
     if status == 429 or words & THROTTLE_CODES:
-        return ThrottledError(f"{text}: too many calls, retry later")
+        return ThrottledError(f"{text}: too many calls, retry later", code=code, status=status)
     if status == 401 or status == 403 or words & AUTH_CODES:
         return AuthError(f"{text}: the credentials lack permission: check the account's roles (e.g. "
-                         "roles/compute.instanceAdmin.v1)")
-    if status == 404 or words & NOT_FOUND_CODES:
-        return NotFoundError(text)
-    if 400 <= status < 500:
-        return InvalidRequestError(text)
-    return ProviderError(text)
+                         "roles/compute.instanceAdmin.v1)", code=code, status=status)
+    if words & NOT_FOUND_CODES:
+        return NotFoundError(text, code=code, status=status)
+    return error_from_status(text, status, code)
 
 
 def _word(code: str) -> str:
@@ -808,22 +887,7 @@ def _seconds(settings: Mapping[str, Any], key: str, default: float) -> float:
     return seconds
 
 
-def _safe_url(url: str) -> str:
-    """The URL without any user:password part."""
-    parts = urlsplit(url)
-    try:
-        netloc = f"{parts.hostname or ''}:{parts.port}" if parts.port else (parts.hostname or "")
-    except ValueError:
-        return "(unparsable endpoint)"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def _scrub(text: str) -> str:
     for pattern in _SECRET_RES:
         text = pattern.sub("[redacted]", text)
     return text
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
