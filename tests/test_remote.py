@@ -318,12 +318,12 @@ def test_pool_reconnects_once_when_a_connection_dropped(home: Path, tmp_path: Pa
         infra_id = herd.up(write_spec(tmp_path / "drop", "name: drop\ngroups:\n  n:\n    count: 1\n"))
     finally:
         del os.environ["CLOUDHERD_LOCAL_SERVER"]
-    node = herd.infrastructure(infra_id).nodes[0]
     from cloudherd.engine.context import ensure_identity
     from cloudherd.engine.fleet import Reach
     from cloudherd.remote.pool import ConnectionPool
 
-    infra = herd.infrastructure(infra_id)
+    infra = herd.aio.store.infrastructure(infra_id)  # the engine's rows: this test drives the pool directly
+    node = herd.aio.store.nodes(infra_id)[0]
     identity = ensure_identity(herd.aio.store, infra.ssh_key_path)
     target = Reach(herd.aio.store, infra, identity).target(node)
     listener = int((node_folders(home)["drop-n-1"] / "sshd.pid").read_text().split()[0])
