@@ -62,7 +62,8 @@ def test_template_syntax_error_names_the_script_line(tmp_path: Path) -> None:
     path = write(tmp_path, "name: x\ngroups:\n  web:\n    scripts: s.sh\n")
     with pytest.raises(SpecError) as caught:
         load_spec(path)
-    assert str(caught.value).startswith("s.sh:2: template error:")
+    # the script as the user can open it: beside the spec as the spec was named, with the line
+    assert str(caught.value).startswith(f"{tmp_path / 's.sh'}:2: template error:")
 
 
 def test_variables_come_from_env_and_dotenv(tmp_path: Path) -> None:

@@ -6,9 +6,12 @@ dotted path of the offending key, e.g. ``spec.yml:14: groups.web.count: must be 
 
 from __future__ import annotations
 
+import datetime
 import difflib
+import io
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,15 +19,28 @@ from typing import Any
 
 import jinja2
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from cloudherd.errors import SpecError
-from cloudherd.spec.model import NAME_PATTERN, Group, Spec, _LocatedValueError
+from cloudherd.spec.files import (
+    MAX_FILE_BYTES,
+    MAX_FOLDER_ENTRIES,
+    MIB,
+    Budget,
+    Where,
+    describe_os_error,
+    entry_stat,
+    kind,
+    read_bytes,
+    read_text,
+    spec_error,
+)
+from cloudherd.spec.interpolate import EnvText, InterpolationError, interpolate
+from cloudherd.spec.model import NAME_PATTERN, Group, Spec, _LocatedValueError, _SubValueError
+from cloudherd.spec.yamlsafe import parse_yaml
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$")
 _SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
 
 Loc = tuple[str | int, ...]
@@ -62,15 +78,10 @@ class LoadedSpec:
 def load_spec(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> LoadedSpec:
     """Read, substitute, validate and resolve the scripts of the spec at ``path``."""
     spec_path = Path(path)
-    try:
-        text = spec_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(str(path), None, "", "no such file") from None
-    except IsADirectoryError:
-        raise SpecError(str(path), None, "", "is a folder, not a spec file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), None, "", f"cannot read: {exc}") from None
-    return load_spec_text(text, spec_path, environ=environ)
+    display = str(path)
+    budget = Budget()
+    text = read_text(spec_path, Where(display), budget=budget, yaml=True, streams=True)
+    return _load(text, spec_path, environ=environ, strict_env=True, read_scripts=True, budget=budget)
 
 
 def load_spec_text(
@@ -81,55 +92,65 @@ def load_spec_text(
 
     ``strict_env=False`` leaves unknown ``${VAR}`` as written instead of failing: ``down`` uses it to
     re-read the snapshot of a spec whose environment is gone (with ``read_scripts=False``, as the
-    scripts were stored when it came up).
+    scripts were stored when it came up; the files the spec names are then not looked at either).
     """
+    if len(text) > MAX_FILE_BYTES:
+        raise spec_error(str(path), None, "", f"larger than {MAX_FILE_BYTES // MIB} MiB: "
+                         f"a spec and each of its files are at most {MAX_FILE_BYTES // MIB} MiB")
+    return _load(text, path, environ=environ, strict_env=strict_env, read_scripts=read_scripts, budget=Budget())
+
+
+def _load(
+    text: str, path: Path, *, environ: Mapping[str, str] | None, strict_env: bool, read_scripts: bool,
+    budget: Budget,
+) -> LoadedSpec:
     display = str(path)
-    tree = _parse_yaml(text, display)
+    try:
+        return _load_checked(text, path, environ=environ, strict_env=strict_env, read_scripts=read_scripts,
+                             budget=budget)
+    except RecursionError:  # belt and braces: parse_yaml bounds nesting well below Python's limit
+        raise spec_error(display, None, "", "nested too deeply") from None
+
+
+def _load_checked(
+    text: str, path: Path, *, environ: Mapping[str, str] | None, strict_env: bool, read_scripts: bool,
+    budget: Budget,
+) -> LoadedSpec:
+    display = str(path)
+    tree = parse_yaml(text, display)
     if not isinstance(tree, CommentedMap):
         raise SpecError(display, 1, "", "a spec must be a mapping with at least 'name' and 'groups'")
     lines = _line_index(tree)
-    env = _environment(path.parent, environ)
+    env = _environment(path.parent, environ, display, budget)
     secrets: set[str] = set()
-    data = _substitute(tree, (), env, lines, display, secrets, strict_env)
+    data = _plain(tree, (), env, lines, display, secrets, strict_env)
     try:
         _check_group_names(data)
         spec = Spec.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc, lines, display, data) from None
     except _LocatedValueError as exc:
-        raise SpecError(display, _line_of(exc.loc, lines), _dotted(exc.loc), exc.message) from None
+        raise spec_error(display, _line_of(exc.loc, lines), _dotted(exc.loc), exc.message) from None
     loaded = LoadedSpec(spec=spec, path=path, raw_text=text, env=env, secrets=secrets)
     secrets.update(v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 4)
     if not read_scripts:
         return loaded
+    if spec.ssh.key:
+        _check_key(path.parent, spec.ssh.key, Where(display, _line_of(("ssh", "key"), lines), "ssh.key"), budget)
     for group_name, group in spec.groups.items():
         loaded.scripts[group_name] = [
             script
             for index, entry in enumerate(group.scripts)
-            for script in _read_scripts(path.parent, entry, ("groups", group_name, "scripts", index), lines, display)
+            for script in _read_scripts(path.parent, entry, ("groups", group_name, "scripts", index), lines, display,
+                                        budget)
         ]
         if group.teardown:
-            found = _read_scripts(path.parent, group.teardown, ("groups", group_name, "teardown"), lines, display)
-            if len(found) != 1:
-                raise SpecError(display, _line_of(("groups", group_name, "teardown"), lines),
-                                f"groups.{group_name}.teardown", "must name one file")
+            loc: Loc = ("groups", group_name, "teardown")
+            found = _read_scripts(path.parent, group.teardown, loc, lines, display, budget, one_file=True)
             loaded.teardown[group_name] = found[0]
         else:
             loaded.teardown[group_name] = None
     return loaded
-
-
-def _parse_yaml(text: str, display: str) -> Any:
-    yaml = YAML(typ="rt")
-    try:
-        return yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(display, line, "", f"invalid YAML: {problem}") from None
-    except YAMLError as exc:
-        raise SpecError(display, None, "", f"invalid YAML: {exc}") from None
 
 
 def _line_index(tree: Any, loc: Loc = (), out: dict[Loc, int] | None = None) -> dict[Loc, int]:
@@ -163,45 +184,74 @@ def _dotted(loc: Loc) -> str:
     return text
 
 
-def _environment(folder: Path, environ: Mapping[str, str] | None) -> dict[str, str]:
-    """The process environment over the ``.env`` beside the spec (the process wins, as in compose)."""
+def _environment(
+    folder: Path, environ: Mapping[str, str] | None, display: str, budget: Budget,
+) -> dict[str, str]:
+    """The process environment over the ``.env`` beside the spec (the process wins, as in compose).
+
+    A ``.env`` folder (a virtualenv named so) is not a dotenv file and is ignored; a ``.env`` that is
+    there but cannot be read, is not text, or has a line that is not ``NAME=value`` is an error at its line.
+    """
     dotenv_file = folder / ".env"
+    shown = str(Path(display).parent / ".env")
+    where = Where(shown)
     env: dict[str, str] = {}
-    if dotenv_file.is_file():
-        env.update({k: v for k, v in dotenv_values(dotenv_file).items() if v is not None})
+    info = entry_stat(dotenv_file, where, shown)
+    if info is not None and not stat.S_ISDIR(info.st_mode):
+        text = read_text(dotenv_file, where, budget=budget)
+        for binding in parse_stream(io.StringIO(text)):
+            if binding.error:
+                raise spec_error(shown, binding.original.line, "",
+                                 "not a NAME=value line (quote values with spaces or #, e.g. NAME=\"a b\")")
+        env.update({k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None})
     env.update(os.environ if environ is None else environ)
     return env
 
 
-def _substitute(
+def _plain(
     node: Any, loc: Loc, env: Mapping[str, str], lines: Mapping[Loc, int], display: str,
     secrets: set[str], strict: bool,
 ) -> Any:
-    """Plain Python data from the YAML tree, with ``${VAR}`` / ``${VAR:-default}`` replaced."""
+    """Plain Python data from the YAML tree, with ``${VAR}`` / ``${VAR:-default}`` replaced.
+
+    ruamel's scalar subclasses become plain ``int`` / ``float`` / ``str``; keys must be text (or whole
+    numbers, taken as text): a ``null``, ``true`` or list key is an error at its line, as are two keys
+    that are the same text (``1`` and ``"1"``).
+    """
     if isinstance(node, CommentedMap):
-        return {str(k): _substitute(v, (*loc, str(k)), env, lines, display, secrets, strict) for k, v in node.items()}
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if isinstance(key, bool) or not isinstance(key, str | int):
+                shown = "null" if key is None else "true/false" if isinstance(key, bool) else f"a {type(key).__name__}"
+                raise spec_error(display, node.lc.key(key)[0] + 1, _dotted(loc),
+                                 f"a key must be text, not {shown} (quote it)")
+            name = str(key)
+            if name in out:
+                raise spec_error(display, node.lc.key(key)[0] + 1, _dotted((*loc, name)), "duplicate key")
+            out[name] = _plain(value, (*loc, name), env, lines, display, secrets, strict)
+        return out
     if isinstance(node, CommentedSeq):
-        return [_substitute(v, (*loc, i), env, lines, display, secrets, strict) for i, v in enumerate(node)]
-    if not isinstance(node, str) or "$" not in node:
+        return [_plain(v, (*loc, i), env, lines, display, secrets, strict) for i, v in enumerate(node)]
+    if node is None or isinstance(node, bool):
         return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, datetime.date):  # also datetime: YAML timestamps, left for the models to refuse
+        return node
+    if not isinstance(node, str):
+        raise spec_error(display, _line_of(loc, lines), _dotted(loc), f"unsupported value ({type(node).__name__})")
 
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            value = env[name]
-            if _SECRET_NAME.search(name) and len(value) >= 4:
-                secrets.add(value)
-            return value
-        if default is not None:
-            return default
-        if not strict:
-            return match.group(0)
-        raise SpecError(display, _line_of(loc, lines), _dotted(loc),
-                        f"environment variable {name} is not set (set it, or add it to .env beside the spec)")
+    def remember(name: str, value: str) -> None:
+        if _SECRET_NAME.search(name) and len(value) >= 4:
+            secrets.add(value)
 
-    return _VAR.sub(replace, node)
+    try:
+        value = interpolate(str(node), env, strict=strict, on_value=remember)
+    except InterpolationError as exc:
+        raise spec_error(display, _line_of(loc, lines), _dotted(loc), exc.message) from None
+    return value
 
 
 def _check_group_names(data: Any) -> None:
@@ -240,6 +290,17 @@ def _first_error(exc: ValidationError, lines: Mapping[Loc, int], display: str, d
         if isinstance(ctx.get("error"), _LocatedValueError):
             located: _LocatedValueError = ctx["error"]
             loc, message = located.loc, located.message
+        elif isinstance(ctx.get("error"), _SubValueError):
+            sub: _SubValueError = ctx["error"]
+            loc, message = (*loc, *sub.sub), sub.message
+        elif err["type"] in ("int_type", "float_type") and isinstance(err.get("input"), bool):
+            message = "must be a number, not true/false"
+        elif err["type"] == "int_type" and isinstance(err.get("input"), float):
+            message = "must be a whole number"
+        elif err["type"] == "int_type" and isinstance(err.get("input"), EnvText):
+            message = f"must be an integer (the environment gave '{err['input']}')"
+        elif err["type"] == "finite_number":
+            message = "must be a finite number"
         elif err["type"] == "extra_forbidden":
             message = "unknown key" + _did_you_mean(loc, data)
         elif err["type"] == "greater_than_equal":
@@ -255,7 +316,7 @@ def _first_error(exc: ValidationError, lines: Mapping[Loc, int], display: str, d
         else:
             message = _MESSAGES.get(err["type"], err["msg"][:1].lower() + err["msg"][1:])
         line = _line_of(loc, lines) or 1
-        found.append((line, SpecError(display, line, _dotted(loc), message)))
+        found.append((line, spec_error(display, line, _dotted(loc), message)))
     found.sort(key=lambda pair: pair[0])
     return found[0][1]
 
@@ -277,26 +338,101 @@ def _did_you_mean(loc: Loc, data: Any) -> str:
     return f" (did you mean '{close[0]}'?)" if close else f" (expected one of: {', '.join(fields)})"
 
 
-def _read_scripts(base: Path, entry: str, loc: Loc, lines: Mapping[Loc, int], display: str) -> list[Script]:
-    """A file is one script; a folder is its files in name order (hidden files skipped)."""
-    target = (base / os.path.expanduser(entry)).resolve()
-    where = _line_of(loc, lines)
-    if target.is_dir():
-        files = sorted(p for p in target.iterdir() if p.is_file() and not p.name.startswith("."))
-    elif target.is_file():
-        files = [target]
+def _read_scripts(
+    base: Path, entry: str, loc: Loc, lines: Mapping[Loc, int], display: str, budget: Budget, *,
+    one_file: bool = False,
+) -> list[Script]:
+    """A file is one script; a folder is its files in name order (hidden files and subfolders skipped).
+
+    Every problem is located: at the spec line naming the entry (missing, a link loop, a FIFO, a folder
+    without scripts, a folder where one file is wanted…) or at the line inside a script (not UTF-8, a
+    NUL byte, a template syntax error).
+    """
+    where = Where(display, _line_of(loc, lines), _dotted(loc))
+    target = base / os.path.expanduser(entry)
+    info = entry_stat(target, where, entry)
+    if info is None:
+        raise where.error(f"no such file or folder: {entry}")
+    if stat.S_ISDIR(info.st_mode):
+        if one_file:
+            raise where.error(f"{entry} is a folder: name one file")
+        files = _folder_scripts(target, entry, where)
+        if not files:
+            raise where.error(f"{entry}: the folder has no scripts (hidden files and subfolders are skipped)")
     else:
-        raise SpecError(display, where, _dotted(loc), f"no such file or folder: {entry}")
+        files = [target]
+    try:
+        root = base.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise where.error(f"cannot resolve the spec's folder {base}: {exc}") from None
     scripts = []
     for file in files:
         try:
-            content = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(display, where, _dotted(loc), f"cannot read {file}: {exc}") from None
-        source = str(file.relative_to(base.resolve())) if file.is_relative_to(base.resolve()) else str(file)
+            real = file.resolve()
+        except (OSError, RuntimeError):
+            real = Path(os.path.abspath(file))
+        source = str(real.relative_to(root)) if real.is_relative_to(root) else str(real)
+        shown = str(Path(display).parent / source) if not os.path.isabs(source) else source
+        content = read_text(file, where, shown=shown, budget=budget)
         try:
             jinja2.Environment().parse(content)
         except jinja2.TemplateSyntaxError as exc:
-            raise SpecError(source, exc.lineno, "", f"template error: {exc.message}") from None
+            raise spec_error(shown, exc.lineno, "", f"template error: {exc.message}") from None
+        except RecursionError:
+            raise spec_error(shown, None, "", "template error: nested too deeply") from None
         scripts.append(Script(name=file.name, source=source, content=content))
     return scripts
+
+
+def _folder_scripts(folder: Path, entry: str, where: Where) -> list[Path]:
+    """The script files of a scripts folder, in name order; a broken link or an odd file is an error."""
+    try:
+        with os.scandir(folder) as listing:
+            names = []
+            for item in listing:
+                names.append(item.name)
+                if len(names) > MAX_FOLDER_ENTRIES:
+                    raise where.error(f"{entry}: more than {MAX_FOLDER_ENTRIES} entries in one scripts folder")
+    except OSError as exc:
+        raise where.error(f"{entry}: cannot list the folder: {describe_os_error(exc)}") from None
+    files = []
+    for name in sorted(names):
+        if name.startswith("."):
+            continue
+        path = folder / name
+        shown = os.path.join(entry, name)
+        info = entry_stat(path, where, shown)
+        if info is None:  # removed while we looked
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            raise where.error(f"{shown}: is {kind(info.st_mode)}, not a script file")
+        files.append(path)
+    return files
+
+
+_PUBLIC_KEY = re.compile(rb"^\s*(ssh-(rsa|dss|ed25519|ed448)|ecdsa-sha2-\S+|sk-\S+)\s+[A-Za-z0-9+/=]+")
+
+
+def _check_key(base: Path, key: str, where: Where, budget: Budget) -> None:
+    """``ssh.key`` names a private key file, or a place where one can be made on first use."""
+    path = Path(key).expanduser()
+    path = path if path.is_absolute() else base / path
+    info = entry_stat(path, where, key)
+    if info is None:
+        parent = path.parent
+        while True:
+            found = entry_stat(parent, where, str(parent))
+            if found is not None:
+                if not stat.S_ISDIR(found.st_mode):
+                    raise where.error(f"{key} cannot be made: {parent} is a file, not a folder")
+                return
+            if parent == parent.parent:
+                return
+            parent = parent.parent
+    if stat.S_ISDIR(info.st_mode):
+        raise where.error(f"{key} is a folder, not a private key file")
+    content = read_bytes(path, where, shown=key, budget=budget, limit=64 * 1024)
+    if _PUBLIC_KEY.match(content) and b"PRIVATE KEY" not in content:
+        raise where.error(f"{key} is a public key: name the private key (usually the same name without .pub)")

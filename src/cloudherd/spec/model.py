@@ -6,10 +6,23 @@ silently ignored setting.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from cloudherd.spec.interpolate import EnvText
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 BUILTIN_PROVIDER_TYPES = ("local", "aws", "gce")  # usable by type name without a `providers:` entry
@@ -19,12 +32,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_ENV_INT = re.compile(r"^\s*[-+]?[0-9]{1,18}\s*$")
+_ENV_FLOAT = re.compile(r"^\s*[-+]?([0-9]{1,18}(\.[0-9]{0,18})?|\.[0-9]{1,18})([eE][-+]?[0-9]{1,3})?\s*$")
+
+
+def _int_from_env(value: Any) -> Any:
+    """A number from ``${VAR}`` (the environment is text); anything else must already be an integer."""
+    return int(value) if isinstance(value, EnvText) and _ENV_INT.match(value) else value
+
+
+def _float_from_env(value: Any) -> Any:
+    return float(value) if isinstance(value, EnvText) and _ENV_FLOAT.match(value) else value
+
+
+# Strict numbers: YAML's true, "3" and 3.5 are not integers (pydantic's lax mode would take them).
+Int = Annotated[int, Strict(), BeforeValidator(_int_from_env)]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False), BeforeValidator(_float_from_env)]
+
+
 class SSHConfig(_Strict):
     """How cloudherd logs in to nodes; ``key`` is generated on first use when it does not exist."""
 
     user: str | None = None
     key: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: Int | None = Field(default=None, ge=1, le=65535)
 
 
 class ProviderConfig(BaseModel):
@@ -68,19 +99,24 @@ _MEMORY_FACTORS_MIB = {"B": 1 / (1024 * 1024), "K": 1 / 1024, "M": 1, "G": 1024,
 
 def memory_mib(text: str | int | float) -> int:
     """``"8G"`` / ``"512M"`` / ``"1.5GiB"`` as MiB; a bare number is GiB (as in ``memory: 8``)."""
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError("must be an amount of memory like 8G or 512M")
     if isinstance(text, int | float):
-        return int(float(text) * 1024)
-    match = _MEMORY.match(text)
-    if not match:
+        number, unit = float(text), "G"
+    else:
+        match = _MEMORY.match(text)
+        if not match:
+            raise ValueError(f"'{text}' is not an amount of memory (write it like 8G or 512M)")
+        number, unit = float(match.group(1)), (match.group(2) or "G")[0].upper()
+    if not math.isfinite(number) or number <= 0 or number > 1024 ** 3:
         raise ValueError(f"'{text}' is not an amount of memory (write it like 8G or 512M)")
-    number, unit = float(match.group(1)), (match.group(2) or "G")[0].upper()
     return int(number * _MEMORY_FACTORS_MIB[unit])
 
 
 class SizeNeed(_Strict):
     """A size by need: the provider picks its smallest size with at least these cpus and memory."""
 
-    cpus: float | None = Field(default=None, gt=0)
+    cpus: Float | None = Field(default=None, gt=0, le=100_000)
     memory: str | None = None
 
     @field_validator("memory", mode="before")
@@ -103,11 +139,11 @@ class Placement(_Strict):
     """One candidate place for a group's nodes: a provider (a ``providers`` key or type) and an optional cap."""
 
     provider: str
-    max: int | None = Field(default=None, ge=0)
+    max: Int | None = Field(default=None, ge=0)
 
 
 class MinCount(_Strict):
-    min_count: int = Field(ge=0)
+    min_count: Int = Field(ge=0)
 
 
 class Group(_Strict):
@@ -119,12 +155,12 @@ class Group(_Strict):
         Annotated[str, Tag("<name>")] | Annotated[SizeNeed, Tag("<need>")],
         Discriminator(lambda v: "<need>" if isinstance(v, dict | SizeNeed) else "<name>"),
     ] | None = None  # a size name, or {cpus, memory}; the "<...>" tags are dropped from error paths
-    count: int = Field(default=1, ge=0, le=10000)
+    count: Int = Field(default=1, ge=0, le=10000)
     tags: dict[str, str] = Field(default_factory=dict)
     scripts: list[str] = Field(default_factory=list)
     teardown: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    ports: list[int] = Field(default_factory=list)  # opened to the world besides SSH (a security group on AWS)
+    ports: list[Int] = Field(default_factory=list)  # opened to the world besides SSH (a security group on AWS)
     artifacts: list[str] = Field(default_factory=list)  # globs on the node, pulled before teardown
     # several places: filled in order up to each max; capacity / quota errors fail over to the next at once
     placement: list[Placement] = Field(default_factory=list)
@@ -155,8 +191,16 @@ class Group(_Strict):
     @field_validator("tags", "env", mode="before")
     @classmethod
     def _scalars_as_strings(cls, value: Any) -> Any:
+        """Whole numbers and true/false as YAML wrote them; other numbers change in YAML (1.10 is 1.1)."""
         if isinstance(value, dict):
-            return {k: str(v) if isinstance(v, int | float | bool) else v for k, v in value.items()}
+            out = {}
+            for key, item in value.items():
+                if isinstance(item, float):
+                    raise _SubValueError((str(key),), f"{item!r} is a number that YAML may have changed "
+                                         "(1.10 reads as 1.1): quote it, e.g. \"1.10\"")
+                out[key] = ("true" if item else "false") if isinstance(item, bool) else \
+                    str(item) if isinstance(item, int) else item
+            return out
         return value
 
 
@@ -192,6 +236,25 @@ class Spec(_Strict):
                         f"must be ≤ the placement's total max ({room})",
                     )
         return self
+
+    @model_validator(mode="after")
+    def _counts_agree(self) -> Spec:
+        for group_name, group in self.groups.items():
+            if isinstance(group.policy, MinCount) and group.policy.min_count > group.count:
+                raise _LocatedValueError(
+                    ("groups", group_name, "policy", "min_count"),
+                    f"must be ≤ the group's count ({group.count}): {group.policy.min_count} nodes can never exist",
+                )
+        return self
+
+
+class _SubValueError(ValueError):
+    """A field validator's error about a part of its value (``sub``, a key path below the field)."""
+
+    def __init__(self, sub: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.sub = sub
+        self.message = message
 
 
 class _LocatedValueError(ValueError):
