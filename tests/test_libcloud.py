@@ -9,10 +9,12 @@ import json
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from libcloud_wire import BulkDummyDriver, OpenStackWire, fixtures_shipped
 
+from cloudherd.providers import make_provider
 from cloudherd.providers.base import (
     TAG_GROUP,
     TAG_INFRA,
@@ -23,10 +25,10 @@ from cloudherd.providers.base import (
     InvalidRequestError,
     MissingDependencyError,
     NotFoundError,
-    ProviderError,
     QuotaError,
     SizeNeed,
     ThrottledError,
+    TransientError,
     UnknownProviderError,
 )
 from cloudherd.providers.libcloud import LibcloudProvider
@@ -342,7 +344,7 @@ def test_openstack_partial_failure_is_rolled_back(wire: OpenStackWire, openstack
      "HTTP 400: .*Invalid filter"),
     (500, {"computeFault": {"code": 500, "message": "No valid host was found."}}, {}, CapacityError,
      "No valid host"),
-    (500, {"computeFault": {"code": 500, "message": "Unexpected API Error."}}, {}, ProviderError, "HTTP 500"),
+    (500, {"computeFault": {"code": 500, "message": "Unexpected API Error."}}, {}, TransientError, "HTTP 500"),
 ])
 def test_openstack_error_mapping(wire: OpenStackWire, openstack: LibcloudProvider, status: int, body: object,
                                  headers: dict[str, str], error: type[Exception], text: str) -> None:
@@ -352,8 +354,34 @@ def test_openstack_error_mapping(wire: OpenStackWire, openstack: LibcloudProvide
     message = str(caught.value)
     assert message.startswith("libcloud openstack list_nodes: ") and "\n" not in message
     assert "s3cr3t-Pa55word" not in message
-    if error is ProviderError:
-        assert type(caught.value) is ProviderError
+    assert type(caught.value) is error and caught.value.status == status  # type: ignore[attr-defined]
+
+
+def test_openstack_5xx_and_throttling_are_retried_by_the_budget(wire: OpenStackWire, tmp_path: Path) -> None:
+    """Built as users build it (a spec entry → make_provider): the one retry layer sees typed errors."""
+    from cloudherd.spec import load_spec
+
+    entry = {"type": "libcloud", **wire.settings(), "retries": 3, "backoff": 0.001, "backoff_max": 0.01,
+             "budget": {"rate": 100}}
+    path = tmp_path / "cloudherd.yml"
+    path.write_text(f"name: t\nproviders:\n  os: {json.dumps(entry)}\ngroups:\n  web: {{provider: os}}\n")
+    config = load_spec(path).spec.providers["os"]
+    provider = make_provider("os", config.type, config.model_extra or {})
+    driver = provider.inner  # type: ignore[attr-defined]
+    assert isinstance(driver, LibcloudProvider) and "retries" not in driver._kwargs  # not a driver argument
+    servers = "/compute/v2.1/servers/detail"
+    before = len(wire.calls("GET", servers))
+    wire.fail("GET", servers, 503, times=1)
+    wire.fail("GET", servers, 429, {"overLimit": {"code": 429, "message": "Too many requests"}}, times=1)
+    run(provider.list({}))
+    assert len(wire.calls("GET", servers)) - before == 3
+    wire.fail("GET", servers, 500, {"computeFault": {"code": 500, "message": "No valid host was found."}})
+    with pytest.raises(CapacityError):
+        run(provider.list({}))
+    assert len(wire.calls("GET", servers)) - before == 4  # capacity: never retried
+    assert not provider.supports("ports") and provider.supports("stop_start")
+    with pytest.raises(InvalidRequestError, match="cannot open ports"):
+        run(provider.open_ports({"cloudherd:infra": "x"}, [80]))
 
 
 def test_openstack_wrong_password_and_secret_masking(wire: OpenStackWire) -> None:
@@ -379,6 +407,6 @@ def test_openstack_unreachable() -> None:
         "driver": "openstack", "api_version": "2.0", "key": "alice", "secret": "s3cr3t-Pa55word",
         "ex_force_auth_url": url, "ex_force_auth_version": "3.x_password", "ex_tenant_name": "admin",
         "ex_force_base_url": f"{url}/compute/v2.1", "timeout": 5})
-    with pytest.raises(ProviderError, match="could not reach the cloud") as caught:
+    with pytest.raises(TransientError, match="could not reach the cloud") as caught:
         run(provider.list({}))
     assert "s3cr3t-Pa55word" not in str(caught.value)

@@ -54,13 +54,15 @@ Decisions:
   name tagging, a requested name that already exists is not created again.
 * The SSH key: drivers that take ``auth=NodeAuthSSHKey`` get it; else drivers that take user data get a
   cloud-config that makes ``request.ssh_user`` with the key (``cloud_init: false`` turns this off).
-  ``request.ports`` are not opened (security groups are driver specific: use ``create_options``).
+* Ports: ``supports("ports")`` is False — security groups are driver specific (use ``create_options``);
+  ``request.ports`` are not opened (a warning says so) and ``open_ports`` is an InvalidRequestError.
 * States: running/rebooting/… → running, pending/starting → pending, stopping/stopped/suspended/paused →
   stopped, error → dead, terminated → terminated (left out of ``list``), unknown → pending.
 * Errors: ``InvalidCredsError``/401/403 → AuthError, ``RateLimitReachedError``/429/413 → ThrottledError,
   404 → NotFoundError, quota texts → QuotaError, "no valid host"/capacity texts → CapacityError, other 4xx →
-  InvalidRequestError, the rest → ProviderError.  Messages are one line and never contain a credential: every
-  secret-looking setting value is masked.
+  InvalidRequestError, 5xx and dropped connections → TransientError (throttling and transient errors are
+  retried by the rate budget; this driver makes one attempt per call).  Messages are one line and never
+  contain a credential: every secret-looking setting value is masked.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ import asyncio
 import builtins
 import contextlib
 import difflib
+import functools
 import importlib
 import inspect
 import json
@@ -100,10 +103,19 @@ from cloudherd.providers.base import (
     Size,
     SizeNeed,
     ThrottledError,
+    TransientError,
     UnknownProviderError,
     has_tags,
     matches,
     smallest_fitting,
+)
+from cloudherd.providers.toolkit import (
+    check_login_name,
+    check_request,
+    cloud_config,
+    error_from_status,
+    first_line,
+    gather_all,
 )
 
 log = logging.getLogger(__name__)
@@ -125,7 +137,6 @@ STATES = {name: InstanceState(state) for state, names in {
     "stopped": ("stopping", "stopped", "suspended", "paused"),
     "dead": ("error",), "terminated": ("terminated",),
 }.items() for name in names}
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _QUOTA_RE = re.compile(r"quota|limit exceeded|exceeds? (?:the )?(?:allowed|maximum)", re.IGNORECASE)
 _CAPACITY_RE = re.compile(r"no valid host|insufficient (?:\w+ )?capacity|out of capacity|not enough capacity",
                           re.IGNORECASE)
@@ -193,12 +204,13 @@ class LibcloudProvider(Provider):
     # -- interface -----------------------------------------------------------------------------------
 
     async def create(self, request: CreateRequest) -> list[Instance]:
-        if request.count < 0:
-            raise InvalidRequestError("count must be ≥ 0")
-        if request.count == 0:
+        if not check_request(request, f"libcloud {self.driver_name}"):
             return []
-        if request.names and len(request.names) != request.count:
-            raise InvalidRequestError(f"{len(request.names)} names given for {request.count} instances")
+        if request.ssh_public_key.strip() and self.cloud_init:
+            check_login_name(request.ssh_user, f"libcloud {self.driver_name}")
+        if request.ports:
+            log.warning("libcloud %s: ports %s not opened: this provider cannot open ports (use create_options "
+                        "for the driver's security groups)", self.driver_name, ", ".join(map(str, request.ports)))
         tagging = self._tagging()
         tags = dict(request.tags)
         if request.token and tagging != "name":
@@ -276,6 +288,13 @@ class LibcloudProvider(Provider):
             return
         nodes = await self._call("list_nodes", lambda d: d.list_nodes())
         await self._destroy_nodes([n for n in nodes if str(n.id) in wanted])
+
+    def supports(self, capability: str) -> bool:
+        if capability == "stop_start":
+            from libcloud.compute.base import NodeDriver
+
+            return all(getattr(self._kind, m) is not getattr(NodeDriver, m) for m in ("stop_node", "start_node"))
+        return super().supports(capability)
 
     async def stop(self, ids: Sequence[str]) -> None:
         await self._power("stop_node", ids)
@@ -358,18 +377,12 @@ class LibcloudProvider(Provider):
             raise self._error(operation, exc) from exc
 
     async def _destroy_nodes(self, nodes: Sequence[Any]) -> None:
-        limit = asyncio.Semaphore(self.concurrency)
-
         async def one(node: Any) -> None:
-            async with limit:
-                with contextlib.suppress(NotFoundError):  # gone already
-                    await self._call("destroy_node", lambda d: d.destroy_node(node))
+            with contextlib.suppress(NotFoundError):  # gone already
+                await self._call("destroy_node", lambda d: d.destroy_node(node))
             self._remembered.pop(str(node.id), None)
 
-        results = await asyncio.gather(*(one(n) for n in nodes), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await gather_all([functools.partial(one, n) for n in nodes], self.concurrency)
 
     async def _power(self, method: str, ids: Sequence[str]) -> None:
         from libcloud.compute.base import NodeDriver
@@ -384,18 +397,12 @@ class LibcloudProvider(Provider):
         missing = [i for i in wanted if i not in nodes]
         if missing:
             raise NotFoundError(f"libcloud {self.driver_name}: no instance {', '.join(missing)}")
-        limit = asyncio.Semaphore(self.concurrency)
-
         async def one(node: Any) -> None:
-            async with limit:
-                done = await self._call(method, lambda d: getattr(d, method)(node))
+            done = await self._call(method, lambda d: getattr(d, method)(node))
             if done is False:
                 raise ProviderError(f"libcloud {self.driver_name} {method}: the cloud refused to {verb} {node.id}")
 
-        results = await asyncio.gather(*(one(nodes[i]) for i in wanted), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await gather_all([functools.partial(one, nodes[i]) for i in wanted], self.concurrency)
 
     async def _catalog_of(self, method: str, *, fresh: bool = False) -> builtins.list[Any]:
         cached = self._catalog.get(method)
@@ -443,7 +450,7 @@ class LibcloudProvider(Provider):
 
                 options["auth"] = NodeAuthSSHKey(key)
             elif self.cloud_init and userdata:
-                options[userdata] = _cloud_config(request.ssh_user, key)
+                options[userdata] = cloud_config(request.ssh_user, key, f"libcloud {self.driver_name}")
                 ssh_user = request.ssh_user
         options.update(self.create_options)
         return options, ssh_user
@@ -537,14 +544,16 @@ class LibcloudProvider(Provider):
 
         where = f"libcloud {self.driver_name} {operation}"
         if isinstance(exc, InvalidCredsError):
-            return AuthError(f"{where}: credentials were refused (check key/secret and the auth settings)")
+            return AuthError(f"{where}: credentials were refused (check key/secret and the auth settings)",
+                             code="401", status=401)
         if isinstance(exc, RateLimitReachedError):
             after = getattr(exc, "retry_after", 0)
-            return ThrottledError(f"{where}: rate limited" + (f", retry after {after:g}s" if after else ""))
+            return ThrottledError(f"{where}: rate limited" + (f", retry after {after:g}s" if after else ""),
+                                  code="429", status=429)
         if isinstance(exc, KeyPairDoesNotExistError):
             return NotFoundError(f"{where}: key pair {self._clean(str(getattr(exc, 'name', '')))} does not exist")
-        if isinstance(exc, MalformedResponseError):
-            return ProviderError(f"{where}: the cloud sent a malformed response ({self._clean(str(exc.value))})")
+        if isinstance(exc, MalformedResponseError):  # a proxy's error page, a truncated answer: try again
+            return TransientError(f"{where}: the cloud sent a malformed response ({self._clean(str(exc.value))})")
         if isinstance(exc, BaseHTTPError | LibcloudProviderError):
             if isinstance(exc, BaseHTTPError):
                 code, detail = int(exc.code or 0), str(exc.message)
@@ -556,11 +565,11 @@ class LibcloudProvider(Provider):
         if isinstance(exc, LibcloudError):
             return ProviderError(f"{where}: {self._clean(str(exc.value))}")
         if _is_connection_error(exc):
-            return ProviderError(f"{where}: could not reach the cloud: {exc.__class__.__name__}: "
-                                 f"{self._clean(_first_line(exc))}")
+            return TransientError(f"{where}: could not reach the cloud: {exc.__class__.__name__}: "
+                                  f"{self._clean(first_line(exc))}")
         if isinstance(exc, TypeError | ValueError | KeyError):
-            return InvalidRequestError(f"{where}: {exc.__class__.__name__}: {self._clean(_first_line(exc))}")
-        return ProviderError(f"{where}: {exc.__class__.__name__}: {self._clean(_first_line(exc))}")
+            return InvalidRequestError(f"{where}: {exc.__class__.__name__}: {self._clean(first_line(exc))}")
+        return ProviderError(f"{where}: {exc.__class__.__name__}: {self._clean(first_line(exc))}")
 
 
 # -- helpers (module level: no provider state) ------------------------------------------------------
@@ -594,7 +603,7 @@ def _driver_class(providers: Any, name: str) -> Any:
     except ImportError as exc:
         raise MissingDependencyError(f"libcloud driver {name!r} needs a package that is not installed: {exc}") from exc
     except Exception as exc:  # libcloud raises a bare Exception for retired providers
-        raise UnknownProviderError(f"libcloud driver {name!r} cannot be used: {_first_line(exc)}") from exc
+        raise UnknownProviderError(f"libcloud driver {name!r} cannot be used: {first_line(exc)}") from exc
 
 
 def _resolve_env(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -767,25 +776,24 @@ def _looks_like_id(text: str) -> bool:
                 or re.fullmatch(r"[a-z]+-[0-9a-f]{8,17}", text))  # uuid, or ami-0abc… style ids
 
 
-def _http_error(where: str, code: int, detail: str) -> ProviderError:
-    text = f"{where}: HTTP {code}: {detail}" if code else f"{where}: {detail}"
-    if code in (401, 407):
-        return AuthError(f"{where}: HTTP {code}: credentials were refused")
+def _http_error(where: str, status: int, detail: str) -> ProviderError:
+    text = f"{where}: HTTP {status}: {detail}" if status else f"{where}: {detail}"
+    code = str(status) if status else None  # libcloud keeps no cloud error code; the status is the code
+    if status in (401, 407):
+        return AuthError(f"{where}: HTTP {status}: credentials were refused", code=code, status=status)
     if _QUOTA_RE.search(detail):
-        return QuotaError(text)
-    if code in (413, 429):
-        return ThrottledError(text)
+        return QuotaError(text, code=code, status=status)
+    if status in (413, 429):
+        return ThrottledError(text, code=code, status=status)
     if _CAPACITY_RE.search(detail):
-        return CapacityError(text)
-    if code == 403:
-        return AuthError(f"{where}: HTTP 403: the credentials lack permission ({detail})")
-    if code == 404:
-        return NotFoundError(text)
-    if 400 <= code < 500:
-        return InvalidRequestError(text)
-    if code == 503:
-        return ThrottledError(text) if "retry" in detail.lower() else ProviderError(text)
-    return ProviderError(text)
+        return CapacityError(text, code=code, status=status)
+    if status == 403:
+        return AuthError(f"{where}: HTTP 403: the credentials lack permission ({detail})", code=code, status=status)
+    if status == 503 and "retry" in detail.lower():
+        return ThrottledError(text, code=code, status=status)
+    if status == 0:  # an error without a status is not known to be worth another try
+        return ProviderError(text)
+    return error_from_status(text, status, code)
 
 
 _prices_checked: set[str] = set()
@@ -821,21 +829,3 @@ def _is_connection_error(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - libcloud depends on requests
         return False
     return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
-def _cloud_config(user: str, public_key: str) -> str:
-    """cloud-init user data that makes ``user`` with the key and password-less sudo (JSON is valid YAML)."""
-    if user == "root":
-        config: dict[str, Any] = {"disable_root": False,
-                                  "users": [{"name": "root", "ssh_authorized_keys": [public_key]}]}
-    elif _USER_RE.match(user):
-        config = {"users": ["default", {"name": user, "sudo": "ALL=(ALL) NOPASSWD:ALL", "shell": "/bin/bash",
-                                        "ssh_authorized_keys": [public_key]}]}
-    else:
-        raise InvalidRequestError(f"libcloud: '{user}' is not a valid login user name")
-    return "#cloud-config\n" + json.dumps(config, indent=1) + "\n"
