@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from cloudherd.api import SyncClient
+from cloudherd.providers import make_provider
 from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, CreateRequest
 from cloudherd.providers.local import LocalProvider
 from tests.conftest import cli
@@ -37,7 +41,7 @@ def test_gc_finds_and_deletes_orphans_but_not_tracked_nodes(home: Path, tmp_path
     listed = cli("gc")
     assert "2 orphan(s)" in listed.stderr
     deleted = cli("gc", "--delete")
-    assert deleted.returncode == 0 and "terminated 2 orphan(s)" in deleted.stderr
+    assert deleted.returncode == 0 and "2 orphan(s)" in deleted.stderr
     assert json.loads(cli("gc", "--json").stdout) == []
     remaining = asyncio.run(LocalProvider("local", {"root": str(home / "local")}).list({}))
     assert sorted(i.id for i in remaining) == sorted(n.provider_id or "" for n in herd.infrastructure(infra_id).nodes)
@@ -67,3 +71,48 @@ def test_adopt_brings_orphans_under_an_infrastructure(home: Path, tmp_path: Path
     assert bad.returncode == 2 and "not orphans" in bad.stderr
     herd.down(infra_id)
     assert not list((home / "local").glob("*/node.json"))
+
+
+@pytest.fixture
+def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    pytest.importorskip("moto.server")
+    from moto_faults import FaultyMotoServer
+
+    server = FaultyMotoServer().start()
+    for name, value in {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_gc_finds_and_closes_network_rules_a_crash_left(home: Path, moto: str) -> None:
+    """A security group opened for a group whose machines never came (a crash between open_ports and the
+    launch) is an orphan; one a live machine uses is not; --delete closes the leftover."""
+    import boto3
+
+    ec2 = boto3.client("ec2", endpoint_url=moto, region_name="us-east-1")
+    left = {TAG_INFRA: "feedfacecafe", TAG_GROUP: "web"}
+    used = {TAG_INFRA: "0123456789ab", TAG_GROUP: "db"}
+
+    async def crash_leftovers() -> str:
+        async with make_provider("aws", "aws", {}) as aws:
+            await aws.open_ports(left, [80])  # ...and cloudherd died before RunInstances
+            made = await aws.create(CreateRequest(count=1, image="ami-03c3da4cfa8e8943a", size="t3.micro",
+                                                  tags=used, ssh_user="deploy", ssh_public_key="", ports=[5432]))
+            return made[0].id
+
+    machine = asyncio.run(crash_leftovers())
+    herd = SyncClient()
+    found = {(o.kind, o.infra, o.group): o for o in herd.gc(provider="aws")}
+    assert set(found) == {("security-group", "feedfacecafe", "web"), ("machine", "0123456789ab", "db")}
+    rule = found[("security-group", "feedfacecafe", "web")]
+    assert rule.name == "cloudherd-feedfacecafe-web" and "not in this database" in rule.why
+    assert found[("machine", "0123456789ab", "db")].id == machine
+    herd.gc(provider="aws", delete=True)
+    groups = {g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]}
+    assert not {"cloudherd-feedfacecafe-web", "cloudherd-0123456789ab-db"} & groups  # both closed
+    assert herd.gc(provider="aws") == []

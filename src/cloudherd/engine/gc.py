@@ -3,6 +3,10 @@
 They appear when state is lost (a deleted database, a different ``CLOUDHERD_DB``) or when someone
 else's cloudherd made them.  ``gc`` finds them (``--delete`` removes them); ``adopt`` brings them under
 an infrastructure.  Machines of an open intent are in flight, not orphans: the journal settles them.
+
+Network rules are found too: a security group or firewall rule that ``open_ports`` made for a group
+(``Provider.list_ports``) and that no live machine of that group uses any more — a crash between opening
+the ports and launching, or between terminating and closing, leaves one.  ``--delete`` closes them.
 """
 
 from __future__ import annotations
@@ -15,22 +19,41 @@ from typing import Any
 from cloudherd.engine.context import snapshot
 from cloudherd.errors import UsageError
 from cloudherd.providers import Provider, make_provider
-from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, TAG_INTENT, Instance
+from cloudherd.providers.base import (
+    TAG_GROUP,
+    TAG_INFRA,
+    TAG_INTENT,
+    Capability,
+    Instance,
+    InstanceState,
+    PortsHandle,
+)
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
 
 
 @dataclass
 class Orphan:
+    """A machine (``kind`` "machine") or a network rule ``open_ports`` made (``ports`` set; ``kind`` its kind:
+    "security-group", "firewall"), seen as an :class:`Instance` so that every orphan has one shape."""
+
     provider: str
     instance: Instance
     why: str
+    kind: str = "machine"
+    ports: PortsHandle | None = None
+
+    @classmethod
+    def of_ports(cls, provider: str, handle: PortsHandle, why: str) -> Orphan:
+        instance = Instance(id=handle.id, name=handle.name, state=InstanceState.DEAD, address=None,
+                            tags=dict(handle.tags), extra={"ports": list(handle.ports)})
+        return cls(provider, instance, why, handle.kind, handle)
 
     def as_dict(self) -> dict[str, Any]:
         return {"provider": self.provider, "id": self.instance.id, "name": self.instance.name,
                 "state": self.instance.state, "address": self.instance.address,
                 "infra": self.instance.tags.get(TAG_INFRA), "group": self.instance.tags.get(TAG_GROUP),
-                "why": self.why}
+                "why": self.why, "kind": self.kind}
 
 
 def known_providers(store: Store, only: str | None = None) -> dict[str, Provider]:
@@ -45,7 +68,7 @@ def known_providers(store: Store, only: str | None = None) -> dict[str, Provider
             continue
         for group in spec.groups.values():
             config = spec.providers.get(group.provider)
-            kind, settings = (config.type, dict(config.model_extra or {})) if config else (group.provider, {})
+            kind, settings = (config.type, config.settings) if config else (group.provider, {})
             signature = (kind, json.dumps(settings, sort_keys=True, default=str))
             if signature in signatures:
                 continue
@@ -60,7 +83,9 @@ def known_providers(store: Store, only: str | None = None) -> dict[str, Provider
 async def find_orphans(store: Store, provider: str | None = None) -> list[Orphan]:
     infras = {i.id: i for i in store.infrastructures(include_destroyed=True)}
     tracked: set[str] = set()  # provider ids of live nodes, whatever infrastructure tag the machine carries
-    in_flight = {intent.id for intent in store.open_intents()}
+    open_intents = store.open_intents()
+    in_flight = {intent.id for intent in open_intents}
+    busy = {intent.infrastructure_id for intent in open_intents}  # their network rules may be brand new
     for infra in infras.values():
         for node in store.nodes(infra.id):
             if node.provider_id and node.state != "terminated":
@@ -70,7 +95,8 @@ async def find_orphans(store: Store, provider: str | None = None) -> list[Orphan
     seen: set[str] = set()
     try:
         for name, driver in providers.items():
-            for instance in await driver.list({}):
+            listed = await driver.list({})
+            for instance in listed:
                 infra_id = instance.tags.get(TAG_INFRA)
                 if not infra_id or instance.id in seen or instance.state == "terminated":
                     continue
@@ -85,26 +111,58 @@ async def find_orphans(store: Store, provider: str | None = None) -> list[Orphan
                 else:
                     why = f"no node of {infra_id} ({owner.name}) is this machine"
                 orphans.append(Orphan(name, instance, why))
+            if driver.supports(Capability.PORTS):
+                orphans += await _ports_orphans(name, driver, listed, infras, busy)
     finally:
         for driver in providers.values():
             await driver.close()
     return orphans
 
 
+async def _ports_orphans(name: str, driver: Provider, listed: Sequence[Instance], infras: dict[str, Infrastructure],
+                         busy: set[str]) -> list[Orphan]:
+    """The network rules of ``driver`` whose group has no live machine (and no create in flight)."""
+    live = {(i.tags.get(TAG_INFRA), i.tags.get(TAG_GROUP)) for i in listed if i.alive or i.state == "stopped"}
+    found = []
+    for handle in await driver.list_ports({}):
+        infra_id, group = handle.tags.get(TAG_INFRA), handle.tags.get(TAG_GROUP)
+        if not infra_id or (infra_id, group) in live or infra_id in busy:
+            continue
+        owner = infras.get(infra_id)
+        if owner is None:
+            why = f"its infrastructure {infra_id} is not in this database"
+        elif owner.state == "destroyed":
+            why = f"its infrastructure {infra_id} ({owner.name}) is destroyed"
+        else:
+            why = f"no machine of {infra_id} ({owner.name}) group {group} uses it"
+        found.append(Orphan.of_ports(name, handle, why))
+    return found
+
+
 async def delete_orphans(store: Store, orphans: Sequence[Orphan]) -> int:
     by_provider: dict[str, list[str]] = {}
+    rules: dict[str, list[PortsHandle]] = {}
     for orphan in orphans:
-        by_provider.setdefault(orphan.provider, []).append(orphan.instance.id)
+        if orphan.ports is not None:
+            rules.setdefault(orphan.provider, []).append(orphan.ports)
+        else:
+            by_provider.setdefault(orphan.provider, []).append(orphan.instance.id)
     providers = known_providers(store)
     try:
         for name, ids in by_provider.items():
             driver = providers.get(name) or make_provider(name, name, {})
             await driver.terminate(ids)
             store.add_event(None, "gc", f"terminated {len(ids)} orphan(s) on {name}: {', '.join(ids)}")
+        for name, handles in rules.items():  # after the machines: a rule goes once nothing uses it
+            driver = providers.get(name) or make_provider(name, name, {})
+            for handle in handles:
+                await driver.close_ports(handle.tags)
+            store.add_event(None, "gc", f"closed {len(handles)} orphan network rule(s) on {name}: "
+                            f"{', '.join(h.name for h in handles)}")
     finally:
         for driver in providers.values():
             await driver.close()
-    return sum(len(ids) for ids in by_provider.values())
+    return sum(len(ids) for ids in by_provider.values()) + sum(len(h) for h in rules.values())
 
 
 async def adopt(store: Store, infra: Infrastructure, group: str, ids: Sequence[str]) -> list[str]:
@@ -112,7 +170,7 @@ async def adopt(store: Store, infra: Infrastructure, group: str, ids: Sequence[s
     row = next((g for g in infra.groups if g.name == group), None)
     if row is None:
         raise UsageError(f"no group '{group}' in {infra.name} (groups: {', '.join(g.name for g in infra.groups)})")
-    orphans = {o.instance.id: o for o in await find_orphans(store)}
+    orphans = {o.instance.id: o for o in await find_orphans(store) if o.ports is None}  # machines only
     missing = [i for i in ids if i not in orphans]
     if missing:
         raise UsageError(f"not orphans (see `cloudherd gc`): {', '.join(missing)}")
