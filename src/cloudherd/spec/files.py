@@ -205,15 +205,16 @@ def entry_stat(path: Path, where: Where, shown: str) -> os.stat_result | None:
     A broken link or a link loop is an error at ``where`` (the user named something that is there but
     cannot be followed), as is a path through a file.
     """
+    prefix = prefix_of(where, shown)
     try:
         return path.stat()
     except ValueError:
-        raise where.error(f"{shown}: the file name has a NUL byte") from None
+        raise where.error(f"{prefix}the file name has a NUL byte") from None
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             try:
                 path.lstat()
             except OSError:
                 return None
-            raise where.error(f"{shown}: a broken symbolic link") from None
-        raise where.error(f"{shown}: {_describe(exc)}") from None
+            raise where.error(f"{prefix}a broken symbolic link") from None
+        raise where.error(f"{prefix}{_describe(exc)}") from None
