@@ -96,12 +96,13 @@ class Client:
 
     async def up(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
                  connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
-                 accept_new_host_key: Sequence[str] = ()) -> str:
+                 accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id.
 
         Unchanged scripts are skipped on nodes where they already succeeded (``force`` re-runs them);
         ``concurrency`` bounds SSH handshakes in flight; ``accept_new_host_key`` names nodes whose new
-        host key is taken as their pin.
+        host key is taken as their pin.  While another operation changes the same infrastructure,
+        this waits up to ``wait`` seconds for it (0: give up at once), then raises BusyError.
         """
         from cloudherd.engine.apply import up
         from cloudherd.spec import load_spec
@@ -109,7 +110,7 @@ class Client:
         loaded = load_spec(spec)
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
                         connect_timeout=connect_timeout, force=force, handshakes=concurrency,
-                        accept_new_host_key=accept_new_host_key)
+                        accept_new_host_key=accept_new_host_key, wait=wait)
 
     async def plan(self, spec: PathLike) -> Plan:
         """What ``up`` of ``spec`` would change (create / destroy / replace / scripts to re-run); changes nothing."""
@@ -119,12 +120,15 @@ class Client:
         return views.plan(await make_plan(load_spec(spec), self.store))
 
     async def down(self, ref: str, *, on_event: EventSink | None = None,
-                   artifacts_dir: PathLike | None = None) -> str:
-        """Pull artifacts, run teardowns, terminate every node; artifacts land in ``artifacts_dir/<node>/``."""
+                   artifacts_dir: PathLike | None = None, wait: float = 600.0) -> str:
+        """Pull artifacts, run teardowns, terminate every node; artifacts land in ``artifacts_dir/<node>/``.
+
+        Waits up to ``wait`` seconds for another operation on the infrastructure to end first.
+        """
         from cloudherd.engine.destroy import down
 
         infra = self.store.resolve(ref)
-        await down(self.store, infra, on_event=on_event, artifacts_dir=artifacts_dir)
+        await down(self.store, infra, on_event=on_event, artifacts_dir=artifacts_dir, wait=wait)
         return infra.id
 
     async def ls(self, *, include_destroyed: bool = False) -> list[InfrastructureSummary]:
@@ -324,19 +328,20 @@ class SyncClient:
 
     def up(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
            connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
-           accept_new_host_key: Sequence[str] = ()) -> str:
+           accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id."""
         return run_blocking(self.aio.up(spec, keep_on_failure=keep_on_failure, on_event=on_event,
                                         connect_timeout=connect_timeout, force=force, concurrency=concurrency,
-                                        accept_new_host_key=accept_new_host_key))
+                                        accept_new_host_key=accept_new_host_key, wait=wait))
 
     def plan(self, spec: PathLike) -> Plan:
         """What ``up`` of ``spec`` would change; changes nothing."""
         return run_blocking(self.aio.plan(spec))
 
-    def down(self, ref: str, *, on_event: EventSink | None = None, artifacts_dir: PathLike | None = None) -> str:
+    def down(self, ref: str, *, on_event: EventSink | None = None, artifacts_dir: PathLike | None = None,
+             wait: float = 600.0) -> str:
         """Pull artifacts, run teardowns, terminate every node."""
-        return run_blocking(self.aio.down(ref, on_event=on_event, artifacts_dir=artifacts_dir))
+        return run_blocking(self.aio.down(ref, on_event=on_event, artifacts_dir=artifacts_dir, wait=wait))
 
     def ls(self, *, include_destroyed: bool = False) -> list[InfrastructureSummary]:
         """Infrastructures, oldest first (destroyed ones only when asked)."""

@@ -109,6 +109,10 @@ ACCEPT_NEW = typer.Option(
 )
 
 
+WAIT = typer.Option(600.0, "--wait", min=0, help="Seconds to wait for another command already changing this "
+                                                "infrastructure (0: give up at once).")
+
+
 def _print_json(data: BaseModel | Sequence[BaseModel] | Sequence[str]) -> None:
     """API values as JSON: the same shape the REST service answers with."""
     if isinstance(data, Sequence) and not isinstance(data, str):
@@ -147,6 +151,7 @@ def up(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (as `cloudherd plan`) and change nothing."),
     concurrency: int | None = CONCURRENCY,
     accept_new_host_key: list[str] = ACCEPT_NEW,
+    wait: float = WAIT,
 ) -> None:
     """Create the spec's nodes (or converge the running ones of the same name) and deploy their scripts.
 
@@ -164,7 +169,7 @@ def up(
         with Progress(err) as progress:
             return herd.up(spec, keep_on_failure=keep_on_failure, on_event=progress,
                            connect_timeout=connect_timeout, force=force, concurrency=concurrency,
-                           accept_new_host_key=accept_new_host_key or ())
+                           accept_new_host_key=accept_new_host_key or (), wait=wait)
 
     infra_id = _guard(work)
     infra = _guard(lambda: herd.infrastructure(infra_id))
@@ -214,6 +219,7 @@ def down(
     artifacts: Path | None = typer.Option(
         None, "--artifacts", help="Where groups' artifacts land (DIR/<node>/); default: the data folder."
     ),
+    wait: float = WAIT,
 ) -> None:
     """Pull artifacts, run teardown scripts, terminate every node, mark the infrastructure destroyed."""
     from cloudherd.cli.progress import Progress
@@ -222,7 +228,7 @@ def down(
 
     def work() -> str:
         with Progress(err) as progress:
-            return herd.down(ref, on_event=progress, artifacts_dir=artifacts)
+            return herd.down(ref, on_event=progress, artifacts_dir=artifacts, wait=wait)
 
     infra_id = _guard(work)
     out.print(f"destroyed {infra_id}")

@@ -21,6 +21,7 @@ from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.destroy import retire
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
+from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.engine.plan import diff_groups, fresh_nodes
 from cloudherd.errors import ApplyFailed, CloudherdError
 from cloudherd.lifecycle import COUNTED_NODE_STATES, LIVE_NODE_STATES, InfraState, NodeState
@@ -54,22 +55,38 @@ async def up(
     handshakes: int | None = None,
     force: bool = False,
     accept_new_host_key: Collection[str] = (),
+    wait: float = DEFAULT_WAIT,
 ) -> str:
-    """Create or converge the infrastructure of ``loaded``; return its id, or raise ApplyFailed."""
+    """Create or converge the infrastructure of ``loaded``; return its id, or raise ApplyFailed.
+
+    One operation changes an infrastructure at a time: while another holds its name's lease, this
+    waits up to ``wait`` seconds (saying for whom), then gives up with BusyError.
+    """
+    def waiting(message: str) -> None:
+        emit(on_event, ProgressEvent("info", message))
+
+    async with exclusive(store, infra_scope(loaded.spec.name), "up", wait=wait, on_wait=waiting):
+        return await _up(loaded, store, keep_on_failure=keep_on_failure, on_event=on_event,
+                         connect_timeout=connect_timeout, handshakes=handshakes, force=force,
+                         accept_new_host_key=accept_new_host_key)
+
+
+async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_event: EventSink | None,
+              connect_timeout: float, handshakes: int | None, force: bool, accept_new_host_key: Collection[str]) -> str:
     spec = loaded.spec
     identity = ensure_identity(store, _key_path(loaded))
     existing = store.active_named(spec.name)
     redact = Redactor(set(loaded.secrets))
     if existing is None:
         infra = store.create_infrastructure(
-            name=spec.name, owner_id=identity.user_id, state=NodeState.CREATING, spec_path=str(loaded.path.resolve()),
+            name=spec.name, owner_id=identity.user_id, state=InfraState.CREATING, spec_path=str(loaded.path.resolve()),
             spec_text=loaded.raw_text, ssh_user=spec.ssh.user, ssh_key_path=str(identity.key_path),
         )
         store.add_event(infra.id, "up", f"up of {spec.name} started")
         emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name})"))
     else:
         infra = existing
-        store.update_infrastructure(infra.id, state="updating", reason=None, spec_text=loaded.raw_text,
+        store.update_infrastructure(infra.id, state=InfraState.UPDATING, reason=None, spec_text=loaded.raw_text,
                                     spec_path=str(loaded.path.resolve()))
         store.add_event(infra.id, "up", f"converging {spec.name}")
         emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name}): converging"))

@@ -16,6 +16,7 @@ from cloudherd.engine.context import Providers, Redactor, ensure_identity, snaps
 from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
+from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import REACHABLE_NODE_STATES, InfraState, NodeState
 from cloudherd.paths import data_dir
@@ -34,11 +35,26 @@ def default_artifacts_dir(infra: Infrastructure) -> Path:
 
 
 async def down(store: Store, infra: Infrastructure, *, on_event: EventSink | None = None,
-               teardown_timeout: float = TEARDOWN_TIMEOUT, artifacts_dir: str | os.PathLike[str] | None = None) -> None:
-    """Destroy ``infra``: every node retired, then the infrastructure marked destroyed."""
-    if infra.state == InfraState.DESTROYED:
-        emit(on_event, ProgressEvent("info", f"{infra.id} ({infra.name}) is already destroyed"))
-        return
+               teardown_timeout: float = TEARDOWN_TIMEOUT, artifacts_dir: str | os.PathLike[str] | None = None,
+               wait: float = DEFAULT_WAIT) -> None:
+    """Destroy ``infra``: every node retired, then the infrastructure marked destroyed.
+
+    Waits (up to ``wait`` seconds) for an operation already changing it, then reads it again: a
+    second ``down`` reports the first one's outcome, not a guess made while it was still running.
+    """
+    def waiting(message: str) -> None:
+        emit(on_event, ProgressEvent("info", message))
+
+    async with exclusive(store, infra_scope(infra.name), "down", wait=wait, on_wait=waiting):
+        infra = store.infrastructure(infra.id)
+        if infra.state == InfraState.DESTROYED:
+            emit(on_event, ProgressEvent("info", f"{infra.id} ({infra.name}) is already destroyed"))
+            return
+        await _down(store, infra, on_event=on_event, teardown_timeout=teardown_timeout, artifacts_dir=artifacts_dir)
+
+
+async def _down(store: Store, infra: Infrastructure, *, on_event: EventSink | None, teardown_timeout: float,
+                artifacts_dir: str | os.PathLike[str] | None) -> None:
     store.set_infrastructure_state(infra.id, InfraState.DESTROYING)
     store.add_event(infra.id, "down", "down started")
     loaded = snapshot(infra)

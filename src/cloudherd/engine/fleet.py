@@ -17,6 +17,7 @@ from typing import Any
 from cloudherd.engine import journal
 from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity, node_env, snapshot
 from cloudherd.engine.liveness import observe
+from cloudherd.engine.locks import infra_scope, try_hold
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.lifecycle import LIVE_NODE_STATES
 from cloudherd.remote.pool import ConnectionPool
@@ -30,8 +31,7 @@ async def refresh(store: Store, infra: Infrastructure) -> list[Node]:
     """Nodes with states checked against the providers (one list call per provider), changes recorded."""
     providers = Providers(snapshot(infra))
     try:
-        if store.open_intents(infra.id):
-            await journal.resolve(store, infra, providers)
+        await _settle_if_free(store, infra, providers)
         nodes = store.nodes(infra.id)
         changes = await observe(providers, infra.id, nodes)
     finally:
@@ -47,9 +47,23 @@ async def settle(store: Store, infra: Infrastructure) -> None:
         return
     providers = Providers(snapshot(infra))
     try:
-        await journal.resolve(store, infra, providers)
+        await _settle_if_free(store, infra, providers)
     finally:
         await providers.close()
+
+
+async def _settle_if_free(store: Store, infra: Infrastructure, providers: Providers) -> None:
+    """Resolve open intents unless a live operation holds the infrastructure: then they are its own
+    calls in flight, not a crash's leftovers, and resolving them would undo its work."""
+    if not store.open_intents(infra.id):
+        return
+    held = try_hold(store, infra_scope(infra.name), "settle")
+    if held is None:
+        return
+    try:
+        await journal.resolve(store, infra, providers)
+    finally:
+        store.release_lease(held.scope, held.owner)
 
 
 # -- choosing nodes ---------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from cloudherd.paths import data_dir
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest migration; checked against Alembic's own head by the tests.  Knowing it lets an
 # up-to-date database skip importing Alembic (a third of the CLI's start-up time).
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def database_url() -> str:
@@ -62,15 +64,40 @@ def _current_revision(engine: Engine) -> str | None:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (a no-op, without importing Alembic, when it is)."""
+    """Bring the schema to the newest migration (a no-op, without importing Alembic, when it is).
+
+    Two commands started together on a new database would both migrate it; one waits for the other
+    (a file lock beside a SQLite file, an advisory lock on PostgreSQL) and then finds nothing to do.
+    """
     if _current_revision(engine) == HEAD_REVISION:
         return
     from alembic import command
 
     cfg = _alembic_config()
-    with engine.begin() as conn:
+    with _migration_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(7366027416)"))  # 'cloudherd' migrations
+        if _current_revision(engine) == HEAD_REVISION:
+            return
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.migrate-lock", "a") as handle:
+        os.chmod(handle.name, 0o600)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -171,3 +171,28 @@ class Intent(Base):
     outcome: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column()
+
+
+# One live infrastructure per name, enforced by the database itself: two ``up`` of a new name racing
+# each other cannot both insert (the loser's insert fails, it waits for the lease and converges).
+Index("ux_infrastructures_live_name", Infrastructure.name, unique=True,
+      sqlite_where=text("state != 'destroyed'"), postgresql_where=text("state != 'destroyed'"))
+
+
+class Lease(Base):
+    """Who is changing (or maintaining) what, until when: one row per scope, e.g. an infrastructure.
+
+    A holder renews ``expires_at`` while it works; a holder that died lets it lapse, and the next one
+    takes over (at once when the holder was a process on this host that is gone).  ``fence`` grows
+    with every new holder, so a holder that wakes up late can tell that it no longer holds the lease.
+    """
+
+    __tablename__ = "leases"
+
+    scope: Mapped[str] = mapped_column(String(300), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))  # a fresh token per acquisition
+    operation: Mapped[str] = mapped_column(String(50))  # up | down | manage | …
+    holder: Mapped[dict[str, Any]] = mapped_column(default=dict)  # user, host, pid, process start
+    fence: Mapped[int] = mapped_column(Integer, default=1)
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()

@@ -6,16 +6,17 @@ Each method is one short transaction, so a crash between two steps leaves the la
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from cloudherd.errors import UsageError
 from cloudherd.lifecycle import ACTIVE_INFRA_STATES, InfraState, NodeState
 from cloudherd.state.db import open_engine, session_factory
-from cloudherd.state.models import Action, Event, Group, HostKey, Infrastructure, Intent, Node, User, utcnow
+from cloudherd.state.models import Action, Event, Group, HostKey, Infrastructure, Intent, Lease, Node, User, utcnow
 
 
 class Store:
@@ -112,7 +113,10 @@ class Store:
             exact = s.get(Infrastructure, ref)
             if exact is not None:
                 return self.infrastructure(exact.id)
-            by_prefix = list(s.scalars(select(Infrastructure).where(Infrastructure.id.startswith(ref))))
+            # a prefix compared as text, never as a LIKE pattern: '%' and '_' in what a user types are
+            # characters, not wildcards (and LIKE is case-blind on SQLite, ids are not)
+            by_prefix = list(s.scalars(select(Infrastructure).where(
+                func.substr(Infrastructure.id, 1, len(ref)) == ref)))
             by_name = list(s.scalars(select(Infrastructure).where(Infrastructure.name == ref)))
         active_names = [i for i in by_name if i.state != InfraState.DESTROYED]
         # a name means its active infrastructure; when all are destroyed, the latest one (history)
@@ -279,3 +283,64 @@ class Store:
     def events(self, infrastructure_id: str) -> list[Event]:
         with self.session() as s:
             return list(s.scalars(select(Event).where(Event.infrastructure_id == infrastructure_id).order_by(Event.id)))
+
+    # -- leases ---------------------------------------------------------------------------------------
+
+    def lease(self, scope: str) -> Lease | None:
+        with self.session() as s:
+            return s.get(Lease, scope)
+
+    def take_lease(self, scope: str, owner: str, operation: str, holder: dict[str, Any], ttl: float, *,
+                   steal_from: str | None = None) -> tuple[bool, Lease | None]:
+        """Take ``scope`` if it is free, expired, or held by ``steal_from`` (a holder known to be gone).
+
+        Returns whether it was taken and the lease as it stands.  Every path is one conditional
+        statement, so two takers racing cannot both win, on SQLite or PostgreSQL.
+        """
+        now = utcnow()
+        expires = now + timedelta(seconds=ttl)
+        with self.session() as s:
+            try:
+                with s.begin():
+                    current = s.get(Lease, scope)
+                    if current is None:
+                        s.add(Lease(scope=scope, owner=owner, operation=operation, holder=holder, fence=1,
+                                    acquired_at=now, expires_at=expires))
+                    elif _aware(current.expires_at) <= now or current.owner == steal_from:
+                        taken = s.execute(
+                            update(Lease).where(Lease.scope == scope, Lease.owner == current.owner)
+                            .values(owner=owner, operation=operation, holder=holder, fence=Lease.fence + 1,
+                                    acquired_at=now, expires_at=expires)
+                            .execution_options(synchronize_session=False)
+                        )
+                        if _rowcount(taken) != 1:
+                            return False, self.lease(scope)
+                    else:
+                        return False, current
+            except IntegrityError:  # another taker inserted first
+                return False, self.lease(scope)
+        lease = self.lease(scope)
+        return lease is not None and lease.owner == owner, lease
+
+    def renew_lease(self, scope: str, owner: str, ttl: float) -> bool:
+        """Push the lease's expiry on; False when it is no longer ours (it lapsed and was taken)."""
+        with self.session() as s, s.begin():
+            result = s.execute(
+                update(Lease).where(Lease.scope == scope, Lease.owner == owner)
+                .values(expires_at=utcnow() + timedelta(seconds=ttl)).execution_options(synchronize_session=False)
+            )
+            return _rowcount(result) == 1
+
+    def release_lease(self, scope: str, owner: str) -> None:
+        with self.session() as s, s.begin():
+            s.execute(delete(Lease).where(Lease.scope == scope, Lease.owner == owner))
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _rowcount(result: object) -> int:
+    """Rows an UPDATE matched (a CursorResult's count; the typed Result does not declare it)."""
+    return int(getattr(result, "rowcount", 0))

@@ -1,0 +1,149 @@
+"""One mutating operation per infrastructure at a time: a lease in the state database.
+
+Why a lease and not a file lock: the state may be shared (PostgreSQL, several machines), and a holder
+may die without a word.  The lease is a row with an expiry that its holder renews while it works; a
+holder that was killed lets it lapse.  On this host we need not wait for the lapse: the row names the
+holder's process (pid and start time), and a process that is gone is taken over at once.  The same
+row becomes the manager's lease when several managers share a database; ``fence`` then tells a holder
+that woke up late that the lease has moved on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloudherd.errors import CloudherdError
+from cloudherd.state.models import Lease
+from cloudherd.state.repo import Store
+
+DEFAULT_TTL = 30.0  # seconds a lease lives without renewal
+DEFAULT_WAIT = 600.0  # seconds a second operation waits for the first before it gives up
+
+
+class BusyError(CloudherdError):
+    """Another operation holds the infrastructure, and waiting for it ran out (or was not wanted)."""
+
+    exit_code = 3
+
+
+def infra_scope(name: str) -> str:
+    """The lease of an infrastructure name: live names are unique, so this is one infrastructure."""
+    return f"infrastructure:{name}"
+
+
+@dataclass
+class Held:
+    """A lease this process holds; ``lost`` turns true if a renewal found it taken by someone else."""
+
+    scope: str
+    owner: str
+    fence: int
+    lost: bool = False
+    _beat: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot): with the pid, a process's identity."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _holder(operation: str) -> dict[str, Any]:
+    return {
+        "user": getpass.getuser(), "host": socket.gethostname(), "pid": os.getpid(),
+        "start": _process_start(os.getpid()), "operation": operation,
+        "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:3])),
+    }
+
+
+def holder_gone(lease: Lease) -> bool:
+    """True when the lease's holder was a process on this host that no longer runs."""
+    holder = lease.holder or {}
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    start = _process_start(holder["pid"])
+    return start is None or (holder.get("start") is not None and start != holder["start"])
+
+
+def describe(lease: Lease) -> str:
+    holder = lease.holder or {}
+    since = lease.acquired_at.strftime("%H:%M:%S")
+    return (f"{lease.operation} by {holder.get('user', '?')} (pid {holder.get('pid', '?')} on "
+            f"{holder.get('host', '?')}, since {since} UTC)")
+
+
+@contextlib.asynccontextmanager
+async def exclusive(store: Store, scope: str, operation: str, *, wait: float = DEFAULT_WAIT,
+                    ttl: float = DEFAULT_TTL, on_wait: Callable[[str], None] | None = None) -> AsyncIterator[Held]:
+    """Hold ``scope`` for the block: wait (at most ``wait`` seconds, saying for whom) while another holds it.
+
+    The lease is renewed every third of ``ttl`` while the block runs and released after it.
+    """
+    if wait < 0 or ttl <= 0:
+        raise ValueError("wait must be ≥ 0 and ttl > 0")
+    held = await acquire(store, scope, operation, wait=wait, ttl=ttl, on_wait=on_wait)
+    held._beat = asyncio.create_task(_heartbeat(store, held, ttl))
+    try:
+        yield held
+    finally:
+        held._beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await held._beat
+        store.release_lease(scope, held.owner)
+
+
+async def acquire(store: Store, scope: str, operation: str, *, wait: float, ttl: float,
+                  on_wait: Callable[[str], None] | None = None) -> Held:
+    owner = uuid.uuid4().hex
+    holder = _holder(operation)
+    deadline = time.monotonic() + wait
+    pause = 0.05
+    told = None
+    while True:
+        taken, lease = store.take_lease(scope, owner, operation, holder, ttl)
+        if not taken and lease is not None and holder_gone(lease):
+            taken, lease = store.take_lease(scope, owner, operation, holder, ttl, steal_from=lease.owner)
+        if taken and lease is not None:
+            return Held(scope, owner, lease.fence)
+        if lease is None:
+            continue  # released between our two reads: try again at once
+        if time.monotonic() >= deadline:
+            waited = f"after waiting {wait:g}s" if wait else "and waiting was not asked for"
+            raise BusyError(f"{scope.partition(':')[2]} is busy: {describe(lease)} is still running ({waited})")
+        if on_wait is not None and told != lease.owner:
+            on_wait(f"waiting for {describe(lease)} to finish with {scope.partition(':')[2]}")
+            told = lease.owner
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 1.0)
+
+
+async def _heartbeat(store: Store, held: Held, ttl: float) -> None:
+    while True:
+        await asyncio.sleep(ttl / 3)
+        if not await asyncio.to_thread(store.renew_lease, held.scope, held.owner, ttl):
+            held.lost = True
+            return
+
+
+def try_hold(store: Store, scope: str, operation: str, ttl: float = DEFAULT_TTL) -> Held | None:
+    """The lease if nobody (alive) holds it, else None at once: for work that is skipped when busy."""
+    owner = uuid.uuid4().hex
+    holder = _holder(operation)
+    taken, lease = store.take_lease(scope, owner, operation, holder, ttl)
+    if not taken and lease is not None and holder_gone(lease):
+        taken, lease = store.take_lease(scope, owner, operation, holder, ttl, steal_from=lease.owner)
+    return Held(scope, owner, lease.fence) if taken and lease is not None else None
