@@ -159,7 +159,7 @@ def _line_index(tree: Any, loc: Loc = (), out: dict[Loc, int] | None = None) -> 
     if isinstance(tree, CommentedMap):
         for key in tree:
             sub = (*loc, str(key))
-            out[sub] = tree.lc.key(key)[0] + 1
+            out[sub] = _key_line(tree, key)
             _line_index(tree[key], sub, out)
     elif isinstance(tree, CommentedSeq):
         for index, item in enumerate(tree):
@@ -167,6 +167,21 @@ def _line_index(tree: Any, loc: Loc = (), out: dict[Loc, int] | None = None) -> 
             out[sub] = tree.lc.item(index)[0] + 1
             _line_index(item, sub, out)
     return out
+
+
+def _key_line(tree: CommentedMap, key: Any) -> int:
+    """The 1-based line of ``key`` in ``tree``; a key merged in (``<<: *base``) is where its anchor has it."""
+    try:
+        position = tree.lc.key(key)
+    except KeyError:
+        position = None
+    if position is not None:
+        return int(position[0]) + 1
+    for merged in getattr(tree, "merge", None) or ():
+        source = merged[1] if isinstance(merged, tuple) else merged
+        if isinstance(source, CommentedMap) and key in source:
+            return _key_line(source, key)
+    return int(tree.lc.line or 0) + 1
 
 
 def _line_of(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
@@ -223,11 +238,11 @@ def _plain(
         for key, value in node.items():
             if isinstance(key, bool) or not isinstance(key, str | int):
                 shown = "null" if key is None else "true/false" if isinstance(key, bool) else f"a {type(key).__name__}"
-                raise spec_error(display, node.lc.key(key)[0] + 1, _dotted(loc),
+                raise spec_error(display, _key_line(node, key), _dotted(loc),
                                  f"a key must be text, not {shown} (quote it)")
             name = str(key)
             if name in out:
-                raise spec_error(display, node.lc.key(key)[0] + 1, _dotted((*loc, name)), "duplicate key")
+                raise spec_error(display, _key_line(node, key), _dotted((*loc, name)), "duplicate key")
             out[name] = _plain(value, (*loc, name), env, lines, display, secrets, strict)
         return out
     if isinstance(node, CommentedSeq):
