@@ -562,8 +562,9 @@ def test_labels_round_trip() -> None:
 def test_cloudherd_imports_without_the_sdk() -> None:
     probe = ("import sys; sys.modules['google.cloud.compute_v1'] = None\n"
              "import cloudherd.providers.gce as g\n"
+             "from cloudherd.providers import MissingDependencyError\n"
              "try:\n    g.GceProvider('gcp', {'project': 'p', 'zone': 'z'})\n"
-             "except g.MissingDependencyError as e:\n    print('missing:', e)\n")
+             "except MissingDependencyError as e:\n    print('missing:', e)\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "missing:" in result.stdout and "pip install 'cloudherd[gce]'" in result.stdout

@@ -71,7 +71,6 @@ from cloudherd.providers.base import (
     Instance,
     InstanceState,
     InvalidRequestError,
-    MissingDependencyError,
     NotFoundError,
     PortsHandle,
     Provider,
@@ -91,6 +90,7 @@ from cloudherd.providers.toolkit import (
     check_request,
     cloud_config,
     error_from_status,
+    import_sdk,
     one_line,
     safe_url,
 )
@@ -149,14 +149,6 @@ def _session(boto3: Any) -> Any:
     return boto3.session.Session(botocore_session=core)
 
 
-def _import_boto3() -> Any:
-    try:
-        import boto3
-    except ImportError as exc:
-        raise MissingDependencyError("the aws provider needs boto3: pip install 'cloudherd[aws]'") from exc
-    return boto3
-
-
 class AwsProvider(Provider):
     """EC2 in one region; bulk calls, typed errors (retried by the rate budget)."""
 
@@ -164,7 +156,7 @@ class AwsProvider(Provider):
 
     def __init__(self, name: str = "aws", settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, settings)
-        self._boto3 = _import_boto3()
+        self._boto3 = import_sdk("boto3", "aws", "boto3")
         self.region = str(self.settings.get("region") or os.environ.get("AWS_DEFAULT_REGION")
                           or os.environ.get("AWS_REGION") or DEFAULT_REGION)
         endpoint = self.settings.get("endpoint_url")
@@ -756,22 +748,20 @@ def _eligible(size: Size, arch: str) -> bool:
             and arch in size.extra.get("arch", []) and "on-demand" in size.extra.get("usage", ["on-demand"]))
 
 
+_CODE_TYPES: tuple[tuple[set[str], type[ProviderError]], ...] = (
+    (CAPACITY_CODES, CapacityError), (QUOTA_CODES, QuotaError), (THROTTLE_CODES, ThrottledError),
+    (NOT_FOUND_CODES, NotFoundError), (TRANSIENT_CODES, TransientError))
+
+
 def _client_error(where: str, operation: str, code: str, status: int, message: str) -> ProviderError:
     """The typed error of an EC2 error code (HTTP status as the fallback)."""
     if code in AUTH_CODES:  # AWS's text can quote the access key id or the string it signed: drop it
         return AuthError(f"{where}: {code}: credentials were refused or lack permission for {operation}",
                          code=code, status=status)
     text = f"{where}: {code}: {one_line(message)}"
-    if code in CAPACITY_CODES:
-        return CapacityError(text, code=code, status=status)
-    if code in QUOTA_CODES:
-        return QuotaError(text, code=code, status=status)
-    if code in THROTTLE_CODES:
-        return ThrottledError(text, code=code, status=status)
-    if code in NOT_FOUND_CODES:
-        return NotFoundError(text, code=code, status=status)
-    if code in TRANSIENT_CODES:
-        return TransientError(text, code=code, status=status)
+    for codes, kind in _CODE_TYPES:
+        if code in codes:
+            return kind(text, code=code, status=status)
     return error_from_status(text, status, code)
 
 

@@ -68,7 +68,6 @@ from cloudherd.providers.base import (
     Instance,
     InstanceState,
     InvalidRequestError,
-    MissingDependencyError,
     NotFoundError,
     PortsHandle,
     Provider,
@@ -89,6 +88,7 @@ from cloudherd.providers.toolkit import (
     check_request,
     error_from_status,
     gather_all,
+    import_sdk,
     one_line,
     safe_url,
 )
@@ -147,15 +147,6 @@ class OperationTimeoutError(ProviderError):
     """A GCE operation was not done within the configured time (it may still finish)."""
 
 
-def _import_compute() -> Any:
-    try:
-        from google.cloud import compute_v1
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the gce provider needs google-cloud-compute: pip install 'cloudherd[gce]'") from exc
-    return compute_v1
-
-
 class GceProvider(Provider):
     """Compute Engine in one zone; bulk calls, typed errors."""
 
@@ -163,7 +154,7 @@ class GceProvider(Provider):
 
     def __init__(self, name: str = "gce", settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, settings)
-        self._compute = _import_compute()
+        self._compute = import_sdk("google.cloud.compute_v1", "gce", "google-cloud-compute")
         self._credentials_file = _credentials_path(self.settings)
         project = (self.settings.get("project") or os.environ.get("GOOGLE_PROJECT")
                    or os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("CLOUDSDK_CORE_PROJECT")

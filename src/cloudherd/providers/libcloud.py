@@ -116,6 +116,7 @@ from cloudherd.providers.toolkit import (
     error_from_status,
     first_line,
     gather_all,
+    import_sdk,
 )
 
 log = logging.getLogger(__name__)
@@ -142,15 +143,6 @@ _CAPACITY_RE = re.compile(r"no valid host|insufficient (?:\w+ )?capacity|out of 
                           re.IGNORECASE)
 
 
-def _import_libcloud() -> Any:
-    try:
-        import libcloud.compute.providers as providers
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the libcloud provider needs apache-libcloud: pip install 'cloudherd[libcloud]'") from exc
-    return providers
-
-
 class LibcloudProvider(Provider):
     """Any Apache Libcloud compute driver behind the cloudherd interface."""
 
@@ -158,7 +150,7 @@ class LibcloudProvider(Provider):
 
     def __init__(self, name: str = "libcloud", settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, settings)
-        providers = _import_libcloud()
+        providers = import_sdk("libcloud.compute.providers", "libcloud", "apache-libcloud")
         resolved = _resolve_env(self.settings)
         self._secrets = _secret_values(resolved)
         driver = resolved.get("driver")

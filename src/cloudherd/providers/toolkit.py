@@ -31,6 +31,20 @@ SSH_PORT = 22
 LOGIN_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
+def import_sdk(module: str, provider: str, package: str) -> Any:
+    """The SDK module a driver needs, imported when the driver is made (so that cloudherd imports and the
+    local provider works without it); a missing one is a one-line error naming the extra to install."""
+    import importlib
+
+    from cloudherd.providers.base import MissingDependencyError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the {provider} provider needs {package}: pip install 'cloudherd[{provider}]'") from exc
+
+
 def check_request(request: CreateRequest, where: str) -> bool:
     """The checks every ``create`` starts with; False when there is nothing to make (``count`` 0)."""
     if request.count < 0:
