@@ -235,7 +235,7 @@ def test_exec_summary_json_and_selectors(home: Path, tmp_path: Path, herd: SyncC
     assert "sel-web-2: exit 3" in run.stderr
     data = {r["node"]: r for r in json.loads(cli("exec", infra_id, "echo $CLOUDHERD_GROUP", "--json").stdout)}
     assert set(data) == {"sel-web-1", "sel-web-2", "sel-db-1"}
-    assert data["sel-db-1"]["stdout"] == "db\n" and data["sel-db-1"]["exit"] == 0
+    assert data["sel-db-1"]["stdout"] == "db\n" and data["sel-db-1"]["exit_code"] == 0
     assert isinstance(data["sel-db-1"]["seconds"], float)
 
     def picked(*args: str) -> set[str]:
@@ -279,9 +279,9 @@ def test_templates_reach_sibling_groups(home: Path, tmp_path: Path, herd: SyncCl
                " > peers.txt\n"}
     text = "name: tmpl\ngroups:\n  db:\n    count: 1\n  web:\n    count: 2\n    scripts: [web.sh]\n"
     infra_id = herd.up(write_spec(tmp_path / "tmpl", text, scripts))
-    view = herd.status(infra_id)["nodes"]
-    db = next(n["address"] for n in view if n["group"] == "db")
-    web = ",".join(n["address"] for n in sorted(view, key=lambda n: n["name"]) if n["group"] == "web")
+    view = herd.status(infra_id).nodes
+    db = next(n.address for n in view if n.group == "db")
+    web = ",".join(str(n.address) for n in sorted(view, key=lambda n: n.name) if n.group == "web")
     results = herd.exec(infra_id, "cat peers.txt", group="web")
     assert [r.stdout for r in results] == [f"{db} {db} {web}\n"] * 2
     herd.down(infra_id)

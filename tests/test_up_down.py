@@ -55,7 +55,7 @@ def test_hello_up_exec_down(home: Path, server: str) -> None:
         assert f"| {folder / 'work'}" in by_name.stdout
 
     exec_json = json.loads(cli("exec", infra_id[:6], "hostname", "--json").stdout)
-    assert len(exec_json) == 3 and all(r["exit"] == 0 for r in exec_json)
+    assert len(exec_json) == 3 and all(r["exit_code"] == 0 and r["ok"] for r in exec_json)
     if server == "openssh" and os.geteuid() == 0:  # own UTS namespace per node
         assert {r["stdout"].strip() for r in exec_json} == names
 

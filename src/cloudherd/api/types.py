@@ -105,6 +105,13 @@ class Infrastructure(InfrastructureSummary):
         return tuple(n for n in self.nodes if n.state != NodeState.TERMINATED)
 
 
+class Remedy(_Value):
+    """The option that fixes an error, as the API spells it (each face words it its own way)."""
+
+    option: str
+    value: str
+
+
 class ExecResult(_Value):
     """What a command did on one node: exit code and output, or why it could not run."""
 
@@ -115,6 +122,7 @@ class ExecResult(_Value):
     stderr: str
     seconds: float
     error: str | None = None
+    remedy: Remedy | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -130,6 +138,7 @@ class TransferResult(_Value):
     files: tuple[str, ...]
     seconds: float
     error: str | None = None
+    remedy: Remedy | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -68,12 +68,17 @@ def infrastructure(row: models.Infrastructure, nodes: Iterable[models.Node], pin
 
 def exec_result(result: ExecResult) -> types.ExecResult:
     return types.ExecResult(node=result.node, group=result.group, exit_code=result.exit_code, stdout=result.stdout,
-                            stderr=result.stderr, seconds=result.seconds, error=result.error)
+                            stderr=result.stderr, seconds=result.seconds, error=result.error,
+                            remedy=_remedy(result.remedy))
 
 
 def transfer_result(result: TransferResult) -> types.TransferResult:
     return types.TransferResult(node=result.node, group=result.group, files=tuple(result.files),
-                                seconds=result.seconds, error=result.error)
+                                seconds=result.seconds, error=result.error, remedy=_remedy(result.remedy))
+
+
+def _remedy(remedy: tuple[str, str] | None) -> types.Remedy | None:
+    return types.Remedy(option=remedy[0], value=remedy[1]) if remedy else None
 
 
 def plan(result: Plan) -> types.Plan:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from cloudherd.api.client import SyncClient
-    from cloudherd.api.types import TransferResult
+    from cloudherd.api.types import ExecResult, TransferResult
 
 app = typer.Typer(
     name="cloudherd", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -56,13 +56,20 @@ def main(
     _debug = debug or os.environ.get("CLOUDHERD_DEBUG") == "1"
 
 
+def _flag(remedy: tuple[str, str] | None) -> str:
+    """A remedy said as this face says it: a flag and its value."""
+    return f" (--{remedy[0].replace('_', '-')} {remedy[1]})" if remedy else ""
+
+
 def _message(exc: CloudherdError) -> str:
-    """The error's one line, with its remedy said as this face says it: a flag."""
-    text = Exception.__str__(exc)
-    if exc.remedy is not None:
-        option, value = exc.remedy
-        text += f" (--{option.replace('_', '-')} {value})"
+    """The error's one line, with its remedy as a flag."""
+    text = Exception.__str__(exc) + _flag(exc.remedy)
     return text if isinstance(exc, SpecError) else f"error: {text}"
+
+
+def _failure(result: ExecResult | TransferResult) -> str:
+    return f"{result.node}: {result.error}" + _flag((result.remedy.option, result.remedy.value)
+                                                    if result.remedy else None)
 
 
 def _guard(work: Callable[[], T]) -> T:
@@ -358,7 +365,7 @@ def exec_(
         for r in failed:
             err.print(Text(f"{r.node}: exit {r.exit_code}", style="red"))
         for r in unreachable:
-            err.print(Text(f"{r.node}: {r.error}", style="red"))
+            err.print(Text(_failure(r), style="red"))
         summary = f"{ok} ok, {len(failed)} failed, {len(unreachable)} unreachable"
         err.print(Text(summary, style="green" if ok == len(results) else "red"))
         if not results:
@@ -418,7 +425,7 @@ def _transfer_summary(results: Sequence[TransferResult], as_json: bool, verb: st
             if r.ok:
                 out.print(f"{r.node}: {verb} {len(r.files)} path(s) in {r.seconds:.2f}s")
             else:
-                err.print(Text(f"{r.node}: {r.error}", style="red"))
+                err.print(Text(_failure(r), style="red"))
         ok = sum(r.ok for r in results)
         err.print(Text(f"{ok} ok, {len(results) - ok} failed", style="green" if ok == len(results) else "red"))
         if not results:

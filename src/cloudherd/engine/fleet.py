@@ -187,6 +187,7 @@ class ExecResult:
     stderr: str
     seconds: float
     error: str | None = None
+    remedy: tuple[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -228,9 +229,11 @@ async def exec_command(
             line = in_workdir(command, node_env(node, group_env.get(node.group_name)))
             result = await pool.run(reach.target(node), line, on_line=sink, timeout=options.command_timeout)
         except (CloudherdError, TimeoutError) as exc:
-            message = redact(str(exc)) or f"no answer within {options.command_timeout:g}s"
+            message = redact(Exception.__str__(exc)) or f"no answer within {options.command_timeout:g}s"
+            remedy = exc.remedy if isinstance(exc, CloudherdError) else None
             records.append(_action(infra, node, "exec", command, None, "", message, began))
-            return ExecResult(node.name, node.group_name, None, "", "", time.monotonic() - started, error=message)
+            return ExecResult(node.name, node.group_name, None, "", "", time.monotonic() - started, error=message,
+                              remedy=remedy)
         stdout, stderr = redact(result.stdout), redact(result.stderr)
         records.append(_action(infra, node, "exec", command, result.exit_code, stdout, stderr, began))
         return ExecResult(node.name, node.group_name, result.exit_code, stdout, stderr, time.monotonic() - started)
@@ -261,6 +264,7 @@ class TransferResult:
     files: list[str]
     seconds: float
     error: str | None = None
+    remedy: tuple[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -323,8 +327,10 @@ async def _transfer(
             files = await copy(pool, reach.target(node), node)
         except Exception as exc:  # ours, OSError, TimeoutError and asyncssh's SFTP errors alike: per node
             message = _transfer_error(exc)
+            remedy = exc.remedy if isinstance(exc, CloudherdError) else None
             records.append(_action(infra, node, kind, name, 1, "", message, began))
-            return TransferResult(node.name, node.group_name, [], time.monotonic() - started, error=message)
+            return TransferResult(node.name, node.group_name, [], time.monotonic() - started, error=message,
+                                  remedy=remedy)
         records.append(_action(infra, node, kind, name, 0, "\n".join(files), "", began))
         return TransferResult(node.name, node.group_name, files, time.monotonic() - started)
 
