@@ -175,3 +175,15 @@ def test_a_reused_anchor_is_legal_and_silent(tmp_path: Path, capfd: pytest.Captu
     loaded = load(tmp_path, "name: x\nvariables: {a: &x 1, b: &x 2, c: *x}\ngroups: {web: {}}\n")
     assert loaded.spec.variables == {"a": 1, "b": 2, "c": 2}
     assert capfd.readouterr().err == ""
+
+
+def test_a_snapshot_taken_by_a_laxer_version_still_loads(tmp_path: Path) -> None:
+    """``down`` must tear down what an older cloudherd brought up, even from a spec it now refuses."""
+    text = WEB + "    count: '3'\n    ports: ['80', true]\n    size: {cpus: '2'}\n    env: {V: 1.10}\n" \
+        "    policy: {min_count: 5}\n  api: {count: true}\n"
+    with pytest.raises(SpecError):
+        load_spec_text(text, tmp_path / "spec.yml", environ={})
+    loaded = load_spec_text(text, tmp_path / "spec.yml", environ={}, strict_env=False, read_scripts=False)
+    web = loaded.spec.groups["web"]
+    assert (web.count, web.ports, web.size.cpus, web.env) == (3, [1, 80], 2.0, {"V": "1.1"})  # type: ignore[union-attr]
+    assert loaded.spec.groups["api"].count == 1

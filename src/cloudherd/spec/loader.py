@@ -38,7 +38,7 @@ from cloudherd.spec.files import (
     spec_error,
 )
 from cloudherd.spec.interpolate import EnvText, InterpolationError, interpolate
-from cloudherd.spec.model import NAME_PATTERN, Group, Spec, _LocatedValueError, _SubValueError
+from cloudherd.spec.model import LENIENT, NAME_PATTERN, Group, Spec, _LocatedValueError, _SubValueError
 from cloudherd.spec.yamlsafe import parse_yaml
 
 _SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
@@ -93,6 +93,8 @@ def load_spec_text(
     ``strict_env=False`` leaves unknown ``${VAR}`` as written instead of failing: ``down`` uses it to
     re-read the snapshot of a spec whose environment is gone (with ``read_scripts=False``, as the
     scripts were stored when it came up; the files the spec names are then not looked at either).
+    It also takes what older, laxer versions took (``count: "3"``, ``count: true``, ``min_count`` above
+    ``count``), so that an infrastructure made by one can still be torn down.
     """
     if len(text) > MAX_FILE_BYTES:
         raise spec_error(str(path), None, "", f"larger than {MAX_FILE_BYTES // MIB} MiB: "
@@ -126,7 +128,7 @@ def _load_checked(
     data = _plain(tree, (), env, lines, display, secrets, strict_env)
     try:
         _check_group_names(data)
-        spec = Spec.model_validate(data)
+        spec = Spec.model_validate(data, context={LENIENT: True} if not strict_env else None)
     except ValidationError as exc:
         raise _first_error(exc, lines, display, data) from None
     except _LocatedValueError as exc:

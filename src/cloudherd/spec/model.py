@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     Strict,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -36,13 +37,29 @@ _ENV_INT = re.compile(r"^\s*[-+]?[0-9]{1,18}\s*$")
 _ENV_FLOAT = re.compile(r"^\s*[-+]?([0-9]{1,18}(\.[0-9]{0,18})?|\.[0-9]{1,18})([eE][-+]?[0-9]{1,3})?\s*$")
 
 
-def _int_from_env(value: Any) -> Any:
+LENIENT = "lenient"  # validation context key: re-reading a stored snapshot, coerce as pydantic's lax mode did
+
+
+def lenient(info: ValidationInfo) -> bool:
+    """Whether this validation re-reads a stored snapshot (taken by an older, laxer cloudherd): never refuse it."""
+    return bool(info.context and info.context.get(LENIENT))
+
+
+def _int_from_env(value: Any, info: ValidationInfo) -> Any:
     """A number from ``${VAR}`` (the environment is text); anything else must already be an integer."""
-    return int(value) if isinstance(value, EnvText) and _ENV_INT.match(value) else value
+    if isinstance(value, str) and (isinstance(value, EnvText) or lenient(info)) and _ENV_INT.match(value):
+        return int(value)
+    if lenient(info) and (isinstance(value, bool) or (isinstance(value, float) and value.is_integer())):
+        return int(value)
+    return value
 
 
-def _float_from_env(value: Any) -> Any:
-    return float(value) if isinstance(value, EnvText) and _ENV_FLOAT.match(value) else value
+def _float_from_env(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str) and (isinstance(value, EnvText) or lenient(info)) and _ENV_FLOAT.match(value):
+        return float(value)
+    if lenient(info) and isinstance(value, bool):
+        return float(value)
+    return value
 
 
 # Strict numbers: YAML's true, "3" and 3.5 are not integers (pydantic's lax mode would take them).
@@ -190,12 +207,14 @@ class Group(_Strict):
 
     @field_validator("tags", "env", mode="before")
     @classmethod
-    def _scalars_as_strings(cls, value: Any) -> Any:
+    def _scalars_as_strings(cls, value: Any, info: ValidationInfo) -> Any:
         """Whole numbers and true/false as YAML wrote them; other numbers change in YAML (1.10 is 1.1)."""
         if isinstance(value, dict):
             out = {}
             for key, item in value.items():
-                if isinstance(item, float):
+                if isinstance(item, float) and lenient(info):
+                    item = str(item)
+                elif isinstance(item, float):
                     raise _SubValueError((str(key),), f"{item!r} is a number that YAML may have changed "
                                          "(1.10 reads as 1.1): quote it, e.g. \"1.10\"")
                 out[key] = ("true" if item else "false") if isinstance(item, bool) else \
@@ -238,8 +257,10 @@ class Spec(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _counts_agree(self) -> Spec:
+    def _counts_agree(self, info: ValidationInfo) -> Spec:
         for group_name, group in self.groups.items():
+            if lenient(info):
+                break
             if isinstance(group.policy, MinCount) and group.policy.min_count > group.count:
                 raise _LocatedValueError(
                     ("groups", group_name, "policy", "min_count"),
