@@ -536,15 +536,12 @@ def make_spec(folder: Path, nodes: int) -> Path:
 
 async def build_fleet(client: Any, infra_id: str, tmp: Path, timeout: float, env: dict[str, str]) -> Fleet:
     status = await client.status(infra_id)
-    key = Path(client.init()["key"])
+    key = Path((await client.init()).key)
     nodes = []
-    for view in status["nodes"]:
-        if view["state"] == "terminated":
-            continue
-        pinned = client.node(infra_id, view["name"]).host_key
-        if not pinned:
-            raise SystemExit(f"node {view['name']} has no pinned host key")
-        nodes.append(Node(view["name"], view["address"], int(view["port"]), view["user"], pinned.strip()))
+    for view in status.live:
+        if not view.host_key:  # the API gives the pinned key
+            raise SystemExit(f"node {view.name} has no pinned host key")
+        nodes.append(Node(view.name, view.address, int(view.port), view.user, view.host_key.strip()))
     known_hosts = tmp / "known_hosts"
     known_hosts.write_text("".join(f"{n.known_hosts_name} {n.host_key}\n" for n in nodes))
     # each node's work folder, through cloudherd itself (exec runs there); uploads go there
@@ -621,7 +618,7 @@ async def teardown(client: Any, infra_id: str | None, tmp: Path) -> None:
     """Down what we made, then make sure no node of our temporary home is left running."""
     ids = [infra_id] if infra_id else []
     with contextlib.suppress(Exception):
-        ids += [i["id"] for i in client.ls() if i["id"] not in ids and i["state"] != "destroyed"]
+        ids += [i.id for i in await client.ls() if i.id not in ids and i.state != "destroyed"]
     for ref in ids:
         say(f"down {ref} …")
         try:
