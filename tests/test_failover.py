@@ -132,7 +132,7 @@ class ThrottlingLocal(LocalProvider):
         self.active += 1
         self.peak = max(self.peak, self.active)
         try:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0)  # a yield while holding the slot: the others run up to the cap
             if self.attempts <= self.throttle:
                 raise self.error("slow down")
             return await super().list(tags)
