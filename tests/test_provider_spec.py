@@ -75,3 +75,17 @@ def test_a_stored_spec_with_unresolved_variables_still_loads(tmp_path: Path) -> 
     assert loaded.spec.providers["x"].model_extra == {"retries": "${RETRIES}", "region": "eu-west-1"}
     with pytest.raises(SpecError, match=r"s\.yml:5: providers\.x\.retries"):
         load_spec_text(text, tmp_path / "s.yml", environ={"RETRIES": "0"}, read_scripts=False)
+
+
+def test_a_snapshot_from_a_laxer_version_is_migrated_not_refused(tmp_path: Path) -> None:
+    """Infrastructures made before these checks keep working for ``down``: their stored provider entries
+    are re-read leniently (the budget's keys moved, retries: 0 as 1, what is still invalid dropped)."""
+    old = HEAD + "    type: aws\n    rate: 5\n    in_flight: 2\n    retries: 0\n    backoff: soon\n" + \
+        "    region: us-east-1\n" + TAIL
+    with pytest.raises(SpecError):  # as a spec being loaded now: refused
+        load_spec_text(old, tmp_path / "s.yml", environ={}, read_scripts=False)
+    loaded = load_spec_text(old, tmp_path / "s.yml", environ={}, strict_env=False, read_scripts=False)
+    config = loaded.spec.providers["x"]
+    assert config.model_extra == {"budget": {"rate": 5.0, "in_flight": 2}, "retries": 1, "region": "us-east-1"}
+    provider = make_provider("x", config.type, config.settings)
+    assert isinstance(provider, BudgetedProvider) and provider.attempts == 1 and provider.bucket.rate == 5.0

@@ -95,10 +95,12 @@ class ProviderConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _settings_of_the_type(self) -> ProviderConfig:
-        from cloudherd.spec.providers import validate
+    def _settings_of_the_type(self, info: ValidationInfo) -> ProviderConfig:
+        from cloudherd.spec.providers import migrate, validate
 
-        checked = validate(self.type, self.model_extra or {})  # a ValidationError here keeps its key's location
+        settings = self.model_extra or {}
+        # a ValidationError here keeps its key's location; a stored snapshot is migrated instead
+        checked = migrate(self.type, settings) if lenient(info) else validate(self.type, settings)
         if self.__pydantic_extra__ is not None:
             self.__pydantic_extra__.clear()
             self.__pydantic_extra__.update(checked)

@@ -128,6 +128,28 @@ def validate(type_: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def migrate(type_: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings a laxer version stored, made valid for this one (a stored snapshot must still load, so that
+    ``down`` works): the budget's top-level keys go under ``budget``, ``retries`` below 1 (once "no retry")
+    is 1, and what still does not pass is dropped (the driver's default applies)."""
+    out = dict(settings)
+    moved = {k: out.pop(k) for k in BUDGET_DEFAULTS if k in out}
+    if moved:
+        out["budget"] = {**moved, **(out["budget"] if isinstance(out.get("budget"), Mapping) else {})}
+    if isinstance(out.get("retries"), int | float) and not isinstance(out["retries"], bool) and out["retries"] < 1:
+        out["retries"] = 1
+    for _ in range(len(out) + 1):
+        try:
+            return validate(type_, out)
+        except ValidationError as exc:
+            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            if not bad & set(out):
+                raise
+            for key in bad:
+                out.pop(key, None)
+    return validate(type_, out)
+
+
 def check(type_: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """:func:`validate` for settings given from code: the first problem as a :class:`SettingsError`."""
     if type_ not in MODELS:
