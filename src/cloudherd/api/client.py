@@ -107,6 +107,7 @@ class Client:
         from cloudherd.engine.apply import up
         from cloudherd.spec import load_spec
 
+        _check_limits(connect_timeout=connect_timeout, concurrency=concurrency, wait=wait)
         loaded = load_spec(spec)
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
                         connect_timeout=connect_timeout, force=force, handshakes=concurrency,
@@ -127,6 +128,7 @@ class Client:
         """
         from cloudherd.engine.destroy import down
 
+        _check_limits(wait=wait)
         infra = self.store.resolve(ref)
         await down(self.store, infra, on_event=on_event, artifacts_dir=artifacts_dir, wait=wait)
         return infra.id
@@ -198,6 +200,7 @@ class Client:
         """
         from cloudherd.engine.fleet import FleetOptions, Selector, exec_command
 
+        _check_limits(timeout=timeout, command_timeout=command_timeout, concurrency=concurrency)
         infra = self.store.resolve(ref)
         options = FleetOptions(connect_timeout=timeout, command_timeout=command_timeout, handshakes=concurrency,
                                accept_new_host_key=accept_new_host_key)
@@ -211,6 +214,7 @@ class Client:
         """Copy local files or folders to ``dst`` on the chosen nodes (relative: the node's work folder)."""
         from cloudherd.engine.fleet import FleetOptions, Selector, push
 
+        _check_limits(timeout=timeout, concurrency=concurrency)
         infra = self.store.resolve(ref)
         sources = [src] if isinstance(src, str | os.PathLike) else list(src)
         options = FleetOptions(connect_timeout=timeout, handshakes=concurrency, accept_new_host_key=accept_new_host_key)
@@ -223,6 +227,7 @@ class Client:
         """Copy what ``src`` (globs) matches on each chosen node into ``dst/<node>/``."""
         from cloudherd.engine.fleet import FleetOptions, Selector, pull
 
+        _check_limits(timeout=timeout, concurrency=concurrency)
         infra = self.store.resolve(ref)
         patterns = [src] if isinstance(src, str) else list(src)
         options = FleetOptions(connect_timeout=timeout, handshakes=concurrency, accept_new_host_key=accept_new_host_key)
@@ -409,6 +414,19 @@ class SyncClient:
     def regions(self, provider: str, pattern: str | None = None) -> list[str]:
         """Regions a provider type offers."""
         return run_blocking(self.aio.regions(provider, pattern))
+
+
+def _check_limits(*, concurrency: int | None = None, wait: float | None = None,
+                  **durations: float | None) -> None:
+    """Durations are more than 0 seconds, ``wait`` at least 0, ``concurrency`` at least 1: checked before any
+    work, so that a ``timeout=0`` is a usage error and not a node made and then failed."""
+    for name, value in durations.items():
+        if value is not None and not value > 0:
+            raise UsageError(f"{name} must be more than 0 seconds (got {value:g})")
+    if wait is not None and not wait >= 0:
+        raise UsageError(f"wait must be 0 seconds or more (got {wait:g})")
+    if concurrency is not None and (isinstance(concurrency, bool) or concurrency < 1):
+        raise UsageError(f"concurrency must be at least 1 (got {concurrency})")
 
 
 def _open(url: str | None) -> Engine:

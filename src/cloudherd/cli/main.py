@@ -108,8 +108,16 @@ def _herd() -> SyncClient:
 GROUPS = typer.Option([], "--group", "-g", help="Only nodes of this group (repeatable).")
 NODES = typer.Option([], "--node", "-n", help="Only this node: name or id (repeatable).")
 TAGS = typer.Option([], "--tag", "-t", help="Only nodes whose group has tag KEY=VALUE (repeatable).")
+def _seconds(value: float | None) -> float | None:
+    """A duration option: more than 0 seconds, checked before any work starts."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be more than 0 seconds (got {value:g})")
+    return value
+
+
 CONCURRENCY = typer.Option(
-    None, "--concurrency", "-c", help="SSH handshakes in flight (default: CLOUDHERD_SSH_CONCURRENCY or 64 per core)."
+    None, "--concurrency", "-c", min=1,
+    help="SSH handshakes in flight (default: CLOUDHERD_SSH_CONCURRENCY or 64 per core).",
 )
 ACCEPT_NEW = typer.Option(
     [], "--accept-new-host-key", metavar="NODE", help="Take the host key NODE presents now as its new pin."
@@ -153,7 +161,8 @@ def validate(spec: Path = typer.Argument(..., help="The spec file (YAML).")) -> 
 def up(
     spec: Path = typer.Argument(..., help="The spec file (YAML)."),
     keep_on_failure: bool = typer.Option(False, "--keep-on-failure", help="Keep what was made when up fails."),
-    connect_timeout: float = typer.Option(120.0, "--connect-timeout", help="Seconds to wait for a node's SSH."),
+    connect_timeout: float = typer.Option(120.0, "--connect-timeout", callback=_seconds,
+                                         help="Seconds to wait for a node's SSH."),
     force: bool = typer.Option(False, "--force", help="Re-run scripts even where they already succeeded unchanged."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (as `cloudherd plan`) and change nothing."),
     concurrency: int | None = CONCURRENCY,
@@ -337,8 +346,9 @@ def exec_(
     node: list[str] = NODES,
     tag: list[str] = TAGS,
     as_json: bool = typer.Option(False, "--json", help="Print per-node results as JSON."),
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for each node's SSH."),
-    command_timeout: float | None = typer.Option(None, "--command-timeout", help="Seconds the command may run."),
+    timeout: float = typer.Option(30.0, "--timeout", callback=_seconds, help="Seconds to wait for each node's SSH."),
+    command_timeout: float | None = typer.Option(None, "--command-timeout", callback=_seconds,
+                                                 help="Seconds the command may run."),
     concurrency: int | None = CONCURRENCY,
     accept_new_host_key: list[str] = ACCEPT_NEW,
 ) -> None:
@@ -383,7 +393,7 @@ def push(
     node: list[str] = NODES,
     tag: list[str] = TAGS,
     as_json: bool = typer.Option(False, "--json", help="Print per-node results as JSON."),
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for each node's SSH."),
+    timeout: float = typer.Option(30.0, "--timeout", callback=_seconds, help="Seconds to wait for each node's SSH."),
     concurrency: int | None = CONCURRENCY,
     accept_new_host_key: list[str] = ACCEPT_NEW,
 ) -> None:
@@ -405,7 +415,7 @@ def pull(
     node: list[str] = NODES,
     tag: list[str] = TAGS,
     as_json: bool = typer.Option(False, "--json", help="Print per-node results as JSON."),
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for each node's SSH."),
+    timeout: float = typer.Option(30.0, "--timeout", callback=_seconds, help="Seconds to wait for each node's SSH."),
     concurrency: int | None = CONCURRENCY,
     accept_new_host_key: list[str] = ACCEPT_NEW,
 ) -> None:

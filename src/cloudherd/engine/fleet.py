@@ -19,7 +19,7 @@ from cloudherd.engine.context import Identity, Providers, Redactor, ensure_ident
 from cloudherd.engine.liveness import observe
 from cloudherd.engine.locks import infra_scope, try_hold
 from cloudherd.errors import CloudherdError, UsageError
-from cloudherd.lifecycle import LIVE_NODE_STATES
+from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.scripts import in_workdir
 from cloudherd.remote.ssh import Target, fingerprint, utcnow
@@ -213,6 +213,9 @@ async def exec_command(
 ) -> list[ExecResult]:
     """Run ``command`` on the chosen nodes at once over fresh connections; recorded as actions after."""
     options = options or FleetOptions()
+    if not command.strip():
+        raise UsageError("the command is empty: give a shell command to run on the nodes")
+    _check_alive(infra)
     await settle(store, infra)
     identity = ensure_identity(store, infra.ssh_key_path)
     loaded = snapshot(infra)
@@ -221,6 +224,7 @@ async def exec_command(
     nodes = select_nodes(infra, store.nodes(infra.id), selector)
     reach = Reach(store, infra, identity, options.accept_new_host_key)
     records: list[dict[str, Any]] = []
+    shown = redact(command)  # what is stored and shown of the command: its secrets masked like its output
 
     async def one(pool: ConnectionPool, node: Node) -> ExecResult:
         started, began = time.monotonic(), utcnow()
@@ -231,11 +235,11 @@ async def exec_command(
         except (CloudherdError, TimeoutError) as exc:
             message = redact(Exception.__str__(exc)) or f"no answer within {options.command_timeout:g}s"
             remedy = exc.remedy if isinstance(exc, CloudherdError) else None
-            records.append(_action(infra, node, "exec", command, None, "", message, began))
+            records.append(_action(infra, node, "exec", shown, None, "", message, began))
             return ExecResult(node.name, node.group_name, None, "", "", time.monotonic() - started, error=message,
                               remedy=remedy)
         stdout, stderr = redact(result.stdout), redact(result.stderr)
-        records.append(_action(infra, node, "exec", command, result.exit_code, stdout, stderr, began))
+        records.append(_action(infra, node, "exec", shown, result.exit_code, stdout, stderr, began))
         return ExecResult(node.name, node.group_name, result.exit_code, stdout, stderr, time.monotonic() - started)
 
     try:
@@ -296,6 +300,10 @@ async def pull(
     """Copy what ``patterns`` (globs; relative: the node's work folder) match on each chosen node into
     ``destination/<node>/``.  A node where nothing matches is an error for that node."""
     folder = Path(destination).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"pull: {folder} is a file; give a folder (each node's files land in {folder}/<node>/)")
+    if not [p for p in patterns if p.strip()]:
+        raise UsageError("pull: give at least one remote path or glob")
     name = f"{' '.join(patterns)} -> {folder}"
 
     async def copy(pool: ConnectionPool, target: Target, node: Node) -> list[str]:
@@ -315,6 +323,7 @@ async def _transfer(
     options: FleetOptions | None,
 ) -> list[TransferResult]:
     options = options or FleetOptions()
+    _check_alive(infra)
     await settle(store, infra)
     identity = ensure_identity(store, infra.ssh_key_path)
     nodes = select_nodes(infra, store.nodes(infra.id), selector)
@@ -326,7 +335,7 @@ async def _transfer(
         try:
             files = await copy(pool, reach.target(node), node)
         except Exception as exc:  # ours, OSError, TimeoutError and asyncssh's SFTP errors alike: per node
-            message = _transfer_error(exc)
+            message = _transfer_error(exc, kind, name)
             remedy = exc.remedy if isinstance(exc, CloudherdError) else None
             records.append(_action(infra, node, kind, name, 1, "", message, began))
             return TransferResult(node.name, node.group_name, [], time.monotonic() - started, error=message,
@@ -344,6 +353,16 @@ async def _transfer(
     return results
 
 
-def _transfer_error(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)  # asyncssh.SFTPError carries its text here
-    return str(reason or exc) or exc.__class__.__name__
+def _transfer_error(exc: BaseException, kind: str, what: str) -> str:
+    """One line that names the path: errno text alone ("Is a directory") leaves the user guessing which."""
+    if isinstance(exc, CloudherdError):
+        return Exception.__str__(exc)
+    if isinstance(exc, OSError) and exc.filename:  # a local file: ours to name
+        return f"{kind} {what}: {exc.strerror or exc}: {exc.filename}"
+    reason = getattr(exc, "reason", None)  # asyncssh.SFTPError carries its text here (a remote path)
+    return f"{kind} {what}: {reason or exc or exc.__class__.__name__}"
+
+
+def _check_alive(infra: Infrastructure) -> None:
+    if infra.state == InfraState.DESTROYED:
+        raise UsageError(f"{infra.name} ({infra.id}) is destroyed: it has no nodes to work on")
