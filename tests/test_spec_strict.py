@@ -187,3 +187,16 @@ def test_a_snapshot_taken_by_a_laxer_version_still_loads(tmp_path: Path) -> None
     web = loaded.spec.groups["web"]
     assert (web.count, web.ports, web.size.cpus, web.env) == (3, [1, 80], 2.0, {"V": "1.1"})  # type: ignore[union-attr]
     assert loaded.spec.groups["api"].count == 1
+
+
+ODD = ["- a list\n", "name: x\ngroups: {web: {count: [1}\n", "name: x\ngroups: {'a\nb': {}}\n"]
+
+
+@pytest.mark.parametrize("text", ODD)
+def test_every_message_is_one_line_whatever_the_names(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "odd\nname\r.yml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path, environ={})
+    assert "\n" not in str(caught.value) and "\r" not in str(caught.value)
+    assert str(caught.value).startswith(f"{tmp_path}/odd\\nname\\r.yml:")

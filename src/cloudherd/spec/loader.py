@@ -121,7 +121,7 @@ def _load_checked(
     display = str(path)
     tree = parse_yaml(text, display)
     if not isinstance(tree, CommentedMap):
-        raise SpecError(display, 1, "", "a spec must be a mapping with at least 'name' and 'groups'")
+        raise spec_error(display, 1, "", "a spec must be a mapping with at least 'name' and 'groups'")
     lines = _line_index(tree)
     env = _environment(path.parent, environ, display, budget)
     secrets: set[str] = set()
