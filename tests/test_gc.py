@@ -95,8 +95,11 @@ def test_gc_finds_and_closes_network_rules_a_crash_left(home: Path, moto: str) -
     import boto3
 
     ec2 = boto3.client("ec2", endpoint_url=moto, region_name="us-east-1")
-    left = {TAG_INFRA: "feedfacecafe", TAG_GROUP: "web"}
-    used = {TAG_INFRA: "0123456789ab", TAG_GROUP: "db"}
+    import uuid
+
+    gone, live = uuid.uuid4().hex[:12], uuid.uuid4().hex[:12]  # moto's state is the process's: be unique
+    left = {TAG_INFRA: gone, TAG_GROUP: "web"}
+    used = {TAG_INFRA: live, TAG_GROUP: "db"}
 
     async def crash_leftovers() -> str:
         async with make_provider("aws", "aws", {}) as aws:
@@ -107,12 +110,12 @@ def test_gc_finds_and_closes_network_rules_a_crash_left(home: Path, moto: str) -
 
     machine = asyncio.run(crash_leftovers())
     herd = SyncClient()
-    found = {(o.kind, o.infra, o.group): o for o in herd.gc(provider="aws")}
-    assert set(found) == {("security-group", "feedfacecafe", "web"), ("machine", "0123456789ab", "db")}
-    rule = found[("security-group", "feedfacecafe", "web")]
-    assert rule.name == "cloudherd-feedfacecafe-web" and "not in this database" in rule.why
-    assert found[("machine", "0123456789ab", "db")].id == machine
+    found = {(o.kind, o.infra, o.group): o for o in herd.gc(provider="aws") if o.infra in (gone, live)}
+    assert set(found) == {("security-group", gone, "web"), ("machine", live, "db")}  # not the db group's rule
+    rule = found[("security-group", gone, "web")]
+    assert rule.name == f"cloudherd-{gone}-web" and "not in this database" in rule.why
+    assert found[("machine", live, "db")].id == machine
     herd.gc(provider="aws", delete=True)
     groups = {g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]}
-    assert not {"cloudherd-feedfacecafe-web", "cloudherd-0123456789ab-db"} & groups  # both closed
-    assert herd.gc(provider="aws") == []
+    assert not {f"cloudherd-{gone}-web", f"cloudherd-{live}-db"} & groups  # both closed
+    assert [o for o in herd.gc(provider="aws") if o.infra in (gone, live)] == []
