@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping
 from typing import Any
 
 import jinja2
 
 from cloudherd.errors import DeployError
+from cloudherd.remote.envelope import LOAD, READ, RemoteCommand, exportable
 
 # Scripts go to the node's work folder: the local provider sets CLOUDHERD_WORK, clouds use ~/.cloudherd/work.
 WORKDIR = '"${CLOUDHERD_WORK:-$HOME/.cloudherd/work}"'
@@ -28,23 +28,30 @@ def render(source: str, content: str, context: Mapping[str, Any]) -> str:
         raise DeployError(f"{source}: template error: {exc}") from None
 
 
-def script_command(name: str, env: Mapping[str, str]) -> str:
-    """A shell line that stores the script read from stdin, then runs it in the work folder.
+def script_command(name: str, env: Mapping[str, str]) -> RemoteCommand:
+    """A shell line that stores the script read from stdin, then runs it in the work folder with ``env``.
 
-    Sending the script on stdin costs one round trip and needs no SFTP on the node.
+    Sending the script on stdin costs one round trip and needs no SFTP on the node.  ``env`` travels
+    on stdin too, on the line before the script (see :mod:`cloudherd.remote.envelope`): the command
+    line, which any user of the node can read while the script runs, holds no value.  The stored
+    script is made private (0700) while still empty, so its text is never readable by others.
     """
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "script"
     path = f'"$W/.cloudherd/scripts/{safe}"'
-    exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items() if key.isidentifier())
-    prefix = f"env {exports} " if exports else ""
-    return (
-        f'W={WORKDIR}; mkdir -p "$W/.cloudherd/scripts" && cat > {path} && chmod 700 {path} && cd "$W" && '
-        f'if head -c2 {path} | grep -q "^#!"; then {prefix}{path}; else {prefix}sh {path}; fi'
+    line = (
+        f'{READ}; W={WORKDIR}; mkdir -p "$W/.cloudherd/scripts" && : > {path} && chmod 700 {path} && '
+        f'cat > {path} && cd "$W" && '
+        f'if head -c2 {path} | grep -q "^#!"; then set -- {path}; else set -- sh {path}; fi && {LOAD} && "$@"'
     )
+    return RemoteCommand(line, exportable(env))
 
 
-def in_workdir(command: str, env: Mapping[str, str] | None = None) -> str:
-    """A user command run from the node's work folder (created when missing), with ``env`` exported."""
-    exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items() if k.isidentifier())
+def in_workdir(command: str, env: Mapping[str, str] | None = None) -> RemoteCommand:
+    """A user command run from the node's work folder (created when missing), with ``env`` exported.
+
+    ``env`` is sent as the first line of stdin and read by the shell itself, so it never appears on
+    the node's command lines; the command's own stdin is what follows (today: nothing, as before).
+    """
     # cd first: a mkdir process on every command costs each node ~5 ms of CPU, and the folder is there
-    return f'{exports}W={WORKDIR}; {{ cd "$W" 2>/dev/null || {{ mkdir -p "$W" && cd "$W"; }}; }} && {command}'
+    line = f'{READ}; {LOAD}; W={WORKDIR}; {{ cd "$W" 2>/dev/null || {{ mkdir -p "$W" && cd "$W"; }}; }} && {command}'
+    return RemoteCommand(line, exportable(env))

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import asyncssh
 
 from cloudherd.errors import DeployError
+from cloudherd.remote.envelope import stdin_for
 
 LineCallback = Callable[[str, str], None]  # (stream, line)
 
@@ -190,21 +191,25 @@ async def run(
     on_line: LineCallback | None = None,
     timeout: float | None = None,
 ) -> RunResult:
-    """Run ``command``; with ``on_line`` each output line is handed over as it arrives."""
+    """Run ``command``; with ``on_line`` each output line is handed over as it arrives.
+
+    A :class:`~cloudherd.remote.envelope.RemoteCommand` gets its environment on stdin, before ``input``.
+    """
     started = utcnow()
+    stdin = stdin_for(command, input)
     try:
         process = await conn.create_process(command, stdin=asyncssh.PIPE)
     except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, BrokenPipeError, ConnectionResetError) as exc:
         raise SessionNotStartedError(str(exc) or exc.__class__.__name__) from exc
     if on_line is None:
-        stdout, stderr = await asyncio.wait_for(process.communicate(input or ""), timeout=timeout)
+        stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout=timeout)
         code = process.exit_status
         return RunResult(
             exit_code=code if code is not None else -1, stdout=_text(stdout), stderr=_text(stderr),
             started_at=started, ended_at=utcnow(),
         )
-    if input:
-        process.stdin.write(input)
+    if stdin:
+        process.stdin.write(stdin)
     process.stdin.write_eof()
     chunks: dict[str, list[str]] = {"stdout": [], "stderr": []}
 
