@@ -168,8 +168,10 @@ class LocalProvider(Provider):
         folder.chmod(0o755)
         user = pwd.getpwuid(os.getuid()).pw_name
         key = asyncssh.generate_private_key("ssh-ed25519")
-        key.write_private_key(str(folder / "ssh_host_ed25519_key"))
-        (folder / "ssh_host_ed25519_key").chmod(0o600)
+        # 0600 from creation (writing it then chmod-ing it would leave it readable in between)
+        fd = os.open(folder / "ssh_host_ed25519_key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key.export_private_key())
         host_key = key.export_public_key().decode().strip()
         (folder / "ssh_host_ed25519_key.pub").write_text(host_key + "\n")
         (folder / "authorized_keys").write_text(request.ssh_public_key.strip() + "\n")

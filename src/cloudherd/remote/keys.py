@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import asyncssh
 
 from cloudherd.errors import UsageError
+from cloudherd.paths import PRIVATE_FILE, data_dir, private_dir, tighten
 
 
 def ensure_keypair(path: Path) -> tuple[asyncssh.SSHKey, str]:
     """The private key at ``path`` and its OpenSSH public line, making both if missing."""
     path = path.expanduser()
+    ours = _in_data_dir(path)
+    if ours:
+        private_dir(path.parent)  # 0700 from creation; an older, looser keys folder is tightened
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not ours:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = asyncssh.generate_private_key("ssh-ed25519", comment="cloudherd")
-        # written aside and renamed: a process killed half-way never leaves a half-written key
+        # written aside and renamed: a process killed half-way never leaves a half-written key.  The
+        # file is 0600 from its creation (O_EXCL: never a stale file with another mode left by a crash).
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(key.export_private_key())
         path.with_name(path.name + ".pub").write_bytes(key.export_public_key())
         os.replace(tmp, path)
+    elif ours:
+        tighten(path, PRIVATE_FILE)
     try:
         key = asyncssh.read_private_key(str(path))
     except asyncssh.KeyImportError as exc:
@@ -30,3 +41,11 @@ def ensure_keypair(path: Path) -> tuple[asyncssh.SSHKey, str]:
     except OSError as exc:
         raise UsageError(f"SSH key {path}: {exc.strerror}") from None
     return key, key.export_public_key().decode().strip()
+
+
+def _in_data_dir(path: Path) -> bool:
+    """Whether ``path`` is cloudherd's to keep private (a key the user keeps elsewhere is left as it is)."""
+    try:
+        return path.resolve().is_relative_to(data_dir().resolve())
+    except OSError:
+        return False
