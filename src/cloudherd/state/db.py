@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloudherd.errors import StateError
-from cloudherd.paths import data_dir
+from cloudherd.paths import PRIVATE_FILE, create_private, data_dir, tighten
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest migration; checked against Alembic's own head by the tests.  Knowing it lets an
@@ -48,11 +48,27 @@ def open_engine(url: str | None = None) -> Engine:
     try:
         engine = create_engine(url, future=True)
         if engine.dialect.name == "sqlite":
+            _private_sqlite_file(engine.url.database)
             event.listen(engine, "connect", _sqlite_pragmas)
         migrate(engine)
     except SQLAlchemyError as exc:
         raise StateError(f"state database {_safe(url)}: {exc.__class__.__name__}: {_first_line(exc)}") from None
     return engine
+
+
+def _private_sqlite_file(database: str | None) -> None:
+    """The SQLite file made 0600 before SQLite first opens it (an older, looser one is tightened).
+
+    SQLite gives its -wal and -shm files the main file's mode, so they are private too.  A file that
+    cannot be made here (no folder) is left for SQLite to report in its own words.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    with contextlib.suppress(OSError):
+        create_private(path)
+        for suffix in ("-wal", "-shm", "-journal"):
+            tighten(path.with_name(path.name + suffix), PRIVATE_FILE)
 
 
 def _current_revision(engine: Engine) -> str | None:
