@@ -26,8 +26,8 @@ class CloudherdError(Exception):
         text = super().__str__()
         if self.remedy is None:
             return text
-        option, value = self.remedy
-        return f"{text} ({option}={value!r})"
+        option, value = self.remedy  # an empty value: a yes/no option
+        return f"{text} ({option}={value!r})" if value else f"{text} ({option}=True)"
 
 
 class UsageError(CloudherdError):

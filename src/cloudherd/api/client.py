@@ -121,16 +121,17 @@ class Client:
         return views.plan(await make_plan(load_spec(spec), self.store))
 
     async def down(self, ref: str, *, on_event: EventSink | None = None,
-                   artifacts_dir: PathLike | None = None, wait: float = 600.0) -> str:
+                   artifacts_dir: PathLike | None = None, wait: float = 600.0, force: bool = False) -> str:
         """Pull artifacts, run teardowns, terminate every node; artifacts land in ``artifacts_dir/<node>/``.
 
-        Waits up to ``wait`` seconds for another operation on the infrastructure to end first.
+        Waits up to ``wait`` seconds for another operation on the infrastructure to end first.  Nodes
+        whose provider cannot terminate them make the down fail, naming them; ``force`` forgets them.
         """
         from cloudherd.engine.destroy import down
 
         _check_limits(wait=wait)
         infra = self.store.resolve(ref)
-        await down(self.store, infra, on_event=on_event, artifacts_dir=artifacts_dir, wait=wait)
+        await down(self.store, infra, on_event=on_event, artifacts_dir=artifacts_dir, wait=wait, force=force)
         return infra.id
 
     async def ls(self, *, include_destroyed: bool = False) -> list[InfrastructureSummary]:
@@ -344,9 +345,10 @@ class SyncClient:
         return run_blocking(self.aio.plan(spec))
 
     def down(self, ref: str, *, on_event: EventSink | None = None, artifacts_dir: PathLike | None = None,
-             wait: float = 600.0) -> str:
+             wait: float = 600.0, force: bool = False) -> str:
         """Pull artifacts, run teardowns, terminate every node."""
-        return run_blocking(self.aio.down(ref, on_event=on_event, artifacts_dir=artifacts_dir, wait=wait))
+        return run_blocking(self.aio.down(ref, on_event=on_event, artifacts_dir=artifacts_dir, wait=wait,
+                                          force=force))
 
     def ls(self, *, include_destroyed: bool = False) -> list[InfrastructureSummary]:
         """Infrastructures, oldest first (destroyed ones only when asked)."""

@@ -58,7 +58,10 @@ def main(
 
 def _flag(remedy: tuple[str, str] | None) -> str:
     """A remedy said as this face says it: a flag and its value."""
-    return f" (--{remedy[0].replace('_', '-')} {remedy[1]})" if remedy else ""
+    if not remedy:
+        return ""
+    flag = f"--{remedy[0].replace('_', '-')}"
+    return f" ({flag} {remedy[1]})" if remedy[1] else f" ({flag})"
 
 
 def _message(exc: CloudherdError) -> str:
@@ -236,6 +239,8 @@ def down(
         None, "--artifacts", help="Where groups' artifacts land (DIR/<node>/); default: the data folder."
     ),
     wait: float = WAIT,
+    force: bool = typer.Option(False, "--force", help="Forget nodes whose provider cannot terminate them "
+                                                      "(their machines may still run; a warning says so)."),
 ) -> None:
     """Pull artifacts, run teardown scripts, terminate every node, mark the infrastructure destroyed."""
     from cloudherd.cli.progress import Progress
@@ -244,7 +249,7 @@ def down(
 
     def work() -> str:
         with Progress(err) as progress:
-            return herd.down(ref, on_event=progress, artifacts_dir=artifacts, wait=wait)
+            return herd.down(ref, on_event=progress, artifacts_dir=artifacts, wait=wait, force=force)
 
     infra_id = _guard(work)
     out.print(f"destroyed {infra_id}")

@@ -23,6 +23,7 @@ from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.engine.plan import diff_groups, fresh_nodes
+from cloudherd.engine.recover import INTERRUPTED, recover
 from cloudherd.errors import ApplyFailed, CloudherdError
 from cloudherd.lifecycle import COUNTED_NODE_STATES, LIVE_NODE_STATES, InfraState, NodeState
 from cloudherd.providers.base import (
@@ -93,7 +94,8 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
     providers = Providers(loaded)
     run_intents: list[str] = []
     try:
-        await journal.resolve(store, infra, providers, on_event)  # a crashed run's calls, settled first
+        recover(store, infra, on_event)  # a killed run's half-done states, then its cloud calls, settled first
+        await journal.resolve(store, infra, providers, on_event)
         surplus = await _sync_groups(loaded, store, infra.id, redact)
         infra = store.infrastructure(infra.id)
         async with ConnectionPool(identity.key, handshakes=handshakes, connect_timeout=connect_timeout) as pool:
@@ -322,6 +324,7 @@ async def _deploy_all(
 
     async def deploy(node: Node) -> None:
         group = loaded.group(node.group_name)
+        before = NodeState(node.state)
         store.update_node(node.id, state=NodeState.DEPLOYING)
         emit(sink, ProgressEvent("node", "connecting", node=node.name, group=node.group_name,
                                  state=NodeState.DEPLOYING))
@@ -332,6 +335,12 @@ async def _deploy_all(
             scripts = [{"name": s.name, "source": s.source, "content": s.content}
                        for s in loaded.scripts[node.group_name]]
             await run_scripts(pool, target, store, node, scripts, context, group.env, redact, sink, done=done)
+        except asyncio.CancelledError:  # another node failed: this one is left as it was, unless a script was cut
+            if store.close_unfinished_actions(infra.id, INTERRUPTED, node.id):
+                store.update_node(node.id, state=NodeState.FAILED, reason="deploy interrupted: another node failed")
+            else:
+                store.update_node(node.id, state=before)
+            raise
         except CloudherdError as exc:
             store.update_node(node.id, state=NodeState.FAILED, reason=str(exc))
             emit(sink, ProgressEvent("node", str(exc), node=node.name, group=node.group_name, state=NodeState.FAILED))

@@ -17,13 +17,15 @@ from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
-from cloudherd.errors import CloudherdError
+from cloudherd.engine.recover import recover
+from cloudherd.errors import CloudherdError, SpecError
 from cloudherd.lifecycle import REACHABLE_NODE_STATES, InfraState, NodeState
 from cloudherd.paths import data_dir
 from cloudherd.providers.base import TAG_INFRA
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.ssh import Target
 from cloudherd.spec import LoadedSpec
+from cloudherd.spec.loader import load_spec_text
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
@@ -36,11 +38,15 @@ def default_artifacts_dir(infra: Infrastructure) -> Path:
 
 async def down(store: Store, infra: Infrastructure, *, on_event: EventSink | None = None,
                teardown_timeout: float = TEARDOWN_TIMEOUT, artifacts_dir: str | os.PathLike[str] | None = None,
-               wait: float = DEFAULT_WAIT) -> None:
+               wait: float = DEFAULT_WAIT, force: bool = False) -> None:
     """Destroy ``infra``: every node retired, then the infrastructure marked destroyed.
 
     Waits (up to ``wait`` seconds) for an operation already changing it, then reads it again: a
     second ``down`` reports the first one's outcome, not a guess made while it was still running.
+
+    A provider that cannot be built or reached does not strand the rest: every other node is
+    terminated, and the down fails naming what is left.  ``force`` forgets those nodes instead (their
+    machines may live on: a warning says so, and ``gc`` finds them once the provider answers again).
     """
     def waiting(message: str) -> None:
         emit(on_event, ProgressEvent("info", message))
@@ -50,37 +56,78 @@ async def down(store: Store, infra: Infrastructure, *, on_event: EventSink | Non
         if infra.state == InfraState.DESTROYED:
             emit(on_event, ProgressEvent("info", f"{infra.id} ({infra.name}) is already destroyed"))
             return
-        await _down(store, infra, on_event=on_event, teardown_timeout=teardown_timeout, artifacts_dir=artifacts_dir)
+        await _down(store, infra, on_event=on_event, teardown_timeout=teardown_timeout, artifacts_dir=artifacts_dir,
+                    force=force)
 
 
 async def _down(store: Store, infra: Infrastructure, *, on_event: EventSink | None, teardown_timeout: float,
-                artifacts_dir: str | os.PathLike[str] | None) -> None:
+                artifacts_dir: str | os.PathLike[str] | None, force: bool) -> None:
     store.set_infrastructure_state(infra.id, InfraState.DESTROYING)
     store.add_event(infra.id, "down", "down started")
-    loaded = snapshot(infra)
+    loaded = _recorded_spec(infra, on_event)
     identity = ensure_identity(store, infra.ssh_key_path)
     providers = Providers(loaded)
     try:
+        recover(store, infra, on_event)
         await journal.resolve(store, infra, providers, on_event)
         async with ConnectionPool(identity.key, connect_timeout=min(30.0, teardown_timeout)) as pool:
             reach = Reach(store, infra, identity)
-            await retire(store, infra, store.nodes(infra.id), loaded=loaded, reach=reach, pool=pool,
-                         providers=providers, sink=on_event, teardown_timeout=teardown_timeout,
-                         artifacts_dir=Path(artifacts_dir) if artifacts_dir else None, sweep=True)
+            failed = await retire(store, infra, store.nodes(infra.id), loaded=loaded, reach=reach, pool=pool,
+                                  providers=providers, sink=on_event, teardown_timeout=teardown_timeout,
+                                  artifacts_dir=Path(artifacts_dir) if artifacts_dir else None, sweep=True)
             reach.record(pool)
     finally:
         await providers.close()
+    if failed:
+        _left_behind(store, infra, failed, force, on_event)
     store.set_infrastructure_state(infra.id, InfraState.DESTROYED)
     store.add_event(infra.id, "down", "destroyed")
+
+
+def _recorded_spec(infra: Infrastructure, sink: EventSink | None) -> LoadedSpec:
+    """The spec the infrastructure was made from; when it no longer loads (a newer cloudherd checks more),
+    a bare one of the same name, so that ``down`` can still finish: providers then come from their
+    names, and nodes whose provider cannot be made that way are reported (or forgotten with force)."""
+    try:
+        return snapshot(infra)
+    except SpecError as exc:
+        message = f"the recorded spec of {infra.name} no longer loads ({exc}); tearing down from the node records"
+        emit(sink, ProgressEvent("error", message))
+        return load_spec_text(f"name: {infra.name}\n", Path(infra.spec_path), strict_env=False, read_scripts=False)
+
+
+class IncompleteDownError(CloudherdError):
+    """Some nodes could not be terminated: their provider cannot be built or does not answer."""
+
+
+def _left_behind(store: Store, infra: Infrastructure, failed: dict[str, str], force: bool,
+                 sink: EventSink | None) -> None:
+    left = [n for n in store.nodes(infra.id) if n.provider in failed and n.state != NodeState.TERMINATED]
+    why = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
+    if not force:
+        store.set_infrastructure_state(infra.id, InfraState.DESTROYING, f"not terminated: {why}")
+        raise IncompleteDownError(
+            f"down of {infra.name}: {len(left)} node(s) could not be terminated ({why}); fix the provider and "
+            f"run down again, or forget them (their machines may still run)", remedy=("force", ""))
+    for node in left:
+        store.update_node(node.id, state=NodeState.TERMINATED, reason=f"forgotten by a forced down: {why}")
+    for intent in store.open_intents(infra.id):
+        if intent.provider in failed:
+            store.close_intent(intent.id, "failed", outcome="abandoned by a forced down")
+    message = (f"forgot {len(left)} node(s) whose provider could not terminate them ({why}): their machines "
+               f"may still run; gc finds them once the provider answers")
+    store.add_event(infra.id, "warning", message)
+    emit(sink, ProgressEvent("error", message))
 
 
 async def retire(
     store: Store, infra: Infrastructure, nodes: Sequence[Node], *, loaded: LoadedSpec, reach: Reach,
     pool: ConnectionPool, providers: Providers, sink: EventSink | None, teardown_timeout: float = TEARDOWN_TIMEOUT,
     artifacts_dir: Path | None = None, sweep: bool = False,
-) -> None:
-    """Artifacts, teardown, terminate for ``nodes``.  ``sweep`` also terminates anything else carrying the
-    infrastructure's tag (``down`` of a whole infrastructure)."""
+) -> dict[str, str]:
+    """Artifacts, teardown, terminate for ``nodes``.  ``sweep`` (``down`` of a whole infrastructure) also
+    terminates anything else carrying the infrastructure's tag, and returns the providers that could not
+    terminate instead of raising."""
     groups = {g.name: g for g in infra.groups}
     redact = Redactor(loaded.secrets)
     everyone = store.nodes(infra.id)
@@ -113,7 +160,7 @@ async def retire(
             emit(sink, ProgressEvent("error", message, node=node.name, group=node.group_name))
 
     await asyncio.gather(*(before(n) for n in nodes))
-    await terminate(store, infra, nodes, providers, sink, sweep=sweep)
+    return await terminate(store, infra, nodes, providers, sink, sweep=sweep)
 
 
 async def _pull_artifacts(
@@ -137,22 +184,37 @@ async def _pull_artifacts(
 async def terminate(
     store: Store, infra: Infrastructure, nodes: Sequence[Node], providers: Providers, sink: EventSink | None,
     *, sweep: bool = False,
-) -> None:
-    """Terminate the nodes' instances (one journaled call per provider) and mark the nodes terminated."""
+) -> dict[str, str]:
+    """Terminate the nodes' instances (one journaled call per provider) and mark the nodes terminated.
+
+    With ``sweep`` (a whole ``down``) a provider that cannot be built or answered does not stop the
+    others: its nodes are left as they are and it is returned with the reason, for the caller to
+    report (or, when asked, to forget).  Without it the first failure is raised.
+    """
+    failed: dict[str, str] = {}
     for provider_name in sorted({n.provider for n in nodes}):
-        provider = providers.get(provider_name)
         mine = [n for n in nodes if n.provider == provider_name and n.state != NodeState.TERMINATED]
-        ids = {n.provider_id for n in mine if n.provider_id}
-        if sweep:
-            with contextlib.suppress(CloudherdError):  # leftovers this infrastructure made but did not record
-                ids |= {i.id for i in await provider.list({TAG_INFRA: infra.id})}
-        for node in mine:
-            emit(sink, ProgressEvent("node", "terminating", node=node.name, group=node.group_name,
-                                     state=NodeState.TERMINATING))
-        if ids:
-            await journal.terminate(store, infra, provider, sorted(i for i in ids if i), mine)
+        try:
+            provider = providers.get(provider_name)
+            ids = {n.provider_id for n in mine if n.provider_id}
+            if sweep:
+                with contextlib.suppress(CloudherdError):  # leftovers this infrastructure made but did not record
+                    ids |= {i.id for i in await provider.list({TAG_INFRA: infra.id})}
+            for node in mine:
+                emit(sink, ProgressEvent("node", "terminating", node=node.name, group=node.group_name,
+                                         state=NodeState.TERMINATING))
+            if ids:
+                await journal.terminate(store, infra, provider, sorted(i for i in ids if i), mine)
+        except CloudherdError as exc:
+            if not sweep:
+                raise
+            failed[provider_name] = Exception.__str__(exc)
+            emit(sink, ProgressEvent("error", f"provider {provider_name}: {failed[provider_name]}"))
     for node in nodes:
+        if node.provider in failed:
+            continue
         if node.state != NodeState.TERMINATED:
             store.update_node(node.id, state=NodeState.TERMINATED)
             emit(sink, ProgressEvent("node", "terminated", node=node.name, group=node.group_name,
                                      state=NodeState.TERMINATED))
+    return failed

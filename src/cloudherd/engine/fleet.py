@@ -18,6 +18,7 @@ from cloudherd.engine import journal
 from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity, node_env, snapshot
 from cloudherd.engine.liveness import observe
 from cloudherd.engine.locks import infra_scope, try_hold
+from cloudherd.engine.recover import recover
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState
 from cloudherd.remote.pool import ConnectionPool
@@ -43,7 +44,7 @@ async def refresh(store: Store, infra: Infrastructure) -> list[Node]:
 
 async def settle(store: Store, infra: Infrastructure) -> None:
     """Resolve open intents a crashed command left (costs one query when there are none)."""
-    if not store.open_intents(infra.id):
+    if not store.open_intents(infra.id) and not store.has_leftovers(infra.id):
         return
     providers = Providers(snapshot(infra))
     try:
@@ -55,12 +56,13 @@ async def settle(store: Store, infra: Infrastructure) -> None:
 async def _settle_if_free(store: Store, infra: Infrastructure, providers: Providers) -> None:
     """Resolve open intents unless a live operation holds the infrastructure: then they are its own
     calls in flight, not a crash's leftovers, and resolving them would undo its work."""
-    if not store.open_intents(infra.id):
+    if not store.open_intents(infra.id) and not store.has_leftovers(infra.id):
         return
     held = try_hold(store, infra_scope(infra.name), "settle")
     if held is None:
         return
     try:
+        recover(store, infra)
         await journal.resolve(store, infra, providers)
     finally:
         store.release_lease(held.scope, held.owner)

@@ -172,6 +172,29 @@ class Store:
             action.stderr = stderr
             action.ended_at = ended_at or utcnow()
 
+    def has_leftovers(self, infrastructure_id: str) -> bool:
+        """Whether an interrupted command left an unfinished action or a node mid-deploy (one cheap query)."""
+        with self.session() as s:
+            unfinished = s.scalar(select(Action.id).where(Action.infrastructure_id == infrastructure_id,
+                                                          Action.ended_at.is_(None)).limit(1))
+            stuck = s.scalar(select(Node.id).where(Node.infrastructure_id == infrastructure_id,
+                                                   Node.state.in_([NodeState.DEPLOYING, NodeState.BOOTING])).limit(1))
+            return unfinished is not None or stuck is not None
+
+    def close_unfinished_actions(self, infrastructure_id: str, why: str, node_id: str | None = None) -> list[str]:
+        """Actions that never ended (their command was killed or cancelled) end now, without an exit code;
+        returns the ids of the nodes they ran on."""
+        with self.session() as s, s.begin():
+            query = select(Action).where(Action.infrastructure_id == infrastructure_id, Action.ended_at.is_(None))
+            if node_id:
+                query = query.where(Action.node_id == node_id)
+            rows = list(s.scalars(query))
+            for action in rows:
+                action.exit_code = None
+                action.stderr = (action.stderr or "") + why
+                action.ended_at = utcnow()
+            return sorted({a.node_id for a in rows})
+
     def add_actions(self, rows: Sequence[dict[str, Any]]) -> None:
         """Many finished actions in one transaction: fleet commands record after the fact, off the hot path."""
         if not rows:
