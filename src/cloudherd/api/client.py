@@ -236,15 +236,19 @@ class Client:
                              options=options)
         return [views.transfer_result(r) for r in results]
 
-    async def ssh_command(self, ref: str, node: str, command: Sequence[str] = ()) -> list[str]:
+    async def ssh_command(self, ref: str, node: str, command: Sequence[str] = (), *,
+                          accept_new_host_key: bool = False) -> list[str]:
         """The OpenSSH command line that logs in to ``node`` checking its pinned host key.
 
-        The known-hosts file it names holds only the pin recorded in the database, so ``ssh`` refuses
-        exactly what every other command refuses.
+        The node's key is checked here first, so a changed key is refused in cloudherd's words (both
+        fingerprints, one line); ``accept_new_host_key`` re-pins it, as for the other commands.  The
+        known-hosts file the command names holds only that pin.
         """
         import shutil
 
         from cloudherd.paths import data_dir
+        from cloudherd.remote.probe import key_algorithm, presented_host_key
+        from cloudherd.remote.ssh import HostKeyMismatchError, fingerprint
 
         binary = shutil.which("ssh")
         if binary is None:
@@ -253,15 +257,29 @@ class Client:
         target = await self.node(infra.id, node)
         if not target.address:
             raise UsageError(f"node {target.name} has no address yet")
+        pinned = target.host_key
+        seen = await presented_host_key(target.address, target.port, key_algorithm(pinned or ""))
+        if seen is None:
+            raise HostKeyMismatchError(f"node {target.name} ({target.address}:{target.port}) offers no host key")
+        if pinned and _key_body(seen) != _key_body(pinned):
+            if not accept_new_host_key:
+                raise HostKeyMismatchError(
+                    f"node {target.name} ({target.address}:{target.port}) presented host key {fingerprint(seen)}, "
+                    f"but {fingerprint(pinned)} is pinned for it: refusing to connect. If the node was rebuilt, "
+                    f"accept its new key", remedy=("accept_new_host_key", ""))
+            self.store.pin_host_keys(infra.id, [(target.id, seen, fingerprint(seen), "re-pinned")])
+            self.store.add_event(infra.id, "host-key", f"{target.name}: host key re-pinned from "
+                                 f"{fingerprint(pinned)} to {fingerprint(seen)}", node_id=target.id)
+        elif not pinned:  # first contact: pinned from now on, as every other command does
+            self.store.pin_host_keys(infra.id, [(target.id, seen, fingerprint(seen), "first-contact")])
         folder = data_dir() / "known_hosts"
         folder.mkdir(exist_ok=True, mode=0o700)
         known_file = folder / target.id
         host = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
-        known_file.write_text(f"{host} {target.host_key}\n" if target.host_key else "")
-        checking = "yes" if target.host_key else "accept-new"
+        known_file.write_text(f"{host} {seen}\n")
         return [binary, "-i", infra.ssh_key_path, "-p", str(target.port), "-o", "IdentitiesOnly=yes",
                 "-o", f"UserKnownHostsFile={known_file}", "-o", "GlobalKnownHostsFile=/dev/null",
-                "-o", f"StrictHostKeyChecking={checking}", "-o", "LogLevel=ERROR",
+                "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
                 f"{target.user}@{target.address}", *command]
 
     # -- catalogs ----------------------------------------------------------------------------------
@@ -401,9 +419,10 @@ class SyncClient:
         return run_blocking(self.aio.pull(ref, src, dst, group=group, node=node, tags=tags, timeout=timeout,
                                           concurrency=concurrency, accept_new_host_key=accept_new_host_key))
 
-    def ssh_command(self, ref: str, node: str, command: Sequence[str] = ()) -> list[str]:
+    def ssh_command(self, ref: str, node: str, command: Sequence[str] = (), *,
+                    accept_new_host_key: bool = False) -> list[str]:
         """The OpenSSH command line that logs in to ``node`` checking its pinned host key."""
-        return run_blocking(self.aio.ssh_command(ref, node, command))
+        return run_blocking(self.aio.ssh_command(ref, node, command, accept_new_host_key=accept_new_host_key))
 
     def sizes(self, provider: str, pattern: str | None = None, *, region: str | None = None) -> list[Size]:
         """Machine sizes a provider type offers; the default is marked."""
@@ -416,6 +435,11 @@ class SyncClient:
     def regions(self, provider: str, pattern: str | None = None) -> list[str]:
         """Regions a provider type offers."""
         return run_blocking(self.aio.regions(provider, pattern))
+
+
+def _key_body(public_key: str) -> str:
+    """Algorithm and key data of an OpenSSH public-key line, without its comment."""
+    return " ".join(public_key.split()[:2])
 
 
 def _check_limits(*, concurrency: int | None = None, wait: float | None = None,

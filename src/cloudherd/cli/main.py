@@ -454,9 +454,11 @@ def ssh(
     ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
     node: str = typer.Argument(..., help="Node name or id."),
     command: list[str] = typer.Argument(None, help="Command to run instead of a shell."),
+    accept_new_host_key: bool = typer.Option(False, "--accept-new-host-key",
+                                             help="Take the host key the node presents now as its new pin."),
 ) -> None:
     """Open an SSH session on a node (OpenSSH's ssh, with the node's pinned host key)."""
-    argv = _guard(lambda: _herd().ssh_command(ref, node, command or ()))
+    argv = _guard(lambda: _herd().ssh_command(ref, node, command or (), accept_new_host_key=accept_new_host_key))
     sys.stdout.flush()
     os.execv(argv[0], argv)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,7 +94,9 @@ def _recorded_spec(infra: Infrastructure, sink: EventSink | None) -> LoadedSpec:
     except SpecError as exc:
         message = f"the recorded spec of {infra.name} no longer loads ({exc}); tearing down from the node records"
         emit(sink, ProgressEvent("error", message))
-        return load_spec_text(f"name: {infra.name}\n", Path(infra.spec_path), strict_env=False, read_scripts=False)
+        groups = "".join(f"  {json.dumps(g.name)}: {{count: 0}}\n" for g in infra.groups) or "  none: {count: 0}\n"
+        return load_spec_text(f"name: {json.dumps(infra.name)}\ngroups:\n{groups}", Path(infra.spec_path),
+                              strict_env=False, read_scripts=False)
 
 
 class IncompleteDownError(CloudherdError):
