@@ -30,6 +30,7 @@ from cloudherd.api.types import (
     Plan,
     Setup,
     Size,
+    SpecSummary,
     TransferResult,
 )
 from cloudherd.errors import UsageError
@@ -112,6 +113,19 @@ class Client:
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
                         connect_timeout=connect_timeout, force=force, handshakes=concurrency,
                         accept_new_host_key=accept_new_host_key, wait=wait)
+
+    async def validate(self, spec: PathLike) -> SpecSummary:
+        """Load ``spec`` and render every script and teardown against the fleet it describes; touches nothing.
+
+        Errors are :class:`~cloudherd.errors.SpecError` with the file and line (a script's own line for
+        a template error).
+        """
+        from cloudherd.engine.templates import PlannedInfra, check_templates, planned_fleet
+        from cloudherd.spec import load_spec
+
+        loaded = load_spec(spec)
+        check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", loaded.spec.name))
+        return SpecSummary(name=loaded.spec.name, groups={n: g.count for n, g in loaded.spec.groups.items()})
 
     async def plan(self, spec: PathLike) -> Plan:
         """What ``up`` of ``spec`` would change (create / destroy / replace / scripts to re-run); changes nothing."""
@@ -357,6 +371,10 @@ class SyncClient:
         return run_blocking(self.aio.up(spec, keep_on_failure=keep_on_failure, on_event=on_event,
                                         connect_timeout=connect_timeout, force=force, concurrency=concurrency,
                                         accept_new_host_key=accept_new_host_key, wait=wait))
+
+    def validate(self, spec: PathLike) -> SpecSummary:
+        """Load ``spec`` and render its scripts against the fleet it describes; touches nothing."""
+        return run_blocking(self.aio.validate(spec))
 
     def plan(self, spec: PathLike) -> Plan:
         """What ``up`` of ``spec`` would change; changes nothing."""

@@ -222,6 +222,13 @@ class Image(_Value):
     name: str
 
 
+class SpecSummary(_Value):
+    """A spec that loads and whose scripts render: its name and each group's node count."""
+
+    name: str
+    groups: dict[str, int]
+
+
 class Setup(_Value):
     """Where ``init`` found or made the user, the key pair and the database."""
 

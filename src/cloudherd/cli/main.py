@@ -153,11 +153,9 @@ def init() -> None:
 @app.command()
 def validate(spec: Path = typer.Argument(..., help="The spec file (YAML).")) -> None:
     """Check a spec without touching anything; exit 2 with FILE:LINE: path: message when it is wrong."""
-    from cloudherd.spec import load_spec
-
-    loaded = _guard(lambda: load_spec(spec))
-    counts = ", ".join(f"{name} x{group.count}" for name, group in loaded.spec.groups.items())
-    out.print(f"{spec}: ok ({loaded.name}: {counts})")
+    summary = _guard(lambda: _herd().validate(spec))
+    counts = ", ".join(f"{name} x{count}" for name, count in summary.groups.items())
+    out.print(f"{spec}: ok ({summary.name}: {counts})")
 
 
 @app.command()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudherd.engine import journal
-from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity, template_context
+from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity
 from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.destroy import retire
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
@@ -24,6 +24,7 @@ from cloudherd.engine.fleet import Reach
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.engine.plan import diff_groups, fresh_nodes
 from cloudherd.engine.recover import INTERRUPTED, recover
+from cloudherd.engine.templates import PlannedInfra, check_templates, planned_fleet, template_context
 from cloudherd.errors import ApplyFailed, CloudherdError
 from cloudherd.lifecycle import COUNTED_NODE_STATES, LIVE_NODE_STATES, InfraState, NodeState
 from cloudherd.providers.base import (
@@ -77,6 +78,8 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
     spec = loaded.spec
     identity = ensure_identity(store, _key_path(loaded))
     existing = store.active_named(spec.name)
+    if existing is None:  # every script renders for the fleet to be, or nothing is made at all
+        check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", spec.name))
     redact = Redactor(set(loaded.secrets))
     if existing is None:
         infra = store.create_infrastructure(
@@ -98,6 +101,8 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
         await journal.resolve(store, infra, providers, on_event)
         surplus = await _sync_groups(loaded, store, infra.id, redact)
         infra = store.infrastructure(infra.id)
+        leaving = {n.id for n in surplus}
+        check_templates(loaded, [n for n in store.nodes(infra.id) if n.id not in leaving], infra)
         async with ConnectionPool(identity.key, handshakes=handshakes, connect_timeout=connect_timeout) as pool:
             reach = Reach(store, infra, identity, accept_new_host_key)
             try:

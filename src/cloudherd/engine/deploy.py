@@ -11,8 +11,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cloudherd.engine.context import Redactor, node_env
+from cloudherd.engine.context import Redactor
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
+from cloudherd.engine.templates import node_env
 from cloudherd.errors import DeployError
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.scripts import render, script_command

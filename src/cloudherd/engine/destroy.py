@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cloudherd.engine import journal
-from cloudherd.engine.context import Providers, Redactor, ensure_identity, snapshot, template_context
+from cloudherd.engine.context import Providers, Redactor, ensure_identity, snapshot
 from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.engine.recover import recover
+from cloudherd.engine.templates import template_context
 from cloudherd.errors import CloudherdError, SpecError
 from cloudherd.lifecycle import REACHABLE_NODE_STATES, InfraState, NodeState
 from cloudherd.paths import data_dir

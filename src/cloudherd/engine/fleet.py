@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from cloudherd.engine import journal
-from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity, node_env, snapshot
+from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity, snapshot
 from cloudherd.engine.liveness import observe
 from cloudherd.engine.locks import infra_scope, try_hold
 from cloudherd.engine.recover import recover
+from cloudherd.engine.templates import node_env
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState
 from cloudherd.remote.pool import ConnectionPool

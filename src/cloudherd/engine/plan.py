@@ -10,9 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloudherd.engine.context import Providers, node_env, template_context
+from cloudherd.engine.context import Providers
 from cloudherd.engine.deploy import script_digest
 from cloudherd.engine.liveness import Observed, observe
+from cloudherd.engine.templates import (
+    NodeLike,
+    PlannedInfra,
+    check_templates,
+    node_env,
+    planned_fleet,
+    planned_node,
+    template_context,
+)
 from cloudherd.errors import DeployError
 from cloudherd.lifecycle import COUNTED_NODE_STATES, REACHABLE_NODE_STATES, NodeState
 from cloudherd.remote.scripts import render
@@ -118,6 +127,7 @@ async def make_plan(loaded: LoadedSpec, store: Store) -> Plan:
     """The plan of ``up`` for ``loaded``, refreshed from the providers (one list per provider)."""
     existing = store.active_named(loaded.spec.name)
     if existing is None:
+        check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", loaded.spec.name))
         groups = [GroupDiff(name, g.provider, g.count, 0, create=g.count, new=True,
                             reruns={s.source: [f"{loaded.spec.name}-{name}-{i}" for i in range(1, g.count + 1)]
                                     for s in loaded.scripts[name]} if g.count else {})
@@ -129,14 +139,13 @@ async def make_plan(loaded: LoadedSpec, store: Store) -> Plan:
     done = store.script_digests(infra.id)
     leaving = {n.id for d in diffs for n in (*d.destroy, *d.replace)}
     # the fleet as it will be: kept nodes plus stand-ins for the ones to make (their addresses are unknown)
-    future = [n for n in nodes if n.id not in leaving and n.state in COUNTED_NODE_STATES]
+    future: list[NodeLike] = [n for n in nodes if n.id not in leaving and n.state in COUNTED_NODE_STATES]
     for diff in diffs:
         used = {n.index for n in future if n.group_name == diff.name}
         free = (i for i in range(1, 1_000_000) if i not in used)
         for index in (next(free) for _ in range(diff.create)):
-            future.append(Node(id=f"new-{diff.name}-{index}", name=f"{loaded.spec.name}-{diff.name}-{index}",
-                               group_name=diff.name, index=index, provider=diff.provider, state=NodeState.PENDING,
-                               address="(new)", port=22, infrastructure_id=infra.id))
+            future.append(planned_node(infra.id, loaded.spec.name, diff.name, index, diff.provider))
+    check_templates(loaded, future, infra)
     for diff in diffs:
         if diff.removed:
             continue

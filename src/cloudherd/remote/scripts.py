@@ -23,9 +23,17 @@ def render(source: str, content: str, context: Mapping[str, Any]) -> str:
     except jinja2.TemplateSyntaxError as exc:
         raise DeployError(f"{source}:{exc.lineno}: template error: {exc.message}") from None
     except jinja2.UndefinedError as exc:
-        raise DeployError(f"{source}: template error: {exc.message}") from None
+        raise DeployError(f"{_where(source, exc)}: template error: {exc.message}") from None
     except Exception as exc:  # a filter or a call failed inside the template
-        raise DeployError(f"{source}: template error: {exc}") from None
+        raise DeployError(f"{_where(source, exc)}: template error: {exc}") from None
+
+
+def _where(source: str, exc: BaseException) -> str:
+    """``source:LINE`` of a failure at render time: Jinja maps the template's frames to its own lines."""
+    import traceback
+
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == "<template>"]
+    return f"{source}:{lines[-1]}" if lines and lines[-1] else source
 
 
 def script_command(name: str, env: Mapping[str, str]) -> RemoteCommand:

@@ -107,7 +107,11 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
         return
     import fcntl
 
-    with open(f"{database}.migrate-lock", "a") as handle:
+    try:
+        handle = open(f"{database}.migrate-lock", "a")  # noqa: SIM115 - held across the yield below
+    except OSError as exc:
+        raise StateError(f"state database {database}: cannot be created ({exc.strerror})") from None
+    with handle:
         os.chmod(handle.name, 0o600)
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
