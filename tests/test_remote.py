@@ -307,6 +307,8 @@ def test_artifacts_are_pulled_before_teardown(home: Path, tmp_path: Path, herd: 
     for i in (1, 2):
         assert (dest / f"arts-n-{i}" / "build.log").read_text() == f"built on arts-n-{i}\n"
         assert not (dest / f"arts-n-{i}" / "teardown.log").exists()  # pulled before the teardown ran
+        assert (dest / f"arts-n-{i}").stat().st_mode & 0o777 == 0o700
+    assert dest.stat().st_mode & 0o777 == 0o700  # a fleet's outputs are its owner's alone
 
 
 def test_pool_reconnects_once_when_a_connection_dropped(home: Path, tmp_path: Path, herd: SyncClient) -> None:

@@ -22,7 +22,7 @@ from cloudherd.engine.recover import recover
 from cloudherd.engine.templates import template_context
 from cloudherd.errors import CloudherdError, SpecError
 from cloudherd.lifecycle import REACHABLE_NODE_STATES, InfraState, NodeState
-from cloudherd.paths import data_dir
+from cloudherd.paths import data_dir, private_dir
 from cloudherd.providers.base import TAG_INFRA
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.ssh import Target
@@ -172,7 +172,8 @@ async def _pull_artifacts(
     root: Path, sink: EventSink | None,
 ) -> None:
     try:
-        matched = await pool.get(target, patterns, root / node.name)
+        private_dir(root)  # artifacts are a fleet's logs and outputs: its owner's alone (0700), made so
+        matched = await pool.get(target, patterns, private_dir(root / node.name))
     except CloudherdError:
         raise
     except Exception as exc:  # SFTP errors: recorded, never blocking the teardown
