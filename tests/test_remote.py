@@ -291,8 +291,9 @@ def test_unknown_group_in_template_fails_clearly(home: Path, tmp_path: Path) -> 
     spec = write_spec(tmp_path / "bad", "name: bad\ngroups:\n  n:\n    scripts: [s.sh]\n",
                       {"s.sh": "echo {{ getip('nope') }}\n"})
     run = cli("up", str(spec))
-    assert run.returncode == 1
-    assert "s.sh: template error: no group 'nope'" in run.stderr and "Traceback" not in run.stderr
+    assert run.returncode == 2  # found before anything is made: a usage error, with the script's line
+    assert "s.sh:1: template error: no group 'nope'" in run.stderr and "Traceback" not in run.stderr
+    assert not (home / "local").is_dir() or not list((home / "local").glob("*/node.json"))
 
 
 def test_artifacts_are_pulled_before_teardown(home: Path, tmp_path: Path, herd: SyncClient) -> None:

@@ -154,7 +154,7 @@ class Client:
 
     async def status(self, ref: str) -> Infrastructure:
         """The infrastructure with its nodes' states checked against the providers (one list per provider)."""
-        from cloudherd.engine.fleet import refresh
+        from cloudherd.engine.liveness import refresh
 
         infra = self.store.resolve(ref)
         return self._view(infra, await refresh(self.store, infra))

@@ -8,16 +8,17 @@ import getpass
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from cloudherd.paths import data_dir
 from cloudherd.providers import Provider, make_provider
-from cloudherd.remote.keys import ensure_keypair
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.loader import load_spec_text
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
+
+if TYPE_CHECKING:
+    import asyncssh
 
 
 @dataclass
@@ -35,6 +36,8 @@ def default_key_path() -> Path:
 
 def ensure_identity(store: Store, key_path: str | os.PathLike[str] | None = None) -> Identity:
     """The current user's row and key pair, made on first use."""
+    from cloudherd.remote.keys import ensure_keypair  # SSH's library only for commands that log in
+
     path = Path(key_path).expanduser() if key_path else default_key_path()
     key, public = ensure_keypair(path)
     name = getpass.getuser()

@@ -6,14 +6,12 @@ that node is skipped, so ``up`` twice does no work twice; ``force`` runs everyth
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cloudherd.engine.context import Redactor
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
-from cloudherd.engine.templates import node_env
+from cloudherd.engine.templates import node_env, script_digest
 from cloudherd.errors import DeployError
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.scripts import render, script_command
@@ -22,11 +20,6 @@ from cloudherd.state.models import Node
 from cloudherd.state.repo import Store
 
 OUTPUT_LIMIT = 1_000_000  # characters of stdout / stderr kept per action
-
-
-def script_digest(source: str, text: str, env: Mapping[str, str]) -> str:
-    material = json.dumps([source, text, sorted(env.items())], ensure_ascii=False)
-    return hashlib.sha256(material.encode()).hexdigest()
 
 
 async def run_scripts(

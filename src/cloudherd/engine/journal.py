@@ -20,7 +20,6 @@ from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.errors import ApplyFailed, CloudherdError
 from cloudherd.lifecycle import NodeState
 from cloudherd.providers.base import TAG_INTENT, CreateRequest, Instance, Provider
-from cloudherd.remote.ssh import fingerprint
 from cloudherd.state.models import Infrastructure, Intent, Node, new_id
 from cloudherd.state.repo import Store
 
@@ -51,6 +50,8 @@ def _assign(rows: Sequence[Node], instances: Sequence[Instance],
 
 def _pins(rows: Sequence[Node], instances: Sequence[Instance],
           updates: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, str, str, str]]:
+    from cloudherd.remote.ssh import fingerprint  # SSH's library only when there are keys to pin
+
     return [(node_id, fields["host_key"], fingerprint(fields["host_key"]), "provider")
             for node_id, fields in updates if fields.get("host_key")]
 

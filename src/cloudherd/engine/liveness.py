@@ -10,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cloudherd.engine.context import Providers
+from cloudherd.engine import journal
+from cloudherd.engine.context import Providers, snapshot
+from cloudherd.engine.locks import infra_scope, try_hold
+from cloudherd.engine.recover import recover
 from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import COUNTED_NODE_STATES, NodeState
 from cloudherd.providers.base import TAG_INFRA
-from cloudherd.state.models import Node
+from cloudherd.state.models import Infrastructure, Node
+from cloudherd.state.repo import Store
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,43 @@ async def observe(providers: Providers, infra_id: str, nodes: Sequence[Node]) ->
             elif instance.state == "stopped" and node.state != NodeState.STOPPED:
                 changes.append(Observed(node.id, NodeState.STOPPED, "the provider reports it stopped"))
     return changes
+
+
+async def refresh(store: Store, infra: Infrastructure) -> list[Node]:
+    """Nodes with states checked against the providers (one list call per provider), changes recorded."""
+    providers = Providers(snapshot(infra))
+    try:
+        await _settle_if_free(store, infra, providers)
+        nodes = store.nodes(infra.id)
+        changes = await observe(providers, infra.id, nodes)
+    finally:
+        await providers.close()
+    for change in changes:
+        store.update_node(change.node_id, state=change.state, reason=change.reason)
+    return store.nodes(infra.id) if changes else nodes
+
+
+async def settle(store: Store, infra: Infrastructure) -> None:
+    """Resolve open intents a crashed command left (costs one query when there are none)."""
+    if not store.open_intents(infra.id) and not store.has_leftovers(infra.id):
+        return
+    providers = Providers(snapshot(infra))
+    try:
+        await _settle_if_free(store, infra, providers)
+    finally:
+        await providers.close()
+
+
+async def _settle_if_free(store: Store, infra: Infrastructure, providers: Providers) -> None:
+    """Resolve open intents unless a live operation holds the infrastructure: then they are its own
+    calls in flight, not a crash's leftovers, and resolving them would undo its work."""
+    if not store.open_intents(infra.id) and not store.has_leftovers(infra.id):
+        return
+    held = try_hold(store, infra_scope(infra.name), "settle")
+    if held is None:
+        return
+    try:
+        recover(store, infra)
+        await journal.resolve(store, infra, providers)
+    finally:
+        store.release_lease(held.scope, held.owner)

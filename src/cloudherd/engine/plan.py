@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloudherd.engine.context import Providers
-from cloudherd.engine.deploy import script_digest
 from cloudherd.engine.liveness import Observed, observe
 from cloudherd.engine.templates import (
     NodeLike,
@@ -20,6 +19,7 @@ from cloudherd.engine.templates import (
     node_env,
     planned_fleet,
     planned_node,
+    script_digest,
     template_context,
 )
 from cloudherd.errors import DeployError

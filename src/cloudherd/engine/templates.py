@@ -7,6 +7,8 @@ a spec's scripts against the fleet it describes and stay fast.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -76,6 +78,12 @@ def node_env(node: NodeLike, group_env: Mapping[str, str] | None = None) -> dict
     """
     return {**(group_env or {}), "CLOUDHERD_NODE": node.name, "CLOUDHERD_GROUP": node.group_name,
             "CLOUDHERD_INFRA": node.infrastructure_id}
+
+
+def script_digest(source: str, text: str, env: Mapping[str, str]) -> str:
+    """What a script run did, as one hash: its name, rendered text and environment (plan and up compare it)."""
+    material = json.dumps([source, text, sorted(env.items())], ensure_ascii=False)
+    return hashlib.sha256(material.encode()).hexdigest()
 
 
 def node_view(node: NodeLike) -> dict[str, Any]:

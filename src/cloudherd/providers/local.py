@@ -31,8 +31,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-
 from cloudherd.paths import data_dir
 from cloudherd.providers.base import (
     CreateRequest,
@@ -167,6 +165,8 @@ class LocalProvider(Provider):
             (folder / sub).mkdir(parents=True, mode=0o755)
         folder.chmod(0o755)
         user = pwd.getpwuid(os.getuid()).pw_name
+        import asyncssh  # only when a node is made: listing nodes (status, plan) needs no SSH library
+
         key = asyncssh.generate_private_key("ssh-ed25519")
         # 0600 from creation (writing it then chmod-ing it would leave it readable in between)
         fd = os.open(folder / "ssh_host_ed25519_key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

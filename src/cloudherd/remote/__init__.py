@@ -1,6 +1,5 @@
-"""Remote work over SSH (asyncssh): keys, connections, running scripts and commands."""
+"""Remote work over SSH (asyncssh): keys, connections, running scripts and commands.
 
-from cloudherd.remote.keys import ensure_keypair
-from cloudherd.remote.ssh import RunResult, Target, UnreachableError, connect, run
-
-__all__ = ["RunResult", "Target", "UnreachableError", "connect", "ensure_keypair", "run"]
+Import the modules themselves (``remote.ssh``, ``remote.pool``, ``remote.scripts``…): this package
+imports nothing, so that rendering a script does not load the SSH library.
+"""

@@ -1,6 +1,4 @@
-"""State: SQLAlchemy 2 models, Alembic migrations and a small repository API."""
+"""State: SQLAlchemy 2 models, Alembic migrations and a small repository API (``state.repo.Store``).
 
-from cloudherd.state.db import database_url, open_engine
-from cloudherd.state.repo import Store
-
-__all__ = ["Store", "database_url", "open_engine"]
+The package imports nothing itself: commands that never open the database do not pay for SQLAlchemy.
+"""
