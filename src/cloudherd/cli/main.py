@@ -127,6 +127,9 @@ ACCEPT_NEW = typer.Option(
 )
 
 
+PROVIDER_TYPE = typer.Argument(..., help="Provider type: local, aws, …")
+REGION = typer.Option(None, "--region", help="Region (default: the provider's).")
+AS_JSON = typer.Option(False, "--json", help="Print JSON.")
 WAIT = typer.Option(600.0, "--wait", min=0, help="Seconds to wait for another command already changing this "
                                                 "infrastructure (0: give up at once).")
 
@@ -257,7 +260,7 @@ def down(
 def gc(
     provider: str | None = typer.Option(None, "--provider", "-p", help="Only this provider (name or type)."),
     delete: bool = typer.Option(False, "--delete", help="Terminate the orphans found."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Find machines with cloudherd's tags that no infrastructure in this database accounts for."""
     orphans = _guard(lambda: _herd().gc(provider=provider, delete=delete))
@@ -293,7 +296,7 @@ def adopt(
 
 @app.command("ls")
 def list_(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = AS_JSON,
     all_: bool = typer.Option(False, "--all", "-a", help="Include destroyed infrastructures."),
 ) -> None:
     """List infrastructures."""
@@ -316,7 +319,7 @@ def list_(
 @app.command()
 def status(
     ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Groups and nodes of an infrastructure: address, state, last action."""
     infra = _guard(lambda: _herd().status(ref))
@@ -465,7 +468,7 @@ def ssh(
 def logs(
     ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
     node: str | None = typer.Argument(None, help="Only this node's actions."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Recorded actions (scripts, teardown, exec): exit code, timing, output."""
     rows = _guard(lambda: _herd().logs(ref, node))
@@ -500,10 +503,10 @@ def _table_of(rows: Sequence[BaseModel], kind: str) -> None:
 
 @app.command()
 def sizes(
-    provider: str = typer.Argument(..., help="Provider type: local, aws, …"),
+    provider: str = PROVIDER_TYPE,
     pattern: str | None = typer.Argument(None, help="Regular expression the size name must contain."),
-    region: str | None = typer.Option(None, "--region", help="Region (default: the provider's)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    region: str | None = REGION,
+    as_json: bool = AS_JSON,
 ) -> None:
     """Machine sizes a provider offers (the default one marked)."""
     rows = _guard(lambda: _herd().sizes(provider, pattern, region=region))
@@ -512,10 +515,10 @@ def sizes(
 
 @app.command()
 def images(
-    provider: str = typer.Argument(..., help="Provider type: local, aws, …"),
+    provider: str = PROVIDER_TYPE,
     pattern: str | None = typer.Argument(None, help="Regular expression the image name must contain."),
-    region: str | None = typer.Option(None, "--region", help="Region (default: the provider's)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    region: str | None = REGION,
+    as_json: bool = AS_JSON,
 ) -> None:
     """Images a provider offers."""
     rows = _guard(lambda: _herd().images(provider, pattern, region=region))
@@ -524,9 +527,9 @@ def images(
 
 @app.command()
 def regions(
-    provider: str = typer.Argument(..., help="Provider type: local, aws, …"),
+    provider: str = PROVIDER_TYPE,
     pattern: str | None = typer.Argument(None, help="Text the region name must contain."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Regions a provider offers."""
     names = _guard(lambda: _herd().regions(provider, pattern))

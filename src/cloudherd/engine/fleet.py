@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cloudherd.engine.context import Identity, Redactor, ensure_identity, snapshot
 from cloudherd.engine.liveness import settle
@@ -201,6 +201,15 @@ async def exec_command(
         records.append(_action(infra, node, "exec", shown, result.exit_code, stdout, stderr, began))
         return ExecResult(node.name, node.group_name, result.exit_code, stdout, stderr, time.monotonic() - started)
 
+    return await _fan_out(store, identity, options, reach, nodes, one, records)
+
+
+R = TypeVar("R")
+
+
+async def _fan_out(store: Store, identity: Identity, options: FleetOptions, reach: Reach, nodes: Sequence[Node],
+                   one: Callable[[ConnectionPool, Node], Awaitable[R]], records: list[dict[str, Any]]) -> list[R]:
+    """``one`` on every node at once over one pool; new host keys pinned and the actions written after."""
     try:
         async with ConnectionPool(identity.key, handshakes=options.handshakes,
                                   connect_timeout=options.connect_timeout) as pool:
@@ -302,14 +311,7 @@ async def _transfer(
         records.append(_action(infra, node, kind, name, 0, "\n".join(files), "", began))
         return TransferResult(node.name, node.group_name, files, time.monotonic() - started)
 
-    try:
-        async with ConnectionPool(identity.key, handshakes=options.handshakes,
-                                  connect_timeout=options.connect_timeout) as pool:
-            results = list(await asyncio.gather(*(one(pool, n) for n in nodes)))
-            reach.record(pool)
-    finally:
-        store.add_actions(records)
-    return results
+    return await _fan_out(store, identity, options, reach, nodes, one, records)
 
 
 def _transfer_error(exc: BaseException, kind: str, what: str) -> str:

@@ -135,6 +135,8 @@ def _load_checked(
         raise spec_error(display, _line_of(exc.loc, lines), _dotted(exc.loc), exc.message) from None
     loaded = LoadedSpec(spec=spec, path=path, raw_text=text, env=env, secrets=secrets)
     secrets.update(v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 4)
+    # a group's env entry named like a secret is one, also when written in the spec as a literal
+    secrets.update(v for g in spec.groups.values() for k, v in g.env.items() if _SECRET_NAME.search(k) and len(v) >= 4)
     if not read_scripts:
         return loaded
     if spec.ssh.key:
