@@ -141,7 +141,7 @@ def test_sync_twin(home: Path) -> None:
         machine.poll_until("terminated", **FAST)
 
     async def inside_a_loop() -> None:
-        with pytest.raises(UsageError, match="inside an event loop"):
+        with pytest.raises(UsageError, match="inside a running event loop"):
             handles[0].refresh()
 
     asyncio.run(inside_a_loop())
