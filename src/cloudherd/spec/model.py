@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from cloudherd.spec.durations import FORMS, DurationError, is_bare_number, parse_duration
 from cloudherd.spec.interpolate import EnvText
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
@@ -65,6 +67,30 @@ def _float_from_env(value: Any, info: ValidationInfo) -> Any:
 # Strict numbers: YAML's true, "3" and 3.5 are not integers (pydantic's lax mode would take them).
 Int = Annotated[int, Strict(), BeforeValidator(_int_from_env)]
 Float = Annotated[float, Strict(), Field(allow_inf_nan=False), BeforeValidator(_float_from_env)]
+
+
+def _bool_from_env(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str) and (isinstance(value, EnvText) or lenient(info)):
+        word = value.strip().lower()
+        if word in ("true", "yes", "on", "1"):
+            return True
+        if word in ("false", "no", "off", "0"):
+            return False
+    return value
+
+
+Bool = Annotated[bool, Strict(), BeforeValidator(_bool_from_env)]
+
+
+def _duration(value: Any, info: ValidationInfo) -> float:
+    """Seconds from ``10`` / ``0.5`` / ``"500ms"`` / ``"1m30s"`` (text without a unit only from ``${VAR}``)."""
+    if lenient(info) and isinstance(value, bool):
+        return float(value)
+    return parse_duration(value, bare_text=isinstance(value, EnvText) or lenient(info))
+
+
+# A duration in seconds: a number (int or float, ≥ 0) or text with units; true/false is refused.
+Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 class SSHConfig(_Strict):
@@ -165,6 +191,143 @@ class MinCount(_Strict):
     min_count: Int = Field(ge=0)
 
 
+def _unhealthy_after(value: Any, info: ValidationInfo) -> Any:
+    """A count of failed checks (``3``, ``"3"``) stays an ``int``; a duration (``"30s"``) stays its text."""
+    if isinstance(value, bool):
+        if lenient(info):
+            return 3
+        raise ValueError("must be a number of failed checks (e.g. 3) or a duration (e.g. 30s), not true/false")
+    if isinstance(value, float) and value.is_integer() and lenient(info):
+        value = int(value)
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"{value} failed checks: must be at least 1 (or a duration like 30s)")
+        return value
+    if isinstance(value, str) and is_bare_number(value):
+        if not re.match(r"^\s*[0-9]+\s*$", value):
+            raise ValueError(f"'{value}' is not a whole number of failed checks (or write a duration like 30s)")
+        return _unhealthy_after(int(value), info)
+    if isinstance(value, str):
+        try:
+            seconds = parse_duration(value)
+        except DurationError:
+            raise ValueError(f"'{value}' is neither a number of failed checks (e.g. 3) nor a duration "
+                             f"({FORMS})") from None
+        if seconds <= 0:
+            raise ValueError(f"'{value}': failing for no time at all; write a duration above 0, or a count")
+        return value.strip()
+    raise ValueError("must be a number of failed checks (e.g. 3) or a duration (e.g. 30s)")
+
+
+_PERCENT = re.compile(r"^\s*([0-9]{1,3}(?:\.[0-9]{1,6})?)\s*%\s*$")
+
+
+def _max_unhealthy(value: Any, info: ValidationInfo) -> Any:
+    """A count (``2``, ``"2"``) stays an ``int``; a percent (``"40%"``) stays its text, without spaces."""
+    if isinstance(value, bool):
+        if lenient(info):
+            return "40%"
+        raise ValueError("must be a number of nodes (e.g. 2) or a percent of the group (e.g. 40%), not true/false")
+    if isinstance(value, float) and value.is_integer() and lenient(info):
+        value = int(value)
+    if isinstance(value, str) and re.match(r"^\s*[0-9]{1,9}\s*$", value):
+        value = int(value)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value} nodes: must be ≥ 0 (or a percent like 40%)")
+        return value
+    if isinstance(value, str):
+        match = _PERCENT.match(value)
+        if not match:
+            raise ValueError(f"'{value}' is neither a number of nodes (e.g. 2) nor a percent (e.g. 40%)")
+        if Fraction(match.group(1)) > 100:
+            raise ValueError(f"'{value}' is more than 100%")
+        return f"{match.group(1)}%"
+    raise ValueError("must be a number of nodes (e.g. 2) or a percent of the group (e.g. 40%)")
+
+
+class Health(_Strict):
+    """How the manager checks a group's nodes, and when it gives up on one and replaces it.
+
+    Every check runs each ``interval`` (each probe at most ``timeout``); a node is unhealthy after
+    ``unhealthy_after`` failed checks in a row (``3``), or after failing for that long (``"30s"``);
+    failures in the ``grace`` after a node became ready do not count.  At most ``max_unhealthy`` nodes
+    of a group are replaced at once (a count, or a percent of the group): beyond that, the circuit
+    breaker stops replacing.  ``ssh: false`` and no other check: no checks at all.
+    """
+
+    ssh: Bool = True  # TCP connect + SSH banner
+    ports: list[Int] = Field(default_factory=list)  # TCP connect to each
+    urls: list[str] = Field(default_factory=list)  # Jinja templates, e.g. "http://{{ node.address }}:80/"
+    command: str | None = None  # run over SSH, exit status 0 = healthy
+    interval: Duration = Field(default=10.0, gt=0)
+    grace: Duration = 30.0
+    timeout: Duration = Field(default=5.0, gt=0)
+    unhealthy_after: Annotated[int | str, BeforeValidator(_unhealthy_after)] = 3
+    max_unhealthy: Annotated[int | str, BeforeValidator(_max_unhealthy)] = "40%"
+
+    @field_validator("ports", "urls", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
+
+    @field_validator("ports")
+    @classmethod
+    def _ports_in_range(cls, value: list[int]) -> list[int]:
+        for index, port in enumerate(value):
+            if not 1 <= port <= 65535:
+                raise _SubValueError((index,), f"port {port} is not between 1 and 65535")
+        return list(dict.fromkeys(value))
+
+    @field_validator("urls")
+    @classmethod
+    def _urls_not_empty(cls, value: list[str]) -> list[str]:
+        for index, url in enumerate(value):
+            if not url.strip():
+                raise _SubValueError((index,), "an empty URL")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("an empty command (leave the key out for no command check)")
+        return value
+
+    @property
+    def failures(self) -> int | None:
+        """``unhealthy_after`` as a count of failed checks in a row, or None when it is a duration."""
+        return self.unhealthy_after if isinstance(self.unhealthy_after, int) else None
+
+    @property
+    def failing_for(self) -> float | None:
+        """``unhealthy_after`` as seconds of failing, or None when it is a count."""
+        return parse_duration(self.unhealthy_after) if isinstance(self.unhealthy_after, str) else None
+
+    @property
+    def checks(self) -> bool:
+        """Whether there is any check at all (``ssh: false`` and nothing else: none)."""
+        return bool(self.ssh or self.ports or self.urls or self.command)
+
+    def max_unhealthy_of(self, size: int) -> int:
+        """How many of a group of ``size`` nodes may be unhealthy at once before replacing stops."""
+        if size <= 0:
+            return 0
+        if isinstance(self.max_unhealthy, int):
+            return min(self.max_unhealthy, size)
+        percent = Fraction(self.max_unhealthy.rstrip("%"))
+        if percent <= 0:
+            return 0
+        return max(1, math.floor(size * percent / 100))
+
+
+class Scaling(_Strict):
+    """Occopus's spelling of a group's bounds: ``scaling: {min: N, max: M}`` (the same as ``min:``/``max:``)."""
+
+    min: Int | None = Field(default=None, ge=0, le=10000)
+    max: Int | None = Field(default=None, ge=0, le=10000)
+
+
 class Group(_Strict):
     """One node group (layout): N alike nodes made by one provider and set up by the same scripts."""
 
@@ -175,6 +338,9 @@ class Group(_Strict):
         Discriminator(lambda v: "<need>" if isinstance(v, dict | SizeNeed) else "<name>"),
     ] | None = None  # a size name, or {cpus, memory}; the "<...>" tags are dropped from error paths
     count: Int = Field(default=1, ge=0, le=10000)
+    min: Int | None = Field(default=None, ge=0, le=10000)  # bounds of count (the manager's scaling range)
+    max: Int | None = Field(default=None, ge=0, le=10000)
+    scaling: Scaling | None = Field(default=None, exclude=True)  # Occopus's spelling of min / max
     tags: dict[str, str] = Field(default_factory=dict)
     scripts: list[str] = Field(default_factory=list)
     teardown: str | None = None
@@ -188,11 +354,54 @@ class Group(_Strict):
         Annotated[Literal["all_or_nothing", "best_effort"], Tag("<name>")] | Annotated[MinCount, Tag("<min>")],
         Discriminator(lambda v: "<min>" if isinstance(v, dict | MinCount) else "<name>"),
     ] = "all_or_nothing"
+    health: Health = Field(default_factory=Health)  # every group is checked; by default over SSH
+    depends_on: list[str] = Field(default_factory=list)  # groups made (and healthy) before this one
 
-    @field_validator("scripts", "artifacts", mode="before")
+    @field_validator("scripts", "artifacts", "depends_on", mode="before")
     @classmethod
     def _one_script_is_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("health", mode="before")
+    @classmethod
+    def _empty_health_is_default(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("depends_on")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _count_in_bounds(self, info: ValidationInfo) -> Group:
+        """``scaling:`` sets min / max; count (when given) must be within them, else it is brought within."""
+        where: dict[str, tuple[str, ...]] = {"min": ("min",), "max": ("max",)}
+        if self.scaling is not None:
+            for key in ("min", "max"):
+                bound = getattr(self.scaling, key)
+                if bound is None:
+                    continue
+                if key in self.model_fields_set:
+                    if lenient(info):
+                        continue  # the group's own key wins
+                    raise _SubValueError(("scaling", key), f"{key} is given twice, here and as the group's "
+                                         f"{key} ({getattr(self, key)}): write it once")
+                setattr(self, key, bound)
+                where[key] = ("scaling", key)
+        if "count" not in self.model_fields_set:  # the default count (1), brought within [min, max]
+            if self.min is not None and self.count < self.min:
+                self.count = self.min
+            if self.max is not None and self.count > self.max:
+                self.count = self.max
+        if lenient(info):
+            return self
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise _SubValueError(where["min"], f"{self.min} is above max ({self.max})")
+        if self.max is not None and self.count > self.max:
+            raise _SubValueError(("count",), f"{self.count} is above max ({self.max})")
+        if self.min is not None and self.count < self.min:
+            raise _SubValueError(("count",), f"{self.count} is below min ({self.min})")
+        return self
 
     @field_validator("ports")
     @classmethod
@@ -269,6 +478,90 @@ class Spec(_Strict):
                     f"must be ≤ the group's count ({group.count}): {group.policy.min_count} nodes can never exist",
                 )
         return self
+
+
+    @model_validator(mode="after")
+    def _dependencies_exist(self, info: ValidationInfo) -> Spec:
+        """Every ``depends_on`` names another group of the spec, and no group depends on itself round a cycle.
+
+        A stored snapshot re-read (lenient) drops what it cannot use instead: an unknown group, itself."""
+        known = list(self.groups)
+        for group_name, group in self.groups.items():
+            for index, needed in enumerate(group.depends_on):
+                if lenient(info):
+                    break
+                where = ("groups", group_name, "depends_on", index)
+                if needed == group_name:
+                    raise _LocatedValueError(where, f"a group cannot depend on itself ('{group_name}')")
+                if needed not in self.groups:
+                    raise _LocatedValueError(where, f"unknown group '{needed}' (known: {', '.join(known)})")
+            if lenient(info):
+                group.depends_on = [g for g in group.depends_on if g in self.groups and g != group_name]
+        cycle = self._a_cycle()
+        if cycle and not lenient(info):
+            raise _LocatedValueError(("groups", cycle[0], "depends_on"),
+                                     f"dependency cycle: {' → '.join([*cycle, cycle[0]])}")
+        return self
+
+    def _a_cycle(self) -> list[str]:
+        """A dependency cycle (its groups in order, starting with the first of them in the spec), or []."""
+        state: dict[str, int] = {}  # 1: on the current path, 2: done (no cycle through it)
+        path: list[str] = []
+
+        def visit(name: str) -> list[str]:
+            state[name] = 1
+            path.append(name)
+            for needed in self.groups[name].depends_on:
+                if needed not in self.groups:
+                    continue
+                if state.get(needed) == 1:
+                    return path[path.index(needed):]
+                if needed not in state:
+                    found = visit(needed)
+                    if found:
+                        return found
+            path.pop()
+            state[name] = 2
+            return []
+
+        for name in self.groups:
+            if name not in state:
+                found = visit(name)
+                if found:
+                    order = list(self.groups)
+                    first = min(range(len(found)), key=lambda i: order.index(found[i]))
+                    return found[first:] + found[:first]
+        return []
+
+    def levels(self) -> list[list[str]]:
+        """The groups level by level: level 0 depends on nothing, each later level only on earlier levels.
+
+        Within a level, groups are in spec order.  (A cycle, only possible in a snapshot re-read leniently,
+        ends up as one last level.)"""
+        placed: set[str] = set()
+        remaining = list(self.groups)
+        levels: list[list[str]] = []
+        while remaining:
+            level = [name for name in remaining
+                     if all(d in placed or d not in self.groups for d in self.groups[name].depends_on)]
+            if not level:
+                level = remaining
+            levels.append(level)
+            placed.update(level)
+            remaining = [name for name in remaining if name not in placed]
+        return levels
+
+    def dependents(self, name: str) -> list[str]:
+        """The groups that depend on ``name``, directly or through others, in spec order ([] for no such group)."""
+        found: set[str] = set()
+        frontier = [name]
+        while frontier:
+            current = frontier.pop()
+            for other, group in self.groups.items():
+                if current in group.depends_on and other not in found and other != name:
+                    found.add(other)
+                    frontier.append(other)
+        return [g for g in self.groups if g in found]
 
 
 class _SubValueError(ValueError):
