@@ -53,8 +53,10 @@ def parse_duration(value: object, *, bare_text: bool = False) -> float:
                           if match.group(unit))
     else:
         raise DurationError(f"must be a duration ({FORMS})")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise DurationError(f"{shown} is not a duration ({FORMS}; not negative)")
+    if not math.isfinite(seconds):
+        raise DurationError(f"{shown} is not a finite duration ({FORMS})")
+    if seconds < 0:
+        raise DurationError(f"{shown} is negative: a duration is {FORMS}")
     if seconds > MAX_SECONDS:
         raise DurationError(f"{shown} is more than a year")
     return seconds

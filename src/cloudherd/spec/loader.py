@@ -326,6 +326,8 @@ def _first_error(exc: ValidationError, lines: Mapping[Loc, int], display: str, d
             message = f"must be ≥ {ctx.get('ge')}"
         elif err["type"] == "less_than_equal":
             message = f"must be ≤ {ctx.get('le')}"
+        elif err["type"] == "greater_than":
+            message = f"must be more than {ctx.get('gt'):g}"
         elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "name":
             message = "must be lower-case letters, digits and '-' (at most 40), e.g. web-stack"
         elif err["type"] == "value_error":
@@ -341,7 +343,7 @@ def _first_error(exc: ValidationError, lines: Mapping[Loc, int], display: str, d
 
 
 def _did_you_mean(loc: Loc, data: Any) -> str:
-    from cloudherd.spec.model import SSHConfig
+    from cloudherd.spec.model import Health, Scaling, SSHConfig
 
     key = str(loc[-1])
     parent = loc[:-1]
@@ -349,6 +351,8 @@ def _did_you_mean(loc: Loc, data: Any) -> str:
         fields = list(Spec.model_fields)
     elif parent[0] == "groups" and len(parent) == 2:
         fields = list(Group.model_fields)
+    elif parent[0] == "groups" and len(parent) == 3 and parent[2] in ("health", "scaling"):
+        fields = list((Health if parent[2] == "health" else Scaling).model_fields)
     elif parent == ("ssh",):
         fields = list(SSHConfig.model_fields)
     else:

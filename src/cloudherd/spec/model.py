@@ -199,6 +199,8 @@ def _unhealthy_after(value: Any, info: ValidationInfo) -> Any:
         raise ValueError("must be a number of failed checks (e.g. 3) or a duration (e.g. 30s), not true/false")
     if isinstance(value, float) and value.is_integer() and lenient(info):
         value = int(value)
+    if isinstance(value, float):
+        raise ValueError(f"{value!r} is not a whole number of failed checks (or write a duration like 30s)")
     if isinstance(value, int):
         if value < 1:
             raise ValueError(f"{value} failed checks: must be at least 1 (or a duration like 30s)")
@@ -230,6 +232,8 @@ def _max_unhealthy(value: Any, info: ValidationInfo) -> Any:
         raise ValueError("must be a number of nodes (e.g. 2) or a percent of the group (e.g. 40%), not true/false")
     if isinstance(value, float) and value.is_integer() and lenient(info):
         value = int(value)
+    if isinstance(value, float):
+        raise ValueError(f"{value!r} is not a whole number of nodes (or write a percent like 40%)")
     if isinstance(value, str) and re.match(r"^\s*[0-9]{1,9}\s*$", value):
         value = int(value)
     if isinstance(value, int):
