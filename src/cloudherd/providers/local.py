@@ -7,6 +7,11 @@ where one is installed, otherwise cloudherd's built-in asyncssh server
 CLI; a fresh provider finds them again from ``node.json``.  ``HOME`` is the node's home, so the login
 user's shell start-up files are not read (they can make each command ~30x slower).
 As root, port 22 is used and each node gets its own host name (a UTS namespace) where possible.
+
+A node's processes are found again by pid, each checked to still be what it was: the supervisor by its
+command line (it names the node's folder), the SSH server by the identity recorded when it started
+(``server_identity`` in ``node.json``: pid, start time, boot) — sshd's process title overwrites its
+environment (the node marker) and may cut its command line short, and a pid alone can be reused.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ import os
 import pwd
 import random
 import secrets
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +70,7 @@ class LocalProvider(Provider):
     """Machines on this computer; settings: ``root`` (nodes folder), ``server`` (auto|openssh|builtin)."""
 
     type = "local"
+    listing_lag = 0.0  # a node is listed the moment create returns (its node.json is written first)
 
     def __init__(self, name: str = "local", settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, settings)
@@ -201,6 +208,8 @@ class LocalProvider(Provider):
         for _attempt in range(attempts):
             if "address" not in meta or _attempt > 0:
                 meta["address"], meta["port"] = _free_address(self.root)
+            meta.pop("server_identity", None)
+            (folder / "sshd.pid").unlink(missing_ok=True)  # a stale one names a process long gone
             _write_meta(folder, meta)
             log = open(folder / "server.log", "ab")  # noqa: SIM115 - handed to the child
             try:
@@ -223,17 +232,26 @@ class LocalProvider(Provider):
             meta["pid"] = process.pid
             _write_meta(folder, meta)
             if await _wait_listening(meta["address"], meta["port"], process):
+                identity = await _wait_server_identity(folder, process, openssh=sshd is not None)
+                if identity is not None:
+                    meta["server_identity"] = identity
+                    _write_meta(folder, meta)
                 return
             last_error = _tail(folder / "server.log")
             _kill(process.pid)
         raise ProviderError(f"local node {meta['name']}: SSH server did not start: {last_error}")
 
     def _instance(self, meta: dict[str, Any]) -> Instance:
+        """The node as listed.  Running means both its supervisor and its SSH server run; a node whose
+        supervisor died while sshd lives on is *dead* although SSH still answers: nothing would reap its
+        sshd, ``stop`` / ``start`` would act on a supervisor that is gone, and the engine's answer to dead
+        (terminate it — which ends that sshd too, see :func:`_stop_processes` — and make a new one) is the
+        repair.  Reporting it running would leave a broken node in place for good."""
         folder = self.root / meta["id"]
         if meta.get("stopped"):
             state = InstanceState.STOPPED
         else:
-            alive = _process_alive(meta.get("pid"), folder) and _process_alive(_server_pid(folder, meta), folder)
+            alive = _process_alive(meta.get("pid"), folder) and _live_server(folder, meta) is not None
             state = InstanceState.RUNNING if alive else InstanceState.DEAD
         return Instance(
             id=meta["id"], name=meta["name"], state=state, address=meta.get("address"),
@@ -386,32 +404,159 @@ def _process_alive(pid: int | None, folder: Path) -> bool:
 
 
 def _server_pid(folder: Path, meta: dict[str, Any]) -> int | None:
-    """The pid of the SSH server itself (sshd's pid file; the built-in server is the process we started)."""
+    """The pid of the SSH server itself, as recorded (its identity when it started, else the pid file; the
+    built-in server is the process we started).  Not checked: see :func:`_live_server`."""
+    identity = meta.get("server_identity")
+    if isinstance(identity, dict) and isinstance(identity.get("pid"), int):
+        return int(identity["pid"])
     if meta.get("server") != "openssh":
         return meta.get("pid")
+    return _pid_file(folder)
+
+
+def _pid_file(folder: Path) -> int | None:
     try:
         return int((folder / "sshd.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
 
 
+def _live_server(folder: Path, meta: dict[str, Any]) -> int | None:
+    """The pid of the node's SSH server when that process still runs and really is it, else None.
+
+    With the identity recorded at start (pid, start time, boot): that very process, never a reused pid.
+    A node from before identities were recorded falls back on the pid file and the command line."""
+    identity = meta.get("server_identity")
+    if isinstance(identity, dict):
+        return int(identity["pid"]) if _is_process(identity) else None
+    if meta.get("server") != "openssh":
+        pid = meta.get("pid")
+        return pid if _process_alive(pid, folder) else None
+    pid = _pid_file(folder)
+    return pid if pid and _names_node_sshd(pid, folder) else None
+
+
 def _stop_processes(folder: Path, meta: dict[str, Any]) -> None:
     """Stop the node: its server, then every process started on it (they carry the node's marker).
 
-    Connections that just closed get a moment to end, so that sshd reaps their processes itself.
+    Connections that just closed get a moment to end, so that sshd reaps their processes itself.  The
+    supervisor normally ends sshd; when it is gone (killed on its own), sshd is ended here, by the
+    identity checked in :func:`_live_server` — a pid file naming some other process is never acted on.
     """
-    server = _server_pid(folder, meta)
+    server = _live_server(folder, meta)
     deadline = time.monotonic() + 1.0
     while server and time.monotonic() < deadline and any(_ppid(p) == server for p in _marked_processes(folder)):
         time.sleep(0.02)
     # sshd's per-connection processes re-exec without the marker: find them as the server's descendants
-    connections = _descendants(server) if server and _process_alive(server, folder) else []
+    connections = _descendants(server) if server else []
     pid = meta.get("pid")
     if pid and _process_alive(pid, folder):
         _kill(pid)
+    if server:
+        _kill_checked(server, lambda: _live_server(folder, meta) == server)
     for other in [*connections, *_marked_processes(folder)]:
         with contextlib.suppress(OSError):
             os.kill(other, signal.SIGKILL)
+
+
+# -- process identity --------------------------------------------------------------------------------
+
+_STARTTIME = 19  # /proc/PID/stat field 22 (start time, clock ticks after boot), counted from field 3
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from field 3 (state) on: the command name before it may hold spaces and ')'."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+@functools.cache
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _identity(pid: int) -> dict[str, Any] | None:
+    """What names process ``pid`` for good: pid, start time and boot (a pid is reused, the triple is not)."""
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) <= _STARTTIME or fields[0] in ("Z", "X"):
+        return None
+    return {"pid": pid, "started": int(fields[_STARTTIME]), "boot": _boot_id()}
+
+
+def _is_process(identity: Mapping[str, Any]) -> bool:
+    """Whether the process ``identity`` names still runs (not exited, not a zombie, not a reused pid)."""
+    pid = identity.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or identity.get("boot") != _boot_id():
+        return False
+    now = _identity(pid)
+    return now is not None and now["started"] == identity.get("started")
+
+
+def _names_node_sshd(pid: int, folder: Path) -> bool:
+    """Whether ``pid`` is an sshd started with ``-f <folder>/sshd_config`` (for nodes without a recorded
+    identity).  sshd's process title rewrites its command line and may cut it short: a title cut inside
+    the path still matches if it names at least the whole node folder."""
+    fields = _stat_fields(pid)
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").rstrip()
+    except OSError:
+        return False
+    if fields is None or fields[0] in ("Z", "X") or comm != "sshd":
+        return False
+    _, found, rest = cmdline.partition(" -f ")
+    expected = f"{folder}/sshd_config"
+    if not found:
+        return False
+    return rest.startswith(expected) or (expected.startswith(rest) and len(rest) > len(str(folder)))
+
+
+async def _wait_server_identity(folder: Path, process: subprocess.Popen[bytes], *, openssh: bool,
+                                timeout: float = 5.0) -> dict[str, Any] | None:
+    """The identity of the node's SSH server, once its pid file names it (sshd writes the file just after it
+    starts listening).  The pid must be the supervisor's child (sshd) or the process itself (the built-in
+    server).  None when that does not happen in time: the node then falls back on pid file checks."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        pid = _pid_file(folder)
+        if pid and (_ppid(pid) == process.pid if openssh else pid == process.pid):
+            return _identity(pid)
+        await asyncio.sleep(0.01)
+    return None
+
+
+def _kill_checked(pid: int, still_it: Callable[[], bool], grace: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace``, to ``pid`` — only while ``still_it()`` holds.
+
+    Through a pidfd where the kernel has them: once open it names that one process, so the check made
+    after opening it cannot be outdated by the pid's reuse, and its exit is waited for by poll."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:  # no pidfds here (old kernel): check, then signal by pid
+        if still_it():
+            _kill(pid, grace)
+        return
+    try:
+        if not still_it():
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, sig)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)  # readable once the process has exited
+            if poller.poll(int(grace * 1000)):
+                break
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)  # reap when it is our child
+    finally:
+        os.close(fd)
 
 
 def _descendants(root: int) -> list[int]:

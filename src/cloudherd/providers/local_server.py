@@ -120,7 +120,12 @@ async def serve(folder: Path) -> None:
         encoding=None,
         keepalive_interval=30,
     )
-    (folder / "sshd.pid").write_text(f"{os.getpid()}\n")
+    # written whole or not at all (a reader never sees it half written); the provider records this process's
+    # identity from it.  Unlike sshd, this server is the process the provider started (no supervisor) and
+    # keeps its command line and environment, so it is found again as it is.
+    tmp = folder / "sshd.pid.tmp"
+    tmp.write_text(f"{os.getpid()}\n")
+    os.replace(tmp, folder / "sshd.pid")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
