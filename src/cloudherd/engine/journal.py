@@ -6,6 +6,10 @@ always be found again: :func:`resolve` lists by that tag, adopts what exists int
 intent was for, terminates what is surplus, and closes the intent.  Terminations are journaled too,
 and simply re-issued (terminate is idempotent).  Rollback reads the journal, so it undoes exactly what
 a run made — never "everything with the tag".
+
+A cloud's listing can lag its creates (EC2's DescribeInstances misses an instance for seconds after
+RunInstances): an empty answer for a create intent younger than the provider's ``listing_lag`` (a provider
+entry's ``settle_window``) is not believed — the intent stays open and the next command looks again.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from cloudherd.engine.context import Providers
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.errors import ApplyFailed, CloudherdError
-from cloudherd.lifecycle import NodeState
+from cloudherd.lifecycle import InfraState, NodeState
 from cloudherd.providers.base import TAG_INTENT, CreateRequest, Instance, Provider
+from cloudherd.providers.wrapper import ProviderWrapper
 from cloudherd.state.models import Infrastructure, Intent, Node, new_id
 from cloudherd.state.repo import Store
 
@@ -120,26 +126,52 @@ async def resolve(store: Store, infra: Infrastructure, providers: Providers, sin
         except CloudherdError as exc:  # the cloud cannot say now: leave it open, try next time
             emit(sink, ProgressEvent("error", f"journal: intent {intent.id} still open: {exc}"))
             continue
+        if message is None:  # too young to believe an empty listing: left open, tried next time
+            emit(sink, ProgressEvent("info", f"journal: create intent {intent.id} left open: nothing listed yet"))
+            continue
         settled += 1
         store.add_event(infra.id, "journal", f"intent {intent.id} ({intent.kind}): {message}")
         emit(sink, ProgressEvent("info", f"journal: {intent.kind} interrupted earlier: {message}"))
     return settled
 
 
-async def _resolve_create(store: Store, infra: Infrastructure, provider: Provider, intent: Intent) -> str:
+async def _resolve_create(store: Store, infra: Infrastructure, provider: Provider, intent: Intent) -> str | None:
+    """Adopt, terminate as surplus, or call never made what the intent's tag lists; None (left open) when
+    nothing is listed yet and the intent is younger than the provider's listing lag."""
     found = await provider.list({TAG_INTENT: intent.id})
+    if not found and _too_young(store, infra, provider, intent):
+        return None
+    nodes = store.nodes(infra.id)
+    # a retried create (the same request token) may have handed these to another intent's rows: theirs now
+    tracked = {n.provider_id for n in nodes if n.provider_id and n.state != NodeState.TERMINATED}
+    elsewhere = [i for i in found if i.id in tracked]
+    found = [i for i in found if i.id not in tracked]
     wanted = set(intent.node_ids.get("nodes", []))
-    rows = [n for n in store.nodes(infra.id) if n.id in wanted and n.state == NodeState.PENDING]
-    ssh_user = next((n.ssh_user for n in store.nodes(infra.id) if n.ssh_user), None)
+    rows = [n for n in nodes if n.id in wanted and n.state == NodeState.PENDING]
+    ssh_user = next((n.ssh_user for n in nodes if n.ssh_user), None)
     updates, surplus, left = _assign(rows, [i for i in found if i.alive], ssh_user)
     surplus += [i for i in found if not i.alive]
     if surplus:
         await provider.terminate([i.id for i in surplus])
     message = f"adopted {len(updates)}, terminated {len(surplus)} surplus, {len(left)} never made"
+    if elsewhere:
+        message += f", {len(elsewhere)} already tracked"
+        found += elsewhere
     store.close_intent(intent.id, "resolved", outcome=message, provider_ids=[i.id for i in found],
                        node_updates=updates)
     store.pin_host_keys(infra.id, _pins(rows, found, updates))
     return message
+
+
+def _too_young(store: Store, infra: Infrastructure, provider: Provider, intent: Intent) -> bool:
+    """Whether an empty listing for ``intent`` may just be the cloud's listing lag.  Never during ``down``:
+    its sweep by the infrastructure's tag is the later look, and an intent left open for good would hide
+    what it made from ``gc`` (which spares the machines of intents in flight)."""
+    driver = provider.driver if isinstance(provider, ProviderWrapper) else provider
+    created = intent.created_at if intent.created_at.tzinfo else intent.created_at.replace(tzinfo=UTC)  # SQLite
+    if (datetime.now(UTC) - created).total_seconds() >= driver.listing_lag:
+        return False
+    return store.infrastructure(infra.id).state != InfraState.DESTROYING
 
 
 async def _resolve_terminate(store: Store, infra: Infrastructure, provider: Provider, intent: Intent) -> str:

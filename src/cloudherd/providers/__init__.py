@@ -43,7 +43,8 @@ def make_provider(name: str, type_: str, settings: Mapping[str, Any] | None = No
 
     ``settings`` are a provider entry of a spec (checked again here, for callers from code): ``budget``,
     ``retries``, ``backoff`` and ``backoff_max`` go to the rate budget, the one retry layer; ``reach`` names
-    a reach plugin; the rest is the driver's.  The driver is imported only when asked for."""
+    a reach plugin; ``settle_window`` becomes the driver's ``listing_lag`` (what the journal waits for);
+    the rest is the driver's.  The driver is imported only when asked for."""
     import importlib
 
     from cloudherd.spec.providers import WRAPPER_KEYS, SettingsError, check, unknown_type
@@ -60,7 +61,10 @@ def make_provider(name: str, type_: str, settings: Mapping[str, Any] | None = No
     from cloudherd.providers.budget import BudgetedProvider
 
     own = {k: v for k, v in checked.items() if k not in WRAPPER_KEYS}
-    provider: Provider = BudgetedProvider(cls(name, own), checked)
+    driver: Provider = cls(name, own)
+    if checked.get("settle_window") is not None:
+        driver.listing_lag = float(checked["settle_window"])
+    provider: Provider = BudgetedProvider(driver, checked)
     reach = checked.get("reach")
     if reach:
         from cloudherd.providers.reach import ReachableProvider, load_plugin

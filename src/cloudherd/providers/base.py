@@ -192,6 +192,10 @@ class Provider(abc.ABC):
     """
 
     type: ClassVar[str]
+    # Seconds after a create in which listing by tag may still miss what it made (EC2's DescribeInstances
+    # lags RunInstances): the journal leaves a younger create intent open rather than call its machines
+    # never made.  A provider entry's ``settle_window`` overrides it (``make_provider`` sets it here).
+    listing_lag: float = 60.0
 
     def __init__(self, name: str, settings: Mapping[str, Any] | None = None) -> None:
         self.name = name

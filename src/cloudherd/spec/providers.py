@@ -10,16 +10,20 @@ passes them to its driver).  ``make_provider`` checks settings given from code t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from cloudherd.spec.durations import parse_duration
+from cloudherd.spec.interpolate import EnvText
 
 PROVIDER_TYPES = ("aws", "gce", "libcloud", "local")
 
 # keys that are the rate budget's and the retry layer's, never the driver's
 BUDGET_DEFAULTS: dict[str, Any] = {"rate": 20.0, "burst": 40, "in_flight": 16}
 RETRY_DEFAULTS: dict[str, Any] = {"retries": 4, "backoff": 0.5, "backoff_max": 20.0}
-WRAPPER_KEYS = ("budget", "retries", "backoff", "backoff_max", "reach")
+# (and ``settle_window``, which the journal reads from the driver's ``listing_lag``)
+WRAPPER_KEYS = ("budget", "retries", "backoff", "backoff_max", "reach", "settle_window")
 
 
 class SettingsError(ValueError):
@@ -36,6 +40,11 @@ class Budget(BaseModel):
     in_flight: int = Field(default=BUDGET_DEFAULTS["in_flight"], ge=1)
 
 
+def _seconds(value: Any) -> float | None:
+    """A duration (``60``, ``"1m"``, ``"500ms"``; text without a unit only from ``${VAR}``), or None."""
+    return None if value is None else parse_duration(value, bare_text=isinstance(value, EnvText))
+
+
 class Common(BaseModel):
     """The keys every provider entry may have; the driver's own keys are let through."""
 
@@ -47,6 +56,9 @@ class Common(BaseModel):
     backoff: float | None = Field(default=None, ge=0)
     backoff_max: float | None = Field(default=None, ge=0)
     reach: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
+    # how long after a create an empty listing by its tag is not yet believed (the provider's own lag
+    # otherwise: 60 s for clouds, 0 for local)
+    settle_window: Annotated[float | None, BeforeValidator(_seconds)] = None
     # the budget's keys, once top-level: an error that says where they went
     rate: Any = None
     burst: Any = None
