@@ -327,7 +327,8 @@ def _first_error(exc: ValidationError, lines: Mapping[Loc, int], display: str, d
         elif err["type"] == "less_than_equal":
             message = f"must be ≤ {ctx.get('le')}"
         elif err["type"] == "greater_than":
-            message = f"must be more than {ctx.get('gt'):g}"
+            bound = ctx.get("gt")
+            message = f"must be greater than {f'{bound:g}' if isinstance(bound, int | float) else bound}"
         elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "name":
             message = "must be lower-case letters, digits and '-' (at most 40), e.g. web-stack"
         elif err["type"] == "value_error":
