@@ -70,7 +70,7 @@ def test_plan_then_up_converges_as_shown(home: Path, tmp_path: Path) -> None:
                   and n.state == "ready")
     herd.up(spec)
     live = {n.name: n.provider_id for n in herd.infrastructure(infra_id).nodes if n.state == "ready"}
-    assert sorted(live) == ["pl-db-1", "pl-web-1"] and live["pl-db-1"] != old_db
+    assert sorted(live) == ["pl-db-2", "pl-web-1"] and live["pl-db-2"] != old_db  # a replacement's name is new
     assert len(list((home / "local").glob("*/node.json"))) == 2
     herd.down(infra_id)
 
@@ -88,6 +88,6 @@ def test_dead_node_is_planned_and_replaced(home: Path, tmp_path: Path) -> None:
     assert "1 dead node(s) replaced" in shown["web"]["reasons"]
     herd.up(spec)
     ready = {n.name for n in herd.infrastructure(infra_id).nodes if n.state == "ready"}
-    assert ready == {"pl-web-1", "pl-web-2", "pl-db-1"}
+    assert ready == {"pl-web-1", "pl-web-3", "pl-db-1"}  # the dead pl-web-2's name is never reused
     assert all(r.ok for r in herd.exec(infra_id, "cat me.txt", group="web"))
     herd.down(infra_id)

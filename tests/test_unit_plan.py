@@ -191,7 +191,7 @@ def test_nodes_leaving_run_nothing_and_replacements_run_everything(tmp_path: Pat
     plan = asyncio.run(make_plan(replaced, memory_store))
     web = by_name(plan.groups)["web"]
     assert [n.name for n in web.replace] == ["pl-web-1", "pl-web-2"] and web.create == 2
-    assert web.reruns == {"a.sh": ["pl-web-1", "pl-web-2"], "b.sh": ["pl-web-1", "pl-web-2"]}  # the new ones
+    assert web.reruns == {"a.sh": ["pl-web-4", "pl-web-5"], "b.sh": ["pl-web-4", "pl-web-5"]}  # the new ones, new names
     assert plan.totals() == {"create": 2, "destroy": 1, "replace": 2, "script_runs": 4}
 
 

@@ -12,8 +12,9 @@ Every method returns frozen values from :mod:`cloudherd.api.types`, never databa
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -21,13 +22,16 @@ from cloudherd.api import views
 from cloudherd.api._blocking import run_blocking
 from cloudherd.api.types import (
     Action,
+    Event,
     ExecResult,
     Image,
     Infrastructure,
     InfrastructureSummary,
     Node,
     Orphan,
+    PassResult,
     Plan,
+    ScaleResult,
     Setup,
     Size,
     SpecSummary,
@@ -296,6 +300,82 @@ class Client:
                 "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
                 f"{target.user}@{target.address}", *command]
 
+    # -- the manager -------------------------------------------------------------------------------
+
+    async def attach(self, ref: str) -> InfrastructureSummary:
+        """Mark ``ref`` as kept alive: ``manage --all`` (and ``serve``) pick it up at their next pass."""
+        infra = self.store.resolve(ref)
+        if infra.state == "destroyed":
+            raise UsageError(f"{infra.name} ({infra.id}) is destroyed: nothing to keep alive")
+        self.store.update_infrastructure(infra.id, attached=True)
+        self.store.add_event(infra.id, "attach", "attached: kept alive by the manager")
+        return views.summary(self.store.infrastructure(infra.id))
+
+    async def detach(self, ref: str) -> InfrastructureSummary:
+        """Stop keeping ``ref`` alive (its machines stay as they are)."""
+        infra = self.store.resolve(ref)
+        self.store.update_infrastructure(infra.id, attached=False)
+        self.store.add_event(infra.id, "detach", "detached: no longer kept alive")
+        return views.summary(self.store.infrastructure(infra.id))
+
+    async def manage(self, refs: Sequence[str] = (), *, every_attached: bool = False, interval: float = 10.0,
+                     once: bool = False, on_event: EventSink | None = None,
+                     on_pass: Callable[[PassResult], None] | None = None, stop: asyncio.Event | None = None
+                     ) -> list[PassResult]:
+        """Reconcile passes every ``interval`` seconds over ``refs`` (or every attached infrastructure) until
+        ``stop`` is set, or one round with ``once``; a pass in progress always finishes.  Returns the last
+        round's reports.  A second manager of the same infrastructure is refused (BusyError)."""
+        from cloudherd.engine.manager import Manager
+
+        _check_limits(interval=interval)
+        if not refs and not every_attached:
+            raise UsageError("name the infrastructures to manage, or ask for every attached one")
+        ids = [self.store.resolve(r).id for r in refs]
+        manager = Manager(self.store, ids, every_attached=every_attached, interval=interval, sink=on_event,
+                          on_pass=(lambda r: on_pass(views.pass_result(r))) if on_pass else None,
+                          stop=stop or asyncio.Event())
+        return [views.pass_result(r) for r in await manager.run(once=once)]
+
+    async def scale(self, ref: str, group: str, change: str | int, *, victims: Sequence[str] = (),
+                    wait: float = 600.0, on_event: EventSink | None = None) -> ScaleResult:
+        """Ask for ``group`` to grow (``"+2"``), shrink (``"-1"``, ``victims`` first) or be a size (``"=5"``, ``5``).
+
+        The request is stored and consumed by the manager's next pass; when no manager keeps the
+        infrastructure, one pass runs here (waiting up to ``wait`` seconds for another command on it).
+        """
+        from cloudherd.engine.events import ProgressEvent
+        from cloudherd.engine.locks import exclusive, infra_scope
+        from cloudherd.engine.manager import is_managed
+        from cloudherd.engine.reconcile import reconcile, scale_target
+
+        kind, amount = _scale_change(change)
+        infra = self.store.resolve(ref)
+        if infra.state == "destroyed":
+            raise UsageError(f"{infra.name} ({infra.id}) is destroyed")
+        rows = {g.name: g for g in infra.groups}
+        if group not in rows:
+            raise UsageError(f"no group '{group}' in {infra.name} (groups: {', '.join(sorted(rows))})")
+        victim_ids = self._victim_ids(infra, group, victims)
+        low, high = _bounds(infra).get(group, (None, None))
+        before = rows[group].count
+        target, note = scale_target(before, kind, amount, low, high)
+        request_id = self.store.add_scale_request(infra.id, group, kind, amount, victim_ids)
+        applied = False
+        if not is_managed(self.store, infra.name):
+            async with exclusive(self.store, infra_scope(infra.name), "scale", wait=wait,
+                                 on_wait=(lambda m: on_event(ProgressEvent("info", m))) if on_event else None):
+                await reconcile(self.store, infra.id, sink=on_event)
+            applied = True
+        row = self.store.scale_request(request_id)
+        return ScaleResult(group=group, before=before, target=target, note=note, applied=applied,
+                           outcome=row.outcome if row is not None else None)
+
+    async def events(self, ref: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
+        """The event log, oldest first, after event ``after`` (``events --follow`` asks with the last id seen)."""
+        infra = self.store.resolve(ref)
+        names = {n.id: n.name for n in self.store.nodes(infra.id)}
+        return [views.event(e, names) for e in self.store.events_after(infra.id, after, limit)]
+
     # -- catalogs ----------------------------------------------------------------------------------
 
     async def sizes(self, provider: str, pattern: str | None = None, *, region: str | None = None) -> list[Size]:
@@ -321,8 +401,23 @@ class Client:
         return {node_id: row.public_key for node_id, row in self.store.host_keys(infra_id).items()}
 
     def _view(self, infra: InfraRow, nodes: Sequence[NodeRow]) -> Infrastructure:
-        return views.infrastructure(self.store.infrastructure(infra.id), nodes, self._pins(infra.id),
-                                    self.store.last_actions(infra.id))
+        from cloudherd.engine.manager import is_managed
+
+        row = self.store.infrastructure(infra.id)
+        return views.infrastructure(row, nodes, self._pins(infra.id), self.store.last_actions(infra.id),
+                                    _bounds(row), is_managed(self.store, row.name))
+
+    def _victim_ids(self, infra: InfraRow, group: str, victims: Sequence[str]) -> list[str]:
+        live = [n for n in self.store.nodes(infra.id) if n.state != NodeState.TERMINATED]
+        ids = []
+        for victim in victims:
+            match = [n for n in live if victim in (n.name, n.id, n.provider_id, n.address, n.private_address)]
+            if not match:
+                raise UsageError(f"no live node '{victim}' in {infra.name} (by name, id or address)")
+            if match[0].group_name != group:
+                raise UsageError(f"{victim} is in group {match[0].group_name}, not {group}")
+            ids.append(match[0].id)
+        return ids
 
 
 class _catalog_provider:
@@ -442,6 +537,31 @@ class SyncClient:
         """The OpenSSH command line that logs in to ``node`` checking its pinned host key."""
         return run_blocking(self.aio.ssh_command(ref, node, command, accept_new_host_key=accept_new_host_key))
 
+    def attach(self, ref: str) -> InfrastructureSummary:
+        """Mark ``ref`` as kept alive by ``manage --all``."""
+        return run_blocking(self.aio.attach(ref))
+
+    def detach(self, ref: str) -> InfrastructureSummary:
+        """Stop keeping ``ref`` alive."""
+        return run_blocking(self.aio.detach(ref))
+
+    def manage(self, refs: Sequence[str] = (), *, every_attached: bool = False, interval: float = 10.0,
+               once: bool = False, on_event: EventSink | None = None,
+               on_pass: Callable[[PassResult], None] | None = None, stop: asyncio.Event | None = None
+               ) -> list[PassResult]:
+        """Reconcile passes until ``stop`` is set (or one round with ``once``)."""
+        return run_blocking(self.aio.manage(refs, every_attached=every_attached, interval=interval, once=once,
+                                            on_event=on_event, on_pass=on_pass, stop=stop))
+
+    def scale(self, ref: str, group: str, change: str | int, *, victims: Sequence[str] = (),
+              wait: float = 600.0, on_event: EventSink | None = None) -> ScaleResult:
+        """Ask for ``group`` to grow, shrink or be a size; consumed by the next pass."""
+        return run_blocking(self.aio.scale(ref, group, change, victims=victims, wait=wait, on_event=on_event))
+
+    def events(self, ref: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
+        """The event log, oldest first, after event ``after``."""
+        return run_blocking(self.aio.events(ref, after=after, limit=limit))
+
     def sizes(self, provider: str, pattern: str | None = None, *, region: str | None = None) -> list[Size]:
         """Machine sizes a provider type offers; the default is marked."""
         return run_blocking(self.aio.sizes(provider, pattern, region=region))
@@ -453,6 +573,28 @@ class SyncClient:
     def regions(self, provider: str, pattern: str | None = None) -> list[str]:
         """Regions a provider type offers."""
         return run_blocking(self.aio.regions(provider, pattern))
+
+
+def _scale_change(change: str | int) -> tuple[str, int]:
+    """``+2`` / ``-1`` / ``=5`` / ``5`` as (add | remove | set, amount)."""
+    text = str(change).strip()
+    kind = {"+": "add", "-": "remove", "=": "set"}.get(text[:1], "set")
+    digits = text[1:] if text[:1] in "+-=" else text
+    if not digits.isdigit() or isinstance(change, bool):
+        raise UsageError(f"a scale is +N, -N or =N (or N), got '{change}'")
+    return kind, int(digits)
+
+
+def _bounds(infra: InfraRow) -> dict[str, tuple[int | None, int | None]]:
+    """Each group's min and max, from the spec as applied."""
+    from cloudherd.engine.context import snapshot
+    from cloudherd.errors import SpecError
+
+    try:
+        spec = snapshot(infra).spec
+    except SpecError:
+        return {}
+    return {name: (g.min, g.max) for name, g in spec.groups.items()}
 
 
 def _key_body(public_key: str) -> str:

@@ -58,6 +58,9 @@ class Node(_Value):
     created_at: datetime
     updated_at: datetime
     last_action: Action | None = None
+    health: str | None = None  # healthy | unhealthy | None (not checked yet)
+    last_check: str | None = None  # which check, what it answered
+    last_check_at: datetime | None = None
 
 
 class Group(_Value):
@@ -68,8 +71,12 @@ class Group(_Value):
     provider_type: str
     image: str | None
     size: str | None
-    count: int
+    count: int  # desired: the spec's, or what scale asked for since
     tags: dict[str, str]
+    min: int | None = None
+    max: int | None = None
+    actual: int = 0  # nodes not terminated
+    healthy: int = 0  # ready nodes
 
 
 class InfrastructureSummary(_Value):
@@ -84,6 +91,10 @@ class InfrastructureSummary(_Value):
     updated_at: datetime
     live_nodes: int
     ready_nodes: int
+    attached: bool = False  # kept alive by `manage --all`
+    managed: bool = False  # a manager holds it now
+    last_pass_at: datetime | None = None
+    last_pass: str | None = None
 
 
 class Infrastructure(InfrastructureSummary):
@@ -208,6 +219,43 @@ class Orphan(_Value):
     group: str | None
     why: str
     kind: str = "machine"
+
+
+class Event(_Value):
+    """One entry of an infrastructure's event log."""
+
+    id: int
+    at: datetime
+    kind: str
+    message: str
+    node: str | None = None
+
+
+class PassResult(_Value):
+    """What one reconcile pass over one infrastructure saw and did."""
+
+    infrastructure: str
+    name: str
+    checked: int
+    unhealthy: tuple[str, ...]
+    failed: tuple[str, ...]
+    replaced: tuple[str, ...]  # names of the nodes made by this pass
+    scaled: tuple[str, ...]
+    held: tuple[str, ...]  # circuit breaker messages
+    converged: bool
+    error: str | None
+    summary: str
+
+
+class ScaleResult(_Value):
+    """What a scale request asked for and what became of it."""
+
+    group: str
+    before: int
+    target: int
+    note: str  # e.g. " (clamped to max 5: asked for 7)"
+    applied: bool  # a pass consumed it already (no manager was running); else the manager's next pass will
+    outcome: str | None = None
 
 
 class Size(_Value):

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from cloudherd.engine.fleet import ExecResult, TransferResult
     from cloudherd.engine.gc import Orphan
     from cloudherd.engine.plan import Plan
+    from cloudherd.engine.reconcile import PassReport
     from cloudherd.state import models
 
 
@@ -29,14 +30,18 @@ def node(row: models.Node, host_key: str | None = None, last: models.Action | No
         private_address=row.private_address, port=row.port, user=row.ssh_user, host_key=host_key or row.host_key,
         created_at=row.created_at, updated_at=row.updated_at,
         last_action=action(last, row.name) if last is not None else None,
+        health=row.health, last_check=row.last_check, last_check_at=row.last_check_at,
     )
 
 
-def group(row: models.Group) -> types.Group:
+def group(row: models.Group, nodes: Iterable[models.Node] = (), bounds: tuple[int | None, int | None] = (None, None)
+          ) -> types.Group:
     config: Mapping[str, Any] = row.config or {}
+    mine = [n for n in nodes if n.group_name == row.name and n.state != NodeState.TERMINATED]
     return types.Group(
         name=row.name, provider=row.provider, provider_type=row.provider_type, image=row.image, size=row.size,
         count=row.count, tags={str(k): str(v) for k, v in (config.get("tags") or {}).items()},
+        min=bounds[0], max=bounds[1], actual=len(mine), healthy=sum(n.state == NodeState.READY for n in mine),
     )
 
 
@@ -45,25 +50,44 @@ def _counts(nodes: Iterable[models.Node]) -> dict[str, int]:
     return {"live_nodes": len(live), "ready_nodes": sum(n.state == NodeState.READY for n in live)}
 
 
-def summary(row: models.Infrastructure, nodes: Iterable[models.Node] | None = None) -> types.InfrastructureSummary:
-    return types.InfrastructureSummary(**_summary_fields(row, list(row.nodes) if nodes is None else list(nodes)))
+def summary(row: models.Infrastructure, nodes: Iterable[models.Node] | None = None,
+            managed: bool = False) -> types.InfrastructureSummary:
+    return types.InfrastructureSummary(**_summary_fields(row, list(row.nodes) if nodes is None else list(nodes),
+                                                         managed))
 
 
-def _summary_fields(row: models.Infrastructure, nodes: list[models.Node]) -> dict[str, Any]:
+def _summary_fields(row: models.Infrastructure, nodes: list[models.Node], managed: bool) -> dict[str, Any]:
     return {
         "id": row.id, "name": row.name, "state": InfraState(row.state), "reason": row.reason, "spec": row.spec_path,
         "created_at": row.created_at, "updated_at": row.updated_at, **_counts(nodes),
+        "attached": bool(row.attached), "managed": managed, "last_pass_at": row.last_pass_at,
+        "last_pass": row.last_pass,
     }
 
 
 def infrastructure(row: models.Infrastructure, nodes: Iterable[models.Node], pins: Mapping[str, str],
-                   last: Mapping[str, models.Action]) -> types.Infrastructure:
+                   last: Mapping[str, models.Action], bounds: Mapping[str, tuple[int | None, int | None]],
+                   managed: bool) -> types.Infrastructure:
     nodes = list(nodes)
     return types.Infrastructure(
-        **_summary_fields(row, nodes),
-        groups=tuple(group(g) for g in row.groups),
+        **_summary_fields(row, nodes, managed),
+        groups=tuple(group(g, nodes, bounds.get(g.name, (None, None))) for g in row.groups),
         nodes=tuple(node(n, pins.get(n.id), last.get(n.id)) for n in nodes),
     )
+
+
+def pass_result(report: PassReport) -> types.PassResult:
+    return types.PassResult(
+        infrastructure=report.infrastructure, name=report.name, checked=report.checked,
+        unhealthy=tuple(report.unhealthy), failed=tuple(report.failed), replaced=tuple(report.replaced),
+        scaled=tuple(report.scaled), held=tuple(report.held), converged=report.converged, error=report.error,
+        summary=report.line(),
+    )
+
+
+def event(row: models.Event, names: Mapping[str, str]) -> types.Event:
+    return types.Event(id=row.id, at=row.at, kind=row.kind, message=row.message,
+                       node=names.get(row.node_id or "") if row.node_id else None)
 
 
 def exec_result(result: ExecResult) -> types.ExecResult:

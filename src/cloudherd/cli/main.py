@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from cloudherd.api.client import SyncClient
-    from cloudherd.api.types import ExecResult, TransferResult
+    from cloudherd.api.types import Event, ExecResult, PassResult, ScaleResult, TransferResult
 
 app = typer.Typer(
     name="cloudherd", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -330,8 +330,19 @@ def status(
                             (infra.state, INFRA_STYLE.get(infra.state, ""))))
     if infra.reason:
         out.print(Text(f"reason: {infra.reason}", style="red"))
+    manager = "managed now" if infra.managed else "attached (no manager running)" if infra.attached else "not managed"
+    if infra.last_pass_at:
+        manager += f"; last pass {infra.last_pass_at.strftime('%H:%M:%S')}: {infra.last_pass}"
+    out.print(Text(f"manager: {manager}", style="dim"))
+    groups = Table(box=None, header_style="bold")
+    for column in ("group", "provider", "desired", "actual", "healthy", "min", "max"):
+        groups.add_column(column)
+    for g in infra.groups:
+        groups.add_row(g.name, g.provider, str(g.count), str(g.actual), str(g.healthy),
+                       "" if g.min is None else str(g.min), "" if g.max is None else str(g.max))
+    out.print(groups)
     table = Table(box=None, header_style="bold")
-    for column in ("node", "group", "state", "address", "last action"):
+    for column in ("node", "group", "state", "address", "health", "last action"):
         table.add_column(column)
     for node in infra.nodes:
         if node.state == "terminated" and infra.state != "destroyed":
@@ -339,8 +350,9 @@ def status(
         last = node.last_action
         last_text = f"{last.kind} {last.name} → {last.exit_code}" if last else ""
         address = f"{node.address}:{node.port}" if node.address else ""
+        health = (node.last_check or "")[:50]
         table.add_row(node.name, node.group, Text(node.state, style=STATE_STYLE.get(node.state, "")),
-                      address, last_text[:70])
+                      address, health, last_text[:50])
     out.print(table)
 
 
@@ -485,6 +497,122 @@ def logs(
                 out.print(Text(text.rstrip("\n"), style=stream_style))
     if not rows:
         err.print("no recorded actions")
+
+
+@app.command()
+def manage(
+    refs: list[str] = typer.Argument(None, help="Infrastructure ids, id prefixes or names."),
+    all_: bool = typer.Option(False, "--all", "-a", help="Every attached infrastructure (picks up attach / "
+                                                         "detach at each pass)."),
+    interval: float = typer.Option(10.0, "--interval", "-i", callback=_seconds, help="Seconds between passes."),
+    once: bool = typer.Option(False, "--once", help="One pass, then exit."),
+) -> None:
+    """Keep infrastructures alive: health checks, healing, scaling, every --interval seconds until Ctrl-C.
+
+    Ctrl-C or SIGTERM ends the current pass cleanly and stops; nothing is torn down.
+    """
+    import asyncio
+    import signal
+
+    if not refs and not all_:
+        err.print(Text("error: name the infrastructures to manage, or give --all", style="red"))
+        raise typer.Exit(2)
+    herd = _herd()
+
+    def said(report: PassResult) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        style = "red" if report.error or report.failed or report.held else "green" if report.replaced else ""
+        out.print(Text(f"{stamp} {report.name}: {report.summary}", style=style))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def ask_stop() -> None:
+            if stop.is_set():
+                raise SystemExit(130)
+            err.print("stopping after the current pass (again to stop at once)")
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, ask_stop)
+        await herd.aio.manage(refs or (), every_attached=all_, interval=interval, once=once, on_pass=said,
+                              stop=stop)
+
+    _guard(lambda: asyncio.run(run()))
+
+
+@app.command()
+def attach(ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name.")) -> None:
+    """Keep an infrastructure alive under `manage --all`."""
+    row = _guard(lambda: _herd().attach(ref))
+    out.print(f"attached {row.id} ({row.name})")
+
+
+@app.command()
+def detach(ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name.")) -> None:
+    """Stop keeping an infrastructure alive (its nodes stay as they are)."""
+    row = _guard(lambda: _herd().detach(ref))
+    out.print(f"detached {row.id} ({row.name})")
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def scale(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    group: str = typer.Argument(..., help="The group to scale."),
+    change: str = typer.Argument(..., help="+N, -N or =N (or N)."),
+    victim: list[str] = typer.Option([], "--victim", "-f", help="On a scale-down, remove this node first "
+                                                                "(name, id or address; repeatable)."),
+    wait: float = WAIT,
+) -> None:
+    """Grow or shrink a group; the manager's next pass does it, or this command when no manager runs."""
+    from cloudherd.cli.progress import Progress
+
+    herd = _herd()
+
+    def work() -> ScaleResult:
+        with Progress(err) as progress:
+            return herd.scale(ref, group, change, victims=victim, wait=wait, on_event=progress)
+
+    result = _guard(work)
+    if result.note:
+        err.print(Text(f"{group}: {result.before} → {result.target}{result.note}", style="yellow"))
+    if result.applied:
+        out.print(f"{group}: {result.before} → {result.target}")
+    else:
+        out.print(f"{group}: {result.before} → {result.target} (the running manager applies it at its next pass)")
+
+
+@app.command()
+def events(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until Ctrl-C."),
+    as_json: bool = AS_JSON,
+) -> None:
+    """The event log: health changes, replacements, scaling, journal, errors."""
+    herd = _herd()
+    last = 0
+
+    def newer() -> list[Event]:
+        return herd.events(ref, after=last)
+
+    try:
+        while True:
+            rows = _guard(newer)
+            for row in rows:
+                if as_json:
+                    sys.stdout.write(row.model_dump_json() + "\n")
+                else:
+                    who = f" {row.node}" if row.node else ""
+                    out.print(Text.assemble((row.at.strftime("%Y-%m-%d %H:%M:%S"), "dim"), f" {row.kind:<15}",
+                                            (who, "bold"), f" {row.message}"))
+                last = row.id
+            sys.stdout.flush()
+            if not follow:
+                return
+            time.sleep(0.5)  # a poll of the log; --follow ends with Ctrl-C
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
 
 
 def _table_of(rows: Sequence[BaseModel], kind: str) -> None:

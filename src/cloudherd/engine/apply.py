@@ -24,7 +24,15 @@ from cloudherd.engine.fleet import Reach
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.engine.plan import diff_groups, fresh_nodes
 from cloudherd.engine.recover import INTERRUPTED, recover
-from cloudherd.engine.templates import PlannedInfra, check_templates, planned_fleet, template_context
+from cloudherd.engine.templates import (
+    PlannedInfra,
+    check_templates,
+    new_indices,
+    node_env,
+    planned_fleet,
+    script_digest,
+    template_context,
+)
 from cloudherd.errors import ApplyFailed, CloudherdError
 from cloudherd.lifecycle import COUNTED_NODE_STATES, LIVE_NODE_STATES, InfraState, NodeState
 from cloudherd.providers.base import (
@@ -37,11 +45,12 @@ from cloudherd.providers.base import (
     SizeNeed,
 )
 from cloudherd.remote.pool import ConnectionPool
+from cloudherd.remote.scripts import render
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.model import Group as GroupSpec
 from cloudherd.spec.model import MinCount
 from cloudherd.spec.model import SizeNeed as SpecSizeNeed
-from cloudherd.state.models import Infrastructure, Node
+from cloudherd.state.models import Infrastructure, Node, utcnow
 from cloudherd.state.repo import Store
 
 DEFAULT_CONNECT_TIMEOUT = 120.0
@@ -80,7 +89,6 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
     existing = store.active_named(spec.name)
     if existing is None:  # every script renders for the fleet to be, or nothing is made at all
         check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", spec.name))
-    redact = Redactor(set(loaded.secrets))
     if existing is None:
         infra = store.create_infrastructure(
             name=spec.name, owner_id=identity.user_id, state=InfraState.CREATING, spec_path=str(loaded.path.resolve()),
@@ -99,22 +107,11 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
     try:
         recover(store, infra, on_event)  # a killed run's half-done states, then its cloud calls, settled first
         await journal.resolve(store, infra, providers, on_event)
-        surplus = await _sync_groups(loaded, store, infra.id, redact)
-        infra = store.infrastructure(infra.id)
-        leaving = {n.id for n in surplus}
-        check_templates(loaded, [n for n in store.nodes(infra.id) if n.id not in leaving], infra)
         async with ConnectionPool(identity.key, handshakes=handshakes, connect_timeout=connect_timeout) as pool:
             reach = Reach(store, infra, identity, accept_new_host_key)
             try:
-                if surplus:
-                    emit(on_event, ProgressEvent("info", f"retiring {len(surplus)} node(s) the spec no longer has"))
-                    await retire(store, infra, surplus, loaded=loaded, reach=reach, pool=pool, providers=providers,
-                                 sink=on_event)
-                await _create_missing(loaded, store, infra, identity, providers, on_event, run_intents)
-                reach.pins.update(
-                    {node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()}
-                )
-                await _deploy_all(loaded, store, infra, reach, pool, redact, on_event, force)
+                await converge(loaded, store, infra, identity, providers, pool, reach, on_event,
+                               force=force, run_intents=run_intents)
             finally:
                 reach.record(pool)
         store.set_infrastructure_state(infra.id, InfraState.READY)
@@ -136,6 +133,32 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
         await providers.close()
 
 
+async def converge(
+    loaded: LoadedSpec, store: Store, infra: Infrastructure, identity: Identity, providers: Providers,
+    pool: ConnectionPool, reach: Reach, sink: EventSink | None, *, force: bool = False,
+    run_intents: list[str] | None = None, replace: Collection[str] = (), victims: Collection[str] = (),
+) -> Infrastructure:
+    """Make the fleet what ``loaded`` says: retire what goes, create what is missing, deploy what changed.
+
+    The one converge: ``up`` calls it with the spec as written, the manager's reconcile pass with the
+    spec as applied and the sizes asked for since, plus the nodes to replace (``replace``) and those to
+    remove first when a group shrinks (``victims``).
+    """
+    redact = Redactor(set(loaded.secrets))
+    surplus = await _sync_groups(loaded, store, infra.id, redact, replace=replace, victims=victims)
+    infra = store.infrastructure(infra.id)
+    leaving = {n.id for n in surplus}
+    check_templates(loaded, [n for n in store.nodes(infra.id) if n.id not in leaving], infra)
+    if surplus:
+        emit(sink, ProgressEvent("info", f"retiring {len(surplus)} node(s): {', '.join(n.name for n in surplus)}"))
+        await retire(store, infra, surplus, loaded=loaded, reach=reach, pool=pool, providers=providers, sink=sink)
+    await _create_missing(loaded, store, infra, identity, providers, sink, run_intents if run_intents is not None
+                          else [])
+    reach.pins.update({node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()})
+    await _deploy_all(loaded, store, infra, reach, pool, redact, sink, force)
+    return infra
+
+
 def _key_path(loaded: LoadedSpec) -> Path | None:
     key = loaded.spec.ssh.key
     if not key:
@@ -144,7 +167,8 @@ def _key_path(loaded: LoadedSpec) -> Path | None:
     return path if path.is_absolute() else loaded.path.parent / path
 
 
-async def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: Redactor) -> list[Node]:
+async def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: Redactor, *,
+                       replace: Collection[str] = (), victims: Collection[str] = ()) -> list[Node]:
     """Make the group rows and node rows say what the plan says; return the nodes to retire.
 
     New nodes are added as ``pending`` rows (created next); surplus, dead and replaced nodes, and every
@@ -156,7 +180,7 @@ async def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: 
     nodes, changes = await fresh_nodes(loaded, store, infra)
     for change in changes:
         store.update_node(change.node_id, state=change.state, reason=change.reason)
-    diffs = {d.name: d for d in diff_groups(loaded, infra.groups, nodes)}
+    diffs = {d.name: d for d in diff_groups(loaded, infra.groups, nodes, replace=replace, victims=victims)}
     surplus: list[Node] = []
     for position, (group_name, group) in enumerate(spec.groups.items()):
         fields: dict[str, Any] = {
@@ -171,15 +195,11 @@ async def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: 
         else:
             store.add_group(infra_id, name=group_name, **fields)
         diff = diffs[group_name]
-        leaving = {n.id for n in (*diff.destroy, *diff.replace)}
         surplus += [*diff.destroy, *diff.replace]
-        used = {n.index for n in nodes if n.group_name == group_name and n.state in COUNTED_NODE_STATES
-                and n.id not in leaving}
-        free = (i for i in range(1, 1_000_000) if i not in used)
         store.add_nodes(infra_id, [
             {"group_name": group_name, "name": f"{spec.name}-{group_name}-{index}", "index": index,
              "provider": group.provider}
-            for index in (next(free) for _ in range(diff.create))
+            for index in new_indices(nodes, group_name, diff.create)
         ])
     for group_name, diff in diffs.items():
         if diff.removed:
@@ -327,9 +347,21 @@ async def _deploy_all(
     nodes = store.nodes(infra.id)
     done = {} if force else store.script_digests(infra.id)
 
+    def unchanged(node: Node) -> bool:
+        """A ready node whose every script already succeeded as it renders now: no login needed at all."""
+        if force or node.state != NodeState.READY:
+            return False
+        group = loaded.group(node.group_name)
+        context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
+        env = node_env(node, group.env)
+        return all(done.get((node.id, s.source)) == script_digest(s.source, render(s.source, s.content, context), env)
+                   for s in loaded.scripts[node.group_name])
+
     async def deploy(node: Node) -> None:
         group = loaded.group(node.group_name)
         before = NodeState(node.state)
+        if unchanged(node):
+            return
         store.update_node(node.id, state=NodeState.DEPLOYING)
         emit(sink, ProgressEvent("node", "connecting", node=node.name, group=node.group_name,
                                  state=NodeState.DEPLOYING))
@@ -350,13 +382,19 @@ async def _deploy_all(
             store.update_node(node.id, state=NodeState.FAILED, reason=str(exc))
             emit(sink, ProgressEvent("node", str(exc), node=node.name, group=node.group_name, state=NodeState.FAILED))
             raise
-        store.update_node(node.id, state=NodeState.READY, reason=None)
+        fresh = {"ready_at": utcnow(), "health": None, "failures": 0, "failing_since": None} \
+            if before != NodeState.READY else {}
+        store.update_node(node.id, state=NodeState.READY, reason=None, **fresh)
         emit(sink, ProgressEvent("node", "ready", node=node.name, group=node.group_name, state=NodeState.READY))
 
-    async with asyncio.TaskGroup() as tasks:
-        for node in nodes:
-            if node.state in LIVE_NODE_STATES and node.group_name in loaded.spec.groups:
-                tasks.create_task(deploy(node))
+    # level by level (depends_on): a group's scripts start when every group it depends on is ready, and
+    # see their addresses; within a level each node starts the moment it accepts SSH
+    for level in loaded.spec.levels():
+        async with asyncio.TaskGroup() as tasks:
+            for node in nodes:
+                if node.state in LIVE_NODE_STATES and node.group_name in level:
+                    tasks.create_task(deploy(node))
+        nodes = store.nodes(infra.id)
 
 
 async def _rollback(store: Store, infra: Infrastructure, providers: Providers, run_intents: Sequence[str],

@@ -17,6 +17,7 @@ from cloudherd.engine.context import Providers, Redactor, ensure_identity, snaps
 from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
+from cloudherd.engine.health import answers_ssh
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.engine.recover import recover
 from cloudherd.engine.templates import template_context
@@ -145,6 +146,11 @@ async def retire(
         patterns = config.get("artifacts") or []
         script = config.get("teardown")
         if not patterns and not script:
+            return
+        if node.state in (NodeState.FAILED, NodeState.UNHEALTHY) and not await answers_ssh(target):
+            message = f"{node.name} does not answer SSH: no artifacts pulled, no teardown run"
+            store.add_event(infra.id, "warning", message, node_id=node.id)
+            emit(sink, ProgressEvent("error", message, node=node.name, group=node.group_name))
             return
         try:
             async with asyncio.timeout(teardown_timeout):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloudherd.engine.context import snapshot
+from cloudherd.engine.templates import new_indices
 from cloudherd.errors import UsageError
 from cloudherd.providers import Provider, make_provider
 from cloudherd.providers.base import (
@@ -175,8 +176,7 @@ async def adopt(store: Store, infra: Infrastructure, group: str, ids: Sequence[s
     if missing:
         raise UsageError(f"not orphans (see `cloudherd gc`): {', '.join(missing)}")
     nodes = store.nodes(infra.id)
-    used = {n.index for n in nodes if n.group_name == group and n.state != "terminated"}
-    free = (i for i in range(1, 1_000_000) if i not in used)
+    free = iter(new_indices(nodes, group, len(ids)))
     wrong = [i for i in ids if orphans[i].provider.split("#")[0] != row.provider]
     if wrong:
         raise UsageError(f"group {group} uses provider {row.provider}; {', '.join(wrong)} are on another provider")

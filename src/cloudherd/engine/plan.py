@@ -6,7 +6,7 @@ only show it), so what is shown is what is done.  Reality comes from one list ca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from cloudherd.engine.templates import (
     NodeLike,
     PlannedInfra,
     check_templates,
+    new_indices,
     node_env,
     planned_fleet,
     planned_node,
@@ -82,16 +83,22 @@ class Plan:
         }
 
 
-def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]) -> list[GroupDiff]:
-    """Spec versus the recorded groups and nodes (whose states should be fresh)."""
+def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node], *,
+                replace: Collection[str] = (), victims: Collection[str] = ()) -> list[GroupDiff]:
+    """Spec versus the recorded groups and nodes (whose states should be fresh).
+
+    ``replace`` names nodes to treat as dead (the manager's failed ones); ``victims`` names nodes to
+    remove first when a group shrinks (else the newest go first).
+    """
     spec = loaded.spec
     by_name = {g.name: g for g in rows}
     diffs = []
     for group_name, group in spec.groups.items():
         row = by_name.get(group_name)
         members = [n for n in nodes if n.group_name == group_name and n.state != NodeState.TERMINATED]
-        dead = [n for n in members if n.state not in COUNTED_NODE_STATES]
-        counted = sorted((n for n in members if n.state in COUNTED_NODE_STATES), key=lambda n: n.index)
+        dead = [n for n in members if n.state not in COUNTED_NODE_STATES or n.id in replace]
+        counted = sorted((n for n in members if n.state in COUNTED_NODE_STATES and n.id not in replace),
+                         key=lambda n: (n.id in victims, n.index))
         diff = GroupDiff(group_name, group.provider, group.count, len(counted), new=row is None)
         changed = _shape_changes(row, group.provider, group.image, group.size_name) if row is not None else []
         if changed and counted:
@@ -141,9 +148,7 @@ async def make_plan(loaded: LoadedSpec, store: Store) -> Plan:
     # the fleet as it will be: kept nodes plus stand-ins for the ones to make (their addresses are unknown)
     future: list[NodeLike] = [n for n in nodes if n.id not in leaving and n.state in COUNTED_NODE_STATES]
     for diff in diffs:
-        used = {n.index for n in future if n.group_name == diff.name}
-        free = (i for i in range(1, 1_000_000) if i not in used)
-        for index in (next(free) for _ in range(diff.create)):
+        for index in new_indices(nodes, diff.name, diff.create):
             future.append(planned_node(infra.id, loaded.spec.name, diff.name, index, diff.provider))
     check_templates(loaded, future, infra)
     for diff in diffs:

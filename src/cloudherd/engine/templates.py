@@ -65,6 +65,13 @@ class PlannedInfra:
     name: str
 
 
+def new_indices(nodes: Iterable[NodeLike], group: str, count: int) -> list[int]:
+    """Indices for ``count`` new nodes of ``group``: after every index the group ever used, terminated
+    nodes included, so that a replacement never takes a gone node's name and logs stay unambiguous."""
+    start = max((n.index for n in nodes if n.group_name == group), default=0) + 1
+    return list(range(start, start + count))
+
+
 def planned_node(infra_id: str, infra_name: str, group: str, index: int, provider: str) -> PlannedNode:
     return PlannedNode(id=f"new-{group}-{index}", name=f"{infra_name}-{group}-{index}", group_name=group,
                        index=index, provider=provider, infrastructure_id=infra_id)

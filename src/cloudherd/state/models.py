@@ -47,6 +47,9 @@ class Infrastructure(Base):
     ssh_key_path: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    attached: Mapped[bool] = mapped_column(default=False)  # kept alive by `manage --all`
+    last_pass_at: Mapped[datetime | None] = mapped_column()  # the manager's last reconcile pass
+    last_pass: Mapped[str | None] = mapped_column(Text)  # what that pass did, in a line
 
     groups: Mapped[list[Group]] = relationship(back_populates="infrastructure", order_by="Group.position")
     nodes: Mapped[list[Node]] = relationship(back_populates="infrastructure", order_by="Node.name")
@@ -91,6 +94,12 @@ class Node(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column()  # when its scripts last all succeeded (grace runs from it)
+    health: Mapped[str | None] = mapped_column(String(20))  # healthy | unhealthy | None (not checked yet)
+    failing_since: Mapped[datetime | None] = mapped_column()  # first of the current run of failed checks
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed checks
+    last_check: Mapped[str | None] = mapped_column(Text)  # which check, what it answered
+    last_check_at: Mapped[datetime | None] = mapped_column()
 
     infrastructure: Mapped[Infrastructure] = relationship(back_populates="nodes")
 
@@ -171,6 +180,23 @@ class Intent(Base):
     outcome: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column()
+
+
+class ScaleRequest(Base):
+    """A scale asked for (``scale web +2``), stored until a reconcile pass consumes it, so that it survives
+    a manager's restart and is seen by whichever manager holds the infrastructure."""
+
+    __tablename__ = "scale_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    infrastructure_id: Mapped[str] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"), index=True)
+    group_name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(10))  # add | remove | set
+    amount: Mapped[int] = mapped_column(Integer)
+    victims: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"nodes": [node ids]} to remove first
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    consumed_at: Mapped[datetime | None] = mapped_column()
+    outcome: Mapped[str | None] = mapped_column(Text)
 
 
 # One live infrastructure per name, enforced by the database itself: two ``up`` of a new name racing

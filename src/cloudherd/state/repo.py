@@ -16,7 +16,19 @@ from sqlalchemy.orm import Session, selectinload
 from cloudherd.errors import UsageError
 from cloudherd.lifecycle import ACTIVE_INFRA_STATES, InfraState, NodeState
 from cloudherd.state.db import open_engine, session_factory
-from cloudherd.state.models import Action, Event, Group, HostKey, Infrastructure, Intent, Lease, Node, User, utcnow
+from cloudherd.state.models import (
+    Action,
+    Event,
+    Group,
+    HostKey,
+    Infrastructure,
+    Intent,
+    Lease,
+    Node,
+    ScaleRequest,
+    User,
+    utcnow,
+)
 
 
 class Store:
@@ -306,6 +318,40 @@ class Store:
     def events(self, infrastructure_id: str) -> list[Event]:
         with self.session() as s:
             return list(s.scalars(select(Event).where(Event.infrastructure_id == infrastructure_id).order_by(Event.id)))
+
+    def events_after(self, infrastructure_id: str, after_id: int = 0, limit: int | None = None) -> list[Event]:
+        """Events newer than ``after_id``, oldest first (``events --follow`` polls with the last id seen)."""
+        with self.session() as s:
+            query = select(Event).where(Event.infrastructure_id == infrastructure_id, Event.id > after_id
+                                        ).order_by(Event.id)
+            return list(s.scalars(query.limit(limit) if limit else query))
+
+    # -- scale requests -------------------------------------------------------------------------------
+
+    def add_scale_request(self, infrastructure_id: str, group_name: str, kind: str, amount: int,
+                          victims: Sequence[str] = ()) -> int:
+        with self.session() as s, s.begin():
+            row = ScaleRequest(infrastructure_id=infrastructure_id, group_name=group_name, kind=kind, amount=amount,
+                               victims={"nodes": list(victims)})
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def pending_scale_requests(self, infrastructure_id: str) -> list[ScaleRequest]:
+        with self.session() as s:
+            return list(s.scalars(select(ScaleRequest).where(
+                ScaleRequest.infrastructure_id == infrastructure_id, ScaleRequest.consumed_at.is_(None)
+            ).order_by(ScaleRequest.id)))
+
+    def scale_request(self, request_id: int) -> ScaleRequest | None:
+        with self.session() as s:
+            return s.get(ScaleRequest, request_id)
+
+    def consume_scale_request(self, request_id: int, outcome: str) -> None:
+        with self.session() as s, s.begin():
+            row = s.get_one(ScaleRequest, request_id)
+            row.consumed_at = utcnow()
+            row.outcome = outcome
 
     # -- leases ---------------------------------------------------------------------------------------
 

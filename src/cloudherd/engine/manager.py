@@ -1,0 +1,110 @@
+"""The manager: reconcile passes every few seconds for the infrastructures it keeps, until asked to stop.
+
+Each infrastructure it keeps is claimed for the manager's whole life through a ``manager:<name>`` lease
+(a second manager of the same infrastructure is refused, and ``scale`` knows whether to wait for one),
+and each pass also takes the infrastructure's own lease without waiting: a pass never runs beside an
+``up`` or ``down``; it is skipped and tried again at the next tick.  Stopping ends the current pass
+cleanly and tears nothing down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cloudherd.engine.events import EventSink
+from cloudherd.engine.locks import DEFAULT_TTL, BusyError, Held, describe, exclusive, infra_scope, try_hold
+from cloudherd.engine.reconcile import PassReport, reconcile
+from cloudherd.lifecycle import InfraState
+from cloudherd.state.models import Infrastructure
+from cloudherd.state.repo import Store
+
+
+def manager_scope(name: str) -> str:
+    return f"manager:{name}"
+
+
+def is_managed(store: Store, name: str) -> bool:
+    """Whether a live manager keeps ``name`` (its lease is held and not lapsed)."""
+    held = try_hold(store, manager_scope(name), "probe")
+    if held is None:
+        return True
+    store.release_lease(held.scope, held.owner)
+    return False
+
+
+@dataclass
+class Manager:
+    """Keeps the infrastructures ``ids`` names (or, with ``every_attached``, all attached ones) alive."""
+
+    store: Store
+    ids: Sequence[str] = ()
+    every_attached: bool = False
+    interval: float = 10.0
+    sink: EventSink | None = None
+    on_pass: Callable[[PassReport], None] | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _claims: dict[str, Held] = field(default_factory=dict)
+
+    def targets(self) -> list[Infrastructure]:
+        if self.every_attached:
+            return [i for i in self.store.infrastructures() if i.attached]
+        return [self.store.infrastructure(i) for i in self.ids]
+
+    def claim(self, infra: Infrastructure) -> bool:
+        """Hold ``manager:<name>`` for as long as this manager runs; refuse (named ids) or skip (--all)."""
+        if infra.id in self._claims:
+            return self.store.renew_lease(self._claims[infra.id].scope, self._claims[infra.id].owner, DEFAULT_TTL)
+        held = try_hold(self.store, manager_scope(infra.name), "manage")
+        if held is None:
+            lease = self.store.lease(manager_scope(infra.name))
+            if not self.every_attached:
+                raise BusyError(f"{infra.name} is already managed: {describe(lease) if lease else 'another manager'}")
+            return False
+        self._claims[infra.id] = held
+        return True
+
+    async def run(self, *, once: bool = False) -> list[PassReport]:
+        """Passes until ``stop`` is set (or one round with ``once``); returns the last round's reports."""
+        reports: list[PassReport] = []
+        try:
+            while True:
+                reports = await self.round()
+                if once or self.stop.is_set():
+                    return reports
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), self.interval)
+                if self.stop.is_set():
+                    return reports
+        finally:
+            self.release()
+
+    async def round(self) -> list[PassReport]:
+        reports = []
+        for infra in self.targets():
+            if self.stop.is_set():
+                break
+            if infra.state == InfraState.DESTROYED or not self.claim(infra):
+                continue
+            report = await self.pass_over(infra)
+            if report is not None:
+                reports.append(report)
+                if self.on_pass is not None:
+                    self.on_pass(report)
+        return reports
+
+    async def pass_over(self, infra: Infrastructure) -> PassReport | None:
+        """One pass under the infrastructure's lease; None when an ``up`` / ``down`` holds it (skipped: the
+        next tick tries again).  A stop asked for meanwhile lets the pass finish: it is a flag, not a cancel."""
+        try:
+            async with exclusive(self.store, infra_scope(infra.name), "manage", wait=0):
+                return await reconcile(self.store, infra.id, sink=self.sink)
+        except BusyError:
+            return None
+
+    def release(self) -> None:
+        for held in self._claims.values():
+            self.store.release_lease(held.scope, held.owner)
+        self._claims.clear()

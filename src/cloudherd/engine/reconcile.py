@@ -1,0 +1,279 @@
+"""One reconcile pass: compare what an infrastructure should be with what it is, and act on the difference.
+
+Level-based, like a Kubernetes controller: a pass remembers nothing from the last one.  It reads the
+spec as applied (and the sizes asked for since), lists the machines (one call per provider), checks
+health, and then, only if something differs, converges through the same code ``up`` uses.  A pass over
+a healthy fleet at size makes the list call, the health checks, and nothing else.
+
+A pass runs under the infrastructure's lease (see :mod:`cloudherd.engine.locks`): never beside an
+``up`` or a ``down`` of the same infrastructure, nor beside another pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cloudherd.engine import journal
+from cloudherd.engine.apply import converge
+from cloudherd.engine.context import Providers, ensure_identity, snapshot
+from cloudherd.engine.events import EventSink, ProgressEvent, emit
+from cloudherd.engine.fleet import Reach
+from cloudherd.engine.health import CheckResult, check
+from cloudherd.engine.liveness import observe
+from cloudherd.engine.plan import diff_groups
+from cloudherd.engine.recover import recover
+from cloudherd.engine.templates import node_env, node_view, template_context
+from cloudherd.errors import CloudherdError
+from cloudherd.lifecycle import InfraState, NodeState
+from cloudherd.remote.pool import ConnectionPool
+from cloudherd.remote.scripts import in_workdir, render
+from cloudherd.spec import LoadedSpec, Script
+from cloudherd.state.models import Infrastructure, Node, utcnow
+from cloudherd.state.repo import Store
+
+CHECKED_STATES = frozenset({NodeState.READY, NodeState.UNHEALTHY})
+
+
+@dataclass
+class PassReport:
+    """What one pass saw and did, for the event log, ``status`` and the ``manage`` output."""
+
+    infrastructure: str
+    name: str
+    checked: int = 0
+    unhealthy: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    scaled: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # circuit breaker: groups whose failed nodes were kept
+    converged: bool = False
+    error: str | None = None
+
+    def line(self) -> str:
+        parts = [f"{self.checked} checked"]
+        if self.unhealthy:
+            parts.append(f"unhealthy: {', '.join(self.unhealthy)}")
+        if self.failed:
+            parts.append(f"failed: {', '.join(self.failed)}")
+        if self.replaced:
+            parts.append(f"replaced: {', '.join(self.replaced)}")
+        parts += self.scaled + self.held
+        if self.error:
+            parts.append(f"error: {self.error}")
+        return "; ".join(parts)
+
+
+def applied_spec(infra: Infrastructure) -> LoadedSpec:
+    """The spec as last applied, with the scripts stored when it was and each group's size as asked for since
+    (scale requests change the stored size, not the spec text)."""
+    loaded = snapshot(infra)
+    rows = {g.name: g for g in infra.groups}
+    groups = {}
+    for name, group in loaded.spec.groups.items():
+        row = rows.get(name)
+        groups[name] = group.model_copy(update={"count": row.count}) if row is not None else group
+        config = (row.config or {}) if row is not None else {}
+        loaded.scripts[name] = [Script(s["name"], s["source"], s["content"]) for s in config.get("scripts") or []]
+        teardown = config.get("teardown")
+        loaded.teardown[name] = Script(teardown["name"], teardown["source"], teardown["content"]) if teardown else None
+    loaded.spec = loaded.spec.model_copy(update={"groups": groups})
+    return loaded
+
+
+async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = None,
+                    connect_timeout: float = 60.0) -> PassReport:
+    """One pass over ``infra_id``: settle, refresh, check, scale, heal.  The caller holds the lease."""
+    infra = store.infrastructure(infra_id)
+    report = PassReport(infra.id, infra.name)
+    if infra.state == InfraState.DESTROYED:
+        report.error = "destroyed"
+        return report
+    loaded = applied_spec(infra)
+    providers = Providers(loaded)
+    identity = ensure_identity(store, infra.ssh_key_path)
+    try:
+        recover(store, infra, sink)
+        if store.open_intents(infra.id):
+            await journal.resolve(store, infra, providers, sink)
+        nodes = store.nodes(infra.id)
+        for change in await observe(providers, infra.id, nodes):
+            store.update_node(change.node_id, state=change.state, reason=change.reason)
+            _event(store, infra, nodes, change.node_id, f"{change.state}: {change.reason}")
+        async with ConnectionPool(identity.key, connect_timeout=connect_timeout) as pool:
+            reach = Reach(store, infra, identity)
+            try:
+                await _check_health(store, infra, loaded, pool, reach, report)
+                victims = _consume_scale_requests(store, infra, loaded, report)
+                infra = store.infrastructure(infra.id)
+                loaded = applied_spec(infra)
+                nodes = store.nodes(infra.id)
+                replace = _to_replace(store, infra, loaded, nodes, report)
+                if _differs(loaded, infra, nodes, replace, victims):
+                    report.converged = True
+                    before = {n.id for n in nodes}
+                    await converge(loaded, store, infra, identity, providers, pool, reach, sink,
+                                   replace=replace, victims=victims)
+                    report.replaced = [n.name for n in store.nodes(infra.id) if n.id not in before]
+            finally:
+                reach.record(pool)
+    except CloudherdError as exc:  # the pass failed; the next one starts from what is recorded
+        report.error = Exception.__str__(exc)
+        store.add_event(infra.id, "error", f"reconcile: {report.error}")
+        emit(sink, ProgressEvent("error", f"{infra.name}: {report.error}"))
+    finally:
+        await providers.close()
+    store.update_infrastructure(infra.id, last_pass_at=utcnow(), last_pass=report.line())
+    return report
+
+
+def _event(store: Store, infra: Infrastructure, nodes: list[Node], node_id: str, message: str) -> None:
+    name = next((n.name for n in nodes if n.id == node_id), node_id)
+    store.add_event(infra.id, "health", f"{name}: {message}", node_id=node_id)
+
+
+async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec, pool: ConnectionPool,
+                        reach: Reach, report: PassReport) -> None:
+    """Check the ready and unhealthy nodes that are due, and move them along ready ⇄ unhealthy → failed."""
+    import asyncio
+
+    now = datetime.now(UTC)
+    nodes = store.nodes(infra.id)
+    due = [n for n in nodes if n.state in CHECKED_STATES and n.group_name in loaded.spec.groups
+           and _due(n, loaded.group(n.group_name).health.interval, now)]
+
+    async def one(node: Node) -> tuple[Node, CheckResult]:
+        health = loaded.group(node.group_name).health
+        context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
+        try:
+            urls = [render(f"health url of {node.group_name}", url, context) for url in health.urls]
+        except CloudherdError as exc:
+            return node, CheckResult(False, Exception.__str__(exc))
+        command = None
+        if health.command:
+            env = node_env(node, loaded.group(node.group_name).env)
+            command = in_workdir(health.command, env)
+        return node, await check(node_view(node), reach.target(node), health, pool, urls, command)
+
+    for node, result in await asyncio.gather(*(one(n) for n in due)):
+        report.checked += 1
+        _record(store, infra, loaded, node, result, now, report)
+
+
+def _due(node: Node, interval: float, now: datetime) -> bool:
+    last = _aware(node.last_check_at)
+    return last is None or (now - last).total_seconds() >= interval * 0.9  # a pass tick early still checks
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _record(store: Store, infra: Infrastructure, loaded: LoadedSpec, node: Node, result: CheckResult,
+            now: datetime, report: PassReport) -> None:
+    health = loaded.group(node.group_name).health
+    if result.healthy:
+        if node.state == NodeState.UNHEALTHY:
+            store.add_event(infra.id, "health", f"{node.name}: healthy again ({result.detail})", node_id=node.id)
+        store.update_node(node.id, state=NodeState.READY, health="healthy", failures=0, failing_since=None,
+                          last_check=result.detail, last_check_at=now, reason=None)
+        return
+    ready_at = _aware(node.ready_at)
+    if ready_at is not None and (now - ready_at).total_seconds() < health.grace:  # within grace: not counted
+        store.update_node(node.id, last_check=f"{result.detail} (in grace)", last_check_at=now)
+        return
+    failures = (node.failures or 0) + 1
+    since = _aware(node.failing_since) or now
+    gone = (health.failures is not None and failures >= health.failures) or \
+        (health.failing_for is not None and (now - since).total_seconds() >= health.failing_for)
+    state = NodeState.FAILED if gone else NodeState.UNHEALTHY
+    store.update_node(node.id, state=state, health="unhealthy", failures=failures, failing_since=since,
+                      last_check=result.detail, last_check_at=now,
+                      reason=f"health check failed {failures} time(s): {result.detail}")
+    if gone:
+        report.failed.append(node.name)
+        store.add_event(infra.id, "health", f"{node.name}: failed after {failures} failed check(s): {result.detail}",
+                        node_id=node.id)
+    else:
+        report.unhealthy.append(node.name)
+        if node.state != NodeState.UNHEALTHY:
+            store.add_event(infra.id, "health", f"{node.name}: unhealthy: {result.detail}", node_id=node.id)
+
+
+def _consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedSpec,
+                            report: PassReport) -> set[str]:
+    """Apply pending scale requests to the groups' sizes (clamped to min / max); returns victims' node ids."""
+    victims: set[str] = set()
+    rows = {g.name: g for g in infra.groups}
+    for request in store.pending_scale_requests(infra.id):
+        row = rows.get(request.group_name)
+        if row is None or request.group_name not in loaded.spec.groups:
+            store.consume_scale_request(request.id, f"no group {request.group_name}")
+            continue
+        group = loaded.group(request.group_name)
+        target, note = scale_target(row.count, request.kind, request.amount, group.min, group.max)
+        named = list((request.victims or {}).get("nodes") or [])
+        victims.update(named)
+        store.update_group(infra.id, row.name, count=target)
+        row.count = target
+        outcome = f"{request.group_name}: {_verb(request.kind, request.amount)} → {target}{note}"
+        store.consume_scale_request(request.id, outcome)
+        store.add_event(infra.id, "scale", outcome)
+        report.scaled.append(outcome)
+    return victims
+
+
+def _verb(kind: str, amount: int) -> str:
+    return {"add": f"+{amount}", "remove": f"-{amount}"}.get(kind, f"={amount}")
+
+
+def scale_target(current: int, kind: str, amount: int, low: int | None, high: int | None) -> tuple[int, str]:
+    """The size a request asks for, clamped to ``[low, high]``, and a note saying so when it was."""
+    wanted = current + amount if kind == "add" else current - amount if kind == "remove" else amount
+    wanted = max(wanted, 0)
+    if high is not None and wanted > high:
+        return high, f" (clamped to max {high}: asked for {wanted})"
+    if low is not None and wanted < low:
+        return low, f" (clamped to min {low}: asked for {wanted})"
+    return wanted, ""
+
+
+def _to_replace(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: list[Node],
+                report: PassReport) -> set[str]:
+    """Failed nodes to retire and replace, unless too much of their group is unhealthy at once (the circuit
+    breaker: a network blip must not recycle a whole fleet)."""
+    replace: set[str] = set()
+    for name, group in loaded.spec.groups.items():
+        members = [n for n in nodes if n.group_name == name and n.state != NodeState.TERMINATED]
+        failed = [n for n in members if n.state == NodeState.FAILED]
+        if not failed:
+            continue
+        sick = [n for n in members if n.state in (NodeState.FAILED, NodeState.UNHEALTHY)]
+        allowed = group.health.max_unhealthy_of(max(group.count, len(members)))
+        if len(sick) > allowed:
+            message = (f"{name}: {len(sick)} of {len(members)} nodes unhealthy, more than max_unhealthy "
+                       f"({allowed}): replacing none until some recover")
+            report.held.append(message)
+            if not _said_recently(store, infra, message):
+                store.add_event(infra.id, "circuit-breaker", message)
+            continue
+        replace.update(n.id for n in failed)
+    return replace
+
+
+def _said_recently(store: Store, infra: Infrastructure, message: str) -> bool:
+    """The breaker says why once, not every pass: the same message within ten minutes is not repeated."""
+    events = store.recent_events(infra.id, "circuit-breaker", datetime.now(UTC) - timedelta(minutes=10))
+    return bool(events) and events[-1].message == message
+
+
+def _differs(loaded: LoadedSpec, infra: Infrastructure, nodes: list[Node], replace: set[str],
+             victims: set[str]) -> bool:
+    """Whether converging would change anything: the same diff ``plan`` shows, without its script check
+    (script changes come with ``up``, not with a pass)."""
+    diffs = diff_groups(loaded, infra.groups, nodes, replace=replace, victims=victims)
+    stuck = any(n.state in (NodeState.BOOTING, NodeState.PENDING) for n in nodes if n.group_name in loaded.spec.groups)
+    return stuck or any(d.create or d.destroy or d.replace for d in diffs)
+
