@@ -97,8 +97,11 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
         row = by_name.get(group_name)
         members = [n for n in nodes if n.group_name == group_name and n.state != NodeState.TERMINATED]
         dead = [n for n in members if n.state not in COUNTED_NODE_STATES or n.id in replace]
+        places = [p.provider for p in group.placement] or [group.provider]
+        rank = {name: i for i, name in enumerate(places)}
+        # kept first: not a victim, then by place (scale-down empties the last place first), then oldest
         counted = sorted((n for n in members if n.state in COUNTED_NODE_STATES and n.id not in replace),
-                         key=lambda n: (n.id in victims, n.index))
+                         key=lambda n: (n.id in victims, rank.get(n.provider, len(places)), n.index))
         diff = GroupDiff(group_name, group.provider, group.count, len(counted), new=row is None)
         changed = _shape_changes(row, group.provider, group.image, group.size_name) if row is not None else []
         if changed and counted:

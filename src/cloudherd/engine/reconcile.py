@@ -139,7 +139,10 @@ async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec,
 
     now = datetime.now(UTC)
     nodes = store.nodes(infra.id)
-    due = [n for n in nodes if n.state in CHECKED_STATES and n.group_name in loaded.spec.groups
+    # failed by its checks (not by its scripts): still checked, so that one the breaker kept comes back
+    checked = [n for n in nodes
+               if n.state in CHECKED_STATES or (n.state == NodeState.FAILED and n.health == "unhealthy")]
+    due = [n for n in checked if n.group_name in loaded.spec.groups
            and _due(n, loaded.group(n.group_name).health.interval, now)]
 
     async def one(node: Node) -> tuple[Node, CheckResult]:
@@ -175,7 +178,7 @@ def _record(store: Store, infra: Infrastructure, loaded: LoadedSpec, node: Node,
             now: datetime, report: PassReport) -> None:
     health = loaded.group(node.group_name).health
     if result.healthy:
-        if node.state == NodeState.UNHEALTHY:
+        if node.state in (NodeState.UNHEALTHY, NodeState.FAILED):
             store.add_event(infra.id, "health", f"{node.name}: healthy again ({result.detail})", node_id=node.id)
         store.update_node(node.id, state=NodeState.READY, health="healthy", failures=0, failing_since=None,
                           last_check=result.detail, last_check_at=now, reason=None)
@@ -186,6 +189,9 @@ def _record(store: Store, infra: Infrastructure, loaded: LoadedSpec, node: Node,
         return
     failures = (node.failures or 0) + 1
     since = _aware(node.failing_since) or now
+    if node.state == NodeState.FAILED:  # already failed (kept by the breaker): counted, no new event
+        store.update_node(node.id, failures=failures, last_check=result.detail, last_check_at=now)
+        return
     gone = (health.failures is not None and failures >= health.failures) or \
         (health.failing_for is not None and (now - since).total_seconds() >= health.failing_for)
     state = NodeState.FAILED if gone else NodeState.UNHEALTHY
