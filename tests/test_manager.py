@@ -245,3 +245,23 @@ def test_events_json_and_status_show_the_manager(home: Path, tmp_path: Path) -> 
     text = cli("status", "shown").stdout
     assert "manager:" in text and "last pass" in text
     herd.down("shown")
+
+
+def test_events_follow_streams_new_events(home: Path, tmp_path: Path) -> None:
+    herd = SyncClient()
+    herd.up(write_spec(tmp_path / "f", "name: followed\ngroups:\n  web:\n    count: 1\n"))
+    follower = subprocess.Popen([sys.executable, "-m", "cloudherd", "events", "followed", "--follow"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    seen: list[str] = []
+    try:
+        assert follower.stdout is not None
+        wait_until(lambda: seen.append(follower.stdout.readline()) or any("up" in line for line in seen), 30,
+                   "the existing events")
+        herd.attach("followed")  # a new event while it follows
+        wait_until(lambda: seen.append(follower.stdout.readline()) or any("attached" in line for line in seen), 30,
+                   "the new event to stream")
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.communicate(timeout=30)
+    assert follower.returncode == 0
+    herd.down("followed")

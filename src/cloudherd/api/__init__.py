@@ -6,5 +6,7 @@ Results are the frozen values of :mod:`cloudherd.api.types`.
 from cloudherd.api import types
 from cloudherd.api.client import Client, SyncClient
 from cloudherd.api.machine import Machine, PollTimeoutError, SyncMachine, machines, sync_machines
+from cloudherd.api.manager import InfrastructureManager, SyncInfrastructureManager
 
-__all__ = ["Client", "Machine", "PollTimeoutError", "SyncClient", "SyncMachine", "machines", "sync_machines", "types"]
+__all__ = ["Client", "InfrastructureManager", "Machine", "PollTimeoutError", "SyncClient", "SyncInfrastructureManager",
+           "SyncMachine", "machines", "sync_machines", "types"]

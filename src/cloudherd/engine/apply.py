@@ -82,6 +82,28 @@ async def up(
                          accept_new_host_key=accept_new_host_key)
 
 
+async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT) -> str:
+    """Record an infrastructure (its spec, groups and the node rows to make) without making anything: the
+    manager's first pass creates and deploys it (Occopus' ``submit_infrastructure``).  Returns its id."""
+    spec = loaded.spec
+    async with exclusive(store, infra_scope(spec.name), "submit", wait=wait):
+        identity = ensure_identity(store, _key_path(loaded))
+        existing = store.active_named(spec.name)
+        if existing is not None:
+            store.update_infrastructure(existing.id, spec_text=loaded.raw_text, spec_path=str(loaded.path.resolve()))
+            infra_id = existing.id
+        else:
+            check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", spec.name))
+            infra_id = store.create_infrastructure(
+                name=spec.name, owner_id=identity.user_id, state=InfraState.CREATING,
+                spec_path=str(loaded.path.resolve()), spec_text=loaded.raw_text, ssh_user=spec.ssh.user,
+                ssh_key_path=str(identity.key_path),
+            ).id
+        await _sync_groups(loaded, store, infra_id, Redactor(set(loaded.secrets)))
+        store.add_event(infra_id, "submit", f"{spec.name} submitted: the manager makes it")
+        return infra_id
+
+
 async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_event: EventSink | None,
               connect_timeout: float, handshakes: int | None, force: bool, accept_new_host_key: Collection[str]) -> str:
     spec = loaded.spec

@@ -115,6 +115,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                     await converge(loaded, store, infra, identity, providers, pool, reach, sink,
                                    replace=replace, victims=victims)
                     report.replaced = [n.name for n in store.nodes(infra.id) if n.id not in before]
+                if infra.state in (InfraState.CREATING, InfraState.FAILED, InfraState.UPDATING):
+                    store.set_infrastructure_state(infra.id, InfraState.READY)  # at size, every node deployed
             finally:
                 reach.record(pool)
     except CloudherdError as exc:  # the pass failed; the next one starts from what is recorded
