@@ -9,6 +9,7 @@ this machine carrying a node marker, or moto's EC2 API over HTTP.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -23,6 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 AMI = "ami-03c3da4cfa8e8943a"  # shipped with moto for us-east-1
 NAME = "chaos"
+HEAL_STAGES = ("dead", "retiring", "creating", "deploying")  # of a heal pass, as the database shows them
 
 
 @dataclass
@@ -37,6 +39,9 @@ class Tally:
     lost: int = 0  # a node the database has whose machine is gone
     duplicated: int = 0  # a node with two machines, or more machines than asked for
     settled: int = 0  # open intents a later command resolved from the journal
+    heal_kills: int = 0  # of the kills: `manage --once` killed while healing a dead node
+    heals: int = 0  # heal cycles checked (a dead node, a killed pass, a resumed pass)
+    heal_stages: dict[str, int] = field(default_factory=dict)  # heal kills by kill point
     problems: list[str] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
@@ -61,6 +66,7 @@ class Chaos:
         self.env.pop("CLOUDHERD_LOCAL_ROOT", None)
         self.moto: Any = None
         self.durations: dict[str, float] = {}
+        self._db: Any = None  # a read-only engine on the state database, made on first use
 
     # -- set-up -----------------------------------------------------------------------------------
 
@@ -95,6 +101,8 @@ class Chaos:
             asyncio.run(provider.terminate([i.id for i in asyncio.run(provider.list({}))]))
         if self.moto is not None:
             self.moto.stop()
+        if self._db is not None:
+            self._db.dispose()
 
     def write_spec(self, count: int) -> None:
         if self.provider == "aws":
@@ -116,11 +124,8 @@ class Chaos:
             raise AssertionError(f"cloudherd {' '.join(args)} failed ({run.returncode}): {run.stderr[-2000:]}")
         return run
 
-    def step(self, kind: str, count: int) -> None:
-        """Run one command with a kill at a random point, then run it again to completion and check."""
-        args = ("up", str(self.spec)) if kind != "down" else ("down", NAME)
-        if kind != "down":
-            self.write_spec(count)
+    def _killed(self, kind: str, args: tuple[str, ...]) -> bool:
+        """Run ``cloudherd ARGS`` and SIGKILL it at a random point; False when it finished first."""
         expected = self.durations.get(kind, 2.5)
         delay = self.rng.uniform(0.6, 0.6 + expected)  # python start-up is ~0.6 s of each run
         process = subprocess.Popen([sys.executable, "-m", "cloudherd", *args], env=self.env,
@@ -128,37 +133,175 @@ class Chaos:
         try:
             process.wait(timeout=delay)
             self.tally.finished_first += 1
-            self.log(f"  {kind} {count}: finished before its kill point ({delay:.2f}s)")
+            self.log(f"  {kind}: finished before its kill point ({delay:.2f}s)")
+            return False
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.wait()
             self.tally.kills += 1
-            self.log(f"  {kind} {count}: killed at {delay:.2f}s")
+            self.log(f"  {kind}: killed at {delay:.2f}s")
+            return True
+
+    def _resume(self, kind: str, args: tuple[str, ...]) -> None:
         started = time.monotonic()
         self._cli(*args)
         self.durations[kind] = time.monotonic() - started
         self.tally.resumes += 1
+
+    def step(self, kind: str, count: int) -> None:
+        """Run one command with a kill at a random point, then run it again to completion and check."""
+        args = ("up", str(self.spec)) if kind != "down" else ("down", NAME)
+        if kind != "down":
+            self.write_spec(count)
+        self.log(f"  {kind} {count}:")
+        self._killed(kind, args)
+        self._resume(kind, args)
         self.check(0 if kind == "down" else count)
+
+    def heal_step(self, count: int) -> None:
+        """A dead node (one ready node's sshd SIGKILLed), then ``manage NAME --once`` (one reconcile pass
+        heals it) SIGKILLed at a seeded random point, then ``manage NAME --once`` again to completion; the
+        same ground truth as every step, plus: ``count`` ready nodes and the dead node's name among none.
+
+        The kill point is either a random time or the moment the pass is seen reaching one of its stages
+        in the database (polled every few ms), so that every stage of a heal is hit, not only start-up."""
+        before = {r.name for r in self._rows()}
+        victim = self.kill_node()
+        args = ("manage", NAME, "--once")
+        stage = self.rng.choice(("time", *HEAL_STAGES))
+        self.log(f"  heal: {victim}'s sshd killed; manage --once killed at {stage}")
+        killed = self._killed("heal", args) if stage == "time" else self._killed_at(stage, args, victim, before)
+        if killed:
+            self.tally.heal_kills += 1
+            self.tally.heal_stages[stage] = self.tally.heal_stages.get(stage, 0) + 1
+            self.log(f"    left behind: {self._describe(victim, before)}")
+        self._resume("heal", args)
+        self.tally.heals += 1
+        self.check(count, gone=victim)
+
+    def _killed_at(self, stage: str, args: tuple[str, ...], victim: str, before: set[str],
+                   timeout: float = 120.0) -> bool:
+        """Run ``cloudherd ARGS`` and SIGKILL it the moment the database shows ``stage`` (a bounded poll);
+        False when the command ended first."""
+        process = subprocess.Popen([sys.executable, "-m", "cloudherd", *args], env=self.env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        try:
+            while process.poll() is None:
+                if self._reached(stage, victim, before):
+                    process.send_signal(signal.SIGKILL)
+                    process.wait()
+                    self.tally.kills += 1
+                    return True
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"manage --once ran over {timeout:.0f}s")
+                time.sleep(0.005)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        self.tally.finished_first += 1
+        self.log(f"  heal: finished before reaching {stage}")
+        return False
+
+    def _heal_view(self, victim: str, before: set[str]) -> tuple[str | None, list[str], list[str]]:
+        """(the victim's state, the new nodes' states, open intents' kinds) as recorded now."""
+        from sqlalchemy import select
+
+        from cloudherd.state.models import Intent
+
+        infra_ids, rows = self._read()
+        engine = self._engine()
+        with engine.connect() as db:
+            intents = [r.kind for r in db.execute(select(Intent.kind).where(Intent.state == "open")
+                                                   .where(Intent.infrastructure_id.in_(infra_ids)))]
+        state = next((r.state for r in rows if r.name == victim), None)
+        return state, sorted(r.state for r in rows if r.name not in before), intents
+
+    def _reached(self, stage: str, victim: str, before: set[str]) -> bool:
+        state, new, intents = self._heal_view(victim, before)
+        if stage == "dead":  # the pass's listing recorded the victim
+            return state != "ready"
+        if stage == "retiring":
+            return state in ("terminating", "terminated") or "terminate" in intents
+        if stage == "creating":
+            return "create" in intents or any(s != "pending" for s in new)
+        if stage == "deploying":
+            return any(s in ("booting", "deploying") for s in new)
+        raise ValueError(stage)
+
+    def _describe(self, victim: str, before: set[str]) -> str:
+        state, new, intents = self._heal_view(victim, before)
+        return f"{victim} {state}, new nodes {new or 'none'}, open intents {intents or 'none'}"
+
+    def kill_node(self, timeout: float = 60.0) -> str:
+        """SIGKILL the OpenSSH server of a random ready node (its pid from the node folder in this run's
+        home) and wait until its provider lists it dead; returns the node's name."""
+        ready = sorted(r for r in self._rows() if r.state == "ready")
+        if not ready:
+            raise AssertionError("no ready node to kill")
+        victim = self.rng.choice(ready)
+        folder = self._node_folder(victim.provider_id)
+        meta = json.loads((folder / "node.json").read_text())
+        pid = int((folder / "sshd.pid").read_text().split()[0])
+        if (meta.get("server_identity") or {}).get("pid") not in (None, pid):
+            raise AssertionError(f"{victim.name}: sshd.pid {pid} is not the server node.json records")
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while self._listed_alive(folder):  # bounded: the server is gone once its listing says so
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{victim.name}: still listed alive {timeout:.0f}s after its sshd was killed")
+            time.sleep(0.05)
+        return str(victim.name)
+
+    def _node_folder(self, provider_id: str) -> Path:
+        """The local node (for aws: the local stand-in of the instance) that serves ``provider_id``."""
+        from cloudherd.providers.local import LocalProvider
+
+        provider = LocalProvider("local", {"root": str(self.home / "local")})
+        for instance in asyncio.run(provider.list({})):
+            if instance.id == provider_id or instance.tags.get("stand-in-for") == provider_id:
+                return Path(instance.extra["folder"])
+        raise AssertionError(f"no local node serves {provider_id}")
+
+    def _listed_alive(self, folder: Path) -> bool:
+        from cloudherd.providers.local import LocalProvider
+
+        provider = LocalProvider("local", {"root": str(folder.parent)})
+        return any(i.id == folder.name and i.state == "running" for i in asyncio.run(provider.list({})))
 
     # -- ground truth ---------------------------------------------------------------------------------
 
-    def check(self, desired: int) -> None:
-        from sqlalchemy import create_engine, select
+    def _rows(self) -> list[Any]:
+        """This run's node rows (every infrastructure called NAME, terminated nodes included)."""
+        return self._read()[1]
+
+    def _engine(self) -> Any:
+        if self._db is None:
+            from sqlalchemy import create_engine
+
+            self._db = create_engine(f"sqlite:///{self.home / 'state.db'}")
+        return self._db
+
+    def _read(self) -> tuple[list[str], list[Any]]:
+        from sqlalchemy import select
 
         from cloudherd.state.models import Event, Infrastructure, Node
 
+        with self._engine().connect() as db:
+            infra_ids = [r[0] for r in db.execute(select(Infrastructure.id).where(Infrastructure.name == NAME))]
+            rows = list(db.execute(select(Node.name, Node.provider_id, Node.state)
+                                   .where(Node.infrastructure_id.in_(infra_ids))))
+            self.tally.settled = db.execute(
+                select(Event.id).where(Event.kind == "journal")
+            ).all().__len__()
+        return infra_ids, rows
+
+    def check(self, desired: int, gone: str | None = None) -> None:
+        """Ground truth: the database, the provider and ``desired`` agree; ``gone`` (a dead node's name)
+        is neither a live row nor a machine."""
         self.tally.checks += 1
-        engine = create_engine(f"sqlite:///{self.home / 'state.db'}")
-        try:
-            with engine.connect() as db:
-                infra_ids = [r[0] for r in db.execute(select(Infrastructure.id).where(Infrastructure.name == NAME))]
-                rows = list(db.execute(select(Node.name, Node.provider_id, Node.state)
-                                       .where(Node.infrastructure_id.in_(infra_ids))))
-                self.tally.settled = db.execute(
-                    select(Event.id).where(Event.kind == "journal")
-                ).all().__len__()
-        finally:
-            engine.dispose()
+        infra_ids, rows = self._read()
         live_rows = [r for r in rows if r.state != "terminated"]
         db_ids = {r.provider_id for r in live_rows if r.provider_id}
         machines = self._machines(set(infra_ids))  # provider id -> node name
@@ -179,6 +322,9 @@ class Chaos:
             problems.append(f"lost machines {sorted(lost)}")
         if duplicated:
             problems.append(f"duplicated {duplicated}: {sorted(names)}")
+        if gone is not None and (gone in {r.name for r in live_rows} or gone in names):
+            problems.append(f"the dead node {gone} is still there: rows "
+                            f"{sorted((r.name, r.state) for r in live_rows)}, machines {sorted(names)}")
         self.tally.leaked += len(leaked) + len(orphans)
         self.tally.lost += len(lost)
         self.tally.duplicated += duplicated
@@ -240,4 +386,22 @@ def run_chaos(provider: str, kills: int, seed: int, workdir: Path, nodes: int = 
             for kind, count in cycle:
                 attempts += 1
                 chaos.step(kind, count)
+        return chaos.tally
+
+
+def run_heal_chaos(provider: str, kills: int, seed: int, workdir: Path, nodes: int = 6,
+                   log: Callable[[str], None] = lambda _m: None) -> Tally:
+    """``up`` (not killed), then heal cycles until ``kills`` of them were killed mid-pass (bounded: at
+    most 3x attempts): a dead node, ``manage --once`` SIGKILLed at a random point, ``manage --once``
+    again, ground truth checked; then ``down`` and a last check that nothing is left."""
+    with Chaos(provider, workdir, seed, nodes, log) as chaos:
+        chaos.write_spec(nodes)
+        chaos._cli("up", str(chaos.spec))
+        chaos.check(nodes)
+        attempts = 0
+        while chaos.tally.heal_kills < kills and attempts < 3 * kills:
+            attempts += 1
+            chaos.heal_step(nodes)
+        chaos._cli("down", NAME)
+        chaos.check(0)
         return chaos.tally
