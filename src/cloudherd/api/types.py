@@ -239,7 +239,8 @@ class PassResult(_Value):
     checked: int
     unhealthy: tuple[str, ...]
     failed: tuple[str, ...]
-    replaced: tuple[str, ...]  # names of the nodes made by this pass
+    made: tuple[str, ...]  # nodes this pass made: replacements and scale-ups
+    retired: tuple[str, ...]  # nodes this pass terminated: failed, dead or surplus
     scaled: tuple[str, ...]
     held: tuple[str, ...]  # circuit breaker messages
     converged: bool

@@ -79,7 +79,8 @@ def infrastructure(row: models.Infrastructure, nodes: Iterable[models.Node], pin
 def pass_result(report: PassReport) -> types.PassResult:
     return types.PassResult(
         infrastructure=report.infrastructure, name=report.name, checked=report.checked,
-        unhealthy=tuple(report.unhealthy), failed=tuple(report.failed), replaced=tuple(report.replaced),
+        unhealthy=tuple(report.unhealthy), failed=tuple(report.failed), made=tuple(report.made),
+        retired=tuple(report.retired),
         scaled=tuple(report.scaled), held=tuple(report.held), converged=report.converged, error=report.error,
         summary=report.line(),
     )

@@ -521,7 +521,7 @@ def manage(
 
     def said(report: PassResult) -> None:
         stamp = time.strftime("%H:%M:%S")
-        style = "red" if report.error or report.failed or report.held else "green" if report.replaced else ""
+        style = "red" if report.error or report.failed or report.held else "green" if report.made else ""
         out.print(Text(f"{stamp} {report.name}: {report.summary}", style=style))
 
     async def run() -> None:

@@ -21,6 +21,7 @@ from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.destroy import retire
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
+from cloudherd.engine.liveness import record
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.engine.plan import diff_groups, fresh_nodes
 from cloudherd.engine.recover import INTERRUPTED, recover
@@ -200,8 +201,7 @@ async def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: 
     infra = store.infrastructure(infra_id)
     rows = {g.name: g for g in infra.groups}
     nodes, changes = await fresh_nodes(loaded, store, infra)
-    for change in changes:
-        store.update_node(change.node_id, state=change.state, reason=change.reason)
+    record(store, infra_id, nodes, changes)
     diffs = {d.name: d for d in diff_groups(loaded, infra.groups, nodes, replace=replace, victims=victims)}
     surplus: list[Node] = []
     for position, (group_name, group) in enumerate(spec.groups.items()):

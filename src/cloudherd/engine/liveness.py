@@ -62,9 +62,17 @@ async def refresh(store: Store, infra: Infrastructure) -> list[Node]:
         changes = await observe(providers, infra.id, nodes)
     finally:
         await providers.close()
+    record(store, infra.id, nodes, changes)
+    return store.nodes(infra.id) if changes else nodes
+
+
+def record(store: Store, infra_id: str, nodes: Sequence[Node], changes: Sequence[Observed]) -> None:
+    """Write what the providers showed, each change an event with its reason (whoever noticed it first)."""
+    names = {n.id: n.name for n in nodes}
     for change in changes:
         store.update_node(change.node_id, state=change.state, reason=change.reason)
-    return store.nodes(infra.id) if changes else nodes
+        store.add_event(infra_id, "health", f"{names.get(change.node_id, change.node_id)}: {change.state}: "
+                        f"{change.reason}", node_id=change.node_id)
 
 
 async def settle(store: Store, infra: Infrastructure) -> None:

@@ -20,7 +20,7 @@ from cloudherd.engine.context import Providers, ensure_identity, snapshot
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
 from cloudherd.engine.health import CheckResult, check
-from cloudherd.engine.liveness import observe
+from cloudherd.engine.liveness import observe, record
 from cloudherd.engine.plan import diff_groups
 from cloudherd.engine.recover import recover
 from cloudherd.engine.templates import node_env, node_view, template_context
@@ -44,7 +44,8 @@ class PassReport:
     checked: int = 0
     unhealthy: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
+    made: list[str] = field(default_factory=list)  # nodes this pass made (replacements and scale-ups)
+    retired: list[str] = field(default_factory=list)  # nodes this pass terminated (failed, dead, surplus)
     scaled: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # circuit breaker: groups whose failed nodes were kept
     converged: bool = False
@@ -56,8 +57,10 @@ class PassReport:
             parts.append(f"unhealthy: {', '.join(self.unhealthy)}")
         if self.failed:
             parts.append(f"failed: {', '.join(self.failed)}")
-        if self.replaced:
-            parts.append(f"replaced: {', '.join(self.replaced)}")
+        if self.retired:
+            parts.append(f"retired: {', '.join(self.retired)}")
+        if self.made:
+            parts.append(f"made: {', '.join(self.made)}")
         parts += self.scaled + self.held
         if self.error:
             parts.append(f"error: {self.error}")
@@ -97,9 +100,7 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
         if store.open_intents(infra.id):
             await journal.resolve(store, infra, providers, sink)
         nodes = store.nodes(infra.id)
-        for change in await observe(providers, infra.id, nodes):
-            store.update_node(change.node_id, state=change.state, reason=change.reason)
-            _event(store, infra, nodes, change.node_id, f"{change.state}: {change.reason}")
+        record(store, infra.id, nodes, await observe(providers, infra.id, nodes))
         async with ConnectionPool(identity.key, connect_timeout=connect_timeout) as pool:
             reach = Reach(store, infra, identity)
             try:
@@ -111,10 +112,13 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                 replace = _to_replace(store, infra, loaded, nodes, report)
                 if _differs(loaded, infra, nodes, replace, victims):
                     report.converged = True
-                    before = {n.id for n in nodes}
+                    before = {n.id: n for n in nodes if n.state != NodeState.TERMINATED}
                     await converge(loaded, store, infra, identity, providers, pool, reach, sink,
                                    replace=replace, victims=victims)
-                    report.replaced = [n.name for n in store.nodes(infra.id) if n.id not in before]
+                    after = store.nodes(infra.id)
+                    report.made = [n.name for n in after if n.id not in before and n.state != NodeState.TERMINATED]
+                    report.retired = [n.name for n in after if n.id in before and n.state == NodeState.TERMINATED]
+                    _log_converge(store, infra, before, report)
                 if infra.state in (InfraState.CREATING, InfraState.FAILED, InfraState.UPDATING):
                     store.set_infrastructure_state(infra.id, InfraState.READY)  # at size, every node deployed
             finally:
@@ -129,9 +133,14 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
     return report
 
 
-def _event(store: Store, infra: Infrastructure, nodes: list[Node], node_id: str, message: str) -> None:
-    name = next((n.name for n in nodes if n.id == node_id), node_id)
-    store.add_event(infra.id, "health", f"{name}: {message}", node_id=node_id)
+def _log_converge(store: Store, infra: Infrastructure, before: dict[str, Node], report: PassReport) -> None:
+    """The heal / scale a pass did, as events: which nodes went (and why) and which were made."""
+    for name in report.retired:
+        node = next(n for n in before.values() if n.name == name)
+        why = f"{node.state}: {node.reason}" if node.reason else str(node.state)
+        store.add_event(infra.id, "retired", f"{name} retired ({why})", node_id=node.id)
+    if report.made:
+        store.add_event(infra.id, "made", f"made and deployed {', '.join(report.made)}")
 
 
 async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec, pool: ConnectionPool,
