@@ -265,3 +265,25 @@ def test_events_follow_streams_new_events(home: Path, tmp_path: Path) -> None:
         follower.communicate(timeout=30)
     assert follower.returncode == 0
     herd.down("followed")
+
+
+def test_a_pass_over_a_healthy_fleet_logs_in_only_for_command_checks(home: Path, tmp_path: Path) -> None:
+    """At size and healthy: the list call and the checks, nothing else (counted in the nodes' own logs)."""
+    from test_remote import logins
+
+    text = ("name: quiet\ngroups:\n  banner:\n    count: 2\n    scripts: [s.sh]\n" + FAST +
+            "  probed:\n    count: 2\n    scripts: [s.sh]\n"
+            "    health: {command: 'true', interval: 0.1s, grace: 0s, timeout: 2s}\n")
+    herd = SyncClient()
+    herd.up(write_spec(tmp_path / "q", text, {"s.sh": "echo set up\n"}))
+    folders = node_folders(home)
+    before = {name: logins(folder) for name, folder in folders.items()}
+    actions = len(herd.logs("quiet"))
+    for _ in range(3):
+        reports = herd.manage(["quiet"], once=True)
+        assert not reports[0].converged and reports[0].checked >= 1
+    after = {name: logins(folder) for name, folder in folders.items()}
+    assert all(after[f"quiet-banner-{i}"] == before[f"quiet-banner-{i}"] for i in (1, 2))  # banner only: no login
+    assert all(1 <= after[f"quiet-probed-{i}"] - before[f"quiet-probed-{i}"] <= 3 for i in (1, 2))  # ≤ 1 a pass
+    assert len(herd.logs("quiet")) == actions  # no script ran again
+    herd.down("quiet")
