@@ -24,6 +24,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 AMI = "ami-03c3da4cfa8e8943a"  # shipped with moto for us-east-1
 NAME = "chaos"
+# one failed check fails a node, so that one pass heals a node EC2 still lists running (its stand-in died)
+HEAL_HEALTH = "{interval: 1s, grace: 0s, timeout: 2s, unhealthy_after: 1}"
 HEAL_STAGES = ("dead", "retiring", "creating", "deploying")  # of a heal pass, as the database shows them
 
 
@@ -104,7 +106,7 @@ class Chaos:
         if self._db is not None:
             self._db.dispose()
 
-    def write_spec(self, count: int) -> None:
+    def write_spec(self, count: int, health: str = "") -> None:
         if self.provider == "aws":
             reach = '"tests.moto_reach:LocalStandIns"'
             provider = f"providers:\n  cloud: {{type: aws, region: us-east-1, reach: {reach}}}\n"
@@ -113,6 +115,7 @@ class Chaos:
             provider, group = "", ""
         self.spec.write_text(
             f"name: {NAME}\n{provider}groups:\n  n:\n{group}    count: {count}\n    scripts: [setup.sh]\n"
+            + (f"    health: {health}\n" if health else "")
         )
 
     # -- running and killing ------------------------------------------------------------------------
@@ -165,7 +168,7 @@ class Chaos:
 
         The kill point is either a random time or the moment the pass is seen reaching one of its stages
         in the database (polled every few ms), so that every stage of a heal is hit, not only start-up."""
-        before = {r.name for r in self._rows()}
+        before = ({r.name for r in self._rows()}, set(self._open_intents()))
         victim = self.kill_node()
         args = ("manage", NAME, "--once")
         stage = self.rng.choice(("time", *HEAL_STAGES))
@@ -179,7 +182,7 @@ class Chaos:
         self.tally.heals += 1
         self.check(count, gone=victim)
 
-    def _killed_at(self, stage: str, args: tuple[str, ...], victim: str, before: set[str],
+    def _killed_at(self, stage: str, args: tuple[str, ...], victim: str, before: tuple[set[str], set[str]],
                    timeout: float = 120.0) -> bool:
         """Run ``cloudherd ARGS`` and SIGKILL it the moment the database shows ``stage`` (a bounded poll);
         False when the command ended first."""
@@ -204,21 +207,24 @@ class Chaos:
         self.log(f"  heal: finished before reaching {stage}")
         return False
 
-    def _heal_view(self, victim: str, before: set[str]) -> tuple[str | None, list[str], list[str]]:
-        """(the victim's state, the new nodes' states, open intents' kinds) as recorded now."""
+    def _open_intents(self) -> dict[str, str]:
+        """Open journal intents of this run: id -> kind."""
         from sqlalchemy import select
 
         from cloudherd.state.models import Intent
 
-        infra_ids, rows = self._read()
-        engine = self._engine()
-        with engine.connect() as db:
-            intents = [r.kind for r in db.execute(select(Intent.kind).where(Intent.state == "open")
-                                                   .where(Intent.infrastructure_id.in_(infra_ids)))]
-        state = next((r.state for r in rows if r.name == victim), None)
-        return state, sorted(r.state for r in rows if r.name not in before), intents
+        with self._engine().connect() as db:
+            return {r.id: r.kind for r in db.execute(select(Intent.id, Intent.kind).where(Intent.state == "open"))}
 
-    def _reached(self, stage: str, victim: str, before: set[str]) -> bool:
+    def _heal_view(self, victim: str, before: tuple[set[str], set[str]]) -> tuple[str | None, list[str], list[str]]:
+        """(the victim's state, the new nodes' states, the kinds of intents opened since ``before``)."""
+        names, intents = before
+        rows = self._rows()
+        state = next((r.state for r in rows if r.name == victim), None)
+        opened = sorted(kind for intent_id, kind in self._open_intents().items() if intent_id not in intents)
+        return state, sorted(r.state for r in rows if r.name not in names), opened
+
+    def _reached(self, stage: str, victim: str, before: tuple[set[str], set[str]]) -> bool:
         state, new, intents = self._heal_view(victim, before)
         if stage == "dead":  # the pass's listing recorded the victim
             return state != "ready"
@@ -230,9 +236,11 @@ class Chaos:
             return any(s in ("booting", "deploying") for s in new)
         raise ValueError(stage)
 
-    def _describe(self, victim: str, before: set[str]) -> str:
+    def _describe(self, victim: str, before: tuple[set[str], set[str]]) -> str:
         state, new, intents = self._heal_view(victim, before)
-        return f"{victim} {state}, new nodes {new or 'none'}, open intents {intents or 'none'}"
+        older = len(self._open_intents()) - len(intents)
+        return (f"{victim} {state}, new nodes {new or 'none'}, intents opened and left open {intents or 'none'}"
+                + (f" (+{older} older open)" if older else ""))
 
     def kill_node(self, timeout: float = 60.0) -> str:
         """SIGKILL the OpenSSH server of a random ready node (its pid from the node folder in this run's
@@ -395,7 +403,7 @@ def run_heal_chaos(provider: str, kills: int, seed: int, workdir: Path, nodes: i
     most 3x attempts): a dead node, ``manage --once`` SIGKILLed at a random point, ``manage --once``
     again, ground truth checked; then ``down`` and a last check that nothing is left."""
     with Chaos(provider, workdir, seed, nodes, log) as chaos:
-        chaos.write_spec(nodes)
+        chaos.write_spec(nodes, HEAL_HEALTH)
         chaos._cli("up", str(chaos.spec))
         chaos.check(nodes)
         attempts = 0
