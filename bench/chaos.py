@@ -1,10 +1,13 @@
 """Chaos at scale: SIGKILL cloudherd at N random points (default 100) of up / scale / down of a
 10-node infrastructure, on the local provider and on AWS (moto's EC2 over HTTP), resume after each
-kill, and print the tallies: kills, resumes, leaked, lost, duplicated.
+kill, and print the tallies: kills, resumes, leaked, lost, duplicated.  Then the heal cycle, N times
+(default 20): a node's sshd SIGKILLed, ``manage --once`` SIGKILLed at a random time or stage of its
+heal (dead recorded, retiring, creating, deploying), ``manage --once`` again, the same checks plus
+``count`` ready nodes without the dead one.
 
-    python bench/chaos.py [--kills 100] [--seed S] [--providers local,aws] [--nodes 10]
+    python bench/chaos.py [--kills 100] [--heal-kills 20] [--seed S] [--providers local,aws] [--nodes 10]
 
-Not a test: tests/test_chaos.py runs the same harness with 20 kills in CI.
+Not a test: tests/test_chaos.py runs the same harness with 20 kills (and 5 heal kills) in CI.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console
 from rich.table import Table
 
-from tests.chaos_harness import run_chaos
+from tests.chaos_harness import run_chaos, run_heal_chaos
 
 
 def main() -> int:
@@ -29,26 +32,35 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--providers", default="local,aws")
+    parser.add_argument("--heal-kills", type=int, default=20, help="killed heal passes per provider (0: none)")
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--quiet", action="store_true", help="Do not print each kill point.")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
-    console = Console(highlight=False)
-    console.print(f"chaos: {args.kills} kill points per provider, {args.nodes} nodes, seed {seed}")
-    table = Table("provider", "kills", "finished first", "resumes", "intents settled", "leaked", "lost",
-                  "duplicated", "minutes")
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    console.print(f"chaos: {args.kills} kill points per provider, {args.nodes} nodes, then {args.heal_kills} killed "
+                  f"heal passes, seed {seed}")
+    table = Table("provider", "cycle", "kills", "finished first", "resumes", "intents settled", "leaked", "lost",
+                  "duplicated", "kill points", "minutes")
     failed = False
+    log = (lambda _m: None) if args.quiet else console.print
+    runs = [("up/scale/down", run_chaos, args.kills, args.nodes),
+            ("heal", run_heal_chaos, args.heal_kills, min(args.nodes, 6))]
     for provider in [p.strip() for p in args.providers.split(",") if p.strip()]:
-        started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix=f"chaos-{provider}-") as workdir:
-            tally = run_chaos(provider, args.kills, seed, Path(workdir), nodes=args.nodes,
-                              log=(lambda _m: None) if args.quiet else console.print)
-        minutes = (time.monotonic() - started) / 60
-        table.add_row(provider, str(tally.kills), str(tally.finished_first), str(tally.resumes), str(tally.settled),
-                      str(tally.leaked), str(tally.lost), str(tally.duplicated), f"{minutes:.1f}")
-        for problem in tally.problems:
-            console.print(f"[red]{provider}: {problem}[/red]")
-        failed = failed or bool(tally.leaked or tally.lost or tally.duplicated or tally.problems)
+        for cycle, runner, kills, nodes in runs:
+            if not kills:
+                continue
+            started = time.monotonic()
+            with tempfile.TemporaryDirectory(prefix=f"chaos-{provider}-") as workdir:
+                tally = runner(provider, kills, seed, Path(workdir), nodes=nodes, log=log)
+            minutes = (time.monotonic() - started) / 60
+            points = ", ".join(f"{k} {v}" for k, v in sorted(tally.heal_stages.items())) or "random time"
+            table.add_row(provider, cycle, str(tally.kills), str(tally.finished_first), str(tally.resumes),
+                          str(tally.settled), str(tally.leaked), str(tally.lost), str(tally.duplicated), points,
+                          f"{minutes:.1f}")
+            for problem in tally.problems:
+                console.print(f"[red]{provider} {cycle}: {problem}[/red]")
+            failed = failed or bool(tally.leaked or tally.lost or tally.duplicated or tally.problems)
     console.print(table)
     return 1 if failed else 0
 

@@ -15,8 +15,10 @@ Kills: one at a time, a ready node's OpenSSH server is SIGKILLed (its pid read f
 is back at 20 ready nodes without the victim.  The next kill waits for that.  Each heal is split into
 phases by timestamps the manager wrote itself:
 
-    detect   kill -> the event that marks the victim dead / failed (``cloudherd events --json``)
-    retire   that event -> the victim's terminate intent closed (journal)
+    detect   kill -> the event that marks the victim dead / failed (``cloudherd events --json``); a
+             killed sshd is seen by the pass's provider listing (dead), before any health check
+    retire   that event -> the victim's terminate intent closed (journal); includes the pass's health
+             checks of the other nodes and its plan, which run between the listing and the converge
     create   -> the replacement's create intent closed (the machine exists, its sshd started)
     deploy   -> the replacement's ready_at (SSH login + its scripts)
     observe  -> this script saw 20 ready (its poll of the recorded state, every 0.1 s)
@@ -306,7 +308,7 @@ def table(heals: list[dict[str, Any]], scales: list[dict[str, Any]], nodes: int,
         row(f"heal: sshd SIGKILL -> {nodes} ready again", [h["total_s"] for h in heals], len(heals))
         labels = {
             "detect": "  detect  (kill -> dead/failed event)",
-            "retire": "  retire  (-> terminate intent closed)",
+            "retire": "  retire  (-> terminate intent closed)*",
             "create": "  create  (-> create intent closed)",
             "deploy": "  deploy  (-> replacement ready_at)",
             "observe": "  observe (-> bench saw it, 0.1 s poll)",
@@ -320,12 +322,13 @@ def table(heals: list[dict[str, Any]], scales: list[dict[str, Any]], nodes: int,
         labels = {
             "command": "  command (cloudherd scale exits)",
             "pickup": "  pickup  (-> manager's scale event)",
-            "create": "  create  (-> last create intent closed)",
+            "create": "  create  (-> last create intent closed)*",
             "deploy": "  deploy  (-> last new node ready_at)",
             "observe": "  observe (-> bench saw it, 0.1 s poll)",
         }
         for phase in SCALE_PHASES:
             row(labels[phase], [s["phases_s"][phase] for s in scales], len(scales))
+    lines.append("* includes the rest of that pass before the cloud call: health checks of the other nodes, the plan")
     return "\n".join(lines)
 
 
