@@ -69,6 +69,7 @@ class Manager:
     async def run(self, *, once: bool = False) -> list[PassReport]:
         """Passes until ``stop`` is set (or one round with ``once``); returns the last round's reports."""
         reports: list[PassReport] = []
+        beat = asyncio.create_task(self._keep_claims())
         try:
             while True:
                 reports = await self.round()
@@ -79,7 +80,18 @@ class Manager:
                 if self.stop.is_set():
                     return reports
         finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
             self.release()
+
+    async def _keep_claims(self) -> None:
+        """Renew the ``manager:`` claims between passes and during long ones, so they never lapse while this
+        manager lives (a pass that deploys for minutes must not let a second manager in)."""
+        while True:
+            await asyncio.sleep(DEFAULT_TTL / 3)
+            for held in list(self._claims.values()):
+                await asyncio.to_thread(self.store.renew_lease, held.scope, held.owner, DEFAULT_TTL)
 
     async def round(self) -> list[PassReport]:
         reports = []
