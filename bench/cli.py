@@ -34,25 +34,12 @@ from typing import Any
 
 from cloudherd.providers.local import LocalProvider
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cloudherd_command, throwaway_env
+
 REPO = Path(__file__).resolve().parents[1]
 HELLO = REPO / "examples" / "hello" / "cloudherd.yml"
 GOAL = 2.0  # x --version
-
-
-def cloudherd_command() -> list[str]:
-    script = Path(sys.executable).with_name("cloudherd")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cloudherd"]
-
-
-def throwaway_env(folder: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDHERD_")}
-    home = folder / "home"
-    home.mkdir()
-    (folder / "cloudherd").mkdir(mode=0o700)
-    env.update(HOME=str(home), CLOUDHERD_HOME=str(folder / "cloudherd"),
-               CLOUDHERD_DB=f"sqlite:///{folder / 'cloudherd' / 'state.db'}")
-    env.pop("XDG_DATA_HOME", None)
-    return env
 
 
 # Not a cloudherd command: the least any SQLAlchemy-based read of the state can cost here (Python, the

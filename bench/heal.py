@@ -52,27 +52,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cloudherd_command, throwaway_env
 
 NAME = "heal"
 GROUP = "web"
 PHASES = ("detect", "retire", "create", "deploy", "observe")
 SCALE_PHASES = ("command", "pickup", "create", "deploy", "observe")
-
-
-def cloudherd_command() -> list[str]:
-    script = Path(sys.executable).with_name("cloudherd")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cloudherd"]
-
-
-def throwaway_env(folder: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDHERD_")}
-    home = folder / "home"
-    home.mkdir()
-    (folder / "cloudherd").mkdir(mode=0o700)
-    env.update(HOME=str(home), CLOUDHERD_HOME=str(folder / "cloudherd"),
-               CLOUDHERD_DB=f"sqlite:///{folder / 'cloudherd' / 'state.db'}")
-    env.pop("XDG_DATA_HOME", None)
-    return env
 
 
 def write_spec(folder: Path, count: int) -> Path:
