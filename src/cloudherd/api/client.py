@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cloudherd.api import views
 from cloudherd.api._blocking import run_blocking
@@ -101,8 +102,10 @@ class Client:
 
     async def up(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
                  connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
-                 accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> str:
+                 accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id.
+
+        ``spec`` may also be an OGC layout file or an Occopus description (detected, or ``format``).
 
         Unchanged scripts are skipped on nodes where they already succeeded (``force`` re-runs them);
         ``concurrency`` bounds SSH handshakes in flight; ``accept_new_host_key`` names nodes whose new
@@ -113,12 +116,12 @@ class Client:
         from cloudherd.spec import load_spec
 
         _check_limits(connect_timeout=connect_timeout, concurrency=concurrency, wait=wait)
-        loaded = load_spec(spec)
+        loaded = load_spec(spec, format=format, node_defs=self._node_defs)
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
                         connect_timeout=connect_timeout, force=force, handshakes=concurrency,
                         accept_new_host_key=accept_new_host_key, wait=wait)
 
-    async def validate(self, spec: PathLike) -> SpecSummary:
+    async def validate(self, spec: PathLike, *, format: str | None = None) -> SpecSummary:
         """Load ``spec`` and render every script and teardown against the fleet it describes; touches nothing.
 
         Errors are :class:`~cloudherd.errors.SpecError` with the file and line (a script's own line for
@@ -127,16 +130,39 @@ class Client:
         from cloudherd.engine.templates import PlannedInfra, check_templates, planned_fleet
         from cloudherd.spec import load_spec
 
-        loaded = load_spec(spec)
+        loaded = load_spec(spec, format=format, node_defs=self._node_defs)
         check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", loaded.spec.name))
         return SpecSummary(name=loaded.spec.name, groups={n: g.count for n, g in loaded.spec.groups.items()})
 
-    async def plan(self, spec: PathLike) -> Plan:
+    async def plan(self, spec: PathLike, *, format: str | None = None) -> Plan:
         """What ``up`` of ``spec`` would change (create / destroy / replace / scripts to re-run); changes nothing."""
         from cloudherd.engine.plan import make_plan
         from cloudherd.spec import load_spec
 
-        return views.plan(await make_plan(load_spec(spec), self.store))
+        return views.plan(await make_plan(load_spec(spec, format=format, node_defs=self._node_defs), self.store))
+
+    async def convert(self, spec: PathLike, *, format: str | None = None) -> str:
+        """The native spec an OGC layout file or an Occopus description means, as YAML (a native one as it is)."""
+        from cloudherd.spec.files import Where, read_text
+        from cloudherd.spec.loader import load_spec, native_text
+
+        load_spec(spec, format=format, node_defs=self._node_defs)  # every error found, with its line, first
+        text = read_text(Path(spec), Where(str(spec)), yaml=True)
+        return native_text(text, str(spec), format=format, node_defs=self._node_defs)
+
+    async def import_node_defs(self, path: PathLike) -> list[str]:
+        """Store the Occopus node definitions of ``path`` (``'node_def:<type>'`` entries); returns the types."""
+        from cloudherd.spec.compat.occopus import node_definitions
+        from cloudherd.spec.files import Where, read_text
+        from cloudherd.spec.yamlsafe import parse_yaml
+
+        text = read_text(Path(path), Where(str(path)), yaml=True)
+        definitions = node_definitions(parse_yaml(text, str(path)), str(path))
+        self.store.put_node_defs(definitions, str(Path(path).resolve()))
+        return sorted(key.partition(":")[2] for key in definitions)
+
+    def _node_defs(self) -> dict[str, Any]:
+        return self.store.node_defs()
 
     async def down(self, ref: str, *, on_event: EventSink | None = None,
                    artifacts_dir: PathLike | None = None, wait: float = 600.0, force: bool = False) -> str:
@@ -461,19 +487,27 @@ class SyncClient:
 
     def up(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
            connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
-           accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> str:
+           accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id."""
         return run_blocking(self.aio.up(spec, keep_on_failure=keep_on_failure, on_event=on_event,
                                         connect_timeout=connect_timeout, force=force, concurrency=concurrency,
-                                        accept_new_host_key=accept_new_host_key, wait=wait))
+                                        accept_new_host_key=accept_new_host_key, wait=wait, format=format))
 
-    def validate(self, spec: PathLike) -> SpecSummary:
+    def validate(self, spec: PathLike, *, format: str | None = None) -> SpecSummary:
         """Load ``spec`` and render its scripts against the fleet it describes; touches nothing."""
-        return run_blocking(self.aio.validate(spec))
+        return run_blocking(self.aio.validate(spec, format=format))
 
-    def plan(self, spec: PathLike) -> Plan:
+    def plan(self, spec: PathLike, *, format: str | None = None) -> Plan:
         """What ``up`` of ``spec`` would change; changes nothing."""
-        return run_blocking(self.aio.plan(spec))
+        return run_blocking(self.aio.plan(spec, format=format))
+
+    def convert(self, spec: PathLike, *, format: str | None = None) -> str:
+        """The native spec a foreign file means, as YAML."""
+        return run_blocking(self.aio.convert(spec, format=format))
+
+    def import_node_defs(self, path: PathLike) -> list[str]:
+        """Store the Occopus node definitions of ``path``; returns the types."""
+        return run_blocking(self.aio.import_node_defs(path))
 
     def down(self, ref: str, *, on_event: EventSink | None = None, artifacts_dir: PathLike | None = None,
              wait: float = 600.0, force: bool = False) -> str:

@@ -134,6 +134,9 @@ WAIT = typer.Option(600.0, "--wait", min=0, help="Seconds to wait for another co
                                                 "infrastructure (0: give up at once).")
 
 
+FORMAT = typer.Option(None, "--format", help="native, ogc or occopus (default: detected from the file).")
+
+
 def _print_json(data: BaseModel | Sequence[BaseModel] | Sequence[str]) -> None:
     """API values as JSON: the same shape the REST service answers with."""
     if isinstance(data, Sequence) and not isinstance(data, str):
@@ -154,9 +157,10 @@ def init() -> None:
 
 
 @app.command()
-def validate(spec: Path = typer.Argument(..., help="The spec file (YAML).")) -> None:
+def validate(spec: Path = typer.Argument(..., help="The spec file (YAML): native, OGC or Occopus."),
+             format: str | None = FORMAT) -> None:
     """Check a spec without touching anything; exit 2 with FILE:LINE: path: message when it is wrong."""
-    summary = _guard(lambda: _herd().validate(spec))
+    summary = _guard(lambda: _herd().validate(spec, format=format))
     counts = ", ".join(f"{name} x{count}" for name, count in summary.groups.items())
     out.print(f"{spec}: ok ({summary.name}: {counts})")
 
@@ -172,13 +176,14 @@ def up(
     concurrency: int | None = CONCURRENCY,
     accept_new_host_key: list[str] = ACCEPT_NEW,
     wait: float = WAIT,
+    format: str | None = FORMAT,
 ) -> None:
     """Create the spec's nodes (or converge the running ones of the same name) and deploy their scripts.
 
     Prints the infrastructure's id.  Scripts that already succeeded unchanged on a node are skipped.
     """
     if dry_run:
-        plan(spec, as_json=False)
+        plan(spec, as_json=False, format=format)
         return
     from cloudherd.cli.progress import Progress
 
@@ -189,7 +194,7 @@ def up(
         with Progress(err) as progress:
             return herd.up(spec, keep_on_failure=keep_on_failure, on_event=progress,
                            connect_timeout=connect_timeout, force=force, concurrency=concurrency,
-                           accept_new_host_key=accept_new_host_key or (), wait=wait)
+                           accept_new_host_key=accept_new_host_key or (), wait=wait, format=format)
 
     infra_id = _guard(work)
     infra = _guard(lambda: herd.infrastructure(infra_id))
@@ -202,9 +207,10 @@ def up(
 def plan(
     spec: Path = typer.Argument(..., help="The spec file (YAML)."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    format: str | None = FORMAT,
 ) -> None:
     """Show what `up` would change: nodes to create, destroy or replace, scripts to re-run. Changes nothing."""
-    result = _guard(lambda: _herd().plan(spec))
+    result = _guard(lambda: _herd().plan(spec, format=format))
     if as_json:
         _print_json(result)
         return
@@ -231,6 +237,21 @@ def plan(
     else:
         out.print(f"plan: {totals.create} to create, {totals.destroy} to destroy, {totals.replace} to "
                   f"replace, {totals.script_runs} script run(s)")
+
+
+@app.command()
+def convert(spec: Path = typer.Argument(..., help="An OGC layout file or an Occopus description."),
+            format: str | None = FORMAT) -> None:
+    """Print the native spec a foreign file means (what `up` of it does)."""
+    sys.stdout.write(_guard(lambda: _herd().convert(spec, format=format)))
+
+
+@app.command("import")
+def import_(path: Path = typer.Argument(..., help="An Occopus node definition file ('node_def:<type>' entries).")
+            ) -> None:
+    """Store Occopus node definitions; Occopus descriptions naming their types then come up (occopus-import)."""
+    types = _guard(lambda: _herd().import_node_defs(path))
+    out.print(f"imported {len(types)} node definition(s): {', '.join(types)}")
 
 
 @app.command()

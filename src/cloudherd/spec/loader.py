@@ -12,7 +12,7 @@ import io
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from cloudherd.spec.files import (
     spec_error,
 )
 from cloudherd.spec.interpolate import EnvText, InterpolationError, interpolate
-from cloudherd.spec.model import LENIENT, NAME_PATTERN, Group, Spec, _LocatedValueError, _SubValueError
+from cloudherd.spec.model import LENIENT, NAME_PATTERN, Group, InlineScript, Spec, _LocatedValueError, _SubValueError
 from cloudherd.spec.yamlsafe import parse_yaml
 
 _SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
@@ -75,13 +75,81 @@ class LoadedSpec:
         return self.spec.groups[name]
 
 
-def load_spec(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> LoadedSpec:
-    """Read, substitute, validate and resolve the scripts of the spec at ``path``."""
+NodeDefs = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None  # or a function: asked only when needed
+
+
+def load_spec(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None, format: str | None = None,
+              node_defs: NodeDefs = None) -> LoadedSpec:
+    """Read, substitute, validate and resolve the scripts of the spec at ``path``.
+
+    OGC layout files and Occopus descriptions are read too: ``format`` forces one (``native``, ``ogc``,
+    ``occopus``), else it is detected; ``node_defs`` are the Occopus node definitions imported earlier.
+    """
     spec_path = Path(path)
     display = str(path)
     budget = Budget()
     text = read_text(spec_path, Where(display), budget=budget, yaml=True, streams=True)
-    return _load(text, spec_path, environ=environ, strict_env=True, read_scripts=True, budget=budget)
+    native, converted = convert(text, display, format=format, node_defs=node_defs)
+    return _load_mapped(native, converted, spec_path, environ=environ, budget=budget)
+
+
+def native_text(text: str, display: str, *, format: str | None = None, node_defs: NodeDefs = None) -> str:
+    """The native spec a file means, as YAML text (``${VAR}`` as written): the file itself when it is
+    native, else its conversion (``convert`` prints this; it is also what is stored for an ``up``)."""
+    return convert(text, display, format=format, node_defs=node_defs)[0]
+
+
+def convert(text: str, display: str, *, format: str | None = None, node_defs: NodeDefs = None
+            ) -> tuple[str, Any]:
+    """(native YAML text, the Converted record or None) for a spec file of any known format."""
+    from cloudherd.spec import compat
+
+    if format is not None and format not in compat.FORMATS:
+        raise spec_error(display, None, "", f"unknown format '{format}' (formats: {', '.join(compat.FORMATS)})")
+    tree = parse_yaml(text, display)
+    chosen = format or compat.detect(tree)
+    if chosen == "native":
+        return text, None
+    if not isinstance(tree, CommentedMap):
+        raise spec_error(display, 1, "", f"an {chosen} file is a mapping")
+    if chosen == "ogc":
+        from cloudherd.spec.compat import ogc
+
+        converted = ogc.convert(tree, display)
+    else:
+        from cloudherd.spec.compat import occopus
+
+        defs = node_defs() if callable(node_defs) else node_defs
+        converted = occopus.convert(tree, display, defs or {})
+    return dump_yaml(converted.data, f"converted from {chosen} ({display})", converted.notes), converted
+
+
+def dump_yaml(data: Any, origin: str, notes: list[str]) -> str:
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    setattr(yaml, "sort_base_mapping_type_on_output", False)  # noqa: B010 - keep the keys in the order written
+    stream = io.StringIO()
+    stream.write(f"# {origin}\n")
+    for note in notes:
+        stream.write(f"# note: {note}\n")
+    yaml.dump(data, stream)
+    return stream.getvalue()
+
+
+def _load_mapped(text: str, converted: Any, path: Path, *, environ: Mapping[str, str] | None,
+                 budget: Budget) -> LoadedSpec:
+    """Load native text; an error in a converted file's native form points at the foreign file's line."""
+    display = str(path)
+    try:
+        return _load(text, path, environ=environ, strict_env=True, read_scripts=True, budget=budget)
+    except SpecError as exc:
+        if converted is None or exc.file != display:
+            raise
+        raise SpecError(display, converted.line_for(exc.path) or exc.line, exc.path, exc.message) from None
 
 
 def load_spec_text(
@@ -363,7 +431,7 @@ def _did_you_mean(loc: Loc, data: Any) -> str:
 
 
 def _read_scripts(
-    base: Path, entry: str, loc: Loc, lines: Mapping[Loc, int], display: str, budget: Budget, *,
+    base: Path, entry: str | InlineScript, loc: Loc, lines: Mapping[Loc, int], display: str, budget: Budget, *,
     one_file: bool = False,
 ) -> list[Script]:
     """A file is one script; a folder is its files in name order (hidden files and subfolders skipped).
@@ -373,6 +441,12 @@ def _read_scripts(
     NUL byte, a template syntax error).
     """
     where = Where(display, _line_of(loc, lines), _dotted(loc))
+    if isinstance(entry, InlineScript):  # written in the spec: its lines are the spec's
+        try:
+            jinja2.Environment().parse(entry.content)
+        except jinja2.TemplateSyntaxError as exc:
+            raise where.error(f"{entry.name}:{exc.lineno}: template error: {exc.message}") from None
+        return [Script(entry.name, f"{display}#{entry.name}", entry.content)]
     target = base / os.path.expanduser(entry)
     info = entry_stat(target, where, entry)
     if info is None:

@@ -332,6 +332,14 @@ class Scaling(_Strict):
     max: Int | None = Field(default=None, ge=0, le=10000)
 
 
+class InlineScript(_Strict):
+    """A script written in the spec itself (``{name: setup.sh, content: "…"}``): what converted Occopus
+    contextualisation and REST bodies carry, so that a spec needs no files beside it."""
+
+    name: str = Field(min_length=1, max_length=200)
+    content: str
+
+
 class Group(_Strict):
     """One node group (layout): N alike nodes made by one provider and set up by the same scripts."""
 
@@ -346,7 +354,7 @@ class Group(_Strict):
     max: Int | None = Field(default=None, ge=0, le=10000)
     scaling: Scaling | None = Field(default=None, exclude=True)  # Occopus's spelling of min / max
     tags: dict[str, str] = Field(default_factory=dict)
-    scripts: list[str] = Field(default_factory=list)
+    scripts: list[str | InlineScript] = Field(default_factory=list)  # files, folders, or {name, content}
     teardown: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     ports: list[Int] = Field(default_factory=list)  # opened to the world besides SSH (a security group on AWS)

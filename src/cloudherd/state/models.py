@@ -199,6 +199,18 @@ class ScaleRequest(Base):
     outcome: Mapped[str | None] = mapped_column(Text)
 
 
+class NodeDefinition(Base):
+    """An Occopus node definition (``'node_def:<type>'``: its implementations), imported once and used by
+    every Occopus description that names its type, as ``occopus-import`` did."""
+
+    __tablename__ = "node_defs"
+
+    type: Mapped[str] = mapped_column(String(200), primary_key=True)
+    implementations: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"list": [...]}
+    source: Mapped[str] = mapped_column(Text)
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # One live infrastructure per name, enforced by the database itself: two ``up`` of a new name racing
 # each other cannot both insert (the loser's insert fails, it waits for the lease and converges).
 Index("ux_infrastructures_live_name", Infrastructure.name, unique=True,

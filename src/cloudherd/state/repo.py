@@ -25,6 +25,7 @@ from cloudherd.state.models import (
     Intent,
     Lease,
     Node,
+    NodeDefinition,
     ScaleRequest,
     User,
     utcnow,
@@ -325,6 +326,26 @@ class Store:
             query = select(Event).where(Event.infrastructure_id == infrastructure_id, Event.id > after_id
                                         ).order_by(Event.id)
             return list(s.scalars(query.limit(limit) if limit else query))
+
+    # -- Occopus node definitions ---------------------------------------------------------------------
+
+    def put_node_defs(self, definitions: dict[str, Any], source: str) -> None:
+        """Store (or replace) node definitions by type, in one transaction."""
+        with self.session() as s, s.begin():
+            for key, implementations in definitions.items():
+                kind = key.partition(":")[2]
+                row = s.get(NodeDefinition, kind)
+                value = {"list": implementations if isinstance(implementations, list) else [implementations]}
+                if row is None:
+                    s.add(NodeDefinition(type=kind, implementations=value, source=source))
+                else:
+                    row.implementations, row.source, row.imported_at = value, source, utcnow()
+
+    def node_defs(self) -> dict[str, Any]:
+        """Every imported definition as ``{'node_def:<type>': [implementations]}``."""
+        with self.session() as s:
+            return {f"node_def:{row.type}": list((row.implementations or {}).get("list") or [])
+                    for row in s.scalars(select(NodeDefinition))}
 
     # -- scale requests -------------------------------------------------------------------------------
 
