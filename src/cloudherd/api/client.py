@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloudherd.api import views
 from cloudherd.api._blocking import run_blocking
+from cloudherd.api.ogc import OgcActions, SyncOgcActions
 from cloudherd.api.types import (
     Action,
     Event,
@@ -56,7 +57,7 @@ Tags = dict[str, str] | Sequence[str] | None  # {"k": "v"} or ["k=v"]
 PathLike = str | os.PathLike[str]
 
 
-class Client:
+class Client(OgcActions):
     """Async access to cloudherd; ``db_url`` defaults to ``CLOUDHERD_DB`` or SQLite in the data folder.
 
     Use it as ``async with Client() as herd:`` (or call :meth:`close`) so that its database
@@ -461,7 +462,7 @@ class _catalog_provider:
         await self.driver.close()
 
 
-class SyncClient:
+class SyncClient(SyncOgcActions):
     """The blocking twin of :class:`Client`: the same methods and signatures, each run to completion.
 
     It cannot be used inside a running event loop (use :class:`Client` with ``await`` there).

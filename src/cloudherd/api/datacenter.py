@@ -1,0 +1,289 @@
+"""py-smartdc's ``DataCenter`` over any cloudherd provider: list, count and create machines, browse sizes and images.
+
+>>> from cloudherd import DataCenter
+>>> east = DataCenter("aws", region="us-east-1")         # or DataCenter("local"): sshd nodes on this computer
+>>> machine = east.create_machine(name="test-machine", size=east.default_size().name,
+...                               boot_script="./test-script.sh", tags={"type": "test"})
+>>> machine == east.machines(name="test-machine")[0]
+>>> east.num_machines(tags={"type": "test"})
+>>> machine.stop(); machine.poll_until("stopped"); machine.delete()
+
+:class:`DataCenter` blocks, as py-smartdc does, and hands out :class:`~cloudherd.api.machine.SyncMachine`
+handles; :class:`AsyncDataCenter` is the async original (``await``, :class:`~cloudherd.api.machine.Machine`).
+
+Machines made here are not part of an infrastructure: they carry ``cloudherd:owner`` (and
+``cloudherd:node``, their name) but no ``cloudherd:infra`` tag, so ``gc`` never takes them for orphans and no
+``up`` touches them.  They are reached with cloudherd's key pair (``cloudherd init`` makes it; ``key=``
+names another).  A boot script runs once, over SSH, as soon as the new machine answers: no provider here
+takes user data at create time, so cloudherd runs it itself and ``create_machine`` returns after it
+succeeded (:class:`BootScriptError` otherwise, with the machine left running for a look).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cloudherd.api._blocking import run_blocking
+from cloudherd.api.machine import DEFAULT_TIMEOUT, Machine, SyncMachine
+from cloudherd.api.types import Image, Size
+from cloudherd.errors import DeployError, UsageError
+from cloudherd.providers.base import TAG_NODE, TAG_OWNER, CreateRequest, InstanceState, Provider
+
+PathLike = str | os.PathLike[str]
+
+
+class BootScriptError(DeployError):
+    """A machine's boot script failed (or the machine never answered SSH); the machine is left as it is."""
+
+    def __init__(self, message: str, machine: Machine, exit_status: int | None = None, stdout: str = "",
+                 stderr: str = "") -> None:
+        super().__init__(message)
+        self.machine = machine
+        self.exit_status = exit_status
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class AsyncDataCenter:
+    """A connection to one provider: ``AsyncDataCenter("local")``, ``AsyncDataCenter("aws", region="us-east-1")``.
+
+    ``provider`` is a provider type (configured from the environment and ``settings``, as a spec's provider
+    entry is), or a :class:`~cloudherd.providers.base.Provider` made already.  ``kind`` gives the type when
+    ``provider`` is a name of your choosing.  ``key`` is the private key machines are made with and reached
+    by (default: cloudherd's own), ``user`` the login user asked for (default: yours).
+    """
+
+    def __init__(self, provider: str | Provider = "local", *, kind: str | None = None, key: PathLike | None = None,
+                 user: str | None = None, **settings: Any) -> None:
+        if isinstance(provider, Provider):
+            if kind or settings:
+                raise UsageError("a provider object is configured already: no kind or settings with it")
+            self.provider = provider
+        else:
+            from cloudherd.providers import make_provider
+
+            self.provider = make_provider(provider, kind or provider, settings)
+        self._key_path = Path(key).expanduser() if key else None
+        self.user = user or getpass.getuser()
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    def __repr__(self) -> str:
+        return f"<AsyncDataCenter {self.provider.name} ({self.provider.type})>"
+
+    async def close(self) -> None:
+        await self.provider.close()
+
+    async def __aenter__(self) -> AsyncDataCenter:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.close()
+
+    # -- machines --------------------------------------------------------------------------------------
+
+    async def machines(self, name: str | None = None, tags: Mapping[str, str] | None = None,
+                       state: str | None = None) -> list[Machine]:
+        """Every machine of the provider with all of ``tags`` (and this ``name``, this ``state``), by name."""
+        found = [Machine(self.provider, i) for i in await self.provider.list(dict(tags or {}))]
+        return sorted((m for m in found if (name is None or m.name == name) and (state is None or m.state == state)),
+                      key=lambda m: (m.name, m.id))
+
+    async def num_machines(self, tags: Mapping[str, str] | None = None) -> int:
+        """How many machines carry all of ``tags`` (one list call)."""
+        return len(await self.provider.list(dict(tags or {})))
+
+    async def machine(self, id: str) -> Machine:
+        """The machine with this id (or name); UsageError when the provider lists none."""
+        for found in await self.machines():
+            if id in (found.id, found.name):
+                return found
+        raise UsageError(f"no machine '{id}' on {self.provider.name}")
+
+    async def create_machine(self, name: str | None = None, image: str | None = None, size: str | None = None,
+                             boot_script: PathLike | None = None, tags: Mapping[str, str] | None = None, *,
+                             timeout: float = DEFAULT_TIMEOUT) -> Machine:
+        """Make one machine (the provider's default image and size unless given) and run its boot script.
+
+        ``boot_script`` is a file (a path) or the script's text; it runs once, as soon as the machine
+        answers SSH (within ``timeout`` seconds), and this returns once it succeeded.  ``name`` defaults to
+        a fresh ``machine-…``.  The handle returned is running.
+        """
+        from cloudherd.remote.keys import ensure_keypair
+
+        script = _script_text(boot_script)
+        name = name or f"machine-{uuid.uuid4().hex[:8]}"
+        key, public = ensure_keypair(self._key_path or _default_key_path())
+        all_tags = {**{str(k): str(v) for k, v in (tags or {}).items()}, TAG_OWNER: self.user, TAG_NODE: name}
+        request = CreateRequest(count=1, image=image, size=size, tags=all_tags, ssh_user=self.user,
+                                ssh_public_key=public, names=[name], token=f"machine-{uuid.uuid4().hex}")
+        made = await self.provider.create(request)
+        if not made:
+            raise UsageError(f"{self.provider.name} made no machine for {name}")
+        machine = Machine(self.provider, made[0])
+        if machine.state != InstanceState.RUNNING or not machine.address:
+            await machine.poll_until(InstanceState.RUNNING, timeout=timeout)
+        if script is not None:
+            await _run_boot_script(machine, key, self.user, script, timeout)
+        return machine
+
+    # -- catalogs --------------------------------------------------------------------------------------
+
+    async def sizes(self, regex: str | None = None) -> list[Size]:
+        """Machine sizes whose name matches ``regex`` (py-smartdc's packages); the default is marked."""
+        _check_regex(regex)
+        default = await self.provider.default_size()
+        return [Size(name=s.name, cpus=s.cpus, memory_mb=s.memory_mb, default=s.name == default)
+                for s in await self.provider.sizes(regex)]
+
+    async def images(self, regex: str | None = None) -> list[Image]:
+        """Images whose name matches ``regex`` (py-smartdc's datasets)."""
+        _check_regex(regex)
+        return [Image(id=i.id, name=i.name) for i in await self.provider.images(regex)]
+
+    async def default_size(self) -> Size | None:
+        """The size machines get when none is asked for (py-smartdc's default package)."""
+        default = await self.provider.default_size()
+        if default is None:
+            return None
+        for size in await self.sizes():
+            if size.name == default:
+                return size
+        return Size(name=default, cpus=0, memory_mb=0, default=True)
+
+    # py-smartdc's words for the same
+    packages = sizes
+    datasets = images
+    default_package = default_size
+
+
+class DataCenter:
+    """The blocking :class:`AsyncDataCenter`, as py-smartdc's ``DataCenter`` is; machines are :class:`SyncMachine`.
+
+    Each call runs to completion in its own event loop, so it cannot be used inside a running one (use
+    :class:`AsyncDataCenter` there).
+    """
+
+    def __init__(self, provider: str | Provider = "local", *, kind: str | None = None, key: PathLike | None = None,
+                 user: str | None = None, **settings: Any) -> None:
+        self.aio = AsyncDataCenter(provider, kind=kind, key=key, user=user, **settings)
+
+    @property
+    def provider(self) -> Provider:
+        return self.aio.provider
+
+    @property
+    def name(self) -> str:
+        return self.aio.name
+
+    def __repr__(self) -> str:
+        return f"<DataCenter {self.provider.name} ({self.provider.type})>"
+
+    def close(self) -> None:
+        run_blocking(self.aio.close())
+
+    def __enter__(self) -> DataCenter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def machines(self, name: str | None = None, tags: Mapping[str, str] | None = None,
+                 state: str | None = None) -> list[SyncMachine]:
+        """Every machine of the provider with all of ``tags`` (and this ``name``, this ``state``), by name."""
+        return [SyncMachine(m) for m in run_blocking(self.aio.machines(name, tags, state))]
+
+    def num_machines(self, tags: Mapping[str, str] | None = None) -> int:
+        """How many machines carry all of ``tags``."""
+        return run_blocking(self.aio.num_machines(tags))
+
+    def machine(self, id: str) -> SyncMachine:
+        """The machine with this id (or name)."""
+        return SyncMachine(run_blocking(self.aio.machine(id)))
+
+    def create_machine(self, name: str | None = None, image: str | None = None, size: str | None = None,
+                       boot_script: PathLike | None = None, tags: Mapping[str, str] | None = None, *,
+                       timeout: float = DEFAULT_TIMEOUT) -> SyncMachine:
+        """Make one machine and run its boot script (a path or the script's text) once it answers SSH."""
+        return SyncMachine(run_blocking(self.aio.create_machine(name, image, size, boot_script, tags,
+                                                                timeout=timeout)))
+
+    def sizes(self, regex: str | None = None) -> list[Size]:
+        """Machine sizes whose name matches ``regex``; the default is marked."""
+        return run_blocking(self.aio.sizes(regex))
+
+    def images(self, regex: str | None = None) -> list[Image]:
+        """Images whose name matches ``regex``."""
+        return run_blocking(self.aio.images(regex))
+
+    def default_size(self) -> Size | None:
+        """The size machines get when none is asked for."""
+        return run_blocking(self.aio.default_size())
+
+    packages = sizes
+    datasets = images
+    default_package = default_size
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+def _default_key_path() -> Path:
+    from cloudherd.engine.context import default_key_path
+
+    return default_key_path()
+
+
+def _script_text(boot_script: PathLike | None) -> str | None:
+    """A path's contents, or the text itself (a string with a line break, or naming no file, is text)."""
+    if boot_script is None:
+        return None
+    if isinstance(boot_script, os.PathLike):
+        return Path(boot_script).expanduser().read_text()
+    if "\n" not in boot_script:
+        path = Path(boot_script).expanduser()
+        if path.is_file():
+            return path.read_text()
+        if boot_script.startswith(("./", "/", "~")) or boot_script.endswith(".sh"):
+            raise UsageError(f"boot script {boot_script}: no such file")
+    return boot_script
+
+
+def _check_regex(regex: str | None) -> None:
+    if regex is None:
+        return
+    try:
+        re.compile(regex)
+    except re.error as exc:
+        raise UsageError(f"not a regular expression: {regex!r} ({exc})") from None
+
+
+async def _run_boot_script(machine: Machine, key: Any, user: str, script: str, timeout: float) -> None:
+    from cloudherd.remote.scripts import script_command
+    from cloudherd.remote.ssh import Target, connect, run
+
+    instance = machine.instance
+    target = Target(machine.name, instance.address or "", instance.port, instance.ssh_user or user,
+                    host_key=instance.host_key, workdir=instance.workdir)
+    try:
+        conn, _ = await connect(target, key, timeout=timeout)
+    except DeployError as exc:
+        raise BootScriptError(f"machine {machine.name} ({machine.id}): boot script not run: {exc}", machine) from exc
+    async with conn:
+        result = await run(conn, script_command("boot-script", {}), input=script)
+    if not result.ok:
+        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise BootScriptError(f"machine {machine.name} ({machine.id}): boot script exited {result.exit_code}: "
+                              f"{tail[0][:300]} (the machine is left running)", machine, result.exit_code,
+                              result.stdout, result.stderr)

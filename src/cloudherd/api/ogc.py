@@ -1,0 +1,281 @@
+"""OGC's calls on cloudherd's clients: ``launch`` / ``deploy`` / ``destroy`` and their ``_async`` twins.
+
+OGC (``ogc.actions``) names a call that works on *one* thing ``launch`` / ``deploy`` / ``teardown`` and the
+call that works on *many at once* the same name with ``_async``: ``launch_async(layouts)``,
+``deploy_async(node_ids)``, ``exec_async(...)``.  OGC's ``_async`` functions block and return a list; the
+suffix means "all of them concurrently", not "a coroutine".  cloudherd keeps that meaning so OGC code reads
+the same:
+
+* on :class:`~cloudherd.api.SyncClient` every call blocks: ``launch(spec)`` returns one
+  :class:`Infrastructure`, ``launch_async(specs)`` launches them all at once and returns a list;
+* on :class:`~cloudherd.api.Client` (async) every call is a coroutine, ``_async`` ones included.
+
+Mapping onto cloudherd: a spec holds every layout (its groups), so ``launch`` is ``up``: the nodes are made
+and their scripts run (cloudherd cannot leave a node half made).  ``deploy`` re-runs the group scripts on
+exactly the given nodes (:mod:`cloudherd.engine.redeploy`), whatever ran before.  ``destroy`` of an
+infrastructure is ``down``; of nodes, it shrinks their groups by exactly those nodes (a scale with them
+as victims), so that neither ``up`` nor the manager makes them again.
+
+Nodes are given as :class:`Node` values (from ``launch``'s :class:`Infrastructure`), node ids or node
+names; infrastructures as :class:`Infrastructure` values, ids or names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+from cloudherd.api._blocking import run_blocking
+from cloudherd.api.types import ExecResult, Infrastructure, InfrastructureSummary, Node
+from cloudherd.errors import UsageError
+from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState, NodeState
+
+if TYPE_CHECKING:
+    from cloudherd.api.client import Client, SyncClient
+    from cloudherd.engine.events import EventSink
+    from cloudherd.engine.fleet import LineSink
+    from cloudherd.state.repo import Store
+
+PathLike = str | os.PathLike[str]
+NodeRef = str | Node  # a Node value, or a node's id, name or provider id
+Target = str | InfrastructureSummary | Node  # an infrastructure (value, id or name) or a node
+Targets = Target | Sequence[Target]
+
+
+class OgcActions:
+    """OGC's calls for :class:`~cloudherd.api.Client` (each a coroutine); see the module's notes."""
+
+    def _herd(self) -> Client:
+        return cast("Client", self)
+
+    async def launch(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
+                     connect_timeout: float = 120.0, concurrency: int | None = None,
+                     accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> Infrastructure:
+        """Bring up the spec's nodes (every layout in it) and run their scripts; the infrastructure as made.
+
+        Its ``live`` nodes are what OGC's ``launch`` returns ids of; hand them to ``deploy`` or ``exec_async``.
+        """
+        herd = self._herd()
+        infra_id = await herd.up(spec, keep_on_failure=keep_on_failure, on_event=on_event,
+                                 connect_timeout=connect_timeout, concurrency=concurrency,
+                                 accept_new_host_key=accept_new_host_key, wait=wait)
+        return await herd.infrastructure(infra_id)
+
+    async def launch_async(self, specs: PathLike | Sequence[PathLike], *, keep_on_failure: bool = False,
+                           on_event: EventSink | None = None, connect_timeout: float = 120.0,
+                           concurrency: int | None = None, accept_new_host_key: Sequence[str] = (),
+                           wait: float = 600.0) -> list[Infrastructure]:
+        """``launch`` every spec at once; the infrastructures in the order given (the first failure raises)."""
+        many = [specs] if isinstance(specs, str | os.PathLike) else list(specs)
+        return list(await asyncio.gather(*(
+            self.launch(s, keep_on_failure=keep_on_failure, on_event=on_event, connect_timeout=connect_timeout,
+                        concurrency=concurrency, accept_new_host_key=accept_new_host_key, wait=wait)
+            for s in many)))
+
+    async def deploy(self, node: NodeRef, *, on_event: EventSink | None = None, timeout: float = 120.0,
+                     accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> Node:
+        """Run the node's group scripts on it again; the node after (``ready``, or ``failed`` with ``reason``)."""
+        if not isinstance(node, str | Node):
+            raise UsageError(f"deploy takes one node (a Node, or its id or name), not {type(node).__name__}; "
+                             f"use deploy_async for many")
+        found = await self.deploy_async([node], on_event=on_event, timeout=timeout,
+                                        accept_new_host_key=accept_new_host_key, wait=wait)
+        return found[0]
+
+    async def deploy_async(self, nodes: Targets, *, on_event: EventSink | None = None, timeout: float = 120.0,
+                           concurrency: int | None = None, accept_new_host_key: Sequence[str] = (),
+                           wait: float = 600.0) -> list[Node]:
+        """Run the group scripts again on every given node at once (an infrastructure: all its live nodes).
+
+        One :class:`Node` back per node, in the order given: ``state`` is ``ready`` where every script
+        succeeded, ``failed`` (with ``reason``) elsewhere; one failing does not stop the others.  ``timeout``
+        bounds the wait for each node's SSH.
+        """
+        from cloudherd.api.client import _check_limits
+        from cloudherd.engine.redeploy import redeploy
+
+        _check_limits(timeout=timeout, concurrency=concurrency, wait=wait)
+        herd = self._herd()
+        chosen = _resolve(herd.store, nodes)
+        order: list[str] = []
+        for infra_id, node_ids in chosen.items():
+            infra = herd.store.infrastructure(infra_id)
+            ids = node_ids if node_ids is not None else _live_ids(herd.store, infra_id)
+            done = await redeploy(herd.store, infra, ids, on_event=on_event, connect_timeout=timeout,
+                                  handshakes=concurrency, accept_new_host_key=accept_new_host_key, wait=wait)
+            order += [d.node_id for d in done]
+        views = {}
+        for infra_id in chosen:
+            for view in (await herd.infrastructure(infra_id)).nodes:
+                views[view.id] = view
+        return [views[i] for i in order]
+
+    async def exec_async(self, nodes: Targets, command: str, *, on_line: LineSink | None = None,
+                         timeout: float = 30.0, command_timeout: float | None = None,
+                         concurrency: int | None = None, accept_new_host_key: Sequence[str] = ()
+                         ) -> list[ExecResult]:
+        """Run a shell command on every given node at once (an infrastructure: all its live nodes).
+
+        ``exec(ref, command, node=…)`` is the same on one infrastructure; this takes OGC's node lists.
+        """
+        herd = self._herd()
+        chosen = _resolve(herd.store, nodes)
+        results: list[ExecResult] = []
+        for part in await asyncio.gather(*(
+                herd.exec(infra_id, command, node=node_ids, on_line=on_line, timeout=timeout,
+                          command_timeout=command_timeout, concurrency=concurrency,
+                          accept_new_host_key=accept_new_host_key)
+                for infra_id, node_ids in chosen.items())):
+            results += part
+        return results
+
+    async def destroy(self, target: Target, *, on_event: EventSink | None = None, wait: float = 600.0,
+                      force: bool = False) -> Infrastructure:
+        """Tear down an infrastructure (``down``), or remove one node for good; the infrastructure after.
+
+        A node is removed by shrinking its group by exactly that node (its teardown runs first), so no
+        ``up`` or manager makes it again.  When a manager keeps the infrastructure, its next pass removes it.
+        """
+        if not isinstance(target, str | InfrastructureSummary | Node):
+            raise UsageError(f"destroy takes one infrastructure or node, not {type(target).__name__}; "
+                             f"use destroy_async for many")
+        return (await self.destroy_async([target], on_event=on_event, wait=wait, force=force))[0]
+
+    async def destroy_async(self, targets: Targets, *, on_event: EventSink | None = None, wait: float = 600.0,
+                            force: bool = False) -> list[Infrastructure]:
+        """``destroy`` every given infrastructure and node, infrastructures at once; each one after, once.
+
+        ``force`` (whole infrastructures) forgets nodes whose provider cannot terminate them.
+        """
+        herd = self._herd()
+        chosen = _resolve(herd.store, targets)
+
+        async def one(infra_id: str, node_ids: list[str] | None) -> Infrastructure:
+            if node_ids is None:
+                await herd.down(infra_id, on_event=on_event, wait=wait, force=force)
+                return await herd.infrastructure(infra_id)
+            return await self._remove_nodes(infra_id, node_ids, on_event=on_event, wait=wait)
+
+        return list(await asyncio.gather(*(one(i, n) for i, n in chosen.items())))
+
+    async def _remove_nodes(self, infra_id: str, node_ids: list[str], *, on_event: EventSink | None,
+                            wait: float) -> Infrastructure:
+        herd = self._herd()
+        rows = {n.id: n for n in herd.store.nodes(infra_id)}
+        by_group: dict[str, list[str]] = {}
+        for node_id in node_ids:
+            by_group.setdefault(rows[node_id].group_name, []).append(rows[node_id].name)
+        for group, names in by_group.items():
+            result = await herd.scale(infra_id, group, f"-{len(names)}", victims=names, wait=wait,
+                                      on_event=on_event)
+            if result.applied:
+                left = [n.name for n in herd.store.nodes(infra_id)
+                        if n.name in names and n.state in LIVE_NODE_STATES]
+                if left:
+                    raise UsageError(f"{', '.join(left)} not destroyed: group {group} stays at "
+                                     f"{result.target}{result.note}")
+        return await herd.infrastructure(infra_id)
+
+
+class SyncOgcActions:
+    """OGC's calls for :class:`~cloudherd.api.SyncClient`, each blocking (``_async``: many at once)."""
+
+    def _aio(self) -> Client:
+        return cast("SyncClient", self).aio
+
+    def launch(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
+               connect_timeout: float = 120.0, concurrency: int | None = None,
+               accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> Infrastructure:
+        """Bring up the spec's nodes (every layout in it) and run their scripts; the infrastructure as made."""
+        return run_blocking(self._aio().launch(spec, keep_on_failure=keep_on_failure, on_event=on_event,
+                                               connect_timeout=connect_timeout, concurrency=concurrency,
+                                               accept_new_host_key=accept_new_host_key, wait=wait))
+
+    def launch_async(self, specs: PathLike | Sequence[PathLike], *, keep_on_failure: bool = False,
+                     on_event: EventSink | None = None, connect_timeout: float = 120.0,
+                     concurrency: int | None = None, accept_new_host_key: Sequence[str] = (),
+                     wait: float = 600.0) -> list[Infrastructure]:
+        """Launch every spec at once (blocks until all are up, as OGC's ``launch_async`` does)."""
+        return run_blocking(self._aio().launch_async(specs, keep_on_failure=keep_on_failure, on_event=on_event,
+                                                     connect_timeout=connect_timeout, concurrency=concurrency,
+                                                     accept_new_host_key=accept_new_host_key, wait=wait))
+
+    def deploy(self, node: NodeRef, *, on_event: EventSink | None = None, timeout: float = 120.0,
+               accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> Node:
+        """Run the node's group scripts on it again; the node after (``ready``, or ``failed`` with ``reason``)."""
+        return run_blocking(self._aio().deploy(node, on_event=on_event, timeout=timeout,
+                                               accept_new_host_key=accept_new_host_key, wait=wait))
+
+    def deploy_async(self, nodes: Targets, *, on_event: EventSink | None = None, timeout: float = 120.0,
+                     concurrency: int | None = None, accept_new_host_key: Sequence[str] = (),
+                     wait: float = 600.0) -> list[Node]:
+        """Run the group scripts again on every given node at once; one Node back per node."""
+        return run_blocking(self._aio().deploy_async(nodes, on_event=on_event, timeout=timeout,
+                                                     concurrency=concurrency,
+                                                     accept_new_host_key=accept_new_host_key, wait=wait))
+
+    def exec_async(self, nodes: Targets, command: str, *, on_line: LineSink | None = None,
+                   timeout: float = 30.0, command_timeout: float | None = None,
+                   concurrency: int | None = None, accept_new_host_key: Sequence[str] = ()
+                   ) -> list[ExecResult]:
+        """Run a shell command on every given node at once (an infrastructure: all its live nodes)."""
+        return run_blocking(self._aio().exec_async(nodes, command, on_line=on_line, timeout=timeout,
+                                                   command_timeout=command_timeout, concurrency=concurrency,
+                                                   accept_new_host_key=accept_new_host_key))
+
+    def destroy(self, target: Target, *, on_event: EventSink | None = None, wait: float = 600.0,
+                force: bool = False) -> Infrastructure:
+        """Tear down an infrastructure, or remove one node for good; the infrastructure after."""
+        return run_blocking(self._aio().destroy(target, on_event=on_event, wait=wait, force=force))
+
+    def destroy_async(self, targets: Targets, *, on_event: EventSink | None = None, wait: float = 600.0,
+                      force: bool = False) -> list[Infrastructure]:
+        """Destroy every given infrastructure and node, infrastructures at once; each one after, once."""
+        return run_blocking(self._aio().destroy_async(targets, on_event=on_event, wait=wait, force=force))
+
+
+# -- what the caller named -------------------------------------------------------------------------------
+
+
+def _resolve(store: Store, targets: Targets) -> dict[str, list[str] | None]:
+    """Infrastructure id -> the node ids named in it (None: the whole infrastructure), in the order given."""
+    many: Sequence[Target] = [targets] if isinstance(targets, str | InfrastructureSummary | Node) else targets
+    if not many:
+        raise UsageError("no nodes or infrastructures given")
+    chosen: dict[str, list[str] | None] = {}
+    for item in many:
+        if isinstance(item, InfrastructureSummary):
+            chosen[store.resolve(item.id).id] = None
+            continue
+        if isinstance(item, Node):
+            infra_id, node_id = _find_node(store, item.id)
+        elif isinstance(item, str):
+            try:
+                chosen[store.resolve(item).id] = None
+                continue
+            except UsageError:
+                infra_id, node_id = _find_node(store, item)
+        else:
+            raise UsageError(f"not a node or an infrastructure: {item!r}")
+        ids = chosen.setdefault(infra_id, [])
+        if ids is not None and node_id not in ids:
+            ids.append(node_id)
+    return chosen
+
+
+def _find_node(store: Store, ref: str) -> tuple[str, str]:
+    """(infrastructure id, node id) of the live node with this id, name or provider id."""
+    found = [(infra.id, node.id) for infra in store.infrastructures() if infra.state != InfraState.DESTROYED
+             for node in store.nodes(infra.id)
+             if ref in (node.id, node.name, node.provider_id) and node.state != NodeState.TERMINATED]
+    if not found:
+        raise UsageError(f"no infrastructure or live node '{ref}' (see `cloudherd ls` and `cloudherd status`)")
+    if len(set(found)) > 1:
+        raise UsageError(f"'{ref}' names several nodes: give a node id")
+    return found[0]
+
+
+def _live_ids(store: Store, infra_id: str) -> list[str]:
+    return [n.id for n in store.nodes(infra_id) if n.state in LIVE_NODE_STATES and n.address]
