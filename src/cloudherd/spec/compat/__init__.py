@@ -54,6 +54,14 @@ def plain(node: Any) -> Any:
     return node
 
 
+def dotted(path: tuple[str | int, ...]) -> str:
+    """A key path as messages show it: ``nodes[0].type``."""
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
+    return text
+
+
 def line_of(tree: Any, *path: str | int) -> int | None:
     """The 1-based line of ``path`` in a ruamel tree (the key's line for mappings, the item's for lists)."""
     node, line = tree, None

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cloudherd.errors import SpecError
-from cloudherd.spec.compat import Converted, line_of, plain
+from cloudherd.spec.compat import Converted, dotted, line_of, plain
 
 RESOURCES = {"local": "local", "ec2": "aws"}  # resource type → cloudherd provider type
 TOP_KEYS = {"infra_name", "user_id", "name", "nodes", "dependencies", "variables"}
@@ -28,7 +28,7 @@ def convert(tree: Any, display: str, node_defs: Mapping[str, Any], defs_display:
     data = plain(tree)
 
     def fail(message: str, *path: str | int) -> SpecError:
-        return SpecError(display, line_of(tree, *path), ".".join(str(p) for p in path), message)
+        return SpecError(display, line_of(tree, *path), dotted(path), message)
 
     for key in data:
         if key not in TOP_KEYS and not str(key).startswith("node_def:"):

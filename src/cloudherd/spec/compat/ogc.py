@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from cloudherd.errors import SpecError
-from cloudherd.spec.compat import Converted, line_of, plain
+from cloudherd.spec.compat import Converted, dotted, line_of, plain
 
 PROVIDERS = {"aws": "aws", "google": "gce", "gce": "gce", "local": "local"}
 LAYOUT_KEYS = {"provider", "runs-on", "instance-size", "username", "scripts", "scale", "remote-path", "include",
@@ -24,8 +24,7 @@ def convert(tree: Any, display: str) -> Converted:
     data = plain(tree)
 
     def fail(message: str, *path: str | int) -> SpecError:
-        dotted = ".".join(str(p) for p in path)
-        return SpecError(display, line_of(tree, *path), dotted, message)
+        return SpecError(display, line_of(tree, *path), dotted(path), message)
 
     for key in data:
         if key not in TOP_KEYS:
