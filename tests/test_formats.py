@@ -192,3 +192,26 @@ def test_the_shared_fixtures_convert(home: Path, tmp_path: Path) -> None:
     assert cli("convert", str(folder / "ogc" / "ogc.yml")).returncode == 0
     assert cli("import", str(folder / "occopus" / "nodes.yaml")).returncode == 0
     assert cli("plan", str(folder / "occopus" / "infra.yaml")).returncode == 0
+
+
+def test_several_ogc_files_merge_left_to_right(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "a" / "scripts").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "scripts" / "01.sh").write_text("#!/bin/sh\necho 'from a: {{ node.name }}' > hi.txt\n")
+    first = tmp_path / "a" / "one.yml"
+    first.write_text("name: merged\nlayouts:\n  web:\n    provider: local\n    scripts: scripts\n    scale: 1\n"
+                     "  db:\n    provider: local\n    scale: 1\n")
+    second = tmp_path / "b" / "two.yml"
+    second.write_text("layouts:\n  web:\n    scale: 2\n  db: {}\n")
+    checked = cli("validate", str(first), str(second))
+    assert checked.returncode == 0 and "ok (merged: web x2)" in checked.stdout, checked.stderr
+    herd = SyncClient()
+    infra_id = herd.up([first, second])  # the scripts folder is found beside the file that names it
+    assert sorted(r.stdout for r in herd.exec(infra_id, "cat hi.txt")) == ["from a: merged-web-1\n",
+                                                                         "from a: merged-web-2\n"]
+    assert [g.name for g in herd.status(infra_id).groups] == ["web"]
+    herd.down(infra_id)
+    native = tmp_path / "n.yml"
+    native.write_text("name: plain\ngroups:\n  web:\n    count: 1\n")
+    refused = cli("validate", str(native), str(second))
+    assert refused.returncode == 2 and "only OGC layout files merge" in refused.stderr

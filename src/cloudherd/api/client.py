@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from cloudherd.engine.events import EventSink
     from cloudherd.engine.fleet import LineSink
     from cloudherd.providers.base import Provider
+    from cloudherd.spec import LoadedSpec
     from cloudherd.state.models import Infrastructure as InfraRow
     from cloudherd.state.models import Node as NodeRow
     from cloudherd.state.repo import Store
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 Selectable = str | Sequence[str] | None  # one name or several
 Tags = dict[str, str] | Sequence[str] | None  # {"k": "v"} or ["k=v"]
 PathLike = str | os.PathLike[str]
+Specs = PathLike | Sequence[PathLike]  # one spec, or OGC layout files merged left to right
 
 
 class Client(OgcActions):
@@ -101,7 +103,7 @@ class Client(OgcActions):
         return Setup(user=identity.user_name, key=str(identity.key_path), database=_safe_url(self._db_url),
                      data=str(data_dir()))
 
-    async def up(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
+    async def up(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
                  connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
                  accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id.
@@ -114,33 +116,30 @@ class Client(OgcActions):
         this waits up to ``wait`` seconds for it (0: give up at once), then raises BusyError.
         """
         from cloudherd.engine.apply import up
-        from cloudherd.spec import load_spec
 
         _check_limits(connect_timeout=connect_timeout, concurrency=concurrency, wait=wait)
-        loaded = load_spec(spec, format=format, node_defs=self._node_defs)
+        loaded = self._load(spec, format)
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
                         connect_timeout=connect_timeout, force=force, handshakes=concurrency,
                         accept_new_host_key=accept_new_host_key, wait=wait)
 
-    async def validate(self, spec: PathLike, *, format: str | None = None) -> SpecSummary:
+    async def validate(self, spec: Specs, *, format: str | None = None) -> SpecSummary:
         """Load ``spec`` and render every script and teardown against the fleet it describes; touches nothing.
 
         Errors are :class:`~cloudherd.errors.SpecError` with the file and line (a script's own line for
         a template error).
         """
         from cloudherd.engine.templates import PlannedInfra, check_templates, planned_fleet
-        from cloudherd.spec import load_spec
 
-        loaded = load_spec(spec, format=format, node_defs=self._node_defs)
+        loaded = self._load(spec, format)
         check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", loaded.spec.name))
         return SpecSummary(name=loaded.spec.name, groups={n: g.count for n, g in loaded.spec.groups.items()})
 
-    async def plan(self, spec: PathLike, *, format: str | None = None) -> Plan:
+    async def plan(self, spec: Specs, *, format: str | None = None) -> Plan:
         """What ``up`` of ``spec`` would change (create / destroy / replace / scripts to re-run); changes nothing."""
         from cloudherd.engine.plan import make_plan
-        from cloudherd.spec import load_spec
 
-        return views.plan(await make_plan(load_spec(spec, format=format, node_defs=self._node_defs), self.store))
+        return views.plan(await make_plan(self._load(spec, format), self.store))
 
     async def convert(self, spec: PathLike, *, format: str | None = None) -> str:
         """The native spec an OGC layout file or an Occopus description means, as YAML (a native one as it is)."""
@@ -164,6 +163,12 @@ class Client(OgcActions):
 
     def _node_defs(self) -> dict[str, Any]:
         return self.store.node_defs()
+
+    def _load(self, spec: Specs, format: str | None) -> LoadedSpec:
+        from cloudherd.spec.loader import load_specs
+
+        paths = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+        return load_specs(paths, format=format, node_defs=self._node_defs)
 
     async def down(self, ref: str, *, on_event: EventSink | None = None,
                    artifacts_dir: PathLike | None = None, wait: float = 600.0, force: bool = False) -> str:
@@ -486,7 +491,7 @@ class SyncClient(SyncOgcActions):
         """Make the database, the user and the SSH key pair if missing; say where they are."""
         return run_blocking(self.aio.init())
 
-    def up(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
+    def up(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
            connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
            accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id."""
@@ -494,11 +499,11 @@ class SyncClient(SyncOgcActions):
                                         connect_timeout=connect_timeout, force=force, concurrency=concurrency,
                                         accept_new_host_key=accept_new_host_key, wait=wait, format=format))
 
-    def validate(self, spec: PathLike, *, format: str | None = None) -> SpecSummary:
+    def validate(self, spec: Specs, *, format: str | None = None) -> SpecSummary:
         """Load ``spec`` and render its scripts against the fleet it describes; touches nothing."""
         return run_blocking(self.aio.validate(spec, format=format))
 
-    def plan(self, spec: PathLike, *, format: str | None = None) -> Plan:
+    def plan(self, spec: Specs, *, format: str | None = None) -> Plan:
         """What ``up`` of ``spec`` would change; changes nothing."""
         return run_blocking(self.aio.plan(spec, format=format))
 

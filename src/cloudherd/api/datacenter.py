@@ -42,7 +42,9 @@ PathLike = str | os.PathLike[str]
 class BootScriptError(DeployError):
     """A machine's boot script failed (or the machine never answered SSH); the machine is left as it is."""
 
-    def __init__(self, message: str, machine: Machine, exit_status: int | None = None, stdout: str = "",
+    machine: Machine | SyncMachine  # a SyncMachine when raised by DataCenter
+
+    def __init__(self, message: str, machine: Machine | SyncMachine, exit_status: int | None = None, stdout: str = "",
                  stderr: str = "") -> None:
         super().__init__(message)
         self.machine = machine
@@ -216,8 +218,13 @@ class DataCenter:
                        boot_script: PathLike | None = None, tags: Mapping[str, str] | None = None, *,
                        timeout: float = DEFAULT_TIMEOUT) -> SyncMachine:
         """Make one machine and run its boot script (a path or the script's text) once it answers SSH."""
-        return SyncMachine(run_blocking(self.aio.create_machine(name, image, size, boot_script, tags,
-                                                                timeout=timeout)))
+        try:
+            return SyncMachine(run_blocking(self.aio.create_machine(name, image, size, boot_script, tags,
+                                                                    timeout=timeout)))
+        except BootScriptError as exc:
+            if isinstance(exc.machine, Machine):
+                exc.machine = SyncMachine(exc.machine)
+            raise
 
     def sizes(self, regex: str | None = None) -> list[Size]:
         """Machine sizes whose name matches ``regex``; the default is marked."""

@@ -157,17 +157,18 @@ def init() -> None:
 
 
 @app.command()
-def validate(spec: Path = typer.Argument(..., help="The spec file (YAML): native, OGC or Occopus."),
+def validate(spec: list[Path] = typer.Argument(..., help="The spec file (YAML): native, OGC or Occopus; several "
+                                                       "OGC files merge left to right."),
              format: str | None = FORMAT) -> None:
     """Check a spec without touching anything; exit 2 with FILE:LINE: path: message when it is wrong."""
     summary = _guard(lambda: _herd().validate(spec, format=format))
     counts = ", ".join(f"{name} x{count}" for name, count in summary.groups.items())
-    out.print(f"{spec}: ok ({summary.name}: {counts})")
+    out.print(f"{' + '.join(str(p) for p in spec)}: ok ({summary.name}: {counts})")
 
 
 @app.command()
 def up(
-    spec: Path = typer.Argument(..., help="The spec file (YAML)."),
+    spec: list[Path] = typer.Argument(..., help="The spec file (YAML); several OGC files merge left to right."),
     keep_on_failure: bool = typer.Option(False, "--keep-on-failure", help="Keep what was made when up fails."),
     connect_timeout: float = typer.Option(120.0, "--connect-timeout", callback=_seconds,
                                          help="Seconds to wait for a node's SSH."),
@@ -205,7 +206,7 @@ def up(
 
 @app.command()
 def plan(
-    spec: Path = typer.Argument(..., help="The spec file (YAML)."),
+    spec: list[Path] = typer.Argument(..., help="The spec file (YAML); several OGC files merge left to right."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     format: str | None = FORMAT,
 ) -> None:

@@ -12,7 +12,7 @@ import io
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,32 @@ def load_spec(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None
     text = read_text(spec_path, Where(display), budget=budget, yaml=True, streams=True)
     native, converted = convert(text, display, format=format, node_defs=node_defs)
     return _load_mapped(native, converted, spec_path, environ=environ, budget=budget)
+
+
+def load_specs(paths: Sequence[str | os.PathLike[str]], *, environ: Mapping[str, str] | None = None,
+               format: str | None = None, node_defs: NodeDefs = None) -> LoadedSpec:
+    """One spec from several files: OGC layout files merge left to right (later keys win, ``{}`` removes a
+    layout); one file of any format is :func:`load_spec`."""
+    if len(paths) == 1:
+        return load_spec(paths[0], environ=environ, format=format, node_defs=node_defs)
+    from cloudherd.spec import compat
+    from cloudherd.spec.compat import ogc
+
+    if not paths:
+        raise spec_error("(no spec)", None, "", "give at least one spec file")
+    budget = Budget()
+    trees = []
+    for path in paths:
+        display = str(path)
+        tree = parse_yaml(read_text(Path(path), Where(display), budget=budget, yaml=True), display)
+        if (format or compat.detect(tree)) != "ogc":
+            raise spec_error(display, 1, "", "only OGC layout files merge: give one native or Occopus spec")
+        trees.append((tree, display))
+    first = Path(paths[0])
+    shown = " + ".join(str(p) for p in paths)
+    converted = ogc.convert(ogc.merge(trees), shown)
+    native = dump_yaml(converted.data, f"merged from OGC files {shown}", converted.notes)
+    return _load_mapped(native, None, first, environ=environ, budget=budget)
 
 
 def native_text(text: str, display: str, *, format: str | None = None, node_defs: NodeDefs = None) -> str:

@@ -108,3 +108,30 @@ def _port(value: Any, fail: Any) -> int:
     if not match:
         raise fail(f"'{value}' is not a port or \"PORT:PORT\"")
     return int(match.group(1))
+
+
+def merge(trees: list[tuple[Any, str]]) -> dict[str, Any]:
+    """Several OGC files as one, left to right (OGC's ``-s a.yml -s b.yml``): later keys win, layouts merge
+    by name, and a layout set to ``{}`` in a later file is removed.  Relative paths in a layout (scripts,
+    keys) are made absolute against the file that wrote them, since the files may live apart."""
+    import os
+
+    merged: dict[str, Any] = {}
+    for tree, display in trees:
+        data = plain(tree)
+        base = os.path.dirname(os.path.abspath(display))
+        for key, value in data.items():
+            if key == "layouts" and isinstance(value, dict):
+                layouts = merged.setdefault("layouts", {})
+                for name, layout in value.items():
+                    if layout in ({}, None):
+                        layouts.pop(name, None)
+                        continue
+                    if isinstance(layout, dict) and isinstance(layout.get("scripts"), str):
+                        layout["scripts"] = os.path.join(base, os.path.expanduser(layout["scripts"]))
+                    layouts[name] = {**layouts.get(name, {}), **layout} if isinstance(layout, dict) else layout
+            elif key == "ssh-keys" and isinstance(value, dict):
+                merged["ssh-keys"] = {k: os.path.join(base, os.path.expanduser(str(v))) for k, v in value.items()}
+            else:
+                merged[key] = value
+    return merged
