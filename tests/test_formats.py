@@ -215,3 +215,22 @@ def test_several_ogc_files_merge_left_to_right(home: Path, tmp_path: Path) -> No
     native.write_text("name: plain\ngroups:\n  web:\n    count: 1\n")
     refused = cli("validate", str(native), str(second))
     assert refused.returncode == 2 and "only OGC layout files merge" in refused.stderr
+
+
+def test_user_data_runs_once_before_the_scripts(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "u"
+    folder.mkdir()
+    (folder / "boot.sh").write_text("#!/bin/sh\necho booted >> boot.log\n")
+    (folder / "s.sh").write_text("test -f boot.log && echo after >> order.log\n")  # user data ran first
+    spec = folder / "spec.yml"
+    spec.write_text("name: booted\ngroups:\n  files:\n    count: 1\n    user_data: boot.sh\n    scripts: [s.sh]\n"
+                    "  cloud:\n    count: 1\n    scripts: [s.sh]\n    user_data: |\n      #cloud-config\n"
+                    "      write_files:\n        - {path: conf/app.conf, content: 'port=80'}\n"
+                    "      runcmd:\n        - echo booted >> boot.log\n")
+    herd = SyncClient()
+    infra_id = herd.up(spec)
+    herd.up(spec)  # a second up: user data already ran, nothing changed
+    assert [r.stdout for r in herd.exec(infra_id, "cat boot.log", group="files")] == ["booted\n"]
+    assert [r.stdout for r in herd.exec(infra_id, "cat boot.log conf/app.conf", group="cloud")] == ["booted\nport=80\n"]
+    assert all(r.stdout == "after\n" for r in herd.exec(infra_id, "cat order.log"))
+    herd.down(infra_id)

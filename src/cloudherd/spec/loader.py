@@ -242,6 +242,10 @@ def _load_checked(
             for script in _read_scripts(path.parent, entry, ("groups", group_name, "scripts", index), lines, display,
                                         budget)
         ]
+        if group.user_data:
+            loaded.scripts[group_name].insert(0, _user_data(path.parent, group.user_data,
+                                                            ("groups", group_name, "user_data"), lines, display,
+                                                            budget))
         if group.teardown:
             loc: Loc = ("groups", group_name, "teardown")
             found = _read_scripts(path.parent, group.teardown, loc, lines, display, budget, one_file=True)
@@ -454,6 +458,26 @@ def _did_you_mean(loc: Loc, data: Any) -> str:
         return ""
     close = difflib.get_close_matches(key, fields, n=1)
     return f" (did you mean '{close[0]}'?)" if close else f" (expected one of: {', '.join(fields)})"
+
+
+def _user_data(base: Path, value: str, loc: Loc, lines: Mapping[Loc, int], display: str, budget: Budget) -> Script:
+    """A group's ``user_data`` (py-smartdc's boot script) as its first script, run once per node: inline text
+    or a file; ``#cloud-config`` runs its ``write_files`` and ``runcmd`` (as Occopus' contextualisation)."""
+    where = Where(display, _line_of(loc, lines), _dotted(loc))
+    inline = "\n" in value or value.startswith(("#!", "#cloud-config"))
+    if inline:
+        script = Script("user-data", f"{display}#user_data", value)
+    else:
+        script = _read_scripts(base, value, loc, lines, display, budget, one_file=True)[0]
+    if script.content.lstrip().startswith("#cloud-config"):
+        from cloudherd.spec.compat.occopus import cloud_config_script
+
+        def fail(message: str, *_path: object) -> SpecError:
+            return where.error(message)
+
+        content = cloud_config_script({"type": "cloudinit", "context_template": script.content}, fail)
+        script = Script("user-data", script.source, content)
+    return Script("user-data", script.source, script.content)
 
 
 def _read_scripts(

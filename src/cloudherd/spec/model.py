@@ -356,6 +356,8 @@ class Group(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     scripts: list[str | InlineScript] = Field(default_factory=list)  # files, folders, or {name, content}
     teardown: str | None = None
+    # first-boot setup: a file, or inline text (a shell script or #cloud-config); runs once, before the scripts
+    user_data: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     ports: list[Int] = Field(default_factory=list)  # opened to the world besides SSH (a security group on AWS)
     artifacts: list[str] = Field(default_factory=list)  # globs on the node, pulled before teardown

@@ -129,7 +129,7 @@ def _group(implementation: Mapping[str, Any], node: Mapping[str, Any], group_nam
         group["count"] = low if low is not None else 1
     context = implementation.get("contextualisation") or {}
     if context:
-        group["scripts"] = [{"name": "contextualisation.sh", "content": _context_script(context, fail)}]
+        group["scripts"] = [{"name": "contextualisation.sh", "content": cloud_config_script(context, fail)}]
     health = implementation.get("health_check") or {}
     if health:
         check: dict[str, Any] = {}
@@ -144,7 +144,7 @@ def _group(implementation: Mapping[str, Any], node: Mapping[str, Any], group_nam
     return group
 
 
-def _context_script(context: Mapping[str, Any], fail: Any) -> str:
+def cloud_config_script(context: Mapping[str, Any], fail: Any) -> str:
     kind = context.get("type")
     if kind != "cloudinit":
         raise fail(f"contextualisation type '{kind}' is not supported (supported: cloudinit)", "type")
