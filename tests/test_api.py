@@ -10,7 +10,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from cloudherd.api import Client, SyncClient, types
+from cloudherd.api import AsyncDataCenter, Client, DataCenter, SyncClient, types
 from cloudherd.errors import UsageError
 
 PUBLIC = sorted(name for name, member in inspect.getmembers(Client, inspect.iscoroutinefunction)
@@ -27,6 +27,35 @@ def test_every_async_method_has_a_sync_twin_with_the_same_signature() -> None:
         assert list(theirs.parameters.values()) == list(ours.parameters.values()), name
         assert theirs.return_annotation == ours.return_annotation, name
         assert (twin.__doc__ or "").strip(), f"SyncClient.{name} has no docstring"
+
+
+OGC_CALLS = ("launch", "deploy", "exec", "destroy")
+
+
+def test_ogc_calls_and_their_async_twins_are_on_both_clients() -> None:
+    # OGC's naming: the call on one thing, and ``_async`` on many at once; on Client both are coroutines,
+    # on SyncClient both block (and so fall under the twin check above)
+    for name in OGC_CALLS:
+        assert name in PUBLIC and f"{name}_async" in PUBLIC, name
+        for cls in (Client, SyncClient):
+            many = inspect.signature(getattr(cls, f"{name}_async"))
+            first = list(many.parameters.values())[1]
+            assert "Sequence" in str(first.annotation) or first.annotation == "Targets", (cls.__name__, name)
+    assert inspect.iscoroutinefunction(Client.launch_async) and not inspect.iscoroutinefunction(SyncClient.launch_async)
+
+
+def test_the_data_center_twins_have_the_same_signatures() -> None:
+    public = sorted(n for n, _ in inspect.getmembers(AsyncDataCenter, inspect.iscoroutinefunction)
+                    if not n.startswith("_"))
+    assert {"machines", "num_machines", "create_machine", "sizes", "images", "default_size", "packages"} <= set(public)
+    for name in public:
+        twin = getattr(DataCenter, name, None)
+        assert twin is not None and not inspect.iscoroutinefunction(twin), name
+        theirs, ours = inspect.signature(getattr(AsyncDataCenter, name)), inspect.signature(twin)
+        assert list(theirs.parameters.values()) == list(ours.parameters.values()), name
+        assert str(ours.return_annotation) == str(theirs.return_annotation).replace("Machine", "SyncMachine"), name
+        assert (twin.__doc__ or "").strip(), f"DataCenter.{name} has no docstring"
+    assert inspect.signature(AsyncDataCenter.__init__) == inspect.signature(DataCenter.__init__)
 
 
 def test_no_method_takes_untyped_keyword_bags() -> None:

@@ -83,6 +83,7 @@ class AsyncDataCenter:
         return f"<AsyncDataCenter {self.provider.name} ({self.provider.type})>"
 
     async def close(self) -> None:
+        """Release the provider's connections."""
         await self.provider.close()
 
     async def __aenter__(self) -> AsyncDataCenter:
@@ -192,6 +193,7 @@ class DataCenter:
         return f"<DataCenter {self.provider.name} ({self.provider.type})>"
 
     def close(self) -> None:
+        """Release the provider's connections."""
         run_blocking(self.aio.close())
 
     def __enter__(self) -> DataCenter:
