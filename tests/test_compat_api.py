@@ -247,3 +247,23 @@ def test_top_level_names_are_lazy() -> None:
              "from cloudherd import SyncClient; print('cloudherd.api.client' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["['cloudherd']", "True"]
+
+
+def test_launch_takes_ogc_layout_files_merged_and_launch_async_many_specs(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "01.sh").write_text("#!/bin/sh\necho '{{ node.name }}' > me.txt\n")
+    base = tmp_path / "ogc.yml"
+    base.write_text("name: ogcfleet\nlayouts:\n  web:\n    provider: local\n    scripts: scripts\n    scale: 1\n")
+    more = tmp_path / "more.yml"
+    more.write_text("layouts:\n  web:\n    scale: 2\n")
+    native = tmp_path / "native.yml"
+    native.write_text("name: plain\ngroups:\n  one:\n    provider: local\n    count: 1\n")
+    with SyncClient() as herd:
+        merged = herd.launch([base, more])  # OGC's SpecLoader.load([...]): one spec, every layout
+        assert (merged.name, [n.name for n in merged.live]) == ("ogcfleet", ["ogcfleet-web-1", "ogcfleet-web-2"])
+        assert [r.stdout for r in herd.exec_async(merged.live, "cat me.txt")] == ["ogcfleet-web-1\n",
+                                                                                  "ogcfleet-web-2\n"]
+        again, plain = herd.launch_async([[base, more], native])  # one infrastructure per item, at once
+        assert again.id == merged.id and len(again.live) == 2  # the same name: converged, nothing new
+        assert (plain.name, len(plain.live)) == ("plain", 1)
+        assert [i.state for i in herd.destroy_async([merged, plain.name])] == ["destroyed", "destroyed"]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from cloudherd.state.repo import Store
 
 PathLike = str | os.PathLike[str]
+Specs = PathLike | Sequence[PathLike]  # one spec, or files merged left to right (as ``up`` takes them)
 NodeRef = str | Node  # a Node value, or a node's id, name or provider id
 Target = str | InfrastructureSummary | Node  # an infrastructure (value, id or name) or a node
 Targets = Target | Sequence[Target]
@@ -50,28 +51,33 @@ class OgcActions:
     def _herd(self) -> Client:
         return cast("Client", self)
 
-    async def launch(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
+    async def launch(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
                      connect_timeout: float = 120.0, concurrency: int | None = None,
-                     accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> Infrastructure:
+                     accept_new_host_key: Sequence[str] = (), wait: float = 600.0,
+                     format: str | None = None) -> Infrastructure:
         """Bring up the spec's nodes (every layout in it) and run their scripts; the infrastructure as made.
 
+        ``spec`` is one file or several merged left to right (OGC's ``SpecLoader.load([...])``), as for ``up``.
         Its ``live`` nodes are what OGC's ``launch`` returns ids of; hand them to ``deploy`` or ``exec_async``.
         """
         herd = self._herd()
         infra_id = await herd.up(spec, keep_on_failure=keep_on_failure, on_event=on_event,
                                  connect_timeout=connect_timeout, concurrency=concurrency,
-                                 accept_new_host_key=accept_new_host_key, wait=wait)
+                                 accept_new_host_key=accept_new_host_key, wait=wait, format=format)
         return await herd.infrastructure(infra_id)
 
-    async def launch_async(self, specs: PathLike | Sequence[PathLike], *, keep_on_failure: bool = False,
+    async def launch_async(self, specs: Specs | Sequence[Specs], *, keep_on_failure: bool = False,
                            on_event: EventSink | None = None, connect_timeout: float = 120.0,
                            concurrency: int | None = None, accept_new_host_key: Sequence[str] = (),
-                           wait: float = 600.0) -> list[Infrastructure]:
-        """``launch`` every spec at once; the infrastructures in the order given (the first failure raises)."""
+                           wait: float = 600.0, format: str | None = None) -> list[Infrastructure]:
+        """``launch`` each spec at once, one infrastructure each, in the order given (the first failure raises).
+
+        Each item is a spec, or a list of files merged into one; a single spec is launched alone.
+        """
         many = [specs] if isinstance(specs, str | os.PathLike) else list(specs)
         return list(await asyncio.gather(*(
             self.launch(s, keep_on_failure=keep_on_failure, on_event=on_event, connect_timeout=connect_timeout,
-                        concurrency=concurrency, accept_new_host_key=accept_new_host_key, wait=wait)
+                        concurrency=concurrency, accept_new_host_key=accept_new_host_key, wait=wait, format=format)
             for s in many)))
 
     async def deploy(self, node: NodeRef, *, on_event: EventSink | None = None, timeout: float = 120.0,
@@ -185,22 +191,24 @@ class SyncOgcActions:
     def _aio(self) -> Client:
         return cast("SyncClient", self).aio
 
-    def launch(self, spec: PathLike, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
+    def launch(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
                connect_timeout: float = 120.0, concurrency: int | None = None,
-               accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> Infrastructure:
+               accept_new_host_key: Sequence[str] = (), wait: float = 600.0,
+               format: str | None = None) -> Infrastructure:
         """Bring up the spec's nodes (every layout in it) and run their scripts; the infrastructure as made."""
         return run_blocking(self._aio().launch(spec, keep_on_failure=keep_on_failure, on_event=on_event,
                                                connect_timeout=connect_timeout, concurrency=concurrency,
-                                               accept_new_host_key=accept_new_host_key, wait=wait))
+                                               accept_new_host_key=accept_new_host_key, wait=wait, format=format))
 
-    def launch_async(self, specs: PathLike | Sequence[PathLike], *, keep_on_failure: bool = False,
+    def launch_async(self, specs: Specs | Sequence[Specs], *, keep_on_failure: bool = False,
                      on_event: EventSink | None = None, connect_timeout: float = 120.0,
                      concurrency: int | None = None, accept_new_host_key: Sequence[str] = (),
-                     wait: float = 600.0) -> list[Infrastructure]:
-        """Launch every spec at once (blocks until all are up, as OGC's ``launch_async`` does)."""
+                     wait: float = 600.0, format: str | None = None) -> list[Infrastructure]:
+        """Launch each spec at once, one infrastructure each (blocks until all are up, as OGC's does)."""
         return run_blocking(self._aio().launch_async(specs, keep_on_failure=keep_on_failure, on_event=on_event,
                                                      connect_timeout=connect_timeout, concurrency=concurrency,
-                                                     accept_new_host_key=accept_new_host_key, wait=wait))
+                                                     accept_new_host_key=accept_new_host_key, wait=wait,
+                                                     format=format))
 
     def deploy(self, node: NodeRef, *, on_event: EventSink | None = None, timeout: float = 120.0,
                accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> Node:
