@@ -378,6 +378,7 @@ def test_the_readme_spec_reference_loads(tmp_path: Path) -> None:
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "web.sh").write_text("echo hi\n")
     (tmp_path / "scripts" / "bye.sh").write_text("echo bye\n")
+    (tmp_path / "boot.sh").write_text("echo boot\n")
     text = block.replace("key: ~/.ssh/id_ed25519", f"key: {tmp_path / 'id'}")
     spec = load(tmp_path, text.replace("east", "local").replace("gcp", "here"))
     assert spec.levels()
