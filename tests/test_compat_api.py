@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import HELLO, REPO
 
 import cloudherd
 from cloudherd import AsyncDataCenter, BootScriptError, Client, DataCenter, SyncClient
@@ -19,7 +20,6 @@ from cloudherd.api import types
 from cloudherd.errors import UsageError
 from cloudherd.lifecycle import NodeState
 from cloudherd.providers.base import TAG_INFRA, TAG_NODE, TAG_OWNER
-from tests.conftest import HELLO, REPO
 
 SECTION = "## Coming from OGC / Occopus / py-smartdc"
 
