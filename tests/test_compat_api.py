@@ -35,14 +35,21 @@ def run_block(code: str) -> None:
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
 
 
-def test_the_section_has_its_examples_and_the_placeholders() -> None:
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index(SECTION):]
-    assert "<!-- ogc-files -->" in section and "<!-- occopus-files -->" in section
+def readme_block(marker: str) -> str:
+    """The one Python example of the section that contains ``marker``."""
+    found = [b for b in readme_blocks() if marker in b]
+    assert len(found) == 1, f"{len(found)} README examples contain {marker!r}"
+    return found[0]
+
+
+OGC_SYNC, OGC_ASYNC = "herd.deploy_async(infra.live)", "await herd.launch_async"
+SMARTDC, SMARTDC_POOL = "test_machine = east.create_machine", "simultaneous = Pool"
+
+
+def test_every_python_example_of_the_section_is_run_here() -> None:
     blocks = readme_blocks()
-    assert len(blocks) == 4
-    assert any("SyncClient" in b for b in blocks) and any("await herd.launch_async" in b for b in blocks)
-    assert sum("DataCenter(" in b for b in blocks) == 2
+    assert len(blocks) == 4, "a new Python example in the section: run it in a test here"
+    assert {readme_block(m) for m in (OGC_SYNC, OGC_ASYNC, SMARTDC, SMARTDC_POOL)} == set(blocks)
 
 
 # -- OGC -----------------------------------------------------------------------------------------------
@@ -51,7 +58,7 @@ def test_the_section_has_its_examples_and_the_placeholders() -> None:
 def test_readme_ogc_sync_example(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
                                  ) -> None:
     monkeypatch.chdir(REPO)
-    run_block(readme_blocks()[0])
+    run_block(readme_block(OGC_SYNC))
     out = capsys.readouterr().out
     assert "Successfully deployed" in out
     assert "hello-web-1 ready scripts/20-configure.sh" in out
@@ -64,7 +71,7 @@ def test_readme_ogc_sync_example(home: Path, monkeypatch: pytest.MonkeyPatch, ca
 def test_readme_ogc_async_example(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
                                   ) -> None:
     monkeypatch.chdir(REPO)
-    run_block(readme_blocks()[1])
+    run_block(readme_block(OGC_ASYNC))
     out = capsys.readouterr().out.splitlines()
     assert out[0] == str(sorted([(f"hello-web-{i}", NodeState.READY) for i in (1, 2, 3)]
                                 + [("alive-web-1", NodeState.READY)]))
@@ -160,7 +167,7 @@ def test_the_async_client_has_the_same_calls(home: Path) -> None:
 def test_readme_smartdc_example(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    run_block(readme_blocks()[2])
+    run_block(readme_block(SMARTDC))
     out = capsys.readouterr().out
     assert "Size(name='host'" in out and "default=True" in out
     assert out.splitlines()[1].startswith("running [] ['127.")
@@ -169,7 +176,7 @@ def test_readme_smartdc_example(home: Path, tmp_path: Path, monkeypatch: pytest.
 
 def test_readme_smartdc_advanced_example(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    run_block(readme_blocks()[3])
+    run_block(readme_block(SMARTDC_POOL))
     assert DataCenter("local").num_machines() == 0
 
 
