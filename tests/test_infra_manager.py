@@ -22,7 +22,8 @@ def test_add_maintains_then_stop_and_tear_down(home: Path, tmp_path: Path) -> No
         manager.start_provisioning(submitted)
         with pytest.raises(InfrastructureIDTakenError):
             manager.start_provisioning(submitted)
-        view = wait_until(lambda: (v := herd.status("occo")).ready_nodes == 2 and v, 120, "the first pass to make it")
+        view = wait_until(lambda: (v := herd.status("occo")).ready_nodes == 2 and v.state == "ready" and v, 120,
+                          "the first pass to make it")  # the pass marks it ready after its nodes are
         assert view.state == "ready" and view.attached and view.managed
         assert [r.stdout for r in herd.exec("occo", "cat hi.txt")] == ["hi\n", "hi\n"]
         assert manager.get(submitted).last is not None
