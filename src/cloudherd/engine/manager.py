@@ -13,9 +13,19 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from cloudherd.engine.events import EventSink
-from cloudherd.engine.locks import DEFAULT_TTL, BusyError, Held, describe, exclusive, infra_scope, try_hold
+from cloudherd.engine.locks import (
+    DEFAULT_TTL,
+    BusyError,
+    Held,
+    describe,
+    exclusive,
+    holder_gone,
+    infra_scope,
+    try_hold,
+)
 from cloudherd.engine.reconcile import PassReport, reconcile
 from cloudherd.lifecycle import InfraState
 from cloudherd.state.models import Infrastructure
@@ -27,12 +37,15 @@ def manager_scope(name: str) -> str:
 
 
 def is_managed(store: Store, name: str) -> bool:
-    """Whether a live manager keeps ``name`` (its lease is held and not lapsed)."""
-    held = try_hold(store, manager_scope(name), "probe")
-    if held is None:
-        return True
-    store.release_lease(held.scope, held.owner)
-    return False
+    """Whether a live manager keeps ``name`` (its lease is held, not lapsed, its holder alive).
+
+    Read only: a probe that took the lease for a moment would make a manager starting just then
+    believe another one holds it."""
+    lease = store.lease(manager_scope(name))
+    if lease is None:
+        return False
+    expires = lease.expires_at if lease.expires_at.tzinfo else lease.expires_at.replace(tzinfo=UTC)
+    return expires > datetime.now(UTC) and not holder_gone(lease)
 
 
 @dataclass
