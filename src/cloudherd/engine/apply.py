@@ -17,14 +17,14 @@ from typing import Any
 
 from cloudherd.engine import journal
 from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity
-from cloudherd.engine.deploy import run_scripts
+from cloudherd.engine.deploy import deploy_node
 from cloudherd.engine.destroy import retire
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
 from cloudherd.engine.liveness import record
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.engine.plan import diff_groups, fresh_nodes
-from cloudherd.engine.recover import INTERRUPTED, recover
+from cloudherd.engine.recover import recover
 from cloudherd.engine.templates import (
     PlannedInfra,
     check_templates,
@@ -51,7 +51,7 @@ from cloudherd.spec import LoadedSpec
 from cloudherd.spec.model import Group as GroupSpec
 from cloudherd.spec.model import MinCount
 from cloudherd.spec.model import SizeNeed as SpecSizeNeed
-from cloudherd.state.models import Infrastructure, Node, utcnow
+from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
 DEFAULT_CONNECT_TIMEOUT = 120.0
@@ -380,34 +380,12 @@ async def _deploy_all(
                    for s in loaded.scripts[node.group_name])
 
     async def deploy(node: Node) -> None:
-        group = loaded.group(node.group_name)
-        before = NodeState(node.state)
         if unchanged(node):
             return
-        store.update_node(node.id, state=NodeState.DEPLOYING)
-        emit(sink, ProgressEvent("node", "connecting", node=node.name, group=node.group_name,
-                                 state=NodeState.DEPLOYING))
-        target = reach.target(node)
-        try:
-            await pool.connection(target)
-            context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
-            scripts = [{"name": s.name, "source": s.source, "content": s.content}
-                       for s in loaded.scripts[node.group_name]]
-            await run_scripts(pool, target, store, node, scripts, context, group.env, redact, sink, done=done)
-        except asyncio.CancelledError:  # another node failed: this one is left as it was, unless a script was cut
-            if store.close_unfinished_actions(infra.id, INTERRUPTED, node.id):
-                store.update_node(node.id, state=NodeState.FAILED, reason="deploy interrupted: another node failed")
-            else:
-                store.update_node(node.id, state=before)
-            raise
-        except CloudherdError as exc:
-            store.update_node(node.id, state=NodeState.FAILED, reason=str(exc))
-            emit(sink, ProgressEvent("node", str(exc), node=node.name, group=node.group_name, state=NodeState.FAILED))
-            raise
-        fresh = {"ready_at": utcnow(), "health": None, "failures": 0, "failing_since": None} \
-            if before != NodeState.READY else {}
-        store.update_node(node.id, state=NodeState.READY, reason=None, **fresh)
-        emit(sink, ProgressEvent("node", "ready", node=node.name, group=node.group_name, state=NodeState.READY))
+        context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
+        scripts = [{"name": s.name, "source": s.source, "content": s.content} for s in loaded.scripts[node.group_name]]
+        await deploy_node(pool, reach.target(node), store, node, scripts, context, loaded.group(node.group_name).env,
+                          redact, sink, done=done, interrupted="deploy interrupted: another node failed")
 
     # level by level (depends_on): a group's scripts start when every group it depends on is ready, and
     # see their addresses; within a level each node starts the moment it accepts SSH

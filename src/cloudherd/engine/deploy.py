@@ -6,13 +6,14 @@ that node is skipped, so ``up`` twice does no work twice; ``force`` runs everyth
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cloudherd.engine.context import Redactor
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.templates import node_env, script_digest
-from cloudherd.errors import DeployError
+from cloudherd.errors import CloudherdError, DeployError
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.scripts import render, script_command
 from cloudherd.remote.ssh import Target
@@ -68,4 +69,43 @@ async def run_scripts(
         if not result.ok:
             tail = (stderr.strip() or stdout.strip()).splitlines()[-1:] or ["no output"]
             raise DeployError(f"node {node.name}: {script['source']} exited {result.exit_code}: {tail[0][:300]}")
+    return ran
+
+
+async def deploy_node(
+    pool: ConnectionPool, target: Target, store: Store, node: Node, scripts: Sequence[Mapping[str, str]],
+    context: Mapping[str, Any], env: Mapping[str, str], redact: Redactor, sink: EventSink | None, *,
+    done: Mapping[tuple[str, str], str] | None = None, interrupted: str = "deploy interrupted",
+) -> int:
+    """One node through a deploy: ``deploying``, then ``ready`` (grace starts anew when it was not ready), or
+    ``failed`` with the reason, which is raised.  Cancelled (another node failed), the node is put back as it
+    was, unless a script was cut short: then it is ``failed`` with ``interrupted``.  Returns the scripts run.
+
+    One function for ``up``'s deploy and OGC's ``deploy``, so that both move nodes through the same states.
+    """
+    from cloudherd.engine.recover import INTERRUPTED
+    from cloudherd.lifecycle import NodeState
+    from cloudherd.state.models import utcnow
+
+    before = NodeState(node.state)
+    store.update_node(node.id, state=NodeState.DEPLOYING)
+    emit(sink, ProgressEvent("node", "connecting", node=node.name, group=node.group_name, state=NodeState.DEPLOYING))
+    try:
+        await pool.connection(target)
+        ran = await run_scripts(pool, target, store, node, scripts, context, env, redact, sink, done=done)
+    except asyncio.CancelledError:
+        if store.close_unfinished_actions(node.infrastructure_id, INTERRUPTED, node.id):
+            store.update_node(node.id, state=NodeState.FAILED, reason=interrupted)
+        else:
+            store.update_node(node.id, state=before)
+        raise
+    except CloudherdError as exc:
+        reason = redact(str(exc))
+        store.update_node(node.id, state=NodeState.FAILED, reason=reason)
+        emit(sink, ProgressEvent("node", reason, node=node.name, group=node.group_name, state=NodeState.FAILED))
+        raise
+    fresh = {"ready_at": utcnow(), "health": None, "failures": 0, "failing_since": None} \
+        if before != NodeState.READY else {}
+    store.update_node(node.id, state=NodeState.READY, reason=None, **fresh)
+    emit(sink, ProgressEvent("node", "ready", node=node.name, group=node.group_name, state=NodeState.READY))
     return ran

@@ -15,16 +15,15 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from cloudherd.engine.context import Redactor, ensure_identity, snapshot
-from cloudherd.engine.deploy import run_scripts
+from cloudherd.engine.deploy import deploy_node
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
-from cloudherd.engine.recover import INTERRUPTED
 from cloudherd.engine.templates import template_context
 from cloudherd.errors import CloudherdError, UsageError
-from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState, NodeState
+from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState
 from cloudherd.remote.pool import ConnectionPool
-from cloudherd.state.models import Infrastructure, Node, utcnow
+from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
 
@@ -66,36 +65,14 @@ async def redeploy(
         results: dict[str, Redeployed] = {}
 
         async def deploy(pool: ConnectionPool, node: Node) -> None:
-            before = NodeState(node.state)
-            group_env = dict(loaded.spec.groups[node.group_name].env) if node.group_name in loaded.spec.groups \
-                else {}
-            store.update_node(node.id, state=NodeState.DEPLOYING)
-            emit(on_event, ProgressEvent("node", "connecting", node=node.name, group=node.group_name,
-                                         state=NodeState.DEPLOYING))
-            target = reach.target(node)
+            group = loaded.spec.groups.get(node.group_name)
+            context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
             try:
-                await pool.connection(target)
-                context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
-                ran = await run_scripts(pool, target, store, node, scripts.get(node.group_name, []), context,
-                                        group_env, redact, on_event)
-            except asyncio.CancelledError:
-                if store.close_unfinished_actions(infra.id, INTERRUPTED, node.id):
-                    store.update_node(node.id, state=NodeState.FAILED, reason="deploy interrupted")
-                else:
-                    store.update_node(node.id, state=before)
-                raise
-            except CloudherdError as exc:
-                reason = redact(str(exc))
-                store.update_node(node.id, state=NodeState.FAILED, reason=reason)
-                emit(on_event, ProgressEvent("node", reason, node=node.name, group=node.group_name,
-                                             state=NodeState.FAILED))
-                results[node.id] = Redeployed(node.id, node.name, 0, reason)
+                ran = await deploy_node(pool, reach.target(node), store, node, scripts.get(node.group_name, []),
+                                        context, dict(group.env) if group else {}, redact, on_event)
+            except CloudherdError as exc:  # recorded on the node; the other nodes go on
+                results[node.id] = Redeployed(node.id, node.name, 0, redact(str(exc)))
                 return
-            fresh = {"ready_at": utcnow(), "health": None, "failures": 0, "failing_since": None} \
-                if before != NodeState.READY else {}
-            store.update_node(node.id, state=NodeState.READY, reason=None, **fresh)
-            emit(on_event, ProgressEvent("node", "ready", node=node.name, group=node.group_name,
-                                         state=NodeState.READY))
             results[node.id] = Redeployed(node.id, node.name, ran)
 
         async with ConnectionPool(identity.key, handshakes=handshakes, connect_timeout=connect_timeout) as pool:
