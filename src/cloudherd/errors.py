@@ -48,6 +48,10 @@ class SpecError(UsageError):
         super().__init__(f"{where}: {path}: {message}" if path else f"{where}: {message}")
 
 
+class NameTaken(UsageError):
+    """An active infrastructure has that name already (the REST face answers 409)."""
+
+
 class StateError(CloudherdError):
     """The state database cannot be opened or migrated."""
 

@@ -29,6 +29,7 @@ from cloudherd.api.types import (
     Image,
     Infrastructure,
     InfrastructureSummary,
+    IssuedToken,
     Node,
     Orphan,
     PassResult,
@@ -37,7 +38,9 @@ from cloudherd.api.types import (
     Setup,
     Size,
     SpecSummary,
+    Token,
     TransferResult,
+    User,
 )
 from cloudherd.errors import UsageError
 from cloudherd.lifecycle import NodeState
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
     from cloudherd.engine.events import EventSink
     from cloudherd.engine.fleet import LineSink
     from cloudherd.providers.base import Provider
+    from cloudherd.remote.pool import ConnectionPool
     from cloudherd.spec import LoadedSpec
     from cloudherd.state.models import Infrastructure as InfraRow
     from cloudherd.state.models import Node as NodeRow
@@ -69,6 +73,12 @@ class Client(OgcActions):
     def __init__(self, db_url: str | None = None) -> None:
         self._db_url = db_url
         self._store: Store | None = None
+        self._warm: ConnectionPool | None = None
+
+    def keep_connections(self, pool: ConnectionPool | None) -> None:
+        """Run fleet commands over ``pool``, kept open between them (a server's warm connections; host keys
+        are still checked on every new connection), or again over fresh ones with None."""
+        self._warm = pool
 
     @property
     def store(self) -> Store:
@@ -122,6 +132,25 @@ class Client(OgcActions):
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
                         connect_timeout=connect_timeout, force=force, handshakes=concurrency,
                         accept_new_host_key=accept_new_host_key, wait=wait)
+
+    async def submit(self, spec: Specs, *, format: str | None = None, owner: str | None = None,
+                     attach: bool = True, wait: float = 600.0, new_only: bool = False) -> str:
+        """Record an infrastructure without making it: the manager's first pass does (``serve`` runs one);
+        ``attach`` marks it kept alive.  ``owner`` is a user id (default: you).  With ``new_only``, a name
+        that is already active is refused (:class:`~cloudherd.errors.NameTaken`) instead of updated."""
+        from cloudherd.engine.apply import submit
+        from cloudherd.errors import NameTaken
+
+        _check_limits(wait=wait)
+        loaded = self._load(spec, format)
+        existing = self.store.active_named(loaded.spec.name)
+        if new_only and existing is not None:
+            raise NameTaken(f"an infrastructure named {loaded.spec.name} exists already ({existing.id})")
+        infra_id = await submit(loaded, self.store, wait=wait, owner_id=owner)
+        if attach:
+            self.store.update_infrastructure(infra_id, attached=True)
+            self.store.add_event(infra_id, "attach", "attached: kept alive by the manager")
+        return infra_id
 
     async def validate(self, spec: Specs, *, format: str | None = None) -> SpecSummary:
         """Load ``spec`` and render every script and teardown against the fleet it describes; touches nothing.
@@ -247,14 +276,15 @@ class Client(OgcActions):
                    accept_new_host_key: Sequence[str] = ()) -> list[ExecResult]:
         """Run a shell command on the chosen nodes at once; ``on_line(node, stream, line)`` streams output.
 
-        ``timeout`` bounds the wait for each node's SSH, ``command_timeout`` the command itself.
+        ``timeout`` bounds the wait for each node's SSH, ``command_timeout`` the command itself.  After
+        :meth:`keep_connections`, the connections stay open for the next command.
         """
         from cloudherd.engine.fleet import FleetOptions, Selector, exec_command
 
         _check_limits(timeout=timeout, command_timeout=command_timeout, concurrency=concurrency)
         infra = self.store.resolve(ref)
         options = FleetOptions(connect_timeout=timeout, command_timeout=command_timeout, handshakes=concurrency,
-                               accept_new_host_key=accept_new_host_key)
+                               accept_new_host_key=accept_new_host_key, pool=self._warm)
         results = await exec_command(self.store, infra, command, selector=Selector.of(group, node, tags),
                                      on_line=on_line, options=options)
         return [views.exec_result(r) for r in results]
@@ -369,11 +399,12 @@ class Client(OgcActions):
         return [views.pass_result(r) for r in await manager.run(once=once)]
 
     async def scale(self, ref: str, group: str, change: str | int, *, victims: Sequence[str] = (),
-                    wait: float = 600.0, on_event: EventSink | None = None) -> ScaleResult:
+                    wait: float = 600.0, on_event: EventSink | None = None, run_pass: bool = True) -> ScaleResult:
         """Ask for ``group`` to grow (``"+2"``), shrink (``"-1"``, ``victims`` first) or be a size (``"=5"``, ``5``).
 
         The request is stored and consumed by the manager's next pass; when no manager keeps the
-        infrastructure, one pass runs here (waiting up to ``wait`` seconds for another command on it).
+        infrastructure, one pass runs here (waiting up to ``wait`` seconds for another command on it),
+        unless ``run_pass`` is False (the caller runs one).
         """
         from cloudherd.engine.events import ProgressEvent
         from cloudherd.engine.locks import exclusive, infra_scope
@@ -393,7 +424,7 @@ class Client(OgcActions):
         target, note = scale_target(before, kind, amount, low, high)
         request_id = self.store.add_scale_request(infra.id, group, kind, amount, victim_ids)
         applied = False
-        if not is_managed(self.store, infra.name):
+        if run_pass and not is_managed(self.store, infra.name):
             async with exclusive(self.store, infra_scope(infra.name), "scale", wait=wait,
                                  on_wait=(lambda m: on_event(ProgressEvent("info", m))) if on_event else None):
                 await reconcile(self.store, infra.id, sink=on_event)
@@ -407,6 +438,40 @@ class Client(OgcActions):
         infra = self.store.resolve(ref)
         names = {n.id: n.name for n in self.store.nodes(infra.id)}
         return [views.event(e, names) for e in self.store.events_after(infra.id, after, limit)]
+
+    # -- users and tokens (the network faces' credentials) -----------------------------------------
+
+    async def add_user(self, name: str) -> User:
+        """A user of the server: owns infrastructures and tokens, and sees only their own."""
+        from cloudherd.api import auth
+
+        return auth.add_user(self.store, name)
+
+    async def users(self) -> list[User]:
+        """Every user."""
+        from cloudherd.api import auth
+
+        return auth.users(self.store)
+
+    async def create_token(self, *, user: str | None = None, name: str | None = None, aws: bool = False
+                           ) -> IssuedToken:
+        """A bearer token (or with ``aws`` an access key pair) for ``user`` (default: you); the secret is in the
+        answer and nowhere else."""
+        from cloudherd.api import auth
+
+        return auth.create_token(self.store, user=user, name=name, aws=aws)
+
+    async def tokens(self, *, user: str | None = None) -> list[Token]:
+        """Tokens, without their secrets."""
+        from cloudherd.api import auth
+
+        return auth.tokens(self.store, user=user)
+
+    async def revoke_token(self, ref: str) -> Token:
+        """Revoke a token by id, key id or name."""
+        from cloudherd.api import auth
+
+        return auth.revoke_token(self.store, ref)
 
     # -- catalogs ----------------------------------------------------------------------------------
 
@@ -498,6 +563,12 @@ class SyncClient(SyncOgcActions):
         return run_blocking(self.aio.up(spec, keep_on_failure=keep_on_failure, on_event=on_event,
                                         connect_timeout=connect_timeout, force=force, concurrency=concurrency,
                                         accept_new_host_key=accept_new_host_key, wait=wait, format=format))
+
+    def submit(self, spec: Specs, *, format: str | None = None, owner: str | None = None,
+               attach: bool = True, wait: float = 600.0, new_only: bool = False) -> str:
+        """Record an infrastructure without making it (the manager's first pass does); returns its id."""
+        return run_blocking(self.aio.submit(spec, format=format, owner=owner, attach=attach, wait=wait,
+                                            new_only=new_only))
 
     def validate(self, spec: Specs, *, format: str | None = None) -> SpecSummary:
         """Load ``spec`` and render its scripts against the fleet it describes; touches nothing."""
@@ -594,13 +665,35 @@ class SyncClient(SyncOgcActions):
                                             on_event=on_event, on_pass=on_pass, stop=stop))
 
     def scale(self, ref: str, group: str, change: str | int, *, victims: Sequence[str] = (),
-              wait: float = 600.0, on_event: EventSink | None = None) -> ScaleResult:
+              wait: float = 600.0, on_event: EventSink | None = None, run_pass: bool = True) -> ScaleResult:
         """Ask for ``group`` to grow, shrink or be a size; consumed by the next pass."""
-        return run_blocking(self.aio.scale(ref, group, change, victims=victims, wait=wait, on_event=on_event))
+        return run_blocking(self.aio.scale(ref, group, change, victims=victims, wait=wait, on_event=on_event,
+                                           run_pass=run_pass))
 
     def events(self, ref: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
         """The event log, oldest first, after event ``after``."""
         return run_blocking(self.aio.events(ref, after=after, limit=limit))
+
+    def add_user(self, name: str) -> User:
+        """A user of the server."""
+        return run_blocking(self.aio.add_user(name))
+
+    def users(self) -> list[User]:
+        """Every user."""
+        return run_blocking(self.aio.users())
+
+    def create_token(self, *, user: str | None = None, name: str | None = None, aws: bool = False
+                     ) -> IssuedToken:
+        """A bearer token (or an AWS-style access key pair); its secret is shown this once."""
+        return run_blocking(self.aio.create_token(user=user, name=name, aws=aws))
+
+    def tokens(self, *, user: str | None = None) -> list[Token]:
+        """Tokens, without their secrets."""
+        return run_blocking(self.aio.tokens(user=user))
+
+    def revoke_token(self, ref: str) -> Token:
+        """Revoke a token."""
+        return run_blocking(self.aio.revoke_token(ref))
 
     def sizes(self, provider: str, pattern: str | None = None, *, region: str | None = None) -> list[Size]:
         """Machine sizes a provider type offers; the default is marked."""

@@ -285,3 +285,49 @@ class Setup(_Value):
     key: str
     database: str
     data: str
+
+
+class User(_Value):
+    """Someone the server knows: owns infrastructures and tokens."""
+
+    id: str
+    name: str
+    created_at: datetime
+
+
+class Token(_Value):
+    """A token as listed: never its secret (only its hash, or its sealed AWS secret, is kept)."""
+
+    id: str
+    name: str
+    user: str
+    kind: str  # bearer | aws
+    key_id: str  # bearer: the token's public prefix; aws: the access key id
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class IssuedToken(_Value):
+    """A token just made: the one time its secret is shown."""
+
+    id: str
+    name: str
+    user: str
+    kind: str
+    token: str | None = None  # bearer
+    access_key_id: str | None = None  # aws
+    secret_access_key: str | None = None  # aws
+
+
+class Job(_Value):
+    """Work the server answered 202 for: an exec on a fleet, or a teardown; ``results`` once it is done."""
+
+    id: str
+    kind: str  # exec | down
+    state: str  # running | done | failed | interrupted
+    infrastructure: str | None
+    created_at: datetime
+    ended_at: datetime | None
+    error: str | None = None
+    results: tuple[ExecResult, ...] = ()

@@ -692,6 +692,9 @@ def regions(
             out.print(name)
 
 
+from cloudherd.cli import server_cmds  # noqa: E402,F401  (registers serve, token and user)
+
+
 def run() -> None:
     """Console-script entry point."""
     import signal

@@ -83,9 +83,12 @@ async def up(
                          accept_new_host_key=accept_new_host_key)
 
 
-async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT) -> str:
+async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT, owner_id: str | None = None) -> str:
     """Record an infrastructure (its spec, groups and the node rows to make) without making anything: the
-    manager's first pass creates and deploys it (Occopus' ``submit_infrastructure``).  Returns its id."""
+    manager's first pass creates and deploys it (Occopus' ``submit_infrastructure``).  Returns its id.
+
+    ``owner_id`` names the user it is made for (the server's callers); the nodes are reached with this
+    process's key either way."""
     spec = loaded.spec
     async with exclusive(store, infra_scope(spec.name), "submit", wait=wait):
         identity = ensure_identity(store, _key_path(loaded))
@@ -96,7 +99,7 @@ async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT
         else:
             check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", spec.name))
             infra_id = store.create_infrastructure(
-                name=spec.name, owner_id=identity.user_id, state=InfraState.CREATING,
+                name=spec.name, owner_id=owner_id or identity.user_id, state=InfraState.CREATING,
                 spec_path=str(loaded.path.resolve()), spec_text=loaded.raw_text, ssh_user=spec.ssh.user,
                 ssh_key_path=str(identity.key_path),
             ).id
@@ -277,8 +280,10 @@ async def _create_missing(
         tags = {**group.tags, TAG_INFRA: infra.id, TAG_GROUP: group_name, TAG_OWNER: identity.user_name}
 
         async def make(provider_name: str, batch: Sequence[Node]) -> None:
+            place = next((p for p in group.placement if p.provider == provider_name), None)
+            size = group.size if isinstance(group.size, str) else None
             request = CreateRequest(
-                count=len(batch), image=group.image, size=group.size if isinstance(group.size, str) else None,
+                count=len(batch), image=(place and place.image) or group.image, size=(place and place.size) or size,
                 tags=tags, ssh_user=loaded.spec.ssh.user or identity.user_name, ssh_public_key=identity.public_key,
                 names=[n.name for n in batch], token=f"{infra.id}-{group_name}-{batch[0].id}",
                 ports=group.ports, size_need=_size_need(group.size),

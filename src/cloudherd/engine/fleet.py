@@ -164,6 +164,8 @@ class FleetOptions:
     command_timeout: float | None = None
     handshakes: int | None = None
     accept_new_host_key: Collection[str] = ()
+    # a pool that outlives the command (the server's warm connections); None: fresh ones, closed after
+    pool: ConnectionPool | None = field(default=None, compare=False)
 
 
 async def exec_command(
@@ -211,10 +213,15 @@ async def _fan_out(store: Store, identity: Identity, options: FleetOptions, reac
                    one: Callable[[ConnectionPool, Node], Awaitable[R]], records: list[dict[str, Any]]) -> list[R]:
     """``one`` on every node at once over one pool; new host keys pinned and the actions written after."""
     try:
-        async with ConnectionPool(identity.key, handshakes=options.handshakes,
-                                  connect_timeout=options.connect_timeout) as pool:
-            results = list(await asyncio.gather(*(one(pool, n) for n in nodes)))
-            reach.record(pool)
+        if options.pool is not None:
+            results = list(await asyncio.gather(*(one(options.pool, n) for n in nodes)))
+            reach.record(options.pool)
+            options.pool.forget_seen([n.name for n in nodes])  # recorded: not this pool's next caller's business
+        else:
+            async with ConnectionPool(identity.key, handshakes=options.handshakes,
+                                      connect_timeout=options.connect_timeout) as pool:
+                results = list(await asyncio.gather(*(one(pool, n) for n in nodes)))
+                reach.record(pool)
     finally:
         store.add_actions(records)
     return results

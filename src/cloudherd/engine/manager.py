@@ -59,7 +59,13 @@ class Manager:
     sink: EventSink | None = None
     on_pass: Callable[[PassReport], None] | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    concurrency: int = 8  # passes over different infrastructures at once (each under its own lease)
     _claims: dict[str, Held] = field(default_factory=dict)
+    _poked: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def poke(self) -> None:
+        """Start the next round now instead of at the next tick (the server calls it after a change)."""
+        self._poked.set()
 
     def targets(self) -> list[Infrastructure]:
         if self.every_attached:
@@ -88,8 +94,7 @@ class Manager:
                 reports = await self.round()
                 if once or self.stop.is_set():
                     return reports
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), self.interval)
+                await self._rest()
                 if self.stop.is_set():
                     return reports
         finally:
@@ -97,6 +102,16 @@ class Manager:
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
             self.release()
+
+    async def _rest(self) -> None:
+        """Wait for the next tick, a stop or a poke, whichever comes first."""
+        waits = [asyncio.ensure_future(self.stop.wait()), asyncio.ensure_future(self._poked.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        self._poked.clear()
 
     async def _keep_claims(self) -> None:
         """Renew the ``manager:`` claims between passes and during long ones, so they never lapse while this
@@ -107,18 +122,27 @@ class Manager:
                 await asyncio.to_thread(self.store.renew_lease, held.scope, held.owner, DEFAULT_TTL)
 
     async def round(self) -> list[PassReport]:
-        reports = []
-        for infra in self.targets():
-            if self.stop.is_set():
-                break
-            if infra.state == InfraState.DESTROYED or not self.claim(infra):
-                continue
-            report = await self.pass_over(infra)
-            if report is not None:
-                reports.append(report)
-                if self.on_pass is not None:
+        """One pass over each target, several infrastructures at once; reports in the targets' order."""
+        targets = [i for i in self.targets() if i.state != InfraState.DESTROYED]
+        self._drop_claims({i.id for i in targets})
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(infra: Infrastructure) -> PassReport | None:
+            async with gate:
+                if self.stop.is_set() or not self.claim(infra):
+                    return None
+                report = await self.pass_over(infra)
+                if report is not None and self.on_pass is not None:
                     self.on_pass(report)
-        return reports
+                return report
+
+        return [r for r in await asyncio.gather(*(one(i) for i in targets)) if r is not None]
+
+    def _drop_claims(self, keep: set[str]) -> None:
+        """Let go of infrastructures no longer kept (detached, destroyed): another manager may take them."""
+        for infra_id in [i for i in self._claims if i not in keep]:
+            held = self._claims.pop(infra_id)
+            self.store.release_lease(held.scope, held.owner)
 
     async def pass_over(self, infra: Infrastructure) -> PassReport | None:
         """One pass under the infrastructure's lease; None when an ``up`` / ``down`` holds it (skipped: the

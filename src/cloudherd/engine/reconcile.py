@@ -105,11 +105,11 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             reach = Reach(store, infra, identity)
             try:
                 await _check_health(store, infra, loaded, pool, reach, report)
-                victims = _consume_scale_requests(store, infra, loaded, report)
+                victims, renew = _consume_scale_requests(store, infra, loaded, report)
                 infra = store.infrastructure(infra.id)
                 loaded = applied_spec(infra)
                 nodes = store.nodes(infra.id)
-                replace = _to_replace(store, infra, loaded, nodes, report)
+                replace = _to_replace(store, infra, loaded, nodes, report) | renew
                 if _differs(loaded, infra, nodes, replace, victims):
                     report.converged = True
                     before = {n.id: n for n in nodes if n.state != NodeState.TERMINATED}
@@ -220,14 +220,25 @@ def _record(store: Store, infra: Infrastructure, loaded: LoadedSpec, node: Node,
 
 
 def _consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedSpec,
-                            report: PassReport) -> set[str]:
-    """Apply pending scale requests to the groups' sizes (clamped to min / max); returns victims' node ids."""
+                            report: PassReport) -> tuple[set[str], set[str]]:
+    """Apply pending scale requests to the groups' sizes (clamped to min / max); returns the node ids of the
+    victims (to remove) and of the nodes to replace (a ``replace`` request: terminated and made anew, the size
+    kept, whatever the circuit breaker says: a user asked for it)."""
     victims: set[str] = set()
+    renew: set[str] = set()
     rows = {g.name: g for g in infra.groups}
     for request in store.pending_scale_requests(infra.id):
         row = rows.get(request.group_name)
         if row is None or request.group_name not in loaded.spec.groups:
             store.consume_scale_request(request.id, f"no group {request.group_name}")
+            continue
+        if request.kind == "replace":
+            named = list((request.victims or {}).get("nodes") or [])
+            renew.update(named)
+            outcome = f"{request.group_name}: replacing {len(named)} node(s)"
+            store.consume_scale_request(request.id, outcome)
+            store.add_event(infra.id, "scale", outcome)
+            report.scaled.append(outcome)
             continue
         group = loaded.group(request.group_name)
         target, note = scale_target(row.count, request.kind, request.amount, group.min, group.max)
@@ -239,7 +250,7 @@ def _consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedS
         store.consume_scale_request(request.id, outcome)
         store.add_event(infra.id, "scale", outcome)
         report.scaled.append(outcome)
-    return victims
+    return victims, renew
 
 
 def _verb(kind: str, amount: int) -> str:

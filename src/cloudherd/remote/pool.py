@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import posixpath
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,6 +65,7 @@ class ConnectionPool:
         self._opening: dict[str, asyncio.Future[asyncssh.SSHClientConnection]] = {}
         self.seen_host_keys: dict[str, tuple[Target, SeenHostKey]] = {}
         self.opened = 0
+        self._used: dict[str, float] = {}  # when each connection last served a step (for close_idle)
 
     async def __aenter__(self) -> ConnectionPool:
         return self
@@ -73,6 +75,7 @@ class ConnectionPool:
 
     async def connection(self, target: Target, *, timeout: float | None = None) -> asyncssh.SSHClientConnection:
         """The node's open connection, made on first use (callers asking at once share one handshake)."""
+        self._used[target.name] = time.monotonic()
         conn = self._conns.get(target.name)
         if conn is not None and not conn.is_closed():
             return conn
@@ -147,6 +150,23 @@ class ConnectionPool:
         if self._conns.get(name) is conn:
             del self._conns[name]
         conn.abort()
+
+    def forget_seen(self, names: Sequence[str]) -> None:
+        for name in names:
+            self.seen_host_keys.pop(name, None)
+
+    async def close_idle(self, idle: float) -> int:
+        """Close connections unused for ``idle`` seconds (a long-lived pool's upkeep); returns how many."""
+        now = time.monotonic()
+        stale = [name for name, conn in self._conns.items()
+                 if conn.is_closed() or now - self._used.get(name, 0.0) >= idle]
+        conns = [self._conns.pop(name) for name in stale]
+        for name in stale:
+            self._used.pop(name, None)
+        for conn in conns:
+            conn.close()
+        await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
+        return len(conns)
 
     async def close(self) -> None:
         conns, self._conns = list(self._conns.values()), {}

@@ -185,6 +185,9 @@ class Placement(_Strict):
 
     provider: str
     max: Int | None = Field(default=None, ge=0)
+    # this place's own image and size, where clouds name them differently (Phantom's per-cloud entries)
+    image: str | None = None
+    size: str | None = None
 
 
 class MinCount(_Strict):

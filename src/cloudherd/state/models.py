@@ -234,3 +234,78 @@ class Lease(Base):
     fence: Mapped[int] = mapped_column(Integer, default=1)
     acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class ApiToken(Base):
+    """A credential for the network faces: a bearer token (only its hash is kept) or an AWS-style access
+    key pair (the secret sealed with the server's key: SigV4 needs the secret itself to check a signature)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(10))  # bearer | aws
+    key_id: Mapped[str] = mapped_column(String(64), unique=True)  # bearer: the token's public part; aws: AKID
+    secret_hash: Mapped[str | None] = mapped_column(String(64))  # bearer: sha256 of the token's secret part
+    secret_sealed: Mapped[str | None] = mapped_column(Text)  # aws: the secret, encrypted (Fernet)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class LaunchConfiguration(Base):
+    """An AWS-style launch configuration.  Phantom's convention: ``name@cloud`` rows sharing ``name`` are one
+    template with an entry per cloud."""
+
+    __tablename__ = "launch_configurations"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))  # as the client spelled it: "web@hotel"
+    template: Mapped[str] = mapped_column(String(255))  # "web"
+    cloud: Mapped[str | None] = mapped_column(String(100))  # "hotel" (None: no @cloud in the name)
+    image: Mapped[str] = mapped_column(String(255))
+    instance_type: Mapped[str | None] = mapped_column(String(255))
+    user_data: Mapped[str | None] = mapped_column(Text)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)  # KeyName, SecurityGroups…: echoed back
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScalingGroup(Base):
+    """An AWS-style Auto Scaling group: kept by an infrastructure of one group (``infrastructure_id``); the
+    sizes and clouds live in that infrastructure's spec, the AWS-only facts (tags, zones) here."""
+
+    __tablename__ = "scaling_groups"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    infrastructure_id: Mapped[str] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"))
+    launch_configuration: Mapped[str] = mapped_column(String(255))
+    min_size: Mapped[int] = mapped_column(Integer)
+    max_size: Mapped[int] = mapped_column(Integer)
+    zones: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"list": [...]}
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"list": [{key, value, propagate}]}
+    status: Mapped[str | None] = mapped_column(String(50))  # None, or "Delete in progress" while it goes
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """Work a network face started and answered 202 for (an exec, a teardown): its outcome is kept here, so
+    that it can be asked for later, also after the server restarted (a job cut by a restart says so)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    infrastructure_id: Mapped[str | None] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # exec | down
+    state: Mapped[str] = mapped_column(String(20), default="running")  # running | done | failed | interrupted
+    request: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column()

@@ -30,9 +30,10 @@ from cloudherd.state.models import (
     User,
     utcnow,
 )
+from cloudherd.state.repo_server import ServerState
 
 
-class Store:
+class Store(ServerState):
     """State access for the engine and the faces; sessions never leak out (objects come back detached)."""
 
     def __init__(self, engine: Engine | None = None) -> None:
@@ -90,11 +91,13 @@ class Store:
             infra.state = state
             infra.reason = reason
 
-    def infrastructures(self, *, include_destroyed: bool = False) -> list[Infrastructure]:
+    def infrastructures(self, *, include_destroyed: bool = False, owner_id: str | None = None) -> list[Infrastructure]:
         with self.session() as s:
             query = select(Infrastructure).options(selectinload(Infrastructure.nodes)).order_by(
                 Infrastructure.created_at
             )
+            if owner_id is not None:
+                query = query.where(Infrastructure.owner_id == owner_id)
             if not include_destroyed:
                 query = query.where(Infrastructure.state != InfraState.DESTROYED)
             return list(s.scalars(query))

@@ -1,0 +1,443 @@
+"""The AWS Auto Scaling model (Phantom's way) over cloudherd's own: what the Query API face calls.
+
+An Auto Scaling group is an infrastructure of one node group, made from a generated spec and attached, so
+that the manager keeps it at its desired size: level-based, like every other infrastructure.  Phantom's
+conventions hold.  Launch configurations called ``name@cloud`` that share ``name`` are one template with an
+entry per cloud (a provider the server offers).  A group's clouds and their caps come from its ``clouds``
+tag (``hotel:1,sierra:2``) when it has one, else from ``AvailabilityZones``, else from its launch
+configuration's cloud; they become the group's placement, filled in that order (n-preserving).
+
+Errors are :class:`AwsError` with AWS's codes; the face renders them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from cloudherd.lifecycle import NodeState
+from cloudherd.paths import data_dir, private_dir
+from cloudherd.state.models import LaunchConfiguration as LaunchRow
+from cloudherd.state.models import Node as NodeRow
+from cloudherd.state.models import ScalingGroup as GroupRow
+from cloudherd.state.repo import Store
+
+GROUP = "nodes"  # the node group inside each Auto Scaling group's infrastructure
+CLOUDS_TAG = "clouds"
+_CAPS = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*:\s*(\d+)\s*$")
+
+
+class AwsError(Exception):
+    """An answer in AWS's terms: its error code, message and HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class LaunchConfig(_Value):
+    name: str
+    image: str
+    instance_type: str | None
+    user_data: str | None
+    key_name: str | None
+    security_groups: tuple[str, ...]
+    created_at: datetime
+
+
+class Instance(_Value):
+    id: str  # "i-" + the node's id
+    group: str
+    cloud: str
+    instance_type: str | None
+    launch_configuration: str
+    lifecycle: str  # Pending | InService | Terminating
+    health: str  # Healthy | Unhealthy
+    node: str  # the node's name in cloudherd
+    address: str | None
+
+
+class Tag(_Value):
+    group: str
+    key: str
+    value: str
+    propagate: bool
+
+
+class ScalingGroupView(_Value):
+    name: str
+    infrastructure: str
+    launch_configuration: str
+    min_size: int
+    max_size: int
+    desired: int
+    zones: tuple[str, ...]
+    instances: tuple[Instance, ...]
+    tags: tuple[Tag, ...]
+    status: str | None
+    created_at: datetime
+
+
+@dataclass
+class AutoScaling:
+    """One caller's view: ``owner`` is the user, ``offered`` the server's providers (name → settings)."""
+
+    store: Store
+    owner: str
+    offered: Mapping[str, Mapping[str, Any]]
+    poke: Callable[[], None] = lambda: None
+    start_down: Callable[[str], None] = lambda infra_id: None
+
+    # -- launch configurations ---------------------------------------------------------------------------
+
+    def create_launch_configuration(self, name: str, image: str, instance_type: str | None,
+                                    user_data: str | None = None, key_name: str | None = None,
+                                    security_groups: Sequence[str] = ()) -> None:
+        _check_name(name, "LaunchConfigurationName")
+        if not image:
+            raise AwsError("ValidationError", "ImageId is required")
+        template, cloud = _split(name)
+        if cloud is not None and cloud not in self.offered:
+            raise AwsError("ValidationError", f"cloud '{cloud}' of {name} is not offered by this server "
+                                              f"(offered: {', '.join(sorted(self.offered)) or 'none'})")
+        decoded = _decode_user_data(user_data) if user_data else None
+        row = self.store.add_launch_configuration(
+            owner_id=self.owner, name=name, template=template, cloud=cloud, image=image,
+            instance_type=instance_type, user_data=decoded,
+            settings={"key_name": key_name, "security_groups": list(security_groups)})
+        if row is None:
+            raise AwsError("AlreadyExists", f"Launch Configuration by this name already exists - A launch "
+                                            f"configuration already exists with the name {name}")
+
+    def launch_configurations(self, names: Sequence[str] = ()) -> list[LaunchConfig]:
+        return [_launch(r) for r in self.store.launch_configurations(self.owner, names)]
+
+    def delete_launch_configuration(self, name: str) -> None:
+        if not self.store.launch_configurations(self.owner, [name]):
+            raise AwsError("ValidationError", f"Launch configuration name not found - {name}")
+        users = [g.name for g in self.store.scaling_groups(self.owner) if g.launch_configuration == name]
+        if users:
+            raise AwsError("ResourceInUse", f"Cannot delete launch configuration {name} because it is attached "
+                                            f"to AutoScalingGroup {users[0]}")
+        self.store.delete_launch_configuration(self.owner, name)
+
+    # -- groups ---------------------------------------------------------------------------------------
+
+    async def create_group(self, name: str, launch_configuration: str, min_size: int, max_size: int,
+                     desired: int | None, zones: Sequence[str], tags: Sequence[Tag]) -> None:
+        from cloudherd.engine.locks import BusyError
+
+        _check_name(name, "AutoScalingGroupName")
+        launch = self._launch(launch_configuration)
+        desired = min_size if desired is None else desired
+        _check_sizes(min_size, max_size, desired)
+        if self.store.scaling_groups(self.owner, [name]):
+            raise AwsError("AlreadyExists", f"AutoScalingGroup by this name already exists - A group with the "
+                                            f"name {name} already exists")
+        tag_list = [{"key": t.key, "value": t.value, "propagate": t.propagate} for t in tags]
+        text = self._spec_text(name, launch, min_size, max_size, desired, list(zones), tag_list)
+        try:
+            infra_id = await _submit(self.store, _infra_name(self.owner, name), text, self.owner)
+        except BusyError as exc:
+            raise AwsError("ScalingActivityInProgress", str(exc)) from None
+        row = self.store.add_scaling_group(
+            owner_id=self.owner, name=name, infrastructure_id=infra_id, launch_configuration=launch_configuration,
+            min_size=min_size, max_size=max_size, zones={"list": list(zones)}, tags={"list": tag_list})
+        if row is None:  # created meanwhile by a concurrent request: undo ours
+            self.start_down(infra_id)
+            raise AwsError("AlreadyExists", f"AutoScalingGroup by this name already exists - {name}")
+        self.store.update_infrastructure(infra_id, attached=True)
+        self.store.add_event(infra_id, "attach", f"Auto Scaling group {name}: kept at {desired} by the manager")
+        self.poke()
+
+    def groups(self, names: Sequence[str] = ()) -> list[ScalingGroupView]:
+        return [self._view(g) for g in self.store.scaling_groups(self.owner, names)]
+
+    def update_group(self, name: str, *, launch_configuration: str | None = None, min_size: int | None = None,
+                     max_size: int | None = None, desired: int | None = None,
+                     zones: Sequence[str] | None = None) -> None:
+        row = self._group(name)
+        view = self._view(row)
+        min_size = view.min_size if min_size is None else min_size
+        max_size = view.max_size if max_size is None else max_size
+        if desired is None:  # AWS brings the desired size within new bounds
+            desired = min(max(view.desired, min_size), max_size)
+        _check_sizes(min_size, max_size, desired)
+        launch_name = launch_configuration or row.launch_configuration
+        zone_list = list(zones) if zones is not None else list(row.zones.get("list") or [])
+        self.store.update_scaling_group(row.id, launch_configuration=launch_name, min_size=min_size,
+                                        max_size=max_size, zones={"list": zone_list})
+        self._apply(row.id, desired)
+
+    def set_desired(self, name: str, desired: int) -> None:
+        row = self._group(name)
+        if not row.min_size <= desired <= row.max_size:
+            raise AwsError("ValidationError", f"New SetDesiredCapacity value {desired} is below min value "
+                                              f"{row.min_size} for the AutoScalingGroup." if desired < row.min_size
+                           else f"New SetDesiredCapacity value {desired} is above max value {row.max_size} for "
+                                f"the AutoScalingGroup.")
+        self._apply(row.id, desired)
+
+    def delete_group(self, name: str, *, force: bool) -> None:
+        row = self._group(name)
+        if row.status:
+            return  # already going
+        view = self._view(row)
+        if not force and (view.desired or view.instances):
+            raise AwsError("ResourceInUse", "You cannot delete an AutoScalingGroup while there are instances or "
+                                            "pending Spot instance request(s) still in the group.")
+        self.store.update_scaling_group(row.id, status="Delete in progress")
+        self.store.update_infrastructure(row.infrastructure_id, attached=False)
+        self.store.add_event(row.infrastructure_id, "detach", f"Auto Scaling group {name}: being deleted")
+        self.start_down(row.infrastructure_id)
+
+    def forget_group(self, infra_id: str) -> None:
+        """After the teardown of a deleted group: its name is free again."""
+        for row in self.store.scaling_groups(self.owner):
+            if row.infrastructure_id == infra_id:
+                self.store.delete_scaling_group(row.id)
+
+    # -- instances and tags -----------------------------------------------------------------------------
+
+    def instances(self, ids: Sequence[str] = ()) -> list[Instance]:
+        found = [i for g in self.groups() for i in g.instances]
+        return [i for i in found if not ids or i.id in ids]
+
+    def terminate_instance(self, instance_id: str, *, decrement: bool) -> Instance:
+        for group in self.groups():
+            for instance in group.instances:
+                if instance.id == instance_id:
+                    node_id = instance_id.removeprefix("i-")
+                    if decrement:
+                        row = self._group(group.name)
+                        if group.desired - 1 < row.min_size:
+                            raise AwsError("ValidationError", f"Currently, desiredSize equals minSize "
+                                                              f"({row.min_size}). Terminating instance without "
+                                                              "replacement will violate group's min size constraint. "
+                                                              "Either set shouldDecrementDesiredCapacity flag to "
+                                                              "false or lower group's min size.")
+                        self.store.add_scale_request(group.infrastructure, GROUP, "remove", 1, [node_id])
+                    else:
+                        self.store.add_scale_request(group.infrastructure, GROUP, "replace", 0, [node_id])
+                    self.poke()
+                    return instance.model_copy(update={"lifecycle": "Terminating"})
+        raise AwsError("ValidationError", f"Instance Id not found - No managed instance found for instance ID "
+                                          f"{instance_id}")
+
+    def put_tags(self, tags: Sequence[Tag]) -> None:
+        for name, batch in _by_group(tags).items():
+            row = self._group(name)
+            kept = {t["key"]: t for t in row.tags.get("list") or []}
+            for tag in batch:
+                kept[tag.key] = {"key": tag.key, "value": tag.value, "propagate": tag.propagate}
+            self.store.update_scaling_group(row.id, tags={"list": list(kept.values())})
+            self._apply(row.id, None)
+
+    def delete_tags(self, tags: Sequence[Tag]) -> None:
+        for name, batch in _by_group(tags).items():
+            row = self._group(name)
+            gone = {t.key for t in batch}
+            kept = [t for t in row.tags.get("list") or [] if t["key"] not in gone]
+            self.store.update_scaling_group(row.id, tags={"list": kept})
+            self._apply(row.id, None)
+
+    def tags(self, groups: Sequence[str] = (), keys: Sequence[str] = (), values: Sequence[str] = ()) -> list[Tag]:
+        found = [t for g in self.groups() for t in g.tags]
+        return [t for t in found if (not groups or t.group in groups) and (not keys or t.key in keys)
+                and (not values or t.value in values)]
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _launch(self, name: str) -> LaunchRow:
+        rows = self.store.launch_configurations(self.owner, [name])
+        if not rows:
+            raise AwsError("ValidationError", f"Launch configuration name not found - {name}")
+        return rows[0]
+
+    def _group(self, name: str) -> GroupRow:
+        rows = self.store.scaling_groups(self.owner, [name])
+        if not rows:
+            raise AwsError("ValidationError", f"AutoScalingGroup name not found - AutoScalingGroup '{name}' not found")
+        return rows[0]
+
+    def _apply(self, group_id: str, desired: int | None) -> None:
+        """Write the group's spec anew (bounds, clouds, tags) and, when given, ask for its desired size."""
+        row = next(g for g in self.store.scaling_groups(self.owner) if g.id == group_id)
+        view = self._view(row)
+        size = view.desired if desired is None else desired
+        text = self._spec_text(row.name, self._launch(row.launch_configuration), row.min_size, row.max_size, size,
+                               list(row.zones.get("list") or []), list(row.tags.get("list") or []))
+        self.store.update_infrastructure(row.infrastructure_id, spec_text=text)
+        if desired is not None and desired != view.desired:
+            self.store.add_scale_request(row.infrastructure_id, GROUP, "set", desired)
+        self.poke()
+
+    def _clouds(self, launch: LaunchRow, zones: list[str], tags: list[dict[str, Any]]) -> list[tuple[str, int | None]]:
+        caps = next((t["value"] for t in tags if t["key"] == CLOUDS_TAG), None)
+        clouds: list[tuple[str, int | None]]
+        if caps:
+            clouds = [_cap(part) for part in caps.split(",") if part.strip()]
+        elif zones and all(z in self.offered for z in zones):
+            clouds = [(z, None) for z in zones]
+        elif launch.cloud is not None:
+            clouds = [(launch.cloud, None)]
+        elif len(self.offered) == 1:
+            clouds = [(next(iter(self.offered)), None)]
+        else:
+            raise AwsError("ValidationError", f"say which clouds the group uses: a '{CLOUDS_TAG}' tag "
+                                              "(e.g. hotel:1,sierra:2), AvailabilityZones naming offered clouds "
+                                              f"({', '.join(sorted(self.offered))}), or a launch configuration "
+                                              "named name@cloud")
+        for cloud, _ in clouds:
+            if cloud not in self.offered:
+                raise AwsError("ValidationError", f"cloud '{cloud}' is not offered by this server "
+                                                  f"(offered: {', '.join(sorted(self.offered)) or 'none'})")
+        return clouds
+
+    def _spec_text(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
+                   zones: list[str], tags: list[dict[str, Any]]) -> str:
+        clouds = self._clouds(launch, zones, tags)
+        room = sum(cap for _, cap in clouds if cap is not None)
+        if all(cap is not None for _, cap in clouds) and desired > room:
+            raise AwsError("ValidationError", f"desired capacity {desired} is more than the clouds' caps allow "
+                                              f"({room}: {', '.join(f'{c}:{n}' for c, n in clouds)})")
+        entries = {r.cloud: r for r in self.store.template_entries(self.owner, launch.template)}
+        placement = []
+        for cloud, cap in clouds:
+            entry = entries.get(cloud, launch)
+            place: dict[str, Any] = {"provider": cloud, "image": entry.image}
+            if entry.instance_type:
+                place["size"] = entry.instance_type
+            if cap is not None:
+                place["max"] = cap
+            placement.append(place)
+        group: dict[str, Any] = {
+            "provider": clouds[0][0], "image": launch.image, "count": desired, "min": min_size, "max": max_size,
+            "tags": {t["key"]: t["value"] for t in tags if t["propagate"] and _tag_key_ok(t["key"])},
+            "placement": placement, "policy": "best_effort",
+        }
+        if launch.instance_type:
+            group["size"] = launch.instance_type
+        if launch.user_data:
+            group["user_data"] = launch.user_data
+        spec = {"name": _infra_name(self.owner, name),
+                "providers": {c: dict(self.offered[c]) for c, _ in clouds},
+                "groups": {GROUP: group}}
+        return json.dumps(spec, indent=2) + "\n"  # JSON is YAML: the stored spec is readable as both
+
+    def _view(self, row: GroupRow) -> ScalingGroupView:
+        infra = self.store.infrastructure(row.infrastructure_id)
+        count = next((g.count for g in infra.groups if g.name == GROUP), 0)
+        pending = [r for r in self.store.pending_scale_requests(infra.id) if r.kind == "set"]
+        desired = pending[-1].amount if pending else count
+        instances = tuple(_instance(n, row) for n in infra.nodes if n.state != NodeState.TERMINATED)
+        tags = tuple(Tag(group=row.name, key=t["key"], value=t["value"], propagate=bool(t["propagate"]))
+                     for t in row.tags.get("list") or [])
+        zones = tuple(row.zones.get("list") or []) or tuple(sorted({i.cloud for i in instances}))
+        return ScalingGroupView(name=row.name, infrastructure=infra.id, launch_configuration=row.launch_configuration,
+                                min_size=row.min_size, max_size=row.max_size, desired=desired, zones=zones,
+                                instances=instances, tags=tags, status=row.status, created_at=row.created_at)
+
+
+_LIFECYCLE = {
+    NodeState.PENDING: "Pending", NodeState.CREATING: "Pending", NodeState.BOOTING: "Pending",
+    NodeState.DEPLOYING: "Pending", NodeState.READY: "InService", NodeState.UNHEALTHY: "InService",
+    NodeState.FAILED: "InService", NodeState.STOPPED: "InService", NodeState.DEAD: "InService",
+    NodeState.TERMINATING: "Terminating",
+}
+
+
+def _instance(node: NodeRow, group: GroupRow) -> Instance:
+    state = NodeState(node.state)
+    sick = state in (NodeState.FAILED, NodeState.DEAD, NodeState.STOPPED) or node.health == "unhealthy"
+    return Instance(id=f"i-{node.id}", group=group.name, cloud=node.provider, instance_type=None,
+                    launch_configuration=group.launch_configuration, lifecycle=_LIFECYCLE.get(state, "Pending"),
+                    health="Unhealthy" if sick else "Healthy", node=node.name, address=node.address)
+
+
+def _launch(row: LaunchRow) -> LaunchConfig:
+    settings = row.settings or {}
+    user_data = base64.b64encode(row.user_data.encode()).decode() if row.user_data else None
+    return LaunchConfig(name=row.name, image=row.image, instance_type=row.instance_type, user_data=user_data,
+                        key_name=settings.get("key_name"), security_groups=tuple(settings.get("security_groups") or ()),
+                        created_at=row.created_at)
+
+
+async def _submit(store: Store, infra_name: str, text: str, owner: str) -> str:
+    """Record the group's infrastructure from its generated spec (the manager makes it)."""
+    from cloudherd.engine.apply import submit
+    from cloudherd.spec.loader import load_spec_text
+
+    folder = private_dir(data_dir() / "server" / "autoscaling")
+    path = folder / f"{infra_name}.yml"
+    path.write_text(text)
+    return await submit(load_spec_text(text, path), store, wait=5.0, owner_id=owner)
+
+
+def _infra_name(owner: str, name: str) -> str:
+    """A valid, unique infrastructure name for a group: AWS names allow what cloudherd's do not (case, ':')."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:24].strip("-") or "group"
+    digest = hashlib.sha256(f"{owner}/{name}".encode()).hexdigest()[:6]
+    return f"asg-{slug}-{digest}"
+
+
+def _split(name: str) -> tuple[str, str | None]:
+    template, at, cloud = name.rpartition("@")
+    return (template, cloud) if at and template and cloud else (name, None)
+
+
+def _cap(part: str) -> tuple[str, int | None]:
+    match = _CAPS.match(part)
+    if not match:
+        raise AwsError("ValidationError", f"the '{CLOUDS_TAG}' tag is cloud:max pairs like hotel:1,sierra:2; "
+                                          f"'{part.strip()}' is not one")
+    return match.group(1), int(match.group(2))
+
+
+def _check_name(name: str, field: str) -> None:
+    if not name or len(name) > 255 or any(ord(c) < 32 for c in name):
+        raise AwsError("ValidationError", f"{field} must be 1 to 255 printable characters")
+
+
+def _check_sizes(min_size: int, max_size: int, desired: int) -> None:
+    if min(min_size, max_size, desired) < 0:
+        raise AwsError("ValidationError", "sizes must be 0 or more")
+    if min_size > max_size:
+        raise AwsError("ValidationError", f"MinSize ({min_size}) must not be more than MaxSize ({max_size})")
+    if not min_size <= desired <= max_size:
+        raise AwsError("ValidationError", f"Desired capacity:{desired} must be between the specified min size:"
+                                          f"{min_size} and max size:{max_size}")
+
+
+def _decode_user_data(text: str) -> str:
+    try:
+        return base64.b64decode(text, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise AwsError("ValidationError", "UserData must be base64-encoded text") from None
+
+
+def _tag_key_ok(key: str) -> bool:
+    return 0 < len(key) <= 128
+
+
+def _by_group(tags: Sequence[Tag]) -> dict[str, list[Tag]]:
+    grouped: dict[str, list[Tag]] = {}
+    for tag in tags:
+        if not tag.group:
+            raise AwsError("ValidationError", "each tag needs ResourceId (the group's name) and "
+                                              "ResourceType auto-scaling-group")
+        grouped.setdefault(tag.group, []).append(tag)
+    return grouped

@@ -1,0 +1,118 @@
+"""``cloudherd serve``, ``token`` and ``user``: the REST service and who may use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from cloudherd.cli.main import AS_JSON, _guard, _herd, _print_json, app, err, out
+
+token_app = typer.Typer(help="API tokens for `cloudherd serve` (bearer tokens, AWS-style access keys).",
+                        no_args_is_help=True)
+user_app = typer.Typer(help="Users of `cloudherd serve`: each sees only their own infrastructures.",
+                       no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(5000, "--port", "-p", min=1, max=65535, help="Port to listen on."),
+    config: Path | None = typer.Option(None, "--config", help="Server file: the clouds it offers (`providers:`)."),
+) -> None:
+    """Serve the REST API (native /v1, Occopus' /infrastructures/, AWS Auto Scaling at /autoscaling) and keep
+    every attached infrastructure alive.  SIGTERM or Ctrl-C: the current passes finish, nothing is torn down."""
+    def start() -> None:
+        from cloudherd.server.config import load_config
+
+        settings = load_config(config)
+        try:
+            import uvicorn
+
+            from cloudherd.server.app import create_app
+        except ImportError as exc:
+            from cloudherd.errors import UsageError
+
+            raise UsageError(f"the server needs its extra ({exc.name} is missing): "
+                             "pip install 'cloudherd[server]'") from None
+        offered = ", ".join(f"{name} ({p.get('type')})" for name, p in settings.providers.items())
+        err.print(f"cloudherd serve on http://{host}:{port} — clouds: {offered}; docs at /docs")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=60)
+
+    _guard(start)
+
+
+@token_app.command("create")
+def token_create(
+    name: str | None = typer.Option(None, "--name", help="A label to know it by (default: api, or aws)."),
+    user: str | None = typer.Option(None, "--user", help="Whose token (default: you)."),
+    aws: bool = typer.Option(False, "--aws", help="An AWS-style access key id and secret, for boto3 and SigV4."),
+    as_json: bool = AS_JSON,
+) -> None:
+    """Make a token; its secret is shown this once (only a hash, or for --aws a sealed copy, is kept)."""
+    issued = _guard(lambda: _herd().create_token(user=user, name=name, aws=aws))
+    if as_json:
+        import json
+        import sys
+
+        payload = ({"access_key_id": issued.access_key_id, "secret_access_key": issued.secret_access_key}
+                   if aws else {"token": issued.token})
+        sys.stdout.write(json.dumps({**payload, "id": issued.id, "user": issued.user}) + "\n")
+        return
+    if aws:
+        out.print(f"access key id      {issued.access_key_id}")
+        out.print(f"secret access key  {issued.secret_access_key}")
+    else:
+        out.print(issued.token or "")
+    err.print(f"token {issued.id} ({issued.name}) for {issued.user}: keep it safe, it is not shown again")
+
+
+@token_app.command("ls")
+def token_ls(user: str | None = typer.Option(None, "--user", help="Only this user's."),
+             as_json: bool = AS_JSON) -> None:
+    """Tokens (never their secrets)."""
+    rows = _guard(lambda: _herd().tokens(user=user))
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "name", "user", "kind", "key", "created", "last used", "revoked"):
+        table.add_column(column)
+    for t in rows:
+        table.add_row(t.id, t.name, t.user, t.kind, t.key_id, f"{t.created_at:%Y-%m-%d %H:%M}",
+                      f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-",
+                      Text(f"{t.revoked_at:%Y-%m-%d %H:%M}", style="red") if t.revoked_at else "-")
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(ref: str = typer.Argument(..., help="The token's id, key id or name.")) -> None:
+    """Revoke a token: the server refuses it from its next request on."""
+    row = _guard(lambda: _herd().revoke_token(ref))
+    out.print(f"revoked {row.id} ({row.name}, {row.user})")
+
+
+@user_app.command("add")
+def user_add(name: str = typer.Argument(..., help="The new user's name."), as_json: bool = AS_JSON) -> None:
+    """Add a user (then give them a token: `cloudherd token create --user NAME`)."""
+    row = _guard(lambda: _herd().add_user(name))
+    if as_json:
+        _print_json(row)
+    else:
+        out.print(f"user {row.name} ({row.id}); token: cloudherd token create --user {row.name}")
+
+
+@user_app.command("ls")
+def user_ls(as_json: bool = AS_JSON) -> None:
+    """Users."""
+    rows = _guard(lambda: _herd().users())
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        out.print(f"{row.name}  {row.id}  {row.created_at:%Y-%m-%d %H:%M}")

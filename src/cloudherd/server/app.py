@@ -1,0 +1,46 @@
+"""The FastAPI application of ``cloudherd serve``: native routes under ``/v1``, Occopus' routes under
+``/infrastructures``, the AWS Auto Scaling Query API at ``POST /autoscaling`` (and ``POST /``), and
+``GET /healthz``.  Its lifespan runs the manager for every attached infrastructure."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from cloudherd import __version__
+from cloudherd.api.client import Client
+from cloudherd.server.config import ServerConfig
+from cloudherd.server.runtime import Runtime
+
+
+def create_app(config: ServerConfig | None = None, *, db_url: str | None = None) -> FastAPI:
+    from cloudherd.server import autoscaling, errors, native, occopus
+
+    runtime = Runtime(config or ServerConfig(), Client(db_url))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="cloudherd", version=__version__, lifespan=lifespan,
+                  description="Fleets of machines from one spec: create, keep alive, scale, run commands, "
+                              "tear down. Every route but /healthz needs `Authorization: Bearer <token>` "
+                              "(`cloudherd token create`).")
+    app.state.runtime = runtime
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, str]:
+        """Liveness, without a token: the server answers and its database opens."""
+        return {"status": "ok", "version": __version__}
+
+    errors.install(app)
+    app.include_router(native.router)
+    app.include_router(occopus.router)
+    app.include_router(autoscaling.router)
+    return app

@@ -1,0 +1,319 @@
+"""The AWS Auto Scaling Query API (version 2011-01-01), at ``POST /autoscaling`` and ``POST /``.
+
+Form-encoded ``Action=…`` requests signed with SigV4 by keys cloudherd issued; answers in AWS's XML.
+boto3's stock ``autoscaling`` client works given ``endpoint_url``, a region and the keys.  The model is
+:mod:`cloudherd.api.autoscaling`; this module only reads requests and writes answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+from fastapi import APIRouter, Request, Response
+
+from cloudherd.api.auth import Principal, aws_secret
+from cloudherd.api.autoscaling import AutoScaling, AwsError, Instance, LaunchConfig, ScalingGroupView, Tag
+from cloudherd.server.sigv4 import SignatureError, verify
+
+NAMESPACE = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
+VERSION = "2011-01-01"
+router = APIRouter(include_in_schema=False)  # not JSON: described in the README, not in /openapi.json
+
+Params = dict[str, str]
+
+
+@router.post("/")
+@router.post("/autoscaling")
+async def query(request: Request) -> Response:
+    request_id = str(uuid.uuid4())
+    body = await request.body()
+    runtime = request.app.state.runtime
+    try:
+        who = await asyncio.to_thread(_authenticate, runtime.store, request, body)
+        params = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        params.update({k: v[-1] for k, v in parse_qs(request.url.query, keep_blank_values=True).items()
+                       if not k.startswith("X-Amz-")})
+        action = params.get("Action", "")
+        if params.get("Version", VERSION) != VERSION:
+            raise AwsError("InvalidAction", f"version {params.get('Version')} is not served (only {VERSION})")
+        handler = ACTIONS.get(action)
+        if handler is None:
+            raise AwsError("InvalidAction", f"The action {action or '(none)'} is not valid for this web service.")
+        model = AutoScaling(runtime.store, who.user_id, runtime.config.providers, poke=runtime.poke,
+                            start_down=runtime.start_down)
+        result = await handler(model, params)
+    except SignatureError as exc:
+        return _error(exc.code, str(exc), exc.status, request_id)
+    except AwsError as exc:
+        return _error(exc.code, exc.message, exc.status, request_id)
+    inner = f"<{action}Result>{result}</{action}Result>" if result is not None else ""
+    xml = (f'<{action}Response xmlns="{NAMESPACE}">{inner}'
+           f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>")
+    return Response(xml, media_type="text/xml")
+
+
+def _authenticate(store: Any, request: Request, body: bytes) -> Principal:
+    found: dict[str, Principal] = {}
+
+    def secret_for(key_id: str) -> str | None:
+        pair = aws_secret(store, key_id)
+        if pair is None:
+            return None
+        found[key_id] = pair[0]
+        return pair[1]
+
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()  # as signed: still percent-encoded
+    key_id, _region = verify(request.method, raw_path.decode("latin-1"), request.url.query, dict(request.headers),
+                             body, secret_for)
+    return found[key_id]
+
+
+def _error(code: str, message: str, status: int, request_id: str) -> Response:
+    kind = "Receiver" if status >= 500 else "Sender"
+    xml = (f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type><Code>{escape(code)}</Code>'
+           f"<Message>{escape(message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
+    return Response(xml, status_code=status, media_type="text/xml")
+
+
+# -- reading parameters ------------------------------------------------------------------------------------
+
+def _required(params: Params, name: str) -> str:
+    value = params.get(name)
+    if value is None or value == "":
+        raise AwsError("ValidationError", f"1 validation error detected: Value null at '{name}' failed to satisfy "
+                                          "constraint: Member must not be null")
+    return value
+
+
+def _int(params: Params, name: str, *, required: bool = False) -> int | None:
+    value = _required(params, name) if required else params.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise AwsError("ValidationError", f"{name} must be a whole number, got '{value}'") from None
+
+
+def _bool(params: Params, name: str) -> bool:
+    return params.get(name, "false").lower() == "true"
+
+
+def _members(params: Params, name: str) -> list[str]:
+    """``Name.member.1``, ``Name.member.2``… in order."""
+    found = []
+    for key, value in params.items():
+        prefix = f"{name}.member."
+        if key.startswith(prefix) and key[len(prefix):].isdigit():
+            found.append((int(key[len(prefix):]), value))
+    return [value for _, value in sorted(found)]
+
+
+def _structs(params: Params, name: str) -> list[dict[str, str]]:
+    """``Name.member.N.Field`` as one dict per N, in order."""
+    found: dict[int, dict[str, str]] = {}
+    prefix = f"{name}.member."
+    for key, value in params.items():
+        if key.startswith(prefix):
+            index, _, field = key[len(prefix):].partition(".")
+            if index.isdigit() and field:
+                found.setdefault(int(index), {})[field] = value
+    return [found[i] for i in sorted(found)]
+
+
+def _tags(params: Params, default_group: str = "") -> list[Tag]:
+    tags = []
+    for item in _structs(params, "Tags"):
+        if "Key" not in item:
+            raise AwsError("ValidationError", "each tag needs a Key")
+        tags.append(Tag(group=item.get("ResourceId", default_group), key=item["Key"], value=item.get("Value", ""),
+                        propagate=item.get("PropagateAtLaunch", "false").lower() == "true"))
+    return tags
+
+
+def _filters(params: Params) -> dict[str, list[str]]:
+    return {f.get("Name", ""): [v for k, v in sorted(f.items()) if k.startswith("Values.member.")]
+            for f in _filter_structs(params)}
+
+
+def _filter_structs(params: Params) -> list[dict[str, str]]:
+    found: dict[int, dict[str, str]] = {}
+    for key, value in params.items():
+        if key.startswith("Filters.member."):
+            index, _, rest = key[len("Filters.member."):].partition(".")
+            if index.isdigit():
+                found.setdefault(int(index), {})[rest] = value
+    return [found[i] for i in sorted(found)]
+
+
+# -- writing answers --------------------------------------------------------------------------------------
+
+def _x(tag: str, value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, datetime):
+        text = value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    else:
+        text = escape(str(value))
+    return f"<{tag}>{text}</{tag}>"
+
+
+def _list(tag: str, items: Sequence[str]) -> str:
+    return f"<{tag}>{''.join(items)}</{tag}>"
+
+
+def _arn(kind: str, name: str) -> str:
+    return f"arn:aws:autoscaling:cloudherd:000000000000:{kind}:{uuid.uuid5(uuid.NAMESPACE_URL, name)}:" \
+           f"{'launchConfigurationName' if kind == 'launchConfiguration' else 'autoScalingGroupName'}/{name}"
+
+
+def _launch_xml(lc: LaunchConfig) -> str:
+    return "<member>" + "".join([
+        _x("LaunchConfigurationName", lc.name), _x("LaunchConfigurationARN", _arn("launchConfiguration", lc.name)),
+        _x("ImageId", lc.image), _x("InstanceType", lc.instance_type or ""), _x("KeyName", lc.key_name),
+        _list("SecurityGroups", [_x("member", g) for g in lc.security_groups]), _x("UserData", lc.user_data),
+        "<BlockDeviceMappings/>", "<InstanceMonitoring><Enabled>false</Enabled></InstanceMonitoring>",
+        _x("CreatedTime", lc.created_at),
+    ]) + "</member>"
+
+
+def _instance_xml(i: Instance, *, with_group: bool) -> str:
+    return "<member>" + "".join([
+        _x("InstanceId", i.id), _x("AutoScalingGroupName", i.group) if with_group else "",
+        _x("AvailabilityZone", i.cloud), _x("LifecycleState", i.lifecycle), _x("HealthStatus", i.health),
+        _x("LaunchConfigurationName", i.launch_configuration), _x("InstanceType", i.instance_type),
+        _x("ProtectedFromScaleIn", False),
+    ]) + "</member>"
+
+
+def _tag_xml(t: Tag) -> str:
+    return "<member>" + "".join([
+        _x("ResourceId", t.group), _x("ResourceType", "auto-scaling-group"), _x("Key", t.key), _x("Value", t.value),
+        _x("PropagateAtLaunch", t.propagate),
+    ]) + "</member>"
+
+
+def _group_xml(g: ScalingGroupView) -> str:
+    return "<member>" + "".join([
+        _x("AutoScalingGroupName", g.name), _x("AutoScalingGroupARN", _arn("autoScalingGroup", g.name)),
+        _x("LaunchConfigurationName", g.launch_configuration), _x("MinSize", g.min_size), _x("MaxSize", g.max_size),
+        _x("DesiredCapacity", g.desired), _x("DefaultCooldown", 300),
+        _list("AvailabilityZones", [_x("member", z) for z in g.zones]), "<LoadBalancerNames/>",
+        "<TargetGroupARNs/>", _x("HealthCheckType", "EC2"), _x("HealthCheckGracePeriod", 0),
+        _list("Instances", [_instance_xml(i, with_group=False) for i in g.instances]), _x("CreatedTime", g.created_at),
+        "<SuspendedProcesses/>", "<EnabledMetrics/>", _list("Tags", [_tag_xml(t) for t in g.tags]),
+        _list("TerminationPolicies", [_x("member", "Default")]), _x("NewInstancesProtectedFromScaleIn", False),
+        _x("Status", g.status),
+    ]) + "</member>"
+
+
+# -- actions ----------------------------------------------------------------------------------------------
+
+Handler = Callable[[AutoScaling, Params], Any]
+
+
+async def create_launch_configuration(model: AutoScaling, p: Params) -> None:
+    await asyncio.to_thread(
+        model.create_launch_configuration, _required(p, "LaunchConfigurationName"), p.get("ImageId", ""),
+        p.get("InstanceType"), p.get("UserData"), p.get("KeyName"), _members(p, "SecurityGroups"))
+
+
+async def describe_launch_configurations(model: AutoScaling, p: Params) -> str:
+    rows = await asyncio.to_thread(model.launch_configurations, _members(p, "LaunchConfigurationNames"))
+    return _list("LaunchConfigurations", [_launch_xml(r) for r in rows])
+
+
+async def delete_launch_configuration(model: AutoScaling, p: Params) -> None:
+    await asyncio.to_thread(model.delete_launch_configuration, _required(p, "LaunchConfigurationName"))
+
+
+async def create_auto_scaling_group(model: AutoScaling, p: Params) -> None:
+    name = _required(p, "AutoScalingGroupName")
+    launch = p.get("LaunchConfigurationName")
+    if not launch:
+        raise AwsError("ValidationError", "LaunchConfigurationName is required (launch templates are not served)")
+    await model.create_group(name, launch, _int(p, "MinSize", required=True) or 0,
+                             _int(p, "MaxSize", required=True) or 0, _int(p, "DesiredCapacity"),
+                             _members(p, "AvailabilityZones"), _tags(p, name))
+
+
+async def describe_auto_scaling_groups(model: AutoScaling, p: Params) -> str:
+    groups = await asyncio.to_thread(model.groups, _members(p, "AutoScalingGroupNames"))
+    return _list("AutoScalingGroups", [_group_xml(g) for g in groups])
+
+
+async def update_auto_scaling_group(model: AutoScaling, p: Params) -> None:
+    zones = _members(p, "AvailabilityZones")
+    await asyncio.to_thread(
+        lambda: model.update_group(_required(p, "AutoScalingGroupName"),
+                                   launch_configuration=p.get("LaunchConfigurationName"), min_size=_int(p, "MinSize"),
+                                   max_size=_int(p, "MaxSize"), desired=_int(p, "DesiredCapacity"),
+                                   zones=zones or None))
+
+
+async def set_desired_capacity(model: AutoScaling, p: Params) -> None:
+    await asyncio.to_thread(model.set_desired, _required(p, "AutoScalingGroupName"),
+                            _int(p, "DesiredCapacity", required=True) or 0)
+
+
+async def delete_auto_scaling_group(model: AutoScaling, p: Params) -> None:
+    await asyncio.to_thread(lambda: model.delete_group(_required(p, "AutoScalingGroupName"),
+                                                       force=_bool(p, "ForceDelete")))
+
+
+async def describe_auto_scaling_instances(model: AutoScaling, p: Params) -> str:
+    found = await asyncio.to_thread(model.instances, _members(p, "InstanceIds"))
+    return _list("AutoScalingInstances", [_instance_xml(i, with_group=True) for i in found])
+
+
+async def terminate_instance_in_auto_scaling_group(model: AutoScaling, p: Params) -> str:
+    decrement = _required(p, "ShouldDecrementDesiredCapacity").lower() == "true"
+    instance = await asyncio.to_thread(lambda: model.terminate_instance(_required(p, "InstanceId"),
+                                                                        decrement=decrement))
+    return "<Activity>" + "".join([
+        _x("ActivityId", str(uuid.uuid4())), _x("AutoScalingGroupName", instance.group),
+        _x("Description", f"Terminating EC2 instance: {instance.id}"),
+        _x("Cause", f"instance {instance.id} was taken out of service in response to a user request"
+                    + (", shrinking the capacity." if decrement else ".")),
+        _x("StartTime", datetime.now()), _x("StatusCode", "InProgress"), _x("Progress", 0),
+    ]) + "</Activity>"
+
+
+async def create_or_update_tags(model: AutoScaling, p: Params) -> None:
+    await asyncio.to_thread(model.put_tags, _tags(p))
+
+
+async def delete_tags(model: AutoScaling, p: Params) -> None:
+    await asyncio.to_thread(model.delete_tags, _tags(p))
+
+
+async def describe_tags(model: AutoScaling, p: Params) -> str:
+    filters = _filters(p)
+    tags = await asyncio.to_thread(model.tags, filters.get("auto-scaling-group", []), filters.get("key", []),
+                                   filters.get("value", []))
+    return _list("Tags", [_tag_xml(t) for t in tags])
+
+
+ACTIONS: Mapping[str, Handler] = {
+    "CreateLaunchConfiguration": create_launch_configuration,
+    "DescribeLaunchConfigurations": describe_launch_configurations,
+    "DeleteLaunchConfiguration": delete_launch_configuration,
+    "CreateAutoScalingGroup": create_auto_scaling_group,
+    "DescribeAutoScalingGroups": describe_auto_scaling_groups,
+    "UpdateAutoScalingGroup": update_auto_scaling_group,
+    "SetDesiredCapacity": set_desired_capacity,
+    "DeleteAutoScalingGroup": delete_auto_scaling_group,
+    "DescribeAutoScalingInstances": describe_auto_scaling_instances,
+    "TerminateInstanceInAutoScalingGroup": terminate_instance_in_auto_scaling_group,
+    "CreateOrUpdateTags": create_or_update_tags,
+    "DescribeTags": describe_tags,
+    "DeleteTags": delete_tags,
+}

@@ -1,0 +1,63 @@
+"""``cloudherd serve --config server.yml``: the clouds the server offers, in the spec's own ``providers:``
+format, and a few knobs.  Without a file the server offers ``local`` alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cloudherd.errors import UsageError
+
+KNOWN_KEYS = {"providers", "interval", "ssh_idle_timeout"}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    providers: dict[str, dict[str, Any]] = field(default_factory=lambda: {"local": {"type": "local"}})
+    interval: float = 5.0  # seconds between the manager's passes
+    ssh_idle_timeout: float = 300.0  # a warm SSH connection unused this long is closed
+
+
+def load_config(path: Path | None) -> ServerConfig:
+    """The file read and checked; every mistake is one line naming the file and the key."""
+    if path is None:
+        return ServerConfig()
+    from cloudherd.spec.model import ProviderConfig
+    from cloudherd.spec.yamlsafe import parse_yaml
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    data = parse_yaml(text, str(path))
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a server configuration is a mapping with a 'providers:' key")
+    unknown = sorted(set(map(str, data)) - KNOWN_KEYS)
+    if unknown:
+        raise UsageError(f"{path}: unknown key '{unknown[0]}' (known: {', '.join(sorted(KNOWN_KEYS))})")
+    providers = data.get("providers")
+    if not isinstance(providers, dict) or not providers:
+        raise UsageError(f"{path}: 'providers:' must name at least one cloud, e.g. {{here: {{type: local}}}}")
+    checked: dict[str, dict[str, Any]] = {}
+    for name, settings in providers.items():
+        if not isinstance(settings, dict):
+            raise UsageError(f"{path}: providers.{name} must be a mapping with a 'type:'")
+        try:
+            ProviderConfig.model_validate(dict(settings))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise UsageError(f"{path}: providers.{name}{'.' + where if where else ''}: {first['msg']}") from None
+        checked[str(name)] = {str(k): v for k, v in settings.items()}
+    return ServerConfig(providers=checked, interval=_seconds(data, "interval", 5.0, path),
+                        ssh_idle_timeout=_seconds(data, "ssh_idle_timeout", 300.0, path))
+
+
+def _seconds(data: dict[str, Any], key: str, default: float, path: Path) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise UsageError(f"{path}: {key} must be a number of seconds above 0")
+    return float(value)

@@ -1,0 +1,278 @@
+"""cloudherd's own REST routes, under ``/v1``: JSON in and out, the API's typed values as the bodies (so
+their JSON Schema is the OpenAPI schema), real status codes.
+
+Every route needs a bearer token and sees only the caller's infrastructures: another user's id answers
+404 exactly as a missing one does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloudherd.api import views
+from cloudherd.api.auth import Principal
+from cloudherd.api.types import Action, Event, Group, Infrastructure, InfrastructureSummary, Job, Node, Plan
+from cloudherd.api.types import ScaleResult as ScaleAnswer
+from cloudherd.lifecycle import InfraState
+from cloudherd.server.errors import Conflict, NotFound
+from cloudherd.server.runtime import Runtime
+from cloudherd.server.security import principal
+from cloudherd.server.uploads import receive
+from cloudherd.state.models import Infrastructure as InfraRow
+
+Caller = Annotated[Principal, Depends(principal)]
+router = APIRouter(prefix="/v1", tags=["infrastructures"])
+SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}},
+            "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+        },
+        "description": "A spec (YAML or JSON, scripts inline), or a tar.gz bundle of the spec and its files.",
+    }
+}
+
+
+class ScaleBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    change: str = Field(description="+N, -N or =N (or N)", examples=["+1", "=5"], max_length=12)
+    victims: list[str] = Field(default_factory=list, description="Nodes to remove first: names, ids or addresses",
+                               max_length=1000)
+
+
+class ExecBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: str = Field(min_length=1, max_length=100_000)
+    group: list[str] = Field(default_factory=list, max_length=100)
+    node: list[str] = Field(default_factory=list, max_length=10_000)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    command_timeout: float | None = Field(default=None, gt=0, le=86_400)
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def owned(runtime: Runtime, who: Principal, ref: str) -> InfraRow:
+    """The caller's infrastructure by id, id prefix or name; 404 for anyone else's."""
+    from cloudherd.errors import UsageError
+
+    try:
+        infra = runtime.store.resolve(ref)
+    except UsageError:
+        raise NotFound(f"no infrastructure '{ref}'") from None
+    if infra.owner_id != who.user_id:
+        raise NotFound(f"no infrastructure '{ref}'")
+    return infra
+
+
+async def _spec_path(request: Request) -> Any:
+    body = await request.body()
+    return await asyncio.to_thread(receive, body, request.headers.get("content-type", ""))
+
+
+@router.get("/infrastructures", response_model=list[InfrastructureSummary])
+async def list_infrastructures(request: Request, who: Caller, all: bool = False) -> list[InfrastructureSummary]:
+    """The caller's infrastructures, oldest first (destroyed ones with ``all``)."""
+    rows = _runtime(request).store.infrastructures(include_destroyed=all, owner_id=who.user_id)
+    return [views.summary(r) for r in rows]
+
+
+@router.post("/infrastructures", status_code=201, response_model=InfrastructureSummary, openapi_extra=SPEC_BODY)
+async def create_infrastructure(request: Request, response: Response, who: Caller,
+                                format: Annotated[str | None, Query(pattern="^(native|ogc|occopus)$")] = None,
+                                attach: bool = True) -> InfrastructureSummary:
+    """Record an infrastructure from a spec; the server's manager makes it (watch its events) and, attached,
+    keeps it.  409 when the name is taken, 400 with the spec's one-line error."""
+    runtime = _runtime(request)
+    path = await _spec_path(request)
+    infra_id = await runtime.client.submit(path, format=format, owner=who.user_id, attach=attach, wait=10.0,
+                                           new_only=True)
+    runtime.poke()
+    response.headers["Location"] = f"/v1/infrastructures/{infra_id}"
+    return views.summary(runtime.store.infrastructure(infra_id))
+
+
+@router.post("/plan", response_model=Plan, openapi_extra=SPEC_BODY)
+async def plan(request: Request, who: Caller,
+               format: Annotated[str | None, Query(pattern="^(native|ogc|occopus)$")] = None) -> Plan:
+    """What creating (or, for a name of yours that is active, converging) a spec would change; changes nothing."""
+    runtime = _runtime(request)
+    path = await _spec_path(request)
+    loaded = runtime.client._load(path, format)
+    existing = runtime.store.active_named(loaded.spec.name)
+    if existing is not None and existing.owner_id != who.user_id:
+        raise Conflict(f"the name {loaded.spec.name} is taken")
+    return await runtime.client.plan(path, format=format)
+
+
+@router.get("/infrastructures/{ref}", response_model=Infrastructure)
+async def get_infrastructure(request: Request, ref: str, who: Caller) -> Infrastructure:
+    runtime = _runtime(request)
+    return await runtime.client.status(owned(runtime, who, ref).id)
+
+
+@router.delete("/infrastructures/{ref}", status_code=202, response_model=Job)
+async def delete_infrastructure(request: Request, ref: str, who: Caller) -> Job:
+    """Tear down in the background (after the pass in progress, if any); ``GET /v1/jobs/{id}`` says when done."""
+    runtime = _runtime(request)
+    infra = owned(runtime, who, ref)
+    if infra.state == InfraState.DESTROYED:
+        raise Conflict(f"{infra.name} ({infra.id}) is destroyed already")
+    if any(g.infrastructure_id == infra.id for g in runtime.store.scaling_groups(who.user_id)):
+        raise Conflict(f"{infra.name} keeps an Auto Scaling group: delete it with DeleteAutoScalingGroup")
+    runtime.store.update_infrastructure(infra.id, attached=False)
+    job = runtime.store.add_job(owner_id=who.user_id, infrastructure_id=infra.id, kind="down", request={})
+    runtime.start_down(infra.id, job.id)
+    return _job(job)
+
+
+@router.get("/infrastructures/{ref}/groups", response_model=list[Group])
+async def groups(request: Request, ref: str, who: Caller) -> tuple[Group, ...]:
+    runtime = _runtime(request)
+    return (await runtime.client.status(owned(runtime, who, ref).id)).groups
+
+
+@router.get("/infrastructures/{ref}/nodes", response_model=list[Node])
+async def nodes(request: Request, ref: str, who: Caller, all: bool = False) -> tuple[Node, ...]:
+    """The live nodes (every node it ever had with ``all``)."""
+    runtime = _runtime(request)
+    infra = await runtime.client.status(owned(runtime, who, ref).id)
+    return infra.nodes if all else infra.live
+
+
+@router.get("/infrastructures/{ref}/nodes/{name}", response_model=Node)
+async def node(request: Request, ref: str, name: str, who: Caller) -> Node:
+    runtime = _runtime(request)
+    infra = await runtime.client.status(owned(runtime, who, ref).id)
+    try:
+        return infra.node(name)
+    except KeyError:
+        raise NotFound(f"no live node '{name}' in {infra.name}") from None
+
+
+@router.post("/infrastructures/{ref}/groups/{group}/scale", status_code=202, response_model=ScaleAnswer)
+async def scale(request: Request, ref: str, group: str, body: ScaleBody, who: Caller) -> ScaleAnswer:
+    """Ask for a size; the manager's next pass (started at once) applies it, clamped to min / max."""
+    runtime = _runtime(request)
+    infra = owned(runtime, who, ref)
+    if group not in {g.name for g in infra.groups}:
+        raise NotFound(f"no group '{group}' in {infra.name}")
+    result = await runtime.client.scale(infra.id, group, body.change, victims=body.victims, run_pass=False)
+    if not infra.attached:
+        runtime.spawn(lambda: runtime.client.manage([infra.id], once=True), f"pass {infra.id}")
+    runtime.poke()
+    return result
+
+
+@router.post("/infrastructures/{ref}/attach", response_model=InfrastructureSummary)
+async def attach(request: Request, ref: str, who: Caller) -> InfrastructureSummary:
+    runtime = _runtime(request)
+    summary = await runtime.client.attach(owned(runtime, who, ref).id)
+    runtime.poke()
+    return summary
+
+
+@router.post("/infrastructures/{ref}/detach", response_model=InfrastructureSummary)
+async def detach(request: Request, ref: str, who: Caller) -> InfrastructureSummary:
+    runtime = _runtime(request)
+    return await runtime.client.detach(owned(runtime, who, ref).id)
+
+
+@router.post("/infrastructures/{ref}/exec", status_code=202, response_model=Job)
+async def exec_job(request: Request, ref: str, body: ExecBody, who: Caller) -> Job:
+    """Run a command on the chosen nodes in the background, over the server's warm SSH connections."""
+    runtime = _runtime(request)
+    infra = owned(runtime, who, ref)
+    if infra.state == InfraState.DESTROYED:
+        raise Conflict(f"{infra.name} ({infra.id}) is destroyed")
+    job = runtime.store.add_job(owner_id=who.user_id, infrastructure_id=infra.id, kind="exec",
+                                request=body.model_dump())
+
+    async def work() -> None:
+        try:
+            await runtime.warm_pool()
+            results = await runtime.client.exec(infra.id, body.command, group=body.group or None,
+                                                node=body.node or None, timeout=body.timeout,
+                                                command_timeout=body.command_timeout)
+        except Exception as exc:
+            runtime.store.finish_job(job.id, "failed", error=str(exc))
+            raise
+        dumped = [r.model_dump(mode="json", exclude={"ok"}) for r in results]
+        runtime.store.finish_job(job.id, "done", {"results": dumped})
+
+    runtime.spawn(work, f"exec {job.id}")
+    return _job(job)
+
+
+@router.get("/jobs/{job_id}", response_model=Job, tags=["jobs"])
+async def get_job(request: Request, job_id: str, who: Caller) -> Job:
+    row = _runtime(request).store.job(job_id)
+    if row is None or row.owner_id != who.user_id:
+        raise NotFound(f"no job '{job_id}'")
+    return _job(row)
+
+
+@router.get("/infrastructures/{ref}/logs", response_model=list[Action])
+async def logs(request: Request, ref: str, who: Caller, node: str | None = None) -> list[Action]:
+    """Recorded actions (scripts, teardowns, exec), optionally of one node."""
+    runtime = _runtime(request)
+    return await runtime.client.logs(owned(runtime, who, ref).id, node)
+
+
+@router.get("/infrastructures/{ref}/events", response_model=list[Event],
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def events(request: Request, ref: str, who: Caller,
+                 after: Annotated[int, Query(ge=0)] = 0, follow: bool = True,
+                 last_event_id: Annotated[str | None, Header()] = None) -> Any:
+    """The event log as Server-Sent Events (``id`` is the event's id: reconnect with ``Last-Event-ID`` to
+    resume); with ``Accept: application/json`` (or ``follow=false``) the events so far as a JSON list."""
+    runtime = _runtime(request)
+    infra = owned(runtime, who, ref)
+    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+    if "application/json" in request.headers.get("accept", "") and "text/event-stream" not in \
+            request.headers.get("accept", ""):
+        return await runtime.client.events(infra.id, after=start)
+    return StreamingResponse(_stream(request, runtime, infra.id, start, follow), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _stream(request: Request, runtime: Runtime, infra_id: str, after: int, follow: bool) -> AsyncIterator[str]:
+    last, quiet = after, 0.0
+    yield "retry: 2000\n\n"
+    while True:
+        batch = await runtime.client.events(infra_id, after=last, limit=500)
+        for event in batch:
+            last = event.id
+            yield f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(event.model_dump(mode='json'))}\n\n"
+        if not follow and len(batch) < 500:
+            return
+        if batch:
+            quiet = 0.0
+            continue
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(0.5)  # polling the event table: the database is the only channel between processes
+        quiet += 0.5
+        if quiet >= 15:
+            quiet = 0.0
+            yield ": keep-alive\n\n"
+
+
+def _job(row: Any) -> Job:
+    from cloudherd.api.types import ExecResult
+
+    results = tuple(ExecResult.model_validate(r) for r in (row.result or {}).get("results") or [])
+    return Job(id=row.id, kind=row.kind, state=row.state, infrastructure=row.infrastructure_id,
+               created_at=row.created_at, ended_at=row.ended_at, error=row.error, results=results)

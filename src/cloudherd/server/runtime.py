@@ -1,0 +1,137 @@
+"""What a running server holds beside its routes: the manager that keeps the attached infrastructures,
+the background work it answered 202 for (teardowns, exec jobs), and the warm SSH connections.
+
+Nothing here is the only copy of anything: the manager reads what it keeps from the database at every
+pass, a job's outcome is written to its row, and a teardown cut by a stop is started again at the next
+start (its infrastructure is still ``destroying``, or its Auto Scaling group still "Delete in progress").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloudherd.api.client import Client
+from cloudherd.engine.manager import Manager
+from cloudherd.lifecycle import InfraState
+from cloudherd.server.config import ServerConfig
+from cloudherd.state.repo import Store
+
+log = logging.getLogger("cloudherd.server")
+
+
+@dataclass
+class Runtime:
+    config: ServerConfig
+    client: Client
+    manager: Manager | None = None
+    _manager_task: asyncio.Task[Any] | None = None
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    pool: Any = None  # a warm ConnectionPool, made on first use
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def store(self) -> Store:
+        return self.client.store
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        cut = self.store.interrupt_running_jobs()
+        if cut:
+            log.warning("%d job(s) were cut by the last stop", cut)
+        self.manager = Manager(self.store, every_attached=True, interval=self.config.interval)
+        self._manager_task = asyncio.create_task(self.manager.run(), name="manager")
+        for infra in self.store.infrastructures():
+            if infra.state == InfraState.DESTROYING and not infra.attached:
+                self.start_down(infra.id)  # a teardown the last stop cut: finished now
+
+    async def stop(self) -> None:
+        """The current passes finish; teardowns and jobs in flight are cut (and resumed or marked at the next
+        start); nothing is torn down because the server stops."""
+        if self.manager is not None:
+            self.manager.stop.set()
+        if self._manager_task is not None:
+            with contextlib.suppress(Exception):
+                await self._manager_task
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if self.pool is not None:
+            self.client.keep_connections(None)
+            await self.pool.__aexit__(None, None, None)
+            self.pool = None
+        await self.client.close()
+        print("cloudherd serve: stopped; the passes in progress finished, nothing was torn down", file=sys.stderr)
+
+    def _on_loop(self, call: Callable[[], Any]) -> None:
+        """Run ``call`` on the server's loop: the routes' blocking parts run in threads."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop or self._loop is None:
+            call()
+        else:
+            self._loop.call_soon_threadsafe(call)
+
+    def poke(self) -> None:
+        if self.manager is not None:
+            self._on_loop(self.manager.poke)
+
+    def spawn(self, work: Callable[[], Awaitable[Any]], name: str) -> None:
+        """Run ``work`` in the background; its errors are logged (its job row says the rest)."""
+        async def run() -> None:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug of ours: logged, the server goes on
+                log.exception("background task %s failed", name)
+
+        task = asyncio.create_task(run(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def start_down(self, infra_id: str, job_id: str | None = None) -> None:
+        """Tear ``infra_id`` down in the background (waiting for a pass on it to end first)."""
+        async def work() -> None:
+            from cloudherd.api.autoscaling import AutoScaling
+
+            infra = self.store.infrastructure(infra_id)
+            try:
+                await self.client.down(infra.id, wait=600.0)
+            except Exception as exc:
+                if job_id:
+                    self.store.finish_job(job_id, "failed", error=str(exc))
+                raise
+            if job_id:
+                self.store.finish_job(job_id, "done", {"infrastructure": infra_id})
+            AutoScaling(self.store, infra.owner_id, self.config.providers).forget_group(infra_id)
+
+        self._on_loop(lambda: self.spawn(work, f"down {infra_id}"))
+
+    async def warm_pool(self) -> Any:
+        """The server's SSH connections, kept open between commands (idle ones close after a timeout)."""
+        if self.pool is None:
+            from cloudherd.engine.context import ensure_identity
+            from cloudherd.remote.pool import ConnectionPool
+
+            identity = ensure_identity(self.store)
+            pool = ConnectionPool(identity.key)
+            await pool.__aenter__()
+            self.pool = pool
+            self.client.keep_connections(pool)
+            self.spawn(self._close_idle, "ssh idle reaper")
+        return self.pool
+
+    async def _close_idle(self) -> None:
+        while self.pool is not None:
+            await asyncio.sleep(min(30.0, self.config.ssh_idle_timeout / 2))
+            await self.pool.close_idle(self.config.ssh_idle_timeout)

@@ -1,0 +1,33 @@
+"""Who is asking: the bearer token of every route but ``/healthz``.
+
+A missing, malformed, unknown, revoked or wrong token all answer the same 401, so that an answer never
+tells which tokens exist.  Another user's infrastructure answers 404, exactly as a missing one does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import HTTPException, Request
+
+from cloudherd.api.auth import Principal, authenticate
+
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="cloudherd"'}
+
+
+def unauthorized(detail: str = "a valid API token is required (Authorization: Bearer …; "
+                               "make one with `cloudherd token create`)") -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers=CHALLENGE)
+
+
+async def principal(request: Request) -> Principal:
+    """The caller, from ``Authorization: Bearer <token>``; 401 otherwise."""
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise unauthorized()
+    store = request.app.state.runtime.store
+    who = await asyncio.to_thread(authenticate, store, presented.strip())
+    if who is None:
+        raise unauthorized("the API token is not valid (unknown, revoked or mistyped)")
+    return who

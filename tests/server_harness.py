@@ -1,0 +1,101 @@
+"""A real `cloudherd serve` for tests: its own process, data folder and port on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from conftest import cli, process_gone, wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    home: Path
+    config: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CLOUDHERD_HOME": str(self.home)}
+
+    def start(self) -> Served:
+        self.log = self.home.parent / f"serve-{self.port}-{time.monotonic_ns()}.log"
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cloudherd", "serve", "--config", str(self.config), "--port", str(self.port)],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_until(self._answers, timeout=60, what=f"serve on port {self.port} (log: {self.log})")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"serve exited {self.process.returncode}: {self.log_text()}")
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> int:
+        """SIGTERM, as a supervisor would; returns the exit code (uvicorn re-raises the signal after its
+        graceful shutdown, so a clean stop is -15 or 0: the log says whether it stopped cleanly)."""
+        if self.process is None:
+            return 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(timeout=10)
+        wait_until(lambda: process_gone(self.process.pid) if self.process else True, timeout=10, what="serve gone")
+        self.process = None
+        return code
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log and self.log.exists() else ""
+
+    def cli(self, *args: str) -> Any:
+        done = cli(*args, env={"CLOUDHERD_HOME": str(self.home)})
+        assert done.returncode == 0, done.stderr
+        return done
+
+    def token(self, user: str | None = None) -> str:
+        args = ["token", "create", "--json"] + (["--user", user] if user else [])
+        return str(json.loads(self.cli(*args).stdout)["token"])
+
+    def aws_keys(self, user: str | None = None) -> dict[str, str]:
+        args = ["token", "create", "--aws", "--json"] + (["--user", user] if user else [])
+        return dict(json.loads(self.cli(*args).stdout))
+
+    def client(self, token: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def write_config(folder: Path, clouds: dict[str, str], **extra: Any) -> Path:
+    lines = ["providers:"] + [f"  {name}: {{type: {kind}}}" for name, kind in clouds.items()]
+    lines += [f"{key}: {value}" for key, value in extra.items()]
+    path = folder / "server.yml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
