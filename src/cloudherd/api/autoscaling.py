@@ -128,7 +128,9 @@ class AutoScaling:
     def delete_launch_configuration(self, name: str) -> None:
         if not self.store.launch_configurations(self.owner, [name]):
             raise AwsError("ValidationError", f"Launch configuration name not found - {name}")
-        users = [g.name for g in self.store.scaling_groups(self.owner) if g.launch_configuration == name]
+        # a group being deleted no longer needs it: its teardown runs from the spec it was made from
+        users = [g.name for g in self.store.scaling_groups(self.owner)
+                 if g.launch_configuration == name and not g.status]
         if users:
             raise AwsError("ResourceInUse", f"Cannot delete launch configuration {name} because it is attached "
                                             f"to AutoScalingGroup {users[0]}")
