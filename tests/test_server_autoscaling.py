@@ -93,10 +93,10 @@ def test_a_domain_across_two_clouds_kept_at_its_size(served: Served) -> None:
     client.delete_auto_scaling_group(AutoScalingGroupName="Domain1", ForceDelete=True)
     assert group(client, "Domain1")["Status"] == "Delete in progress" or \
         not client.describe_auto_scaling_groups()["AutoScalingGroups"]
-    client.delete_launch_configuration(LaunchConfigurationName="web@sierra")  # the deleting group needs it no more
+    client.delete_launch_configuration(LaunchConfigurationName="web@hotel")  # the deleting group needs it no more
     wait_until(lambda: not client.describe_auto_scaling_groups()["AutoScalingGroups"], timeout=180,
                what="the group deleted")
-    client.delete_launch_configuration(LaunchConfigurationName="web@hotel")
+    client.delete_launch_configuration(LaunchConfigurationName="web@sierra")
     assert client.describe_launch_configurations()["LaunchConfigurations"] == []
 
 
