@@ -43,10 +43,16 @@ def status_of(exc: CloudherdError) -> int:
     return 400
 
 
+def clean(message: str) -> str:
+    """The message as the caller may see it: upload folders left out, text that JSON can carry (a spec's lone
+    surrogate, echoed back in its error, is shown escaped)."""
+    return _UPLOADS.sub("", message).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(CloudherdError)
     async def known(_request: Request, exc: CloudherdError) -> JSONResponse:
-        return JSONResponse({"detail": _UPLOADS.sub("", Exception.__str__(exc))}, status_code=status_of(exc))
+        return JSONResponse({"detail": clean(Exception.__str__(exc))}, status_code=status_of(exc))
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
