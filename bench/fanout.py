@@ -31,6 +31,7 @@ import resource
 import shlex
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +50,7 @@ UPLOAD_BYTES = 1024 * 1024
 TOOLS: dict[str, tuple[str, str]] = {
     "api": ("exec", "cloudherd API  Client.exec"),
     "cli": ("exec", "cloudherd CLI  exec --json"),
+    "serve": ("exec", "cloudherd serve POST exec (warm)"),
     "ansible": ("exec", "ansible ad-hoc (command)"),
     "pssh": ("exec", "parallel-ssh (native)"),
     "ssh": ("exec", "OpenSSH ssh loop (sequential)"),
@@ -61,7 +63,7 @@ TOOLS: dict[str, tuple[str, str]] = {
 ALIASES = {
     "exec": [k for k, (kind, _) in TOOLS.items() if kind == "exec"],
     "upload": [k for k, (kind, _) in TOOLS.items() if kind == "upload"],
-    "cloudherd": ["api", "cli", "push", "push-cli"],
+    "cloudherd": ["api", "cli", "serve", "push", "push-cli"],
     "parallel-ssh": ["pssh", "pssh-copy"],
     "openssh": ["ssh", "scp"],
 }
@@ -279,6 +281,83 @@ async def exec_cli(fleet: Fleet) -> None:
         raise Failed(f"{len(bad)} nodes failed, e.g. {first_line(result_text(bad[0]))}")
 
 
+class Serve:
+    """A `cloudherd serve` on the bench's home, started on first use: exec through it runs over the server's
+    warm SSH connections (the warm-up run opens them; the timed runs reuse them)."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.token = ""
+
+    async def start(self, fleet: Fleet) -> None:
+        import httpx
+
+        if self.process is not None:
+            return
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        config = fleet.tmp / "server.yml"
+        config.write_text("providers:\n  local: {type: local}\ninterval: 3600\n")
+        code, out, err = await run_process([sys.executable, "-m", "cloudherd", "token", "create", "--json"],
+                                           env=fleet.env, timeout=120)
+        if code != 0:
+            raise Failed(f"token create: {first_line(err)}")
+        self.token = json.loads(out)["token"]
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen([sys.executable, "-m", "cloudherd", "serve", "--config", str(config),
+                                         "--port", str(port)], env=fleet.env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient() as http:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{self.url}/healthz")).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise Failed("cloudherd serve did not answer in 60 s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+            self.process = None
+
+
+SERVE = Serve()
+
+
+async def exec_serve(fleet: Fleet) -> None:
+    """POST the exec (202 and a job id), then poll the job until it is done: what a REST client does."""
+    import httpx
+
+    await SERVE.start(fleet)
+    async with httpx.AsyncClient(base_url=SERVE.url, headers={"Authorization": f"Bearer {SERVE.token}"},
+                                 timeout=fleet.timeout) as http:
+        answer = await http.post(f"/v1/infrastructures/{fleet.infra_id}/exec", json={"command": EXEC_COMMAND})
+        if answer.status_code != 202:
+            raise Failed(f"POST exec: HTTP {answer.status_code} {first_line(answer.text)}")
+        deadline = time.monotonic() + fleet.timeout
+        while time.monotonic() < deadline:
+            job = (await http.get(f"/v1/jobs/{answer.json()['id']}")).json()
+            if job["state"] != "running":
+                break
+            await asyncio.sleep(0.005)
+        else:
+            raise Failed("the exec job did not end in time")
+    if job["state"] != "done":
+        raise Failed(f"exec job {job['state']}: {job.get('error')}")
+    rows = job["results"]
+    bad = [r for r in rows if r.get("exit_code") != 0 or r.get("error") or not str(r.get("stdout")).startswith("Linux")]
+    if len(rows) != len(fleet.nodes) or bad:
+        raise Failed(f"{len(rows)} results, {len(bad)} bad")
+
+
 def ansible_files(fleet: Fleet) -> tuple[Path, dict[str, str]]:
     """The inventory and the environment Ansible runs in: only locations are set (see FOOTNOTES)."""
     hosts = {
@@ -478,6 +557,10 @@ async def availability(key: str, fleet: Fleet) -> tuple[str | None, str]:
         return "cloudherd CLI not found", ""
     if key == "cli":
         return None, "incl. Python start-up"
+    if key == "serve":
+        if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+            return "the server extra is not installed (pip install 'cloudherd[server]')", ""
+        return None, "warm connections: 2nd and later runs; incl. HTTP + job poll"
     if key == "push":
         return (None, "dst relative → work folder") if hasattr(fleet.client, "push") else ("push not available", "")
     if key == "push-cli":
@@ -581,6 +664,7 @@ async def bench(args: argparse.Namespace, rows: list[Row], tmp: Path, info: dict
         works: dict[str, Callable[[], Awaitable[None]]] = {
             "api": lambda: exec_api(fleet),
             "cli": lambda: exec_cli(fleet),
+            "serve": lambda: exec_serve(fleet),
             "ansible": lambda: exec_ansible(fleet),
             "pssh": lambda: exec_pssh(fleet),
             "ssh": lambda: exec_ssh_loop(fleet),
@@ -609,6 +693,7 @@ async def bench(args: argparse.Namespace, rows: list[Row], tmp: Path, info: dict
         if args.profile:
             await profile(fleet, floor, args.profile)
     finally:
+        SERVE.stop()
         if fleet is not None:
             await ansible_close_masters(fleet)
         await teardown(client, infra_id, tmp)
