@@ -129,6 +129,7 @@ def test_native_routes_from_create_to_delete(served: Served) -> None:
     # delete: 202, then destroyed
     gone = api.delete(f"/v1/infrastructures/{infra_id}")
     assert gone.status_code == 202
+    assert api.delete(f"/v1/infrastructures/{infra_id}").status_code == 409  # going already, or gone
     wait_until(lambda: api.get(f"/v1/jobs/{gone.json()['id']}").json()["state"] == "done", timeout=120,
                what="the teardown")
     assert api.get(f"/v1/infrastructures/{infra_id}").json()["state"] == "destroyed"
@@ -238,3 +239,13 @@ def _sshd_pid(home: Path, node: str) -> int:
     from test_remote import node_folders
 
     return int((node_folders(home)[node] / "sshd.pid").read_text().split()[0])
+
+
+def test_a_bad_server_file_is_one_line_and_no_server(tmp_path: Path, home: Path) -> None:
+    from conftest import cli
+
+    for text, words in (("providers: {}\n", "at least one cloud"), ("providers:\n  x: {type: nimbus}\n", "x"),
+                        ("clouds: 1\n", "unknown key 'clouds'"), ("providers: [a\n", "server.yml")):
+        (tmp_path / "server.yml").write_text(text)
+        done = cli("serve", "--config", str(tmp_path / "server.yml"), "--port", "1")
+        assert done.returncode != 0 and words in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -130,6 +130,8 @@ async def delete_infrastructure(request: Request, ref: str, who: Caller) -> Job:
     infra = owned(runtime, who, ref)
     if infra.state == InfraState.DESTROYED:
         raise Conflict(f"{infra.name} ({infra.id}) is destroyed already")
+    if infra.state == InfraState.DESTROYING:
+        raise Conflict(f"{infra.name} ({infra.id}) is being torn down already")
     if any(g.infrastructure_id == infra.id for g in runtime.store.scaling_groups(who.user_id)):
         raise Conflict(f"{infra.name} keeps an Auto Scaling group: delete it with DeleteAutoScalingGroup")
     runtime.store.update_infrastructure(infra.id, attached=False)
@@ -167,6 +169,8 @@ async def scale(request: Request, ref: str, group: str, body: ScaleBody, who: Ca
     """Ask for a size; the manager's next pass (started at once) applies it, clamped to min / max."""
     runtime = _runtime(request)
     infra = owned(runtime, who, ref)
+    if infra.state in (InfraState.DESTROYED, InfraState.DESTROYING):
+        raise Conflict(f"{infra.name} ({infra.id}) is {infra.state}: nothing to scale")
     if group not in {g.name for g in infra.groups}:
         raise NotFound(f"no group '{group}' in {infra.name}")
     result = await runtime.client.scale(infra.id, group, body.change, victims=body.victims, run_pass=False)
@@ -195,8 +199,8 @@ async def exec_job(request: Request, ref: str, body: ExecBody, who: Caller) -> J
     """Run a command on the chosen nodes in the background, over the server's warm SSH connections."""
     runtime = _runtime(request)
     infra = owned(runtime, who, ref)
-    if infra.state == InfraState.DESTROYED:
-        raise Conflict(f"{infra.name} ({infra.id}) is destroyed")
+    if infra.state in (InfraState.DESTROYED, InfraState.DESTROYING):
+        raise Conflict(f"{infra.name} ({infra.id}) is {infra.state}")
     job = runtime.store.add_job(owner_id=who.user_id, infrastructure_id=infra.id, kind="exec",
                                 request=body.model_dump())
 

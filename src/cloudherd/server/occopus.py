@@ -65,6 +65,8 @@ async def tear_down(request: Request, infraid: str, who: Caller) -> dict[str, st
     infra = owned(runtime, who, infraid)
     if infra.state == InfraState.DESTROYED:
         raise NotFound(f"infrastructure '{infraid}' does not exist")
+    if infra.state == InfraState.DESTROYING:
+        raise Conflict(f"infrastructure {infra.id} is being torn down already")
     runtime.store.update_infrastructure(infra.id, attached=False)
     job = runtime.store.add_job(owner_id=who.user_id, infrastructure_id=infra.id, kind="down", request={})
     runtime.start_down(infra.id, job.id)
