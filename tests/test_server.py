@@ -249,3 +249,47 @@ def test_a_bad_server_file_is_one_line_and_no_server(tmp_path: Path, home: Path)
         (tmp_path / "server.yml").write_text(text)
         done = cli("serve", "--config", str(tmp_path / "server.yml"), "--port", "1")
         assert done.returncode != 0 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_exec_through_the_server_reuses_its_connections_until_they_idle_out(home: Path, tmp_path: Path) -> None:
+    from test_remote import logins, node_folders
+
+    served = Served(home, write_config(tmp_path, {"local": "local"}, interval=3600, ssh_idle_timeout=1)).start()
+    try:
+        api = served.client(served.token())
+        infra_id = create(api, "warm", count=2)
+
+        def run(command: str) -> dict[str, object]:
+            job = api.post(f"/v1/infrastructures/{infra_id}/exec", json={"command": command}).json()
+            done = wait_until(lambda: (j := api.get(f"/v1/jobs/{job['id']}").json())["state"] != "running" and j,
+                              timeout=60, what=f"exec {command}")
+            assert done["state"] == "done" and all(r["exit_code"] == 0 for r in done["results"]), done
+            return dict(done)
+
+        def count() -> dict[str, int]:
+            return {name: logins(folder) for name, folder in node_folders(served.home).items()}
+
+        run("true")
+        first = count()
+        run("uname -a")
+        run("hostname")
+        assert count() == first  # warm: no new login
+        nodes = [(str(n["address"]), int(str(n["port"]))) for n in ready_nodes(api, infra_id)]
+        assert all(_connections_to(a, p) for a, p in nodes)  # held open between commands
+        # unused for longer than ssh_idle_timeout: closed; the next exec logs in again
+        wait_until(lambda: not any(_connections_to(a, p) for a, p in nodes), timeout=30,
+                   what="the warm connections closed once idle")
+        run("true")
+        assert all(count()[n] == first[n] + 1 for n in first)
+    finally:
+        served.stop()
+
+
+def _connections_to(address: str, port: int) -> int:
+    """Established TCP connections to ``address:port`` on this machine (from /proc/net/tcp)."""
+    import socket
+    import struct
+
+    wanted = f"{struct.unpack('<I', socket.inet_aton(address))[0]:08X}:{port:04X}"
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[2] == wanted and row.split()[3] == "01")
