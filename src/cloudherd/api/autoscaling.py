@@ -26,8 +26,10 @@ from pydantic import BaseModel, ConfigDict
 
 from cloudherd.lifecycle import NodeState
 from cloudherd.paths import data_dir, private_dir
+from cloudherd.state.models import Infrastructure as InfraRow
 from cloudherd.state.models import LaunchConfiguration as LaunchRow
 from cloudherd.state.models import Node as NodeRow
+from cloudherd.state.models import ScaleRequest as ScaleRow
 from cloudherd.state.models import ScalingGroup as GroupRow
 from cloudherd.state.repo import Store
 
@@ -98,7 +100,7 @@ class AutoScaling:
     store: Store
     owner: str
     offered: Mapping[str, Mapping[str, Any]]
-    poke: Callable[[], None] = lambda: None
+    poke: Callable[[str | None], None] = lambda infra_id: None
     start_down: Callable[[str], None] = lambda infra_id: None
 
     # -- launch configurations ---------------------------------------------------------------------------
@@ -163,10 +165,15 @@ class AutoScaling:
             raise AwsError("AlreadyExists", f"AutoScalingGroup by this name already exists - {name}")
         self.store.update_infrastructure(infra_id, attached=True)
         self.store.add_event(infra_id, "attach", f"Auto Scaling group {name}: kept at {desired} by the manager")
-        self.poke()
+        self.poke(infra_id)
 
     def groups(self, names: Sequence[str] = ()) -> list[ScalingGroupView]:
-        return [self._view(g) for g in self.store.scaling_groups(self.owner, names)]
+        rows = self.store.scaling_groups(self.owner, names)
+        ids = [r.infrastructure_id for r in rows]
+        infras = self.store.infrastructures_with_parts(ids)
+        pending = self.store.pending_scale_requests_of(ids)
+        return [_view(r, infras[r.infrastructure_id], pending.get(r.infrastructure_id, [])) for r in rows
+                if r.infrastructure_id in infras]
 
     def update_group(self, name: str, *, launch_configuration: str | None = None, min_size: int | None = None,
                      max_size: int | None = None, desired: int | None = None,
@@ -234,7 +241,7 @@ class AutoScaling:
                         self.store.add_scale_request(group.infrastructure, GROUP, "remove", 1, [node_id])
                     else:
                         self.store.add_scale_request(group.infrastructure, GROUP, "replace", 0, [node_id])
-                    self.poke()
+                    self.poke(group.infrastructure)
                     return instance.model_copy(update={"lifecycle": "Terminating"})
         raise AwsError("ValidationError", f"Instance Id not found - No managed instance found for instance ID "
                                           f"{instance_id}")
@@ -285,7 +292,7 @@ class AutoScaling:
         self.store.update_infrastructure(row.infrastructure_id, spec_text=text)
         if desired is not None and desired != view.desired:
             self.store.add_scale_request(row.infrastructure_id, GROUP, "set", desired)
-        self.poke()
+        self.poke(row.infrastructure_id)
 
     def _clouds(self, launch: LaunchRow, zones: list[str], tags: list[dict[str, Any]]) -> list[tuple[str, int | None]]:
         caps = next((t["value"] for t in tags if t["key"] == CLOUDS_TAG), None)
@@ -341,17 +348,21 @@ class AutoScaling:
         return json.dumps(spec, indent=2) + "\n"  # JSON is YAML: the stored spec is readable as both
 
     def _view(self, row: GroupRow) -> ScalingGroupView:
-        infra = self.store.infrastructure(row.infrastructure_id)
-        count = next((g.count for g in infra.groups if g.name == GROUP), 0)
-        pending = [r for r in self.store.pending_scale_requests(infra.id) if r.kind == "set"]
-        desired = pending[-1].amount if pending else count
-        instances = tuple(_instance(n, row) for n in infra.nodes if n.state != NodeState.TERMINATED)
-        tags = tuple(Tag(group=row.name, key=t["key"], value=t["value"], propagate=bool(t["propagate"]))
-                     for t in row.tags.get("list") or [])
-        zones = tuple(row.zones.get("list") or []) or tuple(sorted({i.cloud for i in instances}))
-        return ScalingGroupView(name=row.name, infrastructure=infra.id, launch_configuration=row.launch_configuration,
-                                min_size=row.min_size, max_size=row.max_size, desired=desired, zones=zones,
-                                instances=instances, tags=tags, status=row.status, created_at=row.created_at)
+        infra_id = row.infrastructure_id
+        return _view(row, self.store.infrastructure(infra_id), self.store.pending_scale_requests(infra_id))
+
+
+def _view(row: GroupRow, infra: InfraRow, pending: Sequence[ScaleRow]) -> ScalingGroupView:
+    count = next((g.count for g in infra.groups if g.name == GROUP), 0)
+    sets = [r for r in pending if r.kind == "set"]
+    desired = sets[-1].amount if sets else count
+    instances = tuple(_instance(n, row) for n in infra.nodes if n.state != NodeState.TERMINATED)
+    tags = tuple(Tag(group=row.name, key=t["key"], value=t["value"], propagate=bool(t["propagate"]))
+                 for t in row.tags.get("list") or [])
+    zones = tuple(row.zones.get("list") or []) or tuple(sorted({i.cloud for i in instances}))
+    return ScalingGroupView(name=row.name, infrastructure=infra.id, launch_configuration=row.launch_configuration,
+                            min_size=row.min_size, max_size=row.max_size, desired=desired, zones=zones,
+                            instances=instances, tags=tags, status=row.status, created_at=row.created_at)
 
 
 _LIFECYCLE = {

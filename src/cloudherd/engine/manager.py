@@ -62,9 +62,16 @@ class Manager:
     concurrency: int = 8  # passes over different infrastructures at once (each under its own lease)
     _claims: dict[str, Held] = field(default_factory=dict)
     _poked: asyncio.Event = field(default_factory=asyncio.Event)
+    _poked_ids: set[str] = field(default_factory=set)
+    _poked_all: bool = False
 
-    def poke(self) -> None:
-        """Start the next round now instead of at the next tick (the server calls it after a change)."""
+    def poke(self, infra_id: str | None = None) -> None:
+        """Pass over ``infra_id`` now (or over every target, with None) instead of at the next tick: the server
+        calls it after a change.  A poke passes over what was poked only; the ticks still cover everything."""
+        if infra_id is None:
+            self._poked_all = True
+        else:
+            self._poked_ids.add(infra_id)
         self._poked.set()
 
     def targets(self) -> list[Infrastructure]:
@@ -90,28 +97,33 @@ class Manager:
         reports: list[PassReport] = []
         beat = asyncio.create_task(self._keep_claims())
         try:
+            only: set[str] | None = None
             while True:
-                reports = await self.round()
+                reports = await self.round(only)
                 if once or self.stop.is_set():
                     return reports
-                await self._rest()
+                ticked = await self._rest()
                 if self.stop.is_set():
                     return reports
+                only = None if ticked or self._poked_all else set(self._poked_ids)
+                self._poked_ids.clear()
+                self._poked_all = False
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
             self.release()
 
-    async def _rest(self) -> None:
-        """Wait for the next tick, a stop or a poke, whichever comes first."""
+    async def _rest(self) -> bool:
+        """Wait for the next tick, a stop or a poke, whichever comes first; True when it was the tick."""
         waits = [asyncio.ensure_future(self.stop.wait()), asyncio.ensure_future(self._poked.wait())]
         try:
-            await asyncio.wait(waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiting in waits:
                 waiting.cancel()
         self._poked.clear()
+        return not done
 
     async def _keep_claims(self) -> None:
         """Renew the ``manager:`` claims between passes and during long ones, so they never lapse while this
@@ -121,10 +133,14 @@ class Manager:
             for held in list(self._claims.values()):
                 await asyncio.to_thread(self.store.renew_lease, held.scope, held.owner, DEFAULT_TTL)
 
-    async def round(self) -> list[PassReport]:
-        """One pass over each target, several infrastructures at once; reports in the targets' order."""
-        targets = [i for i in self.targets() if i.state != InfraState.DESTROYED]
-        self._drop_claims({i.id for i in targets})
+    async def round(self, only: set[str] | None = None) -> list[PassReport]:
+        """One pass over each target (or over those of ``only``), several infrastructures at once; reports in
+        the targets' order."""
+        if only is None:
+            targets = [i for i in self.targets() if i.state != InfraState.DESTROYED]
+            self._drop_claims({i.id for i in targets})
+        else:
+            targets = [i for i in self._poked_targets(only) if i.state != InfraState.DESTROYED]
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(infra: Infrastructure) -> PassReport | None:
@@ -137,6 +153,21 @@ class Manager:
                 return report
 
         return [r for r in await asyncio.gather(*(one(i) for i in targets)) if r is not None]
+
+    def _poked_targets(self, only: set[str]) -> list[Infrastructure]:
+        from cloudherd.errors import UsageError
+
+        found = []
+        for infra_id in sorted(only):
+            if not self.every_attached and infra_id not in self.ids:
+                continue
+            try:
+                infra = self.store.infrastructure(infra_id)
+            except UsageError:
+                continue
+            if infra.attached or not self.every_attached:
+                found.append(infra)
+        return found
 
     def _drop_claims(self, keep: set[str]) -> None:
         """Let go of infrastructures no longer kept (detached, destroyed): another manager may take them."""

@@ -99,7 +99,7 @@ async def create_infrastructure(request: Request, response: Response, who: Calle
     path = await _spec_path(request)
     infra_id = await runtime.client.submit(path, format=format, owner=who.user_id, attach=attach, wait=10.0,
                                            new_only=True)
-    runtime.poke()
+    runtime.poke(infra_id)
     response.headers["Location"] = f"/v1/infrastructures/{infra_id}"
     return views.summary(runtime.store.infrastructure(infra_id))
 
@@ -176,7 +176,7 @@ async def scale(request: Request, ref: str, group: str, body: ScaleBody, who: Ca
     result = await runtime.client.scale(infra.id, group, body.change, victims=body.victims, run_pass=False)
     if not infra.attached:
         runtime.spawn(lambda: runtime.client.manage([infra.id], once=True), f"pass {infra.id}")
-    runtime.poke()
+    runtime.poke(infra.id)
     return result
 
 
@@ -184,7 +184,7 @@ async def scale(request: Request, ref: str, group: str, body: ScaleBody, who: Ca
 async def attach(request: Request, ref: str, who: Caller) -> InfrastructureSummary:
     runtime = _runtime(request)
     summary = await runtime.client.attach(owned(runtime, who, ref).id)
-    runtime.poke()
+    runtime.poke(summary.id)
     return summary
 
 

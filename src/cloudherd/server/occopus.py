@@ -30,7 +30,7 @@ async def submit_infrastructure(request: Request, who: Caller) -> dict[str, str]
     runtime = _runtime(request)
     path = await _spec_path(request)
     infra_id = await runtime.client.submit(path, owner=who.user_id, attach=True, wait=10.0, new_only=True)
-    runtime.poke()
+    runtime.poke(infra_id)
     return {"infraid": infra_id}
 
 
@@ -80,7 +80,7 @@ async def attach(request: Request, infraid: str, who: Caller) -> dict[str, str]:
     if infra.attached:
         raise Conflict(f"infrastructure {infra.id} is already being maintained")
     await runtime.client.attach(infra.id)
-    runtime.poke()
+    runtime.poke(infra.id)
     return {"infraid": infra.id}
 
 
@@ -140,7 +140,7 @@ async def _scale(request: Request, who: Principal, infraid: str, nodename: str, 
         raise
     if not infra.attached:
         runtime.spawn(lambda: runtime.client.manage([infra.id], once=True), f"pass {infra.id}")
-    runtime.poke()
+    runtime.poke(infra.id)
 
 
 _OCCOPUS_STATES = {NodeState.READY: "ready", NodeState.UNHEALTHY: "ready", NodeState.FAILED: "fail",

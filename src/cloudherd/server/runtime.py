@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,8 @@ class Runtime:
     config: ServerConfig
     client: Client
     manager: Manager | None = None
-    _manager_task: asyncio.Task[Any] | None = None
+    _manager_thread: threading.Thread | None = None
+    _manager_loop: asyncio.AbstractEventLoop | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     pool: Any = None  # a warm ConnectionPool, made on first use
     _loop: asyncio.AbstractEventLoop | None = None
@@ -44,20 +46,38 @@ class Runtime:
         cut = self.store.interrupt_running_jobs()
         if cut:
             log.warning("%d job(s) were cut by the last stop", cut)
-        self.manager = Manager(self.store, every_attached=True, interval=self.config.interval)
-        self._manager_task = asyncio.create_task(self.manager.run(), name="manager")
+        ready = threading.Event()
+        self._manager_thread = threading.Thread(target=self._run_manager, args=(ready,), name="manager", daemon=True)
+        self._manager_thread.start()
+        await asyncio.to_thread(ready.wait, 30)
         for infra in self.store.infrastructures():
             if infra.state == InfraState.DESTROYING and not infra.attached:
                 self.start_down(infra.id)  # a teardown the last stop cut: finished now
 
+    def _run_manager(self, ready: threading.Event) -> None:
+        """The manager's passes on a loop (and thread) of their own: a long pass, and its database work, never
+        stands between a request and its answer."""
+        async def main() -> None:
+            self.manager = Manager(self.store, every_attached=True, interval=self.config.interval)
+            self._manager_loop = asyncio.get_running_loop()
+            ready.set()
+            await self.manager.run()
+
+        try:
+            asyncio.run(main())
+        except Exception:  # a bug of ours: logged; the routes go on answering
+            log.exception("the manager stopped")
+        finally:
+            ready.set()
+
     async def stop(self) -> None:
         """The current passes finish; teardowns and jobs in flight are cut (and resumed or marked at the next
         start); nothing is torn down because the server stops."""
-        if self.manager is not None:
-            self.manager.stop.set()
-        if self._manager_task is not None:
-            with contextlib.suppress(Exception):
-                await self._manager_task
+        if self.manager is not None and self._manager_loop is not None:
+            with contextlib.suppress(RuntimeError):  # its loop ended already
+                self._manager_loop.call_soon_threadsafe(self.manager.stop.set)
+        if self._manager_thread is not None:
+            await asyncio.to_thread(self._manager_thread.join)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -81,9 +101,11 @@ class Runtime:
         else:
             self._loop.call_soon_threadsafe(call)
 
-    def poke(self) -> None:
-        if self.manager is not None:
-            self._on_loop(self.manager.poke)
+    def poke(self, infra_id: str | None = None) -> None:
+        """Have the manager pass over ``infra_id`` (or everything) now; callable from any thread."""
+        if self.manager is not None and self._manager_loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._manager_loop.call_soon_threadsafe(self.manager.poke, infra_id)
 
     def spawn(self, work: Callable[[], Awaitable[Any]], name: str) -> None:
         """Run ``work`` in the background; its errors are logged (its job row says the rest)."""
