@@ -40,7 +40,18 @@ def secret_key_path() -> Path:
     return private_dir(data_dir() / "keys") / "secrets.key"
 
 
+_sealers: dict[str, object] = {}  # by where the key came from: made once, not at every signed request
+
+
 def _fernet() -> object:
+    where = os.environ.get(SECRET_KEY_ENV) or str(secret_key_path())
+    sealer = _sealers.get(where)
+    if sealer is None:
+        sealer = _sealers[where] = _make_fernet()
+    return sealer
+
+
+def _make_fernet() -> object:
     from cryptography.fernet import Fernet
 
     key = os.environ.get(SECRET_KEY_ENV)

@@ -198,7 +198,15 @@ class AutoScaling:
                                               f"{row.min_size} for the AutoScalingGroup." if desired < row.min_size
                            else f"New SetDesiredCapacity value {desired} is above max value {row.max_size} for "
                                 f"the AutoScalingGroup.")
-        self._apply(row.id, desired)
+        caps = next((t["value"] for t in row.tags.get("list") or [] if t["key"] == CLOUDS_TAG), None)
+        if caps:
+            limits = [_cap(part)[1] for part in caps.split(",") if part.strip()]
+            if all(n is not None for n in limits) and desired > sum(n or 0 for n in limits):
+                raise AwsError("ValidationError", f"desired capacity {desired} is more than the clouds' caps allow "
+                                                  f"({caps})")
+        # the size alone: a durable scale request (the manager's next pass applies it); the spec is unchanged
+        self.store.add_scale_request(row.infrastructure_id, GROUP, "set", desired)
+        self.poke(row.infrastructure_id)
 
     def delete_group(self, name: str, *, force: bool) -> None:
         row = self._group(name)
