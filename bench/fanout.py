@@ -276,7 +276,8 @@ async def exec_cli(fleet: Fleet) -> None:
         raise Failed(f"cloudherd exec exit {code}: {first_line(err or out)}") from None
     if code != 0 or len(rows) != len(fleet.nodes):
         raise Failed(f"cloudherd exec exit {code}, {len(rows)} results: {first_line(err)}")
-    bad = [r for r in rows if r.get("exit") != 0 or r.get("error") or not str(r.get("stdout")).startswith("Linux")]
+    bad = [r for r in rows if r.get("exit_code", r.get("exit")) != 0 or r.get("error")
+           or not str(r.get("stdout")).startswith("Linux")]
     if bad:
         raise Failed(f"{len(bad)} nodes failed, e.g. {first_line(result_text(bad[0]))}")
 
