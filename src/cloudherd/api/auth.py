@@ -44,7 +44,9 @@ _sealers: dict[str, object] = {}  # by where the key came from: made once, not a
 
 
 def _fernet() -> object:
-    where = os.environ.get(SECRET_KEY_ENV) or str(secret_key_path())
+    # keyed by what decides the key's place, cheaply: finding the data folder costs more than the decryption
+    where = os.environ.get(SECRET_KEY_ENV) or "|".join(
+        os.environ.get(name, "") for name in ("CLOUDHERD_HOME", "XDG_DATA_HOME", "HOME"))
     sealer = _sealers.get(where)
     if sealer is None:
         sealer = _sealers[where] = _make_fernet()
@@ -155,24 +157,24 @@ def authenticate(store: Store, presented: str) -> Principal | None:
     if not presented.startswith(TOKEN_PREFIX):
         return None
     key_id, _, secret = presented[len(TOKEN_PREFIX):].partition("_")
-    row = store.token_by_key(key_id) if key_id and secret else None
-    if row is None or row.kind != "bearer" or row.revoked_at is not None or row.secret_hash is None:
+    found = store.token_and_user(key_id) if key_id and secret else None
+    if found is None:
+        return None
+    row, user = found
+    if row.kind != "bearer" or row.revoked_at is not None or row.secret_hash is None:
         return None
     if not hmac.compare_digest(row.secret_hash, _digest(secret)):
         return None
-    return _principal(store, row)
+    return Principal(user.id, user.name, row.id)
 
 
 def aws_secret(store: Store, access_key_id: str) -> tuple[Principal, str] | None:
     """The principal and secret of a live AWS-style key, for checking a SigV4 signature."""
-    row = store.token_by_key(access_key_id)
-    if row is None or row.kind != "aws" or row.revoked_at is not None or row.secret_sealed is None:
+    found = store.token_and_user(access_key_id)  # one query: this runs for every signed request
+    if found is None:
+        return None
+    row, user = found
+    if row.kind != "aws" or row.revoked_at is not None or row.secret_sealed is None:
         return None
     secret = unseal(row.secret_sealed)
-    principal = _principal(store, row)
-    return (principal, secret) if secret is not None and principal is not None else None
-
-
-def _principal(store: Store, row: ApiToken) -> Principal | None:
-    user = store.user_by_id(row.user_id)
-    return Principal(user.id, user.name, row.id) if user is not None else None
+    return (Principal(user.id, user.name, row.id), secret) if secret is not None else None

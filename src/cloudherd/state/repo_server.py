@@ -61,6 +61,12 @@ class ServerState:
         with self.session() as s:
             return s.scalar(select(ApiToken).where(ApiToken.key_id == key_id))
 
+    def token_and_user(self, key_id: str) -> tuple[ApiToken, User] | None:
+        with self.session() as s:
+            found = s.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+                              .where(ApiToken.key_id == key_id)).first()
+            return (found[0], found[1]) if found is not None else None
+
     def tokens(self, user_id: str | None = None) -> list[ApiToken]:
         with self.session() as s:
             query = select(ApiToken).order_by(ApiToken.created_at)
