@@ -105,6 +105,8 @@ def test_native_routes_from_create_to_delete(served: Served) -> None:
     assert bad.status_code == 400, bad.text
     assert bad.json()["detail"].startswith("cloudherd.yml:1: name:") and "uploads" not in bad.json()["detail"]
     assert api.post("/v1/infrastructures", content=b"").status_code == 400
+    uploads = served.home / "server" / "uploads"
+    assert len(list(uploads.iterdir())) == 1  # refused specs leave nothing behind; the one made keeps its folder
     assert api.get("/v1/infrastructures/nothing-like-it").status_code == 404
     got = api.get(f"/v1/infrastructures/{infra_id}").json()
     assert got["name"] == "rest-one" and got["attached"] and [g["name"] for g in got["groups"]] == ["web"]

@@ -24,7 +24,7 @@ from cloudherd.lifecycle import InfraState
 from cloudherd.server.errors import Conflict, NotFound
 from cloudherd.server.runtime import Runtime
 from cloudherd.server.security import principal
-from cloudherd.server.uploads import receive
+from cloudherd.server.uploads import discard, receive
 from cloudherd.state.models import Infrastructure as InfraRow
 
 Caller = Annotated[Principal, Depends(principal)]
@@ -97,8 +97,12 @@ async def create_infrastructure(request: Request, response: Response, who: Calle
     keeps it.  409 when the name is taken, 400 with the spec's one-line error."""
     runtime = _runtime(request)
     path = await _spec_path(request)
-    infra_id = await runtime.client.submit(path, format=format, owner=who.user_id, attach=attach, wait=10.0,
-                                           new_only=True)
+    try:
+        infra_id = await runtime.client.submit(path, format=format, owner=who.user_id, attach=attach, wait=10.0,
+                                               new_only=True)
+    except BaseException:
+        discard(path)
+        raise
     runtime.poke(infra_id)
     response.headers["Location"] = f"/v1/infrastructures/{infra_id}"
     return views.summary(runtime.store.infrastructure(infra_id))
@@ -110,11 +114,14 @@ async def plan(request: Request, who: Caller,
     """What creating (or, for a name of yours that is active, converging) a spec would change; changes nothing."""
     runtime = _runtime(request)
     path = await _spec_path(request)
-    loaded = runtime.client._load(path, format)
-    existing = runtime.store.active_named(loaded.spec.name)
-    if existing is not None and existing.owner_id != who.user_id:
-        raise Conflict(f"the name {loaded.spec.name} is taken")
-    return await runtime.client.plan(path, format=format)
+    try:
+        loaded = runtime.client._load(path, format)
+        existing = runtime.store.active_named(loaded.spec.name)
+        if existing is not None and existing.owner_id != who.user_id:
+            raise Conflict(f"the name {loaded.spec.name} is taken")
+        return await runtime.client.plan(path, format=format)
+    finally:
+        discard(path)
 
 
 @router.get("/infrastructures/{ref}", response_model=Infrastructure)

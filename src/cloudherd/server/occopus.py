@@ -16,6 +16,7 @@ from cloudherd.lifecycle import InfraState, NodeState
 from cloudherd.server.errors import Conflict, NotFound
 from cloudherd.server.native import _runtime, _spec_path, owned
 from cloudherd.server.security import principal
+from cloudherd.server.uploads import discard
 
 Caller = Annotated[Principal, Depends(principal)]
 Count = Annotated[int, Path(ge=0, le=10000)]
@@ -29,7 +30,11 @@ async def submit_infrastructure(request: Request, who: Caller) -> dict[str, str]
     or a cloudherd spec.  The infrastructure is made and maintained by the server's manager."""
     runtime = _runtime(request)
     path = await _spec_path(request)
-    infra_id = await runtime.client.submit(path, owner=who.user_id, attach=True, wait=10.0, new_only=True)
+    try:
+        infra_id = await runtime.client.submit(path, owner=who.user_id, attach=True, wait=10.0, new_only=True)
+    except BaseException:
+        discard(path)
+        raise
     runtime.poke(infra_id)
     return {"infraid": infra_id}
 

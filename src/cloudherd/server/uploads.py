@@ -10,6 +10,7 @@ sizes — a hostile archive cannot write outside its folder or fill the disk.
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 import uuid
 from pathlib import Path, PurePosixPath
@@ -79,6 +80,15 @@ def _unpack(archive: tarfile.TarFile) -> Path:
         if member.mode & 0o100:
             target.chmod(0o700)
     return _spec_in(folder)
+
+
+def discard(spec: Path) -> None:
+    """Remove an upload's folder: the spec was refused, or only planned (kept only for what it made)."""
+    root = data_dir() / "server" / "uploads"
+    for folder in (spec.parent, *spec.parents):
+        if folder.parent == root:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
 
 
 def _parts(name: str) -> tuple[str, ...]:
