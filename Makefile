@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup sshd demo test lint clean-demo
+.PHONY: setup sshd postgres demo test lint clean-demo
 
 setup: $(VENV)/.installed
 
@@ -22,10 +22,19 @@ sshd:
 	  || echo "openssh-server could not be installed: local nodes use cloudherd's built-in SSH server"; \
 	else echo "no sshd: local nodes use cloudherd's built-in SSH server"; fi
 
+# PostgreSQL's binaries for the state tests on PostgreSQL (they start their own server in a temp folder);
+# best effort here, required under CI=true (the tests fail without them there).
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null) \
+	  || echo "postgresql could not be installed: the PostgreSQL tests are skipped (they fail under CI=true)"; \
+	else echo "no PostgreSQL: the PostgreSQL tests are skipped"; fi
+
 demo: setup sshd
 	$(VENV)/bin/cloudherd up examples/hello/cloudherd.yml
 
-test: setup sshd
+test: setup sshd postgres
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest
 

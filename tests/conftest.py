@@ -5,13 +5,14 @@ node running: whatever nodes a test's home still holds at the end are terminated
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import create_engine
@@ -143,3 +144,28 @@ def recorded_infrastructure(store: Store, loaded: LoadedSpec, state: str = "read
     return store.create_infrastructure(name=loaded.spec.name, owner_id=user.id, state=state,
                                        spec_path=str(loaded.path), spec_text=loaded.raw_text,
                                        ssh_key_path="/nonexistent/id_ed25519")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (see tests/pg_harness.py); skipped where there is none,
+    except under CI=true, where its absence fails."""
+    from pg_harness import pg_bin, start_postgres
+
+    if pg_bin() is None or importlib.util.find_spec("psycopg") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true: PostgreSQL (initdb, pg_ctl) and psycopg are required for the state tests")
+        pytest.skip("PostgreSQL binaries or psycopg not installed")
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty state database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return str(request.getfixturevalue("postgres").fresh_database())
