@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +32,12 @@ from cloudherd.engine.reconcile import PassReport, reconcile
 from cloudherd.lifecycle import InfraState
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
+
+MANAGERS = "managers/"  # leases of the live managers themselves (scope: managers/<token>)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def manager_scope(name: str) -> str:
@@ -64,6 +72,7 @@ class Manager:
     _poked: asyncio.Event = field(default_factory=asyncio.Event)
     _poked_ids: set[str] = field(default_factory=set)
     _poked_all: bool = False
+    _registration: Held | None = None  # this manager's ``managers/<token>`` lease: how others count it
 
     def poke(self, infra_id: str | None = None) -> None:
         """Pass over ``infra_id`` now (or over every target, with None) instead of at the next tick: the server
@@ -78,6 +87,22 @@ class Manager:
         if self.every_attached:
             return [i for i in self.store.infrastructures() if i.attached]
         return [self.store.infrastructure(i) for i in self.ids]
+
+    def register(self) -> None:
+        """Say that this manager lives (a lease of its own, renewed with its claims), so that managers of
+        ``--all`` can share the attached infrastructures evenly."""
+        if self._registration is None:
+            self._registration = try_hold(self.store, f"{MANAGERS}{uuid.uuid4().hex}", "manage")
+
+    def live_managers(self) -> int:
+        now = datetime.now(UTC)
+        alive = [lease for lease in self.store.leases_under(MANAGERS)
+                 if _aware(lease.expires_at) > now and not holder_gone(lease)]
+        return max(1, len(alive))
+
+    def share(self, count: int) -> int:
+        """How many of ``count`` attached infrastructures this manager keeps: an even share, rounded up."""
+        return math.ceil(count / self.live_managers()) if count else 0
 
     def claim(self, infra: Infrastructure) -> bool:
         """Hold ``manager:<name>`` for as long as this manager runs; refuse (named ids) or skip (--all)."""
@@ -95,6 +120,8 @@ class Manager:
     async def run(self, *, once: bool = False) -> list[PassReport]:
         """Passes until ``stop`` is set (or one round with ``once``); returns the last round's reports."""
         reports: list[PassReport] = []
+        if self.every_attached:
+            self.register()
         beat = asyncio.create_task(self._keep_claims())
         try:
             only: set[str] | None = None
@@ -130,7 +157,7 @@ class Manager:
         manager lives (a pass that deploys for minutes must not let a second manager in)."""
         while True:
             await asyncio.sleep(DEFAULT_TTL / 3)
-            for held in list(self._claims.values()):
+            for held in [*self._claims.values(), *([self._registration] if self._registration else [])]:
                 await asyncio.to_thread(self.store.renew_lease, held.scope, held.owner, DEFAULT_TTL)
 
     async def round(self, only: set[str] | None = None) -> list[PassReport]:
@@ -139,6 +166,8 @@ class Manager:
         if only is None:
             targets = [i for i in self.targets() if i.state != InfraState.DESTROYED]
             self._drop_claims({i.id for i in targets})
+            if self.every_attached:
+                targets = self._balanced(targets)
         else:
             targets = [i for i in self._poked_targets(only) if i.state != InfraState.DESTROYED]
         gate = asyncio.Semaphore(self.concurrency)
@@ -153,6 +182,24 @@ class Manager:
                 return report
 
         return [r for r in await asyncio.gather(*(one(i) for i in targets)) if r is not None]
+
+    def _balanced(self, targets: list[Infrastructure]) -> list[Infrastructure]:
+        """This manager's even share of ``targets``: what it keeps already first; a surplus (another manager
+        joined) is let go, and what nobody keeps is claimed until the share is full.  Level-based: worked out
+        anew each round from the leases, so a manager that died is replaced within its TTL."""
+        share = self.share(len(targets))
+        ordered = sorted(targets, key=lambda i: i.id)
+        kept = [i for i in ordered if i.id in self._claims]
+        for extra in kept[share:]:
+            held = self._claims.pop(extra.id)
+            self.store.release_lease(held.scope, held.owner)
+        mine = kept[:share]
+        for infra in ordered:
+            if len(mine) >= share:
+                break
+            if infra.id not in self._claims and self.claim(infra):
+                mine.append(infra)
+        return [i for i in ordered if i in mine]
 
     def _poked_targets(self, only: set[str]) -> list[Infrastructure]:
         from cloudherd.errors import UsageError
@@ -188,3 +235,6 @@ class Manager:
         for held in self._claims.values():
             self.store.release_lease(held.scope, held.owner)
         self._claims.clear()
+        if self._registration is not None:
+            self.store.release_lease(self._registration.scope, self._registration.owner)
+            self._registration = None

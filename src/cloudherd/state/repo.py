@@ -379,6 +379,11 @@ class Store(ServerState):
 
     # -- leases ---------------------------------------------------------------------------------------
 
+    def leases_under(self, prefix: str) -> list[Lease]:
+        """Leases whose scope starts with ``prefix`` (compared as text, not as a LIKE pattern)."""
+        with self.session() as s:
+            return list(s.scalars(select(Lease).where(func.substr(Lease.scope, 1, len(prefix)) == prefix)))
+
     def lease(self, scope: str) -> Lease | None:
         with self.session() as s:
             return s.get(Lease, scope)
