@@ -107,7 +107,9 @@ class Manager:
     def claim(self, infra: Infrastructure) -> bool:
         """Hold ``manager:<name>`` for as long as this manager runs; refuse (named ids) or skip (--all)."""
         if infra.id in self._claims:
-            return self.store.renew_lease(self._claims[infra.id].scope, self._claims[infra.id].owner, DEFAULT_TTL)
+            if self.store.renew_lease(self._claims[infra.id].scope, self._claims[infra.id].owner, DEFAULT_TTL):
+                return True
+            del self._claims[infra.id]  # lapsed (this manager was paused past its TTL): taken afresh, or not ours
         held = try_hold(self.store, manager_scope(infra.name), "manage")
         if held is None:
             lease = self.store.lease(manager_scope(infra.name))
