@@ -22,6 +22,7 @@ from typing import Any
 
 from cloudherd.engine.context import Providers
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
+from cloudherd.engine.locks import check_fence
 from cloudherd.errors import ApplyFailed, CloudherdError
 from cloudherd.lifecycle import InfraState, NodeState
 from cloudherd.providers.base import TAG_INTENT, CreateRequest, Instance, Provider
@@ -67,6 +68,7 @@ async def create(
     ssh_user: str | None, sink: EventSink | None = None, *, run_intents: list[str] | None = None,
 ) -> list[Instance]:
     """Create instances for ``rows`` under a journaled intent; the rows get what was made."""
+    check_fence(store)
     intent_id = new_id()
     request = dataclasses.replace(request, tags={**request.tags, TAG_INTENT: intent_id})
     store.open_intent(infra.id, provider.name, "create", group_name=rows[0].group_name if rows else None,
@@ -106,6 +108,7 @@ async def create(
 async def terminate(store: Store, infra: Infrastructure, provider: Provider, ids: Sequence[str],
                     nodes: Sequence[Node]) -> None:
     """Terminate ``ids`` under a journaled intent; the nodes are marked terminated with its close."""
+    check_fence(store)
     intent = store.open_intent(infra.id, provider.name, "terminate", count=len(ids), provider_ids=list(ids),
                                node_ids=[n.id for n in nodes])
     await provider.terminate(list(ids))

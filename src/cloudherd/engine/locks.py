@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import getpass
 import os
 import socket
@@ -40,6 +41,11 @@ class BusyError(CloudherdError):
 def infra_scope(name: str) -> str:
     """The lease of an infrastructure name: live names are unique, so this is one infrastructure."""
     return f"infrastructure:{name}"
+
+
+class FencedOut(BusyError):
+    """The lease this work held was taken by another holder meanwhile (this process was paused past its TTL):
+    the work stops before acting on what it no longer holds."""
 
 
 @dataclass
@@ -97,13 +103,31 @@ async def exclusive(store: Store, scope: str, operation: str, *, wait: float = D
         raise ValueError("wait must be ≥ 0 and ttl > 0")
     held = await acquire(store, scope, operation, wait=wait, ttl=ttl, on_wait=on_wait)
     held._beat = asyncio.create_task(_heartbeat(store, held, ttl))
+    token = _current.set(held)
     try:
         yield held
     finally:
+        _current.reset(token)
         held._beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await held._beat
         store.release_lease(scope, held.owner)
+
+
+_current: contextvars.ContextVar[Held | None] = contextvars.ContextVar("cloudherd_lease", default=None)
+
+
+def check_fence(store: Store) -> None:
+    """Raise FencedOut when the lease the current work holds (``exclusive``) is no longer its own: called
+    before every cloud call that changes something, so that a holder that wakes up late does not act."""
+    held = _current.get()
+    if held is None:
+        return
+    lease = store.lease(held.scope)
+    if held.lost or lease is None or lease.owner != held.owner:
+        taker = f": {describe(lease)} holds it now" if lease is not None and lease.owner != held.owner else ""
+        raise FencedOut(f"{held.scope.partition(':')[2]}: this process lost its lease{taker}; stopping before "
+                        "acting on it")
 
 
 async def acquire(store: Store, scope: str, operation: str, *, wait: float, ttl: float,
