@@ -99,12 +99,20 @@ _herd_client: SyncClient | None = None
 
 
 def _herd() -> SyncClient:
-    """The API client, imported on first use so that ``--help`` and ``--version`` start fast."""
+    """The API client, imported on first use so that ``--help`` and ``--version`` start fast: over a shared
+    server when ``CLOUDHERD_SERVER`` is set (or after ``cloudherd login``), else over the local state."""
     global _herd_client
     if _herd_client is None:
-        from cloudherd.api.client import SyncClient
+        from cloudherd.api.remote import RemoteClient, configured
 
-        _herd_client = SyncClient()
+        remote = configured()
+        if remote is not None:
+            _herd_client = _guard(lambda: RemoteClient(*remote))  # type: ignore[assignment]
+        else:
+            from cloudherd.api.client import SyncClient
+
+            _herd_client = SyncClient()
+    assert _herd_client is not None
     return _herd_client
 
 

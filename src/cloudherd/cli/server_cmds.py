@@ -116,3 +116,39 @@ def user_ls(as_json: bool = AS_JSON) -> None:
         return
     for row in rows:
         out.print(f"{row.name}  {row.id}  {row.created_at:%Y-%m-%d %H:%M}")
+
+
+@app.command()
+def login(
+    url: str = typer.Argument(..., help="The server, e.g. http://127.0.0.1:5000"),
+    token: str | None = typer.Option(None, "--token", help="An API token (default: asked for, not echoed)."),
+) -> None:
+    """Drive a shared `cloudherd serve` from this CLI: the same commands, over its REST routes."""
+    def work() -> None:
+        import httpx
+
+        from cloudherd.api.remote import save_login
+        from cloudherd.errors import UsageError
+
+        secret = token or typer.prompt("token", hide_input=True)
+        try:
+            answer = httpx.get(f"{url.rstrip('/')}/v1/infrastructures", timeout=15,
+                               headers={"Authorization": f"Bearer {secret}"})
+        except httpx.HTTPError as exc:
+            raise UsageError(f"cannot reach {url}: {exc}") from None
+        if answer.status_code != 200:
+            raise UsageError(f"{url} answered {answer.status_code}: {answer.text[:200]}")
+        path = save_login(url, secret)
+        out.print(f"logged in to {url} (saved in {path}); `cloudherd logout` to use the local state again")
+
+    _guard(work)
+
+
+@app.command()
+def logout() -> None:
+    """Use the local state again (forget the server `login` saved)."""
+    from cloudherd.api.remote import login_file
+
+    path = login_file()
+    path.unlink(missing_ok=True)
+    out.print("logged out: commands use the local state")

@@ -92,17 +92,25 @@ async def list_infrastructures(request: Request, who: Caller, all: bool = False)
 @router.post("/infrastructures", status_code=201, response_model=InfrastructureSummary, openapi_extra=SPEC_BODY)
 async def create_infrastructure(request: Request, response: Response, who: Caller,
                                 format: Annotated[str | None, Query(pattern="^(native|ogc|occopus)$")] = None,
-                                attach: bool = True) -> InfrastructureSummary:
+                                attach: bool = True, converge: bool = False) -> InfrastructureSummary:
     """Record an infrastructure from a spec; the server's manager makes it (watch its events) and, attached,
-    keeps it.  409 when the name is taken, 400 with the spec's one-line error."""
+    keeps it.  409 when the name is taken, 400 with the spec's one-line error.  With ``converge``, a name of
+    the caller's that is active already is brought to the new spec instead (200), as ``cloudherd up`` does."""
     runtime = _runtime(request)
     path = await _spec_path(request)
     try:
-        infra_id = await runtime.client.submit(path, format=format, owner=who.user_id, attach=attach, wait=10.0,
-                                               new_only=True)
+        existing = None
+        if converge:
+            existing = runtime.store.active_named(runtime.client._load(path, format).spec.name)
+            if existing is not None and existing.owner_id != who.user_id:
+                raise Conflict(f"the name {existing.name} is taken")
+        infra_id = await runtime.client.submit(path, format=format, owner=who.user_id, attach=attach, wait=60.0,
+                                               new_only=not converge)
     except BaseException:
         discard(path)
         raise
+    if existing is not None:
+        response.status_code = 200
     runtime.poke(infra_id)
     response.headers["Location"] = f"/v1/infrastructures/{infra_id}"
     return views.summary(runtime.store.infrastructure(infra_id))

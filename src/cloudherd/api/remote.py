@@ -1,0 +1,259 @@
+"""The Python API over a shared `cloudherd serve`: the same methods and typed values as
+:class:`~cloudherd.api.client.SyncClient`, spoken over the server's native REST routes instead of a local
+database.  The CLI uses it when ``CLOUDHERD_SERVER`` is set (with ``CLOUDHERD_TOKEN``), or after
+``cloudherd login URL``.
+
+What needs the machine the server runs on (``gc``, ``adopt``, ``push`` / ``pull``, ``ssh``, ``manage``,
+tokens) is refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import UnionType
+from typing import Any, NoReturn, TypeVar, Union, get_args, get_origin
+
+import httpx
+from pydantic import BaseModel
+
+from cloudherd.api.types import Action, Event, ExecResult, Infrastructure, InfrastructureSummary, Plan, ScaleResult
+from cloudherd.errors import ApplyFailed, StateError, UsageError
+
+SERVER_ENV, TOKEN_ENV = "CLOUDHERD_SERVER", "CLOUDHERD_TOKEN"
+BUNDLE_LIMIT = 50 << 20
+T = TypeVar("T", bound=BaseModel)
+SKIPPED_FOLDERS = {".git", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache", ".ruff_cache"}
+
+
+def login_file() -> Path:
+    from cloudherd.paths import data_dir
+
+    return data_dir() / "server.json"
+
+
+def configured() -> tuple[str, str] | None:
+    """(server URL, token) from the environment, else from ``cloudherd login``; None: use the local state."""
+    url = os.environ.get(SERVER_ENV)
+    if url:
+        token = os.environ.get(TOKEN_ENV) or _saved().get("token") or ""
+        return url.rstrip("/"), token
+    saved = _saved()
+    return (str(saved["server"]).rstrip("/"), str(saved.get("token") or "")) if saved.get("server") else None
+
+
+def _saved() -> dict[str, Any]:
+    try:
+        return dict(json.loads(login_file().read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def save_login(url: str, token: str) -> Path:
+    from cloudherd.paths import create_private
+
+    path = login_file()
+    create_private(path)
+    path.write_text(json.dumps({"server": url.rstrip("/"), "token": token}))
+    return path
+
+
+class RemoteClient:
+    """A blocking client of a `cloudherd serve`; close it (or use ``with``) when done."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0) -> None:
+        if not token:
+            raise UsageError(f"a token is needed for {url}: set {TOKEN_ENV}, or run `cloudherd login {url}`")
+        self.url = url
+        self._http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport ------------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            answer = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise StateError(f"cannot reach the server {self.url}: {exc.__class__.__name__}: {exc}") from None
+        if answer.status_code < 400:
+            return answer.json()
+        try:
+            detail = answer.json().get("detail")
+        except ValueError:
+            detail = answer.text[:300]
+        if isinstance(detail, list):  # FastAPI's 422: the first problem, in a line
+            detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail[:3])
+        if answer.status_code == 401:
+            raise UsageError(f"the server {self.url} refused the token: {detail}")
+        if answer.status_code == 409:
+            from cloudherd.engine.locks import BusyError
+
+            raise BusyError(str(detail))
+        if answer.status_code >= 500:
+            raise StateError(f"the server {self.url} failed: {detail}")
+        raise UsageError(str(detail))
+
+    def _job(self, job: dict[str, Any], deadline: float) -> dict[str, Any]:
+        while job["state"] == "running":
+            if time.monotonic() > deadline:
+                raise StateError(f"job {job['id']} is still running on {self.url} (GET /v1/jobs/{job['id']})")
+            time.sleep(0.2)
+            job = self._call("GET", f"/v1/jobs/{job['id']}")
+        if job["state"] != "done":
+            raise ApplyFailed(f"{job['kind']} {job['state']}: {job.get('error') or 'no reason given'}")
+        return job
+
+    # -- infrastructures ------------------------------------------------------------------------------
+
+    def ls(self, *, include_destroyed: bool = False) -> list[InfrastructureSummary]:
+        rows = self._call("GET", "/v1/infrastructures", params={"all": str(include_destroyed).lower()})
+        return [_value(InfrastructureSummary, r) for r in rows]
+
+    def status(self, ref: str) -> Infrastructure:
+        return _value(Infrastructure, self._call("GET", f"/v1/infrastructures/{ref}"))
+
+    def infrastructure(self, ref: str) -> Infrastructure:
+        return self.status(ref)
+
+    def up(self, spec: Any, *, wait: float = 600.0, format: str | None = None, on_event: Any = None,
+           **_local_only: Any) -> str:
+        """Send the spec (and the files beside it) to the server, which makes or converges it; wait until every
+        node is deployed (or the infrastructure failed)."""
+        body, kind = _bundle(spec)
+        params = {"converge": "true", **({"format": format} if format else {})}
+        made = self._call("POST", "/v1/infrastructures", content=body, headers={"Content-Type": kind},
+                          params=params)
+        deadline = time.monotonic() + max(wait, 1800.0)
+        while True:
+            infra = self.status(made["id"])
+            if infra.state == "failed":
+                raise ApplyFailed(f"{infra.name}: {infra.reason or 'failed'}")
+            if infra.state == "ready" and infra.ready_nodes == len(infra.live):
+                return infra.id
+            if time.monotonic() > deadline:
+                raise StateError(f"{infra.name} is not ready after {max(wait, 1800.0):g}s (cloudherd status)")
+            time.sleep(0.3)
+
+    def plan(self, spec: Any, *, format: str | None = None) -> Plan:
+        body, kind = _bundle(spec)
+        return _value(Plan, self._call("POST", "/v1/plan", content=body, headers={"Content-Type": kind},
+                                              params={"format": format} if format else None))
+
+    def down(self, ref: str, *, wait: float = 600.0, **_local_only: Any) -> str:
+        job = self._call("DELETE", f"/v1/infrastructures/{ref}")
+        self._job(job, time.monotonic() + max(wait, 600.0))
+        return str(job["infrastructure"])
+
+    def exec(self, ref: str, command: str, *, group: Any = None, node: Any = None, timeout: float = 30.0,
+             command_timeout: float | None = None, on_line: Callable[[str, str, str], None] | None = None,
+             **_local_only: Any) -> list[ExecResult]:
+        body = {"command": command, "group": _names(group), "node": _names(node), "timeout": timeout,
+                "command_timeout": command_timeout}
+        job = self._call("POST", f"/v1/infrastructures/{ref}/exec", json=body)
+        done = self._job(job, time.monotonic() + timeout + (command_timeout or 3600.0) + 60)
+        results = [_value(ExecResult, r) for r in done["results"]]
+        if on_line is not None:  # no live stream over the server: each node's output once it is done
+            for result in results:
+                for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+                    for line in text.splitlines():
+                        on_line(result.node, stream, line)
+        return results
+
+    def scale(self, ref: str, group: str, change: str | int, *, victims: Sequence[str] = (),
+              **_local_only: Any) -> ScaleResult:
+        answer = self._call("POST", f"/v1/infrastructures/{ref}/groups/{group}/scale",
+                            json={"change": str(change), "victims": list(victims)})
+        return _value(ScaleResult, answer)
+
+    def attach(self, ref: str) -> InfrastructureSummary:
+        return _value(InfrastructureSummary, self._call("POST", f"/v1/infrastructures/{ref}/attach"))
+
+    def detach(self, ref: str) -> InfrastructureSummary:
+        return _value(InfrastructureSummary, self._call("POST", f"/v1/infrastructures/{ref}/detach"))
+
+    def events(self, ref: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
+        rows = self._call("GET", f"/v1/infrastructures/{ref}/events", params={"after": after},
+                          headers={"Accept": "application/json"})
+        return [_value(Event, r) for r in rows][:limit]
+
+    def logs(self, ref: str, node: str | None = None) -> list[Action]:
+        rows = self._call("GET", f"/v1/infrastructures/{ref}/logs", params={"node": node} if node else None)
+        return [_value(Action, r) for r in rows]
+
+    def validate(self, spec: Any, *, format: str | None = None) -> Any:
+        from cloudherd.api.client import SyncClient
+
+        return SyncClient().validate(spec, format=format)  # reads the files only: no state, no server
+
+    def __getattr__(self, name: str) -> Callable[..., NoReturn]:
+        def refused(*_args: Any, **_kwargs: Any) -> NoReturn:
+            raise UsageError(f"`{name.replace('_', ' ')}` runs where the state is, not through a server: unset "
+                             f"{SERVER_ENV} (or `cloudherd logout`) and run it on the server's machine")
+
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return refused
+
+
+def _value(cls: type[T], data: Any) -> T:
+    """A typed value from the server's JSON: the computed fields it carries (``ok``, ``seconds``…) left out,
+    as the values are made anew from their stored fields."""
+    return cls.model_validate(_without_computed(cls, data))
+
+
+def _without_computed(annotation: Any, data: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(data, dict):
+        kept = {k: v for k, v in data.items() if k not in annotation.model_computed_fields}
+        for name, field in annotation.model_fields.items():
+            if name in kept:
+                kept[name] = _without_computed(field.annotation, kept[name])
+        return kept
+    args = [a for a in get_args(annotation) if a is not type(None) and a is not Ellipsis]
+    if isinstance(data, list) and args:
+        return [_without_computed(args[0], item) for item in data]
+    if len(args) == 1 and get_origin(annotation) in (Union, UnionType):
+        return _without_computed(args[0], data)
+    return data
+
+
+def _names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _bundle(spec: Any) -> tuple[bytes, str]:
+    """The spec and the files beside it as a tar.gz (the spec as cloudherd.yml at its top)."""
+    paths = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+    if len(paths) != 1:
+        raise UsageError("through a server, give one spec file (merge OGC layouts locally with `cloudherd convert`)")
+    path = Path(paths[0])
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    blob, total = io.BytesIO(), 0
+    with tarfile.open(fileobj=blob, mode="w:gz") as archive:
+        archive.add(path, arcname="cloudherd.yml")
+        for item in sorted(path.parent.rglob("*")):
+            relative = item.relative_to(path.parent)
+            if item == path or not item.is_file() or item.is_symlink() or \
+                    any(part in SKIPPED_FOLDERS for part in relative.parts) or relative.name == "cloudherd.yml":
+                continue
+            total += item.stat().st_size
+            if total > BUNDLE_LIMIT:
+                raise UsageError(f"the files beside {path.name} are more than {BUNDLE_LIMIT >> 20} MiB: put the spec "
+                                 "in a folder of its own")
+            archive.add(item, arcname=str(relative))
+    return blob.getvalue(), "application/gzip"
