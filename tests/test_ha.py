@@ -3,11 +3,13 @@ them; when one dies (SIGKILL), the survivors take its infrastructures over and k
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 from conftest import cli, process_gone, wait_until
@@ -59,6 +61,17 @@ def test_three_managers_share_six_infrastructures_and_take_over_from_a_dead_one(
         wait_until(lambda: (ready := {n.name for n in store.nodes(store.active_named(target).id)  # type: ignore[union-attr]
                                       if n.state == "ready"}) and ready.isdisjoint(before),
                    timeout=120, what=f"the killed node of {target} replaced by a survivor")
+        # the event log records every pass with its lease holder: no two passes of one infrastructure overlap
+        takeovers = 0
+        for name in names:
+            passes = [_pass(e.message) for e in store.events(store.active_named(name).id)  # type: ignore[union-attr]
+                      if e.kind == "pass"]
+            assert passes, f"no pass of {name} recorded"
+            passes.sort(key=lambda p: p[2])
+            for (_, _, _, ended), (_, _, began, _) in itertools.pairwise(passes):
+                assert began >= ended, f"two passes of {name} overlapped"
+            takeovers += len({pid for _, pid, _, _ in passes}) > 1
+        assert takeovers >= 2  # the dead manager's two infrastructures were passed over by survivors since
     finally:
         for manager in managers:
             if manager.poll() is None:
@@ -72,3 +85,9 @@ def test_three_managers_share_six_infrastructures_and_take_over_from_a_dead_one(
             wait_until(lambda m=manager: process_gone(m.pid), timeout=10, what="manager gone")
     for name in names:
         assert cli("down", name, env=env, timeout=300).returncode == 0
+
+
+def _pass(message: str) -> tuple[int, int, datetime, datetime]:
+    """(fence, pid, start, end) of a pass event: ``fence F pid P START END: summary``."""
+    words = message.split()
+    return int(words[1]), int(words[3]), datetime.fromisoformat(words[4]), datetime.fromisoformat(words[5].rstrip(":"))

@@ -617,6 +617,7 @@ def scale(
 def events(
     ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until Ctrl-C."),
+    passes: bool = typer.Option(False, "--passes", help="Also each manager pass (who held the lease, when)."),
     as_json: bool = AS_JSON,
 ) -> None:
     """The event log: health changes, replacements, scaling, journal, errors."""
@@ -630,6 +631,9 @@ def events(
         while True:
             rows = _guard(newer)
             for row in rows:
+                last = row.id
+                if row.kind == "pass" and not passes:
+                    continue
                 if as_json:
                     sys.stdout.write(row.model_dump_json() + "\n")
                 else:

@@ -33,6 +33,7 @@ from cloudherd.lifecycle import InfraState
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
 
+PASS_EVENT, PASS_EVENTS = "pass", 200  # the event kind of a pass, and how many of them an infrastructure keeps
 MANAGERS = "managers/"  # leases of the live managers themselves (scope: managers/<token>)
 
 
@@ -228,10 +229,23 @@ class Manager:
         """One pass under the infrastructure's lease; None when an ``up`` / ``down`` holds it (skipped: the
         next tick tries again).  A stop asked for meanwhile lets the pass finish: it is a flag, not a cancel."""
         try:
-            async with exclusive(self.store, infra_scope(infra.name), "manage", wait=0):
-                return await reconcile(self.store, infra.id, sink=self.sink)
+            async with exclusive(self.store, infra_scope(infra.name), "manage", wait=0) as held:
+                began = datetime.now(UTC)
+                report = await reconcile(self.store, infra.id, sink=self.sink)
+                self._log_pass(infra.id, held, began, report)
+                return report
         except BusyError:
             return None
+
+    def _log_pass(self, infra_id: str, held: Held, began: datetime, report: PassReport) -> None:
+        """Each pass in the event log with who held the lease (its fence) and when: one manager at a time per
+        infrastructure can be checked from the log.  Only the latest PASS_EVENTS of them are kept."""
+        import os
+
+        ended = datetime.now(UTC)
+        self.store.add_event(infra_id, PASS_EVENT, f"fence {held.fence} pid {os.getpid()} "
+                                                   f"{began.isoformat()} {ended.isoformat()}: {report.line()}")
+        self.store.prune_events(infra_id, PASS_EVENT, keep=PASS_EVENTS)
 
     def release(self) -> None:
         for held in self._claims.values():

@@ -313,6 +313,16 @@ class Store(ServerState):
         with self.session() as s, s.begin():
             s.add(Event(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, message=message))
 
+    def prune_events(self, infrastructure_id: str, kind: str, *, keep: int) -> None:
+        """Delete all but the newest ``keep`` events of ``kind`` (records that would otherwise grow forever)."""
+        with self.session() as s, s.begin():
+            newest = s.scalars(select(Event.id).where(Event.infrastructure_id == infrastructure_id,
+                                                      Event.kind == kind).order_by(Event.id.desc()).offset(keep)
+                               .limit(1)).first()
+            if newest is not None:
+                s.execute(delete(Event).where(Event.infrastructure_id == infrastructure_id, Event.kind == kind,
+                                              Event.id <= newest))
+
     def recent_events(self, infrastructure_id: str, kind: str, since: datetime) -> list[Event]:
         with self.session() as s:
             return list(s.scalars(select(Event).where(
