@@ -158,20 +158,28 @@ async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec,
 
     async def one(node: Node) -> tuple[Node, CheckResult]:
         health = loaded.group(node.group_name).health
-        context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
-        try:
-            urls = [render(f"health url of {node.group_name}", url, context) for url in health.urls]
-        except CloudherdError as exc:
-            return node, CheckResult(False, Exception.__str__(exc))
+        urls: list[str] = []
+        if health.urls:  # the template context spans the whole fleet: built only for the checks that use it
+            context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
+            try:
+                urls = [render(f"health url of {node.group_name}", url, context) for url in health.urls]
+            except CloudherdError as exc:
+                return node, CheckResult(False, Exception.__str__(exc))
         command = None
         if health.command:
             env = node_env(node, loaded.group(node.group_name).env)
             command = in_workdir(health.command, env)
         return node, await check(node_view(node), reach.target(node), health, pool, urls, command)
 
+    healthy: list[tuple[str, dict[str, object]]] = []
     for node, result in await asyncio.gather(*(one(n) for n in due)):
         report.checked += 1
+        if result.healthy and node.state == NodeState.READY and node.health == "healthy" and not node.failures:
+            # the common case, still healthy: written with the others in one statement, not one transaction each
+            healthy.append((node.id, {"last_check": result.detail, "last_check_at": now}))
+            continue
         _record(store, infra, loaded, node, result, now, report)
+    store.update_nodes(healthy)
 
 
 def _due(node: Node, interval: float, now: datetime) -> bool:

@@ -159,6 +159,18 @@ class Store(ServerState):
             for key, value in fields.items():
                 setattr(node, key, value)
 
+    def update_nodes(self, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Several nodes' fields in one transaction (one executemany per shape of change)."""
+        if not changes:
+            return
+        now = utcnow()
+        by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for node_id, fields in changes:
+            by_shape.setdefault(tuple(sorted(fields)), []).append({"id": node_id, **fields, "updated_at": now})
+        with self.session() as s, s.begin():
+            for rows in by_shape.values():
+                s.execute(update(Node), rows)
+
     def nodes(self, infrastructure_id: str, *, alive_only: bool = False) -> list[Node]:
         with self.session() as s:
             query = (
