@@ -106,8 +106,9 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             try:
                 await _check_health(store, infra, loaded, pool, reach, report)
                 victims, renew = _consume_scale_requests(store, infra, loaded, report)
-                infra = store.infrastructure(infra.id)
-                loaded = applied_spec(infra)
+                if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)
+                    infra = store.infrastructure(infra.id)
+                    loaded = applied_spec(infra)
                 nodes = store.nodes(infra.id)
                 replace = _to_replace(store, infra, loaded, nodes, report) | renew
                 if _differs(loaded, infra, nodes, replace, victims):
