@@ -36,7 +36,7 @@ demo: setup sshd
 
 test: setup sshd postgres
 	$(VENV)/bin/ruff check src tests
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
-EXAMPLES = 12  # per route: bounded, so that CI stays quick
+EXAMPLES = 6  # per route: bounded, so that CI stays quick
 
 
 @pytest.fixture
