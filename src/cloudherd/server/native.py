@@ -60,7 +60,7 @@ class ExecBody(BaseModel):
     command_timeout: float | None = Field(default=None, gt=0, le=86_400)
 
 
-def _runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
@@ -77,7 +77,7 @@ def owned(runtime: Runtime, who: Principal, ref: str) -> InfraRow:
     return infra
 
 
-async def _spec_path(request: Request) -> Any:
+async def spec_upload(request: Request) -> Any:
     body = await request.body()
     return await asyncio.to_thread(receive, body, request.headers.get("content-type", ""))
 
@@ -85,7 +85,7 @@ async def _spec_path(request: Request) -> Any:
 @router.get("/infrastructures", response_model=list[InfrastructureSummary])
 async def list_infrastructures(request: Request, who: Caller, all: bool = False) -> list[InfrastructureSummary]:
     """The caller's infrastructures, oldest first (destroyed ones with ``all``)."""
-    rows = _runtime(request).store.infrastructures(include_destroyed=all, owner_id=who.user_id)
+    rows = runtime_of(request).store.infrastructures(include_destroyed=all, owner_id=who.user_id)
     return [views.summary(r) for r in rows]
 
 
@@ -96,8 +96,8 @@ async def create_infrastructure(request: Request, response: Response, who: Calle
     """Record an infrastructure from a spec; the server's manager makes it (watch its events) and, attached,
     keeps it.  409 when the name is taken, 400 with the spec's one-line error.  With ``converge``, a name of
     the caller's that is active already is brought to the new spec instead (200), as ``cloudherd up`` does."""
-    runtime = _runtime(request)
-    path = await _spec_path(request)
+    runtime = runtime_of(request)
+    path = await spec_upload(request)
     try:
         existing = None
         if converge:
@@ -120,8 +120,8 @@ async def create_infrastructure(request: Request, response: Response, who: Calle
 async def plan(request: Request, who: Caller,
                format: Annotated[str | None, Query(pattern="^(native|ogc|occopus)$")] = None) -> Plan:
     """What creating (or, for a name of yours that is active, converging) a spec would change; changes nothing."""
-    runtime = _runtime(request)
-    path = await _spec_path(request)
+    runtime = runtime_of(request)
+    path = await spec_upload(request)
     try:
         loaded = runtime.client._load(path, format)
         existing = runtime.store.active_named(loaded.spec.name)
@@ -134,44 +134,39 @@ async def plan(request: Request, who: Caller,
 
 @router.get("/infrastructures/{ref}", response_model=Infrastructure)
 async def get_infrastructure(request: Request, ref: str, who: Caller) -> Infrastructure:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     return await runtime.client.status(owned(runtime, who, ref).id)
 
 
 @router.delete("/infrastructures/{ref}", status_code=202, response_model=Job)
 async def delete_infrastructure(request: Request, ref: str, who: Caller) -> Job:
     """Tear down in the background (after the pass in progress, if any); ``GET /v1/jobs/{id}`` says when done."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     infra = owned(runtime, who, ref)
     if infra.state == InfraState.DESTROYED:
         raise Conflict(f"{infra.name} ({infra.id}) is destroyed already")
     if infra.state == InfraState.DESTROYING:
         raise Conflict(f"{infra.name} ({infra.id}) is being torn down already")
-    if any(g.infrastructure_id == infra.id for g in runtime.store.scaling_groups(who.user_id)):
-        raise Conflict(f"{infra.name} keeps an Auto Scaling group: delete it with DeleteAutoScalingGroup")
-    runtime.store.update_infrastructure(infra.id, attached=False)
-    job = runtime.store.add_job(owner_id=who.user_id, infrastructure_id=infra.id, kind="down", request={})
-    runtime.start_down(infra.id, job.id)
-    return _job(job)
+    return _job(runtime.tear_down(infra.id, who.user_id))
 
 
 @router.get("/infrastructures/{ref}/groups", response_model=list[Group])
 async def groups(request: Request, ref: str, who: Caller) -> tuple[Group, ...]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     return (await runtime.client.status(owned(runtime, who, ref).id)).groups
 
 
 @router.get("/infrastructures/{ref}/nodes", response_model=list[Node])
 async def nodes(request: Request, ref: str, who: Caller, all: bool = False) -> tuple[Node, ...]:
     """The live nodes (every node it ever had with ``all``)."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     infra = await runtime.client.status(owned(runtime, who, ref).id)
     return infra.nodes if all else infra.live
 
 
 @router.get("/infrastructures/{ref}/nodes/{name}", response_model=Node)
 async def node(request: Request, ref: str, name: str, who: Caller) -> Node:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     infra = await runtime.client.status(owned(runtime, who, ref).id)
     try:
         return infra.node(name)
@@ -182,7 +177,7 @@ async def node(request: Request, ref: str, name: str, who: Caller) -> Node:
 @router.post("/infrastructures/{ref}/groups/{group}/scale", status_code=202, response_model=ScaleAnswer)
 async def scale(request: Request, ref: str, group: str, body: ScaleBody, who: Caller) -> ScaleAnswer:
     """Ask for a size; the manager's next pass (started at once) applies it, clamped to min / max."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     infra = owned(runtime, who, ref)
     if infra.state in (InfraState.DESTROYED, InfraState.DESTROYING):
         raise Conflict(f"{infra.name} ({infra.id}) is {infra.state}: nothing to scale")
@@ -197,7 +192,7 @@ async def scale(request: Request, ref: str, group: str, body: ScaleBody, who: Ca
 
 @router.post("/infrastructures/{ref}/attach", response_model=InfrastructureSummary)
 async def attach(request: Request, ref: str, who: Caller) -> InfrastructureSummary:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     summary = await runtime.client.attach(owned(runtime, who, ref).id)
     runtime.poke(summary.id)
     return summary
@@ -205,14 +200,14 @@ async def attach(request: Request, ref: str, who: Caller) -> InfrastructureSumma
 
 @router.post("/infrastructures/{ref}/detach", response_model=InfrastructureSummary)
 async def detach(request: Request, ref: str, who: Caller) -> InfrastructureSummary:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     return await runtime.client.detach(owned(runtime, who, ref).id)
 
 
 @router.post("/infrastructures/{ref}/exec", status_code=202, response_model=Job)
 async def exec_job(request: Request, ref: str, body: ExecBody, who: Caller) -> Job:
     """Run a command on the chosen nodes in the background, over the server's warm SSH connections."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     infra = owned(runtime, who, ref)
     if infra.state in (InfraState.DESTROYED, InfraState.DESTROYING):
         raise Conflict(f"{infra.name} ({infra.id}) is {infra.state}")
@@ -237,7 +232,7 @@ async def exec_job(request: Request, ref: str, body: ExecBody, who: Caller) -> J
 
 @router.get("/jobs/{job_id}", response_model=Job, tags=["jobs"])
 async def get_job(request: Request, job_id: str, who: Caller) -> Job:
-    row = _runtime(request).store.job(job_id)
+    row = runtime_of(request).store.job(job_id)
     if row is None or row.owner_id != who.user_id:
         raise NotFound(f"no job '{job_id}'")
     return _job(row)
@@ -246,7 +241,7 @@ async def get_job(request: Request, job_id: str, who: Caller) -> Job:
 @router.get("/infrastructures/{ref}/logs", response_model=list[Action])
 async def logs(request: Request, ref: str, who: Caller, node: str | None = None) -> list[Action]:
     """Recorded actions (scripts, teardowns, exec), optionally of one node."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     return await runtime.client.logs(owned(runtime, who, ref).id, node)
 
 
@@ -257,7 +252,7 @@ async def events(request: Request, ref: str, who: Caller,
                  last_event_id: Annotated[str | None, Header()] = None) -> Any:
     """The event log as Server-Sent Events (``id`` is the event's id: reconnect with ``Last-Event-ID`` to
     resume); with ``Accept: application/json`` (or ``follow=false``) the events so far as a JSON list."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     infra = owned(runtime, who, ref)
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
     if "application/json" in request.headers.get("accept", "") and "text/event-stream" not in \

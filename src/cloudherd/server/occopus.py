@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from cloudherd.api.auth import Principal
 from cloudherd.lifecycle import InfraState, NodeState
 from cloudherd.server.errors import Conflict, NotFound
-from cloudherd.server.native import _runtime, _spec_path, owned
+from cloudherd.server.native import owned, runtime_of, spec_upload
 from cloudherd.server.security import principal
 from cloudherd.server.uploads import discard
 
@@ -28,8 +28,8 @@ router = APIRouter(prefix="/infrastructures", tags=["occopus"])
 async def submit_infrastructure(request: Request, who: Caller) -> dict[str, str]:
     """An Occopus infrastructure description (raw YAML; node definitions imported with ``cloudherd import``),
     or a cloudherd spec.  The infrastructure is made and maintained by the server's manager."""
-    runtime = _runtime(request)
-    path = await _spec_path(request)
+    runtime = runtime_of(request)
+    path = await spec_upload(request)
     try:
         infra_id = await runtime.client.submit(path, owner=who.user_id, attach=True, wait=10.0, new_only=True)
     except BaseException:
@@ -43,14 +43,14 @@ async def submit_infrastructure(request: Request, who: Caller) -> dict[str, str]
 async def list_infrastructures(request: Request, who: Caller) -> dict[str, list[str]]:
     """The ids of the caller's live infrastructures.  Occopus' own server spelled the key ``infrastuctures``
     (its documentation ``infrastructures``): both are given, so that clients of either work."""
-    ids = [i.id for i in _runtime(request).store.infrastructures(owner_id=who.user_id)]
+    ids = [i.id for i in runtime_of(request).store.infrastructures(owner_id=who.user_id)]
     return {"infrastructures": ids, "infrastuctures": ids}
 
 
 @router.get("/{infraid}")
 async def report(request: Request, infraid: str, who: Caller) -> dict[str, Any]:
     """Per node (group): its instances with ``resource_address`` and ``state``, and its ``scaling``."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     infra = await runtime.client.status(owned(runtime, who, infraid).id)
     result: dict[str, Any] = {}
     for group in infra.groups:
@@ -66,21 +66,19 @@ async def report(request: Request, infraid: str, who: Caller) -> dict[str, Any]:
 @router.delete("/{infraid}")
 async def tear_down(request: Request, infraid: str, who: Caller) -> dict[str, str]:
     """Stops maintaining and tears down (in the background: ``GET`` it to see it go)."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     infra = owned(runtime, who, infraid)
     if infra.state == InfraState.DESTROYED:
         raise NotFound(f"infrastructure '{infraid}' does not exist")
     if infra.state == InfraState.DESTROYING:
         raise Conflict(f"infrastructure {infra.id} is being torn down already")
-    runtime.store.update_infrastructure(infra.id, attached=False)
-    job = runtime.store.add_job(owner_id=who.user_id, infrastructure_id=infra.id, kind="down", request={})
-    runtime.start_down(infra.id, job.id)
+    runtime.tear_down(infra.id, who.user_id)
     return {"infraid": infra.id}
 
 
 @router.post("/{infraid}/attach")
 async def attach(request: Request, infraid: str, who: Caller) -> dict[str, str]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     infra = owned(runtime, who, infraid)
     if infra.attached:
         raise Conflict(f"infrastructure {infra.id} is already being maintained")
@@ -91,7 +89,7 @@ async def attach(request: Request, infraid: str, who: Caller) -> dict[str, str]:
 
 @router.post("/{infraid}/detach")
 async def detach(request: Request, infraid: str, who: Caller) -> dict[str, str]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     infra = owned(runtime, who, infraid)
     if not infra.attached:
         raise Conflict(f"infrastructure {infra.id} is not maintained")
@@ -133,7 +131,7 @@ async def _scale(request: Request, who: Principal, infraid: str, nodename: str, 
                  victims: list[str] | None = None) -> None:
     from cloudherd.errors import UsageError
 
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     infra = owned(runtime, who, infraid)
     if nodename not in {g.name for g in infra.groups}:
         raise NotFound(f"node '{nodename}' does not exist in infrastructure '{infraid}'")

@@ -121,6 +121,18 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def tear_down(self, infra_id: str, owner_id: str) -> Any:
+        """What a DELETE of any face does: no longer kept, a ``down`` job recorded, the teardown started; the
+        job row.  An Auto Scaling group's infrastructure goes only with its group (DeleteAutoScalingGroup)."""
+        from cloudherd.server.errors import Conflict
+
+        if any(g.infrastructure_id == infra_id for g in self.store.scaling_groups(owner_id)):
+            raise Conflict(f"{infra_id} keeps an Auto Scaling group: delete it with DeleteAutoScalingGroup")
+        self.store.update_infrastructure(infra_id, attached=False)
+        job = self.store.add_job(owner_id=owner_id, infrastructure_id=infra_id, kind="down", request={})
+        self.start_down(infra_id, job.id)
+        return job
+
     def start_down(self, infra_id: str, job_id: str | None = None) -> None:
         """Tear ``infra_id`` down in the background (waiting for a pass on it to end first)."""
         async def work() -> None:
