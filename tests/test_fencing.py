@@ -41,3 +41,35 @@ def test_a_holder_that_lost_its_lease_makes_nothing(memory_store: Store, tmp_pat
     asyncio.run(run())
     assert asyncio.run(provider.list({})) == []  # nothing was made
     assert memory_store.intents(infra.id) == []  # nor journaled
+
+
+def test_every_write_of_a_holder_is_fenced_on_both_backends(db_url: str, tmp_path: Path) -> None:
+    """Not only cloud calls: any write the holder makes to the state, once the lease moved on or lapsed, is
+    refused inside its own transaction, and what it tried to write is not there."""
+    from cloudherd.state.db import open_engine
+
+    store = Store(open_engine(db_url))
+    infra = recorded_infrastructure(store, spec_of(tmp_path / "spec", "name: fenced\ngroups:\n  web: {count: 1}\n"))
+
+    async def run() -> None:
+        async with exclusive(store, infra_scope("fenced"), "manage", wait=0, ttl=30) as held:
+            store.add_event(infra.id, "note", "written while held")  # still ours: allowed
+            lease = store.lease(held.scope)
+            assert lease is not None
+            assert store.take_lease(held.scope, "another", "manage", {"pid": 1}, 30, steal_from=lease.owner)[0]
+            with pytest.raises(FencedOut, match="another holder took it"):
+                store.add_event(infra.id, "note", "written after the takeover")
+            with pytest.raises(FencedOut):
+                store.update_infrastructure(infra.id, last_pass="stale")
+            store.release_lease(held.scope, "another")
+        async with exclusive(store, infra_scope("fenced"), "manage", wait=0, ttl=30) as held:
+            held._beat.cancel()  # type: ignore[union-attr]  # as if paused: no renewal...
+            assert store.renew_lease(held.scope, held.owner, -1)  # ...past its TTL: the lease has lapsed
+            with pytest.raises(FencedOut, match="lapsed"):
+                await asyncio.to_thread(store.add_event, infra.id, "note", "written after the lapse")
+
+    asyncio.run(run())
+    notes = [e.message for e in store.events(infra.id) if e.kind == "note"]
+    assert notes == ["written while held"]
+    assert store.infrastructure(infra.id).last_pass != "stale"
+    store.engine.dispose()

@@ -62,3 +62,14 @@ class DeployError(CloudherdError):
 
 class ApplyFailed(CloudherdError):
     """An ``up`` failed; what it created was rolled back unless asked to keep it."""
+
+
+class BusyError(CloudherdError):
+    """Another operation holds the infrastructure, and waiting for it ran out (or was not wanted)."""
+
+    exit_code = 3
+
+
+class FencedOut(BusyError):
+    """The lease this work held was taken by another holder meanwhile, or lapsed (this process was paused
+    past its TTL): the work stops before acting on what it no longer holds."""

@@ -24,28 +24,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloudherd.errors import CloudherdError
+from cloudherd.errors import BusyError, FencedOut
+from cloudherd.state.fence import fenced
 from cloudherd.state.models import Lease
 from cloudherd.state.repo import Store
 
-DEFAULT_TTL = 30.0  # seconds a lease lives without renewal
+DEFAULT_TTL = 15.0  # seconds a lease lives without renewal (CLOUDHERD_LEASE_TTL overrides it)
 DEFAULT_WAIT = 600.0  # seconds a second operation waits for the first before it gives up
 
 
-class BusyError(CloudherdError):
-    """Another operation holds the infrastructure, and waiting for it ran out (or was not wanted)."""
+def lease_ttl() -> float:
+    """Seconds a lease lives without renewal: ``CLOUDHERD_LEASE_TTL`` (e.g. ``5`` or ``5s``), else 15.
 
-    exit_code = 3
+    Shorter means a dead holder on another machine is replaced sooner, and that a holder paused for longer
+    than this loses its work; a holder renews every third of it."""
+    raw = os.environ.get("CLOUDHERD_LEASE_TTL", "").strip()
+    if not raw:
+        return DEFAULT_TTL
+    from cloudherd.errors import UsageError
+    from cloudherd.spec.durations import DurationError, parse_duration
+
+    try:
+        seconds = parse_duration(raw, bare_text=True)
+    except DurationError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise UsageError(f"CLOUDHERD_LEASE_TTL={raw!r}: a duration above zero, such as 15 or 15s")
+    return seconds
 
 
 def infra_scope(name: str) -> str:
     """The lease of an infrastructure name: live names are unique, so this is one infrastructure."""
     return f"infrastructure:{name}"
-
-
-class FencedOut(BusyError):
-    """The lease this work held was taken by another holder meanwhile (this process was paused past its TTL):
-    the work stops before acting on what it no longer holds."""
 
 
 @dataclass
@@ -94,18 +104,21 @@ def describe(lease: Lease) -> str:
 
 @contextlib.asynccontextmanager
 async def exclusive(store: Store, scope: str, operation: str, *, wait: float = DEFAULT_WAIT,
-                    ttl: float = DEFAULT_TTL, on_wait: Callable[[str], None] | None = None) -> AsyncIterator[Held]:
+                    ttl: float | None = None, on_wait: Callable[[str], None] | None = None) -> AsyncIterator[Held]:
     """Hold ``scope`` for the block: wait (at most ``wait`` seconds, saying for whom) while another holds it.
 
-    The lease is renewed every third of ``ttl`` while the block runs and released after it.
+    The lease is renewed every third of ``ttl`` while the block runs and released after it; every write the
+    block makes to the state is fenced by it (:mod:`cloudherd.state.fence`).
     """
+    ttl = lease_ttl() if ttl is None else ttl
     if wait < 0 or ttl <= 0:
         raise ValueError("wait must be ≥ 0 and ttl > 0")
     held = await acquire(store, scope, operation, wait=wait, ttl=ttl, on_wait=on_wait)
     held._beat = asyncio.create_task(_heartbeat(store, held, ttl))
     token = _current.set(held)
     try:
-        yield held
+        with fenced(scope, held.owner):
+            yield held
     finally:
         _current.reset(token)
         held._beat.cancel()
@@ -163,8 +176,9 @@ async def _heartbeat(store: Store, held: Held, ttl: float) -> None:
             return
 
 
-def try_hold(store: Store, scope: str, operation: str, ttl: float = DEFAULT_TTL) -> Held | None:
+def try_hold(store: Store, scope: str, operation: str, ttl: float | None = None) -> Held | None:
     """The lease if nobody (alive) holds it, else None at once: for work that is skipped when busy."""
+    ttl = lease_ttl() if ttl is None else ttl
     owner = uuid.uuid4().hex
     holder = _holder(operation)
     taken, lease = store.take_lease(scope, owner, operation, holder, ttl)

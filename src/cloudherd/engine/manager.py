@@ -17,15 +17,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from cloudherd.engine.events import EventSink
+from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.locks import (
-    DEFAULT_TTL,
     BusyError,
+    FencedOut,
     Held,
     describe,
     exclusive,
     holder_gone,
     infra_scope,
+    lease_ttl,
     try_hold,
 )
 from cloudherd.engine.reconcile import PassReport, reconcile
@@ -69,6 +70,7 @@ class Manager:
     on_pass: Callable[[PassReport], None] | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     concurrency: int = 8  # passes over different infrastructures at once (each under its own lease)
+    ttl: float = field(default_factory=lease_ttl)  # of its claims and its passes' leases (renewed every third)
     _claims: dict[str, Held] = field(default_factory=dict)
     _poked: asyncio.Event = field(default_factory=asyncio.Event)
     _poked_ids: set[str] = field(default_factory=set)
@@ -93,7 +95,7 @@ class Manager:
         """Say that this manager lives (a lease of its own, renewed with its claims), so that managers of
         ``--all`` can share the attached infrastructures evenly."""
         if self._registration is None:
-            self._registration = try_hold(self.store, f"{MANAGERS}{uuid.uuid4().hex}", "manage")
+            self._registration = try_hold(self.store, f"{MANAGERS}{uuid.uuid4().hex}", "manage", self.ttl)
 
     def live_managers(self) -> int:
         now = datetime.now(UTC)
@@ -108,10 +110,10 @@ class Manager:
     def claim(self, infra: Infrastructure) -> bool:
         """Hold ``manager:<name>`` for as long as this manager runs; refuse (named ids) or skip (--all)."""
         if infra.id in self._claims:
-            if self.store.renew_lease(self._claims[infra.id].scope, self._claims[infra.id].owner, DEFAULT_TTL):
+            if self.store.renew_lease(self._claims[infra.id].scope, self._claims[infra.id].owner, self.ttl):
                 return True
             del self._claims[infra.id]  # lapsed (this manager was paused past its TTL): taken afresh, or not ours
-        held = try_hold(self.store, manager_scope(infra.name), "manage")
+        held = try_hold(self.store, manager_scope(infra.name), "manage", self.ttl)
         if held is None:
             lease = self.store.lease(manager_scope(infra.name))
             if not self.every_attached:
@@ -159,9 +161,14 @@ class Manager:
         """Renew the ``manager:`` claims between passes and during long ones, so they never lapse while this
         manager lives (a pass that deploys for minutes must not let a second manager in)."""
         while True:
-            await asyncio.sleep(DEFAULT_TTL / 3)
-            for held in [*self._claims.values(), *([self._registration] if self._registration else [])]:
-                await asyncio.to_thread(self.store.renew_lease, held.scope, held.owner, DEFAULT_TTL)
+            await asyncio.sleep(self.ttl / 3)
+            for infra_id, held in list(self._claims.items()):
+                if not await asyncio.to_thread(self.store.renew_lease, held.scope, held.owner, self.ttl):
+                    self._claims.pop(infra_id, None)  # lost while paused: another manager keeps it now
+            if self._registration is not None and not await asyncio.to_thread(
+                    self.store.renew_lease, self._registration.scope, self._registration.owner, self.ttl):
+                self._registration = None  # lapsed while paused: counted again from now on
+                await asyncio.to_thread(self.register)
 
     async def round(self, only: set[str] | None = None) -> list[PassReport]:
         """One pass over each target (or over those of ``only``), several infrastructures at once; reports in
@@ -229,11 +236,15 @@ class Manager:
         """One pass under the infrastructure's lease; None when an ``up`` / ``down`` holds it (skipped: the
         next tick tries again).  A stop asked for meanwhile lets the pass finish: it is a flag, not a cancel."""
         try:
-            async with exclusive(self.store, infra_scope(infra.name), "manage", wait=0) as held:
+            async with exclusive(self.store, infra_scope(infra.name), "manage", wait=0, ttl=self.ttl) as held:
                 began = datetime.now(UTC)
                 report = await reconcile(self.store, infra.id, sink=self.sink)
                 self._log_pass(infra.id, held, began, report)
                 return report
+        except FencedOut as exc:  # paused past the TTL: another manager keeps it now; this one lets go
+            self._claims.pop(infra.id, None)
+            emit(self.sink, ProgressEvent("info", str(exc)))
+            return None
         except BusyError:
             return None
 

@@ -24,7 +24,7 @@ from cloudherd.engine.liveness import observe, record
 from cloudherd.engine.plan import diff_groups
 from cloudherd.engine.recover import recover
 from cloudherd.engine.templates import node_env, node_view, template_context
-from cloudherd.errors import CloudherdError
+from cloudherd.errors import CloudherdError, FencedOut
 from cloudherd.lifecycle import InfraState, NodeState
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.scripts import in_workdir, render
@@ -124,6 +124,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                     store.set_infrastructure_state(infra.id, InfraState.READY)  # at size, every node deployed
             finally:
                 reach.record(pool)
+    except FencedOut:
+        raise  # another manager keeps it now: this one writes nothing more, not even the error
     except CloudherdError as exc:  # the pass failed; the next one starts from what is recorded
         report.error = Exception.__str__(exc)
         store.add_event(infra.id, "error", f"reconcile: {report.error}")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from cloudherd.errors import UsageError
 from cloudherd.lifecycle import ACTIVE_INFRA_STATES, InfraState, NodeState
+from cloudherd.state import fence
 from cloudherd.state.db import open_engine, session_factory
 from cloudherd.state.models import (
     Action,
@@ -39,6 +40,7 @@ class Store(ServerState):
     def __init__(self, engine: Engine | None = None) -> None:
         self.engine = engine or open_engine()
         self._session = session_factory(self.engine)
+        fence.install(self._session)
 
     def session(self) -> Session:
         return self._session()
@@ -422,7 +424,10 @@ class Store(ServerState):
         with self.session() as s:
             try:
                 with s.begin():
-                    current = s.get(Lease, scope)
+                    # a row another taker (or a holder's fenced write) has locked is skipped, not waited for
+                    current = s.scalar(select(Lease).where(Lease.scope == scope).with_for_update(skip_locked=True))
+                    if current is None and s.get(Lease, scope) is not None:
+                        return False, self.lease(scope)
                     if current is None:
                         s.add(Lease(scope=scope, owner=owner, operation=operation, holder=holder, fence=1,
                                     acquired_at=now, expires_at=expires))
