@@ -20,6 +20,7 @@ from sqlalchemy.pool import StaticPool
 
 from cloudherd.providers.local import LocalProvider
 from cloudherd.spec.loader import LoadedSpec, load_spec_text
+from cloudherd.state.db import open_engine
 from cloudherd.state.models import Base, Infrastructure
 from cloudherd.state.repo import Store
 
@@ -122,9 +123,27 @@ def process_gone(pid: int) -> bool:
 def memory_store() -> Store:
     """A real state Store on a private in-memory SQLite database (schema from the models: no Alembic, no files),
     for unit tests of the engine's logic."""
+    return _in_memory_store()
+
+
+def _in_memory_store() -> Store:
     engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
     Base.metadata.create_all(engine)
     return Store(engine)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A state Store on each backend: SQLite in memory, and a fresh database of the session's PostgreSQL
+    (migrated by Alembic), for the state and journal tests that must hold on both."""
+    if request.param == "sqlite":
+        yield _in_memory_store()
+        return
+    store = Store(open_engine(request.getfixturevalue("postgres").fresh_database()))
+    try:
+        yield store
+    finally:
+        store.engine.dispose()
 
 
 def spec_of(tmp_path: Path, text: str, scripts: dict[str, str] | None = None) -> LoadedSpec:

@@ -20,6 +20,13 @@ from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Infrastructure, Intent, Node
 from cloudherd.state.repo import Store
 
+
+@pytest.fixture
+def memory_store(any_store: Store) -> Store:
+    """The journal's tests run on SQLite and on PostgreSQL."""
+    return any_store
+
+
 # -- matching instances to rows -------------------------------------------------------------------------
 
 
