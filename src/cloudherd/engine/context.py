@@ -4,6 +4,7 @@ A node's environment and template context live in :mod:`cloudherd.engine.templat
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 from dataclasses import dataclass, field
@@ -39,10 +40,18 @@ def ensure_identity(store: Store, key_path: str | os.PathLike[str] | None = None
     from cloudherd.remote.keys import ensure_keypair  # SSH's library only for commands that log in
 
     path = Path(key_path).expanduser() if key_path else default_key_path()
-    key, public = ensure_keypair(path)
     name = getpass.getuser()
+    # a manager asks for it every pass: the key file's parse and the user's row are reused (per store) while the
+    # key file stands as it was
+    cache: dict[tuple[str, str, tuple[int, int] | None], Identity] = store.__dict__.setdefault("_identities", {})
+    known = cache.get((str(path), name, _stamp(path)))
+    if known is not None:
+        return known
+    key, public = ensure_keypair(path)
     user = store.ensure_user(name, public, str(path))
-    return Identity(user.id, name, key, public, path)
+    identity = Identity(user.id, name, key, public, path)
+    cache[(str(path), name, _stamp(path))] = identity
+    return identity
 
 
 class Providers:
@@ -67,8 +76,33 @@ class Providers:
 
 
 def snapshot(infra: Infrastructure) -> LoadedSpec:
-    """The spec an infrastructure was made from, re-read with today's environment (scripts not re-read)."""
-    return load_spec_text(infra.spec_text, Path(infra.spec_path), strict_env=False, read_scripts=False)
+    """The spec an infrastructure was made from, re-read with today's environment (scripts not re-read).
+
+    A manager re-reads every infrastructure's spec each pass; parsing is most of a quiet pass's CPU, so a
+    parse is reused while its inputs stand: the text, its path, the process environment and the ``.env``
+    beside it (its size and time).  Each caller gets its own copy of the mutable parts."""
+    path = Path(infra.spec_path)
+    key = (infra.spec_text, str(path), hash(frozenset(os.environ.items())), _stamp(path.parent / ".env"))
+    parsed = _parsed.get(key)
+    if parsed is None:
+        parsed = load_spec_text(infra.spec_text, path, strict_env=False, read_scripts=False)
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.pop(next(iter(_parsed)))
+        _parsed[key] = parsed
+    return dataclasses.replace(parsed, env=dict(parsed.env), scripts={k: list(v) for k, v in parsed.scripts.items()},
+                               teardown=dict(parsed.teardown), secrets=set(parsed.secrets))
+
+
+_PARSED_MAX = 512  # specs kept parsed (a manager's infrastructures); the oldest goes first
+_parsed: dict[tuple[str, str, int, tuple[int, int] | None], LoadedSpec] = {}
+
+
+def _stamp(file: Path) -> tuple[int, int] | None:
+    try:
+        info = file.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
 
 
 @dataclass

@@ -34,7 +34,6 @@ from cloudherd.lifecycle import InfraState
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
 
-PASS_EVENT, PASS_EVENTS = "pass", 200  # the event kind of a pass, and how many of them an infrastructure keeps
 MANAGERS = "managers/"  # leases of the live managers themselves (scope: managers/<token>)
 
 
@@ -238,9 +237,8 @@ class Manager:
         try:
             async with exclusive(self.store, infra_scope(infra.name), "manage", wait=0, ttl=self.ttl) as held:
                 began = datetime.now(UTC)
-                report = await reconcile(self.store, infra.id, sink=self.sink)
-                self._log_pass(infra.id, held, began, report)
-                return report
+                return await reconcile(self.store, infra.id, sink=self.sink,
+                                       log_pass=lambda report: self._pass_line(held, began, report))
         except FencedOut as exc:  # paused past the TTL: another manager keeps it now; this one lets go
             self._claims.pop(infra.id, None)
             emit(self.sink, ProgressEvent("info", str(exc)))
@@ -248,15 +246,14 @@ class Manager:
         except BusyError:
             return None
 
-    def _log_pass(self, infra_id: str, held: Held, began: datetime, report: PassReport) -> None:
+    @staticmethod
+    def _pass_line(held: Held, began: datetime, report: PassReport) -> str:
         """Each pass in the event log with who held the lease (its fence) and when: one manager at a time per
         infrastructure can be checked from the log.  Only the latest PASS_EVENTS of them are kept."""
         import os
 
         ended = datetime.now(UTC)
-        self.store.add_event(infra_id, PASS_EVENT, f"fence {held.fence} pid {os.getpid()} "
-                                                   f"{began.isoformat()} {ended.isoformat()}: {report.line()}")
-        self.store.prune_events(infra_id, PASS_EVENT, keep=PASS_EVENTS)
+        return f"fence {held.fence} pid {os.getpid()} {began.isoformat()} {ended.isoformat()}: {report.line()}"
 
     def release(self) -> None:
         for held in self._claims.values():

@@ -11,6 +11,7 @@ A pass runs under the infrastructure's lease (see :mod:`cloudherd.engine.locks`)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -84,9 +85,15 @@ def applied_spec(infra: Infrastructure) -> LoadedSpec:
     return loaded
 
 
-async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = None,
-                    connect_timeout: float = 60.0) -> PassReport:
-    """One pass over ``infra_id``: settle, refresh, check, scale, heal.  The caller holds the lease."""
+PASS_EVENT, PASS_EVENTS = "pass", 200  # the event kind of a logged pass, and how many of them are kept
+
+
+async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = None, connect_timeout: float = 60.0,
+                    log_pass: Callable[[PassReport], str] | None = None) -> PassReport:
+    """One pass over ``infra_id``: settle, refresh, check, scale, heal.  The caller holds the lease.
+
+    ``log_pass`` words the pass's event (a manager's: who held the lease, when), written with the pass's
+    result in the same transaction."""
     infra = store.infrastructure(infra_id)
     report = PassReport(infra.id, infra.name)
     if infra.state == InfraState.DESTROYED:
@@ -96,20 +103,28 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
     providers = Providers(loaded)
     identity = ensure_identity(store, infra.ssh_key_path)
     try:
-        recover(store, infra, sink)
+        # the nodes are read once (with the infrastructure) and again only after something changed them
+        nodes = sorted(infra.nodes, key=lambda n: (n.group_name, n.index or 0))
+        stale = recover(store, infra, sink, nodes) > 0
         if store.open_intents(infra.id):
             await journal.resolve(store, infra, providers, sink)
-        nodes = store.nodes(infra.id)
-        record(store, infra.id, nodes, await observe(providers, infra.id, nodes))
+            stale = True
+        if stale:
+            nodes = store.nodes(infra.id)
+        changes = await observe(providers, infra.id, nodes)
+        record(store, infra.id, nodes, changes)
+        if changes:
+            nodes = store.nodes(infra.id)
         async with ConnectionPool(identity.key, connect_timeout=connect_timeout) as pool:
             reach = Reach(store, infra, identity)
             try:
-                await _check_health(store, infra, loaded, pool, reach, report)
+                stale = await _check_health(store, infra, loaded, nodes, pool, reach, report)
                 victims, renew = _consume_scale_requests(store, infra, loaded, report)
                 if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)
                     infra = store.infrastructure(infra.id)
                     loaded = applied_spec(infra)
-                nodes = store.nodes(infra.id)
+                if stale or report.scaled:
+                    nodes = store.nodes(infra.id)
                 replace = _to_replace(store, infra, loaded, nodes, report) | renew
                 if _differs(loaded, infra, nodes, replace, victims):
                     report.converged = True
@@ -132,7 +147,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
         emit(sink, ProgressEvent("error", f"{infra.name}: {report.error}"))
     finally:
         await providers.close()
-    store.update_infrastructure(infra.id, last_pass_at=utcnow(), last_pass=report.line())
+    event = (PASS_EVENT, log_pass(report)) if log_pass is not None else None
+    store.finish_pass(infra.id, {"last_pass_at": utcnow(), "last_pass": report.line()}, event, keep=PASS_EVENTS)
     return report
 
 
@@ -146,13 +162,14 @@ def _log_converge(store: Store, infra: Infrastructure, before: dict[str, Node], 
         store.add_event(infra.id, "made", f"made and deployed {', '.join(report.made)}")
 
 
-async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec, pool: ConnectionPool,
-                        reach: Reach, report: PassReport) -> None:
-    """Check the ready and unhealthy nodes that are due, and move them along ready ⇄ unhealthy → failed."""
+async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: list[Node],
+                        pool: ConnectionPool, reach: Reach, report: PassReport) -> bool:
+    """Check the ready and unhealthy nodes that are due, and move them along ready ⇄ unhealthy → failed.
+
+    Returns whether a node's state changed (then ``nodes`` are stale and read again by the caller)."""
     import asyncio
 
     now = datetime.now(UTC)
-    nodes = store.nodes(infra.id)
     # failed by its checks (not by its scripts): still checked, so that one the breaker kept comes back
     checked = [n for n in nodes
                if n.state in CHECKED_STATES or (n.state == NodeState.FAILED and n.health == "unhealthy")]
@@ -175,14 +192,18 @@ async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec,
         return node, await check(node_view(node), reach.target(node), health, pool, urls, command)
 
     healthy: list[tuple[str, dict[str, object]]] = []
+    changed = False
     for node, result in await asyncio.gather(*(one(n) for n in due)):
         report.checked += 1
         if result.healthy and node.state == NodeState.READY and node.health == "healthy" and not node.failures:
             # the common case, still healthy: written with the others in one statement, not one transaction each
             healthy.append((node.id, {"last_check": result.detail, "last_check_at": now}))
+            node.last_check, node.last_check_at = result.detail, now
             continue
         _record(store, infra, loaded, node, result, now, report)
+        changed = True
     store.update_nodes(healthy)
+    return changed
 
 
 def _due(node: Node, interval: float, now: datetime) -> bool:

@@ -8,9 +8,11 @@ a leftover.  Level-based, like the rest: it looks at what is recorded, not at wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.lifecycle import NodeState
-from cloudherd.state.models import Infrastructure
+from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
 INTERRUPTED = "interrupted: the command running it ended before it did"
@@ -20,11 +22,14 @@ ORPHANED_STATES = {
 }
 
 
-def recover(store: Store, infra: Infrastructure, sink: EventSink | None = None) -> int:
-    """End unfinished actions and fail nodes stuck mid-deploy; returns how many things were settled."""
+def recover(store: Store, infra: Infrastructure, sink: EventSink | None = None,
+            nodes: Sequence[Node] | None = None) -> int:
+    """End unfinished actions and fail nodes stuck mid-deploy; returns how many things were settled.
+
+    ``nodes``: the infrastructure's nodes as just read, when the caller has them (else they are read)."""
     touched = store.close_unfinished_actions(infra.id, INTERRUPTED)
     settled = len(touched)
-    for node in store.nodes(infra.id):
+    for node in store.nodes(infra.id) if nodes is None else nodes:
         why = ORPHANED_STATES.get(NodeState(node.state)) if node.state in ORPHANED_STATES else None
         if why is None:
             continue

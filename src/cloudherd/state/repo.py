@@ -73,6 +73,19 @@ class Store(ServerState):
             s.add(group)
             return group
 
+    def finish_pass(self, infra_id: str, fields: dict[str, Any], event: tuple[str, str] | None = None, *,
+                    keep: int | None = None) -> None:
+        """The end of a reconcile pass in one transaction: the infrastructure's ``fields`` (last pass, state)
+        and, if given, the pass's event (of which the newest ``keep`` of its kind stay)."""
+        with self.session() as s, s.begin():
+            s.execute(update(Infrastructure).where(Infrastructure.id == infra_id)
+                      .values(**fields, updated_at=utcnow()).execution_options(synchronize_session=False))
+            if event is not None:
+                s.add(Event(infrastructure_id=infra_id, kind=event[0], message=event[1]))
+                if keep is not None:
+                    s.flush()
+                    self._prune(s, infra_id, event[0], keep)
+
     def update_infrastructure(self, infra_id: str, **fields: Any) -> None:
         with self.session() as s, s.begin():
             infra = s.get_one(Infrastructure, infra_id)
@@ -166,12 +179,19 @@ class Store(ServerState):
         if not changes:
             return
         now = utcnow()
-        by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        # nodes given the same values (a pass's healthy nodes: same check, same time) share one UPDATE … IN
+        by_values: dict[tuple[tuple[str, Any], ...], list[str]] = {}
         for node_id, fields in changes:
-            by_shape.setdefault(tuple(sorted(fields)), []).append({"id": node_id, **fields, "updated_at": now})
+            try:
+                by_values.setdefault(tuple(sorted(fields.items())), []).append(node_id)
+            except TypeError:  # a value that cannot be compared: a statement of its own
+                by_values.setdefault(((" ", id(fields)), *fields.items()), []).append(node_id)
         with self.session() as s, s.begin():
-            for rows in by_shape.values():
-                s.execute(update(Node), rows)
+            for values, ids in by_values.items():
+                fields = {k: v for k, v in values if k != " "}
+                for start in range(0, len(ids), 500):
+                    s.execute(update(Node).where(Node.id.in_(ids[start:start + 500]))
+                              .values(**fields, updated_at=now).execution_options(synchronize_session=False))
 
     def nodes(self, infrastructure_id: str, *, alive_only: bool = False) -> list[Node]:
         with self.session() as s:
@@ -323,19 +343,27 @@ class Store(ServerState):
                 for node_id, key, fp, source in keys
             )
 
-    def add_event(self, infrastructure_id: str | None, kind: str, message: str, node_id: str | None = None) -> None:
+    def add_event(self, infrastructure_id: str | None, kind: str, message: str, node_id: str | None = None, *,
+                  keep: int | None = None) -> None:
+        """Record an event; with ``keep``, only the newest ``keep`` events of its kind stay (same transaction)."""
         with self.session() as s, s.begin():
             s.add(Event(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, message=message))
+            if keep is not None and infrastructure_id is not None:
+                s.flush()
+                self._prune(s, infrastructure_id, kind, keep)
 
     def prune_events(self, infrastructure_id: str, kind: str, *, keep: int) -> None:
         """Delete all but the newest ``keep`` events of ``kind`` (records that would otherwise grow forever)."""
         with self.session() as s, s.begin():
-            newest = s.scalars(select(Event.id).where(Event.infrastructure_id == infrastructure_id,
-                                                      Event.kind == kind).order_by(Event.id.desc()).offset(keep)
-                               .limit(1)).first()
-            if newest is not None:
-                s.execute(delete(Event).where(Event.infrastructure_id == infrastructure_id, Event.kind == kind,
-                                              Event.id <= newest))
+            self._prune(s, infrastructure_id, kind, keep)
+
+    @staticmethod
+    def _prune(s: Session, infrastructure_id: str, kind: str, keep: int) -> None:
+        """One DELETE: events of ``kind`` up to the newest one past the ``keep`` newest (none when fewer)."""
+        oldest_dropped = (select(Event.id).where(Event.infrastructure_id == infrastructure_id, Event.kind == kind)
+                          .order_by(Event.id.desc()).offset(keep).limit(1).scalar_subquery())
+        s.execute(delete(Event).where(Event.infrastructure_id == infrastructure_id, Event.kind == kind,
+                                      Event.id <= oldest_dropped).execution_options(synchronize_session=False))
 
     def recent_events(self, infrastructure_id: str, kind: str, since: datetime) -> list[Event]:
         with self.session() as s:
@@ -429,8 +457,9 @@ class Store(ServerState):
                     if current is None and s.get(Lease, scope) is not None:
                         return False, self.lease(scope)
                     if current is None:
-                        s.add(Lease(scope=scope, owner=owner, operation=operation, holder=holder, fence=1,
-                                    acquired_at=now, expires_at=expires))
+                        made = Lease(scope=scope, owner=owner, operation=operation, holder=holder, fence=1,
+                                     acquired_at=now, expires_at=expires)
+                        s.add(made)
                     elif _aware(current.expires_at) <= now or current.owner == steal_from:
                         taken = s.execute(
                             update(Lease).where(Lease.scope == scope, Lease.owner == current.owner)
@@ -444,6 +473,8 @@ class Store(ServerState):
                         return False, current
             except IntegrityError:  # another taker inserted first
                 return False, self.lease(scope)
+        if current is None:
+            return True, made  # inserted: it stands as written (no second read)
         lease = self.lease(scope)
         return lease is not None and lease.owner == owner, lease
 
