@@ -1,4 +1,4 @@
-"""Chaos, bounded for CI: SIGKILL the CLI at 10+ random points (CHAOS_KILLS; bench/chaos.py runs 100) of
+"""Chaos, bounded for CI: SIGKILL the CLI at 6+ random points (CHAOS_KILLS; bench/chaos.py runs 100) of
 up / scale / down of a 10-node infrastructure, on the local provider and on AWS (moto over HTTP), resume
 each time, and check that the database, the provider and the spec agree: nothing leaked, nothing lost,
 nothing made twice.
@@ -22,7 +22,7 @@ import pytest
 
 from tests.chaos_harness import Tally, run_chaos, run_heal_chaos
 
-KILLS = int(os.environ.get("CHAOS_KILLS", "10"))
+KILLS = int(os.environ.get("CHAOS_KILLS", "6"))
 HEAL_KILLS = int(os.environ.get("CHAOS_HEAL_KILLS", "2"))
 
 
