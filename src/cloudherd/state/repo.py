@@ -343,19 +343,9 @@ class Store(ServerState):
                 for node_id, key, fp, source in keys
             )
 
-    def add_event(self, infrastructure_id: str | None, kind: str, message: str, node_id: str | None = None, *,
-                  keep: int | None = None) -> None:
-        """Record an event; with ``keep``, only the newest ``keep`` events of its kind stay (same transaction)."""
+    def add_event(self, infrastructure_id: str | None, kind: str, message: str, node_id: str | None = None) -> None:
         with self.session() as s, s.begin():
             s.add(Event(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, message=message))
-            if keep is not None and infrastructure_id is not None:
-                s.flush()
-                self._prune(s, infrastructure_id, kind, keep)
-
-    def prune_events(self, infrastructure_id: str, kind: str, *, keep: int) -> None:
-        """Delete all but the newest ``keep`` events of ``kind`` (records that would otherwise grow forever)."""
-        with self.session() as s, s.begin():
-            self._prune(s, infrastructure_id, kind, keep)
 
     @staticmethod
     def _prune(s: Session, infrastructure_id: str, kind: str, keep: int) -> None:
