@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import scenarios
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
@@ -28,6 +29,18 @@ REPO = Path(__file__).resolve().parents[1]
 HELLO = REPO / "examples" / "hello" / "cloudherd.yml"
 SERVERS = ["openssh", "builtin"]
 T = TypeVar("T")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", scenarios.MARKER)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    scenarios.select(config, items)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return scenarios.header()
 
 
 def has_sshd() -> bool:

@@ -145,6 +145,7 @@ def test_missing_boto3_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None
         AwsProvider("aws", {})
 
 
+@pytest.mark.scenario
 def test_sizes_and_regions(endpoint: str) -> None:
     provider = AwsProvider("aws", {"region": "us-east-1"})
     sizes = run(provider.sizes("c5"))

@@ -38,6 +38,7 @@ def _clean(tally: Tally, seed: int) -> None:
 
 
 @pytest.mark.parametrize("provider", ["local", "aws"])
+@pytest.mark.scenario
 def test_no_leak_no_loss_no_duplicate_under_sigkill(provider: str, tmp_path: Path) -> None:
     if provider == "aws":
         pytest.importorskip("moto.server")
@@ -50,6 +51,7 @@ def test_no_leak_no_loss_no_duplicate_under_sigkill(provider: str, tmp_path: Pat
 
 
 @pytest.mark.parametrize("provider", ["local", "aws"])
+@pytest.mark.scenario
 def test_heal_under_sigkill(provider: str, tmp_path: Path) -> None:
     if provider == "aws":
         pytest.importorskip("moto.server")

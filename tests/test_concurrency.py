@@ -60,6 +60,7 @@ def test_a_name_with_metacharacters_is_only_itself(db_url: str) -> None:
         store.resolve("web%")
 
 
+@pytest.mark.scenario
 def test_down_of_a_pattern_destroys_nothing(home: Path) -> None:
     spec = home.parent / "spec.yml"
     spec.write_text("name: keep\ngroups:\n  web:\n    count: 1\n")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import cli, wait_until
 from sqlalchemy import select
 from test_remote import _replace_host_key, node_folders, write_spec
@@ -55,6 +56,7 @@ def test_down_finishes_past_a_provider_that_cannot_be_built(home: Path, tmp_path
     assert view.state == "destroyed" and all(n.state == "terminated" for n in view.nodes)
 
 
+@pytest.mark.scenario
 def test_a_killed_script_run_is_settled_by_the_next_command(home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "k"
     spec = write_spec(folder, "name: killed\ngroups:\n  web:\n    count: 1\n    scripts: [s.sh]\n",
@@ -100,6 +102,7 @@ def test_a_refused_converge_leaves_no_node_deploying(home: Path, tmp_path: Path)
     assert all(row.ended_at is not None for row in herd.logs(infra_id))
 
 
+@pytest.mark.scenario
 def test_ssh_refuses_a_changed_host_key_in_one_line_and_repins(home: Path, tmp_path: Path) -> None:
     herd = SyncClient()
     infra_id = herd.up(write_spec(tmp_path / "s", "name: sshkeys\ngroups:\n  web:\n    count: 1\n"))

@@ -149,6 +149,7 @@ BAD = [
 
 
 @pytest.mark.parametrize(("kind", "text", "line", "message"), BAD)
+@pytest.mark.scenario
 def test_errors_point_at_the_foreign_files_line(home: Path, tmp_path: Path, kind: str, text: str, line: int,
                                                 message: str) -> None:
     if kind == "ogc":

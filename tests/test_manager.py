@@ -91,6 +91,7 @@ def test_a_failing_command_check_fails_the_node_and_a_recovering_one_stays(home:
     herd.down("checked")
 
 
+@pytest.mark.scenario
 def test_circuit_breaker_holds_when_too_many_are_unhealthy(home: Path, tmp_path: Path) -> None:
     spec = write_spec(tmp_path / "b", "name: blip\ngroups:\n  web:\n    count: 5\n" + FAST)
     herd = SyncClient()
@@ -120,6 +121,7 @@ def test_circuit_breaker_holds_when_too_many_are_unhealthy(home: Path, tmp_path:
     herd.down("blip")
 
 
+@pytest.mark.scenario
 def test_scale_up_down_to_clamped_and_victims(home: Path, tmp_path: Path) -> None:
     spec = write_spec(tmp_path / "s", "name: elastic\ngroups:\n  web:\n    count: 2\n    min: 1\n    max: 5\n")
     herd = SyncClient()

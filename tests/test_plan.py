@@ -8,6 +8,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from cloudherd.api import SyncClient
 from tests.conftest import cli
 
@@ -43,6 +45,7 @@ def test_plan_of_a_new_spec_makes_nothing(home: Path, tmp_path: Path) -> None:
     assert json.loads(cli("ls", "--json").stdout) == []
 
 
+@pytest.mark.scenario
 def test_plan_then_up_converges_as_shown(home: Path, tmp_path: Path) -> None:
     herd = SyncClient()
     folder = tmp_path / "pl"

@@ -168,6 +168,7 @@ def _replace_host_key(folder: Path, server: str) -> str:
     return key.get_fingerprint()
 
 
+@pytest.mark.scenario
 def test_host_key_mismatch_is_refused_and_repin_works(server: str, home: Path, tmp_path: Path,
                                                       herd: SyncClient) -> None:
     spec = write_spec(tmp_path / "keys", "name: keys\ngroups:\n  n:\n    count: 2\n")
@@ -222,6 +223,7 @@ def test_first_contact_records_the_host_key(home: Path, tmp_path: Path, herd: Sy
     herd.down(infra_id)
 
 
+@pytest.mark.scenario
 def test_exec_summary_json_and_selectors(home: Path, tmp_path: Path, herd: SyncClient) -> None:
     text = (
         "name: sel\ngroups:\n  web:\n    count: 2\n    tags: {tier: front}\n"
@@ -251,6 +253,7 @@ def test_exec_summary_json_and_selectors(home: Path, tmp_path: Path, herd: SyncC
     herd.down(infra_id)
 
 
+@pytest.mark.scenario
 def test_push_pull_round_trip_to_five_nodes(server: str, home: Path, tmp_path: Path, herd: SyncClient) -> None:
     infra_id = herd.up(write_spec(tmp_path / "copy", "name: copy\ngroups:\n  n:\n    count: 5\n"))
     payload = tmp_path / "payload.bin"

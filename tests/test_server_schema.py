@@ -32,6 +32,7 @@ def operations(served: Served) -> list[Any]:
     return [result.ok() for result in schema.get_all_operations()]
 
 
+@pytest.mark.scenario
 def test_no_generated_request_makes_a_server_error(served: Served) -> None:
     headers = {"Authorization": f"Bearer {served.token()}"}
     ops = operations(served)

@@ -40,6 +40,7 @@ def write(folder: Path, text: str, name: str = "spec.yml") -> Path:
         ("- just\n- a list\n", "spec.yml:1: a spec must be a mapping with at least 'name' and 'groups'"),
     ],
 )
+@pytest.mark.scenario
 def test_bad_spec_is_one_line_and_exit_2(tmp_path: Path, home: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
     for command in ("validate", "up"):

@@ -25,6 +25,7 @@ def _machines(home: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize(("script", "teardown", "where", "what"), BROKEN)
+@pytest.mark.scenario
 def test_validate_plan_and_up_find_template_errors_first(home: Path, tmp_path: Path, script: str, teardown: str,
                                                          where: str, what: str) -> None:
     spec = write_spec(tmp_path / "t", SPEC, {"a.sh": script, "t.sh": teardown})

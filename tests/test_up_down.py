@@ -21,6 +21,7 @@ def _node_folders(home: Path) -> list[Path]:
     return sorted(root.iterdir()) if root.is_dir() else []
 
 
+@pytest.mark.scenario
 def test_hello_up_exec_down(home: Path, server: str) -> None:
     up = cli("up", str(HELLO))
     assert up.returncode == 0, up.stderr

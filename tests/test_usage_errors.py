@@ -40,6 +40,7 @@ def test_the_api_checks_the_same_ranges(home: Path) -> None:
             call()
 
 
+@pytest.mark.scenario
 def test_fleet_commands_on_bad_targets(home: Path, tmp_path: Path) -> None:
     text = "name: fleet\ngroups:\n  web:\n    count: 1\n    env: {API_TOKEN: 'tok-3141592653'}\n"
     herd = SyncClient()
