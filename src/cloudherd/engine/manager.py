@@ -87,7 +87,7 @@ class Manager:
 
     def targets(self) -> list[Infrastructure]:
         if self.every_attached:
-            return [i for i in self.store.infrastructures() if i.attached]
+            return [i for i in self.store.infrastructures(with_nodes=False) if i.attached]
         return [self.store.infrastructure(i) for i in self.ids]
 
     def register(self) -> None:

@@ -202,7 +202,7 @@ async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec,
             continue
         _record(store, infra, loaded, node, result, now, report)
         changed = True
-    store.update_nodes(healthy)
+    store.update_nodes(infra.id, healthy)
     return changed
 
 

@@ -128,6 +128,15 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def reader_factory(engine: Engine) -> sessionmaker[Session] | None:
+    """Sessions whose statements autocommit, for reads, where that saves round trips (PostgreSQL: no BEGIN
+    and no ROLLBACK around a SELECT); None where it would not (SQLite is in-process, and its transactions
+    give a multi-statement read one snapshot)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    return sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+
+
 def _safe(url: str) -> str:
     """The URL with any password masked, for messages."""
     from sqlalchemy.engine import make_url

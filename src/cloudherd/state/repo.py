@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from cloudherd.errors import UsageError
 from cloudherd.lifecycle import ACTIVE_INFRA_STATES, InfraState, NodeState
 from cloudherd.state import fence
-from cloudherd.state.db import open_engine, session_factory
+from cloudherd.state.db import open_engine, reader_factory, session_factory
 from cloudherd.state.models import (
     Action,
     Event,
@@ -41,14 +41,20 @@ class Store(ServerState):
         self.engine = engine or open_engine()
         self._session = session_factory(self.engine)
         fence.install(self._session)
+        self._reader = reader_factory(self.engine) or self._session
 
     def session(self) -> Session:
         return self._session()
 
+    def reading(self) -> Session:
+        """A session for reads only: on PostgreSQL each statement autocommits, so a read is one round trip
+        instead of three (BEGIN, the statement, ROLLBACK), and it sees what READ COMMITTED would show anyway."""
+        return self._reader()
+
     # -- users ----------------------------------------------------------------------------------------
 
     def user(self, name: str) -> User | None:
-        with self.session() as s:
+        with self.reading() as s:
             return s.scalar(select(User).where(User.name == name))
 
     def ensure_user(self, name: str, public_key: str, private_key_path: str) -> User:
@@ -106,11 +112,13 @@ class Store(ServerState):
             infra.state = state
             infra.reason = reason
 
-    def infrastructures(self, *, include_destroyed: bool = False, owner_id: str | None = None) -> list[Infrastructure]:
-        with self.session() as s:
-            query = select(Infrastructure).options(selectinload(Infrastructure.nodes)).order_by(
-                Infrastructure.created_at
-            )
+    def infrastructures(self, *, include_destroyed: bool = False, owner_id: str | None = None,
+                        with_nodes: bool = True) -> list[Infrastructure]:
+        """``with_nodes=False``: the rows alone (a manager choosing its targets needs no node of them)."""
+        with self.reading() as s:
+            query = select(Infrastructure).order_by(Infrastructure.created_at)
+            if with_nodes:
+                query = query.options(selectinload(Infrastructure.nodes))
             if owner_id is not None:
                 query = query.where(Infrastructure.owner_id == owner_id)
             if not include_destroyed:
@@ -118,7 +126,7 @@ class Store(ServerState):
             return list(s.scalars(query))
 
     def infrastructure(self, infra_id: str) -> Infrastructure:
-        with self.session() as s:
+        with self.reading() as s:
             infra = s.scalar(
                 select(Infrastructure)
                 .where(Infrastructure.id == infra_id)
@@ -129,7 +137,7 @@ class Store(ServerState):
             return infra
 
     def active_named(self, name: str) -> Infrastructure | None:
-        with self.session() as s:
+        with self.reading() as s:
             return s.scalar(
                 select(Infrastructure).where(Infrastructure.name == name,
                                              Infrastructure.state.in_(sorted(ACTIVE_INFRA_STATES)))
@@ -140,7 +148,7 @@ class Store(ServerState):
         ref = ref.strip()
         if not ref:
             raise UsageError("give an infrastructure id, id prefix or name (see `cloudherd ls`)")
-        with self.session() as s:
+        with self.reading() as s:
             exact = s.get(Infrastructure, ref)
             if exact is not None:
                 return self.infrastructure(exact.id)
@@ -174,8 +182,11 @@ class Store(ServerState):
             for key, value in fields.items():
                 setattr(node, key, value)
 
-    def update_nodes(self, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Several nodes' fields in one transaction (one executemany per shape of change)."""
+    def update_nodes(self, infrastructure_id: str, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Several nodes of one infrastructure, in one transaction (one UPDATE per set of values).
+
+        The infrastructure narrows each UPDATE through its index: PostgreSQL, before it has analysed a grown
+        table, may match ``id IN (…)`` by scanning every node row, 40 ms at 10,000 nodes."""
         if not changes:
             return
         now = utcnow()
@@ -190,11 +201,12 @@ class Store(ServerState):
             for values, ids in by_values.items():
                 fields = {k: v for k, v in values if k != " "}
                 for start in range(0, len(ids), 500):
-                    s.execute(update(Node).where(Node.id.in_(ids[start:start + 500]))
+                    s.execute(update(Node).where(Node.infrastructure_id == infrastructure_id,
+                                                 Node.id.in_(ids[start:start + 500]))
                               .values(**fields, updated_at=now).execution_options(synchronize_session=False))
 
     def nodes(self, infrastructure_id: str, *, alive_only: bool = False) -> list[Node]:
-        with self.session() as s:
+        with self.reading() as s:
             query = (
                 select(Node).where(Node.infrastructure_id == infrastructure_id).order_by(Node.group_name, Node.index)
             )
@@ -224,7 +236,7 @@ class Store(ServerState):
 
     def has_leftovers(self, infrastructure_id: str) -> bool:
         """Whether an interrupted command left an unfinished action or a node mid-deploy (one cheap query)."""
-        with self.session() as s:
+        with self.reading() as s:
             unfinished = s.scalar(select(Action.id).where(Action.infrastructure_id == infrastructure_id,
                                                           Action.ended_at.is_(None)).limit(1))
             stuck = s.scalar(select(Node.id).where(Node.infrastructure_id == infrastructure_id,
@@ -233,11 +245,15 @@ class Store(ServerState):
 
     def close_unfinished_actions(self, infrastructure_id: str, why: str, node_id: str | None = None) -> list[str]:
         """Actions that never ended (their command was killed or cancelled) end now, without an exit code;
-        returns the ids of the nodes they ran on."""
+        returns the ids of the nodes they ran on.  Read first: there usually are none, and then no write
+        transaction (nor its fence check) is opened."""
+        query = select(Action).where(Action.infrastructure_id == infrastructure_id, Action.ended_at.is_(None))
+        if node_id:
+            query = query.where(Action.node_id == node_id)
+        with self.reading() as s:
+            if s.scalar(query.with_only_columns(Action.id).limit(1)) is None:
+                return []
         with self.session() as s, s.begin():
-            query = select(Action).where(Action.infrastructure_id == infrastructure_id, Action.ended_at.is_(None))
-            if node_id:
-                query = query.where(Action.node_id == node_id)
             rows = list(s.scalars(query))
             for action in rows:
                 action.exit_code = None
@@ -254,7 +270,7 @@ class Store(ServerState):
 
     def script_digests(self, infrastructure_id: str) -> dict[tuple[str, str], str]:
         """(node id, script source) -> digest of its last successful run."""
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.execute(
                 select(Action.node_id, Action.name, Action.digest)
                 .where(Action.infrastructure_id == infrastructure_id, Action.kind == "script",
@@ -264,7 +280,7 @@ class Store(ServerState):
             return {(node_id, name): digest for node_id, name, digest in rows if digest}
 
     def actions(self, infrastructure_id: str, node_id: str | None = None) -> list[Action]:
-        with self.session() as s:
+        with self.reading() as s:
             query = select(Action).where(Action.infrastructure_id == infrastructure_id).order_by(Action.id)
             if node_id:
                 query = query.where(Action.node_id == node_id)
@@ -306,14 +322,14 @@ class Store(ServerState):
                     setattr(node, key, value)
 
     def open_intents(self, infrastructure_id: str | None = None) -> list[Intent]:
-        with self.session() as s:
+        with self.reading() as s:
             query = select(Intent).where(Intent.state == "open").order_by(Intent.created_at)
             if infrastructure_id:
                 query = query.where(Intent.infrastructure_id == infrastructure_id)
             return list(s.scalars(query))
 
     def intents(self, infrastructure_id: str) -> list[Intent]:
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(Intent).where(Intent.infrastructure_id == infrastructure_id)
                                   .order_by(Intent.created_at)))
 
@@ -321,7 +337,7 @@ class Store(ServerState):
 
     def host_keys(self, infrastructure_id: str) -> dict[str, HostKey]:
         """The pinned (current) host key of each node that has one."""
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.scalars(
                 select(HostKey).where(HostKey.infrastructure_id == infrastructure_id, HostKey.replaced_at.is_(None))
             )
@@ -356,18 +372,18 @@ class Store(ServerState):
                                       Event.id <= oldest_dropped).execution_options(synchronize_session=False))
 
     def recent_events(self, infrastructure_id: str, kind: str, since: datetime) -> list[Event]:
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(Event).where(
                 Event.infrastructure_id == infrastructure_id, Event.kind == kind, Event.at >= since,
             ).order_by(Event.id)))
 
     def events(self, infrastructure_id: str) -> list[Event]:
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(Event).where(Event.infrastructure_id == infrastructure_id).order_by(Event.id)))
 
     def events_after(self, infrastructure_id: str, after_id: int = 0, limit: int | None = None) -> list[Event]:
         """Events newer than ``after_id``, oldest first (``events --follow`` polls with the last id seen)."""
-        with self.session() as s:
+        with self.reading() as s:
             query = select(Event).where(Event.infrastructure_id == infrastructure_id, Event.id > after_id
                                         ).order_by(Event.id)
             return list(s.scalars(query.limit(limit) if limit else query))
@@ -388,7 +404,7 @@ class Store(ServerState):
 
     def node_defs(self) -> dict[str, Any]:
         """Every imported definition as ``{'node_def:<type>': [implementations]}``."""
-        with self.session() as s:
+        with self.reading() as s:
             return {f"node_def:{row.type}": list((row.implementations or {}).get("list") or [])
                     for row in s.scalars(select(NodeDefinition))}
 
@@ -404,13 +420,13 @@ class Store(ServerState):
             return row.id
 
     def pending_scale_requests(self, infrastructure_id: str) -> list[ScaleRequest]:
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(ScaleRequest).where(
                 ScaleRequest.infrastructure_id == infrastructure_id, ScaleRequest.consumed_at.is_(None)
             ).order_by(ScaleRequest.id)))
 
     def scale_request(self, request_id: int) -> ScaleRequest | None:
-        with self.session() as s:
+        with self.reading() as s:
             return s.get(ScaleRequest, request_id)
 
     def consume_scale_request(self, request_id: int, outcome: str) -> None:
@@ -423,11 +439,11 @@ class Store(ServerState):
 
     def leases_under(self, prefix: str) -> list[Lease]:
         """Leases whose scope starts with ``prefix`` (compared as text, not as a LIKE pattern)."""
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(Lease).where(func.substr(Lease.scope, 1, len(prefix)) == prefix)))
 
     def lease(self, scope: str) -> Lease | None:
-        with self.session() as s:
+        with self.reading() as s:
             return s.get(Lease, scope)
 
     def take_lease(self, scope: str, owner: str, operation: str, holder: dict[str, Any], ttl: float, *,

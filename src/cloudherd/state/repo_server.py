@@ -24,9 +24,12 @@ from cloudherd.state.models import (
 
 
 class ServerState:
-    """Methods over the server's tables; ``session`` comes from the Store they are mixed into."""
+    """Methods over the server's tables; ``session`` and ``reading`` come from the Store they are mixed into."""
 
     def session(self) -> Session:  # pragma: no cover - the Store's
+        raise NotImplementedError
+
+    def reading(self) -> Session:  # pragma: no cover - the Store's
         raise NotImplementedError
 
     # -- users and tokens -------------------------------------------------------------------------------
@@ -43,11 +46,11 @@ class ServerState:
             raise UsageError(f"a user named '{name}' exists already") from None
 
     def users(self) -> list[User]:
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(User).order_by(User.created_at)))
 
     def user_by_id(self, user_id: str) -> User | None:
-        with self.session() as s:
+        with self.reading() as s:
             return s.get(User, user_id)
 
     def add_token(self, **fields: Any) -> ApiToken:
@@ -58,17 +61,17 @@ class ServerState:
             return token
 
     def token_by_key(self, key_id: str) -> ApiToken | None:
-        with self.session() as s:
+        with self.reading() as s:
             return s.scalar(select(ApiToken).where(ApiToken.key_id == key_id))
 
     def token_and_user(self, key_id: str) -> tuple[ApiToken, User] | None:
-        with self.session() as s:
+        with self.reading() as s:
             found = s.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
                               .where(ApiToken.key_id == key_id)).first()
             return (found[0], found[1]) if found is not None else None
 
     def tokens(self, user_id: str | None = None) -> list[ApiToken]:
-        with self.session() as s:
+        with self.reading() as s:
             query = select(ApiToken).order_by(ApiToken.created_at)
             if user_id is not None:
                 query = query.where(ApiToken.user_id == user_id)
@@ -105,14 +108,14 @@ class ServerState:
             return None
 
     def launch_configurations(self, owner_id: str, names: Sequence[str] = ()) -> list[LaunchConfiguration]:
-        with self.session() as s:
+        with self.reading() as s:
             query = select(LaunchConfiguration).where(LaunchConfiguration.owner_id == owner_id)
             if names:
                 query = query.where(LaunchConfiguration.name.in_(list(names)))
             return list(s.scalars(query.order_by(LaunchConfiguration.name)))
 
     def template_entries(self, owner_id: str, template: str) -> list[LaunchConfiguration]:
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(LaunchConfiguration).where(
                 LaunchConfiguration.owner_id == owner_id, LaunchConfiguration.template == template)
                 .order_by(LaunchConfiguration.id)))
@@ -134,7 +137,7 @@ class ServerState:
             return None
 
     def scaling_groups(self, owner_id: str, names: Sequence[str] = ()) -> list[ScalingGroup]:
-        with self.session() as s:
+        with self.reading() as s:
             query = select(ScalingGroup).where(ScalingGroup.owner_id == owner_id)
             if names:
                 query = query.where(ScalingGroup.name.in_(list(names)))
@@ -144,7 +147,7 @@ class ServerState:
         """Several infrastructures with their groups and nodes, in three queries (not three per one)."""
         if not ids:
             return {}
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.scalars(select(Infrastructure).where(Infrastructure.id.in_(list(ids))).options(
                 selectinload(Infrastructure.groups), selectinload(Infrastructure.nodes)))
             return {r.id: r for r in rows}
@@ -152,7 +155,7 @@ class ServerState:
     def pending_scale_requests_of(self, ids: Sequence[str]) -> dict[str, list[ScaleRequest]]:
         if not ids:
             return {}
-        with self.session() as s:
+        with self.reading() as s:
             found: dict[str, list[ScaleRequest]] = {}
             for row in s.scalars(select(ScaleRequest).where(ScaleRequest.infrastructure_id.in_(list(ids)),
                                                             ScaleRequest.consumed_at.is_(None))
@@ -178,7 +181,7 @@ class ServerState:
             return job
 
     def job(self, job_id: str) -> Job | None:
-        with self.session() as s:
+        with self.reading() as s:
             return s.get(Job, job_id)
 
     def finish_job(self, job_id: str, state: str, result: dict[str, Any] | None = None,
