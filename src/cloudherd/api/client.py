@@ -34,6 +34,7 @@ from cloudherd.api.types import (
     Orphan,
     PassResult,
     Plan,
+    Revision,
     ScaleResult,
     Setup,
     Size,
@@ -43,7 +44,7 @@ from cloudherd.api.types import (
     User,
 )
 from cloudherd.errors import UsageError
-from cloudherd.lifecycle import NodeState
+from cloudherd.lifecycle import InfraState, NodeState
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -439,6 +440,31 @@ class Client(OgcActions):
         names = {n.id: n.name for n in self.store.nodes(infra.id)}
         return [views.event(e, names) for e in self.store.events_after(infra.id, after, limit)]
 
+    # -- revisions --------------------------------------------------------------------------------
+
+    async def history(self, ref: str) -> list[Revision]:
+        """The releases applied to an infrastructure, oldest first; the last is the current one."""
+        infra = self.store.resolve(ref)
+        rows = self.store.revisions(infra.id)
+        return [views.revision(row, index == len(rows) - 1) for index, row in enumerate(rows)]
+
+    async def rollback(self, ref: str, revision: int | None = None, *, on_event: EventSink | None = None,
+                       connect_timeout: float = 120.0, wait: float = 600.0) -> Revision:
+        """Apply an earlier release again (default: the newest applied one before the current), through the
+        same path as ``up``; each group keeps its size now.  Returns the revision this made."""
+        from cloudherd.engine import revisions
+        from cloudherd.engine.apply import up
+
+        _check_limits(connect_timeout=connect_timeout, wait=wait)
+        infra = self.store.resolve(ref)
+        if infra.state == InfraState.DESTROYED:
+            raise UsageError(f"{infra.name} ({infra.id}) is destroyed: nothing to roll back")
+        target = revisions.pick(self.store.revisions(infra.id), revision)
+        loaded = revisions.loaded_from(target, {g.name: g.count for g in infra.groups})
+        await up(loaded, self.store, on_event=on_event, connect_timeout=connect_timeout, wait=wait,
+                 origin=f"rollback to {target.number}")
+        return (await self.history(infra.id))[-1]
+
     # -- users and tokens (the network faces' credentials) -----------------------------------------
 
     async def add_user(self, name: str) -> User:
@@ -673,6 +699,16 @@ class SyncClient(SyncOgcActions):
     def events(self, ref: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
         """The event log, oldest first, after event ``after``."""
         return run_blocking(self.aio.events(ref, after=after, limit=limit))
+
+    def history(self, ref: str) -> list[Revision]:
+        """The releases applied to an infrastructure, oldest first."""
+        return run_blocking(self.aio.history(ref))
+
+    def rollback(self, ref: str, revision: int | None = None, *, on_event: EventSink | None = None,
+                 connect_timeout: float = 120.0, wait: float = 600.0) -> Revision:
+        """Apply an earlier release again (default: the one before the current)."""
+        return run_blocking(self.aio.rollback(ref, revision, on_event=on_event, connect_timeout=connect_timeout,
+                                              wait=wait))
 
     def add_user(self, name: str) -> User:
         """A user of the server."""

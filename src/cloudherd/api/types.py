@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from cloudherd.lifecycle import InfraState, NodeState
 
@@ -229,6 +229,21 @@ class Event(_Value):
     kind: str
     message: str
     node: str | None = None
+
+
+class Revision(_Value):
+    """One release of an infrastructure (``history``): its number, what made it, and how its apply ended."""
+
+    number: int
+    digest: str  # of the release: the spec without sizes, and the scripts
+    author: str
+    origin: str  # "up", "submit", "rollback to 2"
+    state: str  # applying | applied | failed
+    reason: str | None = None
+    created_at: datetime
+    ended_at: datetime | None = None
+    current: bool = False  # the latest: what the fleet runs, or is being changed to
+    scripts: list[str] = Field(default_factory=list)  # "group: source" of each script, in order
 
 
 class PassResult(_Value):

@@ -91,6 +91,14 @@ def event(row: models.Event, names: Mapping[str, str]) -> types.Event:
                        node=names.get(row.node_id or "") if row.node_id else None)
 
 
+def revision(row: models.Revision, current: bool) -> types.Revision:
+    groups = (row.bundle or {}).get("groups") or {}
+    scripts = [f"{name}: {script['source']}" for name, group in groups.items() for script in group.get("scripts") or []]
+    return types.Revision(number=row.number, digest=row.digest[:12], author=row.author, origin=row.origin,
+                          state=row.state, reason=row.reason, created_at=row.created_at, ended_at=row.ended_at,
+                          current=current, scripts=scripts)
+
+
 def exec_result(result: ExecResult) -> types.ExecResult:
     return types.ExecResult(node=result.node, group=result.group, exit_code=result.exit_code, stdout=result.stdout,
                             stderr=result.stderr, seconds=result.seconds, error=result.error,

@@ -530,6 +530,53 @@ def logs(
 
 
 @app.command()
+def history(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    as_json: bool = AS_JSON,
+) -> None:
+    """The releases applied to an infrastructure (spec and scripts, sizes aside), oldest first."""
+    rows = _guard(lambda: _herd().history(ref))
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        err.print("no revisions recorded yet (each up records one)")
+        return
+    table = Table(box=None)
+    for column in ("rev", "when", "by", "origin", "state", "digest", "scripts"):
+        table.add_column(column, no_wrap=column not in ("state", "scripts"))
+    for row in rows:
+        style = {"applied": "green", "failed": "red"}.get(row.state, "yellow")
+        state = Text(row.state + (f": {row.reason}" if row.reason else ""), style=style)
+        table.add_row(Text(f"{row.number}{' *' if row.current else ''}", style="bold" if row.current else ""),
+                      row.created_at.strftime("%m-%d %H:%M:%S"), row.author, row.origin, state, row.digest,
+                      ", ".join(row.scripts) or "-")
+    out.print(table)
+
+
+@app.command()
+def rollback(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    revision: int | None = typer.Argument(None, help="The revision to go back to (default: the newest applied "
+                                                     "one before the current; see `cloudherd history`)."),
+    connect_timeout: float = typer.Option(120.0, "--connect-timeout", callback=_seconds,
+                                         help="Seconds to wait for a node's SSH."),
+    wait: float = WAIT,
+) -> None:
+    """Apply an earlier release again, as `up` would (each group keeps its size); records a new revision."""
+    from cloudherd.cli.progress import Progress
+
+    herd = _herd()
+
+    def work() -> Any:
+        with Progress(err) as progress:
+            return herd.rollback(ref, revision, on_event=progress, connect_timeout=connect_timeout, wait=wait)
+
+    made = _guard(work)
+    err.print(Text(f"rolled back: revision {made.number} ({made.origin}) is {made.state}", style="green"))
+
+
+@app.command()
 def manage(
     refs: list[str] = typer.Argument(None, help="Infrastructure ids, id prefixes or names."),
     all_: bool = typer.Option(False, "--all", "-a", help="Every attached infrastructure (picks up attach / "

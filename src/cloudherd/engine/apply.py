@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cloudherd.engine import journal
+from cloudherd.engine import journal, revisions
 from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity
 from cloudherd.engine.deploy import deploy_node
 from cloudherd.engine.destroy import retire
@@ -68,11 +68,13 @@ async def up(
     force: bool = False,
     accept_new_host_key: Collection[str] = (),
     wait: float = DEFAULT_WAIT,
+    origin: str = "up",
 ) -> str:
     """Create or converge the infrastructure of ``loaded``; return its id, or raise ApplyFailed.
 
     One operation changes an infrastructure at a time: while another holds its name's lease, this
-    waits up to ``wait`` seconds (saying for whom), then gives up with BusyError.
+    waits up to ``wait`` seconds (saying for whom), then gives up with BusyError.  Each apply is recorded
+    as a revision (``origin`` says what asked for it: an up, a rollback).
     """
     def waiting(message: str) -> None:
         emit(on_event, ProgressEvent("info", message))
@@ -80,7 +82,7 @@ async def up(
     async with exclusive(store, infra_scope(loaded.spec.name), "up", wait=wait, on_wait=waiting):
         return await _up(loaded, store, keep_on_failure=keep_on_failure, on_event=on_event,
                          connect_timeout=connect_timeout, handshakes=handshakes, force=force,
-                         accept_new_host_key=accept_new_host_key)
+                         accept_new_host_key=accept_new_host_key, origin=origin)
 
 
 async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT, owner_id: str | None = None) -> str:
@@ -103,13 +105,17 @@ async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT
                 spec_path=str(loaded.path.resolve()), spec_text=loaded.raw_text, ssh_user=spec.ssh.user,
                 ssh_key_path=str(identity.key_path),
             ).id
+        owner = store.user_by_id(owner_id) if owner_id else None
+        revisions.begin(store, infra_id, loaded, owner.name if owner else identity.user_name, "submit",
+                        restart=False)
         await _sync_groups(loaded, store, infra_id, Redactor(set(loaded.secrets)))
         store.add_event(infra_id, "submit", f"{spec.name} submitted: the manager makes it")
         return infra_id
 
 
 async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_event: EventSink | None,
-              connect_timeout: float, handshakes: int | None, force: bool, accept_new_host_key: Collection[str]) -> str:
+              connect_timeout: float, handshakes: int | None, force: bool, accept_new_host_key: Collection[str],
+              origin: str) -> str:
     spec = loaded.spec
     identity = ensure_identity(store, _key_path(loaded))
     existing = store.active_named(spec.name)
@@ -128,6 +134,7 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
                                     spec_path=str(loaded.path.resolve()))
         store.add_event(infra.id, "up", f"converging {spec.name}")
         emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name}): converging"))
+    release = revisions.begin(store, infra.id, loaded, identity.user_name, origin)
     providers = Providers(loaded)
     run_intents: list[str] = []
     try:
@@ -141,10 +148,12 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
             finally:
                 reach.record(pool)
         store.set_infrastructure_state(infra.id, InfraState.READY)
-        store.add_event(infra.id, "up", "ready")
+        store.end_revision(release.id, "applied")
+        store.add_event(infra.id, "up", f"ready (revision {release.number})")
         return infra.id
     except BaseException as exc:
         reason = _reason(exc)
+        store.end_revision(release.id, "failed", reason)
         store.add_event(infra.id, "error", reason)
         emit(on_event, ProgressEvent("error", reason))
         if keep_on_failure:

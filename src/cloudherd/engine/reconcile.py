@@ -137,6 +137,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                     _log_converge(store, infra, before, report)
                 if infra.state in (InfraState.CREATING, InfraState.FAILED, InfraState.UPDATING):
                     store.set_infrastructure_state(infra.id, InfraState.READY)  # at size, every node deployed
+                if report.converged or infra.state != InfraState.READY:
+                    store.settle_revisions(infra.id)  # the spec as applied is what runs now
             finally:
                 reach.record(pool)
     except FencedOut:

@@ -156,6 +156,28 @@ class Event(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Revision(Base):
+    """One release of an infrastructure, as an ``up`` applied it: the spec as written and the scripts it ran,
+    so that a rollback needs nothing from the disk.  Sizes are not part of a release (scaling makes none)."""
+
+    __tablename__ = "revisions"
+    __table_args__ = (UniqueConstraint("infrastructure_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    infrastructure_id: Mapped[str] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))  # of the release: spec and scripts, counts left out
+    spec_text: Mapped[str] = mapped_column(Text)
+    spec_path: Mapped[str] = mapped_column(Text)
+    bundle: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"groups": {name: {"scripts": [...], "teardown": …}}}
+    author: Mapped[str] = mapped_column(String(200))
+    origin: Mapped[str] = mapped_column(String(100))  # "up", "rollback to 2", "submit"
+    state: Mapped[str] = mapped_column(String(20), default="applying")  # applying | applied | failed
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+
 class Intent(Base):
     """The journal: a mutating cloud call, written (and committed) before it is made, closed after.
 

@@ -27,6 +27,7 @@ from cloudherd.state.models import (
     Lease,
     Node,
     NodeDefinition,
+    Revision,
     ScaleRequest,
     User,
     utcnow,
@@ -269,15 +270,18 @@ class Store(ServerState):
             s.execute(insert(Action), list(rows))  # one executemany, no ORM objects
 
     def script_digests(self, infrastructure_id: str) -> dict[tuple[str, str], str]:
-        """(node id, script source) -> digest of its last successful run."""
+        """(node id, script source) -> digest of its last run, when that run succeeded.
+
+        The last run, not the last success: a script that failed (or was cut off) after a success may have
+        changed the node halfway, so running the earlier text again is not a no-op (a rollback's case)."""
         with self.reading() as s:
             rows = s.execute(
-                select(Action.node_id, Action.name, Action.digest)
-                .where(Action.infrastructure_id == infrastructure_id, Action.kind == "script",
-                       Action.exit_code == 0, Action.digest.is_not(None))
+                select(Action.node_id, Action.name, Action.digest, Action.exit_code)
+                .where(Action.infrastructure_id == infrastructure_id, Action.kind == "script")
                 .order_by(Action.id)
             )
-            return {(node_id, name): digest for node_id, name, digest in rows if digest}
+            last = {(node_id, name): (digest, code) for node_id, name, digest, code in rows}
+            return {key: digest for key, (digest, code) in last.items() if code == 0 and digest}
 
     def actions(self, infrastructure_id: str, node_id: str | None = None) -> list[Action]:
         with self.reading() as s:
@@ -332,6 +336,36 @@ class Store(ServerState):
         with self.reading() as s:
             return list(s.scalars(select(Intent).where(Intent.infrastructure_id == infrastructure_id)
                                   .order_by(Intent.created_at)))
+
+    # -- revisions ------------------------------------------------------------------------------------
+
+    def add_revision(self, infrastructure_id: str, **fields: Any) -> Revision:
+        """The next revision of ``infrastructure_id`` (numbered 1, 2, … per infrastructure)."""
+        with self.session() as s, s.begin():
+            last = s.scalar(select(func.max(Revision.number)).where(Revision.infrastructure_id == infrastructure_id))
+            row = Revision(infrastructure_id=infrastructure_id, number=(last or 0) + 1, **fields)
+            s.add(row)
+            s.flush()
+            return row
+
+    def end_revision(self, revision_id: int, state: str, reason: str | None = None) -> None:
+        with self.session() as s, s.begin():
+            s.execute(update(Revision).where(Revision.id == revision_id).values(state=state, reason=reason,
+                      ended_at=utcnow()).execution_options(synchronize_session=False))
+
+    def settle_revisions(self, infrastructure_id: str) -> None:
+        """A pass brought the fleet to the spec as applied: a revision still applying (its ``up`` was killed, or
+        a submit left it to the manager) is applied now."""
+        with self.session() as s, s.begin():
+            s.execute(update(Revision).where(Revision.infrastructure_id == infrastructure_id,
+                                             Revision.state == "applying")
+                      .values(state="applied", ended_at=utcnow()).execution_options(synchronize_session=False))
+
+    def revisions(self, infrastructure_id: str) -> list[Revision]:
+        """Oldest first."""
+        with self.reading() as s:
+            return list(s.scalars(select(Revision).where(Revision.infrastructure_id == infrastructure_id)
+                                  .order_by(Revision.number)))
 
     # -- host keys ------------------------------------------------------------------------------------
 

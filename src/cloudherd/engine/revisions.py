@@ -1,0 +1,97 @@
+"""Revisions: each release an ``up`` applies, kept whole (the spec as written, the scripts as they were) so
+that ``history`` can list them and ``rollback`` can apply an old one without anything from the disk.
+
+A release is what the nodes run, not how many of them there are: the digest leaves the groups' counts and
+bounds out, so scaling (by ``scale``, the manager, or a changed ``count``) makes no revision, and a rollback
+keeps each group at the size it has now (as ``kubectl rollout undo`` keeps the replicas).  Re-applying the
+latest release reuses its revision; applying an older one again (a rollback) makes a new revision that
+says where it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cloudherd.engine.context import Redactor
+from cloudherd.errors import UsageError
+from cloudherd.spec import LoadedSpec
+from cloudherd.spec.loader import Script, load_spec_text
+from cloudherd.state.models import Revision
+from cloudherd.state.repo import Store
+
+_SIZES = ("count", "min", "max")
+
+
+def bundle(loaded: LoadedSpec) -> dict[str, Any]:
+    """Each group's scripts and teardown as read when the release was applied (before templates render)."""
+
+    def one(script: Script | None) -> dict[str, str] | None:
+        return {"name": script.name, "source": script.source, "content": script.content} if script else None
+
+    return {"groups": {name: {"scripts": [one(s) for s in loaded.scripts.get(name, [])],
+                              "teardown": one(loaded.teardown.get(name))}
+                       for name in loaded.spec.groups}}
+
+
+def release_digest(loaded: LoadedSpec) -> str:
+    """The digest of what the nodes run: the spec with sizes left out, and the scripts (secrets masked, so a
+    digest says nothing of them; a changed secret alone is no new release)."""
+    spec = loaded.spec.model_dump(mode="json")
+    for group in (spec.get("groups") or {}).values():
+        for key in _SIZES:
+            group.pop(key, None)
+    text = json.dumps({"spec": spec, "bundle": bundle(loaded)}, sort_keys=True, default=str)
+    return hashlib.sha256(Redactor(set(loaded.secrets))(text).encode()).hexdigest()
+
+
+def begin(store: Store, infra_id: str, loaded: LoadedSpec, author: str, origin: str = "up", *,
+          restart: bool = True) -> Revision:
+    """The revision this apply makes: the latest one again when its release is the same, else a new one.
+
+    ``restart``: the latest one, reused, is marked applying again (an ``up`` ends it itself); a ``submit``
+    leaves an applied one as it is, since the manager's pass that applies a change settles it."""
+    digest = release_digest(loaded)
+    known = store.revisions(infra_id)
+    if known and known[-1].digest == digest:
+        if restart or known[-1].state != "applied":
+            store.end_revision(known[-1].id, "applying")
+            known[-1].state = "applying"
+        return known[-1]
+    return store.add_revision(infra_id, digest=digest, spec_text=loaded.raw_text, spec_path=str(loaded.path),
+                              bundle=bundle(loaded), author=author, origin=origin, state="applying")
+
+
+def pick(revisions: list[Revision], number: int | None) -> Revision:
+    """Revision ``number``, or (None) the newest applied one before the latest: what a rollback goes back to."""
+    if not revisions:
+        raise UsageError("it has no revisions yet (they are recorded from this version on, at each up)")
+    if number is not None:
+        found = next((r for r in revisions if r.number == number), None)
+        if found is None:
+            raise UsageError(f"no revision {number} (there are {revisions[0].number} to {revisions[-1].number}; "
+                             "see `cloudherd history`)")
+        return found
+    current = revisions[-1]
+    earlier = [r for r in revisions[:-1] if r.state == "applied" and r.digest != current.digest]
+    if not earlier:
+        raise UsageError(f"no earlier applied revision to roll back to (revision {current.number} is the first)")
+    return earlier[-1]
+
+
+def loaded_from(revision: Revision, counts: Mapping[str, int], environ: Mapping[str, str] | None = None) -> LoadedSpec:
+    """The spec of ``revision`` with its stored scripts, each group that exists now kept at its size now."""
+    loaded = load_spec_text(revision.spec_text, Path(revision.spec_path), environ=environ, read_scripts=False)
+    groups = (revision.bundle or {}).get("groups") or {}
+    for name in loaded.spec.groups:
+        stored = groups.get(name) or {}
+        loaded.scripts[name] = [Script(s["name"], s["source"], s["content"]) for s in stored.get("scripts") or []]
+        teardown = stored.get("teardown")
+        loaded.teardown[name] = Script(teardown["name"], teardown["source"], teardown["content"]) if teardown else None
+    sized = {name: group.model_copy(update={"count": counts[name]}) if name in counts else group
+             for name, group in loaded.spec.groups.items()}
+    loaded.spec = loaded.spec.model_copy(update={"groups": sized})
+    return loaded
