@@ -116,7 +116,8 @@ class Client(OgcActions):
 
     async def up(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
                  connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
-                 accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None) -> str:
+                 accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None,
+                 no_rollback: bool = False) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id.
 
         ``spec`` may also be an OGC layout file or an Occopus description (detected, or ``format``).
@@ -124,7 +125,8 @@ class Client(OgcActions):
         Unchanged scripts are skipped on nodes where they already succeeded (``force`` re-runs them);
         ``concurrency`` bounds SSH handshakes in flight; ``accept_new_host_key`` names nodes whose new
         host key is taken as their pin.  While another operation changes the same infrastructure,
-        this waits up to ``wait`` seconds for it (0: give up at once), then raises BusyError.
+        this waits up to ``wait`` seconds for it (0: give up at once), then raises BusyError.  A rolling
+        group's batch that fails its health gate rolls it back to the release before, unless ``no_rollback``.
         """
         from cloudherd.engine.apply import up
 
@@ -132,7 +134,7 @@ class Client(OgcActions):
         loaded = self._load(spec, format)
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
                         connect_timeout=connect_timeout, force=force, handshakes=concurrency,
-                        accept_new_host_key=accept_new_host_key, wait=wait)
+                        accept_new_host_key=accept_new_host_key, wait=wait, no_rollback=no_rollback)
 
     async def submit(self, spec: Specs, *, format: str | None = None, owner: str | None = None,
                      attach: bool = True, wait: float = 600.0, new_only: bool = False) -> str:
@@ -584,11 +586,13 @@ class SyncClient(SyncOgcActions):
 
     def up(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
            connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
-           accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None) -> str:
+           accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None,
+           no_rollback: bool = False) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id."""
         return run_blocking(self.aio.up(spec, keep_on_failure=keep_on_failure, on_event=on_event,
                                         connect_timeout=connect_timeout, force=force, concurrency=concurrency,
-                                        accept_new_host_key=accept_new_host_key, wait=wait, format=format))
+                                        accept_new_host_key=accept_new_host_key, wait=wait, format=format,
+                                        no_rollback=no_rollback))
 
     def submit(self, spec: Specs, *, format: str | None = None, owner: str | None = None,
                attach: bool = True, wait: float = 600.0, new_only: bool = False) -> str:

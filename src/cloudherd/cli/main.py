@@ -182,6 +182,8 @@ def up(
                                          help="Seconds to wait for a node's SSH."),
     force: bool = typer.Option(False, "--force", help="Re-run scripts even where they already succeeded unchanged."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (as `cloudherd plan`) and change nothing."),
+    no_rollback: bool = typer.Option(False, "--no-rollback", help="A rolling update whose batch fails its health "
+                                                                  "gate stops there instead of rolling back."),
     concurrency: int | None = CONCURRENCY,
     accept_new_host_key: list[str] = ACCEPT_NEW,
     wait: float = WAIT,
@@ -203,7 +205,8 @@ def up(
         with Progress(err) as progress:
             return herd.up(spec, keep_on_failure=keep_on_failure, on_event=progress,
                            connect_timeout=connect_timeout, force=force, concurrency=concurrency,
-                           accept_new_host_key=accept_new_host_key or (), wait=wait, format=format)
+                           accept_new_host_key=accept_new_host_key or (), wait=wait, format=format,
+                           **({"no_rollback": True} if no_rollback else {}))
 
     infra_id = _guard(work)
     infra = _guard(lambda: herd.infrastructure(infra_id))
@@ -543,15 +546,17 @@ def history(
         err.print("no revisions recorded yet (each up records one)")
         return
     table = Table(box=None)
-    for column in ("rev", "when", "by", "origin", "state", "digest", "scripts"):
-        table.add_column(column, no_wrap=column not in ("state", "scripts"))
+    for column in ("rev", "when", "by", "origin", "state", "scripts"):
+        table.add_column(column, no_wrap=column != "scripts")
     for row in rows:
-        style = {"applied": "green", "failed": "red"}.get(row.state, "yellow")
-        state = Text(row.state + (f": {row.reason}" if row.reason else ""), style=style)
+        state = Text(row.state, style={"applied": "green", "failed": "red"}.get(row.state, "yellow"))
         table.add_row(Text(f"{row.number}{' *' if row.current else ''}", style="bold" if row.current else ""),
-                      row.created_at.strftime("%m-%d %H:%M:%S"), row.author, row.origin, state, row.digest,
+                      row.created_at.strftime("%m-%d %H:%M"), row.author, row.origin, state,
                       ", ".join(row.scripts) or "-")
     out.print(table)
+    for row in rows:
+        if row.reason:
+            out.print(Text(f"{row.number}: {row.reason}", style="red" if row.state == "failed" else ""))
 
 
 @app.command()

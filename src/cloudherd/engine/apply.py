@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cloudherd.engine import journal, revisions
+from cloudherd.engine import journal, revisions, rollout
 from cloudherd.engine.context import Identity, Providers, Redactor, ensure_identity
 from cloudherd.engine.deploy import deploy_node
 from cloudherd.engine.destroy import retire
@@ -25,6 +25,7 @@ from cloudherd.engine.liveness import record
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.engine.plan import diff_groups, fresh_nodes
 from cloudherd.engine.recover import recover
+from cloudherd.engine.revisions import group_digest
 from cloudherd.engine.templates import (
     PlannedInfra,
     check_templates,
@@ -51,7 +52,7 @@ from cloudherd.spec import LoadedSpec
 from cloudherd.spec.model import Group as GroupSpec
 from cloudherd.spec.model import MinCount
 from cloudherd.spec.model import SizeNeed as SpecSizeNeed
-from cloudherd.state.models import Infrastructure, Node
+from cloudherd.state.models import Infrastructure, Node, Revision
 from cloudherd.state.repo import Store
 
 DEFAULT_CONNECT_TIMEOUT = 120.0
@@ -69,6 +70,7 @@ async def up(
     accept_new_host_key: Collection[str] = (),
     wait: float = DEFAULT_WAIT,
     origin: str = "up",
+    no_rollback: bool = False,
 ) -> str:
     """Create or converge the infrastructure of ``loaded``; return its id, or raise ApplyFailed.
 
@@ -82,7 +84,7 @@ async def up(
     async with exclusive(store, infra_scope(loaded.spec.name), "up", wait=wait, on_wait=waiting):
         return await _up(loaded, store, keep_on_failure=keep_on_failure, on_event=on_event,
                          connect_timeout=connect_timeout, handshakes=handshakes, force=force,
-                         accept_new_host_key=accept_new_host_key, origin=origin)
+                         accept_new_host_key=accept_new_host_key, origin=origin, no_rollback=no_rollback)
 
 
 async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT, owner_id: str | None = None) -> str:
@@ -115,7 +117,7 @@ async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT
 
 async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_event: EventSink | None,
               connect_timeout: float, handshakes: int | None, force: bool, accept_new_host_key: Collection[str],
-              origin: str) -> str:
+              origin: str, no_rollback: bool) -> str:
     spec = loaded.spec
     identity = ensure_identity(store, _key_path(loaded))
     existing = store.active_named(spec.name)
@@ -137,6 +139,7 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
     release = revisions.begin(store, infra.id, loaded, identity.user_name, origin)
     providers = Providers(loaded)
     run_intents: list[str] = []
+    stopped: str | None = None
     try:
         recover(store, infra, on_event)  # a killed run's half-done states, then its cloud calls, settled first
         await journal.resolve(store, infra, providers, on_event)
@@ -145,14 +148,17 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
             try:
                 await converge(loaded, store, infra, identity, providers, pool, reach, on_event,
                                force=force, run_intents=run_intents)
+                roll = rollout.Rollout(store, infra, identity, providers, pool, reach, on_event, run_intents)
+                stopped = await _roll_out(loaded, roll, release, no_rollback)
             finally:
                 reach.record(pool)
-        store.set_infrastructure_state(infra.id, InfraState.READY)
-        store.end_revision(release.id, "applied")
-        store.add_event(infra.id, "up", f"ready (revision {release.number})")
-        return infra.id
+        if stopped is None:
+            store.set_infrastructure_state(infra.id, InfraState.READY)
+            store.end_revision(release.id, "applied")
+            store.add_event(infra.id, "up", f"ready (revision {release.number})")
+            return infra.id
     except BaseException as exc:
-        reason = _reason(exc)
+        reason = failure_reason(exc)
         store.end_revision(release.id, "failed", reason)
         store.add_event(infra.id, "error", reason)
         emit(on_event, ProgressEvent("error", reason))
@@ -166,6 +172,43 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
         raise
     finally:
         await providers.close()
+    # the rollout stopped at a batch that failed its gate: what it made is settled (rolled back, or kept)
+    store.end_revision(release.id, "failed", stopped)
+    store.add_event(infra.id, "error", stopped)
+    raise ApplyFailed(f"up of {spec.name} failed: {stopped}")
+
+
+async def _roll_out(loaded: LoadedSpec, roll: rollout.Rollout, release: Revision, no_rollback: bool) -> str | None:
+    """Roll the rolling groups' held nodes to this release; None when done, else why it stopped (and what
+    was done about it: the failed batch's new nodes retired, then the fleet back at the release before)."""
+    store, infra_id, sink = roll.store, roll.infra.id, roll.sink
+    try:
+        await roll.run(loaded)
+        return None
+    except rollout.RolloutFailed as failed:
+        emit(sink, ProgressEvent("error", str(failed)))
+        await roll.retire_made(loaded, failed.group, failed.made)
+        if no_rollback:
+            why = f"{failed}; stopped there (--no-rollback): nodes already replaced keep the new release"
+            store.set_infrastructure_state(infra_id, InfraState.FAILED, why)
+            return why
+        earlier = [r for r in store.revisions(infra_id) if r.number <= release.number]
+        try:
+            previous = revisions.pick(earlier, None)
+        except CloudherdError:
+            why = f"{failed}; no earlier release to roll back to"
+            store.set_infrastructure_state(infra_id, InfraState.FAILED, why)
+            return why
+        emit(sink, ProgressEvent("info", f"rolling back to revision {previous.number}"))
+        back = revisions.loaded_from(previous, {name: g.count for name, g in loaded.spec.groups.items()})
+        store.update_infrastructure(infra_id, spec_text=back.raw_text, spec_path=previous.spec_path)
+        undo = revisions.begin(store, infra_id, back, release.author, f"rollback to {previous.number} (automatic)")
+        await converge(back, store, roll.infra, roll.identity, roll.providers, roll.pool, roll.reach, sink,
+                       run_intents=roll.run_intents)
+        await roll.run(back)
+        store.end_revision(undo.id, "applied")
+        store.set_infrastructure_state(infra_id, InfraState.READY)
+        return f"{failed}; rolled back to revision {previous.number}"
 
 
 async def converge(
@@ -190,7 +233,9 @@ async def converge(
     await _create_missing(loaded, store, infra, identity, providers, sink, run_intents if run_intents is not None
                           else [])
     reach.pins.update({node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()})
-    await _deploy_all(loaded, store, infra, reach, pool, redact, sink, force)
+    held = {n.id for n in rollout.behind(loaded, store.nodes(infra.id))}
+    await _deploy_all(loaded, store, infra, reach, pool, redact, sink, force, held)
+    rollout.stamp(loaded, store, infra.id, held)
     return infra
 
 
@@ -232,7 +277,7 @@ async def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: 
         surplus += [*diff.destroy, *diff.replace]
         store.add_nodes(infra_id, [
             {"group_name": group_name, "name": f"{spec.name}-{group_name}-{index}", "index": index,
-             "provider": group.provider}
+             "provider": group.provider, "release": group_digest(loaded, group_name)}
             for index in new_indices(nodes, group_name, diff.create)
         ])
     for group_name, diff in diffs.items():
@@ -263,12 +308,13 @@ def _size_need(size: object) -> SizeNeed | None:
     return None
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
+    """An exception as the one line a failed run reports."""
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
         return "interrupted"
     if isinstance(exc, BaseExceptionGroup):
         first = next((e for e in exc.exceptions if isinstance(e, CloudherdError)), exc.exceptions[0])
-        return _reason(first)
+        return failure_reason(first)
     if isinstance(exc, CloudherdError):
         return str(exc)
     return f"{exc.__class__.__name__}: {exc}"
@@ -377,9 +423,10 @@ def _cooling(store: Store, infra_id: str, group_name: str) -> dict[str, str]:
 
 async def _deploy_all(
     loaded: LoadedSpec, store: Store, infra: Infrastructure, reach: Reach, pool: ConnectionPool,
-    redact: Redactor, sink: EventSink | None, force: bool,
+    redact: Redactor, sink: EventSink | None, force: bool, held: Collection[str] = (),
 ) -> None:
-    """Each node runs its scripts as soon as it accepts SSH; the first failure stops the run."""
+    """Each node runs its scripts as soon as it accepts SSH; the first failure stops the run.  ``held``: nodes
+    of an older release that a rolling update replaces batch by batch (they keep what they run)."""
     nodes = store.nodes(infra.id)
     done = {} if force else store.script_digests(infra.id)
 
@@ -406,7 +453,7 @@ async def _deploy_all(
     for level in loaded.spec.levels():
         async with asyncio.TaskGroup() as tasks:
             for node in nodes:
-                if node.state in LIVE_NODE_STATES and node.group_name in level:
+                if node.state in LIVE_NODE_STATES and node.group_name in level and node.id not in held:
                     tasks.create_task(deploy(node))
         nodes = store.nodes(infra.id)
 

@@ -88,7 +88,9 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
     """Spec versus the recorded groups and nodes (whose states should be fresh).
 
     ``replace`` names nodes to treat as dead (the manager's failed ones); ``victims`` names nodes to
-    remove first when a group shrinks (else the newest go first).
+    remove first when a group shrinks (else the newest go first).  A changed image, size or provider
+    replaces every node of a ``recreate`` group here; a ``rolling`` group's are replaced batch by batch by
+    the rollout (:mod:`cloudherd.engine.rollout`), so here they stay.
     """
     spec = loaded.spec
     by_name = {g.name: g for g in rows}
@@ -103,7 +105,8 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
         counted = sorted((n for n in members if n.state in COUNTED_NODE_STATES and n.id not in replace),
                          key=lambda n: (n.id in victims, rank.get(n.provider, len(places)), n.index))
         diff = GroupDiff(group_name, group.provider, group.count, len(counted), new=row is None)
-        changed = _shape_changes(row, group.provider, group.image, group.size_name) if row is not None else []
+        changed = _shape_changes(row, group.provider, group.image, group.size_name) \
+            if row is not None and group.update.strategy == "recreate" else []
         if changed and counted:
             diff.reasons += changed
             diff.replace = counted[: group.count]

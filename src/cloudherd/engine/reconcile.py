@@ -20,15 +20,14 @@ from cloudherd.engine.apply import converge
 from cloudherd.engine.context import Providers, ensure_identity, snapshot
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
-from cloudherd.engine.health import CheckResult, check
+from cloudherd.engine.health import CheckResult
 from cloudherd.engine.liveness import observe, record
 from cloudherd.engine.plan import diff_groups
+from cloudherd.engine.probe import probe
 from cloudherd.engine.recover import recover
-from cloudherd.engine.templates import node_env, node_view, template_context
 from cloudherd.errors import CloudherdError, FencedOut
 from cloudherd.lifecycle import InfraState, NodeState
 from cloudherd.remote.pool import ConnectionPool
-from cloudherd.remote.scripts import in_workdir, render
 from cloudherd.spec import LoadedSpec, Script
 from cloudherd.state.models import Infrastructure, Node, utcnow
 from cloudherd.state.repo import Store
@@ -179,19 +178,7 @@ async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec,
            and _due(n, loaded.group(n.group_name).health.interval, now)]
 
     async def one(node: Node) -> tuple[Node, CheckResult]:
-        health = loaded.group(node.group_name).health
-        urls: list[str] = []
-        if health.urls:  # the template context spans the whole fleet: built only for the checks that use it
-            context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
-            try:
-                urls = [render(f"health url of {node.group_name}", url, context) for url in health.urls]
-            except CloudherdError as exc:
-                return node, CheckResult(False, Exception.__str__(exc))
-        command = None
-        if health.command:
-            env = node_env(node, loaded.group(node.group_name).env)
-            command = in_workdir(health.command, env)
-        return node, await check(node_view(node), reach.target(node), health, pool, urls, command)
+        return node, await probe(node, nodes, infra, loaded, pool, reach)
 
     healthy: list[tuple[str, dict[str, object]]] = []
     changed = False

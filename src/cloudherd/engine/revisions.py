@@ -42,10 +42,21 @@ def release_digest(loaded: LoadedSpec) -> str:
     digest says nothing of them; a changed secret alone is no new release)."""
     spec = loaded.spec.model_dump(mode="json")
     for group in (spec.get("groups") or {}).values():
-        for key in _SIZES:
+        for key in (*_SIZES, "update"):
             group.pop(key, None)
     text = json.dumps({"spec": spec, "bundle": bundle(loaded)}, sort_keys=True, default=str)
     return hashlib.sha256(Redactor(set(loaded.secrets))(text).encode()).hexdigest()
+
+
+def group_digest(loaded: LoadedSpec, group_name: str) -> str:
+    """The digest of one group's release, which each of its nodes records (``nodes.release``) when it is made
+    or deployed: a rolling update finds the nodes still on an older one by it.  Sizes and the update strategy
+    are left out (neither changes what a node runs); the variables are in (scripts render them)."""
+    group = loaded.group(group_name).model_dump(mode="json", exclude={*_SIZES, "update"})
+    release = {"group": group, "variables": loaded.spec.variables,
+               "bundle": bundle(loaded)["groups"][group_name]}
+    text = json.dumps(release, sort_keys=True, default=str)
+    return hashlib.sha256(Redactor(set(loaded.secrets))(text).encode()).hexdigest()[:32]
 
 
 def begin(store: Store, infra_id: str, loaded: LoadedSpec, author: str, origin: str = "up", *,

@@ -343,6 +343,31 @@ class InlineScript(_Strict):
     content: str
 
 
+class Update(_Strict):
+    """How ``up`` changes a group's running nodes to a new release (AWS instance refresh, Kubernetes Deployments).
+
+    ``rolling``: ``max_surge`` new nodes at a time are made beside the old ones; once each has passed the group's
+    health checks for ``min_healthy_seconds`` (within ``timeout``), as many old ones are retired, so the group
+    never has fewer healthy nodes than it asks for.  A batch that fails its gate stops the rollout and the fleet
+    goes back to the release before (``up --no-rollback`` keeps what was done).  ``recreate``: every node is
+    changed at once (scripts re-run in place, or nodes replaced together).
+    """
+
+    strategy: Literal["rolling", "recreate"] = "recreate"
+    max_surge: Int = Field(default=1, ge=1, le=10000)
+    max_unavailable: Int = Field(default=0, ge=0)
+    min_healthy_seconds: Duration = Field(default=10.0, ge=0)
+    timeout: Duration = Field(default=300.0, gt=0)  # a batch's bound to become healthy, its scripts included
+
+    @field_validator("max_unavailable")
+    @classmethod
+    def _surge_only(cls, value: int) -> int:
+        if value:
+            raise ValueError("only 0 for now: a rolling update makes the new nodes before it retires old ones "
+                             "(max_surge)")
+        return value
+
+
 class Group(_Strict):
     """One node group (layout): N alike nodes made by one provider and set up by the same scripts."""
 
@@ -373,6 +398,7 @@ class Group(_Strict):
     ] = "all_or_nothing"
     health: Health = Field(default_factory=Health)  # every group is checked; by default over SSH
     depends_on: list[str] = Field(default_factory=list)  # groups made (and healthy) before this one
+    update: Update = Field(default_factory=Update)  # how a new release reaches the running nodes
 
     @field_validator("scripts", "artifacts", "depends_on", mode="before")
     @classmethod

@@ -100,6 +100,7 @@ class Node(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed checks
     last_check: Mapped[str | None] = mapped_column(Text)  # which check, what it answered
     last_check_at: Mapped[datetime | None] = mapped_column()
+    release: Mapped[str | None] = mapped_column(String(64))  # its group's release digest it was made or deployed at
 
     infrastructure: Mapped[Infrastructure] = relationship(back_populates="nodes")
 

@@ -1,4 +1,4 @@
-"""revisions: each release of an infrastructure (spec and scripts), for history and rollback
+"""revisions: each release of an infrastructure (spec and scripts), for history and rollback; nodes.release
 
 Revision ID: 0008
 Revises: 0007
@@ -37,8 +37,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("infrastructure_id", "number"),
     )
     op.create_index("ix_revisions_infrastructure_id", "revisions", ["infrastructure_id"])
+    with op.batch_alter_table("nodes") as batch:
+        batch.add_column(sa.Column("release", sa.String(64)))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("nodes") as batch:
+        batch.drop_column("release")
     op.drop_index("ix_revisions_infrastructure_id", table_name="revisions")
     op.drop_table("revisions")

@@ -1,0 +1,191 @@
+"""Rolling updates: a group with ``update: {strategy: rolling}`` reaches a new release batch by batch.
+
+Each node records the release of its group it was made or deployed at (``nodes.release``, a digest of the
+group's spec and scripts, sizes aside).  Nodes behind the group's current release are *held*: a converge
+(``up``'s, or a manager pass's) neither re-runs the new scripts on them nor replaces them all at once.  The
+rollout replaces them, ``max_surge`` at a time, through the same converge:
+
+1. the group is converged at its size plus the batch: that many nodes of the new release are made and
+   deployed beside the old ones;
+2. the health gate: each new node must pass the group's health checks continuously for
+   ``min_healthy_seconds``, within ``timeout``;
+3. the group is converged back at its size with the batch's old nodes as the victims: they are retired.
+
+So the group never has fewer healthy nodes than its size.  A batch that fails its gate stops the rollout
+(:class:`RolloutFailed`); ``up`` then retires that batch's new nodes and rolls the group back to the release
+before, through this same path.  Level-based: what is behind is read from the nodes each batch, so a rollout
+cut short (a kill, a refused batch) goes on from the nodes as they are at the next ``up``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from cloudherd.engine.context import Identity, Providers
+from cloudherd.engine.events import EventSink, ProgressEvent, emit
+from cloudherd.engine.fleet import Reach
+from cloudherd.engine.probe import probe
+from cloudherd.engine.revisions import group_digest
+from cloudherd.errors import CloudherdError
+from cloudherd.lifecycle import LIVE_NODE_STATES, NodeState
+from cloudherd.remote.pool import ConnectionPool
+from cloudherd.spec import LoadedSpec
+from cloudherd.state.models import Infrastructure, Node
+from cloudherd.state.repo import Store
+
+GATE_POLL = 1.0  # seconds between the gate's probes (at most: the group's health interval when shorter)
+
+
+class RolloutFailed(CloudherdError):
+    """A batch did not pass its health gate; ``made`` are its new nodes (to retire)."""
+
+    def __init__(self, message: str, group: str, made: Sequence[str]) -> None:
+        super().__init__(message)
+        self.group = group
+        self.made = list(made)
+
+
+def behind(loaded: LoadedSpec, nodes: Sequence[Node]) -> list[Node]:
+    """Live nodes of rolling groups that run an older release than their group's (oldest first)."""
+    digests = {name: group_digest(loaded, name) for name, g in loaded.spec.groups.items()
+               if g.update.strategy == "rolling"}
+    return [n for n in sorted(nodes, key=lambda n: (n.group_name, n.index or 0))
+            if n.group_name in digests and n.state in LIVE_NODE_STATES and n.release is not None
+            and n.release != digests[n.group_name]]
+
+
+def stamp(loaded: LoadedSpec, store: Store, infra_id: str, held: Collection[str]) -> None:
+    """After a converge deployed them: every live node not held runs its group's current release."""
+    digests = {name: group_digest(loaded, name) for name in loaded.spec.groups}
+    changes: list[tuple[str, dict[str, object]]] = [
+        (n.id, {"release": digests[n.group_name]}) for n in store.nodes(infra_id)
+        if n.group_name in digests and n.id not in held and n.state in LIVE_NODE_STATES
+        and n.release != digests[n.group_name]]
+    store.update_nodes(infra_id, changes)
+
+
+@dataclass
+class Rollout:
+    """What a rollout needs of the ``up`` that runs it."""
+
+    store: Store
+    infra: Infrastructure
+    identity: Identity
+    providers: Providers
+    pool: ConnectionPool
+    reach: Reach
+    sink: EventSink | None
+    run_intents: list[str]
+
+    async def run(self, loaded: LoadedSpec) -> int:
+        """Roll every rolling group that has nodes behind, group by group (in dependency order); returns how
+        many nodes were replaced.  Raises RolloutFailed at the first batch that fails its gate."""
+        replaced = 0
+        for level in loaded.spec.levels():
+            for name in level:
+                replaced += await self._group(loaded, name)
+        return replaced
+
+    async def _group(self, loaded: LoadedSpec, name: str) -> int:
+        group = loaded.group(name)
+        done = 0
+        batch_number = 0
+        while True:
+            old = [n for n in behind(loaded, self.store.nodes(self.infra.id)) if n.group_name == name]
+            if not old:
+                return done
+            batch_number += 1
+            batch = old[:group.update.max_surge]
+            total = batch_number - 1 + -(-len(old) // group.update.max_surge)
+            emit(self.sink, ProgressEvent("info", f"{name}: batch {batch_number}/{total}: replacing "
+                                                  f"{', '.join(n.name for n in batch)}"))
+            before = {n.id for n in self.store.nodes(self.infra.id)}
+            try:
+                await self._converge(_sized(loaded, name, group.count + len(batch)))
+            except Exception as exc:  # its new nodes could not be made or deployed: the batch failed
+                from cloudherd.engine.apply import failure_reason
+
+                if not isinstance(exc, CloudherdError | ExceptionGroup):
+                    raise
+                reason = failure_reason(exc)
+                self.store.add_event(self.infra.id, "rollout", f"{name}: batch {batch_number} failed: {reason}")
+                raise RolloutFailed(f"{name}: batch {batch_number} failed: {reason}", name,
+                                    [n.id for n in self._new(before, name)]) from None
+            made = [n for n in self._new(before, name) if n.state in LIVE_NODE_STATES]
+            why = await self._gate(loaded, made)
+            if why is not None:
+                self.store.add_event(self.infra.id, "rollout", f"{name}: batch {batch_number} failed: {why}")
+                raise RolloutFailed(f"{name}: batch {batch_number} failed its health gate: {why}", name,
+                                    [n.id for n in made])
+            await self._converge(_sized(loaded, name, group.count), victims=[n.id for n in batch])
+            done += len(batch)
+            self.store.add_event(self.infra.id, "rollout", f"{name}: batch {batch_number}: "
+                                 f"{', '.join(n.name for n in made)} healthy; retired "
+                                 f"{', '.join(n.name for n in batch)}")
+
+    def _new(self, before: Collection[str], group: str) -> list[Node]:
+        return [n for n in self.store.nodes(self.infra.id)
+                if n.id not in before and n.group_name == group and n.state != NodeState.TERMINATED]
+
+    async def retire_made(self, loaded: LoadedSpec, group: str, made: Sequence[str]) -> None:
+        """Retire a failed batch's new nodes (the group back at its size, those first to go)."""
+        await self._converge(_sized(loaded, group, loaded.group(group).count), victims=made)
+
+    async def _converge(self, loaded: LoadedSpec, victims: Collection[str] = ()) -> None:
+        from cloudherd.engine.apply import converge
+
+        self.infra = await converge(loaded, self.store, self.infra, self.identity, self.providers, self.pool,
+                                    self.reach, self.sink, run_intents=self.run_intents, victims=victims)
+
+    async def _gate(self, loaded: LoadedSpec, made: Sequence[Node]) -> str | None:
+        """None once every node of ``made`` has passed its checks for ``min_healthy_seconds`` in a row; else
+        why not (a node that fails ``unhealthy_after`` checks in a row, past its grace, or the timeout)."""
+        if not made:
+            return None
+        group = loaded.group(made[0].group_name)
+        update, health = group.update, group.health
+        started = time.monotonic()
+        healthy_since: dict[str, float] = {}
+        failures: dict[str, int] = {}
+        last: dict[str, str] = {}
+        limit = health.unhealthy_after if isinstance(health.unhealthy_after, int) else 3
+        while True:
+            nodes = self.store.nodes(self.infra.id)
+            by_id = {n.id: n for n in nodes}
+            current = [by_id[n.id] for n in made if n.id in by_id]
+            gone = [f"{n.name} ({n.reason or n.state})" for n in current
+                    if n.state not in LIVE_NODE_STATES or n.state == NodeState.FAILED]
+            if gone:
+                return "failed: " + ", ".join(gone)
+            results = await asyncio.gather(*(probe(n, nodes, self.infra, loaded, self.pool, self.reach)
+                                             for n in current))
+            now = time.monotonic()
+            for node, result in zip(current, results, strict=True):
+                last[node.name] = result.detail
+                if result.healthy:
+                    healthy_since.setdefault(node.id, now)
+                    failures[node.id] = 0
+                else:
+                    healthy_since.pop(node.id, None)
+                    failures[node.id] = failures.get(node.id, 0) + 1
+                    if failures[node.id] >= limit and now - started >= health.grace:
+                        return f"{node.name}: unhealthy after {failures[node.id]} checks: {result.detail}"
+            if all(now - healthy_since.get(n.id, now + 1) >= update.min_healthy_seconds for n in current):
+                return None
+            if now - started > update.timeout:
+                waiting = [f"{n.name} ({last.get(n.name, 'not checked')})" for n in current
+                           if n.id not in healthy_since]
+                return f"not healthy for {update.min_healthy_seconds:g}s within {update.timeout:g}s: " + \
+                    ", ".join(waiting or [n.name for n in current])
+            await asyncio.sleep(min(GATE_POLL, health.interval))
+
+
+def _sized(loaded: LoadedSpec, group: str, count: int) -> LoadedSpec:
+    """``loaded`` with one group at ``count`` (the rest as they are)."""
+    groups = dict(loaded.spec.groups)
+    groups[group] = groups[group].model_copy(update={"count": count})
+    return dataclasses.replace(loaded, spec=loaded.spec.model_copy(update={"groups": groups}))

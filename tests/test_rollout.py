@@ -1,0 +1,166 @@
+"""Rolling updates on real local nodes: a good release rolls batch by batch and the healthy count, sampled from
+outside all along (each node's SSH port probed and its release file read), never drops below the group's size;
+a bad release stops at its first batch and rolls back; --no-rollback stops and keeps; a kill mid-rollout is
+resumed by the next up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli, wait_until
+
+SPEC = """\
+name: roll
+groups:
+  web:
+    count: 6
+    scripts: [app/deploy.sh]
+    health: {command: "grep -q good release.txt", ssh: false, interval: 0.2s, grace: 0s, timeout: 2s,
+             unhealthy_after: 2}
+    update: {strategy: rolling, max_surge: 1, min_healthy_seconds: 0.5s, timeout: 60s}
+"""
+
+
+def _release(folder: Path, text: str) -> Path:
+    (folder / "app").mkdir(parents=True, exist_ok=True)
+    (folder / "app" / "deploy.sh").write_text(f'echo "{text}" > release.txt\n')
+    path = folder / "cloudherd.yml"
+    path.write_text(SPEC)
+    return path
+
+
+def _healthy_from_outside(home: Path) -> dict[str, str]:
+    """Node name -> its release, for each node whose SSH port accepts and whose release file says good."""
+    found = {}
+    root = home / "local"
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            meta = json.loads((folder / "node.json").read_text())
+            release = (folder / "work" / "release.txt").read_text().strip()
+            with socket.create_connection((meta["address"], int(meta.get("port") or 22)), timeout=0.5):
+                pass
+        except (OSError, ValueError, KeyError):
+            continue
+        if release.startswith("good"):
+            found[meta["name"]] = release
+    return found
+
+
+class Sampler:
+    """Counts the healthy nodes from outside every few milliseconds while a rollout runs."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.counts: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.counts.append(len(_healthy_from_outside(self.home)))
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def fleet(home: Path, tmp_path: Path) -> Iterator[Path]:
+    """Six healthy nodes of release v1."""
+    spec = _release(tmp_path, "good v1")
+    up = cli("up", str(spec))
+    assert up.returncode == 0, up.stderr
+    assert len(_healthy_from_outside(home)) == 6
+    yield spec
+
+
+def _history(ref: str = "roll") -> list[tuple[int, str, str]]:
+    rows = json.loads(cli("history", ref, "--json").stdout)
+    return [(r["number"], r["origin"], r["state"]) for r in rows]
+
+
+def test_a_good_release_rolls_and_never_drops_below_six(home: Path, tmp_path: Path, fleet: Path) -> None:
+    before = set(_healthy_from_outside(home))
+    _release(tmp_path, "good v2")
+    with Sampler(home) as sampler:
+        up = cli("up", str(fleet))
+    assert up.returncode == 0, up.stderr
+    assert len(sampler.counts) > 20 and min(sampler.counts) >= 6, sampler.counts
+    assert max(sampler.counts) <= 7  # max_surge 1: one new node beside the six at a time
+    after = _healthy_from_outside(home)
+    assert sorted(after.values()) == ["good v2"] * 6
+    assert not set(after) & before  # every node was replaced, none re-run in place
+    assert "batch 6/6" in up.stderr
+    assert _history() == [(1, "up", "applied"), (2, "up", "applied")]
+
+
+def test_a_bad_release_stops_at_its_first_batch_and_rolls_back(home: Path, tmp_path: Path, fleet: Path) -> None:
+    before = _healthy_from_outside(home)
+    _release(tmp_path, "bad v2")
+    with Sampler(home) as sampler:
+        up = cli("up", str(fleet))
+    assert up.returncode == 1
+    lines = up.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: up of roll failed: web: batch 1 failed its health gate: roll-web-7: ")
+    assert lines[-1].endswith("; rolled back to revision 1")
+    assert "batch 2/" not in up.stderr  # it stopped at the first batch
+    assert min(sampler.counts) >= 6, sampler.counts
+    assert _healthy_from_outside(home) == before  # the same six nodes of v1, untouched
+    assert _history() == [(1, "up", "applied"), (2, "up", "failed"), (3, "rollback to 1 (automatic)", "applied")]
+    status = json.loads(cli("status", "roll", "--json").stdout)
+    assert status["state"] == "ready" and len([n for n in status["nodes"] if n["state"] == "ready"]) == 6
+
+
+def test_no_rollback_stops_and_keeps(home: Path, tmp_path: Path, fleet: Path) -> None:
+    before = _healthy_from_outside(home)
+    _release(tmp_path, "bad v2")
+    up = cli("up", str(fleet), "--no-rollback")
+    assert up.returncode == 1
+    assert "stopped there (--no-rollback)" in up.stderr.strip().splitlines()[-1]
+    assert _healthy_from_outside(home) == before  # the failed batch's node went; the old ones stay
+    assert _history() == [(1, "up", "applied"), (2, "up", "failed")]
+    status = json.loads(cli("status", "roll", "--json").stdout)
+    assert status["state"] == "failed"
+    _release(tmp_path, "good v3")  # the fix goes out over what was kept
+    fixed = cli("up", str(fleet))
+    assert fixed.returncode == 0, fixed.stderr
+    assert sorted(_healthy_from_outside(home).values()) == ["good v3"] * 6
+
+
+def test_a_rollout_killed_midway_is_resumed_by_the_next_up(home: Path, tmp_path: Path, fleet: Path) -> None:
+    _release(tmp_path, "good v2")
+    started = subprocess.Popen([sys.executable, "-m", "cloudherd", "up", str(fleet)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=os.environ.copy())
+    try:
+        wait_until(lambda: "v2" in " ".join(_healthy_from_outside(home).values())
+                   and len(_healthy_from_outside(home)) >= 6, timeout=60, what="the first v2 node")
+        wait_until(lambda: sum(v == "good v2" for v in _healthy_from_outside(home).values()) >= 2, timeout=60,
+                   what="a second batch")
+    finally:
+        started.send_signal(signal.SIGKILL)  # the CLI alone, by its pid: the nodes live in sessions of their own
+        started.wait(timeout=30)
+    mixed = _healthy_from_outside(home)
+    assert 6 <= len(mixed) <= 7 and {"good v1", "good v2"} == set(mixed.values())
+    resumed = cli("up", str(fleet))
+    assert resumed.returncode == 0, resumed.stderr
+    after = _healthy_from_outside(home)
+    assert sorted(after.values()) == ["good v2"] * 6
+    live = [n for n in json.loads(cli("status", "roll", "--json").stdout)["nodes"] if n["state"] != "terminated"]
+    assert len(live) == 6  # nothing leaked by the kill, nothing made twice
+    folders = [f for f in (home / "local").iterdir() if (f / "node.json").exists()]
+    assert len(_healthy_from_outside(home)) == len(folders)
