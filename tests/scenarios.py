@@ -4,7 +4,7 @@ A test marked ``@pytest.mark.scenario`` is a slow end-to-end story (minutes of r
 Run locally, every one runs.  Under ``CI=true`` a share of them runs, so that ``.ci/run`` stays within its
 time budget on a slow machine; which share changes each day (the day salts the pick), so successive CI runs
 cover them all.  ``CLOUDHERD_SCENARIOS`` says how many: ``all``, ``none``, or a share such as ``1/2`` or
-``0.3``; CI's default is ``1/2``.  The pick of a day is the same in every run of that day.
+``0.3``; CI's default is ``1/3``.  The pick of a day is the same in every run of that day.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import pytest
 
-CI_SHARE = Fraction(1, 2)
+CI_SHARE = Fraction(1, 3)
 MARKER = "scenario: a slow end-to-end test; CI=true runs a daily sample of them (see tests/scenarios.py)"
 
 

@@ -97,6 +97,10 @@ def _history(ref: str = "roll") -> list[tuple[int, str, str]]:
 def test_a_good_release_rolls_and_never_drops_below_six(home: Path, tmp_path: Path, fleet: Path) -> None:
     before = set(_healthy_from_outside(home))
     _release(tmp_path, "good v2")
+    plan = json.loads(cli("plan", str(fleet), "--json").stdout)["groups"][0]
+    assert (sorted(plan["rolling"]), plan["surge"], plan["scripts"]) == (sorted(before), 1, {})  # replaced, not re-run
+    shown = cli("plan", str(fleet)).stdout
+    assert "roll 6 in 6 batch(es) of 1" in shown and "rolling, 1 at a time, health-gated" in shown
     with Sampler(home) as sampler:
         up = cli("up", str(fleet))
     assert up.returncode == 0, up.stderr

@@ -171,10 +171,12 @@ class GroupPlan(_Value):
     replace: tuple[str, ...]
     reasons: tuple[str, ...]
     scripts: dict[str, tuple[str, ...]]  # script source -> names of the nodes it will run on
+    rolling: tuple[str, ...] = ()  # nodes of an older release a rolling update replaces, ``surge`` at a time
+    surge: int = 1
 
     @property
     def changes(self) -> bool:
-        return bool(self.create or self.destroy or self.replace or self.scripts)
+        return bool(self.create or self.destroy or self.replace or self.scripts or self.rolling)
 
 
 class PlanTotals(_Value):
@@ -202,7 +204,7 @@ class Plan(_Value):
         return PlanTotals(
             create=sum(g.create for g in self.groups),
             destroy=sum(len(g.destroy) for g in self.groups),
-            replace=sum(len(g.replace) for g in self.groups),
+            replace=sum(len(g.replace) + len(g.rolling) for g in self.groups),
             script_runs=sum(len(nodes) for g in self.groups for nodes in g.scripts.values()),
         )
 

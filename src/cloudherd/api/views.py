@@ -122,6 +122,7 @@ def plan(result: Plan) -> types.Plan:
                 name=g.name, provider=g.provider, count=g.count, current=g.current, new=g.new, removed=g.removed,
                 create=g.create, destroy=tuple(n.name for n in g.destroy), replace=tuple(n.name for n in g.replace),
                 reasons=tuple(g.reasons), scripts={source: tuple(names) for source, names in g.reruns.items()},
+                rolling=tuple(g.rolling), surge=g.surge,
             )
             for g in result.groups
         ),

@@ -236,6 +236,10 @@ def plan(
             out.print(Text(f"      because: {'; '.join(group.reasons)}", style="dim"))
         if group.replace:
             out.print(Text(f"      ± replace {len(group.replace)}: {', '.join(group.replace)}", style="yellow"))
+        if group.rolling:
+            batches = -(-len(group.rolling) // group.surge)
+            out.print(Text(f"      ⇄ roll {len(group.rolling)} in {batches} batch(es) of {group.surge}: "
+                           f"{', '.join(group.rolling)}", style="yellow"))
         if group.create:
             out.print(Text(f"      + create {group.create}", style="green"))
         if group.destroy:

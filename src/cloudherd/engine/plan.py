@@ -12,6 +12,7 @@ from typing import Any
 
 from cloudherd.engine.context import Providers
 from cloudherd.engine.liveness import Observed, observe
+from cloudherd.engine.rollout import behind
 from cloudherd.engine.templates import (
     NodeLike,
     PlannedInfra,
@@ -44,12 +45,14 @@ class GroupDiff:
     replace: list[Node] = field(default_factory=list)  # image / size / provider changed: destroyed and made anew
     reasons: list[str] = field(default_factory=list)
     reruns: dict[str, list[str]] = field(default_factory=dict)  # script source -> node names
+    rolling: list[str] = field(default_factory=list)  # nodes behind the new release: replaced batch by batch
+    surge: int = 1  # of a rolling group: nodes made per batch
     removed: bool = False  # the group is no longer in the spec
     new: bool = False
 
     @property
     def changes(self) -> bool:
-        return bool(self.create or self.destroy or self.replace or self.reruns)
+        return bool(self.create or self.destroy or self.replace or self.reruns or self.rolling)
 
 
 @dataclass
@@ -66,7 +69,7 @@ class Plan:
         return {
             "create": sum(g.create for g in self.groups),
             "destroy": sum(len(g.destroy) for g in self.groups),
-            "replace": sum(len(g.replace) for g in self.groups),
+            "replace": sum(len(g.replace) + len(g.rolling) for g in self.groups),
             "script_runs": sum(len(nodes) for g in self.groups for nodes in g.reruns.values()),
         }
 
@@ -77,7 +80,8 @@ class Plan:
             "groups": [
                 {"name": g.name, "provider": g.provider, "count": g.count, "current": g.current, "new": g.new,
                  "removed": g.removed, "create": g.create, "destroy": [n.name for n in g.destroy],
-                 "replace": [n.name for n in g.replace], "reasons": g.reasons, "scripts": g.reruns}
+                 "replace": [n.name for n in g.replace], "reasons": g.reasons, "scripts": g.reruns,
+                 "rolling": g.rolling, "surge": g.surge}
                 for g in self.groups
             ],
         }
@@ -157,10 +161,16 @@ async def make_plan(loaded: LoadedSpec, store: Store) -> Plan:
         for index in new_indices(nodes, diff.name, diff.create):
             future.append(planned_node(infra.id, loaded.spec.name, diff.name, index, diff.provider))
     check_templates(loaded, future, infra)
+    held = {n.id: n for n in behind(loaded, [n for n in nodes if n.id not in leaving])}
     for diff in diffs:
         if diff.removed:
             continue
-        kept = [n for n in future if n.group_name == diff.name and n.state in REACHABLE_NODE_STATES]
+        diff.rolling = [n.name for n in held.values() if n.group_name == diff.name]
+        diff.surge = loaded.group(diff.name).update.max_surge
+        if diff.rolling:
+            diff.reasons.append(f"a new release: rolling, {diff.surge} at a time, health-gated")
+        kept = [n for n in future if n.group_name == diff.name and n.state in REACHABLE_NODE_STATES
+                and n.id not in held]
         new_names = [n.name for n in future if n.group_name == diff.name and n.state == NodeState.PENDING]
         group = loaded.group(diff.name)
         for script in loaded.scripts[diff.name]:
