@@ -31,11 +31,11 @@ groups:
 """
 
 
-def _release(folder: Path, text: str) -> Path:
+def _release(folder: Path, text: str, update: str = "") -> Path:
     (folder / "app").mkdir(parents=True, exist_ok=True)
     (folder / "app" / "deploy.sh").write_text(f'echo "{text}" > release.txt\n')
     path = folder / "cloudherd.yml"
-    path.write_text(SPEC)
+    path.write_text(SPEC.replace("timeout: 60s}", f"timeout: 60s{update}}}"))
     return path
 
 
@@ -168,3 +168,33 @@ def test_a_rollout_killed_midway_is_resumed_by_the_next_up(home: Path, tmp_path:
     assert len(live) == 6  # nothing leaked by the kill, nothing made twice
     folders = [f for f in (home / "local").iterdir() if (f / "node.json").exists()]
     assert len(_healthy_from_outside(home)) == len(folders)
+
+
+def test_a_canary_pauses_then_resumes_or_aborts(home: Path, tmp_path: Path, fleet: Path) -> None:
+    _release(tmp_path, "good v2")
+    paused = cli("up", str(fleet), "--pause-after", "2")
+    assert paused.returncode == 0, paused.stderr
+    assert "roll is paused at revision 2: paused after 2 node(s), 4 to go" in paused.stderr
+    assert sorted(_healthy_from_outside(home).values()) == ["good v1"] * 4 + ["good v2"] * 2
+    state = json.loads(cli("rollout", "roll", "--json").stdout)
+    assert (state["revision"], state["state"]) == (2, "paused")
+    assert [(len(g["updated"]), len(g["behind"])) for g in state["groups"]] == [(2, 4)]
+    assert "4 behind (4 batch(es) of 1)" in cli("rollout", "roll").stdout
+
+    manage = cli("manage", "roll", "--once")  # a manager's pass neither goes on nor undoes a paused rollout
+    assert manage.returncode == 0, manage.stderr
+    assert sorted(_healthy_from_outside(home).values()) == ["good v1"] * 4 + ["good v2"] * 2
+
+    resumed = cli("rollout", "roll", "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(_healthy_from_outside(home).values()) == ["good v2"] * 6
+    assert json.loads(cli("rollout", "roll", "--json").stdout)["state"] == "applied"
+
+    _release(tmp_path, "good v3", update=", pause_after: 1")  # the canary written in the spec this time
+    assert "paused after 1 node(s), 5 to go" in cli("up", str(fleet)).stderr
+    aborted = cli("rollout", "roll", "abort")
+    assert aborted.returncode == 0, aborted.stderr
+    assert sorted(_healthy_from_outside(home).values()) == ["good v2"] * 6
+    assert _history()[-2:] == [(3, "up", "aborted"), (4, "rollback to 2", "applied")]
+    again = cli("rollout", "roll", "abort")
+    assert again.returncode != 0 and "no rollout in progress to abort" in again.stderr

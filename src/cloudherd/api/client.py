@@ -35,6 +35,8 @@ from cloudherd.api.types import (
     PassResult,
     Plan,
     Revision,
+    Rollout,
+    RolloutGroup,
     ScaleResult,
     Setup,
     Size,
@@ -117,7 +119,7 @@ class Client(OgcActions):
     async def up(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
                  connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
                  accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None,
-                 no_rollback: bool = False) -> str:
+                 no_rollback: bool = False, pause_after: int | None = None) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id.
 
         ``spec`` may also be an OGC layout file or an Occopus description (detected, or ``format``).
@@ -126,7 +128,8 @@ class Client(OgcActions):
         ``concurrency`` bounds SSH handshakes in flight; ``accept_new_host_key`` names nodes whose new
         host key is taken as their pin.  While another operation changes the same infrastructure,
         this waits up to ``wait`` seconds for it (0: give up at once), then raises BusyError.  A rolling
-        group's batch that fails its health gate rolls it back to the release before, unless ``no_rollback``.
+        group's batch that fails its health gate rolls it back to the release before, unless ``no_rollback``;
+        it pauses after ``pause_after`` nodes (a canary: see :meth:`rollout`).
         """
         from cloudherd.engine.apply import up
 
@@ -134,7 +137,8 @@ class Client(OgcActions):
         loaded = self._load(spec, format)
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
                         connect_timeout=connect_timeout, force=force, handshakes=concurrency,
-                        accept_new_host_key=accept_new_host_key, wait=wait, no_rollback=no_rollback)
+                        accept_new_host_key=accept_new_host_key, wait=wait, no_rollback=no_rollback,
+                        pause_after=pause_after)
 
     async def submit(self, spec: Specs, *, format: str | None = None, owner: str | None = None,
                      attach: bool = True, wait: float = 600.0, new_only: bool = False) -> str:
@@ -467,6 +471,64 @@ class Client(OgcActions):
                  origin=f"rollback to {target.number}")
         return (await self.history(infra.id))[-1]
 
+    async def rollout(self, ref: str) -> Rollout:
+        """Where the latest release stands: each rolling group's nodes on it and those still behind."""
+        from cloudherd.engine.reconcile import applied_spec
+        from cloudherd.engine.revisions import group_digest
+        from cloudherd.engine.rollout import behind
+
+        infra = self.store.resolve(ref)
+        rows = self.store.revisions(infra.id)
+        latest = rows[-1] if rows else None
+        groups: list[RolloutGroup] = []
+        if infra.state != InfraState.DESTROYED:
+            loaded = applied_spec(infra)
+            nodes = self.store.nodes(infra.id, alive_only=True)
+            late = {n.id for n in behind(loaded, nodes)}
+            for name, group in loaded.spec.groups.items():
+                if group.update.strategy != "rolling":
+                    continue
+                digest = group_digest(loaded, name)
+                members = [n for n in nodes if n.group_name == name]
+                groups.append(RolloutGroup(
+                    name=name, count=group.count, surge=group.update.max_surge,
+                    updated=tuple(n.name for n in members if n.release == digest and n.id not in late),
+                    behind=tuple(n.name for n in members if n.id in late)))
+        return Rollout(infrastructure=infra.id, name=infra.name, revision=latest.number if latest else None,
+                       state=latest.state if latest else "none", reason=latest.reason if latest else None,
+                       groups=tuple(groups))
+
+    async def resume(self, ref: str, *, on_event: EventSink | None = None, connect_timeout: float = 120.0,
+                     wait: float = 600.0) -> Rollout:
+        """Go on with a paused (or cut short) rollout of the latest release, to the end (no more pauses)."""
+        from cloudherd.engine import revisions
+        from cloudherd.engine.apply import up
+
+        _check_limits(connect_timeout=connect_timeout, wait=wait)
+        infra = self.store.resolve(ref)
+        rows = self.store.revisions(infra.id)
+        if infra.state == InfraState.DESTROYED or not rows:
+            raise UsageError(f"{infra.name} ({infra.id}) has no rollout to resume")
+        latest = rows[-1]
+        loaded = revisions.loaded_from(latest, {g.name: g.count for g in infra.groups})
+        await up(loaded, self.store, on_event=on_event, connect_timeout=connect_timeout, wait=wait,
+                 origin=latest.origin, pause_after=0)
+        return await self.rollout(infra.id)
+
+    async def abort(self, ref: str, *, on_event: EventSink | None = None, connect_timeout: float = 120.0,
+                    wait: float = 600.0) -> Rollout:
+        """Give up the latest release: the fleet goes back to the release before it, through the rolling path."""
+        infra = self.store.resolve(ref)
+        rows = self.store.revisions(infra.id)
+        if not rows or rows[-1].state == "applied":
+            raise UsageError(f"{infra.name} has no rollout in progress to abort (its latest revision is "
+                             f"{'applied' if rows else 'none'}); `cloudherd rollback` goes back to an older one")
+        given_up = rows[-1]
+        await self.rollback(infra.id, on_event=on_event, connect_timeout=connect_timeout, wait=wait)
+        self.store.end_revision(given_up.id, "aborted", f"aborted at {given_up.state}"
+                                + (f" ({given_up.reason})" if given_up.reason else ""))
+        return await self.rollout(infra.id)
+
     # -- users and tokens (the network faces' credentials) -----------------------------------------
 
     async def add_user(self, name: str) -> User:
@@ -587,12 +649,12 @@ class SyncClient(SyncOgcActions):
     def up(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
            connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
            accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None,
-           no_rollback: bool = False) -> str:
+           no_rollback: bool = False, pause_after: int | None = None) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id."""
         return run_blocking(self.aio.up(spec, keep_on_failure=keep_on_failure, on_event=on_event,
                                         connect_timeout=connect_timeout, force=force, concurrency=concurrency,
                                         accept_new_host_key=accept_new_host_key, wait=wait, format=format,
-                                        no_rollback=no_rollback))
+                                        no_rollback=no_rollback, pause_after=pause_after))
 
     def submit(self, spec: Specs, *, format: str | None = None, owner: str | None = None,
                attach: bool = True, wait: float = 600.0, new_only: bool = False) -> str:
@@ -707,6 +769,20 @@ class SyncClient(SyncOgcActions):
     def history(self, ref: str) -> list[Revision]:
         """The releases applied to an infrastructure, oldest first."""
         return run_blocking(self.aio.history(ref))
+
+    def rollout(self, ref: str) -> Rollout:
+        """Where the latest release stands."""
+        return run_blocking(self.aio.rollout(ref))
+
+    def resume(self, ref: str, *, on_event: EventSink | None = None, connect_timeout: float = 120.0,
+               wait: float = 600.0) -> Rollout:
+        """Go on with a paused rollout, to the end."""
+        return run_blocking(self.aio.resume(ref, on_event=on_event, connect_timeout=connect_timeout, wait=wait))
+
+    def abort(self, ref: str, *, on_event: EventSink | None = None, connect_timeout: float = 120.0,
+              wait: float = 600.0) -> Rollout:
+        """Give up the latest release: back to the one before."""
+        return run_blocking(self.aio.abort(ref, on_event=on_event, connect_timeout=connect_timeout, wait=wait))
 
     def rollback(self, ref: str, revision: int | None = None, *, on_event: EventSink | None = None,
                  connect_timeout: float = 120.0, wait: float = 600.0) -> Revision:

@@ -248,6 +248,27 @@ class Revision(_Value):
     scripts: list[str] = Field(default_factory=list)  # "group: source" of each script, in order
 
 
+class RolloutGroup(_Value):
+    """One rolling group's progress towards the current revision."""
+
+    name: str
+    count: int
+    updated: tuple[str, ...]  # nodes on the current release
+    behind: tuple[str, ...]  # nodes still to replace, in the order they go
+    surge: int
+
+
+class Rollout(_Value):
+    """Where an infrastructure's latest release stands (``cloudherd rollout ID status``)."""
+
+    infrastructure: str
+    name: str
+    revision: int | None  # None: no revision recorded yet
+    state: str  # of the revision: applying | applied | paused | failed | aborted
+    reason: str | None = None
+    groups: tuple[RolloutGroup, ...] = ()
+
+
 class PassResult(_Value):
     """What one reconcile pass over one infrastructure saw and did."""
 

@@ -184,6 +184,8 @@ def up(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (as `cloudherd plan`) and change nothing."),
     no_rollback: bool = typer.Option(False, "--no-rollback", help="A rolling update whose batch fails its health "
                                                                   "gate stops there instead of rolling back."),
+    pause_after: int | None = typer.Option(None, "--pause-after", min=0, help="A rolling update pauses after "
+                                           "this many nodes (a canary; 0: never). See `cloudherd rollout`."),
     concurrency: int | None = CONCURRENCY,
     accept_new_host_key: list[str] = ACCEPT_NEW,
     wait: float = WAIT,
@@ -206,10 +208,17 @@ def up(
             return herd.up(spec, keep_on_failure=keep_on_failure, on_event=progress,
                            connect_timeout=connect_timeout, force=force, concurrency=concurrency,
                            accept_new_host_key=accept_new_host_key or (), wait=wait, format=format,
-                           **({"no_rollback": True} if no_rollback else {}))
+                           no_rollback=no_rollback, pause_after=pause_after)
 
     infra_id = _guard(work)
     infra = _guard(lambda: herd.infrastructure(infra_id))
+    latest = _guard(lambda: herd.history(infra_id))[-1:]
+    if latest and latest[0].state == "paused":
+        err.print(Text(f"{infra.name} is paused at revision {latest[0].number}: {latest[0].reason}: "
+                       f"`cloudherd rollout {infra.name} resume` goes on, "
+                       "`abort` goes back", style="yellow"))
+        out.print(infra_id)
+        return
     err.print(Text(f"{infra.name} is ready: {infra.ready_nodes} node(s) in {time.monotonic() - started:.1f}s "
                    f"(cloudherd status {infra_id})", style="green"))
     out.print(infra_id)
@@ -583,6 +592,45 @@ def rollback(
 
     made = _guard(work)
     err.print(Text(f"rolled back: revision {made.number} ({made.origin}) is {made.state}", style="green"))
+
+
+@app.command()
+def rollout(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    action: str = typer.Argument("status", help="status (the default), resume (go on to the end), or abort "
+                                                "(back to the release before)."),
+    as_json: bool = AS_JSON,
+    wait: float = WAIT,
+) -> None:
+    """A rolling update's progress; resume a paused one, or abort it."""
+    if action not in ("status", "resume", "abort"):
+        err.print(Text(f"error: unknown action '{action}': give status, resume or abort", style="red"))
+        raise typer.Exit(2)
+    herd = _herd()
+    if action == "status":
+        state = _guard(lambda: herd.rollout(ref))
+    else:
+        from cloudherd.cli.progress import Progress
+
+        def work() -> Any:
+            with Progress(err) as progress:
+                change = herd.resume if action == "resume" else herd.abort
+                return change(ref, on_event=progress, wait=wait)
+
+        state = _guard(work)
+    if as_json:
+        _print_json(state)
+        return
+    head = f"{state.name}: revision {state.revision} {state.state}" if state.revision else f"{state.name}: no revision"
+    out.print(Text(head + (f" ({state.reason})" if state.reason else ""), style="bold"))
+    for group in state.groups:
+        line = f"  {group.name}: {len(group.updated)} of {group.count} on it"
+        if group.behind:
+            batches = -(-len(group.behind) // group.surge)
+            line += f"; {len(group.behind)} behind ({batches} batch(es) of {group.surge}): {', '.join(group.behind)}"
+        out.print(line)
+    if not state.groups:
+        out.print("  no rolling groups (update: {strategy: rolling})")
 
 
 @app.command()

@@ -71,12 +71,14 @@ async def up(
     wait: float = DEFAULT_WAIT,
     origin: str = "up",
     no_rollback: bool = False,
+    pause_after: int | None = None,
 ) -> str:
     """Create or converge the infrastructure of ``loaded``; return its id, or raise ApplyFailed.
 
     One operation changes an infrastructure at a time: while another holds its name's lease, this
     waits up to ``wait`` seconds (saying for whom), then gives up with BusyError.  Each apply is recorded
-    as a revision (``origin`` says what asked for it: an up, a rollback).
+    as a revision (``origin`` says what asked for it: an up, a rollback).  A rolling update pauses after
+    ``pause_after`` nodes (else the groups' own ``update.pause_after``; 0: never), its revision ``paused``.
     """
     def waiting(message: str) -> None:
         emit(on_event, ProgressEvent("info", message))
@@ -84,7 +86,8 @@ async def up(
     async with exclusive(store, infra_scope(loaded.spec.name), "up", wait=wait, on_wait=waiting):
         return await _up(loaded, store, keep_on_failure=keep_on_failure, on_event=on_event,
                          connect_timeout=connect_timeout, handshakes=handshakes, force=force,
-                         accept_new_host_key=accept_new_host_key, origin=origin, no_rollback=no_rollback)
+                         accept_new_host_key=accept_new_host_key, origin=origin, no_rollback=no_rollback,
+                         pause_after=pause_after)
 
 
 async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT, owner_id: str | None = None) -> str:
@@ -117,7 +120,7 @@ async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT
 
 async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_event: EventSink | None,
               connect_timeout: float, handshakes: int | None, force: bool, accept_new_host_key: Collection[str],
-              origin: str, no_rollback: bool) -> str:
+              origin: str, no_rollback: bool, pause_after: int | None) -> str:
     spec = loaded.spec
     identity = ensure_identity(store, _key_path(loaded))
     existing = store.active_named(spec.name)
@@ -139,7 +142,7 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
     release = revisions.begin(store, infra.id, loaded, identity.user_name, origin)
     providers = Providers(loaded)
     run_intents: list[str] = []
-    stopped: str | None = None
+    stopped: str | rollout.RolloutPaused | None = None
     try:
         recover(store, infra, on_event)  # a killed run's half-done states, then its cloud calls, settled first
         await journal.resolve(store, infra, providers, on_event)
@@ -149,9 +152,16 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
                 await converge(loaded, store, infra, identity, providers, pool, reach, on_event,
                                force=force, run_intents=run_intents)
                 roll = rollout.Rollout(store, infra, identity, providers, pool, reach, on_event, run_intents)
-                stopped = await _roll_out(loaded, roll, release, no_rollback)
+                stopped = await _roll_out(loaded, roll, release, no_rollback, _pause_limit(loaded, pause_after))
             finally:
                 reach.record(pool)
+        if isinstance(stopped, rollout.RolloutPaused):
+            said = f"paused at revision {release.number}: {stopped}"
+            store.set_infrastructure_state(infra.id, InfraState.READY)
+            store.end_revision(release.id, "paused", str(stopped))
+            store.add_event(infra.id, "rollout", said)
+            emit(on_event, ProgressEvent("info", f"{said} (cloudherd rollout {spec.name} resume | abort)"))
+            return infra.id
         if stopped is None:
             store.set_infrastructure_state(infra.id, InfraState.READY)
             store.end_revision(release.id, "applied")
@@ -178,13 +188,27 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
     raise ApplyFailed(f"up of {spec.name} failed: {stopped}")
 
 
-async def _roll_out(loaded: LoadedSpec, roll: rollout.Rollout, release: Revision, no_rollback: bool) -> str | None:
-    """Roll the rolling groups' held nodes to this release; None when done, else why it stopped (and what
-    was done about it: the failed batch's new nodes retired, then the fleet back at the release before)."""
+def _pause_limit(loaded: LoadedSpec, asked: int | None) -> int | None:
+    """Nodes a rollout replaces before it pauses: as asked (0: never), else the smallest ``pause_after`` of the
+    rolling groups, else no pause."""
+    if asked is not None:
+        return asked or None
+    limits = [g.update.pause_after for g in loaded.spec.groups.values()
+              if g.update.strategy == "rolling" and g.update.pause_after]
+    return min(limits) if limits else None
+
+
+async def _roll_out(loaded: LoadedSpec, roll: rollout.Rollout, release: Revision, no_rollback: bool,
+                    pause_after: int | None) -> str | rollout.RolloutPaused | None:
+    """Roll the rolling groups' held nodes to this release; None when done, the pause when it paused, else why
+    it stopped (and what was done about it: the failed batch's new nodes retired, then the fleet back at the
+    release before)."""
     store, infra_id, sink = roll.store, roll.infra.id, roll.sink
     try:
-        await roll.run(loaded)
+        await roll.run(loaded, pause_after)
         return None
+    except rollout.RolloutPaused as paused:
+        return paused
     except rollout.RolloutFailed as failed:
         emit(sink, ProgressEvent("error", str(failed)))
         await roll.retire_made(loaded, failed.group, failed.made)

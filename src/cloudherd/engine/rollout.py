@@ -40,6 +40,14 @@ from cloudherd.state.repo import Store
 GATE_POLL = 1.0  # seconds between the gate's probes (at most: the group's health interval when shorter)
 
 
+class RolloutPaused(Exception):
+    """The rollout replaced ``pause_after`` nodes and stops there (a canary): resume or abort it later."""
+
+    def __init__(self, done: int, left: int) -> None:
+        super().__init__(f"paused after {done} node(s), {left} to go")
+        self.done, self.left = done, left
+
+
 class RolloutFailed(CloudherdError):
     """A batch did not pass its health gate; ``made`` are its new nodes (to retire)."""
 
@@ -80,24 +88,28 @@ class Rollout:
     reach: Reach
     sink: EventSink | None
     run_intents: list[str]
+    _replaced: int = 0
+    _pause_after: int | None = None
 
-    async def run(self, loaded: LoadedSpec) -> int:
+    async def run(self, loaded: LoadedSpec, pause_after: int | None = None) -> int:
         """Roll every rolling group that has nodes behind, group by group (in dependency order); returns how
-        many nodes were replaced.  Raises RolloutFailed at the first batch that fails its gate."""
-        replaced = 0
+        many nodes were replaced.  Raises RolloutFailed at the first batch that fails its gate, and
+        RolloutPaused once ``pause_after`` nodes are replaced while some are still behind."""
+        self._replaced, self._pause_after = 0, pause_after
         for level in loaded.spec.levels():
             for name in level:
-                replaced += await self._group(loaded, name)
-        return replaced
+                await self._group(loaded, name)
+        return self._replaced
 
-    async def _group(self, loaded: LoadedSpec, name: str) -> int:
+    async def _group(self, loaded: LoadedSpec, name: str) -> None:
         group = loaded.group(name)
-        done = 0
         batch_number = 0
         while True:
             old = [n for n in behind(loaded, self.store.nodes(self.infra.id)) if n.group_name == name]
             if not old:
-                return done
+                return
+            if self._pause_after is not None and self._replaced >= self._pause_after:
+                raise RolloutPaused(self._replaced, len(behind(loaded, self.store.nodes(self.infra.id))))
             batch_number += 1
             batch = old[:group.update.max_surge]
             total = batch_number - 1 + -(-len(old) // group.update.max_surge)
@@ -122,7 +134,7 @@ class Rollout:
                 raise RolloutFailed(f"{name}: batch {batch_number} failed its health gate: {why}", name,
                                     [n.id for n in made])
             await self._converge(_sized(loaded, name, group.count), victims=[n.id for n in batch])
-            done += len(batch)
+            self._replaced += len(batch)
             self.store.add_event(self.infra.id, "rollout", f"{name}: batch {batch_number}: "
                                  f"{', '.join(n.name for n in made)} healthy; retired "
                                  f"{', '.join(n.name for n in batch)}")

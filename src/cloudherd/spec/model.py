@@ -349,7 +349,8 @@ class Update(_Strict):
     ``rolling``: ``max_surge`` new nodes at a time are made beside the old ones; once each has passed the group's
     health checks for ``min_healthy_seconds`` (within ``timeout``), as many old ones are retired, so the group
     never has fewer healthy nodes than it asks for.  A batch that fails its gate stops the rollout and the fleet
-    goes back to the release before (``up --no-rollback`` keeps what was done).  ``recreate``: every node is
+    goes back to the release before (``up --no-rollback`` keeps what was done).  ``pause_after``: stop after
+    that many nodes, to be resumed or aborted (``cloudherd rollout``).  ``recreate``: every node is
     changed at once (scripts re-run in place, or nodes replaced together).
     """
 
@@ -358,6 +359,7 @@ class Update(_Strict):
     max_unavailable: Int = Field(default=0, ge=0)
     min_healthy_seconds: Duration = Field(default=10.0, ge=0)
     timeout: Duration = Field(default=300.0, gt=0)  # a batch's bound to become healthy, its scripts included
+    pause_after: Int | None = Field(default=None, ge=1, le=10000)  # a canary: stop after this many nodes
 
     @field_validator("max_unavailable")
     @classmethod
