@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ NAME = "chaos"
 # one failed check fails a node, so that one pass heals a node EC2 still lists running (its stand-in died)
 HEAL_HEALTH = "{interval: 1s, grace: 0s, timeout: 2s, unhealthy_after: 1}"
 HEAL_STAGES = ("dead", "retiring", "creating", "deploying")  # of a heal pass, as the database shows them
+ROLL_HEALTH = "{interval: 0.2s, grace: 0s, timeout: 2s, unhealthy_after: 2}"
+ROLL_UPDATE = "{strategy: rolling, max_surge: 1, min_healthy_seconds: 0.3s, timeout: 60s}"
 
 
 @dataclass
@@ -44,6 +47,8 @@ class Tally:
     heal_kills: int = 0  # of the kills: `manage --once` killed while healing a dead node
     heals: int = 0  # heal cycles checked (a dead node, a killed pass, a resumed pass)
     heal_stages: dict[str, int] = field(default_factory=dict)  # heal kills by kill point
+    rollouts: int = 0  # rolling releases checked (a killed up of a new release, resumed)
+    fewest_serving: int | None = None  # the fewest deployed, reachable nodes seen during the rollouts
     problems: list[str] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
@@ -106,7 +111,7 @@ class Chaos:
         if self._db is not None:
             self._db.dispose()
 
-    def write_spec(self, count: int, health: str = "") -> None:
+    def write_spec(self, count: int, health: str = "", update: str = "") -> None:
         if self.provider == "aws":
             reach = '"tests.moto_reach:LocalStandIns"'
             provider = f"providers:\n  cloud: {{type: aws, region: us-east-1, reach: {reach}}}\n"
@@ -115,7 +120,7 @@ class Chaos:
             provider, group = "", ""
         self.spec.write_text(
             f"name: {NAME}\n{provider}groups:\n  n:\n{group}    count: {count}\n    scripts: [setup.sh]\n"
-            + (f"    health: {health}\n" if health else "")
+            + (f"    health: {health}\n" if health else "") + (f"    update: {update}\n" if update else "")
         )
 
     # -- running and killing ------------------------------------------------------------------------
@@ -160,6 +165,57 @@ class Chaos:
         self._killed(kind, args)
         self._resume(kind, args)
         self.check(0 if kind == "down" else count)
+
+    def rolling_step(self, count: int, release: int) -> None:
+        """A new release (the setup script changed) rolled by ``up``, which is SIGKILLed at a random point and
+        run again to completion; meanwhile the nodes that serve (reachable, deployed) are counted from
+        outside and must never be fewer than ``count``; then the ground truth, and every node on the release."""
+        (self.spec.parent / "setup.sh").write_text(f"echo release-{release} > ready.txt\n")
+        args = ("up", str(self.spec))
+        self.log(f"  rolling release {release}:")
+        stop = threading.Event()
+        seen: list[int] = []
+
+        def sample() -> None:
+            while not stop.is_set():
+                seen.append(len(self._serving()))
+                stop.wait(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            self._killed("roll", args)
+            self._resume("roll", args)
+        finally:
+            stop.set()
+            sampler.join(timeout=10)
+        self.tally.rollouts += 1
+        fewest = min(seen) if seen else 0
+        self.tally.fewest_serving = fewest if self.tally.fewest_serving is None else min(fewest,
+                                                                                         self.tally.fewest_serving)
+        if fewest < count:
+            self.tally.problems.append(f"release {release}: only {fewest} node(s) served at one point (want {count})")
+        self.check(count)
+        releases = sorted(self._serving().values())
+        if releases != [f"release-{release}"] * count:
+            self.tally.problems.append(f"release {release}: the nodes run {releases}")
+
+    def _serving(self) -> dict[str, str]:
+        """Local machines (or AWS stand-ins) whose SSH port accepts and whose setup ran: folder -> release."""
+        import socket
+
+        found = {}
+        root = self.home / "local"
+        for folder in sorted(root.iterdir()) if root.is_dir() else []:
+            try:
+                meta = json.loads((folder / "node.json").read_text())
+                release = (folder / "work" / "ready.txt").read_text().strip()
+                with socket.create_connection((meta["address"], int(meta.get("port") or 22)), timeout=0.5):
+                    pass
+            except (OSError, ValueError, KeyError):
+                continue
+            found[folder.name] = release
+        return found
 
     def heal_step(self, count: int) -> None:
         """A dead node (one ready node's sshd SIGKILLed), then ``manage NAME --once`` (one reconcile pass
@@ -410,6 +466,23 @@ def run_heal_chaos(provider: str, kills: int, seed: int, workdir: Path, nodes: i
         while chaos.tally.heal_kills < kills and attempts < 3 * kills:
             attempts += 1
             chaos.heal_step(nodes)
+        chaos._cli("down", NAME)
+        chaos.check(0)
+        return chaos.tally
+
+
+def run_rolling_chaos(provider: str, kills: int, seed: int, workdir: Path, nodes: int = 6,
+                      log: Callable[[str], None] = lambda _m: None) -> Tally:
+    """``up`` of a rolling group (not killed), then new releases, each ``up`` SIGKILLed at a random point
+    and resumed, until ``kills`` of them were killed (bounded: at most 3x attempts); then ``down``."""
+    with Chaos(provider, workdir, seed, nodes, log) as chaos:
+        chaos.write_spec(nodes, ROLL_HEALTH, ROLL_UPDATE)
+        chaos._cli("up", str(chaos.spec))
+        chaos.check(nodes)
+        attempts = 0
+        while chaos.tally.kills < kills and attempts < 3 * kills:
+            attempts += 1
+            chaos.rolling_step(nodes, attempts)
         chaos._cli("down", NAME)
         chaos.check(0)
         return chaos.tally

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos_harness import Tally, run_chaos, run_heal_chaos
+from tests.chaos_harness import Tally, run_chaos, run_heal_chaos, run_rolling_chaos
 
 KILLS = int(os.environ.get("CHAOS_KILLS", "6"))
 HEAL_KILLS = int(os.environ.get("CHAOS_HEAL_KILLS", "2"))
+ROLL_KILLS = int(os.environ.get("CHAOS_ROLL_KILLS", "3"))
 
 
 def _seed(provider: str) -> int:
@@ -60,4 +61,19 @@ def test_heal_under_sigkill(provider: str, tmp_path: Path) -> None:
     print(tally.row())
     assert tally.heal_kills >= HEAL_KILLS, f"only {tally.heal_kills} heal passes were killed (seed {seed})"
     assert tally.heals == tally.resumes, f"seed {seed}: {tally.problems}"
+    _clean(tally, seed)
+
+
+@pytest.mark.parametrize("provider", ["local", pytest.param("aws", marks=pytest.mark.scenario)])
+def test_rolling_release_under_sigkill(provider: str, tmp_path: Path) -> None:
+    """A rolling release killed at random points and resumed: nothing leaked, lost or doubled, every node on
+    the release in the end, and never fewer serving nodes than the group's size (max_surge 1, unavailable 0)."""
+    if provider == "aws":
+        pytest.importorskip("moto.server")
+    seed = _seed(provider)
+    tally = run_rolling_chaos(provider, ROLL_KILLS, seed, tmp_path, nodes=6, log=print)
+    print(tally.row())
+    assert tally.kills >= ROLL_KILLS, f"only {tally.kills} kills landed (seed {seed})"
+    assert tally.rollouts == tally.resumes, f"seed {seed}: {tally.problems}"
+    assert tally.fewest_serving is not None and tally.fewest_serving >= 6, f"seed {seed}: {tally.problems}"
     _clean(tally, seed)
