@@ -198,3 +198,36 @@ def test_a_canary_pauses_then_resumes_or_aborts(home: Path, tmp_path: Path, flee
     assert _history()[-2:] == [(3, "up", "aborted"), (4, "rollback to 2", "applied")]
     again = cli("rollout", "roll", "abort")
     assert again.returncode != 0 and "no rollout in progress to abort" in again.stderr
+
+
+def test_a_release_through_the_server_rolls_under_its_manager(home: Path, tmp_path: Path) -> None:
+    """`up` through a server submits; the server's manager rolls the release on, with the same gates; history,
+    rollout and rollback go over the server's routes."""
+    from server_harness import Served, write_config
+
+    (tmp_path / "server").mkdir()
+    served = Served(home, write_config(tmp_path / "server", {"local": "local"}, interval=1)).start()
+    try:
+        env = {"CLOUDHERD_HOME": str(tmp_path / "client-home"), "CLOUDHERD_SERVER": served.url,
+               "CLOUDHERD_TOKEN": served.token()}
+        spec = _release(tmp_path / "src", "good v1")
+        made = cli("up", str(spec), env=env, timeout=300)
+        assert made.returncode == 0, made.stderr
+        wait_until(lambda: len(_healthy_from_outside(home)) == 6, timeout=120, what="six v1 nodes")
+        _release(tmp_path / "src", "good v2")
+        with Sampler(home) as sampler:
+            assert cli("up", str(spec), env=env, timeout=300).returncode == 0
+            wait_until(lambda: sorted(_healthy_from_outside(home).values()) == ["good v2"] * 6, timeout=180,
+                       what="the server's manager rolling v2 out")
+        assert min(sampler.counts) >= 6, sampler.counts
+        state = json.loads(cli("rollout", "roll", "--json", env=env).stdout)
+        assert (state["revision"], state["state"]) == (2, "applied")
+        history = json.loads(cli("history", "roll", "--json", env=env).stdout)
+        assert [(r["number"], r["origin"], r["state"]) for r in history] == [(1, "submit", "applied"),
+                                                                             (2, "submit", "applied")]
+        back = cli("rollback", "roll", "1", env=env, timeout=300)
+        assert back.returncode == 0, back.stderr
+        assert sorted(_healthy_from_outside(home).values()) == ["good v1"] * 6
+        assert cli("down", "roll", env=env, timeout=300).returncode == 0
+    finally:
+        served.stop()

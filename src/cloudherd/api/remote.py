@@ -22,7 +22,17 @@ from typing import Any, NoReturn, TypeVar, Union, get_args, get_origin
 import httpx
 from pydantic import BaseModel
 
-from cloudherd.api.types import Action, Event, ExecResult, Infrastructure, InfrastructureSummary, Plan, ScaleResult
+from cloudherd.api.types import (
+    Action,
+    Event,
+    ExecResult,
+    Infrastructure,
+    InfrastructureSummary,
+    Plan,
+    Revision,
+    Rollout,
+    ScaleResult,
+)
 from cloudherd.errors import ApplyFailed, StateError, UsageError
 
 SERVER_ENV, TOKEN_ENV = "CLOUDHERD_SERVER", "CLOUDHERD_TOKEN"
@@ -192,6 +202,25 @@ class RemoteClient:
     def logs(self, ref: str, node: str | None = None) -> list[Action]:
         rows = self._call("GET", f"/v1/infrastructures/{ref}/logs", params={"node": node} if node else None)
         return [_value(Action, r) for r in rows]
+
+    def history(self, ref: str) -> list[Revision]:
+        return [_value(Revision, r) for r in self._call("GET", f"/v1/infrastructures/{ref}/revisions")]
+
+    def rollout(self, ref: str) -> Rollout:
+        return _value(Rollout, self._call("GET", f"/v1/infrastructures/{ref}/rollout"))
+
+    def rollback(self, ref: str, revision: int | None = None, *, wait: float = 600.0,
+                 **_local_only: Any) -> Revision:
+        job = self._call("POST", f"/v1/infrastructures/{ref}/rollback", json={"revision": revision})
+        return _value(Revision, self._job(job, time.monotonic() + wait)["value"])
+
+    def resume(self, ref: str, *, wait: float = 600.0, **_local_only: Any) -> Rollout:
+        job = self._call("POST", f"/v1/infrastructures/{ref}/rollout/resume")
+        return _value(Rollout, self._job(job, time.monotonic() + wait)["value"])
+
+    def abort(self, ref: str, *, wait: float = 600.0, **_local_only: Any) -> Rollout:
+        job = self._call("POST", f"/v1/infrastructures/{ref}/rollout/abort")
+        return _value(Rollout, self._job(job, time.monotonic() + wait)["value"])
 
     def validate(self, spec: Any, *, format: str | None = None) -> Any:
         from cloudherd.api.client import SyncClient

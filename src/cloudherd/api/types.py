@@ -9,6 +9,7 @@ schema.  Every model is frozen so that a value handed out cannot be changed behi
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -369,3 +370,4 @@ class Job(_Value):
     ended_at: datetime | None
     error: str | None = None
     results: tuple[ExecResult, ...] = ()
+    value: dict[str, Any] | None = None  # a rollback's revision, a resume's or abort's rollout, once done

@@ -152,7 +152,7 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
                 await converge(loaded, store, infra, identity, providers, pool, reach, on_event,
                                force=force, run_intents=run_intents)
                 roll = rollout.Rollout(store, infra, identity, providers, pool, reach, on_event, run_intents)
-                stopped = await _roll_out(loaded, roll, release, no_rollback, _pause_limit(loaded, pause_after))
+                stopped = await roll_out(loaded, roll, release, no_rollback, pause_limit(loaded, pause_after))
             finally:
                 reach.record(pool)
         if isinstance(stopped, rollout.RolloutPaused):
@@ -188,7 +188,7 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
     raise ApplyFailed(f"up of {spec.name} failed: {stopped}")
 
 
-def _pause_limit(loaded: LoadedSpec, asked: int | None) -> int | None:
+def pause_limit(loaded: LoadedSpec, asked: int | None) -> int | None:
     """Nodes a rollout replaces before it pauses: as asked (0: never), else the smallest ``pause_after`` of the
     rolling groups, else no pause."""
     if asked is not None:
@@ -198,7 +198,7 @@ def _pause_limit(loaded: LoadedSpec, asked: int | None) -> int | None:
     return min(limits) if limits else None
 
 
-async def _roll_out(loaded: LoadedSpec, roll: rollout.Rollout, release: Revision, no_rollback: bool,
+async def roll_out(loaded: LoadedSpec, roll: rollout.Rollout, release: Revision, no_rollback: bool,
                     pause_after: int | None) -> str | rollout.RolloutPaused | None:
     """Roll the rolling groups' held nodes to this release; None when done, the pause when it paused, else why
     it stopped (and what was done about it: the failed batch's new nodes retired, then the fleet back at the

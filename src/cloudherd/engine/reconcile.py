@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from cloudherd.engine import journal
-from cloudherd.engine.apply import converge
+from cloudherd.engine import journal, rollout
+from cloudherd.engine.apply import converge, pause_limit, roll_out
 from cloudherd.engine.context import Providers, ensure_identity, snapshot
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
@@ -134,6 +134,9 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                     report.made = [n.name for n in after if n.id not in before and n.state != NodeState.TERMINATED]
                     report.retired = [n.name for n in after if n.id in before and n.state == NodeState.TERMINATED]
                     _log_converge(store, infra, before, report)
+                if rollout.behind(loaded, store.nodes(infra.id) if report.converged else nodes):
+                    await _roll_on(store, infra, loaded, rollout.Rollout(store, infra, identity, providers, pool,
+                                                                         reach, sink, []), report)
                 if infra.state in (InfraState.CREATING, InfraState.FAILED, InfraState.UPDATING):
                     store.set_infrastructure_state(infra.id, InfraState.READY)  # at size, every node deployed
                 if report.converged or infra.state != InfraState.READY:
@@ -151,6 +154,25 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
     event = (PASS_EVENT, log_pass(report)) if log_pass is not None else None
     store.finish_pass(infra.id, {"last_pass_at": utcnow(), "last_pass": report.line()}, event, keep=PASS_EVENTS)
     return report
+
+
+async def _roll_on(store: Store, infra: Infrastructure, loaded: LoadedSpec, roll: rollout.Rollout,
+                   report: PassReport) -> None:
+    """Nodes are behind the release as applied: a release submitted through the server, or an ``up`` killed
+    mid-rollout.  The pass rolls it on, as ``up`` does (health gates, automatic rollback, pauses), unless its
+    revision is paused, failed (``--no-rollback``) or aborted: those wait for an ``up`` or ``rollout resume``."""
+    latest = store.revisions(infra.id)[-1:]
+    if not latest or latest[0].state != "applying":
+        return
+    report.converged = True
+    stopped = await roll_out(loaded, roll, latest[0], False, pause_limit(loaded, None))
+    if isinstance(stopped, rollout.RolloutPaused):
+        store.end_revision(latest[0].id, "paused", str(stopped))
+        store.add_event(infra.id, "rollout", f"paused at revision {latest[0].number}: {stopped}")
+    elif stopped is not None:
+        store.end_revision(latest[0].id, "failed", stopped)
+        store.add_event(infra.id, "error", f"rollout of revision {latest[0].number}: {stopped}")
+        report.held.append(f"rollout stopped: {stopped}")
 
 
 def _log_converge(store: Store, infra: Infrastructure, before: dict[str, Node], report: PassReport) -> None:

@@ -18,7 +18,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloudherd.api import views
 from cloudherd.api.auth import Principal
-from cloudherd.api.types import Action, Event, Group, Infrastructure, InfrastructureSummary, Job, Node, Plan
+from cloudherd.api.types import (
+    Action,
+    Event,
+    Group,
+    Infrastructure,
+    InfrastructureSummary,
+    Job,
+    Node,
+    Plan,
+    Revision,
+    Rollout,
+)
 from cloudherd.api.types import ScaleResult as ScaleAnswer
 from cloudherd.lifecycle import InfraState
 from cloudherd.server.errors import Conflict, NotFound
@@ -48,6 +59,12 @@ class ScaleBody(BaseModel):
     change: str = Field(description="+N, -N or =N (or N)", examples=["+1", "=5"], max_length=12)
     victims: list[str] = Field(default_factory=list, description="Nodes to remove first: names, ids or addresses",
                                max_length=1000)
+
+
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    revision: int | None = Field(default=None, ge=1, le=2**31 - 1, description="default: the one before")
 
 
 class ExecBody(BaseModel):
@@ -230,6 +247,64 @@ async def exec_job(request: Request, ref: str, body: ExecBody, who: Caller) -> J
     return _job(job)
 
 
+@router.get("/infrastructures/{ref}/revisions", response_model=list[Revision])
+async def revisions(request: Request, ref: str, who: Caller) -> list[Revision]:
+    """The releases applied to it, oldest first (``cloudherd history``)."""
+    runtime = runtime_of(request)
+    return await runtime.client.history(owned(runtime, who, ref).id)
+
+
+@router.get("/infrastructures/{ref}/rollout", response_model=Rollout)
+async def rollout(request: Request, ref: str, who: Caller) -> Rollout:
+    """Where its latest release stands: each rolling group's nodes on it and behind it."""
+    runtime = runtime_of(request)
+    return await runtime.client.rollout(owned(runtime, who, ref).id)
+
+
+@router.post("/infrastructures/{ref}/rollback", status_code=202, response_model=Job)
+async def rollback(request: Request, ref: str, body: RollbackBody, who: Caller) -> Job:
+    """Apply an earlier release again (default: the newest applied one before the current), in the background."""
+    runtime = runtime_of(request)
+    infra = _changeable(runtime, who, ref)
+    return _background(runtime, who, infra.id, "rollback", body.model_dump(),
+                       lambda: runtime.client.rollback(infra.id, body.revision))
+
+
+@router.post("/infrastructures/{ref}/rollout/{action}", status_code=202, response_model=Job)
+async def rollout_action(request: Request, ref: str, action: str, who: Caller) -> Job:
+    """``resume`` a paused rollout to its end, or ``abort`` it (back to the release before), in the background."""
+    runtime = runtime_of(request)
+    if action not in ("resume", "abort"):
+        raise NotFound(f"no rollout action '{action}' (resume or abort)")
+    infra = _changeable(runtime, who, ref)
+    change = runtime.client.resume if action == "resume" else runtime.client.abort
+    return _background(runtime, who, infra.id, action, {}, lambda: change(infra.id))
+
+
+def _changeable(runtime: Runtime, who: Principal, ref: str) -> InfraRow:
+    infra = owned(runtime, who, ref)
+    if infra.state in (InfraState.DESTROYED, InfraState.DESTROYING):
+        raise Conflict(f"{infra.name} ({infra.id}) is {infra.state}")
+    return infra
+
+
+def _background(runtime: Runtime, who: Principal, infra_id: str, kind: str, request: dict[str, Any],
+                work: Any) -> Job:
+    """A job that runs ``work`` (a coroutine function returning a typed value, the job's ``value`` once done)."""
+    job = runtime.store.add_job(owner_id=who.user_id, infrastructure_id=infra_id, kind=kind, request=request)
+
+    async def run() -> None:
+        try:
+            value = await work()
+        except Exception as exc:
+            runtime.store.finish_job(job.id, "failed", error=str(exc))
+            raise
+        runtime.store.finish_job(job.id, "done", {"value": value.model_dump(mode="json")})
+
+    runtime.spawn(run, f"{kind} {job.id}")
+    return _job(job)
+
+
 @router.get("/jobs/{job_id}", response_model=Job, tags=["jobs"])
 async def get_job(request: Request, job_id: str, who: Caller) -> Job:
     row = runtime_of(request).store.job(job_id)
@@ -289,4 +364,5 @@ def _job(row: Any) -> Job:
 
     results = tuple(ExecResult.model_validate(r) for r in (row.result or {}).get("results") or [])
     return Job(id=row.id, kind=row.kind, state=row.state, infrastructure=row.infrastructure_id,
-               created_at=row.created_at, ended_at=row.ended_at, error=row.error, results=results)
+               created_at=row.created_at, ended_at=row.ended_at, error=row.error, results=results,
+               value=(row.result or {}).get("value"))
