@@ -1,5 +1,5 @@
 """Rolling updates on real local nodes: a good release rolls batch by batch and the healthy count, sampled from
-outside all along (each node's SSH port probed and its release file read), never drops below the group's size;
+outside all along (each node's web server asked directly), never drops below the group's size;
 a bad release stops at its first batch and rolls back; --no-rollback stops and keeps; a kill mid-rollout is
 resumed by the next up."""
 
@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,33 +25,51 @@ groups:
   web:
     count: 6
     scripts: [app/deploy.sh]
-    health: {command: "grep -q good release.txt", ssh: false, interval: 0.2s, grace: 0s, timeout: 2s,
+    health: {urls: ["http://{{ node.address }}:8080/"], ssh: false, interval: 0.2s, grace: 0s, timeout: 2s,
              unhealthy_after: 2}
     update: {strategy: rolling, max_surge: 1, min_healthy_seconds: 0.5s, timeout: 60s}
+"""
+# the release: a file saying which, and a small web server on the node answering 200 while it says "good"
+# (500 otherwise); it carries the node's marker, so terminating the node stops it
+DEPLOY = """\
+echo "{text}" > release.txt
+cat > serve.py <<'PY'
+import http.server
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        good = open("release.txt").read().startswith("good")
+        self.send_response(200 if good else 500)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("{{{{ node.address }}}}", 8080), Answer).serve_forever()
+PY
+nohup python3 serve.py > serve.log 2>&1 < /dev/null &
 """
 
 
 def _release(folder: Path, text: str, update: str = "") -> Path:
     (folder / "app").mkdir(parents=True, exist_ok=True)
-    (folder / "app" / "deploy.sh").write_text(f'echo "{text}" > release.txt\n')
+    (folder / "app" / "deploy.sh").write_text(DEPLOY.format(text=text))
     path = folder / "cloudherd.yml"
     path.write_text(SPEC.replace("timeout: 60s}", f"timeout: 60s{update}}}"))
     return path
 
 
 def _healthy_from_outside(home: Path) -> dict[str, str]:
-    """Node name -> its release, for each node whose SSH port accepts and whose release file says good."""
+    """Node name -> its release, for each node whose web server answers 200 (asked directly, not through
+    cloudherd)."""
     found = {}
     root = home / "local"
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         try:
             meta = json.loads((folder / "node.json").read_text())
             release = (folder / "work" / "release.txt").read_text().strip()
-            with socket.create_connection((meta["address"], int(meta.get("port") or 22)), timeout=0.5):
-                pass
-        except (OSError, ValueError, KeyError):
+            with urllib.request.urlopen(f"http://{meta['address']}:8080/", timeout=0.5) as answer:
+                healthy = answer.status == 200
+        except (OSError, ValueError, KeyError):  # refused, 500 (HTTPError), half-written files
             continue
-        if release.startswith("good"):
+        if healthy:
             found[meta["name"]] = release
     return found
 
