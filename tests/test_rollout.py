@@ -118,7 +118,7 @@ def test_a_good_release_rolls_and_never_drops_below_six(home: Path, tmp_path: Pa
     plan = json.loads(cli("plan", str(fleet), "--json").stdout)["groups"][0]
     assert (sorted(plan["rolling"]), plan["surge"], plan["scripts"]) == (sorted(before), 1, {})  # replaced, not re-run
     shown = cli("plan", str(fleet)).stdout
-    assert "roll 6 in 6 batch(es) of 1" in shown and "rolling, 1 at a time, health-gated" in shown
+    assert "roll 6 in 6 batch(es) of 1" in shown and "rolling, 1 at a time, new nodes beside the old" in shown
     with Sampler(home) as sampler:
         up = cli("up", str(fleet))
     assert up.returncode == 0, up.stderr
@@ -249,3 +249,27 @@ def test_a_release_through_the_server_rolls_under_its_manager(home: Path, tmp_pa
         assert cli("down", "roll", env=env, timeout=300).returncode == 0
     finally:
         served.stop()
+
+
+def test_in_place_batches_re_run_scripts_and_roll_back_in_place(home: Path, tmp_path: Path, fleet: Path) -> None:
+    """max_unavailable: 2 and only the scripts changed: the same six nodes take the release two at a time; a bad
+    one fails its first batch, and those two nodes run the release before again."""
+    before = _healthy_from_outside(home)
+    _release(tmp_path, "good v2", update=", max_unavailable: 2")
+    assert "rolling, 2 at a time, in place" in cli("plan", str(fleet)).stdout
+    with Sampler(home) as sampler:
+        up = cli("up", str(fleet))
+    assert up.returncode == 0, up.stderr
+    assert "batch 3/3: in place on" in up.stderr and "batch 4/" not in up.stderr
+    after = _healthy_from_outside(home)
+    assert set(after) == set(before) and sorted(after.values()) == ["good v2"] * 6  # same nodes, new release
+    assert min(sampler.counts) >= 4, sampler.counts  # at most max_unavailable out at once
+
+    _release(tmp_path, "bad v3", update=", max_unavailable: 2")
+    bad = cli("up", str(fleet))
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1].endswith("; rolled back to revision 2")
+    assert "batch 2/" not in bad.stderr
+    rolled = _healthy_from_outside(home)
+    assert set(rolled) == set(before) and sorted(rolled.values()) == ["good v2"] * 6
+    assert _history()[-2:] == [(3, "up", "failed"), (4, "rollback to 2 (automatic)", "applied")]

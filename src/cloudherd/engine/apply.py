@@ -25,7 +25,7 @@ from cloudherd.engine.liveness import record
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.engine.plan import diff_groups, fresh_nodes
 from cloudherd.engine.recover import recover
-from cloudherd.engine.revisions import group_digest
+from cloudherd.engine.revisions import group_digest, shape_digest
 from cloudherd.engine.templates import (
     PlannedInfra,
     check_templates,
@@ -239,12 +239,14 @@ async def converge(
     loaded: LoadedSpec, store: Store, infra: Infrastructure, identity: Identity, providers: Providers,
     pool: ConnectionPool, reach: Reach, sink: EventSink | None, *, force: bool = False,
     run_intents: list[str] | None = None, replace: Collection[str] = (), victims: Collection[str] = (),
+    in_place: Collection[str] = (),
 ) -> Infrastructure:
     """Make the fleet what ``loaded`` says: retire what goes, create what is missing, deploy what changed.
 
     The one converge: ``up`` calls it with the spec as written, the manager's reconcile pass with the
     spec as applied and the sizes asked for since, plus the nodes to replace (``replace``) and those to
-    remove first when a group shrinks (``victims``).
+    remove first when a group shrinks (``victims``).  Nodes behind a rolling group's release are left as they
+    are (the rollout's), but for those of ``in_place``: a rollout's batch that takes the release in place.
     """
     redact = Redactor(set(loaded.secrets))
     surplus = await _sync_groups(loaded, store, infra.id, redact, replace=replace, victims=victims)
@@ -257,7 +259,7 @@ async def converge(
     await _create_missing(loaded, store, infra, identity, providers, sink, run_intents if run_intents is not None
                           else [])
     reach.pins.update({node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()})
-    held = {n.id for n in rollout.behind(loaded, store.nodes(infra.id))}
+    held = {n.id for n in rollout.behind(loaded, store.nodes(infra.id))} - set(in_place)
     await _deploy_all(loaded, store, infra, reach, pool, redact, sink, force, held)
     rollout.stamp(loaded, store, infra.id, held)
     return infra
@@ -301,7 +303,8 @@ async def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: 
         surplus += [*diff.destroy, *diff.replace]
         store.add_nodes(infra_id, [
             {"group_name": group_name, "name": f"{spec.name}-{group_name}-{index}", "index": index,
-             "provider": group.provider, "release": group_digest(loaded, group_name)}
+             "provider": group.provider, "release": group_digest(loaded, group_name),
+             "shape": shape_digest(loaded, group_name)}
             for index in new_indices(nodes, group_name, diff.create)
         ])
     for group_name, diff in diffs.items():

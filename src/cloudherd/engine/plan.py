@@ -12,6 +12,7 @@ from typing import Any
 
 from cloudherd.engine.context import Providers
 from cloudherd.engine.liveness import Observed, observe
+from cloudherd.engine.revisions import shape_digest
 from cloudherd.engine.rollout import behind
 from cloudherd.engine.templates import (
     NodeLike,
@@ -166,9 +167,14 @@ async def make_plan(loaded: LoadedSpec, store: Store) -> Plan:
         if diff.removed:
             continue
         diff.rolling = [n.name for n in held.values() if n.group_name == diff.name]
-        diff.surge = loaded.group(diff.name).update.max_surge
+        update = loaded.group(diff.name).update
+        shape = shape_digest(loaded, diff.name)
+        in_place = bool(update.max_unavailable) and all(n.shape == shape for n in held.values()
+                                                         if n.group_name == diff.name)
+        diff.surge = update.max_unavailable if in_place else update.max_surge
         if diff.rolling:
-            diff.reasons.append(f"a new release: rolling, {diff.surge} at a time, health-gated")
+            how = "in place (scripts re-run)" if in_place else "new nodes beside the old"
+            diff.reasons.append(f"a new release: rolling, {diff.surge} at a time, {how}, health-gated")
         kept = [n for n in future if n.group_name == diff.name and n.state in REACHABLE_NODE_STATES
                 and n.id not in held]
         new_names = [n.name for n in future if n.group_name == diff.name and n.state == NodeState.PENDING]

@@ -59,6 +59,16 @@ def group_digest(loaded: LoadedSpec, group_name: str) -> str:
     return hashlib.sha256(Redactor(set(loaded.secrets))(text).encode()).hexdigest()[:32]
 
 
+SHAPE = ("provider", "image", "size", "user_data", "placement", "ports", "tags")  # what a machine is made as
+
+
+def shape_digest(loaded: LoadedSpec, group_name: str) -> str:
+    """The digest of what a group's machines are made as: a node whose shape is the group's can take a new
+    release in place (its scripts re-run); one whose shape changed must be replaced."""
+    group = loaded.group(group_name).model_dump(mode="json", include=set(SHAPE))
+    return hashlib.sha256(json.dumps(group, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
 def begin(store: Store, infra_id: str, loaded: LoadedSpec, author: str, origin: str = "up", *,
           restart: bool = True) -> Revision:
     """The revision this apply makes: the latest one again when its release is the same, else a new one.

@@ -29,7 +29,7 @@ from cloudherd.engine.context import Identity, Providers
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
 from cloudherd.engine.probe import probe
-from cloudherd.engine.revisions import group_digest
+from cloudherd.engine.revisions import group_digest, shape_digest
 from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import LIVE_NODE_STATES, NodeState
 from cloudherd.remote.pool import ConnectionPool
@@ -111,6 +111,11 @@ class Rollout:
             if self._pause_after is not None and self._replaced >= self._pause_after:
                 raise RolloutPaused(self._replaced, len(behind(loaded, self.store.nodes(self.infra.id))))
             batch_number += 1
+            shape = shape_digest(loaded, name)
+            alike = [n for n in old if n.shape == shape]
+            if group.update.max_unavailable and alike:
+                await self._in_place(loaded, name, alike[:group.update.max_unavailable], batch_number, len(old))
+                continue
             batch = old[:group.update.max_surge]
             total = batch_number - 1 + -(-len(old) // group.update.max_surge)
             emit(self.sink, ProgressEvent("info", f"{name}: batch {batch_number}/{total}: replacing "
@@ -139,19 +144,47 @@ class Rollout:
                                  f"{', '.join(n.name for n in made)} healthy; retired "
                                  f"{', '.join(n.name for n in batch)}")
 
+    async def _in_place(self, loaded: LoadedSpec, name: str, batch: Sequence[Node], number: int, left: int) -> None:
+        """A batch that takes the release where it stands: its scripts re-run on those nodes (out of the healthy
+        count meanwhile), then the same health gate."""
+        size = loaded.group(name).update.max_unavailable
+        emit(self.sink, ProgressEvent("info", f"{name}: batch {number}/{number - 1 + -(-left // size)}: "
+                                              f"in place on {', '.join(n.name for n in batch)}"))
+        try:
+            await self._converge(loaded, in_place=[n.id for n in batch])
+        except Exception as exc:
+            from cloudherd.engine.apply import failure_reason
+
+            if not isinstance(exc, CloudherdError | ExceptionGroup):
+                raise
+            reason = failure_reason(exc)
+            self.store.add_event(self.infra.id, "rollout", f"{name}: batch {number} failed: {reason}")
+            raise RolloutFailed(f"{name}: batch {number} failed: {reason}", name, []) from None
+        nodes = {n.id: n for n in self.store.nodes(self.infra.id)}
+        why = await self._gate(loaded, [nodes[n.id] for n in batch if n.id in nodes])
+        if why is not None:
+            self.store.add_event(self.infra.id, "rollout", f"{name}: batch {number} failed: {why}")
+            raise RolloutFailed(f"{name}: batch {number} failed its health gate: {why}", name, [])
+        self._replaced += len(batch)
+        self.store.add_event(self.infra.id, "rollout", f"{name}: batch {number}: "
+                             f"{', '.join(n.name for n in batch)} took the release in place, healthy")
+
     def _new(self, before: Collection[str], group: str) -> list[Node]:
         return [n for n in self.store.nodes(self.infra.id)
                 if n.id not in before and n.group_name == group and n.state != NodeState.TERMINATED]
 
     async def retire_made(self, loaded: LoadedSpec, group: str, made: Sequence[str]) -> None:
         """Retire a failed batch's new nodes (the group back at its size, those first to go)."""
-        await self._converge(_sized(loaded, group, loaded.group(group).count), victims=made)
+        if made:
+            await self._converge(_sized(loaded, group, loaded.group(group).count), victims=made)
 
-    async def _converge(self, loaded: LoadedSpec, victims: Collection[str] = ()) -> None:
+    async def _converge(self, loaded: LoadedSpec, victims: Collection[str] = (), in_place: Collection[str] = ()
+                        ) -> None:
         from cloudherd.engine.apply import converge
 
         self.infra = await converge(loaded, self.store, self.infra, self.identity, self.providers, self.pool,
-                                    self.reach, self.sink, run_intents=self.run_intents, victims=victims)
+                                    self.reach, self.sink, run_intents=self.run_intents, victims=victims,
+                                    in_place=in_place)
 
     async def _gate(self, loaded: LoadedSpec, made: Sequence[Node]) -> str | None:
         """None once every node of ``made`` has passed its checks for ``min_healthy_seconds`` in a row; else

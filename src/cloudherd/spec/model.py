@@ -348,7 +348,10 @@ class Update(_Strict):
 
     ``rolling``: ``max_surge`` new nodes at a time are made beside the old ones; once each has passed the group's
     health checks for ``min_healthy_seconds`` (within ``timeout``), as many old ones are retired, so the group
-    never has fewer healthy nodes than it asks for.  A batch that fails its gate stops the rollout and the fleet
+    never has fewer healthy nodes than it asks for.  With ``max_unavailable`` above 0, a release that leaves the
+    machines as they are (only scripts, env or variables changed) goes in place instead: that many nodes at a
+    time re-run their scripts, each out of the healthy count until it passes the same gate.
+    A batch that fails its gate stops the rollout and the fleet
     goes back to the release before (``up --no-rollback`` keeps what was done).  ``pause_after``: stop after
     that many nodes, to be resumed or aborted (``cloudherd rollout``).  ``recreate``: every node is
     changed at once (scripts re-run in place, or nodes replaced together).
@@ -356,18 +359,11 @@ class Update(_Strict):
 
     strategy: Literal["rolling", "recreate"] = "recreate"
     max_surge: Int = Field(default=1, ge=1, le=10000)
-    max_unavailable: Int = Field(default=0, ge=0)
+    max_unavailable: Int = Field(default=0, ge=0, le=10000)  # in-place batches (scripts re-run) of this many
     min_healthy_seconds: Duration = Field(default=10.0, ge=0)
     timeout: Duration = Field(default=300.0, gt=0)  # a batch's bound to become healthy, its scripts included
     pause_after: Int | None = Field(default=None, ge=1, le=10000)  # a canary: stop after this many nodes
 
-    @field_validator("max_unavailable")
-    @classmethod
-    def _surge_only(cls, value: int) -> int:
-        if value:
-            raise ValueError("only 0 for now: a rolling update makes the new nodes before it retires old ones "
-                             "(max_surge)")
-        return value
 
 
 class Group(_Strict):

@@ -101,6 +101,7 @@ class Node(Base):
     last_check: Mapped[str | None] = mapped_column(Text)  # which check, what it answered
     last_check_at: Mapped[datetime | None] = mapped_column()
     release: Mapped[str | None] = mapped_column(String(64))  # its group's release digest it was made or deployed at
+    shape: Mapped[str | None] = mapped_column(String(64))  # the digest of what it was made as (image, size, …)
 
     infrastructure: Mapped[Infrastructure] = relationship(back_populates="nodes")
 

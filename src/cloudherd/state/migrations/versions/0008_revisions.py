@@ -1,4 +1,4 @@
-"""revisions: each release of an infrastructure (spec and scripts), for history and rollback; nodes.release
+"""revisions: each release of an infrastructure (spec and scripts) for history and rollback; nodes.release, .shape
 
 Revision ID: 0008
 Revises: 0007
@@ -39,10 +39,12 @@ def upgrade() -> None:
     op.create_index("ix_revisions_infrastructure_id", "revisions", ["infrastructure_id"])
     with op.batch_alter_table("nodes") as batch:
         batch.add_column(sa.Column("release", sa.String(64)))
+        batch.add_column(sa.Column("shape", sa.String(64)))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("nodes") as batch:
+        batch.drop_column("shape")
         batch.drop_column("release")
     op.drop_index("ix_revisions_infrastructure_id", table_name="revisions")
     op.drop_table("revisions")
