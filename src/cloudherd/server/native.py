@@ -225,9 +225,7 @@ async def detach(request: Request, ref: str, who: Caller) -> InfrastructureSumma
 async def exec_job(request: Request, ref: str, body: ExecBody, who: Caller) -> Job:
     """Run a command on the chosen nodes in the background, over the server's warm SSH connections."""
     runtime = runtime_of(request)
-    infra = owned(runtime, who, ref)
-    if infra.state in (InfraState.DESTROYED, InfraState.DESTROYING):
-        raise Conflict(f"{infra.name} ({infra.id}) is {infra.state}")
+    infra = _changeable(runtime, who, ref)
     job = runtime.store.add_job(owner_id=who.user_id, infrastructure_id=infra.id, kind="exec",
                                 request=body.model_dump())
 
