@@ -48,11 +48,12 @@ nohup python3 serve.py > serve.log 2>&1 < /dev/null &
 """
 
 
-def _release(folder: Path, text: str, update: str = "") -> Path:
+def _release(folder: Path, text: str, update: str = "", unhealthy_after: str = "2") -> Path:
     (folder / "app").mkdir(parents=True, exist_ok=True)
     (folder / "app" / "deploy.sh").write_text(DEPLOY.format(text=text))
     path = folder / "cloudherd.yml"
-    path.write_text(SPEC.replace("timeout: 60s}", f"timeout: 60s{update}}}"))
+    path.write_text(SPEC.replace("timeout: 60s}", f"timeout: 60s{update}}}")
+                    .replace("unhealthy_after: 2", f"unhealthy_after: {unhealthy_after}"))
     return path
 
 
@@ -131,9 +132,11 @@ def test_a_good_release_rolls_and_never_drops_below_six(home: Path, tmp_path: Pa
     assert _history() == [(1, "up", "applied"), (2, "up", "applied")]
 
 
-def test_a_bad_release_stops_at_its_first_batch_and_rolls_back(home: Path, tmp_path: Path, fleet: Path) -> None:
+@pytest.mark.parametrize("unhealthy_after", ["2", "0.5s"])  # failed checks in a row, or failing that long
+def test_a_bad_release_stops_at_its_first_batch_and_rolls_back(home: Path, tmp_path: Path, fleet: Path,
+                                                                 unhealthy_after: str) -> None:
     before = _healthy_from_outside(home)
-    _release(tmp_path, "bad v2")
+    _release(tmp_path, "bad v2", unhealthy_after=unhealthy_after)
     with Sampler(home) as sampler:
         up = cli("up", str(fleet))
     assert up.returncode == 1

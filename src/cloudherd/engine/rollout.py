@@ -34,6 +34,7 @@ from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import LIVE_NODE_STATES, NodeState
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.spec import LoadedSpec
+from cloudherd.spec.durations import parse_duration
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
@@ -195,9 +196,12 @@ class Rollout:
         update, health = group.update, group.health
         started = time.monotonic()
         healthy_since: dict[str, float] = {}
+        failing_since: dict[str, float] = {}
         failures: dict[str, int] = {}
         last: dict[str, str] = {}
-        limit = health.unhealthy_after if isinstance(health.unhealthy_after, int) else 3
+        # the group's own bound: failed checks in a row, or failing for a while ("30s")
+        count_limit = health.unhealthy_after if isinstance(health.unhealthy_after, int) else None
+        time_limit = None if count_limit is not None else parse_duration(health.unhealthy_after)
         while True:
             nodes = self.store.nodes(self.infra.id)
             by_id = {n.id: n for n in nodes}
@@ -214,10 +218,14 @@ class Rollout:
                 if result.healthy:
                     healthy_since.setdefault(node.id, now)
                     failures[node.id] = 0
+                    failing_since.pop(node.id, None)
                 else:
                     healthy_since.pop(node.id, None)
                     failures[node.id] = failures.get(node.id, 0) + 1
-                    if failures[node.id] >= limit and now - started >= health.grace:
+                    since = failing_since.setdefault(node.id, now)
+                    over = failures[node.id] >= count_limit if count_limit is not None \
+                        else now - since >= (time_limit or 0.0)
+                    if over and now - started >= health.grace:
                         return f"{node.name}: unhealthy after {failures[node.id]} checks: {result.detail}"
             if all(now - healthy_since.get(n.id, now + 1) >= update.min_healthy_seconds for n in current):
                 return None
