@@ -492,7 +492,7 @@ class Client(OgcActions):
                 members = [n for n in nodes if n.group_name == name]
                 groups.append(RolloutGroup(
                     name=name, count=group.count, surge=group.update.max_surge,
-                    updated=tuple(n.name for n in members if n.release == digest and n.id not in late),
+                    updated=tuple(n.name for n in members if n.release == digest),
                     behind=tuple(n.name for n in members if n.id in late)))
         return Rollout(infrastructure=infra.id, name=infra.name, revision=latest.number if latest else None,
                        state=latest.state if latest else "none", reason=latest.reason if latest else None,

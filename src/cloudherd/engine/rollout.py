@@ -122,23 +122,11 @@ class Rollout:
             emit(self.sink, ProgressEvent("info", f"{name}: batch {batch_number}/{total}: replacing "
                                                   f"{', '.join(n.name for n in batch)}"))
             before = {n.id for n in self.store.nodes(self.infra.id)}
-            try:
-                await self._converge(_sized(loaded, name, group.count + len(batch)))
-            except Exception as exc:  # its new nodes could not be made or deployed: the batch failed
-                from cloudherd.engine.apply import failure_reason
-
-                if not isinstance(exc, CloudherdError | ExceptionGroup):
-                    raise
-                reason = failure_reason(exc)
-                self.store.add_event(self.infra.id, "rollout", f"{name}: batch {batch_number} failed: {reason}")
-                raise RolloutFailed(f"{name}: batch {batch_number} failed: {reason}", name,
-                                    [n.id for n in self._new(before, name)]) from None
+            await self._step(_sized(loaded, name, group.count + len(batch)), name, batch_number, before)
             made = [n for n in self._new(before, name) if n.state in LIVE_NODE_STATES]
             why = await self._gate(loaded, made)
             if why is not None:
-                self.store.add_event(self.infra.id, "rollout", f"{name}: batch {batch_number} failed: {why}")
-                raise RolloutFailed(f"{name}: batch {batch_number} failed its health gate: {why}", name,
-                                    [n.id for n in made])
+                raise self._failed(name, batch_number, why, [n.id for n in made])
             await self._converge(_sized(loaded, name, group.count), victims=[n.id for n in batch])
             self._replaced += len(batch)
             self.store.add_event(self.infra.id, "rollout", f"{name}: batch {batch_number}: "
@@ -151,24 +139,33 @@ class Rollout:
         size = loaded.group(name).update.max_unavailable
         emit(self.sink, ProgressEvent("info", f"{name}: batch {number}/{number - 1 + -(-left // size)}: "
                                               f"in place on {', '.join(n.name for n in batch)}"))
+        await self._step(loaded, name, number, in_place=[n.id for n in batch])
+        nodes = {n.id: n for n in self.store.nodes(self.infra.id)}
+        why = await self._gate(loaded, [nodes[n.id] for n in batch if n.id in nodes])
+        if why is not None:
+            raise self._failed(name, number, why, [])
+        self._replaced += len(batch)
+        self.store.add_event(self.infra.id, "rollout", f"{name}: batch {number}: "
+                             f"{', '.join(n.name for n in batch)} took the release in place, healthy")
+
+    async def _step(self, loaded: LoadedSpec, name: str, number: int, before: Collection[str] | None = None,
+                    in_place: Collection[str] = ()) -> None:
+        """A batch's converge; when it cannot make or deploy the batch's nodes, the batch failed (its new nodes,
+        those not in ``before``, to retire)."""
         try:
-            await self._converge(loaded, in_place=[n.id for n in batch])
+            await self._converge(loaded, in_place=in_place)
         except Exception as exc:
             from cloudherd.engine.apply import failure_reason
 
             if not isinstance(exc, CloudherdError | ExceptionGroup):
                 raise
-            reason = failure_reason(exc)
-            self.store.add_event(self.infra.id, "rollout", f"{name}: batch {number} failed: {reason}")
-            raise RolloutFailed(f"{name}: batch {number} failed: {reason}", name, []) from None
-        nodes = {n.id: n for n in self.store.nodes(self.infra.id)}
-        why = await self._gate(loaded, [nodes[n.id] for n in batch if n.id in nodes])
-        if why is not None:
-            self.store.add_event(self.infra.id, "rollout", f"{name}: batch {number} failed: {why}")
-            raise RolloutFailed(f"{name}: batch {number} failed its health gate: {why}", name, [])
-        self._replaced += len(batch)
-        self.store.add_event(self.infra.id, "rollout", f"{name}: batch {number}: "
-                             f"{', '.join(n.name for n in batch)} took the release in place, healthy")
+            made = [n.id for n in self._new(before, name)] if before is not None else []
+            raise self._failed(name, number, failure_reason(exc), made, gate=False) from None
+
+    def _failed(self, name: str, number: int, why: str, made: Sequence[str], *, gate: bool = True) -> RolloutFailed:
+        """The batch's failure, recorded as an event; ``made``: its new nodes."""
+        self.store.add_event(self.infra.id, "rollout", f"{name}: batch {number} failed: {why}")
+        return RolloutFailed(f"{name}: batch {number} failed{' its health gate' if gate else ''}: {why}", name, made)
 
     def _new(self, before: Collection[str], group: str) -> list[Node]:
         return [n for n in self.store.nodes(self.infra.id)
