@@ -107,3 +107,40 @@ def test_the_cli_on_postgresql_end_to_end(postgres: object, home: Path, tmp_path
     assert gone.returncode == 0, gone.stderr
     assert json.loads(cli("ls", "--json", env=env).stdout) == []
     assert not (tmp_path / "cloudherd-home" / "state.db").exists()  # nothing went to SQLite
+
+
+_FIRST_USE = """
+import sys
+from cloudherd.engine.context import ensure_identity
+from cloudherd.state.db import open_engine
+from cloudherd.state.repo import Store
+store = Store(open_engine(sys.argv[1]))
+sys.stdin.readline()  # all of them start together
+identity = ensure_identity(store)
+print(identity.user_id, identity.public_key)
+"""
+
+
+def test_first_commands_started_together_agree_on_one_user_and_key(db_url: str, home: Path) -> None:
+    """Nine `up`s started at once on a fresh database: each must come out with the same user row and the
+    same key pair (a lost insert reads the winner's row; a key placed first is never swapped)."""
+    import os
+    import subprocess
+    import sys
+
+    store_on(db_url)  # migrated once, so the race is on the user and the key only
+    procs = [subprocess.Popen([sys.executable, "-c", _FIRST_USE, db_url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+             for _ in range(6)]
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    answers = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        answers.append(out.strip())
+    assert len(set(answers)) == 1, answers
+    public = (home / "keys" / "id_ed25519.pub").read_text().strip()
+    assert answers[0].split(" ", 1)[1] == public

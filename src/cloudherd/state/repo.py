@@ -59,12 +59,21 @@ class Store(ServerState):
             return s.scalar(select(User).where(User.name == name))
 
     def ensure_user(self, name: str, public_key: str, private_key_path: str) -> User:
-        with self.session() as s, s.begin():
-            user = s.scalar(select(User).where(User.name == name))
-            if user is None:
-                user = User(name=name, public_key=public_key, private_key_path=private_key_path)
-                s.add(user)
-            return user
+        """The user by that name, made if missing. Several first commands may race to make it (nine `up`s
+        started together on a fresh database): the one that loses the insert reads the winner's row."""
+        try:
+            with self.session() as s, s.begin():
+                user = s.scalar(select(User).where(User.name == name))
+                if user is None:
+                    user = User(name=name, public_key=public_key, private_key_path=private_key_path)
+                    s.add(user)
+                    s.flush()
+                return user
+        except IntegrityError:
+            made = self.user(name)
+            if made is None:  # pragma: no cover - the row that refused ours cannot vanish: users are never deleted
+                raise
+            return made
 
     # -- infrastructures ------------------------------------------------------------------------------
 
