@@ -13,7 +13,8 @@ import pytest
 from cloudherd.api import SyncClient
 from tests.conftest import cli
 
-SPEC = "name: pl\ngroups:\n  web:\n    count: {web}\n    scripts: [s.sh]\n  db:\n    count: 1\n{db_extra}"
+SPEC = ("name: pl\ngroups:\n  web:\n    count: {web}\n    scripts: [s.sh]\n    update: {{strategy: recreate}}\n"
+        "  db:\n    count: 1\n    update: {{strategy: recreate}}\n{db_extra}")
 
 
 def write(folder: Path, web: int = 2, db_extra: str = "", script: str = "echo {{ node.name }} > me.txt\n") -> Path:

@@ -121,7 +121,8 @@ def test_deploy_is_pipelined_a_slow_node_does_not_hold_the_others(server: str, h
 def test_rerun_skips_unchanged_scripts_and_reruns_changed_ones(home: Path, tmp_path: Path, herd: SyncClient) -> None:
     folder = tmp_path / "skip"
     scripts = {"scripts/10-a.sh": "echo a >> ran.txt\n", "scripts/20-b.sh": "echo b{{ variables.v }} >> ran.txt\n"}
-    text = "name: skip\nvariables: {v: 1}\ngroups:\n  n:\n    count: 2\n    scripts: [scripts/]\n"
+    text = "name: skip\nvariables: {v: 1}\ngroups:\n  n:\n    count: 2\n    scripts: [scripts/]\n" \
+           "    update: {strategy: recreate}\n"  # all at once: changed scripts re-run where they stand
     spec = write_spec(folder, text, scripts)
     infra_id = herd.up(spec)
     assert len(script_actions(herd, infra_id)) == 4

@@ -18,15 +18,16 @@ groups:
     count: {count}
     env: {{TOKEN: "${{API_TOKEN}}"}}
     scripts: [app/deploy.sh]
+    update: {{strategy: {strategy}}}
 """
 
 
-def _release(folder: Path, version: str, count: int = 2) -> Path:
+def _release(folder: Path, version: str, count: int = 2, strategy: str = "rolling") -> Path:
     (folder / "app").mkdir(parents=True, exist_ok=True)
     (folder / "app" / "deploy.sh").write_text(f"echo {version} > version.txt\n")
     (folder / ".env").write_text("API_TOKEN=tok-5ecret-v4lue\n")
     path = folder / "cloudherd.yml"
-    path.write_text(SPEC.format(count=count))
+    path.write_text(SPEC.format(count=count, strategy=strategy))
     return path
 
 
@@ -98,7 +99,8 @@ def test_bad_rollbacks_are_one_line_and_change_nothing(home: Path, tmp_path: Pat
 
 
 def test_a_failed_release_is_recorded_and_skipped_by_rollback(home: Path, tmp_path: Path) -> None:
-    spec = _release(tmp_path, "v1")
+    """All at once (recreate): a failed release is left as it failed, recorded, and a rollback skips it."""
+    spec = _release(tmp_path, "v1", strategy="recreate")
     assert cli("up", str(spec)).returncode == 0
     (tmp_path / "app" / "deploy.sh").write_text("echo v2 > version.txt; exit 3\n")
     failed = cli("up", str(spec))
@@ -118,7 +120,7 @@ def test_the_digest_is_of_the_release_not_of_its_size(tmp_path: Path) -> None:
     def digest(count: int, script: str, token: str) -> str:
         (tmp_path / "app").mkdir(exist_ok=True)
         (tmp_path / "app" / "deploy.sh").write_text(script)
-        text = SPEC.format(count=count)
+        text = SPEC.format(count=count, strategy="rolling")
         return release_digest(load_spec_text(text, tmp_path / "cloudherd.yml", environ={"API_TOKEN": token}))
 
     base = digest(2, "echo v1\n", "secret-a")

@@ -76,7 +76,7 @@ def test_dead_nodes_are_destroyed_and_made_anew_terminated_ones_are_history(tmp_
 
 def test_a_changed_image_size_or_provider_replaces_the_group(tmp_path: Path) -> None:
     nodes = [node("web", 1), node("web", 2), node("web", 3), node("db", 1)]
-    loaded = spec(tmp_path, web=2, web_extra="    image: debian-13\n    size: big\n")
+    loaded = spec(tmp_path, web=2, web_extra="    image: debian-13\n    size: big\n    update: {strategy: recreate}\n")
     web = by_name(diff_groups(loaded, [row("web", image="debian-12", size="big"), row("db")], nodes))["web"]
     assert web.reasons == ["image debian-12 → debian-13"]
     assert (ids(web.replace), ids(web.destroy), web.create) == (["web1", "web2"], ["web3"], 2)
@@ -84,6 +84,16 @@ def test_a_changed_image_size_or_provider_replaces_the_group(tmp_path: Path) -> 
     assert moved["web"].reasons == ["provider elsewhere → local", "size - → big"]
     same = by_name(diff_groups(loaded, [row("web", image="debian-13", size="big"), row("db")], nodes[:2]))["web"]
     assert (same.replace, same.create, same.reasons) == ([], 0, [])
+
+
+def test_by_default_a_changed_image_replaces_nothing_at_once(tmp_path: Path) -> None:
+    """The default strategy is rolling: the rollout replaces the nodes batch by batch, so the diff keeps them
+    (a changed image is no reason to drop below the group's size)."""
+    nodes = [node("web", 1), node("web", 2), node("db", 1)]
+    loaded = spec(tmp_path, web=2, web_extra="    image: debian-13\n")
+    assert loaded.group("web").update.strategy == "rolling"
+    web = by_name(diff_groups(loaded, [row("web", image="debian-12"), row("db")], nodes))["web"]
+    assert (web.replace, web.destroy, web.create) == ([], [], 0)
 
 
 def test_a_shape_change_of_an_empty_group_is_a_plain_create(tmp_path: Path) -> None:
@@ -187,7 +197,7 @@ def test_nodes_leaving_run_nothing_and_replacements_run_everything(tmp_path: Pat
     assert [n.name for n in web.destroy] == ["pl-web-2", "pl-web-3"] and web.reruns == {}
     assert not by_name(plan.groups)["db"].changes
 
-    replaced = spec(tmp_path / "v2", web=2, web_extra="    image: debian-13\n")
+    replaced = spec(tmp_path / "v2", web=2, web_extra="    image: debian-13\n    update: {strategy: recreate}\n")
     plan = asyncio.run(make_plan(replaced, memory_store))
     web = by_name(plan.groups)["web"]
     assert [n.name for n in web.replace] == ["pl-web-1", "pl-web-2"] and web.create == 2

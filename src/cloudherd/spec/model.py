@@ -354,10 +354,12 @@ class Update(_Strict):
     A batch that fails its gate stops the rollout and the fleet
     goes back to the release before (``up --no-rollback`` keeps what was done).  ``pause_after``: stop after
     that many nodes, to be resumed or aborted (``cloudherd rollout``).  ``recreate``: every node is
-    changed at once (scripts re-run in place, or nodes replaced together).
+    changed at once (scripts re-run in place, or nodes replaced together): faster, and the group is down
+    meanwhile.  The defaults (rolling, one new node at a time, none taken out) never take a group below its
+    size in healthy nodes.
     """
 
-    strategy: Literal["rolling", "recreate"] = "recreate"
+    strategy: Literal["rolling", "recreate"] = "rolling"
     max_surge: Int = Field(default=1, ge=1, le=10000)
     max_unavailable: Int = Field(default=0, ge=0, le=10000)  # in-place batches (scripts re-run) of this many
     min_healthy_seconds: Duration = Field(default=10.0, ge=0)
