@@ -18,7 +18,7 @@ groups:
     count: {count}
     env: {{TOKEN: "${{API_TOKEN}}"}}
     scripts: [app/deploy.sh]
-    update: {{strategy: {strategy}}}
+    update: {{strategy: {strategy}, min_healthy_seconds: 0s}}  # revisions, not the gate, are tested here
 """
 
 
