@@ -53,6 +53,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("CLOUDHERD_HOME", str(folder))
     monkeypatch.delenv("CLOUDHERD_DB", raising=False)
     monkeypatch.delenv("CLOUDHERD_LOCAL_ROOT", raising=False)
+    # the test's own folder is seen by sandboxed local nodes (scripts leave markers there for the test);
+    # cloudherd's folder inside it stays hidden from them
+    monkeypatch.setenv("CLOUDHERD_LOCAL_SHARED", str(tmp_path))
     yield folder
     root = folder / "local"
     if root.is_dir():

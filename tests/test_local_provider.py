@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -65,7 +66,9 @@ def test_lifecycle_of_five_nodes(home: Path, server: str) -> None:
             result = await _ssh(instance, key, "echo $HOME; echo $CLOUDHERD_WORK")
             assert result.exit_status == 0, result.stderr
             home_dir, work_dir = str(result.stdout).split()
-            assert home_dir == str(root / instance.id / "home")
+            # sandboxed, HOME is the user's own home as the node sees it (copy-on-write); else the node's folder
+            own_home = pwd.getpwuid(os.getuid()).pw_dir if instance.extra["isolated"] else None
+            assert home_dir == (own_home or str(root / instance.id / "home"))
             assert work_dir == str(root / instance.id / "work")
 
         # A new provider object (a new CLI run) finds them again by their tags.
@@ -178,7 +181,9 @@ def _needs_sshd() -> None:
 
 
 def _openssh_node(home: Path, key: asyncssh.SSHKey) -> tuple[LocalProvider, Instance]:
-    provider = LocalProvider("local", {"root": str(home / "local"), "server": "openssh"})
+    """An unisolated node: its supervisor and sshd are host processes of their own (these tests are about
+    telling them apart; a sandboxed node ends as a whole with its namespace)."""
+    provider = LocalProvider("local", {"root": str(home / "local"), "server": "openssh", "isolation": "none"})
     [instance] = asyncio.run(provider.create(CreateRequest(
         count=1, image=None, size=None, tags=TAGS, ssh_user="x", ssh_public_key=key.export_public_key().decode())))
     assert instance.extra["server"] == "openssh" and instance.extra["server_pid"] != instance.extra["pid"]
@@ -225,7 +230,7 @@ def test_terminate_ends_the_sshd_of_a_node_whose_supervisor_was_killed(home: Pat
             # listed consistently: dead (the engine replaces it), the sshd still named
             (listed,) = await provider.list(TAGS)
             assert listed.state == "dead" and listed.extra["server_pid"] == sshd
-            await LocalProvider("local", {"root": str(home / "local")}).terminate([instance.id])
+            await LocalProvider("local", {"root": str(home / "local"), "isolation": "none"}).terminate([instance.id])
             for pid in [supervisor, sshd, *sessions]:
                 await async_wait_until(functools.partial(process_gone, pid), timeout=10, what=f"process {pid} to end")
         finally:

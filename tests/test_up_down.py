@@ -193,8 +193,10 @@ def test_unknown_infrastructure_is_a_one_line_error(home: Path, command: list[st
 def test_catalog_of_the_local_provider(home: Path) -> None:
     result = cli("sizes", "local", "--json")
     assert result.returncode == 0, result.stderr
-    (size,) = json.loads(result.stdout)
-    assert size["name"] == "host" and size["default"] is True and size["cpus"] >= 1
+    sizes = {size["name"]: size for size in json.loads(result.stdout)}
+    assert sizes["host"]["default"] is True and sizes["host"]["cpus"] >= 1  # the default: no limits
+    assert (sizes["small"]["cpus"], sizes["small"]["memory_mb"]) == (1, 1024)
+    assert [s["name"] for s in json.loads(cli("sizes", "local", "^med", "--json").stdout)] == ["medium"]
     assert json.loads(cli("sizes", "local", "nomatch", "--json").stdout) == []
     unknown = cli("sizes", "nowhere")
     assert unknown.returncode == 2

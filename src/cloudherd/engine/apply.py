@@ -373,8 +373,13 @@ async def _create_missing(
             for row in batch:
                 emit(sink, ProgressEvent("node", f"creating on {provider_name}", node=row.name, group=group_name,
                                          state=NodeState.CREATING))
-            await journal.create(store, infra, providers.get(provider_name), batch, request, loaded.spec.ssh.user,
-                                 sink, run_intents=run_intents)
+            provider = providers.get(provider_name)
+            try:
+                await journal.create(store, infra, provider, batch, request, loaded.spec.ssh.user,
+                                     sink, run_intents=run_intents)
+            finally:
+                for notice in provider.take_notices():
+                    emit(sink, ProgressEvent("info", f"{provider_name}: {notice}"))
 
         if not group.placement:
             await make(group.provider, rows)

@@ -271,6 +271,10 @@ class Provider(abc.ABC):
         """What :meth:`open_ports` made that carries all of ``tags`` (``gc`` looks for leftovers here)."""
         return []
 
+    def take_notices(self) -> builtins.list[str]:
+        """What the driver has to tell the user once (``local``: nodes run unisolated), emptied by the call."""
+        return []
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and sessions."""
 

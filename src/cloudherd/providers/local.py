@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import errno
 import functools
 import json
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudherd.paths import data_dir
+from cloudherd.providers import local_sandbox as sandbox
 from cloudherd.providers.base import (
     CreateRequest,
     Image,
@@ -49,6 +51,7 @@ from cloudherd.providers.base import (
     Provider,
     ProviderError,
     Size,
+    SizeNeed,
     has_tags,
     matches,
 )
@@ -66,8 +69,24 @@ _SUPERVISOR = (
 )
 
 
+# Sizes: what a node may use (cgroup limits; "host" is no limit, the default).  Cloud-like steps, so that a
+# spec's ``size: small`` means about the same here as on a cloud.
+SIZES: dict[str, sandbox.Limits] = {
+    "host": sandbox.Limits(),
+    "nano": sandbox.Limits(0.25, 256),
+    "micro": sandbox.Limits(0.5, 512),
+    "small": sandbox.Limits(1, 1024),
+    "medium": sandbox.Limits(2, 2048),
+    "large": sandbox.Limits(4, 4096),
+    "xlarge": sandbox.Limits(8, 8192),
+}
+FAULTS = ("crash", "hang", "partition", "heal")
+
+
 class LocalProvider(Provider):
-    """Machines on this computer; settings: ``root`` (nodes folder), ``server`` (auto|openssh|builtin)."""
+    """Machines on this computer; settings: ``root`` (nodes folder), ``server`` (auto|openssh|builtin),
+    ``isolation`` (auto|required|none: a sandbox per node, see :mod:`local_sandbox`), ``shared`` (host
+    folders every node sees, ``HOST[:NODE]``)."""
 
     type = "local"
     listing_lag = 0.0  # a node is listed the moment create returns (its node.json is written first)
@@ -80,6 +99,18 @@ class LocalProvider(Provider):
         self.server = str(self.settings.get("server") or os.environ.get("CLOUDHERD_LOCAL_SERVER") or "auto")
         if self.server not in ("auto", "openssh", "builtin"):
             raise InvalidRequestError(f"local provider: server must be auto, openssh or builtin, not {self.server!r}")
+        self.isolation = str(self.settings.get("isolation") or os.environ.get("CLOUDHERD_LOCAL_ISOLATION") or "auto")
+        if self.isolation not in sandbox.ISOLATION_MODES:
+            raise InvalidRequestError(f"local provider: isolation must be auto, required or none, "
+                                      f"not {self.isolation!r}")
+        shared = self.settings.get("shared") or [
+            text for text in os.environ.get("CLOUDHERD_LOCAL_SHARED", "").split(",") if text.strip()]
+        try:
+            self.shares = [sandbox.Share.parse(str(text).strip()) for text in shared]
+        except ValueError as exc:
+            raise InvalidRequestError(f"local provider: {exc}") from None
+        self._notices: list[str] = []
+        self._told = False
 
     # -- interface -----------------------------------------------------------------------------------
 
@@ -91,10 +122,13 @@ class LocalProvider(Provider):
             if existing:
                 return existing
         sshd = self._sshd_binary()
+        isolated = self._isolated(sshd)
+        limits = _limits(request.size, request.size_need)
         nodes = []
         for index in range(request.count):
             name = request.names[index] if index < len(request.names) else None
-            nodes.append(self._prepare_node(request, name, openssh=sshd is not None))
+            nodes.append(self._prepare_node(request, name, openssh=sshd is not None, isolated=isolated,
+                                            limits=limits))
         await asyncio.gather(*(self._launch(node, sshd) for node in nodes), return_exceptions=False)
         return [self._instance(node) for node in nodes]
 
@@ -132,8 +166,25 @@ class LocalProvider(Provider):
         await asyncio.gather(*(self._launch(meta, sshd if meta["server"] == "openssh" else None) for meta in metas))
 
     async def sizes(self, pattern: str | None = None) -> builtins.list[Size]:
-        size = Size("host", float(os.cpu_count() or 1), _memory_mb(), {"note": "nodes share this computer"})
-        return [size] if matches(pattern, size.name) else []
+        found = [Size("host", float(os.cpu_count() or 1), _memory_mb(), {"note": "no limits: the whole computer"})]
+        found += [Size(name, float(limit.cpus or 0), int(limit.memory_mib or 0), {"note": "cgroup limits"})
+                  for name, limit in SIZES.items() if name != "host"]
+        return [size for size in found if matches(pattern, size.name)]
+
+    def take_notices(self) -> builtins.list[str]:
+        notices, self._notices = self._notices, []
+        return notices
+
+    async def fault(self, node_id: str, kind: str) -> str:
+        """Make node ``node_id`` misbehave on purpose (``crash``, ``hang``, ``partition``) or undo it (``heal``);
+        returns what was done, in words.  For testing what cloudherd (and a user's health checks) do then."""
+        if kind not in FAULTS:
+            raise InvalidRequestError(f"unknown fault {kind!r} (known: {', '.join(FAULTS)})")
+        meta = self._meta(node_id)
+        folder = self.root / node_id
+        done = await asyncio.to_thread(_FAULT_ACTIONS[kind], folder, meta)
+        _write_meta(folder, meta)
+        return done
 
     async def images(self, pattern: str | None = None) -> builtins.list[Image]:
         image = Image("host", "host", {"note": "nodes run this computer's system"})
@@ -165,7 +216,25 @@ class LocalProvider(Provider):
             raise ProviderError("local provider: server 'openssh' asked for, but no sshd is installed")
         return found
 
-    def _prepare_node(self, request: CreateRequest, name: str | None, *, openssh: bool) -> dict[str, Any]:
+    def _isolated(self, sshd: str | None) -> bool:
+        """Whether new nodes get a sandbox; with ``auto`` and none possible, a notice says so (once)."""
+        if self.isolation == "none":
+            return False
+        reason = (sandbox.unavailable() if sshd is not None
+                  else "isolation needs OpenSSH's sshd (the built-in SSH server runs on the host)")
+        if reason is None:
+            return True
+        if self.isolation == "required":
+            raise InvalidRequestError(f"local provider: isolation: required, but {reason}")
+        if not self._told:
+            self._told = True
+            self._notices.append(f"local nodes are not isolated: their scripts run on this computer as "
+                                 f"{pwd.getpwuid(os.getuid()).pw_name} ({reason}; isolation: none silences this, "
+                                 f"isolation: required makes it an error)")
+        return False
+
+    def _prepare_node(self, request: CreateRequest, name: str | None, *, openssh: bool, isolated: bool = False,
+                      limits: sandbox.Limits | None = None) -> dict[str, Any]:
         node_id = "ln-" + secrets.token_hex(5)
         folder = self.root / node_id
         for sub in ("home", "work"):
@@ -192,8 +261,10 @@ class LocalProvider(Provider):
             "user": user,
             "tags": tags,
             "image": request.image or "host",
-            "size": request.size or "host",
+            "size": request.size or _need_text(request.size_need) or "host",
             "server": "openssh" if openssh else "builtin",
+            "isolated": isolated,
+            "limits": dataclasses.asdict(limits or sandbox.Limits()),
             "host_key": host_key,
             "created": time.time(),
             "stopped": False,
@@ -209,20 +280,26 @@ class LocalProvider(Provider):
             if "address" not in meta or _attempt > 0:
                 meta["address"], meta["port"] = _free_address(self.root)
             meta.pop("server_identity", None)
-            (folder / "sshd.pid").unlink(missing_ok=True)  # a stale one names a process long gone
+            for stale in ("sshd.pid", "sshd.ns.pid"):  # a stale one names a process long gone
+                (folder / stale).unlink(missing_ok=True)
             _write_meta(folder, meta)
             log = open(folder / "server.log", "ab")  # noqa: SIM115 - handed to the child
             try:
+                env = {**_base_env(), NODE_MARKER: str(folder)}
                 if sshd is not None:
                     _write_sshd_config(folder, meta)
-                    argv = ["sh", "-c", _SUPERVISOR, meta["name"], sshd, "-D", "-e", "-f", str(folder / "sshd_config")]
-                    if _can_set_hostname():
-                        argv = ["unshare", "--uts", *argv]
+                    server = [sshd, "-D", "-e", "-f", str(folder / "sshd_config")]
+                    if meta.get("isolated"):
+                        cgroups = self._cgroups(meta)
+                        argv = sandbox.command(folder, meta["name"], _SUPERVISOR, server)
+                        env.update(sandbox.environment(self._hidden(), self.shares, cgroups.procs))
+                    else:
+                        argv = ["sh", "-c", _SUPERVISOR, meta["name"], *server]
+                        if _can_set_hostname():
+                            argv = ["unshare", "--uts", *argv]
+                            env["CLOUDHERD_SET_HOSTNAME"] = "1"
                 else:
                     argv = [sys.executable, "-m", "cloudherd.providers.local_server", str(folder)]
-                env = {**_base_env(), NODE_MARKER: str(folder)}
-                if argv[0] == "unshare":
-                    env["CLOUDHERD_SET_HOSTNAME"] = "1"
                 process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                     env=env, close_fds=True,
@@ -232,14 +309,29 @@ class LocalProvider(Provider):
             meta["pid"] = process.pid
             _write_meta(folder, meta)
             if await _wait_listening(meta["address"], meta["port"], process):
-                identity = await _wait_server_identity(folder, process, openssh=sshd is not None)
+                identity = await _wait_server_identity(folder, process, openssh=sshd is not None,
+                                                       isolated=bool(meta.get("isolated")))
                 if identity is not None:
                     meta["server_identity"] = identity
-                    _write_meta(folder, meta)
+                if meta.get("isolated"):
+                    meta["init_identity"] = _sandbox_init(process.pid)
+                _write_meta(folder, meta)
                 return
             last_error = _tail(folder / "server.log")
             _kill(process.pid)
         raise ProviderError(f"local node {meta['name']}: SSH server did not start: {last_error}")
+
+    def _cgroups(self, meta: dict[str, Any]) -> sandbox.Cgroups:
+        """The node's cgroups, made (again, on a start) with its size's limits; what they are is recorded."""
+        asked = meta.get("limits") or {}
+        cgroups = sandbox.make_cgroups(meta["id"], sandbox.Limits(asked.get("cpus"), asked.get("memory_mib")))
+        meta["cgroups"] = [str(f) for f in cgroups.folders]
+        meta["limits_applied"] = cgroups.applied
+        return cgroups
+
+    def _hidden(self) -> builtins.list[Path]:
+        """Host folders a sandboxed node must not see: cloudherd's own (its database, keys, other nodes)."""
+        return sorted({data_dir().resolve(), self.root.resolve()})
 
     def _instance(self, meta: dict[str, Any]) -> Instance:
         """The node as listed.  Running means both its supervisor and its SSH server run; a node whose
@@ -258,7 +350,8 @@ class LocalProvider(Provider):
             port=int(meta.get("port", 22)), private_address=meta.get("address"), tags=dict(meta.get("tags", {})),
             ssh_user=meta["user"], host_key=meta.get("host_key"), workdir=str(folder / "work"),
             extra={"folder": str(folder), "pid": meta.get("pid"), "server_pid": _server_pid(folder, meta),
-                   "server": meta.get("server")},
+                   "server": meta.get("server"), "isolated": bool(meta.get("isolated")),
+                   "limits": meta.get("limits_applied") or "no limits", "faults": list(meta.get("faults", []))},
         )
 
     def _meta(self, node_id: str) -> dict[str, Any]:
@@ -273,7 +366,9 @@ class LocalProvider(Provider):
             raise InvalidRequestError(f"not a local node id: {node_id!r}")
         meta = _read_meta(folder)
         if meta is not None:
+            _unpartition(meta)
             _stop_processes(folder, meta)
+            sandbox.remove_cgroups(meta.get("cgroups") or ())
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -336,7 +431,9 @@ def _write_sshd_config(folder: Path, meta: dict[str, Any]) -> None:
         f"ListenAddress {meta['address']}:{meta['port']}",
         f"HostKey {q(folder / 'ssh_host_ed25519_key')}",
         f"AuthorizedKeysFile {q(folder / 'authorized_keys')}",
-        f"PidFile {q(folder / 'sshd.pid')}",
+        # in a sandbox sshd's pid is the namespace's: it goes to a file of its own, and sshd.pid gets the
+        # host's pid (written once it is known), so that whoever reads sshd.pid can act on it
+        f"PidFile {q(folder / ('sshd.ns.pid' if meta.get('isolated') else 'sshd.pid'))}",
         f"AllowUsers {meta['user']}",
         "PermitRootLogin prohibit-password",
         "PubkeyAuthentication yes",
@@ -351,7 +448,9 @@ def _write_sshd_config(folder: Path, meta: dict[str, Any]) -> None:
         "MaxSessions 1000",
         "LogLevel INFO",  # one "Accepted publickey" line per login in server.log: logins can be counted
         "Subsystem sftp internal-sftp",
-        f"SetEnv HOME={q(folder / 'home')} CLOUDHERD_WORK={q(folder / 'work')} {NODE_MARKER}={q(folder)}",
+        # a sandboxed node's home is the user's own home as the node sees it (copy-on-write, like /etc)
+        "SetEnv " + ("" if meta.get("isolated") else f"HOME={q(folder / 'home')} ")
+        + f"CLOUDHERD_WORK={q(folder / 'work')} {NODE_MARKER}={q(folder)}",
     ]
     (folder / "sshd_config").write_text("\n".join(lines) + "\n")
     if os.geteuid() == 0:
@@ -414,9 +513,9 @@ def _server_pid(folder: Path, meta: dict[str, Any]) -> int | None:
     return _pid_file(folder)
 
 
-def _pid_file(folder: Path) -> int | None:
+def _pid_file(folder: Path, name: str = "sshd.pid") -> int | None:
     try:
-        return int((folder / "sshd.pid").read_text().split()[0])
+        return int((folder / name).read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -439,10 +538,16 @@ def _live_server(folder: Path, meta: dict[str, Any]) -> int | None:
 def _stop_processes(folder: Path, meta: dict[str, Any]) -> None:
     """Stop the node: its server, then every process started on it (they carry the node's marker).
 
+    A sandboxed node ends at once with its namespace: its pid 1 is killed (the kernel then kills the rest,
+    stopped ones too) and so is the ``unshare`` parent, which ignores SIGTERM.
+
     Connections that just closed get a moment to end, so that sshd reaps their processes itself.  The
     supervisor normally ends sshd; when it is gone (killed on its own), sshd is ended here, by the
     identity checked in :func:`_live_server` — a pid file naming some other process is never acted on.
     """
+    if meta.get("isolated"):
+        _end_sandbox(folder, meta)
+        return
     server = _live_server(folder, meta)
     deadline = time.monotonic() + 1.0
     while server and time.monotonic() < deadline and any(_ppid(p) == server for p in _marked_processes(folder)):
@@ -517,17 +622,215 @@ def _names_node_sshd(pid: int, folder: Path) -> bool:
 
 
 async def _wait_server_identity(folder: Path, process: subprocess.Popen[bytes], *, openssh: bool,
-                                timeout: float = 5.0) -> dict[str, Any] | None:
+                                isolated: bool = False, timeout: float = 5.0) -> dict[str, Any] | None:
     """The identity of the node's SSH server, once its pid file names it (sshd writes the file just after it
     starts listening).  The pid must be the supervisor's child (sshd) or the process itself (the built-in
-    server).  None when that does not happen in time: the node then falls back on pid file checks."""
+    server); in a sandbox the file holds the namespace's pid, found on the host among the sandbox's processes.
+    None when that does not happen in time: the node then falls back on pid file checks."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        pid = _pid_file(folder)
-        if pid and (_ppid(pid) == process.pid if openssh else pid == process.pid):
+        pid = _pid_file(folder, "sshd.ns.pid" if isolated else "sshd.pid")
+        if pid and isolated:
+            host_pid = next((p for p in _descendants(process.pid) if _ns_pid(p) == pid), None)
+            if host_pid is not None:
+                tmp = folder / "sshd.pid.tmp"
+                tmp.write_text(f"{host_pid}\n")
+                os.replace(tmp, folder / "sshd.pid")
+                return _identity(host_pid)
+        elif pid and (_ppid(pid) == process.pid if openssh else pid == process.pid):
             return _identity(pid)
         await asyncio.sleep(0.01)
     return None
+
+
+def _ns_pid(pid: int) -> int | None:
+    """Process ``pid``'s pid in its own (innermost) PID namespace."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _sandbox_init(unshare_pid: int) -> dict[str, Any] | None:
+    """The identity of a sandbox's pid 1 (the one child of its ``unshare``)."""
+    child = next((p for p in _descendants(unshare_pid) if _ppid(p) == unshare_pid), None)
+    return _identity(child) if child is not None else None
+
+
+def _node_processes(folder: Path, meta: dict[str, Any]) -> builtins.list[int]:
+    """Every process of the node (not its ``unshare`` parent): the supervisor and what runs below it, and
+    whatever carries the node's marker (daemons a script started, which left the tree)."""
+    found: set[int] = set()
+    init = meta.get("init_identity")
+    pid = meta.get("pid")
+    if meta.get("isolated") and isinstance(init, dict) and _is_process(init):
+        found |= {int(init["pid"]), *_descendants(int(init["pid"]))}
+    elif pid and _process_alive(pid, folder) and not meta.get("isolated"):
+        found |= {int(pid), *_descendants(int(pid))}
+    server = _live_server(folder, meta)
+    if server:
+        found |= {server, *_descendants(server)}
+    found |= set(_marked_processes(folder))
+    found.discard(os.getpid())
+    return sorted(found)
+
+
+def _end_sandbox(folder: Path, meta: dict[str, Any], timeout: float = 10.0) -> None:
+    """Kill a sandboxed node: its pid 1 (which takes the namespace down), its ``unshare`` parent, then any
+    process of it still seen, until none is left or ``timeout``."""
+    init = meta.get("init_identity")
+    if isinstance(init, dict):
+        _signal_identity(init, signal.SIGKILL)
+    pid = meta.get("pid")
+    if pid and _process_alive(pid, folder):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(ChildProcessError, OSError):
+            if pid:
+                os.waitpid(pid, os.WNOHANG)  # reap when it is our child
+        left = [p for p in _node_processes(folder, meta) if not _zombie(p)]
+        if not left or time.monotonic() > deadline:
+            break
+        for other in left:
+            with contextlib.suppress(OSError):
+                os.kill(other, signal.SIGKILL)
+        time.sleep(0.02)
+
+
+def _signal_identity(identity: Mapping[str, Any], sig: signal.Signals) -> bool:
+    """Send ``sig`` to the process ``identity`` names, if it still is that process (through a pidfd)."""
+    pid = identity.get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        if not _is_process(identity):
+            return False
+        signal.pidfd_send_signal(fd, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+# -- faults on demand ------------------------------------------------------------------------------
+
+
+def _crash(folder: Path, meta: dict[str, Any]) -> str:
+    """Kill every process of the node at once, as a machine that loses power (no clean shutdown)."""
+    if meta.get("isolated"):
+        _end_sandbox(folder, meta)
+    else:
+        for pid in _node_processes(folder, meta):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(int(meta.get("pid") or 0), os.WNOHANG)
+    meta["faults"] = sorted({*meta.get("faults", []), "crash"} - {"hang"})
+    return "crashed: every process of the node killed"
+
+
+def _hang(folder: Path, meta: dict[str, Any]) -> str:
+    """SIGSTOP every process of the node: it keeps its address, accepts TCP, and answers nothing."""
+    stopped = _signal_all(_node_processes(folder, meta), signal.SIGSTOP)
+    if not stopped:
+        raise ProviderError(f"local node {meta['name']}: no process to hang (is it running?)")
+    meta["faults"] = sorted({*meta.get("faults", []), "hang"})
+    return f"hung: {stopped} processes stopped"
+
+
+def _partition(folder: Path, meta: dict[str, Any]) -> str:
+    """Drop every packet to and from the node's address (an nftables table of its own, on loopback)."""
+    address = meta.get("address")
+    if not address:
+        raise ProviderError(f"local node {meta['name']}: no address to cut off")
+    table = _nft_table(meta)
+    rules = (f"table inet {table} {{\n chain out {{\n  type filter hook output priority -10; policy accept;\n"
+             f"  ip daddr {address} drop\n  ip saddr {address} drop\n }}\n}}\n")
+    _nft(["-f", "-"], rules, meta)
+    meta["faults"] = sorted({*meta.get("faults", []), "partition"})
+    return f"partitioned: traffic to and from {address} dropped"
+
+
+def _heal(folder: Path, meta: dict[str, Any]) -> str:
+    """Undo ``hang`` and ``partition`` (a crash cannot be undone: the node is replaced, or started again)."""
+    faults = set(meta.get("faults", []))
+    done = []
+    if "hang" in faults:
+        _signal_all(_node_processes(folder, meta), signal.SIGCONT)
+        done.append("resumed")
+    if "partition" in faults:
+        _unpartition(meta)
+        done.append("reconnected")
+    meta["faults"] = sorted(faults - {"hang", "partition"})
+    if not done:
+        return "nothing to heal" + (" (a crashed node does not come back: start it or let it be replaced)"
+                                    if "crash" in faults else "")
+    return "healed: " + " and ".join(done)
+
+
+def _signal_all(pids: Sequence[int], sig: signal.Signals) -> int:
+    sent = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
+            sent += 1
+    return sent
+
+
+def _nft_table(meta: Mapping[str, Any]) -> str:
+    return "cloudherd_" + str(meta["id"]).replace("-", "_")
+
+
+def _nft(args: Sequence[str], stdin: str | None, meta: Mapping[str, Any]) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
+    if binary is None:
+        raise ProviderError("a partition needs nftables' nft (on Debian: apt-get install nftables)")
+    if os.geteuid() != 0:
+        raise ProviderError("a partition needs root (it adds an nftables rule)")
+    done = subprocess.run([binary, *args], input=stdin, capture_output=True, text=True, timeout=15)
+    if done.returncode != 0 and stdin is not None:
+        raise ProviderError(f"local node {meta['name']}: nft refused the partition: {done.stderr.strip()[:300]}")
+    return done
+
+
+def _unpartition(meta: Mapping[str, Any]) -> None:
+    if "partition" in meta.get("faults", []):
+        _nft(["delete", "table", "inet", _nft_table(meta)], None, meta)
+
+
+_FAULT_ACTIONS: dict[str, Callable[[Path, dict[str, Any]], str]] = {
+    "crash": _crash, "hang": _hang, "partition": _partition, "heal": _heal,
+}
+
+
+def _limits(size: str | None, need: SizeNeed | None) -> sandbox.Limits:
+    """A node's limits from its size: a name of :data:`SIZES`, or exactly the cpus and memory asked for."""
+    if size is not None:
+        if size not in SIZES:
+            raise InvalidRequestError(f"local provider: unknown size {size!r} (known: {', '.join(SIZES)}, "
+                                      f"or {{cpus, memory}})")
+        return SIZES[size]
+    if need is not None:
+        return sandbox.Limits(need.cpus, need.memory_mib)
+    return SIZES["host"]
+
+
+def _need_text(need: SizeNeed | None) -> str | None:
+    if need is None:
+        return None
+    parts = ([f"cpus={need.cpus:g}"] if need.cpus is not None else []) + (
+        [f"memory={need.memory_mib}M"] if need.memory_mib is not None else [])
+    return ",".join(parts) or None
 
 
 def _kill_checked(pid: int, still_it: Callable[[], bool], grace: float = 3.0) -> None:

@@ -78,6 +78,9 @@ class ProviderWrapper(Provider):
     async def list_ports(self, tags: Mapping[str, str]) -> builtins.list[PortsHandle]:
         return await self._through("list_ports", lambda: self.inner.list_ports(tags))
 
+    def take_notices(self) -> builtins.list[str]:
+        return self.inner.take_notices()
+
     async def close(self) -> None:
         await self.inner.close()  # never paced nor retried: releasing must always happen
 

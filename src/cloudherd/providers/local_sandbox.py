@@ -1,0 +1,260 @@
+"""A ``local`` node as a machine of its own: namespaces, a copy-on-write root and resource limits.
+
+Why: a local node's scripts are the scripts people write for clouds (``apt-get install -y nginx``,
+``echo … > /etc/…``, ``rm -rf ~/x``).  Run on the host they would change the user's own computer.  In a
+sandbox each node's SSH server runs in its own mount, PID and UTS namespaces, chrooted into an overlay
+whose lower layer is the host's ``/`` (read through, never written) and whose upper layer is the node's
+folder: what a script writes lands in that node alone and goes with it.  ``/proc``, ``/tmp`` and
+``/run`` are the node's own; cloudherd's data folder is hidden; the node's folder is bound in at the
+same path (its host key, work folder and sshd's pid file are where the host expects them), and so are
+the ``shared:`` folders of the spec (cloudherd's own folder stays hidden inside them too).
+
+Built on util-linux ``unshare`` (always there on Linux): Debian 12's bubblewrap (0.8) has no overlay.
+``unshare`` keeps a parent process outside the namespaces that ignores SIGTERM; the namespace's pid 1
+is the node's supervisor shell, and when it ends the kernel ends every process of the node, daemons a
+script started included, and its mounts go with the namespace.
+
+Limits come from the node's size, through cgroups (v2 ``cpu.max`` / ``memory.max``, or v1
+``cpu.cfs_quota_us`` / ``memory.limit_in_bytes`` where that is what the host has): the sandbox's pid 1
+joins the node's cgroup before anything else runs, so every process of the node is inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# The namespace's pid 1: joins the cgroups, builds the node's root, names the host, then runs the
+# supervisor chrooted.  Arguments: FOLDER NAME SUPERVISOR COMMAND...; lists come in variables, one item a
+# line (paths may hold spaces, not newlines).
+SETUP = r"""
+set -eu
+F=$1; NAME=$2; SUPERVISOR=$3; shift 3
+R=$F/root
+NL='
+'
+TAB=$(printf '\t')
+IFS=$NL
+for procs in ${CLOUDHERD_CGROUPS:-}; do echo 0 > "$procs"; done
+mkdir -p "$F/upper" "$F/overlay-work" "$R"
+mount -t overlay cloudherd-node -o "lowerdir=/,upperdir=$F/upper,workdir=$F/overlay-work" "$R"
+mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
+mount --rbind /dev "$R/dev"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/dev/shm"
+mount --rbind /sys "$R/sys"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/tmp"
+mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$R/run"
+mkdir -p "$R/run/sshd" "$R/run/lock"
+for pair in ${CLOUDHERD_SHARED:-}; do
+  host=${pair%%"$TAB"*}; inside=${pair#*"$TAB"}
+  mkdir -p "$R$inside"
+  mount --bind "$host" "$R$inside"
+done
+for hidden in ${CLOUDHERD_HIDE:-}; do
+  if [ -d "$R$hidden" ]; then mount -t tmpfs -o mode=700 tmpfs "$R$hidden"; fi
+done
+mkdir -p "$R$F"
+mount --bind "$F" "$R$F"
+hostname "$NAME"
+unset CLOUDHERD_CGROUPS CLOUDHERD_HIDE CLOUDHERD_SHARED
+IFS=' '
+exec chroot "$R" /bin/sh -c "$SUPERVISOR" "$NAME" "$@"
+"""
+
+ISOLATION_MODES = ("auto", "required", "none")
+
+
+@dataclass(frozen=True)
+class Share:
+    """A host folder seen inside every node of the provider (``shared: [HOST[:NODE]]``), read-write."""
+
+    host: Path
+    node: Path
+
+    @classmethod
+    def parse(cls, text: str) -> Share:
+        host, _, node = text.partition(":")
+        host_path = Path(host).expanduser().resolve()
+        node_path = Path(node) if node else host_path
+        if not node_path.is_absolute():
+            raise ValueError(f"shared folder {text!r}: the path on the node must be absolute")
+        if not host_path.is_dir():
+            raise ValueError(f"shared folder {text!r}: {host_path} is not a folder on this computer")
+        if "\n" in str(host_path) or "\t" in str(host_path) or "\n" in str(node_path) or "\t" in str(node_path):
+            raise ValueError(f"shared folder {text!r}: a path may not hold tabs or newlines")
+        return cls(host_path, node_path)
+
+
+@functools.cache
+def unavailable() -> str | None:
+    """Why nodes cannot be sandboxed on this computer, or None when they can (checked once, by trying)."""
+    if os.geteuid() != 0:
+        return "isolation needs root (mount namespaces and overlays); run as root or set isolation: none"
+    if shutil.which("unshare") is None or shutil.which("chroot") is None:
+        return "isolation needs util-linux's unshare and coreutils' chroot"
+    try:
+        filesystems = Path("/proc/filesystems").read_text()
+    except OSError:
+        filesystems = ""
+    if "overlay" not in filesystems:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["modprobe", "overlay"], capture_output=True, timeout=10)
+        with contextlib.suppress(OSError):
+            filesystems = Path("/proc/filesystems").read_text()
+        if "overlay" not in filesystems:
+            return "isolation needs the kernel's overlay file system"
+    try:
+        probe = subprocess.run(["unshare", "--mount", "--uts", "--pid", "--fork", "--propagation", "private", "true"],
+                               capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"isolation: unshare failed ({exc})"
+    if probe.returncode != 0:
+        reason = probe.stderr.decode(errors="replace").strip().splitlines()
+        return f"isolation: the kernel refused new namespaces ({reason[-1] if reason else 'no reason given'})"
+    return None
+
+
+def command(folder: Path, name: str, supervisor: str, argv: Sequence[str]) -> list[str]:
+    """The command line that runs ``argv`` (the SSH server) under ``supervisor`` inside the node's sandbox."""
+    return ["unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child=SIGTERM", "--propagation", "private",
+            "sh", "-c", SETUP, "cloudherd-node", str(folder), name, supervisor, *argv]
+
+
+def environment(hide: Sequence[Path], shares: Sequence[Share], cgroup_procs: Sequence[Path]) -> dict[str, str]:
+    """The variables :data:`SETUP` reads its lists from."""
+    return {
+        "CLOUDHERD_HIDE": "\n".join(str(p) for p in hide),
+        "CLOUDHERD_SHARED": "\n".join(f"{s.host}\t{s.node}" for s in shares),
+        "CLOUDHERD_CGROUPS": "\n".join(str(p) for p in cgroup_procs),
+    }
+
+
+# -- resource limits -----------------------------------------------------------------------------------
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CPU_PERIOD_US = 100_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a node may use: cpus (fractions allowed) and memory in MiB; None is no limit."""
+
+    cpus: float | None = None
+    memory_mib: int | None = None
+
+    def describe(self) -> str:
+        if self.cpus is None and self.memory_mib is None:
+            return "no limits"
+        parts = []
+        if self.cpus is not None:
+            parts.append(f"{self.cpus:g} cpu")
+        if self.memory_mib is not None:
+            parts.append(f"{self.memory_mib} MiB" if self.memory_mib < 1024 or self.memory_mib % 1024
+                         else f"{self.memory_mib // 1024} GiB")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Cgroups:
+    """A node's cgroup folders (one per v1 hierarchy, or one v2 folder), made with its limits written."""
+
+    folders: tuple[Path, ...]
+    applied: str  # what status reports: "1 cpu, 1 GiB (cgroup v2)" or why nothing is applied
+
+    @property
+    def procs(self) -> list[Path]:
+        return [f / "cgroup.procs" for f in self.folders]
+
+
+def _own_cgroup(controller: str | None) -> str | None:
+    """This process's cgroup path in the v1 hierarchy of ``controller`` (None: the v2 one)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _id, controllers, path = line.split(":", 2)
+        if (controller is None and controllers == "") or (controller and controller in controllers.split(",")):
+            return path
+    return None
+
+
+def _v2() -> bool:
+    return (CGROUP_ROOT / "cgroup.controllers").exists()
+
+
+def make_cgroups(node_id: str, limits: Limits) -> Cgroups:
+    """The node's cgroups with ``limits`` written; never raises (a limit that cannot be set is reported)."""
+    if limits.cpus is None and limits.memory_mib is None:
+        return Cgroups((), "no limits")
+    try:
+        return _make_v2(node_id, limits) if _v2() else _make_v1(node_id, limits)
+    except OSError as exc:
+        return Cgroups((), f"not applied ({exc.strerror or exc})")
+
+
+def _make_v2(node_id: str, limits: Limits) -> Cgroups:
+    # Under a cgroup of our own beside the others at the top: the top may hold processes and delegate
+    # controllers, where a cgroup with processes in it (ours, most likely) may not.
+    parent = CGROUP_ROOT / "cloudherd"
+    parent.mkdir(exist_ok=True)
+    wanted = [c for c, v in (("cpu", limits.cpus), ("memory", limits.memory_mib)) if v is not None]
+    for level in (CGROUP_ROOT, parent):
+        enabled = (level / "cgroup.subtree_control").read_text().split()
+        missing = [c for c in wanted if c not in enabled]
+        if missing:
+            (level / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in missing))
+    folder = parent / node_id
+    folder.mkdir(exist_ok=True)
+    if limits.cpus is not None:
+        (folder / "cpu.max").write_text(f"{max(1000, int(limits.cpus * CPU_PERIOD_US))} {CPU_PERIOD_US}")
+    if limits.memory_mib is not None:
+        (folder / "memory.max").write_text(str(limits.memory_mib * 2**20))
+        with contextlib.suppress(OSError):
+            (folder / "memory.swap.max").write_text("0")  # else a hog swaps instead of being stopped
+    return Cgroups((folder,), f"{limits.describe()} (cgroup v2)")
+
+
+def _make_v1(node_id: str, limits: Limits) -> Cgroups:
+    folders = []
+    for controller, value in (("cpu", limits.cpus), ("memory", limits.memory_mib)):
+        if value is None:
+            continue
+        own = _own_cgroup(controller)
+        mount = CGROUP_ROOT / controller
+        if own is None or not mount.is_dir():
+            return Cgroups((), f"not applied (no {controller} cgroup here)")
+        folder = mount / own.lstrip("/") / "cloudherd" / node_id
+        folder.mkdir(parents=True, exist_ok=True)
+        if controller == "cpu":
+            (folder / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+            (folder / "cpu.cfs_quota_us").write_text(str(max(1000, int(value * CPU_PERIOD_US))))
+        else:
+            limit = str(int(value * 2**20))
+            (folder / "memory.limit_in_bytes").write_text(limit)
+            with contextlib.suppress(OSError):  # present where swap accounting is on
+                (folder / "memory.memsw.limit_in_bytes").write_text(limit)
+        folders.append(folder)
+    return Cgroups(tuple(folders), f"{limits.describe()} (cgroup v1)")
+
+
+def remove_cgroups(folders: Sequence[str | Path]) -> None:
+    """Remove a node's cgroups once its processes are gone (a folder with processes in it stays)."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            Path(folder).rmdir()
+
+
+def cgroup_usage(folders: Sequence[str | Path]) -> Mapping[str, int]:
+    """Current memory use in bytes of a node's cgroup, where the host reports it."""
+    for folder in map(Path, folders):
+        for name in ("memory.current", "memory.usage_in_bytes"):
+            with contextlib.suppress(OSError, ValueError):
+                return {"memory_bytes": int((folder / name).read_text().strip())}
+    return {}
