@@ -26,6 +26,7 @@ from cloudherd.api.types import (
     Action,
     Event,
     ExecResult,
+    Fault,
     Image,
     Infrastructure,
     InfrastructureSummary,
@@ -229,7 +230,12 @@ class Client(OgcActions):
         from cloudherd.engine.liveness import refresh
 
         infra = self.store.resolve(ref)
-        return self._view(infra, await refresh(self.store, infra))
+        machines: dict[str, str] = {}
+        view = self._view(infra, await refresh(self.store, infra, machines))
+        if not machines:
+            return view
+        nodes = [node.model_copy(update={"machine": machines.get(node.id)}) for node in view.nodes]
+        return view.model_copy(update={"nodes": nodes})
 
     async def infrastructure(self, ref: str) -> Infrastructure:
         """The infrastructure as recorded (no provider call)."""
@@ -244,6 +250,24 @@ class Client(OgcActions):
             if name in (row.name, row.id, row.provider_id) and row.state != NodeState.TERMINATED:
                 return views.node(row, pins.get(row.id))
         raise UsageError(f"no live node '{name}' in {infra.name}")
+
+    async def fault(self, node: str, kind: str, *, ref: str | None = None) -> Fault:
+        """Make a local node ``crash``, ``hang`` or lose its network (``partition``), or ``heal`` it: for testing
+        what the manager and a group's health checks do then.  ``node`` is a name, id or provider id, looked
+        for in every live infrastructure (or in ``ref``'s); recorded as a ``fault`` event."""
+        from cloudherd.engine.faults import inject
+
+        infras = [self.store.resolve(ref)] if ref else self.store.infrastructures()
+        found = [(infra, row) for infra in infras for row in self.store.nodes(infra.id)
+                 if node in (row.name, row.id, row.provider_id) and row.state != NodeState.TERMINATED]
+        if not found:
+            raise UsageError(f"no live node '{node}'" + (f" in {infras[0].name}" if ref else ""))
+        if len(found) > 1:
+            where = ", ".join(sorted(infra.name for infra, _ in found))
+            raise UsageError(f"node '{node}' is in several infrastructures ({where}): name one with --infra")
+        infra, row = found[0]
+        done = await inject(self.store, infra, row, kind)
+        return Fault(infrastructure=infra.name, node=row.name, kind=kind, done=done)
 
     async def logs(self, ref: str, node: str | None = None) -> list[Action]:
         """Recorded actions (scripts, teardowns, exec commands) with their output, secrets masked."""
@@ -699,6 +723,10 @@ class SyncClient(SyncOgcActions):
     def node(self, ref: str, name: str) -> Node:
         """A live node by name, id or provider id."""
         return run_blocking(self.aio.node(ref, name))
+
+    def fault(self, node: str, kind: str, *, ref: str | None = None) -> Fault:
+        """Make a local node crash, hang or lose its network, or heal it (recorded as a fault event)."""
+        return run_blocking(self.aio.fault(node, kind, ref=ref))
 
     def logs(self, ref: str, node: str | None = None) -> list[Action]:
         """Recorded actions with their output, secrets masked."""

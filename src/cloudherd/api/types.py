@@ -62,6 +62,7 @@ class Node(_Value):
     health: str | None = None  # healthy | unhealthy | None (not checked yet)
     last_check: str | None = None  # which check, what it answered
     last_check_at: datetime | None = None
+    machine: str | None = None  # what the provider says of the machine (``status`` only): local: isolation, limits
 
 
 class Group(_Value):
@@ -315,6 +316,15 @@ class SpecSummary(_Value):
 
     name: str
     groups: dict[str, int]
+
+
+class Fault(_Value):
+    """A fault made (or healed) on purpose on a local node: which, where, and what was done."""
+
+    infrastructure: str
+    node: str
+    kind: str
+    done: str
 
 
 class Setup(_Value):

@@ -388,7 +388,8 @@ def status(
                        "" if g.min is None else str(g.min), "" if g.max is None else str(g.max))
     out.print(groups)
     table = Table(box=None, header_style="bold")
-    for column in ("node", "group", "state", "address", "health", "last action"):
+    machines = any(node.machine for node in infra.nodes)
+    for column in ("node", "group", "state", "address", "health", "last action", *(["machine"] if machines else [])):
         table.add_column(column)
     for node in infra.nodes:
         if node.state == "terminated" and infra.state != "destroyed":
@@ -398,7 +399,7 @@ def status(
         address = f"{node.address}:{node.port}" if node.address else ""
         health = (node.last_check or "")[:50]
         table.add_row(node.name, node.group, Text(node.state, style=STATE_STYLE.get(node.state, "")),
-                      address, health, last_text[:50])
+                      address, health, last_text[:50], *([node.machine or ""] if machines else []))
     out.print(table)
 
 
@@ -808,7 +809,7 @@ def regions(
             out.print(name)
 
 
-from cloudherd.cli import server_cmds  # noqa: E402,F401  (registers serve, token and user)
+from cloudherd.cli import local_cmds, server_cmds  # noqa: E402,F401  (register local, serve, token and user)
 
 
 def run() -> None:

@@ -30,11 +30,13 @@ class Observed:
     reason: str | None
 
 
-async def observe(providers: Providers, infra_id: str, nodes: Sequence[Node]) -> list[Observed]:
+async def observe(providers: Providers, infra_id: str, nodes: Sequence[Node],
+                  machines: dict[str, str] | None = None) -> list[Observed]:
     """Changes of state the providers show for ``nodes`` that hold a machine (one list per provider).
 
     A provider that cannot be asked now is skipped: what we knew of its nodes stands, since a failed
-    call says nothing about the machines.
+    call says nothing about the machines.  ``machines``, when given, gets what the provider says of each
+    node's machine, where it says something (a local node: isolated or not, its limits).
     """
     held = [n for n in nodes if n.provider_id and n.state in COUNTED_NODE_STATES]
     changes: list[Observed] = []
@@ -45,6 +47,8 @@ async def observe(providers: Providers, infra_id: str, nodes: Sequence[Node]) ->
             continue
         for node in (n for n in held if n.provider == provider_name):
             instance = found.get(node.provider_id or "")
+            if machines is not None and instance is not None and instance.extra.get("machine"):
+                machines[node.id] = str(instance.extra["machine"])
             if instance is None or instance.state in ("dead", "terminated"):
                 why = "its machine is gone" if instance is not None else "the provider no longer lists it"
                 changes.append(Observed(node.id, NodeState.DEAD, why))
@@ -53,13 +57,14 @@ async def observe(providers: Providers, infra_id: str, nodes: Sequence[Node]) ->
     return changes
 
 
-async def refresh(store: Store, infra: Infrastructure) -> list[Node]:
-    """Nodes with states checked against the providers (one list call per provider), changes recorded."""
+async def refresh(store: Store, infra: Infrastructure, machines: dict[str, str] | None = None) -> list[Node]:
+    """Nodes with states checked against the providers (one list call per provider), changes recorded
+    (``machines``: see :func:`observe`)."""
     providers = Providers(snapshot(infra))
     try:
         await _settle_if_free(store, infra, providers)
         nodes = store.nodes(infra.id)
-        changes = await observe(providers, infra.id, nodes)
+        changes = await observe(providers, infra.id, nodes, machines)
     finally:
         await providers.close()
     record(store, infra.id, nodes, changes)

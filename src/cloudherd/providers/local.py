@@ -351,7 +351,8 @@ class LocalProvider(Provider):
             ssh_user=meta["user"], host_key=meta.get("host_key"), workdir=str(folder / "work"),
             extra={"folder": str(folder), "pid": meta.get("pid"), "server_pid": _server_pid(folder, meta),
                    "server": meta.get("server"), "isolated": bool(meta.get("isolated")),
-                   "limits": meta.get("limits_applied") or "no limits", "faults": list(meta.get("faults", []))},
+                   "limits": meta.get("limits_applied") or "no limits", "faults": list(meta.get("faults", [])),
+                   "machine": _machine_text(meta)},
         )
 
     def _meta(self, node_id: str) -> dict[str, Any]:
@@ -823,6 +824,13 @@ def _limits(size: str | None, need: SizeNeed | None) -> sandbox.Limits:
     if need is not None:
         return sandbox.Limits(need.cpus, need.memory_mib)
     return SIZES["host"]
+
+
+def _machine_text(meta: Mapping[str, Any]) -> str:
+    """A node's machine in a few words, for ``status``: isolated or not, its limits, faults made on it."""
+    words = ["isolated" if meta.get("isolated") else "on the host", str(meta.get("limits_applied") or "no limits")]
+    words += [f"fault: {fault}" for fault in meta.get("faults", [])]
+    return ", ".join(words)
 
 
 def _need_text(need: SizeNeed | None) -> str | None:

@@ -73,6 +73,9 @@ class Common(BaseModel):
 class LocalSettings(Common):
     root: str | None = None
     server: Literal["auto", "openssh", "builtin"] | None = None
+    # a sandbox per node (namespaces, copy-on-write root): where possible, always, or never
+    isolation: Literal["auto", "required", "none"] | None = None
+    shared: list[str] | None = None  # host folders every node sees: "HOST" or "HOST:NODE_PATH"
 
 
 class AwsSettings(Common):

@@ -1,0 +1,31 @@
+"""``cloudherd local``: what only the embedded ``local`` provider can do — faults on demand."""
+
+from __future__ import annotations
+
+import typer
+
+from cloudherd.cli.main import AS_JSON, _guard, _print_json, app, out
+
+local_app = typer.Typer(help="The local provider's own commands (nodes on this computer).", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+
+
+@local_app.command()
+def fault(
+    node: str = typer.Argument(..., help="Node name or id (in any live infrastructure)."),
+    kind: str = typer.Argument(..., help="crash | hang | partition | heal"),
+    infra: str | None = typer.Option(None, "--infra", "-i", help="Only look in this infrastructure."),
+    as_json: bool = AS_JSON,
+) -> None:
+    """Make a local node misbehave on purpose, or heal it: crash (kill it), hang (SIGSTOP its processes),
+    partition (drop its traffic), heal (undo hang and partition).  Recorded in the event log.
+
+    Acts on this computer's nodes and state, even when CLOUDHERD_SERVER names a server."""
+    from cloudherd.api.client import SyncClient
+
+    with SyncClient() as herd:
+        done = _guard(lambda: herd.fault(node, kind, ref=infra))
+    if as_json:
+        _print_json(done)
+    else:
+        out.print(f"{done.node} ({done.infrastructure}): {done.done}")

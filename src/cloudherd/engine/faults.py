@@ -1,0 +1,36 @@
+"""Faults on demand: make a ``local`` node misbehave (crash, hang, partition) or heal it, on the record.
+
+Why in the engine: a fault is an event of the infrastructure — the manager's reaction to it is read
+against the event log, by tests and by users trying their own health checks — and only the engine knows
+which driver made a node.  The driver does the deed (:meth:`LocalProvider.fault`); clouds have no such
+switch, so a fault on a cloud node is refused in words.
+"""
+
+from __future__ import annotations
+
+from cloudherd.engine.context import Providers, snapshot
+from cloudherd.errors import UsageError
+from cloudherd.providers.local import FAULTS, LocalProvider
+from cloudherd.providers.wrapper import ProviderWrapper
+from cloudherd.state.models import Infrastructure, Node
+from cloudherd.state.repo import Store
+
+
+async def inject(store: Store, infra: Infrastructure, node: Node, kind: str) -> str:
+    """Apply fault ``kind`` to ``node``; returns what was done (also recorded as a ``fault`` event)."""
+    if kind not in FAULTS:
+        raise UsageError(f"unknown fault '{kind}' (known: {', '.join(FAULTS)})")
+    if not node.provider_id:
+        raise UsageError(f"node {node.name} has no machine yet")
+    providers = Providers(snapshot(infra))
+    try:
+        provider = providers.get(node.provider)
+        driver = provider.driver if isinstance(provider, ProviderWrapper) else provider
+        if not isinstance(driver, LocalProvider):
+            raise UsageError(f"node {node.name} runs on {node.provider} ({driver.type}): faults on demand are for "
+                             f"local nodes only")
+        done = await driver.fault(node.provider_id, kind)
+    finally:
+        await providers.close()
+    store.add_event(infra.id, "fault", f"{node.name}: {kind}: {done}", node_id=node.id)
+    return done
