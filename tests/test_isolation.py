@@ -11,6 +11,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import cli, has_sshd, node_processes
 from test_remote import node_folders, write_spec
@@ -74,6 +75,14 @@ def test_what_a_script_writes_stays_on_its_node_and_goes_with_it(sandboxed: Path
     [sibling] = herd.exec("iso", " || ".join(f"test -e {p}" for p in paths) + " || dpkg -s cloudherd-probe",
                           node="iso-other-1")
     assert not sibling.ok, sibling
+    # nor the user's own home (credentials, shell start-up): a node's home is its own
+    secret = host_home / f".cloudherd-host-only-{tag}"
+    secret.write_text("host\n")
+    try:
+        [home_seen] = herd.exec("iso", f"test -e ~/{secret.name} || echo unseen", node="iso-one-1")
+        assert home_seen.stdout == "unseen\n", home_seen
+    finally:
+        secret.unlink()
     # a node sees neither cloudherd's folder (database, keys) nor the other nodes
     [hidden] = herd.exec("iso", f"ls -a {sandboxed}; ls {sandboxed / 'local'}", node="iso-one-1")
     folder = node_folders(sandboxed)["iso-one-1"]
@@ -172,3 +181,29 @@ def test_without_a_sandbox_up_says_so_once_and_required_refuses(home: Path, tmp_
                       "groups:\n  n:\n    count: 1\n")
     bad = cli("validate", str(typo))
     assert bad.returncode == 2 and "typo" not in bad.stdout and ":3:" in bad.stderr and "isolation" in bad.stderr
+
+
+WEB = Path(__file__).resolve().parents[1] / "examples" / "web" / "cloudherd.yml"
+
+
+def test_the_web_example_serves_nginx_from_three_nodes_and_installs_nothing_here(sandboxed: Path) -> None:
+    """examples/web: ``apt-get install nginx`` on three isolated nodes (from the distribution's mirror, as on
+    a cloud machine); each answers on its own address; after ``down`` the host has no nginx."""
+    def host_has_nginx() -> tuple[bool, bool, bool]:
+        installed = subprocess.run(["dpkg", "-s", "nginx"], capture_output=True).returncode == 0
+        return installed, Path("/etc/nginx").exists(), Path("/usr/sbin/nginx").exists()
+
+    before = host_has_nginx()
+    up = cli("up", str(WEB), timeout=600)
+    assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+    nodes = json.loads(cli("status", "web", "--json").stdout)["nodes"]
+    assert len(nodes) == 3 and all(n["state"] == "ready" and "isolated" in n["machine"] for n in nodes)
+    for node in nodes:
+        page = httpx.get(f"http://{node['address']}/", timeout=10)
+        assert page.status_code == 200 and page.text == f"hello from {node['name']} ({node['name']})\n"
+        assert "nginx" in page.headers.get("server", "")
+    assert host_has_nginx() == before  # while it runs, too
+    down = cli("down", "web")
+    assert down.returncode == 0, down.stderr
+    assert host_has_nginx() == before
+    assert node_processes(sandboxed / "local") == []

@@ -234,7 +234,7 @@ class Client(OgcActions):
         view = self._view(infra, await refresh(self.store, infra, machines))
         if not machines:
             return view
-        nodes = [node.model_copy(update={"machine": machines.get(node.id)}) for node in view.nodes]
+        nodes = tuple(node.model_copy(update={"machine": machines.get(node.id)}) for node in view.nodes)
         return view.model_copy(update={"nodes": nodes})
 
     async def infrastructure(self, ref: str) -> Infrastructure:

@@ -252,6 +252,8 @@ class LocalProvider(Provider):
         (folder / "ssh_host_ed25519_key.pub").write_text(host_key + "\n")
         (folder / "authorized_keys").write_text(request.ssh_public_key.strip() + "\n")
         (folder / "authorized_keys").chmod(0o600)
+        if isolated and Path("/etc/skel").is_dir():  # a fresh machine's home: the distribution's defaults
+            shutil.copytree("/etc/skel", folder / "home", dirs_exist_ok=True, symlinks=True)
         tags = dict(request.tags)
         if request.token:
             tags["cloudherd:token"] = request.token
@@ -292,7 +294,8 @@ class LocalProvider(Provider):
                     if meta.get("isolated"):
                         cgroups = self._cgroups(meta)
                         argv = sandbox.command(folder, meta["name"], _SUPERVISOR, server)
-                        env.update(sandbox.environment(self._hidden(), self.shares, cgroups.procs))
+                        env.update(sandbox.environment(self._hidden(), self.shares, cgroups.procs,
+                                                       pwd.getpwnam(meta["user"]).pw_dir))
                     else:
                         argv = ["sh", "-c", _SUPERVISOR, meta["name"], *server]
                         if _can_set_hostname():
@@ -449,7 +452,7 @@ def _write_sshd_config(folder: Path, meta: dict[str, Any]) -> None:
         "MaxSessions 1000",
         "LogLevel INFO",  # one "Accepted publickey" line per login in server.log: logins can be counted
         "Subsystem sftp internal-sftp",
-        # a sandboxed node's home is the user's own home as the node sees it (copy-on-write, like /etc)
+        # a sandboxed node's home is its own folder, bound at the user's home path: sshd sets HOME to it
         "SetEnv " + ("" if meta.get("isolated") else f"HOME={q(folder / 'home')} ")
         + f"CLOUDHERD_WORK={q(folder / 'work')} {NODE_MARKER}={q(folder)}",
     ]

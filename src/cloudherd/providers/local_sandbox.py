@@ -6,8 +6,10 @@ sandbox each node's SSH server runs in its own mount, PID and UTS namespaces, ch
 whose lower layer is the host's ``/`` (read through, never written) and whose upper layer is the node's
 folder: what a script writes lands in that node alone and goes with it.  ``/proc``, ``/tmp`` and
 ``/run`` are the node's own; cloudherd's data folder is hidden; the node's folder is bound in at the
-same path (its host key, work folder and sshd's pid file are where the host expects them), and so are
-the ``shared:`` folders of the spec (cloudherd's own folder stays hidden inside them too).
+same path (its host key, work folder and sshd's pid file are where the host expects them), its home
+folder at the login user's home (a home of its own, with /etc/skel's files: the user's own files —
+credentials, shell start-up — are neither seen nor changed), and so are the ``shared:`` folders of the
+spec (cloudherd's own folder stays hidden inside them too).
 
 Built on util-linux ``unshare`` (always there on Linux): Debian 12's bubblewrap (0.8) has no overlay.
 ``unshare`` keeps a parent process outside the namespaces that ignores SIGTERM; the namespace's pid 1
@@ -59,10 +61,14 @@ done
 for hidden in ${CLOUDHERD_HIDE:-}; do
   if [ -d "$R$hidden" ]; then mount -t tmpfs -o mode=700 tmpfs "$R$hidden"; fi
 done
+if [ -n "${CLOUDHERD_NODE_HOME:-}" ]; then
+  mkdir -p "$R$CLOUDHERD_NODE_HOME"
+  mount --bind "$F/home" "$R$CLOUDHERD_NODE_HOME"
+fi
 mkdir -p "$R$F"
 mount --bind "$F" "$R$F"
 hostname "$NAME"
-unset CLOUDHERD_CGROUPS CLOUDHERD_HIDE CLOUDHERD_SHARED
+unset CLOUDHERD_CGROUPS CLOUDHERD_HIDE CLOUDHERD_SHARED CLOUDHERD_NODE_HOME
 IFS=' '
 exec chroot "$R" /bin/sh -c "$SUPERVISOR" "$NAME" "$@"
 """
@@ -126,9 +132,12 @@ def command(folder: Path, name: str, supervisor: str, argv: Sequence[str]) -> li
             "sh", "-c", SETUP, "cloudherd-node", str(folder), name, supervisor, *argv]
 
 
-def environment(hide: Sequence[Path], shares: Sequence[Share], cgroup_procs: Sequence[Path]) -> dict[str, str]:
-    """The variables :data:`SETUP` reads its lists from."""
+def environment(hide: Sequence[Path], shares: Sequence[Share], cgroup_procs: Sequence[Path],
+                home: str) -> dict[str, str]:
+    """The variables :data:`SETUP` reads its lists from (``home``: the login user's home, where the node's
+    own home folder is bound)."""
     return {
+        "CLOUDHERD_NODE_HOME": home,
         "CLOUDHERD_HIDE": "\n".join(str(p) for p in hide),
         "CLOUDHERD_SHARED": "\n".join(f"{s.host}\t{s.node}" for s in shares),
         "CLOUDHERD_CGROUPS": "\n".join(str(p) for p in cgroup_procs),
@@ -165,7 +174,7 @@ class Cgroups:
     """A node's cgroup folders (one per v1 hierarchy, or one v2 folder), made with its limits written."""
 
     folders: tuple[Path, ...]
-    applied: str  # what status reports: "1 cpu, 1 GiB (cgroup v2)" or why nothing is applied
+    applied: str  # what status reports: "1 cpu, 1 GiB", or why nothing is applied
 
     @property
     def procs(self) -> list[Path]:
@@ -218,7 +227,7 @@ def _make_v2(node_id: str, limits: Limits) -> Cgroups:
         (folder / "memory.max").write_text(str(limits.memory_mib * 2**20))
         with contextlib.suppress(OSError):
             (folder / "memory.swap.max").write_text("0")  # else a hog swaps instead of being stopped
-    return Cgroups((folder,), f"{limits.describe()} (cgroup v2)")
+    return Cgroups((folder,), limits.describe())
 
 
 def _make_v1(node_id: str, limits: Limits) -> Cgroups:
@@ -241,7 +250,7 @@ def _make_v1(node_id: str, limits: Limits) -> Cgroups:
             with contextlib.suppress(OSError):  # present where swap accounting is on
                 (folder / "memory.memsw.limit_in_bytes").write_text(limit)
         folders.append(folder)
-    return Cgroups(tuple(folders), f"{limits.describe()} (cgroup v1)")
+    return Cgroups(tuple(folders), limits.describe())
 
 
 def remove_cgroups(folders: Sequence[str | Path]) -> None:
