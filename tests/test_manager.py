@@ -20,6 +20,7 @@ from cloudherd.api import SyncClient
 from cloudherd.api.types import Infrastructure
 from cloudherd.engine.locks import try_hold
 from cloudherd.engine.manager import manager_scope
+from cloudherd.errors import UsageError
 
 FAST = "    health: {interval: 0.1s, grace: 0s, timeout: 1s, unhealthy_after: 2}\n"
 
@@ -97,10 +98,10 @@ def test_circuit_breaker_holds_when_too_many_are_unhealthy(home: Path, tmp_path:
     spec = write_spec(tmp_path / "b", "name: blip\ngroups:\n  web:\n    count: 5\n" + FAST)
     herd = SyncClient()
     herd.up(spec)
-    frozen = [_sshd_pid(home, f"blip-web-{i}") for i in (1, 2, 3)]
+    frozen = [f"blip-web-{i}" for i in (1, 2, 3)]
     try:
-        for pid in frozen:  # a network blip: the machines run, their SSH does not answer
-            os.kill(pid, signal.SIGSTOP)
+        for node in frozen:  # a blip: the machines are there, nothing on them answers
+            herd.fault(node, "hang")
         view = passes_until(herd, "blip", lambda v: sum(n.state == "failed" for n in v.live) == 3,
                             what="three nodes to fail")
         for _ in range(3):
@@ -110,15 +111,15 @@ def test_circuit_breaker_holds_when_too_many_are_unhealthy(home: Path, tmp_path:
         breaker = [e.message for e in herd.events("blip") if e.kind == "circuit-breaker"]
         assert len(breaker) == 1 and "3 of 5 nodes unhealthy" in breaker[0] and "replacing none" in breaker[0]
         assert "replacing none" in (view.last_pass or "")
-        for pid in frozen[:2]:
-            os.kill(pid, signal.SIGCONT)
+        for node in frozen[:2]:
+            herd.fault(node, "heal")
         view = passes_until(herd, "blip", lambda v: len(ready_names(v)) == 5 and "blip-web-3" not in ready_names(v),
                             what="the one node still failing to be replaced")
         assert "blip-web-6" in ready_names(view)
     finally:
-        for pid in frozen:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        for node in frozen:
+            with contextlib.suppress(UsageError):  # the one replaced is gone
+                herd.fault(node, "heal")
     herd.down("blip")
 
 

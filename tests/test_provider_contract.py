@@ -50,7 +50,7 @@ CALLS: dict[str, tuple[Any, ...]] = {
     "create": (REQUEST,), "list": ({},), "terminate": (["i-1"],), "stop": (["i-1"],), "start": (["i-1"],),
     "tag": (["i-1"], {"a": "b"}), "sizes": (None,), "images": (None,), "regions": (), "default_size": (),
     "open_ports": ({"cloudherd:infra": "x"}, [80]), "close_ports": ({"cloudherd:infra": "x"},),
-    "list_ports": ({},), "close": (), "supports": ("ports",),
+    "list_ports": ({},), "close": (), "supports": ("ports",), "take_notices": (),
 }
 
 
@@ -120,6 +120,10 @@ class Recording(Provider):
         self._note("list_ports", tags)
         return []
 
+    def take_notices(self) -> builtins.list[str]:
+        self._note("take_notices")
+        return ["a notice"]
+
     async def close(self) -> None:
         self._note("close")
 
@@ -164,6 +168,8 @@ def test_wrappers_forward_every_method_to_the_inner_driver(wrap: str, method: st
         assert sent == CALLS[method]
     if method == "supports":
         assert result is True
+    if method == "take_notices":
+        assert result == ["a notice"]
 
 
 @pytest.mark.parametrize("wrap", WRAPPERS, ids=list(WRAPPERS))

@@ -698,7 +698,8 @@ def _end_sandbox(folder: Path, meta: dict[str, Any], timeout: float = 10.0) -> N
             if pid:
                 os.waitpid(pid, os.WNOHANG)  # reap when it is our child
         left = [p for p in _node_processes(folder, meta) if not _zombie(p)]
-        if not left or time.monotonic() > deadline:
+        parent_left = bool(pid) and _process_alive(pid, folder)  # reaped above once it has ended
+        if (not left and not parent_left) or time.monotonic() > deadline:
             break
         for other in left:
             with contextlib.suppress(OSError):
@@ -818,12 +819,12 @@ _FAULT_ACTIONS: dict[str, Callable[[Path, dict[str, Any]], str]] = {
 
 
 def _limits(size: str | None, need: SizeNeed | None) -> sandbox.Limits:
-    """A node's limits from its size: a name of :data:`SIZES`, or exactly the cpus and memory asked for."""
+    """A node's limits from its size: a name of :data:`SIZES`, or exactly the cpus and memory asked for.
+
+    Another name (a cloud's, from a spec placed across clouds or a Phantom launch configuration) is no
+    limit, as the ``host`` size: refusing it would fail a spec that is right for its other places."""
     if size is not None:
-        if size not in SIZES:
-            raise InvalidRequestError(f"local provider: unknown size {size!r} (known: {', '.join(SIZES)}, "
-                                      f"or {{cpus, memory}})")
-        return SIZES[size]
+        return SIZES.get(size, SIZES["host"])
     if need is not None:
         return sandbox.Limits(need.cpus, need.memory_mib)
     return SIZES["host"]
