@@ -635,7 +635,7 @@ async def _wait_server_identity(folder: Path, process: subprocess.Popen[bytes], 
     while time.monotonic() < deadline and process.poll() is None:
         pid = _pid_file(folder, "sshd.ns.pid" if isolated else "sshd.pid")
         if pid and isolated:
-            host_pid = next((p for p in _descendants(process.pid) if _ns_pid(p) == pid), None)
+            host_pid = next((p for p in _tree(process.pid) if _ns_pid(p) == pid), None)
             if host_pid is not None:
                 tmp = folder / "sshd.pid.tmp"
                 tmp.write_text(f"{host_pid}\n")
@@ -660,7 +660,7 @@ def _ns_pid(pid: int) -> int | None:
 
 def _sandbox_init(unshare_pid: int) -> dict[str, Any] | None:
     """The identity of a sandbox's pid 1 (the one child of its ``unshare``)."""
-    child = next((p for p in _descendants(unshare_pid) if _ppid(p) == unshare_pid), None)
+    child = next(iter(_children(unshare_pid)), None)
     return _identity(child) if child is not None else None
 
 
@@ -872,6 +872,30 @@ def _kill_checked(pid: int, still_it: Callable[[], bool], grace: float = 3.0) ->
             os.waitpid(pid, os.WNOHANG)  # reap when it is our child
     finally:
         os.close(fd)
+
+
+def _children(pid: int) -> list[int]:
+    """The children of ``pid``, from /proc/PID/task/*/children: a few reads, where a scan of /proc reads a
+    file per process (costly when a hundred nodes start at once).  Falls back on the scan."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        return [int(c) for task in tasks for c in (task / "children").read_text().split()]
+    except FileNotFoundError:
+        if not Path(f"/proc/{pid}").exists():
+            return []
+        return [p for p in _descendants(pid) if _ppid(p) == pid]
+    except (OSError, ValueError):
+        return [p for p in _descendants(pid) if _ppid(p) == pid]
+
+
+def _tree(root: int) -> list[int]:
+    """``root``'s descendants, walked through :func:`_children`."""
+    found, todo = [], [root]
+    while todo:
+        for child in _children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _descendants(root: int) -> list[int]:
