@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup sshd postgres faults demo test lint clean-demo
+.PHONY: setup sshd postgres faults browser demo test lint clean-demo
 
 setup: $(VENV)/.installed
 
@@ -41,10 +41,19 @@ faults:
 	  || echo "nftables could not be installed: the partition tests are skipped (they fail under CI=true)"; \
 	else echo "no nftables: the partition tests are skipped"; fi
 
+# Debian's chromium and chromedriver for the dashboard's browser tests (Selenium drives them; nothing is
+# downloaded at test time); best effort here, required under CI=true.
+browser:
+	@if command -v chromedriver >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || echo "chromium could not be installed: the dashboard tests are skipped (they fail under CI=true)"; \
+	else echo "no chromium: the dashboard tests are skipped"; fi
+
 demo: setup sshd
 	$(VENV)/bin/cloudherd up examples/hello/cloudherd.yml
 
-test: setup sshd postgres faults
+test: setup sshd postgres faults browser
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest --durations=15
 

@@ -16,7 +16,7 @@ from cloudherd.server.runtime import Runtime
 
 
 def create_app(config: ServerConfig | None = None, *, db_url: str | None = None) -> FastAPI:
-    from cloudherd.server import autoscaling, errors, native, occopus
+    from cloudherd.server import autoscaling, errors, native, occopus, ui
 
     runtime = Runtime(config or ServerConfig(), Client(db_url))
 
@@ -43,4 +43,5 @@ def create_app(config: ServerConfig | None = None, *, db_url: str | None = None)
     app.include_router(native.router)
     app.include_router(occopus.router)
     app.include_router(autoscaling.router)
+    app.include_router(ui.router)
     return app

@@ -1,0 +1,52 @@
+// cloudherd's dashboard: re-render the page's main part when the server says it changed (SSE).
+// No framework and nothing fetched from elsewhere: the page works offline.
+(function () {
+  "use strict";
+  var main = document.getElementById("main");
+  if (!main || !main.dataset.live || !window.EventSource) { return; }
+  var busy = false, again = false;
+
+  function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    var search = window.location.search;
+    var url = window.location.pathname + search + (search ? "&" : "?") + "fragment=1";
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (answer) {
+        if (answer.status === 401) { window.location.reload(); return null; }
+        return answer.ok ? answer.text() : null;
+      })
+      .then(function (html) {
+        if (html === null) { return; }
+        // what the user is typing survives the re-render (a scale target, the name that confirms a destroy)
+        var focused = document.activeElement && document.activeElement.name;
+        var typed = {};
+        main.querySelectorAll("input[type='text']").forEach(function (field) {
+          if (field.value) { typed[field.form ? field.form.action + "|" + field.name : field.name] = field.value; }
+        });
+        main.innerHTML = html;
+        main.querySelectorAll("input[type='text']").forEach(function (field) {
+          var key = field.form ? field.form.action + "|" + field.name : field.name;
+          if (typed[key]) { field.value = typed[key]; }
+        });
+        main.dataset.refreshed = String(Number(main.dataset.refreshed || "0") + 1);
+        if (focused) {
+          var field = main.querySelector("[name='" + focused + "'][type='text']");
+          if (field) { field.focus(); }
+        }
+      })
+      .catch(function () { /* the next change tries again */ })
+      .finally(function () {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+
+  // Every digest re-renders, the first one too: what changed between this page's rendering and the
+  // stream's first message would be missed otherwise.  The stream reconnects by itself (retry: 1000).
+  var source = new EventSource(main.dataset.live);
+  source.addEventListener("change", refresh);
+  window.addEventListener("pagehide", function () { source.close(); });
+  // back from the browser's cache: the stream was closed, so render anew
+  window.addEventListener("pageshow", function (event) { if (event.persisted) { window.location.reload(); } });
+})();

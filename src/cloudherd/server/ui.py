@@ -1,0 +1,274 @@
+"""The dashboard at ``/ui``: server-rendered pages over the same API the REST routes use, live by SSE.
+
+Why this shape: no build step and nothing fetched from elsewhere — Jinja2 templates and one small script
+shipped in the package, so the page works offline and installs with ``pip``.  A login is an API token
+kept in a cookie (HttpOnly, SameSite=Strict): the page's script never sees it.  Every form carries a
+CSRF token derived from the login token (an HMAC of it, so several servers agree without shared state);
+a post without it is refused.  The pages re-render their main part when ``/ui/.../live`` says something
+changed: it sends a digest of the infrastructure's nodes and newest event every time they change
+(level-based, as the manager is: a missed message is caught up by the next one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from cloudherd.api.auth import Principal, authenticate
+from cloudherd.errors import CloudherdError, UsageError
+from cloudherd.lifecycle import InfraState
+from cloudherd.server.runtime import Runtime
+
+COOKIE = "cloudherd_session"
+HERE = Path(__file__).parent
+STATIC = {"ui.js": "text/javascript", "ui.css": "text/css"}
+router = APIRouter(prefix="/ui", include_in_schema=False)
+_templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                         trim_blocks=True, lstrip_blocks=True)
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def csrf_token(login: str) -> str:
+    return hmac.new(login.encode(), b"cloudherd-ui-csrf", hashlib.sha256).hexdigest()
+
+
+async def _who(request: Request) -> tuple[Principal, str] | None:
+    login = request.cookies.get(COOKIE, "")
+    if not login:
+        return None
+    who = await asyncio.to_thread(authenticate, _runtime(request).store, login)
+    return (who, login) if who is not None else None
+
+
+def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    return HTMLResponse(_templates.get_template(name).render(**values), status_code=status,
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                                                            "style-src 'self'; frame-ancestors 'none'"})
+
+
+def _login_page(error: str | None = None, status: int = 200) -> HTMLResponse:
+    return _page("login.html", status, error=error)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = (await request.body())[:65536].decode(errors="replace")
+    return {key: values[0] for key, values in parse_qs(body).items()}
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    if name not in STATIC:
+        return Response(status_code=404)
+    return FileResponse(HERE / "static" / name, media_type=STATIC[name], headers={"Cache-Control": "max-age=300"})
+
+
+@router.get("", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request) -> Response:
+    found = await _who(request)
+    if found is None:
+        return _login_page()
+    who, login = found
+    runtime = _runtime(request)
+    rows = runtime.store.infrastructures(owner_id=who.user_id)
+    from cloudherd.api import views
+
+    summaries = [views.summary(r) for r in rows]
+    return _page("home.html", infrastructures=summaries, user=who.user_name, csrf=csrf_token(login),
+                 fragment=request.query_params.get("fragment") == "1")
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    token = (await _form(request)).get("token", "").strip()
+    who = await asyncio.to_thread(authenticate, _runtime(request).store, token) if token else None
+    if who is None:
+        return _login_page("That token is not valid (unknown, revoked or mistyped).", 401)
+    answer = RedirectResponse("/ui", status_code=303)
+    answer.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                      path="/ui")
+    return answer
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    answer = RedirectResponse("/ui", status_code=303)
+    answer.delete_cookie(COOKIE, path="/ui")
+    return answer
+
+
+async def _owned(request: Request, ref: str) -> tuple[Principal, str, Any] | Response:
+    found = await _who(request)
+    if found is None:
+        return _login_page(status=401)
+    who, login = found
+    runtime = _runtime(request)
+    try:
+        infra = runtime.store.resolve(ref)
+    except UsageError:
+        infra = None
+    if infra is None or infra.owner_id != who.user_id:
+        return _page("missing.html", 404, ref=ref)
+    return who, login, infra
+
+
+@router.get("/infrastructures/{ref}", response_class=HTMLResponse)
+async def infrastructure(request: Request, ref: str) -> Response:
+    found = await _owned(request, ref)
+    if isinstance(found, Response):
+        return found
+    _, login, infra = found
+    runtime = _runtime(request)
+    view = await runtime.client.status(infra.id)
+    events = (await runtime.client.events(infra.id))[-40:]
+    revisions = await runtime.client.history(infra.id)
+    return _page("infrastructure.html", infra=view, events=list(reversed(events)), revisions=revisions,
+                 csrf=csrf_token(login), fragment=request.query_params.get("fragment") == "1",
+                 message=request.query_params.get("message"))
+
+
+@router.get("/infrastructures/{ref}/nodes/{node}", response_class=HTMLResponse)
+async def node_page(request: Request, ref: str, node: str) -> Response:
+    found = await _owned(request, ref)
+    if isinstance(found, Response):
+        return found
+    _, login, infra = found
+    runtime = _runtime(request)
+    try:
+        target = await runtime.client.node(infra.id, node)
+    except UsageError:
+        return _page("missing.html", 404, ref=f"{ref}/{node}")
+    actions = await runtime.client.logs(infra.id, target.id)
+    return _page("node.html", infra=infra, node=target, actions=list(reversed(actions)), csrf=csrf_token(login))
+
+
+@router.get("/live")
+async def live_list(request: Request) -> Response:
+    found = await _who(request)
+    if found is None:
+        return Response(status_code=401)
+    runtime, owner = _runtime(request), found[0].user_id
+
+    def state() -> str:
+        rows = runtime.store.infrastructures(owner_id=owner)
+        return json.dumps([(r.id, r.state, r.attached, sorted(n.state for n in runtime.store.nodes(r.id)))
+                           for r in rows])
+
+    return StreamingResponse(_changes(request, state), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/infrastructures/{ref}/live")
+async def live(request: Request, ref: str) -> Response:
+    found = await _owned(request, ref)
+    if isinstance(found, Response):
+        return Response(status_code=401)
+    infra_id, runtime = found[2].id, _runtime(request)
+
+    newest = [0]
+
+    def state() -> str:
+        row = runtime.store.infrastructure(infra_id)
+        fresh = runtime.store.events_after(infra_id, newest[0])
+        newest[0] = fresh[-1].id if fresh else newest[0]
+        nodes = sorted((n.id, n.state, n.health or "", n.address or "") for n in runtime.store.nodes(infra_id))
+        # not the time of the last pass: a steady fleet would re-render every pass for nothing
+        return json.dumps([row.state, row.attached, row.reason, newest[0], nodes])
+
+    return StreamingResponse(_changes(request, state), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _changes(request: Request, state: Callable[[], str]) -> AsyncIterator[str]:
+    """``change`` with a digest of what the page shows, each time it differs (checked every 0.5 s)."""
+    seen = ""
+    yield "retry: 1000\n\n"
+    quiet = 0.0
+    while not await request.is_disconnected():
+        digest = hashlib.sha256((await asyncio.to_thread(state)).encode()).hexdigest()[:16]
+        if digest != seen:
+            seen, quiet = digest, 0.0
+            yield f"event: change\ndata: {digest}\n\n"
+        await asyncio.sleep(0.5)
+        quiet += 0.5
+        if quiet >= 15:
+            quiet = 0.0
+            yield ": keep-alive\n\n"
+
+
+async def _action(request: Request, ref: str) -> tuple[Any, dict[str, str]] | Response:
+    """The infrastructure a form acts on, once its CSRF token checks out (403 otherwise)."""
+    found = await _owned(request, ref)
+    if isinstance(found, Response):
+        return found
+    _, login, infra = found
+    form = await _form(request)
+    if not hmac.compare_digest(form.get("csrf", ""), csrf_token(login)):
+        return _page("refused.html", 403, reason="the form's CSRF token is missing or wrong: reload the page")
+    return infra, form
+
+
+def _back(infra: Any, message: str) -> Response:
+    from urllib.parse import quote
+
+    return RedirectResponse(f"/ui/infrastructures/{infra.id}?message={quote(message)}", status_code=303)
+
+
+@router.post("/infrastructures/{ref}/scale")
+async def scale(request: Request, ref: str) -> Response:
+    found = await _action(request, ref)
+    if isinstance(found, Response):
+        return found
+    infra, form = found
+    runtime = _runtime(request)
+    try:
+        result = await runtime.client.scale(infra.id, form.get("group", ""), form.get("change", ""), run_pass=False)
+    except CloudherdError as exc:
+        return _back(infra, f"not scaled: {exc}")
+    if not infra.attached:
+        runtime.spawn(lambda: runtime.client.manage([infra.id], once=True), f"pass {infra.id}")
+    runtime.poke(infra.id)
+    return _back(infra, f"{result.group}: {result.before} → {result.target}{result.note}")
+
+
+@router.post("/infrastructures/{ref}/{verb}")
+async def verb(request: Request, ref: str, verb: str) -> Response:
+    found = await _action(request, ref)
+    if isinstance(found, Response):
+        return found
+    infra, form = found
+    runtime = _runtime(request)
+    if verb == "attach":
+        await runtime.client.attach(infra.id)
+        runtime.poke(infra.id)
+        return _back(infra, f"{infra.name} is attached: the server's manager keeps it")
+    if verb == "detach":
+        await runtime.client.detach(infra.id)
+        return _back(infra, f"{infra.name} is detached: nothing keeps it now")
+    if verb == "destroy":
+        if form.get("confirm", "") != infra.name:
+            return _back(infra, f"not destroyed: type {infra.name} to confirm")
+        if infra.state in (InfraState.DESTROYED, InfraState.DESTROYING):
+            return _back(infra, f"{infra.name} is {infra.state} already")
+        runtime.tear_down(infra.id, infra.owner_id)
+        return _back(infra, f"{infra.name} is being torn down")
+    if verb == "rollback":
+        revision = form.get("revision", "")
+        number = int(revision) if revision.isdigit() else None
+        runtime.spawn(lambda: runtime.client.rollback(infra.id, number), f"rollback {infra.id}")
+        return _back(infra, f"rolling back to revision {number or 'before the current one'}")
+    return _page("missing.html", 404, ref=f"{ref}/{verb}")
