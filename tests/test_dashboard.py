@@ -175,6 +175,13 @@ def test_the_dashboard_shows_a_fleet_live_and_acts_on_it(served: Served, browser
     events = _text(browser, "#events")
     assert seen & {"dead", "unhealthy", "failed", "terminating"} or f"{victim}: dead" in events, (seen, events)
     assert "dash-web-5" in _rows(browser)
+    # the picture: each series a step line over time, drawn from the event log, ending at what is now
+    wait_until(lambda: "desired 4" in _text(browser, "figure.plot[data-group='web'] figcaption"), 30, "the plot")
+    legend = _text(browser, "figure.plot[data-group='web'] figcaption")
+    assert "total 4" in legend and "healthy 4" in legend, legend
+    totals = browser.execute_script("return document.querySelector(\"figure.plot[data-group='web'] "
+                                    "polyline.series-total\").getAttribute('points')").split()
+    assert len(totals) >= 3  # it moved (3 → 4, the replacement) before it settled
     steps.shot("replaced")
 
     # a node's actions with their output

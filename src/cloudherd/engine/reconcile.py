@@ -11,7 +11,7 @@ A pass runs under the infrastructure's lease (see :mod:`cloudherd.engine.locks`)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -137,6 +137,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                 if rollout.behind(loaded, store.nodes(infra.id) if report.converged else nodes):
                     await _roll_on(store, infra, loaded, rollout.Rollout(store, infra, identity, providers, pool,
                                                                          reach, sink, []), report)
+                if changes or stale or report.converged or report.scaled:
+                    _record_sizes(store, infra, store.nodes(infra.id))
                 if infra.state in (InfraState.CREATING, InfraState.FAILED, InfraState.UPDATING):
                     store.set_infrastructure_state(infra.id, InfraState.READY)  # at size, every node deployed
                 if report.converged or infra.state != InfraState.READY:
@@ -154,6 +156,21 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
     event = (PASS_EVENT, log_pass(report)) if log_pass is not None else None
     store.finish_pass(infra.id, {"last_pass_at": utcnow(), "last_pass": report.line()}, event, keep=PASS_EVENTS)
     return report
+
+
+SIZES_EVENT = "sizes"
+
+
+def _record_sizes(store: Store, infra: Infrastructure, nodes: Sequence[Node]) -> None:
+    """A ``sizes`` event: each group's desired, healthy and total nodes after a pass that changed something
+    (what the dashboard plots over time: the event log is its only history)."""
+    parts = []
+    for group in sorted(infra.groups, key=lambda g: g.name):
+        mine = [n for n in nodes if n.group_name == group.name and n.state != NodeState.TERMINATED]
+        healthy = sum(n.state == NodeState.READY for n in mine)
+        parts.append(f"{group.name} desired={group.count} healthy={healthy} total={len(mine)}")
+    if parts:
+        store.add_event(infra.id, SIZES_EVENT, "; ".join(parts))
 
 
 async def _roll_on(store: Store, infra: Infrastructure, loaded: LoadedSpec, roll: rollout.Rollout,

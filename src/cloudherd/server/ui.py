@@ -35,6 +35,8 @@ STATIC = {"ui.js": "text/javascript", "ui.css": "text/css"}
 router = APIRouter(prefix="/ui", include_in_schema=False)
 _templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                          trim_blocks=True, lstrip_blocks=True)
+# a script's name as recorded is "<spec path>#<script>" or a path: the page shows the last part
+_templates.filters["short"] = lambda name: str(name).rsplit("#", 1)[-1].rsplit("/", 1)[-1]
 
 
 def _runtime(request: Request) -> Runtime:
@@ -136,7 +138,9 @@ async def infrastructure(request: Request, ref: str) -> Response:
     view = await runtime.client.status(infra.id)
     events = (await runtime.client.events(infra.id))[-40:]
     revisions = await runtime.client.history(infra.id)
-    return _page("infrastructure.html", infra=view, events=list(reversed(events)), revisions=revisions,
+    sizes = [e for e in await runtime.client.events(infra.id) if e.kind == "sizes"][-300:]
+    plots = plot_sizes(sizes, view)
+    return _page("infrastructure.html", infra=view, events=list(reversed(events)), revisions=revisions, plots=plots,
                  csrf=csrf_token(login), fragment=request.query_params.get("fragment") == "1",
                  message=request.query_params.get("message"))
 
@@ -272,3 +276,49 @@ async def verb(request: Request, ref: str, verb: str) -> Response:
         runtime.spawn(lambda: runtime.client.rollback(infra.id, number), f"rollback {infra.id}")
         return _back(infra, f"rolling back to revision {number or 'before the current one'}")
     return _page("missing.html", 404, ref=f"{ref}/{verb}")
+
+
+# -- the picture: desired / healthy / total per group over time, from the ``sizes`` events --------------
+
+PLOT_W, PLOT_H, PAD = 560, 150, 28
+SERIES = (("desired", "#6b7580"), ("total", "#0969da"), ("healthy", "#1a7f37"))
+
+
+def plot_sizes(events: list[Any], now: Any) -> list[dict[str, Any]]:
+    """Per group: SVG polylines (step lines) of its desired, healthy and total nodes, from the ``sizes`` events
+    the manager writes when a pass changed something, closed by what the page shows now."""
+    samples: dict[str, list[tuple[float, dict[str, int]]]] = {}
+    for event in events:
+        for part in event.message.split("; "):
+            name, _, rest = part.partition(" ")
+            values = dict(item.split("=", 1) for item in rest.split() if "=" in item)
+            if all(k in values and values[k].isdigit() for k, _ in SERIES):
+                samples.setdefault(name, []).append((event.at.timestamp(), {k: int(values[k]) for k, _ in SERIES}))
+    plots = []
+    for group in now.groups:
+        points = samples.get(group.name, [])
+        if not points:
+            continue
+        end = max(points[-1][0] + 1, now.updated_at.timestamp())
+        points = [*points, (end, {"desired": group.count, "total": group.actual, "healthy": group.healthy})]
+        start = points[0][0]
+        top = max(1, *(max(p.values()) for _, p in points))
+
+        def x(t: float, start: float = start, end: float = end) -> float:
+            return round(PAD + (t - start) / max(end - start, 1e-9) * (PLOT_W - 2 * PAD), 1)
+
+        def y(v: int, top: int = top) -> float:
+            return round(PLOT_H - PAD - v / top * (PLOT_H - 2 * PAD), 1)
+
+        lines = []
+        for key, colour in SERIES:
+            path, last = [], None
+            for t, values in points:
+                if last is not None:
+                    path.append(f"{x(t)},{y(last)}")  # a step: the count held until it changed
+                path.append(f"{x(t)},{y(values[key])}")
+                last = values[key]
+            lines.append({"key": key, "colour": colour, "points": " ".join(path), "now": points[-1][1][key]})
+        plots.append({"group": group.name, "lines": lines, "top": top, "width": PLOT_W, "height": PLOT_H,
+                      "pad": PAD, "y_top": y(top), "y_zero": y(0), "since": points[0][0]})
+    return plots
