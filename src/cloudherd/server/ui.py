@@ -90,7 +90,8 @@ async def home(request: Request) -> Response:
     from cloudherd.api import views
 
     summaries = [views.summary(r) for r in rows]
-    return _page("home.html", infrastructures=summaries, user=who.user_name, csrf=csrf_token(login),
+    desired = {r.id: sum(g.count for g in runtime.store.infrastructure(r.id).groups) for r in rows}
+    return _page("home.html", infrastructures=summaries, desired=desired, user=who.user_name, csrf=csrf_token(login),
                  fragment=request.query_params.get("fragment") == "1")
 
 
