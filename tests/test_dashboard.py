@@ -84,7 +84,7 @@ def _text(driver: Any, css: str) -> str:
 
 def _type(driver: Any, css: str, text: str) -> None:
     """Type ``text`` into the field ``css`` selects, again from empty if a live re-render replaced it."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import ElementNotInteractableException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     def typed() -> bool:
@@ -93,22 +93,22 @@ def _type(driver: Any, css: str, text: str) -> None:
             field.clear()
             field.send_keys(text)
             return bool(driver.find_element(By.CSS_SELECTOR, css).get_attribute("value") == text)
-        except StaleElementReferenceException:
-            return False
+        except (StaleElementReferenceException, ElementNotInteractableException):
+            return False  # replaced by a live re-render, or its page still loading
 
     wait_until(typed, 10, f"typing into {css}")
 
 
 def _click(driver: Any, css: str) -> None:
     """Click what ``css`` selects, again if a live re-render replaced it in between."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import ElementNotInteractableException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     def clicked() -> bool:
         try:
             driver.find_element(By.CSS_SELECTOR, css).click()
             return True
-        except StaleElementReferenceException:
+        except (StaleElementReferenceException, ElementNotInteractableException):
             return False
 
     wait_until(clicked, 10, f"a click on {css}")
@@ -197,7 +197,9 @@ def test_the_dashboard_shows_a_fleet_live_and_acts_on_it(served: Served, browser
     assert len([n for n in api.get(f"/v1/infrastructures/{infra_id}/nodes").json()]) == 4
 
     # destroy, confirmed by the infrastructure's name
-    browser.back()
+    # back by the page's own link: a browser.back() may restore the page from its cache and reload it (the page's
+    # script does so to reopen its stream) while the test already types into it
+    _click(browser, "a.up")
     wait_until(lambda: browser.find_elements(By.ID, "destroy"), 10, "the destroy button")
     _click(browser, "#destroy")
     wait_until(lambda: "type dash to confirm" in _text(browser, "#message"), 10, "a refusal without the name")
