@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, wait_until
 from server_harness import Served, write_config
 from test_remote import node_folders
-from test_server import create
+from test_server import SPEC, create
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -125,7 +125,9 @@ def test_the_dashboard_shows_a_fleet_live_and_acts_on_it(served: Served, browser
     steps = Steps(browser)
     token = served.token()
     api = served.client(token)
-    infra_id = create(api, "dash", count=3)
+    # three failed checks in a row make a node failed: one is unhealthy first, for the page to show
+    spec = SPEC.replace("unhealthy_after: 1", "unhealthy_after: 3\n      timeout: 1s")
+    infra_id = create(api, "dash", count=3, spec=spec)
 
     # a bad token: the login page again, with the reason
     browser.get(f"{served.url}/ui")
@@ -158,7 +160,7 @@ def test_the_dashboard_shows_a_fleet_live_and_acts_on_it(served: Served, browser
     assert _same_page(browser) and "dash-web-4" in _rows(browser)
     steps.shot("scaled-to-four")
 
-    # a node's sshd killed: it turns unhealthy / failed, and its replacement appears, all while the page is open
+    # a node's sshd killed: it turns dead, and its replacement appears, all while the page is open
     victim = "dash-web-2"
     os.kill(int((node_folders(served.home)[victim] / "sshd.pid").read_text().split()[0]), signal.SIGKILL)
     seen: set[str] = set()
@@ -175,6 +177,29 @@ def test_the_dashboard_shows_a_fleet_live_and_acts_on_it(served: Served, browser
     events = _text(browser, "#events")
     assert seen & {"dead", "unhealthy", "failed", "terminating"} or f"{victim}: dead" in events, (seen, events)
     assert "dash-web-5" in _rows(browser)
+    # and it stays in sight, with why it went
+    wait_until(lambda: "machine is gone" in _text(browser, f"#retired tr[data-node='{victim}'] .why"), 10,
+               f"{victim} among the retired, with why")
+    steps.shot("replaced")
+
+    # a node that hangs (every process stopped, as a frozen machine) turns unhealthy on the page, then is
+    # retired as failed and replaced, without a reload
+    frozen = "dash-web-3"
+    served.cli("local", "fault", frozen, "hang")
+    states: list[str] = []
+
+    def frozen_replaced() -> bool:
+        rows = _rows(browser)
+        state = rows.get(frozen, "gone")
+        if not states or states[-1] != state:
+            states.append(state)
+        return frozen not in rows and list(rows.values()).count("ready") == 4
+    wait_until(frozen_replaced, 120, f"the hung {frozen} to turn unhealthy and be replaced, on the page")
+    assert "unhealthy" in states and states[-1] == "gone", states
+    why = _text(browser, f"#retired tr[data-node='{frozen}'] .why")
+    assert "health check failed 3 time(s)" in why, why
+    assert _same_page(browser) and "dash-web-6" in _rows(browser)
+    steps.shot("hung-and-replaced")
     # the picture: each series a step line over time, drawn from the event log, ending at what is now
     wait_until(lambda: "desired 4" in _text(browser, "figure.plot[data-group='web'] figcaption"), 30, "the plot")
     legend = _text(browser, "figure.plot[data-group='web'] figcaption")
@@ -182,10 +207,9 @@ def test_the_dashboard_shows_a_fleet_live_and_acts_on_it(served: Served, browser
     totals = browser.execute_script("return document.querySelector(\"figure.plot[data-group='web'] "
                                     "polyline.series-total\").getAttribute('points')").split()
     assert len(totals) >= 3  # it moved (3 → 4, the replacement) before it settled
-    steps.shot("replaced")
 
     # a node's actions with their output
-    _click(browser, "#nodes tr[data-node='dash-web-5'] a")
+    _click(browser, "#nodes tr[data-node='dash-web-6'] a")
     wait_until(lambda: "hello.sh" in _text(browser, "section.action h3"), 10, "its actions")
     assert _text(browser, "section.action .exit") == "0"
     steps.shot("node-actions")

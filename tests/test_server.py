@@ -50,8 +50,8 @@ def ready_nodes(api: httpx.Client, infra_id: str) -> list[dict[str, object]]:
     return [n for n in nodes if n["state"] == "ready"]
 
 
-def create(api: httpx.Client, name: str, count: int = 2) -> str:
-    answer = api.post("/v1/infrastructures", content=SPEC.format(name=name).replace("count: 2", f"count: {count}"),
+def create(api: httpx.Client, name: str, count: int = 2, spec: str = SPEC) -> str:
+    answer = api.post("/v1/infrastructures", content=spec.format(name=name).replace("count: 2", f"count: {count}"),
                       headers={"Content-Type": "application/yaml"})
     assert answer.status_code == 201, answer.text
     infra_id = str(answer.json()["id"])

@@ -31,6 +31,7 @@ from cloudherd.server.runtime import Runtime
 
 COOKIE = "cloudherd_session"
 HERE = Path(__file__).parent
+RETIRED_SHOWN = 10
 STATIC = {"ui.js": "text/javascript", "ui.css": "text/css"}
 router = APIRouter(prefix="/ui", include_in_schema=False)
 _templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
@@ -141,7 +142,10 @@ async def infrastructure(request: Request, ref: str) -> Response:
     revisions = await runtime.client.history(infra.id)
     sizes = [e for e in await runtime.client.events(infra.id) if e.kind == "sizes"][-300:]
     plots = plot_sizes(sizes, view)
+    # what the manager took away, newest first: a node that died stays in sight after it was replaced
+    retired = sorted((n for n in view.nodes if n.state == "terminated"), key=lambda n: n.updated_at, reverse=True)
     return _page("infrastructure.html", infra=view, events=list(reversed(events)), revisions=revisions, plots=plots,
+                 retired=retired[:RETIRED_SHOWN],
                  csrf=csrf_token(login), fragment=request.query_params.get("fragment") == "1",
                  message=request.query_params.get("message"))
 
