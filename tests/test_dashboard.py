@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, wait_until
 from server_harness import Served, write_config
 from test_remote import node_folders
-from test_server import SPEC, create
+from test_server import SPEC, create, ready_nodes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -60,13 +60,13 @@ def browser() -> Iterator[Any]:
 class Steps:
     """Screenshots, numbered in the order they are taken."""
 
-    def __init__(self, driver: Any) -> None:
-        self.driver, self.count = driver, 0
+    def __init__(self, driver: Any, test: str = "") -> None:
+        self.driver, self.count, self.prefix = driver, 0, f"{test}-" if test else ""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def shot(self, name: str) -> None:
         self.count += 1
-        self.driver.save_screenshot(str(ARTIFACTS / f"{self.count:02d}-{name}.png"))
+        self.driver.save_screenshot(str(ARTIFACTS / f"{self.prefix}{self.count:02d}-{name}.png"))
 
 
 def _rows(driver: Any) -> dict[str, str]:
@@ -112,6 +112,15 @@ def _click(driver: Any, css: str) -> None:
             return False
 
     wait_until(clicked, 10, f"a click on {css}")
+
+
+def _login(driver: Any, url: str, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{url}/ui")
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.ID, "login").click()
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#infrastructures"), 10, "the list of infrastructures")
 
 
 def _same_page(driver: Any) -> bool:
@@ -240,3 +249,48 @@ def test_the_dashboard_shows_a_fleet_live_and_acts_on_it(served: Served, browser
     assert _same_page(browser) and _rows(browser) == {}
     steps.shot("destroyed")
     assert node_folders(served.home) == {}
+
+
+RELEASE = SPEC.replace("echo hello from $CLOUDHERD_NODE > greeting.txt", "echo release {release} on $CLOUDHERD_NODE") \
+    .replace("    max: 4\n", "    max: 4\n    update: {{max_unavailable: 1, min_healthy_seconds: 0s}}\n")
+
+
+def _revisions(driver: Any) -> dict[int, str]:
+    return {int(k): v for k, v in driver.execute_script(
+        "var m = {}; document.querySelectorAll('#revisions tbody tr').forEach("
+        "function (r) { m[r.dataset.revision] = r.dataset.state; }); return m;").items()}
+
+
+def test_a_release_is_rolled_back_from_the_page(served: Served, browser: Any) -> None:
+    """Two releases made over the REST routes; the page rolls back to the first, and the node runs it again."""
+    steps = Steps(browser, "rollback")
+    api = served.client(served.token())
+    made = api.post("/v1/infrastructures", headers={"Content-Type": "application/yaml"},
+                    content=RELEASE.format(name="roll", release="one").replace("count: 2", "count: 1"))
+    assert made.status_code == 201, made.text
+    infra_id = str(made.json()["id"])
+    wait_until(lambda: ready_nodes(api, infra_id), 120, "a ready node")
+    answer = api.post("/v1/infrastructures", params={"converge": "true"}, headers={"Content-Type": "application/yaml"},
+                      content=RELEASE.format(name="roll", release="two").replace("count: 2", "count: 1"))
+    assert answer.status_code == 200, answer.text
+    wait_until(lambda: [(r["number"], r["state"]) for r in api.get(f"/v1/infrastructures/{infra_id}/revisions")
+                        .json()] == [(1, "applied"), (2, "applied")], 120, "release two applied")
+
+    _login(browser, served.url, api.headers["Authorization"].split()[-1])
+    _click(browser, "#infrastructures tr[data-name='roll'] a")
+    wait_until(lambda: _revisions(browser) == {1: "applied", 2: "applied"}, 10, "two revisions on the page")
+    steps.shot("two-releases")
+    browser.execute_script("window.__cloudherdMarker = 42")
+    _click(browser, "#revisions tr[data-revision='1'] button")
+    wait_until(lambda: "rolling back to revision 1" in _text(browser, "#message"), 10, "the rollback message")
+    browser.execute_script("window.__cloudherdMarker = 42")
+    wait_until(lambda: _revisions(browser).get(3) == "applied", 120, "revision 3 applied, on the page")
+    assert _same_page(browser)
+    steps.shot("rolled-back")
+
+    _click(browser, "#nodes tbody tr a")
+    wait_until(lambda: _text(browser, "section.action .stdout"), 10, "the node's actions")
+    assert _text(browser, "section.action .stdout").startswith("release one on roll-web-"), \
+        _text(browser, "section.action .stdout")  # the newest action: release one's script, run again
+    assert "release two on" in _text(browser, "#main")  # and release two's before it
+    api.delete(f"/v1/infrastructures/{infra_id}")

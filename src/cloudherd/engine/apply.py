@@ -260,7 +260,7 @@ async def converge(
                           else [])
     reach.pins.update({node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()})
     held = {n.id for n in rollout.behind(loaded, store.nodes(infra.id))} - set(in_place)
-    await _deploy_all(loaded, store, infra, reach, pool, redact, sink, force, held)
+    await _deploy_all(loaded, store, infra, reach, pool, redact, sink, force, held, rerun=in_place)
     rollout.stamp(loaded, store, infra.id, held)
     return infra
 
@@ -455,16 +455,19 @@ def _cooling(store: Store, infra_id: str, group_name: str) -> dict[str, str]:
 
 async def _deploy_all(
     loaded: LoadedSpec, store: Store, infra: Infrastructure, reach: Reach, pool: ConnectionPool,
-    redact: Redactor, sink: EventSink | None, force: bool, held: Collection[str] = (),
+    redact: Redactor, sink: EventSink | None, force: bool, held: Collection[str] = (), rerun: Collection[str] = (),
 ) -> None:
     """Each node runs its scripts as soon as it accepts SSH; the first failure stops the run.  ``held``: nodes
-    of an older release that a rolling update replaces batch by batch (they keep what they run)."""
+    of an older release that a rolling update replaces batch by batch (they keep what they run).  ``rerun``:
+    nodes taking a release in place, which run every script of it: a script that succeeded there once may
+    have been undone by a release since (a rollback to it must run it again)."""
     nodes = store.nodes(infra.id)
     done = {} if force else store.script_digests(infra.id)
+    done = {key: digest for key, digest in done.items() if key[0] not in rerun}
 
     def unchanged(node: Node) -> bool:
         """A ready node whose every script already succeeded as it renders now: no login needed at all."""
-        if force or node.state != NodeState.READY:
+        if force or node.state != NodeState.READY or node.id in rerun:
             return False
         group = loaded.group(node.group_name)
         context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
