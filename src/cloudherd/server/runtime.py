@@ -21,6 +21,7 @@ from cloudherd.api.client import Client
 from cloudherd.engine.manager import Manager
 from cloudherd.lifecycle import InfraState
 from cloudherd.server.config import ServerConfig
+from cloudherd.server.live import LiveHub
 from cloudherd.state.repo import Store
 
 log = logging.getLogger("cloudherd.server")
@@ -36,6 +37,7 @@ class Runtime:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     pool: Any = None  # a warm ConnectionPool, made on first use
     _loop: asyncio.AbstractEventLoop | None = None
+    live: LiveHub = field(default_factory=LiveHub)  # the dashboard's streams: one sampler per page watched
 
     @property
     def store(self) -> Store:
@@ -76,6 +78,7 @@ class Runtime:
         if self.manager is not None and self._manager_loop is not None:
             with contextlib.suppress(RuntimeError):  # its loop ended already
                 self._manager_loop.call_soon_threadsafe(self.manager.stop.set)
+        await self.live.close()
         if self._manager_thread is not None:
             await asyncio.to_thread(self._manager_thread.join)
         for task in list(self._tasks):

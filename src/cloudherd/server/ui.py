@@ -5,8 +5,9 @@ shipped in the package, so the page works offline and installs with ``pip``.  A 
 kept in a cookie (HttpOnly, SameSite=Strict): the page's script never sees it.  Every form carries a
 CSRF token derived from the login token (an HMAC of it, so several servers agree without shared state);
 a post without it is refused.  The pages re-render their main part when ``/ui/.../live`` says something
-changed: it sends a digest of the infrastructure's nodes and newest event every time they change
-(level-based, as the manager is: a missed message is caught up by the next one).
+changed: it sends a digest of the infrastructure's nodes and newest event every time they change (level-based,
+as the manager is: a missed message is caught up by the next one), sampled once per infrastructure however
+many pages watch it (``server/live.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -177,8 +178,7 @@ async def live_list(request: Request) -> Response:
         return json.dumps([(r.id, r.state, r.attached, sorted(n.state for n in runtime.store.nodes(r.id)))
                            for r in rows])
 
-    return StreamingResponse(_changes(request, state), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return _stream(runtime, f"list {owner}", state)
 
 
 @router.get("/infrastructures/{ref}/live")
@@ -198,25 +198,14 @@ async def live(request: Request, ref: str) -> Response:
         # not the time of the last pass: a steady fleet would re-render every pass for nothing
         return json.dumps([row.state, row.attached, row.reason, newest[0], nodes])
 
-    return StreamingResponse(_changes(request, state), media_type="text/event-stream",
+    return _stream(runtime, f"infrastructure {infra_id}", state)
+
+
+def _stream(runtime: Runtime, key: str, state: Callable[[], str]) -> StreamingResponse:
+    """``change`` events with a digest of what the page shows, each time it differs: one sampler per ``key``
+    (an owner's list, an infrastructure), however many pages are open on it."""
+    return StreamingResponse(runtime.live.stream(key, state), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-async def _changes(request: Request, state: Callable[[], str]) -> AsyncIterator[str]:
-    """``change`` with a digest of what the page shows, each time it differs (checked every 0.5 s)."""
-    seen = ""
-    yield "retry: 1000\n\n"
-    quiet = 0.0
-    while not await request.is_disconnected():
-        digest = hashlib.sha256((await asyncio.to_thread(state)).encode()).hexdigest()[:16]
-        if digest != seen:
-            seen, quiet = digest, 0.0
-            yield f"event: change\ndata: {digest}\n\n"
-        await asyncio.sleep(0.5)
-        quiet += 0.5
-        if quiet >= 15:
-            quiet = 0.0
-            yield ": keep-alive\n\n"
 
 
 async def _action(request: Request, ref: str) -> tuple[Any, dict[str, str]] | Response:
