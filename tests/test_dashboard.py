@@ -263,6 +263,8 @@ def _revisions(driver: Any) -> dict[int, str]:
 
 def test_a_release_is_rolled_back_from_the_page(served: Served, browser: Any) -> None:
     """Two releases made over the REST routes; the page rolls back to the first, and the node runs it again."""
+    from selenium.webdriver.common.by import By
+
     steps = Steps(browser, "rollback")
     api = served.client(served.token())
     made = api.post("/v1/infrastructures", headers={"Content-Type": "application/yaml"},
@@ -293,4 +295,14 @@ def test_a_release_is_rolled_back_from_the_page(served: Served, browser: Any) ->
     assert _text(browser, "section.action .stdout").startswith("release one on roll-web-"), \
         _text(browser, "section.action .stdout")  # the newest action: release one's script, run again
     assert "release two on" in _text(browser, "#main")  # and release two's before it
+    steps.shot("node-after-rollback")
+
+    # the node's page is live too: a rollback to release two over the REST routes shows its new run here
+    browser.execute_script("window.__cloudherdMarker = 42")
+    job = api.post(f"/v1/infrastructures/{infra_id}/rollback", json={"revision": 2})
+    assert job.status_code == 202, job.text
+    wait_until(lambda: _text(browser, "section.action .stdout").startswith("release two on"), 120,
+               "release two's new run on the open node page")
+    assert _same_page(browser) and len(browser.find_elements(By.CSS_SELECTOR, "section.action")) == 4
+    steps.shot("node-live")
     api.delete(f"/v1/infrastructures/{infra_id}")

@@ -163,7 +163,28 @@ async def node_page(request: Request, ref: str, node: str) -> Response:
     except UsageError:
         return _page("missing.html", 404, ref=f"{ref}/{node}")
     actions = await runtime.client.logs(infra.id, target.id)
-    return _page("node.html", infra=infra, node=target, actions=list(reversed(actions)), csrf=csrf_token(login))
+    return _page("node.html", infra=infra, node=target, actions=list(reversed(actions)), csrf=csrf_token(login),
+                 fragment=request.query_params.get("fragment") == "1")
+
+
+@router.get("/infrastructures/{ref}/nodes/{node}/live")
+async def node_live(request: Request, ref: str, node: str) -> Response:
+    found = await _owned(request, ref)
+    if isinstance(found, Response):
+        return Response(status_code=401)
+    infra_id, runtime = found[2].id, _runtime(request)
+    try:
+        node_id = (await runtime.client.node(infra_id, node)).id
+    except UsageError:
+        return Response(status_code=404)
+
+    def state() -> str:
+        row = next((n for n in runtime.store.nodes(infra_id) if n.id == node_id), None)
+        actions = [(a.id, a.exit_code, len(a.stdout or ""), len(a.stderr or ""))
+                   for a in runtime.store.actions(infra_id, node_id)]
+        return json.dumps([row.state if row else None, row.health if row else None, actions])
+
+    return _stream(runtime, f"node {node_id}", state)
 
 
 @router.get("/live")
