@@ -278,7 +278,8 @@ def test_a_release_is_rolled_back_from_the_page(served: Served, browser: Any) ->
     wait_until(lambda: [(r["number"], r["state"]) for r in api.get(f"/v1/infrastructures/{infra_id}/revisions")
                         .json()] == [(1, "applied"), (2, "applied")], 120, "release two applied")
 
-    _login(browser, served.url, api.headers["Authorization"].split()[-1])
+    login = served.token()  # the browser's own: revoked at the end
+    _login(browser, served.url, login)
     _click(browser, "#infrastructures tr[data-name='roll'] a")
     wait_until(lambda: _revisions(browser) == {1: "applied", 2: "applied"}, 10, "two revisions on the page")
     steps.shot("two-releases")
@@ -305,4 +306,10 @@ def test_a_release_is_rolled_back_from_the_page(served: Served, browser: Any) ->
                "release two's new run on the open node page")
     assert _same_page(browser) and len(browser.find_elements(By.CSS_SELECTOR, "section.action")) == 4
     steps.shot("node-live")
-    api.delete(f"/v1/infrastructures/{infra_id}")
+
+    # the browser's token revoked while the page is open: the page goes back to the login, saying why
+    served.cli("token", "revoke", login.split("_")[1])  # by its key id, the part after chd_
+    wait_until(lambda: "no longer valid" in _text(browser, "#login-error"), 30, "the login page, saying why")
+    assert browser.get_cookie("cloudherd_session") is None
+    steps.shot("revoked")
+    assert api.delete(f"/v1/infrastructures/{infra_id}").status_code == 202

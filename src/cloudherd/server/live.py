@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 SAMPLE_EVERY = 0.5  # seconds between two samples of what a page shows
 KEEP_ALIVE = 15.0  # seconds of quiet before a comment line keeps proxies from closing the stream
+RECHECK = 5.0  # seconds between two checks that a reader's login still holds (a revoked token ends its stream)
 
 
 @dataclass
@@ -39,23 +40,34 @@ class LiveHub:
         """How many keys are sampled now (one task each)."""
         return len(self._watches)
 
-    async def stream(self, key: str, sample: Callable[[], str]) -> AsyncIterator[str]:
+    async def stream(self, key: str, sample: Callable[[], str],
+                     allowed: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[str]:
         """Server-Sent Events: ``change`` with the digest each time it differs, the current one first.
 
         ``sample`` (blocking: it reads the database) runs in a thread; the first reader's is the one used
-        for the key, so every reader of one key must mean the same thing by it."""
+        for the key, so every reader of one key must mean the same thing by it.  ``allowed`` is asked every
+        ``RECHECK`` seconds: once it says no (the login was revoked), the stream sends ``denied`` and ends,
+        and the page goes back to its login."""
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         watch = self._join(key, sample, queue)
         try:
             yield "retry: 1000\n\n"
             if watch.digest:
                 yield f"event: change\ndata: {watch.digest}\n\n"
+            quiet = 0.0
             while True:
                 try:
-                    digest = await asyncio.wait_for(queue.get(), KEEP_ALIVE)
+                    digest = await asyncio.wait_for(queue.get(), RECHECK)
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
+                    if allowed is not None and not await allowed():
+                        yield "event: denied\ndata: log in again\n\n"
+                        return
+                    quiet += RECHECK
+                    if quiet >= KEEP_ALIVE:
+                        quiet = 0.0
+                        yield ": keep-alive\n\n"
                     continue
+                quiet = 0.0
                 yield f"event: change\ndata: {digest}\n\n"
         finally:
             self._leave(key, queue)

@@ -68,6 +68,15 @@ def _login_page(error: str | None = None, status: int = 200) -> HTMLResponse:
     return _page("login.html", status, error=error)
 
 
+def _logged_out(request: Request, status: int = 200) -> HTMLResponse:
+    """The login page for a request without a valid login: saying why when it had one (revoked since)."""
+    if request.cookies.get(COOKIE):
+        answer = _login_page("Your login is no longer valid (its token was revoked): log in again.", 401)
+        answer.delete_cookie(COOKIE, path="/ui")
+        return answer
+    return _login_page(status=status)
+
+
 async def _form(request: Request) -> dict[str, str]:
     body = (await request.body())[:65536].decode(errors="replace")
     return {key: values[0] for key, values in parse_qs(body).items()}
@@ -85,7 +94,7 @@ async def static(name: str) -> Response:
 async def home(request: Request) -> Response:
     found = await _who(request)
     if found is None:
-        return _login_page()
+        return _logged_out(request)
     who, login = found
     runtime = _runtime(request)
     rows = runtime.store.infrastructures(owner_id=who.user_id)
@@ -119,7 +128,7 @@ async def logout(request: Request) -> Response:
 async def _owned(request: Request, ref: str) -> tuple[Principal, str, Any] | Response:
     found = await _who(request)
     if found is None:
-        return _login_page(status=401)
+        return _logged_out(request, 401)
     who, login = found
     runtime = _runtime(request)
     try:
@@ -184,7 +193,7 @@ async def node_live(request: Request, ref: str, node: str) -> Response:
                    for a in runtime.store.actions(infra_id, node_id)]
         return json.dumps([row.state if row else None, row.health if row else None, actions])
 
-    return _stream(runtime, f"node {node_id}", state)
+    return _stream(request, f"node {node_id}", state)
 
 
 @router.get("/live")
@@ -199,7 +208,7 @@ async def live_list(request: Request) -> Response:
         return json.dumps([(r.id, r.state, r.attached, sorted(n.state for n in runtime.store.nodes(r.id)))
                            for r in rows])
 
-    return _stream(runtime, f"list {owner}", state)
+    return _stream(request, f"list {owner}", state)
 
 
 @router.get("/infrastructures/{ref}/live")
@@ -219,13 +228,17 @@ async def live(request: Request, ref: str) -> Response:
         # not the time of the last pass: a steady fleet would re-render every pass for nothing
         return json.dumps([row.state, row.attached, row.reason, newest[0], nodes])
 
-    return _stream(runtime, f"infrastructure {infra_id}", state)
+    return _stream(request, f"infrastructure {infra_id}", state)
 
 
-def _stream(runtime: Runtime, key: str, state: Callable[[], str]) -> StreamingResponse:
+def _stream(request: Request, key: str, state: Callable[[], str]) -> StreamingResponse:
     """``change`` events with a digest of what the page shows, each time it differs: one sampler per ``key``
-    (an owner's list, an infrastructure), however many pages are open on it."""
-    return StreamingResponse(runtime.live.stream(key, state), media_type="text/event-stream",
+    (an owner's list, an infrastructure), however many pages are open on it.  The page's login is checked
+    again as the stream goes on: a revoked token ends it (``denied``)."""
+    async def allowed() -> bool:
+        return await _who(request) is not None
+
+    return StreamingResponse(_runtime(request).live.stream(key, state, allowed), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

@@ -46,6 +46,8 @@
   // stream's first message would be missed otherwise.  The stream reconnects by itself (retry: 1000).
   var source = new EventSource(main.dataset.live);
   source.addEventListener("change", refresh);
+  // the login was revoked (or expired): back to the login page, which says so
+  source.addEventListener("denied", function () { source.close(); window.location.reload(); });
   window.addEventListener("pagehide", function () { source.close(); });
   // back from the browser's cache: the stream was closed, so render anew
   window.addEventListener("pageshow", function (event) { if (event.persisted) { window.location.reload(); } });
