@@ -51,6 +51,12 @@ class Served:
         except httpx.HTTPError:
             return False
 
+    def __enter__(self) -> Served:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> int:
         """SIGTERM, as a supervisor would; returns the exit code (uvicorn re-raises the signal after its
         graceful shutdown, so a clean stop is -15 or 0: the log says whether it stopped cleanly)."""

@@ -25,11 +25,8 @@ ARTIFACTS = Path(os.environ.get("CLOUDHERD_TEST_ARTIFACTS") or REPO / "test-arti
 
 @pytest.fixture
 def served(home: Path, tmp_path: Path) -> Iterator[Served]:
-    server = Served(home, write_config(tmp_path, {"local": "local"}, interval=1)).start()
-    try:
+    with Served(home, write_config(tmp_path, {"local": "local"}, interval=1)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

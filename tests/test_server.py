@@ -38,11 +38,8 @@ groups:
 
 @pytest.fixture
 def served(home: Path, tmp_path: Path) -> Iterator[Served]:
-    server = Served(home, write_config(tmp_path, {"local": "local"}, interval=1)).start()
-    try:
+    with Served(home, write_config(tmp_path, {"local": "local"}, interval=1)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def ready_nodes(api: httpx.Client, infra_id: str) -> list[dict[str, object]]:

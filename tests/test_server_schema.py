@@ -20,11 +20,8 @@ EXAMPLES = 6  # per route: bounded, so that CI stays quick
 
 @pytest.fixture
 def served(home: Path, tmp_path: Path) -> Iterator[Served]:
-    server = Served(home, write_config(tmp_path, {"local": "local"}, interval=3600)).start()
-    try:
+    with Served(home, write_config(tmp_path, {"local": "local"}, interval=3600)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def operations(served: Served) -> list[Any]:

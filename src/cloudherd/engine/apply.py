@@ -462,12 +462,12 @@ async def _deploy_all(
     nodes taking a release in place, which run every script of it: a script that succeeded there once may
     have been undone by a release since (a rollback to it must run it again)."""
     nodes = store.nodes(infra.id)
-    done = {} if force else store.script_digests(infra.id)
-    done = {key: digest for key, digest in done.items() if key[0] not in rerun}
+    done = {} if force else {key: digest for key, digest in store.script_digests(infra.id).items()
+                             if key[0] not in rerun}
 
     def unchanged(node: Node) -> bool:
         """A ready node whose every script already succeeded as it renders now: no login needed at all."""
-        if force or node.state != NodeState.READY or node.id in rerun:
+        if force or node.state != NodeState.READY:
             return False
         group = loaded.group(node.group_name)
         context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)

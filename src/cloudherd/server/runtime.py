@@ -37,7 +37,7 @@ class Runtime:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     pool: Any = None  # a warm ConnectionPool, made on first use
     _loop: asyncio.AbstractEventLoop | None = None
-    live: LiveHub = field(default_factory=LiveHub)  # the dashboard's streams: one sampler per page watched
+    live: LiveHub = field(default_factory=LiveHub)  # the dashboard's streams: one sampler per thing watched
 
     @property
     def store(self) -> Store:

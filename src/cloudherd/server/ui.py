@@ -148,9 +148,10 @@ async def infrastructure(request: Request, ref: str) -> Response:
     _, login, infra = found
     runtime = _runtime(request)
     view = await runtime.client.status(infra.id)
-    events = (await runtime.client.events(infra.id))[-40:]
+    every_event = await runtime.client.events(infra.id)  # read once: the log shown and the plot's points
+    events = every_event[-40:]
     revisions = await runtime.client.history(infra.id)
-    sizes = [e for e in await runtime.client.events(infra.id) if e.kind == "sizes"][-300:]
+    sizes = [e for e in every_event if e.kind == "sizes"][-300:]
     plots = plot_sizes(sizes, view)
     # what the manager took away, newest first: a node that died stays in sight after it was replaced
     retired = sorted((n for n in view.nodes if n.state == "terminated"), key=lambda n: n.updated_at, reverse=True)
