@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.moto_catalog import an_image
+
 REPO = Path(__file__).resolve().parents[1]
-AMI = "ami-03c3da4cfa8e8943a"  # shipped with moto for us-east-1
+AMI = an_image()  # an al2023 x86_64 image from moto's own catalog
 NAME = "chaos"
 # one failed check fails a node, so that one pass heals a node EC2 still lists running (its stand-in died)
 HEAL_HEALTH = "{interval: 1s, grace: 0s, timeout: 2s, unhealthy_after: 1}"
@@ -405,7 +407,10 @@ class Chaos:
             ec2 = boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                                aws_access_key_id="testing", aws_secret_access_key="testing")
             found = {}
-            for reservation in ec2.describe_instances()["Reservations"]:
+            # every page: EC2 (and moto since 5.2) answers at most 100 reservations at a time, and a machine
+            # on page two is no more lost than one on page one
+            pages = ec2.get_paginator("describe_instances").paginate()
+            for reservation in (r for page in pages for r in page["Reservations"]):
                 for instance in reservation["Instances"]:
                     if instance["State"]["Name"] in ("terminated", "shutting-down"):
                         continue

@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
+from moto_catalog import al2023_ids, an_image
 from moto_faults import FaultInjector, FaultyMotoServer
 
 from cloudherd.errors import SpecError
@@ -35,8 +36,8 @@ from cloudherd.providers.base import (
 from cloudherd.providers.budget import BudgetedProvider
 from cloudherd.spec import load_spec
 
-AMI = "ami-03c3da4cfa8e8943a"  # al2023 x86_64, shipped with moto for us-east-1
-AL2023_X86 = {"ami-03c3da4cfa8e8943a", "ami-0d27e0fb3bac4d724", "ami-0ac48d91c7d16772c"}
+AMI = an_image()  # an al2023 x86_64 image from moto's own catalog
+AL2023_X86 = al2023_ids("x86_64")
 FAST = {"retries": 3, "backoff": 0.001, "backoff_max": 0.01}  # tiny backoff: retry tests stay fast
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm8fOKWKm0JyQkqLlrcMy52Rb5ZKk6y7n9bZPf8p6xq test@cloudherd"
 

@@ -14,9 +14,11 @@ import pytest
 pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
+from moto_catalog import an_image
+
 from tests.conftest import cli
 
-AMI = "ami-03c3da4cfa8e8943a"  # shipped with moto for us-east-1
+AMI = an_image()  # an al2023 x86_64 image from moto's own catalog
 
 SPEC = f"""\
 name: mixed

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos_harness import Tally, run_chaos, run_heal_chaos, run_rolling_chaos
+from tests.chaos_harness import AMI, Chaos, Tally, run_chaos, run_heal_chaos, run_rolling_chaos
 
 KILLS = int(os.environ.get("CHAOS_KILLS", "6"))
 HEAL_KILLS = int(os.environ.get("CHAOS_HEAL_KILLS", "2"))
@@ -77,3 +77,20 @@ def test_rolling_release_under_sigkill(provider: str, tmp_path: Path) -> None:
     assert tally.rollouts == tally.resumes, f"seed {seed}: {tally.problems}"
     assert tally.fewest_serving is not None and tally.fewest_serving >= 6, f"seed {seed}: {tally.problems}"
     _clean(tally, seed)
+
+
+def test_the_ground_truth_reads_every_page_of_machines(tmp_path: Path) -> None:
+    """EC2 (and moto) answer DescribeInstances 100 reservations at a time: the harness must see the 101st
+    machine, or a long chaos run on AWS reports machines as lost that are there."""
+    import boto3
+
+    with Chaos("aws", tmp_path, seed=1) as chaos:
+        ec2 = boto3.client("ec2", endpoint_url=chaos.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        tags = [{"ResourceType": "instance", "Tags": [{"Key": "cloudherd:infra", "Value": "inf-many"}]}]
+        made = [ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=1, MaxCount=1,
+                                  TagSpecifications=tags)["Instances"][0]["InstanceId"] for _ in range(101)]
+        first_page = ec2.describe_instances()
+        assert "NextToken" in first_page, "moto answered in one page: this test no longer shows paging"
+        assert set(chaos._machines({"inf-many"})) == set(made)
+        ec2.terminate_instances(InstanceIds=made)

@@ -18,9 +18,10 @@ from cloudherd.providers.local import LocalProvider
 
 pytest.importorskip("moto.server")
 sys.path.insert(0, str(Path(__file__).parent))
+from moto_catalog import an_image
 from moto_faults import FaultyMotoServer
 
-AMI = "ami-03c3da4cfa8e8943a"
+AMI = an_image()  # an al2023 x86_64 image from moto's own catalog
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto_catalog import an_image
 
 from cloudherd.api import SyncClient
 from cloudherd.providers import make_provider
@@ -104,7 +105,7 @@ def test_gc_finds_and_closes_network_rules_a_crash_left(home: Path, moto: str) -
     async def crash_leftovers() -> str:
         async with make_provider("aws", "aws", {}) as aws:
             await aws.open_ports(left, [80])  # ...and cloudherd died before RunInstances
-            made = await aws.create(CreateRequest(count=1, image="ami-03c3da4cfa8e8943a", size="t3.micro",
+            made = await aws.create(CreateRequest(count=1, image=an_image(), size="t3.micro",
                                                   tags=used, ssh_user="deploy", ssh_public_key="", ports=[5432]))
             return made[0].id
 

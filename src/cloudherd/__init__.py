@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cloudherd.quiet import quiet_libraries
+
 __version__ = "0.1.0"
+
+quiet_libraries()  # a library's deprecation notice is for cloudherd's developers, not its users
 
 # name -> the module that defines it (imported on first access)
 _LAZY = {

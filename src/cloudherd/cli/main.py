@@ -23,6 +23,7 @@ from rich.text import Text
 from cloudherd import __version__
 from cloudherd.cli.style import INFRA_STYLE, STATE_STYLE
 from cloudherd.errors import CloudherdError, SpecError
+from cloudherd.quiet import loud, quiet_all
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -49,11 +50,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    debug: bool = typer.Option(False, "--debug",
+                               help="Show tracebacks on errors, and the warnings of the libraries cloudherd uses."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     global _debug
     _debug = debug or os.environ.get("CLOUDHERD_DEBUG") == "1"
+    if _debug:
+        loud()
 
 
 def _flag(remedy: tuple[str, str] | None) -> str:
@@ -820,6 +824,7 @@ def run() -> None:
     # supervisor's interrupt) would not stop `up`, and nothing would be rolled back.  Interrupts always count.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    quiet_all()
     app()
 
 
