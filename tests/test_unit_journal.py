@@ -194,3 +194,37 @@ def test_an_intent_whose_cloud_cannot_answer_stays_open(loaded: LoadedSpec, memo
     assert asyncio.run(resolve(memory_store, infra, providers)) == 0
     assert [i.id for i in memory_store.open_intents(infra.id)] == [intent.id]
     asyncio.run(providers.close())
+
+
+def test_a_node_being_terminated_keeps_why_it_was_retired(loaded: LoadedSpec, memory_store: Store) -> None:
+    """Whoever lists the machines while a terminate call is in flight (a status, the dashboard, another
+    pass) must not call the node dead 'the provider no longer lists it' over the reason it was retired for:
+    CI's dashboard test saw exactly that with both cores busy."""
+    from cloudherd.engine import journal
+    from cloudherd.engine.liveness import observe, record
+
+    infra = recorded_infrastructure(memory_store, loaded)
+    rows = pending_rows(memory_store, infra, count=2)
+    providers = Providers(loaded)
+    crashed_create(memory_store, infra, providers, rows, ["j-web-1", "j-web-2"])
+    asyncio.run(resolve(memory_store, infra, providers))
+    retired = "health check failed 3 time(s): ssh: timed out"
+    memory_store.update_node(rows[0].id, state="failed", reason=retired)
+    victim = next(n for n in memory_store.nodes(infra.id) if n.id == rows[0].id)
+    cloud = providers.get("cloud")
+    real_terminate = cloud.terminate
+    seen: list[str] = []
+
+    async def terminate_then_someone_looks(ids: Sequence[str]) -> None:
+        await real_terminate(ids)  # the machine is gone; the intent is not closed yet
+        nodes = memory_store.nodes(infra.id)
+        record(memory_store, infra.id, nodes, await observe(providers, infra.id, nodes))
+        seen.extend(n.state for n in memory_store.nodes(infra.id) if n.id == victim.id)
+
+    cloud.terminate = terminate_then_someone_looks  # type: ignore[method-assign]
+    asyncio.run(journal.terminate(memory_store, infra, cloud, [victim.provider_id or ""], [victim]))
+    after = next(n for n in memory_store.nodes(infra.id) if n.id == victim.id)
+    assert seen == ["terminating"]
+    assert (after.state, after.reason) == ("terminated", retired)
+    assert not [e.message for e in memory_store.events(infra.id) if e.message.startswith(f"{victim.name}: dead")]
+    asyncio.run(providers.close())

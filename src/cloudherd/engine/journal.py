@@ -107,10 +107,13 @@ async def create(
 
 async def terminate(store: Store, infra: Infrastructure, provider: Provider, ids: Sequence[str],
                     nodes: Sequence[Node]) -> None:
-    """Terminate ``ids`` under a journaled intent; the nodes are marked terminated with its close."""
+    """Terminate ``ids`` under a journaled intent; the nodes are marked terminating with its opening (so that
+    no one who lists the machines meanwhile calls them dead, over the reason they were retired for) and
+    terminated with its close."""
     check_fence(store)
     intent = store.open_intent(infra.id, provider.name, "terminate", count=len(ids), provider_ids=list(ids),
-                               node_ids=[n.id for n in nodes])
+                               node_ids=[n.id for n in nodes],
+                               node_updates=[(n.id, {"state": NodeState.TERMINATING}) for n in nodes])
     await provider.terminate(list(ids))
     store.close_intent(intent.id, "done", outcome=f"terminated {len(ids)}",
                        node_updates=[(n.id, {"state": NodeState.TERMINATED}) for n in nodes])

@@ -307,8 +307,9 @@ class Store(ServerState):
     def open_intent(self, infrastructure_id: str, provider: str, kind: str, *, group_name: str | None = None,
                     count: int = 0, token: str | None = None, tags: dict[str, str] | None = None,
                     node_ids: Sequence[str] = (), provider_ids: Sequence[str] = (),
-                    intent_id: str | None = None) -> Intent:
-        """Commit the intent before the call it describes is made."""
+                    intent_id: str | None = None, node_updates: Sequence[tuple[str, dict[str, Any]]] = ()) -> Intent:
+        """Commit the intent before the call it describes is made (with what the nodes are while it is in
+        flight, in the same transaction)."""
         with self.session() as s, s.begin():
             intent = Intent(
                 id=intent_id or None, infrastructure_id=infrastructure_id, provider=provider, kind=kind,
@@ -316,6 +317,7 @@ class Store(ServerState):
                 node_ids={"nodes": list(node_ids)}, provider_ids={"ids": list(provider_ids)}, state="open",
             )
             s.add(intent)
+            _apply(s, node_updates)
             return intent
 
     def close_intent(self, intent_id: str, state: str, outcome: str | None = None,
@@ -329,10 +331,7 @@ class Store(ServerState):
             intent.closed_at = utcnow()
             if provider_ids is not None:
                 intent.provider_ids = {"ids": list(provider_ids)}
-            for node_id, fields in node_updates:
-                node = s.get_one(Node, node_id)
-                for key, value in fields.items():
-                    setattr(node, key, value)
+            _apply(s, node_updates)
 
     def open_intents(self, infrastructure_id: str | None = None) -> list[Intent]:
         with self.reading() as s:
@@ -549,3 +548,11 @@ def _aware(moment: datetime) -> datetime:
 def _rowcount(result: object) -> int:
     """Rows an UPDATE matched (a CursorResult's count; the typed Result does not declare it)."""
     return int(getattr(result, "rowcount", 0))
+
+
+def _apply(session: Session, node_updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Set each node's fields (inside the caller's transaction)."""
+    for node_id, fields in node_updates:
+        node = session.get_one(Node, node_id)
+        for key, value in fields.items():
+            setattr(node, key, value)
