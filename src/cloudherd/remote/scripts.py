@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from cloudherd.errors import DeployError
 from cloudherd.remote.envelope import LOAD, READ, RemoteCommand, exportable
@@ -13,7 +14,11 @@ from cloudherd.remote.envelope import LOAD, READ, RemoteCommand, exportable
 # Scripts go to the node's work folder: the local provider sets CLOUDHERD_WORK, clouds use ~/.cloudherd/work.
 WORKDIR = '"${CLOUDHERD_WORK:-$HOME/.cloudherd/work}"'
 
-_env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+# Scripts are written by users, and behind `serve` by anyone holding a token: the template reaches only
+# the context it is given (no attribute starting with '_', no call that changes a value), so that
+# ``{{ cycler.__init__.__globals__.os.system(…) }}`` is a template error, not code run on the server.
+_env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                     autoescape=False)
 
 
 def render(source: str, content: str, context: Mapping[str, Any]) -> str:
