@@ -166,7 +166,10 @@ def test_second_down_waits_and_reports_the_truth(home: Path) -> None:
 
 
 def test_busy_infrastructure_refused_when_asked_not_to_wait(home: Path) -> None:
-    spec = _spec(home.parent, "busy", pause=3)
+    spec = _spec(home.parent, "busy")
+    gate = home.parent / "go"  # the first up's script waits for it (the test's folder is shared with nodes):
+    # it holds the lease until the second up has been refused, however slow the machine is
+    (home.parent / "s.sh").write_text(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo ran >> runs.txt\n")
     first = _start("up", str(spec))
     herd = SyncClient()
     from conftest import wait_until
@@ -175,6 +178,7 @@ def test_busy_infrastructure_refused_when_asked_not_to_wait(home: Path) -> None:
     second = cli("up", str(spec), "--wait", "0")
     assert second.returncode == 3, second.stderr
     assert "busy is busy: up by" in second.stderr and "Traceback" not in second.stderr
+    gate.touch()
     first.communicate(timeout=120)
     assert first.returncode == 0
     herd.down("busy")

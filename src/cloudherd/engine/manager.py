@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from cloudherd.engine.locks import (
     lease_ttl,
     try_hold,
 )
-from cloudherd.engine.reconcile import PassReport, reconcile
+from cloudherd.engine.reconcile import PassReport, pass_failure, reconcile
 from cloudherd.lifecycle import InfraState
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
@@ -75,6 +76,9 @@ class Manager:
     _poked_ids: set[str] = field(default_factory=set)
     _poked_all: bool = False
     _registration: Held | None = None  # this manager's ``managers/<token>`` lease: how others count it
+    rounds: int = 0  # rounds completed
+    last_round: float | None = None  # when the last one completed (time.monotonic())
+    failed_rounds: int = 0  # rounds failed in a row (the database away…): the wait before the next grows
 
     def poke(self, infra_id: str | None = None) -> None:
         """Pass over ``infra_id`` now (or over every target, with None) instead of at the next tick: the server
@@ -124,13 +128,11 @@ class Manager:
     async def run(self, *, once: bool = False) -> list[PassReport]:
         """Passes until ``stop`` is set (or one round with ``once``); returns the last round's reports."""
         reports: list[PassReport] = []
-        if self.every_attached:
-            self.register()
         beat = asyncio.create_task(self._keep_claims())
         try:
             only: set[str] | None = None
             while True:
-                reports = await self.round(only)
+                reports = await self._supervised_round(only)
                 if once or self.stop.is_set():
                     return reports
                 ticked = await self._rest()
@@ -144,6 +146,28 @@ class Manager:
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
             self.release()
+
+    async def _supervised_round(self, only: set[str] | None) -> list[PassReport]:
+        """A round whose failure (the database away, a bug) costs that round, never the manager: it is said,
+        and the next one comes after a wait that doubles with each failure in a row (up to a minute)."""
+        try:
+            if self.every_attached and self._registration is None:
+                self.register()
+            reports = await self.round(only)
+        except BusyError:
+            raise  # an infrastructure named to this manager is kept by another: the user is told
+        except Exception as exc:
+            self.failed_rounds += 1
+            wait = min(self.interval * 2 ** (self.failed_rounds - 1), 60.0)
+            emit(self.sink, ProgressEvent("error", f"manager: round failed ({pass_failure(exc)}); "
+                                                   f"next in {wait:g}s"))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=wait)
+            return []
+        self.failed_rounds = 0
+        self.rounds += 1
+        self.last_round = time.monotonic()
+        return reports
 
     async def _rest(self) -> bool:
         """Wait for the next tick, a stop or a poke, whichever comes first; True when it was the tick."""
@@ -161,13 +185,17 @@ class Manager:
         manager lives (a pass that deploys for minutes must not let a second manager in)."""
         while True:
             await asyncio.sleep(self.ttl / 3)
-            for infra_id, held in list(self._claims.items()):
-                if not await asyncio.to_thread(self.store.renew_lease, held.scope, held.owner, self.ttl):
-                    self._claims.pop(infra_id, None)  # lost while paused: another manager keeps it now
-            if self._registration is not None and not await asyncio.to_thread(
-                    self.store.renew_lease, self._registration.scope, self._registration.owner, self.ttl):
-                self._registration = None  # lapsed while paused: counted again from now on
-                await asyncio.to_thread(self.register)
+            with contextlib.suppress(Exception):  # the database away: renewed at the next beat
+                await self._renew_claims()
+
+    async def _renew_claims(self) -> None:
+        for infra_id, held in list(self._claims.items()):
+            if not await asyncio.to_thread(self.store.renew_lease, held.scope, held.owner, self.ttl):
+                self._claims.pop(infra_id, None)  # lost while paused: another manager keeps it now
+        if self._registration is not None and not await asyncio.to_thread(
+                self.store.renew_lease, self._registration.scope, self._registration.owner, self.ttl):
+            self._registration = None  # lapsed while paused: counted again from now on
+            await asyncio.to_thread(self.register)
 
     async def round(self, only: set[str] | None = None) -> list[PassReport]:
         """One pass over each target (or over those of ``only``), several infrastructures at once; reports in
@@ -183,9 +211,13 @@ class Manager:
 
         async def one(infra: Infrastructure) -> PassReport | None:
             async with gate:
-                if self.stop.is_set() or not self.claim(infra):
+                if self.stop.is_set() or not self.claim(infra):  # a named one managed elsewhere: BusyError
                     return None
-                report = await self.pass_over(infra)
+                try:
+                    report = await self.pass_over(infra)
+                except Exception as exc:  # one infrastructure's trouble does not hold back the others
+                    emit(self.sink, ProgressEvent("error", f"{infra.name}: pass failed: {pass_failure(exc)}"))
+                    return None
                 if report is not None and self.on_pass is not None:
                     self.on_pass(report)
                 return report

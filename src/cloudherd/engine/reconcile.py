@@ -84,6 +84,22 @@ def applied_spec(infra: Infrastructure) -> LoadedSpec:
     return loaded
 
 
+def first_cause(exc: BaseException) -> BaseException:
+    """The first error of a group of them (a TaskGroup of deploys raises a group), or the error itself."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def pass_failure(exc: BaseException) -> str:
+    """A failed pass in one line: a known error as it words itself, anything else as an internal error with
+    its type."""
+    exc = first_cause(exc)
+    if isinstance(exc, CloudherdError):
+        return Exception.__str__(exc)
+    return f"internal error: {exc.__class__.__name__}: {exc}"
+
+
 PASS_EVENT, PASS_EVENTS = "pass", 200  # the event kind of a logged pass, and how many of them are kept
 
 
@@ -98,10 +114,11 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
     if infra.state == InfraState.DESTROYED:
         report.error = "destroyed"
         return report
-    loaded = applied_spec(infra)
-    providers = Providers(loaded)
-    identity = ensure_identity(store, infra.ssh_key_path)
+    providers: Providers | None = None
     try:
+        loaded = applied_spec(infra)
+        providers = Providers(loaded)
+        identity = ensure_identity(store, infra.ssh_key_path)
         # the nodes are read once (with the infrastructure) and again only after something changed them
         nodes = sorted(infra.nodes, key=lambda n: (n.group_name, n.index or 0))
         stale = recover(store, infra, sink, nodes) > 0
@@ -147,12 +164,16 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                 reach.record(pool)
     except FencedOut:
         raise  # another manager keeps it now: this one writes nothing more, not even the error
-    except CloudherdError as exc:  # the pass failed; the next one starts from what is recorded
-        report.error = Exception.__str__(exc)
+    except Exception as exc:  # the pass failed, whatever the cause: this infrastructure's failure (an event;
+        # the next pass starts from what is recorded), never the manager's
+        if isinstance(first_cause(exc), FencedOut):
+            raise first_cause(exc) from None
+        report.error = pass_failure(exc)
         store.add_event(infra.id, "error", f"reconcile: {report.error}")
         emit(sink, ProgressEvent("error", f"{infra.name}: {report.error}"))
     finally:
-        await providers.close()
+        if providers is not None:
+            await providers.close()
     event = (PASS_EVENT, log_pass(report)) if log_pass is not None else None
     store.finish_pass(infra.id, {"last_pass_at": utcnow(), "last_pass": report.line()}, event, keep=PASS_EVENTS)
     return report

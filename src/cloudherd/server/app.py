@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from cloudherd import __version__
 from cloudherd.api.client import Client
@@ -35,9 +37,14 @@ def create_app(config: ServerConfig | None = None, *, db_url: str | None = None)
     app.state.runtime = runtime
 
     @app.get("/healthz", tags=["service"])
-    async def healthz() -> dict[str, str]:
-        """Liveness, without a token: the server answers and its database opens."""
-        return {"status": "ok", "version": __version__}
+    async def healthz(response: Response) -> dict[str, Any]:
+        """Health, without a token: the database answers and the manager completes its rounds (503 and
+        ``Retry-After`` when not; the body says which)."""
+        ok, parts = await asyncio.to_thread(runtime.health)
+        if not ok:
+            response.status_code = 503
+            response.headers["Retry-After"] = "5"
+        return {"status": "ok" if ok else "unavailable", "version": __version__, **parts}
 
     errors.install(app)
     app.include_router(native.router)

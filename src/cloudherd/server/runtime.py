@@ -13,6 +13,7 @@ import contextlib
 import logging
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,17 +61,45 @@ class Runtime:
         """The manager's passes on a loop (and thread) of their own: a long pass, and its database work, never
         stands between a request and its answer."""
         async def main() -> None:
-            self.manager = Manager(self.store, every_attached=True, interval=self.config.interval)
+            manager = self.manager = Manager(self.store, every_attached=True, interval=self.config.interval)
             self._manager_loop = asyncio.get_running_loop()
             ready.set()
-            await self.manager.run()
+            while not manager.stop.is_set():  # supervised: a manager that fails is started again
+                try:
+                    await manager.run()
+                except Exception:  # a bug of ours (a round's own failures are kept inside it): logged
+                    log.exception("the manager failed; started again")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(manager.stop.wait(), timeout=min(self.config.interval, 5.0))
 
         try:
             asyncio.run(main())
-        except Exception:  # a bug of ours: logged; the routes go on answering
+        except Exception:  # a bug of ours: logged; the routes go on answering, /healthz says 503
             log.exception("the manager stopped")
         finally:
             ready.set()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the server can do its work (its database answers, its manager completes rounds), and what
+        it knows of both; blocking (the database is asked), so called in a thread."""
+        answer: dict[str, Any] = {}
+        ok = True
+        try:
+            self.store.ping()
+            answer["database"] = "ok"
+        except Exception as exc:
+            ok, answer["database"] = False, f"unreachable: {exc.__class__.__name__}"
+        manager, thread = self.manager, self._manager_thread
+        if manager is None or thread is None or not thread.is_alive():
+            ok, answer["manager"] = False, "not running"
+            return ok, answer
+        stuck_after = max(300.0, 20 * self.config.interval)  # a round waits for its longest pass
+        age = None if manager.last_round is None else time.monotonic() - manager.last_round
+        answer["manager"] = {"rounds": manager.rounds, "failed_in_a_row": manager.failed_rounds,
+                             "last_round_seconds_ago": None if age is None else round(age, 1)}
+        if manager.failed_rounds or (age is not None and age > stuck_after):
+            ok = False
+        return ok, answer
 
     async def stop(self) -> None:
         """The current passes finish; teardowns and jobs in flight are cut (and resumed or marked at the next

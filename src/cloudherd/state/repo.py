@@ -52,6 +52,11 @@ class Store(ServerState):
         instead of three (BEGIN, the statement, ROLLBACK), and it sees what READ COMMITTED would show anyway."""
         return self._reader()
 
+    def ping(self) -> None:
+        """One round trip to the database; raises when it cannot be reached."""
+        with self.reading() as s:
+            s.execute(select(1))
+
     # -- users ----------------------------------------------------------------------------------------
 
     def user(self, name: str) -> User | None:
