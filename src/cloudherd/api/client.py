@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from cloudherd.providers.base import Provider
     from cloudherd.remote.pool import ConnectionPool
     from cloudherd.spec import LoadedSpec
+    from cloudherd.spec.confine import Confinement
     from cloudherd.state.models import Infrastructure as InfraRow
     from cloudherd.state.models import Node as NodeRow
     from cloudherd.state.repo import Store
@@ -142,15 +143,17 @@ class Client(OgcActions):
                         pause_after=pause_after)
 
     async def submit(self, spec: Specs, *, format: str | None = None, owner: str | None = None,
-                     attach: bool = True, wait: float = 600.0, new_only: bool = False) -> str:
+                     attach: bool = True, wait: float = 600.0, new_only: bool = False,
+                     within: Confinement | None = None) -> str:
         """Record an infrastructure without making it: the manager's first pass does (``serve`` runs one);
         ``attach`` marks it kept alive.  ``owner`` is a user id (default: you).  With ``new_only``, a name
-        that is already active is refused (:class:`~cloudherd.errors.NameTaken`) instead of updated."""
+        that is already active is refused (:class:`~cloudherd.errors.NameTaken`) instead of updated.
+        ``within`` confines a spec that came over the network (:mod:`cloudherd.spec.confine`)."""
         from cloudherd.engine.apply import submit
         from cloudherd.errors import NameTaken
 
         _check_limits(wait=wait)
-        loaded = self._load(spec, format)
+        loaded = self._load(spec, format, within)
         existing = self.store.active_named(loaded.spec.name)
         if new_only and existing is not None:
             raise NameTaken(f"an infrastructure named {loaded.spec.name} exists already ({existing.id})")
@@ -172,11 +175,11 @@ class Client(OgcActions):
         check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", loaded.spec.name))
         return SpecSummary(name=loaded.spec.name, groups={n: g.count for n, g in loaded.spec.groups.items()})
 
-    async def plan(self, spec: Specs, *, format: str | None = None) -> Plan:
+    async def plan(self, spec: Specs, *, format: str | None = None, within: Confinement | None = None) -> Plan:
         """What ``up`` of ``spec`` would change (create / destroy / replace / scripts to re-run); changes nothing."""
         from cloudherd.engine.plan import make_plan
 
-        return views.plan(await make_plan(self._load(spec, format), self.store))
+        return views.plan(await make_plan(self._load(spec, format, within), self.store))
 
     async def convert(self, spec: PathLike, *, format: str | None = None) -> str:
         """The native spec an OGC layout file or an Occopus description means, as YAML (a native one as it is)."""
@@ -201,11 +204,11 @@ class Client(OgcActions):
     def _node_defs(self) -> dict[str, Any]:
         return self.store.node_defs()
 
-    def _load(self, spec: Specs, format: str | None) -> LoadedSpec:
+    def _load(self, spec: Specs, format: str | None, within: Confinement | None = None) -> LoadedSpec:
         from cloudherd.spec.loader import load_specs
 
         paths = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
-        return load_specs(paths, format=format, node_defs=self._node_defs)
+        return load_specs(paths, format=format, node_defs=self._node_defs, within=within)
 
     async def down(self, ref: str, *, on_event: EventSink | None = None,
                    artifacts_dir: PathLike | None = None, wait: float = 600.0, force: bool = False) -> str:
@@ -484,13 +487,15 @@ class Client(OgcActions):
         same path as ``up``; each group keeps its size now.  Returns the revision this made."""
         from cloudherd.engine import revisions
         from cloudherd.engine.apply import up
+        from cloudherd.spec.confine import Confinement
 
         _check_limits(connect_timeout=connect_timeout, wait=wait)
         infra = self.store.resolve(ref)
         if infra.state == InfraState.DESTROYED:
             raise UsageError(f"{infra.name} ({infra.id}) is destroyed: nothing to roll back")
         target = revisions.pick(self.store.revisions(infra.id), revision)
-        loaded = revisions.loaded_from(target, {g.name: g.count for g in infra.groups})
+        loaded = revisions.loaded_from(target, {g.name: g.count for g in infra.groups},
+                                       within=Confinement.from_record(infra.confined))
         await up(loaded, self.store, on_event=on_event, connect_timeout=connect_timeout, wait=wait,
                  origin=f"rollback to {target.number}")
         return (await self.history(infra.id))[-1]
@@ -527,6 +532,7 @@ class Client(OgcActions):
         """Go on with a paused (or cut short) rollout of the latest release, to the end (no more pauses)."""
         from cloudherd.engine import revisions
         from cloudherd.engine.apply import up
+        from cloudherd.spec.confine import Confinement
 
         _check_limits(connect_timeout=connect_timeout, wait=wait)
         infra = self.store.resolve(ref)
@@ -534,7 +540,8 @@ class Client(OgcActions):
         if infra.state == InfraState.DESTROYED or not rows:
             raise UsageError(f"{infra.name} ({infra.id}) has no rollout to resume")
         latest = rows[-1]
-        loaded = revisions.loaded_from(latest, {g.name: g.count for g in infra.groups})
+        loaded = revisions.loaded_from(latest, {g.name: g.count for g in infra.groups},
+                                       within=Confinement.from_record(infra.confined))
         await up(loaded, self.store, on_event=on_event, connect_timeout=connect_timeout, wait=wait,
                  origin=latest.origin, pause_after=0)
         return await self.rollout(infra.id)

@@ -90,6 +90,11 @@ async def up(
                          pause_after=pause_after)
 
 
+def confined_record(loaded: LoadedSpec) -> dict[str, Any] | None:
+    """What the infrastructure keeps of a network spec's confinement, so that every re-read is confined too."""
+    return loaded.within.as_record() if loaded.within is not None else None
+
+
 async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT, owner_id: str | None = None) -> str:
     """Record an infrastructure (its spec, groups and the node rows to make) without making anything: the
     manager's first pass creates and deploys it (Occopus' ``submit_infrastructure``).  Returns its id.
@@ -101,14 +106,15 @@ async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT
         identity = ensure_identity(store, _key_path(loaded))
         existing = store.active_named(spec.name)
         if existing is not None:
-            store.update_infrastructure(existing.id, spec_text=loaded.raw_text, spec_path=str(loaded.path.resolve()))
+            store.update_infrastructure(existing.id, spec_text=loaded.raw_text, spec_path=str(loaded.path.resolve()),
+                                        confined=confined_record(loaded))
             infra_id = existing.id
         else:
             check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", spec.name))
             infra_id = store.create_infrastructure(
                 name=spec.name, owner_id=owner_id or identity.user_id, state=InfraState.CREATING,
                 spec_path=str(loaded.path.resolve()), spec_text=loaded.raw_text, ssh_user=spec.ssh.user,
-                ssh_key_path=str(identity.key_path),
+                ssh_key_path=str(identity.key_path), confined=confined_record(loaded),
             ).id
         owner = store.user_by_id(owner_id) if owner_id else None
         revisions.begin(store, infra_id, loaded, owner.name if owner else identity.user_name, "submit",
@@ -130,13 +136,14 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
         infra = store.create_infrastructure(
             name=spec.name, owner_id=identity.user_id, state=InfraState.CREATING, spec_path=str(loaded.path.resolve()),
             spec_text=loaded.raw_text, ssh_user=spec.ssh.user, ssh_key_path=str(identity.key_path),
+            confined=confined_record(loaded),
         )
         store.add_event(infra.id, "up", f"up of {spec.name} started")
         emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name})"))
     else:
         infra = existing
         store.update_infrastructure(infra.id, state=InfraState.UPDATING, reason=None, spec_text=loaded.raw_text,
-                                    spec_path=str(loaded.path.resolve()))
+                                    spec_path=str(loaded.path.resolve()), confined=confined_record(loaded))
         store.add_event(infra.id, "up", f"converging {spec.name}")
         emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name}): converging"))
     release = revisions.begin(store, infra.id, loaded, identity.user_name, origin)
@@ -224,7 +231,8 @@ async def roll_out(loaded: LoadedSpec, roll: rollout.Rollout, release: Revision,
             store.set_infrastructure_state(infra_id, InfraState.FAILED, why)
             return why
         emit(sink, ProgressEvent("info", f"rolling back to revision {previous.number}"))
-        back = revisions.loaded_from(previous, {name: g.count for name, g in loaded.spec.groups.items()})
+        back = revisions.loaded_from(previous, {name: g.count for name, g in loaded.spec.groups.items()},
+                                     within=loaded.within)
         store.update_infrastructure(infra_id, spec_text=back.raw_text, spec_path=previous.spec_path)
         undo = revisions.begin(store, infra_id, back, release.author, f"rollback to {previous.number} (automatic)")
         await converge(back, store, roll.infra, roll.identity, roll.providers, roll.pool, roll.reach, sink,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from cloudherd.paths import data_dir
 from cloudherd.providers import Provider, make_provider
 from cloudherd.spec import LoadedSpec
+from cloudherd.spec.confine import Confinement
 from cloudherd.spec.loader import load_spec_text
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
@@ -82,10 +84,12 @@ def snapshot(infra: Infrastructure) -> LoadedSpec:
     parse is reused while its inputs stand: the text, its path, the process environment and the ``.env``
     beside it (its size and time).  Each caller gets its own copy of the mutable parts."""
     path = Path(infra.spec_path)
-    key = (infra.spec_text, str(path), hash(frozenset(os.environ.items())), _stamp(path.parent / ".env"))
+    within = Confinement.from_record(infra.confined)
+    key = (infra.spec_text, str(path), hash(frozenset(os.environ.items())), _stamp(path.parent / ".env"),
+           json.dumps(infra.confined, sort_keys=True))
     parsed = _parsed.get(key)
     if parsed is None:
-        parsed = load_spec_text(infra.spec_text, path, strict_env=False, read_scripts=False)
+        parsed = load_spec_text(infra.spec_text, path, strict_env=False, read_scripts=False, within=within)
         if len(_parsed) >= _PARSED_MAX:
             _parsed.pop(next(iter(_parsed)))
         _parsed[key] = parsed
@@ -94,7 +98,7 @@ def snapshot(infra: Infrastructure) -> LoadedSpec:
 
 
 _PARSED_MAX = 512  # specs kept parsed (a manager's infrastructures); the oldest goes first
-_parsed: dict[tuple[str, str, int, tuple[int, int] | None], LoadedSpec] = {}
+_parsed: dict[tuple[str, str, int, tuple[int, int] | None, str], LoadedSpec] = {}
 
 
 def _stamp(file: Path) -> tuple[int, int] | None:

@@ -19,6 +19,7 @@ from typing import Any
 from cloudherd.engine.context import Redactor
 from cloudherd.errors import UsageError
 from cloudherd.spec import LoadedSpec
+from cloudherd.spec.confine import Confinement
 from cloudherd.spec.loader import Script, load_spec_text
 from cloudherd.state.models import Revision
 from cloudherd.state.repo import Store
@@ -103,9 +104,12 @@ def pick(revisions: list[Revision], number: int | None) -> Revision:
     return earlier[-1]
 
 
-def loaded_from(revision: Revision, counts: Mapping[str, int], environ: Mapping[str, str] | None = None) -> LoadedSpec:
-    """The spec of ``revision`` with its stored scripts, each group that exists now kept at its size now."""
-    loaded = load_spec_text(revision.spec_text, Path(revision.spec_path), environ=environ, read_scripts=False)
+def loaded_from(revision: Revision, counts: Mapping[str, int], environ: Mapping[str, str] | None = None, *,
+                within: Confinement | None = None) -> LoadedSpec:
+    """The spec of ``revision`` with its stored scripts, each group that exists now kept at its size now
+    (``within``: the infrastructure's confinement, when its spec came over the network)."""
+    loaded = load_spec_text(revision.spec_text, Path(revision.spec_path), environ=environ, read_scripts=False,
+                            within=within)
     groups = (revision.bundle or {}).get("groups") or {}
     for name in loaded.spec.groups:
         stored = groups.get(name) or {}

@@ -118,11 +118,11 @@ async def create_infrastructure(request: Request, response: Response, who: Calle
     try:
         existing = None
         if converge:
-            existing = runtime.store.active_named(runtime.client._load(path, format).spec.name)
+            existing = runtime.store.active_named(runtime.client._load(path, format, runtime.within).spec.name)
             if existing is not None and existing.owner_id != who.user_id:
                 raise Conflict(f"the name {existing.name} is taken")
         infra_id = await runtime.client.submit(path, format=format, owner=who.user_id, attach=attach, wait=60.0,
-                                               new_only=not converge)
+                                               new_only=not converge, within=runtime.within)
     except BaseException:
         discard(path)
         raise
@@ -140,11 +140,11 @@ async def plan(request: Request, who: Caller,
     runtime = runtime_of(request)
     path = await spec_upload(request)
     try:
-        loaded = runtime.client._load(path, format)
+        loaded = runtime.client._load(path, format, runtime.within)
         existing = runtime.store.active_named(loaded.spec.name)
         if existing is not None and existing.owner_id != who.user_id:
             raise Conflict(f"the name {loaded.spec.name} is taken")
-        return await runtime.client.plan(path, format=format)
+        return await runtime.client.plan(path, format=format, within=runtime.within)
     finally:
         discard(path)
 

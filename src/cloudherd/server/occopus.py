@@ -31,7 +31,8 @@ async def submit_infrastructure(request: Request, who: Caller) -> dict[str, str]
     runtime = runtime_of(request)
     path = await spec_upload(request)
     try:
-        infra_id = await runtime.client.submit(path, owner=who.user_id, attach=True, wait=10.0, new_only=True)
+        infra_id = await runtime.client.submit(path, owner=who.user_id, attach=True, wait=10.0, new_only=True,
+                                               within=runtime.within)
     except BaseException:
         discard(path)
         raise

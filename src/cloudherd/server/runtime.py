@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudherd.api.client import Client
 from cloudherd.engine.manager import Manager
@@ -24,6 +24,9 @@ from cloudherd.lifecycle import InfraState
 from cloudherd.server.config import ServerConfig
 from cloudherd.server.live import LiveHub
 from cloudherd.state.repo import Store
+
+if TYPE_CHECKING:
+    from cloudherd.spec.confine import Confinement
 
 log = logging.getLogger("cloudherd.server")
 
@@ -43,6 +46,13 @@ class Runtime:
     @property
     def store(self) -> Store:
         return self.client.store
+
+    @property
+    def within(self) -> Confinement:
+        """What a spec sent to this server may use: the clouds of its configuration, nothing of its own."""
+        from cloudherd.spec.confine import Confinement
+
+        return Confinement(self.config.providers)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,3 +219,29 @@ def entry_stat(path: Path, where: Where, shown: str) -> os.stat_result | None:
                 return None
             raise where.error(f"{prefix}a broken symbolic link") from None
         raise where.error(f"{prefix}{_describe(exc)}") from None
+
+
+_PUBLIC_KEY = re.compile(rb"^\s*(ssh-(rsa|dss|ed25519|ed448)|ecdsa-sha2-\S+|sk-\S+)\s+[A-Za-z0-9+/=]+")
+
+
+def check_key(base: Path, key: str, where: Where, budget: Budget) -> None:
+    """``ssh.key`` names a private key file, or a place where one can be made on first use."""
+    path = Path(key).expanduser()
+    path = path if path.is_absolute() else base / path
+    info = entry_stat(path, where, key)
+    if info is None:
+        parent = path.parent
+        while True:
+            found = entry_stat(parent, where, str(parent))
+            if found is not None:
+                if not stat.S_ISDIR(found.st_mode):
+                    raise where.error(f"{key} cannot be made: {parent} is a file, not a folder")
+                return
+            if parent == parent.parent:
+                return
+            parent = parent.parent
+    if stat.S_ISDIR(info.st_mode):
+        raise where.error(f"{key} is a folder, not a private key file")
+    content = read_bytes(path, where, shown=key, budget=budget, limit=64 * 1024)
+    if _PUBLIC_KEY.match(content) and b"PRIVATE KEY" not in content:
+        raise where.error(f"{key} is a public key: name the private key (usually the same name without .pub)")

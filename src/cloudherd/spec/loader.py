@@ -24,16 +24,18 @@ from pydantic import ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from cloudherd.errors import SpecError
+from cloudherd.spec import confine
+from cloudherd.spec.confine import Confinement
 from cloudherd.spec.files import (
     MAX_FILE_BYTES,
     MAX_FOLDER_ENTRIES,
     MIB,
     Budget,
     Where,
+    check_key,
     describe_os_error,
     entry_stat,
     kind,
-    read_bytes,
     read_text,
     spec_error,
 )
@@ -66,6 +68,7 @@ class LoadedSpec:
     scripts: dict[str, list[Script]] = field(default_factory=dict)
     teardown: dict[str, Script | None] = field(default_factory=dict)
     secrets: set[str] = field(default_factory=set)
+    within: Confinement | None = None  # a network spec's confinement, kept with its infrastructure
 
     @property
     def name(self) -> str:
@@ -79,26 +82,28 @@ NodeDefs = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None  # or a fu
 
 
 def load_spec(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None, format: str | None = None,
-              node_defs: NodeDefs = None) -> LoadedSpec:
+              node_defs: NodeDefs = None, within: Confinement | None = None) -> LoadedSpec:
     """Read, substitute, validate and resolve the scripts of the spec at ``path``.
 
     OGC layout files and Occopus descriptions are read too: ``format`` forces one (``native``, ``ogc``,
     ``occopus``), else it is detected; ``node_defs`` are the Occopus node definitions imported earlier.
+    ``within`` confines a spec that came over the network (see :mod:`cloudherd.spec.confine`).
     """
     spec_path = Path(path)
     display = str(path)
     budget = Budget()
     text = read_text(spec_path, Where(display), budget=budget, yaml=True, streams=True)
     native, converted = convert(text, display, format=format, node_defs=node_defs)
-    return _load_mapped(native, converted, spec_path, environ=environ, budget=budget)
+    return _load_mapped(native, converted, spec_path, environ=environ, budget=budget, within=within)
 
 
 def load_specs(paths: Sequence[str | os.PathLike[str]], *, environ: Mapping[str, str] | None = None,
-               format: str | None = None, node_defs: NodeDefs = None) -> LoadedSpec:
+               format: str | None = None, node_defs: NodeDefs = None, within: Confinement | None = None
+               ) -> LoadedSpec:
     """One spec from several files: OGC layout files merge left to right (later keys win, ``{}`` removes a
     layout); one file of any format is :func:`load_spec`."""
     if len(paths) == 1:
-        return load_spec(paths[0], environ=environ, format=format, node_defs=node_defs)
+        return load_spec(paths[0], environ=environ, format=format, node_defs=node_defs, within=within)
     from cloudherd.spec import compat
     from cloudherd.spec.compat import ogc
 
@@ -116,7 +121,7 @@ def load_specs(paths: Sequence[str | os.PathLike[str]], *, environ: Mapping[str,
     shown = " + ".join(str(p) for p in paths)
     converted = ogc.convert(ogc.merge(trees), shown)
     native = dump_yaml(converted.data, f"merged from OGC files {shown}", converted.notes)
-    return _load_mapped(native, None, first, environ=environ, budget=budget)
+    return _load_mapped(native, None, first, environ=environ, budget=budget, within=within)
 
 
 def native_text(text: str, display: str, *, format: str | None = None, node_defs: NodeDefs = None) -> str:
@@ -167,11 +172,11 @@ def dump_yaml(data: Any, origin: str, notes: list[str]) -> str:
 
 
 def _load_mapped(text: str, converted: Any, path: Path, *, environ: Mapping[str, str] | None,
-                 budget: Budget) -> LoadedSpec:
+                 budget: Budget, within: Confinement | None) -> LoadedSpec:
     """Load native text; an error in a converted file's native form points at the foreign file's line."""
     display = str(path)
     try:
-        return _load(text, path, environ=environ, strict_env=True, read_scripts=True, budget=budget)
+        return _load(text, path, environ=environ, strict_env=True, read_scripts=True, budget=budget, within=within)
     except SpecError as exc:
         if converted is None or exc.file != display:
             raise
@@ -180,7 +185,7 @@ def _load_mapped(text: str, converted: Any, path: Path, *, environ: Mapping[str,
 
 def load_spec_text(
     text: str, path: Path, *, environ: Mapping[str, str] | None = None, strict_env: bool = True,
-    read_scripts: bool = True,
+    read_scripts: bool = True, within: Confinement | None = None,
 ) -> LoadedSpec:
     """Like :func:`load_spec` for text already read (``path`` names it and anchors relative files).
 
@@ -193,33 +198,43 @@ def load_spec_text(
     if len(text) > MAX_FILE_BYTES:
         raise spec_error(str(path), None, "", f"larger than {MAX_FILE_BYTES // MIB} MiB: "
                          f"a spec and each of its files are at most {MAX_FILE_BYTES // MIB} MiB")
-    return _load(text, path, environ=environ, strict_env=strict_env, read_scripts=read_scripts, budget=Budget())
+    return _load(text, path, environ=environ, strict_env=strict_env, read_scripts=read_scripts, budget=Budget(),
+                 within=within)
 
 
 def _load(
     text: str, path: Path, *, environ: Mapping[str, str] | None, strict_env: bool, read_scripts: bool,
-    budget: Budget,
+    budget: Budget, within: Confinement | None,
 ) -> LoadedSpec:
     display = str(path)
     try:
         return _load_checked(text, path, environ=environ, strict_env=strict_env, read_scripts=read_scripts,
-                             budget=budget)
+                             budget=budget, within=within)
     except RecursionError:  # belt and braces: parse_yaml bounds nesting well below Python's limit
         raise spec_error(display, None, "", "nested too deeply") from None
 
 
 def _load_checked(
     text: str, path: Path, *, environ: Mapping[str, str] | None, strict_env: bool, read_scripts: bool,
-    budget: Budget,
+    budget: Budget, within: Confinement | None,
 ) -> LoadedSpec:
     display = str(path)
     tree = parse_yaml(text, display)
     if not isinstance(tree, CommentedMap):
         raise spec_error(display, 1, "", "a spec must be a mapping with at least 'name' and 'groups'")
     lines = _line_index(tree)
+
+    def line_of(loc: Loc) -> int | None:
+        return _line_of(loc, lines)
+
+    if within is not None:  # a network spec: the server's clouds, no files or environment of the server's
+        confine.refuse_keys(tree, within, display, line_of)
+        environ = {}
     env = _environment(path.parent, environ, display, budget)
     secrets: set[str] = set()
     data = _plain(tree, (), env, lines, display, secrets, strict_env)
+    if within is not None and isinstance(data, dict):
+        data["providers"] = confine.offered_providers(within)
     try:
         _check_group_names(data)
         spec = Spec.model_validate(data, context={LENIENT: True} if not strict_env else None)
@@ -227,28 +242,31 @@ def _load_checked(
         raise _first_error(exc, lines, display, data) from None
     except _LocatedValueError as exc:
         raise spec_error(display, _line_of(exc.loc, lines), _dotted(exc.loc), exc.message) from None
-    loaded = LoadedSpec(spec=spec, path=path, raw_text=text, env=env, secrets=secrets)
+    if within is not None:
+        confine.check_groups(spec.groups, within, display, line_of)
+    loaded = LoadedSpec(spec=spec, path=path, raw_text=text, env=env, secrets=secrets, within=within)
     secrets.update(v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 4)
     # a group's env entry named like a secret is one, also when written in the spec as a literal
     secrets.update(v for g in spec.groups.values() for k, v in g.env.items() if _SECRET_NAME.search(k) and len(v) >= 4)
     if not read_scripts:
         return loaded
     if spec.ssh.key:
-        _check_key(path.parent, spec.ssh.key, Where(display, _line_of(("ssh", "key"), lines), "ssh.key"), budget)
+        check_key(path.parent, spec.ssh.key, Where(display, _line_of(("ssh", "key"), lines), "ssh.key"), budget)
     for group_name, group in spec.groups.items():
         loaded.scripts[group_name] = [
             script
             for index, entry in enumerate(group.scripts)
             for script in _read_scripts(path.parent, entry, ("groups", group_name, "scripts", index), lines, display,
-                                        budget)
+                                        budget, inside=within is not None)
         ]
         if group.user_data:
             loaded.scripts[group_name].insert(0, _user_data(path.parent, group.user_data,
                                                             ("groups", group_name, "user_data"), lines, display,
-                                                            budget))
+                                                            budget, inside=within is not None))
         if group.teardown:
             loc: Loc = ("groups", group_name, "teardown")
-            found = _read_scripts(path.parent, group.teardown, loc, lines, display, budget, one_file=True)
+            found = _read_scripts(path.parent, group.teardown, loc, lines, display, budget, one_file=True,
+                                  inside=within is not None)
             loaded.teardown[group_name] = found[0]
         else:
             loaded.teardown[group_name] = None
@@ -460,7 +478,8 @@ def _did_you_mean(loc: Loc, data: Any) -> str:
     return f" (did you mean '{close[0]}'?)" if close else f" (expected one of: {', '.join(fields)})"
 
 
-def _user_data(base: Path, value: str, loc: Loc, lines: Mapping[Loc, int], display: str, budget: Budget) -> Script:
+def _user_data(base: Path, value: str, loc: Loc, lines: Mapping[Loc, int], display: str, budget: Budget, *,
+               inside: bool) -> Script:
     """A group's ``user_data`` (py-smartdc's boot script) as its first script, run once per node: inline text
     or a file; ``#cloud-config`` runs its ``write_files`` and ``runcmd`` (as Occopus' contextualisation)."""
     where = Where(display, _line_of(loc, lines), _dotted(loc))
@@ -468,7 +487,7 @@ def _user_data(base: Path, value: str, loc: Loc, lines: Mapping[Loc, int], displ
     if inline:
         script = Script("user-data", f"{display}#user_data", value)
     else:
-        script = _read_scripts(base, value, loc, lines, display, budget, one_file=True)[0]
+        script = _read_scripts(base, value, loc, lines, display, budget, one_file=True, inside=inside)[0]
     if script.content.lstrip().startswith("#cloud-config"):
         from cloudherd.spec.compat.occopus import cloud_config_script
 
@@ -482,13 +501,13 @@ def _user_data(base: Path, value: str, loc: Loc, lines: Mapping[Loc, int], displ
 
 def _read_scripts(
     base: Path, entry: str | InlineScript, loc: Loc, lines: Mapping[Loc, int], display: str, budget: Budget, *,
-    one_file: bool = False,
+    one_file: bool = False, inside: bool = False,
 ) -> list[Script]:
     """A file is one script; a folder is its files in name order (hidden files and subfolders skipped).
 
     Every problem is located: at the spec line naming the entry (missing, a link loop, a FIFO, a folder
     without scripts, a folder where one file is wanted…) or at the line inside a script (not UTF-8, a
-    NUL byte, a template syntax error).
+    NUL byte, a template syntax error).  ``inside``: every file must resolve inside ``base`` (a network spec).
     """
     where = Where(display, _line_of(loc, lines), _dotted(loc))
     if isinstance(entry, InlineScript):  # written in the spec: its lines are the spec's
@@ -497,7 +516,9 @@ def _read_scripts(
         except jinja2.TemplateSyntaxError as exc:
             raise where.error(f"{entry.name}:{exc.lineno}: template error: {exc.message}") from None
         return [Script(entry.name, f"{display}#{entry.name}", entry.content)]
-    target = base / os.path.expanduser(entry)
+    target = base / (entry if inside else os.path.expanduser(entry))
+    if inside:  # before anything is looked at: not even whether a server's file exists is said
+        confine.check_inside(Path(os.path.realpath(target)), Path(os.path.realpath(base)), where, entry)
     info = entry_stat(target, where, entry)
     if info is None:
         raise where.error(f"no such file or folder: {entry}")
@@ -519,6 +540,8 @@ def _read_scripts(
             real = file.resolve()
         except (OSError, RuntimeError):
             real = Path(os.path.abspath(file))
+        if inside:
+            confine.check_inside(real, root, where, entry)
         source = str(real.relative_to(root)) if real.is_relative_to(root) else str(real)
         shown = str(Path(display).parent / source) if not os.path.isabs(source) else source
         content = read_text(file, where, shown=shown, budget=budget)
@@ -558,29 +581,3 @@ def _folder_scripts(folder: Path, entry: str, where: Where) -> list[Path]:
             raise where.error(f"{shown}: is {kind(info.st_mode)}, not a script file")
         files.append(path)
     return files
-
-
-_PUBLIC_KEY = re.compile(rb"^\s*(ssh-(rsa|dss|ed25519|ed448)|ecdsa-sha2-\S+|sk-\S+)\s+[A-Za-z0-9+/=]+")
-
-
-def _check_key(base: Path, key: str, where: Where, budget: Budget) -> None:
-    """``ssh.key`` names a private key file, or a place where one can be made on first use."""
-    path = Path(key).expanduser()
-    path = path if path.is_absolute() else base / path
-    info = entry_stat(path, where, key)
-    if info is None:
-        parent = path.parent
-        while True:
-            found = entry_stat(parent, where, str(parent))
-            if found is not None:
-                if not stat.S_ISDIR(found.st_mode):
-                    raise where.error(f"{key} cannot be made: {parent} is a file, not a folder")
-                return
-            if parent == parent.parent:
-                return
-            parent = parent.parent
-    if stat.S_ISDIR(info.st_mode):
-        raise where.error(f"{key} is a folder, not a private key file")
-    content = read_bytes(path, where, shown=key, budget=budget, limit=64 * 1024)
-    if _PUBLIC_KEY.match(content) and b"PRIVATE KEY" not in content:
-        raise where.error(f"{key} is a public key: name the private key (usually the same name without .pub)")

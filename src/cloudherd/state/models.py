@@ -50,6 +50,8 @@ class Infrastructure(Base):
     attached: Mapped[bool] = mapped_column(default=False)  # kept alive by `manage --all`
     last_pass_at: Mapped[datetime | None] = mapped_column()  # the manager's last reconcile pass
     last_pass: Mapped[str | None] = mapped_column(Text)  # what that pass did, in a line
+    # a spec that came over the network: the server's clouds it may use (spec/confine.py); None for a local one
+    confined: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     groups: Mapped[list[Group]] = relationship(back_populates="infrastructure", order_by="Group.position")
     nodes: Mapped[list[Node]] = relationship(back_populates="infrastructure", order_by="Node.name")
