@@ -688,18 +688,19 @@ class SyncClient(SyncOgcActions):
                                         no_rollback=no_rollback, pause_after=pause_after))
 
     def submit(self, spec: Specs, *, format: str | None = None, owner: str | None = None,
-               attach: bool = True, wait: float = 600.0, new_only: bool = False) -> str:
+               attach: bool = True, wait: float = 600.0, new_only: bool = False,
+               within: Confinement | None = None) -> str:
         """Record an infrastructure without making it (the manager's first pass does); returns its id."""
         return run_blocking(self.aio.submit(spec, format=format, owner=owner, attach=attach, wait=wait,
-                                            new_only=new_only))
+                                            new_only=new_only, within=within))
 
     def validate(self, spec: Specs, *, format: str | None = None) -> SpecSummary:
         """Load ``spec`` and render its scripts against the fleet it describes; touches nothing."""
         return run_blocking(self.aio.validate(spec, format=format))
 
-    def plan(self, spec: Specs, *, format: str | None = None) -> Plan:
+    def plan(self, spec: Specs, *, format: str | None = None, within: Confinement | None = None) -> Plan:
         """What ``up`` of ``spec`` would change; changes nothing."""
-        return run_blocking(self.aio.plan(spec, format=format))
+        return run_blocking(self.aio.plan(spec, format=format, within=within))
 
     def convert(self, spec: PathLike, *, format: str | None = None) -> str:
         """The native spec a foreign file means, as YAML."""
