@@ -47,6 +47,7 @@ from cloudherd.api.types import (
     User,
 )
 from cloudherd.errors import UsageError
+from cloudherd.inputs import whole
 from cloudherd.lifecycle import InfraState, NodeState
 
 if TYPE_CHECKING:
@@ -865,9 +866,10 @@ def _scale_change(change: str | int) -> tuple[str, int]:
     text = str(change).strip()
     kind = {"+": "add", "-": "remove", "=": "set"}.get(text[:1], "set")
     digits = text[1:] if text[:1] in "+-=" else text
-    if not digits.isdigit() or isinstance(change, bool):
+    amount = whole(digits, 9)
+    if amount is None or isinstance(change, bool):
         raise UsageError(f"a scale is +N, -N or =N (or N), got '{change}'")
-    return kind, int(digits)
+    return kind, amount
 
 
 def _bounds(infra: InfraRow) -> dict[str, tuple[int | None, int | None]]:

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request, Response
 
 from cloudherd.api.auth import Principal, aws_secret
 from cloudherd.api.autoscaling import AutoScaling, AwsError, Instance, LaunchConfig, ScalingGroupView, Tag
+from cloudherd.inputs import whole
 from cloudherd.server.sigv4 import SignatureError, verify
 
 NAMESPACE = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
@@ -105,13 +106,17 @@ def _bool(params: Params, name: str) -> bool:
     return params.get(name, "false").lower() == "true"
 
 
+MEMBER_DIGITS = 6  # Name.member.N: an index of more digits (or not ASCII) is no member
+
+
 def _members(params: Params, name: str) -> list[str]:
     """``Name.member.1``, ``Name.member.2``… in order."""
     found = []
     for key, value in params.items():
         prefix = f"{name}.member."
-        if key.startswith(prefix) and key[len(prefix):].isdigit():
-            found.append((int(key[len(prefix):]), value))
+        index = whole(key[len(prefix):], MEMBER_DIGITS) if key.startswith(prefix) else None
+        if index is not None:
+            found.append((index, value))
     return [value for _, value in sorted(found)]
 
 
@@ -122,8 +127,9 @@ def _structs(params: Params, name: str) -> list[dict[str, str]]:
     for key, value in params.items():
         if key.startswith(prefix):
             index, _, field = key[len(prefix):].partition(".")
-            if index.isdigit() and field:
-                found.setdefault(int(index), {})[field] = value
+            number = whole(index, MEMBER_DIGITS)
+            if number is not None and field:
+                found.setdefault(number, {})[field] = value
     return [found[i] for i in sorted(found)]
 
 
@@ -147,8 +153,9 @@ def _filter_structs(params: Params) -> list[dict[str, str]]:
     for key, value in params.items():
         if key.startswith("Filters.member."):
             index, _, rest = key[len("Filters.member."):].partition(".")
-            if index.isdigit():
-                found.setdefault(int(index), {})[rest] = value
+            number = whole(index, MEMBER_DIGITS)
+            if number is not None:
+                found.setdefault(number, {})[rest] = value
     return [found[i] for i in sorted(found)]
 
 

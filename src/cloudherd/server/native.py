@@ -31,6 +31,8 @@ from cloudherd.api.types import (
     Rollout,
 )
 from cloudherd.api.types import ScaleResult as ScaleAnswer
+from cloudherd.errors import UsageError
+from cloudherd.inputs import whole
 from cloudherd.lifecycle import InfraState
 from cloudherd.server.errors import Conflict, NotFound
 from cloudherd.server.runtime import Runtime
@@ -321,13 +323,16 @@ async def logs(request: Request, ref: str, who: Caller, node: str | None = None)
 @router.get("/infrastructures/{ref}/events", response_model=list[Event],
             responses={200: {"content": {"text/event-stream": {}}}})
 async def events(request: Request, ref: str, who: Caller,
-                 after: Annotated[int, Query(ge=0)] = 0, follow: bool = True,
+                 after: Annotated[int, Query(ge=0, le=2**62)] = 0, follow: bool = True,
                  last_event_id: Annotated[str | None, Header()] = None) -> Any:
     """The event log as Server-Sent Events (``id`` is the event's id: reconnect with ``Last-Event-ID`` to
     resume); with ``Accept: application/json`` (or ``follow=false``) the events so far as a JSON list."""
     runtime = runtime_of(request)
     infra = owned(runtime, who, ref)
-    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+    start = whole(last_event_id or "")
+    if last_event_id and start is None:
+        raise UsageError("Last-Event-ID is an event id: ASCII digits, at most 18")
+    start = after if start is None else start
     if "application/json" in request.headers.get("accept", "") and "text/event-stream" not in \
             request.headers.get("accept", ""):
         return await runtime.client.events(infra.id, after=start)

@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote_to_bytes
 
+from cloudherd.inputs import whole
+
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "autoscaling"
 TERMINATOR = "aws4_request"
@@ -195,9 +197,10 @@ def _expires(params: Params) -> int | None:
     raw = _param(params, "X-Amz-Expires")
     if raw is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PRESIGN_EXPIRES:
+    seconds = whole(raw, 9)
+    if seconds is None or not 1 <= seconds <= MAX_PRESIGN_EXPIRES:
         raise _incomplete(f"X-Amz-Expires must be a whole number of seconds from 1 to {MAX_PRESIGN_EXPIRES}.")
-    return int(raw)
+    return seconds
 
 
 def _build_claim(credential: str, signed_headers: str, signature: str, amz_date: str, *, presigned: bool,

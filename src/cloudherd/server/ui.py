@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from cloudherd.api.auth import Principal, authenticate
 from cloudherd.errors import CloudherdError, UsageError
+from cloudherd.inputs import whole
 from cloudherd.lifecycle import InfraState
 from cloudherd.server.runtime import Runtime
 
@@ -301,7 +302,7 @@ async def verb(request: Request, ref: str, verb: str) -> Response:
         return _back(infra, f"{infra.name} is being torn down")
     if verb == "rollback":
         revision = form.get("revision", "")
-        number = int(revision) if revision.isdigit() else None
+        number = whole(revision, 9)
         runtime.spawn(lambda: runtime.client.rollback(infra.id, number), f"rollback {infra.id}")
         return _back(infra, f"rolling back to revision {number or 'before the current one'}")
     return _page("missing.html", 404, ref=f"{ref}/{verb}")

@@ -1,0 +1,16 @@
+"""Whole numbers written by people and clients: ASCII digits only, and not too many of them.
+
+``str.isdigit()`` is true of ``²`` and of a 5000-digit string, and ``int()`` of the first raises while the
+second does not fit a database column: either was a 500.  Every face reads such numbers through here.
+"""
+
+from __future__ import annotations
+
+INT64_DIGITS = 18  # any number of this many digits fits a signed 64-bit column
+
+
+def whole(text: str, digits: int = INT64_DIGITS) -> int | None:
+    """``text`` as a whole number when it is 1 to ``digits`` ASCII digits; else None."""
+    if not 0 < len(text) <= digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
