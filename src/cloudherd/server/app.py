@@ -14,6 +14,7 @@ from fastapi import FastAPI, Response
 from cloudherd import __version__
 from cloudherd.api.client import Client
 from cloudherd.server.config import ServerConfig
+from cloudherd.server.gate import Gate
 from cloudherd.server.runtime import Runtime
 
 
@@ -47,6 +48,7 @@ def create_app(config: ServerConfig | None = None, *, db_url: str | None = None)
         return {"status": "ok" if ok else "unavailable", "version": __version__, **parts}
 
     errors.install(app)
+    app.add_middleware(Gate)
     app.include_router(native.router)
     app.include_router(occopus.router)
     app.include_router(autoscaling.router)

@@ -50,9 +50,9 @@ async def query(request: Request) -> Response:
                             start_down=runtime.start_down)
         result = await handler(model, params)
     except SignatureError as exc:
-        return _error(exc.code, str(exc), exc.status, request_id)
+        return aws_error(exc.code, str(exc), exc.status, request_id)
     except AwsError as exc:
-        return _error(exc.code, exc.message, exc.status, request_id)
+        return aws_error(exc.code, exc.message, exc.status, request_id)
     inner = f"<{action}Result>{result}</{action}Result>" if result is not None else ""
     xml = (f'<{action}Response xmlns="{NAMESPACE}">{inner}'
            f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>")
@@ -75,7 +75,7 @@ def _authenticate(store: Any, request: Request, body: bytes) -> Principal:
     return found[key_id]
 
 
-def _error(code: str, message: str, status: int, request_id: str) -> Response:
+def aws_error(code: str, message: str, status: int, request_id: str) -> Response:
     kind = "Receiver" if status >= 500 else "Sender"
     xml = (f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type><Code>{escape(code)}</Code>'
            f"<Message>{escape(message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
 
 from cloudherd.engine.locks import BusyError
 from cloudherd.errors import CloudherdError, NameTaken, SpecError, StateError, UsageError
@@ -18,6 +19,7 @@ from cloudherd.providers.base import ProviderError
 
 log = logging.getLogger("cloudherd.server")
 # where uploads are unpacked is the server's business: a spec error names the file as the caller sent it
+RETRY_AFTER = 5  # seconds a caller waits before trying again when the state database is away
 _UPLOADS = re.compile(r"/\S*/server/uploads/[0-9a-f]{32}/")
 
 
@@ -49,12 +51,60 @@ def clean(message: str) -> str:
     return _UPLOADS.sub("", message).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def database_fault(exc: BaseException) -> bool:
+    """Whether an error is the state database being away (down, restarting, out of connections): a 503 the
+    caller may retry, not a bug."""
+    from sqlalchemy.exc import DBAPIError, DisconnectionError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc.orig, OSError) or \
+            exc.__class__.__name__ in ("OperationalError", "InterfaceError")
+    return isinstance(exc, DisconnectionError | PoolTimeout | StateError)
+
+
+def unavailable(path: str) -> Response:
+    """503 with Retry-After, in the route's own format."""
+    message = "the state database is not answering; try again shortly"
+    if is_query_api(path):
+        from cloudherd.server.autoscaling import aws_error
+
+        answer = aws_error("ServiceUnavailable", message, 503, str(uuid.uuid4()))
+    else:
+        answer = JSONResponse({"detail": message}, status_code=503)
+    answer.headers["Retry-After"] = str(RETRY_AFTER)
+    return answer
+
+
+def too_large_answer(path: str, exc: HTTPException) -> Response:
+    if is_query_api(path):
+        from cloudherd.server.autoscaling import aws_error
+
+        return aws_error("RequestEntityTooLarge", str(exc.detail), 413, str(uuid.uuid4()))
+    return JSONResponse({"detail": exc.detail}, status_code=413)
+
+
+def is_query_api(path: str) -> bool:
+    return path in ("/", "/autoscaling")
+
+
 def install(app: FastAPI) -> None:
+    from cloudherd.server.gate import BodyTooLarge
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return too_large_answer(request.url.path, exc)
+
     @app.exception_handler(CloudherdError)
-    async def known(_request: Request, exc: CloudherdError) -> JSONResponse:
+    async def known(request: Request, exc: CloudherdError) -> Response:
+        if isinstance(exc, StateError):
+            return unavailable(request.url.path)
         return JSONResponse({"detail": clean(Exception.__str__(exc))}, status_code=status_of(exc))
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        if database_fault(exc):
+            log.warning("state database fault: %s", exc.__class__.__name__)
+            return unavailable(request.url.path)
         log.error("internal error: %s", exc.__class__.__name__, exc_info=exc)
         return JSONResponse({"detail": f"internal error ({exc.__class__.__name__})"}, status_code=500)

@@ -21,7 +21,11 @@ def unauthorized(detail: str = "a valid API token is required (Authorization: Be
 
 
 async def principal(request: Request) -> Principal:
-    """The caller, from ``Authorization: Bearer <token>``; 401 otherwise."""
+    """The caller, from ``Authorization: Bearer <token>``; 401 otherwise.  The gate (server/gate.py) has
+    checked it already, before the body was read: its answer is taken."""
+    checked = getattr(request.state, "principal", None)
+    if isinstance(checked, Principal):
+        return checked
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():

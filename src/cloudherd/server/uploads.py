@@ -21,6 +21,7 @@ from cloudherd.paths import data_dir, private_dir
 MAX_SPEC_BYTES = 1 << 20
 MAX_BUNDLE_BYTES = 50 << 20
 MAX_BUNDLE_FILES = 2000
+MAX_UNPACKED_BYTES = 4 * MAX_BUNDLE_BYTES
 SPEC_NAMES = ("cloudherd.yml", "cloudherd.yaml", "cloudherd.json")
 BUNDLE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar", "application/x-gtar",
                 "application/octet-stream")
@@ -58,16 +59,24 @@ def _bundle(body: bytes) -> Path:
         raise UsageError(f"the bundle is not a readable tar.gz: {exc}") from None
 
 
-def _unpack(archive: tarfile.TarFile) -> Path:
-    members = archive.getmembers()
-    if len(members) > MAX_BUNDLE_FILES:
-        raise UsageError(f"the bundle holds more than {MAX_BUNDLE_FILES} entries")
+def _index(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """The bundle's entries, checked one by one as its index is read: a bundle of 400 000 empty entries, or
+    one whose sizes add up past the limit, is refused at the first entry too many, not after all are read."""
+    members: list[tarfile.TarInfo] = []
     total = 0
-    for member in members:
+    for member in archive:
+        members.append(member)
+        if len(members) > MAX_BUNDLE_FILES:
+            raise UsageError(f"the bundle holds more than {MAX_BUNDLE_FILES} entries")
         _check_member(member)
         total += member.size
-    if total > 4 * MAX_BUNDLE_BYTES:
-        raise UsageError("the bundle unpacks to more than 200 MiB")
+        if total > MAX_UNPACKED_BYTES:
+            raise UsageError(f"the bundle unpacks to more than {MAX_UNPACKED_BYTES >> 20} MiB")
+    return members
+
+
+def _unpack(archive: tarfile.TarFile) -> Path:
+    members = _index(archive)
     folder = new_folder()
     for member in members:
         target = folder.joinpath(*_parts(member.name))
