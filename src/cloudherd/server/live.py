@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 SAMPLE_EVERY = 0.5  # seconds between two samples of what a page shows
 KEEP_ALIVE = 15.0  # seconds of quiet before a comment line keeps proxies from closing the stream
 RECHECK = 5.0  # seconds between two checks that a reader's login still holds (a revoked token ends its stream)
+DENIED = "denied"  # what :meth:`LiveHub.changes` yields when the reader's login no longer holds
 
 
 @dataclass
@@ -42,33 +44,47 @@ class LiveHub:
 
     async def stream(self, key: str, sample: Callable[[], str],
                      allowed: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[str]:
-        """Server-Sent Events: ``change`` with the digest each time it differs, the current one first.
+        """Server-Sent Events for a page: ``change`` with the digest each time it differs, the current one
+        first; ``denied`` and the end once ``allowed`` says no (the page goes back to its login)."""
+        yield "retry: 1000\n\n"
+        async for digest in self.changes(key, sample, allowed):
+            if digest == DENIED:
+                yield "event: denied\ndata: log in again\n\n"
+                return
+            yield f"event: change\ndata: {digest}\n\n" if digest else ": keep-alive\n\n"
 
-        ``sample`` (blocking: it reads the database) runs in a thread; the first reader's is the one used
-        for the key, so every reader of one key must mean the same thing by it.  ``allowed`` is asked every
-        ``RECHECK`` seconds: once it says no (the login was revoked), the stream sends ``denied`` and ends,
-        and the page goes back to its login."""
+    async def changes(self, key: str, sample: Callable[[], str],
+                      allowed: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[str]:
+        """The digest of ``key`` each time it differs (the current one first, when there is one), an empty
+        string after ``KEEP_ALIVE`` seconds of quiet, and :data:`DENIED` (then the end) once ``allowed`` says
+        no.
+
+        ``sample`` (blocking: it reads the database) runs in a thread; the first reader's is the one used for
+        the key, so every reader of one key must mean the same thing by it.  ``allowed`` is asked every
+        ``RECHECK`` seconds by a monotonic clock, however many changes come meanwhile: a revoked token ends
+        a busy stream as surely as a quiet one."""
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         watch = self._join(key, sample, queue)
         try:
-            yield "retry: 1000\n\n"
             if watch.digest:
-                yield f"event: change\ndata: {watch.digest}\n\n"
-            quiet = 0.0
+                yield watch.digest
+            now = time.monotonic()
+            check_at, quiet_until = now + RECHECK, now + KEEP_ALIVE
             while True:
                 try:
-                    digest = await asyncio.wait_for(queue.get(), RECHECK)
+                    digest = await asyncio.wait_for(queue.get(), max(0.0, min(check_at, quiet_until) - now))
                 except TimeoutError:
+                    digest = ""
+                now = time.monotonic()
+                if now >= check_at:
                     if allowed is not None and not await allowed():
-                        yield "event: denied\ndata: log in again\n\n"
+                        yield DENIED
                         return
-                    quiet += RECHECK
-                    if quiet >= KEEP_ALIVE:
-                        quiet = 0.0
-                        yield ": keep-alive\n\n"
-                    continue
-                quiet = 0.0
-                yield f"event: change\ndata: {digest}\n\n"
+                    now = time.monotonic()
+                    check_at = now + RECHECK
+                if digest or now >= quiet_until:
+                    quiet_until = now + KEEP_ALIVE
+                    yield digest
         finally:
             self._leave(key, queue)
 

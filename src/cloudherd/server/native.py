@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloudherd.api import views
-from cloudherd.api.auth import Principal
+from cloudherd.api.auth import Principal, authenticate
 from cloudherd.api.types import (
     Action,
     Event,
@@ -35,6 +35,7 @@ from cloudherd.errors import UsageError
 from cloudherd.inputs import whole
 from cloudherd.lifecycle import InfraState
 from cloudherd.server.errors import Conflict, NotFound
+from cloudherd.server.live import DENIED
 from cloudherd.server.runtime import Runtime
 from cloudherd.server.security import principal
 from cloudherd.server.uploads import discard, receive
@@ -341,25 +342,42 @@ async def events(request: Request, ref: str, who: Caller,
 
 
 async def _stream(request: Request, runtime: Runtime, infra_id: str, after: int, follow: bool) -> AsyncIterator[str]:
-    last, quiet = after, 0.0
+    """The events after ``after``, then (following) each new batch as it is written.  What wakes a reader is
+    the server's one sampler of this infrastructure's newest event id (``runtime.live``), however many
+    readers follow it; each reader then reads only what it has not seen.  The token is checked again every
+    few seconds: a revoked one ends the stream with a ``denied`` event."""
+    last = after
     yield "retry: 2000\n\n"
-    while True:
-        batch = await runtime.client.events(infra_id, after=last, limit=500)
-        for event in batch:
-            last = event.id
-            yield f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(event.model_dump(mode='json'))}\n\n"
-        if not follow and len(batch) < 500:
+
+    async def fresh() -> AsyncIterator[str]:
+        nonlocal last
+        while True:
+            batch = await runtime.client.events(infra_id, after=last, limit=500)
+            for event in batch:
+                last = event.id
+                yield f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(event.model_dump(mode='json'))}\n\n"
+            if len(batch) < 500:
+                return
+
+    async for text in fresh():
+        yield text
+    if not follow:
+        return
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+
+    async def allowed() -> bool:
+        return await asyncio.to_thread(authenticate, runtime.store, token) is not None
+
+    async for change in runtime.live.changes(f"events {infra_id}",
+                                             lambda: str(runtime.store.newest_event_id(infra_id)), allowed):
+        if change == DENIED:
+            yield "event: denied\ndata: the API token is no longer valid\n\n"
             return
-        if batch:
-            quiet = 0.0
-            continue
-        if await request.is_disconnected():
-            return
-        await asyncio.sleep(0.5)  # polling the event table: the database is the only channel between processes
-        quiet += 0.5
-        if quiet >= 15:
-            quiet = 0.0
+        if not change:
             yield ": keep-alive\n\n"
+            continue
+        async for text in fresh():
+            yield text
 
 
 def _job(row: Any) -> Job:
