@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from cloudherd.lifecycle import InfraState
 from cloudherd.server.runtime import Runtime
 
 COOKIE = "cloudherd_session"
+LOGIN_COOKIE = "cloudherd_login"  # the login form's CSRF token (double submit), on /ui/login only
 HERE = Path(__file__).parent
 RETIRED_SHOWN = 10
 STATIC = {"ui.js": "text/javascript", "ui.css": "text/css"}
@@ -65,17 +67,38 @@ def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
                                                             "style-src 'self'; frame-ancestors 'none'"})
 
 
-def _login_page(error: str | None = None, status: int = 200) -> HTMLResponse:
-    return _page("login.html", status, error=error)
+def _login_page(request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
+    """The login form, with its own CSRF token: a random value in a cookie of the login path, repeated in the
+    form (double submit).  A page on another site can make a browser post to ``/ui/login`` but cannot read
+    or set that cookie, so it cannot log the browser in as the attacker's own user."""
+    presented = request.cookies.get(LOGIN_COOKIE, "")
+    value = presented if _well_formed(presented) else secrets.token_urlsafe(24)
+    answer = _page("login.html", status, error=error, login_csrf=value)
+    answer.set_cookie(LOGIN_COOKIE, value, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                      path="/ui/login")
+    return answer
+
+
+def _well_formed(value: str) -> bool:
+    return 20 <= len(value) <= 64 and value.isascii() and all(c.isalnum() or c in "-_" for c in value)
+
+
+def _cross_site(request: Request) -> bool:
+    """Whether the browser says the request comes from another site: Fetch Metadata, else the Origin."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}"
 
 
 def _logged_out(request: Request, status: int = 200) -> HTMLResponse:
     """The login page for a request without a valid login: saying why when it had one (revoked since)."""
     if request.cookies.get(COOKIE):
-        answer = _login_page("Your login is no longer valid (its token was revoked): log in again.", 401)
+        answer = _login_page(request, "Your login is no longer valid (its token was revoked): log in again.", 401)
         answer.delete_cookie(COOKIE, path="/ui")
         return answer
-    return _login_page(status=status)
+    return _login_page(request, status=status)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -109,13 +132,20 @@ async def home(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    token = (await _form(request)).get("token", "").strip()
+    if _cross_site(request):
+        return _page("refused.html", 403, reason="a login from another site is refused: open this server's own page")
+    form = await _form(request)
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not _well_formed(expected) or not hmac.compare_digest(form.get("csrf", ""), expected):
+        return _login_page(request, "The login form had expired: paste the token again.", 403)
+    token = form.get("token", "").strip()
     who = await asyncio.to_thread(authenticate, _runtime(request).store, token) if token else None
     if who is None:
-        return _login_page("That token is not valid (unknown, revoked or mistyped).", 401)
+        return _login_page(request, "That token is not valid (unknown, revoked or mistyped).", 401)
     answer = RedirectResponse("/ui", status_code=303)
     answer.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
                       path="/ui")
+    answer.delete_cookie(LOGIN_COOKIE, path="/ui/login")
     return answer
 
 
