@@ -105,10 +105,12 @@ class LocalProvider(Provider):
                                       f"not {self.isolation!r}")
         shared = self.settings.get("shared") or [
             text for text in os.environ.get("CLOUDHERD_LOCAL_SHARED", "").split(",") if text.strip()]
+        hidden = self._hidden()
         try:
-            self.shares = [sandbox.Share.parse(str(text).strip()) for text in shared]
+            self.shares = [sandbox.Share.parse(str(text).strip(), hidden) for text in shared]
         except ValueError as exc:
-            raise InvalidRequestError(f"local provider: {exc}") from None
+            source = "setting shared" if self.settings.get("shared") else "CLOUDHERD_LOCAL_SHARED"
+            raise InvalidRequestError(f"local provider {name!r}, {source}: {exc}") from None
         self._notices: list[str] = []
         self._told = False
 
@@ -333,7 +335,9 @@ class LocalProvider(Provider):
         return cgroups
 
     def _hidden(self) -> builtins.list[Path]:
-        """Host folders a sandboxed node must not see: cloudherd's own (its database, keys, other nodes)."""
+        """Host folders a sandboxed node must not see: cloudherd's own (its database, keys, other nodes) —
+        at their own path and through every share that holds them (:func:`local_sandbox.hidden_in_node`);
+        a share of one of them, or of a folder inside one, is refused."""
         return sorted({data_dir().resolve(), self.root.resolve()})
 
     def _instance(self, meta: dict[str, Any]) -> Instance:

@@ -84,17 +84,42 @@ class Share:
     node: Path
 
     @classmethod
-    def parse(cls, text: str) -> Share:
+    def parse(cls, text: str, hidden: Sequence[Path] = ()) -> Share:
+        """``HOST[:NODE]``, links in HOST resolved; refused when HOST is one of the ``hidden`` folders
+        (resolved: cloudherd's own) or inside one: nodes never see them, whatever the way in."""
         host, _, node = text.partition(":")
         host_path = Path(host).expanduser().resolve()
-        node_path = Path(node) if node else host_path
+        node_path = Path(os.path.normpath(node)) if node else host_path  # no ".." out of the node's root
         if not node_path.is_absolute():
             raise ValueError(f"shared folder {text!r}: the path on the node must be absolute")
         if not host_path.is_dir():
             raise ValueError(f"shared folder {text!r}: {host_path} is not a folder on this computer")
         if "\n" in str(host_path) or "\t" in str(host_path) or "\n" in str(node_path) or "\t" in str(node_path):
             raise ValueError(f"shared folder {text!r}: a path may not hold tabs or newlines")
+        for folder in hidden:
+            if host_path.is_relative_to(folder):
+                where = "is" if host_path == folder else "is inside"
+                raise ValueError(f"shared folder {text!r}: {host_path} {where} cloudherd's own folder {folder} "
+                                 "(its keys, database and nodes), which nodes never see: share a folder outside it")
         return cls(host_path, node_path)
+
+    def shows(self, path: Path) -> Path | None:
+        """Where the host's ``path`` (resolved) is seen inside a node through this share, or None (not in it)."""
+        return self.node / path.relative_to(self.host) if path.is_relative_to(self.host) else None
+
+
+def hidden_in_node(hidden: Sequence[Path], shares: Sequence[Share]) -> list[Path]:
+    """The paths a node's set-up covers with an empty folder: each of the ``hidden`` host folders (resolved)
+    at its own path, and wherever a share shows it — a share of ``/``, of ``/root``, of the folder's parent
+    all hold it, under the share's path on the node (``/:/hostroot`` shows ``/root/x`` as ``/hostroot/root/x``)."""
+    folders = [Path(folder).resolve() for folder in hidden]
+    found = dict.fromkeys(folders)
+    for folder in folders:
+        for share in shares:
+            seen = share.shows(folder)
+            if seen is not None:
+                found[seen] = None
+    return sorted(found)
 
 
 @functools.cache
@@ -134,11 +159,12 @@ def command(folder: Path, name: str, supervisor: str, argv: Sequence[str]) -> li
 
 def environment(hide: Sequence[Path], shares: Sequence[Share], cgroup_procs: Sequence[Path],
                 home: str) -> dict[str, str]:
-    """The variables :data:`SETUP` reads its lists from (``home``: the login user's home, where the node's
-    own home folder is bound)."""
+    """The variables :data:`SETUP` reads its lists from (``hide``: host folders no node sees, covered at their
+    own path and inside every share that holds them; ``home``: the login user's home, where the node's own
+    home folder is bound)."""
     return {
         "CLOUDHERD_NODE_HOME": home,
-        "CLOUDHERD_HIDE": "\n".join(str(p) for p in hide),
+        "CLOUDHERD_HIDE": "\n".join(str(p) for p in hidden_in_node(hide, shares)),
         "CLOUDHERD_SHARED": "\n".join(f"{s.host}\t{s.node}" for s in shares),
         "CLOUDHERD_CGROUPS": "\n".join(str(p) for p in cgroup_procs),
     }

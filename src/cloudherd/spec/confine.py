@@ -5,7 +5,12 @@ manager) on the server.  Loaded *within* a :class:`Confinement`, it may use only
 what its sender sent:
 
 - **clouds**: only the providers of the server's configuration, by name, with the server's settings; a
-  spec's own ``providers:`` (which could ask for ``isolation: none`` or a share of ``/``) is refused;
+  spec's own ``providers:`` (which could ask for ``isolation: none`` or a share of ``/``) is refused, and so
+  is a group or a ``placement:`` place naming any other cloud (a bare type such as ``local`` would be made
+  with defaults, not the server's settings).  Provider settings (``shared:`` folders among them) come from
+  nowhere else: a group has no settings of its provider's, so the only shares a network spec's nodes get are
+  those its operator gave (the configuration's, or ``CLOUDHERD_LOCAL_SHARED`` in the server's environment),
+  inside which cloudherd's data folder stays hidden;
 - **files**: every script, teardown or ``user_data`` file resolves inside the spec's own folder (its
   upload or bundle), after links; ``ssh.key`` (a key file on the server) is refused;
 - **environment**: ``${VAR}`` and a template's ``env`` see the bundle's ``.env`` only, never the server's
@@ -60,12 +65,20 @@ def offered_providers(within: Confinement) -> dict[str, dict[str, Any]]:
 
 
 def check_groups(groups: Mapping[str, Any], within: Confinement, display: str, line_of: Any) -> None:
-    """Each group names a cloud the server offers (a bare type such as ``local`` is a cloud of its own)."""
+    """Each group names a cloud the server offers, and so does each place of its ``placement:``: a bare type
+    such as ``local`` or ``aws`` is a cloud of its own, made with no settings of the server's configuration
+    (the server's ambient credentials, its default ``isolation`` and ``shared`` folders)."""
     for name, group in groups.items():
         if group.provider not in within.providers:
             raise spec_error(display, line_of(("groups", name, "provider")) or line_of(("groups", name)),
                              f"groups.{name}.provider",
                              f"'{group.provider}' is not offered by this server (offered: {within.offered()})")
+        for index, place in enumerate(group.placement):
+            if place.provider not in within.providers:
+                loc = ("groups", name, "placement", index)
+                raise spec_error(display, line_of((*loc, "provider")) or line_of(loc) or line_of(("groups", name)),
+                                 f"groups.{name}.placement.{index}.provider",
+                                 f"'{place.provider}' is not offered by this server (offered: {within.offered()})")
 
 
 def check_inside(real: Path, root: Path, where: Where, entry: str) -> None:
