@@ -24,10 +24,16 @@ class Served:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    args: tuple[str, ...] = ()  # more options of `cloudherd serve` (--tls-self-signed…)
+    verify: Any = True  # what httpx checks the server's certificate with, over https
+
+    @property
+    def scheme(self) -> str:
+        return "https" if any(a.startswith("--tls") for a in self.args) else "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -37,7 +43,8 @@ class Served:
         self.log = self.home.parent / f"serve-{self.port}-{time.monotonic_ns()}.log"
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cloudherd", "serve", "--config", str(self.config), "--port", str(self.port)],
+                [sys.executable, "-m", "cloudherd", "serve", "--config", str(self.config), "--port", str(self.port),
+                 *self.args],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_until(self._answers, timeout=60, what=f"serve on port {self.port} (log: {self.log})")
         return self
@@ -47,7 +54,7 @@ class Served:
         if self.process.poll() is not None:
             raise AssertionError(f"serve exited {self.process.returncode}: {self.log_text()}")
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+            return httpx.get(f"{self.url}/healthz", timeout=2, verify=self._verify()).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -90,7 +97,16 @@ class Served:
 
     def client(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=self._verify())
+
+    def _verify(self) -> Any:
+        """The made certificate, once serve has made it (until then, nothing answers anyway)."""
+        made = self.home / "server" / "tls" / "cert.pem"
+        if self.verify is True and "--tls-self-signed" in self.args:
+            import ssl
+
+            return ssl.create_default_context(cafile=str(made)) if made.exists() else False
+        return self.verify
 
 
 def write_config(folder: Path, clouds: dict[str, str], **extra: Any) -> Path:

@@ -23,13 +23,20 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(5000, "--port", "-p", min=1, max=65535, help="Port to listen on."),
     config: Path | None = typer.Option(None, "--config", help="Server file: the clouds it offers (`providers:`)."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="HTTPS: the certificate (PEM, chain first)."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="HTTPS: its private key (PEM)."),
+    tls_self_signed: bool = typer.Option(False, "--tls-self-signed",
+                                         help="HTTPS with a certificate made once and kept in the data folder "
+                                              "(its fingerprint is printed at start)."),
 ) -> None:
     """Serve the REST API (native /v1, Occopus' /infrastructures/, AWS Auto Scaling at /autoscaling) and keep
     every attached infrastructure alive.  SIGTERM or Ctrl-C: the current passes finish, nothing is torn down."""
     def start() -> None:
         from cloudherd.server.config import load_config
+        from cloudherd.server.tls import configured, plain_warning
 
         settings = load_config(config)
+        tls = configured(tls_cert, tls_key, tls_self_signed, host)
         try:
             import uvicorn
 
@@ -40,9 +47,16 @@ def serve(
             raise UsageError(f"the server needs its extra ({exc.name} is missing): "
                              "pip install 'cloudherd[server]'") from None
         offered = ", ".join(f"{name} ({p.get('type')})" for name, p in settings.providers.items())
-        err.print(f"cloudherd serve on http://{host}:{port} — clouds: {offered}; docs at /docs")
+        scheme = "https" if tls else "http"
+        err.print(f"cloudherd serve on {scheme}://{host}:{port} — clouds: {offered}; docs at /docs", highlight=False)
+        if tls is not None:
+            err.print(f"TLS certificate {tls.cert} — SHA-256 {tls.fingerprint}", highlight=False)
+        warning = plain_warning(host, tls)
+        if warning:
+            err.print(warning, style="yellow", highlight=False)
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=60)
+                    timeout_graceful_shutdown=60, ssl_certfile=str(tls.cert) if tls else None,
+                    ssl_keyfile=str(tls.key) if tls else None)
 
     _guard(start)
 

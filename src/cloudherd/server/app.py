@@ -31,7 +31,7 @@ def create_app(config: ServerConfig | None = None, *, db_url: str | None = None)
         finally:
             await runtime.stop()
 
-    app = FastAPI(title="cloudherd", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="cloudherd", version=__version__, lifespan=lifespan, default_response_class=errors.ServerJSON,
                   description="Fleets of machines from one spec: create, keep alive, scale, run commands, "
                               "tear down. Every route but /healthz needs `Authorization: Bearer <token>` "
                               "(`cloudherd token create`).")

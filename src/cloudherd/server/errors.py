@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,7 +21,7 @@ from cloudherd.providers.base import ProviderError
 log = logging.getLogger("cloudherd.server")
 # where uploads are unpacked is the server's business: a spec error names the file as the caller sent it
 RETRY_AFTER = 5  # seconds a caller waits before trying again when the state database is away
-_UPLOADS = re.compile(r"/\S*/server/uploads/[0-9a-f]{32}/")
+_UPLOADS = re.compile(r"/[^\s\"'<>]*/server/uploads/[0-9a-f]{32}/")
 
 
 class Conflict(UsageError):
@@ -86,6 +87,14 @@ def too_large_answer(path: str, exc: HTTPException) -> Response:
 
 def is_query_api(path: str) -> bool:
     return path in ("/", "/autoscaling")
+
+
+class ServerJSON(JSONResponse):
+    """The JSON of every answer, with the server's own folders left out: a spec sent as ``cloudherd.yml`` is
+    ``cloudherd.yml`` (and its script ``cloudherd.yml#show.sh``) to its sender, not a path on the server."""
+
+    def render(self, content: Any) -> bytes:
+        return _UPLOADS.sub("", super().render(content).decode("utf-8")).encode("utf-8")
 
 
 def install(app: FastAPI) -> None:

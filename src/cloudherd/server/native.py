@@ -34,7 +34,7 @@ from cloudherd.api.types import ScaleResult as ScaleAnswer
 from cloudherd.errors import UsageError
 from cloudherd.inputs import whole
 from cloudherd.lifecycle import InfraState
-from cloudherd.server.errors import Conflict, NotFound
+from cloudherd.server.errors import Conflict, NotFound, clean
 from cloudherd.server.live import DENIED
 from cloudherd.server.runtime import Runtime
 from cloudherd.server.security import principal
@@ -355,7 +355,8 @@ async def _stream(request: Request, runtime: Runtime, infra_id: str, after: int,
             batch = await runtime.client.events(infra_id, after=last, limit=500)
             for event in batch:
                 last = event.id
-                yield f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(event.model_dump(mode='json'))}\n\n"
+                data = clean(json.dumps(event.model_dump(mode="json")))
+                yield f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
             if len(batch) < 500:
                 return
 

@@ -30,6 +30,7 @@ from cloudherd.api.auth import Principal, authenticate
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.inputs import whole
 from cloudherd.lifecycle import InfraState
+from cloudherd.server.errors import clean
 from cloudherd.server.runtime import Runtime
 
 COOKIE = "cloudherd_session"
@@ -61,7 +62,7 @@ async def _who(request: Request) -> tuple[Principal, str] | None:
 
 
 def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
-    return HTMLResponse(_templates.get_template(name).render(**values), status_code=status,
+    return HTMLResponse(clean(_templates.get_template(name).render(**values)), status_code=status,
                         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                  "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
                                                             "style-src 'self'; frame-ancestors 'none'"})
