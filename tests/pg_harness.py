@@ -60,10 +60,27 @@ class Postgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
+    def pause(self) -> None:
+        """Stop the server, keeping its data: an outage (``resume`` ends it)."""
+        done = subprocess.run(_as_owner([str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast",
+                                         "-w", "stop"]), capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+
+    def resume(self) -> None:
+        done = subprocess.run(_as_owner([str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-o",
+                                         _options(self.port, self.folder), "-l", str(self.folder / "log"), "-w",
+                                         "start"]), capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+
     def stop(self) -> None:
         subprocess.run(_as_owner([str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast",
                                   "-w", "stop"]), capture_output=True, timeout=60, check=False)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _options(port: int, folder: Path) -> str:
+    return f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} -c fsync=off " \
+           "-c max_connections=200"
 
 
 def start_postgres() -> Postgres:
@@ -80,8 +97,7 @@ def start_postgres() -> Postgres:
                                      "--no-sync", "-E", "UTF8"]), **run)  # type: ignore[call-overload]
     if made.returncode != 0:
         raise RuntimeError(f"initdb failed: {made.stderr.strip()[-500:]}")
-    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} -c fsync=off " \
-              "-c max_connections=200"
+    options = _options(port, folder)
     started = subprocess.run(_as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l",
                                         str(folder / "log"), "-w", "start"]), **run)  # type: ignore[call-overload]
     if started.returncode != 0:

@@ -428,12 +428,12 @@ class Store(ServerState):
         with self.reading() as s:
             return list(s.scalars(select(Event).where(Event.infrastructure_id == infrastructure_id).order_by(Event.id)))
 
-    def events_after(self, infrastructure_id: str, after_id: int = 0, limit: int | None = None) -> list[Event]:
     def newest_event_id(self, infrastructure_id: str) -> int:
         """The id of the infrastructure's newest event (0 when none): what a live stream samples."""
         with self.reading() as s:
             return s.scalar(select(func.max(Event.id)).where(Event.infrastructure_id == infrastructure_id)) or 0
 
+    def events_after(self, infrastructure_id: str, after_id: int = 0, limit: int | None = None) -> list[Event]:
         """Events newer than ``after_id``, oldest first (``events --follow`` polls with the last id seen)."""
         with self.reading() as s:
             query = select(Event).where(Event.infrastructure_id == infrastructure_id, Event.id > after_id
