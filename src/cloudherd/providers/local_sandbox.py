@@ -2,19 +2,27 @@
 
 Why: a local node's scripts are the scripts people write for clouds (``apt-get install -y nginx``,
 ``echo … > /etc/…``, ``rm -rf ~/x``).  Run on the host they would change the user's own computer.  In a
-sandbox each node's SSH server runs in its own mount, PID and UTS namespaces, chrooted into an overlay
+sandbox each node's SSH server runs in its own mount, PID, UTS, IPC and cgroup namespaces, in an overlay
 whose lower layer is the host's ``/`` (read through, never written) and whose upper layer is the node's
-folder: what a script writes lands in that node alone and goes with it.  ``/proc``, ``/tmp`` and
-``/run`` are the node's own; cloudherd's data folder is hidden; the node's folder is bound in at the
-same path (its host key, work folder and sshd's pid file are where the host expects them), its home
-folder at the login user's home (a home of its own, with /etc/skel's files: the user's own files —
-credentials, shell start-up — are neither seen nor changed), and so are the ``shared:`` folders of the
-spec (cloudherd's own folder stays hidden inside them too).
+folder: what a script writes lands in that node alone and goes with it.  ``/proc``, ``/tmp``, ``/run`` and
+``/dev`` are the node's own (``/dev`` holds null, zero, random, tty and its own pseudo-terminals: no disk
+of the host); cloudherd's data folder is hidden; the node's folder is bound in at the same path (its host
+key, work folder and sshd's pid file are where the host expects them), its home folder at the login user's
+home (a home of its own, with /etc/skel's files: the user's own files — credentials, shell start-up — are
+neither seen nor changed), and so are the ``shared:`` folders of the spec (cloudherd's own folder stays
+hidden inside them too).
 
-Built on util-linux ``unshare`` (always there on Linux): Debian 12's bubblewrap (0.8) has no overlay.
-``unshare`` keeps a parent process outside the namespaces that ignores SIGTERM; the namespace's pid 1
-is the node's supervisor shell, and when it ends the kernel ends every process of the node, daemons a
-script started included, and its mounts go with the namespace.
+A boundary, not a view: the node moves into its root with ``pivot_root`` and the host's root is unmounted
+(a ``chroot`` can be left by a root that chroots again), ``/sys`` and ``/proc/sys`` are read-only, and
+the supervisor runs with ``no_new_privs`` and a bounding set of only what a machine's root needs
+(:data:`KEEP_CAPS`): without ``CAP_SYS_ADMIN`` the hiding mounts cannot be lifted, without
+``CAP_SYS_MODULE`` / ``CAP_SYS_RAWIO`` / ``CAP_MKNOD`` / ``CAP_DAC_READ_SEARCH`` the kernel and the host's
+disks are out of reach.
+
+Built on util-linux (``unshare``, ``pivot_root``, ``setpriv``: always there on Linux): Debian 12's
+bubblewrap (0.8) has no overlay.  ``unshare`` keeps a parent process outside the namespaces that ignores
+SIGTERM; the namespace's pid 1 is the node's supervisor shell, and when it ends the kernel ends every
+process of the node, daemons a script started included, and its mounts go with the namespace.
 
 Limits come from the node's size, through cgroups (v2 ``cpu.max`` / ``memory.max``, or v1
 ``cpu.cfs_quota_us`` / ``memory.limit_in_bytes`` where that is what the host has): the sandbox's pid 1
@@ -32,9 +40,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# The namespace's pid 1: joins the cgroups, builds the node's root, names the host, then runs the
-# supervisor chrooted.  Arguments: FOLDER NAME SUPERVISOR COMMAND...; lists come in variables, one item a
-# line (paths may hold spaces, not newlines).
+# The namespace's pid 1: joins the cgroups, builds the node's root, names the host, then moves into that
+# root for good (pivot_root, the host's root unmounted) and runs the supervisor with the capabilities a
+# machine's root needs and none that lead out.  Arguments: FOLDER NAME SUPERVISOR COMMAND...; lists come
+# in variables, one item a line (paths may hold spaces, not newlines).
 SETUP = r"""
 set -eu
 F=$1; NAME=$2; SUPERVISOR=$3; shift 3
@@ -47,9 +56,25 @@ for procs in ${CLOUDHERD_CGROUPS:-}; do echo 0 > "$procs"; done
 mkdir -p "$F/upper" "$F/overlay-work" "$R"
 mount -t overlay cloudherd-node -o "lowerdir=/,upperdir=$F/upper,workdir=$F/overlay-work" "$R"
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
-mount --rbind /dev "$R/dev"
+for knob in sys sysrq-trigger irq bus fs; do  # the kernel's settings: read, never written, from a node
+  if [ -e "$R/proc/$knob" ]; then mount --bind "$R/proc/$knob" "$R/proc/$knob"
+    mount -o remount,bind,ro,nosuid,nodev,noexec "$R/proc/$knob"; fi
+done
+for secret in kcore keys timer_list sched_debug kallsyms; do
+  if [ -e "$R/proc/$secret" ]; then mount --bind /dev/null "$R/proc/$secret"; fi
+done
+# a /dev of its own: the harmless devices, its own pseudo-terminals; no disk, no /dev/mem, no kmsg
+mount -t tmpfs -o mode=755,nosuid,noexec,size=64k tmpfs "$R/dev"
+for dev in null zero full random urandom tty; do
+  touch "$R/dev/$dev"; mount --bind "/dev/$dev" "$R/dev/$dev"
+done
+mkdir -p "$R/dev/pts" "$R/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620,nosuid,noexec devpts "$R/dev/pts"
+ln -s pts/ptmx "$R/dev/ptmx"; ln -s /proc/self/fd "$R/dev/fd"
+ln -s /proc/self/fd/0 "$R/dev/stdin"; ln -s /proc/self/fd/1 "$R/dev/stdout"; ln -s /proc/self/fd/2 "$R/dev/stderr"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/dev/shm"
-mount --rbind /sys "$R/sys"
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys"
+mount -t tmpfs -o ro,mode=755,nosuid,nodev,noexec,size=4k tmpfs "$R/sys/fs/cgroup"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/tmp"
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$R/run"
 mkdir -p "$R/run/sshd" "$R/run/lock"
@@ -59,7 +84,7 @@ for pair in ${CLOUDHERD_SHARED:-}; do
   mount --bind "$host" "$R$inside"
 done
 for hidden in ${CLOUDHERD_HIDE:-}; do
-  if [ -d "$R$hidden" ]; then mount -t tmpfs -o mode=700 tmpfs "$R$hidden"; fi
+  if [ -d "$R$hidden" ]; then mount -t tmpfs -o mode=700,size=4k tmpfs "$R$hidden"; fi
 done
 if [ -n "${CLOUDHERD_NODE_HOME:-}" ]; then
   mkdir -p "$R$CLOUDHERD_NODE_HOME"
@@ -68,10 +93,24 @@ fi
 mkdir -p "$R$F"
 mount --bind "$F" "$R$F"
 hostname "$NAME"
-unset CLOUDHERD_CGROUPS CLOUDHERD_HIDE CLOUDHERD_SHARED CLOUDHERD_NODE_HOME
+KEEP=$CLOUDHERD_KEEP_CAPS
+unset CLOUDHERD_CGROUPS CLOUDHERD_HIDE CLOUDHERD_SHARED CLOUDHERD_NODE_HOME CLOUDHERD_KEEP_CAPS
 IFS=' '
-exec chroot "$R" /bin/sh -c "$SUPERVISOR" "$NAME" "$@"
+cd "$R"
+mkdir -p .cloudherd-host
+pivot_root . .cloudherd-host
+cd /
+umount -l /.cloudherd-host
+rmdir /.cloudherd-host
+exec unshare --cgroup setpriv --no-new-privs --inh-caps=-all --bounding-set="$KEEP" \
+  /bin/sh -c "$SUPERVISOR" "$NAME" "$@"
 """
+
+# What root inside a node keeps: enough to be a machine's root (own files, users, an SSH server that
+# drops privileges into its chroot, ports below 1024, ping); none of what reaches the host — no mount,
+# module, raw I/O, ptrace, file handles (DAC_READ_SEARCH), time, or network administration.
+KEEP_CAPS = ("chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "net_bind_service",
+             "net_raw", "sys_chroot", "audit_write", "setfcap", "ipc_lock", "sys_nice")
 
 ISOLATION_MODES = ("auto", "required", "none")
 
@@ -127,8 +166,9 @@ def unavailable() -> str | None:
     """Why nodes cannot be sandboxed on this computer, or None when they can (checked once, by trying)."""
     if os.geteuid() != 0:
         return "isolation needs root (mount namespaces and overlays); run as root or set isolation: none"
-    if shutil.which("unshare") is None or shutil.which("chroot") is None:
-        return "isolation needs util-linux's unshare and coreutils' chroot"
+    missing = [tool for tool in ("unshare", "setpriv", "pivot_root") if shutil.which(tool) is None]
+    if missing:
+        return f"isolation needs util-linux's {', '.join(missing)}"
     try:
         filesystems = Path("/proc/filesystems").read_text()
     except OSError:
@@ -153,8 +193,8 @@ def unavailable() -> str | None:
 
 def command(folder: Path, name: str, supervisor: str, argv: Sequence[str]) -> list[str]:
     """The command line that runs ``argv`` (the SSH server) under ``supervisor`` inside the node's sandbox."""
-    return ["unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child=SIGTERM", "--propagation", "private",
-            "sh", "-c", SETUP, "cloudherd-node", str(folder), name, supervisor, *argv]
+    return ["unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child=SIGTERM", "--propagation",
+            "private", "sh", "-c", SETUP, "cloudherd-node", str(folder), name, supervisor, *argv]
 
 
 def environment(hide: Sequence[Path], shares: Sequence[Share], cgroup_procs: Sequence[Path],
@@ -167,6 +207,7 @@ def environment(hide: Sequence[Path], shares: Sequence[Share], cgroup_procs: Seq
         "CLOUDHERD_HIDE": "\n".join(str(p) for p in hidden_in_node(hide, shares)),
         "CLOUDHERD_SHARED": "\n".join(f"{s.host}\t{s.node}" for s in shares),
         "CLOUDHERD_CGROUPS": "\n".join(str(p) for p in cgroup_procs),
+        "CLOUDHERD_KEEP_CAPS": "-all," + ",".join(f"+{cap}" for cap in KEEP_CAPS),
     }
 
 
