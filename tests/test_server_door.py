@@ -144,6 +144,6 @@ def test_the_bundle_limit_holds_for_an_unpacked_size(tmp_path: Path) -> None:
         info = tarfile.TarInfo("big")
         info.size = uploads.MAX_UNPACKED_BYTES + 1
         archive.addfile(info)  # a header only: its size is what the index says
-    with pytest.raises(UsageError, match="unpacks to more than"):
-        with tarfile.open(fileobj=io.BytesIO(raw.getvalue()), mode="r:") as archive:
-            uploads._index(archive)
+    with pytest.raises(UsageError, match="unpacks to more than"), \
+            tarfile.open(fileobj=io.BytesIO(raw.getvalue()), mode="r:") as archive:
+        uploads._index(archive)
