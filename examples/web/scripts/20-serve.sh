@@ -1,6 +1,6 @@
 #!/bin/sh
-# Serve a page naming this node, on this node's own address: local nodes share the computer's network,
-# so each listens on its 127.x address rather than on every address.
+# Serve a page naming this node, on this node's own address (a sandboxed node has a network of its own and
+# could listen everywhere; an unsandboxed one shares the computer's, where the node's address is its own).
 set -eu
 cat > /etc/nginx/sites-enabled/default <<'CONF'
 server {

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudherd.paths import data_dir
+from cloudherd.providers import local_net
 from cloudherd.providers import local_sandbox as sandbox
 from cloudherd.providers.base import (
     CreateRequest,
@@ -280,8 +281,11 @@ class LocalProvider(Provider):
         """Start the node's server on a free loopback address and wait until it accepts TCP."""
         folder = self.root / meta["id"]
         last_error = ""
+        own_network = bool(meta.get("isolated")) and local_net.unavailable() is None
         for _attempt in range(attempts):
-            if "address" not in meta or _attempt > 0:
+            if own_network:
+                await self._own_address(meta)
+            elif "address" not in meta or _attempt > 0:
                 meta["address"], meta["port"] = _free_address(self.root)
             meta.pop("server_identity", None)
             for stale in ("sshd.pid", "sshd.ns.pid"):  # a stale one names a process long gone
@@ -296,6 +300,8 @@ class LocalProvider(Provider):
                     if meta.get("isolated"):
                         cgroups = self._cgroups(meta)
                         argv = sandbox.command(folder, meta["name"], _SUPERVISOR, server)
+                        if own_network:
+                            argv = [*local_net.enter(meta["netns"]), *argv]
                         env.update(sandbox.environment(self._hidden(), self.shares, cgroups.procs,
                                                        pwd.getpwnam(meta["user"]).pw_dir))
                     else:
@@ -325,6 +331,18 @@ class LocalProvider(Provider):
             last_error = _tail(folder / "server.log")
             _kill(process.pid)
         raise ProviderError(f"local node {meta['name']}: SSH server did not start: {last_error}")
+
+    async def _own_address(self, meta: dict[str, Any]) -> None:
+        """The node's network namespace and address on the bridge: kept across a stop and start, claimed anew
+        when it is gone (a reboot clears them)."""
+        if meta.get("netns") and local_net.netns_path(meta["netns"]).exists():
+            return
+        try:
+            meta["address"], meta["netns"] = await asyncio.to_thread(local_net.claim, self.root / meta["id"])
+        except local_net.NetError as exc:
+            raise ProviderError(f"local node {meta['name']}: {exc}") from None
+        meta["port"] = 22
+        _write_meta(self.root / meta["id"], meta)
 
     def _cgroups(self, meta: dict[str, Any]) -> sandbox.Cgroups:
         """The node's cgroups, made (again, on a start) with its size's limits; what they are is recorded."""
@@ -377,6 +395,8 @@ class LocalProvider(Provider):
             _unpartition(meta)
             _stop_processes(folder, meta)
             sandbox.remove_cgroups(meta.get("cgroups") or ())
+            if meta.get("netns"):
+                local_net.release(meta["netns"])
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -763,8 +783,13 @@ def _partition(folder: Path, meta: dict[str, Any]) -> str:
     if not address:
         raise ProviderError(f"local node {meta['name']}: no address to cut off")
     table = _nft_table(meta)
-    rules = (f"table inet {table} {{\n chain out {{\n  type filter hook output priority -10; policy accept;\n"
-             f"  ip daddr {address} drop\n  ip saddr {address} drop\n }}\n}}\n")
+    if meta.get("netns"):  # its own network: the link is cut inside the node, from the host and siblings alike
+        rules = (f"table inet {table} {{\n chain inbound {{\n  type filter hook input priority -10; policy accept;\n"
+                 "  iifname \"eth0\" drop\n }\n chain outbound {\n  type filter hook output priority -10; "
+                 "policy accept;\n  oifname \"eth0\" drop\n }\n}\n")
+    else:
+        rules = (f"table inet {table} {{\n chain out {{\n  type filter hook output priority -10; policy accept;\n"
+                 f"  ip daddr {address} drop\n  ip saddr {address} drop\n }}\n}}\n")
     _nft(["-f", "-"], rules, meta)
     meta["faults"] = sorted({*meta.get("faults", []), "partition"})
     return f"partitioned: traffic to and from {address} dropped"
@@ -806,7 +831,8 @@ def _nft(args: Sequence[str], stdin: str | None, meta: Mapping[str, Any]) -> sub
         raise ProviderError("a partition needs nftables' nft (on Debian: apt-get install nftables)")
     if os.geteuid() != 0:
         raise ProviderError("a partition needs root (it adds an nftables rule)")
-    done = subprocess.run([binary, *args], input=stdin, capture_output=True, text=True, timeout=15)
+    inside = local_net.enter(meta["netns"]) if meta.get("netns") else []
+    done = subprocess.run([*inside, binary, *args], input=stdin, capture_output=True, text=True, timeout=15)
     if done.returncode != 0 and stdin is not None:
         raise ProviderError(f"local node {meta['name']}: nft refused the partition: {done.stderr.strip()[:300]}")
     return done
