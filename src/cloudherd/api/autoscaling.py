@@ -7,6 +7,11 @@ entry per cloud (a provider the server offers).  A group's clouds and their caps
 tag (``hotel:1,sierra:2``) when it has one, else from ``AvailabilityZones``, else from its launch
 configuration's cloud; they become the group's placement, filled in that order (n-preserving).
 
+Every action checks all it was given first (names, sizes against the server's ceiling, tags, the group's
+generated spec) and then writes, in one transaction: a refused call leaves nothing behind.  What a user
+writes reaches the generated spec as literal text (``$`` escaped, so that ``${VAR}`` names nothing of the
+server's environment; user data always inline, never a path to a file on the server).
+
 Errors are :class:`AwsError` with AWS's codes; the face renders them.
 """
 
@@ -20,12 +25,18 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
+from cloudherd.errors import SpecError
+from cloudherd.inputs import GROUP_SIZE_LIMIT
 from cloudherd.lifecycle import NodeState
 from cloudherd.paths import data_dir, private_dir
+from cloudherd.state.models import Event as EventRow
 from cloudherd.state.models import Infrastructure as InfraRow
 from cloudherd.state.models import LaunchConfiguration as LaunchRow
 from cloudherd.state.models import Node as NodeRow
@@ -35,7 +46,12 @@ from cloudherd.state.repo import Store
 
 GROUP = "nodes"  # the node group inside each Auto Scaling group's infrastructure
 CLOUDS_TAG = "clouds"
-_CAPS = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*:\s*(\d+)\s*$")
+_CAPS = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*:\s*([0-9]{1,9})\s*$")  # ASCII digits: int() of "٣" is 3
+# what XML 1.0 cannot carry (its Char production, inverted): every answer is XML, so no input may hold one
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256  # AWS's lengths
+MAX_USER_DATA = 21_847  # AWS's bound of base64 UserData
+MAX_FIELD = 255  # names, image ids, instance types, key names (and the columns they are stored in)
 
 
 class AwsError(Exception):
@@ -102,6 +118,7 @@ class AutoScaling:
     offered: Mapping[str, Mapping[str, Any]]
     poke: Callable[[str | None], None] = lambda infra_id: None
     start_down: Callable[[str], None] = lambda infra_id: None
+    ceiling: int = GROUP_SIZE_LIMIT  # the most instances a group may have (server.yml's max_group_size)
 
     # -- launch configurations ---------------------------------------------------------------------------
 
@@ -111,6 +128,10 @@ class AutoScaling:
         _check_name(name, "LaunchConfigurationName")
         if not image:
             raise AwsError("ValidationError", "ImageId is required")
+        for field, value in (("ImageId", image), ("InstanceType", instance_type), ("KeyName", key_name),
+                             *((f"SecurityGroups.member.{i}", g) for i, g in enumerate(security_groups, 1))):
+            _check_text(field, value, MAX_FIELD)
+        _check_text("UserData", user_data, MAX_USER_DATA)
         template, cloud = _split(name)
         if cloud is not None and cloud not in self.offered:
             raise AwsError("ValidationError", f"cloud '{cloud}' of {name} is not offered by this server "
@@ -145,26 +166,33 @@ class AutoScaling:
         from cloudherd.engine.locks import BusyError
 
         _check_name(name, "AutoScalingGroupName")
+        self._check_ceiling(MinSize=min_size, MaxSize=max_size, DesiredCapacity=desired)
         launch = self._launch(launch_configuration)
         desired = min_size if desired is None else desired
         _check_sizes(min_size, max_size, desired)
+        _check_zones(zones)
+        for tag in tags:
+            _check_tag(tag)
         if self.store.scaling_groups(self.owner, [name]):
             raise AwsError("AlreadyExists", f"AutoScalingGroup by this name already exists - A group with the "
                                             f"name {name} already exists")
-        tag_list = [{"key": t.key, "value": t.value, "propagate": t.propagate} for t in tags]
-        text = self._spec_text(name, launch, min_size, max_size, desired, list(zones), tag_list)
+        tag_list = [{"key": t.key, "value": t.value, "propagate": t.propagate} for t in _last_of_each(tags)]
+        text = self._checked_spec(name, launch, min_size, max_size, desired, list(zones), tag_list)
         try:
             infra_id = await _submit(self.store, _infra_name(self.owner, name), text, self.owner)
         except BusyError as exc:
             raise AwsError("ScalingActivityInProgress", str(exc)) from None
-        row = self.store.add_scaling_group(
-            owner_id=self.owner, name=name, infrastructure_id=infra_id, launch_configuration=launch_configuration,
-            min_size=min_size, max_size=max_size, zones={"list": list(zones)}, tags={"list": tag_list})
-        if row is None:  # created meanwhile by a concurrent request: undo ours
+        try:
+            with self.store.session() as s, s.begin():
+                s.add(GroupRow(owner_id=self.owner, name=name, infrastructure_id=infra_id,
+                               launch_configuration=launch_configuration, min_size=min_size, max_size=max_size,
+                               zones={"list": list(zones)}, tags={"list": tag_list}))
+                s.execute(update(InfraRow).where(InfraRow.id == infra_id).values(attached=True))
+                s.add(EventRow(infrastructure_id=infra_id, kind="attach",
+                               message=f"Auto Scaling group {name}: kept at {desired} by the manager"))
+        except IntegrityError:  # created meanwhile by a concurrent request: undo ours
             self.start_down(infra_id)
-            raise AwsError("AlreadyExists", f"AutoScalingGroup by this name already exists - {name}")
-        self.store.update_infrastructure(infra_id, attached=True)
-        self.store.add_event(infra_id, "attach", f"Auto Scaling group {name}: kept at {desired} by the manager")
+            raise AwsError("AlreadyExists", f"AutoScalingGroup by this name already exists - {name}") from None
         self.poke(infra_id)
 
     def groups(self, names: Sequence[str] = ()) -> list[ScalingGroupView]:
@@ -178,6 +206,7 @@ class AutoScaling:
     def update_group(self, name: str, *, launch_configuration: str | None = None, min_size: int | None = None,
                      max_size: int | None = None, desired: int | None = None,
                      zones: Sequence[str] | None = None) -> None:
+        self._check_ceiling(MinSize=min_size, MaxSize=max_size, DesiredCapacity=desired)
         row = self._group(name)
         view = self._view(row)
         min_size = view.min_size if min_size is None else min_size
@@ -186,12 +215,16 @@ class AutoScaling:
             desired = min(max(view.desired, min_size), max_size)
         _check_sizes(min_size, max_size, desired)
         launch_name = launch_configuration or row.launch_configuration
+        launch = self._launch(launch_name)
+        _check_zones(zones or ())
         zone_list = list(zones) if zones is not None else list(row.zones.get("list") or [])
-        self.store.update_scaling_group(row.id, launch_configuration=launch_name, min_size=min_size,
-                                        max_size=max_size, zones={"list": zone_list})
-        self._apply(row.id, desired)
+        tag_list = list(row.tags.get("list") or [])
+        text = self._checked_spec(row.name, launch, min_size, max_size, desired, zone_list, tag_list)
+        self._write(row, text, desired if desired != view.desired else None, launch_configuration=launch_name,
+                    min_size=min_size, max_size=max_size, zones={"list": zone_list})
 
     def set_desired(self, name: str, desired: int) -> None:
+        self._check_ceiling(DesiredCapacity=desired)
         row = self._group(name)
         if not row.min_size <= desired <= row.max_size:
             raise AwsError("ValidationError", f"New SetDesiredCapacity value {desired} is below min value "
@@ -216,9 +249,11 @@ class AutoScaling:
         if not force and (view.desired or view.instances):
             raise AwsError("ResourceInUse", "You cannot delete an AutoScalingGroup while there are instances or "
                                             "pending Spot instance request(s) still in the group.")
-        self.store.update_scaling_group(row.id, status="Delete in progress")
-        self.store.update_infrastructure(row.infrastructure_id, attached=False)
-        self.store.add_event(row.infrastructure_id, "detach", f"Auto Scaling group {name}: being deleted")
+        with self.store.session() as s, s.begin():
+            s.execute(update(GroupRow).where(GroupRow.id == row.id).values(status="Delete in progress"))
+            s.execute(update(InfraRow).where(InfraRow.id == row.infrastructure_id).values(attached=False))
+            s.add(EventRow(infrastructure_id=row.infrastructure_id, kind="detach",
+                           message=f"Auto Scaling group {name}: being deleted"))
         self.start_down(row.infrastructure_id)
 
     def forget_group(self, infra_id: str) -> None:
@@ -255,21 +290,43 @@ class AutoScaling:
                                           f"{instance_id}")
 
     def put_tags(self, tags: Sequence[Tag]) -> None:
-        for name, batch in _by_group(tags).items():
-            row = self._group(name)
+        for tag in tags:
+            _check_tag(tag)
+
+        def changed(row: GroupRow, batch: list[Tag]) -> list[dict[str, Any]]:
             kept = {t["key"]: t for t in row.tags.get("list") or []}
             for tag in batch:
                 kept[tag.key] = {"key": tag.key, "value": tag.value, "propagate": tag.propagate}
-            self.store.update_scaling_group(row.id, tags={"list": list(kept.values())})
-            self._apply(row.id, None)
+            return list(kept.values())
+
+        self._retag(tags, changed)
 
     def delete_tags(self, tags: Sequence[Tag]) -> None:
+        for tag in tags:
+            _check_text("Tags.Key", tag.key, MAX_TAG_KEY)
+
+        def changed(row: GroupRow, batch: list[Tag]) -> list[dict[str, Any]]:
+            gone = {t.key for t in batch}
+            return [t for t in row.tags.get("list") or [] if t["key"] not in gone]
+
+        self._retag(tags, changed)
+
+    def _retag(self, tags: Sequence[Tag], changed: Callable[[GroupRow, list[Tag]], list[dict[str, Any]]]) -> None:
+        """Every group's new tags checked (with the spec they make) before any is written; then all in one go."""
+        writes = []
         for name, batch in _by_group(tags).items():
             row = self._group(name)
-            gone = {t.key for t in batch}
-            kept = [t for t in row.tags.get("list") or [] if t["key"] not in gone]
-            self.store.update_scaling_group(row.id, tags={"list": kept})
-            self._apply(row.id, None)
+            view = self._view(row)
+            tag_list = changed(row, batch)
+            text = self._checked_spec(row.name, self._launch(row.launch_configuration), row.min_size, row.max_size,
+                                      view.desired, list(row.zones.get("list") or []), tag_list)
+            writes.append((row, text, tag_list))
+        with self.store.session() as s, s.begin():
+            for row, text, tag_list in writes:
+                s.execute(update(GroupRow).where(GroupRow.id == row.id).values(tags={"list": tag_list}))
+                s.execute(update(InfraRow).where(InfraRow.id == row.infrastructure_id).values(spec_text=text))
+        for row, _, _ in writes:
+            self.poke(row.infrastructure_id)
 
     def tags(self, groups: Sequence[str] = (), keys: Sequence[str] = (), values: Sequence[str] = ()) -> list[Tag]:
         found = [t for g in self.groups() for t in g.tags]
@@ -290,17 +347,34 @@ class AutoScaling:
             raise AwsError("ValidationError", f"AutoScalingGroup name not found - AutoScalingGroup '{name}' not found")
         return rows[0]
 
-    def _apply(self, group_id: str, desired: int | None) -> None:
-        """Write the group's spec anew (bounds, clouds, tags) and, when given, ask for its desired size."""
-        row = next(g for g in self.store.scaling_groups(self.owner) if g.id == group_id)
-        view = self._view(row)
-        size = view.desired if desired is None else desired
-        text = self._spec_text(row.name, self._launch(row.launch_configuration), row.min_size, row.max_size, size,
-                               list(row.zones.get("list") or []), list(row.tags.get("list") or []))
-        self.store.update_infrastructure(row.infrastructure_id, spec_text=text)
-        if desired is not None and desired != view.desired:
-            self.store.add_scale_request(row.infrastructure_id, GROUP, "set", desired)
+    def _write(self, row: GroupRow, text: str, desired: int | None, **fields: Any) -> None:
+        """The group's new settings, its spec (checked already) and, when given, its new desired size: one
+        transaction."""
+        with self.store.session() as s, s.begin():
+            s.execute(update(GroupRow).where(GroupRow.id == row.id).values(**fields))
+            s.execute(update(InfraRow).where(InfraRow.id == row.infrastructure_id).values(spec_text=text))
+            if desired is not None:
+                s.add(ScaleRow(infrastructure_id=row.infrastructure_id, group_name=GROUP, kind="set", amount=desired,
+                               victims={"nodes": []}))
         self.poke(row.infrastructure_id)
+
+    def _check_ceiling(self, **sizes: int | None) -> None:
+        for field, value in sizes.items():
+            if value is not None and value > self.ceiling:
+                raise AwsError("ValidationError", too_big(field, value, self.ceiling))
+
+    def _checked_spec(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
+                      zones: list[str], tags: list[dict[str, Any]]) -> str:
+        """The group's spec, made and loaded as the manager will load it: what it refuses is refused now,
+        before anything is written."""
+        from cloudherd.spec.loader import load_spec_text
+
+        text = self._spec_text(name, launch, min_size, max_size, desired, zones, tags)
+        try:
+            load_spec_text(text, _spec_path(_infra_name(self.owner, name)))
+        except SpecError as exc:
+            raise AwsError("ValidationError", f"{_field_of(exc.path)}: {exc.message}") from None
+        return text
 
     def _clouds(self, launch: LaunchRow, zones: list[str], tags: list[dict[str, Any]]) -> list[tuple[str, int | None]]:
         caps = next((t["value"] for t in tags if t["key"] == CLOUDS_TAG), None)
@@ -335,21 +409,22 @@ class AutoScaling:
         placement = []
         for cloud, cap in clouds:
             entry = entries.get(cloud, launch)
-            place: dict[str, Any] = {"provider": cloud, "image": entry.image}
+            place: dict[str, Any] = {"provider": cloud, "image": _literal(entry.image)}
             if entry.instance_type:
-                place["size"] = entry.instance_type
+                place["size"] = _literal(entry.instance_type)
             if cap is not None:
                 place["max"] = cap
             placement.append(place)
         group: dict[str, Any] = {
-            "provider": clouds[0][0], "image": launch.image, "count": desired, "min": min_size, "max": max_size,
-            "tags": {t["key"]: t["value"] for t in tags if t["propagate"] and _tag_key_ok(t["key"])},
-            "placement": placement, "policy": "best_effort",
+            "provider": clouds[0][0], "image": _literal(launch.image), "count": desired, "min": min_size,
+            "max": max_size, "placement": placement, "policy": "best_effort",
+            "tags": {t["key"]: _literal(t["value"]) for t in tags if t["propagate"] and _tag_key_ok(t["key"])},
         }
         if launch.instance_type:
-            group["size"] = launch.instance_type
-        if launch.user_data:
-            group["user_data"] = launch.user_data
+            group["size"] = _literal(launch.instance_type)
+        if launch.user_data:  # always inline: one line without a newline would be read as a file's path
+            text = launch.user_data if "\n" in launch.user_data else launch.user_data + "\n"
+            group["user_data"] = _literal(text)
         spec = {"name": _infra_name(self.owner, name),
                 "providers": {c: dict(self.offered[c]) for c, _ in clouds},
                 "groups": {GROUP: group}}
@@ -402,10 +477,19 @@ async def _submit(store: Store, infra_name: str, text: str, owner: str) -> str:
     from cloudherd.engine.apply import submit
     from cloudherd.spec.loader import load_spec_text
 
-    folder = private_dir(data_dir() / "server" / "autoscaling")
-    path = folder / f"{infra_name}.yml"
+    path = _spec_path(infra_name)
     path.write_text(text)
     return await submit(load_spec_text(text, path), store, wait=5.0, owner_id=owner)
+
+
+def _spec_path(infra_name: str) -> Path:
+    return private_dir(data_dir() / "server" / "autoscaling") / f"{infra_name}.yml"
+
+
+def _literal(text: str) -> str:
+    """A user's text as a spec value that means itself: ``$`` doubled, so that ``${VAR}`` is no reference to
+    the server's environment."""
+    return text.replace("$", "$$")
 
 
 def _infra_name(owner: str, name: str) -> str:
@@ -429,8 +513,55 @@ def _cap(part: str) -> tuple[str, int | None]:
 
 
 def _check_name(name: str, field: str) -> None:
-    if not name or len(name) > 255 or any(ord(c) < 32 for c in name):
-        raise AwsError("ValidationError", f"{field} must be 1 to 255 printable characters")
+    if not name or len(name) > MAX_FIELD or any(ord(c) < 32 for c in name) or NOT_XML.search(name):
+        raise AwsError("ValidationError", f"{field} must be 1 to {MAX_FIELD} printable characters")
+
+
+def xml_refusal(field: str, text: str) -> str | None:
+    """Why ``text`` (the value of ``field``) cannot be taken, when it holds what XML 1.0 cannot carry."""
+    found = NOT_XML.search(text)
+    if found is None:
+        return None
+    return (f"1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must hold only "
+            f"characters XML 1.0 can carry (U+{ord(found.group()):04X} at position {found.start()} cannot be)")
+
+
+def too_big(field: str, value: object, ceiling: int) -> str:
+    return (f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: Member must "
+            f"have value less than or equal to {ceiling} (the most instances a group may have on this server)")
+
+
+def _check_text(field: str, value: str | None, most: int) -> None:
+    if value is None:
+        return
+    refusal = xml_refusal(field, value)
+    if refusal is not None:
+        raise AwsError("ValidationError", refusal)
+    if len(value) > most:
+        raise AwsError("ValidationError", f"1 validation error detected: Value at '{field}' failed to satisfy "
+                                          f"constraint: Member must have length less than or equal to {most}")
+
+
+def _check_zones(zones: Sequence[str]) -> None:
+    for index, zone in enumerate(zones, 1):
+        _check_text(f"AvailabilityZones.member.{index}", zone, MAX_FIELD)
+
+
+def _check_tag(tag: Tag) -> None:
+    _check_text("Tags.ResourceId", tag.group, MAX_FIELD)
+    if not tag.key:
+        raise AwsError("ValidationError", "each tag needs a Key of 1 to 128 characters")
+    _check_text("Tags.Key", tag.key, MAX_TAG_KEY)
+    _check_text("Tags.Value", tag.value, MAX_TAG_VALUE)
+    if tag.key == CLOUDS_TAG:
+        for part in tag.value.split(","):
+            if part.strip():
+                _cap(part)
+
+
+def _last_of_each(tags: Sequence[Tag]) -> list[Tag]:
+    """One tag per key (the last given wins, as a later CreateOrUpdateTags would)."""
+    return list({t.key: t for t in tags}.values())
 
 
 def _check_sizes(min_size: int, max_size: int, desired: int) -> None:
@@ -445,9 +576,28 @@ def _check_sizes(min_size: int, max_size: int, desired: int) -> None:
 
 def _decode_user_data(text: str) -> str:
     try:
-        return base64.b64decode(text, validate=True).decode()
+        decoded = base64.b64decode(text, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         raise AwsError("ValidationError", "UserData must be base64-encoded text") from None
+    if "\x00" in decoded:  # a script is text: and no database column of text takes a NUL
+        raise AwsError("ValidationError", "UserData must be base64-encoded text (it decodes to a NUL character)")
+    return decoded
+
+
+# where a group's spec keeps what the caller gave, by the name the caller gave it
+_FIELDS = {"groups.nodes.image": "ImageId", "groups.nodes.size": "InstanceType", "groups.nodes.user_data": "UserData",
+           "groups.nodes.tags": "Tags", "groups.nodes.count": "DesiredCapacity", "groups.nodes.min": "MinSize",
+           "groups.nodes.max": "MaxSize", "groups.nodes.placement": "the group's clouds"}
+
+
+def _field_of(path: str) -> str:
+    """The caller's name for a spec error's place (``groups.nodes.tags.env`` is ``Tags (env)``)."""
+    for inside, field in _FIELDS.items():
+        if path == inside:
+            return field
+        if path.startswith(inside + ".") or path.startswith(inside + "["):
+            return f"{field} ({path[len(inside):].removeprefix('.')})"
+    return path or "the group"
 
 
 def _tag_key_ok(key: str) -> bool:

@@ -47,7 +47,7 @@ from cloudherd.api.types import (
     User,
 )
 from cloudherd.errors import UsageError
-from cloudherd.inputs import whole
+from cloudherd.inputs import GROUP_SIZE_LIMIT, whole
 from cloudherd.lifecycle import InfraState, NodeState
 
 if TYPE_CHECKING:
@@ -75,6 +75,9 @@ class Client(OgcActions):
     Use it as ``async with Client() as herd:`` (or call :meth:`close`) so that its database
     connections are released.
     """
+
+    # the most nodes :meth:`scale` may ask a group for; a server sets its own (server.yml's max_group_size)
+    max_group_size: int = GROUP_SIZE_LIMIT
 
     def __init__(self, db_url: str | None = None) -> None:
         self._db_url = db_url
@@ -156,11 +159,10 @@ class Client(OgcActions):
         _check_limits(wait=wait)
         loaded = self._load(spec, format, within)
         existing = self.store.active_named(loaded.spec.name)
-        if new_only and existing is not None:
+        if new_only and existing is not None and not _unmade(existing, owner):
             raise NameTaken(f"an infrastructure named {loaded.spec.name} exists already ({existing.id})")
-        infra_id = await submit(loaded, self.store, wait=wait, owner_id=owner)
+        infra_id = await submit(loaded, self.store, wait=wait, owner_id=owner, attached=attach)
         if attach:
-            self.store.update_infrastructure(infra_id, attached=True)
             self.store.add_event(infra_id, "attach", "attached: kept alive by the manager")
         return infra_id
 
@@ -457,6 +459,9 @@ class Client(OgcActions):
         low, high = _bounds(infra).get(group, (None, None))
         before = rows[group].count
         target, note = scale_target(before, kind, amount, low, high)
+        if target > self.max_group_size:
+            raise UsageError(f"{group} of {infra.name} would have {target} nodes: a group has at most "
+                             f"{self.max_group_size} here")
         request_id = self.store.add_scale_request(infra.id, group, kind, amount, victim_ids)
         applied = False
         if run_pass and not is_managed(self.store, infra.name):
@@ -866,9 +871,13 @@ def _scale_change(change: str | int) -> tuple[str, int]:
     text = str(change).strip()
     kind = {"+": "add", "-": "remove", "=": "set"}.get(text[:1], "set")
     digits = text[1:] if text[:1] in "+-=" else text
-    amount = whole(digits, 9)
-    if amount is None or isinstance(change, bool):
-        raise UsageError(f"a scale is +N, -N or =N (or N), got '{change}'")
+    shown = text if len(text) <= 40 else f"{text[:30]}… ({len(text)} characters)"
+    if not (digits.isascii() and digits.isdigit()) or isinstance(change, bool):
+        raise UsageError(f"a scale is +N, -N or =N (or N), got '{shown}'")
+    amount = whole(digits)  # None: more digits than any group could have nodes
+    if amount is None or amount > GROUP_SIZE_LIMIT:
+        raise UsageError(f"a scale is +N, -N or =N (or N) with N at most {GROUP_SIZE_LIMIT} (the most nodes a "
+                         f"group may have), got '{shown}'")
     return kind, amount
 
 
@@ -887,6 +896,15 @@ def _bounds(infra: InfraRow) -> dict[str, tuple[int | None, int | None]]:
 def _key_body(public_key: str) -> str:
     """Algorithm and key data of an OpenSSH public-key line, without its comment."""
     return " ".join(public_key.split()[:2])
+
+
+def _unmade(infra: Any, owner: str | None) -> bool:
+    """A submission of the same owner that no pass has touched yet: sending it again (a retry after a lost
+    answer, or after the server died mid-request) takes it over rather than answering "name taken"."""
+    from cloudherd.lifecycle import InfraState
+
+    return (infra.state == InfraState.CREATING and infra.last_pass_at is None
+            and (owner is None or infra.owner_id == owner))
 
 
 def _check_limits(*, concurrency: int | None = None, wait: float | None = None,

@@ -95,26 +95,28 @@ def confined_record(loaded: LoadedSpec) -> dict[str, Any] | None:
     return loaded.within.as_record() if loaded.within is not None else None
 
 
-async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT, owner_id: str | None = None) -> str:
+async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT, owner_id: str | None = None,
+                 attached: bool = False) -> str:
     """Record an infrastructure (its spec, groups and the node rows to make) without making anything: the
     manager's first pass creates and deploys it (Occopus' ``submit_infrastructure``).  Returns its id.
 
     ``owner_id`` names the user it is made for (the server's callers); the nodes are reached with this
-    process's key either way."""
+    process's key either way.  ``attached`` is written with the row itself: a process killed right after
+    leaves an infrastructure the manager will make, never a row that nothing ever picks up."""
     spec = loaded.spec
     async with exclusive(store, infra_scope(spec.name), "submit", wait=wait):
         identity = ensure_identity(store, _key_path(loaded))
         existing = store.active_named(spec.name)
         if existing is not None:
             store.update_infrastructure(existing.id, spec_text=loaded.raw_text, spec_path=str(loaded.path.resolve()),
-                                        confined=confined_record(loaded))
+                                        confined=confined_record(loaded), **({"attached": True} if attached else {}))
             infra_id = existing.id
         else:
             check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", spec.name))
             infra_id = store.create_infrastructure(
                 name=spec.name, owner_id=owner_id or identity.user_id, state=InfraState.CREATING,
                 spec_path=str(loaded.path.resolve()), spec_text=loaded.raw_text, ssh_user=spec.ssh.user,
-                ssh_key_path=str(identity.key_path), confined=confined_record(loaded),
+                ssh_key_path=str(identity.key_path), confined=confined_record(loaded), attached=attached,
             ).id
         owner = store.user_by_id(owner_id) if owner_id else None
         revisions.begin(store, infra_id, loaded, owner.name if owner else identity.user_name, "submit",

@@ -22,6 +22,7 @@ def create_app(config: ServerConfig | None = None, *, db_url: str | None = None)
     from cloudherd.server import autoscaling, errors, native, occopus, ui
 
     runtime = Runtime(config or ServerConfig(), Client(db_url))
+    runtime.client.max_group_size = runtime.config.max_group_size  # every face's scales stop at the server's ceiling
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -3,11 +3,18 @@
 Form-encoded ``Action=…`` requests signed with SigV4 by keys cloudherd issued; answers in AWS's XML.
 boto3's stock ``autoscaling`` client works given ``endpoint_url``, a region and the keys.  The model is
 :mod:`cloudherd.api.autoscaling`; this module only reads requests and writes answers.
+
+Every answer is XML, whatever happens: a parameter holding what XML 1.0 cannot carry is refused at input
+(naming it), what is written is cleaned of such characters all the same (for rows stored before), and an
+error that is not AWS's own is rendered in AWS's format (a spec's refusal as ValidationError, a bug as
+InternalFailure 500).  Only a database fault is left to the app's handler, which answers it in XML too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -18,9 +25,24 @@ from xml.sax.saxutils import escape
 from fastapi import APIRouter, Request, Response
 
 from cloudherd.api.auth import Principal, aws_secret
-from cloudherd.api.autoscaling import AutoScaling, AwsError, Instance, LaunchConfig, ScalingGroupView, Tag
+from cloudherd.api.autoscaling import (
+    NOT_XML,
+    AutoScaling,
+    AwsError,
+    Instance,
+    LaunchConfig,
+    ScalingGroupView,
+    Tag,
+    too_big,
+    xml_refusal,
+)
+from cloudherd.engine.locks import BusyError
+from cloudherd.errors import CloudherdError, StateError
 from cloudherd.inputs import whole
+from cloudherd.server.errors import clean, database_fault, status_of
 from cloudherd.server.sigv4 import SignatureError, verify
+
+log = logging.getLogger("cloudherd.server")
 
 NAMESPACE = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
 VERSION = "2011-01-01"
@@ -35,11 +57,13 @@ async def query(request: Request) -> Response:
     request_id = str(uuid.uuid4())
     body = await request.body()
     runtime = request.app.state.runtime
+    action = ""
     try:
         who = await asyncio.to_thread(_authenticate, runtime.store, request, body)
         params = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
         params.update({k: v[-1] for k, v in parse_qs(request.url.query, keep_blank_values=True).items()
                        if not k.startswith("X-Amz-")})
+        _check_characters(params)
         action = params.get("Action", "")
         if params.get("Version", VERSION) != VERSION:
             raise AwsError("InvalidAction", f"version {params.get('Version')} is not served (only {VERSION})")
@@ -47,12 +71,22 @@ async def query(request: Request) -> Response:
         if handler is None:
             raise AwsError("InvalidAction", f"The action {action or '(none)'} is not valid for this web service.")
         model = AutoScaling(runtime.store, who.user_id, runtime.config.providers, poke=runtime.poke,
-                            start_down=runtime.start_down)
+                            start_down=runtime.start_down, ceiling=runtime.config.max_group_size)
         result = await handler(model, params)
     except SignatureError as exc:
         return aws_error(exc.code, str(exc), exc.status, request_id)
     except AwsError as exc:
         return aws_error(exc.code, exc.message, exc.status, request_id)
+    except CloudherdError as exc:
+        if isinstance(exc, StateError):
+            raise  # the app's handler: 503 with Retry-After, in XML here
+        code, status = _aws_code(exc)
+        return aws_error(code, clean(Exception.__str__(exc)), status, request_id)
+    except Exception as exc:
+        if database_fault(exc):
+            raise  # as above
+        log.error("internal error in %s: %s", action or "the Query API", exc.__class__.__name__, exc_info=exc)
+        return aws_error("InternalFailure", f"internal error ({exc.__class__.__name__})", 500, request_id)
     inner = f"<{action}Result>{result}</{action}Result>" if result is not None else ""
     xml = (f'<{action}Response xmlns="{NAMESPACE}">{inner}'
            f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>")
@@ -77,9 +111,44 @@ def _authenticate(store: Any, request: Request, body: bytes) -> Principal:
 
 def aws_error(code: str, message: str, status: int, request_id: str) -> Response:
     kind = "Receiver" if status >= 500 else "Sender"
-    xml = (f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type><Code>{escape(code)}</Code>'
-           f"<Message>{escape(message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
+    xml = (f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type><Code>{_text(code)}</Code>'
+           f"<Message>{_text(message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
     return Response(xml, status_code=status, media_type="text/xml")
+
+
+def _aws_code(exc: CloudherdError) -> tuple[str, int]:
+    """cloudherd's own errors in AWS's terms: the caller's mistakes are a ValidationError (400), a command
+    already changing the group ScalingActivityInProgress, a cloud's failure InternalFailure (502)."""
+    if isinstance(exc, BusyError):
+        return "ScalingActivityInProgress", 400
+    status = status_of(exc)
+    if status == 409:
+        return "ResourceInUse", 400
+    if status >= 500:
+        return "InternalFailure", status
+    return "ValidationError", 400
+
+
+def _text(value: str) -> str:
+    """Text as XML character data: escaped, and what XML 1.0 cannot carry (a control character, U+FFFF, a lone
+    surrogate) shown as U+FFFD; input holding such is refused, but a row stored before may hold it."""
+    return escape(NOT_XML.sub("\ufffd", value))
+
+
+_BAD_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _check_characters(params: Params) -> None:
+    """Every parameter, name and value, holds only what XML 1.0 can carry (any of them may be echoed back)."""
+    for key, value in params.items():
+        bad = NOT_XML.search(key)
+        if bad is not None:
+            raise AwsError("ValidationError", f"1 validation error detected: the parameter name "
+                                              f"'{_BAD_NAME.sub('?', key)[:100]}' holds U+{ord(bad.group()):04X}, "
+                                              "which XML 1.0 cannot carry")
+        refusal = xml_refusal(key, value)
+        if refusal is not None:
+            raise AwsError("ValidationError", refusal)
 
 
 # -- reading parameters ------------------------------------------------------------------------------------
@@ -92,14 +161,23 @@ def _required(params: Params, name: str) -> str:
     return value
 
 
-def _int(params: Params, name: str, *, required: bool = False) -> int | None:
+def _size(model: AutoScaling, params: Params, name: str, *, required: bool = False) -> int | None:
+    """A group size: ASCII digits, at most the server's ceiling (``int()`` took ``٣``, ``+3`` and ``3_0``, and a
+    number too large for the database's column was a 500)."""
     value = _required(params, name) if required else params.get(name)
     if value is None:
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise AwsError("ValidationError", f"{name} must be a whole number, got '{value}'") from None
+    digits = value.removeprefix("-")
+    if not digits or not digits.isascii() or not digits.isdigit():
+        raise AwsError("ValidationError", f"{name} must be a whole number, got '{value[:40]}'")
+    if digits != value and digits.strip("0"):
+        raise AwsError("ValidationError", f"1 validation error detected: Value '{value[:40]}' at '{name}' failed to "
+                                          "satisfy constraint: Member must have value greater than or equal to 0")
+    number = whole(digits)
+    if number is None or number > model.ceiling:
+        raise AwsError("ValidationError", too_big(name, value if len(value) <= 40 else value[:20] + "…",
+                                                  model.ceiling))
+    return number
 
 
 def _bool(params: Params, name: str) -> bool:
@@ -107,6 +185,7 @@ def _bool(params: Params, name: str) -> bool:
 
 
 MEMBER_DIGITS = 6  # Name.member.N: an index of more digits (or not ASCII) is no member
+MAX_MEMBERS = 1000  # names or ids in one list: each is a parameter of one SQL query (SQLite takes 32766)
 
 
 def _members(params: Params, name: str) -> list[str]:
@@ -117,6 +196,9 @@ def _members(params: Params, name: str) -> list[str]:
         index = whole(key[len(prefix):], MEMBER_DIGITS) if key.startswith(prefix) else None
         if index is not None:
             found.append((index, value))
+    if len(found) > MAX_MEMBERS:
+        raise AwsError("ValidationError", f"1 validation error detected: Value at '{name}' failed to satisfy "
+                                          f"constraint: Member must have length less than or equal to {MAX_MEMBERS}")
     return [value for _, value in sorted(found)]
 
 
@@ -169,7 +251,7 @@ def _x(tag: str, value: object) -> str:
     elif isinstance(value, datetime):
         text = value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
     else:
-        text = escape(str(value))
+        text = _text(str(value))
     return f"<{tag}>{text}</{tag}>"
 
 
@@ -178,7 +260,8 @@ def _list(tag: str, items: Sequence[str]) -> str:
 
 
 def _arn(kind: str, name: str) -> str:
-    return f"arn:aws:autoscaling:cloudherd:000000000000:{kind}:{uuid.uuid5(uuid.NAMESPACE_URL, name)}:" \
+    key = NOT_XML.sub("\ufffd", name)  # a lone surrogate has no UTF-8 for uuid5 to hash (written out as U+FFFD)
+    return f"arn:aws:autoscaling:cloudherd:000000000000:{kind}:{uuid.uuid5(uuid.NAMESPACE_URL, key)}:" \
            f"{'launchConfigurationName' if kind == 'launchConfiguration' else 'autoScalingGroupName'}/{name}"
 
 
@@ -247,8 +330,8 @@ async def create_auto_scaling_group(model: AutoScaling, p: Params) -> None:
     launch = p.get("LaunchConfigurationName")
     if not launch:
         raise AwsError("ValidationError", "LaunchConfigurationName is required (launch templates are not served)")
-    await model.create_group(name, launch, _int(p, "MinSize", required=True) or 0,
-                             _int(p, "MaxSize", required=True) or 0, _int(p, "DesiredCapacity"),
+    await model.create_group(name, launch, _size(model, p, "MinSize", required=True) or 0,
+                             _size(model, p, "MaxSize", required=True) or 0, _size(model, p, "DesiredCapacity"),
                              _members(p, "AvailabilityZones"), _tags(p, name))
 
 
@@ -258,17 +341,17 @@ async def describe_auto_scaling_groups(model: AutoScaling, p: Params) -> str:
 
 
 async def update_auto_scaling_group(model: AutoScaling, p: Params) -> None:
-    zones = _members(p, "AvailabilityZones")
+    name, zones = _required(p, "AutoScalingGroupName"), _members(p, "AvailabilityZones")
+    min_size, max_size = _size(model, p, "MinSize"), _size(model, p, "MaxSize")
+    desired = _size(model, p, "DesiredCapacity")
     await asyncio.to_thread(
-        lambda: model.update_group(_required(p, "AutoScalingGroupName"),
-                                   launch_configuration=p.get("LaunchConfigurationName"), min_size=_int(p, "MinSize"),
-                                   max_size=_int(p, "MaxSize"), desired=_int(p, "DesiredCapacity"),
-                                   zones=zones or None))
+        lambda: model.update_group(name, launch_configuration=p.get("LaunchConfigurationName"), min_size=min_size,
+                                   max_size=max_size, desired=desired, zones=zones or None))
 
 
 async def set_desired_capacity(model: AutoScaling, p: Params) -> None:
     await asyncio.to_thread(model.set_desired, _required(p, "AutoScalingGroupName"),
-                            _int(p, "DesiredCapacity", required=True) or 0)
+                            _size(model, p, "DesiredCapacity", required=True) or 0)
 
 
 async def delete_auto_scaling_group(model: AutoScaling, p: Params) -> None:

@@ -10,8 +10,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from cloudherd.errors import UsageError
+from cloudherd.inputs import GROUP_SIZE_LIMIT
 
-KNOWN_KEYS = {"providers", "interval", "ssh_idle_timeout"}
+KNOWN_KEYS = {"providers", "interval", "ssh_idle_timeout", "max_group_size"}
+DEFAULT_MAX_GROUP_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,8 @@ class ServerConfig:
     providers: dict[str, dict[str, Any]] = field(default_factory=lambda: {"local": {"type": "local"}})
     interval: float = 5.0  # seconds between the manager's passes
     ssh_idle_timeout: float = 300.0  # a warm SSH connection unused this long is closed
+    # the most machines one group may be asked for, by any face (its count, min, max or desired size)
+    max_group_size: int = DEFAULT_MAX_GROUP_SIZE
 
 
 def load_config(path: Path | None) -> ServerConfig:
@@ -53,7 +57,8 @@ def load_config(path: Path | None) -> ServerConfig:
             raise UsageError(f"{path}: providers.{name}{'.' + where if where else ''}: {first['msg']}") from None
         checked[str(name)] = {str(k): v for k, v in settings.items()}
     return ServerConfig(providers=checked, interval=_seconds(data, "interval", 5.0, path),
-                        ssh_idle_timeout=_seconds(data, "ssh_idle_timeout", 300.0, path))
+                        ssh_idle_timeout=_seconds(data, "ssh_idle_timeout", 300.0, path),
+                        max_group_size=_group_size(data, path))
 
 
 def _seconds(data: dict[str, Any], key: str, default: float, path: Path) -> float:
@@ -61,3 +66,11 @@ def _seconds(data: dict[str, Any], key: str, default: float, path: Path) -> floa
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise UsageError(f"{path}: {key} must be a number of seconds above 0")
     return float(value)
+
+
+def _group_size(data: dict[str, Any], path: Path) -> int:
+    value = data.get("max_group_size", DEFAULT_MAX_GROUP_SIZE)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= GROUP_SIZE_LIMIT:
+        raise UsageError(f"{path}: max_group_size must be a whole number of machines from 1 to {GROUP_SIZE_LIMIT} "
+                         f"(the most one group may have)")
+    return value

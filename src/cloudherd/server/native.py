@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -78,6 +79,41 @@ class ExecBody(BaseModel):
     node: list[str] = Field(default_factory=list, max_length=10_000)
     timeout: float = Field(default=30.0, gt=0, le=3600)
     command_timeout: float | None = Field(default=None, gt=0, le=86_400)
+
+
+async def text_only(request: Request) -> None:
+    """A JSON body's strings are text: JSON may write a lone surrogate (``"\\ud800"``), which no UTF-8 carries,
+    and FastAPI's own answer to it (the value echoed back) could not be written (a 500).  It is refused here,
+    400 with its place, before the body is validated; a body that is no JSON is left to FastAPI to say so."""
+    if "json" not in request.headers.get("content-type", ""):
+        return
+    try:
+        data = json.loads(await request.body())
+    except ValueError:
+        return
+    where = _lone_surrogate(data, "body")
+    if where is not None:
+        raise UsageError(f"{where}: a lone surrogate (such as \\ud800) is not text: send UTF-8 text")
+
+
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """The place of the first string (key or value) holding a lone surrogate, if any."""
+    if isinstance(value, str):
+        return where if _SURROGATE.search(value) else None
+    if isinstance(value, list):
+        return next((w for i, item in enumerate(value) if (w := _lone_surrogate(item, f"{where}[{i}]"))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _SURROGATE.search(key):
+                return f"{where} (a key)"
+            found = _lone_surrogate(item, f"{where}.{key}")
+            if found is not None:
+                return found
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+TEXT_BODY = [Depends(text_only)]
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -194,7 +230,8 @@ async def node(request: Request, ref: str, name: str, who: Caller) -> Node:
         raise NotFound(f"no live node '{name}' in {infra.name}") from None
 
 
-@router.post("/infrastructures/{ref}/groups/{group}/scale", status_code=202, response_model=ScaleAnswer)
+@router.post("/infrastructures/{ref}/groups/{group}/scale", status_code=202, response_model=ScaleAnswer,
+             dependencies=TEXT_BODY)
 async def scale(request: Request, ref: str, group: str, body: ScaleBody, who: Caller) -> ScaleAnswer:
     """Ask for a size; the manager's next pass (started at once) applies it, clamped to min / max."""
     runtime = runtime_of(request)
@@ -224,7 +261,7 @@ async def detach(request: Request, ref: str, who: Caller) -> InfrastructureSumma
     return await runtime.client.detach(owned(runtime, who, ref).id)
 
 
-@router.post("/infrastructures/{ref}/exec", status_code=202, response_model=Job)
+@router.post("/infrastructures/{ref}/exec", status_code=202, response_model=Job, dependencies=TEXT_BODY)
 async def exec_job(request: Request, ref: str, body: ExecBody, who: Caller) -> Job:
     """Run a command on the chosen nodes in the background, over the server's warm SSH connections."""
     runtime = runtime_of(request)
@@ -262,7 +299,7 @@ async def rollout(request: Request, ref: str, who: Caller) -> Rollout:
     return await runtime.client.rollout(owned(runtime, who, ref).id)
 
 
-@router.post("/infrastructures/{ref}/rollback", status_code=202, response_model=Job)
+@router.post("/infrastructures/{ref}/rollback", status_code=202, response_model=Job, dependencies=TEXT_BODY)
 async def rollback(request: Request, ref: str, body: RollbackBody, who: Caller) -> Job:
     """Apply an earlier release again (default: the newest applied one before the current), in the background."""
     runtime = runtime_of(request)
