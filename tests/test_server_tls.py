@@ -7,8 +7,8 @@ named to their sender as the sender named them, never by the server's upload pat
 from __future__ import annotations
 
 import io
-import ssl
 import json
+import ssl
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,7 +89,8 @@ def test_answers_name_a_specs_files_as_sent_never_by_server_path(served: Served)
     infra_id = created.json()["id"]
     wait_until(lambda: any(a["exit_code"] == 0 for a in api.get(f"/v1/infrastructures/{infra_id}/logs").json()),
                timeout=120, what="the script to run")
-    answers = [plan, created] + [api.get(f"/v1/infrastructures/{infra_id}{part}", headers={"Accept": "application/json"})
+    as_json = {"Accept": "application/json"}
+    answers = [plan, created] + [api.get(f"/v1/infrastructures/{infra_id}{part}", headers=as_json)
                                  for part in ("", "/logs", "/events", "/nodes", "/revisions")]
     with api.stream("GET", f"/v1/infrastructures/{infra_id}/events", params={"follow": "false"},
                     headers={"Accept": "text/event-stream"}) as stream:

@@ -6,13 +6,17 @@ which is what a fleet of SSH-deployed nodes needs first.  A ``command`` check, w
 over the pooled connection, so it costs one login per pass at most.
 
 A check answers what it saw in a line, which the node keeps (``last_check``) and events quote.
+
+Each probe has one deadline for the whole of it (``health.timeout``): connecting, the handshake, the answer.
+Per-read timeouts alone let an endpoint that trickles a byte a second hold a probe, and its pass, for as long
+as it likes; past the deadline a probe is a failed check ("no answer within 5s").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,13 +58,26 @@ async def _tcp(address: str, port: int, timeout: float, banner: bool) -> str | N
 
 async def answers_ssh(target: Target, timeout: float = 3.0) -> bool:
     """Whether a node's SSH daemon answers at all (a banner), before waiting on it for a teardown."""
-    return await _tcp(target.address, target.port, timeout, banner=True) is None
+    probe = _tcp(target.address, target.port, timeout, banner=True)
+    return await _within(probe, timeout, "ssh") is None
 
 
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer in time"
     return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+
+
+async def _within(probe: Awaitable[str | None], timeout: float, what: str) -> str | None:
+    """``probe``'s answer, or a failure naming ``what`` once ``timeout`` seconds have passed in all."""
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            return await probe
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the probe's own, not the deadline: not ours to word
+        return f"{what}: no answer within {timeout:g}s"
 
 
 async def _url(url: str, timeout: float) -> str | None:
@@ -76,6 +93,18 @@ async def _url(url: str, timeout: float) -> str | None:
     return f"GET {url}: HTTP {response.status_code}"
 
 
+async def _command(pool: ConnectionPool, target: Target, command_line: str, timeout: float) -> str | None:
+    """None when the command exits 0 on the node (over the pooled connection); else what went wrong."""
+    try:
+        result = await pool.run(target, command_line, timeout=timeout)
+    except (CloudherdError, TimeoutError) as exc:
+        return f"command: {Exception.__str__(exc) or 'no answer in time'}"
+    if result.exit_code != 0:
+        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["no output"]
+        return f"command exited {result.exit_code}: {tail[0][:200]}"
+    return None
+
+
 async def check(node_view: Mapping[str, Any], target: Target, health: Health, pool: ConnectionPool | None,
                 urls: Sequence[str], command_line: str | None) -> CheckResult:
     """Run the node's probes (``urls`` already rendered, ``command_line`` ready to send) and say how it went."""
@@ -85,19 +114,16 @@ async def check(node_view: Mapping[str, Any], target: Target, health: Health, po
     timeout = health.timeout
     probes: list[Any] = []
     if health.ssh:
-        probes.append(_tcp(address, int(node_view.get("port") or 22), timeout, banner=True))
-    probes += [_tcp(address, port, timeout, banner=False) for port in health.ports]
-    probes += [_url(url, timeout) for url in urls]
+        port = int(node_view.get("port") or 22)
+        probes.append(_within(_tcp(address, port, timeout, banner=True), timeout, f"ssh {address}:{port}"))
+    probes += [_within(_tcp(address, port, timeout, banner=False), timeout, f"connect {address}:{port}")
+               for port in health.ports]
+    probes += [_within(_url(url, timeout), timeout, f"GET {url}"[:200]) for url in urls]
     failures = [f for f in await asyncio.gather(*probes) if f]
     if not failures and command_line is not None and pool is not None:
-        try:
-            result = await pool.run(target, command_line, timeout=timeout)
-        except (CloudherdError, TimeoutError) as exc:
-            failures.append(f"command: {Exception.__str__(exc) or 'no answer in time'}")
-        else:
-            if result.exit_code != 0:
-                tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["no output"]
-                failures.append(f"command exited {result.exit_code}: {tail[0][:200]}")
+        failure = await _within(_command(pool, target, command_line, timeout), timeout, "command")
+        if failure:
+            failures.append(failure)
     if failures:
         return CheckResult(False, failures[0])
     names = (["ssh"] if health.ssh else []) + [f"port {p}" for p in health.ports] + \

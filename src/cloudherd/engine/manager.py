@@ -5,6 +5,11 @@ Each infrastructure it keeps is claimed for the manager's whole life through a `
 and each pass also takes the infrastructure's own lease without waiting: a pass never runs beside an
 ``up`` or ``down``; it is skipped and tried again at the next tick.  Stopping ends the current pass
 cleanly and tears nothing down.
+
+Passes of different infrastructures are independent: each tick starts a pass over every infrastructure whose
+last pass has ended, and none waits for another's (a fleet whose health URL takes its time delays only its
+own next pass).  The times between them come from the monotonic clock; the leases are timed by the
+database's clock (:mod:`cloudherd.state.clock`), so a process whose clock is off takes no live lease.
 """
 
 from __future__ import annotations
@@ -30,16 +35,12 @@ from cloudherd.engine.locks import (
     lease_ttl,
     try_hold,
 )
-from cloudherd.engine.reconcile import PassReport, pass_failure, reconcile
+from cloudherd.engine.reconcile import CheckTimes, PassReport, pass_failure, reconcile
 from cloudherd.lifecycle import InfraState
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
 
 MANAGERS = "managers/"  # leases of the live managers themselves (scope: managers/<token>)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def manager_scope(name: str) -> str:
@@ -51,11 +52,8 @@ def is_managed(store: Store, name: str) -> bool:
 
     Read only: a probe that took the lease for a moment would make a manager starting just then
     believe another one holds it."""
-    lease = store.lease(manager_scope(name))
-    if lease is None:
-        return False
-    expires = lease.expires_at if lease.expires_at.tzinfo else lease.expires_at.replace(tzinfo=UTC)
-    return expires > datetime.now(UTC) and not holder_gone(lease)
+    lease = store.lease(manager_scope(name), live=True)  # lapsed or not by the database's clock
+    return lease is not None and not holder_gone(lease)
 
 
 @dataclass
@@ -76,9 +74,16 @@ class Manager:
     _poked_ids: set[str] = field(default_factory=set)
     _poked_all: bool = False
     _registration: Held | None = None  # this manager's ``managers/<token>`` lease: how others count it
-    rounds: int = 0  # rounds completed
+    _passes: dict[str, asyncio.Task[PassReport | None]] = field(default_factory=dict)  # in flight, by infra id
+    _repoke: set[str] = field(default_factory=set)  # poked while their pass ran: passed over again after it
+    _gate: asyncio.Semaphore = field(init=False)
+    _times: CheckTimes = field(default_factory=CheckTimes)  # when each node was checked (monotonic), pass to pass
+    rounds: int = 0  # rounds completed (each starts the passes that are due; none waits for a slow one)
     last_round: float | None = None  # when the last one completed (time.monotonic())
     failed_rounds: int = 0  # rounds failed in a row (the database away…): the wait before the next grows
+
+    def __post_init__(self) -> None:
+        self._gate = asyncio.Semaphore(self.concurrency)
 
     def poke(self, infra_id: str | None = None) -> None:
         """Pass over ``infra_id`` now (or over every target, with None) instead of at the next tick: the server
@@ -101,9 +106,7 @@ class Manager:
             self._registration = try_hold(self.store, f"{MANAGERS}{uuid.uuid4().hex}", "manage", self.ttl)
 
     def live_managers(self) -> int:
-        now = datetime.now(UTC)
-        alive = [lease for lease in self.store.leases_under(MANAGERS)
-                 if _aware(lease.expires_at) > now and not holder_gone(lease)]
+        alive = [lease for lease in self.store.leases_under(MANAGERS, live=True) if not holder_gone(lease)]
         return max(1, len(alive))
 
     def share(self, count: int) -> int:
@@ -126,13 +129,16 @@ class Manager:
         return True
 
     async def run(self, *, once: bool = False) -> list[PassReport]:
-        """Passes until ``stop`` is set (or one round with ``once``); returns the last round's reports."""
+        """Passes until ``stop`` is set (or one round with ``once``); returns the last round's reports.
+
+        Passes still running when it ends finish first (a stop is a flag, not a cancel); a cancelled manager
+        cancels them."""
         reports: list[PassReport] = []
         beat = asyncio.create_task(self._keep_claims())
         try:
             only: set[str] | None = None
             while True:
-                reports = await self._supervised_round(only)
+                reports = await self._supervised_round(only, wait=None if once else self.interval)
                 if once or self.stop.is_set():
                     return reports
                 ticked = await self._rest()
@@ -141,28 +147,49 @@ class Manager:
                 only = None if ticked or self._poked_all else set(self._poked_ids)
                 self._poked_ids.clear()
                 self._poked_all = False
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # cancelled or interrupted: the passes in flight are too
+                for task in self._passes.values():
+                    task.cancel()
+            raise
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
-            self.release()
+            try:
+                await self._drain()
+            finally:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
+                self.release()
 
-    async def _supervised_round(self, only: set[str] | None) -> list[PassReport]:
+    async def _drain(self) -> None:
+        """Wait for the passes in flight to end; cancelled meanwhile, they are cancelled too."""
+        try:
+            while self._passes:
+                await asyncio.wait(list(self._passes.values()))
+        except asyncio.CancelledError:
+            for task in self._passes.values():
+                task.cancel()
+            raise
+
+    async def _supervised_round(self, only: set[str] | None, *, wait: float | None = None) -> list[PassReport]:
         """A round whose failure (the database away, a bug) costs that round, never the manager: it is said,
-        and the next one comes after a wait that doubles with each failure in a row (up to a minute)."""
+        and the next one comes after a wait that doubles with each failure in a row (up to a minute).
+
+        A round completes whatever its passes do (see :meth:`round`): ``rounds`` and ``last_round`` say that the
+        manager's loop turns, which a slow infrastructure does not stop; a loop that is wedged still stops them."""
         try:
             if self.every_attached and self._registration is None:
                 self.register()
-            reports = await self.round(only)
+            reports = await self.round(only, wait=wait)
         except BusyError:
             raise  # an infrastructure named to this manager is kept by another: the user is told
         except Exception as exc:
             self.failed_rounds += 1
-            wait = min(self.interval * 2 ** (self.failed_rounds - 1), 60.0)
+            pause = min(self.interval * 2 ** (self.failed_rounds - 1), 60.0)
             emit(self.sink, ProgressEvent("error", f"manager: round failed ({pass_failure(exc)}); "
-                                                   f"next in {wait:g}s"))
+                                                   f"next in {pause:g}s"))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=wait)
+                await asyncio.wait_for(self.stop.wait(), timeout=pause)
             return []
         self.failed_rounds = 0
         self.rounds += 1
@@ -197,9 +224,14 @@ class Manager:
             self._registration = None  # lapsed while paused: counted again from now on
             await asyncio.to_thread(self.register)
 
-    async def round(self, only: set[str] | None = None) -> list[PassReport]:
-        """One pass over each target (or over those of ``only``), several infrastructures at once; reports in
-        the targets' order."""
+    async def round(self, only: set[str] | None = None, *, wait: float | None = None) -> list[PassReport]:
+        """Start a pass over each target (or over those of ``only``) whose previous pass has ended, and wait for
+        them up to ``wait`` seconds (None: until they all end).  Returns the reports of those that ended, in the
+        targets' order.
+
+        Passes of different infrastructures never wait for each other: one still running when the wait is over
+        goes on by itself, and the rounds after it leave its infrastructure out until it ends (a poke meanwhile
+        passes over it again once it has), while the other infrastructures get their passes every round."""
         if only is None:
             targets = [i for i in self.targets() if i.state != InfraState.DESTROYED]
             self._drop_claims({i.id for i in targets})
@@ -207,22 +239,47 @@ class Manager:
                 targets = self._balanced(targets)
         else:
             targets = [i for i in self._poked_targets(only) if i.state != InfraState.DESTROYED]
-        gate = asyncio.Semaphore(self.concurrency)
+        started: list[asyncio.Task[PassReport | None]] = []
+        for infra in targets:
+            if self.stop.is_set():
+                break
+            if infra.id in self._passes:  # its last pass still runs
+                if only is not None:
+                    self._repoke.add(infra.id)
+                continue
+            if self.claim(infra):  # a named one managed elsewhere: BusyError
+                started.append(self._start_pass(infra))
+        if started:
+            await asyncio.wait(started, timeout=wait)
+        return [report for task in started if task.done() and not task.cancelled()
+                and (report := task.result()) is not None]
 
-        async def one(infra: Infrastructure) -> PassReport | None:
-            async with gate:
-                if self.stop.is_set() or not self.claim(infra):  # a named one managed elsewhere: BusyError
-                    return None
-                try:
-                    report = await self.pass_over(infra)
-                except Exception as exc:  # one infrastructure's trouble does not hold back the others
-                    emit(self.sink, ProgressEvent("error", f"{infra.name}: pass failed: {pass_failure(exc)}"))
-                    return None
+    def _start_pass(self, infra: Infrastructure) -> asyncio.Task[PassReport | None]:
+        task = asyncio.create_task(self._one_pass(infra), name=f"pass over {infra.name}")
+        self._passes[infra.id] = task
+        task.add_done_callback(lambda _task: self._pass_ended(infra.id))
+        return task
+
+    def _pass_ended(self, infra_id: str) -> None:
+        self._passes.pop(infra_id, None)
+        if infra_id in self._repoke:
+            self._repoke.discard(infra_id)
+            if not self.stop.is_set():
+                self.poke(infra_id)
+
+    async def _one_pass(self, infra: Infrastructure) -> PassReport | None:
+        """One pass over ``infra``, at most ``concurrency`` of them at once; its trouble is its own."""
+        async with self._gate:
+            if self.stop.is_set():
+                return None
+            try:
+                report = await self.pass_over(infra)
                 if report is not None and self.on_pass is not None:
                     self.on_pass(report)
-                return report
-
-        return [r for r in await asyncio.gather(*(one(i) for i in targets)) if r is not None]
+            except Exception as exc:  # one infrastructure's trouble does not hold back the others
+                emit(self.sink, ProgressEvent("error", f"{infra.name}: pass failed: {pass_failure(exc)}"))
+                return None
+            return report
 
     def _balanced(self, targets: list[Infrastructure]) -> list[Infrastructure]:
         """This manager's even share of ``targets``: what it keeps already first; a surplus (another manager
@@ -269,7 +326,7 @@ class Manager:
         try:
             async with exclusive(self.store, infra_scope(infra.name), "manage", wait=0, ttl=self.ttl) as held:
                 began = datetime.now(UTC)
-                return await reconcile(self.store, infra.id, sink=self.sink,
+                return await reconcile(self.store, infra.id, sink=self.sink, times=self._times,
                                        log_pass=lambda report: self._pass_line(held, began, report))
         except FencedOut as exc:  # paused past the TTL: another manager keeps it now; this one lets go
             self._claims.pop(infra.id, None)

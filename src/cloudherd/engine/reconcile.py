@@ -11,6 +11,7 @@ A pass runs under the infrastructure's lease (see :mod:`cloudherd.engine.locks`)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -103,12 +104,66 @@ def pass_failure(exc: BaseException) -> str:
 PASS_EVENT, PASS_EVENTS = "pass", 200  # the event kind of a logged pass, and how many of them are kept
 
 
+class CheckTimes:
+    """When this process last checked each node, and since when it has seen one failing, by the monotonic clock:
+    what makes a node due for its next check, and how long it has been failing.
+
+    A pass remembers nothing else from the last one; this is kept by whoever runs passes again and again (a
+    manager), so that a wall clock stepped back (or on) changes nothing: before the fix, a clock stepped back an
+    hour made every node's last check an hour in the future, and none was checked for an hour.  A node this
+    process has not checked yet falls back on its recorded times (wall clock), a time in the future counting
+    as long ago."""
+
+    def __init__(self) -> None:
+        self._checked: dict[str, dict[str, float]] = {}  # infrastructure id → node id → when
+        self._failing: dict[str, dict[str, float]] = {}
+
+    def due(self, infra_id: str, node: Node, interval: float, now: datetime) -> bool:
+        at = self._checked.get(infra_id, {}).get(node.id)
+        if at is not None:
+            return time.monotonic() - at >= interval * 0.9  # a pass tick early still checks
+        elapsed = _elapsed(node.last_check_at, now)
+        return elapsed is None or elapsed >= interval * 0.9
+
+    def failing_for(self, infra_id: str, node: Node, now: datetime) -> float:
+        """Seconds ``node`` has been failing its counted checks in a row, this failed one included (0 when it is
+        the first: the node has no ``failing_since`` yet)."""
+        failing = self._failing.setdefault(infra_id, {})
+        if node.failing_since is None:
+            failing[node.id] = time.monotonic()
+            return 0.0
+        at = failing.get(node.id)
+        if at is not None:
+            return time.monotonic() - at
+        return _elapsed(node.failing_since, now) or 0.0
+
+    def checked(self, infra_id: str, nodes: Sequence[Node], at: float, keep: set[str]) -> None:
+        """``nodes`` were checked at ``at`` (``time.monotonic()`` as the checks began); the nodes not in ``keep``
+        (gone from the checked states) are forgotten."""
+        self._checked[infra_id] = {k: v for k, v in self._checked.get(infra_id, {}).items() if k in keep}
+        self._checked[infra_id].update((n.id, at) for n in nodes)
+        self._failing[infra_id] = {k: v for k, v in self._failing.get(infra_id, {}).items() if k in keep}
+
+
+def _elapsed(moment: datetime | None, now: datetime) -> float | None:
+    """Seconds from a recorded ``moment`` to ``now`` by the wall clock; None when there is none, or when it lies
+    in the future (the clock was stepped back since: it says nothing)."""
+    at = _aware(moment)
+    if at is None:
+        return None
+    seconds = (now - at).total_seconds()
+    return seconds if seconds >= 0 else None
+
+
 async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = None, connect_timeout: float = 60.0,
-                    log_pass: Callable[[PassReport], str] | None = None) -> PassReport:
+                    log_pass: Callable[[PassReport], str] | None = None,
+                    times: CheckTimes | None = None) -> PassReport:
     """One pass over ``infra_id``: settle, refresh, check, scale, heal.  The caller holds the lease.
 
     ``log_pass`` words the pass's event (a manager's: who held the lease, when), written with the pass's
-    result in the same transaction."""
+    result in the same transaction.  ``times``: when this process checked the nodes before (a manager keeps
+    them from pass to pass); without it, the recorded times say when a node is due."""
+    times = times if times is not None else CheckTimes()
     infra = store.infrastructure(infra_id)
     report = PassReport(infra.id, infra.name)
     if infra.state == InfraState.DESTROYED:
@@ -134,7 +189,7 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
         async with ConnectionPool(identity.key, connect_timeout=connect_timeout) as pool:
             reach = Reach(store, infra, identity)
             try:
-                stale = await _check_health(store, infra, loaded, nodes, pool, reach, report)
+                stale = await _check_health(store, infra, loaded, nodes, pool, reach, report, times)
                 victims, renew = _consume_scale_requests(store, infra, loaded, report)
                 if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)
                     infra = store.infrastructure(infra.id)
@@ -224,40 +279,38 @@ def _log_converge(store: Store, infra: Infrastructure, before: dict[str, Node], 
 
 
 async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: list[Node],
-                        pool: ConnectionPool, reach: Reach, report: PassReport) -> bool:
+                        pool: ConnectionPool, reach: Reach, report: PassReport, times: CheckTimes) -> bool:
     """Check the ready and unhealthy nodes that are due, and move them along ready ⇄ unhealthy → failed.
 
     Returns whether a node's state changed (then ``nodes`` are stale and read again by the caller)."""
     import asyncio
 
-    now = datetime.now(UTC)
+    now = datetime.now(UTC)  # what is recorded; when a node is due again is the monotonic clock's (CheckTimes)
     # failed by its checks (not by its scripts): still checked, so that one the breaker kept comes back
     checked = [n for n in nodes
                if n.state in CHECKED_STATES or (n.state == NodeState.FAILED and n.health == "unhealthy")]
     due = [n for n in checked if n.group_name in loaded.spec.groups
-           and _due(n, loaded.group(n.group_name).health.interval, now)]
+           and times.due(infra.id, n, loaded.group(n.group_name).health.interval, now)]
 
     async def one(node: Node) -> tuple[Node, CheckResult]:
         return node, await probe(node, nodes, infra, loaded, pool, reach)
 
     healthy: list[tuple[str, dict[str, object]]] = []
     changed = False
-    for node, result in await asyncio.gather(*(one(n) for n in due)):
+    began = time.monotonic()
+    results = await asyncio.gather(*(one(n) for n in due))
+    times.checked(infra.id, due, began, {n.id for n in checked})
+    for node, result in results:
         report.checked += 1
         if result.healthy and node.state == NodeState.READY and node.health == "healthy" and not node.failures:
             # the common case, still healthy: written with the others in one statement, not one transaction each
             healthy.append((node.id, {"last_check": result.detail, "last_check_at": now}))
             node.last_check, node.last_check_at = result.detail, now
             continue
-        _record(store, infra, loaded, node, result, now, report)
+        _record(store, infra, loaded, node, result, now, times, report)
         changed = True
     store.update_nodes(infra.id, healthy)
     return changed
-
-
-def _due(node: Node, interval: float, now: datetime) -> bool:
-    last = _aware(node.last_check_at)
-    return last is None or (now - last).total_seconds() >= interval * 0.9  # a pass tick early still checks
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -267,7 +320,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 def _record(store: Store, infra: Infrastructure, loaded: LoadedSpec, node: Node, result: CheckResult,
-            now: datetime, report: PassReport) -> None:
+            now: datetime, times: CheckTimes, report: PassReport) -> None:
     health = loaded.group(node.group_name).health
     if result.healthy:
         if node.state in (NodeState.UNHEALTHY, NodeState.FAILED):
@@ -275,8 +328,8 @@ def _record(store: Store, infra: Infrastructure, loaded: LoadedSpec, node: Node,
         store.update_node(node.id, state=NodeState.READY, health="healthy", failures=0, failing_since=None,
                           last_check=result.detail, last_check_at=now, reason=None)
         return
-    ready_at = _aware(node.ready_at)
-    if ready_at is not None and (now - ready_at).total_seconds() < health.grace:  # within grace: not counted
+    since_ready = _elapsed(node.ready_at, now)  # None in the future too: a clock stepped back ends the grace
+    if since_ready is not None and since_ready < health.grace:  # within grace: not counted
         store.update_node(node.id, last_check=f"{result.detail} (in grace)", last_check_at=now)
         return
     failures = (node.failures or 0) + 1
@@ -284,8 +337,9 @@ def _record(store: Store, infra: Infrastructure, loaded: LoadedSpec, node: Node,
     if node.state == NodeState.FAILED:  # already failed (kept by the breaker): counted, no new event
         store.update_node(node.id, failures=failures, last_check=result.detail, last_check_at=now)
         return
+    failing_for = times.failing_for(infra.id, node, now)  # by the monotonic clock where this process saw it begin
     gone = (health.failures is not None and failures >= health.failures) or \
-        (health.failing_for is not None and (now - since).total_seconds() >= health.failing_for)
+        (health.failing_for is not None and failing_for >= health.failing_for)
     state = NodeState.FAILED if gone else NodeState.UNHEALTHY
     store.update_node(node.id, state=state, health="unhealthy", failures=failures, failing_since=since,
                       last_check=result.detail, last_check_at=now,

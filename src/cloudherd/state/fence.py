@@ -1,5 +1,5 @@
 """Fenced writes: while work holds a lease, each transaction that writes the state checks, inside itself, that
-the lease is still that work's own and has not lapsed.
+the lease is still that work's own and has not lapsed (by the database's clock: :mod:`cloudherd.state.clock`).
 
 Why in the transaction and not before it: a check made before a write leaves a gap in which the holder may be
 paused (SIGSTOP, a long GC, a laptop lid) and the lease taken over; the write would then land on state that
@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from cloudherd.errors import FencedOut
+from cloudherd.state import clock
 from cloudherd.state.models import Lease
 
 _held: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("cloudherd_fence", default=None)
@@ -65,16 +65,13 @@ def _check(session: Session) -> None:
         return
     scope, owner = held
     table = Lease.__table__
-    row = session.connection().execute(
-        select(table.c.owner, table.c.expires_at).where(table.c.scope == scope).with_for_update(read=True)
+    connection = session.connection()
+    lapsed = clock.passed(connection.dialect.name, table.c.expires_at)  # by the database's clock, not ours
+    row = connection.execute(
+        select(table.c.owner, lapsed.label("lapsed")).where(table.c.scope == scope).with_for_update(read=True)
     ).first()
-    now = datetime.now(UTC)
-    if row is None or row.owner != owner or _aware(row.expires_at) <= now:
+    if row is None or row.owner != owner or row.lapsed:
         why = "it lapsed" if row is not None and row.owner == owner else "another holder took it"
         raise FencedOut(f"{scope.partition(':')[2]}: this process lost its lease ({why}); stopping before "
                         "acting on it")
     session.info[_CHECKED] = True
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
