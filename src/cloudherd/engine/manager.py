@@ -43,6 +43,12 @@ from cloudherd.state.repo import Store
 MANAGERS = "managers/"  # leases of the live managers themselves (scope: managers/<token>)
 
 
+def kept(infra: Infrastructure) -> bool:
+    """Whether ``manage --all`` (and ``serve``) looks after an infrastructure: attached ones always, and any
+    submitted one until it is made — a POST with ``attach=false`` is a request to make it, not to keep it."""
+    return bool(infra.attached) or infra.state == InfraState.CREATING
+
+
 def manager_scope(name: str) -> str:
     return f"manager:{name}"
 
@@ -96,7 +102,7 @@ class Manager:
 
     def targets(self) -> list[Infrastructure]:
         if self.every_attached:
-            return [i for i in self.store.infrastructures(with_nodes=False) if i.attached]
+            return [i for i in self.store.infrastructures(with_nodes=False) if kept(i)]
         return [self.store.infrastructure(i) for i in self.ids]
 
     def register(self) -> None:
@@ -310,7 +316,7 @@ class Manager:
                 infra = self.store.infrastructure(infra_id)
             except UsageError:
                 continue
-            if infra.attached or not self.every_attached:
+            if kept(infra) or not self.every_attached:
                 found.append(infra)
         return found
 

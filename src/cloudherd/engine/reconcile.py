@@ -413,7 +413,11 @@ def _to_replace(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: 
         failed = [n for n in members if n.state == NodeState.FAILED]
         if not failed:
             continue
-        sick = [n for n in members if n.state in (NodeState.FAILED, NodeState.UNHEALTHY)]
+        # the breaker guards against a blip that makes healthy machines look sick; a node whose own scripts
+        # failed (or whose deploy a killed process cut) is no sign of one, and waiting for it to "recover"
+        # would hold the group short for good
+        sick = [n for n in members if n.state == NodeState.UNHEALTHY
+                or (n.state == NodeState.FAILED and n.health == "unhealthy")]
         allowed = group.health.max_unhealthy_of(max(group.count, len(members)))
         if len(sick) > allowed:
             message = (f"{name}: {len(sick)} of {len(members)} nodes unhealthy, more than max_unhealthy "

@@ -103,7 +103,9 @@ class Runtime:
         if manager is None or thread is None or not thread.is_alive():
             ok, answer["manager"] = False, "not running"
             return ok, answer
-        stuck_after = max(300.0, 20 * self.config.interval)  # a round waits for its longest pass
+        # a round never waits for a slow pass (each infrastructure's passes go on by themselves): a loop that
+        # has not turned for this long is stuck
+        stuck_after = max(300.0, 20 * self.config.interval)
         age = None if manager.last_round is None else time.monotonic() - manager.last_round
         answer["manager"] = {"rounds": manager.rounds, "failed_in_a_row": manager.failed_rounds,
                              "last_round_seconds_ago": None if age is None else round(age, 1)}
