@@ -159,8 +159,11 @@ def test_native_and_occopus_scales_past_the_servers_ceiling_are_400s(served: Ser
     if create_app(ServerConfig(max_group_size=CEILING)).state.runtime.client.max_group_size != CEILING:
         pytest.skip("serve does not hand server.yml's max_group_size to its Client yet (server/app.py)")
     api = served.client(served.token())
-    made = api.post("/v1/infrastructures?attach=false",
-                    content=f"name: knob\ngroups:\n  web: {{count: 0, max: {CEILING + 1}}}\n")
+    refused = api.post("/v1/infrastructures?attach=false",
+                       content=f"name: knob\ngroups:\n  web: {{count: 0, max: {CEILING + 1}}}\n")
+    assert refused.status_code == 400 and f"({CEILING}, its max_group_size)" in refused.json()["detail"]
+    # no max of its own: the server's ceiling is the only bound (count 0, so nothing is made on the way)
+    made = api.post("/v1/infrastructures?attach=false", content="name: knob\ngroups:\n  web: {count: 0}\n")
     assert made.status_code == 201, made.text
     answer = api.post(f"/v1/infrastructures/{made.json()['id']}/groups/web/scale", json={"change": f"={CEILING + 1}"})
     assert answer.status_code == 400 and f"at most {CEILING}" in answer.json()["detail"], answer.text
@@ -394,3 +397,24 @@ def test_a_lone_surrogate_in_a_json_body_is_a_400_with_the_reason(served: Served
                       headers={"Content-Type": "application/json"})
     assert answer.status_code == 400 and "no live node" in answer.json()["detail"], answer.text
     assert api.post(base + "/groups/web/scale", json={"change": "=0"}).status_code == 202
+
+
+@pytest.mark.parametrize(("text", "key", "line"), [
+    ("name: big\ngroups:\n  web:\n    count: 4\n", "count", 4),
+    ("name: big\ngroups:\n  web:\n    count: 1\n    max: 50\n", "max", 5),
+    ("name: big\ngroups:\n  web:\n    count: 1\n    scaling: {min: 1, max: 9}\n", "max", 5),
+])
+def test_a_spec_sent_to_a_server_stays_within_its_max_group_size(tmp_path: Path, text: str, key: str,
+                                                                  line: int) -> None:
+    """The ceiling of the server's Auto Scaling and scale routes holds for a whole spec POSTed to it too."""
+    from cloudherd.errors import SpecError
+    from cloudherd.spec.confine import Confinement
+    from cloudherd.spec.loader import load_spec_text
+
+    path = tmp_path / "cloudherd.yml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=rf"cloudherd.yml:{line}: groups\.web\.{key}: .* more than this server "
+                                        r"lets a group have \(3, its max_group_size\)"):
+        load_spec_text(text, path, within=Confinement({"local": {"type": "local"}}, max_group_size=3))
+    fine = text.replace("count: 4", "count: 3").replace("max: 50", "max: 3").replace("max: 9", "max: 3")
+    assert load_spec_text(fine, path, within=Confinement({"local": {"type": "local"}}, max_group_size=3))

@@ -52,7 +52,7 @@ class Runtime:
         """What a spec sent to this server may use: the clouds of its configuration, nothing of its own."""
         from cloudherd.spec.confine import Confinement
 
-        return Confinement(self.config.providers)
+        return Confinement(self.config.providers, self.config.max_group_size)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

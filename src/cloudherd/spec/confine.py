@@ -34,6 +34,7 @@ class Confinement:
     """What a network spec may use: the server's clouds (name → settings, as in its configuration)."""
 
     providers: Mapping[str, Mapping[str, Any]]
+    max_group_size: int | None = None  # the server's ceiling on any group's count / min / max (server.yml)
 
     def offered(self) -> str:
         return ", ".join(sorted(self.providers)) or "none"
@@ -69,6 +70,7 @@ def check_groups(groups: Mapping[str, Any], within: Confinement, display: str, l
     such as ``local`` or ``aws`` is a cloud of its own, made with no settings of the server's configuration
     (the server's ambient credentials, its default ``isolation`` and ``shared`` folders)."""
     for name, group in groups.items():
+        _check_size(name, group, within, display, line_of)
         if group.provider not in within.providers:
             raise spec_error(display, line_of(("groups", name, "provider")) or line_of(("groups", name)),
                              f"groups.{name}.provider",
@@ -79,6 +81,20 @@ def check_groups(groups: Mapping[str, Any], within: Confinement, display: str, l
                 raise spec_error(display, line_of((*loc, "provider")) or line_of(loc) or line_of(("groups", name)),
                                  f"groups.{name}.placement.{index}.provider",
                                  f"'{place.provider}' is not offered by this server (offered: {within.offered()})")
+
+
+def _check_size(name: str, group: Any, within: Confinement, display: str, line_of: Any) -> None:
+    ceiling = within.max_group_size
+    if ceiling is None:
+        return
+    for key in ("count", "min", "max"):
+        value = getattr(group, key, None)
+        if isinstance(value, int) and value > ceiling:
+            spelled = ("scaling", key) if key != "count" and getattr(group, "scaling", None) is not None else (key,)
+            where = line_of(("groups", name, *spelled)) or line_of(("groups", name))
+            raise spec_error(display, where,
+                             f"groups.{name}.{key}", f"{value} is more than this server lets a group have "
+                                                     f"({ceiling}, its max_group_size)")
 
 
 def check_inside(real: Path, root: Path, where: Where, entry: str) -> None:
