@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 SAMPLE_EVERY = 0.5  # seconds between two samples of what a page shows
@@ -47,14 +47,16 @@ class LiveHub:
         """Server-Sent Events for a page: ``change`` with the digest each time it differs, the current one
         first; ``denied`` and the end once ``allowed`` says no (the page goes back to its login)."""
         yield "retry: 1000\n\n"
-        async for digest in self.changes(key, sample, allowed):
-            if digest == DENIED:
-                yield "event: denied\ndata: log in again\n\n"
-                return
-            yield f"event: change\ndata: {digest}\n\n" if digest else ": keep-alive\n\n"
+        # aclosing: a page that goes (its stream closed) leaves the watch at once, not when the loop collects it
+        async with contextlib.aclosing(self.changes(key, sample, allowed)) as changes:
+            async for digest in changes:
+                if digest == DENIED:
+                    yield "event: denied\ndata: log in again\n\n"
+                    return
+                yield f"event: change\ndata: {digest}\n\n" if digest else ": keep-alive\n\n"
 
     async def changes(self, key: str, sample: Callable[[], str],
-                      allowed: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[str]:
+                      allowed: Callable[[], Awaitable[bool]] | None = None) -> AsyncGenerator[str, None]:
         """The digest of ``key`` each time it differs (the current one first, when there is one), an empty
         string after ``KEEP_ALIVE`` seconds of quiet, and :data:`DENIED` (then the end) once ``allowed`` says
         no.

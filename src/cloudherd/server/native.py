@@ -8,9 +8,10 @@ Every route needs a bearer token and sees only the caller's infrastructures: ano
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -386,7 +387,7 @@ async def _stream(request: Request, runtime: Runtime, infra_id: str, after: int,
     last = after
     yield "retry: 2000\n\n"
 
-    async def fresh() -> AsyncIterator[str]:
+    async def fresh() -> AsyncGenerator[str, None]:
         nonlocal last
         while True:
             batch = await runtime.client.events(infra_id, after=last, limit=500)
@@ -397,8 +398,9 @@ async def _stream(request: Request, runtime: Runtime, infra_id: str, after: int,
             if len(batch) < 500:
                 return
 
-    async for text in fresh():
-        yield text
+    async with contextlib.aclosing(fresh()) as texts:
+        async for text in texts:
+            yield text
     if not follow:
         return
     token = request.headers.get("authorization", "").partition(" ")[2].strip()
@@ -406,16 +408,19 @@ async def _stream(request: Request, runtime: Runtime, infra_id: str, after: int,
     async def allowed() -> bool:
         return await asyncio.to_thread(authenticate, runtime.store, token) is not None
 
-    async for change in runtime.live.changes(f"events {infra_id}",
-                                             lambda: str(runtime.store.newest_event_id(infra_id)), allowed):
-        if change == DENIED:
-            yield "event: denied\ndata: the API token is no longer valid\n\n"
-            return
-        if not change:
-            yield ": keep-alive\n\n"
-            continue
-        async for text in fresh():
-            yield text
+    changes = runtime.live.changes(f"events {infra_id}", lambda: str(runtime.store.newest_event_id(infra_id)),
+                                   allowed)
+    async with contextlib.aclosing(changes):  # a reader that goes leaves the watch at once
+        async for change in changes:
+            if change == DENIED:
+                yield "event: denied\ndata: the API token is no longer valid\n\n"
+                return
+            if not change:
+                yield ": keep-alive\n\n"
+                continue
+            async with contextlib.aclosing(fresh()) as texts:
+                async for text in texts:
+                    yield text
 
 
 def _job(row: Any) -> Job:
