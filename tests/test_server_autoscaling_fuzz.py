@@ -141,3 +141,28 @@ def test_every_generated_call_is_answered_in_aws_xml(served: Served) -> None:
     known.describe_launch_configurations()
     known.describe_tags()
     known.describe_auto_scaling_instances()
+
+
+def _signed(served: Served, keys: dict[str, str], body: bytes) -> httpx.Response:
+    request = AWSRequest(method="POST", url=f"{served.url}/autoscaling", data=body, headers={"Content-Type": FORM})
+    SigV4Auth(Credentials(keys["access_key_id"], keys["secret_access_key"]), "autoscaling", "us-east-1"
+              ).add_auth(request)
+    prepared = request.prepare()
+    return httpx.post(f"{served.url}/autoscaling", content=prepared.body, headers=dict(prepared.headers.items()),
+                      timeout=60)
+
+
+@pytest.mark.parametrize(("fields", "said"), [
+    ([("Action", "DescribeAutoScalingGroups"), ("AutoScalingGroupNames.member.\u00b2", "g")], "member index"),
+    ([("Action", "DescribeAutoScalingGroups"), ("AutoScalingGroupNames.member." + "0" * 5000 + "1", "g")],
+     "member index"),
+    ([("Action", "CreateOrUpdateTags"), ("Tags.member.\u00b2.Key", "k"), ("Tags.member.\u00b2.Value", "v")],
+     "member index"),
+    ([("Action", "DescribeAutoScalingGroups"), ("AutoScalingGroupNames.member.1", "g\udc80")], "not UTF-8"),
+])
+def test_what_used_to_be_ignored_is_refused_with_its_reason(served: Served, fields: list[tuple[str, str]],
+                                                            said: str) -> None:
+    """A mistyped member index or a name that is not UTF-8 was read as nothing: a 200 that did nothing."""
+    answer = _signed(served, served.aws_keys(), encode(fields))
+    assert answer.status_code == 400, answer.text
+    assert said in answer.text and "<Code>ValidationError</Code>" in answer.text

@@ -147,3 +147,31 @@ def test_the_bundle_limit_holds_for_an_unpacked_size(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unpacks to more than"), \
             tarfile.open(fileobj=io.BytesIO(raw.getvalue()), mode="r:") as archive:
         uploads._index(archive)
+
+
+def test_numbers_in_paths_and_forms_are_bounded_not_read_as_whatever_they_parse_to(served: Served,
+                                                                                  token: str) -> None:
+    """An Occopus count of 5000 digits ("000…01") was a scale to 1; a dashboard rollback to revision "²" rolled
+    back to the one before: both are refused now, and nothing changes."""
+    with served.client(token) as api:
+        made = api.post("/v1/infrastructures?attach=false", content="name: nums\ngroups:\n  web: {count: 0}\n")
+        assert made.status_code == 201, made.text
+        infra_id = made.json()["id"]
+        answer = api.post(f"/infrastructures/{infra_id}/scaleto/web/{'0' * 5000}1")
+        assert answer.status_code == 400 and "at most 5 ASCII digits" in answer.text
+        assert [g["count"] for g in api.get(f"/v1/infrastructures/{infra_id}/groups").json()] == [0]
+    import re
+
+    import httpx
+
+    with httpx.Client(base_url=served.url) as browser:
+        page = browser.get("/ui")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        assert browser.post("/ui/login", data={"token": token, "csrf": csrf.group(1)}).status_code == 303
+        form = re.search(r'name="csrf" value="([^"]+)"', browser.get(f"/ui/infrastructures/{infra_id}").text)
+        assert form
+        for revision in ("\u00b2", "9" * 5000, "-1"):
+            answer = browser.post(f"/ui/infrastructures/{infra_id}/rollback",
+                                  data={"csrf": form.group(1), "revision": revision})
+            assert answer.status_code == 400 and "a revision is a number" in answer.text

@@ -66,6 +66,11 @@ def recursive_alias(folder: Path) -> tuple[Path, str]:
         ":2: alias *v is inside the &v it names (a loop)"
 
 
+def lone_surrogate(folder: Path) -> tuple[Path, str]:
+    """YAML's escape makes a character no file, script or JSON answer can hold: refused where it is written."""
+    return spec(folder, GROUPS + 'variables: {greeting: "hi \\ud800"}\n'), ":4: a string holds a lone surrogate"
+
+
 def deep_flow(folder: Path) -> tuple[Path, str]:
     return spec(folder, GROUPS + "variables: {a: " + "[" * 5000 + "]" * 5000 + "}\n"), \
         ":4: nested deeper than 100 levels"
@@ -269,7 +274,7 @@ CASES = [
     tag_case("!!set {a, b}"),
     tag_case("!!omap [a: 1]"),
     tag_case("!local {}"),
-    huge_file, many_values, nul_byte, control_character, invalid_utf8, random_bytes, huge_integer,
+    huge_file, many_values, nul_byte, lone_surrogate, control_character, invalid_utf8, random_bytes, huge_integer,
     spec_is_a_link_loop, spec_is_a_folder, spec_is_dev_zero, spec_is_a_fifo, spec_through_a_file,
     script_link_loop, script_broken_link_in_folder, script_is_a_fifo, script_is_dev_zero, empty_scripts_folder,
     teardown_is_a_folder, script_random_bytes, script_nested_template,

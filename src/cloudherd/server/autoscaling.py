@@ -60,9 +60,8 @@ async def query(request: Request) -> Response:
     action = ""
     try:
         who = await asyncio.to_thread(_authenticate, runtime.store, request, body)
-        params = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
-        params.update({k: v[-1] for k, v in parse_qs(request.url.query, keep_blank_values=True).items()
-                       if not k.startswith("X-Amz-")})
+        params = _form(body)
+        params.update({k: v for k, v in _form(request.url.query).items() if not k.startswith("X-Amz-")})
         _check_characters(params)
         action = params.get("Action", "")
         if params.get("Version", VERSION) != VERSION:
@@ -93,6 +92,17 @@ async def query(request: Request) -> Response:
     return Response(xml, media_type="text/xml")
 
 
+def _form(raw: bytes | str) -> Params:
+    """A form's fields, the last of each name; text that is not UTF-8 (raw, or after its percent-escapes: a
+    lone surrogate among them) is refused, not read with replacement characters."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        pairs = parse_qs(text, keep_blank_values=True, errors="strict")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise AwsError("ValidationError", "the request is not UTF-8 text (in URL-encoded form)") from None
+    return {k: v[-1] for k, v in pairs.items()}
+
+
 def _authenticate(store: Any, request: Request, body: bytes) -> Principal:
     found: dict[str, Principal] = {}
 
@@ -110,6 +120,9 @@ def _authenticate(store: Any, request: Request, body: bytes) -> Principal:
 
 
 def aws_error(code: str, message: str, status: int, request_id: str) -> Response:
+    from cloudherd.server.errors import without_paths
+
+    message = without_paths(message)  # a generated spec's path is the server's business: "user_data:2: …" helps
     kind = "Receiver" if status >= 500 else "Sender"
     xml = (f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type><Code>{_text(code)}</Code>'
            f"<Message>{_text(message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
@@ -193,13 +206,26 @@ def _members(params: Params, name: str) -> list[str]:
     found = []
     for key, value in params.items():
         prefix = f"{name}.member."
-        index = whole(key[len(prefix):], MEMBER_DIGITS) if key.startswith(prefix) else None
-        if index is not None:
-            found.append((index, value))
+        if key.startswith(prefix):
+            found.append((_member_index(key, key[len(prefix):]), value))
     if len(found) > MAX_MEMBERS:
         raise AwsError("ValidationError", f"1 validation error detected: Value at '{name}' failed to satisfy "
                                           f"constraint: Member must have length less than or equal to {MAX_MEMBERS}")
     return [value for _, value in sorted(found)]
+
+
+def _member_index(key: str, index: str) -> int:
+    """N of ``Name.member.N``: ASCII digits, at most six of them, from 1 — else the call is refused (it was
+    ignored, so a filter or a tag with a mistyped index did nothing and said nothing)."""
+    number = whole(index, MEMBER_DIGITS)
+    if number is None or number < 1:
+        raise AwsError("ValidationError", f"{_shown(key)}: a member index is a number from 1, in ASCII digits "
+                                          f"(at most {MEMBER_DIGITS})")
+    return number
+
+
+def _shown(key: str) -> str:
+    return key if len(key) <= 60 else f"{key[:40]}… ({len(key)} characters)"
 
 
 def _structs(params: Params, name: str) -> list[dict[str, str]]:
@@ -209,9 +235,11 @@ def _structs(params: Params, name: str) -> list[dict[str, str]]:
     for key, value in params.items():
         if key.startswith(prefix):
             index, _, field = key[len(prefix):].partition(".")
-            number = whole(index, MEMBER_DIGITS)
-            if number is not None and field:
-                found.setdefault(number, {})[field] = value
+            number = _member_index(key, index)
+            if not field:
+                raise AwsError("ValidationError", f"{_shown(key)}: a member of {name} names a field "
+                                                  f"({prefix}N.Field)")
+            found.setdefault(number, {})[field] = value
     return [found[i] for i in sorted(found)]
 
 

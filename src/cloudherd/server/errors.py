@@ -21,7 +21,7 @@ from cloudherd.providers.base import ProviderError
 log = logging.getLogger("cloudherd.server")
 # where uploads are unpacked is the server's business: a spec error names the file as the caller sent it
 RETRY_AFTER = 5  # seconds a caller waits before trying again when the state database is away
-_UPLOADS = re.compile(r"/[^\s\"'<>]*/server/uploads/[0-9a-f]{32}/")
+_UPLOADS = re.compile(r"/[^\s\"'<>]*/server/(?:uploads/[0-9a-f]{32}/|autoscaling/[^\s\"'<>#/]*#)")
 
 
 class Conflict(UsageError):
@@ -44,6 +44,11 @@ def status_of(exc: CloudherdError) -> int:
     if isinstance(exc, StateError):
         return 503
     return 400
+
+
+def without_paths(message: str) -> str:
+    """The message with the server's own folders left out (uploads, generated Auto Scaling specs)."""
+    return _UPLOADS.sub("", message)
 
 
 def clean(message: str) -> str:
@@ -103,6 +108,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:
         return too_large_answer(request.url.path, exc)
+
+    async def database_away(request: Request, exc: Exception) -> Response:
+        log.warning("state database fault: %s", exc.__class__.__name__)
+        return unavailable(request.url.path)
+
+    # by class, so that the inner exception middleware answers them (the outermost one, for Exception, always
+    # re-raises after answering: uvicorn then logs a traceback and drops the kept-alive connection)
+    from sqlalchemy.exc import DBAPIError, DisconnectionError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    for fault in (DBAPIError, DisconnectionError, PoolTimeout):
+        app.add_exception_handler(fault, database_away)
 
     @app.exception_handler(CloudherdError)
     async def known(request: Request, exc: CloudherdError) -> Response:

@@ -65,7 +65,15 @@ class Gate:
             await self.app(scope, receive, send)
             return
         if needs_bearer(scope["path"]):
-            refused = await _authenticate(scope)
+            try:
+                refused = await _authenticate(scope)
+            except Exception as exc:  # the database away: a 503 here, or uvicorn drops the connection after it
+                from cloudherd.server.errors import database_fault, unavailable
+
+                if not database_fault(exc):
+                    raise
+                await unavailable(scope["path"])(scope, receive, send)
+                return
             if refused is not None:
                 await _answer(scope, receive, send, refused)
                 return

@@ -132,6 +132,9 @@ async def _scale(request: Request, who: Principal, infraid: str, nodename: str, 
                  victims: list[str] | None = None) -> None:
     from cloudherd.errors import UsageError
 
+    written = str(request.path_params.get("count", ""))
+    if not (written.isascii() and written.isdigit() and len(written) <= 5) and "count" in request.path_params:
+        raise UsageError(f"a count is at most 5 ASCII digits, got {len(written)} characters")
     runtime = runtime_of(request)
     infra = owned(runtime, who, infraid)
     if nodename not in {g.name for g in infra.groups}:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloudherd.api.client import Client
 from cloudherd.engine.manager import Manager
+from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import InfraState
 from cloudherd.server.config import ServerConfig
 from cloudherd.server.live import LiveHub
@@ -158,6 +159,8 @@ class Runtime:
                 await work()
             except asyncio.CancelledError:
                 raise
+            except CloudherdError as exc:  # the work's own refusal ("no earlier revision"): one line, no traceback
+                log.warning("background task %s: %s", name, exc)
             except Exception:  # a bug of ours: logged, the server goes on
                 log.exception("background task %s failed", name)
 

@@ -332,8 +332,10 @@ async def verb(request: Request, ref: str, verb: str) -> Response:
         runtime.tear_down(infra.id, infra.owner_id)
         return _back(infra, f"{infra.name} is being torn down")
     if verb == "rollback":
-        revision = form.get("revision", "")
+        revision = form.get("revision", "").strip()
         number = whole(revision, 9)
+        if revision and not number:
+            return _page("refused.html", 400, reason="a revision is a number from 1 (as the revisions table shows)")
         runtime.spawn(lambda: runtime.client.rollback(infra.id, number), f"rollback {infra.id}")
         return _back(infra, f"rolling back to revision {number or 'before the current one'}")
     return _page("missing.html", 404, ref=f"{ref}/{verb}")

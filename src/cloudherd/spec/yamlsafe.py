@@ -15,6 +15,7 @@ aliases.  :class:`BoundedComposer` counts while it composes, so nothing large is
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -36,6 +37,9 @@ ALLOWED_TAGS = frozenset(_CORE + t for t in ("str", "int", "float", "bool", "nul
 
 def _shown_tag(tag: str) -> str:
     return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BoundedComposer(Composer):
@@ -84,6 +88,9 @@ class BoundedComposer(Composer):
     def _measure(self, node: Node, event: Any) -> None:
         if isinstance(node, ScalarNode):
             values, height = 1, 1
+            if isinstance(node.value, str) and _SURROGATE.search(node.value):
+                self._refuse("a string holds a lone surrogate (an escape such as \\ud800): it is no character "
+                             "a script, a file or a node can hold", event)
             if str(node.tag) == _CORE + "int":
                 digits = sum(c.isdigit() for c in node.value)
                 if digits > MAX_INT_DIGITS:
