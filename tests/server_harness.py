@@ -63,6 +63,19 @@ class Served:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self.terminate_nodes()
+
+    def terminate_nodes(self) -> None:
+        """End every local node the server made in its data folder: a node outlives its server (as a machine
+        does), and a test's nodes must not outlive the test (their folders go with pytest's temp dirs)."""
+        import asyncio
+
+        from cloudherd.providers.local import LocalProvider
+
+        root = self.home / "local"
+        if root.is_dir():
+            provider = LocalProvider("local", {"root": str(root)})
+            asyncio.run(provider.terminate([i.id for i in asyncio.run(provider.list({}))]))
 
     def stop(self) -> int:
         """SIGTERM, as a supervisor would; returns the exit code (uvicorn re-raises the signal after its

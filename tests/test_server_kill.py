@@ -50,3 +50,4 @@ def test_a_post_cut_by_kill_9_is_carried_to_its_end(tmp_path: Path, attach: str)
         assert row["attached"] is (attach == "true")
     finally:
         served.stop()
+        served.terminate_nodes()

@@ -34,6 +34,9 @@ PREFIX = "cloudherd-"
 NETNS_DIR = Path("/run/netns")
 OWNERS = Path("/run/cloudherd/netns")  # one file per namespace: the folder of the node it is for
 TABLE = "cloudherd"
+# addresses are drawn from the system's randomness: a process that seeds ``random`` (the fault injection of the
+# chaos tests does) would otherwise draw the same addresses as every other such process
+_DRAW = random.SystemRandom()
 
 
 class NetError(RuntimeError):
@@ -66,7 +69,7 @@ def claim(owner: Path) -> tuple[str, str]:
     ensure_host()
     OWNERS.mkdir(parents=True, exist_ok=True, mode=0o700)
     for _ in range(500):
-        address = str(SUBNET.network_address + random.randint(2, SUBNET.num_addresses - 2))
+        address = str(SUBNET.network_address + _DRAW.randint(2, SUBNET.num_addresses - 2))
         name = namespace(address)
         try:
             fd = os.open(OWNERS / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -79,8 +82,10 @@ def claim(owner: Path) -> tuple[str, str]:
             continue
         try:
             _wire(address)
-        except (NetError, OSError):
+        except (NetError, OSError) as exc:
             release(name)
+            if "File exists" in str(exc):  # a namespace unnamed but still alive (a process in it) holds it
+                continue
             raise
         return address, name
     raise NetError(f"no free address on {SUBNET}")
