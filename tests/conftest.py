@@ -181,16 +181,37 @@ def recorded_infrastructure(store: Store, loaded: LoadedSpec, state: str = "read
                                        ssh_key_path="/nonexistent/id_ed25519")
 
 
+def require(missing: str | None, what: str) -> None:
+    """Skip a test whose part this computer lacks (``missing`` says which); under CI=true, which has them all
+    (root, sshd, PostgreSQL), fail instead: a skipped test there would be a test that never runs."""
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {what} must run here: {missing}")
+        pytest.skip(missing)
+
+
+def require_sandbox(network: bool = False) -> None:
+    """Local nodes as sandboxes (root, OpenSSH's sshd), and with ``network`` their networks of their own."""
+    from cloudherd.providers import local_net, local_sandbox
+
+    require(local_sandbox.unavailable() or (local_net.unavailable() if network else None)
+            or (None if has_sshd() else "no OpenSSH sshd"), "the sandbox tests")
+
+
+def require_postgres() -> None:
+    from pg_harness import pg_bin
+
+    require("PostgreSQL binaries (initdb, pg_ctl) or psycopg not installed"
+            if pg_bin() is None or importlib.util.find_spec("psycopg") is None else None, "the PostgreSQL tests")
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Any]:
     """A real PostgreSQL server for the session (see tests/pg_harness.py); skipped where there is none,
     except under CI=true, where its absence fails."""
-    from pg_harness import pg_bin, start_postgres
+    from pg_harness import start_postgres
 
-    if pg_bin() is None or importlib.util.find_spec("psycopg") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true: PostgreSQL (initdb, pg_ctl) and psycopg are required for the state tests")
-        pytest.skip("PostgreSQL binaries or psycopg not installed")
+    require_postgres()
     server = start_postgres()
     try:
         yield server

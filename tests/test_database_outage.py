@@ -5,7 +5,6 @@ started by the test."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import wait_until
+from conftest import require_postgres, wait_until
 from server_harness import Served, write_config
 
 SPEC = """\
@@ -30,12 +29,9 @@ groups:
 
 @pytest.fixture
 def own_postgres() -> Iterator[Any]:
-    from pg_harness import pg_bin, start_postgres
+    from pg_harness import start_postgres
 
-    if pg_bin() is None or importlib.util.find_spec("psycopg") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true: PostgreSQL (initdb, pg_ctl) and psycopg are required")
-        pytest.skip("PostgreSQL binaries or psycopg not installed")
+    require_postgres()  # its own server: it is stopped and started, which the session's must never be
     server = start_postgres()
     try:
         yield server

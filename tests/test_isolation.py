@@ -13,22 +13,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import cli, has_sshd, node_processes
+from conftest import cli, node_processes, require_sandbox
 from test_remote import node_folders, write_spec
 
 from cloudherd.api import SyncClient
-from cloudherd.providers import local_sandbox
 
 
 @pytest.fixture
 def sandboxed(home: Path) -> Path:
     """Skips where this computer cannot sandbox nodes (not root, no sshd); never under CI, which runs as
     root with isolation on."""
-    reason = local_sandbox.unavailable() or (None if has_sshd() else "no OpenSSH sshd")
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the isolation tests: {reason}")
-        pytest.skip(reason)
+    require_sandbox()
     return home
 
 

@@ -6,20 +6,18 @@ is refused, with a clear error.  A spec sent to a server cannot reach a cloud th
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import cli, has_sshd, wait_until
+from conftest import cli, require_sandbox, wait_until
 from server_harness import Served, write_config
 from test_remote import node_folders, write_spec
 
 from cloudherd.api import SyncClient
 from cloudherd.api.auth import secret_key_path
 from cloudherd.errors import SpecError
-from cloudherd.providers import local_sandbox
 from cloudherd.providers.local_sandbox import Share, hidden_in_node
 from cloudherd.spec.confine import Confinement
 from cloudherd.spec.loader import load_spec_text
@@ -28,11 +26,7 @@ from cloudherd.spec.loader import load_spec_text
 @pytest.fixture
 def sandboxed(home: Path) -> Path:
     """As in test_isolation: skips where nodes cannot be sandboxed here; never under CI (root, isolation on)."""
-    reason = local_sandbox.unavailable() or (None if has_sshd() else "no OpenSSH sshd")
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the isolation tests: {reason}")
-        pytest.skip(reason)
+    require_sandbox()
     return home
 
 

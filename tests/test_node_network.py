@@ -5,7 +5,6 @@ and none of the host's own services within its reach.  Real nodes, real sockets.
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -13,11 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import has_sshd, wait_until
+from conftest import require, require_sandbox, wait_until
 from test_remote import write_spec
 
 from cloudherd.api import SyncClient
-from cloudherd.providers import local_net, local_sandbox
+from cloudherd.providers import local_net
 
 SERVE = ("echo $(hostname) > index.html && setsid python3 -m http.server 80 --bind 0.0.0.0 "
          "</dev/null >/dev/null 2>&1 &")
@@ -27,11 +26,7 @@ CONNECT = ("python3 -c \"import socket,sys; s=socket.socket(); s.settimeout(2); 
 
 @pytest.fixture
 def fleet(home: Path, tmp_path: Path) -> Iterator[tuple[SyncClient, dict[str, str]]]:
-    reason = local_sandbox.unavailable() or local_net.unavailable() or (None if has_sshd() else "no sshd")
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the network tests: {reason}")
-        pytest.skip(reason)
+    require_sandbox(network=True)
     herd = SyncClient()
     herd.up(write_spec(tmp_path / "net", "name: net\ngroups:\n  web:\n    count: 3\n    scripts: [serve.sh]\n",
                        {"serve.sh": SERVE}))
@@ -125,8 +120,7 @@ def test_a_partition_cuts_a_node_from_the_host_and_its_siblings(fleet: tuple[Syn
 
 
 def test_nothing_of_a_node_network_outlives_it(home: Path, tmp_path: Path) -> None:
-    if local_sandbox.unavailable() or local_net.unavailable() or not has_sshd():
-        pytest.skip("no sandbox here")
+    require_sandbox(network=True)
     herd = SyncClient()
     herd.up(write_spec(tmp_path / "brief", "name: brief\ngroups:\n  n:\n    count: 2\n"))
     names = [local_net.namespace(n.address or "") for n in herd.status("brief").live]
@@ -138,8 +132,7 @@ def test_nothing_of_a_node_network_outlives_it(home: Path, tmp_path: Path) -> No
 def test_a_namespace_left_by_a_killed_process_is_swept(tmp_path: Path) -> None:
     """A node's folder removed with its namespace still there (cloudherd killed in between): the next sweep
     (every process that makes a sandboxed node runs one) removes it; a live node's is kept."""
-    if local_net.unavailable():
-        pytest.skip("no network namespaces here")
+    require(local_net.unavailable(), "the network tests")
     live, dead = tmp_path / "ln-live", tmp_path / "ln-dead"
     for folder in (live, dead):
         folder.mkdir()

@@ -4,18 +4,16 @@ checked from the host."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import has_sshd
+from conftest import require_sandbox
 from test_remote import write_spec
 
 from cloudherd.api import SyncClient
 from cloudherd.paths import data_dir
-from cloudherd.providers import local_sandbox
 
 CHROOT_ESCAPE = """\
 import os, sys
@@ -32,11 +30,7 @@ print(len([p for p in os.listdir("/proc") if p.isdigit()]))
 
 @pytest.fixture
 def node(home: Path, tmp_path: Path) -> Iterator[SyncClient]:
-    reason = local_sandbox.unavailable() or (None if has_sshd() else "no OpenSSH sshd")
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the sandbox tests: {reason}")
-        pytest.skip(reason)
+    require_sandbox()
     herd = SyncClient()
     herd.up(write_spec(tmp_path / "box", "name: box\ngroups:\n  n:\n    count: 1\n"))
     try:

@@ -5,7 +5,6 @@ never written out; a JSON body holding a lone surrogate is a 400 with the reason
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,6 @@ import pytest
 from conftest import cli
 from server_harness import Served, write_config
 
-from cloudherd.providers.local import LocalProvider
 from cloudherd.spec.loader import load_spec_text
 from cloudherd.state.db import open_engine
 from cloudherd.state.repo import Store
@@ -38,20 +36,8 @@ FORM = "application/x-www-form-urlencoded; charset=utf-8"
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("bounds")
     home = folder / "cloudherd-home"
-    server = Served(home, write_config(folder, {"local": "local"}, interval=30, max_group_size=CEILING)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        terminate_nodes(home)
-
-
-def terminate_nodes(home: Path) -> None:
-    """What local nodes the module's server made, terminated (by the provider: only the processes it started)."""
-    root = home / "local"
-    if root.is_dir():
-        provider = LocalProvider("local", {"root": str(root)})
-        asyncio.run(provider.terminate([i.id for i in asyncio.run(provider.list({}))]))
+    with Served(home, write_config(folder, {"local": "local"}, interval=30, max_group_size=CEILING)) as server:
+        yield server  # its exit ends what local nodes the server made
 
 
 @pytest.fixture(scope="module")

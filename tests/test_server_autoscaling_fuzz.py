@@ -5,9 +5,7 @@ XML: the Action's response, or an ErrorResponse with a 4xx status; never a 500, 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from xml.etree import ElementTree
@@ -15,8 +13,6 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 from server_harness import Served, write_config
-
-from cloudherd.providers.local import LocalProvider
 
 boto3 = pytest.importorskip("boto3")
 hypothesis = pytest.importorskip("hypothesis")
@@ -80,19 +76,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("fuzz")
     home = folder / "cloudherd-home"
     # a ceiling of 1: whatever group a generated call happens to make stays at most one (local) node
-    server = Served(home, write_config(folder, {"local": "local"}, interval=3600, max_group_size=1)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        terminate_nodes(home)
-
-
-def terminate_nodes(home: Path) -> None:
-    root = home / "local"
-    if root.is_dir():
-        provider = LocalProvider("local", {"root": str(root)})
-        asyncio.run(provider.terminate([i.id for i in asyncio.run(provider.list({}))]))
+    with Served(home, write_config(folder, {"local": "local"}, interval=3600, max_group_size=1)) as server:
+        yield server  # its exit ends what local nodes the server made
 
 
 def encode(fields: list[tuple[str, str]]) -> bytes:
