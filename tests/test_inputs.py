@@ -10,6 +10,7 @@ import pytest
 from conftest import cli
 from server_harness import Served, write_config
 
+from cloudherd.api.autoscaling import AwsError
 from cloudherd.inputs import whole
 from cloudherd.server.autoscaling import _members, _structs
 
@@ -23,10 +24,15 @@ def test_whole_takes_ascii_digits_only() -> None:
 
 
 def test_query_api_member_indexes_are_ascii_digits() -> None:
-    params = {"Ids.member.1": "a", "Ids.member.²": "b", f"Ids.member.{'9' * 5000}": "c", "Ids.member.2": "d"}
-    assert _members(params, "Ids") == ["a", "d"]
-    tags = {"Tags.member.1.Key": "k", "Tags.member.².Key": "x", "Tags.member.1.Value": "v"}
-    assert _structs(tags, "Tags") == [{"Key": "k", "Value": "v"}]
+    """A member index that is not 1-6 ASCII digits is refused, saying so (it used to be skipped in silence:
+    a filter or a tag that did nothing)."""
+    assert _members({"Ids.member.1": "a", "Ids.member.2": "d"}, "Ids") == ["a", "d"]
+    assert _structs({"Tags.member.1.Key": "k", "Tags.member.1.Value": "v"}, "Tags") == [{"Key": "k", "Value": "v"}]
+    for bad in ("²", "9" * 5000, "0", "-1", "x"):
+        with pytest.raises(AwsError, match="a member index is a number from 1"):
+            _members({"Ids.member.1": "a", f"Ids.member.{bad}": "b"}, "Ids")
+        with pytest.raises(AwsError, match="a member index is a number from 1"):
+            _structs({f"Tags.member.{bad}.Key": "x"}, "Tags")
 
 
 @pytest.mark.usefixtures("home")
