@@ -306,7 +306,8 @@ def test_the_xml_writer_never_writes_what_xml_cannot_carry() -> None:
     from datetime import datetime
 
     from cloudherd.api.autoscaling import ScalingGroupView, Tag
-    from cloudherd.server.autoscaling import _group_xml, aws_error
+    from cloudherd.server.autoscaling import _group_xml
+    from cloudherd.server.errors import aws_error
 
     bad = "a\x01b\uffff\ud800c<&>"
     view = ScalingGroupView(name=bad, infrastructure="i", launch_configuration=bad, min_size=0, max_size=1, desired=0,

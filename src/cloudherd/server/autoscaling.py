@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
-from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Request, Response
 
@@ -39,12 +38,12 @@ from cloudherd.api.autoscaling import (
 from cloudherd.engine.locks import BusyError
 from cloudherd.errors import CloudherdError, StateError
 from cloudherd.inputs import whole
-from cloudherd.server.errors import clean, database_fault, status_of
+from cloudherd.server.errors import NAMESPACE, aws_error, clean, database_fault, status_of
+from cloudherd.server.errors import xml_text as _text
 from cloudherd.server.sigv4 import SignatureError, verify
 
 log = logging.getLogger("cloudherd.server")
 
-NAMESPACE = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
 VERSION = "2011-01-01"
 router = APIRouter(include_in_schema=False)  # not JSON: described in the README, not in /openapi.json
 
@@ -119,16 +118,6 @@ def _authenticate(store: Any, request: Request, body: bytes) -> Principal:
     return found[key_id]
 
 
-def aws_error(code: str, message: str, status: int, request_id: str) -> Response:
-    from cloudherd.server.errors import without_paths
-
-    message = without_paths(message)  # a generated spec's path is the server's business: "user_data:2: …" helps
-    kind = "Receiver" if status >= 500 else "Sender"
-    xml = (f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type><Code>{_text(code)}</Code>'
-           f"<Message>{_text(message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
-    return Response(xml, status_code=status, media_type="text/xml")
-
-
 def _aws_code(exc: CloudherdError) -> tuple[str, int]:
     """cloudherd's own errors in AWS's terms: the caller's mistakes are a ValidationError (400), a command
     already changing the group ScalingActivityInProgress, a cloud's failure InternalFailure (502)."""
@@ -140,12 +129,6 @@ def _aws_code(exc: CloudherdError) -> tuple[str, int]:
     if status >= 500:
         return "InternalFailure", status
     return "ValidationError", 400
-
-
-def _text(value: str) -> str:
-    """Text as XML character data: escaped, and what XML 1.0 cannot carry (a control character, U+FFFF, a lone
-    surrogate) shown as U+FFFD; input holding such is refused, but a row stored before may hold it."""
-    return escape(NOT_XML.sub("\ufffd", value))
 
 
 _BAD_NAME = re.compile(r"[^A-Za-z0-9._-]")

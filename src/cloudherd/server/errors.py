@@ -73,8 +73,6 @@ def unavailable(path: str) -> Response:
     """503 with Retry-After, in the route's own format."""
     message = "the state database is not answering; try again shortly"
     if is_query_api(path):
-        from cloudherd.server.autoscaling import aws_error
-
         answer = aws_error("ServiceUnavailable", message, 503, str(uuid.uuid4()))
     else:
         answer = JSONResponse({"detail": message}, status_code=503)
@@ -84,10 +82,39 @@ def unavailable(path: str) -> Response:
 
 def too_large_answer(path: str, exc: HTTPException) -> Response:
     if is_query_api(path):
-        from cloudherd.server.autoscaling import aws_error
-
         return aws_error("RequestEntityTooLarge", str(exc.detail), 413, str(uuid.uuid4()))
     return JSONResponse({"detail": exc.detail}, status_code=413)
+
+
+NAMESPACE = "http://autoscaling.amazonaws.com/doc/2011-01-01/"  # of the AWS Auto Scaling Query API's XML
+
+
+class BodyTooLarge(HTTPException):
+    """A body past its route's limit (server/gate.py): 413, in the route's own error format."""
+
+    def __init__(self, limit: int) -> None:
+        shown = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
+        super().__init__(413, f"the request body is larger than this route takes ({shown})")
+        self.limit = limit
+
+
+def aws_error(code: str, message: str, status: int, request_id: str) -> Response:
+    """An error as AWS's Query API writes it (boto reads the code and message), with no server path in it."""
+    message = without_paths(message)  # a generated spec's path is the server's business: "user_data:2: …" helps
+    kind = "Receiver" if status >= 500 else "Sender"
+    xml = (f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type><Code>{xml_text(code)}</Code>'
+           f"<Message>{xml_text(message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
+    return Response(xml, status_code=status, media_type="text/xml")
+
+
+def xml_text(value: str) -> str:
+    """Text as XML character data: escaped, and what XML 1.0 cannot carry (a control character, U+FFFF, a lone
+    surrogate) shown as U+FFFD; input holding such is refused, but a row stored before may hold it."""
+    from xml.sax.saxutils import escape
+
+    from cloudherd.api.autoscaling import NOT_XML
+
+    return escape(NOT_XML.sub("\ufffd", value))
 
 
 def is_query_api(path: str) -> bool:
@@ -103,8 +130,6 @@ class ServerJSON(JSONResponse):
 
 
 def install(app: FastAPI) -> None:
-    from cloudherd.server.gate import BodyTooLarge
-
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:
         return too_large_answer(request.url.path, exc)

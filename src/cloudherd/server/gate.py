@@ -19,6 +19,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cloudherd.server.errors import BodyTooLarge
 from cloudherd.server.uploads import MAX_BUNDLE_BYTES
 
 KiB = 1024
@@ -28,14 +29,6 @@ FORM_LIMIT = 64 * KiB  # the dashboard's forms: a token, a CSRF token, a scale a
 QUERY_API_LIMIT = 1 * MiB  # an Auto Scaling call: AWS itself takes UserData of at most 21 847 bytes
 CALL_LIMIT = 1 * MiB  # every other body: a JSON call (an exec command is at most 100 000 characters)
 BEARER_PREFIXES = ("/v1/", "/infrastructures")
-
-
-class BodyTooLarge(HTTPException):
-    """A body past its route's limit: 413, in the route's own error format (see server/errors.py)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than this route takes ({_size(limit)})")
-        self.limit = limit
 
 
 def body_limit(method: str, path: str) -> int:
@@ -125,7 +118,3 @@ async def _answer(scope: Scope, receive: Receive, send: Send, exc: HTTPException
     else:
         response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
     await response(scope, receive, send)
-
-
-def _size(limit: int) -> str:
-    return f"{limit // MiB} MiB" if limit >= MiB else f"{limit // KiB} KiB"
