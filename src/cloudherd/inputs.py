@@ -10,8 +10,12 @@ manager set out to make that many machines.  :data:`GROUP_SIZE_LIMIT` is the spe
 
 from __future__ import annotations
 
+import re
+
 INT64_DIGITS = 18  # any number of this many digits fits a signed 64-bit column
 GROUP_SIZE_LIMIT = 10_000  # the most nodes a group may have (a spec's count, min and max are at most this)
+# a lone surrogate: what JSON's "\ud800" and YAML's escape can write, and no UTF-8 (no file, no answer) carries
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def whole(text: str, digits: int = INT64_DIGITS) -> int | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
@@ -34,9 +33,10 @@ from cloudherd.api.types import (
 )
 from cloudherd.api.types import ScaleResult as ScaleAnswer
 from cloudherd.errors import UsageError
-from cloudherd.inputs import whole
+from cloudherd.inputs import SURROGATE, whole
 from cloudherd.lifecycle import InfraState
 from cloudherd.server.errors import Conflict, NotFound, clean
+from cloudherd.server.gate import CALL_LIMIT, body_limit
 from cloudherd.server.live import DENIED
 from cloudherd.server.runtime import Runtime
 from cloudherd.server.security import principal
@@ -44,7 +44,42 @@ from cloudherd.server.uploads import discard, receive
 from cloudherd.state.models import Infrastructure as InfraRow
 
 Caller = Annotated[Principal, Depends(principal)]
-router = APIRouter(prefix="/v1", tags=["infrastructures"])
+
+
+async def text_only(request: Request) -> None:
+    """A JSON body's strings are text: JSON may write a lone surrogate (``"\\ud800"``), which no UTF-8 carries,
+    and FastAPI's own answer to it (the value echoed back) could not be written (a 500).  It is refused here,
+    400 with its place, before the body is validated; a body that is no JSON is left to FastAPI to say so."""
+    if "json" not in request.headers.get("content-type", "") or \
+            body_limit(request.method, request.url.path) != CALL_LIMIT:  # a spec: its loader refuses them
+        return
+    try:
+        data = json.loads(await request.body())
+    except ValueError:
+        return
+    where = _lone_surrogate(data, "body")
+    if where is not None:
+        raise UsageError(f"{where}: a lone surrogate (such as \\ud800) is not text: send UTF-8 text")
+
+
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """The place of the first string (key or value) holding a lone surrogate, if any."""
+    if isinstance(value, str):
+        return where if SURROGATE.search(value) else None
+    if isinstance(value, list):
+        return next((w for i, item in enumerate(value) if (w := _lone_surrogate(item, f"{where}[{i}]"))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if SURROGATE.search(key):
+                return f"{where} (a key)"
+            found = _lone_surrogate(item, f"{where}.{key}")
+            if found is not None:
+                return found
+    return None
+
+
+# every route's JSON call body is checked, not only the routes that were found to fail
+router = APIRouter(prefix="/v1", tags=["infrastructures"], dependencies=[Depends(text_only)])
 SPEC_BODY = {
     "requestBody": {
         "required": True,
@@ -82,39 +117,6 @@ class ExecBody(BaseModel):
     command_timeout: float | None = Field(default=None, gt=0, le=86_400)
 
 
-async def text_only(request: Request) -> None:
-    """A JSON body's strings are text: JSON may write a lone surrogate (``"\\ud800"``), which no UTF-8 carries,
-    and FastAPI's own answer to it (the value echoed back) could not be written (a 500).  It is refused here,
-    400 with its place, before the body is validated; a body that is no JSON is left to FastAPI to say so."""
-    if "json" not in request.headers.get("content-type", ""):
-        return
-    try:
-        data = json.loads(await request.body())
-    except ValueError:
-        return
-    where = _lone_surrogate(data, "body")
-    if where is not None:
-        raise UsageError(f"{where}: a lone surrogate (such as \\ud800) is not text: send UTF-8 text")
-
-
-def _lone_surrogate(value: Any, where: str) -> str | None:
-    """The place of the first string (key or value) holding a lone surrogate, if any."""
-    if isinstance(value, str):
-        return where if _SURROGATE.search(value) else None
-    if isinstance(value, list):
-        return next((w for i, item in enumerate(value) if (w := _lone_surrogate(item, f"{where}[{i}]"))), None)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if _SURROGATE.search(key):
-                return f"{where} (a key)"
-            found = _lone_surrogate(item, f"{where}.{key}")
-            if found is not None:
-                return found
-    return None
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-TEXT_BODY = [Depends(text_only)]
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -231,8 +233,7 @@ async def node(request: Request, ref: str, name: str, who: Caller) -> Node:
         raise NotFound(f"no live node '{name}' in {infra.name}") from None
 
 
-@router.post("/infrastructures/{ref}/groups/{group}/scale", status_code=202, response_model=ScaleAnswer,
-             dependencies=TEXT_BODY)
+@router.post("/infrastructures/{ref}/groups/{group}/scale", status_code=202, response_model=ScaleAnswer)
 async def scale(request: Request, ref: str, group: str, body: ScaleBody, who: Caller) -> ScaleAnswer:
     """Ask for a size; the manager's next pass (started at once) applies it, clamped to min / max."""
     runtime = runtime_of(request)
@@ -262,7 +263,7 @@ async def detach(request: Request, ref: str, who: Caller) -> InfrastructureSumma
     return await runtime.client.detach(owned(runtime, who, ref).id)
 
 
-@router.post("/infrastructures/{ref}/exec", status_code=202, response_model=Job, dependencies=TEXT_BODY)
+@router.post("/infrastructures/{ref}/exec", status_code=202, response_model=Job)
 async def exec_job(request: Request, ref: str, body: ExecBody, who: Caller) -> Job:
     """Run a command on the chosen nodes in the background, over the server's warm SSH connections."""
     runtime = runtime_of(request)
@@ -300,7 +301,7 @@ async def rollout(request: Request, ref: str, who: Caller) -> Rollout:
     return await runtime.client.rollout(owned(runtime, who, ref).id)
 
 
-@router.post("/infrastructures/{ref}/rollback", status_code=202, response_model=Job, dependencies=TEXT_BODY)
+@router.post("/infrastructures/{ref}/rollback", status_code=202, response_model=Job)
 async def rollback(request: Request, ref: str, body: RollbackBody, who: Caller) -> Job:
     """Apply an earlier release again (default: the newest applied one before the current), in the background."""
     runtime = runtime_of(request)

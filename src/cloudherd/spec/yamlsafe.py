@@ -15,7 +15,6 @@ aliases.  :class:`BoundedComposer` counts while it composes, so nothing large is
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any
 
@@ -25,6 +24,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from cloudherd.inputs import SURROGATE
 from cloudherd.spec.files import check_text, spec_error
 
 MAX_VALUES = 50_000  # a large real spec has a few thousand; ruamel composes ~20,000 a second
@@ -37,9 +37,6 @@ ALLOWED_TAGS = frozenset(_CORE + t for t in ("str", "int", "float", "bool", "nul
 
 def _shown_tag(tag: str) -> str:
     return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BoundedComposer(Composer):
@@ -88,7 +85,7 @@ class BoundedComposer(Composer):
     def _measure(self, node: Node, event: Any) -> None:
         if isinstance(node, ScalarNode):
             values, height = 1, 1
-            if isinstance(node.value, str) and _SURROGATE.search(node.value):
+            if isinstance(node.value, str) and SURROGATE.search(node.value):
                 self._refuse("a string holds a lone surrogate (an escape such as \\ud800): it is no character "
                              "a script, a file or a node can hold", event)
             if str(node.tag) == _CORE + "int":
