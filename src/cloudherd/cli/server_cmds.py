@@ -48,12 +48,15 @@ def serve(
                              "pip install 'cloudherd[server]'") from None
         offered = ", ".join(f"{name} ({p.get('type')})" for name, p in settings.providers.items())
         scheme = "https" if tls else "http"
-        err.print(f"cloudherd serve on {scheme}://{host}:{port} — clouds: {offered}; docs at /docs", highlight=False)
+        # as written: a fingerprint's ":AB:" is an emoji code to Rich, a path's "[x]" markup
+        err.print(f"cloudherd serve on {scheme}://{host}:{port} — clouds: {offered}; docs at /docs",
+                  highlight=False, markup=False, emoji=False)
         if tls is not None:
-            err.print(f"TLS certificate {tls.cert} — SHA-256 {tls.fingerprint}", highlight=False)
+            err.print(f"TLS certificate {tls.cert} — SHA-256 {tls.fingerprint}", highlight=False, markup=False,
+                      emoji=False)
         warning = plain_warning(host, tls)
         if warning:
-            err.print(warning, style="yellow", highlight=False)
+            err.print(warning, style="yellow", highlight=False, markup=False, emoji=False)
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False,
                     timeout_graceful_shutdown=60, ssl_certfile=str(tls.cert) if tls else None,
                     ssl_keyfile=str(tls.key) if tls else None)
