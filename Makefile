@@ -16,7 +16,7 @@ export UV_PYTHON := python3
 # pytest's arguments for `make test-stress` (a file, a -k expression…); the whole suite by default
 TESTS ?=
 
-.PHONY: setup sshd postgres faults browser demo test test-latest test-stress lock lint clean-demo
+.PHONY: setup sshd sandbox postgres faults browser demo test test-latest test-stress lock lint clean-demo
 
 setup: $(VENV)/.installed
 
@@ -34,12 +34,12 @@ lock: | $(UV)
 # The newest versions the registries serve today, in a throw-away venv, against the suite without its slow
 # scenario tests: drift found before it reaches a user.  Fix the code (or bound the dependency, naming the
 # upstream issue), then `make lock`.
-test-latest: sshd postgres faults browser | $(UV)
+test-latest: sshd sandbox postgres faults browser | $(UV)
 	UV=$(UV) bash .ci/test-latest
 
 # The suite (or TESTS="tests/test_x.py -k y") with every core busy beside it: a test that passes only on an
 # idle machine has a race, and this is where it shows.
-test-stress: setup sshd postgres faults browser
+test-stress: setup sshd sandbox postgres faults browser
 	@hogs=""; for i in $$(seq $$(nproc)); do yes >/dev/null & hogs="$$hogs $$!"; done; \
 	trap 'kill $$hogs' EXIT; echo "CPU hogs beside the tests: pids$$hogs"; \
 	$(PY) -m pytest $(TESTS)
@@ -72,6 +72,16 @@ faults:
 	  || echo "nftables could not be installed: the partition tests are skipped (they fail under CI=true)"; \
 	else echo "no nftables: the partition tests are skipped"; fi
 
+# fuse-overlayfs and slirp4netns: local nodes sandboxed for a user who is not root (as root, util-linux and
+# the kernel's overlay suffice).  Best effort here (without them a normal user's nodes run unisolated, and
+# `up` says which package is missing); required under CI=true (the rootless tests fail without them).
+sandbox:
+	@if command -v fuse-overlayfs >/dev/null 2>&1 && command -v slirp4netns >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq fuse-overlayfs slirp4netns >/dev/null) \
+	  || echo "fuse-overlayfs and slirp4netns could not be installed: a normal user's local nodes are not isolated"; \
+	else echo "no fuse-overlayfs or slirp4netns (apt-get install fuse-overlayfs slirp4netns): a normal user's local nodes are not isolated"; fi
+
 # Debian's chromium and chromedriver for the dashboard's browser tests (Selenium drives them; nothing is
 # downloaded at test time); best effort here, required under CI=true.
 browser:
@@ -81,10 +91,10 @@ browser:
 	  || echo "chromium could not be installed: the dashboard tests are skipped (they fail under CI=true)"; \
 	else echo "no chromium: the dashboard tests are skipped"; fi
 
-demo: setup sshd
+demo: setup sshd sandbox
 	$(VENV)/bin/cloudherd up examples/hello/cloudherd.yml
 
-test: setup sshd postgres faults browser
+test: setup sshd sandbox postgres faults browser
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest --durations=15
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudherd.paths import data_dir
-from cloudherd.providers import local_net
+from cloudherd.providers import local_net, local_slirp
 from cloudherd.providers import local_sandbox as sandbox
 from cloudherd.providers.base import (
     CreateRequest,
@@ -126,6 +126,8 @@ class LocalProvider(Provider):
                 return existing
         sshd = self._sshd_binary()
         isolated = self._isolated(sshd)
+        if isolated and sandbox.rootless():
+            sshd = None  # OpenSSH's privilege separation needs more than one user: cloudherd's server runs inside
         limits = _limits(request.size, request.size_need)
         nodes = []
         for index in range(request.count):
@@ -223,8 +225,9 @@ class LocalProvider(Provider):
         """Whether new nodes get a sandbox; with ``auto`` and none possible, a notice says so (once)."""
         if self.isolation == "none":
             return False
-        reason = (sandbox.unavailable() if sshd is not None
-                  else "isolation needs OpenSSH's sshd (the built-in SSH server runs on the host)")
+        reason = sandbox.unavailable()
+        if reason is None and sshd is None and not sandbox.rootless():
+            reason = "isolation needs OpenSSH's sshd (the built-in SSH server runs on the host)"
         if reason is None:
             return True
         if self.isolation == "required":
@@ -243,7 +246,8 @@ class LocalProvider(Provider):
         for sub in ("home", "work"):
             (folder / sub).mkdir(parents=True, mode=0o755)
         folder.chmod(0o755)
-        user = pwd.getpwuid(os.getuid()).pw_name
+        # rootless, this user is the node's root (its only user): one logs in as root, as on many clouds
+        user = "root" if isolated and sandbox.rootless() else pwd.getpwuid(os.getuid()).pw_name
         import asyncssh  # only when a node is made: listing nodes (status, plan) needs no SSH library
 
         key = asyncssh.generate_private_key("ssh-ed25519")
@@ -255,6 +259,8 @@ class LocalProvider(Provider):
         (folder / "ssh_host_ed25519_key.pub").write_text(host_key + "\n")
         (folder / "authorized_keys").write_text(request.ssh_public_key.strip() + "\n")
         (folder / "authorized_keys").chmod(0o600)
+        if isolated and sandbox.rootless():
+            sandbox.seed_upper(folder / "upper")
         if isolated and Path("/etc/skel").is_dir():  # a fresh machine's home: the distribution's defaults
             shutil.copytree("/etc/skel", folder / "home", dirs_exist_ok=True, symlinks=True)
         tags = dict(request.tags)
@@ -292,6 +298,7 @@ class LocalProvider(Provider):
                 (folder / stale).unlink(missing_ok=True)
             _write_meta(folder, meta)
             log = open(folder / "server.log", "ab")  # noqa: SIM115 - handed to the child
+            exit_read = exit_write = -1
             try:
                 env = {**_base_env(), NODE_MARKER: str(folder)}
                 if sshd is not None:
@@ -309,17 +316,29 @@ class LocalProvider(Provider):
                         if _can_set_hostname():
                             argv = ["unshare", "--uts", *argv]
                             env["CLOUDHERD_SET_HOSTNAME"] = "1"
+                elif meta.get("isolated"):  # rootless
+                    server = [sys.executable, "-m", "cloudherd.providers.local_server", str(folder), "0.0.0.0:22"]
+                    argv = sandbox.command(folder, meta["name"], _SUPERVISOR, server)
+                    env.update(sandbox.environment([*self._hidden(), _own_home()], self.shares, (), "/root",
+                                                   runtime=_runtime_folders(), resolver=local_slirp.DNS))
+                    exit_read, exit_write = os.pipe()  # slirp4netns ends when the node's processes are gone
                 else:
                     argv = [sys.executable, "-m", "cloudherd.providers.local_server", str(folder)]
                 process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                    env=env, close_fds=True,
+                    env=env, close_fds=True, pass_fds=(exit_write,) if exit_write >= 0 else (),
                 )
             finally:
                 log.close()
+                if exit_write >= 0:
+                    os.close(exit_write)
             meta["pid"] = process.pid
             _write_meta(folder, meta)
-            if await _wait_listening(meta["address"], meta["port"], process):
+            if exit_read >= 0:
+                ready = await self._slirp(meta, process, exit_read)
+            else:
+                ready = await _wait_listening(meta["address"], meta["port"], process)
+            if ready:
                 identity = await _wait_server_identity(folder, process, openssh=sshd is not None,
                                                        isolated=bool(meta.get("isolated")))
                 if identity is not None:
@@ -331,6 +350,28 @@ class LocalProvider(Provider):
             last_error = _tail(folder / "server.log")
             _kill(process.pid)
         raise ProviderError(f"local node {meta['name']}: SSH server did not start: {last_error}")
+
+    async def _slirp(self, meta: dict[str, Any], process: subprocess.Popen[bytes], exit_read: int) -> bool:
+        """A rootless node's network (slirp4netns, its SSH port forwarded from ``address:port``), then its
+        server's readiness: forwarded, the port accepts before anything listens inside, so the server's pid
+        file (written once it listens) is what says it is up."""
+        folder = self.root / meta["id"]
+        try:
+            slirp = await asyncio.to_thread(local_slirp.start, process.pid, folder, meta["address"], meta["port"],
+                                            exit_read)
+        except local_slirp.SlirpError as exc:
+            (folder / "server.log").open("a").write(f"{exc}\n")
+            return False
+        finally:
+            os.close(exit_read)
+        meta["net_identity"] = _identity(slirp.pid)
+        _write_meta(folder, meta)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while _pid_file(folder, "sshd.ns.pid") is None:
+            if process.poll() is not None or time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return await _wait_listening(meta["address"], meta["port"], process)
 
     async def _own_address(self, meta: dict[str, Any]) -> None:
         """The node's network namespace and address on the bridge: kept across a stop and start, claimed anew
@@ -417,12 +458,31 @@ def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
     os.replace(tmp, folder / "node.json")
 
 
+def _own_home() -> Path:
+    """This user's home folder, which a rootless node does not see (its root's home is its own)."""
+    return Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
+
+
+def _runtime_folders() -> list[Path]:
+    """What runs cloudherd's SSH server (its interpreter's environment, its code, ``PYTHONPATH``), bound
+    read-only into a rootless node where the node would not see it: in the user's home, or in the folders
+    a node has of its own (``/tmp``, ``/run``)."""
+    import cloudherd
+
+    covered = [_own_home(), Path("/tmp"), Path("/run")]
+    wanted = {Path(sys.prefix), Path(sys.base_prefix), Path(cloudherd.__file__).parents[1],
+              *(Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)}
+    found = {path.resolve() for path in wanted if path.is_absolute()}
+    return sorted(path for path in found if any(path.is_relative_to(c) and path != c for c in covered))
+
+
 def _safe_child(root: Path, folder: Path) -> bool:
     return folder.parent.resolve() == root.resolve() and folder.name.startswith("ln-")
 
 
 def _base_env() -> dict[str, str]:
-    keep = ("PATH", "LANG", "LC_ALL", "TZ")
+    # PYTHONPATH: the built-in server a rootless node runs imports cloudherd as this process does
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH")
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
@@ -729,6 +789,9 @@ def _end_sandbox(folder: Path, meta: dict[str, Any], timeout: float = 10.0) -> N
             with contextlib.suppress(OSError):
                 os.kill(other, signal.SIGKILL)
         time.sleep(0.02)
+    network = meta.get("net_identity")  # a rootless node's slirp4netns (it also ends on its own, by its exit pipe)
+    if isinstance(network, dict):
+        _signal_identity(network, signal.SIGKILL)
 
 
 def _signal_identity(identity: Mapping[str, Any], sig: signal.Signals) -> bool:

@@ -35,6 +35,7 @@ import contextlib
 import functools
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,7 +55,16 @@ TAB=$(printf '\t')
 IFS=$NL
 for procs in ${CLOUDHERD_CGROUPS:-}; do echo 0 > "$procs"; done
 mkdir -p "$F/upper" "$F/overlay-work" "$R"
-mount -t overlay cloudherd-node -o "lowerdir=/,upperdir=$F/upper,workdir=$F/overlay-work" "$R"
+if [ -n "${CLOUDHERD_FUSE:-}" ]; then  # rootless: the host's files shown as the node root's own
+  fuse-overlayfs -o "lowerdir=/,upperdir=$F/upper,workdir=$F/overlay-work,squash_to_root" "$R"
+else
+  mount -t overlay cloudherd-node -o "lowerdir=/,upperdir=$F/upper,workdir=$F/overlay-work" "$R"
+fi
+if [ -n "${CLOUDHERD_RESOLV:-}" ]; then  # rootless: slirp4netns's resolver; apt cannot change user
+  rm -f "$R/etc/resolv.conf"; printf 'nameserver %s\n' "$CLOUDHERD_RESOLV" > "$R/etc/resolv.conf"
+  if [ -d "$R/etc/apt/apt.conf.d" ]; then
+    echo 'APT::Sandbox::User "root";' > "$R/etc/apt/apt.conf.d/00cloudherd-one-user"; fi
+fi
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 for knob in sys sysrq-trigger irq bus fs; do  # the kernel's settings: read, never written, from a node
   if [ -e "$R/proc/$knob" ]; then mount --bind "$R/proc/$knob" "$R/proc/$knob"
@@ -86,6 +96,9 @@ done
 for hidden in ${CLOUDHERD_HIDE:-}; do
   if [ -d "$R$hidden" ]; then mount -t tmpfs -o mode=700,size=4k tmpfs "$R$hidden"; fi
 done
+for keep in ${CLOUDHERD_RUNTIME:-}; do  # what runs the node's server, seen again (read-only) where hidden
+  mkdir -p "$R$keep"; mount --bind "$keep" "$R$keep"; mount -o remount,bind,ro "$R$keep"
+done
 if [ -n "${CLOUDHERD_NODE_HOME:-}" ]; then
   mkdir -p "$R$CLOUDHERD_NODE_HOME"
   mount --bind "$F/home" "$R$CLOUDHERD_NODE_HOME"
@@ -94,7 +107,8 @@ mkdir -p "$R$F"
 mount --bind "$F" "$R$F"
 hostname "$NAME"
 KEEP=$CLOUDHERD_KEEP_CAPS
-unset CLOUDHERD_CGROUPS CLOUDHERD_HIDE CLOUDHERD_SHARED CLOUDHERD_NODE_HOME CLOUDHERD_KEEP_CAPS
+unset CLOUDHERD_CGROUPS CLOUDHERD_HIDE CLOUDHERD_SHARED CLOUDHERD_NODE_HOME CLOUDHERD_KEEP_CAPS CLOUDHERD_FUSE \
+  CLOUDHERD_RESOLV CLOUDHERD_RUNTIME
 IFS=' '
 cd "$R"
 mkdir -p .cloudherd-host
@@ -161,14 +175,24 @@ def hidden_in_node(hidden: Sequence[Path], shares: Sequence[Share]) -> list[Path
     return sorted(found)
 
 
+def rootless() -> bool:
+    """Whether nodes are sandboxed the rootless way: in a user namespace of this user's, their root files
+    through fuse-overlayfs, their network through slirp4netns, their SSH server cloudherd's own."""
+    return os.geteuid() != 0
+
+
+# What a rootless sandbox needs beyond util-linux, with the Debian package that brings it.
+ROOTLESS_TOOLS = {"fuse-overlayfs": "fuse-overlayfs", "slirp4netns": "slirp4netns"}
+
+
 @functools.cache
 def unavailable() -> str | None:
     """Why nodes cannot be sandboxed on this computer, or None when they can (checked once, by trying)."""
-    if os.geteuid() != 0:
-        return "isolation needs root (mount namespaces and overlays); run as root or set isolation: none"
     missing = [tool for tool in ("unshare", "setpriv", "pivot_root") if shutil.which(tool) is None]
     if missing:
         return f"isolation needs util-linux's {', '.join(missing)}"
+    if rootless():
+        return _rootless_unavailable()
     try:
         filesystems = Path("/proc/filesystems").read_text()
     except OSError:
@@ -180,29 +204,93 @@ def unavailable() -> str | None:
             filesystems = Path("/proc/filesystems").read_text()
         if "overlay" not in filesystems:
             return "isolation needs the kernel's overlay file system"
+    return _refused(["unshare", "--mount", "--uts", "--pid", "--fork", "--propagation", "private", "true"])
+
+
+# Where a rootless node's system keeps what it writes: walked for what this user cannot read.
+SEEDED_TOPS = ("/etc", "/var")
+
+
+@functools.cache
+def _unreadable() -> tuple[tuple[str, bool, int], ...]:
+    """The host's files and folders under :data:`SEEDED_TOPS` this user cannot read: (path, is a folder,
+    mode).  Walked once per process (a tenth of a second)."""
+    found = []
+    for top in SEEDED_TOPS:
+        for folder, dirs, files in os.walk(top):
+            for name, is_dir in [*((d, True) for d in dirs), *((f, False) for f in files)]:
+                path = os.path.join(folder, name)
+                with contextlib.suppress(OSError):
+                    mode = os.lstat(path).st_mode
+                    if not stat.S_ISLNK(mode) and not os.access(path, os.R_OK | (os.X_OK if is_dir else 0)):
+                        found.append((path, is_dir, stat.S_IMODE(mode)))
+    return tuple(found)
+
+
+def seed_upper(upper: Path) -> None:
+    """Rootless: give the node its own empty copy of each host file it could not copy up.
+
+    fuse-overlayfs copies a file up (to write it) with this user's rights, so a host file only root may read
+    could never be written in the node: apt's and dpkg's lock files (``apt-get install`` fails), shadow,
+    the host's SSH keys.  The node gets them empty (a folder: empty and opaque), as a fresh machine would
+    have them, and none of the host's secrets."""
+    for path, is_dir, mode in _unreadable():
+        target = upper / path.lstrip("/")
+        with contextlib.suppress(OSError):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if is_dir:
+                target.mkdir(mode=0o700, exist_ok=True)
+                (target / ".wh..wh..opq").touch()  # fuse-overlayfs's mark: the host's folder is not merged in
+                target.chmod(mode)
+            else:
+                target.touch(mode=mode)
+
+
+def _rootless_unavailable() -> str | None:
+    missing = sorted({package for tool, package in ROOTLESS_TOOLS.items() if shutil.which(tool) is None})
+    if missing:
+        return (f"isolation for a user who is not root needs {' and '.join(missing)} "
+                f"(Debian, Ubuntu: sudo apt-get install {' '.join(missing)})")
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        return "isolation for a user who is not root needs /dev/fuse, readable and writable by this user"
+    refused = _refused(["unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork", "true"])
+    if refused:
+        return (f"{refused}: user namespaces are off for users who are not root "
+                "(set the sysctl user.max_user_namespaces above 0, and kernel.unprivileged_userns_clone=1 where "
+                "the kernel has it, or kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 24.04)")
+    return None
+
+
+def _refused(probe: Sequence[str]) -> str | None:
+    """Why the kernel refuses the namespaces ``probe`` asks for, or None."""
     try:
-        probe = subprocess.run(["unshare", "--mount", "--uts", "--pid", "--fork", "--propagation", "private", "true"],
-                               capture_output=True, timeout=10)
+        done = subprocess.run(list(probe), capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"isolation: unshare failed ({exc})"
-    if probe.returncode != 0:
-        reason = probe.stderr.decode(errors="replace").strip().splitlines()
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()
         return f"isolation: the kernel refused new namespaces ({reason[-1] if reason else 'no reason given'})"
     return None
 
 
 def command(folder: Path, name: str, supervisor: str, argv: Sequence[str]) -> list[str]:
-    """The command line that runs ``argv`` (the SSH server) under ``supervisor`` inside the node's sandbox."""
-    return ["unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child=SIGTERM", "--propagation",
+    """The command line that runs ``argv`` (the SSH server) under ``supervisor`` inside the node's sandbox;
+    rootless, in a user namespace (this user is the node's root) with a network namespace of its own."""
+    own = ["--user", "--map-root-user", "--net"] if rootless() else []
+    return ["unshare", *own, "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child=SIGTERM", "--propagation",
             "private", "sh", "-c", SETUP, "cloudherd-node", str(folder), name, supervisor, *argv]
 
 
 def environment(hide: Sequence[Path], shares: Sequence[Share], cgroup_procs: Sequence[Path],
-                home: str) -> dict[str, str]:
+                home: str, runtime: Sequence[Path] = (), resolver: str | None = None) -> dict[str, str]:
     """The variables :data:`SETUP` reads its lists from (``hide``: host folders no node sees, covered at their
     own path and inside every share that holds them; ``home``: the login user's home, where the node's own
-    home folder is bound)."""
+    home folder is bound; ``runtime``: folders bound again read-only inside hidden ones — what runs the
+    node's own server; ``resolver``: the name server a rootless node uses)."""
+    extra = {"CLOUDHERD_FUSE": "1", "CLOUDHERD_RESOLV": resolver or ""} if rootless() else {}
     return {
+        **extra,
+        "CLOUDHERD_RUNTIME": "\n".join(str(p) for p in runtime),
         "CLOUDHERD_NODE_HOME": home,
         "CLOUDHERD_HIDE": "\n".join(str(p) for p in hidden_in_node(hide, shares)),
         "CLOUDHERD_SHARED": "\n".join(f"{s.host}\t{s.node}" for s in shares),

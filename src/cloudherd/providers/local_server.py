@@ -44,12 +44,17 @@ class _NodeServer(asyncssh.SSHServer):
         print(f"Accepted publickey for {self._user} (built-in server)", file=sys.stderr, flush=True)
 
 
+def _home(folder: Path, meta: dict[str, Any]) -> str:
+    """The login user's home: in a sandbox the node's home folder is bound at the user's own home path."""
+    return pwd.getpwnam(meta["user"]).pw_dir if meta.get("isolated") else str(folder / "home")
+
+
 def _session_env(folder: Path, meta: dict[str, Any], extra: dict[str, str]) -> dict[str, str]:
     entry = pwd.getpwnam(meta["user"])
     env = {k: v for k, v in extra.items() if isinstance(k, str) and isinstance(v, str)}
     env.update({
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": str(folder / "home"),
+        "HOME": _home(folder, meta),
         "USER": entry.pw_name,
         "LOGNAME": entry.pw_name,
         "SHELL": entry.pw_shell or "/bin/sh",
@@ -91,7 +96,7 @@ def _handler(folder: Path, meta: dict[str, Any]) -> Any:
         env = _session_env(folder, meta, dict(process.env))
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, cwd=str(folder / "home"), env=env, start_new_session=True,
+            stderr=asyncio.subprocess.PIPE, cwd=_home(folder, meta), env=env, start_new_session=True,
         )
         feeder = asyncio.create_task(_feed(process.stdin, proc))
         try:
@@ -107,11 +112,14 @@ def _handler(folder: Path, meta: dict[str, Any]) -> Any:
     return handle
 
 
-async def serve(folder: Path) -> None:
+async def serve(folder: Path, listen: str | None = None) -> None:
+    """Serve the node in ``folder``: on its recorded address, or on ``listen`` (HOST:PORT) inside a rootless
+    sandbox, where the pid written is the namespace's (the provider finds the host's)."""
     meta = json.loads((folder / "node.json").read_text())
     keys = asyncssh.read_public_key_list(str(folder / "authorized_keys"))
+    host, port = listen.rsplit(":", 1) if listen else (meta["address"], meta["port"])
     server = await asyncssh.listen(
-        meta["address"], int(meta["port"]),
+        host, int(port),
         server_host_keys=[str(folder / "ssh_host_ed25519_key")],
         server_factory=lambda: _NodeServer(meta["user"], keys),
         process_factory=_handler(folder, meta),
@@ -123,9 +131,10 @@ async def serve(folder: Path) -> None:
     # written whole or not at all (a reader never sees it half written); the provider records this process's
     # identity from it.  Unlike sshd, this server is the process the provider started (no supervisor) and
     # keeps its command line and environment, so it is found again as it is.
-    tmp = folder / "sshd.pid.tmp"
+    pid_file = "sshd.ns.pid" if listen else "sshd.pid"
+    tmp = folder / f"{pid_file}.tmp"
     tmp.write_text(f"{os.getpid()}\n")
-    os.replace(tmp, folder / "sshd.pid")
+    os.replace(tmp, folder / pid_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -135,9 +144,9 @@ async def serve(folder: Path) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m cloudherd.providers.local_server NODE_FOLDER")
-    asyncio.run(serve(Path(sys.argv[1])))
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m cloudherd.providers.local_server NODE_FOLDER [HOST:PORT]")
+    asyncio.run(serve(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) == 3 else None))
 
 
 if __name__ == "__main__":
