@@ -119,6 +119,22 @@ def test_a_partition_cuts_a_node_from_the_host_and_its_siblings(fleet: tuple[Syn
     assert _on(herd, other, CONNECT.format(addresses[cut], 80)) == "open"
 
 
+def test_a_partition_from_one_sibling_cuts_only_that_link(fleet: tuple[SyncClient, dict[str, str]]) -> None:
+    herd, addresses = fleet
+    cut, peer, third = sorted(addresses)
+    for address in addresses.values():
+        wait_until(lambda a=address: _page(a), timeout=30, what="the nodes serving")
+    done = herd.fault(cut, "partition", ref="net", peer=peer)
+    assert peer in done.done or addresses[peer] in done.done, done
+    assert _on(herd, peer, CONNECT.format(addresses[cut], 80)) == "closed"  # the two cannot talk
+    assert _on(herd, cut, CONNECT.format(addresses[peer], 80)) == "closed"
+    assert _on(herd, third, CONNECT.format(addresses[cut], 80)) == "open"  # the rest of the network can
+    assert _on(herd, cut, CONNECT.format(addresses[third], 80)) == "open"
+    assert _page(addresses[cut]) == cut  # and so can the host (SSH and health checks go on)
+    herd.fault(cut, "heal", ref="net")
+    assert _on(herd, peer, CONNECT.format(addresses[cut], 80)) == "open"
+
+
 def test_nothing_of_a_node_network_outlives_it(home: Path, tmp_path: Path) -> None:
     require_sandbox(network=True)
     herd = SyncClient()

@@ -257,10 +257,11 @@ class Client(OgcActions):
                 return views.node(row, pins.get(row.id))
         raise UsageError(f"no live node '{name}' in {infra.name}")
 
-    async def fault(self, node: str, kind: str, *, ref: str | None = None) -> Fault:
+    async def fault(self, node: str, kind: str, *, ref: str | None = None, peer: str | None = None) -> Fault:
         """Make a local node ``crash``, ``hang`` or lose its network (``partition``), or ``heal`` it: for testing
         what the manager and a group's health checks do then.  ``node`` is a name, id or provider id, looked
-        for in every live infrastructure (or in ``ref``'s); recorded as a ``fault`` event."""
+        for in every live infrastructure (or in ``ref``'s); ``peer``, a node of the same infrastructure, makes the
+        partition one between the two alone.  Recorded as a ``fault`` event."""
         from cloudherd.engine.faults import inject
 
         infras = [self.store.resolve(ref)] if ref else self.store.infrastructures()
@@ -272,7 +273,13 @@ class Client(OgcActions):
             where = ", ".join(sorted(infra.name for infra, _ in found))
             raise UsageError(f"node '{node}' is in several infrastructures ({where}): name one with --infra")
         infra, row = found[0]
-        done = await inject(self.store, infra, row, kind)
+        other = None
+        if peer is not None:
+            other = next((r for r in self.store.nodes(infra.id) if peer in (r.name, r.id, r.provider_id)
+                          and r.state != NodeState.TERMINATED), None)
+            if other is None or other.id == row.id:
+                raise UsageError(f"no other live node '{peer}' in {infra.name}")
+        done = await inject(self.store, infra, row, kind, other)
         return Fault(infrastructure=infra.name, node=row.name, kind=kind, done=done)
 
     async def logs(self, ref: str, node: str | None = None) -> list[Action]:
@@ -738,9 +745,9 @@ class SyncClient(SyncOgcActions):
         """A live node by name, id or provider id."""
         return run_blocking(self.aio.node(ref, name))
 
-    def fault(self, node: str, kind: str, *, ref: str | None = None) -> Fault:
+    def fault(self, node: str, kind: str, *, ref: str | None = None, peer: str | None = None) -> Fault:
         """Make a local node crash, hang or lose its network, or heal it (recorded as a fault event)."""
-        return run_blocking(self.aio.fault(node, kind, ref=ref))
+        return run_blocking(self.aio.fault(node, kind, ref=ref, peer=peer))
 
     def logs(self, ref: str, node: str | None = None) -> list[Action]:
         """Recorded actions with their output, secrets masked."""

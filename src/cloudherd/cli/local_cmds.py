@@ -15,16 +15,18 @@ def fault(
     node: str = typer.Argument(..., help="Node name or id (in any live infrastructure)."),
     kind: str = typer.Argument(..., help="crash | hang | partition | heal"),
     infra: str | None = typer.Option(None, "--infra", "-i", help="Only look in this infrastructure."),
+    peer: str | None = typer.Option(None, "--from", help="partition: cut the node from this sibling only."),
     as_json: bool = AS_JSON,
 ) -> None:
     """Make a local node misbehave on purpose, or heal it: crash (kill it), hang (SIGSTOP its processes),
-    partition (drop its traffic), heal (undo hang and partition).  Recorded in the event log.
+    partition (drop its traffic; with --from, only between it and one sibling), heal (undo hang and partition).
+    Recorded in the event log.
 
     Acts on this computer's nodes and state, even when CLOUDHERD_SERVER names a server."""
     from cloudherd.api.client import SyncClient
 
     with SyncClient() as herd:
-        done = _guard(lambda: herd.fault(node, kind, ref=infra))
+        done = _guard(lambda: herd.fault(node, kind, ref=infra, peer=peer))
     if as_json:
         _print_json(done)
     else:

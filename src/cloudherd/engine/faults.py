@@ -16,12 +16,17 @@ from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
 
-async def inject(store: Store, infra: Infrastructure, node: Node, kind: str) -> str:
-    """Apply fault ``kind`` to ``node``; returns what was done (also recorded as a ``fault`` event)."""
+async def inject(store: Store, infra: Infrastructure, node: Node, kind: str, peer: Node | None = None) -> str:
+    """Apply fault ``kind`` to ``node`` (a ``partition`` from ``peer`` alone, when given); returns what was done
+    (also recorded as a ``fault`` event)."""
     if kind not in FAULTS:
         raise UsageError(f"unknown fault '{kind}' (known: {', '.join(FAULTS)})")
     if not node.provider_id:
         raise UsageError(f"node {node.name} has no machine yet")
+    if peer is not None and kind != "partition":
+        raise UsageError(f"only a partition is made between two nodes, not a {kind}")
+    if peer is not None and (not peer.address or peer.provider != node.provider):
+        raise UsageError(f"node {peer.name} is not a local node beside {node.name}: no partition between them")
     providers = Providers(snapshot(infra))
     try:
         provider = providers.get(node.provider)
@@ -29,8 +34,9 @@ async def inject(store: Store, infra: Infrastructure, node: Node, kind: str) -> 
         if not isinstance(driver, LocalProvider):
             raise UsageError(f"node {node.name} runs on {node.provider} ({driver.type}): faults on demand are for "
                              f"local nodes only")
-        done = await driver.fault(node.provider_id, kind)
+        done = await driver.fault(node.provider_id, kind, peer.address if peer else None)
     finally:
         await providers.close()
-    store.add_event(infra.id, "fault", f"{node.name}: {kind}: {done}", node_id=node.id)
+    what = f"{kind} from {peer.name}" if peer else kind
+    store.add_event(infra.id, "fault", f"{node.name}: {what}: {done}", node_id=node.id)
     return done

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import ipaddress
 import json
 import os
 import pwd
@@ -180,14 +181,22 @@ class LocalProvider(Provider):
         notices, self._notices = self._notices, []
         return notices
 
-    async def fault(self, node_id: str, kind: str) -> str:
+    async def fault(self, node_id: str, kind: str, peer: str | None = None) -> str:
         """Make node ``node_id`` misbehave on purpose (``crash``, ``hang``, ``partition``) or undo it (``heal``);
-        returns what was done, in words.  For testing what cloudherd (and a user's health checks) do then."""
+        returns what was done, in words.  ``peer`` (an address) limits a partition to the traffic between the
+        node and that one.  For testing what cloudherd (and a user's health checks) do then."""
         if kind not in FAULTS:
             raise InvalidRequestError(f"unknown fault {kind!r} (known: {', '.join(FAULTS)})")
         meta = self._meta(node_id)
         folder = self.root / node_id
+        if peer is not None:
+            try:
+                ipaddress.ip_address(peer)
+            except ValueError:
+                raise InvalidRequestError(f"not an address to partition from: {peer!r}") from None
+            meta["partition_peer"] = peer
         done = await asyncio.to_thread(_FAULT_ACTIONS[kind], folder, meta)
+        meta.pop("partition_peer", None)
         _write_meta(folder, meta)
         return done
 
@@ -846,6 +855,19 @@ def _partition(folder: Path, meta: dict[str, Any]) -> str:
     if not address:
         raise ProviderError(f"local node {meta['name']}: no address to cut off")
     table = _nft_table(meta)
+    peer = meta.get("partition_peer")
+    if peer is not None:
+        if not meta.get("netns"):
+            raise ProviderError(f"local node {meta['name']}: a partition from one node needs nodes with networks of "
+                                "their own (sandboxed, as root)")
+        if "partition" in meta.get("faults", []):
+            _unpartition(meta)  # one partition at a time: this one replaces the one before
+        rules = (f"table inet {table} {{\n chain inbound {{\n  type filter hook input priority -10; policy accept;\n"
+                 f"  ip saddr {peer} drop\n }}\n chain outbound {{\n  type filter hook output priority -10; "
+                 f"policy accept;\n  ip daddr {peer} drop\n }}\n}}\n")
+        _nft(["-f", "-"], rules, meta)
+        meta["faults"] = sorted({*meta.get("faults", []), "partition"})
+        return f"partitioned from {peer}: traffic between {address} and {peer} dropped, the rest flows"
     if meta.get("netns"):  # its own network: the link is cut inside the node, from the host and siblings alike
         rules = (f"table inet {table} {{\n chain inbound {{\n  type filter hook input priority -10; policy accept;\n"
                  "  iifname \"eth0\" drop\n }\n chain outbound {\n  type filter hook output priority -10; "
