@@ -5,6 +5,10 @@ and none of the host's own services within its reach.  Real nodes, real sockets.
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
+import shutil
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -163,3 +167,42 @@ def test_a_namespace_left_by_a_killed_process_is_swept(tmp_path: Path) -> None:
     finally:
         local_net.release(kept)
         local_net.release(left)
+
+
+def test_gc_finds_and_removes_what_a_killed_cloudherd_left(home: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's folder gone with its namespace and its cgroup still there (cloudherd killed in between, or
+    the folder removed by hand): `gc` lists both, `gc --delete` removes them, a live node's are kept."""
+    require_sandbox(network=True)
+    from cloudherd.providers import local_sandbox
+    from cloudherd.providers.local import LocalProvider
+
+    monkeypatch.setattr(local_sandbox, "CGROUP_GRACE", 0.0)  # no waiting a minute for the cgroup to count
+    herd = SyncClient()
+    herd.up(write_spec(tmp_path / "left", "name: left\ngroups:\n  n:\n    count: 2\n    size: nano\n"))
+    kept, lost = herd.status("left").live
+    provider = LocalProvider("local", {"root": str(home / "local")})
+    lost_meta = json.loads((home / "local" / str(lost.provider_id) / "node.json").read_text())
+    assert lost_meta.get("cgroups"), lost_meta.get("limits_applied")
+    for pid in (lost_meta["init_identity"]["pid"], lost_meta["pid"]):  # its pid 1 and unshare: a power loss
+        os.kill(int(pid), signal.SIGKILL)
+    wait_until(lambda: not any(Path(f, "cgroup.procs").read_text().strip() for f in lost_meta["cgroups"]),
+               timeout=30, what="the node's processes gone")
+    shutil.rmtree(home / "local" / str(lost.provider_id))  # its folder gone, its namespace and cgroup left
+    assert local_net.netns_path(lost_meta["netns"]).exists()
+    found = {(o.kind, o.id) for o in herd.gc()}
+    assert ("netns", lost_meta["netns"]) in found
+    assert {("cgroup", f) for f in lost_meta["cgroups"]} <= found
+    assert not any(kept.address and kept.address in ident for _kind, ident in found)
+    herd.gc(delete=True)
+    assert not local_net.netns_path(lost_meta["netns"]).exists()
+    assert not any(Path(f).exists() for f in lost_meta["cgroups"])
+    assert not [o for o in herd.gc() if o.kind in ("netns", "cgroup")]
+    assert provider.leftovers() == []
+    assert _on_node(herd, kept.name) == kept.name  # the live node untouched
+    herd.down("left")
+
+
+def _on_node(herd: SyncClient, node: str) -> str:
+    [result] = herd.exec("left", "hostname", node=node)
+    return result.stdout.strip()

@@ -29,6 +29,8 @@ from cloudherd.providers.base import (
     InstanceState,
     PortsHandle,
 )
+from cloudherd.providers.local import LocalProvider
+from cloudherd.providers.wrapper import ProviderWrapper
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
 
@@ -114,10 +116,28 @@ async def find_orphans(store: Store, provider: str | None = None) -> list[Orphan
                 orphans.append(Orphan(name, instance, why))
             if driver.supports(Capability.PORTS):
                 orphans += await _ports_orphans(name, driver, listed, infras, busy)
+            orphans += _host_leftovers(name, driver)
     finally:
         for driver in providers.values():
             await driver.close()
     return orphans
+
+
+LEFTOVER_KINDS = ("netns", "cgroup")
+
+
+def _local(driver: Provider) -> LocalProvider | None:
+    inner = driver.driver if isinstance(driver, ProviderWrapper) else driver
+    return inner if isinstance(inner, LocalProvider) else None
+
+
+def _host_leftovers(name: str, driver: Provider) -> list[Orphan]:
+    """What gone local nodes left on this computer (network namespaces, cgroups), as orphans of their kind."""
+    local = _local(driver)
+    if local is None:
+        return []
+    return [Orphan(name, Instance(id=ident, name=ident, state=InstanceState.DEAD, address=None), why, kind)
+            for kind, ident, why in local.leftovers()]
 
 
 async def _ports_orphans(name: str, driver: Provider, listed: Sequence[Instance], infras: dict[str, Infrastructure],
@@ -143,7 +163,10 @@ async def _ports_orphans(name: str, driver: Provider, listed: Sequence[Instance]
 async def delete_orphans(store: Store, orphans: Sequence[Orphan]) -> int:
     by_provider: dict[str, list[str]] = {}
     rules: dict[str, list[PortsHandle]] = {}
+    leftovers = [o for o in orphans if o.kind in LEFTOVER_KINDS]
     for orphan in orphans:
+        if orphan.kind in LEFTOVER_KINDS:
+            continue
         if orphan.ports is not None:
             rules.setdefault(orphan.provider, []).append(orphan.ports)
         else:
@@ -160,10 +183,17 @@ async def delete_orphans(store: Store, orphans: Sequence[Orphan]) -> int:
                 await driver.close_ports(handle.tags)
             store.add_event(None, "gc", f"closed {len(handles)} orphan network rule(s) on {name}: "
                             f"{', '.join(h.name for h in handles)}")
+        for orphan in leftovers:
+            local = _local(providers.get(orphan.provider) or make_provider(orphan.provider, "local", {}))
+            if local is not None:
+                local.remove_leftover(orphan.kind, orphan.instance.id)
+        if leftovers:
+            store.add_event(None, "gc", f"removed {len(leftovers)} leftover(s) of gone local nodes: "
+                            f"{', '.join(o.instance.id for o in leftovers)}")
     finally:
         for driver in providers.values():
             await driver.close()
-    return sum(len(ids) for ids in by_provider.values()) + sum(len(h) for h in rules.values())
+    return sum(len(ids) for ids in by_provider.values()) + sum(len(h) for h in rules.values()) + len(leftovers)
 
 
 async def adopt(store: Store, infra: Infrastructure, group: str, ids: Sequence[str]) -> list[str]:
@@ -171,7 +201,7 @@ async def adopt(store: Store, infra: Infrastructure, group: str, ids: Sequence[s
     row = next((g for g in infra.groups if g.name == group), None)
     if row is None:
         raise UsageError(f"no group '{group}' in {infra.name} (groups: {', '.join(g.name for g in infra.groups)})")
-    orphans = {o.instance.id: o for o in await find_orphans(store) if o.ports is None}  # machines only
+    orphans = {o.instance.id: o for o in await find_orphans(store) if o.kind == "machine"}  # machines only
     missing = [i for i in ids if i not in orphans]
     if missing:
         raise UsageError(f"not orphans (see `cloudherd gc`): {', '.join(missing)}")

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import hashlib
 import ipaddress
 import json
 import os
@@ -199,6 +200,32 @@ class LocalProvider(Provider):
         meta.pop("partition_peer", None)
         _write_meta(folder, meta)
         return done
+
+    def leftovers(self) -> builtins.list[tuple[str, str, str]]:
+        """What nodes that are gone left on this computer (kind, id, why): network namespaces (with their
+        links) whose node folder is gone, and node cgroups with no process.  A reboot clears both; a killed
+        cloudherd between a node's end and its cleanup leaves them, and ``gc`` finds them here."""
+        root = self.root.resolve()
+        found = [("netns", name, "its node is gone (a namespace left by a killed process)")
+                 for name in (local_net.leftovers() if local_net.unavailable() is None else [])
+                 if (made_for := local_net.owner(name)) is not None and made_for.is_relative_to(root)]
+        found += [("cgroup", str(folder), "its node is gone and no process is left in it")
+                  for folder in sandbox.stale_cgroups(self._cgroup_prefix())
+                  if not (self.root / folder.name.removeprefix(self._cgroup_prefix())).exists()]
+        return found
+
+    def _cgroup_prefix(self) -> str:
+        """What names this nodes folder's cgroups (beside other data folders' on the same computer)."""
+        return hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8] + "-"
+
+    def remove_leftover(self, kind: str, ident: str) -> None:
+        """Remove one of :meth:`leftovers` (found again first: only what still is a leftover goes)."""
+        if (kind, ident) not in {(k, i) for k, i, _ in self.leftovers()}:
+            return
+        if kind == "netns":
+            local_net.release(ident)
+        else:
+            sandbox.remove_cgroups([ident])
 
     async def images(self, pattern: str | None = None) -> builtins.list[Image]:
         image = Image("host", "host", {"note": "nodes run this computer's system"})
@@ -397,7 +424,8 @@ class LocalProvider(Provider):
     def _cgroups(self, meta: dict[str, Any]) -> sandbox.Cgroups:
         """The node's cgroups, made (again, on a start) with its size's limits; what they are is recorded."""
         asked = meta.get("limits") or {}
-        cgroups = sandbox.make_cgroups(meta["id"], sandbox.Limits(asked.get("cpus"), asked.get("memory_mib")))
+        cgroups = sandbox.make_cgroups(self._cgroup_prefix() + meta["id"],
+                                       sandbox.Limits(asked.get("cpus"), asked.get("memory_mib")))
         meta["cgroups"] = [str(f) for f in cgroups.folders]
         meta["limits_applied"] = cgroups.applied
         return cgroups

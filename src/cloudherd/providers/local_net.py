@@ -99,6 +99,14 @@ def release(name: str) -> None:
     (OWNERS / name).unlink(missing_ok=True)
 
 
+def owner(name: str) -> Path | None:
+    """The folder of the node namespace ``name`` was made for, as recorded (None: no record)."""
+    try:
+        return Path((OWNERS / name).read_text())
+    except OSError:
+        return None
+
+
 def leftovers() -> list[str]:
     """Namespaces of cloudherd's whose node is gone: its folder removed (a process killed between a node's
     end and its namespace's), or no owner at all."""

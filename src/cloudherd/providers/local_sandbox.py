@@ -37,6 +37,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -406,6 +407,30 @@ def _make_v1(node_id: str, limits: Limits) -> Cgroups:
                 (folder / "memory.memsw.limit_in_bytes").write_text(limit)
         folders.append(folder)
     return Cgroups(tuple(folders), limits.describe())
+
+
+# How old an empty node cgroup must be before gc takes it for a leftover: a node's cgroup is made just before
+# its first process joins it, and must not be taken in between.
+CGROUP_GRACE = 60.0
+
+
+def stale_cgroups(prefix: str) -> list[Path]:
+    """Node cgroups named ``prefix``… with no process left and older than :data:`CGROUP_GRACE` (a live
+    node's cgroup holds its processes; a just-made one gets its first in the moment after)."""
+    if _v2():
+        parents = [CGROUP_ROOT / "cloudherd"]
+    else:
+        parents = [CGROUP_ROOT / c / (_own_cgroup(c) or "/").lstrip("/") / "cloudherd" for c in ("cpu", "memory")]
+    found = []
+    now = time.time()
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            for folder in sorted(parent.glob(f"{prefix}*")):
+                with contextlib.suppress(OSError):
+                    idle = not (folder / "cgroup.procs").read_text().strip()
+                    if idle and now - folder.stat().st_ctime > CGROUP_GRACE:
+                        found.append(folder)
+    return found
 
 
 def remove_cgroups(folders: Sequence[str | Path]) -> None:
