@@ -4,6 +4,7 @@ checked from the host."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +112,22 @@ def test_root_in_a_node_holds_no_capability_that_leads_out(node: SyncClient) -> 
         held = int(fields[name].strip(), 16)
         assert not [cap for cap, bit in FORBIDDEN.items() if held >> bit & 1], (name, seen)
     assert fields["NoNewPrivs"].strip() == "1", seen
+
+
+def test_root_in_a_node_is_not_root_outside(node: SyncClient, home: Path) -> None:
+    """The node's user namespace: its root is an unused id of the host's, every process of the node runs as
+    that id (or one of its range), and what the node writes in its own system is that id's on the disk."""
+    from cloudherd.providers import local_sandbox
+
+    seen = _run(node, "id -u; echo mine > /etc/cloudherd-owner-check; ls -n /etc/cloudherd-owner-check")
+    assert seen.split()[0] == "0", seen  # root as the node sees itself
+    [live] = node.status("box").live
+    folder = home / "local" / str(live.provider_id)
+    written = folder / "upper" / "etc" / "cloudherd-owner-check"
+    assert written.stat().st_uid == local_sandbox.NODE_ROOT_ID, written.stat()
+    meta = json.loads((folder / "node.json").read_text())
+    server = meta["server_identity"]["pid"]
+    ids = [int(line.split()[1]) for line in Path(f"/proc/{server}/status").read_text().splitlines()
+           if line.startswith(("Uid:", "Gid:"))]
+    assert ids and all(local_sandbox.NODE_ROOT_ID <= i < local_sandbox.NODE_ROOT_ID + local_sandbox.ID_COUNT
+                       for i in ids), ids

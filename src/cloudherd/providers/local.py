@@ -61,6 +61,9 @@ from cloudherd.providers.base import (
 from cloudherd.providers.toolkit import check_ports, check_request
 
 READY_TIMEOUT = 15.0
+# where a sandboxed node's SSH server writes its pid (the namespace's): a folder of its own, which a node's
+# root may write when it is no root of the host (the node's folder itself stays the host's)
+NS_PID_FILE = "ns/sshd.pid"
 NODE_MARKER = "CLOUDHERD_LOCAL_NODE"
 # sshd runs under a tiny shell supervisor that reaps it the moment it ends: a killed sshd then leaves no
 # zombie behind, whatever the system's init does.  In a UTS namespace it also names the node's host.
@@ -116,6 +119,7 @@ class LocalProvider(Provider):
             raise InvalidRequestError(f"local provider {name!r}, {source}: {exc}") from None
         self._notices: list[str] = []
         self._told = False
+        self._told_userns = False
 
     # -- interface -----------------------------------------------------------------------------------
 
@@ -311,14 +315,33 @@ class LocalProvider(Provider):
             "size": request.size or _need_text(request.size_need) or "host",
             "server": "openssh" if openssh else "builtin",
             "isolated": isolated,
+            "node_root": self._node_root(isolated),
             "limits": dataclasses.asdict(limits or sandbox.Limits()),
             "host_key": host_key,
             "created": time.time(),
             "stopped": False,
         }
+        if isolated:
+            (folder / "ns").mkdir(mode=0o755)
+        if meta["node_root"] is not None:  # what the node's server and root use: theirs, as the host sees it
+            sandbox.give_to_node_root([folder / "home", folder / "work", folder / "ns", folder / "authorized_keys",
+                                       folder / "ssh_host_ed25519_key"])
         _write_meta(folder, meta)
         return meta
 
+    def _node_root(self, isolated: bool) -> int | None:
+        """The host's uid of a new node's root: its own (unused) id in a user namespace, as root with networks
+        per node (a node's root must bind its port 22 in a network it does not own); None: the host's root,
+        or this user rootless."""
+        if not isolated or sandbox.rootless() or local_net.unavailable() is not None:
+            return None
+        userns, why = sandbox.user_namespace()
+        if userns is None:
+            if not self._told_userns:
+                self._told_userns = True
+                self._notices.append(f"local nodes are isolated, but their root is this computer's root: {why}")
+            return None
+        return sandbox.NODE_ROOT_ID
     async def _launch(self, meta: dict[str, Any], sshd: str | None, attempts: int = 3) -> None:
         """Start the node's server on a free loopback address and wait until it accepts TCP."""
         folder = self.root / meta["id"]
@@ -330,8 +353,10 @@ class LocalProvider(Provider):
             elif "address" not in meta or _attempt > 0:
                 meta["address"], meta["port"] = _free_address(self.root)
             meta.pop("server_identity", None)
-            for stale in ("sshd.pid", "sshd.ns.pid"):  # a stale one names a process long gone
+            for stale in ("sshd.pid", NS_PID_FILE):  # a stale one names a process long gone
                 (folder / stale).unlink(missing_ok=True)
+            if meta.get("isolated"):
+                (folder / "ns").mkdir(exist_ok=True)  # a node made before this folder was
             _write_meta(folder, meta)
             log = open(folder / "server.log", "ab")  # noqa: SIM115 - handed to the child
             exit_read = exit_write = -1
@@ -347,6 +372,9 @@ class LocalProvider(Provider):
                             argv = [*local_net.enter(meta["netns"]), *argv]
                         env.update(sandbox.environment(self._hidden(), self.shares, cgroups.procs,
                                                        pwd.getpwnam(meta["user"]).pw_dir))
+                        userns, _why = sandbox.user_namespace()
+                        if meta.get("node_root") is not None and userns is not None and own_network:
+                            env.update(sandbox.userns_environment(userns))
                     else:
                         argv = ["sh", "-c", _SUPERVISOR, meta["name"], *server]
                         if _can_set_hostname():
@@ -403,7 +431,7 @@ class LocalProvider(Provider):
         meta["net_identity"] = _identity(slirp.pid)
         _write_meta(folder, meta)
         deadline = time.monotonic() + READY_TIMEOUT
-        while _pid_file(folder, "sshd.ns.pid") is None:
+        while _pid_file(folder, NS_PID_FILE) is None:
             if process.poll() is not None or time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.01)
@@ -558,7 +586,7 @@ def _write_sshd_config(folder: Path, meta: dict[str, Any]) -> None:
         f"AuthorizedKeysFile {q(folder / 'authorized_keys')}",
         # in a sandbox sshd's pid is the namespace's: it goes to a file of its own, and sshd.pid gets the
         # host's pid (written once it is known), so that whoever reads sshd.pid can act on it
-        f"PidFile {q(folder / ('sshd.ns.pid' if meta.get('isolated') else 'sshd.pid'))}",
+        f"PidFile {q(folder / (NS_PID_FILE if meta.get('isolated') else 'sshd.pid'))}",
         f"AllowUsers {meta['user']}",
         "PermitRootLogin prohibit-password",
         "PubkeyAuthentication yes",
@@ -754,7 +782,7 @@ async def _wait_server_identity(folder: Path, process: subprocess.Popen[bytes], 
     None when that does not happen in time: the node then falls back on pid file checks."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        pid = _pid_file(folder, "sshd.ns.pid" if isolated else "sshd.pid")
+        pid = _pid_file(folder, NS_PID_FILE if isolated else "sshd.pid")
         if pid and isolated:
             host_pid = next((p for p in _tree(process.pid) if _ns_pid(p) == pid), None)
             if host_pid is not None:

@@ -37,6 +37,8 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,12 +56,31 @@ NL='
 '
 TAB=$(printf '\t')
 IFS=$NL
+# mkdir -p, what it makes the node root's (in a user namespace: else a folder on the way to the node's own
+# folder or a share would be no one's, and the node's root could write nothing in it)
+make_path() {
+  top=$1; first=
+  while [ ! -e "$top" ]; do first=$top; top=$(dirname "$top"); done
+  mkdir -p "$1"
+  if [ -n "${CLOUDHERD_NODE_ROOT:-}" ] && [ -n "$first" ]; then
+    chown -R "$CLOUDHERD_NODE_ROOT:$CLOUDHERD_NODE_ROOT" "$first"; fi
+}
 for procs in ${CLOUDHERD_CGROUPS:-}; do echo 0 > "$procs"; done
 mkdir -p "$F/upper" "$F/overlay-work" "$R"
+LOWER=/
+if [ -n "${CLOUDHERD_USERNS:-}" ]; then  # the host's files as the node's root owns them (ids shifted)
+  mkdir -p "$F/lower"
+  "$CLOUDHERD_PYTHON" -I -S "$CLOUDHERD_IDMAP" "$CLOUDHERD_USERNS" "$F/lower"
+  LOWER=$F/lower
+  exec 9<"$CLOUDHERD_USERNS"
+  # the node's root is no root of its network: ports below 1024 and ping opened to every user there
+  echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start
+  echo "0 2147483647" > /proc/sys/net/ipv4/ping_group_range
+fi
 if [ -n "${CLOUDHERD_FUSE:-}" ]; then  # rootless: the host's files shown as the node root's own
   fuse-overlayfs -o "lowerdir=/,upperdir=$F/upper,workdir=$F/overlay-work,squash_to_root" "$R"
 else
-  mount -t overlay cloudherd-node -o "lowerdir=/,upperdir=$F/upper,workdir=$F/overlay-work" "$R"
+  mount -t overlay cloudherd-node -o "lowerdir=$LOWER,upperdir=$F/upper,workdir=$F/overlay-work" "$R"
 fi
 if [ -n "${CLOUDHERD_RESOLV:-}" ]; then  # rootless: slirp4netns's resolver; apt cannot change user
   rm -f "$R/etc/resolv.conf"; printf 'nameserver %s\n' "$CLOUDHERD_RESOLV" > "$R/etc/resolv.conf"
@@ -89,13 +110,24 @@ mount -t tmpfs -o ro,mode=755,nosuid,nodev,noexec,size=4k tmpfs "$R/sys/fs/cgrou
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/tmp"
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$R/run"
 mkdir -p "$R/run/sshd" "$R/run/lock"
+if [ -n "${CLOUDHERD_USERNS:-}" ]; then chown "$CLOUDHERD_NODE_ROOT:$CLOUDHERD_NODE_ROOT" "$R/run" "$R/run/sshd"; fi
 for pair in ${CLOUDHERD_SHARED:-}; do
   host=${pair%%"$TAB"*}; inside=${pair#*"$TAB"}
-  mkdir -p "$R$inside"
-  mount --bind "$host" "$R$inside"
+  make_path "$R$inside"
+  if [ -n "${CLOUDHERD_USERNS:-}" ]; then  # the host root's files there the node root's (else no one's)
+    "$CLOUDHERD_PYTHON" -I -S "$CLOUDHERD_IDMAP" "$CLOUDHERD_USERNS" "$R$inside" "$host" \
+      || mount --bind "$host" "$R$inside"
+  else
+    mount --bind "$host" "$R$inside"
+  fi
 done
 for hidden in ${CLOUDHERD_HIDE:-}; do
-  if [ -d "$R$hidden" ]; then mount -t tmpfs -o mode=700,size=4k tmpfs "$R$hidden"; fi
+  # the node root's own empty folder (in a user namespace, else no one's: the node could not reach its own
+  # folder, bound below inside it)
+  if [ -d "$R$hidden" ]; then
+    mount -t tmpfs -o "mode=700,size=4k${CLOUDHERD_NODE_ROOT:+,uid=$CLOUDHERD_NODE_ROOT,gid=$CLOUDHERD_NODE_ROOT}" \
+      tmpfs "$R$hidden"
+  fi
 done
 for keep in ${CLOUDHERD_RUNTIME:-}; do  # what runs the node's server, seen again (read-only) where hidden
   mkdir -p "$R$keep"; mount --bind "$keep" "$R$keep"; mount -o remount,bind,ro "$R$keep"
@@ -104,19 +136,26 @@ if [ -n "${CLOUDHERD_NODE_HOME:-}" ]; then
   mkdir -p "$R$CLOUDHERD_NODE_HOME"
   mount --bind "$F/home" "$R$CLOUDHERD_NODE_HOME"
 fi
-mkdir -p "$R$F"
+make_path "$R$F"
 mount --bind "$F" "$R$F"
 hostname "$NAME"
 KEEP=$CLOUDHERD_KEEP_CAPS
+USERNS=${CLOUDHERD_USERNS:-}
 unset CLOUDHERD_CGROUPS CLOUDHERD_HIDE CLOUDHERD_SHARED CLOUDHERD_NODE_HOME CLOUDHERD_KEEP_CAPS CLOUDHERD_FUSE \
-  CLOUDHERD_RESOLV CLOUDHERD_RUNTIME
+  CLOUDHERD_RESOLV CLOUDHERD_RUNTIME CLOUDHERD_USERNS CLOUDHERD_PYTHON CLOUDHERD_IDMAP CLOUDHERD_NODE_ROOT
 IFS=' '
 cd "$R"
 mkdir -p .cloudherd-host
 pivot_root . .cloudherd-host
 cd /
-umount -l /.cloudherd-host
+# no_new_privs: through the id-mapped root, umount (set-uid) would run as the node root's id, not as root
+setpriv --no-new-privs umount -l /.cloudherd-host
 rmdir /.cloudherd-host
+if [ -n "$USERNS" ]; then  # into the node's user namespace, as its root: an unused uid outside
+  exec nsenter --user=/proc/self/fd/9 -- /bin/sh -c 'exec 9<&-; exec "$@"' cloudherd-node \
+    unshare --cgroup setpriv --no-new-privs --inh-caps=-all --bounding-set="$KEEP" \
+    /bin/sh -c "$SUPERVISOR" "$NAME" "$@"
+fi
 exec unshare --cgroup setpriv --no-new-privs --inh-caps=-all --bounding-set="$KEEP" \
   /bin/sh -c "$SUPERVISOR" "$NAME" "$@"
 """
@@ -128,6 +167,13 @@ KEEP_CAPS = ("chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "set
              "net_raw", "sys_chroot", "audit_write", "setfcap", "ipc_lock", "sys_nice")
 
 ISOLATION_MODES = ("auto", "required", "none")
+
+# The host's uid (and gid) of a node's root, as root: the first of 65536 ids no account uses (above every
+# range /etc/subuid hands out by default), which the node's user namespace maps to its 0…65535.
+NODE_ROOT_ID = 0x70000000
+ID_COUNT = 65536
+USERNS_PIN = Path("/run/cloudherd/userns") / str(NODE_ROOT_ID)
+IDMAP_SCRIPT = Path(__file__).with_name("local_idmap.py")
 
 
 @dataclass(frozen=True)
@@ -174,6 +220,81 @@ def hidden_in_node(hidden: Sequence[Path], shares: Sequence[Share]) -> list[Path
             if seen is not None:
                 found[seen] = None
     return sorted(found)
+
+
+@functools.cache
+def user_namespace() -> tuple[Path | None, str]:
+    """The user namespace (pinned at :data:`USERNS_PIN`) that root's sandboxed nodes run in, or None and
+    why there is none here: made once per boot, and tried once per process (an id-mapped mount of ``/``)."""
+    if rootless() or shutil.which("nsenter") is None:
+        return None, "no user namespace (needs root and util-linux's nsenter)"
+    try:
+        _pin_user_namespace()
+        _try_idmapped_root()
+    except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+        return None, f"no user namespace of its own ({exc})"
+    return USERNS_PIN, ""
+
+
+def _pinned(path: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return os.stat(path).st_dev == os.stat("/proc/self/ns/user").st_dev  # a namespace file, not a plain one
+    return False
+
+
+def _pin_user_namespace() -> None:
+    """Make the nodes' user namespace (uid and gid maps: 0…65535 → :data:`NODE_ROOT_ID`…) and keep it by a
+    bind mount of its file, as ``ip netns`` keeps network namespaces; done once per boot."""
+    if _pinned(USERNS_PIN):
+        return
+    USERNS_PIN.parent.mkdir(parents=True, exist_ok=True)
+    USERNS_PIN.touch()
+    holder = subprocess.Popen(["unshare", "--user", "sleep", "30"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{holder.pid}/ns/user") == os.readlink("/proc/self/ns/user"):
+            if time.monotonic() > deadline or holder.poll() is not None:
+                raise RuntimeError("unshare made no user namespace")
+            time.sleep(0.002)
+        for kind in ("uid_map", "gid_map"):
+            Path(f"/proc/{holder.pid}/{kind}").write_text(f"0 {NODE_ROOT_ID} {ID_COUNT}\n")
+        if not _pinned(USERNS_PIN):  # another process may have pinned one meanwhile: the same maps, kept
+            subprocess.run(["mount", "--bind", f"/proc/{holder.pid}/ns/user", str(USERNS_PIN)], check=True,
+                           capture_output=True, timeout=10)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _try_idmapped_root() -> None:
+    """An id-mapped mount of ``/`` in a throw-away mount namespace: refused where the root file system does
+    not support id mapping (then nodes run without a user namespace, as ``status`` says)."""
+    target = Path(tempfile.mkdtemp(prefix="cloudherd-idmap-"))
+    try:
+        done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               '"$0" -I -S "$1" "$2" "$3" && test -d "$3/etc"', sys.executable, str(IDMAP_SCRIPT),
+                               str(USERNS_PIN), str(target)], capture_output=True, text=True, timeout=30)
+    finally:
+        target.rmdir()
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "id mapping refused")
+
+
+def userns_environment(userns: Path) -> dict[str, str]:
+    """What :data:`SETUP` needs to put a node in ``userns`` (its root id-mapped, then entered)."""
+    return {"CLOUDHERD_USERNS": str(userns), "CLOUDHERD_PYTHON": sys.executable, "CLOUDHERD_IDMAP": str(IDMAP_SCRIPT),
+            "CLOUDHERD_NODE_ROOT": str(NODE_ROOT_ID)}
+
+
+def give_to_node_root(paths: Sequence[Path]) -> None:
+    """Make ``paths`` (and all that is inside the folders among them) the node root's, as the host sees it."""
+    for path in paths:
+        os.lchown(path, NODE_ROOT_ID, NODE_ROOT_ID)
+        if path.is_dir() and not path.is_symlink():
+            for folder, dirs, files in os.walk(path):
+                for name in [*dirs, *files]:
+                    os.lchown(os.path.join(folder, name), NODE_ROOT_ID, NODE_ROOT_ID)
 
 
 def rootless() -> bool:

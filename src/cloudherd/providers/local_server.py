@@ -131,7 +131,7 @@ async def serve(folder: Path, listen: str | None = None) -> None:
     # written whole or not at all (a reader never sees it half written); the provider records this process's
     # identity from it.  Unlike sshd, this server is the process the provider started (no supervisor) and
     # keeps its command line and environment, so it is found again as it is.
-    pid_file = "sshd.ns.pid" if listen else "sshd.pid"
+    pid_file = "ns/sshd.pid" if listen else "sshd.pid"
     tmp = folder / f"{pid_file}.tmp"
     tmp.write_text(f"{os.getpid()}\n")
     os.replace(tmp, folder / pid_file)
