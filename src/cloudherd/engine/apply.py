@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -377,7 +378,7 @@ async def _create_missing(
             request = CreateRequest(
                 count=len(batch), image=(place and place.image) or group.image, size=(place and place.size) or size,
                 tags=tags, ssh_user=loaded.spec.ssh.user or identity.user_name, ssh_public_key=identity.public_key,
-                names=[n.name for n in batch], token=f"{infra.id}-{group_name}-{batch[0].id}",
+                names=[n.name for n in batch], token=_request_token(infra.id, group_name, batch),
                 ports=group.ports, size_need=_size_need(group.size),
             )
             for row in batch:
@@ -513,3 +514,12 @@ async def _rollback(store: Store, infra: Infrastructure, providers: Providers, r
             store.update_node(node.id, state=NodeState.TERMINATED, reason="not created (rolled back)")
     store.set_infrastructure_state(infra.id, InfraState.FAILED, f"{reason} (rolled back)")
     store.add_event(infra.id, "rollback", "rolled back")
+
+
+def _request_token(infra_id: str, group: str, batch: Sequence[Node]) -> str:
+    """The idempotency token of a create: the same for a retry of the very same rows (a cloud then answers
+    with what the first call made), another for any other batch — after a killed run's create is resolved,
+    the rows never made are asked for again, and under the first batch's token the cloud would hand back
+    that batch's machines (already adopted by its other rows) instead of making new ones."""
+    rows = hashlib.sha256(",".join(row.id for row in batch).encode()).hexdigest()[:16]
+    return f"{infra_id}-{group}-{rows}"
