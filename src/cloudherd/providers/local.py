@@ -370,11 +370,10 @@ class LocalProvider(Provider):
                         argv = sandbox.command(folder, meta["name"], _SUPERVISOR, server)
                         if own_network:
                             argv = [*local_net.enter(meta["netns"]), *argv]
-                        env.update(sandbox.environment(self._hidden(), self.shares, cgroups.procs,
-                                                       pwd.getpwnam(meta["user"]).pw_dir))
                         userns, _why = sandbox.user_namespace()
-                        if meta.get("node_root") is not None and userns is not None and own_network:
-                            env.update(sandbox.userns_environment(userns))
+                        env.update(sandbox.environment(
+                            self._hidden(), self.shares, cgroups.procs, pwd.getpwnam(meta["user"]).pw_dir,
+                            userns=userns if meta.get("node_root") is not None and own_network else None))
                     else:
                         argv = ["sh", "-c", _SUPERVISOR, meta["name"], *server]
                         if _can_set_hostname():

@@ -19,9 +19,15 @@ the supervisor runs with ``no_new_privs`` and a bounding set of only what a mach
 ``CAP_SYS_MODULE`` / ``CAP_SYS_RAWIO`` / ``CAP_MKNOD`` / ``CAP_DAC_READ_SEARCH`` the kernel and the host's
 disks are out of reach.
 
-Built on util-linux (``unshare``, ``pivot_root``, ``setpriv``: always there on Linux): Debian 12's
-bubblewrap (0.8) has no overlay.  ``unshare`` keeps a parent process outside the namespaces that ignores
-SIGTERM; the namespace's pid 1 is the node's supervisor shell, and when it ends the kernel ends every
+Root in a node is not root outside: as root, each node's root lives in a user namespace whose ids are a
+range the host's accounts do not use (:data:`NODE_ROOT_ID`), and sees the host's files as their owners
+through an id-mapped mount (``local_idmap.py``); rootless, the node's root is the user (fuse-overlayfs
+shows the host's files as its own, slirp4netns gives it a network).
+
+Built on util-linux's ``unshare`` (always there on Linux) and a set-up script of system calls
+(``local_setup.py``, the namespace's pid 1 until the supervisor runs): Debian 12's bubblewrap (0.8) has no
+overlay and no id-mapped mounts.  ``unshare`` keeps a parent process outside the namespaces that ignores
+SIGTERM; the namespace's pid 1 is then the node's supervisor shell, and when it ends the kernel ends every
 process of the node, daemons a script started included, and its mounts go with the namespace.
 
 Limits come from the node's size, through cgroups (v2 ``cpu.max`` / ``memory.max``, or v1
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import shutil
 import stat
@@ -44,121 +51,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# The namespace's pid 1: joins the cgroups, builds the node's root, names the host, then moves into that
-# root for good (pivot_root, the host's root unmounted) and runs the supervisor with the capabilities a
-# machine's root needs and none that lead out.  Arguments: FOLDER NAME SUPERVISOR COMMAND...; lists come
-# in variables, one item a line (paths may hold spaces, not newlines).
-SETUP = r"""
-set -eu
-F=$1; NAME=$2; SUPERVISOR=$3; shift 3
-R=$F/root
-NL='
-'
-TAB=$(printf '\t')
-IFS=$NL
-# mkdir -p, what it makes the node root's (in a user namespace: else a folder on the way to the node's own
-# folder or a share would be no one's, and the node's root could write nothing in it)
-make_path() {
-  top=$1; first=
-  while [ ! -e "$top" ]; do first=$top; top=$(dirname "$top"); done
-  mkdir -p "$1"
-  if [ -n "${CLOUDHERD_NODE_ROOT:-}" ] && [ -n "$first" ]; then
-    chown -R "$CLOUDHERD_NODE_ROOT:$CLOUDHERD_NODE_ROOT" "$first"; fi
-}
-for procs in ${CLOUDHERD_CGROUPS:-}; do echo 0 > "$procs"; done
-mkdir -p "$F/upper" "$F/overlay-work" "$R"
-LOWER=/
-if [ -n "${CLOUDHERD_USERNS:-}" ]; then  # the host's files as the node's root owns them (ids shifted)
-  mkdir -p "$F/lower"
-  "$CLOUDHERD_PYTHON" -I -S "$CLOUDHERD_IDMAP" "$CLOUDHERD_USERNS" "$F/lower"
-  LOWER=$F/lower
-  exec 9<"$CLOUDHERD_USERNS"
-  # the node's root is no root of its network: ports below 1024 and ping opened to every user there
-  echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start
-  echo "0 2147483647" > /proc/sys/net/ipv4/ping_group_range
-fi
-if [ -n "${CLOUDHERD_FUSE:-}" ]; then  # rootless: the host's files shown as the node root's own
-  fuse-overlayfs -o "lowerdir=/,upperdir=$F/upper,workdir=$F/overlay-work,squash_to_root" "$R"
-else
-  mount -t overlay cloudherd-node -o "lowerdir=$LOWER,upperdir=$F/upper,workdir=$F/overlay-work" "$R"
-fi
-if [ -n "${CLOUDHERD_RESOLV:-}" ]; then  # rootless: slirp4netns's resolver; apt cannot change user
-  rm -f "$R/etc/resolv.conf"; printf 'nameserver %s\n' "$CLOUDHERD_RESOLV" > "$R/etc/resolv.conf"
-  if [ -d "$R/etc/apt/apt.conf.d" ]; then
-    echo 'APT::Sandbox::User "root";' > "$R/etc/apt/apt.conf.d/00cloudherd-one-user"; fi
-fi
-mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
-for knob in sys sysrq-trigger irq bus fs; do  # the kernel's settings: read, never written, from a node
-  if [ -e "$R/proc/$knob" ]; then mount --bind "$R/proc/$knob" "$R/proc/$knob"
-    mount -o remount,bind,ro,nosuid,nodev,noexec "$R/proc/$knob"; fi
-done
-for secret in kcore keys timer_list sched_debug kallsyms; do
-  if [ -e "$R/proc/$secret" ]; then mount --bind /dev/null "$R/proc/$secret"; fi
-done
-# a /dev of its own: the harmless devices, its own pseudo-terminals; no disk, no /dev/mem, no kmsg
-mount -t tmpfs -o mode=755,nosuid,noexec,size=64k tmpfs "$R/dev"
-for dev in null zero full random urandom tty; do
-  touch "$R/dev/$dev"; mount --bind "/dev/$dev" "$R/dev/$dev"
-done
-mkdir -p "$R/dev/pts" "$R/dev/shm"
-mount -t devpts -o newinstance,ptmxmode=0666,mode=620,nosuid,noexec devpts "$R/dev/pts"
-ln -s pts/ptmx "$R/dev/ptmx"; ln -s /proc/self/fd "$R/dev/fd"
-ln -s /proc/self/fd/0 "$R/dev/stdin"; ln -s /proc/self/fd/1 "$R/dev/stdout"; ln -s /proc/self/fd/2 "$R/dev/stderr"
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/dev/shm"
-mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys"
-mount -t tmpfs -o ro,mode=755,nosuid,nodev,noexec,size=4k tmpfs "$R/sys/fs/cgroup"
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/tmp"
-mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$R/run"
-mkdir -p "$R/run/sshd" "$R/run/lock"
-if [ -n "${CLOUDHERD_USERNS:-}" ]; then chown "$CLOUDHERD_NODE_ROOT:$CLOUDHERD_NODE_ROOT" "$R/run" "$R/run/sshd"; fi
-for pair in ${CLOUDHERD_SHARED:-}; do
-  host=${pair%%"$TAB"*}; inside=${pair#*"$TAB"}
-  make_path "$R$inside"
-  if [ -n "${CLOUDHERD_USERNS:-}" ]; then  # the host root's files there the node root's (else no one's)
-    "$CLOUDHERD_PYTHON" -I -S "$CLOUDHERD_IDMAP" "$CLOUDHERD_USERNS" "$R$inside" "$host" \
-      || mount --bind "$host" "$R$inside"
-  else
-    mount --bind "$host" "$R$inside"
-  fi
-done
-for hidden in ${CLOUDHERD_HIDE:-}; do
-  # the node root's own empty folder (in a user namespace, else no one's: the node could not reach its own
-  # folder, bound below inside it)
-  if [ -d "$R$hidden" ]; then
-    mount -t tmpfs -o "mode=700,size=4k${CLOUDHERD_NODE_ROOT:+,uid=$CLOUDHERD_NODE_ROOT,gid=$CLOUDHERD_NODE_ROOT}" \
-      tmpfs "$R$hidden"
-  fi
-done
-for keep in ${CLOUDHERD_RUNTIME:-}; do  # what runs the node's server, seen again (read-only) where hidden
-  mkdir -p "$R$keep"; mount --bind "$keep" "$R$keep"; mount -o remount,bind,ro "$R$keep"
-done
-if [ -n "${CLOUDHERD_NODE_HOME:-}" ]; then
-  mkdir -p "$R$CLOUDHERD_NODE_HOME"
-  mount --bind "$F/home" "$R$CLOUDHERD_NODE_HOME"
-fi
-make_path "$R$F"
-mount --bind "$F" "$R$F"
-hostname "$NAME"
-KEEP=$CLOUDHERD_KEEP_CAPS
-USERNS=${CLOUDHERD_USERNS:-}
-unset CLOUDHERD_CGROUPS CLOUDHERD_HIDE CLOUDHERD_SHARED CLOUDHERD_NODE_HOME CLOUDHERD_KEEP_CAPS CLOUDHERD_FUSE \
-  CLOUDHERD_RESOLV CLOUDHERD_RUNTIME CLOUDHERD_USERNS CLOUDHERD_PYTHON CLOUDHERD_IDMAP CLOUDHERD_NODE_ROOT
-IFS=' '
-cd "$R"
-mkdir -p .cloudherd-host
-pivot_root . .cloudherd-host
-cd /
-# no_new_privs: through the id-mapped root, umount (set-uid) would run as the node root's id, not as root
-setpriv --no-new-privs umount -l /.cloudherd-host
-rmdir /.cloudherd-host
-if [ -n "$USERNS" ]; then  # into the node's user namespace, as its root: an unused uid outside
-  exec nsenter --user=/proc/self/fd/9 -- /bin/sh -c 'exec 9<&-; exec "$@"' cloudherd-node \
-    unshare --cgroup setpriv --no-new-privs --inh-caps=-all --bounding-set="$KEEP" \
-    /bin/sh -c "$SUPERVISOR" "$NAME" "$@"
-fi
-exec unshare --cgroup setpriv --no-new-privs --inh-caps=-all --bounding-set="$KEEP" \
-  /bin/sh -c "$SUPERVISOR" "$NAME" "$@"
-"""
+# The namespace's pid 1 until the supervisor runs (see local_setup.py): a script run with ``-I -S``.
+SETUP_SCRIPT = Path(__file__).with_name("local_setup.py")
 
 # What root inside a node keeps: enough to be a machine's root (own files, users, an SSH server that
 # drops privileges into its chroot, ports below 1024, ping); none of what reaches the host — no mount,
@@ -226,8 +120,8 @@ def hidden_in_node(hidden: Sequence[Path], shares: Sequence[Share]) -> list[Path
 def user_namespace() -> tuple[Path | None, str]:
     """The user namespace (pinned at :data:`USERNS_PIN`) that root's sandboxed nodes run in, or None and
     why there is none here: made once per boot, and tried once per process (an id-mapped mount of ``/``)."""
-    if rootless() or shutil.which("nsenter") is None:
-        return None, "no user namespace (needs root and util-linux's nsenter)"
+    if rootless():
+        return None, "no user namespace of its own (rootless: the node's root is this user)"
     try:
         _pin_user_namespace()
         _try_idmapped_root()
@@ -281,12 +175,6 @@ def _try_idmapped_root() -> None:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "id mapping refused")
 
 
-def userns_environment(userns: Path) -> dict[str, str]:
-    """What :data:`SETUP` needs to put a node in ``userns`` (its root id-mapped, then entered)."""
-    return {"CLOUDHERD_USERNS": str(userns), "CLOUDHERD_PYTHON": sys.executable, "CLOUDHERD_IDMAP": str(IDMAP_SCRIPT),
-            "CLOUDHERD_NODE_ROOT": str(NODE_ROOT_ID)}
-
-
 def give_to_node_root(paths: Sequence[Path]) -> None:
     """Make ``paths`` (and all that is inside the folders among them) the node root's, as the host sees it."""
     for path in paths:
@@ -310,9 +198,8 @@ ROOTLESS_TOOLS = {"fuse-overlayfs": "fuse-overlayfs", "slirp4netns": "slirp4netn
 @functools.cache
 def unavailable() -> str | None:
     """Why nodes cannot be sandboxed on this computer, or None when they can (checked once, by trying)."""
-    missing = [tool for tool in ("unshare", "setpriv", "pivot_root") if shutil.which(tool) is None]
-    if missing:
-        return f"isolation needs util-linux's {', '.join(missing)}"
+    if shutil.which("unshare") is None:
+        return "isolation needs util-linux's unshare"
     if rootless():
         return _rootless_unavailable()
     try:
@@ -400,25 +287,30 @@ def command(folder: Path, name: str, supervisor: str, argv: Sequence[str]) -> li
     rootless, in a user namespace (this user is the node's root) with a network namespace of its own."""
     own = ["--user", "--map-root-user", "--net"] if rootless() else []
     return ["unshare", *own, "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child=SIGTERM", "--propagation",
-            "private", "sh", "-c", SETUP, "cloudherd-node", str(folder), name, supervisor, *argv]
+            "private", sys.executable, "-I", "-S", str(SETUP_SCRIPT), str(folder), name, supervisor, *argv]
 
 
 def environment(hide: Sequence[Path], shares: Sequence[Share], cgroup_procs: Sequence[Path],
-                home: str, runtime: Sequence[Path] = (), resolver: str | None = None) -> dict[str, str]:
-    """The variables :data:`SETUP` reads its lists from (``hide``: host folders no node sees, covered at their
-    own path and inside every share that holds them; ``home``: the login user's home, where the node's own
-    home folder is bound; ``runtime``: folders bound again read-only inside hidden ones — what runs the
-    node's own server; ``resolver``: the name server a rootless node uses)."""
-    extra = {"CLOUDHERD_FUSE": "1", "CLOUDHERD_RESOLV": resolver or ""} if rootless() else {}
-    return {
-        **extra,
-        "CLOUDHERD_RUNTIME": "\n".join(str(p) for p in runtime),
-        "CLOUDHERD_NODE_HOME": home,
-        "CLOUDHERD_HIDE": "\n".join(str(p) for p in hidden_in_node(hide, shares)),
-        "CLOUDHERD_SHARED": "\n".join(f"{s.host}\t{s.node}" for s in shares),
-        "CLOUDHERD_CGROUPS": "\n".join(str(p) for p in cgroup_procs),
-        "CLOUDHERD_KEEP_CAPS": "-all," + ",".join(f"+{cap}" for cap in KEEP_CAPS),
+                home: str, runtime: Sequence[Path] = (), resolver: str | None = None,
+                userns: Path | None = None) -> dict[str, str]:
+    """The plan :data:`SETUP_SCRIPT` follows, as JSON in one variable (``hide``: host folders no node sees,
+    covered at their own path and inside every share that holds them; ``home``: the login user's home, where
+    the node's own home folder is bound; ``runtime``: folders bound again read-only inside hidden ones —
+    what runs the node's own server; ``resolver``: the name server a rootless node uses; ``userns``: the user
+    namespace the node's root lives in, its root file system id-mapped into it)."""
+    plan = {
+        "cgroups": [str(p) for p in cgroup_procs],
+        "hide": [str(p) for p in hidden_in_node(hide, shares)],
+        "shares": [[str(s.host), str(s.node)] for s in shares],
+        "home": home,
+        "runtime": [str(p) for p in runtime],
+        "keep_caps": list(KEEP_CAPS),
+        "fuse": rootless(),
+        "resolver": resolver if rootless() else None,
+        "userns": str(userns) if userns else "",
+        "node_root": NODE_ROOT_ID if userns else None,
     }
+    return {"CLOUDHERD_SANDBOX": json.dumps(plan)}
 
 
 # -- resource limits -----------------------------------------------------------------------------------
