@@ -292,12 +292,13 @@ def command(folder: Path, name: str, supervisor: str, argv: Sequence[str]) -> li
 
 def environment(hide: Sequence[Path], shares: Sequence[Share], cgroup_procs: Sequence[Path],
                 home: str, runtime: Sequence[Path] = (), resolver: str | None = None,
-                userns: Path | None = None) -> dict[str, str]:
+                userns: Path | None = None, net: Sequence[str] = ()) -> dict[str, str]:
     """The plan :data:`SETUP_SCRIPT` follows, as JSON in one variable (``hide``: host folders no node sees,
     covered at their own path and inside every share that holds them; ``home``: the login user's home, where
     the node's own home folder is bound; ``runtime``: folders bound again read-only inside hidden ones —
     what runs the node's own server; ``resolver``: the name server a rootless node uses; ``userns``: the user
-    namespace the node's root lives in, its root file system id-mapped into it)."""
+    namespace the node's root lives in, its root file system id-mapped into it; ``net``: ``ip -batch`` lines
+    that set up the node's end of its link, inside its network namespace)."""
     plan = {
         "cgroups": [str(p) for p in cgroup_procs],
         "hide": [str(p) for p in hidden_in_node(hide, shares)],
@@ -309,6 +310,7 @@ def environment(hide: Sequence[Path], shares: Sequence[Share], cgroup_procs: Seq
         "resolver": resolver if rootless() else None,
         "userns": str(userns) if userns else "",
         "node_root": NODE_ROOT_ID if userns else None,
+        "net": list(net),
     }
     return {"CLOUDHERD_SANDBOX": json.dumps(plan)}
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import platform
 import sys
 from typing import Any
 
@@ -109,6 +108,11 @@ def build_root(folder: str, plan: dict[str, Any]) -> str:
         write(procs, "0")
     for sub in ("upper", "overlay-work", "root"):
         os.makedirs(f"{folder}/{sub}", exist_ok=True)
+    if plan.get("net"):  # the node's end of its link, in its network namespace (where this runs)
+        write(f"{folder}/net.batch", "\n".join(plan["net"]) + "\n")
+        done = os.spawnvp(os.P_WAIT, "ip", ["ip", "-batch", f"{folder}/net.batch"])
+        if done != 0:
+            raise SetupError(f"ip could not set up the node's network (exit {done})")
     lower = "/"
     if userns:  # the host's files as the node's root owns them (ids shifted)
         lower = f"{folder}/lower"
@@ -198,9 +202,9 @@ def enter(root: str, plan: dict[str, Any], name: str) -> None:
     userns_fd = os.open(userns, os.O_RDONLY | os.O_CLOEXEC) if userns else -1  # its path is gone once inside
     os.chdir(root)
     os.makedirs(".cloudherd-host", exist_ok=True)
-    number = _PIVOT_ROOT.get(platform.machine())
+    number = _PIVOT_ROOT.get(os.uname().machine)
     if number is None:
-        raise SetupError(f"pivot_root: no system call number known for {platform.machine()}")
+        raise SetupError(f"pivot_root: no system call number known for {os.uname().machine}")
     _check(libc.syscall(number, b".", b".cloudherd-host"), "pivot_root")
     os.chdir("/")
     _check(libc.umount2(b"/.cloudherd-host", MNT_DETACH), "umount the host's root")
