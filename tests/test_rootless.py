@@ -32,11 +32,16 @@ groups:
 SCRIPT = "#!/bin/sh\necho node-only > /etc/{marker}\n"
 
 
-@pytest.fixture(scope="module")
-def user() -> Iterator[User]:
+@pytest.fixture(scope="module", params=["openssh", "builtin"])
+def user(request: pytest.FixtureRequest) -> Iterator[User]:
+    """An account with subordinate ids (its nodes run OpenSSH, privilege separation under the mapping) and
+    one without (its nodes run cloudherd's own SSH server)."""
     missing = [tool for tool in local_sandbox.ROOTLESS_TOOLS if shutil.which(tool) is None]
+    if request.param == "openssh":
+        missing += [tool for tool in ("newuidmap", "sshd") if shutil.which(tool) is None
+                    and not Path(f"/usr/sbin/{tool}").exists()]
     require(unavailable() or (f"{', '.join(missing)} not installed" if missing else None), "the rootless tests")
-    with made_user() as made:
+    with made_user(subordinate_ids=request.param == "openssh") as made:
         yield made
 
 
@@ -62,13 +67,14 @@ def _exec(fleet: tuple[User, Path, str], command: str, node: str = "rl-web-1") -
 
 
 def test_a_node_is_a_machine_of_its_own(fleet: tuple[User, Path, str]) -> None:
-    user, _home, marker = fleet
+    user, home, marker = fleet
     assert not Path("/etc", marker).exists(), "a rootless node's write to /etc landed on the host"
     seen = _exec(fleet, f"hostname; id -u; cat /etc/{marker}")
     assert "rl-web-1" in seen and "node-only" in seen, seen
     assert "\n0\n" in seen.replace("rl-web-1 | ", ""), f"the node's user is not its root: {seen}"
     # root inside a node is the user outside: every process of the node is the account's
-    servers = [line for line in user.processes() if "python" in line.split()[1] and "local_server" in line]
+    servers = [line for line in user.processes() if str(home) in line and (
+        "[listener]" in line or ("python" in line.split()[1] and "local_server" in line))]
     assert len(servers) == 2, user.processes()
     for line in servers:
         pid = line.split()[0]

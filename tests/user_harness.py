@@ -98,10 +98,16 @@ class User:
 
 
 @contextlib.contextmanager
-def made_user() -> Iterator[User]:
-    """A new account (no home of its own on disk) for the session, removed with what it left running."""
-    name = f"chtest{os.getpid()}"
+def made_user(subordinate_ids: bool = False) -> Iterator[User]:
+    """A new account (no home of its own on disk), with 65536 subordinate uids and gids if asked, removed with
+    what it left running (and its subordinate ids)."""
+    name = f"chtest{os.getpid()}{'s' if subordinate_ids else ''}"
     subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", name], check=True, capture_output=True)
+    if subordinate_ids:  # a range of its own, below the ids cloudherd's root nodes use (0x70000000…)
+        start = 1_000_000_000 + (os.getpid() % 10_000) * 65536
+        ids = f"{start}-{start + 65535}"
+        subprocess.run(["usermod", "--add-subuids", ids, "--add-subgids", ids, name], check=True,
+                       capture_output=True)
     entry = pwd.getpwnam(name)
     base = Path(tempfile.mkdtemp(prefix="cloudherd-user-"))
     try:

@@ -132,7 +132,7 @@ class LocalProvider(Provider):
                 return existing
         sshd = self._sshd_binary()
         isolated = self._isolated(sshd)
-        if isolated and sandbox.rootless():
+        if isolated and sandbox.rootless() and sandbox.subordinate_ids() is None:
             sshd = None  # OpenSSH's privilege separation needs more than one user: cloudherd's server runs inside
         limits = _limits(request.size, request.size_need)
         nodes = []
@@ -364,7 +364,12 @@ class LocalProvider(Provider):
             exit_read = exit_write = -1
             try:
                 env = {**_base_env(), NODE_MARKER: str(folder)}
-                if sshd is not None:
+                if meta.get("isolated") and sandbox.rootless():
+                    argv = self._rootless_command(folder, meta, sshd)
+                    env.update(sandbox.environment([*self._hidden(), _own_home()], self.shares, (), "/root",
+                                                   runtime=_runtime_folders(), resolver=local_slirp.DNS))
+                    exit_read, exit_write = os.pipe()  # slirp4netns ends when the node's processes are gone
+                elif sshd is not None:
                     _write_sshd_config(folder, meta)
                     server = [sshd, "-D", "-e", "-f", str(folder / "sshd_config")]
                     if meta.get("isolated"):
@@ -382,12 +387,6 @@ class LocalProvider(Provider):
                         if _can_set_hostname():
                             argv = ["unshare", "--uts", *argv]
                             env["CLOUDHERD_SET_HOSTNAME"] = "1"
-                elif meta.get("isolated"):  # rootless
-                    server = [sys.executable, "-m", "cloudherd.providers.local_server", str(folder), "0.0.0.0:22"]
-                    argv = sandbox.command(folder, meta["name"], _SUPERVISOR, server)
-                    env.update(sandbox.environment([*self._hidden(), _own_home()], self.shares, (), "/root",
-                                                   runtime=_runtime_folders(), resolver=local_slirp.DNS))
-                    exit_read, exit_write = os.pipe()  # slirp4netns ends when the node's processes are gone
                 else:
                     argv = [sys.executable, "-m", "cloudherd.providers.local_server", str(folder)]
                 process = subprocess.Popen(
@@ -416,6 +415,16 @@ class LocalProvider(Provider):
             last_error = _tail(folder / "server.log")
             _kill(process.pid)
         raise ProviderError(f"local node {meta['name']}: SSH server did not start: {last_error}")
+
+    def _rootless_command(self, folder: Path, meta: dict[str, Any], sshd: str | None) -> builtins.list[str]:
+        """A rootless node's sandbox running OpenSSH (where this user has subordinate ids for its privilege
+        separation) or cloudherd's own server, on port 22 of the node's own network."""
+        if sshd is not None:
+            _write_sshd_config(folder, meta, listen="0.0.0.0:22")
+            server = [sshd, "-D", "-e", "-f", str(folder / "sshd_config")]
+        else:
+            server = [sys.executable, "-m", "cloudherd.providers.local_server", str(folder), "0.0.0.0:22"]
+        return sandbox.command(folder, meta["name"], _SUPERVISOR, server)
 
     async def _slirp(self, meta: dict[str, Any], process: subprocess.Popen[bytes], exit_read: int) -> bool:
         """A rootless node's network (slirp4netns, its SSH port forwarded from ``address:port``), then its
@@ -516,7 +525,7 @@ class LocalProvider(Provider):
             sandbox.remove_cgroups(meta.get("cgroups") or ())
             if meta.get("netns"):
                 local_net.release(meta["netns"])
-        shutil.rmtree(folder, ignore_errors=True)
+        sandbox.remove_tree(folder)
 
 
 # -- helpers (module level: no provider state) ------------------------------------------------------
@@ -591,10 +600,10 @@ def _bindable(address: str, port: int) -> int:
         return bound
 
 
-def _write_sshd_config(folder: Path, meta: dict[str, Any]) -> None:
+def _write_sshd_config(folder: Path, meta: dict[str, Any], listen: str | None = None) -> None:
     q = _quote
     lines = [
-        f"ListenAddress {meta['address']}:{meta['port']}",
+        f"ListenAddress {listen or str(meta['address']) + ':' + str(meta['port'])}",
         f"HostKey {q(folder / 'ssh_host_ed25519_key')}",
         f"AuthorizedKeysFile {q(folder / 'authorized_keys')}",
         # in a sandbox sshd's pid is the namespace's: it goes to a file of its own, and sshd.pid gets the

@@ -41,6 +41,7 @@ import contextlib
 import functools
 import json
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -236,13 +237,29 @@ def _unreadable() -> tuple[tuple[str, bool, int], ...]:
     return tuple(found)
 
 
+def _fresh(path: str) -> str:
+    """What a fresh machine holds in ``path`` where it cannot be read here: the shadow files name every
+    account with no password (``*``: OpenSSH takes an account missing from them for a locked one), the
+    rest is empty."""
+    source = {"/etc/shadow": "/etc/passwd", "/etc/shadow-": "/etc/passwd", "/etc/gshadow": "/etc/group",
+              "/etc/gshadow-": "/etc/group"}.get(path)
+    if source is None:
+        return ""
+    try:
+        names = [line.split(":", 1)[0] for line in Path(source).read_text().splitlines() if ":" in line]
+    except OSError:
+        return ""
+    entry = "{}:*:19000:0:99999:7:::" if source == "/etc/passwd" else "{}:*::"
+    return "".join(entry.format(name) + "\n" for name in names)
+
+
 def seed_upper(upper: Path) -> None:
     """Rootless: give the node its own empty copy of each host file it could not copy up.
 
     fuse-overlayfs copies a file up (to write it) with this user's rights, so a host file only root may read
     could never be written in the node: apt's and dpkg's lock files (``apt-get install`` fails), shadow,
     the host's SSH keys.  The node gets them empty (a folder: empty and opaque), as a fresh machine would
-    have them, and none of the host's secrets."""
+    have them (the shadow files with every account and no password), and none of the host's secrets."""
     for path, is_dir, mode in _unreadable():
         target = upper / path.lstrip("/")
         with contextlib.suppress(OSError):
@@ -253,6 +270,7 @@ def seed_upper(upper: Path) -> None:
                 target.chmod(mode)
             else:
                 target.touch(mode=mode)
+                target.write_text(_fresh(path))
 
 
 def _rootless_unavailable() -> str | None:
@@ -282,10 +300,58 @@ def _refused(probe: Sequence[str]) -> str | None:
     return None
 
 
+@functools.cache
+def subordinate_ids() -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """This user's first ranges of subordinate uids and gids (``/etc/subuid``, ``/etc/subgid``: Debian's
+    ``useradd`` gives every new account 65536), as (start, count) each, where ``newuidmap`` can map them;
+    None otherwise.  Rootless, they become a node's ids 1…: OpenSSH's privilege separation (and any
+    package's own user) then works in the node."""
+    if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
+        return None
+    entry = pwd.getpwuid(os.getuid())
+    found = []
+    for table in ("/etc/subuid", "/etc/subgid"):
+        try:
+            lines = Path(table).read_text().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            who, _, rest = line.partition(":")
+            start, _, count = rest.partition(":")
+            if who in (entry.pw_name, str(entry.pw_uid)) and start.isdigit() and count.isdigit() \
+                    and int(count) >= 1000:
+                found.append((int(start), min(int(count), 65535)))
+                break
+        else:
+            return None
+    return found[0], found[1]
+
+
+def _id_maps() -> list[str]:
+    """unshare's options that map this user to root and its subordinate ids to 1…, rootless."""
+    ranges = subordinate_ids()
+    if ranges is None:
+        return ["--map-root-user"]
+    (uid, uids), (gid, gids) = ranges
+    return ["--map-root-user", f"--map-users={uid},1,{uids}", f"--map-groups={gid},1,{gids}"]
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a node's folder.  Rootless, what the node made under its other ids (a package's own user, the
+    ``nobody`` that owns a copied-up system folder) belongs to this user's subordinate ids: removed from
+    inside the same mapping, where this user may."""
+    if rootless() and subordinate_ids() is not None and path.exists():
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["unshare", "--user", *_id_maps(), "rm", "-rf", "--one-file-system", str(path)],
+                           capture_output=True, timeout=120)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def command(folder: Path, name: str, supervisor: str, argv: Sequence[str]) -> list[str]:
     """The command line that runs ``argv`` (the SSH server) under ``supervisor`` inside the node's sandbox;
-    rootless, in a user namespace (this user is the node's root) with a network namespace of its own."""
-    own = ["--user", "--map-root-user", "--net"] if rootless() else []
+    rootless, in a user namespace (this user is the node's root, its subordinate ids the node's others)
+    with a network namespace of its own."""
+    own = ["--user", *_id_maps(), "--net"] if rootless() else []
     return ["unshare", *own, "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child=SIGTERM", "--propagation",
             "private", sys.executable, "-I", "-S", str(SETUP_SCRIPT), str(folder), name, supervisor, *argv]
 

@@ -124,7 +124,7 @@ def build_root(folder: str, plan: dict[str, Any]) -> str:
     work = f"upperdir={folder}/upper,workdir={folder}/overlay-work"
     if plan.get("fuse"):  # rootless: the host's files shown as the node root's own
         fuse = os.spawnvp(os.P_WAIT, "fuse-overlayfs",
-                          ["fuse-overlayfs", "-o", f"lowerdir=/,{work},squash_to_root", root])
+                          ["fuse-overlayfs", "-o", f"lowerdir=/,{work},squash_to_root,allow_other", root])
         if fuse != 0:
             raise SetupError(f"fuse-overlayfs ended with {fuse}")
     else:
