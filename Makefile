@@ -72,13 +72,13 @@ faults:
 	  || echo "nftables could not be installed: the partition tests are skipped (they fail under CI=true)"; \
 	else echo "no nftables: the partition tests are skipped"; fi
 
-# fuse-overlayfs and slirp4netns: local nodes sandboxed for a user who is not root (as root, util-linux and
-# the kernel's overlay suffice).  Best effort here (without them a normal user's nodes run unisolated, and
+# fuse-overlayfs, slirp4netns and uidmap: local nodes sandboxed for a user who is not root (as root,
+# util-linux and the kernel's overlay suffice; uidmap's newuidmap lets such nodes run OpenSSH).  Best effort here (without them a normal user's nodes run unisolated, and
 # `up` says which package is missing); required under CI=true (the rootless tests fail without them).
 sandbox:
-	@if command -v fuse-overlayfs >/dev/null 2>&1 && command -v slirp4netns >/dev/null 2>&1; then :; \
+	@if command -v fuse-overlayfs >/dev/null 2>&1 && command -v slirp4netns >/dev/null 2>&1 && command -v newuidmap >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
-	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq fuse-overlayfs slirp4netns >/dev/null) \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq fuse-overlayfs slirp4netns uidmap >/dev/null) \
 	  || echo "fuse-overlayfs and slirp4netns could not be installed: a normal user's local nodes are not isolated"; \
 	else echo "no fuse-overlayfs or slirp4netns (apt-get install fuse-overlayfs slirp4netns): a normal user's local nodes are not isolated"; fi
 
