@@ -193,9 +193,19 @@ def test_future_date_is_not_yet_current() -> None:
     assert error.message.startswith("Signature not yet current: 20261201T122000Z is still later than")
 
 
-def test_wrong_service() -> None:
-    error = refused(sign(service="ec2"), "SignatureDoesNotMatch")
-    assert "'autoscaling'" in error.message
+@pytest.mark.parametrize(("region", "service"), [("0", "127"), ("nimbus", "ec2"), ("us-east-1", "autoscaling")])
+def test_the_scope_the_client_signed_is_accepted(region: str, service: str) -> None:
+    """boto 2 derives the scope from the host (127.0.0.1: region "0", service "127"); the secret proves it."""
+    assert sign(region=region, service=service).verify() == (KEY, region)
+
+
+def test_a_scope_other_than_the_one_signed_is_refused() -> None:
+    signed = sign(service="ec2")
+    signed.headers["Authorization"] = signed.headers["Authorization"].replace("/ec2/", "/autoscaling/")
+    refused(signed, "SignatureDoesNotMatch")
+    signed = sign(service="ec2")
+    signed.headers["Authorization"] = signed.headers["Authorization"].replace("/ec2/", "/e c2/")
+    assert "valid service" in refused(signed, "SignatureDoesNotMatch").message
 
 
 # -- presigned query strings ---------------------------------------------------------------------------------

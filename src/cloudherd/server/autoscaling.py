@@ -1,6 +1,7 @@
-"""The AWS Auto Scaling Query API (version 2011-01-01), at ``POST /autoscaling`` and ``POST /``.
+"""The AWS Auto Scaling Query API (version 2011-01-01), at ``/autoscaling`` and ``/``, by GET and POST.
 
-Form-encoded ``Action=…`` requests signed with SigV4 by keys cloudherd issued; answers in AWS's XML.
+``Action=…`` requests, form-encoded (boto3) or in the query string (boto 2 sends its reads so), signed with
+SigV4 by keys cloudherd issued; answers in AWS's XML.
 boto3's stock ``autoscaling`` client works given ``endpoint_url``, a region and the keys.  The model is
 :mod:`cloudherd.api.autoscaling`; this module only reads requests and writes answers.
 
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
 
 from cloudherd.api.auth import Principal, aws_secret
 from cloudherd.api.autoscaling import (
@@ -50,9 +52,15 @@ router = APIRouter(include_in_schema=False)  # not JSON: described in the README
 Params = dict[str, str]
 
 
-@router.post("/")
-@router.post("/autoscaling")
+QUERY_METHODS = ["GET", "POST"]
+OTHER_METHODS = ["PUT", "DELETE", "PATCH", "OPTIONS"]
+
+
+@router.api_route("/", methods=QUERY_METHODS)
+@router.api_route("/autoscaling", methods=QUERY_METHODS)
 async def query(request: Request) -> Response:
+    if request.method == "GET" and not request.url.query and "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/ui/", status_code=303)  # a person opening the server's address: the dashboard
     request_id = str(uuid.uuid4())
     body = await request.body()
     runtime = request.app.state.runtime
@@ -89,6 +97,20 @@ async def query(request: Request) -> Response:
     xml = (f'<{action}Response xmlns="{NAMESPACE}">{inner}'
            f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>")
     return Response(xml, media_type="text/xml")
+
+
+@router.api_route("/", methods=OTHER_METHODS)
+@router.api_route("/autoscaling", methods=OTHER_METHODS)
+async def other_method(request: Request) -> Response:
+    """Every answer under the endpoint is AWS's XML, a method the Query API does not take too."""
+    return aws_error("MethodNotAllowed", f"The Query API takes GET and POST, not {request.method}.", 405,
+                     str(uuid.uuid4()))
+
+
+@router.api_route("/autoscaling/{rest:path}", methods=[*QUERY_METHODS, *OTHER_METHODS])
+async def below_endpoint(request: Request, rest: str) -> Response:
+    return aws_error("InvalidAction", "The Query API is served at /autoscaling (and /), not below it.", 404,
+                     str(uuid.uuid4()))
 
 
 def _form(raw: bytes | str) -> Params:

@@ -118,7 +118,7 @@ def xml_text(value: str) -> str:
 
 
 def is_query_api(path: str) -> bool:
-    return path in ("/", "/autoscaling")
+    return path in ("/", "/autoscaling") or path.startswith("/autoscaling/")
 
 
 class ServerJSON(JSONResponse):
