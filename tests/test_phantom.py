@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from conftest import wait_until
 from server_harness import Served, write_config
 
 with warnings.catch_warnings():  # boto 2 predates Python 3.11's import machinery and says so
@@ -83,3 +84,88 @@ def test_every_answer_under_the_endpoint_is_aws_xml(served: Served) -> None:
         assert "<ErrorResponse" in answer.text and (code is None or f"<Code>{code}</Code>" in answer.text)
     page = httpx.get(served.url + "/", headers={"Accept": "text/html"}, verify=verify, timeout=10)
     assert page.status_code == 303 and page.headers["location"] == "/ui/"
+
+
+@pytest.fixture
+def site(home: Path, tmp_path: Path) -> Iterator[Served]:
+    """Two clouds named like Phantom's FutureGrid sites, over http."""
+    server = Served(home, write_config(tmp_path, {"hotel": "local", "sierra": "local"}, interval=1)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def phantom_domain(con: Any, name: str, lc_name: str, n_preserve: int, *clouds: str) -> None:
+    """What Phantom's asg_create.py sends: min = max = n, Phantom's three tags, a zone that is no site."""
+    tags = [boto_autoscale.Tag(connection=con, key=key, value=value, resource_id=name)
+            for key, value in (("PHANTOM_DEFINITION", "error_overflow_n_preserving"), ("clouds", ",".join(clouds)),
+                               ("minimum_vms", n_preserve))]
+    [lc] = con.get_all_launch_configurations(names=[lc_name])
+    group = boto_autoscale.group.AutoScalingGroup(
+        connection=con, group_name=name, availability_zones=["us-east-1"], min_size=n_preserve, max_size=n_preserve,
+        launch_config=lc, tags=tags)
+    con.create_auto_scaling_group(group)
+
+
+def healthy_zones(con: Any, name: str, count: int) -> list[str] | None:
+    [group] = con.get_all_groups(names=[name])
+    zones = sorted(i.availability_zone for i in group.instances if i.health_status == "Healthy"
+                   and i.lifecycle_state == "InService")
+    return zones if len(zones) == count == len(group.instances) else None
+
+
+def test_the_phantom_session_of_its_documentation(site: Served) -> None:
+    """The sample session of Phantom's 'Scripting with the REST API': two sites' launch configurations, a
+    domain of 3 across hotel:1 sierra:2, listed; its n-preserving value altered; a tag edit that gives the
+    domain more room; deleted (no ForceDelete) with its launch configurations."""
+    con = connect(site, site.aws_keys())
+    for cloud in ("hotel", "sierra"):
+        con.create_launch_configuration(boto_autoscale.launchconfig.LaunchConfiguration(
+            con, name=f"testlc1@{cloud}", image_id="hello-cloud", key_name="phantomkey", security_groups=["default"],
+            instance_type="m1.small"))
+    assert [lc.name for lc in con.get_all_launch_configurations()] == ["testlc1@hotel", "testlc1@sierra"]
+    phantom_domain(con, "testDomain1", "testlc1@hotel", 3, "hotel:1", "sierra:2")
+    [group] = con.get_all_groups()
+    assert (group.name, group.launch_config_name, group.desired_capacity) == ("testDomain1", "testlc1", 3)
+    assert wait_until(lambda: healthy_zones(con, "testDomain1", 3), timeout=180,
+                      what="3 healthy instances") == ["hotel", "sierra", "sierra"]
+    group.set_capacity(2)  # asg_alter.py: the n-preserving value down
+    [group] = con.get_all_groups(names=["testDomain1"])
+    assert (group.min_size, group.max_size, group.desired_capacity) == (2, 2, 2)
+    wait_until(lambda: healthy_zones(con, "testDomain1", 2), timeout=180, what="the domain at 2")
+    with pytest.raises(BotoServerError) as caught:  # past the sites' caps: Phantom's error_overflow
+        group.set_capacity(4)
+    assert caught.value.error_code == "ValidationError" and "caps allow (3: hotel:1, sierra:2)" in caught.value.message
+    con.create_or_update_tags([boto_autoscale.Tag(connection=con, key="clouds", value="hotel:2,sierra:2",
+                                                  resource_id="testDomain1")])
+    group.set_capacity(4)
+    assert wait_until(lambda: healthy_zones(con, "testDomain1", 4), timeout=180,
+                      what="the domain at 4 across the new caps") == ["hotel", "hotel", "sierra", "sierra"]
+    minimum = [t.value for t in con.get_all_tags(filters={"auto-scaling-group": ["testDomain1"]})
+               if t.key == "minimum_vms"]
+    assert minimum == ["4"]
+    [group] = con.get_all_groups(names=["testDomain1"])
+    group.delete()  # asg_delete.py: no ForceDelete, the domain still running
+    wait_until(lambda: not con.get_all_groups(), timeout=180, what="the domain gone")
+    for cloud in ("hotel", "sierra"):
+        con.delete_launch_configuration(f"testlc1@{cloud}")
+    assert con.get_all_launch_configurations() == []
+
+
+def test_a_group_without_phantom_s_tag_follows_aws(site: Served) -> None:
+    con = connect(site, site.aws_keys())
+    con.create_launch_configuration(boto_autoscale.launchconfig.LaunchConfiguration(
+        con, name="plain@hotel", image_id="x", instance_type="m1.small"))
+    [lc] = con.get_all_launch_configurations()
+    con.create_auto_scaling_group(boto_autoscale.group.AutoScalingGroup(
+        connection=con, group_name="plain", availability_zones=["hotel"], min_size=1, max_size=1, launch_config=lc))
+    [group] = con.get_all_groups()
+    assert group.launch_config_name == "plain@hotel"
+    with pytest.raises(BotoServerError) as caught:
+        group.set_capacity(2)
+    assert caught.value.error_code == "ValidationError" and "above max" in caught.value.message
+    with pytest.raises(BotoServerError) as caught:
+        group.delete()
+    assert caught.value.error_code == "ResourceInUse"
+    group.delete(force_delete=True)

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from cloudherd.api import phantom
 from cloudherd.errors import SpecError
 from cloudherd.inputs import GROUP_SIZE_LIMIT
 from cloudherd.lifecycle import NodeState
@@ -205,7 +206,8 @@ class AutoScaling:
 
     def update_group(self, name: str, *, launch_configuration: str | None = None, min_size: int | None = None,
                      max_size: int | None = None, desired: int | None = None,
-                     zones: Sequence[str] | None = None) -> None:
+                     zones: Sequence[str] | None = None, tags: list[dict[str, Any]] | None = None) -> None:
+        """UpdateAutoScalingGroup; ``tags`` (all of the group's) written in the same transaction, when given."""
         self._check_ceiling(MinSize=min_size, MaxSize=max_size, DesiredCapacity=desired)
         row = self._group(name)
         view = self._view(row)
@@ -218,14 +220,18 @@ class AutoScaling:
         launch = self._launch(launch_name)
         _check_zones(zones or ())
         zone_list = list(zones) if zones is not None else list(row.zones.get("list") or [])
-        tag_list = list(row.tags.get("list") or [])
+        tag_list = list(row.tags.get("list") or []) if tags is None else tags
         text = self._checked_spec(row.name, launch, min_size, max_size, desired, zone_list, tag_list)
         self._write(row, text, desired if desired != view.desired else None, launch_configuration=launch_name,
-                    min_size=min_size, max_size=max_size, zones={"list": zone_list})
+                    min_size=min_size, max_size=max_size, zones={"list": zone_list}, tags={"list": tag_list})
 
     def set_desired(self, name: str, desired: int) -> None:
         self._check_ceiling(DesiredCapacity=desired)
         row = self._group(name)
+        if phantom.is_domain(row.tags.get("list") or []):  # the n-preserving value: min and max move with it
+            tags = phantom.with_minimum(row.tags.get("list") or [], desired)
+            self.update_group(name, min_size=desired, max_size=desired, desired=desired, tags=tags)
+            return
         if not row.min_size <= desired <= row.max_size:
             raise AwsError("ValidationError", f"New SetDesiredCapacity value {desired} is below min value "
                                               f"{row.min_size} for the AutoScalingGroup." if desired < row.min_size
@@ -246,7 +252,7 @@ class AutoScaling:
         if row.status:
             return  # already going
         view = self._view(row)
-        if not force and (view.desired or view.instances):
+        if not force and not phantom.is_domain(row.tags.get("list") or []) and (view.desired or view.instances):
             raise AwsError("ResourceInUse", "You cannot delete an AutoScalingGroup while there are instances or "
                                             "pending Spot instance request(s) still in the group.")
         with self.store.session() as s, s.begin():

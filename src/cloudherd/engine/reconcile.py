@@ -377,6 +377,8 @@ def _consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedS
             continue
         group = loaded.group(request.group_name)
         target, note = scale_target(row.count, request.kind, request.amount, group.min, group.max)
+        if note and _newer_bounds_allow(store, infra, request.group_name, row.count, request.kind, request.amount):
+            continue  # written with new bounds this pass has not read: the next pass applies it under them
         named = list((request.victims or {}).get("nodes") or [])
         victims.update(named)
         store.update_group(infra.id, row.name, count=target)
@@ -386,6 +388,21 @@ def _consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedS
         store.add_event(infra.id, "scale", outcome)
         report.scaled.append(outcome)
     return victims, renew
+
+
+def _newer_bounds_allow(store: Store, infra: Infrastructure, group_name: str, current: int, kind: str,
+                        amount: int) -> bool:
+    """Whether a request this pass would clamp fits the bounds of a spec written since the pass read its own
+    (an Auto Scaling update writes new min / max and the size together: a pass between must not clamp the
+    size to the old bounds and consume the request)."""
+    fresh = store.infrastructure(infra.id)
+    if fresh.spec_text == infra.spec_text:
+        return False
+    try:
+        group = snapshot(fresh).group(group_name)
+    except Exception:  # a spec that no longer loads: the request is judged by the one this pass has
+        return False
+    return not scale_target(current, kind, amount, group.min, group.max)[1]
 
 
 def _verb(kind: str, amount: int) -> str:

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
+from cloudherd.api import phantom
 from cloudherd.api.auth import Principal, aws_secret
 from cloudherd.api.autoscaling import (
     NOT_XML,
@@ -327,7 +328,8 @@ def _tag_xml(t: Tag) -> str:
 def _group_xml(g: ScalingGroupView) -> str:
     return "<member>" + "".join([
         _x("AutoScalingGroupName", g.name), _x("AutoScalingGroupARN", _arn("autoScalingGroup", g.name)),
-        _x("LaunchConfigurationName", g.launch_configuration), _x("MinSize", g.min_size), _x("MaxSize", g.max_size),
+        _x("LaunchConfigurationName", phantom.shared_name(g.launch_configuration) if phantom.is_domain(g.tags)
+           else g.launch_configuration), _x("MinSize", g.min_size), _x("MaxSize", g.max_size),
         _x("DesiredCapacity", g.desired), _x("DefaultCooldown", 300),
         _list("AvailabilityZones", [_x("member", z) for z in g.zones]), "<LoadBalancerNames/>",
         "<TargetGroupARNs/>", _x("HealthCheckType", "EC2"), _x("HealthCheckGracePeriod", 0),
