@@ -175,8 +175,12 @@ class Runtime:
 
         if any(g.infrastructure_id == infra_id for g in self.store.scaling_groups(owner_id)):
             raise Conflict(f"{infra_id} keeps an Auto Scaling group: delete it with DeleteAutoScalingGroup")
+        # the infrastructure turns "destroying" only once the teardown begins (after a pass in progress): until
+        # then, the running job is what says it is going already
+        job = self.store.add_job_unless_running(owner_id=owner_id, infrastructure_id=infra_id, kind="down", request={})
+        if job is None:
+            raise Conflict(f"{infra_id} is being torn down already")
         self.store.update_infrastructure(infra_id, attached=False)
-        job = self.store.add_job(owner_id=owner_id, infrastructure_id=infra_id, kind="down", request={})
         self.start_down(infra_id, job.id)
         return job
 

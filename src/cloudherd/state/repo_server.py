@@ -180,6 +180,19 @@ class ServerState:
             s.flush()
             return job
 
+    def add_job_unless_running(self, **fields: Any) -> Job | None:
+        """A job of ``kind`` for ``infrastructure_id``, unless one is running for it already (None then): one
+        transaction, so that a second request in the same moment does not start the same work twice."""
+        with self.session() as s, s.begin():
+            running = s.scalars(select(Job.id).where(Job.infrastructure_id == fields["infrastructure_id"],
+                                                     Job.kind == fields["kind"], Job.state == "running")).first()
+            if running is not None:
+                return None
+            job = Job(**fields)
+            s.add(job)
+            s.flush()
+            return job
+
     def job(self, job_id: str) -> Job | None:
         with self.reading() as s:
             return s.get(Job, job_id)
