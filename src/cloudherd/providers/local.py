@@ -140,8 +140,6 @@ class LocalProvider(Provider):
             name = request.names[index] if index < len(request.names) else None
             nodes.append(self._prepare_node(request, name, openssh=sshd is not None, isolated=isolated,
                                             limits=limits))
-        if isolated and local_net.unavailable() is None and len(nodes) > 1:
-            await self._own_addresses(nodes)
         await asyncio.gather(*(self._launch(node, sshd) for node in nodes), return_exceptions=False)
         return [self._instance(node) for node in nodes]
 
@@ -447,17 +445,6 @@ class LocalProvider(Provider):
                 return False
             await asyncio.sleep(0.01)
         return await _wait_listening(meta["address"], meta["port"], process)
-
-    async def _own_addresses(self, metas: builtins.list[dict[str, Any]]) -> None:
-        """The network namespaces and addresses of a bulk create's nodes, made together (see
-        :func:`local_net.claim_many`)."""
-        try:
-            claims = await asyncio.to_thread(local_net.claim_many, [self.root / m["id"] for m in metas])
-        except local_net.NetError as exc:
-            raise ProviderError(f"local nodes: {exc}") from None
-        for meta, (address, name) in zip(metas, claims, strict=True):
-            meta["address"], meta["netns"], meta["port"] = address, name, 22
-            _write_meta(self.root / meta["id"], meta)
 
     async def _own_address(self, meta: dict[str, Any]) -> None:
         """The node's network namespace and address on the bridge: kept across a stop and start, claimed anew

@@ -92,41 +92,6 @@ def claim(owner: Path) -> tuple[str, str]:
     raise NetError(f"no free address on {SUBNET}")
 
 
-def claim_many(owners: list[Path]) -> list[tuple[str, str]]:
-    """:func:`claim` for a bulk create: the namespaces made and wired by two ``ip`` processes for all of the
-    nodes (a hundred nodes took three hundred, one after another on the kernel's routing lock), each node's
-    own end then set up inside its namespace by its set-up (:func:`inside`).  Falls back on one claim per
-    node when the batch is refused (an address taken meanwhile, say)."""
-    ensure_host()
-    OWNERS.mkdir(parents=True, exist_ok=True, mode=0o700)
-    claimed: list[tuple[Path, str, str]] = []
-    for owner in owners:
-        while True:
-            address = str(SUBNET.network_address + _DRAW.randint(2, SUBNET.num_addresses - 2))
-            name = namespace(address)
-            try:
-                fd = os.open(OWNERS / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                continue
-            with os.fdopen(fd, "w") as out:
-                out.write(str(owner))
-            claimed.append((owner, address, name))
-            break
-    links = {name: _host_end(address) for _owner, address, name in claimed}
-    try:
-        _ip_batch(None, [f"netns add {name}" for _o, _a, name in claimed])
-        _ip_batch(None, [*(f"link add {links[name]} type veth peer name eth0 netns {name}" for _o, _a, name in claimed),
-                         *(f"link set {links[name]} up" for _o, _a, name in claimed),
-                         *(f"route add {address}/32 dev {links[name]}" for _o, address, name in claimed)])
-        for link in links.values():
-            Path(f"/proc/sys/net/ipv4/conf/{link}/proxy_arp").write_text("1\n")
-    except (NetError, OSError):
-        for _owner, _address, name in claimed:
-            release(name)
-        return [claim(owner) for owner in owners]
-    return [(address, name) for _owner, address, name in claimed]
-
-
 def inside(address: str) -> list[str]:
     """The ``ip -batch`` lines that set up a node's end of its link, run inside its namespace by the node's
     set-up at every start (``replace``: the same again after a stop changes nothing)."""
