@@ -131,8 +131,8 @@ def test_the_filter_chooses_an_implementation(home: Path, tmp_path: Path) -> Non
     assert cli("import", str(defs)).returncode == 0
     infra.write_text(INFRA.replace("type: front_node,", "type: front_node, filter: {type: ec2},"))
     converted = YAML(typ="safe").load(cli("convert", str(infra)).stdout)
-    assert converted["groups"]["front"]["provider"] == "ec2-front"
-    assert converted["providers"]["ec2-front"] == {"type": "aws", "region": "eu-west-1"}
+    assert converted["groups"]["front"]["provider"] == "ec2"  # a resource without a name: its type names it
+    assert converted["providers"]["ec2"] == {"type": "aws", "region": "eu-west-1"}
     assert converted["groups"]["front"]["image"] == "ami-1"
 
 

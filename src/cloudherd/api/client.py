@@ -140,7 +140,11 @@ class Client(OgcActions):
         from cloudherd.engine.apply import up
 
         _check_limits(connect_timeout=connect_timeout, concurrency=concurrency, wait=wait)
+        from cloudherd.engine.events import ProgressEvent, emit
+
         loaded = self._load(spec, format)
+        for warning in loaded.warnings:
+            emit(on_event, ProgressEvent("warning", str(warning)))
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
                         connect_timeout=connect_timeout, force=force, handshakes=concurrency,
                         accept_new_host_key=accept_new_host_key, wait=wait, no_rollback=no_rollback,
@@ -176,13 +180,15 @@ class Client(OgcActions):
 
         loaded = self._load(spec, format)
         check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", loaded.spec.name))
-        return SpecSummary(name=loaded.spec.name, groups={n: g.count for n, g in loaded.spec.groups.items()})
+        return SpecSummary(name=loaded.spec.name, groups={n: g.count for n, g in loaded.spec.groups.items()},
+                           warnings=tuple(map(str, loaded.warnings)))
 
     async def plan(self, spec: Specs, *, format: str | None = None, within: Confinement | None = None) -> Plan:
         """What ``up`` of ``spec`` would change (create / destroy / replace / scripts to re-run); changes nothing."""
         from cloudherd.engine.plan import make_plan
 
-        return views.plan(await make_plan(self._load(spec, format, within), self.store))
+        loaded = self._load(spec, format, within)
+        return views.plan(await make_plan(loaded, self.store), loaded.warnings)
 
     async def convert(self, spec: PathLike, *, format: str | None = None) -> str:
         """The native spec an OGC layout file or an Occopus description means, as YAML (a native one as it is)."""
@@ -191,16 +197,13 @@ class Client(OgcActions):
 
         load_spec(spec, format=format, node_defs=self._node_defs)  # every error found, with its line, first
         text = read_text(Path(spec), Where(str(spec)), yaml=True)
-        return native_text(text, str(spec), format=format, node_defs=self._node_defs)
+        return native_text(text, str(spec), format=format, node_defs=self._node_defs, base=Path(spec).parent)
 
     async def import_node_defs(self, path: PathLike) -> list[str]:
         """Store the Occopus node definitions of ``path`` (``'node_def:<type>'`` entries); returns the types."""
-        from cloudherd.spec.compat.occopus import node_definitions
-        from cloudherd.spec.files import Where, read_text
-        from cloudherd.spec.yamlsafe import parse_yaml
+        from cloudherd.spec.compat.occopus import read_node_definitions
 
-        text = read_text(Path(path), Where(str(path)), yaml=True)
-        definitions = node_definitions(parse_yaml(text, str(path)), str(path))
+        definitions = read_node_definitions(Path(path))
         self.store.put_node_defs(definitions, str(Path(path).resolve()))
         return sorted(key.partition(":")[2] for key in definitions)
 

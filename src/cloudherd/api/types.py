@@ -194,6 +194,7 @@ class Plan(_Value):
     name: str
     infrastructure: str | None  # None: the infrastructure would be new
     groups: tuple[GroupPlan, ...]
+    warnings: tuple[str, ...] = ()  # FILE:LINE: what of the file loads but will not be done as written
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -316,6 +317,7 @@ class SpecSummary(_Value):
 
     name: str
     groups: dict[str, int]
+    warnings: tuple[str, ...] = ()  # FILE:LINE: what of the file loads but will not be done as written
 
 
 class Fault(_Value):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloudherd.api import types
@@ -114,9 +114,9 @@ def _remedy(remedy: tuple[str, str] | None) -> types.Remedy | None:
     return types.Remedy(option=remedy[0], value=remedy[1]) if remedy else None
 
 
-def plan(result: Plan) -> types.Plan:
+def plan(result: Plan, warnings: Sequence[object] = ()) -> types.Plan:
     return types.Plan(
-        name=result.name, infrastructure=result.infrastructure_id,
+        name=result.name, infrastructure=result.infrastructure_id, warnings=tuple(map(str, warnings)),
         groups=tuple(
             types.GroupPlan(
                 name=g.name, provider=g.provider, count=g.count, current=g.current, new=g.new, removed=g.removed,

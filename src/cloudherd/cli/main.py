@@ -149,6 +149,20 @@ WAIT = typer.Option(600.0, "--wait", min=0, help="Seconds to wait for another co
 FORMAT = typer.Option(None, "--format", help="native, ogc or occopus (default: detected from the file).")
 
 
+def _auth_data(value: Path | None) -> Path | None:
+    """Read an Occopus auth-data file into this process's environment, before the command runs."""
+    if value is not None:
+        from cloudherd.spec.compat import occopus_auth
+
+        _guard(lambda: occopus_auth.use(value))
+    return value
+
+
+AUTH_DATA = typer.Option(None, "--auth-data", "--auth_data_path", callback=_auth_data,
+                         help="An Occopus auth-data file (auth_data.yaml): its credentials go to the clouds its "
+                              "entries are for, through environment variables (never stored).")
+
+
 def _print_json(data: BaseModel | Sequence[BaseModel] | Sequence[str]) -> None:
     """API values as JSON: the same shape the REST service answers with."""
     if isinstance(data, Sequence) and not isinstance(data, str):
@@ -168,12 +182,19 @@ def init() -> None:
     out.print(f"data      {info.data}")
 
 
+def _warn(warnings: Sequence[str]) -> None:
+    """A loaded file's warnings (what it says that will not be done as written), one a line, on stderr."""
+    for warning in warnings:
+        err.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
+
+
 @app.command()
 def validate(spec: list[Path] = typer.Argument(..., help="The spec file (YAML): native, OGC or Occopus; several "
                                                        "OGC files merge left to right."),
-             format: str | None = FORMAT) -> None:
+             format: str | None = FORMAT, auth_data: Path | None = AUTH_DATA) -> None:
     """Check a spec without touching anything; exit 2 with FILE:LINE: path: message when it is wrong."""
     summary = _guard(lambda: _herd().validate(spec, format=format))
+    _warn(summary.warnings)
     counts = ", ".join(f"{name} x{count}" for name, count in summary.groups.items())
     out.print(f"{' + '.join(str(p) for p in spec)}: ok ({summary.name}: {counts})")
 
@@ -194,13 +215,14 @@ def up(
     accept_new_host_key: list[str] = ACCEPT_NEW,
     wait: float = WAIT,
     format: str | None = FORMAT,
+    auth_data: Path | None = AUTH_DATA,
 ) -> None:
     """Create the spec's nodes (or converge the running ones of the same name) and deploy their scripts.
 
     Prints the infrastructure's id.  Scripts that already succeeded unchanged on a node are skipped.
     """
     if dry_run:
-        plan(spec, as_json=False, format=format)
+        plan(spec, as_json=False, format=format, auth_data=None)
         return
     from cloudherd.cli.progress import Progress
 
@@ -233,9 +255,11 @@ def plan(
     spec: list[Path] = typer.Argument(..., help="The spec file (YAML); several OGC files merge left to right."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     format: str | None = FORMAT,
+    auth_data: Path | None = AUTH_DATA,
 ) -> None:
     """Show what `up` would change: nodes to create, destroy or replace, scripts to re-run. Changes nothing."""
     result = _guard(lambda: _herd().plan(spec, format=format))
+    _warn(result.warnings)
     if as_json:
         _print_json(result)
         return
@@ -270,14 +294,14 @@ def plan(
 
 @app.command()
 def convert(spec: Path = typer.Argument(..., help="An OGC layout file or an Occopus description."),
-            format: str | None = FORMAT) -> None:
+            format: str | None = FORMAT, auth_data: Path | None = AUTH_DATA) -> None:
     """Print the native spec a foreign file means (what `up` of it does)."""
     sys.stdout.write(_guard(lambda: _herd().convert(spec, format=format)))
 
 
 @app.command("import")
-def import_(path: Path = typer.Argument(..., help="An Occopus node definition file ('node_def:<type>' entries).")
-            ) -> None:
+def import_(path: Path = typer.Argument(..., help="An Occopus node definition file ('node_def:<type>' entries)."),
+            auth_data: Path | None = AUTH_DATA) -> None:
     """Store Occopus node definitions; Occopus descriptions naming their types then come up (occopus-import)."""
     types = _guard(lambda: _herd().import_node_defs(path))
     out.print(f"imported {len(types)} node definition(s): {', '.join(types)}")
@@ -292,6 +316,7 @@ def down(
     wait: float = WAIT,
     force: bool = typer.Option(False, "--force", help="Forget nodes whose provider cannot terminate them "
                                                       "(their machines may still run; a warning says so)."),
+    auth_data: Path | None = AUTH_DATA,
 ) -> None:
     """Pull artifacts, run teardown scripts, terminate every node, mark the infrastructure destroyed."""
     from cloudherd.cli.progress import Progress

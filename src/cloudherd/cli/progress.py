@@ -43,12 +43,15 @@ class Progress:
                 self.live.console.print(Text(event.message, style="red"))
             elif event.kind == "info":
                 self.live.console.print(Text(event.message))
+            elif event.kind == "warning":
+                self.live.console.print(Text(f"warning: {event.message}", style="yellow"))
             self.live.update(self._table())
             return
         elapsed = time.monotonic() - self.started
         who = f"{event.node} " if event.node else ""
-        style = "red" if event.kind == "error" else STATE_STYLE.get(event.state or "", "")
-        text = f"[{elapsed:6.1f}s] {who}{event.message}"
+        style = "red" if event.kind == "error" else "yellow" if event.kind == "warning" \
+            else STATE_STYLE.get(event.state or "", "")
+        text = f"[{elapsed:6.1f}s] {who}{'warning: ' if event.kind == 'warning' else ''}{event.message}"
         self.console.print(Text(text, style=style), soft_wrap=True)
 
     def _table(self) -> Table:

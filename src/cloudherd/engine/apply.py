@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -267,11 +267,24 @@ async def converge(
     if surplus:
         emit(sink, ProgressEvent("info", f"retiring {len(surplus)} node(s): {', '.join(n.name for n in surplus)}"))
         await retire(store, infra, surplus, loaded=loaded, reach=reach, pool=pool, providers=providers, sink=sink)
-    await _create_missing(loaded, store, infra, identity, providers, sink, run_intents if run_intents is not None
-                          else [])
-    reach.pins.update({node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()})
+    intents = run_intents if run_intents is not None else []
+    # a group whose boot data may name another group's nodes (Occopus' getip in a cloud-config) is made
+    # when the groups it depends on are ready, as Occopus did; every other group is made at once
+    later = {name for name, group in loaded.spec.groups.items() if loaded.boot.get(name) and group.depends_on}
+
+    async def create(groups: Collection[str]) -> None:
+        await _create_missing(loaded, store, infra, identity, providers, sink, intents, only=groups)
+        reach.pins.update({node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()})
+
+    await create(set(loaded.spec.groups) - later)
     held = {n.id for n in rollout.behind(loaded, store.nodes(infra.id))} - set(in_place)
-    await _deploy_all(loaded, store, infra, reach, pool, redact, sink, force, held, rerun=in_place)
+
+    async def before_level(level: Collection[str]) -> None:
+        if later & set(level):
+            await create(later & set(level))
+
+    await _deploy_all(loaded, store, infra, reach, pool, redact, sink, force, held, rerun=in_place,
+                      before_level=before_level)
     rollout.stamp(loaded, store, infra.id, held)
     return infra
 
@@ -327,12 +340,8 @@ async def _sync_groups(loaded: LoadedSpec, store: Store, infra_id: str, redact: 
 
 def _group_config(loaded: LoadedSpec, group_name: str, redact: Redactor) -> dict[str, Any]:
     group = loaded.group(group_name)
-    teardown = loaded.teardown.get(group_name)
     return {
-        "scripts": [{"name": s.name, "source": s.source, "content": s.content} for s in loaded.scripts[group_name]],
-        "teardown": (
-            {"name": teardown.name, "source": teardown.source, "content": teardown.content} if teardown else None
-        ),
+        **loaded.stored(group_name),
         "tags": dict(group.tags),
         "env": {k: redact(v) for k, v in group.env.items()},
         "artifacts": list(group.artifacts),
@@ -360,9 +369,9 @@ def failure_reason(exc: BaseException) -> str:
 
 async def _create_missing(
     loaded: LoadedSpec, store: Store, infra: Infrastructure, identity: Identity, providers: Providers,
-    sink: EventSink | None, run_intents: list[str],
+    sink: EventSink | None, run_intents: list[str], *, only: Collection[str],
 ) -> None:
-    """One journaled bulk create per group (and place) for its ``pending`` nodes, all groups at once."""
+    """One journaled bulk create per group of ``only`` (and place) for its ``pending`` nodes, all at once."""
     nodes = store.nodes(infra.id)
 
     async def create_group(group_name: str) -> None:
@@ -373,13 +382,21 @@ async def _create_missing(
         tags = {**group.tags, TAG_INFRA: infra.id, TAG_GROUP: group_name, TAG_OWNER: identity.user_name}
 
         async def make(provider_name: str, batch: Sequence[Node]) -> None:
+            boot = _boot_data(loaded, group_name, batch, nodes, infra)
+            if len(set(boot)) > 1:  # the boot data names the node: one create call per node
+                await asyncio.gather(*(make_one(provider_name, [node], data) for node, data in zip(batch, boot,
+                                                                                                   strict=True)))
+            else:
+                await make_one(provider_name, batch, boot[0] if boot else None)
+
+        async def make_one(provider_name: str, batch: Sequence[Node], user_data: str | None) -> None:
             place = next((p for p in group.placement if p.provider == provider_name), None)
             size = group.size if isinstance(group.size, str) else None
             request = CreateRequest(
                 count=len(batch), image=(place and place.image) or group.image, size=(place and place.size) or size,
                 tags=tags, ssh_user=loaded.spec.ssh.user or identity.user_name, ssh_public_key=identity.public_key,
                 names=[n.name for n in batch], token=_request_token(infra.id, group_name, batch),
-                ports=group.ports, size_need=_size_need(group.size),
+                ports=group.ports, size_need=_size_need(group.size), user_data=user_data,
             )
             for row in batch:
                 emit(sink, ProgressEvent("node", f"creating on {provider_name}", node=row.name, group=group_name,
@@ -397,7 +414,19 @@ async def _create_missing(
             return
         await _place(store, infra, group_name, group, rows, nodes, make, sink)
 
-    await asyncio.gather(*(create_group(name) for name in loaded.spec.groups))
+    await asyncio.gather(*(create_group(name) for name in loaded.spec.groups if name in only))
+
+
+def _boot_data(loaded: LoadedSpec, group_name: str, batch: Sequence[Node], nodes: Sequence[Node],
+               infra: Infrastructure) -> list[str | None]:
+    """The group's cloud-config rendered for each node of ``batch`` (Occopus rendered it per node: its
+    ``getip`` of the groups made before, ``node_id``…); [] when the group has none."""
+    boot = loaded.boot.get(group_name)
+    if boot is None:
+        return []
+    return [render(boot.source, boot.content,
+                   template_context(node, nodes, infra, loaded.variables_for(group_name), loaded.env))
+            for node in batch]
 
 
 async def _place(
@@ -467,6 +496,7 @@ def _cooling(store: Store, infra_id: str, group_name: str) -> dict[str, str]:
 async def _deploy_all(
     loaded: LoadedSpec, store: Store, infra: Infrastructure, reach: Reach, pool: ConnectionPool,
     redact: Redactor, sink: EventSink | None, force: bool, held: Collection[str] = (), rerun: Collection[str] = (),
+    before_level: Callable[[Collection[str]], Awaitable[None]] | None = None,
 ) -> None:
     """Each node runs its scripts as soon as it accepts SSH; the first failure stops the run.  ``held``: nodes
     of an older release that a rolling update replaces batch by batch (they keep what they run).  ``rerun``:
@@ -481,7 +511,7 @@ async def _deploy_all(
         if force or node.state != NodeState.READY:
             return False
         group = loaded.group(node.group_name)
-        context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
+        context = template_context(node, nodes, infra, loaded.variables_for(node.group_name), loaded.env)
         env = node_env(node, group.env)
         return all(done.get((node.id, s.source)) == script_digest(s.source, render(s.source, s.content, context), env)
                    for s in loaded.scripts[node.group_name])
@@ -489,7 +519,7 @@ async def _deploy_all(
     async def deploy(node: Node) -> None:
         if unchanged(node):
             return
-        context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
+        context = template_context(node, nodes, infra, loaded.variables_for(node.group_name), loaded.env)
         scripts = [{"name": s.name, "source": s.source, "content": s.content} for s in loaded.scripts[node.group_name]]
         await deploy_node(pool, reach.target(node), store, node, scripts, context, loaded.group(node.group_name).env,
                           redact, sink, done=done, interrupted="deploy interrupted: another node failed")
@@ -497,6 +527,9 @@ async def _deploy_all(
     # level by level (depends_on): a group's scripts start when every group it depends on is ready, and
     # see their addresses; within a level each node starts the moment it accepts SSH
     for level in loaded.spec.levels():
+        if before_level is not None:
+            await before_level(level)
+            nodes = store.nodes(infra.id)
         async with asyncio.TaskGroup() as tasks:
             for node in nodes:
                 if node.state in LIVE_NODE_STATES and node.group_name in level and node.id not in held:

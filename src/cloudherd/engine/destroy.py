@@ -161,7 +161,7 @@ async def retire(
                                              state=NodeState.TERMINATING))
                     group_spec = loaded.spec.groups.get(node.group_name)
                     env = dict(group_spec.env) if group_spec else {}
-                    context = template_context(node, everyone, infra, loaded.spec.variables, loaded.env)
+                    context = template_context(node, everyone, infra, loaded.variables_for(node.group_name), loaded.env)
                     await run_scripts(pool, target, store, node, [script], context, env, redact, None,
                                       kind="teardown")
         except (CloudherdError, TimeoutError) as exc:

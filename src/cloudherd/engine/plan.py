@@ -184,8 +184,9 @@ async def make_plan(loaded: LoadedSpec, store: Store) -> Plan:
             for node in kept:
                 env = node_env(node, group.env)
                 try:
-                    text = render(script.source, script.content,
-                                  template_context(node, future, infra, loaded.spec.variables, loaded.env))
+                    context = template_context(node, future, infra, loaded.variables_for(node.group_name),
+                                               loaded.env)
+                    text = render(script.source, script.content, context)
                 except DeployError:
                     names.append(node.name)
                     continue

@@ -20,7 +20,7 @@ async def probe(node: Node, nodes: Sequence[Node], infra: Infrastructure, loaded
     health = loaded.group(node.group_name).health
     urls: list[str] = []
     if health.urls:  # the template context spans the whole fleet: built only for the checks that use it
-        context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
+        context = template_context(node, nodes, infra, loaded.variables_for(node.group_name), loaded.env)
         try:
             urls = [render(f"health url of {node.group_name}", url, context) for url in health.urls]
         except CloudherdError as exc:

@@ -29,7 +29,7 @@ from cloudherd.engine.recover import recover
 from cloudherd.errors import CloudherdError, FencedOut
 from cloudherd.lifecycle import InfraState, NodeState
 from cloudherd.remote.pool import ConnectionPool
-from cloudherd.spec import LoadedSpec, Script
+from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Infrastructure, Node, utcnow
 from cloudherd.state.repo import Store
 
@@ -78,9 +78,7 @@ def applied_spec(infra: Infrastructure) -> LoadedSpec:
         row = rows.get(name)
         groups[name] = group.model_copy(update={"count": row.count}) if row is not None else group
         config = (row.config or {}) if row is not None else {}
-        loaded.scripts[name] = [Script(s["name"], s["source"], s["content"]) for s in config.get("scripts") or []]
-        teardown = config.get("teardown")
-        loaded.teardown[name] = Script(teardown["name"], teardown["source"], teardown["content"]) if teardown else None
+        loaded.restore(name, config)
     loaded.spec = loaded.spec.model_copy(update={"groups": groups})
     return loaded
 

@@ -66,7 +66,7 @@ async def redeploy(
 
         async def deploy(pool: ConnectionPool, node: Node) -> None:
             group = loaded.spec.groups.get(node.group_name)
-            context = template_context(node, nodes, infra, loaded.spec.variables, loaded.env)
+            context = template_context(node, nodes, infra, loaded.variables_for(node.group_name), loaded.env)
             try:
                 ran = await deploy_node(pool, reach.target(node), store, node, scripts.get(node.group_name, []),
                                         context, dict(group.env) if group else {}, redact, on_event)

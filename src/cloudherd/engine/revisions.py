@@ -20,7 +20,7 @@ from cloudherd.engine.context import Redactor
 from cloudherd.errors import UsageError
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.confine import Confinement
-from cloudherd.spec.loader import Script, load_spec_text
+from cloudherd.spec.loader import load_spec_text
 from cloudherd.state.models import Revision
 from cloudherd.state.repo import Store
 
@@ -28,14 +28,14 @@ _SIZES = ("count", "min", "max")
 
 
 def bundle(loaded: LoadedSpec) -> dict[str, Any]:
-    """Each group's scripts and teardown as read when the release was applied (before templates render)."""
+    """Each group's scripts, teardown and boot data as read when the release was applied (before templates
+    render).  A group without boot data leaves the key out, so that older releases keep their digests."""
 
-    def one(script: Script | None) -> dict[str, str] | None:
-        return {"name": script.name, "source": script.source, "content": script.content} if script else None
+    def one(name: str) -> dict[str, Any]:
+        stored = loaded.stored(name)
+        return stored if stored["boot"] else {k: v for k, v in stored.items() if k != "boot"}
 
-    return {"groups": {name: {"scripts": [one(s) for s in loaded.scripts.get(name, [])],
-                              "teardown": one(loaded.teardown.get(name))}
-                       for name in loaded.spec.groups}}
+    return {"groups": {name: one(name) for name in loaded.spec.groups}}
 
 
 def release_digest(loaded: LoadedSpec) -> str:
@@ -45,6 +45,8 @@ def release_digest(loaded: LoadedSpec) -> str:
     for group in (spec.get("groups") or {}).values():
         for key in (*_SIZES, "update"):
             group.pop(key, None)
+        if not group.get("variables"):
+            group.pop("variables", None)  # as before groups had variables
     text = json.dumps({"spec": spec, "bundle": bundle(loaded)}, sort_keys=True, default=str)
     return hashlib.sha256(Redactor(set(loaded.secrets))(text).encode()).hexdigest()
 
@@ -53,8 +55,10 @@ def group_digest(loaded: LoadedSpec, group_name: str) -> str:
     """The digest of one group's release, which each of its nodes records (``nodes.release``) when it is made
     or deployed: a rolling update finds the nodes still on an older one by it.  Sizes and the update strategy
     are left out (neither changes what a node runs); the variables are in (scripts render them)."""
-    group = loaded.group(group_name).model_dump(mode="json", exclude={*_SIZES, "update"})
-    release = {"group": group, "variables": loaded.spec.variables,
+    # the group's own variables are in "variables" (merged over the spec's): left out of the group, so that
+    # a digest made before groups had variables stays the same
+    group = loaded.group(group_name).model_dump(mode="json", exclude={*_SIZES, "update", "variables"})
+    release = {"group": group, "variables": loaded.variables_for(group_name),
                "bundle": bundle(loaded)["groups"][group_name]}
     text = json.dumps(release, sort_keys=True, default=str)
     return hashlib.sha256(Redactor(set(loaded.secrets))(text).encode()).hexdigest()[:32]
@@ -112,10 +116,7 @@ def loaded_from(revision: Revision, counts: Mapping[str, int], environ: Mapping[
                             within=within)
     groups = (revision.bundle or {}).get("groups") or {}
     for name in loaded.spec.groups:
-        stored = groups.get(name) or {}
-        loaded.scripts[name] = [Script(s["name"], s["source"], s["content"]) for s in stored.get("scripts") or []]
-        teardown = stored.get("teardown")
-        loaded.teardown[name] = Script(teardown["name"], teardown["source"], teardown["content"]) if teardown else None
+        loaded.restore(name, groups.get(name) or {})
     sized = {name: group.model_copy(update={"count": counts[name]}) if name in counts else group
              for name, group in loaded.spec.groups.items()}
     loaded.spec = loaded.spec.model_copy(update={"groups": sized})

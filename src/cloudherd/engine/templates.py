@@ -132,6 +132,7 @@ def template_context(
         "node": node_view(node), "nodes": by_group, "infra": {"id": infra.id, "name": infra.name},
         "variables": dict(variables), "env": dict(env),
         "getip": getip, "getipall": getipall, "getprivip": getprivip,
+        "infra_id": infra.id, "node_id": node.id,  # Occopus' names for them
     }
 
 
@@ -149,11 +150,9 @@ def check_templates(loaded: LoadedSpec, fleet: Sequence[NodeLike], infra: InfraL
         members = [n for n in fleet if n.group_name == group_name and n.state not in GONE_NODE_STATES]
         node = members[0] if members else planned_node(infra.id, infra.name, group_name, 1, group.provider)
         scripts = [*loaded.scripts.get(group_name, [])]
-        teardown = loaded.teardown.get(group_name)
-        if teardown is not None:
-            scripts.append(teardown)
+        scripts += [s for s in (loaded.teardown.get(group_name), loaded.boot.get(group_name)) if s is not None]
         for script in scripts:
-            context = template_context(node, fleet, infra, spec.variables, loaded.env)
+            context = template_context(node, fleet, infra, loaded.variables_for(group_name), loaded.env)
             try:
                 render(script.source, script.content, context)
             except DeployError as exc:

@@ -5,8 +5,10 @@ boto3 honours ``AWS_ENDPOINT_URL`` itself), ``image`` (default image, ``ubuntu-2
 ``subnet``), ``vpc``, ``security_group_ids`` (a list, added to ours), ``allow_from`` (CIDR or list of CIDRs the
 group's ports are open to, default ``0.0.0.0/0``), ``manage_security_group`` (default true),
 ``security_group_cleanup_wait`` (seconds, default 120), ``architecture``, ``cloud_init`` (default true, see
-below).  Retries are the rate budget's (``retries``, ``backoff``, ``backoff_max`` of the provider entry).
-Credentials come from boto3's own chain only and never appear in messages.
+below), ``key_name`` (an EC2 key pair of yours for the instances, instead of one imported from cloudherd's
+key).  Retries are the rate budget's (``retries``, ``backoff``, ``backoff_max`` of the provider entry).
+Credentials come from boto3's own chain, or from the environment variables that ``access_key_id_env`` and
+``secret_access_key_env`` name (an Occopus auth-data file puts them there); they never appear in messages.
 
 Decisions:
 
@@ -85,10 +87,10 @@ from cloudherd.providers.base import (
 )
 from cloudherd.providers.toolkit import (
     SSH_PORT,
+    boot_data,
     check_login_name,
     check_ports,
     check_request,
-    cloud_config,
     error_from_status,
     import_sdk,
     one_line,
@@ -209,7 +211,10 @@ class AwsProvider(Provider):
         else:
             size = DEFAULT_SIZE
         image_id = await self._image_id(image, size)
-        key_name = await self._key_pair(request.ssh_public_key) if request.ssh_public_key.strip() else None
+        if self.settings.get("key_name"):
+            key_name: str | None = str(self.settings["key_name"])
+        else:
+            key_name = await self._key_pair(request.ssh_public_key) if request.ssh_public_key.strip() else None
 
         tags = dict(request.tags)
         if request.count == 1 and request.names:
@@ -237,9 +242,10 @@ class AwsProvider(Provider):
         if group_ids:
             params["SecurityGroupIds"] = group_ids
         ssh_user = None
-        if self.settings.get("cloud_init", True) and request.ssh_public_key.strip():
-            params["UserData"] = cloud_config(request.ssh_user, request.ssh_public_key, "aws")
-            ssh_user = request.ssh_user
+        login = self.settings.get("cloud_init", True) and request.ssh_public_key.strip()
+        if login or request.user_data:
+            params["UserData"] = boot_data(request, "aws", login=bool(login))
+            ssh_user = request.ssh_user if login else None
         try:
             response = await self._call("run_instances", **params)
         except ProviderError:
@@ -367,8 +373,21 @@ class AwsProvider(Provider):
                 kwargs: dict[str, Any] = {"region_name": self.region, "config": config}
                 if self.endpoint_url:
                     kwargs["endpoint_url"] = self.endpoint_url
+                kwargs.update(self._credentials())
                 self._client_obj = _session(self._boto3).client("ec2", **kwargs)
             return self._client_obj
+
+    def _credentials(self) -> dict[str, str]:
+        """The keys named by ``access_key_id_env`` / ``secret_access_key_env`` (both or neither), read now."""
+        names = {arg: self.settings.get(f"{key}_env") for arg, key in (
+            ("aws_access_key_id", "access_key_id"), ("aws_secret_access_key", "secret_access_key"))}
+        if not any(names.values()):
+            return {}
+        missing = [str(n) for n in names.values() if not n or not os.environ.get(str(n))]
+        if missing:
+            raise AuthError(f"aws provider {self.name}: the environment has no {' / '.join(missing) or 'key'} "
+                            "(give both access_key_id_env and secret_access_key_env, and set them)")
+        return {arg: os.environ[str(name)] for arg, name in names.items()}
 
     async def _run(self, operation: str, fn: Callable[[], T]) -> T:
         """Run one blocking boto3 call in a thread, once; its failure becomes a typed error."""

@@ -98,6 +98,7 @@ class CreateRequest:
     token: str | None = None
     ports: Sequence[int] = ()  # inbound TCP ports to open besides SSH
     size_need: SizeNeed | None = None  # when set (and ``size`` is None), the smallest size that fits
+    user_data: str | None = None  # the node's own first-boot data (a cloud-config), merged with the login part
 
 
 @dataclass(frozen=True)

@@ -205,8 +205,11 @@ class GceProvider(Provider):
             machine_type=size, labels=labels, disks=[self._boot_disk(source_image)],
             network_interfaces=[self._nic()],
         )
-        if key:
-            props.metadata = compute.Metadata(items=[compute.Items(key="ssh-keys", value=f"{user}:{key}")])
+        items = [compute.Items(key="ssh-keys", value=f"{user}:{key}")] if key else []
+        if request.user_data:  # GCE's images run cloud-init (or the guest agent's startup) on this key
+            items.append(compute.Items(key="user-data", value=request.user_data))
+        if items:
+            props.metadata = compute.Metadata(items=items)
         if network_tags:
             props.tags = compute.Tags(items=network_tags)
         resource = compute.BulkInsertInstanceResource(count=request.count, min_count=request.count,

@@ -110,9 +110,9 @@ from cloudherd.providers.base import (
     smallest_fitting,
 )
 from cloudherd.providers.toolkit import (
+    boot_data,
     check_login_name,
     check_request,
-    cloud_config,
     error_from_status,
     first_line,
     gather_all,
@@ -434,16 +434,22 @@ class LibcloudProvider(Provider):
         if location is not None and "location" in params:
             options["location"] = location
         key = request.ssh_public_key.strip()
+        userdata = next((p for p in ("ex_userdata", "ex_user_data") if p in params), None)
+        login = False
         if key:
             features = getattr(self._kind, "features", {}).get("create_node", [])
-            userdata = next((p for p in ("ex_userdata", "ex_user_data") if p in params), None)
             if "ssh_key" in features and "auth" in params:
                 from libcloud.compute.base import NodeAuthSSHKey
 
                 options["auth"] = NodeAuthSSHKey(key)
             elif self.cloud_init and userdata:
-                options[userdata] = cloud_config(request.ssh_user, key, f"libcloud {self.driver_name}")
+                login = True
                 ssh_user = request.ssh_user
+        if (login or request.user_data) and userdata:
+            options[userdata] = boot_data(request, f"libcloud {self.driver_name}", login=login)
+        elif request.user_data:
+            raise InvalidRequestError(f"libcloud {self.driver_name}: this driver's create_node takes no user data, "
+                                      "so the group's cloud-config cannot go to its machines")
         options.update(self.create_options)
         return options, ssh_user
 

@@ -86,6 +86,54 @@ def cloud_config(user: str, public_key: str, where: str) -> str:
     return "#cloud-config\n" + json.dumps(config, indent=1) + "\n"
 
 
+def boot_data(request: CreateRequest, where: str, *, login: bool) -> str:
+    """First-boot user data: the request's own (a node's cloud-config, rendered) and, with ``login``, the
+    cloud-config that makes the login user (:func:`cloud_config`) — merged into one cloud-config (the login
+    user added to the node's ``users``), or, for other user data (a shell script), a MIME multi-part that
+    cloud-init runs part by part."""
+    ours = cloud_config(request.ssh_user, request.ssh_public_key, where) if login else None
+    theirs = request.user_data
+    if not theirs:
+        return ours or ""
+    if ours is None:
+        return theirs
+    if not theirs.lstrip().startswith("#cloud-config"):
+        return _multipart([("cloud-config", ours), ("x-shellscript", theirs)])
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        config = yaml.load(theirs) or {}
+    except YAMLError as exc:
+        raise InvalidRequestError(f"{where}: the node's cloud-config is not YAML once rendered: "
+                                  f"{str(exc).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise InvalidRequestError(f"{where}: the node's cloud-config is not a mapping once rendered")
+    login_config = json.loads(ours.partition("\n")[2])
+    users = list(config.get("users") or ["default"])
+    users += [u for u in login_config["users"] if u != "default" or "default" not in users]
+    config["users"] = users
+    if "disable_root" in login_config:
+        config["disable_root"] = login_config["disable_root"]
+    yaml.default_flow_style = False
+    stream = io.StringIO()
+    yaml.dump(config, stream)
+    return "#cloud-config\n" + stream.getvalue()
+
+
+def _multipart(parts: list[tuple[str, str]]) -> str:
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    message = MIMEMultipart()
+    for subtype, text in parts:
+        message.attach(MIMEText(text, subtype, "utf-8"))
+    return message.as_string()
+
+
 def error_from_status(text: str, status: int, code: str | None = None) -> ProviderError:
     """The typed error of an HTTP status, for what a driver's own codes did not decide.
 

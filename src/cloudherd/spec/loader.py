@@ -69,6 +69,10 @@ class LoadedSpec:
     teardown: dict[str, Script | None] = field(default_factory=dict)
     secrets: set[str] = field(default_factory=set)
     within: Confinement | None = None  # a network spec's confinement, kept with its infrastructure
+    # a group's cloud-config where its machines boot (a cloud): first-boot user data, a template per node
+    boot: dict[str, Script | None] = field(default_factory=dict)
+    # what loads but will not do all the file says (a foreign file's key with no full equivalent): located
+    warnings: list[SpecError] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -76,6 +80,28 @@ class LoadedSpec:
 
     def group(self, name: str) -> Group:
         return self.spec.groups[name]
+
+    def variables_for(self, group_name: str) -> dict[str, Any]:
+        """The spec's variables with the group's own over them (what the group's templates see)."""
+        group = self.spec.groups.get(group_name)
+        return {**self.spec.variables, **(group.variables if group is not None else {})}
+
+    def stored(self, group_name: str) -> dict[str, Any]:
+        """The group's scripts, teardown and boot data as kept with a release (read back by :meth:`restore`)."""
+        def one(script: Script | None) -> dict[str, str] | None:
+            return {"name": script.name, "source": script.source, "content": script.content} if script else None
+
+        return {"scripts": [one(s) for s in self.scripts.get(group_name, [])],
+                "teardown": one(self.teardown.get(group_name)), "boot": one(self.boot.get(group_name))}
+
+    def restore(self, group_name: str, stored: Mapping[str, Any]) -> None:
+        """Put back what :meth:`stored` kept (an older release has no ``boot``: none)."""
+        def one(item: Mapping[str, str] | None) -> Script | None:
+            return Script(item["name"], item["source"], item["content"]) if item else None
+
+        self.scripts[group_name] = [Script(s["name"], s["source"], s["content"]) for s in stored.get("scripts") or []]
+        self.teardown[group_name] = one(stored.get("teardown"))
+        self.boot[group_name] = one(stored.get("boot"))
 
 
 NodeDefs = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None  # or a function: asked only when needed
@@ -93,7 +119,8 @@ def load_spec(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None
     display = str(path)
     budget = Budget()
     text = read_text(spec_path, Where(display), budget=budget, yaml=True, streams=True)
-    native, converted = convert(text, display, format=format, node_defs=node_defs)
+    native, converted = convert(text, display, format=format, node_defs=node_defs,
+                                base=spec_path.parent if within is None else None, budget=budget)
     return _load_mapped(native, converted, spec_path, environ=environ, budget=budget, within=within)
 
 
@@ -124,21 +151,28 @@ def load_specs(paths: Sequence[str | os.PathLike[str]], *, environ: Mapping[str,
     return _load_mapped(native, None, first, environ=environ, budget=budget, within=within)
 
 
-def native_text(text: str, display: str, *, format: str | None = None, node_defs: NodeDefs = None) -> str:
+def native_text(text: str, display: str, *, format: str | None = None, node_defs: NodeDefs = None,
+                base: Path | None = None) -> str:
     """The native spec a file means, as YAML text (``${VAR}`` as written): the file itself when it is
-    native, else its conversion (``convert`` prints this; it is also what is stored for an ``up``)."""
-    return convert(text, display, format=format, node_defs=node_defs)[0]
+    native, else its conversion (``convert`` prints this; it is also what is stored for an ``up``).
+    ``base``: the file's folder, where Occopus' ``!yaml_import`` finds its files (None: none are read)."""
+    return convert(text, display, format=format, node_defs=node_defs, base=base)[0]
 
 
-def convert(text: str, display: str, *, format: str | None = None, node_defs: NodeDefs = None
-            ) -> tuple[str, Any]:
+def convert(text: str, display: str, *, format: str | None = None, node_defs: NodeDefs = None,
+            base: Path | None = None, budget: Budget | None = None) -> tuple[str, Any]:
     """(native YAML text, the Converted record or None) for a spec file of any known format."""
     from cloudherd.spec import compat
+    from cloudherd.spec.compat import imports
 
     if format is not None and format not in compat.FORMATS:
         raise spec_error(display, None, "", f"unknown format '{format}' (formats: {', '.join(compat.FORMATS)})")
-    tree = parse_yaml(text, display)
+    tree = parse_yaml(text, display, extra_tags=imports.IMPORT_TAGS)
     chosen = format or compat.detect(tree)
+    if chosen != "occopus":
+        imports.refuse(tree, display, "Occopus' import tag is read in Occopus files only")
+    else:
+        tree = imports.resolve(tree, display, base, budget=budget)
     if chosen == "native":
         return text, None
     if not isinstance(tree, CommentedMap):
@@ -152,10 +186,11 @@ def convert(text: str, display: str, *, format: str | None = None, node_defs: No
 
         defs = node_defs() if callable(node_defs) else node_defs
         converted = occopus.convert(tree, display, defs or {})
-    return dump_yaml(converted.data, f"converted from {chosen} ({display})", converted.notes), converted
+    return dump_yaml(converted.data, f"converted from {chosen} ({display})", converted.notes,
+                     converted.warnings), converted
 
 
-def dump_yaml(data: Any, origin: str, notes: list[str]) -> str:
+def dump_yaml(data: Any, origin: str, notes: list[str], warnings: Sequence[SpecError] = ()) -> str:
     import io
 
     from ruamel.yaml import YAML
@@ -163,10 +198,19 @@ def dump_yaml(data: Any, origin: str, notes: list[str]) -> str:
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     setattr(yaml, "sort_base_mapping_type_on_output", False)  # noqa: B010 - keep the keys in the order written
+
+    def text(representer: Any, value: str) -> Any:  # a script or a cloud-config reads as written: a | block
+        block = "\n" in value and not value.startswith((" ", "\t")) and "\t" not in value \
+            and all(line == line.rstrip() for line in value.splitlines())
+        return representer.represent_scalar("tag:yaml.org,2002:str", value, style="|" if block else None)
+
+    yaml.representer.add_representer(str, text)
     stream = io.StringIO()
     stream.write(f"# {origin}\n")
     for note in notes:
         stream.write(f"# note: {note}\n")
+    for warning in warnings:
+        stream.write(f"# warning: {warning}\n")
     yaml.dump(data, stream)
     return stream.getvalue()
 
@@ -175,12 +219,18 @@ def _load_mapped(text: str, converted: Any, path: Path, *, environ: Mapping[str,
                  budget: Budget, within: Confinement | None) -> LoadedSpec:
     """Load native text; an error in a converted file's native form points at the foreign file's line."""
     display = str(path)
-    try:
-        return _load(text, path, environ=environ, strict_env=True, read_scripts=True, budget=budget, within=within)
-    except SpecError as exc:
+
+    def mapped(exc: SpecError) -> SpecError:
         if converted is None or exc.file != display:
-            raise
-        raise SpecError(display, converted.line_for(exc.path) or exc.line, exc.path, exc.message) from None
+            return exc
+        return SpecError(display, converted.line_for(exc.path) or exc.line, exc.path, exc.message)
+
+    try:
+        loaded = _load(text, path, environ=environ, strict_env=True, read_scripts=True, budget=budget, within=within)
+    except SpecError as exc:
+        raise mapped(exc) from None
+    loaded.warnings = [*(converted.warnings if converted is not None else []), *map(mapped, loaded.warnings)]
+    return loaded
 
 
 def load_spec_text(
@@ -260,9 +310,7 @@ def _load_checked(
                                         budget, inside=within is not None)
         ]
         if group.user_data:
-            loaded.scripts[group_name].insert(0, _user_data(path.parent, group.user_data,
-                                                            ("groups", group_name, "user_data"), lines, display,
-                                                            budget, inside=within is not None))
+            _user_data(loaded, group_name, path.parent, lines, budget, inside=within is not None)
         if group.teardown:
             loc: Loc = ("groups", group_name, "teardown")
             found = _read_scripts(path.parent, group.teardown, loc, lines, display, budget, one_file=True,
@@ -478,25 +526,51 @@ def _did_you_mean(loc: Loc, data: Any) -> str:
     return f" (did you mean '{close[0]}'?)" if close else f" (expected one of: {', '.join(fields)})"
 
 
-def _user_data(base: Path, value: str, loc: Loc, lines: Mapping[Loc, int], display: str, budget: Budget, *,
-               inside: bool) -> Script:
-    """A group's ``user_data`` (py-smartdc's boot script) as its first script, run once per node: inline text
-    or a file; ``#cloud-config`` runs its ``write_files`` and ``runcmd`` (as Occopus' contextualisation)."""
+def _user_data(loaded: LoadedSpec, group_name: str, base: Path, lines: Mapping[Loc, int], budget: Budget, *,
+               inside: bool) -> None:
+    """A group's ``user_data`` (py-smartdc's boot script, Occopus' cloud-config): inline text or a file.
+
+    A ``#cloud-config`` goes as first-boot user data where the group's machines boot (a cloud: every
+    cloud-init module works); on ``local`` nodes, which do not boot, it is rendered to the group's first
+    script, and what a script cannot do is refused or warned about, located.  Other text is the first
+    script, run once per node."""
+    from cloudherd.spec import cloudinit
+
+    display = str(loaded.path)
+    group = loaded.group(group_name)
+    value = str(group.user_data)
+    loc: Loc = ("groups", group_name, "user_data")
     where = Where(display, _line_of(loc, lines), _dotted(loc))
     inline = "\n" in value or value.startswith(("#!", "#cloud-config"))
     if inline:
         script = Script("user-data", f"{display}#user_data", value)
     else:
         script = _read_scripts(base, value, loc, lines, display, budget, one_file=True, inside=inside)[0]
-    if script.content.lstrip().startswith("#cloud-config"):
-        from cloudherd.spec.compat.occopus import cloud_config_script
+    if not script.content.lstrip().startswith("#cloud-config"):
+        loaded.scripts[group_name].insert(0, Script("user-data", script.source, script.content))
+        return
 
-        def fail(message: str, *_path: object) -> SpecError:
-            return where.error(message)
+    def fail(message: str) -> SpecError:
+        return where.error(f"cloud-config: {message}")
 
-        content = cloud_config_script({"type": "cloudinit", "context_template": script.content}, fail)
-        script = Script("user-data", script.source, content)
-    return Script("user-data", script.source, script.content)
+    config = cloudinit.parse(script.content, fail)
+    kinds = _provider_types(loaded.spec, group)
+    if kinds == {"local"}:
+        refused, ignored = cloudinit.local_problems(config)
+        if refused:
+            raise fail(refused[0])
+        loaded.warnings += [fail(message) for message in ignored]
+        loaded.scripts[group_name].insert(0, Script("user-data", script.source, cloudinit.as_script(config, fail)))
+    elif "local" in kinds:
+        raise fail("the group is placed on local and on cloud providers: a cloud-config is boot data on a cloud "
+                   "and a script on a local node; give the group one kind")
+    else:
+        loaded.boot[group_name] = Script("user-data", script.source, script.content)
+
+
+def _provider_types(spec: Spec, group: Group) -> set[str]:
+    names = [p.provider for p in group.placement] or [group.provider]
+    return {spec.providers[n].type if n in spec.providers else n for n in names}
 
 
 def _read_scripts(

@@ -387,6 +387,8 @@ class Group(_Strict):
     # first-boot setup: a file, or inline text (a shell script or #cloud-config); runs once, before the scripts
     user_data: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    # the group's own template variables, over the spec's (``{{ variables.x }}`` in its scripts)
+    variables: dict[str, Any] = Field(default_factory=dict)
     ports: list[Int] = Field(default_factory=list)  # opened to the world besides SSH (a security group on AWS)
     artifacts: list[str] = Field(default_factory=list)  # globs on the node, pulled before teardown
     # several places: filled in order up to each max; capacity / quota errors fail over to the next at once

@@ -90,6 +90,9 @@ class AwsSettings(Common):
     manage_security_group: bool | None = None
     security_group_cleanup_wait: float | None = Field(default=None, ge=0)
     cloud_init: bool | None = None
+    key_name: str | None = None
+    access_key_id_env: str | None = None  # environment variables holding the keys (an Occopus auth-data file's)
+    secret_access_key_env: str | None = None
 
 
 class GceSettings(Common):

@@ -42,6 +42,8 @@ def _shown_tag(tag: str) -> str:
 class BoundedComposer(Composer):
     """ruamel's composer with running totals of values (aliases expanded) and depth, and a tag check."""
 
+    extra_tags: frozenset[str] = frozenset()  # a reader's own tags (Occopus' imports), resolved by that reader
+
     def __init__(self, loader: Any = None) -> None:
         super().__init__(loader)
         self.warn_double_anchors = False  # legal YAML; the warning would be a second stderr line
@@ -69,7 +71,7 @@ class BoundedComposer(Composer):
             self._refuse(f"nested deeper than {MAX_DEPTH} levels", event)
         tag = getattr(event, "tag", None)
         if isinstance(event, ScalarEvent | CollectionStartEvent) and tag is not None and tag != "!" \
-                and str(tag) not in ALLOWED_TAGS:
+                and str(tag) not in ALLOWED_TAGS and str(tag) not in self.extra_tags:
             self._refuse(f"the YAML tag {_shown_tag(str(tag))} is not allowed in a spec "
                          "(only text, numbers, true/false, lists and mappings)", event)
         node = super().compose_node(parent, index)
@@ -109,11 +111,16 @@ class BoundedComposer(Composer):
         self._count(1, event, alias=False)
 
 
-def parse_yaml(text: str, shown: str) -> Any:
-    """The round-trip tree of ``text`` (a spec or one of its YAML files), or a located SpecError."""
+def parse_yaml(text: str, shown: str, *, extra_tags: tuple[str, ...] = ()) -> Any:
+    """The round-trip tree of ``text`` (a spec or one of its YAML files), or a located SpecError.
+
+    ``extra_tags`` are let through on mappings (and kept as their ``.tag``) for a reader that resolves them."""
     check_text(text, shown, yaml=True)
     yaml = YAML(typ="rt")
-    yaml.Composer = BoundedComposer
+    composer: type[BoundedComposer] = BoundedComposer
+    if extra_tags:
+        composer = type("Composer", (BoundedComposer,), {"extra_tags": frozenset(extra_tags)})
+    yaml.Composer = composer
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -14,6 +14,8 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from cloudherd.errors import SpecError
+
 FORMATS = ("native", "ogc", "occopus")
 
 
@@ -23,7 +25,9 @@ class Converted:
 
     data: dict[str, Any]
     lines: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # what was read but has no equivalent (said by `convert`)
+    notes: list[str] = field(default_factory=list)  # how a key was read, where it is not plain (said by `convert`)
+    # what loads but does not do all the file says: `convert` writes them as comments, `up` prints them
+    warnings: list[SpecError] = field(default_factory=list)
 
     def line_for(self, dotted: str) -> int | None:
         """The foreign line of ``dotted`` or of its nearest parent that has one."""

@@ -2,23 +2,27 @@
 
 A node of the description is a group: its ``type`` names a node definition (``'node_def:<type>'``: a
 list of alternative implementations, one chosen by the node's ``filter``), whose ``resource`` says
-where it runs and whose ``contextualisation`` how it is set up.  A cloud-init ``context_template``
-becomes a script (its ``write_files`` and ``runcmd``) run over SSH, Jinja-templated as Occopus' were,
-so ``{{ getip('store') }}`` and ``{{ variables.x }}`` keep working; ``dependencies`` become
-``depends_on``.
+where it runs (:mod:`.occopus_resources`) and whose ``contextualisation`` how it is set up.  A cloud-init
+``context_template`` becomes the group's ``user_data``: first-boot data on a cloud, a script on a local
+node (:mod:`cloudherd.spec.cloudinit`), Jinja-templated per node as Occopus' were, so ``{{ getip('store')
+}}``, ``{{ variables.x }}`` and ``{{ infra_id }}`` keep working.  A node's ``variables`` stay the
+group's; ``dependencies`` become ``depends_on``.  Every key either maps, or is a located error, or a
+located warning (what loads but does not do all it said).
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from cloudherd.errors import SpecError
+from cloudherd.spec import cloudinit
 from cloudherd.spec.compat import Converted, dotted, line_of, plain
+from cloudherd.spec.compat.occopus_resources import RESOURCES, group_of
 
-RESOURCES = {"local": "local", "ec2": "aws"}  # resource type → cloudherd provider type
+IMPLEMENTATION_KEYS = {"resource", "contextualisation", "health_check", "config_management"}
 TOP_KEYS = {"infra_name", "user_id", "name", "nodes", "dependencies", "variables"}
 NODE_KEYS = {"name", "type", "scaling", "filter", "variables"}
 
@@ -59,11 +63,22 @@ def convert(tree: Any, display: str, node_defs: Mapping[str, Any], defs_display:
             return fail(message, *where, *path)
 
         implementation = _choose(defs, node, here, defs_display)
-        group = _group(implementation, node, group_name, out, converted, here)
+        definition = f"node_def:{node['type']}"
+
+        def there(message: str, *path: str | int, where: tuple[str, int] = where, definition: str = definition
+                  ) -> SpecError:
+            """A problem inside the node's definition, put at the node that uses it."""
+            return fail(f"{definition}: {dotted(tuple(path))}: {message}" if path else f"{definition}: {message}",
+                        *where, "type")
+
+        def warn(key: str, message: str, where: tuple[str, int] = where, definition: str = definition) -> None:
+            converted.warnings.append(fail(f"{definition}: {key}: {message}", *where, "type"))
+
+        group = _group(implementation, node, group_name, out, there, warn)
         if data.get("user_id"):
             group.setdefault("tags", {})["occopus-user"] = str(data["user_id"])
         if node.get("variables"):
-            out.setdefault("variables", {}).update(dict(node["variables"]))
+            group["variables"] = dict(node["variables"])
         out["groups"][group_name] = group
         converted.lines[f"groups.{group_name}"] = line_of(tree, *where) or 1
         converted.lines[f"groups.{group_name}.count"] = line_of(tree, *where, "scaling") or line_of(tree, *where) or 1
@@ -101,24 +116,11 @@ def _choose(defs: Mapping[str, Any], node: Mapping[str, Any], fail: Any, defs_di
 
 
 def _group(implementation: Mapping[str, Any], node: Mapping[str, Any], group_name: str, out: dict[str, Any],
-           converted: Converted, fail: Any) -> dict[str, Any]:
-    resource = dict(implementation.get("resource") or {})
-    kind = str(resource.get("type", ""))
-    if kind not in RESOURCES:
-        raise fail(f"resource type '{kind}' has no driver in cloudherd (resource types: "
-                   f"{', '.join(sorted(RESOURCES))}; clouds without one: use a native spec with `libcloud`)", "type")
-    group: dict[str, Any] = {"provider": RESOURCES[kind]}
-    if kind == "ec2":
-        provider_name = f"ec2-{group_name}"
-        settings: dict[str, Any] = {"type": "aws"}
-        if resource.get("regionname"):
-            settings["region"] = resource["regionname"]
-        out["providers"][provider_name] = settings
-        group["provider"] = provider_name
-        if resource.get("image_id"):
-            group["image"] = resource["image_id"]
-        if resource.get("instance_type"):
-            group["size"] = resource["instance_type"]
+           fail: Any, warn: Any) -> dict[str, Any]:
+    for key in implementation:
+        if key not in IMPLEMENTATION_KEYS:
+            raise fail(f"unknown key (an implementation has: {', '.join(sorted(IMPLEMENTATION_KEYS))})", key)
+    group = group_of(dict(implementation.get("resource") or {}), group_name, out["providers"], fail, warn)
     scaling = node.get("scaling") or {}
     if scaling:
         low, high = scaling.get("min"), scaling.get("max")
@@ -128,48 +130,79 @@ def _group(implementation: Mapping[str, Any], node: Mapping[str, Any], group_nam
             group["max"] = high
         group["count"] = low if low is not None else 1
     context = implementation.get("contextualisation") or {}
-    if context:
-        group["scripts"] = [{"name": "contextualisation.sh", "content": cloud_config_script(context, fail)}]
-    health = implementation.get("health_check") or {}
+    if context or implementation.get("config_management"):
+        config = cloud_config(context, fail)
+        _config_management(implementation.get("config_management"), config, fail, warn)
+        group["user_data"] = cloudinit.user_data(config)
+    health = _health(implementation.get("health_check") or {}, fail, warn)
     if health:
-        check: dict[str, Any] = {}
-        if health.get("ports"):
-            check["ports"] = list(health["ports"])
-        if health.get("urls"):
-            check["urls"] = list(health["urls"])
-        if health.get("timeout"):
-            check["timeout"] = health["timeout"]
-        if check:
-            group["health"] = check
+        group["health"] = health
     return group
 
 
-def cloud_config_script(context: Mapping[str, Any], fail: Any) -> str:
+def cloud_config(context: Mapping[str, Any], fail: Any) -> dict[str, Any]:
+    """A ``contextualisation`` of type ``cloudinit``: its ``context_template`` (text, or already read by
+    ``!yaml_import``) as a cloud-config mapping."""
     kind = context.get("type")
     if kind != "cloudinit":
-        raise fail(f"contextualisation type '{kind}' is not supported (supported: cloudinit)", "type")
-    template = str(context.get("context_template") or "")
-    from cloudherd.spec.yamlsafe import parse_yaml
+        raise fail(f"contextualisation type '{kind}' is not supported (supported: cloudinit)", "contextualisation",
+                   "type")
+    for key in context:
+        if key not in ("type", "context_template"):
+            raise fail("unknown key (a cloudinit contextualisation has type and context_template)",
+                       "contextualisation", key)
+    return cloudinit.parse(context.get("context_template") or {},
+                           lambda message: fail(message, "contextualisation", "context_template"))
 
-    try:
-        config = plain(parse_yaml(template, "context_template")) or {}
-    except SpecError as exc:
-        raise fail(f"context_template is not cloud-config YAML: {exc.message}", "type") from None
-    if not isinstance(config, dict):
-        raise fail("context_template is not a cloud-config mapping", "type")
-    lines = ["#!/bin/sh", "# cloud-init's write_files and runcmd, converted from an Occopus node definition", "set -e"]
-    for entry in config.get("write_files") or []:
-        path = str(entry.get("path", ""))
-        if not path:
-            continue
-        marker = "CLOUDHERD_EOF"
-        lines += [f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0] or '/')}" if "/" in path else ":",
-                  f"cat > {shlex.quote(path)} <<'{marker}'", str(entry.get("content", "")).rstrip("\n"), marker]
-        if entry.get("permissions"):
-            lines.append(f"chmod {shlex.quote(str(entry['permissions']))} {shlex.quote(path)}")
-    for command in config.get("runcmd") or []:
-        lines.append(command if isinstance(command, str) else " ".join(shlex.quote(str(c)) for c in command))
-    return "\n".join(lines) + "\n"
+
+def _config_management(manager: Any, config: dict[str, Any], fail: Any, warn: Any) -> None:
+    """Occopus' chef step, as cloud-init's chef module does it at first boot: the ``run_list`` goes into
+    the cloud-config's ``chef:`` section (which the tutorials' cloud-init files carry: server, validation
+    key, node name).  Puppet and others have no equivalent here: refused."""
+    if not manager:
+        return
+    if not isinstance(manager, Mapping) or manager.get("type") != "chef":
+        kind = manager.get("type") if isinstance(manager, Mapping) else manager
+        raise fail(f"config_management type '{kind}' is not run by cloudherd (chef is, through cloud-init's chef "
+                   "module; for others install and run the tool in the cloud-config's runcmd)", "config_management")
+    for key in manager:
+        if key not in ("type", "endpoint", "run_list"):
+            raise fail("unknown key (a chef config_management has type, endpoint and run_list)",
+                       "config_management", key)
+    chef = config.get("chef")
+    if not isinstance(chef, dict):
+        raise fail("config_management chef: the cloud-config has no chef: section (server_url, validation_name, "
+                   "validation_key) for cloud-init's chef module to register the node with", "config_management")
+    run_list = manager.get("run_list") or []
+    chef["run_list"] = [*(chef.get("run_list") or []), *[str(r) for r in run_list]]
+    if manager.get("endpoint") and not chef.get("server_url"):
+        chef["server_url"] = str(manager["endpoint"])
+    warn("config_management", "the run_list goes to cloud-init's chef module; the Chef environment "
+         f"{chef.get('environment') or '_default'} must exist on the Chef server (Occopus made it there with "
+         "its own Chef key; cloudherd does not)")
+
+
+def _health(health: Mapping[str, Any], fail: Any, warn: Any) -> dict[str, Any]:
+    """``ping`` → the SSH check (reaching the node, and more); ``ports``, ``urls`` (Occopus' ``{{ip}}`` is the
+    node's address), ``timeout``; ``mysqldbs`` is warned about: not checked."""
+    check: dict[str, Any] = {}
+    for key, value in health.items():
+        if key == "ports":
+            check["ports"] = list(value) if isinstance(value, list) else [value]
+        elif key == "urls":
+            urls = value if isinstance(value, list) else [value]
+            check["urls"] = [str(u).replace("{{ip}}", "{{ node.address }}").replace("{{ ip }}", "{{ node.address }}")
+                             for u in urls]
+        elif key == "timeout":
+            check["timeout"] = value
+        elif key == "ping":
+            continue  # cloudherd's default SSH check reaches the node too
+        elif key == "mysqldbs":
+            warn("health_check.mysqldbs", "not checked (give the group a health command, e.g. mysql -u USER -pPASS "
+                 "-e 'use DB')")
+        else:
+            raise fail("unknown key (health_check has ping, ports, urls, timeout, mysqldbs)", "health_check", key)
+    return check
 
 
 def _dependency(pair: Any, fail: Any) -> tuple[str, str]:
@@ -203,3 +236,15 @@ def node_definitions(tree: Any, display: str) -> dict[str, Any]:
                                 f"resource type '{kind}' has no driver in cloudherd (resource types: "
                                 f"{', '.join(sorted(RESOURCES))})")
     return data
+
+
+def read_node_definitions(path: Path) -> dict[str, Any]:
+    """The node definition file at ``path``, its ``!yaml_import`` / ``!text_import`` files read from beside it."""
+    from cloudherd.spec.compat import imports
+    from cloudherd.spec.files import Where, read_text
+    from cloudherd.spec.yamlsafe import parse_yaml
+
+    display = str(path)
+    text = read_text(path, Where(display), yaml=True)
+    tree = imports.resolve(parse_yaml(text, display, extra_tags=imports.IMPORT_TAGS), display, path.parent)
+    return node_definitions(tree, display)
