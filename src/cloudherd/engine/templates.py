@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -111,6 +112,8 @@ def template_context(
         by_group.setdefault(other.group_name, []).append(node_view(other))
 
     def members(group: str) -> list[dict[str, Any]]:
+        if group not in by_group:  # an Occopus node name as written (``VINA``, ``my_node``): its group's name
+            group = re.sub(r"[^a-z0-9-]+", "-", str(group).lower()).strip("-")
         if group not in by_group:
             known = ", ".join(sorted(by_group)) or "none"
             raise DeployError(f"no group '{group}' with live nodes (groups: {known})")

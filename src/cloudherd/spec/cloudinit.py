@@ -36,10 +36,11 @@ Fail = Callable[[str], Exception]
 
 def parse(template: Any, fail: Fail) -> dict[str, Any]:
     """A cloud-config given as YAML text (``#cloud-config`` …) or already read (Occopus' ``!yaml_import``)."""
-    if isinstance(template, Mapping):
-        return dict(template)
     from cloudherd.errors import SpecError
     from cloudherd.spec.compat import plain
+
+    if isinstance(template, Mapping):
+        return dict(plain(template))
     from cloudherd.spec.yamlsafe import parse_yaml
 
     try:

@@ -55,6 +55,11 @@ def plain(node: Any) -> Any:
         return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, list | tuple):
         return [plain(v) for v in node]
+    if isinstance(node, bool):
+        return bool(node)
+    for kind in (str, int, float):  # ruamel's scalars (LiteralScalarString, ScalarFloat…) as Python's own
+        if isinstance(node, kind):
+            return kind(node)
     return node
 
 

@@ -81,6 +81,8 @@ def _load(node: Any, display: str, line: int | None, key: str, folder: Path | No
     target = Path(os.path.realpath(folder / name))
     if target != state.root and state.root not in target.parents:
         raise where.error(f"{tag} {url}: outside the folder {state.root} (imports stay in the files' own folder tree)")
+    if not target.is_file():
+        raise where.error(f"{tag} {url}: no such file ({target})")
     text = read_text(target, where, shown=str(target), budget=state.budget, yaml=tag == "!yaml_import")
     if tag == "!text_import":
         return text

@@ -81,6 +81,7 @@ def convert(tree: Any, display: str, node_defs: Mapping[str, Any], defs_display:
             group["variables"] = dict(node["variables"])
         out["groups"][group_name] = group
         converted.lines[f"groups.{group_name}"] = line_of(tree, *where) or 1
+        converted.lines[f"groups.{group_name}.user_data"] = line_of(tree, *where, "type") or 1  # its definition's
         converted.lines[f"groups.{group_name}.count"] = line_of(tree, *where, "scaling") or line_of(tree, *where) or 1
     for index, pair in enumerate(data.get("dependencies") or []):
         dependent, dependee = _dependency(pair, lambda m, index=index: fail(m, "dependencies", index))
@@ -91,7 +92,18 @@ def convert(tree: Any, display: str, node_defs: Mapping[str, Any], defs_display:
         converted.lines[f"groups.{dependent}.depends_on"] = line_of(tree, "dependencies", index) or 1
     if not out["providers"]:
         del out["providers"]
+    converted.data = _literal_dollars(out)
     return converted
+
+
+def _literal_dollars(value: Any) -> Any:
+    """Every ``$`` as ``$$``: Occopus files have no ``${VAR}``, so a shell's ``${i}`` in a cloud-config stays
+    the shell's (the native spec reads ``$$`` as one ``$``)."""
+    if isinstance(value, dict):
+        return {k: _literal_dollars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal_dollars(v) for v in value]
+    return value.replace("$", "$$") if isinstance(value, str) else value
 
 
 def _native_name(name: str) -> str:
@@ -132,7 +144,7 @@ def _group(implementation: Mapping[str, Any], node: Mapping[str, Any], group_nam
     context = implementation.get("contextualisation") or {}
     if context or implementation.get("config_management"):
         config = cloud_config(context, fail)
-        _config_management(implementation.get("config_management"), config, fail, warn)
+        _config_management(implementation.get("config_management"), config, context.get("attributes"), fail, warn)
         group["user_data"] = cloudinit.user_data(config)
     health = _health(implementation.get("health_check") or {}, fail, warn)
     if health:
@@ -148,18 +160,22 @@ def cloud_config(context: Mapping[str, Any], fail: Any) -> dict[str, Any]:
         raise fail(f"contextualisation type '{kind}' is not supported (supported: cloudinit)", "contextualisation",
                    "type")
     for key in context:
-        if key not in ("type", "context_template"):
-            raise fail("unknown key (a cloudinit contextualisation has type and context_template)",
+        if key not in ("type", "context_template", "attributes"):
+            raise fail("unknown key (a cloudinit contextualisation has type, context_template and attributes)",
                        "contextualisation", key)
     return cloudinit.parse(context.get("context_template") or {},
                            lambda message: fail(message, "contextualisation", "context_template"))
 
 
-def _config_management(manager: Any, config: dict[str, Any], fail: Any, warn: Any) -> None:
+def _config_management(manager: Any, config: dict[str, Any], attributes: Any, fail: Any, warn: Any) -> None:
     """Occopus' chef step, as cloud-init's chef module does it at first boot: the ``run_list`` goes into
     the cloud-config's ``chef:`` section (which the tutorials' cloud-init files carry: server, validation
-    key, node name).  Puppet and others have no equivalent here: refused."""
+    key, node name), the contextualisation's ``attributes`` become its ``initial_attributes``.  Puppet and
+    others have no equivalent here: refused."""
     if not manager:
+        if attributes:
+            raise fail("attributes are chef's node attributes: they need a chef config_management",
+                       "contextualisation", "attributes")
         return
     if not isinstance(manager, Mapping) or manager.get("type") != "chef":
         kind = manager.get("type") if isinstance(manager, Mapping) else manager
@@ -175,6 +191,10 @@ def _config_management(manager: Any, config: dict[str, Any], fail: Any, warn: An
                    "validation_key) for cloud-init's chef module to register the node with", "config_management")
     run_list = manager.get("run_list") or []
     chef["run_list"] = [*(chef.get("run_list") or []), *[str(r) for r in run_list]]
+    if attributes:
+        if not isinstance(attributes, Mapping):
+            raise fail("attributes: a mapping of chef node attributes", "contextualisation", "attributes")
+        chef["initial_attributes"] = {**(chef.get("initial_attributes") or {}), **attributes}
     if manager.get("endpoint") and not chef.get("server_url"):
         chef["server_url"] = str(manager["endpoint"])
     warn("config_management", "the run_list goes to cloud-init's chef module; the Chef environment "
