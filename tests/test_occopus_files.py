@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -267,3 +269,53 @@ def test_an_ec2_tutorial_goes_to_its_endpoint_with_its_cloud_config_as_user_data
     down = cli("down", infra_id, "--auth-data", str(auth), env=env)
     assert down.returncode == 0, down.stderr
 
+
+
+def occopus(command: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """One of Occopus' commands as the console script a user's shell script calls."""
+    script = Path(sys.executable).with_name(f"occopus-{command}")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def test_occopus_commands_build_maintain_scale_and_destroy(home: Path, tmp_path: Path) -> None:
+    infra, defs = tutorial(tmp_path / "ping")
+    user_home = tmp_path / "user"
+    (user_home / ".occopus").mkdir(parents=True)
+    (user_home / ".occopus" / "auth_data.yaml").write_text("resource:\n  - type: nova\n    auth_data: "
+                                                           "{username: u, password: p}\n")
+    config = tmp_path / "occopus_config.yaml"
+    config.write_text("logging: {version: 1}\n")
+    env = {"HOME": str(user_home)}
+
+    imported = occopus("import", str(defs), env=env)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout == "Successfully imported nodes: ping_receiver_node, ping_sender_node\n"
+    built = occopus("build", "--cfg", str(config), "--listips", str(infra), env=env)
+    assert built.returncode == 0, built.stderr
+    infra_id = built.stdout.splitlines()[-1]  # as scripts take it: INFRA=$(occopus-build infra.yaml)
+    assert "Occopus' own configuration (its database, logging, plugins) is not applied" in built.stderr
+    assert f"Submitted infrastructure: '{infra_id}'" in built.stderr and "ping-sender:" in built.stderr
+
+    listed = occopus("maintain", "-l", env=env)
+    assert listed.stdout.splitlines() == ["List of active infrastructure:", infra_id]
+    report = tmp_path / "ips.txt"
+    assert occopus("maintain", "-i", infra_id, "-r", "-o", str(report), "-f", "sender", env=env).returncode == 0
+    sender = next(n for n in SyncClient().infrastructure(infra_id).live if n.group == "ping-sender")
+    assert report.read_text() == f"{sender.address}\n"
+
+    up = occopus("scale", "-i", infra_id, "-n", "ping-sender", "-c", "1", env=env)
+    assert up.returncode == 0, up.stderr
+    assert sorted(n.name for n in SyncClient().infrastructure(infra_id).live if n.group == "ping-sender") == [
+        "ping-infra-ping-sender-1", "ping-infra-ping-sender-2"]
+    dropped = occopus("scale", "-i", infra_id, "-n", "ping-sender", "-f", sender.address or "", env=env)
+    assert dropped.returncode == 0, dropped.stderr
+    assert [n.name for n in SyncClient().infrastructure(infra_id).live if n.group == "ping-sender"] == [
+        "ping-infra-ping-sender-2"]
+    both = occopus("scale", "-i", infra_id, "-n", "ping-sender", "-c", "1", "-s", "2", env=env)
+    assert both.returncode == 1 and "-c and -s must not be used at the same time" in both.stderr
+    assert occopus("maintain", "-i", infra_id, env=env).returncode == 0  # one pass
+
+    destroyed = occopus("destroy", "-i", infra_id, env=env)
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert occopus("maintain", "-l", env=env).stdout == "No active infrastructure!\n"

@@ -45,7 +45,7 @@ def convert(tree: Any, display: str, node_defs: Mapping[str, Any], defs_display:
         raise fail("nodes: a list of {name, type} is required", "nodes")
     inline_defs = {k: v for k, v in data.items() if str(k).startswith("node_def:")}  # a description may carry them
     defs = {**node_defs, **inline_defs}
-    out: dict[str, Any] = {"name": _native_name(name), "groups": {}, "providers": {}}
+    out: dict[str, Any] = {"name": native_name(name), "groups": {}, "providers": {}}
     converted = Converted(out, {"name": line_of(tree, "infra_name") or 1, "groups": line_of(tree, "nodes") or 1})
     if data.get("variables"):
         out["variables"] = dict(data["variables"])
@@ -58,7 +58,7 @@ def convert(tree: Any, display: str, node_defs: Mapping[str, Any], defs_display:
         for key in node:
             if key not in NODE_KEYS:
                 raise fail(f"unknown node key (Occopus' are: {', '.join(sorted(NODE_KEYS))})", *where, key)
-        group_name = _native_name(str(node["name"]))
+        group_name = native_name(str(node["name"]))
         def here(message: str, *path: str | int, where: tuple[str, int] = where) -> SpecError:
             return fail(message, *where, *path)
 
@@ -106,7 +106,7 @@ def _literal_dollars(value: Any) -> Any:
     return value.replace("$", "$$") if isinstance(value, str) else value
 
 
-def _native_name(name: str) -> str:
+def native_name(name: str) -> str:
     """Occopus names (``my_node``) as cloudherd names (``my-node``)."""
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "node"
 
@@ -234,7 +234,7 @@ def _dependency(pair: Any, fail: Any) -> tuple[str, str]:
     ends = [end.get("name") if isinstance(end, dict) else end for end in pair]
     if not all(isinstance(e, str) and e for e in ends):
         raise fail("each end of a dependency is a node (or its name)")
-    return _native_name(str(ends[0])), _native_name(str(ends[1]))
+    return native_name(str(ends[0])), native_name(str(ends[1]))
 
 
 def node_definitions(tree: Any, display: str) -> dict[str, Any]:
