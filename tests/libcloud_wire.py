@@ -10,7 +10,10 @@ glance (``/image/v2/images``).  Every answer is one of the JSON fixture files ap
 * created servers are remembered: ``POST /servers`` answers ``_servers_create.json`` with a fresh id, and the
   server itself is ``_servers_26f7fbee_8ce1_4c28_887a_bfe8e4bb10fe.json`` with that id and the name and metadata
   that were sent; ``GET /servers/detail`` lists the fixture's servers plus the created ones, minus deleted ones;
-* errors can be injected (:meth:`OpenStackWire.fail`) in nova's fault format.
+* errors can be injected (:meth:`OpenStackWire.fail`) in nova's fault format;
+* with ``catalog_here``, the token's service catalog sends compute and image calls to this server, named and in
+  the region as a devstack's are (``nova``, ``glance``, ``RegionOne``): a user who gives only keystone's URL, as
+  an Occopus ``nova`` resource does, then reaches nova and glance here.
 
 Every request is recorded (method, path, query, headers, JSON body) for assertions.
 
@@ -80,6 +83,7 @@ class OpenStackWire:
     deleted: set[str] = field(default_factory=set)
     actions: list[tuple[str, str]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    catalog_here: bool = False
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -186,6 +190,13 @@ class OpenStackWire:
             return 401, load(KEYSTONE, "_v3__auth_unauthorized.json"), {}
         body = load(KEYSTONE, "_v3__auth.json")
         body["token"]["expires_at"] = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        if self.catalog_here:  # as a devstack's catalog reads (the fixture's has no names, region "regionOne")
+            here = {"compute": ("nova", f"{self.url}/compute/v2.1"), "image": ("glance", f"{self.url}/image")}
+            for service in body["token"]["catalog"]:
+                if service["type"] in here:
+                    service["name"], url = here[service["type"]]
+                    for endpoint in service["endpoints"]:
+                        endpoint.update(url=url, region="RegionOne")
         return 201, body, {"X-Subject-Token": TOKEN}
 
     def _nova(self, req: Recorded, path: str) -> tuple[int, Any, dict[str, str]]:

@@ -319,3 +319,61 @@ def test_occopus_commands_build_maintain_scale_and_destroy(home: Path, tmp_path:
     destroyed = occopus("destroy", "-i", infra_id, env=env)
     assert destroyed.returncode == 0, destroyed.stderr
     assert occopus("maintain", "-l", env=env).stdout == "No active infrastructure!\n"
+
+
+NOVA_RESOURCE = """\
+      endpoint: {endpoint}
+      project_id: 9c4693dce56b493b9b83197d900f7fba
+      user_domain_name: Default
+      image_id: f24a3c1b-d52a-4116-91da-25b3eee8f55e
+      flavor_name: 1GB slice
+      network_id: 3a1ad4a1-5e5f-4ad8-9a57-1b42dc9e5c2d
+      key_name: my-own-key
+      security_groups: [default, web]"""
+
+
+def test_a_nova_tutorial_goes_through_libcloud_s_openstack_driver(home: Path, tmp_path: Path) -> None:
+    from libcloud_wire import OpenStackWire, fixtures_shipped
+
+    if not fixtures_shipped():
+        pytest.skip("this apache-libcloud wheel ships no openstack fixtures")
+    with OpenStackWire(catalog_here=True) as wire:
+        infra, defs = tutorial(tmp_path / "nova", kind="nova", resource=NOVA_RESOURCE.format(endpoint=wire.url))
+        auth = tmp_path / "auth_data.yaml"
+        auth.write_text(f"resource:\n  - type: nova\n    endpoint: {wire.url}\n    auth_data:\n"
+                        f"      username: {wire.user}\n      password: {wire.password}\n")
+        assert cli("import", str(defs)).returncode == 0
+        converted = cli("convert", str(infra), "--auth-data", str(auth))
+        assert converted.returncode == 0, converted.stderr
+        assert wire.password not in converted.stdout
+        native = YAML(typ="safe").load(converted.stdout)
+        assert native["providers"] == {"nova": {
+            "type": "libcloud", "driver": "openstack", "api_version": "2.0", "tagging": "metadata",
+            "ex_force_auth_url": wire.url, "project_id": "9c4693dce56b493b9b83197d900f7fba",
+            "ex_domain_name": "Default", "ex_force_auth_version": "3.x_password",
+            "key_env": "OCCOPUS_AUTH_1_AUTH_USERNAME", "secret_env": "OCCOPUS_AUTH_1_AUTH_PASSWORD",
+            "create_options": {"networks": ["3a1ad4a1-5e5f-4ad8-9a57-1b42dc9e5c2d"], "ex_keyname": "my-own-key",
+                               "ex_security_groups": ["default", "web"]}}}
+        assert native["groups"]["ping-sender"]["size"] == "1GB slice"
+
+        native["providers"]["nova"]["reach"] = "tests.moto_reach:LocalStandIns"
+        spec = tmp_path / "nova" / "native.yml"
+        YAML(typ="safe").dump(native, spec)
+        env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        run = cli("up", str(spec), "--auth-data", str(auth), env=env, timeout=300)
+        assert run.returncode == 0, run.stderr
+        infra_id = run.stdout.strip()
+
+        bodies = {p.body["server"]["name"]: p.body["server"] for p in wire.calls("POST", "/compute/v2.1/servers")}
+        assert set(bodies) == {"ping-infra-ping-receiver-1", "ping-infra-ping-sender-1"}
+        for body in bodies.values():
+            assert body["flavorRef"] == "3"  # _flavors_detail.json's "1GB slice"
+            assert body["imageRef"] == "f24a3c1b-d52a-4116-91da-25b3eee8f55e" and body["key_name"] == "my-own-key"
+            assert body["networks"] == [{"uuid": "3a1ad4a1-5e5f-4ad8-9a57-1b42dc9e5c2d"}]
+            assert body["security_groups"] == [{"name": "default"}, {"name": "web"}]
+        sender = YAML(typ="safe").load(base64.b64decode(bodies["ping-infra-ping-sender-1"]["user_data"]).decode())
+        assert sender["write_files"][0]["content"] == "I am the sender\n"
+        assert any(isinstance(u, dict) and u.get("ssh_authorized_keys") for u in sender["users"])
+        scope = wire.calls("POST", "/v3/auth/tokens")[0].body["auth"]["scope"]["project"]
+        assert scope["id"] == "9c4693dce56b493b9b83197d900f7fba"
+        assert cli("down", infra_id, "--auth-data", str(auth), env=env).returncode == 0

@@ -11,6 +11,8 @@ Libcloud is imported lazily, when a provider of this type is made.  Settings:
   ``secure``, ``ex_force_auth_url``, ``ex_tenant_name``…); ``kwargs: {...}`` adds keyword arguments whose names
   clash with ours.  A setting ``NAME_env: VAR`` reads setting ``NAME`` from the environment variable ``VAR``
   (``secret_env: OS_PASSWORD``), so that secrets stay out of spec files.
+* ``project_id`` (openstack): the token is scoped by the project's id, which libcloud alone cannot do (it
+  scopes by ``ex_tenant_name``); an Occopus ``nova`` resource's ``project_id`` comes here.
 * Ours: ``image`` and ``size`` (defaults for requests that name none; a request's size need picks the
   smallest fitting size, and with neither the smallest size is used; sizes and images are found by id, else by
   name), ``location`` (id or name, passed to ``create_node``), ``create_options`` (more ``create_node`` keyword
@@ -129,7 +131,7 @@ NAME_SEP = "--"
 DEFAULT_CONCURRENCY = 8
 CATALOG_TTL = 300.0
 OURS = {"type", "driver", "args", "kwargs", "image", "size", "location", "create_options", "tagging", "concurrency",
-        "pool", "bulk", "cloud_init", "ssh_user"}
+        "pool", "bulk", "cloud_init", "ssh_user", "project_id"}
 TAGGINGS = ("auto", "metadata", "tags", "name")
 SECRET_WORDS = ("key", "secret", "password", "passwd", "token", "credential")
 STATES = {name: InstanceState(state) for state, names in {
@@ -160,6 +162,15 @@ class LibcloudProvider(Provider):
         self.driver_name = driver
         self._cls = _driver_class(providers, driver)
         self._args, self._kwargs = _constructor_arguments(resolved)
+        if resolved.get("project_id"):  # keystone v3 scoped by the project's id (libcloud scopes by name)
+            if driver != "openstack" or str(resolved.get("api_version", "2.0")) != "2.0":
+                raise InvalidRequestError(f"libcloud provider {name}: project_id is for driver openstack "
+                                          "(api_version 2.0)")
+            from cloudherd.providers.libcloud_openstack import OpenStackByProjectId
+
+            self._cls = OpenStackByProjectId
+            self._kwargs.pop("api_version", None)
+            self._kwargs["ex_tenant_name"] = str(resolved["project_id"])
         self.tagging = str(resolved.get("tagging") or "auto")
         if self.tagging not in TAGGINGS:
             raise InvalidRequestError(f"libcloud provider {name}: tagging must be one of {', '.join(TAGGINGS)}, "
@@ -451,6 +462,8 @@ class LibcloudProvider(Provider):
             raise InvalidRequestError(f"libcloud {self.driver_name}: this driver's create_node takes no user data, "
                                       "so the group's cloud-config cannot go to its machines")
         options.update(self.create_options)
+        if self.driver_name == "openstack":
+            options = _openstack_references(options)
         return options, ssh_user
 
     async def _size_for(self, request: CreateRequest) -> Any:
@@ -602,6 +615,18 @@ def _driver_class(providers: Any, name: str) -> Any:
         raise MissingDependencyError(f"libcloud driver {name!r} needs a package that is not installed: {exc}") from exc
     except Exception as exc:  # libcloud raises a bare Exception for retired providers
         raise UnknownProviderError(f"libcloud driver {name!r} cannot be used: {first_line(exc)}") from exc
+
+
+def _openstack_references(options: dict[str, Any]) -> dict[str, Any]:
+    """``networks`` (ids) and ``ex_security_groups`` (names) written as text in ``create_options``, as the
+    objects the OpenStack driver reads them from (it takes ``.id`` / ``.name`` of each)."""
+    from types import SimpleNamespace
+
+    out = dict(options)
+    for key in ("networks", "ex_security_groups"):
+        if isinstance(out.get(key), list):
+            out[key] = [SimpleNamespace(id=str(v), name=str(v)) if isinstance(v, str) else v for v in out[key]]
+    return out
 
 
 def _resolve_env(settings: Mapping[str, Any]) -> dict[str, Any]:

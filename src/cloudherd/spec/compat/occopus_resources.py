@@ -93,21 +93,21 @@ def _nova(resource: Mapping[str, Any], settings: dict[str, Any], group: dict[str
         raise fail("a nova resource needs its endpoint (the keystone URL)", "resource")
     settings["ex_force_auth_url"] = str(resource["endpoint"]).rstrip("/")
     if resource.get("project_id"):
-        settings["ex_tenant_id"] = str(resource["project_id"])
+        settings["project_id"] = str(resource["project_id"])
     if resource.get("user_domain_name"):
         settings["ex_domain_name"] = str(resource["user_domain_name"])
     if resource.get("region"):
         settings["ex_force_service_region"] = str(resource["region"])
     options: dict[str, Any] = {}
     if resource.get("network_id"):
-        options["networks"] = [{"id": str(resource["network_id"])}]
+        options["networks"] = [str(resource["network_id"])]
     if resource.get("key_name"):
         options["ex_keyname"] = str(resource["key_name"])
     groups = resource.get("security_groups")
     if groups:
         if not isinstance(groups, list):
             raise fail("security_groups: a list of security group names", "resource", "security_groups")
-        options["ex_security_groups"] = [{"name": str(g)} for g in groups]
+        options["ex_security_groups"] = [str(g) for g in groups]
     if options:
         settings["create_options"] = options
     if resource.get("floating_ip") or resource.get("floating_ip_pool"):
