@@ -5,6 +5,7 @@ certificate check), over http and https.  boto 2 signs with SigV4 scoped to what
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,6 +152,31 @@ def test_the_phantom_session_of_its_documentation(site: Served) -> None:
     for cloud in ("hotel", "sierra"):
         con.delete_launch_configuration(f"testlc1@{cloud}")
     assert con.get_all_launch_configurations() == []
+
+
+def test_a_clouds_tag_edit_moves_a_running_domain_one_machine_at_a_time(site: Served) -> None:
+    """How a Phantom user moves a domain: CreateOrUpdateTags on its clouds.  hotel:1,sierra:2 → hotel:2,sierra:2
+    fills hotel first, so one machine moves from sierra to hotel, made there before the pass after retires
+    nothing more; the domain never drops by more than that one."""
+    con = connect(site, site.aws_keys())
+    for cloud in ("hotel", "sierra"):
+        con.create_launch_configuration(boto_autoscale.launchconfig.LaunchConfiguration(
+            con, name=f"lc@{cloud}", image_id="hello-cloud", instance_type="m1.small"))
+    phantom_domain(con, "moving", "lc@hotel", 3, "hotel:1", "sierra:2")
+    assert wait_until(lambda: healthy_zones(con, "moving", 3), timeout=180,
+                      what="3 healthy instances") == ["hotel", "sierra", "sierra"]
+    con.create_or_update_tags([boto_autoscale.Tag(connection=con, key="clouds", value="hotel:2,sierra:2",
+                                                  resource_id="moving")])
+    assert wait_until(lambda: healthy_zones(con, "moving", 3) == ["hotel", "hotel", "sierra"] or None,
+                      timeout=180, what="the domain moved to the new caps")
+    # the operator's view of why it moved: the domain's event log
+    [infra] = [i for i in json.loads(site.cli("ls", "--json").stdout) if i["name"].startswith("asg-moving-")]
+    log = [json.loads(line) for line in site.cli("events", infra["id"], "--json").stdout.splitlines()]
+    moves = [e["message"] for e in log if e["kind"] == "placement"]
+    assert len(moves) == 1 and "from sierra to hotel" in moves[0], log
+    [group] = con.get_all_groups(names=["moving"])
+    group.delete()
+    wait_until(lambda: not con.get_all_groups(), timeout=180, what="the domain gone")
 
 
 def test_a_group_without_phantom_s_tag_follows_aws(site: Served) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import recorded_infrastructure, spec_of
 
-from cloudherd.engine.apply import _cooling, _place
+from cloudherd.engine.apply import _place, cooling
 from cloudherd.errors import ApplyFailed, CloudherdError
 from cloudherd.providers.base import CapacityError, QuotaError
 from cloudherd.spec import LoadedSpec
@@ -137,7 +137,7 @@ def test_no_room_fails_over_to_the_next_place_at_once(tmp_path: Path, memory_sto
     }
     (cooldown,) = [e for e in memory_store.events(infra.id) if e.kind == "cooldown"]
     assert cooldown.message.startswith(f"web:east:{error.__name__}")
-    assert _cooling(memory_store, infra.id, "web") == {"east": error.__name__}
+    assert cooling(memory_store, infra.id, "web") == {"east": error.__name__}
 
 
 def test_a_place_without_room_is_set_aside_for_that_group_only(tmp_path: Path, memory_store: Store) -> None:
@@ -153,7 +153,7 @@ def test_a_place_without_room_is_set_aside_for_that_group_only(tmp_path: Path, m
     other = Cloud(memory_store)
     place(memory_store, infra, loaded, other, group="api")
     assert [p for p, _, _ in other.calls] == ["east"]
-    assert _cooling(memory_store, infra.id, "api") == {}
+    assert cooling(memory_store, infra.id, "api") == {}
 
 
 def test_the_cooldown_ends(tmp_path: Path, memory_store: Store) -> None:
@@ -165,7 +165,7 @@ def test_the_cooldown_ends(tmp_path: Path, memory_store: Store) -> None:
             Event(infrastructure_id=infra.id, kind="cooldown", message="web:west:QuotaError: quota",
                   at=datetime.now(UTC) - timedelta(minutes=9)),
         ])
-    assert _cooling(memory_store, infra.id, "web") == {"west": "QuotaError"}
+    assert cooling(memory_store, infra.id, "web") == {"west": "QuotaError"}
     cloud = Cloud(memory_store)
     place(memory_store, infra, loaded, cloud)
     assert [p for p, _, _ in cloud.calls] == ["east"]
@@ -177,7 +177,7 @@ def test_other_errors_do_not_fail_over(tmp_path: Path, memory_store: Store) -> N
     with pytest.raises(CloudherdError, match="east is full"):
         place(memory_store, infra, loaded, cloud)
     assert [p for p, _, _ in cloud.calls] == ["east"]
-    assert _cooling(memory_store, infra.id, "web") == {}
+    assert cooling(memory_store, infra.id, "web") == {}
 
 
 FULL = {"east": CapacityError, "west": QuotaError, "gcp": CapacityError}

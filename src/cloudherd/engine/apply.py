@@ -435,15 +435,15 @@ async def _place(
 ) -> None:
     """Fill the placement's candidates in order, up to each ``max``; a candidate that answers with a
     capacity or quota error is set aside for this group (a cooldown) and the remainder moves on at once."""
-    cooling = _cooling(store, infra.id, group_name)
+    cooled = cooling(store, infra.id, group_name)
     remaining = list(rows)
     made = 0
     for place in group.placement:
         if not remaining:
             break
-        if place.provider in cooling:
+        if place.provider in cooled:
             emit(sink, ProgressEvent("info", f"{group_name}: skipping {place.provider} (cooling down after "
-                                             f"{cooling[place.provider]})"))
+                                             f"{cooled[place.provider]})"))
             continue
         there = sum(1 for n in nodes if n.group_name == group_name and n.provider == place.provider
                     and n.state in COUNTED_NODE_STATES and n.state != NodeState.PENDING)
@@ -482,7 +482,7 @@ async def _place(
 COOLDOWN = timedelta(minutes=10)
 
 
-def _cooling(store: Store, infra_id: str, group_name: str) -> dict[str, str]:
+def cooling(store: Store, infra_id: str, group_name: str) -> dict[str, str]:
     """Providers set aside for this group: a capacity / quota error within the cooldown."""
     found = {}
     for event in store.recent_events(infra_id, "cooldown", datetime.now(UTC) - COOLDOWN):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from cloudherd.engine import journal, rollout
-from cloudherd.engine.apply import converge, pause_limit, roll_out
+from cloudherd.engine.apply import converge, cooling, pause_limit, roll_out
 from cloudherd.engine.context import Providers, ensure_identity, snapshot
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.fleet import Reach
@@ -30,6 +30,7 @@ from cloudherd.errors import CloudherdError, FencedOut
 from cloudherd.lifecycle import InfraState, NodeState
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.spec import LoadedSpec
+from cloudherd.spec.model import Group as GroupSpec
 from cloudherd.state.models import Infrastructure, Node, utcnow
 from cloudherd.state.repo import Store
 
@@ -195,6 +196,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                 if stale or report.scaled:
                     nodes = store.nodes(infra.id)
                 replace = _to_replace(store, infra, loaded, nodes, report) | renew
+                if not replace and not victims:
+                    replace = _misplaced(store, infra, loaded, nodes)
                 if _differs(loaded, infra, nodes, replace, victims):
                     report.converged = True
                     before = {n.id: n for n in nodes if n.state != NodeState.TERMINATED}
@@ -443,6 +446,46 @@ def _to_replace(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: 
             continue
         replace.update(n.id for n in failed)
     return replace
+
+
+def placement_target(group: GroupSpec, count: int) -> dict[str, int]:
+    """How many of ``count`` nodes each place holds when filled in order up to each cap (Phantom's
+    n-preserving overflow); a place without a cap takes the rest."""
+    target: dict[str, int] = {}
+    left = count
+    for place in group.placement:
+        here = left if place.max is None else min(place.max, left)
+        target[place.provider] = target.get(place.provider, 0) + here
+        left -= here
+    return target
+
+
+def _misplaced(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: list[Node]) -> set[str]:
+    """One node per group to move, where the group's placement changed under it (a Phantom domain's
+    ``clouds`` tag edited): a place holding more than its share gives one node up, replaced where a place
+    holds less.  One a pass, only when the group is all ready and the short place is not cooling down, so
+    a domain moves one machine at a time and never away from capacity it has."""
+    moving: set[str] = set()
+    for name, group in loaded.spec.groups.items():
+        if not group.placement:
+            continue
+        members = [n for n in nodes if n.group_name == name and n.state != NodeState.TERMINATED]
+        if len(members) != group.count or any(n.state != NodeState.READY for n in members):
+            continue
+        target = placement_target(group, group.count)
+        held: dict[str, list[Node]] = {}
+        for node in members:
+            held.setdefault(node.provider, []).append(node)
+        short = [p for p, n in target.items() if len(held.get(p, [])) < n and p not in cooling(store, infra.id, name)]
+        over = [p for p, found in held.items() if len(found) > target.get(p, 0)]
+        if not short or not over:
+            continue
+        node = max(held[over[-1]], key=lambda n: n.index or 0)
+        moving.add(node.id)
+        message = (f"{name}: moving {node.name} from {node.provider} to {short[0]} (placement "
+                   f"{', '.join(f'{p}:{n}' for p, n in target.items())})")
+        store.add_event(infra.id, "placement", message)
+    return moving
 
 
 def _said_recently(store: Store, infra: Infrastructure, message: str) -> bool:
