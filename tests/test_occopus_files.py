@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
@@ -188,6 +189,19 @@ def test_keys_without_an_equivalent_are_refused_or_warned_at_their_line(home: Pa
     assert puppet.returncode == 2 and "config_management type 'puppet_solo' is not run by cloudherd" in puppet.stderr
 
 
+def up_as_converted(native: dict[str, Any], provider: str, folder: Path, auth: Path) -> tuple[str, dict[str, str]]:
+    """``up`` of a converted spec with a reach plugin added to its cloud: the emulated cloud's machines answer
+    nowhere, so a local sshd stands in for each (the cloud still gets every call as the tutorial makes it).
+    Returns the infrastructure's id and the environment the CLI needs for the plugin."""
+    native["providers"][provider]["reach"] = "tests.moto_reach:LocalStandIns"
+    spec = folder / "native.yml"
+    YAML(typ="safe").dump(native, spec)
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    run = cli("up", str(spec), "--auth-data", str(auth), env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip(), env
+
+
 EC2_RESOURCE = """\
       endpoint: {endpoint}
       regionname: us-east-1
@@ -210,7 +224,7 @@ def test_an_ec2_tutorial_goes_to_its_endpoint_with_its_cloud_config_as_user_data
     ec2 = boto3.client("ec2", endpoint_url=moto, region_name="us-east-1", aws_access_key_id="a",
                        aws_secret_access_key="b")
     ec2.create_key_pair(KeyName="my-own-key")
-    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     group = ec2.create_security_group(GroupName="occopus-tutorial", Description="t", VpcId=vpc)["GroupId"]
     subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
     resource = EC2_RESOURCE.format(endpoint=moto, image=an_image(), group=group, subnet=subnet)
@@ -229,21 +243,15 @@ def test_an_ec2_tutorial_goes_to_its_endpoint_with_its_cloud_config_as_user_data
         "security_group_ids": [group], "access_key_id_env": "OCCOPUS_AUTH_1_AUTH_ACCESSKEY",
         "secret_access_key_env": "OCCOPUS_AUTH_1_AUTH_SECRETKEY"}}
 
-    # brought up as converted, with a reach plugin: moto's instances answer nowhere, a local sshd stands in
-    native["providers"]["my-ec2-cloud"]["reach"] = "tests.moto_reach:LocalStandIns"
-    spec = tmp_path / "ec2" / "native.yml"
-    YAML(typ="safe").dump(native, spec)
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    run = cli("up", str(spec), "--auth-data", str(auth), env=env, timeout=300)
-    assert run.returncode == 0, run.stderr
-    infra_id = run.stdout.strip()
+    infra_id, env = up_as_converted(native, "my-ec2-cloud", tmp_path / "ec2", auth)
 
-    instances = {}
-    for reservation in ec2.describe_instances()["Reservations"]:
+    instances = {}  # moto's backend is the process's: other tests' instances are there too
+    found = ec2.describe_instances(Filters=[{"Name": "tag:cloudherd:infra", "Values": [infra_id]},
+                                            {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+    for reservation in found["Reservations"]:
         for instance in reservation["Instances"]:
             tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-            if tags.get("cloudherd:infra") == infra_id and instance["State"]["Name"] == "running":
-                instances[tags["cloudherd:group"]] = instance
+            instances[tags["cloudherd:group"]] = instance
     assert set(instances) == {"ping-receiver", "ping-sender"}
     for instance in instances.values():
         assert instance["KeyName"] == "my-own-key" and instance["SubnetId"] == subnet
@@ -356,13 +364,7 @@ def test_a_nova_tutorial_goes_through_libcloud_s_openstack_driver(home: Path, tm
                                "ex_security_groups": ["default", "web"]}}}
         assert native["groups"]["ping-sender"]["size"] == "1GB slice"
 
-        native["providers"]["nova"]["reach"] = "tests.moto_reach:LocalStandIns"
-        spec = tmp_path / "nova" / "native.yml"
-        YAML(typ="safe").dump(native, spec)
-        env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        run = cli("up", str(spec), "--auth-data", str(auth), env=env, timeout=300)
-        assert run.returncode == 0, run.stderr
-        infra_id = run.stdout.strip()
+        infra_id, env = up_as_converted(native, "nova", tmp_path / "nova", auth)
 
         bodies = {p.body["server"]["name"]: p.body["server"] for p in wire.calls("POST", "/compute/v2.1/servers")}
         assert set(bodies) == {"ping-infra-ping-receiver-1", "ping-infra-ping-sender-1"}

@@ -179,6 +179,24 @@ def test_a_clouds_tag_edit_moves_a_running_domain_one_machine_at_a_time(site: Se
     wait_until(lambda: not con.get_all_groups(), timeout=180, what="the domain gone")
 
 
+def test_a_definition_this_server_does_not_run_is_refused(site: Served) -> None:
+    """sensor_asg_create.py's domain scales on a sensor's metric: kept at a fixed size it would silently not
+    scale, so it is refused, naming what runs."""
+    con = connect(site, site.aws_keys())
+    con.create_launch_configuration(boto_autoscale.launchconfig.LaunchConfiguration(
+        con, name="lc@hotel", image_id="x", instance_type="m1.small"))
+    [lc] = con.get_all_launch_configurations()
+    tags = [boto_autoscale.Tag(connection=con, key=key, value=value, resource_id="sensed")
+            for key, value in (("PHANTOM_DEFINITION", "sensor_engine"), ("clouds", "hotel:2"), ("metric", "load"))]
+    with pytest.raises(BotoServerError) as caught:
+        con.create_auto_scaling_group(boto_autoscale.group.AutoScalingGroup(
+            connection=con, group_name="sensed", availability_zones=["us-east-1"], min_size=1, max_size=2,
+            launch_config=lc, tags=tags))
+    assert caught.value.error_code == "ValidationError"
+    assert "sensor_engine (scaling on a sensor's metric) is not run by this server" in caught.value.message
+    assert con.get_all_groups() == []
+
+
 def test_a_group_without_phantom_s_tag_follows_aws(site: Served) -> None:
     con = connect(site, site.aws_keys())
     con.create_launch_configuration(boto_autoscale.launchconfig.LaunchConfiguration(

@@ -563,6 +563,10 @@ def _check_tag(tag: Tag) -> None:
         for part in tag.value.split(","):
             if part.strip():
                 _cap(part)
+    if tag.key == phantom.DEFINITION_TAG:
+        problem = phantom.definition_problem(tag.value)
+        if problem:
+            raise AwsError("ValidationError", problem)
 
 
 def _last_of_each(tags: Sequence[Tag]) -> list[Tag]:

@@ -17,6 +17,19 @@ from typing import Any
 
 DEFINITION_TAG = "PHANTOM_DEFINITION"
 MINIMUM_TAG = "minimum_vms"  # the n-preserving value, kept equal to the domain's size
+N_PRESERVING = "error_overflow_n_preserving"  # the definition cloudherd runs
+
+
+def definition_problem(value: str) -> str | None:
+    """Why a ``PHANTOM_DEFINITION`` value cannot be honoured (None: it can).  Phantom's ``sensor_engine``
+    scales on a sensor's metric (``sensor_asg_create.py``): kept at its size here it would silently not
+    scale, so it is refused until metric policies exist."""
+    if value == N_PRESERVING:
+        return None
+    if value == "sensor_engine":
+        return (f"{DEFINITION_TAG} sensor_engine (scaling on a sensor's metric) is not run by this server: a "
+                f"domain keeps the size it is given ({DEFINITION_TAG} {N_PRESERVING})")
+    return f"{DEFINITION_TAG} {value} is not a definition this server runs (it runs {N_PRESERVING})"
 
 
 def is_domain(tags: Iterable[Mapping[str, object] | object]) -> bool:

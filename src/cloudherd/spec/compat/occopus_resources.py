@@ -59,24 +59,29 @@ def group_of(resource: Mapping[str, Any], group_name: str, providers: dict[str, 
     return group
 
 
+def _copy(resource: Mapping[str, Any], into: dict[str, Any], names: Mapping[str, str]) -> None:
+    """The resource's keys that are given, as text, under their cloudherd names."""
+    for key, name in names.items():
+        if resource.get(key):
+            into[name] = str(resource[key])
+
+
+def _listed(resource: Mapping[str, Any], key: str, what: str, fail: Fail) -> list[str] | None:
+    value = resource.get(key)
+    if not value:
+        return None
+    if not isinstance(value, list):
+        raise fail(f"{key}: a list of {what}", "resource", key)
+    return [str(v) for v in value]
+
+
 def _ec2(resource: Mapping[str, Any], settings: dict[str, Any], group: dict[str, Any], fail: Fail) -> None:
-    if resource.get("endpoint"):
-        settings["endpoint_url"] = str(resource["endpoint"])
-    if resource.get("regionname"):
-        settings["region"] = str(resource["regionname"])
-    if resource.get("key_name"):
-        settings["key_name"] = str(resource["key_name"])
-    if resource.get("subnet_id"):
-        settings["subnet_id"] = str(resource["subnet_id"])
-    groups = resource.get("security_group_ids")
+    _copy(resource, settings, {"endpoint": "endpoint_url", "regionname": "region", "key_name": "key_name",
+                               "subnet_id": "subnet_id"})
+    groups = _listed(resource, "security_group_ids", "security group ids", fail)
     if groups:
-        if not isinstance(groups, list):
-            raise fail("security_group_ids: a list of security group ids", "resource", "security_group_ids")
-        settings["security_group_ids"] = [str(g) for g in groups]
-    if resource.get("image_id"):
-        group["image"] = str(resource["image_id"])
-    if resource.get("instance_type"):
-        group["size"] = str(resource["instance_type"])
+        settings["security_group_ids"] = groups
+    _copy(resource, group, {"image_id": "image", "instance_type": "size"})
     tags = resource.get("tags")
     if tags:
         if not isinstance(tags, Mapping):
@@ -92,22 +97,15 @@ def _nova(resource: Mapping[str, Any], settings: dict[str, Any], group: dict[str
     if not resource.get("endpoint"):
         raise fail("a nova resource needs its endpoint (the keystone URL)", "resource")
     settings["ex_force_auth_url"] = str(resource["endpoint"]).rstrip("/")
-    if resource.get("project_id"):
-        settings["project_id"] = str(resource["project_id"])
-    if resource.get("user_domain_name"):
-        settings["ex_domain_name"] = str(resource["user_domain_name"])
-    if resource.get("region"):
-        settings["ex_force_service_region"] = str(resource["region"])
+    _copy(resource, settings, {"project_id": "project_id", "user_domain_name": "ex_domain_name",
+                               "region": "ex_force_service_region"})
     options: dict[str, Any] = {}
     if resource.get("network_id"):
         options["networks"] = [str(resource["network_id"])]
-    if resource.get("key_name"):
-        options["ex_keyname"] = str(resource["key_name"])
-    groups = resource.get("security_groups")
+    _copy(resource, options, {"key_name": "ex_keyname"})
+    groups = _listed(resource, "security_groups", "security group names", fail)
     if groups:
-        if not isinstance(groups, list):
-            raise fail("security_groups: a list of security group names", "resource", "security_groups")
-        options["ex_security_groups"] = [str(g) for g in groups]
+        options["ex_security_groups"] = groups
     if options:
         settings["create_options"] = options
     if resource.get("floating_ip") or resource.get("floating_ip_pool"):
@@ -116,10 +114,7 @@ def _nova(resource: Mapping[str, Any], settings: dict[str, Any], group: dict[str
     if resource.get("server_name"):
         warn("resource.server_name", "not used: cloudherd names each server <infrastructure>-<node>-<n>, which "
              "it finds it by")
-    if resource.get("image_id"):
-        group["image"] = str(resource["image_id"])
-    if resource.get("flavor_name"):
-        group["size"] = str(resource["flavor_name"])
+    _copy(resource, group, {"image_id": "image", "flavor_name": "size"})
 
 
 def _nova_credentials(settings: dict[str, Any], credentials: Mapping[str, str], fail: Fail) -> None:
