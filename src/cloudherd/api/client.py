@@ -193,7 +193,8 @@ class Client(OgcActions):
     async def convert(self, spec: PathLike, *, format: str | None = None) -> str:
         """The native spec an OGC layout file or an Occopus description means, as YAML (a native one as it is)."""
         from cloudherd.spec.files import Where, read_text
-        from cloudherd.spec.loader import load_spec, native_text
+        from cloudherd.spec.foreign import native_text
+        from cloudherd.spec.loader import load_spec
 
         load_spec(spec, format=format, node_defs=self._node_defs)  # every error found, with its line, first
         text = read_text(Path(spec), Where(str(spec)), yaml=True)

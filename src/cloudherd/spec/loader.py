@@ -12,7 +12,7 @@ import io
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from cloudherd.spec.files import (
     read_text,
     spec_error,
 )
+from cloudherd.spec.foreign import NodeDefs, convert, dump_yaml
 from cloudherd.spec.interpolate import EnvText, InterpolationError, interpolate
 from cloudherd.spec.model import LENIENT, NAME_PATTERN, Group, InlineScript, Spec, _LocatedValueError, _SubValueError
 from cloudherd.spec.yamlsafe import parse_yaml
@@ -104,7 +105,6 @@ class LoadedSpec:
         self.boot[group_name] = one(stored.get("boot"))
 
 
-NodeDefs = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None  # or a function: asked only when needed
 
 
 def load_spec(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None, format: str | None = None,
@@ -149,70 +149,6 @@ def load_specs(paths: Sequence[str | os.PathLike[str]], *, environ: Mapping[str,
     converted = ogc.convert(ogc.merge(trees), shown)
     native = dump_yaml(converted.data, f"merged from OGC files {shown}", converted.notes)
     return _load_mapped(native, None, first, environ=environ, budget=budget, within=within)
-
-
-def native_text(text: str, display: str, *, format: str | None = None, node_defs: NodeDefs = None,
-                base: Path | None = None) -> str:
-    """The native spec a file means, as YAML text (``${VAR}`` as written): the file itself when it is
-    native, else its conversion (``convert`` prints this; it is also what is stored for an ``up``).
-    ``base``: the file's folder, where Occopus' ``!yaml_import`` finds its files (None: none are read)."""
-    return convert(text, display, format=format, node_defs=node_defs, base=base)[0]
-
-
-def convert(text: str, display: str, *, format: str | None = None, node_defs: NodeDefs = None,
-            base: Path | None = None, budget: Budget | None = None) -> tuple[str, Any]:
-    """(native YAML text, the Converted record or None) for a spec file of any known format."""
-    from cloudherd.spec import compat
-    from cloudherd.spec.compat import imports
-
-    if format is not None and format not in compat.FORMATS:
-        raise spec_error(display, None, "", f"unknown format '{format}' (formats: {', '.join(compat.FORMATS)})")
-    tree = parse_yaml(text, display, extra_tags=imports.IMPORT_TAGS)
-    chosen = format or compat.detect(tree)
-    if chosen != "occopus":
-        imports.refuse(tree, display, "Occopus' import tag is read in Occopus files only")
-    else:
-        tree = imports.resolve(tree, display, base, budget=budget)
-    if chosen == "native":
-        return text, None
-    if not isinstance(tree, CommentedMap):
-        raise spec_error(display, 1, "", f"an {chosen} file is a mapping")
-    if chosen == "ogc":
-        from cloudherd.spec.compat import ogc
-
-        converted = ogc.convert(tree, display)
-    else:
-        from cloudherd.spec.compat import occopus
-
-        defs = node_defs() if callable(node_defs) else node_defs
-        converted = occopus.convert(tree, display, defs or {})
-    return dump_yaml(converted.data, f"converted from {chosen} ({display})", converted.notes,
-                     converted.warnings), converted
-
-
-def dump_yaml(data: Any, origin: str, notes: list[str], warnings: Sequence[SpecError] = ()) -> str:
-    import io
-
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    setattr(yaml, "sort_base_mapping_type_on_output", False)  # noqa: B010 - keep the keys in the order written
-
-    def text(representer: Any, value: str) -> Any:  # a script or a cloud-config reads as written: a | block
-        block = "\n" in value and not value.startswith((" ", "\t")) and "\t" not in value \
-            and all(line == line.rstrip() for line in value.splitlines())
-        return representer.represent_scalar("tag:yaml.org,2002:str", value, style="|" if block else None)
-
-    yaml.representer.add_representer(str, text)
-    stream = io.StringIO()
-    stream.write(f"# {origin}\n")
-    for note in notes:
-        stream.write(f"# note: {note}\n")
-    for warning in warnings:
-        stream.write(f"# warning: {warning}\n")
-    yaml.dump(data, stream)
-    return stream.getvalue()
 
 
 def _load_mapped(text: str, converted: Any, path: Path, *, environ: Mapping[str, str] | None,
