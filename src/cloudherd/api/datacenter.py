@@ -24,19 +24,40 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any, TypeVar
 
 from cloudherd.api._blocking import run_blocking
 from cloudherd.api.machine import DEFAULT_TIMEOUT, Machine, SyncMachine
 from cloudherd.api.types import Image, Size
 from cloudherd.errors import DeployError, UsageError
 from cloudherd.providers.base import TAG_NODE, TAG_OWNER, CreateRequest, InstanceState, Provider
+from cloudherd.providers.base import Image as ProviderImage
+from cloudherd.providers.wrapper import ProviderWrapper
 
 PathLike = str | os.PathLike[str]
+T = TypeVar("T")
+
+# Keywords of other tools' DataCenter that are no provider setting, and what cloudherd calls them: refused by
+# name, so that none is stored as a setting nobody reads (py-smartdc's, mapped by cloudherd.compat.smartdc).
+FOREIGN_KEYWORDS = {
+    "location": "the provider: DataCenter('aws', region='us-east-1'), or location= of cloudherd.compat.smartdc",
+    "key_id": "no account key: machines get the public half of key= (cloudherd.compat.smartdc keeps key_id "
+              "as the key's name)",
+    "secret": "key= (the private key machines are made with and reached by)",
+    "config": "echo= (a stream each provider call is written to; cloudherd.compat.smartdc maps config=DEBUG_CONFIG)",
+    "verbose": "echo=sys.stderr",
+    "login": "no account login: user= is the login user of the machines",
+    "headers": "nothing: no HTTP API of cloudherd's own is called",
+    "known_locations": "the provider type and its region/zone settings",
+}
+# Settings a driver reads beyond its spec model's keys (the model lets a driver's own keys through)
+_DRIVER_READS = {"aws": {"architecture", "vpc_id"},
+                 "gce": {"anonymous", "credentials", "disk_type", "network", "subnetwork"}}
 
 
 class BootScriptError(DeployError):
@@ -59,11 +80,19 @@ class AsyncDataCenter:
     ``provider`` is a provider type (configured from the environment and ``settings``, as a spec's provider
     entry is), or a :class:`~cloudherd.providers.base.Provider` made already.  ``kind`` gives the type when
     ``provider`` is a name of your choosing.  ``key`` is the private key machines are made with and reached
-    by (default: cloudherd's own), ``user`` the login user asked for (default: yours).
+    by (default: cloudherd's own), ``user`` the login user asked for (default: yours).  ``echo`` (a text
+    stream) gets one line per provider call, as py-smartdc's debug config echoed each CloudAPI request.
+
+    A setting the provider type does not read is refused with its name (and, for another tool's keyword such
+    as py-smartdc's ``secret``, what cloudherd calls it): a misspelt or foreign keyword is never kept as a
+    setting that nothing reads.  libcloud's settings, and those of a provider with a ``reach`` plugin, go to
+    the driver / plugin as they are.
     """
 
     def __init__(self, provider: str | Provider = "local", *, kind: str | None = None, key: PathLike | None = None,
-                 user: str | None = None, **settings: Any) -> None:
+                 user: str | None = None, echo: IO[str] | None = None, **settings: Any) -> None:
+        self._kind = kind
+        self._settings = dict(settings)
         if isinstance(provider, Provider):
             if kind or settings:
                 raise UsageError("a provider object is configured already: no kind or settings with it")
@@ -71,7 +100,11 @@ class AsyncDataCenter:
         else:
             from cloudherd.providers import make_provider
 
+            _check_settings(kind or provider, settings)
             self.provider = make_provider(provider, kind or provider, settings)
+        self.echo = echo
+        if echo is not None:
+            self.provider = _EchoingProvider(self.provider, echo)
         self._key_path = Path(key).expanduser() if key else None
         self.user = user or getpass.getuser()
 
@@ -164,9 +197,47 @@ class AsyncDataCenter:
                 return size
         return Size(name=default, cpus=0, memory_mb=0, default=True)
 
+    async def image(self, identifier: str) -> Image:
+        """One image by id or name, or by the start of one (py-smartdc's ``dataset('sdc:sdc:smartos64:')``).
+
+        Why a prefix: an image name without its version (``debian-12-amd64-``, a partial URN) means the
+        newest of that line, as Joyent's CloudAPI resolved it; the newest is the latest ``created`` the
+        provider tells, else the highest version in the name.  On ``local``, whose one image is this
+        computer's system, another cloud's image name stands for it — as it does in a spec placed there —
+        and the image keeps the name asked for as its ``id`` (UsageError elsewhere when nothing matches).
+        """
+        found = await self.provider.images()
+        exact = [i for i in found if identifier in (i.id, i.name)]
+        partial = exact or [i for i in found if i.id.startswith(identifier) or i.name.startswith(identifier)]
+        if partial:
+            best = max(partial, key=_newest_first)
+            return Image(id=best.id, name=best.name)
+        if self.provider.type == "local" and len(found) == 1 and identifier.strip():
+            return Image(id=identifier, name=found[0].name)
+        names = ", ".join(sorted(i.name for i in found)[:10]) or "none listed"
+        raise UsageError(f"no image '{identifier}' (nor one starting so) on {self.provider.name} (images: {names})")
+
+    async def keys(self) -> list[dict[str, str]]:
+        """The public SSH keys machines of this data center are made with, as CloudAPI's ``GET /keys`` lists
+        an account's: ``name``, ``fingerprint`` (MD5, as CloudAPI's), ``key`` (the OpenSSH line).
+
+        Why one: cloudherd has no account to upload keys to; the key a machine trusts is the public half of
+        ``key=`` (cloudherd's own by default, made on first use as ``create_machine`` would)."""
+        from cloudherd.remote.keys import ensure_keypair
+
+        path = self._key_path or _default_key_path()
+        key, public = ensure_keypair(path)
+        fingerprint = key.get_fingerprint("md5").removeprefix("MD5:")
+        return [{"name": path.name, "fingerprint": fingerprint, "key": public}]
+
+    def datacenter(self, provider: str | Provider, *, kind: str | None = None, **settings: Any) -> AsyncDataCenter:
+        """Another data center with this one's key, login user and echo (py-smartdc's ``datacenter(name)``)."""
+        return AsyncDataCenter(provider, kind=kind, key=self._key_path, user=self.user, echo=self.echo, **settings)
+
     # py-smartdc's words for the same
     packages = sizes
     datasets = images
+    dataset = image
     default_package = default_size
 
 
@@ -178,8 +249,8 @@ class DataCenter:
     """
 
     def __init__(self, provider: str | Provider = "local", *, kind: str | None = None, key: PathLike | None = None,
-                 user: str | None = None, **settings: Any) -> None:
-        self.aio = AsyncDataCenter(provider, kind=kind, key=key, user=user, **settings)
+                 user: str | None = None, echo: IO[str] | None = None, **settings: Any) -> None:
+        self.aio = AsyncDataCenter(provider, kind=kind, key=key, user=user, echo=echo, **settings)
 
     @property
     def provider(self) -> Provider:
@@ -240,8 +311,23 @@ class DataCenter:
         """The size machines get when none is asked for."""
         return run_blocking(self.aio.default_size())
 
+    def image(self, identifier: str) -> Image:
+        """One image by id or name, or the newest whose id or name starts with ``identifier``."""
+        return run_blocking(self.aio.image(identifier))
+
+    def keys(self) -> list[dict[str, str]]:
+        """The public SSH keys machines are made with (``name``, ``fingerprint``, ``key``)."""
+        return run_blocking(self.aio.keys())
+
+    def datacenter(self, provider: str | Provider, *, kind: str | None = None, **settings: Any) -> DataCenter:
+        """Another data center with this one's key, login user and echo."""
+        other = DataCenter.__new__(DataCenter)
+        other.aio = self.aio.datacenter(provider, kind=kind, **settings)
+        return other
+
     packages = sizes
     datasets = images
+    dataset = image
     default_package = default_size
 
 
@@ -267,6 +353,46 @@ def _script_text(boot_script: PathLike | None) -> str | None:
         if boot_script.startswith(("./", "/", "~")) or boot_script.endswith(".sh"):
             raise UsageError(f"boot script {boot_script}: no such file")
     return boot_script
+
+
+class _EchoingProvider(ProviderWrapper):
+    """Writes one line per provider call to a stream before making it: what py-smartdc's debug config did
+    for each CloudAPI request, so a user sees which calls a DataCenter method costs."""
+
+    def __init__(self, inner: Provider, stream: IO[str]) -> None:
+        super().__init__(inner)
+        self.listing_lag = inner.listing_lag
+        self.stream = stream
+
+    async def _through(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self.stream.write(f"{stamp} cloudherd {self.name} ({self.type}): {operation}\n")
+        self.stream.flush()
+        return await call()
+
+
+def _check_settings(kind: str, settings: Mapping[str, Any]) -> None:
+    """Refuse a setting the provider type does not read (see :class:`AsyncDataCenter`)."""
+    from cloudherd.spec.providers import MODELS, WRAPPER_KEYS
+
+    model = MODELS.get(kind)
+    if model is None or kind == "libcloud" or settings.get("reach"):
+        return  # an unknown type is make_provider's error; libcloud's and a plugin's settings are theirs
+    known = (set(model.model_fields) - {"type", "rate", "burst", "in_flight"}) | set(WRAPPER_KEYS)
+    known |= _DRIVER_READS.get(kind, set())
+    for key in settings:
+        if key in known:
+            continue
+        if key in FOREIGN_KEYWORDS:
+            raise UsageError(f"DataCenter: unknown keyword '{key}': cloudherd calls it {FOREIGN_KEYWORDS[key]}")
+        raise UsageError(f"DataCenter: unknown keyword '{key}' for a {kind} provider "
+                         f"(its settings: {', '.join(sorted(known))})")
+
+
+def _newest_first(image: ProviderImage) -> tuple[str, list[tuple[int, str]]]:
+    """The sort key of "newest": the provider's creation time, then the name's version (numbers as numbers)."""
+    created = str(image.extra.get("created") or "")
+    return created, [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", image.name)]
 
 
 def _check_regex(regex: str | None) -> None:

@@ -74,10 +74,15 @@ class Machine:
 
     @property
     def public_ips(self) -> list[str]:
+        """The addresses others reach the machine at: where code like py-smartdc's tutorial connects
+        (``public_ips[0]``).  A ``local`` node's one address is reached from this host, its only outside, so it
+        is public and private at once; a cloud machine's SSH address is public unless it is its private one."""
         listed = self.instance.extra.get("public_ips")
         if isinstance(listed, list):
             return [str(ip) for ip in listed]
         address = self.instance.address
+        if address and self.provider.type == "local":
+            return [address]
         return [address] if address and address != self.instance.private_address else []
 
     @property
@@ -128,6 +133,11 @@ class Machine:
                          interval: float = DEFAULT_INTERVAL) -> Machine:
         """Refresh every ``interval`` seconds while the state is ``state``; PollTimeoutError after ``timeout``."""
         return await self._poll(state, timeout, interval, leaving=True)
+
+    async def status(self) -> str:
+        """Read the machine again and return its state (py-smartdc's ``status()``: one fresh look, no wait)."""
+        await self.refresh()
+        return self.state
 
     async def stop(self) -> None:
         await self.provider.stop([self.id])
@@ -238,6 +248,10 @@ class SyncMachine:
                    interval: float = DEFAULT_INTERVAL) -> SyncMachine:
         _run(self.machine.poll_while(state, timeout=timeout, interval=interval))
         return self
+
+    def status(self) -> str:
+        """Read the machine again and return its state."""
+        return _run(self.machine.status())
 
     def stop(self) -> None:
         _run(self.machine.stop())
