@@ -51,6 +51,7 @@ CALLS: dict[str, tuple[Any, ...]] = {
     "tag": (["i-1"], {"a": "b"}), "sizes": (None,), "images": (None,), "regions": (), "default_size": (),
     "open_ports": ({"cloudherd:infra": "x"}, [80]), "close_ports": ({"cloudherd:infra": "x"},),
     "list_ports": ({},), "close": (), "supports": ("ports",), "take_notices": (),
+    "default_user": ("ubuntu-24.04",),
 }
 
 
@@ -124,6 +125,10 @@ class Recording(Provider):
         self._note("take_notices")
         return ["a notice"]
 
+    def default_user(self, image: str | None) -> str | None:
+        self._note("default_user", image)
+        return "its-user"
+
     async def close(self) -> None:
         self._note("close")
 
@@ -170,6 +175,8 @@ def test_wrappers_forward_every_method_to_the_inner_driver(wrap: str, method: st
         assert result is True
     if method == "take_notices":
         assert result == ["a notice"]
+    if method == "default_user":
+        assert result == "its-user"
 
 
 @pytest.mark.parametrize("wrap", WRAPPERS, ids=list(WRAPPERS))

@@ -405,7 +405,10 @@ class Client(OgcActions):
         known_file = folder / target.id
         host = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
         known_file.write_text(f"{host} {seen}\n")
-        return [binary, "-i", infra.ssh_key_path, "-p", str(target.port), "-o", "IdentitiesOnly=yes",
+        groups = {g.name: g for g in self.store.infrastructure(infra.id).groups}
+        own = groups.get(target.group)
+        key_path = (own.config or {}).get("ssh_key") if own is not None else None
+        return [binary, "-i", key_path or infra.ssh_key_path, "-p", str(target.port), "-o", "IdentitiesOnly=yes",
                 "-o", f"UserKnownHostsFile={known_file}", "-o", "GlobalKnownHostsFile=/dev/null",
                 "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
                 f"{target.user}@{target.address}", *command]

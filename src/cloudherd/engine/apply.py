@@ -346,6 +346,8 @@ def _group_config(loaded: LoadedSpec, group_name: str, redact: Redactor) -> dict
         "env": {k: redact(v) for k, v in group.env.items()},
         "artifacts": list(group.artifacts),
         "ports": list(group.ports),
+        **({"ssh_key": str(loaded.login(group_name)[1])} if group.ssh and group.ssh.key else {}),
+        **({"upload": [u.model_dump() for u in group.upload]} if group.upload else {}),
     }
 
 
@@ -392,18 +394,20 @@ async def _create_missing(
         async def make_one(provider_name: str, batch: Sequence[Node], user_data: str | None) -> None:
             place = next((p for p in group.placement if p.provider == provider_name), None)
             size = group.size if isinstance(group.size, str) else None
+            provider = providers.get(provider_name)
+            image = (place and place.image) or group.image
+            user, public_key = login_of(loaded, group_name, identity, provider.default_user(image))
             request = CreateRequest(
-                count=len(batch), image=(place and place.image) or group.image, size=(place and place.size) or size,
-                tags=tags, ssh_user=loaded.spec.ssh.user or identity.user_name, ssh_public_key=identity.public_key,
+                count=len(batch), image=image, size=(place and place.size) or size,
+                tags=tags, ssh_user=user, ssh_public_key=public_key,
                 names=[n.name for n in batch], token=_request_token(infra.id, group_name, batch),
                 ports=group.ports, size_need=_size_need(group.size), user_data=user_data,
             )
             for row in batch:
                 emit(sink, ProgressEvent("node", f"creating on {provider_name}", node=row.name, group=group_name,
                                          state=NodeState.CREATING))
-            provider = providers.get(provider_name)
             try:
-                await journal.create(store, infra, provider, batch, request, loaded.spec.ssh.user,
+                await journal.create(store, infra, provider, batch, request, user,
                                      sink, run_intents=run_intents)
             finally:
                 for notice in provider.take_notices():
@@ -415,6 +419,19 @@ async def _create_missing(
         await _place(store, infra, group_name, group, rows, nodes, make, sink)
 
     await asyncio.gather(*(create_group(name) for name in loaded.spec.groups if name in only))
+
+
+def login_of(loaded: LoadedSpec, group_name: str, identity: Identity, image_user: str | None) -> tuple[str, str]:
+    """(login user, public key line) a group's machines are made with: the group's ``ssh``, else the spec's,
+    else the image's own user (an AWS alias), else the local user's name; the group's key, else ours."""
+    user, key_path = loaded.login(group_name)
+    public = identity.public_key
+    own = loaded.group(group_name).ssh
+    if own is not None and own.key and key_path is not None:
+        from cloudherd.remote.keys import ensure_keypair
+
+        public = ensure_keypair(key_path)[1]
+    return user or image_user or identity.user_name, public
 
 
 def _boot_data(loaded: LoadedSpec, group_name: str, batch: Sequence[Node], nodes: Sequence[Node],

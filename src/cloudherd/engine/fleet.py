@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudherd.engine.context import Identity, Redactor, ensure_identity, snapshot
 from cloudherd.engine.liveness import settle
@@ -24,6 +24,9 @@ from cloudherd.remote.scripts import in_workdir
 from cloudherd.remote.ssh import Target, fingerprint, utcnow
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
+
+if TYPE_CHECKING:
+    import asyncssh
 
 # -- choosing nodes ---------------------------------------------------------------------------------
 
@@ -103,6 +106,7 @@ class Reach:
         self.identity = identity
         self.pins = {node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()}
         self.accept_new = set(accept_new)
+        self._group_keys: dict[str, asyncssh.SSHKey | None] = {}
         if self.accept_new:
             names = {n.name for n in store.nodes(infra.id)} | {n.id for n in store.nodes(infra.id)}
             unknown = sorted(self.accept_new - names)
@@ -113,8 +117,18 @@ class Reach:
         return Target(
             node.name, node.address or "", node.port, node.ssh_user or self.identity.user_name,
             host_key=self.pins.get(node.id) or node.host_key, node_id=node.id, workdir=node.workdir,
-            accept_new_host_key=bool({node.name, node.id} & self.accept_new),
+            accept_new_host_key=bool({node.name, node.id} & self.accept_new), key=self.group_key(node.group_name),
         )
+
+    def group_key(self, group_name: str) -> asyncssh.SSHKey | None:
+        """The private key of a group that has its own (``groups.NAME.ssh.key``), read once; None: ours."""
+        if group_name not in self._group_keys:
+            from cloudherd.remote.keys import ensure_keypair
+
+            groups = {g.name: g for g in self.store.infrastructure(self.infra.id).groups}
+            path = (groups[group_name].config or {}).get("ssh_key") if group_name in groups else None
+            self._group_keys[group_name] = ensure_keypair(Path(path))[0] if path else None
+        return self._group_keys[group_name]
 
     def record(self, pool: ConnectionPool) -> None:
         """Pin the keys nodes presented on first contact (or re-pin), all in one transaction."""

@@ -57,11 +57,19 @@ def group_digest(loaded: LoadedSpec, group_name: str) -> str:
     are left out (neither changes what a node runs); the variables are in (scripts render them)."""
     # the group's own variables are in "variables" (merged over the spec's): left out of the group, so that
     # a digest made before groups had variables stays the same
-    group = loaded.group(group_name).model_dump(mode="json", exclude={*_SIZES, "update", "variables"})
+    group = loaded.group(group_name).model_dump(mode="json", exclude={*_SIZES, "update", "variables", "ssh",
+                                                                      *_unset_new_keys(loaded, group_name)})
     release = {"group": group, "variables": loaded.variables_for(group_name),
                "bundle": bundle(loaded)["groups"][group_name]}
     text = json.dumps(release, sort_keys=True, default=str)
     return hashlib.sha256(Redactor(set(loaded.secrets))(text).encode()).hexdigest()[:32]
+
+
+def _unset_new_keys(loaded: LoadedSpec, group_name: str) -> list[str]:
+    """Keys added to groups after releases were first recorded, left out of digests while unset: nodes made
+    before them keep their digests (no spurious rolling update or replacement on upgrade)."""
+    group = loaded.group(group_name)
+    return [key for key in ("ssh", "upload") if not getattr(group, key)]
 
 
 SHAPE = ("provider", "image", "size", "user_data", "placement", "ports", "tags")  # what a machine is made as
@@ -70,7 +78,8 @@ SHAPE = ("provider", "image", "size", "user_data", "placement", "ports", "tags")
 def shape_digest(loaded: LoadedSpec, group_name: str) -> str:
     """The digest of what a group's machines are made as: a node whose shape is the group's can take a new
     release in place (its scripts re-run); one whose shape changed must be replaced."""
-    group = loaded.group(group_name).model_dump(mode="json", include=set(SHAPE))
+    shape = {*SHAPE, "ssh"} - set(_unset_new_keys(loaded, group_name))  # the login is made with the machine
+    group = loaded.group(group_name).model_dump(mode="json", include=shape)
     return hashlib.sha256(json.dumps(group, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 

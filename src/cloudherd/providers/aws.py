@@ -322,6 +322,9 @@ class AwsProvider(Provider):
         response = await self._call("describe_regions")
         return sorted(r["RegionName"] for r in response.get("Regions", []))
 
+    def default_user(self, image: str | None) -> str | None:
+        return alias_user(image)
+
     async def default_size(self) -> str | None:
         return DEFAULT_SIZE
 
@@ -782,6 +785,18 @@ def _client_error(where: str, operation: str, code: str, status: int, message: s
         if code in codes:
             return kind(text, code=code, status=status)
     return error_from_status(text, status, code)
+
+
+def alias_user(alias: str | None) -> str | None:
+    """The default login user of an image alias' distribution (as its publisher documents it)."""
+    name = (alias or "").lower()
+    if re.fullmatch(r"debian-\d+", name):
+        return "admin"
+    if re.fullmatch(r"ubuntu-\d\d\.\d\d", name):
+        return "ubuntu"
+    if name in ("al2023", "amazon-linux-2023", "al2", "amazon-linux-2"):
+        return "ec2-user"
+    return None
 
 
 def _alias_spec(alias: str, arch: str) -> tuple[list[str], str] | None:

@@ -272,6 +272,13 @@ class Provider(abc.ABC):
         """What :meth:`open_ports` made that carries all of ``tags`` (``gc`` looks for leftovers here)."""
         return []
 
+    def default_user(self, image: str | None) -> str | None:
+        """The login user the image is made with, where the image name tells it (None: not known).
+
+        Used when neither the group nor the spec names a user: an image's own user works with or without
+        cloud-init, which is what a user of the image's documentation expects to log in as."""
+        return None
+
     def take_notices(self) -> builtins.list[str]:
         """What the driver has to tell the user once (``local``: nodes run unisolated), emptied by the call."""
         return []

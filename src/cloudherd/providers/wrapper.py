@@ -81,6 +81,9 @@ class ProviderWrapper(Provider):
     def take_notices(self) -> builtins.list[str]:
         return self.inner.take_notices()
 
+    def default_user(self, image: str | None) -> str | None:
+        return self.inner.default_user(image)
+
     async def close(self) -> None:
         await self.inner.close()  # never paced nor retried: releasing must always happen
 

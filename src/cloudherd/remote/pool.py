@@ -88,7 +88,8 @@ class ConnectionPool:
 
     async def _open(self, target: Target, timeout: float | None) -> asyncssh.SSHClientConnection:
         conn, seen = await connect(
-            target, self._key, timeout=timeout or self._timeout, gate=self._gate, keepalive=self._keepalive
+            target, target.key or self._key, timeout=timeout or self._timeout, gate=self._gate,
+            keepalive=self._keepalive,
         )
         self.opened += 1
         if seen is not None:

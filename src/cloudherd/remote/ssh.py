@@ -43,6 +43,7 @@ class Target:
     node_id: str | None = None
     workdir: str | None = None  # where relative paths of push / pull land (else the login directory)
     accept_new_host_key: bool = False  # re-pin: take whatever key the node presents now
+    key: asyncssh.SSHKey | None = field(default=None, compare=False, repr=False)  # the group's own (else the pool's)
 
 
 @dataclass

@@ -58,6 +58,16 @@ def refuse_keys(tree: Mapping[str, Any], within: Confinement, display: str, line
     if isinstance(ssh, Mapping) and "key" in ssh:
         raise spec_error(display, line_of(("ssh", "key")), "ssh.key",
                          "a spec sent to a server cannot name a key file on it: the server's key is used")
+    groups = tree.get("groups")
+    for name, group in (groups.items() if isinstance(groups, Mapping) else ()):
+        login = group.get("ssh") if isinstance(group, Mapping) else None
+        if isinstance(login, Mapping) and "key" in login:
+            raise spec_error(display, line_of(("groups", name, "ssh", "key")), f"groups.{name}.ssh.key",
+                             "a spec sent to a server cannot name a key file on it: the server's key is used")
+        if isinstance(group, Mapping) and group.get("upload"):
+            raise spec_error(display, line_of(("groups", name, "upload")), f"groups.{name}.upload",
+                             "a spec sent to a server cannot copy a folder of the server's: send the files as "
+                             "scripts")
 
 
 def offered_providers(within: Confinement) -> dict[str, dict[str, Any]]:

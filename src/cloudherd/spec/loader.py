@@ -87,6 +87,16 @@ class LoadedSpec:
         group = self.spec.groups.get(group_name)
         return {**self.spec.variables, **(group.variables if group is not None else {})}
 
+    def login(self, group_name: str) -> tuple[str | None, Path | None]:
+        """The group's login user and private key file: its own ``ssh``, else the spec's (None: the default)."""
+        own = self.spec.groups[group_name].ssh
+        user = (own.user if own else None) or self.spec.ssh.user
+        key = (own.key if own else None) or self.spec.ssh.key
+        if not key:
+            return user, None
+        path = Path(key).expanduser()
+        return user, path if path.is_absolute() else self.path.parent / path
+
     def stored(self, group_name: str) -> dict[str, Any]:
         """The group's scripts, teardown and boot data as kept with a release (read back by :meth:`restore`)."""
         def one(script: Script | None) -> dict[str, str] | None:
@@ -239,6 +249,9 @@ def _load_checked(
     if spec.ssh.key:
         check_key(path.parent, spec.ssh.key, Where(display, _line_of(("ssh", "key"), lines), "ssh.key"), budget)
     for group_name, group in spec.groups.items():
+        if group.ssh and group.ssh.key:
+            check_key(path.parent, group.ssh.key, Where(display, _line_of(("groups", group_name, "ssh", "key"), lines),
+                                                        f"groups.{group_name}.ssh.key"), budget)
         loaded.scripts[group_name] = [
             script
             for index, entry in enumerate(group.scripts)

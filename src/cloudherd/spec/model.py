@@ -101,6 +101,14 @@ class SSHConfig(_Strict):
     port: Int | None = Field(default=None, ge=1, le=65535)
 
 
+class GroupLogin(_Strict):
+    """A group's own login, over the spec's ``ssh``: images of different systems have different users
+    (``admin`` on Debian, ``ubuntu``, ``ec2-user``), and a group may be reached with a key of its own."""
+
+    user: str | None = None
+    key: str | None = None
+
+
 class ProviderConfig(BaseModel):
     """A named provider: its ``type`` and the driver's own settings (region, zone, credentials…).
 
@@ -368,6 +376,24 @@ class Update(_Strict):
 
 
 
+class Upload(_Strict):
+    """A folder beside the spec copied to ``path`` on each node before the scripts run.
+
+    ``include`` / ``exclude`` are rsync's patterns (as OGC passed them to rsync): a pattern with a ``/``
+    matches the path from the folder, one without matches any file or folder name; ``exclude`` wins
+    unless an ``include`` matches first, as rsync reads them."""
+
+    source: str = "."
+    path: str
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("include", "exclude", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
 class Group(_Strict):
     """One node group (layout): N alike nodes made by one provider and set up by the same scripts."""
 
@@ -401,6 +427,9 @@ class Group(_Strict):
     health: Health = Field(default_factory=Health)  # every group is checked; by default over SSH
     depends_on: list[str] = Field(default_factory=list)  # groups made (and healthy) before this one
     update: Update = Field(default_factory=Update)  # how a new release reaches the running nodes
+    ssh: GroupLogin | None = None  # this group's login user and key (else the spec's)
+    # files copied to each node before its scripts run (OGC's remote-path, include, exclude)
+    upload: list[Upload] = Field(default_factory=list)
 
     @field_validator("scripts", "artifacts", "depends_on", mode="before")
     @classmethod
