@@ -262,7 +262,7 @@ def test_top_level_names_are_lazy() -> None:
 
 def test_launch_takes_ogc_layout_files_merged_and_launch_async_many_specs(home: Path, tmp_path: Path) -> None:
     (tmp_path / "scripts").mkdir()
-    (tmp_path / "scripts" / "01.sh").write_text("#!/bin/sh\necho '{{ node.name }}' > me.txt\n")
+    (tmp_path / "scripts" / "01.sh").write_text("#!/bin/sh\necho '${node.instance_name}' > me.txt\n")
     base = tmp_path / "ogc.yml"
     base.write_text("name: ogcfleet\nlayouts:\n  web:\n    provider: local\n    scripts: scripts\n    scale: 1\n")
     more = tmp_path / "more.yml"

@@ -65,7 +65,7 @@ DEFS = """'node_def:store_node':
 
 def _ogc(folder: Path) -> Path:
     (folder / "scripts" / "app").mkdir(parents=True)
-    script = "#!/bin/sh\necho \"deployed {{ node.name }}\" > deployed.txt\n"
+    script = "#!/bin/sh\necho \"deployed ${node.instance_name}\" > deployed.txt\n"  # OGC's scripts are Mako
     (folder / "scripts" / "app" / "01-deploy.sh").write_text(script)
     (folder / "ogc.yml").write_text(OGC)
     return folder / "ogc.yml"
@@ -84,9 +84,9 @@ def test_ogc_layouts_convert_to_the_native_spec(home: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     native = YAML(typ="safe").load(result.stdout)
     assert native == {
-        "name": "tryout", "ssh": {"key": "keys/id", "user": "admin"},
+        "name": "tryout", "ssh": {"key": "keys/id"}, "templates": "mako",
         "groups": {"app": {"provider": "local", "image": "debian-12", "size": "small", "count": 2,
-                           "scripts": ["scripts/app"], "artifacts": ["logs/*.log"],
+                           "scripts": ["scripts/app"], "ssh": {"user": "admin"}, "artifacts": ["logs/*.log"],
                            "tags": {"demo": "true", "team": "web"}, "ports": [80, 443]}},
     }  # `gone: {}` is removed, as OGC does for an emptied layout
     plan = json.loads(cli("plan", str(spec), "--json").stdout)
@@ -142,7 +142,7 @@ BAD = [
     ("occopus", INFRA.replace("type: store_node", "type: nosuch"), 5, "no node definition for type nosuch"),
     ("occopus", INFRA.replace("user_id:", "user:"), 2, "unknown key"),
     ("ogc", OGC.replace("    scale: 2\n", "    scales: 2\n"), 12, "unknown layout key"),
-    ("ogc", OGC.replace("  gone: {}\n", "  other:\n    username: root\n"), 17, "log in as different users"),
+    ("ogc", OGC.replace("  gone: {}\n", "  other:\n    constraints: cores=2 gpus=1\n"), 17, "unknown constraint 'gpus'"),
     ("ogc", OGC.replace("provider: local", "provider: azure"), 7, "unknown provider 'azure'"),
     ("ogc", OGC.replace("scale: 2", "scale: lots"), 12, "count"),
 ]
@@ -198,7 +198,7 @@ def test_the_shared_fixtures_convert(home: Path, tmp_path: Path) -> None:
 def test_several_ogc_files_merge_left_to_right(home: Path, tmp_path: Path) -> None:
     (tmp_path / "a" / "scripts").mkdir(parents=True)
     (tmp_path / "b").mkdir()
-    (tmp_path / "a" / "scripts" / "01.sh").write_text("#!/bin/sh\necho 'from a: {{ node.name }}' > hi.txt\n")
+    (tmp_path / "a" / "scripts" / "01.sh").write_text("#!/bin/sh\necho 'from a: ${node.instance_name}' > hi.txt\n")
     first = tmp_path / "a" / "one.yml"
     first.write_text("name: merged\nlayouts:\n  web:\n    provider: local\n    scripts: scripts\n    scale: 1\n"
                      "  db:\n    provider: local\n    scale: 1\n")

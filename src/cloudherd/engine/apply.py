@@ -539,7 +539,8 @@ async def _deploy_all(
         context = template_context(node, nodes, infra, loaded.variables_for(node.group_name), loaded.env)
         scripts = [{"name": s.name, "source": s.source, "content": s.content} for s in loaded.scripts[node.group_name]]
         await deploy_node(pool, reach.target(node), store, node, scripts, context, loaded.group(node.group_name).env,
-                          redact, sink, done=done, interrupted="deploy interrupted: another node failed")
+                          redact, sink, done=done, interrupted="deploy interrupted: another node failed",
+                          uploads=loaded.group(node.group_name).upload, base=loaded.path.parent)
 
     # level by level (depends_on): a group's scripts start when every group it depends on is ready, and
     # see their addresses; within a level each node starts the moment it accepts SSH

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cloudherd.engine.context import Redactor
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
@@ -19,6 +20,9 @@ from cloudherd.remote.scripts import render, script_command
 from cloudherd.remote.ssh import Target
 from cloudherd.state.models import Node
 from cloudherd.state.repo import Store
+
+if TYPE_CHECKING:
+    from cloudherd.spec.model import Upload
 
 OUTPUT_LIMIT = 1_000_000  # characters of stdout / stderr kept per action
 
@@ -76,6 +80,7 @@ async def deploy_node(
     pool: ConnectionPool, target: Target, store: Store, node: Node, scripts: Sequence[Mapping[str, str]],
     context: Mapping[str, Any], env: Mapping[str, str], redact: Redactor, sink: EventSink | None, *,
     done: Mapping[tuple[str, str], str] | None = None, interrupted: str = "deploy interrupted",
+    uploads: Sequence[Upload] = (), base: Path | None = None,
 ) -> int:
     """One node through a deploy: ``deploying``, then ``ready`` (grace starts anew when it was not ready), or
     ``failed`` with the reason, which is raised.  Cancelled (another node failed), the node is put back as it
@@ -92,6 +97,11 @@ async def deploy_node(
     emit(sink, ProgressEvent("node", "connecting", node=node.name, group=node.group_name, state=NodeState.DEPLOYING))
     try:
         await pool.connection(target)
+        if uploads and base is not None:
+            from cloudherd.engine.upload import upload
+
+            copied = await upload(pool, target, base, uploads)
+            emit(sink, ProgressEvent("action", f"upload: {copied} files", node=node.name, group=node.group_name))
         ran = await run_scripts(pool, target, store, node, scripts, context, env, redact, sink, done=done)
     except asyncio.CancelledError:
         if store.close_unfinished_actions(node.infrastructure_id, INTERRUPTED, node.id):

@@ -69,7 +69,8 @@ async def redeploy(
             context = template_context(node, nodes, infra, loaded.variables_for(node.group_name), loaded.env)
             try:
                 ran = await deploy_node(pool, reach.target(node), store, node, scripts.get(node.group_name, []),
-                                        context, dict(group.env) if group else {}, redact, on_event)
+                                        context, dict(group.env) if group else {}, redact, on_event,
+                                        uploads=group.upload if group else (), base=loaded.path.parent)
             except CloudherdError as exc:  # recorded on the node; the other nodes go on
                 results[node.id] = Redeployed(node.id, node.name, 0, redact(str(exc)))
                 return

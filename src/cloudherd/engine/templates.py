@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cloudherd.engine.ogc_names import ogc_names
 from cloudherd.errors import DeployError, SpecError
 from cloudherd.lifecycle import GONE_NODE_STATES, NodeState
 from cloudherd.remote.scripts import render
@@ -105,6 +106,7 @@ def node_view(node: NodeLike) -> dict[str, Any]:
 def template_context(
     node: NodeLike, nodes: Iterable[NodeLike], infra: InfraLike, variables: Mapping[str, Any], env: Mapping[str, str]
 ) -> dict[str, Any]:
+    nodes = list(nodes)
     by_group: dict[str, list[dict[str, Any]]] = {}
     for other in nodes:
         if other.state in GONE_NODE_STATES:
@@ -136,6 +138,8 @@ def template_context(
         "variables": dict(variables), "env": dict(env),
         "getip": getip, "getipall": getipall, "getprivip": getprivip,
         "infra_id": infra.id, "node_id": node.id,  # Occopus' names for them
+        # OGC's names, bound by the first line of a translated Mako script (see cloudherd.spec.mako)
+        "ogc": lambda layouts: ogc_names(node, nodes, layouts),
     }
 
 

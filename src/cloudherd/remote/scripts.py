@@ -19,6 +19,9 @@ WORKDIR = '"${CLOUDHERD_WORK:-$HOME/.cloudherd/work}"'
 # ``{{ cycler.__init__.__globals__.os.system(…) }}`` is a template error, not code run on the server.
 _env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                                      autoescape=False)
+# Python's pure builtins, which Mako templates (OGC's scripts, translated) call as Python code does
+_env.globals.update({f.__name__: f for f in (len, str, int, float, bool, list, tuple, sorted, enumerate, min,
+                                              max, sum, abs, round, any, all, zip, reversed)})
 
 
 def render(source: str, content: str, context: Mapping[str, Any]) -> str:

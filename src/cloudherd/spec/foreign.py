@@ -7,6 +7,7 @@ prints, and what is stored for an ``up``) with the reader's record of lines, not
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def convert(text: str, display: str, *, format: str | None = None, node_defs: No
 
     if format is not None and format not in compat.FORMATS:
         raise spec_error(display, None, "", f"unknown format '{format}' (formats: {', '.join(compat.FORMATS)})")
-    tree = parse_yaml(text, display, extra_tags=imports.IMPORT_TAGS)
+    tree = foreign_tree(text, display, base, format=format)
     chosen = format or compat.detect(tree)
     if chosen != "occopus":
         imports.refuse(tree, display, "Occopus' import tag is read in Occopus files only")
@@ -49,7 +50,7 @@ def convert(text: str, display: str, *, format: str | None = None, node_defs: No
     if chosen == "ogc":
         from cloudherd.spec.compat import ogc
 
-        converted = ogc.convert(tree, display)
+        converted = ogc.convert(tree, display, str(base) if base is not None else None)
     else:
         from cloudherd.spec.compat import occopus
 
@@ -57,6 +58,52 @@ def convert(text: str, display: str, *, format: str | None = None, node_defs: No
         converted = occopus.convert(tree, display, defs or {})
     return dump_yaml(converted.data, f"converted from {chosen} ({display})", converted.notes,
                      converted.warnings), converted
+
+
+def foreign_tree(text: str, display: str, base: Path | None, *, format: str | None = None) -> Any:
+    """The file as a tree with lines: YAML, or an OGC ``ogc.toml`` (rendered with the environment first)."""
+    from cloudherd.spec.compat import imports, ogc
+
+    if format in (None, "ogc") and (display.endswith(".toml") or ogc.looks_like_toml(text)):
+        folder = base if base is not None else Path(display).parent
+        return ogc.read_toml(text, display, _environment(base), str(folder.resolve()))
+    return parse_yaml(text, display, extra_tags=imports.IMPORT_TAGS)
+
+
+def _environment(base: Path | None) -> dict[str, str]:
+    """What OGC rendered its TOML with: the process environment over the ``.env`` beside the file."""
+    import os
+
+    from dotenv import dotenv_values
+
+    env: dict[str, str] = {}
+    dotenv = base / ".env" if base is not None else None
+    if dotenv is not None and dotenv.is_file():
+        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    env.update(os.environ)
+    return env
+
+
+def merged_files(paths: Sequence[str | os.PathLike[str]], *, format: str | None = None,
+           budget: Budget | None = None) -> tuple[str, Any]:
+    """(native YAML text, the Converted record) of several OGC files merged left to right."""
+    from cloudherd.spec import compat
+    from cloudherd.spec.compat import ogc
+    from cloudherd.spec.files import Where, read_text
+
+    if not paths:
+        raise spec_error("(no spec)", None, "", "give at least one spec file")
+    trees = []
+    for path in paths:
+        display = str(path)
+        text = read_text(Path(path), Where(display), budget=budget, yaml=True)
+        tree = foreign_tree(text, display, Path(path).parent, format=format)
+        if (format or compat.detect(tree)) != "ogc":
+            raise spec_error(display, 1, "", "only OGC layout files merge: give one native or Occopus spec")
+        trees.append((tree, display))
+    shown = " + ".join(str(p) for p in paths)
+    converted = ogc.convert(ogc.merge(trees), shown, str(Path(paths[0]).parent))
+    return dump_yaml(converted.data, f"merged from OGC files {shown}", converted.notes, converted.warnings), converted
 
 
 def dump_yaml(data: Any, origin: str, notes: list[str], warnings: Sequence[SpecError] = ()) -> str:

@@ -12,7 +12,7 @@ import io
 import os
 import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from cloudherd.spec.files import (
     read_text,
     spec_error,
 )
-from cloudherd.spec.foreign import NodeDefs, convert, dump_yaml
+from cloudherd.spec.foreign import NodeDefs, convert, merged_files
 from cloudherd.spec.interpolate import EnvText, InterpolationError, interpolate
 from cloudherd.spec.model import LENIENT, NAME_PATTERN, Group, InlineScript, Spec, _LocatedValueError, _SubValueError
 from cloudherd.spec.yamlsafe import parse_yaml
@@ -141,24 +141,10 @@ def load_specs(paths: Sequence[str | os.PathLike[str]], *, environ: Mapping[str,
     layout); one file of any format is :func:`load_spec`."""
     if len(paths) == 1:
         return load_spec(paths[0], environ=environ, format=format, node_defs=node_defs, within=within)
-    from cloudherd.spec import compat
-    from cloudherd.spec.compat import ogc
-
-    if not paths:
-        raise spec_error("(no spec)", None, "", "give at least one spec file")
     budget = Budget()
-    trees = []
-    for path in paths:
-        display = str(path)
-        tree = parse_yaml(read_text(Path(path), Where(display), budget=budget, yaml=True), display)
-        if (format or compat.detect(tree)) != "ogc":
-            raise spec_error(display, 1, "", "only OGC layout files merge: give one native or Occopus spec")
-        trees.append((tree, display))
     first = Path(paths[0])
-    shown = " + ".join(str(p) for p in paths)
-    converted = ogc.convert(ogc.merge(trees), shown)
-    native = dump_yaml(converted.data, f"merged from OGC files {shown}", converted.notes)
-    return _load_mapped(native, None, first, environ=environ, budget=budget, within=within)
+    native, converted = merged_files(paths, format=format, budget=budget)
+    return _load_mapped(native, converted, first, environ=environ, budget=budget, within=within)
 
 
 def _load_mapped(text: str, converted: Any, path: Path, *, environ: Mapping[str, str] | None,
@@ -248,6 +234,8 @@ def _load_checked(
         return loaded
     if spec.ssh.key:
         check_key(path.parent, spec.ssh.key, Where(display, _line_of(("ssh", "key"), lines), "ssh.key"), budget)
+    mako = _mako_reader(spec, budget, inside=within is not None, root=path.parent) if spec.templates == "mako" \
+        else None
     for group_name, group in spec.groups.items():
         if group.ssh and group.ssh.key:
             check_key(path.parent, group.ssh.key, Where(display, _line_of(("groups", group_name, "ssh", "key"), lines),
@@ -256,15 +244,18 @@ def _load_checked(
             script
             for index, entry in enumerate(group.scripts)
             for script in _read_scripts(path.parent, entry, ("groups", group_name, "scripts", index), lines, display,
-                                        budget, inside=within is not None)
+                                        budget, inside=within is not None,
+                                        mako=mako)
         ]
         if group.user_data:
             _user_data(loaded, group_name, path.parent, lines, budget, inside=within is not None)
         if group.teardown:
             loc: Loc = ("groups", group_name, "teardown")
             found = _read_scripts(path.parent, group.teardown, loc, lines, display, budget, one_file=True,
-                                  inside=within is not None)
+                                  inside=within is not None, mako=mako)
             loaded.teardown[group_name] = found[0]
+            # a teardown inside the scripts folder (OGC's scripts/teardown) is not also a script
+            loaded.scripts[group_name] = [s for s in loaded.scripts[group_name] if s.source != found[0].source]
         else:
             loaded.teardown[group_name] = None
     return loaded
@@ -522,9 +513,45 @@ def _provider_types(spec: Spec, group: Group) -> set[str]:
     return {spec.providers[n].type if n in spec.providers else n for n in names}
 
 
+def _mako_reader(spec: Spec, budget: Budget, *, inside: bool, root: Path) -> Callable[[str, str, Path], str]:
+    """(text, shown, folder) -> the Mako script as the Jinja template it means (see spec/mako.py), with
+    the layouts' facts OGC's names read; namespace and include files found as OGC's lookup found them (the
+    script's folder, then its parent), inside the spec's folder for a network spec."""
+    from cloudherd.spec.mako import translate
+
+    layouts = {name: _ogc_facts(spec, name) for name in spec.groups}
+
+    def read(relative: str, folder: str) -> str | None:
+        target = Path(folder) / relative
+        where = Where(str(target))
+        if inside:
+            confine.check_inside(Path(os.path.realpath(target)), Path(os.path.realpath(root)), where, relative)
+        if not target.is_file():
+            return None
+        return read_text(target, where, budget=budget)
+
+    def run(text: str, shown: str, folder: Path) -> str:
+        lookup = [str(folder), str(folder.parent)]
+        return translate(text, shown, str(folder), read, lookup, layouts)
+
+    return run
+
+
+def _ogc_facts(spec: Spec, name: str) -> dict[str, Any]:
+    """What OGC's templates read of a layout (``node.layout.username``, ``node.tags``…), from the group."""
+    group = spec.groups[name]
+    kind = spec.providers[group.provider].type if group.provider in spec.providers else group.provider
+    return {"username": (group.ssh.user if group.ssh else None) or spec.ssh.user,
+            "provider": {"gce": "google"}.get(kind, kind), "scale": group.count,
+            "tags": [k if v == "true" else f"{k}={v}" for k, v in group.tags.items()],
+            "runs_on": group.image, "instance_size": group.size_name,
+            "remote_path": group.upload[0].path if group.upload else None,
+            "artifacts": list(group.artifacts), "ports": [f"{p}:{p}" for p in group.ports]}
+
+
 def _read_scripts(
     base: Path, entry: str | InlineScript, loc: Loc, lines: Mapping[Loc, int], display: str, budget: Budget, *,
-    one_file: bool = False, inside: bool = False,
+    one_file: bool = False, inside: bool = False, mako: Callable[[str, str, Path], str] | None = None,
 ) -> list[Script]:
     """A file is one script; a folder is its files in name order (hidden files and subfolders skipped).
 
@@ -534,11 +561,12 @@ def _read_scripts(
     """
     where = Where(display, _line_of(loc, lines), _dotted(loc))
     if isinstance(entry, InlineScript):  # written in the spec: its lines are the spec's
+        content = mako(entry.content, f"{display}#{entry.name}", base) if mako else entry.content
         try:
-            jinja2.Environment().parse(entry.content)
+            jinja2.Environment().parse(content)
         except jinja2.TemplateSyntaxError as exc:
             raise where.error(f"{entry.name}:{exc.lineno}: template error: {exc.message}") from None
-        return [Script(entry.name, f"{display}#{entry.name}", entry.content)]
+        return [Script(entry.name, f"{display}#{entry.name}", content)]
     target = base / (entry if inside else os.path.expanduser(entry))
     if inside:  # before anything is looked at: not even whether a server's file exists is said
         confine.check_inside(Path(os.path.realpath(target)), Path(os.path.realpath(base)), where, entry)
@@ -568,6 +596,8 @@ def _read_scripts(
         source = str(real.relative_to(root)) if real.is_relative_to(root) else str(real)
         shown = str(Path(display).parent / source) if not os.path.isabs(source) else source
         content = read_text(file, where, shown=shown, budget=budget)
+        if mako is not None:
+            content = mako(content, shown, file.parent)
         try:
             jinja2.Environment().parse(content)
         except jinja2.TemplateSyntaxError as exc:

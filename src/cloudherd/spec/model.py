@@ -516,6 +516,8 @@ class Spec(_Strict):
     variables: dict[str, Any] = Field(default_factory=dict)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     groups: dict[str, Group] = Field(min_length=1)
+    # how scripts are templated: Jinja, or Mako (OGC's scripts), which is read into Jinja for the same sandbox
+    templates: Literal["jinja", "mako"] = "jinja"
 
     @model_validator(mode="after")
     def _providers_exist(self) -> Spec:
