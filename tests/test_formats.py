@@ -142,7 +142,8 @@ BAD = [
     ("occopus", INFRA.replace("type: store_node", "type: nosuch"), 5, "no node definition for type nosuch"),
     ("occopus", INFRA.replace("user_id:", "user:"), 2, "unknown key"),
     ("ogc", OGC.replace("    scale: 2\n", "    scales: 2\n"), 12, "unknown layout key"),
-    ("ogc", OGC.replace("  gone: {}\n", "  other:\n    constraints: cores=2 gpus=1\n"), 17, "unknown constraint 'gpus'"),
+    ("ogc", OGC.replace("  gone: {}\n", "  other:\n    constraints: cores=2 gpus=1\n"), 17,
+     "unknown constraint 'gpus'"),
     ("ogc", OGC.replace("provider: local", "provider: azure"), 7, "unknown provider 'azure'"),
     ("ogc", OGC.replace("scale: 2", "scale: lots"), 12, "count"),
 ]

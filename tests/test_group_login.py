@@ -81,7 +81,8 @@ def test_each_group_is_made_with_its_login_user(home: Path, tmp_path: Path, moto
 
 
 def test_a_group_key_is_checked_at_validate(home: Path, tmp_path: Path) -> None:
-    (tmp_path / "pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB2n0ruO8cBSfQuqYFpz8Wa3qoZZt3h6FYpHk0pN0Zc1 x\n")
+    public = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB2n0ruO8cBSfQuqYFpz8Wa3qoZZt3h6FYpHk0pN0Zc1 x\n"
+    (tmp_path / "pub").write_text(public)
     (tmp_path / "s.yml").write_text("name: k\ngroups:\n  g:\n    ssh:\n      key: pub\n")
     run = cli("validate", str(tmp_path / "s.yml"))
     assert run.returncode != 0
