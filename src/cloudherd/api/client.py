@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -125,8 +125,11 @@ class Client(OgcActions):
     async def up(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
                  connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
                  accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None,
-                 no_rollback: bool = False, pause_after: int | None = None) -> str:
+                 no_rollback: bool = False, pause_after: int | None = None,
+                 counts: Mapping[str, int] | None = None) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id.
+
+        ``counts`` starts groups at other sizes than the spec's (OGC's ``launch``: one node of a layout).
 
         ``spec`` may also be an OGC layout file or an Occopus description (detected, or ``format``).
 
@@ -143,6 +146,10 @@ class Client(OgcActions):
         from cloudherd.engine.events import ProgressEvent, emit
 
         loaded = self._load(spec, format)
+        for name, count in (counts or {}).items():
+            if name not in loaded.spec.groups:
+                raise UsageError(f"no group '{name}' in {loaded.spec.name} (groups: {', '.join(loaded.spec.groups)})")
+            loaded.spec.groups[name].count = count
         for warning in loaded.warnings:
             emit(on_event, ProgressEvent("warning", str(warning)))
         return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
@@ -190,12 +197,18 @@ class Client(OgcActions):
         loaded = self._load(spec, format, within)
         return views.plan(await make_plan(loaded, self.store), loaded.warnings)
 
-    async def convert(self, spec: PathLike, *, format: str | None = None) -> str:
-        """The native spec an OGC layout file or an Occopus description means, as YAML (a native one as it is)."""
+    async def convert(self, spec: Specs, *, format: str | None = None) -> str:
+        """The native spec an OGC layout file or an Occopus description means, as YAML (a native one as it is);
+        several OGC files are merged left to right first (OGC's base + override files)."""
         from cloudherd.spec.files import Where, read_text
-        from cloudherd.spec.foreign import native_text
+        from cloudherd.spec.foreign import merged_files, native_text
         from cloudherd.spec.loader import load_spec
 
+        if not isinstance(spec, str | os.PathLike):
+            paths = list(spec)
+            self._load(paths, format)  # every error found, with its line, first
+            return merged_files(paths, format=format)[0] if len(paths) > 1 else \
+                await self.convert(paths[0], format=format)
         load_spec(spec, format=format, node_defs=self._node_defs)  # every error found, with its line, first
         text = read_text(Path(spec), Where(str(spec)), yaml=True)
         return native_text(text, str(spec), format=format, node_defs=self._node_defs, base=Path(spec).parent)
@@ -700,12 +713,13 @@ class SyncClient(SyncOgcActions):
     def up(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
            connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
            accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None,
-           no_rollback: bool = False, pause_after: int | None = None) -> str:
+           no_rollback: bool = False, pause_after: int | None = None,
+           counts: Mapping[str, int] | None = None) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id."""
         return run_blocking(self.aio.up(spec, keep_on_failure=keep_on_failure, on_event=on_event,
                                         connect_timeout=connect_timeout, force=force, concurrency=concurrency,
                                         accept_new_host_key=accept_new_host_key, wait=wait, format=format,
-                                        no_rollback=no_rollback, pause_after=pause_after))
+                                        no_rollback=no_rollback, pause_after=pause_after, counts=counts))
 
     def submit(self, spec: Specs, *, format: str | None = None, owner: str | None = None,
                attach: bool = True, wait: float = 600.0, new_only: bool = False,
@@ -722,8 +736,8 @@ class SyncClient(SyncOgcActions):
         """What ``up`` of ``spec`` would change; changes nothing."""
         return run_blocking(self.aio.plan(spec, format=format, within=within))
 
-    def convert(self, spec: PathLike, *, format: str | None = None) -> str:
-        """The native spec a foreign file means, as YAML."""
+    def convert(self, spec: Specs, *, format: str | None = None) -> str:
+        """The native spec a foreign file (or OGC files merged) means, as YAML."""
         return run_blocking(self.aio.convert(spec, format=format))
 
     def import_node_defs(self, path: PathLike) -> list[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from cloudherd.api._blocking import run_blocking
@@ -92,12 +93,13 @@ class OgcActions:
 
     async def deploy_async(self, nodes: Targets, *, on_event: EventSink | None = None, timeout: float = 120.0,
                            concurrency: int | None = None, accept_new_host_key: Sequence[str] = (),
-                           wait: float = 600.0) -> list[Node]:
+                           wait: float = 600.0, skip_done: bool = False) -> list[Node]:
         """Run the group scripts again on every given node at once (an infrastructure: all its live nodes).
 
         One :class:`Node` back per node, in the order given: ``state`` is ``ready`` where every script
         succeeded, ``failed`` (with ``reason``) elsewhere; one failing does not stop the others.  ``timeout``
-        bounds the wait for each node's SSH.
+        bounds the wait for each node's SSH; ``skip_done`` leaves out scripts that already succeeded there as
+        they render now.
         """
         from cloudherd.api.client import _check_limits
         from cloudherd.engine.redeploy import redeploy
@@ -110,12 +112,36 @@ class OgcActions:
             infra = herd.store.infrastructure(infra_id)
             ids = node_ids if node_ids is not None else _live_ids(herd.store, infra_id)
             done = await redeploy(herd.store, infra, ids, on_event=on_event, connect_timeout=timeout,
-                                  handshakes=concurrency, accept_new_host_key=accept_new_host_key, wait=wait)
+                                  handshakes=concurrency, accept_new_host_key=accept_new_host_key, wait=wait,
+                                  skip_done=skip_done)
             order += [d.node_id for d in done]
         views = {}
         for infra_id in chosen:
             for view in (await herd.infrastructure(infra_id)).nodes:
                 views[view.id] = view
+        return [views[i] for i in order]
+
+    async def exec_scripts_async(self, nodes: Targets, path: PathLike, *, on_event: EventSink | None = None,
+                                 timeout: float = 120.0, wait: float = 600.0) -> list[Node]:
+        """Run a file or folder of scripts (named here, not the groups') on every given node at once, rendered
+        as the infrastructure's own scripts are (OGC's ``exec_scripts``); one :class:`Node` back per node."""
+        from cloudherd.engine.context import snapshot
+        from cloudherd.engine.redeploy import redeploy
+        from cloudherd.spec.loader import scripts_from
+
+        herd = self._herd()
+        chosen = _resolve(herd.store, nodes)
+        order: list[str] = []
+        views: dict[str, Node] = {}
+        for infra_id, node_ids in chosen.items():
+            infra = herd.store.infrastructure(infra_id)
+            read = scripts_from(snapshot(infra), os.fspath(path), Path.cwd())
+            scripts = [{"name": s.name, "source": s.source, "content": s.content} for s in read]
+            ids = node_ids if node_ids is not None else _live_ids(herd.store, infra_id)
+            done = await redeploy(herd.store, infra, ids, on_event=on_event, connect_timeout=timeout, wait=wait,
+                                  scripts=scripts)
+            order += [d.node_id for d in done]
+            views.update({v.id: v for v in (await herd.infrastructure(infra_id)).nodes})
         return [views[i] for i in order]
 
     async def exec_async(self, nodes: Targets, command: str, *, on_line: LineSink | None = None,
@@ -218,11 +244,18 @@ class SyncOgcActions:
 
     def deploy_async(self, nodes: Targets, *, on_event: EventSink | None = None, timeout: float = 120.0,
                      concurrency: int | None = None, accept_new_host_key: Sequence[str] = (),
-                     wait: float = 600.0) -> list[Node]:
+                     wait: float = 600.0, skip_done: bool = False) -> list[Node]:
         """Run the group scripts again on every given node at once; one Node back per node."""
         return run_blocking(self._aio().deploy_async(nodes, on_event=on_event, timeout=timeout,
                                                      concurrency=concurrency,
-                                                     accept_new_host_key=accept_new_host_key, wait=wait))
+                                                     accept_new_host_key=accept_new_host_key, wait=wait,
+                                                     skip_done=skip_done))
+
+    def exec_scripts_async(self, nodes: Targets, path: PathLike, *, on_event: EventSink | None = None,
+                           timeout: float = 120.0, wait: float = 600.0) -> list[Node]:
+        """Run a file or folder of scripts on every given node at once; one Node back per node."""
+        return run_blocking(self._aio().exec_scripts_async(nodes, path, on_event=on_event, timeout=timeout,
+                                                           wait=wait))
 
     def exec_async(self, nodes: Targets, command: str, *, on_line: LineSink | None = None,
                    timeout: float = 30.0, command_timeout: float | None = None,

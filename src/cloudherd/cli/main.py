@@ -293,10 +293,11 @@ def plan(
 
 
 @app.command()
-def convert(spec: Path = typer.Argument(..., help="An OGC layout file or an Occopus description."),
+def convert(spec: list[Path] = typer.Argument(..., help="An OGC layout file (or several, merged left to right) "
+                                                        "or an Occopus description."),
             format: str | None = FORMAT, auth_data: Path | None = AUTH_DATA) -> None:
     """Print the native spec a foreign file means (what `up` of it does)."""
-    sys.stdout.write(_guard(lambda: _herd().convert(spec, format=format)))
+    sys.stdout.write(_guard(lambda: _herd().convert(spec if len(spec) > 1 else spec[0], format=format)))
 
 
 @app.command("import")

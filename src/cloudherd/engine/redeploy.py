@@ -11,7 +11,7 @@ nodes go level by level (``depends_on``) as in ``up``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from cloudherd.engine.context import Redactor, ensure_identity, snapshot
@@ -40,12 +40,15 @@ class Redeployed:
 async def redeploy(
     store: Store, infra: Infrastructure, node_ids: Collection[str], *, on_event: EventSink | None = None,
     connect_timeout: float = 120.0, handshakes: int | None = None, accept_new_host_key: Collection[str] = (),
-    wait: float = DEFAULT_WAIT,
+    wait: float = DEFAULT_WAIT, skip_done: bool = False, scripts: Sequence[Mapping[str, str]] | None = None,
 ) -> list[Redeployed]:
     """Run each chosen node's group scripts on it again, under the infrastructure's lease; one result per node.
 
     A node id that is not a live node of ``infra`` is a usage error (nothing runs).  A node whose scripts
     succeed is ``ready``; one where a script fails, or that cannot be reached, is ``failed`` with the reason.
+    ``skip_done``: a script that already succeeded on the node as it renders now is not run again (OGC's
+    ``deploy`` after a ``launch``, which in cloudherd already ran them).  ``scripts`` ({name, source,
+    content}) are run instead of the groups' (OGC's ``exec_scripts`` of a folder named at the call).
     """
     if infra.state == InfraState.DESTROYED:
         raise UsageError(f"{infra.name} ({infra.id}) is destroyed: nothing to deploy")
@@ -60,17 +63,21 @@ async def redeploy(
         loaded = snapshot(infra)
         redact = Redactor(set(loaded.secrets))
         identity = ensure_identity(store, infra.ssh_key_path)
-        scripts = {g.name: list((g.config or {}).get("scripts") or []) for g in infra.groups}
+        given = list(scripts) if scripts is not None else None
+        scripts_of = {g.name: given if given is not None else list((g.config or {}).get("scripts") or [])
+                      for g in infra.groups}
         reach = Reach(store, infra, identity, accept_new_host_key)
         results: dict[str, Redeployed] = {}
+        done = store.script_digests(infra.id) if skip_done else None
 
         async def deploy(pool: ConnectionPool, node: Node) -> None:
             group = loaded.spec.groups.get(node.group_name)
             context = template_context(node, nodes, infra, loaded.variables_for(node.group_name), loaded.env)
             try:
-                ran = await deploy_node(pool, reach.target(node), store, node, scripts.get(node.group_name, []),
+                ran = await deploy_node(pool, reach.target(node), store, node, scripts_of.get(node.group_name, []),
                                         context, dict(group.env) if group else {}, redact, on_event,
-                                        uploads=group.upload if group else (), base=loaded.path.parent)
+                                        uploads=group.upload if group else (), base=loaded.path.parent,
+                                        done=done)
             except CloudherdError as exc:  # recorded on the node; the other nodes go on
                 results[node.id] = Redeployed(node.id, node.name, 0, redact(str(exc)))
                 return

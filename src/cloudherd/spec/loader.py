@@ -513,6 +513,14 @@ def _provider_types(spec: Spec, group: Group) -> set[str]:
     return {spec.providers[n].type if n in spec.providers else n for n in names}
 
 
+def scripts_from(loaded: LoadedSpec, entry: str, base: Path) -> list[Script]:
+    """A file or folder of scripts named at a call (OGC's ``exec_scripts``), read as the spec's own scripts are
+    (in its template language), relative to ``base``."""
+    budget = Budget()
+    mako = _mako_reader(loaded.spec, budget, inside=False, root=base) if loaded.spec.templates == "mako" else None
+    return _read_scripts(base, entry, ("scripts",), {}, entry, budget, mako=mako)
+
+
 def _mako_reader(spec: Spec, budget: Budget, *, inside: bool, root: Path) -> Callable[[str, str, Path], str]:
     """(text, shown, folder) -> the Mako script as the Jinja template it means (see spec/mako.py), with
     the layouts' facts OGC's names read; namespace and include files found as OGC's lookup found them (the
