@@ -74,11 +74,12 @@ def server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     return kind
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the real command line, as a user would."""
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real command line, as a user would (in ``cwd``: where the user is)."""
     return subprocess.run(
         [sys.executable, "-m", "cloudherd", *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, cwd=cwd,
     )
 
 

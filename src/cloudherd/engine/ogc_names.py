@@ -23,6 +23,7 @@ class Layout:
     username: str | None
     provider: str
     tags: list[str]
+    labels: dict[str, str]
     scale: int
     runs_on: str | None
     instance_size: str | None
@@ -44,6 +45,7 @@ class OgcNode:
     private_ip: str | None
     provider: str
     tags: list[str]
+    labels: dict[str, str]
     layout: Layout
     remote_path: str | None
     artifacts: list[str]
@@ -153,15 +155,16 @@ def ogc_names(node: Any, nodes: Iterable[Any], layouts: Mapping[str, Mapping[str
     def row(item: Any) -> OgcNode:
         facts = layouts.get(item.group_name, {})
         layout = Layout(name=item.group_name, username=facts.get("username"), provider=facts.get("provider", ""),
-                        tags=list(facts.get("tags", [])), scale=int(facts.get("scale", 1)),
+                        tags=list(facts.get("tags", [])), labels=dict(facts.get("labels", {})),
+                        scale=int(facts.get("scale", 1)),
                         runs_on=facts.get("runs_on"), instance_size=facts.get("instance_size"),
                         remote_path=facts.get("remote_path"), artifacts=list(facts.get("artifacts", [])),
                         ports=list(facts.get("ports", [])))
         return OgcNode(id=item.id, instance_id=item.provider_id or item.id, instance_name=item.name,
                        instance_state=str(item.state), username=getattr(item, "ssh_user", None) or layout.username,
                        public_ip=item.address, private_ip=item.private_address or item.address,
-                       provider=layout.provider, tags=layout.tags, layout=layout, remote_path=layout.remote_path,
-                       artifacts=layout.artifacts)
+                       provider=layout.provider, tags=layout.tags, labels=layout.labels, layout=layout,
+                       remote_path=layout.remote_path, artifacts=layout.artifacts)
 
     rows = [row(n) for n in nodes if n.state not in GONE_NODE_STATES]
     own = next((r for r in rows if r.id == node.id), None) or row(node)

@@ -65,8 +65,7 @@ def foreign_tree(text: str, display: str, base: Path | None, *, format: str | No
     from cloudherd.spec.compat import imports, ogc
 
     if format in (None, "ogc") and (display.endswith(".toml") or ogc.looks_like_toml(text)):
-        folder = base if base is not None else Path(display).parent
-        return ogc.read_toml(text, display, _environment(base), str(folder.resolve()))
+        return ogc.read_toml(text, display, _environment(base), os.getcwd())  # OGC's cwd: where it ran
     return parse_yaml(text, display, extra_tags=imports.IMPORT_TAGS)
 
 

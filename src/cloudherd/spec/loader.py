@@ -549,9 +549,11 @@ def _ogc_facts(spec: Spec, name: str) -> dict[str, Any]:
     """What OGC's templates read of a layout (``node.layout.username``, ``node.tags``…), from the group."""
     group = spec.groups[name]
     kind = spec.providers[group.provider].type if group.provider in spec.providers else group.provider
+    own = group.variables.get("ogc") or {}  # OGC's tags and labels as written (both are the group's tags)
     return {"username": (group.ssh.user if group.ssh else None) or spec.ssh.user,
             "provider": {"gce": "google"}.get(kind, kind), "scale": group.count,
-            "tags": [k if v == "true" else f"{k}={v}" for k, v in group.tags.items()],
+            "tags": own["tags"] if "tags" in own else [k if v == "true" else f"{k}={v}" for k, v in group.tags.items()],
+            "labels": own.get("labels") or {},
             "runs_on": group.image, "instance_size": group.size_name,
             "remote_path": group.upload[0].path if group.upload else None,
             "artifacts": list(group.artifacts), "ports": [f"{p}:{p}" for p in group.ports]}

@@ -165,6 +165,9 @@ def _group(layout: dict[str, Any], path: tuple[str | int, ...], name: str, provi
     if layout.get("labels"):
         if not isinstance(layout["labels"], dict):
             raise fail("labels is a mapping (e.g. {team: obs})", *at("labels"))
+        # the cloud's labels are tags too; OGC's scripts still see its tags and labels apart
+        group["variables"] = {"ogc": {"tags": [str(t) for t in layout.get("tags") or []],
+                                      "labels": {str(k): str(v) for k, v in layout["labels"].items()}}}
         tags.update({str(k): str(v) for k, v in layout["labels"].items()})
     if tags:
         group["tags"] = tags
@@ -191,14 +194,14 @@ def _scripts(layout: dict[str, Any], group: dict[str, Any], name: str, converted
     ``run`` in order."""
     scripts = layout.get("scripts")
     if scripts:
-        listed = scripts if isinstance(scripts, list) else [scripts]
+        listed = [_found(converted, str(e)) for e in (scripts if isinstance(scripts, list) else [scripts])]
         group["scripts"] = listed
         converted.lines[f"groups.{name}.scripts"] = _line(converted, at("scripts"))
         base = converted.base
         for entry in listed:
-            folder = os.path.join(base, os.path.expanduser(str(entry))) if base else None
+            folder = os.path.join(base, os.path.expanduser(entry)) if base else None
             if folder and os.path.isfile(os.path.join(folder, "teardown")):
-                group["teardown"] = str(entry).rstrip("/") + "/teardown"
+                group["teardown"] = entry.rstrip("/") + "/teardown"
                 converted.lines[f"groups.{name}.teardown"] = converted.lines[f"groups.{name}.scripts"]
     steps = layout.get("steps")
     if steps:
@@ -207,13 +210,27 @@ def _scripts(layout: dict[str, Any], group: dict[str, Any], name: str, converted
         out: list[Any] = list(group.get("scripts", []))
         for index, step in enumerate(steps):
             if isinstance(step, dict) and set(step) == {"script"}:
-                out.append(step["script"])
+                out.append(_found(converted, str(step["script"])))
             elif isinstance(step, dict) and set(step) == {"run"}:
                 out.append({"name": f"step-{index + 1}", "content": str(step["run"]) + "\n"})
             else:
                 raise fail("a step is {script: FILE} or {run: COMMAND}", *at("steps"), index)
         group["scripts"] = out
         converted.lines[f"groups.{name}.scripts"] = _line(converted, at("steps"))
+
+
+def _found(converted: _Reading, entry: str) -> str:
+    """A relative script path as OGC found it: OGC read paths from the folder it ran in, cloudherd from the spec's
+    folder; a path there only in the working folder is made absolute (and said), so both readings agree."""
+    base = converted.base
+    path = os.path.expanduser(entry)
+    if base is None or os.path.isabs(path) or os.path.exists(os.path.join(base, path)):
+        return entry
+    here = os.path.abspath(path)
+    if os.path.exists(here):
+        converted.notes.append(f"{entry}: not beside the spec; found in the working folder, as OGC looked: {here}")
+        return here
+    return entry
 
 
 def _login(layout: dict[str, Any], group: dict[str, Any], name: str, converted: _Reading,
