@@ -110,7 +110,7 @@ class Translator:
         if isinstance(node, p.Text):
             out.text(node.content)
         elif isinstance(node, p.Expression):
-            out.code("{{ (" + self.expression(node.text, node.lineno, source) + ")"
+            out.code("{{ (" + self.checked(node.text, node.lineno, source) + ")"
                      + self.escapes(node.escapes, node.lineno, source) + " }}")
         elif isinstance(node, p.ControlLine):
             out.code(self.control(node, source))
@@ -171,8 +171,8 @@ class Translator:
             target, sep, iterable = head.partition(" in ")
             if not sep:
                 raise self.fail(f"% {text}: a for line is 'for NAME in EXPRESSION:'", node.lineno, source)
-            return "{% for " + target.strip() + " in " + self.expression(iterable, node.lineno, source) + " %}"
-        return "{% " + keyword + " " + self.expression(head, node.lineno, source) + " %}"
+            return "{% for " + target.strip() + " in " + self.checked(iterable, node.lineno, source) + " %}"
+        return "{% " + keyword + " " + self.checked(head, node.lineno, source) + " %}"
 
     def code(self, text: str, line: int, source: str) -> str:
         """``<% %>``: assignments only (each ``{% set %}``)."""
@@ -187,8 +187,11 @@ class Translator:
         for statement in module.body:
             where = line + statement.lineno - 1
             if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and \
+                    isinstance(statement.value, ast.ListComp) and isinstance(statement.targets[0], ast.Name):
+                out.append(self.comprehension(statement.targets[0].id, statement.value, body, where, source))
+            elif isinstance(statement, ast.Assign) and len(statement.targets) == 1 and \
                     _names(statement.targets[0]):
-                value = ast.get_source_segment(body, statement.value) or ""
+                value = self.checked(ast.get_source_segment(body, statement.value) or "", where, source)
                 target = ast.get_source_segment(body, statement.targets[0]) or ""
                 out.append("{% set " + target + " = " + value + " %}")
             elif isinstance(statement, ast.AugAssign) and isinstance(statement.target, ast.Name):
@@ -202,6 +205,36 @@ class Translator:
                 raise self.fail("only assignments (name = expression) run in cloudherd's sandbox; "
                                 f"not: {ast.get_source_segment(body, statement)}", where, source)
         return "".join(out)
+
+    def comprehension(self, name: str, value: ast.ListComp, body: str, line: int, source: str) -> str:
+        """``name = [EXPR for X in ITER if COND]`` as a Jinja loop gathering into a namespace (Jinja has no
+        comprehensions; the sandbox's lists cannot be appended to)."""
+        if len(value.generators) != 1 or value.generators[0].is_async:
+            raise self.fail("a comprehension with one 'for' runs in the sandbox", line, source)
+        loop = value.generators[0]
+
+        def text(node: ast.AST) -> str:
+            return self.checked(ast.get_source_segment(body, node) or "", line, source)
+
+        head = "{% set ns_" + name + " = namespace(items=[]) %}{% for " + \
+            (ast.get_source_segment(body, loop.target) or "") + " in " + text(loop.iter) + " %}"
+        conditions = " and ".join(f"({text(c)})" for c in loop.ifs)
+        gather = "{% set ns_" + name + ".items = ns_" + name + ".items + [" + text(value.elt) + "] %}"
+        if conditions:
+            gather = "{% if " + conditions + " %}" + gather + "{% endif %}"
+        return head + gather + "{% endfor %}{% set " + name + " = ns_" + name + ".items %}"
+
+    def checked(self, expression: str, line: int, source: str) -> str:
+        """A Python expression that Jinja's parser takes as well (else a located error in the sandbox's words)."""
+        import jinja2
+
+        expression = self.expression(expression, line, source)
+        try:
+            jinja2.Environment().parse("{{ " + expression + " }}")
+        except jinja2.TemplateSyntaxError as exc:
+            raise self.fail(f"{expression}: this Python does not run in cloudherd's sandbox ({exc.message}); "
+                            "write it with expressions, for/if lines and assignments", line, source) from None
+        return expression
 
     # -- defs, namespaces, includes ------------------------------------------------------------------------
 
