@@ -43,13 +43,35 @@ def readme_block(marker: str) -> str:
 
 
 OGC_SYNC, OGC_ASYNC = "herd.deploy_async(infra.live)", "await herd.launch_async"
+OGC_COMPAT, SMARTDC_COMPAT = "from cloudherd.compat.ogc import", "from cloudherd.compat.smartdc import"
 SMARTDC, SMARTDC_POOL = "test_machine = east.create_machine", "simultaneous = Pool"
+MARKERS = (OGC_COMPAT, OGC_SYNC, OGC_ASYNC, SMARTDC_COMPAT, SMARTDC, SMARTDC_POOL)
 
 
 def test_every_python_example_of_the_section_is_run_here() -> None:
     blocks = readme_blocks()
-    assert len(blocks) == 4, "a new Python example in the section: run it in a test here"
-    assert {readme_block(m) for m in (OGC_SYNC, OGC_ASYNC, SMARTDC, SMARTDC_POOL)} == set(blocks)
+    assert len(blocks) == len(MARKERS), "a new Python example in the section: run it in a test here"
+    assert {readme_block(m) for m in MARKERS} == set(blocks)
+
+
+def test_readme_ogc_compat_example(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from cloudherd.compat.ogc import actions
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(actions, "_client", None)
+    try:
+        run_block(readme_block(OGC_COMPAT))
+    finally:
+        if actions._client is not None:
+            actions._client.close()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Successfully deployed"
+    assert sorted(out[1:3]) == [f"ogc-demo-web-{i} 0 ogc-demo-web-{i} (web, ubuntu) of 3 nodes" for i in (1, 2)]
+    assert out[3].count("Result(") == 3 and "ok=True" in out[3] and "ok=False" not in out[3]
+    with SyncClient() as herd:
+        assert [n.name for n in herd.infrastructure("ogc-demo").live] == []
+        herd.down("ogc-demo")
 
 
 # -- OGC -----------------------------------------------------------------------------------------------
@@ -164,6 +186,13 @@ def test_the_async_client_has_the_same_calls(home: Path) -> None:
 
 
 # -- py-smartdc --------------------------------------------------------------------------------------------
+
+
+def test_readme_smartdc_compat_example(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_block(readme_block(SMARTDC_COMPAT))
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == ["test_key host", "['host'] host"]
+    assert "cloudherd local (local): sizes" in captured.err  # DEBUG_CONFIG's echo
 
 
 def test_readme_smartdc_example(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

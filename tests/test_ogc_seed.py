@@ -112,3 +112,27 @@ def test_results_compare_as_ogc_s_booleans_and_carry_its_fields(ogc_client: None
         "scripts/teardown"]  # the scripts folder's teardown ran as the node went, and only then
     refused = actions.teardown("seed-fleet-web-1", only_db=True)
     assert refused == False and "only_db" in refused.error  # noqa: E712
+
+
+def test_exec_scripts_and_sync_as_ogc_had_them(ogc_client: None, tmp_path: Path) -> None:
+    from cloudherd.compat.ogc import SpecLoader
+
+    spec = SpecLoader.load([ogc_project(tmp_path / "p")])
+    web = spec.layouts[0]
+    made = actions.sync(web, {"web": {"action": "add", "remaining": 1}})
+    assert made == [True]
+    extra = tmp_path / "p" / "extra"
+    extra.mkdir()
+    (extra / "01-mark").write_text("#!/bin/bash\necho \"marked ${node.instance_name}\" > mark.txt\n")
+    ran = actions.exec_scripts_async(None, None, str(extra))  # a folder named at the call, Mako-rendered
+    assert ran == [True]
+    marked = actions.exec_async("seed-fleet-web-1", None, "cat mark.txt")
+    assert [r.out for r in marked] == ["marked seed-fleet-web-1\n"]
+    broken = tmp_path / "p" / "broken"
+    broken.mkdir()
+    (broken / "01-fail").write_text("#!/bin/bash\necho nope >&2\nexit 4\n")
+    failed = actions.exec_scripts("seed-fleet-web-1", str(broken))
+    assert failed == False and "exited 4" in failed.error  # noqa: E712
+    removed = actions.sync_async([web], {"web": {"action": "remove", "remaining": 1}})
+    assert removed == [True]
+    assert actions.exec_async(None, None, "true") == []

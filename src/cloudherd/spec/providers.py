@@ -3,8 +3,9 @@
 The spec is the bottom layer: it knows the driver *types* and the settings cloudherd itself gives meaning
 to (the rate budget and retries, and each driver's common keys), but imports no driver.  A model per type
 checks those keys at load time, so ``retries: 0`` or ``type: nosuch`` is ``spec.yml:LINE: path: message``
-instead of a failure in the middle of ``up``.  Other keys are allowed: they are the driver's own (libcloud
-passes them to its driver).  ``make_provider`` checks settings given from code the same way.
+instead of a failure in the middle of ``up``.  Other keys are refused for ``local``, ``aws`` and ``gce``
+(nothing reads them); libcloud's go to its driver, and with a ``reach`` plugin, to the plugin.
+``make_provider`` checks settings given from code the same way.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ class AwsSettings(Common):
     key_name: str | None = None
     access_key_id_env: str | None = None  # environment variables holding the keys (an Occopus auth-data file's)
     secret_access_key_env: str | None = None
+    architecture: Literal["x86_64", "arm64"] | None = None
+    vpc_id: str | None = None
 
 
 class GceSettings(Common):
@@ -109,6 +112,11 @@ class GceSettings(Common):
     operation_timeout: float | None = Field(default=None, gt=0)
     request_timeout: float | None = Field(default=None, gt=0)
     poll_interval: float | None = Field(default=None, gt=0)
+    credentials: Any = None  # a credentials JSON file, or (from code) a google.auth credentials object
+    anonymous: bool | None = None
+    disk_type: str | None = None
+    network: str | None = None
+    subnetwork: str | None = None
 
 
 class LibcloudSettings(Common):
@@ -127,6 +135,16 @@ MODELS: dict[str, type[Common]] = {"local": LocalSettings, "aws": AwsSettings, "
                                    "libcloud": LibcloudSettings}
 
 
+def _strict(model: type[Common]) -> type[Common]:
+    return type(f"Strict{model.__name__}", (model,), {"model_config": ConfigDict(extra="forbid")})
+
+
+# drivers that read no setting of their own beyond their model's: an unknown key there is a mistake (a
+# typo, another tool's key) and is refused, never carried unread; libcloud's go to its driver, and a reach
+# plugin's to the plugin
+STRICT: dict[str, type[Common]] = {name: _strict(MODELS[name]) for name in ("local", "aws", "gce")}
+
+
 def unknown_type(type_: str) -> str:
     return f"unknown provider type '{type_}' (known: {', '.join(PROVIDER_TYPES)})"
 
@@ -135,7 +153,7 @@ def validate(type_: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings checked against the model of ``type_``, checked values in their proper types (a
     pydantic ValidationError locates what is wrong).  Values still holding ``${VAR}`` (a stored spec
     re-read without its environment) are left as they are."""
-    model = MODELS[type_]
+    model = STRICT[type_] if type_ in STRICT and not settings.get("reach") else MODELS[type_]
     unresolved = {k: v for k, v in settings.items() if isinstance(v, str) and "${" in v}
     checked = model.model_validate({k: v for k, v in settings.items() if k not in unresolved} | {"type": type_})
     out = {k: v for k, v in settings.items() if k != "type"}
