@@ -792,7 +792,7 @@ def alias_user(alias: str | None) -> str | None:
     name = (alias or "").lower()
     if re.fullmatch(r"debian-\d+", name):
         return "admin"
-    if re.fullmatch(r"ubuntu-\d\d\.\d\d", name):
+    if re.fullmatch(r"ubuntu-\d\d\.?\d\d(-lts)?", name):
         return "ubuntu"
     if name in ("al2023", "amazon-linux-2023", "al2", "amazon-linux-2"):
         return "ec2-user"
@@ -805,8 +805,8 @@ def _alias_spec(alias: str, arch: str) -> tuple[list[str], str] | None:
     alias = alias.lower()
     if m := re.fullmatch(r"debian-(\d+)", alias):
         return [DEBIAN], f"debian-{m.group(1)}-{deb_arch}-*"
-    if m := re.fullmatch(r"ubuntu-(\d\d\.\d\d)", alias):
-        return [CANONICAL], f"ubuntu/images/hvm-ssd*/ubuntu-*-{m.group(1)}-{deb_arch}-server-*"
+    if m := re.fullmatch(r"ubuntu-(\d\d)\.?(\d\d)(?:-lts)?", alias):  # ubuntu-24.04; OGC's ubuntu-2004(-lts)
+        return [CANONICAL], f"ubuntu/images/hvm-ssd*/ubuntu-*-{m.group(1)}.{m.group(2)}-{deb_arch}-server-*"
     if alias in ("al2023", "amazon-linux-2023"):
         return [AMAZON], f"al2023-ami-2023.*-{arch}"
     if alias in ("al2", "amazon-linux-2"):

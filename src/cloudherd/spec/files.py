@@ -10,11 +10,16 @@ it) or at the line inside the file (problems with its content), never an ``OSErr
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from cloudherd.errors import SpecError
 
@@ -245,3 +250,27 @@ def check_key(base: Path, key: str, where: Where, budget: Budget) -> None:
     content = read_bytes(path, where, shown=key, budget=budget, limit=64 * 1024)
     if _PUBLIC_KEY.match(content) and b"PRIVATE KEY" not in content:
         raise where.error(f"{key} is a public key: name the private key (usually the same name without .pub)")
+
+
+def environment(
+    folder: Path, environ: Mapping[str, str] | None, display: str, budget: Budget,
+) -> dict[str, str]:
+    """The process environment over the ``.env`` beside the spec (the process wins, as in compose).
+
+    A ``.env`` folder (a virtualenv named so) is not a dotenv file and is ignored; a ``.env`` that is
+    there but cannot be read, is not text, or has a line that is not ``NAME=value`` is an error at its line.
+    """
+    dotenv_file = folder / ".env"
+    shown = str(Path(display).parent / ".env")
+    where = Where(shown)
+    env: dict[str, str] = {}
+    info = entry_stat(dotenv_file, where, shown)
+    if info is not None and not stat.S_ISDIR(info.st_mode):
+        text = read_text(dotenv_file, where, budget=budget)
+        for binding in parse_stream(io.StringIO(text)):
+            if binding.error:
+                raise spec_error(shown, binding.original.line, "",
+                                 "not a NAME=value line (quote values with spaces or #, e.g. NAME=\"a b\")")
+        env.update({k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+    return env

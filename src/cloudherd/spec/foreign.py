@@ -65,22 +65,11 @@ def foreign_tree(text: str, display: str, base: Path | None, *, format: str | No
     from cloudherd.spec.compat import imports, ogc
 
     if format in (None, "ogc") and (display.endswith(".toml") or ogc.looks_like_toml(text)):
-        return ogc.read_toml(text, display, _environment(base), os.getcwd())  # OGC's cwd: where it ran
+        from cloudherd.spec.files import environment
+
+        env = environment(base if base is not None else Path(display).parent, None, display, Budget())
+        return ogc.read_toml(text, display, env, os.getcwd())  # OGC's cwd: where it ran
     return parse_yaml(text, display, extra_tags=imports.IMPORT_TAGS)
-
-
-def _environment(base: Path | None) -> dict[str, str]:
-    """What OGC rendered its TOML with: the process environment over the ``.env`` beside the file."""
-    import os
-
-    from dotenv import dotenv_values
-
-    env: dict[str, str] = {}
-    dotenv = base / ".env" if base is not None else None
-    if dotenv is not None and dotenv.is_file():
-        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
-    env.update(os.environ)
-    return env
 
 
 def merged_files(paths: Sequence[str | os.PathLike[str]], *, format: str | None = None,

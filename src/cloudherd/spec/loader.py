@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import difflib
-import io
 import os
 import re
 import stat
@@ -18,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from dotenv import dotenv_values
-from dotenv.parser import parse_stream
 from pydantic import ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -35,12 +32,14 @@ from cloudherd.spec.files import (
     check_key,
     describe_os_error,
     entry_stat,
+    environment,
     kind,
     read_text,
     spec_error,
 )
 from cloudherd.spec.foreign import NodeDefs, convert, merged_files
 from cloudherd.spec.interpolate import EnvText, InterpolationError, interpolate
+from cloudherd.spec.mako import mako_reader
 from cloudherd.spec.model import LENIENT, NAME_PATTERN, Group, InlineScript, Spec, _LocatedValueError, _SubValueError
 from cloudherd.spec.yamlsafe import parse_yaml
 
@@ -212,7 +211,7 @@ def _load_checked(
     if within is not None:  # a network spec: the server's clouds, no files or environment of the server's
         confine.refuse_keys(tree, within, display, line_of)
         environ = {}
-    env = _environment(path.parent, environ, display, budget)
+    env = environment(path.parent, environ, display, budget)
     secrets: set[str] = set()
     data = _plain(tree, (), env, lines, display, secrets, strict_env)
     if within is not None and isinstance(data, dict):
@@ -234,7 +233,7 @@ def _load_checked(
         return loaded
     if spec.ssh.key:
         check_key(path.parent, spec.ssh.key, Where(display, _line_of(("ssh", "key"), lines), "ssh.key"), budget)
-    mako = _mako_reader(spec, budget, inside=within is not None, root=path.parent) if spec.templates == "mako" \
+    mako = mako_reader(spec, budget, inside=within is not None, root=path.parent) if spec.templates == "mako" \
         else None
     for group_name, group in spec.groups.items():
         if group.ssh and group.ssh.key:
@@ -305,30 +304,6 @@ def _dotted(loc: Loc) -> str:
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
-
-
-def _environment(
-    folder: Path, environ: Mapping[str, str] | None, display: str, budget: Budget,
-) -> dict[str, str]:
-    """The process environment over the ``.env`` beside the spec (the process wins, as in compose).
-
-    A ``.env`` folder (a virtualenv named so) is not a dotenv file and is ignored; a ``.env`` that is
-    there but cannot be read, is not text, or has a line that is not ``NAME=value`` is an error at its line.
-    """
-    dotenv_file = folder / ".env"
-    shown = str(Path(display).parent / ".env")
-    where = Where(shown)
-    env: dict[str, str] = {}
-    info = entry_stat(dotenv_file, where, shown)
-    if info is not None and not stat.S_ISDIR(info.st_mode):
-        text = read_text(dotenv_file, where, budget=budget)
-        for binding in parse_stream(io.StringIO(text)):
-            if binding.error:
-                raise spec_error(shown, binding.original.line, "",
-                                 "not a NAME=value line (quote values with spaces or #, e.g. NAME=\"a b\")")
-        env.update({k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None})
-    env.update(os.environ if environ is None else environ)
-    return env
 
 
 def _plain(
@@ -517,46 +492,8 @@ def scripts_from(loaded: LoadedSpec, entry: str, base: Path) -> list[Script]:
     """A file or folder of scripts named at a call (OGC's ``exec_scripts``), read as the spec's own scripts are
     (in its template language), relative to ``base``."""
     budget = Budget()
-    mako = _mako_reader(loaded.spec, budget, inside=False, root=base) if loaded.spec.templates == "mako" else None
+    mako = mako_reader(loaded.spec, budget, inside=False, root=base) if loaded.spec.templates == "mako" else None
     return _read_scripts(base, entry, ("scripts",), {}, entry, budget, mako=mako)
-
-
-def _mako_reader(spec: Spec, budget: Budget, *, inside: bool, root: Path) -> Callable[[str, str, Path], str]:
-    """(text, shown, folder) -> the Mako script as the Jinja template it means (see spec/mako.py), with
-    the layouts' facts OGC's names read; namespace and include files found as OGC's lookup found them (the
-    script's folder, then its parent), inside the spec's folder for a network spec."""
-    from cloudherd.spec.mako import translate
-
-    layouts = {name: _ogc_facts(spec, name) for name in spec.groups}
-
-    def read(relative: str, folder: str) -> str | None:
-        target = Path(folder) / relative
-        where = Where(str(target))
-        if inside:
-            confine.check_inside(Path(os.path.realpath(target)), Path(os.path.realpath(root)), where, relative)
-        if not target.is_file():
-            return None
-        return read_text(target, where, budget=budget)
-
-    def run(text: str, shown: str, folder: Path) -> str:
-        lookup = [str(folder), str(folder.parent)]
-        return translate(text, shown, str(folder), read, lookup, layouts)
-
-    return run
-
-
-def _ogc_facts(spec: Spec, name: str) -> dict[str, Any]:
-    """What OGC's templates read of a layout (``node.layout.username``, ``node.tags``…), from the group."""
-    group = spec.groups[name]
-    kind = spec.providers[group.provider].type if group.provider in spec.providers else group.provider
-    own = group.variables.get("ogc") or {}  # OGC's tags and labels as written (both are the group's tags)
-    return {"username": (group.ssh.user if group.ssh else None) or spec.ssh.user,
-            "provider": {"gce": "google"}.get(kind, kind), "scale": group.count,
-            "tags": own["tags"] if "tags" in own else [k if v == "true" else f"{k}={v}" for k, v in group.tags.items()],
-            "labels": own.get("labels") or {},
-            "runs_on": group.image, "instance_size": group.size_name,
-            "remote_path": group.upload[0].path if group.upload else None,
-            "artifacts": list(group.artifacts), "ports": [f"{p}:{p}" for p in group.ports]}
 
 
 def _read_scripts(

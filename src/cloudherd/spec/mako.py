@@ -18,12 +18,18 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cloudherd.errors import SpecError
+
+if TYPE_CHECKING:
+    from cloudherd.spec.files import Budget
+    from cloudherd.spec.model import Spec
 
 ESCAPES = {"h": "|e", "x": "|e", "u": "|urlencode", "trim": "|trim", "n": "", "str": "|string",
            "unicode": "|string"}
@@ -316,3 +322,28 @@ def translate(text: str, source: str, folder: str, read: Reader, lookup: Sequenc
               layouts: Mapping[str, Any]) -> str:
     """The Jinja template that renders as the Mako template ``text`` does (see the module's notes)."""
     return Translator(source, folder, read, lookup).run(text, layouts)
+
+
+def mako_reader(spec: Spec, budget: Budget, *, inside: bool, root: Path) -> Callable[[str, str, Path], str]:
+    """(text, shown, folder) -> the Mako script as the Jinja template it means, with the layouts' facts OGC's
+    names read; namespace and include files found as OGC's lookup found them (the script's folder, then its
+    parent), inside the spec's folder for a network spec, each read within the spec's ``budget``."""
+    from cloudherd.spec import confine
+    from cloudherd.spec.compat.ogc import layout_facts
+    from cloudherd.spec.files import Where, read_text
+
+    layouts = {name: layout_facts(spec, name) for name in spec.groups}
+
+    def read(relative: str, folder: str) -> str | None:
+        target = Path(folder) / relative
+        where = Where(str(target))
+        if inside:
+            confine.check_inside(Path(os.path.realpath(target)), Path(os.path.realpath(root)), where, relative)
+        if not target.is_file():
+            return None
+        return read_text(target, where, budget=budget)
+
+    def run(text: str, shown: str, folder: Path) -> str:
+        return translate(text, shown, str(folder), read, [str(folder), str(folder.parent)], layouts)
+
+    return run

@@ -72,16 +72,10 @@ class SpecLoader:
 
 
 def _ogc_values(loaded: Any, name: str) -> dict[str, Any]:
-    """A group read back in OGC's layout keys."""
-    group = loaded.spec.groups[name]
-    kind = loaded.spec.providers[group.provider].type if group.provider in loaded.spec.providers else group.provider
-    values: dict[str, Any] = {"provider": {"gce": "google"}.get(kind, kind), "scale": group.count,
-                              "runs-on": group.image, "instance-size": group.size_name,
-                              "username": (group.ssh.user if group.ssh else None) or loaded.spec.ssh.user,
-                              "scripts": group.scripts[0] if len(group.scripts) == 1 else list(group.scripts),
-                              "tags": [k if v == "true" else f"{k}={v}" for k, v in group.tags.items()],
-                              "artifacts": list(group.artifacts), "ports": [f"{p}:{p}" for p in group.ports]}
-    if group.upload:
-        values.update({"remote-path": group.upload[0].path, "include": list(group.upload[0].include),
-                       "exclude": list(group.upload[0].exclude)})
-    return values
+    """A group read back in OGC's layout keys (``runs-on``, ``remote-path``…)."""
+    from cloudherd.spec.compat.ogc import layout_facts
+
+    facts = layout_facts(loaded.spec, name)
+    facts.pop("name")
+    values = {key.replace("_", "-"): value for key, value in facts.items() if value not in (None, [], {})}
+    return {**values, "scale": facts["scale"]}

@@ -305,6 +305,24 @@ def _port(value: Any, fail: Callable[[str], SpecError]) -> int:
     return int(match.group(1))
 
 
+def layout_facts(spec: Any, name: str) -> dict[str, Any]:
+    """A group as OGC's names read it (``node.layout.username``, ``node.tags``…; ``SpecLoader``'s layouts): its
+    tags and labels as OGC wrote them when the file was OGC's (kept under the group's ``variables.ogc``)."""
+    group = spec.groups[name]
+    kind = spec.providers[group.provider].type if group.provider in spec.providers else group.provider
+    own = group.variables.get("ogc") or {}
+    tags = own["tags"] if "tags" in own else [k if v == "true" else f"{k}={v}" for k, v in group.tags.items()]
+    scripts = [s if isinstance(s, str) else {"run": s.content} for s in group.scripts]  # a step's `run` inline
+    return {"name": name, "username": (group.ssh.user if group.ssh else None) or spec.ssh.user,
+            "provider": {"gce": "google"}.get(kind, kind), "scale": group.count, "tags": tags,
+            "labels": own.get("labels") or {}, "runs_on": group.image, "instance_size": group.size_name,
+            "scripts": scripts[0] if len(scripts) == 1 else scripts,
+            "remote_path": group.upload[0].path if group.upload else None,
+            "include": list(group.upload[0].include) if group.upload else [],
+            "exclude": list(group.upload[0].exclude) if group.upload else [],
+            "artifacts": list(group.artifacts), "ports": [f"{p}:{p}" for p in group.ports]}
+
+
 def merge(trees: list[tuple[Any, str]]) -> CommentedMap:
     """Several OGC files as one, left to right (OGC's ``-s a.yml -s b.yml``): later keys win, layouts merge
     by name, and a layout set to ``{}`` in a later file is removed.  Relative paths in a layout (scripts,
