@@ -177,14 +177,14 @@ class AsyncDataCenter:
 
     async def sizes(self, regex: str | None = None) -> list[Size]:
         """Machine sizes whose name matches ``regex`` (py-smartdc's packages); the default is marked."""
-        _check_regex(regex)
+        check_regex(regex)
         default = await self.provider.default_size()
         return [Size(name=s.name, cpus=s.cpus, memory_mb=s.memory_mb, default=s.name == default)
                 for s in await self.provider.sizes(regex)]
 
     async def images(self, regex: str | None = None) -> list[Image]:
         """Images whose name matches ``regex`` (py-smartdc's datasets)."""
-        _check_regex(regex)
+        check_regex(regex)
         return [Image(id=i.id, name=i.name) for i in await self.provider.images(regex)]
 
     async def default_size(self) -> Size | None:
@@ -395,7 +395,8 @@ def _newest_first(image: ProviderImage) -> tuple[str, list[tuple[int, str]]]:
     return created, [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", image.name)]
 
 
-def _check_regex(regex: str | None) -> None:
+def check_regex(regex: str | None) -> None:
+    """A pattern given by the caller compiles, or a usage error saying why (never re's traceback)."""
     if regex is None:
         return
     try:

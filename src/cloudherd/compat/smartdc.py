@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from cloudherd.api.datacenter import BootScriptError
+from cloudherd.api.datacenter import BootScriptError, check_regex
 from cloudherd.api.datacenter import DataCenter as _ApiDataCenter
 from cloudherd.api.machine import DEFAULT_TIMEOUT, SyncMachine
 from cloudherd.api.types import Image, Size
@@ -193,7 +193,7 @@ class DataCenter:
 
     def datasets(self, search: str | None = None) -> list[dict[str, Any]]:
         """Images as CloudAPI datasets; ``search`` a regular expression searched in the id and the name."""
-        _check_regex(search)
+        check_regex(search)
         found = self.api.images()
         if search is not None:
             found = [i for i in found if re.search(search, i.id, re.I) or re.search(search, i.name, re.I)]
@@ -319,15 +319,6 @@ def _echo_stream(config: Mapping[str, Any], verbose: bool | None) -> IO[str] | N
     if not callable(getattr(stream, "write", None)):
         raise UsageError(f"DataCenter: config['verbose'] must be a stream (sys.stderr) or True, not {stream!r}")
     return stream  # type: ignore[no-any-return]
-
-
-def _check_regex(regex: str | None) -> None:
-    if regex is None:
-        return
-    try:
-        re.compile(regex)
-    except re.error as exc:
-        raise UsageError(f"not a regular expression: {regex!r} ({exc})") from None
 
 
 def _package(size: Size) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -175,25 +175,24 @@ def exec_scripts_async(name: str | None, tag: str | None, path: str) -> list[Res
 
 
 def _exec(refs: Sequence[str], cmd: str) -> list[Result]:
-    if not refs:
-        return []
-    try:
-        ran = client().exec_async(list(refs), cmd)
-    except CloudherdError as exc:
-        log.error("exec failed: %s", exc)
-        return [Result(ref, False, error=str(exc)) for ref in refs]
-    return [Result(r.node, r.ok, r.exit_code, r.stdout, r.stderr if r.error is None else r.error) for r in ran]
+    return _each(refs, "exec", lambda: [
+        Result(r.node, r.ok, r.exit_code, r.stdout, r.stderr if r.error is None else r.error)
+        for r in client().exec_async(list(refs), cmd)])
 
 
 def _exec_scripts(refs: Sequence[str], path: str) -> list[Result]:
+    return _each(refs, "exec_scripts", lambda: [_node_result(n) for n in client().exec_scripts_async(list(refs), path)])
+
+
+def _each(refs: Sequence[str], what: str, call: Callable[[], list[Result]]) -> list[Result]:
+    """``call``'s results; a call that cannot run at all fails every node named, logged once (OGC's way)."""
     if not refs:
         return []
     try:
-        done = client().exec_scripts_async(list(refs), path)
+        return call()
     except CloudherdError as exc:
-        log.error("exec_scripts failed: %s", exc)
+        log.error("%s failed: %s", what, exc)
         return [Result(ref, False, error=str(exc)) for ref in refs]
-    return [_node_result(n) for n in done]
 
 
 # -- teardown and sync --------------------------------------------------------------------------------------
