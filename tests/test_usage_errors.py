@@ -70,3 +70,20 @@ def test_fleet_commands_on_bad_targets(home: Path, tmp_path: Path) -> None:
     for args in (("exec", infra_id, "true"), ("push", infra_id, str(a_file), "x"), ("pull", infra_id, "x", "d")):
         gone = cli(*args)
         assert gone.returncode == 2 and "is destroyed" in gone.stderr, gone.stderr
+
+
+def test_a_reader_that_goes_away_silences_the_output_not_the_command(home: Path, tmp_path: Path) -> None:
+    """``cloudherd exec … | head``: the command finishes, with no traceback, once its reader is gone."""
+    import os
+    import subprocess
+    import sys
+
+    spec = write_spec(tmp_path / "p", "name: piped\ngroups:\n  web:\n    count: 1\n")
+    assert cli("up", str(spec)).returncode == 0
+    run = subprocess.Popen([sys.executable, "-m", "cloudherd", "exec", "piped", "seq 1 200000; echo done > seen"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    assert run.stdout is not None and run.stdout.readline()  # the first line, then the reader goes
+    run.stdout.close()
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0 and b"Traceback" not in stderr, stderr.decode()[-2000:]
+    assert cli("exec", "piped", "cat seen").stdout.strip().endswith("done")  # the command ran to its end

@@ -36,8 +36,22 @@ app = typer.Typer(
     help="Launch fleets of machines from one spec, deploy over SSH, tear them down.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Console(Console):
+    """A console whose reader went away (``cloudherd exec … | head``) falls silent, and the command goes on
+    to its end: rich's default raises SystemExit from inside whatever printed, which, in a callback of a
+    fleet-wide exec, tore the event loop down with tracebacks."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, (sys.stderr if self.stderr else sys.stdout).fileno())
+        os.close(devnull)
+
+
+out = _Console(highlight=False, soft_wrap=True)
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
 _debug = False
 
