@@ -87,3 +87,15 @@ def test_a_group_key_is_checked_at_validate(home: Path, tmp_path: Path) -> None:
     run = cli("validate", str(tmp_path / "s.yml"))
     assert run.returncode != 0
     assert "s.yml:5" in run.stderr and "public key" in run.stderr
+
+
+@pytest.mark.parametrize(("image", "user"), [
+    ("debian-12", "admin"), ("debian-latest", "admin"), ("ubuntu-24.04", "ubuntu"), ("ubuntu-2004", "ubuntu"),
+    ("ubuntu-2004-lts", "ubuntu"), ("ubuntu-latest", "ubuntu"), ("al2023", "ec2-user"), ("al2", "ec2-user"),
+    ("ami-0123456789abcdef0", None), ("windows-2019", None),
+])
+def test_an_aws_image_alias_names_its_distribution_s_user(image: str, user: str | None) -> None:
+    from cloudherd.providers.aws import AwsProvider, _alias_spec
+
+    assert AwsProvider("aws", {"region": "us-east-1"}).default_user(image) == user
+    assert (_alias_spec(image, "x86_64") is not None) == (user is not None)  # a user only for an image it finds

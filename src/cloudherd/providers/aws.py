@@ -504,7 +504,7 @@ class AwsProvider(Provider):
         spec = _alias_spec(image, arch)
         if spec is None:
             raise NotFoundError(f"aws: unknown image alias '{image}' (use an ami-... id, debian-N, ubuntu-YY.MM, "
-                                "al2023 or al2)")
+                                "debian-latest, ubuntu-latest, al2023 or al2)")
         owners, pattern = spec
         response = await self._call("describe_images", Owners=owners, Filters=[
             {"Name": "name", "Values": [pattern]}, {"Name": "architecture", "Values": [arch]},
@@ -790,9 +790,9 @@ def _client_error(where: str, operation: str, code: str, status: int, message: s
 def alias_user(alias: str | None) -> str | None:
     """The default login user of an image alias' distribution (as its publisher documents it)."""
     name = (alias or "").lower()
-    if re.fullmatch(r"debian-\d+", name):
+    if re.fullmatch(r"debian-(\d+|latest)", name):
         return "admin"
-    if re.fullmatch(r"ubuntu-\d\d\.?\d\d(-lts)?", name):
+    if re.fullmatch(r"ubuntu-(\d\d\.?\d\d(-lts)?|latest)", name):
         return "ubuntu"
     if name in ("al2023", "amazon-linux-2023", "al2", "amazon-linux-2"):
         return "ec2-user"
@@ -803,6 +803,10 @@ def _alias_spec(alias: str, arch: str) -> tuple[list[str], str] | None:
     """(owners, name pattern) of an image alias, or None when the alias is unknown."""
     deb_arch = "arm64" if arch == "arm64" else "amd64"
     alias = alias.lower()
+    if alias == "debian-latest":  # OGC's names: the newest of the distribution
+        return [DEBIAN], f"debian-*-{deb_arch}-*"
+    if alias == "ubuntu-latest":
+        return [CANONICAL], f"ubuntu/images/hvm-ssd*/ubuntu-*-{deb_arch}-server-*"
     if m := re.fullmatch(r"debian-(\d+)", alias):
         return [DEBIAN], f"debian-{m.group(1)}-{deb_arch}-*"
     if m := re.fullmatch(r"ubuntu-(\d\d)\.?(\d\d)(?:-lts)?", alias):  # ubuntu-24.04; OGC's ubuntu-2004(-lts)
