@@ -2,16 +2,15 @@
 
 Why in the engine: a fault is an event of the infrastructure — the manager's reaction to it is read
 against the event log, by tests and by users trying their own health checks — and only the engine knows
-which driver made a node.  The driver does the deed (:meth:`LocalProvider.fault`); clouds have no such
-switch, so a fault on a cloud node is refused in words.
+which driver made a node.  The driver does the deed (:meth:`FaultInjector.fault`: ``local`` can, it says so
+by ``supports("faults")``); clouds have no such switch, so a fault on a cloud node is refused in words.
 """
 
 from __future__ import annotations
 
 from cloudherd.engine.context import Providers, snapshot
 from cloudherd.errors import UsageError
-from cloudherd.providers.local import FAULTS, LocalProvider
-from cloudherd.providers.wrapper import ProviderWrapper
+from cloudherd.providers.base import FAULTS, Capability, FaultInjector
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
@@ -30,11 +29,10 @@ async def inject(store: Store, infra: Infrastructure, node: Node, kind: str, pee
     providers = Providers(snapshot(infra))
     try:
         provider = providers.get(node.provider)
-        driver = provider.driver if isinstance(provider, ProviderWrapper) else provider
-        if not isinstance(driver, LocalProvider):
-            raise UsageError(f"node {node.name} runs on {node.provider} ({driver.type}): faults on demand are for "
+        if not provider.supports(Capability.FAULTS) or not isinstance(provider, FaultInjector):
+            raise UsageError(f"node {node.name} runs on {node.provider} ({provider.type}): faults on demand are for "
                              f"local nodes only")
-        done = await driver.fault(node.provider_id, kind, peer.address if peer else None)
+        done = await provider.fault(node.provider_id, kind, peer.address if peer else None)
     finally:
         await providers.close()
     what = f"{kind} from {peer.name}" if peer else kind

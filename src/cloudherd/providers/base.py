@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from cloudherd.errors import CloudherdError
 
@@ -128,6 +128,22 @@ class Capability(enum.StrEnum):
     SIZES = "sizes"
     IMAGES = "images"
     REGIONS = "regions"
+    FAULTS = "faults"  # fault(): make an instance misbehave on purpose, or heal it (see FaultInjector)
+
+
+# The faults a provider with Capability.FAULTS makes on demand: every process killed at once, every process
+# stopped (the node accepts TCP and answers nothing), its traffic dropped; and ``heal``, which undoes the last two.
+FAULTS = ("crash", "hang", "partition", "heal")
+
+
+@runtime_checkable
+class FaultInjector(Protocol):
+    """What a provider with :attr:`Capability.FAULTS` offers besides the contract (``local``: its own nodes)."""
+
+    async def fault(self, node_id: str, kind: str, peer: str | None = None) -> str:
+        """Apply fault ``kind`` (one of :data:`FAULTS`) to instance ``node_id`` (a ``partition`` from the address
+        ``peer`` alone, when given); returns what was done, in words."""
+        ...
 
 
 @dataclass
@@ -213,7 +229,10 @@ class Provider(abc.ABC):
         """Whether this provider can do ``capability`` (see :class:`Capability`); no cloud call is made.
 
         The default: the driver overrides the methods behind it.  Drivers whose answer depends on their
-        configuration (libcloud's driver, AWS with ``manage_security_group: false``) override this."""
+        configuration (libcloud's driver, AWS with ``manage_security_group: false``) override this.  Faults:
+        the driver has a ``fault`` method (:class:`FaultInjector`), which is no part of the contract."""
+        if Capability(capability) is Capability.FAULTS:
+            return isinstance(self, FaultInjector)
         methods = {Capability.STOP_START: ("stop", "start"), Capability.TAG: ("tag",),
                    Capability.PORTS: ("open_ports", "close_ports"), Capability.SIZES: ("sizes",),
                    Capability.IMAGES: ("images",), Capability.REGIONS: ("regions",)}[Capability(capability)]

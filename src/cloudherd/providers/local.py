@@ -44,6 +44,7 @@ from cloudherd.paths import data_dir
 from cloudherd.providers import local_net, local_slirp
 from cloudherd.providers import local_sandbox as sandbox
 from cloudherd.providers.base import (
+    FAULTS,
     CreateRequest,
     Image,
     Instance,
@@ -86,7 +87,6 @@ SIZES: dict[str, sandbox.Limits] = {
     "large": sandbox.Limits(4, 4096),
     "xlarge": sandbox.Limits(8, 8192),
 }
-FAULTS = ("crash", "hang", "partition", "heal")
 
 
 class LocalProvider(Provider):

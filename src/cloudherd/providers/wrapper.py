@@ -13,7 +13,17 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
-from cloudherd.providers.base import Capability, CreateRequest, Image, Instance, PortsHandle, Provider, Size
+from cloudherd.providers.base import (
+    Capability,
+    CreateRequest,
+    FaultInjector,
+    Image,
+    Instance,
+    InvalidRequestError,
+    PortsHandle,
+    Provider,
+    Size,
+)
 
 T = TypeVar("T")
 
@@ -83,6 +93,13 @@ class ProviderWrapper(Provider):
 
     def default_user(self, image: str | None) -> str | None:
         return self.inner.default_user(image)
+
+    async def fault(self, node_id: str, kind: str, peer: str | None = None) -> str:
+        """The driver's :meth:`FaultInjector.fault`, when it has one (see ``supports("faults")``); never paced nor
+        retried: a fault is made once, on purpose."""
+        if not isinstance(self.inner, FaultInjector):
+            raise InvalidRequestError(f"provider {self.name} cannot make faults on demand")
+        return await self.inner.fault(node_id, kind, peer)
 
     async def close(self) -> None:
         await self.inner.close()  # never paced nor retried: releasing must always happen
