@@ -1,0 +1,175 @@
+"""The ``aws`` driver: instances made, listed, tagged, stopped, started and terminated in bulk calls."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cloudherd.providers.aws.api import LIVE_STATES
+from cloudherd.providers.aws.catalog import DEFAULT_IMAGE, DEFAULT_SIZE, Ec2Catalog
+from cloudherd.providers.aws.network import Ec2Network
+from cloudherd.providers.base import CreateRequest, Instance, InstanceState, InvalidRequestError, ProviderError
+from cloudherd.providers.toolkit import boot_data, check_login_name, check_ports, check_request
+
+log = logging.getLogger(__name__)
+
+STATES = {"pending": InstanceState.PENDING, "running": InstanceState.RUNNING, "stopping": InstanceState.STOPPED,
+          "stopped": InstanceState.STOPPED, "shutting-down": InstanceState.TERMINATED,
+          "terminated": InstanceState.TERMINATED}
+
+
+class AwsProvider(Ec2Network, Ec2Catalog):
+    """EC2 in one region; bulk calls, typed errors (retried by the rate budget)."""
+
+    type = "aws"
+
+    def __init__(self, name: str = "aws", settings: Mapping[str, Any] | None = None) -> None:
+        super().__init__(name, settings)
+        self._key_pairs: set[str] = set()  # the EC2 key pairs this provider object imported (or found there)
+
+    async def create(self, request: CreateRequest) -> list[Instance]:
+        if not check_request(request, "aws"):
+            return []
+        ports = check_ports(request.ports, "aws")
+        if request.ssh_public_key.strip() and self.settings.get("cloud_init", True):
+            check_login_name(request.ssh_user, "aws")
+        image = request.image or str(self.settings.get("image") or DEFAULT_IMAGE)
+        if request.size:
+            size = request.size
+        elif request.size_need is not None:
+            size = await self._size_for(request.size_need, image)
+        else:
+            size = DEFAULT_SIZE
+        image_id = await self._image_id(image, size)
+        if self.settings.get("key_name"):
+            key_name: str | None = str(self.settings["key_name"])
+        else:
+            key_name = await self._key_pair(request.ssh_public_key) if request.ssh_public_key.strip() else None
+
+        tags = dict(request.tags)
+        if request.count == 1 and request.names:
+            tags["Name"] = request.names[0]
+        params: dict[str, Any] = {
+            "ImageId": image_id, "InstanceType": size, "MinCount": request.count, "MaxCount": request.count,
+            "TagSpecifications": [{"ResourceType": "instance",
+                                   "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+            # the same token on every attempt: a retried RunInstances returns the first one's instances
+            "ClientToken": _client_token(request.token) if request.token else f"ch-{uuid.uuid4().hex}",
+        }
+        if key_name:
+            params["KeyName"] = key_name
+        group_ids = [str(g) for g in self.settings.get("security_group_ids") or []]
+        made_group: str | None = None
+        if self.settings.get("manage_security_group", True):
+            group_id, made = await self._security_group(request.tags, ports)
+            made_group = group_id if made else None  # a failed launch takes it back: open_ports is undone
+            group_ids.insert(0, group_id)
+            _vpc, subnet = await self._network()
+            if subnet:
+                params["SubnetId"] = subnet
+        elif self._subnet_setting():
+            params["SubnetId"] = self._subnet_setting()
+        if group_ids:
+            params["SecurityGroupIds"] = group_ids
+        ssh_user = None
+        login = self.settings.get("cloud_init", True) and request.ssh_public_key.strip()
+        if login or request.user_data:
+            params["UserData"] = boot_data(request, "aws", login=bool(login))
+            ssh_user = request.ssh_user if login else None
+        try:
+            response = await self._call("run_instances", **params)
+        except ProviderError:
+            if made_group:  # nothing uses the group this create made: do not leave it behind
+                await self._delete_groups([made_group])
+            raise
+        raw = sorted(response.get("Instances", []), key=lambda i: (i.get("AmiLaunchIndex", 0), i["InstanceId"]))
+        instances = [_instance(item, ssh_user) for item in raw]
+        if request.count > 1 and request.names:
+            await self._name_each(instances, request.names)
+        return instances
+
+    async def list(self, tags: Mapping[str, str]) -> list[Instance]:
+        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
+        filters.append({"Name": "instance-state-name", "Values": LIVE_STATES})
+        items = await self._instances(Filters=filters, MaxResults=1000)
+        return sorted((_instance(item) for item in items), key=lambda i: i.id)
+
+    async def terminate(self, ids: Sequence[str]) -> None:
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return
+        try:
+            groups = await self._managed_groups_of(unique)
+        except ProviderError as exc:  # cleanup is best effort; terminating is not
+            log.warning("aws: could not look up the security groups of %d instances: %s", len(unique), exc)
+            groups = []
+        await self._bulk("terminate_instances", unique)
+        if groups:
+            await self._cleanup_groups(groups)
+
+    async def tag(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        if ids and tags:
+            await self._call("create_tags", Resources=list(ids),
+                             Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    async def stop(self, ids: Sequence[str]) -> None:
+        await self._bulk("stop_instances", ids)
+
+    async def start(self, ids: Sequence[str]) -> None:
+        await self._bulk("start_instances", ids)
+
+    async def _name_each(self, instances: Sequence[Instance], names: Sequence[str]) -> None:
+        limit = asyncio.Semaphore(8)
+
+        async def name_one(instance: Instance, name: str) -> None:
+            async with limit:
+                await self._call("create_tags", Resources=[instance.id], Tags=[{"Key": "Name", "Value": name}])
+            instance.name = name
+            instance.tags["Name"] = name
+
+        results = await asyncio.gather(*(name_one(i, n) for i, n in zip(instances, names, strict=False)),
+                                       return_exceptions=True)
+        for instance, result in zip(instances, results, strict=False):
+            if isinstance(result, BaseException):
+                log.warning("could not name %s: %s", instance.id, result)
+
+    async def _key_pair(self, public_key: str) -> str:
+        material = public_key.strip()
+        name = "cloudherd-" + hashlib.sha256(material.encode()).hexdigest()[:12]
+        if name in self._key_pairs:
+            return name
+        try:
+            await self._call("import_key_pair", KeyName=name, PublicKeyMaterial=material.encode())
+        except InvalidRequestError as exc:
+            if exc.code != "InvalidKeyPair.Duplicate":
+                raise
+        self._key_pairs.add(name)
+        return name
+
+
+def _instance(item: dict[str, Any], ssh_user: str | None = None) -> Instance:
+    tags = {t["Key"]: t["Value"] for t in item.get("Tags", []) or []}
+    public, private = item.get("PublicIpAddress"), item.get("PrivateIpAddress")
+    state = str(item.get("State", {}).get("Name", "pending"))
+    placement = item.get("Placement", {})
+    launched: Any = item.get("LaunchTime")
+    return Instance(
+        id=item["InstanceId"], name=tags.get("Name") or item["InstanceId"],
+        state=STATES.get(state, InstanceState.PENDING), address=public or private, port=22,
+        private_address=private, tags=tags, ssh_user=ssh_user,
+        extra={"type": item.get("InstanceType"), "image": item.get("ImageId"),
+               "zone": placement.get("AvailabilityZone"),
+               "launched": launched.isoformat() if hasattr(launched, "isoformat") else launched,
+               "public_dns": item.get("PublicDnsName") or None, "aws_state": state},
+    )
+
+
+def _client_token(token: str) -> str:
+    """EC2 takes up to 64 ASCII characters; longer or odd tokens are hashed (still deterministic)."""
+    if len(token) <= 64 and token.isascii() and token.isprintable():
+        return token
+    return "ch-" + hashlib.sha256(token.encode()).hexdigest()[:61]
