@@ -1,5 +1,5 @@
 """``python -m cloudherd`` is the ``cloudherd`` command."""
 
-from cloudherd.cli.main import run
+from cloudherd.cli.app import run
 
 run()

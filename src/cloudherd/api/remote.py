@@ -14,10 +14,10 @@ import json
 import os
 import tarfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import UnionType
-from typing import Any, NoReturn, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import httpx
 from pydantic import BaseModel
@@ -45,6 +45,13 @@ def login_file() -> Path:
     from cloudherd.paths import data_dir
 
     return data_dir() / "server.json"
+
+
+def refuse_remote(command: str) -> None:
+    """Refuse, with the remedy, a command that needs the machine the state is on, when a server is configured."""
+    if configured() is not None:
+        raise UsageError(f"`{command}` runs where the state is, not through a server: unset {SERVER_ENV} (or "
+                         "`cloudherd logout`) and run it on the server's machine")
 
 
 def configured() -> tuple[str, str] | None:
@@ -138,10 +145,14 @@ class RemoteClient:
     def infrastructure(self, ref: str) -> Infrastructure:
         return self.status(ref)
 
-    def up(self, spec: Any, *, wait: float = 600.0, format: str | None = None, on_event: Any = None,
-           **_local_only: Any) -> str:
+    def up(self, spec: Any, *, keep_on_failure: bool = False, on_event: Any = None,
+           connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
+           accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None,
+           no_rollback: bool = False, pause_after: int | None = None,
+           counts: Mapping[str, int] | None = None) -> str:
         """Send the spec (and the files beside it) to the server, which makes or converges it; wait until every
-        node is deployed (or the infrastructure failed)."""
+        node is deployed (or the infrastructure failed).  The server applies its own settings for how a run
+        goes (rollback, concurrency, host keys, events): those keywords are taken and not sent."""
         body, kind = _bundle(spec)
         params = {"converge": "true", **({"format": format} if format else {})}
         made = self._call("POST", "/v1/infrastructures", content=body, headers={"Content-Type": kind},
@@ -162,14 +173,18 @@ class RemoteClient:
         return _value(Plan, self._call("POST", "/v1/plan", content=body, headers={"Content-Type": kind},
                                               params={"format": format} if format else None))
 
-    def down(self, ref: str, *, wait: float = 600.0, **_local_only: Any) -> str:
+    def down(self, ref: str, *, on_event: Any = None, artifacts_dir: Any = None, wait: float = 600.0,
+             force: bool = False) -> str:
+        """Destroy on the server (artifacts land on the server's machine)."""
         job = self._call("DELETE", f"/v1/infrastructures/{ref}")
         self._job(job, time.monotonic() + max(wait, 600.0))
         return str(job["infrastructure"])
 
-    def exec(self, ref: str, command: str, *, group: Any = None, node: Any = None, timeout: float = 30.0,
-             command_timeout: float | None = None, on_line: Callable[[str, str, str], None] | None = None,
-             **_local_only: Any) -> list[ExecResult]:
+    def exec(self, ref: str, command: str, *, group: Any = None, node: Any = None, tags: Any = None,
+             on_line: Callable[[str, str, str], None] | None = None, timeout: float = 30.0,
+             command_timeout: float | None = None, concurrency: int | None = None,
+             accept_new_host_key: Sequence[str] = ()) -> list[ExecResult]:
+        """Run on the server's connections (its concurrency and host keys); each node's output once it is done."""
         body = {"command": command, "group": _names(group), "node": _names(node), "timeout": timeout,
                 "command_timeout": command_timeout}
         job = self._call("POST", f"/v1/infrastructures/{ref}/exec", json=body)
@@ -183,7 +198,8 @@ class RemoteClient:
         return results
 
     def scale(self, ref: str, group: str, change: str | int, *, victims: Sequence[str] = (),
-              **_local_only: Any) -> ScaleResult:
+              wait: float = 600.0, on_event: Any = None, run_pass: bool = True) -> ScaleResult:
+        """Ask the server: its manager consumes the change at its next pass."""
         answer = self._call("POST", f"/v1/infrastructures/{ref}/groups/{group}/scale",
                             json={"change": str(change), "victims": list(victims)})
         return _value(ScaleResult, answer)
@@ -209,16 +225,18 @@ class RemoteClient:
     def rollout(self, ref: str) -> Rollout:
         return _value(Rollout, self._call("GET", f"/v1/infrastructures/{ref}/rollout"))
 
-    def rollback(self, ref: str, revision: int | None = None, *, wait: float = 600.0,
-                 **_local_only: Any) -> Revision:
+    def rollback(self, ref: str, revision: int | None = None, *, on_event: Any = None,
+                 connect_timeout: float = 120.0, wait: float = 600.0) -> Revision:
         job = self._call("POST", f"/v1/infrastructures/{ref}/rollback", json={"revision": revision})
         return _value(Revision, self._job(job, time.monotonic() + wait)["value"])
 
-    def resume(self, ref: str, *, wait: float = 600.0, **_local_only: Any) -> Rollout:
+    def resume(self, ref: str, *, on_event: Any = None, connect_timeout: float = 120.0,
+               wait: float = 600.0) -> Rollout:
         job = self._call("POST", f"/v1/infrastructures/{ref}/rollout/resume")
         return _value(Rollout, self._job(job, time.monotonic() + wait)["value"])
 
-    def abort(self, ref: str, *, wait: float = 600.0, **_local_only: Any) -> Rollout:
+    def abort(self, ref: str, *, on_event: Any = None, connect_timeout: float = 120.0,
+              wait: float = 600.0) -> Rollout:
         job = self._call("POST", f"/v1/infrastructures/{ref}/rollout/abort")
         return _value(Rollout, self._job(job, time.monotonic() + wait)["value"])
 
@@ -226,15 +244,6 @@ class RemoteClient:
         from cloudherd.api.client import SyncClient
 
         return SyncClient().validate(spec, format=format)  # reads the files only: no state, no server
-
-    def __getattr__(self, name: str) -> Callable[..., NoReturn]:
-        def refused(*_args: Any, **_kwargs: Any) -> NoReturn:
-            raise UsageError(f"`{name.replace('_', ' ')}` runs where the state is, not through a server: unset "
-                             f"{SERVER_ENV} (or `cloudherd logout`) and run it on the server's machine")
-
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return refused
 
 
 def _value(cls: type[T], data: Any) -> T:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from cloudherd.cli.main import AS_JSON, _guard, _print_json, app, out
+from cloudherd.cli.common import AS_JSON, guard, out, print_json
 
 local_app = typer.Typer(help="The local provider's own commands (nodes on this computer).", no_args_is_help=True)
-app.add_typer(local_app, name="local")
+router = typer.Typer()
+router.add_typer(local_app, name="local")
 
 
 @local_app.command()
@@ -26,8 +27,8 @@ def fault(
     from cloudherd.api.client import SyncClient
 
     with SyncClient() as herd:
-        done = _guard(lambda: herd.fault(node, kind, ref=infra, peer=peer))
+        done = guard(lambda: herd.fault(node, kind, ref=infra, peer=peer))
     if as_json:
-        _print_json(done)
+        print_json(done)
     else:
         out.print(f"{done.node} ({done.infrastructure}): {done.done}")

@@ -8,17 +8,18 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cloudherd.cli.main import AS_JSON, _guard, _herd, _print_json, app, err, out
+from cloudherd.cli.common import AS_JSON, err, guard, local_herd, out, print_json
 
 token_app = typer.Typer(help="API tokens for `cloudherd serve` (bearer tokens, AWS-style access keys).",
                         no_args_is_help=True)
 user_app = typer.Typer(help="Users of `cloudherd serve`: each sees only their own infrastructures.",
                        no_args_is_help=True)
-app.add_typer(token_app, name="token")
-app.add_typer(user_app, name="user")
+router = typer.Typer()
+router.add_typer(token_app, name="token")
+router.add_typer(user_app, name="user")
 
 
-@app.command()
+@router.command()
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(5000, "--port", "-p", min=1, max=65535, help="Port to listen on."),
@@ -61,7 +62,7 @@ def serve(
                     timeout_graceful_shutdown=60, ssl_certfile=str(tls.cert) if tls else None,
                     ssl_keyfile=str(tls.key) if tls else None)
 
-    _guard(start)
+    guard(start)
 
 
 @token_app.command("create")
@@ -72,7 +73,7 @@ def token_create(
     as_json: bool = AS_JSON,
 ) -> None:
     """Make a token; its secret is shown this once (only a hash, or for --aws a sealed copy, is kept)."""
-    issued = _guard(lambda: _herd().create_token(user=user, name=name, aws=aws))
+    issued = guard(lambda: local_herd("token").create_token(user=user, name=name, aws=aws))
     if as_json:
         import json
         import sys
@@ -93,9 +94,9 @@ def token_create(
 def token_ls(user: str | None = typer.Option(None, "--user", help="Only this user's."),
              as_json: bool = AS_JSON) -> None:
     """Tokens (never their secrets)."""
-    rows = _guard(lambda: _herd().tokens(user=user))
+    rows = guard(lambda: local_herd("token").tokens(user=user))
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table(box=None, pad_edge=False)
     for column in ("id", "name", "user", "kind", "key", "created", "last used", "revoked"):
@@ -110,16 +111,16 @@ def token_ls(user: str | None = typer.Option(None, "--user", help="Only this use
 @token_app.command("revoke")
 def token_revoke(ref: str = typer.Argument(..., help="The token's id, key id or name.")) -> None:
     """Revoke a token: the server refuses it from its next request on."""
-    row = _guard(lambda: _herd().revoke_token(ref))
+    row = guard(lambda: local_herd("token").revoke_token(ref))
     out.print(f"revoked {row.id} ({row.name}, {row.user})")
 
 
 @user_app.command("add")
 def user_add(name: str = typer.Argument(..., help="The new user's name."), as_json: bool = AS_JSON) -> None:
     """Add a user (then give them a token: `cloudherd token create --user NAME`)."""
-    row = _guard(lambda: _herd().add_user(name))
+    row = guard(lambda: local_herd("user").add_user(name))
     if as_json:
-        _print_json(row)
+        print_json(row)
     else:
         out.print(f"user {row.name} ({row.id}); token: cloudherd token create --user {row.name}")
 
@@ -127,15 +128,15 @@ def user_add(name: str = typer.Argument(..., help="The new user's name."), as_js
 @user_app.command("ls")
 def user_ls(as_json: bool = AS_JSON) -> None:
     """Users."""
-    rows = _guard(lambda: _herd().users())
+    rows = guard(lambda: local_herd("user").users())
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     for row in rows:
         out.print(f"{row.name}  {row.id}  {row.created_at:%Y-%m-%d %H:%M}")
 
 
-@app.command()
+@router.command()
 def login(
     url: str = typer.Argument(..., help="The server, e.g. http://127.0.0.1:5000"),
     token: str | None = typer.Option(None, "--token", help="An API token (default: asked for, not echoed)."),
@@ -158,10 +159,10 @@ def login(
         path = save_login(url, secret)
         out.print(f"logged in to {url} (saved in {path}); `cloudherd logout` to use the local state again")
 
-    _guard(work)
+    guard(work)
 
 
-@app.command()
+@router.command()
 def logout() -> None:
     """Use the local state again (forget the server `login` saved)."""
     from cloudherd.api.remote import login_file

@@ -1,0 +1,185 @@
+"""``cloudherd up``, ``plan``, ``down``, ``gc`` and ``adopt``: an infrastructure's life from spec to nothing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from cloudherd.cli.common import (
+    ACCEPT_NEW,
+    AS_JSON,
+    AUTH_DATA,
+    CONCURRENCY,
+    FORMAT,
+    WAIT,
+    duration,
+    err,
+    guard,
+    herd,
+    local_herd,
+    out,
+    print_json,
+    warn,
+)
+
+router = typer.Typer()
+
+
+@router.command()
+def up(
+    spec: list[Path] = typer.Argument(..., help="The spec file (YAML); several OGC files merge left to right."),
+    keep_on_failure: bool = typer.Option(False, "--keep-on-failure", help="Keep what was made when up fails."),
+    connect_timeout: float = typer.Option(120.0, "--connect-timeout", callback=duration,
+                                         help="Seconds to wait for a node's SSH."),
+    force: bool = typer.Option(False, "--force", help="Re-run scripts even where they already succeeded unchanged."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (as `cloudherd plan`) and change nothing."),
+    no_rollback: bool = typer.Option(False, "--no-rollback", help="A rolling update whose batch fails its health "
+                                                                  "gate stops there instead of rolling back."),
+    pause_after: int | None = typer.Option(None, "--pause-after", min=0, help="A rolling update pauses after "
+                                           "this many nodes (a canary; 0: never). See `cloudherd rollout`."),
+    concurrency: int | None = CONCURRENCY,
+    accept_new_host_key: list[str] = ACCEPT_NEW,
+    wait: float = WAIT,
+    format: str | None = FORMAT,
+    auth_data: Path | None = AUTH_DATA,
+) -> None:
+    """Create the spec's nodes (or converge the running ones of the same name) and deploy their scripts.
+
+    Prints the infrastructure's id.  Scripts that already succeeded unchanged on a node are skipped.
+    """
+    if dry_run:
+        plan(spec, as_json=False, format=format, auth_data=None)
+        return
+    from cloudherd.cli.progress import Progress
+
+    client = herd()
+    started = time.monotonic()
+
+    def work() -> str:
+        with Progress(err) as progress:
+            return client.up(spec, keep_on_failure=keep_on_failure, on_event=progress,
+                           connect_timeout=connect_timeout, force=force, concurrency=concurrency,
+                           accept_new_host_key=accept_new_host_key or (), wait=wait, format=format,
+                           no_rollback=no_rollback, pause_after=pause_after)
+
+    infra_id = guard(work)
+    infra = guard(lambda: client.infrastructure(infra_id))
+    latest = guard(lambda: client.history(infra_id))[-1:]
+    if latest and latest[0].state == "paused":
+        err.print(Text(f"{infra.name} is paused at revision {latest[0].number}: {latest[0].reason}: "
+                       f"`cloudherd rollout {infra.name} resume` goes on, "
+                       "`abort` goes back", style="yellow"))
+        out.print(infra_id)
+        return
+    err.print(Text(f"{infra.name} is ready: {infra.ready_nodes} node(s) in {time.monotonic() - started:.1f}s "
+                   f"(cloudherd status {infra_id})", style="green"))
+    out.print(infra_id)
+
+
+@router.command()
+def plan(
+    spec: list[Path] = typer.Argument(..., help="The spec file (YAML); several OGC files merge left to right."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    format: str | None = FORMAT,
+    auth_data: Path | None = AUTH_DATA,
+) -> None:
+    """Show what `up` would change: nodes to create, destroy or replace, scripts to re-run. Changes nothing."""
+    result = guard(lambda: herd().plan(spec, format=format))
+    warn(result.warnings)
+    if as_json:
+        print_json(result)
+        return
+    target = f"{result.name} ({result.infrastructure})" if result.infrastructure else f"{result.name} (new)"
+    out.print(Text(f"plan for {target}", style="bold"))
+    for group in result.groups:
+        head = f"group {group.name} ({group.provider}): "
+        head += "removed from the spec" if group.removed else f"{group.current} → {group.count} node(s)"
+        out.print(Text(("  + " if group.new else "  ~ " if group.changes else "    ") + head))
+        if group.reasons:
+            out.print(Text(f"      because: {'; '.join(group.reasons)}", style="dim"))
+        if group.replace:
+            out.print(Text(f"      ± replace {len(group.replace)}: {', '.join(group.replace)}", style="yellow"))
+        if group.rolling:
+            batches = -(-len(group.rolling) // group.surge)
+            out.print(Text(f"      ⇄ roll {len(group.rolling)} in {batches} batch(es) of {group.surge}: "
+                           f"{', '.join(group.rolling)}", style="yellow"))
+        if group.create:
+            out.print(Text(f"      + create {group.create}", style="green"))
+        if group.destroy:
+            out.print(Text(f"      - destroy {len(group.destroy)}: {', '.join(group.destroy)}", style="red"))
+        for source, names in group.scripts.items():
+            shown = ", ".join(names[:6]) + (f" (+{len(names) - 6})" if len(names) > 6 else "")
+            out.print(Text(f"      ↻ run {source} on {len(names)}: {shown}", style="cyan"))
+    totals = result.totals
+    if not result.changes:
+        out.print(Text("no changes: the infrastructure matches the spec", style="green"))
+    else:
+        out.print(f"plan: {totals.create} to create, {totals.destroy} to destroy, {totals.replace} to "
+                  f"replace, {totals.script_runs} script run(s)")
+
+
+@router.command()
+def down(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    artifacts: Path | None = typer.Option(
+        None, "--artifacts", help="Where groups' artifacts land (DIR/<node>/); default: the data folder."
+    ),
+    wait: float = WAIT,
+    force: bool = typer.Option(False, "--force", help="Forget nodes whose provider cannot terminate them "
+                                                      "(their machines may still run; a warning says so)."),
+    auth_data: Path | None = AUTH_DATA,
+) -> None:
+    """Pull artifacts, run teardown scripts, terminate every node, mark the infrastructure destroyed."""
+    from cloudherd.cli.progress import Progress
+
+    client = herd()
+
+    def work() -> str:
+        with Progress(err) as progress:
+            return client.down(ref, on_event=progress, artifacts_dir=artifacts, wait=wait, force=force)
+
+    infra_id = guard(work)
+    out.print(f"destroyed {infra_id}")
+
+
+@router.command()
+def gc(
+    provider: str | None = typer.Option(None, "--provider", "-p", help="Only this provider (name or type)."),
+    delete: bool = typer.Option(False, "--delete", help="Terminate the orphans found."),
+    as_json: bool = AS_JSON,
+) -> None:
+    """Find machines with cloudherd's tags that no infrastructure in this database accounts for."""
+    orphans = guard(lambda: local_herd("gc").gc(provider=provider, delete=delete))
+    if as_json:
+        print_json(orphans)
+        return
+    if not orphans:
+        err.print(Text("no orphans", style="green"))
+        return
+    table = Table("provider", "kind", "id", "name", "state", "address", "why")
+    for o in orphans:
+        table.add_row(o.provider, o.kind, o.id, o.name, o.state, o.address or "", o.why)
+    out.print(table)
+    if delete:
+        err.print(Text(f"removed {len(orphans)} orphan(s)", style="yellow"))
+    else:
+        err.print(f"{len(orphans)} orphan(s): `cloudherd gc --delete` removes them, `cloudherd adopt` keeps them")
+
+
+@router.command()
+def adopt(
+    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    group: str = typer.Argument(..., help="The group the machines join."),
+    ids: list[str] = typer.Argument(..., help="Orphan machine ids (see `cloudherd gc`)."),
+) -> None:
+    """Bring orphan machines under an infrastructure; the next `up` deploys the group's scripts on them."""
+    names = guard(lambda: local_herd("adopt").adopt(ref, group, ids))
+    for name in names:
+        out.print(name)
+    err.print(f"adopted {len(names)} machine(s) into {group}; raise the group's count in the spec to keep them "
+              f"(the next `up` retires nodes beyond it)")
+
