@@ -33,7 +33,7 @@ from cloudherd.api.types import (
     Rollout,
     ScaleResult,
 )
-from cloudherd.errors import ApplyFailed, StateError, UsageError
+from cloudherd.errors import ApplyFailed, StateError, UsageError, from_answer
 
 SERVER_ENV, TOKEN_ENV = "CLOUDHERD_SERVER", "CLOUDHERD_TOKEN"
 BUNDLE_LIMIT = 50 << 20
@@ -108,20 +108,15 @@ class RemoteClient:
         if answer.status_code < 400:
             return answer.json()
         try:
-            detail = answer.json().get("detail")
+            body = answer.json()
         except ValueError:
-            detail = answer.text[:300]
-        if isinstance(detail, list):  # FastAPI's 422: the first problem, in a line
-            detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail[:3])
+            body = {"detail": answer.text[:300]}
+        error = from_answer(answer.status_code, body)  # the class the server raised, and so its exit code
         if answer.status_code == 401:
-            raise UsageError(f"the server {self.url} refused the token: {detail}")
-        if answer.status_code == 409:
-            from cloudherd.engine.locks import BusyError
-
-            raise BusyError(str(detail))
-        if answer.status_code >= 500:
-            raise StateError(f"the server {self.url} failed: {detail}")
-        raise UsageError(str(detail))
+            raise UsageError(f"the server {self.url} refused the token: {error}")
+        if type(error) is StateError:
+            raise StateError(f"the server {self.url} failed: {error}")
+        raise error
 
     def _job(self, job: dict[str, Any], deadline: float) -> dict[str, Any]:
         while job["state"] == "running":

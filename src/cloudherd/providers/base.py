@@ -34,6 +34,11 @@ class ProviderError(CloudherdError):
     the same type apart (a duplicate that is fine, a missing group).
     """
 
+    http_status = 502  # the REST service's answer: a cloud behind it failed
+    code: str | None = None
+    status = 0
+    attempts = 1
+
     def __init__(self, message: str = "", *, code: str | None = None, status: int = 0) -> None:
         super().__init__(message)
         self.code = code

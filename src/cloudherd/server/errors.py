@@ -14,9 +14,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from cloudherd.engine.locks import BusyError
-from cloudherd.errors import CloudherdError, NameTaken, SpecError, StateError, UsageError
-from cloudherd.providers.base import ProviderError
+from cloudherd.errors import CloudherdError, Conflict, NotFound, StateError, answer_of
 
 log = logging.getLogger("cloudherd.server")
 # where uploads are unpacked is the server's business: a spec error names the file as the caller sent it
@@ -24,26 +22,12 @@ RETRY_AFTER = 5  # seconds a caller waits before trying again when the state dat
 _UPLOADS = re.compile(r"/[^\s\"'<>]*/server/(?:uploads/[0-9a-f]{32}/|autoscaling/[^\s\"'<>#/]*#)")
 
 
-class Conflict(UsageError):
-    """A name taken, or a change that conflicts with the infrastructure's state: 409."""
-
-
-class NotFound(UsageError):
-    """Not there, or not the caller's (the same answer, so that ids do not leak): 404."""
+__all__ = ["Conflict", "NotFound"]  # where the route modules have always taken them from
 
 
 def status_of(exc: CloudherdError) -> int:
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, Conflict | NameTaken | BusyError):
-        return 409
-    if isinstance(exc, SpecError | UsageError):
-        return 400
-    if isinstance(exc, ProviderError):
-        return 502
-    if isinstance(exc, StateError):
-        return 503
-    return 400
+    """The HTTP status of an error: the class's own (:mod:`cloudherd.errors` is the one table)."""
+    return exc.http_status
 
 
 def without_paths(message: str) -> str:
@@ -150,7 +134,7 @@ def install(app: FastAPI) -> None:
     async def known(request: Request, exc: CloudherdError) -> Response:
         if isinstance(exc, StateError):
             return unavailable(request.url.path)
-        return JSONResponse({"detail": clean(Exception.__str__(exc))}, status_code=status_of(exc))
+        return JSONResponse(answer_of(exc, clean(Exception.__str__(exc))), status_code=status_of(exc))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
