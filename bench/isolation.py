@@ -25,9 +25,9 @@ from pathlib import Path
 
 import asyncssh
 
-from cloudherd.providers import local_sandbox
 from cloudherd.providers.base import CreateRequest
 from cloudherd.providers.local import LocalProvider
+from cloudherd.providers.local import sandbox as local_sandbox
 
 
 async def one_run(root: Path, isolation: str, nodes: int, size: str | None) -> dict[str, float]:

@@ -193,7 +193,8 @@ def require(missing: str | None, what: str) -> None:
 
 def require_sandbox(network: bool = False) -> None:
     """Local nodes as sandboxes (root, OpenSSH's sshd), and with ``network`` their networks of their own."""
-    from cloudherd.providers import local_net, local_sandbox
+    from cloudherd.providers.local import net as local_net
+    from cloudherd.providers.local import sandbox as local_sandbox
 
     require(local_sandbox.unavailable() or (local_net.unavailable() if network else None)
             or (None if has_sshd() else "no OpenSSH sshd"), "the sandbox tests")

@@ -16,7 +16,7 @@ from test_manager import passes_until, ready_names
 from test_remote import node_folders, write_spec
 
 from cloudherd.api import SyncClient
-from cloudherd.providers import local_sandbox
+from cloudherd.providers.local import sandbox as local_sandbox
 
 FAST = "    health: {interval: 0.1s, grace: 0s, timeout: 1s, unhealthy_after: 2}\n"
 

@@ -19,9 +19,9 @@ from typing import Any
 import asyncssh
 import pytest
 
-from cloudherd.providers import local_net
 from cloudherd.providers.base import CreateRequest, Instance
 from cloudherd.providers.local import NODE_MARKER, LocalProvider
+from cloudherd.providers.local import net as local_net
 from tests.conftest import async_wait_until, has_sshd, node_processes, process_gone, wait_until
 
 TAGS = {"cloudherd:infra": "test-infra", "cloudherd:group": "web"}

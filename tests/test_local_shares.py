@@ -18,7 +18,7 @@ from test_remote import node_folders, write_spec
 from cloudherd.api import SyncClient
 from cloudherd.api.auth import secret_key_path
 from cloudherd.errors import SpecError
-from cloudherd.providers.local_sandbox import Share, hidden_in_node
+from cloudherd.providers.local.sandbox import Share, hidden_in_node
 from cloudherd.spec.confine import Confinement
 from cloudherd.spec.loader import load_spec_text
 

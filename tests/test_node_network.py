@@ -20,7 +20,7 @@ from conftest import require, require_sandbox, wait_until
 from test_remote import write_spec
 
 from cloudherd.api import SyncClient
-from cloudherd.providers import local_net
+from cloudherd.providers.local import net as local_net
 
 SERVE = ("echo $(hostname) > index.html && setsid python3 -m http.server 80 --bind 0.0.0.0 "
          "</dev/null >/dev/null 2>&1 &")
@@ -174,8 +174,8 @@ def test_gc_finds_and_removes_what_a_killed_cloudherd_left(home: Path, tmp_path:
     """A node's folder gone with its namespace and its cgroup still there (cloudherd killed in between, or
     the folder removed by hand): `gc` lists both, `gc --delete` removes them, a live node's are kept."""
     require_sandbox(network=True)
-    from cloudherd.providers import local_sandbox
     from cloudherd.providers.local import LocalProvider
+    from cloudherd.providers.local import sandbox as local_sandbox
 
     monkeypatch.setattr(local_sandbox, "CGROUP_GRACE", 0.0)  # no waiting a minute for the cgroup to count
     herd = SyncClient()

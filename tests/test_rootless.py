@@ -20,7 +20,7 @@ from conftest import require
 from test_sandbox_escapes import CHROOT_ESCAPE
 from user_harness import User, made_user, run_spec, unavailable
 
-from cloudherd.providers import local_sandbox
+from cloudherd.providers.local import sandbox as local_sandbox
 
 SPEC = """\
 name: {name}

@@ -117,7 +117,7 @@ def test_root_in_a_node_holds_no_capability_that_leads_out(node: SyncClient) -> 
 def test_root_in_a_node_is_not_root_outside(node: SyncClient, home: Path) -> None:
     """The node's user namespace: its root is an unused id of the host's, every process of the node runs as
     that id (or one of its range), and what the node writes in its own system is that id's on the disk."""
-    from cloudherd.providers import local_sandbox
+    from cloudherd.providers.local import sandbox as local_sandbox
 
     seen = _run(node, "id -u; echo mine > /etc/cloudherd-owner-check; ls -n /etc/cloudherd-owner-check")
     assert seen.split()[0] == "0", seen  # root as the node sees itself

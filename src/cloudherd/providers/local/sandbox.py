@@ -21,11 +21,11 @@ disks are out of reach.
 
 Root in a node is not root outside: as root, each node's root lives in a user namespace whose ids are a
 range the host's accounts do not use (:data:`NODE_ROOT_ID`), and sees the host's files as their owners
-through an id-mapped mount (``local_idmap.py``); rootless, the node's root is the user (fuse-overlayfs
+through an id-mapped mount (``idmap.py``); rootless, the node's root is the user (fuse-overlayfs
 shows the host's files as its own, slirp4netns gives it a network).
 
 Built on util-linux's ``unshare`` (always there on Linux) and a set-up script of system calls
-(``local_setup.py``, the namespace's pid 1 until the supervisor runs): Debian 12's bubblewrap (0.8) has no
+(``node_setup.py``, the namespace's pid 1 until the supervisor runs): Debian 12's bubblewrap (0.8) has no
 overlay and no id-mapped mounts.  ``unshare`` keeps a parent process outside the namespaces that ignores
 SIGTERM; the namespace's pid 1 is then the node's supervisor shell, and when it ends the kernel ends every
 process of the node, daemons a script started included, and its mounts go with the namespace.
@@ -41,9 +41,7 @@ import contextlib
 import functools
 import json
 import os
-import pwd
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -52,8 +50,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# The namespace's pid 1 until the supervisor runs (see local_setup.py): a script run with ``-I -S``.
-SETUP_SCRIPT = Path(__file__).with_name("local_setup.py")
+from cloudherd.providers.local.rootless import ROOTLESS_TOOLS as ROOTLESS_TOOLS  # read here by the rootless tests
+from cloudherd.providers.local.rootless import id_maps, refused, rootless, subordinate_ids, unavailable_reason
+
+# The namespace's pid 1 until the supervisor runs (see node_setup.py): a script run with ``-I -S``.
+SETUP_SCRIPT = Path(__file__).with_name("node_setup.py")
 
 # What root inside a node keeps: enough to be a machine's root (own files, users, an SSH server that
 # drops privileges into its chroot, ports below 1024, ping); none of what reaches the host — no mount,
@@ -68,7 +69,7 @@ ISOLATION_MODES = ("auto", "required", "none")
 NODE_ROOT_ID = 0x70000000
 ID_COUNT = 65536
 USERNS_PIN = Path("/run/cloudherd/userns") / str(NODE_ROOT_ID)
-IDMAP_SCRIPT = Path(__file__).with_name("local_idmap.py")
+IDMAP_SCRIPT = Path(__file__).with_name("idmap.py")
 
 
 @dataclass(frozen=True)
@@ -186,23 +187,13 @@ def give_to_node_root(paths: Sequence[Path]) -> None:
                     os.lchown(os.path.join(folder, name), NODE_ROOT_ID, NODE_ROOT_ID)
 
 
-def rootless() -> bool:
-    """Whether nodes are sandboxed the rootless way: in a user namespace of this user's, their root files
-    through fuse-overlayfs, their network through slirp4netns, their SSH server cloudherd's own."""
-    return os.geteuid() != 0
-
-
-# What a rootless sandbox needs beyond util-linux, with the Debian package that brings it.
-ROOTLESS_TOOLS = {"fuse-overlayfs": "fuse-overlayfs", "slirp4netns": "slirp4netns"}
-
-
 @functools.cache
 def unavailable() -> str | None:
     """Why nodes cannot be sandboxed on this computer, or None when they can (checked once, by trying)."""
     if shutil.which("unshare") is None:
         return "isolation needs util-linux's unshare"
     if rootless():
-        return _rootless_unavailable()
+        return unavailable_reason()
     try:
         filesystems = Path("/proc/filesystems").read_text()
     except OSError:
@@ -214,126 +205,7 @@ def unavailable() -> str | None:
             filesystems = Path("/proc/filesystems").read_text()
         if "overlay" not in filesystems:
             return "isolation needs the kernel's overlay file system"
-    return _refused(["unshare", "--mount", "--uts", "--pid", "--fork", "--propagation", "private", "true"])
-
-
-# Where a rootless node's system keeps what it writes: walked for what this user cannot read.
-SEEDED_TOPS = ("/etc", "/var")
-
-
-@functools.cache
-def _unreadable() -> tuple[tuple[str, bool, int], ...]:
-    """The host's files and folders under :data:`SEEDED_TOPS` this user cannot read: (path, is a folder,
-    mode).  Walked once per process (a tenth of a second)."""
-    found = []
-    for top in SEEDED_TOPS:
-        for folder, dirs, files in os.walk(top):
-            for name, is_dir in [*((d, True) for d in dirs), *((f, False) for f in files)]:
-                path = os.path.join(folder, name)
-                with contextlib.suppress(OSError):
-                    mode = os.lstat(path).st_mode
-                    if not stat.S_ISLNK(mode) and not os.access(path, os.R_OK | (os.X_OK if is_dir else 0)):
-                        found.append((path, is_dir, stat.S_IMODE(mode)))
-    return tuple(found)
-
-
-def _fresh(path: str) -> str:
-    """What a fresh machine holds in ``path`` where it cannot be read here: the shadow files name every
-    account with no password (``*``: OpenSSH takes an account missing from them for a locked one), the
-    rest is empty."""
-    source = {"/etc/shadow": "/etc/passwd", "/etc/shadow-": "/etc/passwd", "/etc/gshadow": "/etc/group",
-              "/etc/gshadow-": "/etc/group"}.get(path)
-    if source is None:
-        return ""
-    try:
-        names = [line.split(":", 1)[0] for line in Path(source).read_text().splitlines() if ":" in line]
-    except OSError:
-        return ""
-    entry = "{}:*:19000:0:99999:7:::" if source == "/etc/passwd" else "{}:*::"
-    return "".join(entry.format(name) + "\n" for name in names)
-
-
-def seed_upper(upper: Path) -> None:
-    """Rootless: give the node its own empty copy of each host file it could not copy up.
-
-    fuse-overlayfs copies a file up (to write it) with this user's rights, so a host file only root may read
-    could never be written in the node: apt's and dpkg's lock files (``apt-get install`` fails), shadow,
-    the host's SSH keys.  The node gets them empty (a folder: empty and opaque), as a fresh machine would
-    have them (the shadow files with every account and no password), and none of the host's secrets."""
-    for path, is_dir, mode in _unreadable():
-        target = upper / path.lstrip("/")
-        with contextlib.suppress(OSError):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if is_dir:
-                target.mkdir(mode=0o700, exist_ok=True)
-                (target / ".wh..wh..opq").touch()  # fuse-overlayfs's mark: the host's folder is not merged in
-                target.chmod(mode)
-            else:
-                target.touch(mode=mode)
-                target.write_text(_fresh(path))
-
-
-def _rootless_unavailable() -> str | None:
-    missing = sorted({package for tool, package in ROOTLESS_TOOLS.items() if shutil.which(tool) is None})
-    if missing:
-        return (f"isolation for a user who is not root needs {' and '.join(missing)} "
-                f"(Debian, Ubuntu: sudo apt-get install {' '.join(missing)})")
-    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
-        return "isolation for a user who is not root needs /dev/fuse, readable and writable by this user"
-    refused = _refused(["unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork", "true"])
-    if refused:
-        return (f"{refused}: user namespaces are off for users who are not root "
-                "(set the sysctl user.max_user_namespaces above 0, and kernel.unprivileged_userns_clone=1 where "
-                "the kernel has it, or kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 24.04)")
-    return None
-
-
-def _refused(probe: Sequence[str]) -> str | None:
-    """Why the kernel refuses the namespaces ``probe`` asks for, or None."""
-    try:
-        done = subprocess.run(list(probe), capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"isolation: unshare failed ({exc})"
-    if done.returncode != 0:
-        reason = done.stderr.decode(errors="replace").strip().splitlines()
-        return f"isolation: the kernel refused new namespaces ({reason[-1] if reason else 'no reason given'})"
-    return None
-
-
-@functools.cache
-def subordinate_ids() -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """This user's first ranges of subordinate uids and gids (``/etc/subuid``, ``/etc/subgid``: Debian's
-    ``useradd`` gives every new account 65536), as (start, count) each, where ``newuidmap`` can map them;
-    None otherwise.  Rootless, they become a node's ids 1…: OpenSSH's privilege separation (and any
-    package's own user) then works in the node."""
-    if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
-        return None
-    entry = pwd.getpwuid(os.getuid())
-    found = []
-    for table in ("/etc/subuid", "/etc/subgid"):
-        try:
-            lines = Path(table).read_text().splitlines()
-        except OSError:
-            return None
-        for line in lines:
-            who, _, rest = line.partition(":")
-            start, _, count = rest.partition(":")
-            if who in (entry.pw_name, str(entry.pw_uid)) and start.isdigit() and count.isdigit() \
-                    and int(count) >= 1000:
-                found.append((int(start), min(int(count), 65535)))
-                break
-        else:
-            return None
-    return found[0], found[1]
-
-
-def _id_maps() -> list[str]:
-    """unshare's options that map this user to root and its subordinate ids to 1…, rootless."""
-    ranges = subordinate_ids()
-    if ranges is None:
-        return ["--map-root-user"]
-    (uid, uids), (gid, gids) = ranges
-    return ["--map-root-user", f"--map-users={uid},1,{uids}", f"--map-groups={gid},1,{gids}"]
+    return refused(["unshare", "--mount", "--uts", "--pid", "--fork", "--propagation", "private", "true"])
 
 
 def remove_tree(path: Path) -> None:
@@ -342,7 +214,7 @@ def remove_tree(path: Path) -> None:
     inside the same mapping, where this user may."""
     if rootless() and subordinate_ids() is not None and path.exists():
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(["unshare", "--user", *_id_maps(), "rm", "-rf", "--one-file-system", str(path)],
+            subprocess.run(["unshare", "--user", *id_maps(), "rm", "-rf", "--one-file-system", str(path)],
                            capture_output=True, timeout=120)
     shutil.rmtree(path, ignore_errors=True)
 
@@ -351,7 +223,7 @@ def command(folder: Path, name: str, supervisor: str, argv: Sequence[str]) -> li
     """The command line that runs ``argv`` (the SSH server) under ``supervisor`` inside the node's sandbox;
     rootless, in a user namespace (this user is the node's root, its subordinate ids the node's others)
     with a network namespace of its own."""
-    own = ["--user", *_id_maps(), "--net"] if rootless() else []
+    own = ["--user", *id_maps(), "--net"] if rootless() else []
     return ["unshare", *own, "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child=SIGTERM", "--propagation",
             "private", sys.executable, "-I", "-S", str(SETUP_SCRIPT), str(folder), name, supervisor, *argv]
 

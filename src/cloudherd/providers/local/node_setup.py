@@ -1,7 +1,7 @@
-"""A sandboxed node's pid 1 until its supervisor runs: ``python -I -S local_setup.py FOLDER NAME SUPERVISOR ARGV…``.
+"""A sandboxed node's pid 1 until its supervisor runs: ``python -I -S node_setup.py FOLDER NAME SUPERVISOR ARGV…``.
 
 Run by ``unshare`` inside the node's new namespaces, with its plan as JSON in ``CLOUDHERD_SANDBOX`` (see
-:func:`cloudherd.providers.local_sandbox.environment`): it joins the node's cgroups, builds the node's root
+:func:`cloudherd.providers.local.sandbox.environment`): it joins the node's cgroups, builds the node's root
 (an overlay over this computer's ``/``, id-mapped when the node has a user namespace of its own), gives
 it its own ``/proc``, ``/dev``, ``/sys``, ``/tmp`` and ``/run``, binds its shares, hides cloudherd's folder,
 names the host, moves into the root for good (``pivot_root``, the old root unmounted), enters the node's
@@ -94,7 +94,7 @@ def write(path: str, text: str) -> None:
 
 def idmapped(userns: str, target: str, source: str = "/") -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from local_idmap import idmapped_root  # beside this script; imported only when a node has a user namespace
+    from idmap import idmapped_root  # beside this script; imported only when a node has a user namespace
 
     idmapped_root(userns, target, source)
 

@@ -1,5 +1,5 @@
 """Mount this computer's root (or SOURCE), id-mapped into a node's user namespace:
-``python -I -S local_idmap.py USERNS TARGET [SOURCE]``.
+``python -I -S idmap.py USERNS TARGET [SOURCE]``.
 
 Why: a sandboxed node's root is not root outside — its user namespace maps the node's ids 0…65535 to a
 range of unused ids on the host.  Seen from there, the host's files (owned by the host's root) would

@@ -1,6 +1,6 @@
 """cloudherd's built-in SSH server for ``local`` nodes where OpenSSH's ``sshd`` is not installed.
 
-Run as ``python -m cloudherd.providers.local_server NODE_FOLDER``: it serves exec and shell sessions
+Run as ``python -m cloudherd.providers.local.local_server NODE_FOLDER``: it serves exec and shell sessions
 (through the login user's shell, with ``HOME`` set to the node's home) and SFTP, accepts only the
 node's authorized key for the node's user, and stops on SIGTERM.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncssh
 
-from cloudherd.providers.local import NODE_MARKER
+from cloudherd.providers.local.meta import NODE_MARKER
 
 CHUNK = 65536
 
@@ -145,7 +145,7 @@ async def serve(folder: Path, listen: str | None = None) -> None:
 
 def main() -> None:
     if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python -m cloudherd.providers.local_server NODE_FOLDER [HOST:PORT]")
+        sys.exit("usage: python -m cloudherd.providers.local.local_server NODE_FOLDER [HOST:PORT]")
     asyncio.run(serve(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) == 3 else None))
 
 
