@@ -12,12 +12,13 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncssh
 
 from cloudherd.errors import DeployError
 from cloudherd.remote.envelope import stdin_for
+from cloudherd.times import utcnow
 
 LineCallback = Callable[[str, str], None]  # (stream, line)
 
@@ -25,10 +26,6 @@ LineCallback = Callable[[str, str], None]  # (stream, line)
 # first choice), which matters when a hundred handshakes share two cores; chacha20 stays as a fallback.
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
            "aes128-ctr", "aes192-ctr", "aes256-ctr")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

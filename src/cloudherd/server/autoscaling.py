@@ -44,6 +44,7 @@ from cloudherd.inputs import whole
 from cloudherd.server.errors import NAMESPACE, aws_error, clean, database_fault, status_of
 from cloudherd.server.errors import xml_text as _text
 from cloudherd.server.sigv4 import SignatureError, verify
+from cloudherd.times import as_utc, utcnow
 
 log = logging.getLogger("cloudherd.server")
 
@@ -283,7 +284,8 @@ def _x(tag: str, value: object) -> str:
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, datetime):
-        text = value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+        moment = as_utc(value)  # AWS writes UTC, with a Z
+        text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     else:
         text = _text(str(value))
     return f"<{tag}>{text}</{tag}>"
@@ -408,7 +410,7 @@ async def terminate_instance_in_auto_scaling_group(model: AutoScaling, p: Params
         _x("Description", f"Terminating EC2 instance: {instance.id}"),
         _x("Cause", f"instance {instance.id} was taken out of service in response to a user request"
                     + (", shrinking the capacity." if decrement else ".")),
-        _x("StartTime", datetime.now()), _x("StatusCode", "InProgress"), _x("Progress", 0),
+        _x("StartTime", utcnow()), _x("StatusCode", "InProgress"), _x("Progress", 0),
     ]) + "</Activity>"
 
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Interval, func, literal
+from sqlalchemy import Interval, func, literal
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
+
+from cloudherd.state.models import UTCDateTime
 
 _SQLITE_FORMAT = "%Y-%m-%d %H:%M:%f"
 
@@ -29,15 +31,15 @@ _SQLITE_FORMAT = "%Y-%m-%d %H:%M:%f"
 def now(dialect: str) -> ColumnElement[Any]:
     """The database's time now."""
     if dialect == "sqlite":
-        return func.strftime(_SQLITE_FORMAT, "now", type_=DateTime(timezone=True))
-    return func.clock_timestamp(type_=DateTime(timezone=True))
+        return func.strftime(_SQLITE_FORMAT, "now", type_=UTCDateTime())
+    return func.clock_timestamp(type_=UTCDateTime())
 
 
 def after(dialect: str, seconds: float) -> ColumnElement[Any]:
     """The database's time ``seconds`` from now (before it, when negative)."""
     if dialect == "sqlite":
-        return func.strftime(_SQLITE_FORMAT, "now", f"{seconds:+.3f} seconds", type_=DateTime(timezone=True))
-    return func.clock_timestamp(type_=DateTime(timezone=True)) + literal(timedelta(seconds=seconds), Interval())
+        return func.strftime(_SQLITE_FORMAT, "now", f"{seconds:+.3f} seconds", type_=UTCDateTime())
+    return func.clock_timestamp(type_=UTCDateTime()) + literal(timedelta(seconds=seconds), Interval())
 
 
 def passed(dialect: str, moment: ColumnElement[Any] | QueryableAttribute[Any]) -> ColumnElement[bool]:

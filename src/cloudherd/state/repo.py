@@ -6,7 +6,7 @@ Each method is one short transaction, so a crash between two steps leaves the la
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, or_, select, update
@@ -511,7 +511,7 @@ class Store(ServerState):
         with self.reading() as s:
             value = s.scalar(select(clock.now(self._dialect)))
         assert isinstance(value, datetime)
-        return _aware(value)
+        return value
 
     def take_lease(self, scope: str, owner: str, operation: str, holder: dict[str, Any], ttl: float, *,
                    steal_from: str | None = None) -> tuple[bool, Lease | None]:
@@ -577,11 +577,6 @@ class Store(ServerState):
     def release_lease(self, scope: str, owner: str) -> None:
         with self.session() as s, s.begin():
             s.execute(delete(Lease).where(Lease.scope == scope, Lease.owner == owner))
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands datetimes back without their zone; they were written in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _rowcount(result: object) -> int:
