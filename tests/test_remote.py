@@ -326,7 +326,7 @@ def test_pool_reconnects_once_when_a_connection_dropped(home: Path, tmp_path: Pa
     finally:
         del os.environ["CLOUDHERD_LOCAL_SERVER"]
     from cloudherd.engine.context import ensure_identity
-    from cloudherd.engine.fleet import Reach
+    from cloudherd.engine.reach import Reach
     from cloudherd.remote.pool import ConnectionPool
 
     infra = herd.aio.store.infrastructure(infra_id)  # the engine's rows: this test drives the pool directly

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import recorded_infrastructure, spec_of
 
-from cloudherd.engine.apply import _place, cooling
+from cloudherd.engine.converge import _place, cooling
 from cloudherd.errors import ApplyFailed, CloudherdError
 from cloudherd.providers.base import CapacityError, QuotaError
 from cloudherd.spec import LoadedSpec

@@ -10,7 +10,8 @@ from pathlib import Path
 from conftest import recorded_infrastructure, spec_of
 
 from cloudherd.engine.deploy import script_digest
-from cloudherd.engine.plan import diff_groups, make_plan
+from cloudherd.engine.diff import diff_groups
+from cloudherd.engine.plan import make_plan
 from cloudherd.remote.scripts import render
 from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Group, Node

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cloudherd.engine import journal
-from cloudherd.engine.context import Providers, Redactor, ensure_identity, snapshot
+from cloudherd.engine.context import Providers, Redactor, snapshot
 from cloudherd.engine.deploy import run_scripts
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
-from cloudherd.engine.fleet import Reach
 from cloudherd.engine.health import answers_ssh
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
-from cloudherd.engine.recover import recover
+from cloudherd.engine.reach import Reach
+from cloudherd.engine.session import RunSession
 from cloudherd.engine.templates import template_context
 from cloudherd.errors import CloudherdError, SpecError
 from cloudherd.lifecycle import REACHABLE_NODE_STATES, InfraState, NodeState
@@ -68,19 +68,11 @@ async def _down(store: Store, infra: Infrastructure, *, on_event: EventSink | No
     store.set_infrastructure_state(infra.id, InfraState.DESTROYING)
     store.add_event(infra.id, "down", "down started")
     loaded = _recorded_spec(infra, on_event)
-    identity = ensure_identity(store, infra.ssh_key_path)
-    providers = Providers(loaded)
-    try:
-        recover(store, infra, on_event)
-        await journal.resolve(store, infra, providers, on_event)
-        async with ConnectionPool(identity.key, connect_timeout=min(30.0, teardown_timeout)) as pool:
-            reach = Reach(store, infra, identity)
-            failed = await retire(store, infra, store.nodes(infra.id), loaded=loaded, reach=reach, pool=pool,
-                                  providers=providers, sink=on_event, teardown_timeout=teardown_timeout,
-                                  artifacts_dir=Path(artifacts_dir) if artifacts_dir else None, sweep=True)
-            reach.record(pool)
-    finally:
-        await providers.close()
+    async with RunSession(store, infra, loaded, sink=on_event, connect_timeout=min(30.0, teardown_timeout)) as run:
+        await run.settle()
+        failed = await retire(store, infra, store.nodes(infra.id), loaded=loaded, reach=run.reach, pool=run.pool,
+                              providers=run.providers, sink=on_event, teardown_timeout=teardown_timeout,
+                              artifacts_dir=Path(artifacts_dir) if artifacts_dir else None, sweep=True)
     if failed:
         _left_behind(store, infra, failed, force, on_event)
     store.set_infrastructure_state(infra.id, InfraState.DESTROYED)

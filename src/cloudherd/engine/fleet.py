@@ -16,17 +16,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudherd.engine.context import Identity, Redactor, ensure_identity, snapshot
 from cloudherd.engine.liveness import settle
+from cloudherd.engine.session import RunSession
 from cloudherd.engine.templates import node_env
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.scripts import in_workdir
-from cloudherd.remote.ssh import Target, fingerprint, utcnow
+from cloudherd.remote.ssh import Target, utcnow
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
 if TYPE_CHECKING:
-    import asyncssh
+    pass
 
 # -- choosing nodes ---------------------------------------------------------------------------------
 
@@ -89,65 +90,6 @@ def select_nodes(infra: Infrastructure, nodes: Sequence[Node], selector: Selecto
     return chosen
 
 
-# -- reaching nodes ---------------------------------------------------------------------------------
-
-
-class Reach:
-    """How to log in to an infrastructure's nodes, with the host keys pinned for them.
-
-    The pin of a node is the key recorded in ``host_keys`` (first contact, or its provider's report);
-    ``accept_new`` names nodes whose next key is taken as the new pin (``--accept-new-host-key``).
-    """
-
-    def __init__(self, store: Store, infra: Infrastructure, identity: Identity,
-                 accept_new: Collection[str] = ()) -> None:
-        self.store = store
-        self.infra = infra
-        self.identity = identity
-        self.pins = {node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()}
-        self.accept_new = set(accept_new)
-        self._group_keys: dict[str, asyncssh.SSHKey | None] = {}
-        if self.accept_new:
-            names = {n.name for n in store.nodes(infra.id)} | {n.id for n in store.nodes(infra.id)}
-            unknown = sorted(self.accept_new - names)
-            if unknown:
-                raise UsageError(f"cannot accept a new host key for {', '.join(unknown)}: no such node in {infra.name}")
-
-    def target(self, node: Node) -> Target:
-        return Target(
-            node.name, node.address or "", node.port, node.ssh_user or self.identity.user_name,
-            host_key=self.pins.get(node.id) or node.host_key, node_id=node.id, workdir=node.workdir,
-            accept_new_host_key=bool({node.name, node.id} & self.accept_new), key=self.group_key(node.group_name),
-        )
-
-    def group_key(self, group_name: str) -> asyncssh.SSHKey | None:
-        """The private key of a group that has its own (``groups.NAME.ssh.key``), read once; None: ours."""
-        if group_name not in self._group_keys:
-            from cloudherd.remote.keys import ensure_keypair
-
-            groups = {g.name: g for g in self.store.infrastructure(self.infra.id).groups}
-            path = (groups[group_name].config or {}).get("ssh_key") if group_name in groups else None
-            self._group_keys[group_name] = ensure_keypair(Path(path))[0] if path else None
-        return self._group_keys[group_name]
-
-    def record(self, pool: ConnectionPool) -> None:
-        """Pin the keys nodes presented on first contact (or re-pin), all in one transaction."""
-        rows = []
-        for target, seen in pool.seen_host_keys.values():
-            if not target.node_id or self.pins.get(target.node_id) == seen.public_key:
-                continue
-            source = "re-pinned" if target.accept_new_host_key else "first-contact"
-            rows.append((target.node_id, seen.public_key, seen.fingerprint, source))
-            self.pins[target.node_id] = seen.public_key
-            if target.accept_new_host_key and target.host_key:
-                self.store.add_event(
-                    self.infra.id, "host-key",
-                    f"{target.name}: host key re-pinned from {fingerprint(target.host_key)} to {seen.fingerprint}",
-                    node_id=target.node_id,
-                )
-        self.store.pin_host_keys(self.infra.id, rows)
-
-
 # -- exec -------------------------------------------------------------------------------------------
 
 
@@ -197,16 +139,15 @@ async def exec_command(
     redact = Redactor(loaded.secrets)
     group_env = {name: dict(group.env) for name, group in loaded.spec.groups.items()}
     nodes = select_nodes(infra, store.nodes(infra.id), selector)
-    reach = Reach(store, infra, identity, options.accept_new_host_key)
     records: list[dict[str, Any]] = []
     shown = redact(command)  # what is stored and shown of the command: its secrets masked like its output
 
-    async def one(pool: ConnectionPool, node: Node) -> ExecResult:
+    async def one(run: RunSession, node: Node) -> ExecResult:
         started, began = time.monotonic(), utcnow()
         sink = (lambda stream, line: on_line(node.name, stream, redact(line))) if on_line else None
         try:
             line = in_workdir(command, node_env(node, group_env.get(node.group_name)))
-            result = await pool.run(reach.target(node), line, on_line=sink, timeout=options.command_timeout)
+            result = await run.pool.run(run.reach.target(node), line, on_line=sink, timeout=options.command_timeout)
         except (CloudherdError, TimeoutError) as exc:
             message = redact(Exception.__str__(exc)) or f"no answer within {options.command_timeout:g}s"
             remedy = exc.remedy if isinstance(exc, CloudherdError) else None
@@ -217,27 +158,27 @@ async def exec_command(
         records.append(_action(infra, node, "exec", shown, result.exit_code, stdout, stderr, began))
         return ExecResult(node.name, node.group_name, result.exit_code, stdout, stderr, time.monotonic() - started)
 
-    return await _fan_out(store, identity, options, reach, nodes, one, records)
+    return await _fan_out(store, infra, identity, options, nodes, one, records)
 
 
 R = TypeVar("R")
 
 
-async def _fan_out(store: Store, identity: Identity, options: FleetOptions, reach: Reach, nodes: Sequence[Node],
-                   one: Callable[[ConnectionPool, Node], Awaitable[R]], records: list[dict[str, Any]]) -> list[R]:
-    """``one`` on every node at once over one pool; new host keys pinned and the actions written after."""
-    try:
-        if options.pool is not None:
-            results = list(await asyncio.gather(*(one(options.pool, n) for n in nodes)))
-            reach.record(options.pool)
-            options.pool.forget_seen([n.name for n in nodes])  # recorded: not this pool's next caller's business
-        else:
-            async with ConnectionPool(identity.key, handshakes=options.handshakes,
-                                      connect_timeout=options.connect_timeout) as pool:
-                results = list(await asyncio.gather(*(one(pool, n) for n in nodes)))
-                reach.record(pool)
-    finally:
-        store.add_actions(records)
+async def _fan_out(store: Store, infra: Infrastructure, identity: Identity, options: FleetOptions,
+                   nodes: Sequence[Node], one: Callable[[RunSession, Node], Awaitable[R]],
+                   records: list[dict[str, Any]]) -> list[R]:
+    """``one`` on every node at once over one pool (the options' own, else one made for this); new host keys
+    pinned and the actions written after."""
+    async with RunSession(store, infra, identity=identity, pool=options.pool, handshakes=options.handshakes,
+                          connect_timeout=options.connect_timeout,
+                          accept_new_host_key=options.accept_new_host_key) as run:
+        run.check_reach()
+        try:
+            results = list(await asyncio.gather(*(one(run, n) for n in nodes)))
+            # recorded: a pool that outlives the command forgets these nodes' keys (not its next caller's business)
+            await run.hang_up(forget=[n.name for n in nodes])
+        finally:
+            store.add_actions(records)
     return results
 
 
@@ -316,13 +257,12 @@ async def _transfer(
     await settle(store, infra)
     identity = ensure_identity(store, infra.ssh_key_path)
     nodes = select_nodes(infra, store.nodes(infra.id), selector)
-    reach = Reach(store, infra, identity, options.accept_new_host_key)
     records: list[dict[str, Any]] = []
 
-    async def one(pool: ConnectionPool, node: Node) -> TransferResult:
+    async def one(run: RunSession, node: Node) -> TransferResult:
         started, began = time.monotonic(), utcnow()
         try:
-            files = await copy(pool, reach.target(node), node)
+            files = await copy(run.pool, run.reach.target(node), node)
         except Exception as exc:  # ours, OSError, TimeoutError and asyncssh's SFTP errors alike: per node
             message = _transfer_error(exc, kind, name)
             remedy = exc.remedy if isinstance(exc, CloudherdError) else None
@@ -332,7 +272,7 @@ async def _transfer(
         records.append(_action(infra, node, kind, name, 0, "\n".join(files), "", began))
         return TransferResult(node.name, node.group_name, files, time.monotonic() - started)
 
-    return await _fan_out(store, identity, options, reach, nodes, one, records)
+    return await _fan_out(store, infra, identity, options, nodes, one, records)
 
 
 def _transfer_error(exc: BaseException, kind: str, what: str) -> str:

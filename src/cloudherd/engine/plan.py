@@ -1,66 +1,66 @@
-"""Plan: what ``up`` would change — nodes to create, destroy or replace, scripts to re-run — and nothing else.
+"""Plan: what ``up`` will change — nodes to create, destroy or replace, scripts to re-run, nodes to roll — as a value.
 
-The same diff drives ``up`` (it writes the rows the plan says) and ``plan`` / ``up --dry-run`` (they
-only show it), so what is shown is what is done.  Reality comes from one list call per provider.
+Read-only: a plan is built from the spec and the stored state by the decisions of :mod:`cloudherd.engine.diff`,
+and nothing here writes.  ``up`` builds one (after settling leftovers and recording what the providers say) and
+executes exactly it (:mod:`cloudherd.engine.converge`); ``plan`` / ``up --dry-run`` only show it.  A plan saved
+to a file (:func:`save_plan`) carries a fingerprint of the state it was computed from: executing it later
+(:func:`cloudherd.engine.apply.execute`) refuses, with :class:`StalePlan`, when that state changed since.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from cloudherd.engine.context import Providers
+from cloudherd.engine.context import Providers, Redactor
+from cloudherd.engine.diff import Batch, GroupDiff, behind, diff_groups, rollout_batches, stale_scripts
 from cloudherd.engine.liveness import Observed, observe
-from cloudherd.engine.revisions import shape_digest
-from cloudherd.engine.rollout import behind
+from cloudherd.engine.revisions import bundle
 from cloudherd.engine.templates import (
+    InfraLike,
     NodeLike,
     PlannedInfra,
     check_templates,
-    new_indices,
-    node_env,
     planned_fleet,
     planned_node,
-    script_digest,
-    template_context,
 )
-from cloudherd.errors import DeployError
+from cloudherd.errors import UsageError
 from cloudherd.lifecycle import COUNTED_NODE_STATES, REACHABLE_NODE_STATES, NodeState
-from cloudherd.remote.scripts import render
 from cloudherd.spec import LoadedSpec
-from cloudherd.state.models import Group, Infrastructure, Node
+from cloudherd.state.models import Group, Infrastructure, Node, Revision
 from cloudherd.state.repo import Store
 
+PLAN_FORMAT = 1
 
-@dataclass
-class GroupDiff:
-    """One group's part of the plan."""
 
-    name: str
-    provider: str
-    count: int  # wanted
-    current: int  # counted now
-    create: int = 0
-    destroy: list[Node] = field(default_factory=list)  # surplus, dead, or of a removed group
-    replace: list[Node] = field(default_factory=list)  # image / size / provider changed: destroyed and made anew
-    reasons: list[str] = field(default_factory=list)
-    reruns: dict[str, list[str]] = field(default_factory=dict)  # script source -> node names
-    rolling: list[str] = field(default_factory=list)  # nodes behind the new release: replaced batch by batch
-    surge: int = 1  # of a rolling group: nodes made per batch
-    removed: bool = False  # the group is no longer in the spec
-    new: bool = False
-
-    @property
-    def changes(self) -> bool:
-        return bool(self.create or self.destroy or self.replace or self.reruns or self.rolling)
+class StalePlan(UsageError):
+    """A saved plan no longer fits: the infrastructure's state (or the spec) changed since it was computed."""
 
 
 @dataclass
 class Plan:
+    """What an ``up`` does, group by group; executed as it says (:func:`cloudherd.engine.converge.execute_plan`).
+
+    ``prior`` fingerprints the stored state the plan was computed from and ``spec`` the spec it was computed for
+    (both set by :func:`make_plan`, for a saved plan); ``observed``: the changes the providers showed, recorded
+    when the plan is executed; ``in_place``: nodes that take their release where they stand (a rollout's batch),
+    running every script again; ``force``: every script runs again on every node deployed."""
+
     name: str
     infrastructure_id: str | None
     groups: list[GroupDiff]
+    prior: str | None = None
+    spec: str | None = None
+    spec_path: str | None = None
+    observed: list[Observed] = field(default_factory=list)
+    in_place: tuple[str, ...] = ()
+    force: bool = False
 
     @property
     def changes(self) -> bool:
@@ -74,135 +74,160 @@ class Plan:
             "script_runs": sum(len(nodes) for g in self.groups for nodes in g.reruns.values()),
         }
 
+    def leaving(self) -> list[Node]:
+        """The nodes the plan retires: surplus, dead and replaced ones, and every node of a removed group."""
+        return [n for g in self.groups for n in (*g.destroy, *g.replace)]
+
+    def held(self) -> set[str]:
+        """Ids of the nodes behind a rolling group's release: left as they are by the converge, the rollout's."""
+        return {node_id for g in self.groups for b in g.batches for node_id in b.nodes}
+
+    def batches(self, group: str) -> list[Batch]:
+        return next((list(g.batches) for g in self.groups if g.name == group), [])
+
     def as_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data (what :func:`save_plan` writes)."""
+        def nodes(rows: Sequence[Node]) -> list[dict[str, str]]:
+            return [{"id": n.id, "name": n.name} for n in rows]
+
         return {
-            "name": self.name, "infrastructure": self.infrastructure_id, "changes": self.changes,
-            "totals": self.totals(),
+            "format": PLAN_FORMAT, "name": self.name, "infrastructure": self.infrastructure_id,
+            "prior": self.prior, "spec": self.spec, "spec_path": self.spec_path, "force": self.force,
+            "in_place": list(self.in_place), "changes": self.changes, "totals": self.totals(),
+            "observed": [{"node": o.node_id, "state": str(o.state), "reason": o.reason} for o in self.observed],
             "groups": [
                 {"name": g.name, "provider": g.provider, "count": g.count, "current": g.current, "new": g.new,
-                 "removed": g.removed, "create": g.create, "destroy": [n.name for n in g.destroy],
-                 "replace": [n.name for n in g.replace], "reasons": g.reasons, "scripts": g.reruns,
-                 "rolling": g.rolling, "surge": g.surge}
+                 "removed": g.removed, "create": g.create, "destroy": nodes(g.destroy), "replace": nodes(g.replace),
+                 "reasons": g.reasons, "scripts": g.reruns, "rolling": g.rolling, "surge": g.surge,
+                 "batches": [{"in_place": b.in_place, "nodes": list(b.nodes)} for b in g.batches],
+                 "indices": g.indices}
                 for g in self.groups
             ],
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        """A plan read back; its nodes are stand-ins (id, name, group) until :meth:`bind` gives the rows."""
+        if not isinstance(data, Mapping) or data.get("format") != PLAN_FORMAT:
+            raise UsageError(f"not a cloudherd plan (format {PLAN_FORMAT}): compute it again with `plan --out`")
+        try:
+            def nodes(group: str, rows: Sequence[Mapping[str, str]]) -> list[Node]:
+                return [Node(id=r["id"], name=r["name"], group_name=group) for r in rows]
 
-def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node], *,
-                replace: Collection[str] = (), victims: Collection[str] = ()) -> list[GroupDiff]:
-    """Spec versus the recorded groups and nodes (whose states should be fresh).
+            groups = [GroupDiff(
+                name=g["name"], provider=g["provider"], count=int(g["count"]), current=int(g["current"]),
+                create=int(g["create"]), destroy=nodes(g["name"], g["destroy"]), replace=nodes(g["name"], g["replace"]),
+                reasons=list(g["reasons"]), reruns={k: list(v) for k, v in g["scripts"].items()},
+                rolling=list(g["rolling"]), surge=int(g["surge"]), removed=bool(g["removed"]), new=bool(g["new"]),
+                batches=[Batch(bool(b["in_place"]), tuple(b["nodes"])) for b in g["batches"]],
+                indices=[int(i) for i in g["indices"]],
+            ) for g in data["groups"]]
+            return cls(
+                name=str(data["name"]), infrastructure_id=data["infrastructure"], groups=groups,
+                prior=data["prior"], spec=data["spec"], spec_path=data["spec_path"],
+                observed=[Observed(o["node"], NodeState(o["state"]), o["reason"]) for o in data["observed"]],
+                in_place=tuple(data["in_place"]), force=bool(data["force"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"a damaged plan ({exc.__class__.__name__}: {exc}): compute it again") from None
 
-    ``replace`` names nodes to treat as dead (the manager's failed ones); ``victims`` names nodes to
-    remove first when a group shrinks (else the newest go first).  A changed image, size or provider
-    replaces every node of a ``recreate`` group here; a ``rolling`` group's are replaced batch by batch by
-    the rollout (:mod:`cloudherd.engine.rollout`), so here they stay.
-    """
-    spec = loaded.spec
-    by_name = {g.name: g for g in rows}
-    diffs = []
-    for group_name, group in spec.groups.items():
-        row = by_name.get(group_name)
-        members = [n for n in nodes if n.group_name == group_name and n.state != NodeState.TERMINATED]
-        dead = [n for n in members if n.state not in COUNTED_NODE_STATES or n.id in replace]
-        places = [p.provider for p in group.placement] or [group.provider]
-        rank = {name: i for i, name in enumerate(places)}
-        # kept first: not a victim, then by place (scale-down empties the last place first), then oldest
-        counted = sorted((n for n in members if n.state in COUNTED_NODE_STATES and n.id not in replace),
-                         key=lambda n: (n.id in victims, rank.get(n.provider, len(places)), n.index))
-        diff = GroupDiff(group_name, group.provider, group.count, len(counted), new=row is None)
-        changed = _shape_changes(row, group.provider, group.image, group.size_name) \
-            if row is not None and group.update.strategy == "recreate" else []
-        if changed and counted:
-            diff.reasons += changed
-            diff.replace = counted[: group.count]
-            diff.destroy = dead + counted[group.count:]
-            diff.create = group.count
-        else:
-            diff.destroy = dead + counted[group.count:]
-            diff.create = max(0, group.count - len(counted))
-        if dead:
-            diff.reasons.append(f"{len(dead)} dead node(s) replaced")
-        diffs.append(diff)
-    for group_name, row in by_name.items():
-        if group_name in spec.groups:
-            continue
-        members = [n for n in nodes if n.group_name == group_name and n.state != NodeState.TERMINATED]
-        if members:
-            diffs.append(GroupDiff(group_name, row.provider, 0, len(members), destroy=members, removed=True))
-    return diffs
+    def bind(self, nodes: Sequence[Node]) -> Plan:
+        """The plan with its stand-in nodes replaced by the recorded rows of the same ids."""
+        by_id = {n.id: n for n in nodes}
+        missing = [n.name for n in self.leaving() if n.id not in by_id]
+        if missing:
+            raise StalePlan(f"the plan of {self.name} names nodes that are no longer recorded "
+                            f"({', '.join(missing)}): run plan again")
+        groups = [dataclasses.replace(g, destroy=[by_id[n.id] for n in g.destroy],
+                                      replace=[by_id[n.id] for n in g.replace]) for g in self.groups]
+        return dataclasses.replace(self, groups=groups)
 
 
-def _shape_changes(row: Group, provider: str, image: str | None, size: str | None) -> list[str]:
-    changes = []
-    for what, old, new in (("provider", row.provider, provider), ("image", row.image, image),
-                           ("size", row.size, size)):
-        if (old or None) != (new or None):
-            changes.append(f"{what} {old or '-'} → {new or '-'}")
-    return changes
+def build_plan(loaded: LoadedSpec, infra: InfraLike, rows: Sequence[Group], nodes: Sequence[Node],
+               done: Mapping[tuple[str, str], str], *, replace: Collection[str] = (), victims: Collection[str] = (),
+               in_place: Collection[str] = (), force: bool = False, scripts: bool = True) -> Plan:
+    """The plan for an infrastructure whose groups are ``rows`` and whose nodes, as fresh as they can be, are
+    ``nodes``; ``done``: the digests of the scripts' last successful runs (see :func:`diff.stale_scripts`).
 
-
-async def make_plan(loaded: LoadedSpec, store: Store) -> Plan:
-    """The plan of ``up`` for ``loaded``, refreshed from the providers (one list per provider)."""
-    existing = store.active_named(loaded.spec.name)
-    if existing is None:
-        check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", loaded.spec.name))
-        groups = [GroupDiff(name, g.provider, g.count, 0, create=g.count, new=True,
-                            reruns={s.source: [f"{loaded.spec.name}-{name}-{i}" for i in range(1, g.count + 1)]
-                                    for s in loaded.scripts[name]} if g.count else {})
-                  for name, g in loaded.spec.groups.items()]
-        return Plan(loaded.spec.name, None, groups)
-    infra = store.infrastructure(existing.id)
-    nodes, _ = await fresh_nodes(loaded, store, infra)
-    diffs = diff_groups(loaded, infra.groups, nodes)
-    done = store.script_digests(infra.id)
+    ``replace`` / ``victims``: see :func:`diff.diff_groups`; ``in_place``: nodes that take the release where they
+    stand (they are not held, and run every script again); ``scripts``: whether to work out the script re-runs
+    (a converge decides them at deploy time, with the new nodes' addresses known)."""
+    diffs = diff_groups(loaded, rows, nodes, replace=replace, victims=victims)
     leaving = {n.id for d in diffs for n in (*d.destroy, *d.replace)}
-    # the fleet as it will be: kept nodes plus stand-ins for the ones to make (their addresses are unknown)
-    future: list[NodeLike] = [n for n in nodes if n.id not in leaving and n.state in COUNTED_NODE_STATES]
-    for diff in diffs:
-        for index in new_indices(nodes, diff.name, diff.create):
-            future.append(planned_node(infra.id, loaded.spec.name, diff.name, index, diff.provider))
-    check_templates(loaded, future, infra)
-    held = {n.id: n for n in behind(loaded, [n for n in nodes if n.id not in leaving])}
+    held = {n.id: n for n in behind(loaded, [n for n in nodes if n.id not in leaving]) if n.id not in in_place}
     for diff in diffs:
         if diff.removed:
             continue
-        diff.rolling = [n.name for n in held.values() if n.group_name == diff.name]
+        mine = [n for n in held.values() if n.group_name == diff.name]
+        diff.rolling = [n.name for n in mine]
+        diff.batches = rollout_batches(loaded, diff.name, mine) if mine else []
         update = loaded.group(diff.name).update
-        shape = shape_digest(loaded, diff.name)
-        in_place = bool(update.max_unavailable) and all(n.shape == shape for n in held.values()
-                                                         if n.group_name == diff.name)
-        diff.surge = update.max_unavailable if in_place else update.max_surge
+        in_place_batches = bool(update.max_unavailable) and all(b.in_place for b in diff.batches)
+        diff.surge = update.max_unavailable if in_place_batches else update.max_surge
         if diff.rolling:
-            how = "in place (scripts re-run)" if in_place else "new nodes beside the old"
+            how = "in place (scripts re-run)" if in_place_batches else "new nodes beside the old"
             diff.reasons.append(f"a new release: rolling, {diff.surge} at a time, {how}, health-gated")
-        kept = [n for n in future if n.group_name == diff.name and n.state in REACHABLE_NODE_STATES
+    plan = Plan(loaded.spec.name, infra.id, diffs, in_place=tuple(in_place), force=force)
+    if scripts:
+        _reruns(loaded, infra, plan, future(loaded, infra, nodes, plan), held,
+                {} if force else {k: v for k, v in done.items() if k[0] not in in_place})
+    return plan
+
+
+def future(loaded: LoadedSpec, infra: InfraLike, nodes: Sequence[Node], plan: Plan) -> list[NodeLike]:
+    """The fleet as the plan leaves it: the kept nodes plus stand-ins for the ones to make (addresses unknown)."""
+    leaving = {n.id for n in plan.leaving()}
+    fleet: list[NodeLike] = [n for n in nodes if n.id not in leaving and n.state in COUNTED_NODE_STATES]
+    for diff in plan.groups:
+        for index in diff.indices:
+            fleet.append(planned_node(infra.id, loaded.spec.name, diff.name, index, diff.provider))
+    return fleet
+
+
+def _reruns(loaded: LoadedSpec, infra: InfraLike, plan: Plan, fleet: Sequence[NodeLike], held: Collection[str],
+            done: Mapping[tuple[str, str], str]) -> None:
+    for diff in plan.groups:
+        if diff.removed:
+            continue
+        kept = [n for n in fleet if n.group_name == diff.name and n.state in REACHABLE_NODE_STATES
                 and n.id not in held]
-        new_names = [n.name for n in future if n.group_name == diff.name and n.state == NodeState.PENDING]
-        group = loaded.group(diff.name)
+        stale = {n.name: set(stale_scripts(loaded, n, fleet, infra, done)) for n in kept}
+        new_names = [n.name for n in fleet if n.group_name == diff.name and n.state == NodeState.PENDING]
         for script in loaded.scripts[diff.name]:
-            names = list(new_names)
-            for node in kept:
-                env = node_env(node, group.env)
-                try:
-                    context = template_context(node, future, infra, loaded.variables_for(node.group_name),
-                                               loaded.env)
-                    text = render(script.source, script.content, context)
-                except DeployError:
-                    names.append(node.name)
-                    continue
-                if done.get((node.id, script.source)) != script_digest(script.source, text, env):
-                    names.append(node.name)
+            names = [*new_names, *(n.name for n in kept if script.source in stale[n.name])]
             if names:
                 diff.reruns[script.source] = sorted(names)
-    return Plan(loaded.spec.name, infra.id, diffs)
 
 
-async def fresh_nodes(loaded: LoadedSpec, store: Store, infra: Infrastructure) -> tuple[list[Node], list[Observed]]:
-    """Recorded nodes with their liveness checked (one list call per provider), and what changed.
+async def make_plan(loaded: LoadedSpec, store: Store, *, force: bool = False) -> Plan:
+    """The plan of ``up`` for ``loaded``, refreshed from the providers (one list per provider); writes nothing.
 
-    Nothing is written: ``plan`` only shows the changes, ``up`` records them.
-    """
+    It carries the fingerprints of the state and the spec it was computed from, for :func:`save_plan`."""
+    existing = store.active_named(loaded.spec.name)
+    if existing is None:
+        check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", loaded.spec.name))
+        groups = [GroupDiff(name, g.provider, g.count, 0, create=g.count, new=True, indices=list(range(1, g.count + 1)),
+                            reruns={s.source: [f"{loaded.spec.name}-{name}-{i}" for i in range(1, g.count + 1)]
+                                    for s in loaded.scripts[name]} if g.count else {})
+                  for name, g in loaded.spec.groups.items()]
+        return Plan(loaded.spec.name, None, groups, prior=fingerprint(loaded.spec.name, None),
+                    spec=spec_fingerprint(loaded), spec_path=str(loaded.path), force=force)
+    infra = store.infrastructure(existing.id)
     nodes = store.nodes(infra.id)
+    done = store.script_digests(infra.id)
+    prior = fingerprint(loaded.spec.name, infra, nodes, done, store.revisions(infra.id))
+    nodes, changes = await fresh_nodes(loaded, store, infra, nodes)
+    plan = build_plan(loaded, infra, infra.groups, nodes, done, force=force)
+    check_templates(loaded, future(loaded, infra, nodes, plan), infra)
+    return dataclasses.replace(plan, prior=prior, spec=spec_fingerprint(loaded), spec_path=str(loaded.path),
+                               observed=changes)
+
+
+async def fresh_nodes(loaded: LoadedSpec, store: Store, infra: Infrastructure,
+                      nodes: list[Node] | None = None) -> tuple[list[Node], list[Observed]]:
+    """Recorded nodes (``nodes``: as just read) with their liveness checked (one list call per provider), and what
+    changed.  Nothing is written: ``plan`` only shows the changes, ``up`` records them."""
+    nodes = store.nodes(infra.id) if nodes is None else nodes
     providers = Providers(loaded)
     try:
         changes = await observe(providers, infra.id, nodes)
@@ -213,3 +238,78 @@ async def fresh_nodes(loaded: LoadedSpec, store: Store, infra: Infrastructure) -
         by_id[change.node_id].state = change.state
         by_id[change.node_id].reason = change.reason
     return nodes, changes
+
+
+# -- the saved plan: a contract -----------------------------------------------------------------------
+
+
+def fingerprint(name: str, infra: Infrastructure | None, nodes: Sequence[Node] = (),
+                done: Mapping[tuple[str, str], str] | None = None, revisions: Sequence[Revision] = ()) -> str:
+    """A digest of the stored state a plan depends on: which infrastructure is active under ``name``, its group
+    rows, its nodes (what a diff, a template or a rollout reads of them), the scripts' last successful runs and
+    its releases.  Equal digests: the plan computed from one is the plan of the other."""
+    if infra is None:
+        state: dict[str, Any] = {"name": name, "infrastructure": None}
+    else:
+        state = {
+            "name": name, "infrastructure": infra.id,
+            "groups": sorted([g.name, g.provider, g.image, g.size, g.count] for g in infra.groups),
+            "nodes": sorted([n.id, n.group_name, n.name, n.index, str(n.state), n.provider, n.provider_id,
+                             n.address, n.private_address, n.port, n.release, n.shape] for n in nodes),
+            "scripts": sorted([*key, digest] for key, digest in (done or {}).items()),
+            "revisions": [[r.number, r.digest, r.state] for r in revisions],
+        }
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def prior_state(store: Store, name: str) -> str:
+    """The fingerprint of the stored state of the active infrastructure ``name`` (or of none), read now."""
+    existing = store.active_named(name)
+    if existing is None:
+        return fingerprint(name, None)
+    infra = store.infrastructure(existing.id)
+    return fingerprint(name, infra, store.nodes(infra.id), store.script_digests(infra.id), store.revisions(infra.id))
+
+
+def spec_fingerprint(loaded: LoadedSpec) -> str:
+    """A digest of the spec as loaded (sizes, scripts and variables included; secrets masked)."""
+    text = json.dumps({"spec": loaded.spec.model_dump(mode="json"), "bundle": bundle(loaded),
+                       "variables": {name: loaded.variables_for(name) for name in loaded.spec.groups}},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(Redactor(set(loaded.secrets))(text).encode()).hexdigest()
+
+
+def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
+    """Write ``plan`` as JSON (only its owner may read it: it names the fleet's nodes)."""
+    if plan.prior is None or plan.spec is None:
+        raise UsageError("only a plan computed by make_plan can be saved (it carries the state it was made from)")
+    target = Path(path).expanduser()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(plan.as_dict(), out, indent=1, sort_keys=True)
+        out.write("\n")
+
+
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    """A plan written by :func:`save_plan`."""
+    source = Path(path).expanduser()
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read the plan {source}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"{source} is not a cloudherd plan (not JSON: {exc})") from None
+    return Plan.from_dict(data)
+
+
+def check_plan(plan: Plan, loaded: LoadedSpec, prior: str) -> None:
+    """Refuse a saved ``plan`` for another spec than ``loaded``, or computed from another state than ``prior``."""
+    if plan.prior is None or plan.spec is None:
+        raise UsageError("this plan carries no fingerprint of its state: compute it with make_plan")
+    if plan.name != loaded.spec.name:
+        raise StalePlan(f"the plan is for {plan.name}, the spec for {loaded.spec.name}")
+    if plan.spec != spec_fingerprint(loaded):
+        raise StalePlan(f"the spec of {plan.name} changed since the plan was computed: run plan again")
+    if plan.prior != prior:
+        raise StalePlan(f"the state of {plan.name} changed since the plan was computed (another command ran, "
+                        "or a machine changed): run plan again and review it")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cloudherd.engine.fleet import Reach
 from cloudherd.engine.health import CheckResult, check
+from cloudherd.engine.reach import Reach
 from cloudherd.engine.templates import node_env, node_view, template_context
 from cloudherd.errors import CloudherdError
 from cloudherd.remote.pool import ConnectionPool

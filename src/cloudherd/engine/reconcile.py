@@ -16,16 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from cloudherd.engine import journal, rollout
-from cloudherd.engine.apply import converge, cooling, pause_limit, roll_out
-from cloudherd.engine.context import Providers, ensure_identity, snapshot
+from cloudherd.engine import rollout
+from cloudherd.engine.apply import pause_limit, roll_out
+from cloudherd.engine.context import snapshot
+from cloudherd.engine.converge import converge, cooling
+from cloudherd.engine.diff import behind, diff_groups
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
-from cloudherd.engine.fleet import Reach
 from cloudherd.engine.health import CheckResult
 from cloudherd.engine.liveness import observe, record
-from cloudherd.engine.plan import diff_groups
 from cloudherd.engine.probe import probe
-from cloudherd.engine.recover import recover
+from cloudherd.engine.reach import Reach
+from cloudherd.engine.session import RunSession
 from cloudherd.errors import CloudherdError, FencedOut
 from cloudherd.lifecycle import InfraState, NodeState
 from cloudherd.remote.pool import ConnectionPool
@@ -168,56 +169,43 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
     if infra.state == InfraState.DESTROYED:
         report.error = "destroyed"
         return report
-    providers: Providers | None = None
     try:
         loaded = applied_spec(infra)
-        providers = Providers(loaded)
-        identity = ensure_identity(store, infra.ssh_key_path)
-        # the nodes are read once (with the infrastructure) and again only after something changed them
-        nodes = sorted(infra.nodes, key=lambda n: (n.group_name, n.index or 0))
-        stale = recover(store, infra, sink, nodes) > 0
-        if store.open_intents(infra.id):
-            await journal.resolve(store, infra, providers, sink)
-            stale = True
-        if stale:
-            nodes = store.nodes(infra.id)
-        changes = await observe(providers, infra.id, nodes)
-        record(store, infra.id, nodes, changes)
-        if changes:
-            nodes = store.nodes(infra.id)
-        async with ConnectionPool(identity.key, connect_timeout=connect_timeout) as pool:
-            reach = Reach(store, infra, identity)
-            try:
-                stale = await _check_health(store, infra, loaded, nodes, pool, reach, report, times)
-                victims, renew = _consume_scale_requests(store, infra, loaded, report)
-                if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)
-                    infra = store.infrastructure(infra.id)
-                    loaded = applied_spec(infra)
-                if stale or report.scaled:
-                    nodes = store.nodes(infra.id)
-                replace = _to_replace(store, infra, loaded, nodes, report) | renew
-                if not replace and not victims:
-                    replace = _misplaced(store, infra, loaded, nodes)
-                if _differs(loaded, infra, nodes, replace, victims):
-                    report.converged = True
-                    before = {n.id: n for n in nodes if n.state != NodeState.TERMINATED}
-                    await converge(loaded, store, infra, identity, providers, pool, reach, sink,
-                                   replace=replace, victims=victims)
-                    after = store.nodes(infra.id)
-                    report.made = [n.name for n in after if n.id not in before and n.state != NodeState.TERMINATED]
-                    report.retired = [n.name for n in after if n.id in before and n.state == NodeState.TERMINATED]
-                    _log_converge(store, infra, before, report)
-                if rollout.behind(loaded, store.nodes(infra.id) if report.converged else nodes):
-                    await _roll_on(store, infra, loaded, rollout.Rollout(store, infra, identity, providers, pool,
-                                                                         reach, sink, []), report)
-                if changes or stale or report.converged or report.scaled:
-                    _record_sizes(store, infra, store.nodes(infra.id))
-                if infra.state in (InfraState.CREATING, InfraState.FAILED, InfraState.UPDATING):
-                    store.set_infrastructure_state(infra.id, InfraState.READY)  # at size, every node deployed
-                if report.converged or infra.state != InfraState.READY:
-                    store.settle_revisions(infra.id)  # the spec as applied is what runs now
-            finally:
-                reach.record(pool)
+        async with RunSession(store, infra, loaded, sink=sink, connect_timeout=connect_timeout) as run:
+            # the nodes are read once (with the infrastructure) and again only after something changed them
+            nodes = sorted(infra.nodes, key=lambda n: (n.group_name, n.index or 0))
+            if await run.settle(nodes):
+                nodes = store.nodes(infra.id)
+            changes = await observe(run.providers, infra.id, nodes)
+            record(store, infra.id, nodes, changes)
+            if changes:
+                nodes = store.nodes(infra.id)
+            stale = await _check_health(store, infra, loaded, nodes, run.pool, run.reach, report, times)
+            victims, renew = _consume_scale_requests(store, infra, loaded, report)
+            if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)
+                infra = store.infrastructure(infra.id)
+                loaded = applied_spec(infra)
+            if stale or report.scaled:
+                nodes = store.nodes(infra.id)
+            replace = _to_replace(store, infra, loaded, nodes, report) | renew
+            if not replace and not victims:
+                replace = _misplaced(store, infra, loaded, nodes)
+            if _differs(loaded, infra, nodes, replace, victims):
+                report.converged = True
+                before = {n.id: n for n in nodes if n.state != NodeState.TERMINATED}
+                await converge(loaded, store, infra, run, replace=replace, victims=victims)
+                after = store.nodes(infra.id)
+                report.made = [n.name for n in after if n.id not in before and n.state != NodeState.TERMINATED]
+                report.retired = [n.name for n in after if n.id in before and n.state == NodeState.TERMINATED]
+                _log_converge(store, infra, before, report)
+            if behind(loaded, store.nodes(infra.id) if report.converged else nodes):
+                await _roll_on(store, infra, loaded, rollout.Rollout(store, infra, run, []), report)
+            if changes or stale or report.converged or report.scaled:
+                _record_sizes(store, infra, store.nodes(infra.id))
+            if infra.state in (InfraState.CREATING, InfraState.FAILED, InfraState.UPDATING):
+                store.set_infrastructure_state(infra.id, InfraState.READY)  # at size, every node deployed
+            if report.converged or infra.state != InfraState.READY:
+                store.settle_revisions(infra.id)  # the spec as applied is what runs now
     except FencedOut:
         raise  # another manager keeps it now: this one writes nothing more, not even the error
     except Exception as exc:  # the pass failed, whatever the cause: this infrastructure's failure (an event;
@@ -227,9 +215,6 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
         report.error = pass_failure(exc)
         store.add_event(infra.id, "error", f"reconcile: {report.error}")
         emit(sink, ProgressEvent("error", f"{infra.name}: {report.error}"))
-    finally:
-        if providers is not None:
-            await providers.close()
     event = (PASS_EVENT, log_pass(report)) if log_pass is not None else None
     store.finish_pass(infra.id, {"last_pass_at": utcnow(), "last_pass": report.line()}, event, keep=PASS_EVENTS)
     return report

@@ -14,15 +14,14 @@ import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from cloudherd.engine.context import Redactor, ensure_identity, snapshot
+from cloudherd.engine.context import Redactor, snapshot
 from cloudherd.engine.deploy import deploy_node
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
-from cloudherd.engine.fleet import Reach
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
+from cloudherd.engine.session import RunSession
 from cloudherd.engine.templates import template_context
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState
-from cloudherd.remote.pool import ConnectionPool
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
@@ -62,40 +61,37 @@ async def redeploy(
         chosen = _chosen(infra, nodes, node_ids)
         loaded = snapshot(infra)
         redact = Redactor(set(loaded.secrets))
-        identity = ensure_identity(store, infra.ssh_key_path)
         given = list(scripts) if scripts is not None else None
         scripts_of = {g.name: given if given is not None else list((g.config or {}).get("scripts") or [])
                       for g in infra.groups}
-        reach = Reach(store, infra, identity, accept_new_host_key)
         results: dict[str, Redeployed] = {}
         done = store.script_digests(infra.id) if skip_done else None
 
-        async def deploy(pool: ConnectionPool, node: Node) -> None:
+        async def deploy(run: RunSession, node: Node) -> None:
             group = loaded.spec.groups.get(node.group_name)
             context = template_context(node, nodes, infra, loaded.variables_for(node.group_name), loaded.env)
             try:
-                ran = await deploy_node(pool, reach.target(node), store, node, scripts_of.get(node.group_name, []),
-                                        context, dict(group.env) if group else {}, redact, on_event,
-                                        uploads=group.upload if group else (), base=loaded.path.parent,
-                                        done=done)
+                ran = await deploy_node(run.pool, run.reach.target(node), store, node,
+                                        scripts_of.get(node.group_name, []), context, dict(group.env) if group else {},
+                                        redact, on_event, uploads=group.upload if group else (),
+                                        base=loaded.path.parent, done=done)
             except CloudherdError as exc:  # recorded on the node; the other nodes go on
                 results[node.id] = Redeployed(node.id, node.name, 0, redact(str(exc)))
                 return
             results[node.id] = Redeployed(node.id, node.name, ran)
 
-        async with ConnectionPool(identity.key, handshakes=handshakes, connect_timeout=connect_timeout) as pool:
-            try:
-                for level in loaded.spec.levels():
-                    async with asyncio.TaskGroup() as tasks:
-                        for node in chosen:
-                            if node.group_name in level:
-                                tasks.create_task(deploy(pool, node))
-                leftover = [n for n in chosen if n.id not in results]  # groups the spec no longer has
+        async with RunSession(store, infra, handshakes=handshakes, connect_timeout=connect_timeout,
+                              accept_new_host_key=accept_new_host_key) as run:
+            run.check_reach()
+            for level in loaded.spec.levels():
                 async with asyncio.TaskGroup() as tasks:
-                    for node in leftover:
-                        tasks.create_task(deploy(pool, node))
-            finally:
-                reach.record(pool)
+                    for node in chosen:
+                        if node.group_name in level:
+                            tasks.create_task(deploy(run, node))
+            leftover = [n for n in chosen if n.id not in results]  # groups the spec no longer has
+            async with asyncio.TaskGroup() as tasks:
+                for node in leftover:
+                    tasks.create_task(deploy(run, node))
         failed = [r.name for r in results.values() if r.error]
         store.add_event(infra.id, "deploy", f"scripts re-run on {len(chosen)} node(s)"
                         + (f"; failed: {', '.join(sorted(failed))}" if failed else ""))

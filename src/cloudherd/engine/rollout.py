@@ -13,8 +13,13 @@ rollout replaces them, ``max_surge`` at a time, through the same converge:
 
 So the group never has fewer healthy nodes than its size.  A batch that fails its gate stops the rollout
 (:class:`RolloutFailed`); ``up`` then retires that batch's new nodes and rolls the group back to the release
-before, through this same path.  Level-based: what is behind is read from the nodes each batch, so a rollout
-cut short (a kill, a refused batch) goes on from the nodes as they are at the next ``up``.
+before, through this same path.
+
+The batches are the plan's (:attr:`GroupDiff.batches <cloudherd.engine.diff.GroupDiff>`, decided by
+:func:`cloudherd.engine.diff.rollout_batches`: in place for nodes whose shape is the group's when it allows
+``max_unavailable``, else by surge): the rollout goes through them as planned, leaving out of a batch a node
+no longer behind when its turn comes.  Level-based across runs: a rollout cut short (a kill, a refused batch)
+goes on from the nodes as they are at the next ``up``, whose plan holds what is still behind.
 """
 
 from __future__ import annotations
@@ -25,14 +30,14 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from cloudherd.engine.context import Identity, Providers
-from cloudherd.engine.events import EventSink, ProgressEvent, emit
-from cloudherd.engine.fleet import Reach
+from cloudherd.engine.converge import converge, failure_reason
+from cloudherd.engine.diff import Batch, behind, rollout_batches
+from cloudherd.engine.events import ProgressEvent, emit
+from cloudherd.engine.plan import Plan
 from cloudherd.engine.probe import probe
-from cloudherd.engine.revisions import group_digest, shape_digest
+from cloudherd.engine.session import RunSession
 from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import LIVE_NODE_STATES, NodeState
-from cloudherd.remote.pool import ConnectionPool
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.durations import parse_duration
 from cloudherd.state.models import Infrastructure, Node
@@ -58,69 +63,50 @@ class RolloutFailed(CloudherdError):
         self.made = list(made)
 
 
-def behind(loaded: LoadedSpec, nodes: Sequence[Node]) -> list[Node]:
-    """Live nodes of rolling groups that run an older release than their group's (oldest first)."""
-    digests = {name: group_digest(loaded, name) for name, g in loaded.spec.groups.items()
-               if g.update.strategy == "rolling"}
-    return [n for n in sorted(nodes, key=lambda n: (n.group_name, n.index or 0))
-            if n.group_name in digests and n.state in LIVE_NODE_STATES and n.release is not None
-            and n.release != digests[n.group_name]]
-
-
-def stamp(loaded: LoadedSpec, store: Store, infra_id: str, held: Collection[str]) -> None:
-    """After a converge deployed them: every live node not held runs its group's current release."""
-    digests = {name: group_digest(loaded, name) for name in loaded.spec.groups}
-    changes: list[tuple[str, dict[str, object]]] = [
-        (n.id, {"release": digests[n.group_name]}) for n in store.nodes(infra_id)
-        if n.group_name in digests and n.id not in held and n.state in LIVE_NODE_STATES
-        and n.release != digests[n.group_name]]
-    store.update_nodes(infra_id, changes)
-
-
 @dataclass
 class Rollout:
-    """What a rollout needs of the ``up`` that runs it."""
+    """What a rollout needs of the ``up`` (or the pass) that runs it."""
 
     store: Store
     infra: Infrastructure
-    identity: Identity
-    providers: Providers
-    pool: ConnectionPool
-    reach: Reach
-    sink: EventSink | None
+    session: RunSession
     run_intents: list[str]
     _replaced: int = 0
     _pause_after: int | None = None
 
-    async def run(self, loaded: LoadedSpec, pause_after: int | None = None) -> int:
-        """Roll every rolling group that has nodes behind, group by group (in dependency order); returns how
-        many nodes were replaced.  Raises RolloutFailed at the first batch that fails its gate, and
-        RolloutPaused once ``pause_after`` nodes are replaced while some are still behind."""
+    async def run(self, loaded: LoadedSpec, pause_after: int | None = None, plan: Plan | None = None) -> int:
+        """Roll every rolling group that has nodes behind, group by group (in dependency order), through ``plan``'s
+        batches (None: those of the nodes as they stand now); returns how many nodes were replaced.  Raises
+        RolloutFailed at the first batch that fails its gate, and RolloutPaused once ``pause_after`` nodes are
+        replaced while some are still behind."""
         self._replaced, self._pause_after = 0, pause_after
         for level in loaded.spec.levels():
             for name in level:
-                await self._group(loaded, name)
+                await self._group(loaded, name, plan.batches(name) if plan is not None else None)
         return self._replaced
 
-    async def _group(self, loaded: LoadedSpec, name: str) -> None:
+    async def _group(self, loaded: LoadedSpec, name: str, batches: list[Batch] | None) -> None:
+        """The group's batches in order; a node no longer behind when its batch comes (gone meanwhile) is left
+        out of it, and a batch left empty is skipped."""
+        if batches is None:
+            batches = rollout_batches(loaded, name, [n for n in behind(loaded, self.store.nodes(self.infra.id))
+                                                     if n.group_name == name])
         group = loaded.group(name)
         batch_number = 0
-        while True:
-            old = [n for n in behind(loaded, self.store.nodes(self.infra.id)) if n.group_name == name]
-            if not old:
-                return
+        for position, planned in enumerate(batches):
+            old = {n.id: n for n in behind(loaded, self.store.nodes(self.infra.id)) if n.group_name == name}
+            batch = [old[i] for i in planned.nodes if i in old]
+            if not batch:
+                continue
             if self._pause_after is not None and self._replaced >= self._pause_after:
                 raise RolloutPaused(self._replaced, len(behind(loaded, self.store.nodes(self.infra.id))))
             batch_number += 1
-            shape = shape_digest(loaded, name)
-            alike = [n for n in old if n.shape == shape]
-            if group.update.max_unavailable and alike:
-                await self._in_place(loaded, name, alike[:group.update.max_unavailable], batch_number, len(old))
+            total = batch_number + len(batches) - position - 1
+            if planned.in_place:
+                await self._in_place(loaded, name, batch, batch_number, total)
                 continue
-            batch = old[:group.update.max_surge]
-            total = batch_number - 1 + -(-len(old) // group.update.max_surge)
-            emit(self.sink, ProgressEvent("info", f"{name}: batch {batch_number}/{total}: replacing "
-                                                  f"{', '.join(n.name for n in batch)}"))
+            emit(self.session.sink, ProgressEvent("info", f"{name}: batch {batch_number}/{total}: replacing "
+                                                          f"{', '.join(n.name for n in batch)}"))
             before = {n.id for n in self.store.nodes(self.infra.id)}
             await self._step(_sized(loaded, name, group.count + len(batch)), name, batch_number, before)
             made = [n for n in self._new(before, name) if n.state in LIVE_NODE_STATES]
@@ -133,12 +119,11 @@ class Rollout:
                                  f"{', '.join(n.name for n in made)} healthy; retired "
                                  f"{', '.join(n.name for n in batch)}")
 
-    async def _in_place(self, loaded: LoadedSpec, name: str, batch: Sequence[Node], number: int, left: int) -> None:
+    async def _in_place(self, loaded: LoadedSpec, name: str, batch: Sequence[Node], number: int, total: int) -> None:
         """A batch that takes the release where it stands: its scripts re-run on those nodes (out of the healthy
         count meanwhile), then the same health gate."""
-        size = loaded.group(name).update.max_unavailable
-        emit(self.sink, ProgressEvent("info", f"{name}: batch {number}/{number - 1 + -(-left // size)}: "
-                                              f"in place on {', '.join(n.name for n in batch)}"))
+        emit(self.session.sink, ProgressEvent("info", f"{name}: batch {number}/{total}: "
+                                                      f"in place on {', '.join(n.name for n in batch)}"))
         await self._step(loaded, name, number, in_place=[n.id for n in batch])
         nodes = {n.id: n for n in self.store.nodes(self.infra.id)}
         why = await self._gate(loaded, [nodes[n.id] for n in batch if n.id in nodes])
@@ -155,8 +140,6 @@ class Rollout:
         try:
             await self._converge(loaded, in_place=in_place)
         except Exception as exc:
-            from cloudherd.engine.apply import failure_reason
-
             if not isinstance(exc, CloudherdError | ExceptionGroup):
                 raise
             made = [n.id for n in self._new(before, name)] if before is not None else []
@@ -178,11 +161,8 @@ class Rollout:
 
     async def _converge(self, loaded: LoadedSpec, victims: Collection[str] = (), in_place: Collection[str] = ()
                         ) -> None:
-        from cloudherd.engine.apply import converge
-
-        self.infra = await converge(loaded, self.store, self.infra, self.identity, self.providers, self.pool,
-                                    self.reach, self.sink, run_intents=self.run_intents, victims=victims,
-                                    in_place=in_place)
+        self.infra, _ = await converge(loaded, self.store, self.infra, self.session, run_intents=self.run_intents,
+                                       victims=victims, in_place=in_place)
 
     async def _gate(self, loaded: LoadedSpec, made: Sequence[Node]) -> str | None:
         """None once every node of ``made`` has passed its checks for ``min_healthy_seconds`` in a row; else
@@ -207,7 +187,7 @@ class Rollout:
                     if n.state not in LIVE_NODE_STATES or n.state == NodeState.FAILED]
             if gone:
                 return "failed: " + ", ".join(gone)
-            results = await asyncio.gather(*(probe(n, nodes, self.infra, loaded, self.pool, self.reach)
+            results = await asyncio.gather(*(probe(n, nodes, self.infra, loaded, self.session.pool, self.session.reach)
                                              for n in current))
             now = time.monotonic()
             for node, result in zip(current, results, strict=True):
