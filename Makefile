@@ -98,6 +98,9 @@ test: setup sshd sandbox postgres faults browser
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest --durations=15
 
+# ruff, mypy, and the layering as import contracts (pyproject's [tool.importlinter]: the layers point down
+# only, and no import cycle between packages or inside one).  CI runs it before the tests.
 lint: setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache

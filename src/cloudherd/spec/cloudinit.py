@@ -37,12 +37,10 @@ Fail = Callable[[str], Exception]
 def parse(template: Any, fail: Fail) -> dict[str, Any]:
     """A cloud-config given as YAML text (``#cloud-config`` …) or already read (Occopus' ``!yaml_import``)."""
     from cloudherd.errors import SpecError
-    from cloudherd.spec.compat import plain
+    from cloudherd.spec.yamlsafe import parse_yaml, plain
 
     if isinstance(template, Mapping):
         return dict(plain(template))
-    from cloudherd.spec.yamlsafe import parse_yaml
-
     try:
         config = plain(parse_yaml(str(template or ""), "cloud-config")) or {}
     except SpecError as exc:

@@ -16,6 +16,7 @@ aliases.  :class:`BoundedComposer` counts while it composes, so nothing large is
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -138,3 +139,17 @@ def parse_yaml(text: str, shown: str, *, extra_tags: tuple[str, ...] = ()) -> An
         raise spec_error(shown, None, "", f"invalid YAML: nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # a value the constructor cannot make (a date like 2024-02-31…)
         raise spec_error(shown, None, "", f"invalid YAML: {exc}") from None
+
+
+def plain(node: Any) -> Any:
+    """ruamel's commented containers as plain dicts and lists (for dumping and for readers' logic)."""
+    if isinstance(node, Mapping):
+        return {str(k): plain(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [plain(v) for v in node]
+    if isinstance(node, bool):
+        return bool(node)
+    for kind in (str, int, float):  # ruamel's scalars (LiteralScalarString, ScalarFloat…) as Python's own
+        if isinstance(node, kind):
+            return kind(node)
+    return node

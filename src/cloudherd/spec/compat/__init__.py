@@ -49,20 +49,6 @@ def detect(tree: Any) -> str:
     return "native"
 
 
-def plain(node: Any) -> Any:
-    """ruamel's commented containers as plain dicts and lists (for dumping and for readers' logic)."""
-    if isinstance(node, Mapping):
-        return {str(k): plain(v) for k, v in node.items()}
-    if isinstance(node, list | tuple):
-        return [plain(v) for v in node]
-    if isinstance(node, bool):
-        return bool(node)
-    for kind in (str, int, float):  # ruamel's scalars (LiteralScalarString, ScalarFloat…) as Python's own
-        if isinstance(node, kind):
-            return kind(node)
-    return node
-
-
 def dotted(path: tuple[str | int, ...]) -> str:
     """A key path as messages show it: ``nodes[0].type``."""
     text = ""

@@ -19,8 +19,9 @@ from typing import Any
 
 from cloudherd.errors import SpecError
 from cloudherd.spec import cloudinit
-from cloudherd.spec.compat import Converted, dotted, line_of, plain
+from cloudherd.spec.compat import Converted, dotted, line_of
 from cloudherd.spec.compat.occopus_resources import RESOURCES, group_of
+from cloudherd.spec.yamlsafe import plain
 
 IMPLEMENTATION_KEYS = {"resource", "contextualisation", "health_check", "config_management"}
 TOP_KEYS = {"infra_name", "user_id", "name", "nodes", "dependencies", "variables"}

@@ -17,8 +17,9 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from cloudherd.spec.compat import line_of, plain
+from cloudherd.spec.compat import line_of
 from cloudherd.spec.files import Where, read_text, spec_error
+from cloudherd.spec.yamlsafe import plain
 
 PREFIX = "OCCOPUS_AUTH_"
 _NAME = re.compile(r"[^A-Z0-9]+")

@@ -19,7 +19,8 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from cloudherd.errors import SpecError
-from cloudherd.spec.compat import Converted, dotted, line_of, plain
+from cloudherd.spec.compat import Converted, dotted, line_of
+from cloudherd.spec.yamlsafe import plain
 
 PROVIDERS = {"aws": "aws", "google": "gce", "gce": "gce", "local": "local"}
 # OGC's settings of a top-level ``providers:`` entry, per provider, as cloudherd's settings
