@@ -17,13 +17,15 @@ from pathlib import Path
 
 import platformdirs
 
+from cloudherd.settings import current
+
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 
 
 def data_dir() -> Path:
     """The user's cloudherd folder (database, keys, local nodes), created on first use (0700)."""
-    root = os.environ.get("CLOUDHERD_HOME") or platformdirs.user_data_dir("cloudherd", appauthor=False)
+    root = current().home or platformdirs.user_data_dir("cloudherd", appauthor=False)
     return private_dir(Path(root).expanduser())
 
 

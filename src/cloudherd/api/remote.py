@@ -10,7 +10,6 @@ tokens) is refused with a message saying so.
 from __future__ import annotations
 
 import io
-import json
 import os
 import tarfile
 import time
@@ -22,6 +21,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 import httpx
 from pydantic import BaseModel
 
+from cloudherd.api.login import TOKEN_ENV, configured, login_file, refuse_remote, save_login
 from cloudherd.api.types import (
     Action,
     Event,
@@ -34,50 +34,13 @@ from cloudherd.api.types import (
     ScaleResult,
 )
 from cloudherd.errors import ApplyFailed, StateError, UsageError, from_answer
+from cloudherd.lifecycle import InfraState
 
-SERVER_ENV, TOKEN_ENV = "CLOUDHERD_SERVER", "CLOUDHERD_TOKEN"
+__all__ = ["RemoteClient", "configured", "login_file", "refuse_remote", "save_login"]
+
 BUNDLE_LIMIT = 50 << 20
 T = TypeVar("T", bound=BaseModel)
 SKIPPED_FOLDERS = {".git", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache", ".ruff_cache"}
-
-
-def login_file() -> Path:
-    from cloudherd.paths import data_dir
-
-    return data_dir() / "server.json"
-
-
-def refuse_remote(command: str) -> None:
-    """Refuse, with the remedy, a command that needs the machine the state is on, when a server is configured."""
-    if configured() is not None:
-        raise UsageError(f"`{command}` runs where the state is, not through a server: unset {SERVER_ENV} (or "
-                         "`cloudherd logout`) and run it on the server's machine")
-
-
-def configured() -> tuple[str, str] | None:
-    """(server URL, token) from the environment, else from ``cloudherd login``; None: use the local state."""
-    url = os.environ.get(SERVER_ENV)
-    if url:
-        token = os.environ.get(TOKEN_ENV) or _saved().get("token") or ""
-        return url.rstrip("/"), token
-    saved = _saved()
-    return (str(saved["server"]).rstrip("/"), str(saved.get("token") or "")) if saved.get("server") else None
-
-
-def _saved() -> dict[str, Any]:
-    try:
-        return dict(json.loads(login_file().read_text()))
-    except (OSError, ValueError):
-        return {}
-
-
-def save_login(url: str, token: str) -> Path:
-    from cloudherd.paths import create_private
-
-    path = login_file()
-    create_private(path)
-    path.write_text(json.dumps({"server": url.rstrip("/"), "token": token}))
-    return path
 
 
 class RemoteClient:
@@ -155,9 +118,9 @@ class RemoteClient:
         deadline = time.monotonic() + max(wait, 1800.0)
         while True:
             infra = self.status(made["id"])
-            if infra.state == "failed":
+            if infra.state == InfraState.FAILED:
                 raise ApplyFailed(f"{infra.name}: {infra.reason or 'failed'}")
-            if infra.state == "ready" and infra.ready_nodes == len(infra.live):
+            if infra.state == InfraState.READY and infra.ready_nodes == len(infra.live):
                 return infra.id
             if time.monotonic() > deadline:
                 raise StateError(f"{infra.name} is not ready after {max(wait, 1800.0):g}s (cloudherd status)")

@@ -6,8 +6,6 @@ imports only :mod:`cloudherd.cli.common`; this module puts them together and is 
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from cloudherd import __version__
@@ -23,6 +21,7 @@ from cloudherd.cli import (
     spec_cmds,
 )
 from cloudherd.quiet import loud, quiet_all
+from cloudherd.settings import current
 
 app = typer.Typer(
     name="cloudherd", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -43,7 +42,7 @@ def main(
                                help="Show tracebacks on errors, and the warnings of the libraries cloudherd uses."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    common.run_options.debug = debug or os.environ.get("CLOUDHERD_DEBUG") == "1"
+    common.run_options.debug = debug or current().debugging
     if common.run_options.debug:
         loud()
 

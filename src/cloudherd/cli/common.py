@@ -109,10 +109,15 @@ def herd() -> HerdClient:
     """The client of the herd: over a shared server when ``CLOUDHERD_SERVER`` is set (or after ``cloudherd
     login``), else over the local state.  Only what both answer can be asked of it."""
     if _clients.herd is None:
-        from cloudherd.api.remote import RemoteClient, configured
+        from cloudherd.api.login import configured
 
         remote = configured()
-        _clients.herd = guard(lambda: RemoteClient(*remote)) if remote is not None else local_herd(None)
+        if remote is None:
+            _clients.herd = local_herd(None)
+        else:
+            from cloudherd.api.remote import RemoteClient
+
+            _clients.herd = guard(lambda: RemoteClient(*remote))
     return _clients.herd
 
 
@@ -121,7 +126,7 @@ def local_herd(command: str | None) -> SyncClient:
     keys, its nodes): refused, with the remedy, when a server is configured.  ``None``: no refusal (a command
     that reads files only, or the local half of :func:`herd`)."""
     if command is not None:
-        from cloudherd.api.remote import refuse_remote
+        from cloudherd.api.login import refuse_remote
 
         guard(lambda: refuse_remote(command))
     if _clients.local is None:

@@ -145,7 +145,7 @@ def login(
     def work() -> None:
         import httpx
 
-        from cloudherd.api.remote import save_login
+        from cloudherd.api.login import save_login
         from cloudherd.errors import UsageError
 
         secret = token or typer.prompt("token", hide_input=True)
@@ -165,7 +165,7 @@ def login(
 @router.command()
 def logout() -> None:
     """Use the local state again (forget the server `login` saved)."""
-    from cloudherd.api.remote import login_file
+    from cloudherd.api.login import login_file
 
     path = login_file()
     path.unlink(missing_ok=True)

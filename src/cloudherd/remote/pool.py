@@ -27,13 +27,14 @@ from cloudherd.remote.ssh import (
     connect,
     run,
 )
+from cloudherd.settings import current
 
 ENV_CONCURRENCY = "CLOUDHERD_SSH_CONCURRENCY"
 
 
 def default_handshakes() -> int:
     """Handshakes in flight: ``CLOUDHERD_SSH_CONCURRENCY``, else 64 per core (key exchange is CPU work)."""
-    value = os.environ.get(ENV_CONCURRENCY, "").strip()
+    value = (current().ssh_concurrency or "").strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
     return 64 * (os.cpu_count() or 1)

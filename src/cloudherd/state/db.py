@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloudherd.errors import StateError
 from cloudherd.paths import PRIVATE_FILE, create_private, data_dir, tighten
+from cloudherd.settings import current
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest migration; checked against Alembic's own head by the tests.  Knowing it lets an
@@ -23,7 +24,7 @@ HEAD_REVISION = "0009"
 
 
 def database_url() -> str:
-    return os.environ.get("CLOUDHERD_DB") or f"sqlite:///{data_dir() / 'state.db'}"
+    return current().db or f"sqlite:///{data_dir() / 'state.db'}"
 
 
 def _alembic_config() -> Any:
