@@ -50,3 +50,14 @@ class InfraState(StrEnum):
 
 
 ACTIVE_INFRA_STATES = frozenset(set(InfraState) - {InfraState.DESTROYED})
+
+
+class RevisionState(StrEnum):
+    """A release's life: applied (or paused by a rollout's canary or health gate, then resumed), failed, or
+    given up (aborted) when a rollout went back to the release before."""
+
+    APPLYING = "applying"
+    APPLIED = "applied"
+    PAUSED = "paused"
+    FAILED = "failed"
+    ABORTED = "aborted"

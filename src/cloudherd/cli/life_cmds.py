@@ -15,6 +15,7 @@ from cloudherd.cli.common import (
     AUTH_DATA,
     CONCURRENCY,
     FORMAT,
+    REF,
     WAIT,
     duration,
     err,
@@ -25,6 +26,7 @@ from cloudherd.cli.common import (
     print_json,
     warn,
 )
+from cloudherd.lifecycle import RevisionState
 
 router = typer.Typer()
 
@@ -69,7 +71,7 @@ def up(
     infra_id = guard(work)
     infra = guard(lambda: client.infrastructure(infra_id))
     latest = guard(lambda: client.history(infra_id))[-1:]
-    if latest and latest[0].state == "paused":
+    if latest and latest[0].state == RevisionState.PAUSED:
         err.print(Text(f"{infra.name} is paused at revision {latest[0].number}: {latest[0].reason}: "
                        f"`cloudherd rollout {infra.name} resume` goes on, "
                        "`abort` goes back", style="yellow"))
@@ -124,7 +126,7 @@ def plan(
 
 @router.command()
 def down(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     artifacts: Path | None = typer.Option(
         None, "--artifacts", help="Where groups' artifacts land (DIR/<node>/); default: the data folder."
     ),
@@ -172,7 +174,7 @@ def gc(
 
 @router.command()
 def adopt(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     group: str = typer.Argument(..., help="The group the machines join."),
     ids: list[str] = typer.Argument(..., help="Orphan machine ids (see `cloudherd gc`)."),
 ) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from cloudherd.lifecycle import RevisionState
 from cloudherd.times import as_utc, utcnow
 
 __all__ = ["utcnow"]  # where the engine has taken it from
@@ -124,6 +125,11 @@ class Node(Base):
 
     infrastructure: Mapped[Infrastructure] = relationship(back_populates="nodes")
 
+    def answers_to(self, ref: str) -> bool:
+        """The one rule for naming a node, on every face: its name, its id, its machine's id, or one of its
+        addresses."""
+        return ref in (self.name, self.id, self.provider_id, self.address, self.private_address)
+
 
 class Action(Base):
     """One script run or command on one node: what ran, how it ended, what it printed."""
@@ -193,7 +199,7 @@ class Revision(Base):
     bundle: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"groups": {name: {"scripts": [...], "teardown": …}}}
     author: Mapped[str] = mapped_column(String(200))
     origin: Mapped[str] = mapped_column(String(100))  # "up", "rollback to 2", "submit"
-    state: Mapped[str] = mapped_column(String(20), default="applying")  # applying | applied | failed
+    state: Mapped[str] = mapped_column(String(20), default=RevisionState.APPLYING)
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column()

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from cloudherd.errors import UsageError
-from cloudherd.lifecycle import ACTIVE_INFRA_STATES, InfraState, NodeState
-from cloudherd.state import clock, fence
+from cloudherd.errors import NotFound, UsageError
+from cloudherd.lifecycle import ACTIVE_INFRA_STATES, InfraState, NodeState, RevisionState
+from cloudherd.state import fence
 from cloudherd.state.db import open_engine, reader_factory, session_factory
 from cloudherd.state.models import (
     Action,
@@ -24,7 +24,6 @@ from cloudherd.state.models import (
     HostKey,
     Infrastructure,
     Intent,
-    Lease,
     Node,
     NodeDefinition,
     Revision,
@@ -32,10 +31,11 @@ from cloudherd.state.models import (
     User,
     utcnow,
 )
+from cloudherd.state.repo_leases import LeaseState
 from cloudherd.state.repo_server import ServerState
 
 
-class Store(ServerState):
+class Store(LeaseState, ServerState):
     """State access for the engine and the faces; sessions never leak out (objects come back detached)."""
 
     def __init__(self, engine: Engine | None = None) -> None:
@@ -230,6 +230,24 @@ class Store(ServerState):
                 query = query.where(Node.state != NodeState.TERMINATED)
             return list(s.scalars(query))
 
+    def resolve_node(self, ref: str, *, infrastructure_id: str | None = None) -> Node:
+        """The one node of ``infrastructure_id`` (else of any active infrastructure) that answers to ``ref``
+        (:meth:`Node.answers_to`), not terminated; a located error when none or several do."""
+        with self.reading() as s:
+            query = select(Node).join(Infrastructure).where(Node.state != NodeState.TERMINATED)
+            if infrastructure_id is not None:
+                query = query.where(Node.infrastructure_id == infrastructure_id)
+            else:
+                query = query.where(Infrastructure.state.in_(ACTIVE_INFRA_STATES))
+            found = [node for node in s.scalars(query.order_by(Node.created_at)) if node.answers_to(ref)]
+        if not found:
+            where = "in this infrastructure" if infrastructure_id else "in any active infrastructure"
+            raise NotFound(f"no live node named {ref!r} {where} (cloudherd status shows the nodes)")
+        if len(found) > 1:
+            raise UsageError(f"{ref!r} names {len(found)} nodes ({', '.join(n.name for n in found[:5])}): "
+                             "give the node's id")
+        return found[0]
+
     # -- actions and events ---------------------------------------------------------------------------
 
     def start_action(self, infrastructure_id: str, node_id: str, kind: str, name: str,
@@ -372,8 +390,9 @@ class Store(ServerState):
         a submit left it to the manager) is applied now."""
         with self.session() as s, s.begin():
             s.execute(update(Revision).where(Revision.infrastructure_id == infrastructure_id,
-                                             Revision.state == "applying")
-                      .values(state="applied", ended_at=utcnow()).execution_options(synchronize_session=False))
+                                             Revision.state == RevisionState.APPLYING)
+                      .values(state=RevisionState.APPLIED, ended_at=utcnow())
+                      .execution_options(synchronize_session=False))
 
     def revisions(self, infrastructure_id: str) -> list[Revision]:
         """Oldest first."""
@@ -487,101 +506,6 @@ class Store(ServerState):
             row = s.get_one(ScaleRequest, request_id)
             row.consumed_at = utcnow()
             row.outcome = outcome
-
-    # -- leases ---------------------------------------------------------------------------------------
-
-    def leases_under(self, prefix: str, *, live: bool = False) -> list[Lease]:
-        """Leases whose scope starts with ``prefix`` (compared as text, not as a LIKE pattern); with ``live``, only
-        those that have not lapsed by the database's clock."""
-        query = select(Lease).where(func.substr(Lease.scope, 1, len(prefix)) == prefix)
-        if live:
-            query = query.where(~clock.passed(self._dialect, Lease.expires_at))
-        with self.reading() as s:
-            return list(s.scalars(query))
-
-    def lease(self, scope: str, *, live: bool = False) -> Lease | None:
-        """The lease of ``scope``; with ``live``, None too when it has lapsed by the database's clock."""
-        with self.reading() as s:
-            if not live:
-                return s.get(Lease, scope)
-            return s.scalar(select(Lease).where(Lease.scope == scope, ~clock.passed(self._dialect, Lease.expires_at)))
-
-    def database_time(self) -> datetime:
-        """The database's clock now (UTC), the one leases are timed by."""
-        with self.reading() as s:
-            value = s.scalar(select(clock.now(self._dialect)))
-        assert isinstance(value, datetime)
-        return value
-
-    def take_lease(self, scope: str, owner: str, operation: str, holder: dict[str, Any], ttl: float, *,
-                   steal_from: str | None = None) -> tuple[bool, Lease | None]:
-        """Take ``scope`` if it is free, expired, or held by ``steal_from`` (a holder known to be gone).
-
-        Returns whether it was taken and the lease as it stands.  Every path is one conditional
-        statement, so two takers racing cannot both win, on SQLite or PostgreSQL.  Whether it expired, and
-        the times written, are the database's (:mod:`cloudherd.state.clock`), never this process's clock.
-        """
-        dialect = self._dialect
-        lapsed = clock.passed(dialect, Lease.expires_at)
-        with self.session() as s:
-            try:
-                with s.begin():
-                    # a row another taker (or a holder's fenced write) has locked is skipped, not waited for
-                    found = s.execute(select(Lease, lapsed.label("lapsed")).where(Lease.scope == scope)
-                                      .with_for_update(skip_locked=True, of=Lease)).first()
-                    current = found[0] if found is not None else None
-                    if current is None and s.get(Lease, scope) is not None:
-                        return False, self.lease(scope)
-                    if current is None:
-                        made = self._insert_lease(s, scope=scope, owner=owner, operation=operation, holder=holder,
-                                                  fence=1, acquired_at=clock.now(dialect),
-                                                  expires_at=clock.after(dialect, ttl))
-                    elif (found is not None and found.lapsed) or current.owner == steal_from:
-                        # the condition again in the statement: a renewal that landed since the read wins
-                        may_take = lapsed if steal_from is None else or_(lapsed, Lease.owner == steal_from)
-                        taken = s.execute(
-                            update(Lease).where(Lease.scope == scope, Lease.owner == current.owner, may_take)
-                            .values(owner=owner, operation=operation, holder=holder, fence=Lease.fence + 1,
-                                    acquired_at=clock.now(dialect), expires_at=clock.after(dialect, ttl))
-                            .execution_options(synchronize_session=False)
-                        )
-                        if _rowcount(taken) != 1:
-                            return False, self.lease(scope)
-                    else:
-                        return False, current
-            except IntegrityError:  # another taker inserted first
-                return False, self.lease(scope)
-        if current is None:
-            return True, made  # inserted: it stands as written (no second read)
-        lease = self.lease(scope)
-        return lease is not None and lease.owner == owner, lease
-
-    def _insert_lease(self, s: Session, **values: Any) -> Lease:
-        """Insert a lease row (its times SQL expressions: the database's clock) and return it as written."""
-        statement = insert(Lease).values(**values)
-        if self.engine.dialect.insert_returning:
-            return s.scalars(statement.returning(Lease)).one()
-        s.execute(statement)  # SQLite before 3.35: no RETURNING; read back in the same transaction
-        return s.get_one(Lease, values["scope"], populate_existing=True)
-
-    def renew_lease(self, scope: str, owner: str, ttl: float) -> bool:
-        """Push the lease's expiry on (``ttl`` seconds from now by the database's clock); False when it is no
-        longer ours (it lapsed and was taken)."""
-        with self.session() as s, s.begin():
-            result = s.execute(
-                update(Lease).where(Lease.scope == scope, Lease.owner == owner)
-                .values(expires_at=clock.after(self._dialect, ttl)).execution_options(synchronize_session=False)
-            )
-            return _rowcount(result) == 1
-
-    def release_lease(self, scope: str, owner: str) -> None:
-        with self.session() as s, s.begin():
-            s.execute(delete(Lease).where(Lease.scope == scope, Lease.owner == owner))
-
-
-def _rowcount(result: object) -> int:
-    """Rows an UPDATE matched (a CursorResult's count; the typed Result does not declare it)."""
-    return int(getattr(result, "rowcount", 0))
 
 
 def _apply(session: Session, node_updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
