@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.text import Text
 
-from cloudherd.cli.common import AS_JSON, WAIT, duration, err, guard, herd, local_herd, out, print_json
+from cloudherd.cli.common import AS_JSON, REF, WAIT, duration, err, guard, herd, local_herd, out, print_json
 
 if TYPE_CHECKING:
     from cloudherd.api.types import PassResult, ScaleResult
@@ -19,7 +19,7 @@ router = typer.Typer()
 
 @router.command()
 def rollback(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     revision: int | None = typer.Argument(None, help="The revision to go back to (default: the newest applied "
                                                      "one before the current; see `cloudherd history`)."),
     connect_timeout: float = typer.Option(120.0, "--connect-timeout", callback=duration,
@@ -41,7 +41,7 @@ def rollback(
 
 @router.command()
 def rollout(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     action: str = typer.Argument("status", help="status (the default), resume (go on to the end), or abort "
                                                 "(back to the release before)."),
     as_json: bool = AS_JSON,
@@ -122,14 +122,14 @@ def manage(
 
 
 @router.command()
-def attach(ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name.")) -> None:
+def attach(ref: str = REF) -> None:
     """Keep an infrastructure alive under `manage --all`."""
     row = guard(lambda: herd().attach(ref))
     out.print(f"attached {row.id} ({row.name})")
 
 
 @router.command()
-def detach(ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name.")) -> None:
+def detach(ref: str = REF) -> None:
     """Stop keeping an infrastructure alive (its nodes stay as they are)."""
     row = guard(lambda: herd().detach(ref))
     out.print(f"detached {row.id} ({row.name})")
@@ -137,7 +137,7 @@ def detach(ref: str = typer.Argument(..., help="Infrastructure id, id prefix or 
 
 @router.command(context_settings={"ignore_unknown_options": True})
 def scale(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     group: str = typer.Argument(..., help="The group to scale."),
     change: str = typer.Argument(..., help="+N, -N or =N (or N)."),
     victim: list[str] = typer.Option([], "--victim", "-f", help="On a scale-down, remove this node first "

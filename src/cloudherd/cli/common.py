@@ -138,9 +138,12 @@ def local_herd(command: str | None) -> SyncClient:
 
 def duration(value: float | None) -> float | None:
     """A duration option: more than 0 seconds, checked before any work starts."""
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"must be more than 0 seconds (got {value:g})")
-    return value
+    from cloudherd.spec.durations import DurationError, positive_seconds
+
+    try:
+        return None if value is None else positive_seconds(value, "it")
+    except DurationError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("it ")) from None
 
 
 def _auth_data(value: Path | None) -> Path | None:
@@ -152,9 +155,12 @@ def _auth_data(value: Path | None) -> Path | None:
     return value
 
 
+REF = typer.Argument(..., help="Infrastructure id, id prefix or name.")
 GROUPS = typer.Option([], "--group", "-g", help="Only nodes of this group (repeatable).")
 NODES = typer.Option([], "--node", "-n", help="Only this node: name or id (repeatable).")
 TAGS = typer.Option([], "--tag", "-t", help="Only nodes whose group has tag KEY=VALUE (repeatable).")
+RESULTS_JSON = typer.Option(False, "--json", help="Print per-node results as JSON.")
+SSH_TIMEOUT = typer.Option(30.0, "--timeout", callback=duration, help="Seconds to wait for each node's SSH.")
 CONCURRENCY = typer.Option(
     None, "--concurrency", "-c", min=1,
     help="SSH handshakes in flight (default: CLOUDHERD_SSH_CONCURRENCY or 64 per core).",

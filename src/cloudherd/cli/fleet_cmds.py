@@ -16,6 +16,9 @@ from cloudherd.cli.common import (
     CONCURRENCY,
     GROUPS,
     NODES,
+    REF,
+    RESULTS_JSON,
+    SSH_TIMEOUT,
     TAGS,
     duration,
     err,
@@ -35,13 +38,13 @@ router = typer.Typer()
 
 @router.command("exec")
 def exec_(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     command: str = typer.Argument(..., help="Shell command to run on each node."),
     group: list[str] = GROUPS,
     node: list[str] = NODES,
     tag: list[str] = TAGS,
-    as_json: bool = typer.Option(False, "--json", help="Print per-node results as JSON."),
-    timeout: float = typer.Option(30.0, "--timeout", callback=duration, help="Seconds to wait for each node's SSH."),
+    as_json: bool = RESULTS_JSON,
+    timeout: float = SSH_TIMEOUT,
     command_timeout: float | None = typer.Option(None, "--command-timeout", callback=duration,
                                                  help="Seconds the command may run."),
     concurrency: int | None = CONCURRENCY,
@@ -81,14 +84,14 @@ def exec_(
 
 @router.command()
 def push(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     src: list[Path] = typer.Argument(..., help="Local files or folders (the last argument is DST)."),
     dst: str = typer.Argument(..., help="Where on each node (relative: the node's work folder)."),
     group: list[str] = GROUPS,
     node: list[str] = NODES,
     tag: list[str] = TAGS,
-    as_json: bool = typer.Option(False, "--json", help="Print per-node results as JSON."),
-    timeout: float = typer.Option(30.0, "--timeout", callback=duration, help="Seconds to wait for each node's SSH."),
+    as_json: bool = RESULTS_JSON,
+    timeout: float = SSH_TIMEOUT,
     concurrency: int | None = CONCURRENCY,
     accept_new_host_key: list[str] = ACCEPT_NEW,
 ) -> None:
@@ -102,15 +105,15 @@ def push(
 
 @router.command()
 def pull(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     src: list[str] = typer.Argument(..., help="Remote paths or globs (relative: the node's work folder); "
                                               "the last argument is DST."),
     dst: Path = typer.Argument(..., help="Local folder; each node's files land in DST/<node>/."),
     group: list[str] = GROUPS,
     node: list[str] = NODES,
     tag: list[str] = TAGS,
-    as_json: bool = typer.Option(False, "--json", help="Print per-node results as JSON."),
-    timeout: float = typer.Option(30.0, "--timeout", callback=duration, help="Seconds to wait for each node's SSH."),
+    as_json: bool = RESULTS_JSON,
+    timeout: float = SSH_TIMEOUT,
     concurrency: int | None = CONCURRENCY,
     accept_new_host_key: list[str] = ACCEPT_NEW,
 ) -> None:
@@ -141,7 +144,7 @@ def _transfer_summary(results: Sequence[TransferResult], as_json: bool, verb: st
 
 @router.command()
 def ssh(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     node: str = typer.Argument(..., help="Node name or id."),
     command: list[str] = typer.Argument(None, help="Command to run instead of a shell."),
     accept_new_host_key: bool = typer.Option(False, "--accept-new-host-key",

@@ -137,8 +137,12 @@ def maintain(argv: Sequence[str] | None = None, prog: str = "occopus-maintain") 
     parser.add_argument("-o", "--output", help="with -r: write the addresses to this file, one node a line")
     parser.add_argument("-f", "--filter", help="with -r: only nodes whose name contains this")
     args = parser.parse_args(argv)
-    if args.interval <= 0:
-        parser.error("-t: the interval is more than 0 seconds")
+    from cloudherd.spec.durations import DurationError, positive_seconds
+
+    try:
+        positive_seconds(args.interval, "-t: the interval")
+    except DurationError as exc:
+        parser.error(str(exc))
     herd = _setup(args)
     if not args.infraid:
         if not args.list:

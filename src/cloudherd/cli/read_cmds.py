@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cloudherd.cli.common import AS_JSON, err, guard, herd, out, print_json
+from cloudherd.cli.common import AS_JSON, REF, err, guard, herd, out, print_json
 from cloudherd.cli.style import INFRA_STYLE, STATE_STYLE
+from cloudherd.lifecycle import RevisionState
 
 if TYPE_CHECKING:
     from cloudherd.api.types import Event
@@ -43,7 +44,7 @@ def list_(
 
 @router.command()
 def status(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     as_json: bool = AS_JSON,
 ) -> None:
     """Groups and nodes of an infrastructure: address, state, last action."""
@@ -84,7 +85,7 @@ def status(
 
 @router.command()
 def logs(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     node: str | None = typer.Argument(None, help="Only this node's actions."),
     as_json: bool = AS_JSON,
 ) -> None:
@@ -107,7 +108,7 @@ def logs(
 
 @router.command()
 def history(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     as_json: bool = AS_JSON,
 ) -> None:
     """The releases applied to an infrastructure (spec and scripts, sizes aside), oldest first."""
@@ -122,7 +123,8 @@ def history(
     for column in ("rev", "when", "by", "origin", "state", "scripts"):
         table.add_column(column, no_wrap=column != "scripts")
     for row in rows:
-        state = Text(row.state, style={"applied": "green", "failed": "red"}.get(row.state, "yellow"))
+        applied, failed = row.state == RevisionState.APPLIED, row.state == RevisionState.FAILED
+        state = Text(row.state, style="green" if applied else "red" if failed else "yellow")
         table.add_row(Text(f"{row.number}{' *' if row.current else ''}", style="bold" if row.current else ""),
                       row.created_at.strftime("%m-%d %H:%M"), row.author, row.origin, state,
                       ", ".join(row.scripts) or "-")
@@ -134,7 +136,7 @@ def history(
 
 @router.command()
 def events(
-    ref: str = typer.Argument(..., help="Infrastructure id, id prefix or name."),
+    ref: str = REF,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until Ctrl-C."),
     passes: bool = typer.Option(False, "--passes", help="Also each manager pass (who held the lease, when)."),
     as_json: bool = AS_JSON,

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from cloudherd.errors import UsageError
 from cloudherd.inputs import GROUP_SIZE_LIMIT
+from cloudherd.spec.durations import DurationError, positive_seconds
 
 KNOWN_KEYS = {"providers", "interval", "ssh_idle_timeout", "max_group_size"}
 DEFAULT_MAX_GROUP_SIZE = 1000
@@ -62,10 +63,10 @@ def load_config(path: Path | None) -> ServerConfig:
 
 
 def _seconds(data: dict[str, Any], key: str, default: float, path: Path) -> float:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise UsageError(f"{path}: {key} must be a number of seconds above 0")
-    return float(value)
+    try:
+        return positive_seconds(data.get(key, default), key)
+    except DurationError as exc:
+        raise UsageError(f"{path}: {exc}") from None
 
 
 def _group_size(data: dict[str, Any], path: Path) -> int:
