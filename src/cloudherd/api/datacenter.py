@@ -29,10 +29,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from cloudherd.api._blocking import run_blocking
 from cloudherd.api.machine import DEFAULT_TIMEOUT, Machine, SyncMachine
+from cloudherd.api.twin import Twin, blocking
 from cloudherd.api.types import Image, Size
 from cloudherd.errors import DeployError, UsageError
 from cloudherd.providers.base import TAG_NODE, TAG_OWNER, CreateRequest, InstanceState, Provider
@@ -241,94 +241,45 @@ class AsyncDataCenter:
     default_package = default_size
 
 
-class DataCenter:
+class DataCenter(Twin[AsyncDataCenter], of=AsyncDataCenter):
     """The blocking :class:`AsyncDataCenter`, as py-smartdc's ``DataCenter`` is; machines are :class:`SyncMachine`.
 
-    Each call runs to completion in its own event loop, so it cannot be used inside a running one (use
-    :class:`AsyncDataCenter` there).
+    Generated (:mod:`cloudherd.api.twin`): each call runs to completion on the twins' event loop, so it cannot
+    be used inside a running one (use :class:`AsyncDataCenter` there).
     """
-
-    def __init__(self, provider: str | Provider = "local", *, kind: str | None = None, key: PathLike | None = None,
-                 user: str | None = None, echo: IO[str] | None = None, **settings: Any) -> None:
-        self.aio = AsyncDataCenter(provider, kind=kind, key=key, user=user, echo=echo, **settings)
 
     @property
     def provider(self) -> Provider:
         return self.aio.provider
 
-    @property
-    def name(self) -> str:
-        return self.aio.name
-
     def __repr__(self) -> str:
         return f"<DataCenter {self.provider.name} ({self.provider.type})>"
 
-    def close(self) -> None:
-        """Release the provider's connections."""
-        run_blocking(self.aio.close())
+    def _twin_error(self, error: Exception) -> None:
+        if isinstance(error, BootScriptError) and isinstance(error.machine, Machine):
+            error.machine = SyncMachine(error.machine)  # the machine left running, as a handle of this API
 
-    def __enter__(self) -> DataCenter:
-        return self
+    if TYPE_CHECKING:  # what Twin generates, for mypy
+        name: str
+        def __init__(self, provider: str | Provider = "local", *, kind: str | None = None, key: PathLike | None = None,
+                     user: str | None = None, echo: IO[str] | None = None, **settings: Any) -> None: ...
+        close = blocking(AsyncDataCenter.close)
+        num_machines = blocking(AsyncDataCenter.num_machines)
+        sizes = packages = blocking(AsyncDataCenter.sizes)
+        images = datasets = blocking(AsyncDataCenter.images)
+        default_size = default_package = blocking(AsyncDataCenter.default_size)
+        image = dataset = blocking(AsyncDataCenter.image)
+        keys = blocking(AsyncDataCenter.keys)
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.close()
-
-    def machines(self, name: str | None = None, tags: Mapping[str, str] | None = None,
-                 state: str | None = None) -> list[SyncMachine]:
-        """Every machine of the provider with all of ``tags`` (and this ``name``, this ``state``), by name."""
-        return [SyncMachine(m) for m in run_blocking(self.aio.machines(name, tags, state))]
-
-    def num_machines(self, tags: Mapping[str, str] | None = None) -> int:
-        """How many machines carry all of ``tags``."""
-        return run_blocking(self.aio.num_machines(tags))
-
-    def machine(self, id: str) -> SyncMachine:
-        """The machine with this id (or name)."""
-        return SyncMachine(run_blocking(self.aio.machine(id)))
-
-    def create_machine(self, name: str | None = None, image: str | None = None, size: str | None = None,
-                       boot_script: PathLike | None = None, tags: Mapping[str, str] | None = None, *,
-                       timeout: float = DEFAULT_TIMEOUT) -> SyncMachine:
-        """Make one machine and run its boot script (a path or the script's text) once it answers SSH."""
-        try:
-            return SyncMachine(run_blocking(self.aio.create_machine(name, image, size, boot_script, tags,
-                                                                    timeout=timeout)))
-        except BootScriptError as exc:
-            if isinstance(exc.machine, Machine):
-                exc.machine = SyncMachine(exc.machine)
-            raise
-
-    def sizes(self, regex: str | None = None) -> list[Size]:
-        """Machine sizes whose name matches ``regex``; the default is marked."""
-        return run_blocking(self.aio.sizes(regex))
-
-    def images(self, regex: str | None = None) -> list[Image]:
-        """Images whose name matches ``regex``."""
-        return run_blocking(self.aio.images(regex))
-
-    def default_size(self) -> Size | None:
-        """The size machines get when none is asked for."""
-        return run_blocking(self.aio.default_size())
-
-    def image(self, identifier: str) -> Image:
-        """One image by id or name, or the newest whose id or name starts with ``identifier``."""
-        return run_blocking(self.aio.image(identifier))
-
-    def keys(self) -> list[dict[str, str]]:
-        """The public SSH keys machines are made with (``name``, ``fingerprint``, ``key``)."""
-        return run_blocking(self.aio.keys())
-
-    def datacenter(self, provider: str | Provider, *, kind: str | None = None, **settings: Any) -> DataCenter:
-        """Another data center with this one's key, login user and echo."""
-        other = DataCenter.__new__(DataCenter)
-        other.aio = self.aio.datacenter(provider, kind=kind, **settings)
-        return other
-
-    packages = sizes
-    datasets = images
-    dataset = image
-    default_package = default_size
+        def __enter__(self) -> DataCenter: ...
+        def __exit__(self, *exc: object) -> None: ...
+        def machines(self, name: str | None = None, tags: Mapping[str, str] | None = None,
+                     state: str | None = None) -> list[SyncMachine]: ...
+        def machine(self, id: str) -> SyncMachine: ...
+        def create_machine(self, name: str | None = None, image: str | None = None, size: str | None = None,
+                           boot_script: PathLike | None = None, tags: Mapping[str, str] | None = None, *,
+                           timeout: float = DEFAULT_TIMEOUT) -> SyncMachine: ...
+        def datacenter(self, provider: str | Provider, *, kind: str | None = None, **settings: Any) -> DataCenter: ...
 
 
 # -- helpers -----------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Machine handles: one instance of one provider, to read, wait on, stop, start and delete (like py-smartdc's
 ``Machine``).
 
-:class:`Machine` is async; :class:`SyncMachine` is its blocking twin (each call runs in ``asyncio.run``, so it
+:class:`Machine` is async; :class:`SyncMachine` is its blocking twin (generated, :mod:`cloudherd.api.twin`: it
 cannot be used inside a running event loop).  Every wait is bounded: on expiry :class:`PollTimeoutError` names
 the machine, the awaited state, the last state seen and the timeout.
 
@@ -16,9 +16,9 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from cloudherd.api._blocking import run_blocking
+from cloudherd.api.twin import Twin, blocking, run_blocking
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.providers.base import TAG_INFRA, Instance, InstanceState, Provider
 
@@ -174,95 +174,69 @@ def _check_wait(timeout: float, interval: float) -> None:
         raise UsageError(f"interval must be > 0 seconds, not {interval!r}")
 
 
-_run = run_blocking
-
-
-class SyncMachine:
-    """The blocking twin of :class:`Machine`: same properties, each action run to completion."""
+class SyncMachine(Twin[Machine], of=Machine):
+    """The blocking twin of :class:`Machine`: same properties, each action run to completion (on the twins'
+    loop, :mod:`cloudherd.api.twin`); ``refresh`` and the polls return this same handle."""
 
     def __init__(self, provider_or_machine: Provider | Machine, instance: Instance | None = None) -> None:
         if isinstance(provider_or_machine, Machine):
-            self.machine = provider_or_machine
+            self.aio = provider_or_machine
         else:
             if instance is None:
                 raise UsageError("SyncMachine(provider, instance) needs the instance")
-            self.machine = Machine(provider_or_machine, instance)
+            self.aio = Machine(provider_or_machine, instance)
+
+    @property
+    def machine(self) -> Machine:
+        """The async handle underneath."""
+        return self.aio
 
     @property
     def provider(self) -> Provider:
-        return self.machine.provider
+        return self.aio.provider
 
     @property
     def instance(self) -> Instance:
-        return self.machine.instance
-
-    @property
-    def id(self) -> str:
-        return self.machine.id
-
-    @property
-    def name(self) -> str:
-        return self.machine.name
-
-    @property
-    def state(self) -> str:
-        return self.machine.state
-
-    @property
-    def tags(self) -> dict[str, str]:
-        return self.machine.tags
-
-    @property
-    def address(self) -> str | None:
-        return self.machine.address
-
-    @property
-    def public_ips(self) -> list[str]:
-        return self.machine.public_ips
-
-    @property
-    def private_ips(self) -> list[str]:
-        return self.machine.private_ips
+        return self.aio.instance
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, SyncMachine):
-            return self.machine == other.machine
+            return self.aio == other.aio
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(self.machine)
+        return hash(self.aio)
 
     def __repr__(self) -> str:
-        return "<Sync" + repr(self.machine)[1:]
+        return "<Sync" + repr(self.aio)[1:]
 
-    def refresh(self) -> SyncMachine:
-        _run(self.machine.refresh())
-        return self
+    if TYPE_CHECKING:  # what Twin generates, for mypy
+        @property
+        def id(self) -> str: ...
+        @property
+        def name(self) -> str: ...
+        @property
+        def state(self) -> str: ...
+        @property
+        def tags(self) -> dict[str, str]: ...
+        @property
+        def address(self) -> str | None: ...
+        @property
+        def public_ips(self) -> list[str]: ...
+        @property
+        def private_ips(self) -> list[str]: ...
+        status = blocking(Machine.status)
+        stop = blocking(Machine.stop)
+        start = blocking(Machine.start)
+        delete = blocking(Machine.delete)
 
-    def poll_until(self, state: str, *, timeout: float = DEFAULT_TIMEOUT,
-                   interval: float = DEFAULT_INTERVAL) -> SyncMachine:
-        _run(self.machine.poll_until(state, timeout=timeout, interval=interval))
-        return self
-
-    def poll_while(self, state: str, *, timeout: float = DEFAULT_TIMEOUT,
-                   interval: float = DEFAULT_INTERVAL) -> SyncMachine:
-        _run(self.machine.poll_while(state, timeout=timeout, interval=interval))
-        return self
-
-    def status(self) -> str:
-        """Read the machine again and return its state."""
-        return _run(self.machine.status())
-
-    def stop(self) -> None:
-        _run(self.machine.stop())
-
-    def start(self) -> None:
-        _run(self.machine.start())
-
-    def delete(self) -> None:
-        _run(self.machine.delete())
+        def refresh(self) -> SyncMachine: ...
+        def poll_until(self, state: str, *, timeout: float = DEFAULT_TIMEOUT,
+                       interval: float = DEFAULT_INTERVAL) -> SyncMachine: ...
+        def poll_while(self, state: str, *, timeout: float = DEFAULT_TIMEOUT,
+                       interval: float = DEFAULT_INTERVAL) -> SyncMachine: ...
 
 
 def sync_machines(provider: Provider, tags: Mapping[str, str] | None = None) -> list[SyncMachine]:
     """The blocking twin of :func:`machines`."""
-    return [SyncMachine(m) for m in _run(machines(provider, tags))]
+    return [SyncMachine(m) for m in run_blocking(machines(provider, tags))]

@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from cloudherd.api.client import Client
+from cloudherd.api.twin import Twin, blocking
 from cloudherd.api.types import PassResult
 from cloudherd.errors import UsageError
-
-T = TypeVar("T")
 
 
 class InfrastructureIDNotFoundError(UsageError):
@@ -142,64 +139,23 @@ class InfrastructureManager:
         return self._processes.get(resolved)
 
 
-class SyncInfrastructureManager:
-    """The blocking twin: the maintenance processes run on an event loop in a thread of their own."""
+class SyncInfrastructureManager(Twin[InfrastructureManager], of=InfrastructureManager):
+    """The blocking twin (generated, :mod:`cloudherd.api.twin`): the maintenance processes run on the twins'
+    event loop, in a thread of its own, between the calls too."""
 
-    def __init__(self, client: Client | None = None, *, interval: float = 10.0) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="cloudherd-manager", daemon=True)
-        self._thread.start()
-        self.aio = InfrastructureManager(client, interval=interval)
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-
-    def add(self, infra_desc: str | os.PathLike[str]) -> str:
-        """Record the infrastructure and start maintaining it."""
-        return self._run(self.aio.add(infra_desc))
-
-    def submit_infrastructure(self, infra_desc: str | os.PathLike[str]) -> str:
-        """Check and record the infrastructure described; nothing is made yet."""
-        return self._run(self.aio.submit_infrastructure(infra_desc))
-
-    def start_provisioning(self, infra_id: str) -> MaintenanceProcess:
-        """Start the maintenance process of a recorded infrastructure."""
-        return self._run(self.aio.start_provisioning(infra_id))
-
-    def attach(self, infra_id: str) -> MaintenanceProcess:
-        """Start provisioning an existing infrastructure."""
-        return self._run(self.aio.attach(infra_id))
-
-    def get(self, infra_id: str) -> MaintenanceProcess:
-        """The maintenance process of ``infra_id``."""
-        return self._run(_call(self.aio.get, infra_id))
-
-    def stop_provisioning(self, infra_id: str, wait_timeout: float = 60.0) -> None:
-        """Stop maintaining ``infra_id`` after its current pass."""
-        self._run(self.aio.stop_provisioning(infra_id, wait_timeout))
-
-    def detach(self, infra_id: str) -> None:
-        """Stop provisioning an existing infrastructure."""
-        self._run(self.aio.detach(infra_id))
-
-    def tear_down(self, infra_id: str) -> str:
-        """Destroy an infrastructure this manager does not maintain."""
-        return self._run(self.aio.tear_down(infra_id))
-
-    def close(self) -> None:
-        """Stop every maintenance process and the loop's thread."""
-        try:
-            self._run(self.aio.close())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=30)
+    if TYPE_CHECKING:  # what Twin generates, for mypy
+        def __init__(self, client: Client | None = None, *, interval: float = 10.0) -> None: ...
+        add = blocking(InfrastructureManager.add)
+        submit_infrastructure = blocking(InfrastructureManager.submit_infrastructure)
+        start_provisioning = attach = blocking(InfrastructureManager.start_provisioning)
+        stop_provisioning = blocking(InfrastructureManager.stop_provisioning)
+        detach = blocking(InfrastructureManager.detach)
+        tear_down = blocking(InfrastructureManager.tear_down)
+        close = blocking(InfrastructureManager.close)
+        def get(self, infra_id: str) -> MaintenanceProcess: ...
 
     def __enter__(self) -> SyncInfrastructureManager:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-async def _call(function: Any, *args: Any) -> Any:
-    return function(*args)

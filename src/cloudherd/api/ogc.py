@@ -26,15 +26,15 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
-from cloudherd.api._blocking import run_blocking
+from cloudherd.api.twin import Twin, blocking
 from cloudherd.api.types import ExecResult, Infrastructure, InfrastructureSummary, Node
 from cloudherd.errors import UsageError
 from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState, NodeState
 
 if TYPE_CHECKING:
-    from cloudherd.api.client import Client, SyncClient
+    from cloudherd.api.client import Client
     from cloudherd.engine.events import EventSink
     from cloudherd.engine.fleet import LineSink
     from cloudherd.state.repo import Store
@@ -44,6 +44,7 @@ Specs = PathLike | Sequence[PathLike]  # one spec, or files merged left to right
 NodeRef = str | Node  # a Node value, or a node's id, name or provider id
 Target = str | InfrastructureSummary | Node  # an infrastructure (value, id or name) or a node
 Targets = Target | Sequence[Target]
+OgcT = TypeVar("OgcT", bound="OgcActions")  # the client a SyncOgcActions twins
 
 
 class OgcActions:
@@ -101,7 +102,7 @@ class OgcActions:
         bounds the wait for each node's SSH; ``skip_done`` leaves out scripts that already succeeded there as
         they render now.
         """
-        from cloudherd.api.client import _check_limits
+        from cloudherd.api.client_core import _check_limits
         from cloudherd.engine.redeploy import redeploy
 
         _check_limits(timeout=timeout, concurrency=concurrency, wait=wait)
@@ -211,70 +212,19 @@ class OgcActions:
         return await herd.infrastructure(infra_id)
 
 
-class SyncOgcActions:
-    """OGC's calls for :class:`~cloudherd.api.SyncClient`, each blocking (``_async``: many at once)."""
+class SyncOgcActions(Twin[OgcT], of=OgcActions):
+    """OGC's calls for :class:`~cloudherd.api.SyncClient`, each blocking (``_async``: many at once); generated
+    (:mod:`cloudherd.api.twin`)."""
 
-    def _aio(self) -> Client:
-        return cast("SyncClient", self).aio
-
-    def launch(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
-               connect_timeout: float = 120.0, concurrency: int | None = None,
-               accept_new_host_key: Sequence[str] = (), wait: float = 600.0,
-               format: str | None = None) -> Infrastructure:
-        """Bring up the spec's nodes (every layout in it) and run their scripts; the infrastructure as made."""
-        return run_blocking(self._aio().launch(spec, keep_on_failure=keep_on_failure, on_event=on_event,
-                                               connect_timeout=connect_timeout, concurrency=concurrency,
-                                               accept_new_host_key=accept_new_host_key, wait=wait, format=format))
-
-    def launch_async(self, specs: Specs | Sequence[Specs], *, keep_on_failure: bool = False,
-                     on_event: EventSink | None = None, connect_timeout: float = 120.0,
-                     concurrency: int | None = None, accept_new_host_key: Sequence[str] = (),
-                     wait: float = 600.0, format: str | None = None) -> list[Infrastructure]:
-        """Launch each spec at once, one infrastructure each (blocks until all are up, as OGC's does)."""
-        return run_blocking(self._aio().launch_async(specs, keep_on_failure=keep_on_failure, on_event=on_event,
-                                                     connect_timeout=connect_timeout, concurrency=concurrency,
-                                                     accept_new_host_key=accept_new_host_key, wait=wait,
-                                                     format=format))
-
-    def deploy(self, node: NodeRef, *, on_event: EventSink | None = None, timeout: float = 120.0,
-               accept_new_host_key: Sequence[str] = (), wait: float = 600.0) -> Node:
-        """Run the node's group scripts on it again; the node after (``ready``, or ``failed`` with ``reason``)."""
-        return run_blocking(self._aio().deploy(node, on_event=on_event, timeout=timeout,
-                                               accept_new_host_key=accept_new_host_key, wait=wait))
-
-    def deploy_async(self, nodes: Targets, *, on_event: EventSink | None = None, timeout: float = 120.0,
-                     concurrency: int | None = None, accept_new_host_key: Sequence[str] = (),
-                     wait: float = 600.0, skip_done: bool = False) -> list[Node]:
-        """Run the group scripts again on every given node at once; one Node back per node."""
-        return run_blocking(self._aio().deploy_async(nodes, on_event=on_event, timeout=timeout,
-                                                     concurrency=concurrency,
-                                                     accept_new_host_key=accept_new_host_key, wait=wait,
-                                                     skip_done=skip_done))
-
-    def exec_scripts_async(self, nodes: Targets, path: PathLike, *, on_event: EventSink | None = None,
-                           timeout: float = 120.0, wait: float = 600.0) -> list[Node]:
-        """Run a file or folder of scripts on every given node at once; one Node back per node."""
-        return run_blocking(self._aio().exec_scripts_async(nodes, path, on_event=on_event, timeout=timeout,
-                                                           wait=wait))
-
-    def exec_async(self, nodes: Targets, command: str, *, on_line: LineSink | None = None,
-                   timeout: float = 30.0, command_timeout: float | None = None,
-                   concurrency: int | None = None, accept_new_host_key: Sequence[str] = ()
-                   ) -> list[ExecResult]:
-        """Run a shell command on every given node at once (an infrastructure: all its live nodes)."""
-        return run_blocking(self._aio().exec_async(nodes, command, on_line=on_line, timeout=timeout,
-                                                   command_timeout=command_timeout, concurrency=concurrency,
-                                                   accept_new_host_key=accept_new_host_key))
-
-    def destroy(self, target: Target, *, on_event: EventSink | None = None, wait: float = 600.0,
-                force: bool = False) -> Infrastructure:
-        """Tear down an infrastructure, or remove one node for good; the infrastructure after."""
-        return run_blocking(self._aio().destroy(target, on_event=on_event, wait=wait, force=force))
-
-    def destroy_async(self, targets: Targets, *, on_event: EventSink | None = None, wait: float = 600.0,
-                      force: bool = False) -> list[Infrastructure]:
-        """Destroy every given infrastructure and node, infrastructures at once; each one after, once."""
-        return run_blocking(self._aio().destroy_async(targets, on_event=on_event, wait=wait, force=force))
+    if TYPE_CHECKING:  # what Twin generates, for mypy
+        launch = blocking(OgcActions.launch)
+        launch_async = blocking(OgcActions.launch_async)
+        deploy = blocking(OgcActions.deploy)
+        deploy_async = blocking(OgcActions.deploy_async)
+        exec_scripts_async = blocking(OgcActions.exec_scripts_async)
+        exec_async = blocking(OgcActions.exec_async)
+        destroy = blocking(OgcActions.destroy)
+        destroy_async = blocking(OgcActions.destroy_async)
 
 
 # -- what the caller named -------------------------------------------------------------------------------

@@ -1,0 +1,182 @@
+"""What every part of :class:`~cloudherd.api.client.Client` stands on: its state store, its life as a context
+manager, spec loading and the views it builds; and the checks and helpers the parts share."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from cloudherd.api import views
+from cloudherd.api.types import Infrastructure
+from cloudherd.errors import UsageError
+from cloudherd.inputs import GROUP_SIZE_LIMIT, whole
+from cloudherd.lifecycle import InfraState, NodeState
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from cloudherd.providers.base import Provider
+    from cloudherd.remote.pool import ConnectionPool
+    from cloudherd.spec import LoadedSpec
+    from cloudherd.spec.confine import Confinement
+    from cloudherd.state.models import Infrastructure as InfraRow
+    from cloudherd.state.models import Node as NodeRow
+    from cloudherd.state.repo import Store
+
+Selectable = str | Sequence[str] | None  # one name or several
+Tags = dict[str, str] | Sequence[str] | None  # {"k": "v"} or ["k=v"]
+PathLike = str | os.PathLike[str]
+Specs = PathLike | Sequence[PathLike]  # one spec, or OGC layout files merged left to right
+
+
+class ClientCore:
+    """The state a client holds (its database, its warm connections) and the helpers its methods share."""
+
+    # the most nodes :meth:`scale` may ask a group for; a server sets its own (server.yml's max_group_size)
+    max_group_size: int = GROUP_SIZE_LIMIT
+
+    def __init__(self, db_url: str | None = None) -> None:
+        self._db_url = db_url
+        self._store: Store | None = None
+        self._warm: ConnectionPool | None = None
+
+    def keep_connections(self, pool: ConnectionPool | None) -> None:
+        """Run fleet commands over ``pool``, kept open between them (a server's warm connections; host keys
+        are still checked on every new connection), or again over fresh ones with None."""
+        self._warm = pool
+
+    @property
+    def store(self) -> Store:
+        """The state store (opened, and migrated, on first use)."""
+        if self._store is None:
+            from cloudherd.state.repo import Store
+
+            self._store = Store(_open(self._db_url))
+        return self._store
+
+    async def close(self) -> None:
+        """Release the database connections; the client opens them again if used afterwards."""
+        if self._store is not None:
+            self._store.engine.dispose()
+            self._store = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.close()
+
+    def _node_defs(self) -> dict[str, Any]:
+        return self.store.node_defs()
+
+    def _load(self, spec: Specs, format: str | None, within: Confinement | None = None) -> LoadedSpec:
+        from cloudherd.spec.loader import load_specs
+
+        paths = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+        return load_specs(paths, format=format, node_defs=self._node_defs, within=within)
+
+    def _pins(self, infra_id: str) -> dict[str, str]:
+        return {node_id: row.public_key for node_id, row in self.store.host_keys(infra_id).items()}
+
+    def _view(self, infra: InfraRow, nodes: Sequence[NodeRow]) -> Infrastructure:
+        from cloudherd.engine.manager import is_managed
+
+        row = self.store.infrastructure(infra.id)
+        return views.infrastructure(row, nodes, self._pins(infra.id), self.store.last_actions(infra.id),
+                                    _bounds(row), is_managed(self.store, row.name))
+
+    def _victim_ids(self, infra: InfraRow, group: str, victims: Sequence[str]) -> list[str]:
+        live = [n for n in self.store.nodes(infra.id) if n.state != NodeState.TERMINATED]
+        ids = []
+        for victim in victims:
+            match = [n for n in live if victim in (n.name, n.id, n.provider_id, n.address, n.private_address)]
+            if not match:
+                raise UsageError(f"no live node '{victim}' in {infra.name} (by name, id or address)")
+            if match[0].group_name != group:
+                raise UsageError(f"{victim} is in group {match[0].group_name}, not {group}")
+            ids.append(match[0].id)
+        return ids
+
+
+class _catalog_provider:
+    """A provider of a type configured from the environment, closed after a catalog call."""
+
+    def __init__(self, provider: str, region: str | None) -> None:
+        from cloudherd.providers import make_provider
+
+        self.driver: Provider = make_provider(provider, provider, {"region": region} if region else {})
+
+    async def __aenter__(self) -> Provider:
+        return self.driver
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.driver.close()
+
+
+def _scale_change(change: str | int) -> tuple[str, int]:
+    """``+2`` / ``-1`` / ``=5`` / ``5`` as (add | remove | set, amount)."""
+    text = str(change).strip()
+    kind = {"+": "add", "-": "remove", "=": "set"}.get(text[:1], "set")
+    digits = text[1:] if text[:1] in "+-=" else text
+    shown = text if len(text) <= 40 else f"{text[:30]}… ({len(text)} characters)"
+    if not (digits.isascii() and digits.isdigit()) or isinstance(change, bool):
+        raise UsageError(f"a scale is +N, -N or =N (or N), got '{shown}'")
+    amount = whole(digits)  # None: more digits than any group could have nodes
+    if amount is None or amount > GROUP_SIZE_LIMIT:
+        raise UsageError(f"a scale is +N, -N or =N (or N) with N at most {GROUP_SIZE_LIMIT} (the most nodes a "
+                         f"group may have), got '{shown}'")
+    return kind, amount
+
+
+def _bounds(infra: InfraRow) -> dict[str, tuple[int | None, int | None]]:
+    """Each group's min and max, from the spec as applied."""
+    from cloudherd.engine.context import snapshot
+    from cloudherd.errors import SpecError
+
+    try:
+        spec = snapshot(infra).spec
+    except SpecError:
+        return {}
+    return {name: (g.min, g.max) for name, g in spec.groups.items()}
+
+
+def _key_body(public_key: str) -> str:
+    """Algorithm and key data of an OpenSSH public-key line, without its comment."""
+    return " ".join(public_key.split()[:2])
+
+
+def _unmade(infra: Any, owner: str | None) -> bool:
+    """A submission of the same owner that no pass has touched yet: sending it again (a retry after a lost
+    answer, or after the server died mid-request) takes it over rather than answering "name taken"."""
+    return (infra.state == InfraState.CREATING and infra.last_pass_at is None
+            and (owner is None or infra.owner_id == owner))
+
+
+def _check_limits(*, concurrency: int | None = None, wait: float | None = None,
+                  **durations: float | None) -> None:
+    """Durations are more than 0 seconds, ``wait`` at least 0, ``concurrency`` at least 1: checked before any
+    work, so that a ``timeout=0`` is a usage error and not a node made and then failed."""
+    for name, value in durations.items():
+        if value is not None and not value > 0:
+            raise UsageError(f"{name} must be more than 0 seconds (got {value:g})")
+    if wait is not None and not wait >= 0:
+        raise UsageError(f"wait must be 0 seconds or more (got {wait:g})")
+    if concurrency is not None and (isinstance(concurrency, bool) or concurrency < 1):
+        raise UsageError(f"concurrency must be at least 1 (got {concurrency})")
+
+
+def _open(url: str | None) -> Engine:
+    from cloudherd.state.db import open_engine
+
+    return open_engine(url)
+
+
+def _safe_url(url: str | None) -> str:
+    from sqlalchemy.engine import make_url
+
+    from cloudherd.state.db import database_url
+
+    return make_url(url or database_url()).render_as_string(hide_password=True)

@@ -1,0 +1,145 @@
+"""The client's reading queries: infrastructures, nodes, their logs and events, releases, users and tokens,
+the providers' catalogs.  They change nothing (``status`` asks the providers)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cloudherd.api import views
+from cloudherd.api.client_core import ClientCore, _catalog_provider
+from cloudherd.api.types import (
+    Action,
+    Event,
+    Image,
+    Infrastructure,
+    InfrastructureSummary,
+    Node,
+    Revision,
+    Rollout,
+    RolloutGroup,
+    Size,
+    Token,
+    User,
+)
+from cloudherd.errors import UsageError
+from cloudherd.lifecycle import InfraState, NodeState
+
+if TYPE_CHECKING:
+    pass
+
+
+class Queries(ClientCore):
+    """What :class:`~cloudherd.api.client.Client` reads."""
+
+    async def ls(self, *, include_destroyed: bool = False) -> list[InfrastructureSummary]:
+        """Infrastructures, oldest first (destroyed ones only when asked)."""
+        return [views.summary(i) for i in self.store.infrastructures(include_destroyed=include_destroyed)]
+
+    async def status(self, ref: str) -> Infrastructure:
+        """The infrastructure with its nodes' states checked against the providers (one list per provider)."""
+        from cloudherd.engine.liveness import refresh
+
+        infra = self.store.resolve(ref)
+        machines: dict[str, str] = {}
+        view = self._view(infra, await refresh(self.store, infra, machines))
+        if not machines:
+            return view
+        nodes = tuple(node.model_copy(update={"machine": machines.get(node.id)}) for node in view.nodes)
+        return view.model_copy(update={"nodes": nodes})
+
+    async def infrastructure(self, ref: str) -> Infrastructure:
+        """The infrastructure as recorded (no provider call)."""
+        infra = self.store.resolve(ref)
+        return self._view(infra, self.store.nodes(infra.id))
+
+    async def node(self, ref: str, name: str) -> Node:
+        """A live node by name, id or provider id."""
+        infra = self.store.resolve(ref)
+        pins = self._pins(infra.id)
+        for row in self.store.nodes(infra.id):
+            if name in (row.name, row.id, row.provider_id) and row.state != NodeState.TERMINATED:
+                return views.node(row, pins.get(row.id))
+        raise UsageError(f"no live node '{name}' in {infra.name}")
+
+    async def logs(self, ref: str, node: str | None = None) -> list[Action]:
+        """Recorded actions (scripts, teardowns, exec commands) with their output, secrets masked."""
+        infra = self.store.resolve(ref)
+        nodes = {n.id: n for n in self.store.nodes(infra.id)}
+        node_id = None
+        if node:
+            match = [n for n in nodes.values() if node in (n.name, n.id, n.provider_id)]
+            if not match:
+                raise UsageError(f"no node '{node}' in {infra.name}")
+            node_id = match[0].id
+        return [views.action(a, nodes[a.node_id].name if a.node_id in nodes else None)
+                for a in self.store.actions(infra.id, node_id)]
+
+    async def events(self, ref: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
+        """The event log, oldest first, after event ``after`` (``events --follow`` asks with the last id seen)."""
+        infra = self.store.resolve(ref)
+        names = {n.id: n.name for n in self.store.nodes(infra.id)}
+        return [views.event(e, names) for e in self.store.events_after(infra.id, after, limit)]
+
+    async def history(self, ref: str) -> list[Revision]:
+        """The releases applied to an infrastructure, oldest first; the last is the current one."""
+        infra = self.store.resolve(ref)
+        rows = self.store.revisions(infra.id)
+        return [views.revision(row, index == len(rows) - 1) for index, row in enumerate(rows)]
+
+    async def rollout(self, ref: str) -> Rollout:
+        """Where the latest release stands: each rolling group's nodes on it and those still behind."""
+        from cloudherd.engine.reconcile import applied_spec
+        from cloudherd.engine.revisions import group_digest
+        from cloudherd.engine.rollout import behind
+
+        infra = self.store.resolve(ref)
+        rows = self.store.revisions(infra.id)
+        latest = rows[-1] if rows else None
+        groups: list[RolloutGroup] = []
+        if infra.state != InfraState.DESTROYED:
+            loaded = applied_spec(infra)
+            nodes = self.store.nodes(infra.id, alive_only=True)
+            late = {n.id for n in behind(loaded, nodes)}
+            for name, group in loaded.spec.groups.items():
+                if group.update.strategy != "rolling":
+                    continue
+                digest = group_digest(loaded, name)
+                members = [n for n in nodes if n.group_name == name]
+                groups.append(RolloutGroup(
+                    name=name, count=group.count, surge=group.update.max_surge,
+                    updated=tuple(n.name for n in members if n.release == digest),
+                    behind=tuple(n.name for n in members if n.id in late)))
+        return Rollout(infrastructure=infra.id, name=infra.name, revision=latest.number if latest else None,
+                       state=latest.state if latest else "none", reason=latest.reason if latest else None,
+                       groups=tuple(groups))
+
+    async def users(self) -> list[User]:
+        """Every user."""
+        from cloudherd.api import auth
+
+        return auth.users(self.store)
+
+    async def tokens(self, *, user: str | None = None) -> list[Token]:
+        """Tokens, without their secrets."""
+        from cloudherd.api import auth
+
+        return auth.tokens(self.store, user=user)
+
+    # -- catalogs ----------------------------------------------------------------------------------
+
+    async def sizes(self, provider: str, pattern: str | None = None, *, region: str | None = None) -> list[Size]:
+        """Machine sizes a provider type offers (``pattern``: a regular expression); the default is marked."""
+        async with _catalog_provider(provider, region) as driver:
+            default = await driver.default_size()
+            return [Size(name=s.name, cpus=s.cpus, memory_mb=s.memory_mb, default=s.name == default)
+                    for s in await driver.sizes(pattern)]
+
+    async def images(self, provider: str, pattern: str | None = None, *, region: str | None = None) -> list[Image]:
+        """Images a provider type offers (``pattern``: a regular expression)."""
+        async with _catalog_provider(provider, region) as driver:
+            return [Image(id=i.id, name=i.name) for i in await driver.images(pattern)]
+
+    async def regions(self, provider: str, pattern: str | None = None) -> list[str]:
+        """Regions a provider type offers (``pattern``: a substring)."""
+        async with _catalog_provider(provider, None) as driver:
+            return [r for r in await driver.regions() if pattern is None or pattern in r]
