@@ -34,10 +34,16 @@ from cloudherd.errors import UsageError
 from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState, NodeState
 
 if TYPE_CHECKING:
-    from cloudherd.api.client import Client
+    from cloudherd.api.client_commands import Commands
+    from cloudherd.api.client_fleet import FleetCommands
     from cloudherd.engine.events import EventSink
     from cloudherd.engine.fleet import LineSink
     from cloudherd.state.repo import Store
+
+if TYPE_CHECKING:
+    class _Client(Commands, FleetCommands):
+        """What OgcActions is mixed into (:class:`~cloudherd.api.Client`), named without importing it."""
+
 
 PathLike = str | os.PathLike[str]
 Specs = PathLike | Sequence[PathLike]  # one spec, or files merged left to right (as ``up`` takes them)
@@ -50,8 +56,8 @@ OgcT = TypeVar("OgcT", bound="OgcActions")  # the client a SyncOgcActions twins
 class OgcActions:
     """OGC's calls for :class:`~cloudherd.api.Client` (each a coroutine); see the module's notes."""
 
-    def _herd(self) -> Client:
-        return cast("Client", self)
+    def _herd(self) -> _Client:
+        return cast("_Client", self)
 
     async def launch(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
                      connect_timeout: float = 120.0, concurrency: int | None = None,
