@@ -41,6 +41,7 @@ from cloudherd.api.autoscaling import (
 from cloudherd.engine.locks import BusyError
 from cloudherd.errors import CloudherdError, StateError
 from cloudherd.inputs import whole
+from cloudherd.server.deps import runtime_of
 from cloudherd.server.errors import NAMESPACE, aws_error, clean, database_fault, status_of
 from cloudherd.server.errors import xml_text as _text
 from cloudherd.server.sigv4 import SignatureError, verify
@@ -65,7 +66,7 @@ async def query(request: Request) -> Response:
         return RedirectResponse("/ui/", status_code=303)  # a person opening the server's address: the dashboard
     request_id = str(uuid.uuid4())
     body = await request.body()
-    runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     action = ""
     try:
         who = await asyncio.to_thread(_authenticate, runtime.store, request, body)

@@ -35,15 +35,13 @@ from cloudherd.api.types import ScaleResult as ScaleAnswer
 from cloudherd.errors import UsageError
 from cloudherd.inputs import SURROGATE, whole
 from cloudherd.lifecycle import InfraState
+from cloudherd.server.deps import Caller, owned, runtime_of, spec_upload
 from cloudherd.server.errors import Conflict, NotFound, clean
 from cloudherd.server.gate import CALL_LIMIT, body_limit
 from cloudherd.server.live import DENIED
 from cloudherd.server.runtime import Runtime
-from cloudherd.server.security import principal
-from cloudherd.server.uploads import discard, receive
+from cloudherd.server.uploads import discard
 from cloudherd.state.models import Infrastructure as InfraRow
-
-Caller = Annotated[Principal, Depends(principal)]
 
 
 async def text_only(request: Request) -> None:
@@ -117,28 +115,6 @@ class ExecBody(BaseModel):
     command_timeout: float | None = Field(default=None, gt=0, le=86_400)
 
 
-
-
-def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
-
-
-def owned(runtime: Runtime, who: Principal, ref: str) -> InfraRow:
-    """The caller's infrastructure by id, id prefix or name; 404 for anyone else's."""
-    from cloudherd.errors import UsageError
-
-    try:
-        infra = runtime.store.resolve(ref)
-    except UsageError:
-        raise NotFound(f"no infrastructure '{ref}'") from None
-    if infra.owner_id != who.user_id:
-        raise NotFound(f"no infrastructure '{ref}'")
-    return infra
-
-
-async def spec_upload(request: Request) -> Any:
-    body = await request.body()
-    return await asyncio.to_thread(receive, body, request.headers.get("content-type", ""))
 
 
 @router.get("/infrastructures", response_model=list[InfrastructureSummary])

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 
 from cloudherd.api.auth import Principal
 from cloudherd.lifecycle import InfraState, NodeState
+from cloudherd.server.deps import Caller, owned, runtime_of, spec_upload
 from cloudherd.server.errors import Conflict, NotFound
-from cloudherd.server.native import owned, runtime_of, spec_upload
-from cloudherd.server.security import principal
 from cloudherd.server.uploads import discard
 
-Caller = Annotated[Principal, Depends(principal)]
 Count = Annotated[int, Path(ge=0, le=10000)]
 router = APIRouter(prefix="/infrastructures", tags=["occopus"])
 

@@ -29,9 +29,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from cloudherd.api.auth import Principal, authenticate
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.inputs import whole
-from cloudherd.lifecycle import InfraState
+from cloudherd.lifecycle import InfraState, NodeState
+from cloudherd.server.deps import runtime_of
 from cloudherd.server.errors import clean
-from cloudherd.server.runtime import Runtime
 
 COOKIE = "cloudherd_session"
 LOGIN_COOKIE = "cloudherd_login"  # the login form's CSRF token (double submit), on /ui/login only
@@ -45,10 +45,6 @@ _templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape
 _templates.filters["short"] = lambda name: str(name).rsplit("#", 1)[-1].rsplit("/", 1)[-1]
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
-
-
 def csrf_token(login: str) -> str:
     return hmac.new(login.encode(), b"cloudherd-ui-csrf", hashlib.sha256).hexdigest()
 
@@ -57,7 +53,7 @@ async def _who(request: Request) -> tuple[Principal, str] | None:
     login = request.cookies.get(COOKIE, "")
     if not login:
         return None
-    who = await asyncio.to_thread(authenticate, _runtime(request).store, login)
+    who = await asyncio.to_thread(authenticate, runtime_of(request).store, login)
     return (who, login) if who is not None else None
 
 
@@ -121,7 +117,7 @@ async def home(request: Request) -> Response:
     if found is None:
         return _logged_out(request)
     who, login = found
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     rows = runtime.store.infrastructures(owner_id=who.user_id)
     from cloudherd.api import views
 
@@ -140,7 +136,7 @@ async def login(request: Request) -> Response:
     if not _well_formed(expected) or not hmac.compare_digest(form.get("csrf", ""), expected):
         return _login_page(request, "The login form had expired: paste the token again.", 403)
     token = form.get("token", "").strip()
-    who = await asyncio.to_thread(authenticate, _runtime(request).store, token) if token else None
+    who = await asyncio.to_thread(authenticate, runtime_of(request).store, token) if token else None
     if who is None:
         return _login_page(request, "That token is not valid (unknown, revoked or mistyped).", 401)
     answer = RedirectResponse("/ui", status_code=303)
@@ -162,7 +158,7 @@ async def _owned(request: Request, ref: str) -> tuple[Principal, str, Any] | Res
     if found is None:
         return _logged_out(request, 401)
     who, login = found
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     try:
         infra = runtime.store.resolve(ref)
     except UsageError:
@@ -178,7 +174,7 @@ async def infrastructure(request: Request, ref: str) -> Response:
     if isinstance(found, Response):
         return found
     _, login, infra = found
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     view = await runtime.client.status(infra.id)
     every_event = await runtime.client.events(infra.id)  # read once: the log shown and the plot's points
     events = every_event[-40:]
@@ -186,7 +182,8 @@ async def infrastructure(request: Request, ref: str) -> Response:
     sizes = [e for e in every_event if e.kind == "sizes"][-300:]
     plots = plot_sizes(sizes, view)
     # what the manager took away, newest first: a node that died stays in sight after it was replaced
-    retired = sorted((n for n in view.nodes if n.state == "terminated"), key=lambda n: n.updated_at, reverse=True)
+    gone = [n for n in view.nodes if n.state == NodeState.TERMINATED]
+    retired = sorted(gone, key=lambda n: n.updated_at, reverse=True)
     return _page("infrastructure.html", infra=view, events=list(reversed(events)), revisions=revisions, plots=plots,
                  retired=retired[:RETIRED_SHOWN],
                  csrf=csrf_token(login), fragment=request.query_params.get("fragment") == "1",
@@ -199,7 +196,7 @@ async def node_page(request: Request, ref: str, node: str) -> Response:
     if isinstance(found, Response):
         return found
     _, login, infra = found
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     try:
         target = await runtime.client.node(infra.id, node)
     except UsageError:
@@ -214,7 +211,7 @@ async def node_live(request: Request, ref: str, node: str) -> Response:
     found = await _owned(request, ref)
     if isinstance(found, Response):
         return Response(status_code=401)
-    infra_id, runtime = found[2].id, _runtime(request)
+    infra_id, runtime = found[2].id, runtime_of(request)
     try:
         node_id = (await runtime.client.node(infra_id, node)).id
     except UsageError:
@@ -234,7 +231,7 @@ async def live_list(request: Request) -> Response:
     found = await _who(request)
     if found is None:
         return Response(status_code=401)
-    runtime, owner = _runtime(request), found[0].user_id
+    runtime, owner = runtime_of(request), found[0].user_id
 
     def state() -> str:
         rows = runtime.store.infrastructures(owner_id=owner)
@@ -249,7 +246,7 @@ async def live(request: Request, ref: str) -> Response:
     found = await _owned(request, ref)
     if isinstance(found, Response):
         return Response(status_code=401)
-    infra_id, runtime = found[2].id, _runtime(request)
+    infra_id, runtime = found[2].id, runtime_of(request)
 
     newest = [0]
 
@@ -271,7 +268,7 @@ def _stream(request: Request, key: str, state: Callable[[], str]) -> StreamingRe
     async def allowed() -> bool:
         return await _who(request) is not None
 
-    return StreamingResponse(_runtime(request).live.stream(key, state, allowed), media_type="text/event-stream",
+    return StreamingResponse(runtime_of(request).live.stream(key, state, allowed), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -299,7 +296,7 @@ async def scale(request: Request, ref: str) -> Response:
     if isinstance(found, Response):
         return found
     infra, form = found
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     try:
         result = await runtime.client.scale(infra.id, form.get("group", ""), form.get("change", ""), run_pass=False)
     except CloudherdError as exc:
@@ -316,7 +313,7 @@ async def verb(request: Request, ref: str, verb: str) -> Response:
     if isinstance(found, Response):
         return found
     infra, form = found
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     if verb == "attach":
         await runtime.client.attach(infra.id)
         runtime.poke(infra.id)
