@@ -29,7 +29,7 @@ class GceNetwork(GceApi):
         return super().supports(capability)
 
     async def open_ports(self, group_tags: Mapping[str, str], ports: Sequence[int]) -> PortsHandle:
-        """The group's firewall rule (see the module notes), made when missing, newly listed ports added."""
+        """The group's firewall rule (see the package notes), made when missing, newly listed ports added."""
         wanted = sorted({SSH_PORT, *check_ports(ports, "gce")})
         name = rule_name(group_tags)
         own = {k: str(group_tags[k]) for k in (TAG_INFRA, TAG_GROUP) if k in group_tags}
