@@ -7,7 +7,7 @@ import asyncio
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cloudherd.api import views
 from cloudherd.api.client_core import PathLike, Specs, _bounds, _check_limits, _safe_url, _scale_change, _unmade
@@ -49,12 +49,16 @@ class Commands(Queries):
         return Setup(user=identity.user_name, key=str(identity.key_path), database=_safe_url(self._db_url),
                      data=str(data_dir()))
 
-    async def up(self, spec: Specs, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
+    async def up(self, spec: Specs | None, *, keep_on_failure: bool = False, on_event: EventSink | None = None,
                  connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
                  accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None,
                  no_rollback: bool = False, pause_after: int | None = None,
-                 counts: Mapping[str, int] | None = None) -> str:
+                 counts: Mapping[str, int] | None = None, plan_file: PathLike | None = None) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id.
+
+        ``plan_file``: execute the plan :meth:`plan` saved there (``out``) exactly, or refuse it with
+        :class:`~cloudherd.engine.plan.StalePlan` when the infrastructure's state or the spec changed since;
+        ``spec`` may then be None (the plan's own spec file is read).
 
         ``counts`` starts groups at other sizes than the spec's (OGC's ``launch``: one node of a layout).
 
@@ -72,6 +76,13 @@ class Commands(Queries):
         _check_limits(connect_timeout=connect_timeout, concurrency=concurrency, wait=wait)
         from cloudherd.engine.events import ProgressEvent, emit
 
+        if plan_file is not None:
+            return await self._execute_saved(spec, plan_file, format=format, keep_on_failure=keep_on_failure,
+                                             on_event=on_event, connect_timeout=connect_timeout,
+                                             handshakes=concurrency, accept_new_host_key=accept_new_host_key,
+                                             wait=wait, no_rollback=no_rollback, pause_after=pause_after)
+        if spec is None:
+            raise UsageError("give the spec file (or a saved plan: plan_file)")
         loaded = self._load(spec, format)
         for name, count in (counts or {}).items():
             if name not in loaded.spec.groups:
@@ -117,12 +128,30 @@ class Commands(Queries):
         return SpecSummary(name=loaded.spec.name, groups={n: g.count for n, g in loaded.spec.groups.items()},
                            warnings=tuple(map(str, loaded.warnings)))
 
-    async def plan(self, spec: Specs, *, format: str | None = None, within: Confinement | None = None) -> Plan:
-        """What ``up`` of ``spec`` would change (create / destroy / replace / scripts to re-run); changes nothing."""
-        from cloudherd.engine.plan import make_plan
+    async def plan(self, spec: Specs, *, format: str | None = None, within: Confinement | None = None,
+                   out: PathLike | None = None) -> Plan:
+        """What ``up`` of ``spec`` would change (create / destroy / replace / scripts to re-run); changes nothing.
+
+        ``out``: also save the plan there, with a fingerprint of the state it was computed from, for
+        ``up(plan_file=…)`` to execute exactly (Terraform's ``plan -out``)."""
+        from cloudherd.engine.plan import make_plan, save_plan
 
         loaded = self._load(spec, format, within)
-        return views.plan(await make_plan(loaded, self.store), loaded.warnings)
+        made = await make_plan(loaded, self.store)
+        if out is not None:
+            save_plan(made, out)
+        return views.plan(made, loaded.warnings)
+
+    async def _execute_saved(self, spec: Specs | None, plan_file: PathLike, *, format: str | None,
+                             **options: Any) -> str:
+        from cloudherd.engine.apply import execute
+        from cloudherd.engine.plan import load_plan
+
+        saved = load_plan(plan_file)
+        source = spec if spec is not None else saved.spec_path
+        if source is None:
+            raise UsageError(f"{plan_file} names no spec file: give it")
+        return await execute(saved, self._load(source, format), self.store, **options)
 
     async def convert(self, spec: Specs, *, format: str | None = None) -> str:
         """The native spec an OGC layout file or an Occopus description means, as YAML (a native one as it is);

@@ -21,7 +21,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 import httpx
 from pydantic import BaseModel
 
-from cloudherd.api.login import TOKEN_ENV, configured, login_file, refuse_remote, save_login
+from cloudherd.api.login import SERVER_ENV, TOKEN_ENV, configured, login_file, refuse_remote, save_login
 from cloudherd.api.types import (
     Action,
     Event,
@@ -39,6 +39,8 @@ from cloudherd.lifecycle import InfraState
 __all__ = ["RemoteClient", "configured", "login_file", "refuse_remote", "save_login"]
 
 BUNDLE_LIMIT = 50 << 20
+_SAVED_PLANS = (f"a saved plan is made and executed beside the state it fingerprints, not through a server: unset "
+                f"{SERVER_ENV} (or `cloudherd logout`) and run plan --out / up --plan-file on the server's machine")
 T = TypeVar("T", bound=BaseModel)
 SKIPPED_FOLDERS = {".git", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache", ".ruff_cache"}
 
@@ -107,10 +109,12 @@ class RemoteClient:
            connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
            accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None,
            no_rollback: bool = False, pause_after: int | None = None,
-           counts: Mapping[str, int] | None = None) -> str:
+           counts: Mapping[str, int] | None = None, plan_file: Any = None) -> str:
         """Send the spec (and the files beside it) to the server, which makes or converges it; wait until every
         node is deployed (or the infrastructure failed).  The server applies its own settings for how a run
         goes (rollback, concurrency, host keys, events): those keywords are taken and not sent."""
+        if plan_file is not None:
+            raise UsageError(_SAVED_PLANS)
         body, kind = _bundle(spec)
         params = {"converge": "true", **({"format": format} if format else {})}
         made = self._call("POST", "/v1/infrastructures", content=body, headers={"Content-Type": kind},
@@ -126,7 +130,9 @@ class RemoteClient:
                 raise StateError(f"{infra.name} is not ready after {max(wait, 1800.0):g}s (cloudherd status)")
             time.sleep(0.3)
 
-    def plan(self, spec: Any, *, format: str | None = None) -> Plan:
+    def plan(self, spec: Any, *, format: str | None = None, out: Any = None) -> Plan:
+        if out is not None:
+            raise UsageError(_SAVED_PLANS)
         body, kind = _bundle(spec)
         return _value(Plan, self._call("POST", "/v1/plan", content=body, headers={"Content-Type": kind},
                                               params={"format": format} if format else None))

@@ -33,7 +33,8 @@ router = typer.Typer()
 
 @router.command()
 def up(
-    spec: list[Path] = typer.Argument(..., help="The spec file (YAML); several OGC files merge left to right."),
+    spec: list[Path] = typer.Argument(None, help="The spec file (YAML); several OGC files merge left to right "
+                                                 "(with --plan-file: the plan's own, unless given)."),
     keep_on_failure: bool = typer.Option(False, "--keep-on-failure", help="Keep what was made when up fails."),
     connect_timeout: float = typer.Option(120.0, "--connect-timeout", callback=duration,
                                          help="Seconds to wait for a node's SSH."),
@@ -48,13 +49,18 @@ def up(
     wait: float = WAIT,
     format: str | None = FORMAT,
     auth_data: Path | None = AUTH_DATA,
+    plan_file: Path | None = typer.Option(None, "--plan-file", help="Execute exactly the plan `cloudherd plan --out` "
+                                          "saved there; refused when the infrastructure or the spec changed since."),
 ) -> None:
     """Create the spec's nodes (or converge the running ones of the same name) and deploy their scripts.
 
     Prints the infrastructure's id.  Scripts that already succeeded unchanged on a node are skipped.
     """
+    if not spec and plan_file is None:
+        err.print(Text("error: give the spec file (or --plan-file with a saved plan)", style="red"))
+        raise typer.Exit(2)
     if dry_run:
-        plan(spec, as_json=False, format=format, auth_data=None)
+        plan(spec, as_json=False, format=format, auth_data=None, save_to=None)
         return
     from cloudherd.cli.progress import Progress
 
@@ -63,10 +69,10 @@ def up(
 
     def work() -> str:
         with Progress(err) as progress:
-            return client.up(spec, keep_on_failure=keep_on_failure, on_event=progress,
-                           connect_timeout=connect_timeout, force=force, concurrency=concurrency,
-                           accept_new_host_key=accept_new_host_key or (), wait=wait, format=format,
-                           no_rollback=no_rollback, pause_after=pause_after)
+            return client.up(spec or None, keep_on_failure=keep_on_failure, on_event=progress,
+                             connect_timeout=connect_timeout, force=force, concurrency=concurrency,
+                             accept_new_host_key=accept_new_host_key or (), wait=wait, format=format,
+                             no_rollback=no_rollback, pause_after=pause_after, plan_file=plan_file)
 
     infra_id = guard(work)
     infra = guard(lambda: client.infrastructure(infra_id))
@@ -88,9 +94,11 @@ def plan(
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     format: str | None = FORMAT,
     auth_data: Path | None = AUTH_DATA,
+    save_to: Path | None = typer.Option(None, "--out", help="Also save the plan here, for `cloudherd up --plan-file` "
+                                    "to execute exactly (only while the infrastructure stays as it is now)."),
 ) -> None:
     """Show what `up` would change: nodes to create, destroy or replace, scripts to re-run. Changes nothing."""
-    result = guard(lambda: herd().plan(spec, format=format))
+    result = guard(lambda: herd().plan(spec, format=format, out=save_to))
     warn(result.warnings)
     if as_json:
         print_json(result)
@@ -122,6 +130,8 @@ def plan(
     else:
         out.print(f"plan: {totals.create} to create, {totals.destroy} to destroy, {totals.replace} to "
                   f"replace, {totals.script_runs} script run(s)")
+    if save_to is not None:
+        err.print(f"saved to {save_to}: `cloudherd up --plan-file {save_to}` executes exactly this plan")
 
 
 @router.command()
