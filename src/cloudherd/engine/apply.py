@@ -69,20 +69,10 @@ async def up(
 
 
 
-async def execute(
-    plan: Plan,
-    loaded: LoadedSpec,
-    store: Store,
-    *,
-    keep_on_failure: bool = False,
-    on_event: EventSink | None = None,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    handshakes: int | None = None,
-    accept_new_host_key: Collection[str] = (),
-    wait: float = DEFAULT_WAIT,
-    no_rollback: bool = False,
-    pause_after: int | None = None,
-) -> str:
+async def execute(plan: Plan, loaded: LoadedSpec, store: Store, *, keep_on_failure: bool = False,
+                  on_event: EventSink | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                  handshakes: int | None = None, accept_new_host_key: Collection[str] = (), wait: float = DEFAULT_WAIT,
+                  no_rollback: bool = False, pause_after: int | None = None) -> str:
     """``up`` of a saved ``plan`` (:func:`cloudherd.engine.plan.load_plan`): exactly its changes, or none at all.
 
     ``loaded`` is the spec the plan was computed for (read again by the caller, from ``plan.spec_path``).  Under

@@ -17,7 +17,7 @@ from cloudherd.providers import Provider, make_provider
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.confine import Confinement
 from cloudherd.spec.loader import load_spec_text
-from cloudherd.state.models import Infrastructure
+from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
 
 if TYPE_CHECKING:
@@ -75,6 +75,12 @@ class Providers:
     async def close(self) -> None:
         for provider in self._made.values():
             await provider.close()
+
+
+def recorded_nodes(infra: Infrastructure) -> list[Node]:
+    """The nodes read with the infrastructure (:meth:`Store.infrastructure` loads its groups and nodes in one
+    read), in the order :meth:`Store.nodes` gives them: no second read for what the first one brought."""
+    return sorted(infra.nodes, key=lambda n: (n.group_name, n.index))
 
 
 def snapshot(infra: Infrastructure) -> LoadedSpec:

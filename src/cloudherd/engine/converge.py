@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cloudherd.engine import journal
-from cloudherd.engine.context import Identity, Redactor
+from cloudherd.engine.context import Identity, Redactor, recorded_nodes
 from cloudherd.engine.deploy import deploy_node
 from cloudherd.engine.destroy import retire
 from cloudherd.engine.diff import stale_scripts
@@ -80,7 +80,7 @@ async def observed_plan(loaded: LoadedSpec, store: Store, infra_id: str, *, repl
     """The plan for the infrastructure as it is now: its nodes' liveness asked of the providers (one list call per
     provider) and what changed recorded, then the plan built from them.  The scripts are left to the deploy."""
     infra = store.infrastructure(infra_id)
-    nodes, changes = await fresh_nodes(loaded, store, infra)
+    nodes, changes = await fresh_nodes(loaded, store, infra, recorded_nodes(infra))
     record(store, infra_id, nodes, changes)
     return build_plan(loaded, infra, infra.groups, nodes, {}, replace=replace, victims=victims, in_place=in_place,
                       force=force, scripts=False)
@@ -95,39 +95,46 @@ async def execute_plan(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: s
     surplus = write_rows(plan, loaded, store, infra_id, redact)
     infra = store.infrastructure(infra_id)
     leaving = {n.id for n in surplus}
-    check_templates(loaded, [n for n in store.nodes(infra.id) if n.id not in leaving], infra)
+    nodes: list[Node] | None = recorded_nodes(infra)  # as read with it; None once something changed them
+    check_templates(loaded, [n for n in nodes or () if n.id not in leaving], infra)
     sink = run.sink
     if surplus:
         emit(sink, ProgressEvent("info", f"retiring {len(surplus)} node(s): {', '.join(n.name for n in surplus)}"))
         await retire(store, infra, surplus, loaded=loaded, reach=run.reach, pool=run.pool, providers=run.providers,
                      sink=sink)
+        nodes = None
     intents = run_intents if run_intents is not None else []
     # a group whose boot data may name another group's nodes (Occopus' getip in a cloud-config) is made
     # when the groups it depends on are ready, as Occopus did; every other group is made at once
     later = {name for name, group in loaded.spec.groups.items() if loaded.boot.get(name) and group.depends_on}
 
-    async def create(groups: Collection[str]) -> None:
-        await _create_missing(loaded, store, infra, run, intents, only=groups)
+    async def create(groups: Collection[str]) -> bool:
+        nonlocal nodes
+        if not await _create_missing(loaded, store, infra, run, intents, only=groups, nodes=nodes):
+            return False
         run.reach.pins.update({node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()})
+        nodes = None
+        return True
 
     await create(set(loaded.spec.groups) - later)
     held = plan.held()
 
-    async def before_level(level: Collection[str]) -> None:
-        if later & set(level):
-            await create(later & set(level))
+    async def before_level(level: Collection[str]) -> bool:
+        return bool(later & set(level)) and await create(later & set(level))
 
-    await _deploy_all(loaded, store, infra, run, redact, plan.force, held, rerun=plan.in_place,
-                      before_level=before_level)
-    stamp(loaded, store, infra.id, held)
+    nodes = await _deploy_all(loaded, store, infra, run, redact, plan.force, held, rerun=plan.in_place,
+                              before_level=before_level, read=nodes)
+    stamp(loaded, store, infra.id, held, nodes)
     return infra
 
 
-def stamp(loaded: LoadedSpec, store: Store, infra_id: str, held: Collection[str]) -> None:
-    """After a converge deployed them: every live node not held runs its group's current release."""
+def stamp(loaded: LoadedSpec, store: Store, infra_id: str, held: Collection[str],
+          nodes: Sequence[Node] | None = None) -> None:
+    """After a converge deployed them: every live node not held runs its group's current release (``nodes``: as
+    read after the deploy, when the caller has them)."""
     digests = {name: group_digest(loaded, name) for name in loaded.spec.groups}
     changes: list[tuple[str, dict[str, object]]] = [
-        (n.id, {"release": digests[n.group_name]}) for n in store.nodes(infra_id)
+        (n.id, {"release": digests[n.group_name]}) for n in (store.nodes(infra_id) if nodes is None else nodes)
         if n.group_name in digests and n.id not in held and n.state in LIVE_NODE_STATES
         and n.release != digests[n.group_name]]
     store.update_nodes(infra_id, changes)
@@ -156,6 +163,8 @@ def write_rows(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: str, reda
         else:
             store.update_group(infra_id, group_name, **fields)
         surplus += [*diff.destroy, *diff.replace]
+        if not diff.indices:
+            continue  # nothing to make: no write
         store.add_nodes(infra_id, [
             {"group_name": group_name, "name": f"{spec.name}-{group_name}-{index}", "index": index,
              "provider": group.provider, "release": group_digest(loaded, group_name),
@@ -190,10 +199,13 @@ def _size_need(size: object) -> SizeNeed | None:
 
 async def _create_missing(
     loaded: LoadedSpec, store: Store, infra: Infrastructure, run: RunSession, run_intents: list[str], *,
-    only: Collection[str],
-) -> None:
-    """One journaled bulk create per group of ``only`` (and place) for its ``pending`` nodes, all at once."""
-    nodes = store.nodes(infra.id)
+    only: Collection[str], nodes: Sequence[Node] | None = None,
+) -> bool:
+    """One journaled bulk create per group of ``only`` (and place) for its ``pending`` nodes, all at once;
+    whether there were any (``nodes``: the infrastructure's as just read, when the caller has them)."""
+    nodes = store.nodes(infra.id) if nodes is None else nodes
+    if not any(n.state == NodeState.PENDING and n.group_name in only for n in nodes):
+        return False
     identity, providers, sink = run.identity, run.providers, run.sink
 
     async def create_group(group_name: str) -> None:
@@ -239,6 +251,7 @@ async def _create_missing(
         await _place(store, infra, group_name, group, rows, nodes, make, sink)
 
     await asyncio.gather(*(create_group(name) for name in loaded.spec.groups if name in only))
+    return True
 
 
 def login_of(loaded: LoadedSpec, group_name: str, identity: Identity, image_user: str | None) -> tuple[str, str]:
@@ -333,13 +346,15 @@ def cooling(store: Store, infra_id: str, group_name: str) -> dict[str, str]:
 async def _deploy_all(
     loaded: LoadedSpec, store: Store, infra: Infrastructure, run: RunSession, redact: Redactor, force: bool,
     held: Collection[str] = (), rerun: Collection[str] = (),
-    before_level: Callable[[Collection[str]], Awaitable[None]] | None = None,
-) -> None:
+    before_level: Callable[[Collection[str]], Awaitable[bool]] | None = None, read: list[Node] | None = None,
+) -> list[Node]:
     """Each node runs its scripts as soon as it accepts SSH; the first failure stops the run.  ``held``: nodes
     of an older release that a rolling update replaces batch by batch (they keep what they run).  ``rerun``:
     nodes taking a release in place, which run every script of it: a script that succeeded there once may
-    have been undone by a release since (a rollback to it must run it again)."""
-    nodes = store.nodes(infra.id)
+    have been undone by a release since (a rollback to it must run it again).  ``before_level`` says whether it
+    changed the nodes (made some); ``read``: the nodes as just read, when the caller has them.  Returns them as
+    the deploy left them."""
+    nodes = store.nodes(infra.id) if read is None else read
     done = {} if force else {key: digest for key, digest in store.script_digests(infra.id).items()
                              if key[0] not in rerun}
 
@@ -362,14 +377,14 @@ async def _deploy_all(
     # level by level (depends_on): a group's scripts start when every group it depends on is ready, and
     # see their addresses; within a level each node starts the moment it accepts SSH
     for level in loaded.spec.levels():
-        if before_level is not None:
-            await before_level(level)
+        if before_level is not None and await before_level(level):
             nodes = store.nodes(infra.id)
         async with asyncio.TaskGroup() as tasks:
             for node in nodes:
                 if node.state in LIVE_NODE_STATES and node.group_name in level and node.id not in held:
                     tasks.create_task(deploy(node))
         nodes = store.nodes(infra.id)
+    return nodes
 
 
 def _request_token(infra_id: str, group: str, batch: Sequence[Node]) -> str:

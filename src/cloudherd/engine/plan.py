@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloudherd.engine.context import Providers, Redactor
+from cloudherd.engine.context import Providers, Redactor, recorded_nodes
 from cloudherd.engine.diff import Batch, GroupDiff, behind, diff_groups, rollout_batches, stale_scripts
 from cloudherd.engine.liveness import Observed, observe
 from cloudherd.engine.revisions import bundle
@@ -213,7 +213,7 @@ async def make_plan(loaded: LoadedSpec, store: Store, *, force: bool = False) ->
         return Plan(loaded.spec.name, None, groups, prior=fingerprint(loaded.spec.name, None),
                     spec=spec_fingerprint(loaded), spec_path=str(loaded.path), force=force)
     infra = store.infrastructure(existing.id)
-    nodes = store.nodes(infra.id)
+    nodes = recorded_nodes(infra)
     done = store.script_digests(infra.id)
     prior = fingerprint(loaded.spec.name, infra, nodes, done, store.revisions(infra.id))
     nodes, changes = await fresh_nodes(loaded, store, infra, nodes)
@@ -268,7 +268,7 @@ def prior_state(store: Store, name: str) -> str:
     if existing is None:
         return fingerprint(name, None)
     infra = store.infrastructure(existing.id)
-    return fingerprint(name, infra, store.nodes(infra.id), store.script_digests(infra.id), store.revisions(infra.id))
+    return fingerprint(name, infra, recorded_nodes(infra), store.script_digests(infra.id), store.revisions(infra.id))
 
 
 def spec_fingerprint(loaded: LoadedSpec) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,7 +10,7 @@ from cloudherd.engine.context import Identity
 from cloudherd.errors import UsageError
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.remote.ssh import Target, fingerprint
-from cloudherd.state.models import Infrastructure, Node
+from cloudherd.state.models import Group, Infrastructure, Node
 from cloudherd.state.repo import Store
 
 if TYPE_CHECKING:
@@ -21,19 +21,21 @@ class Reach:
     """How to log in to an infrastructure's nodes, with the host keys pinned for them.
 
     The pin of a node is the key recorded in ``host_keys`` (first contact, or its provider's report);
-    ``accept_new`` names nodes whose next key is taken as the new pin (``--accept-new-host-key``).
+    ``accept_new`` names nodes whose next key is taken as the new pin (``--accept-new-host-key``); ``groups``:
+    the infrastructure's group rows as the caller read them (else they are read when a group's key is wanted).
     """
 
     def __init__(self, store: Store, infra: Infrastructure, identity: Identity,
-                 accept_new: Collection[str] = ()) -> None:
+                 accept_new: Collection[str] = (), groups: Sequence[Group] | None = None) -> None:
         self.store = store
         self.infra = infra
         self.identity = identity
         self.pins = {node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()}
         self.accept_new = set(accept_new)
         self._group_keys: dict[str, asyncssh.SSHKey | None] = {}
+        self._key_paths: dict[str, str | None] = {g.name: (g.config or {}).get("ssh_key") for g in groups or ()}
         if self.accept_new:
-            names = {n.name for n in store.nodes(infra.id)} | {n.id for n in store.nodes(infra.id)}
+            names = {key for n in store.nodes(infra.id) for key in (n.name, n.id)}
             unknown = sorted(self.accept_new - names)
             if unknown:
                 raise UsageError(f"cannot accept a new host key for {', '.join(unknown)}: no such node in {infra.name}")
@@ -50,8 +52,10 @@ class Reach:
         if group_name not in self._group_keys:
             from cloudherd.remote.keys import ensure_keypair
 
-            groups = {g.name: g for g in self.store.infrastructure(self.infra.id).groups}
-            path = (groups[group_name].config or {}).get("ssh_key") if group_name in groups else None
+            if group_name not in self._key_paths:  # every group's, read at once (again for a group new since)
+                self._key_paths = {g.name: (g.config or {}).get("ssh_key")
+                                   for g in self.store.infrastructure(self.infra.id).groups}
+            path = self._key_paths.get(group_name)
             self._group_keys[group_name] = ensure_keypair(Path(path))[0] if path else None
         return self._group_keys[group_name]
 

@@ -171,7 +171,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
         return report
     try:
         loaded = applied_spec(infra)
-        async with RunSession(store, infra, loaded, sink=sink, connect_timeout=connect_timeout) as run:
+        async with RunSession(store, infra, loaded, sink=sink, connect_timeout=connect_timeout,
+                              groups=infra.groups) as run:
             # the nodes are read once (with the infrastructure) and again only after something changed them
             nodes = sorted(infra.nodes, key=lambda n: (n.group_name, n.index or 0))
             if await run.settle(nodes):
@@ -198,7 +199,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                 report.made = [n.name for n in after if n.id not in before and n.state != NodeState.TERMINATED]
                 report.retired = [n.name for n in after if n.id in before and n.state == NodeState.TERMINATED]
                 _log_converge(store, infra, before, report)
-            if behind(loaded, store.nodes(infra.id) if report.converged else nodes):
+                nodes = after  # what the pass goes on from
+            if behind(loaded, nodes):
                 await _roll_on(store, infra, loaded, rollout.Rollout(store, infra, run, []), report)
             if changes or stale or report.converged or report.scaled:
                 _record_sizes(store, infra, store.nodes(infra.id))
@@ -292,6 +294,12 @@ async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec,
             # the common case, still healthy: written with the others in one statement, not one transaction each
             healthy.append((node.id, {"last_check": result.detail, "last_check_at": now}))
             node.last_check, node.last_check_at = result.detail, now
+            continue
+        if result.healthy and node.state == NodeState.READY:  # healthy at its first check (or again): no event
+            healthy.append((node.id, {"state": NodeState.READY, "health": "healthy", "failures": 0,
+                                      "failing_since": None, "last_check": result.detail, "last_check_at": now,
+                                      "reason": None}))
+            changed = True
             continue
         _record(store, infra, loaded, node, result, now, times, report)
         changed = True

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from cloudherd.engine.context import Redactor, snapshot
+from cloudherd.engine.context import Redactor, recorded_nodes, snapshot
 from cloudherd.engine.deploy import deploy_node
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
@@ -57,7 +57,7 @@ async def redeploy(
 
     async with exclusive(store, infra_scope(infra.name), "deploy", wait=wait, on_wait=waiting):
         infra = store.infrastructure(infra.id)
-        nodes = store.nodes(infra.id)
+        nodes = recorded_nodes(infra)
         chosen = _chosen(infra, nodes, node_ids)
         loaded = snapshot(infra)
         redact = Redactor(set(loaded.secrets))

@@ -94,12 +94,14 @@ class Rollout:
         group = loaded.group(name)
         batch_number = 0
         for position, planned in enumerate(batches):
-            old = {n.id: n for n in behind(loaded, self.store.nodes(self.infra.id)) if n.group_name == name}
+            nodes = self.store.nodes(self.infra.id)  # read once a batch: what is behind, and what is there before it
+            late = behind(loaded, nodes)
+            old = {n.id: n for n in late if n.group_name == name}
             batch = [old[i] for i in planned.nodes if i in old]
             if not batch:
                 continue
             if self._pause_after is not None and self._replaced >= self._pause_after:
-                raise RolloutPaused(self._replaced, len(behind(loaded, self.store.nodes(self.infra.id))))
+                raise RolloutPaused(self._replaced, len(late))
             batch_number += 1
             total = batch_number + len(batches) - position - 1
             if planned.in_place:
@@ -107,7 +109,7 @@ class Rollout:
                 continue
             emit(self.session.sink, ProgressEvent("info", f"{name}: batch {batch_number}/{total}: replacing "
                                                           f"{', '.join(n.name for n in batch)}"))
-            before = {n.id for n in self.store.nodes(self.infra.id)}
+            before = {n.id for n in nodes}
             await self._step(_sized(loaded, name, group.count + len(batch)), name, batch_number, before)
             made = [n for n in self._new(before, name) if n.state in LIVE_NODE_STATES]
             why = await self._gate(loaded, made)

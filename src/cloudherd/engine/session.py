@@ -25,7 +25,7 @@ from cloudherd.engine.reach import Reach
 from cloudherd.engine.recover import recover
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.spec import LoadedSpec
-from cloudherd.state.models import Infrastructure, Node
+from cloudherd.state.models import Group, Infrastructure, Node
 from cloudherd.state.repo import Store
 
 
@@ -34,12 +34,14 @@ class RunSession:
 
     ``loaded``: the spec whose providers the run uses (None: a run that asks no provider); ``identity``: when the
     caller has it already (else the infrastructure's key's); ``pool``: a pool that outlives the run (the server's
-    warm connections), else one is made with ``handshakes`` and ``connect_timeout`` and closed at the end."""
+    warm connections), else one is made with ``handshakes`` and ``connect_timeout`` and closed at the end;
+    ``groups``: the group rows as just read, when the caller has them (the nodes' logins are read from them)."""
 
     def __init__(self, store: Store, infra: Infrastructure, loaded: LoadedSpec | None = None, *,
                  identity: Identity | None = None, key_path: str | os.PathLike[str] | None = None,
                  sink: EventSink | None = None, connect_timeout: float = 120.0, handshakes: int | None = None,
-                 accept_new_host_key: Collection[str] = (), pool: ConnectionPool | None = None) -> None:
+                 accept_new_host_key: Collection[str] = (), pool: ConnectionPool | None = None,
+                 groups: Sequence[Group] | None = None) -> None:
         self.store = store
         self.infra = infra
         self.sink = sink
@@ -48,6 +50,7 @@ class RunSession:
         self._key_path = key_path
         self._connect = (handshakes, connect_timeout)
         self._accept_new = accept_new_host_key
+        self._groups = groups
         self._given_pool = pool
         self._pool: ConnectionPool | None = None
         self._reach: Reach | None = None
@@ -90,7 +93,7 @@ class RunSession:
     @property
     def reach(self) -> Reach:
         if self._reach is None:
-            self._reach = Reach(self.store, self.infra, self.identity, self._accept_new)
+            self._reach = Reach(self.store, self.infra, self.identity, self._accept_new, self._groups)
         return self._reach
 
     def check_reach(self) -> Reach:
