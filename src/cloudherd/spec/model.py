@@ -6,392 +6,46 @@ silently ignored setting.
 
 from __future__ import annotations
 
-import math
-import re
-from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
-    Strict,
     Tag,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from cloudherd.spec.durations import FORMS, DurationError, is_bare_number, parse_duration
-from cloudherd.spec.interpolate import EnvText
+from cloudherd.spec.coerce import (
+    LENIENT,
+    Int,
+    _LocatedValueError,
+    _Strict,
+    _SubValueError,
+    lenient,
+    memory_mib,
+)
+from cloudherd.spec.parts import (
+    GroupLogin,
+    Health,
+    InlineScript,
+    MinCount,
+    Placement,
+    ProviderConfig,
+    Scaling,
+    SizeNeed,
+    SSHConfig,
+    Update,
+    Upload,
+)
+
+__all__ = ["LENIENT", "NAME_PATTERN", "Group", "GroupLogin", "Health", "InlineScript", "MinCount", "Placement",
+           "ProviderConfig", "SSHConfig", "Scaling", "SizeNeed", "Spec", "Update", "Upload", "_LocatedValueError",
+           "_SubValueError", "memory_mib"]
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 BUILTIN_PROVIDER_TYPES = ("local", "aws", "gce")  # usable by type name without a `providers:` entry
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-_ENV_INT = re.compile(r"^\s*[-+]?[0-9]{1,18}\s*$")
-_ENV_FLOAT = re.compile(r"^\s*[-+]?([0-9]{1,18}(\.[0-9]{0,18})?|\.[0-9]{1,18})([eE][-+]?[0-9]{1,3})?\s*$")
-
-
-LENIENT = "lenient"  # validation context key: re-reading a stored snapshot, coerce as pydantic's lax mode did
-
-
-def lenient(info: ValidationInfo) -> bool:
-    """Whether this validation re-reads a stored snapshot (taken by an older, laxer cloudherd): never refuse it."""
-    return bool(info.context and info.context.get(LENIENT))
-
-
-def _int_from_env(value: Any, info: ValidationInfo) -> Any:
-    """A number from ``${VAR}`` (the environment is text); anything else must already be an integer."""
-    if isinstance(value, str) and (isinstance(value, EnvText) or lenient(info)) and _ENV_INT.match(value):
-        return int(value)
-    if lenient(info) and (isinstance(value, bool) or (isinstance(value, float) and value.is_integer())):
-        return int(value)
-    return value
-
-
-def _float_from_env(value: Any, info: ValidationInfo) -> Any:
-    if isinstance(value, str) and (isinstance(value, EnvText) or lenient(info)) and _ENV_FLOAT.match(value):
-        return float(value)
-    if lenient(info) and isinstance(value, bool):
-        return float(value)
-    return value
-
-
-# Strict numbers: YAML's true, "3" and 3.5 are not integers (pydantic's lax mode would take them).
-Int = Annotated[int, Strict(), BeforeValidator(_int_from_env)]
-Float = Annotated[float, Strict(), Field(allow_inf_nan=False), BeforeValidator(_float_from_env)]
-
-
-def _bool_from_env(value: Any, info: ValidationInfo) -> Any:
-    if isinstance(value, str) and (isinstance(value, EnvText) or lenient(info)):
-        word = value.strip().lower()
-        if word in ("true", "yes", "on", "1"):
-            return True
-        if word in ("false", "no", "off", "0"):
-            return False
-    return value
-
-
-Bool = Annotated[bool, Strict(), BeforeValidator(_bool_from_env)]
-
-
-def _duration(value: Any, info: ValidationInfo) -> float:
-    """Seconds from ``10`` / ``0.5`` / ``"500ms"`` / ``"1m30s"`` (text without a unit only from ``${VAR}``)."""
-    if lenient(info) and isinstance(value, bool):
-        return float(value)
-    return parse_duration(value, bare_text=isinstance(value, EnvText) or lenient(info))
-
-
-# A duration in seconds: a number (int or float, ≥ 0) or text with units; true/false is refused.
-Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-class SSHConfig(_Strict):
-    """How cloudherd logs in to nodes; ``key`` is generated on first use when it does not exist."""
-
-    user: str | None = None
-    key: str | None = None
-    port: Int | None = Field(default=None, ge=1, le=65535)
-
-
-class GroupLogin(_Strict):
-    """A group's own login, over the spec's ``ssh``: images of different systems have different users
-    (``admin`` on Debian, ``ubuntu``, ``ec2-user``), and a group may be reached with a key of its own."""
-
-    user: str | None = None
-    key: str | None = None
-
-
-class ProviderConfig(BaseModel):
-    """A named provider: its ``type`` and the driver's own settings (region, zone, credentials…).
-
-    Every setting stays in ``model_extra`` (what ``make_provider`` gets); the known ones are checked, and
-    given their proper types, by the model of the type (:mod:`cloudherd.spec.providers`)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-
-    @field_validator("type")
-    @classmethod
-    def _known_type(cls, value: str) -> str:
-        from cloudherd.spec.providers import PROVIDER_TYPES, unknown_type
-
-        if value not in PROVIDER_TYPES:
-            raise ValueError(unknown_type(value))
-        return value
-
-    @model_validator(mode="after")
-    def _settings_of_the_type(self, info: ValidationInfo) -> ProviderConfig:
-        from cloudherd.spec.providers import migrate, validate
-
-        settings = self.model_extra or {}
-        # a ValidationError here keeps its key's location; a stored snapshot is migrated instead
-        checked = migrate(self.type, settings) if lenient(info) else validate(self.type, settings)
-        if self.__pydantic_extra__ is not None:
-            self.__pydantic_extra__.clear()
-            self.__pydantic_extra__.update(checked)
-        return self
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        """The settings to give ``make_provider`` (everything but ``type``)."""
-        return dict(self.model_extra or {})
-
-
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_MEMORY_FACTORS_MIB = {"B": 1 / (1024 * 1024), "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
-
-
-def memory_mib(text: str | int | float) -> int:
-    """``"8G"`` / ``"512M"`` / ``"1.5GiB"`` as MiB; a bare number is GiB (as in ``memory: 8``)."""
-    if isinstance(text, bool) or not isinstance(text, str | int | float):
-        raise ValueError("must be an amount of memory like 8G or 512M")
-    if isinstance(text, int | float):
-        number, unit = float(text), "G"
-    else:
-        match = _MEMORY.match(text)
-        if not match:
-            raise ValueError(f"'{text}' is not an amount of memory (write it like 8G or 512M)")
-        number, unit = float(match.group(1)), (match.group(2) or "G")[0].upper()
-    if not math.isfinite(number) or number <= 0 or number > 1024 ** 3:
-        raise ValueError(f"'{text}' is not an amount of memory (write it like 8G or 512M)")
-    return int(number * _MEMORY_FACTORS_MIB[unit])
-
-
-class SizeNeed(_Strict):
-    """A size by need: the provider picks its smallest size with at least these cpus and memory."""
-
-    cpus: Float | None = Field(default=None, gt=0, le=100_000)
-    memory: str | None = None
-
-    @field_validator("memory", mode="before")
-    @classmethod
-    def _memory_is_an_amount(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        memory_mib(value)
-        return str(value)
-
-    @property
-    def memory_mib(self) -> int | None:
-        return memory_mib(self.memory) if self.memory is not None else None
-
-    def describe(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in (("cpus", self.cpus), ("memory", self.memory)) if v is not None)
-
-
-class Placement(_Strict):
-    """One candidate place for a group's nodes: a provider (a ``providers`` key or type) and an optional cap."""
-
-    provider: str
-    max: Int | None = Field(default=None, ge=0)
-    # this place's own image and size, where clouds name them differently (Phantom's per-cloud entries)
-    image: str | None = None
-    size: str | None = None
-
-
-class MinCount(_Strict):
-    min_count: Int = Field(ge=0)
-
-
-def _unhealthy_after(value: Any, info: ValidationInfo) -> Any:
-    """A count of failed checks (``3``, ``"3"``) stays an ``int``; a duration (``"30s"``) stays its text."""
-    if isinstance(value, bool):
-        if lenient(info):
-            return 3
-        raise ValueError("must be a number of failed checks (e.g. 3) or a duration (e.g. 30s), not true/false")
-    if isinstance(value, float) and value.is_integer() and lenient(info):
-        value = int(value)
-    if isinstance(value, float):
-        raise ValueError(f"{value!r} is not a whole number of failed checks (or write a duration like 30s)")
-    if isinstance(value, int):
-        if value < 1:
-            raise ValueError(f"{value} failed checks: must be at least 1 (or a duration like 30s)")
-        return value
-    if isinstance(value, str) and is_bare_number(value):
-        if not re.match(r"^\s*[0-9]+\s*$", value):
-            raise ValueError(f"'{value}' is not a whole number of failed checks (or write a duration like 30s)")
-        return _unhealthy_after(int(value), info)
-    if isinstance(value, str):
-        try:
-            seconds = parse_duration(value)
-        except DurationError:
-            raise ValueError(f"'{value}' is neither a number of failed checks (e.g. 3) nor a duration "
-                             f"({FORMS})") from None
-        if seconds <= 0:
-            raise ValueError(f"'{value}': failing for no time at all; write a duration above 0, or a count")
-        return value.strip()
-    raise ValueError("must be a number of failed checks (e.g. 3) or a duration (e.g. 30s)")
-
-
-_PERCENT = re.compile(r"^\s*([0-9]{1,3}(?:\.[0-9]{1,6})?)\s*%\s*$")
-
-
-def _max_unhealthy(value: Any, info: ValidationInfo) -> Any:
-    """A count (``2``, ``"2"``) stays an ``int``; a percent (``"40%"``) stays its text, without spaces."""
-    if isinstance(value, bool):
-        if lenient(info):
-            return "40%"
-        raise ValueError("must be a number of nodes (e.g. 2) or a percent of the group (e.g. 40%), not true/false")
-    if isinstance(value, float) and value.is_integer() and lenient(info):
-        value = int(value)
-    if isinstance(value, float):
-        raise ValueError(f"{value!r} is not a whole number of nodes (or write a percent like 40%)")
-    if isinstance(value, str) and re.match(r"^\s*[0-9]{1,9}\s*$", value):
-        value = int(value)
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"{value} nodes: must be ≥ 0 (or a percent like 40%)")
-        return value
-    if isinstance(value, str):
-        match = _PERCENT.match(value)
-        if not match:
-            raise ValueError(f"'{value}' is neither a number of nodes (e.g. 2) nor a percent (e.g. 40%)")
-        if Fraction(match.group(1)) > 100:
-            raise ValueError(f"'{value}' is more than 100%")
-        return f"{match.group(1)}%"
-    raise ValueError("must be a number of nodes (e.g. 2) or a percent of the group (e.g. 40%)")
-
-
-class Health(_Strict):
-    """How the manager checks a group's nodes, and when it gives up on one and replaces it.
-
-    Every check runs each ``interval`` (each probe at most ``timeout``); a node is unhealthy after
-    ``unhealthy_after`` failed checks in a row (``3``), or after failing for that long (``"30s"``);
-    failures in the ``grace`` after a node became ready do not count.  At most ``max_unhealthy`` nodes
-    of a group are replaced at once (a count, or a percent of the group): beyond that, the circuit
-    breaker stops replacing.  ``ssh: false`` and no other check: no checks at all.
-    """
-
-    ssh: Bool = True  # TCP connect + SSH banner
-    ports: list[Int] = Field(default_factory=list)  # TCP connect to each
-    urls: list[str] = Field(default_factory=list)  # Jinja templates, e.g. "http://{{ node.address }}:80/"
-    command: str | None = None  # run over SSH, exit status 0 = healthy
-    interval: Duration = Field(default=10.0, gt=0)
-    grace: Duration = 30.0
-    timeout: Duration = Field(default=5.0, gt=0)
-    unhealthy_after: Annotated[int | str, BeforeValidator(_unhealthy_after)] = 3
-    max_unhealthy: Annotated[int | str, BeforeValidator(_max_unhealthy)] = "40%"
-
-    @field_validator("ports", "urls", mode="before")
-    @classmethod
-    def _one_is_a_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
-
-    @field_validator("ports")
-    @classmethod
-    def _ports_in_range(cls, value: list[int]) -> list[int]:
-        for index, port in enumerate(value):
-            if not 1 <= port <= 65535:
-                raise _SubValueError((index,), f"port {port} is not between 1 and 65535")
-        return list(dict.fromkeys(value))
-
-    @field_validator("urls")
-    @classmethod
-    def _urls_not_empty(cls, value: list[str]) -> list[str]:
-        for index, url in enumerate(value):
-            if not url.strip():
-                raise _SubValueError((index,), "an empty URL")
-        return value
-
-    @field_validator("command")
-    @classmethod
-    def _command_not_empty(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("an empty command (leave the key out for no command check)")
-        return value
-
-    @property
-    def failures(self) -> int | None:
-        """``unhealthy_after`` as a count of failed checks in a row, or None when it is a duration."""
-        return self.unhealthy_after if isinstance(self.unhealthy_after, int) else None
-
-    @property
-    def failing_for(self) -> float | None:
-        """``unhealthy_after`` as seconds of failing, or None when it is a count."""
-        return parse_duration(self.unhealthy_after) if isinstance(self.unhealthy_after, str) else None
-
-    @property
-    def checks(self) -> bool:
-        """Whether there is any check at all (``ssh: false`` and nothing else: none)."""
-        return bool(self.ssh or self.ports or self.urls or self.command)
-
-    def max_unhealthy_of(self, size: int) -> int:
-        """How many of a group of ``size`` nodes may be unhealthy at once before replacing stops."""
-        if size <= 0:
-            return 0
-        if isinstance(self.max_unhealthy, int):
-            return min(self.max_unhealthy, size)
-        percent = Fraction(self.max_unhealthy.rstrip("%"))
-        if percent <= 0:
-            return 0
-        return max(1, math.floor(size * percent / 100))
-
-
-class Scaling(_Strict):
-    """Occopus's spelling of a group's bounds: ``scaling: {min: N, max: M}`` (the same as ``min:``/``max:``)."""
-
-    min: Int | None = Field(default=None, ge=0, le=10000)
-    max: Int | None = Field(default=None, ge=0, le=10000)
-
-
-class InlineScript(_Strict):
-    """A script written in the spec itself (``{name: setup.sh, content: "…"}``): what converted Occopus
-    contextualisation and REST bodies carry, so that a spec needs no files beside it."""
-
-    name: str = Field(min_length=1, max_length=200)
-    content: str
-
-
-class Update(_Strict):
-    """How ``up`` changes a group's running nodes to a new release (AWS instance refresh, Kubernetes Deployments).
-
-    ``rolling``: ``max_surge`` new nodes at a time are made beside the old ones; once each has passed the group's
-    health checks for ``min_healthy_seconds`` (within ``timeout``), as many old ones are retired, so the group
-    never has fewer healthy nodes than it asks for.  With ``max_unavailable`` above 0, a release that leaves the
-    machines as they are (only scripts, env or variables changed) goes in place instead: that many nodes at a
-    time re-run their scripts, each out of the healthy count until it passes the same gate.
-    A batch that fails its gate stops the rollout and the fleet
-    goes back to the release before (``up --no-rollback`` keeps what was done).  ``pause_after``: stop after
-    that many nodes, to be resumed or aborted (``cloudherd rollout``).  ``recreate``: every node is
-    changed at once (scripts re-run in place, or nodes replaced together): faster, and the group is down
-    meanwhile.  The defaults (rolling, one new node at a time, none taken out) never take a group below its
-    size in healthy nodes.
-    """
-
-    strategy: Literal["rolling", "recreate"] = "rolling"
-    max_surge: Int = Field(default=1, ge=1, le=10000)
-    max_unavailable: Int = Field(default=0, ge=0, le=10000)  # in-place batches (scripts re-run) of this many
-    min_healthy_seconds: Duration = Field(default=10.0, ge=0)
-    timeout: Duration = Field(default=300.0, gt=0)  # a batch's bound to become healthy, its scripts included
-    pause_after: Int | None = Field(default=None, ge=1, le=10000)  # a canary: stop after this many nodes
-
-
-
-class Upload(_Strict):
-    """A folder beside the spec copied to ``path`` on each node before the scripts run.
-
-    ``include`` / ``exclude`` are rsync's patterns (as OGC passed them to rsync): a pattern with a ``/``
-    matches the path from the folder, one without matches any file or folder name; ``exclude`` wins
-    unless an ``include`` matches first, as rsync reads them."""
-
-    source: str = "."
-    path: str
-    include: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list)
-
-    @field_validator("include", "exclude", mode="before")
-    @classmethod
-    def _one_is_a_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
 
 class Group(_Strict):
@@ -639,20 +293,3 @@ class Spec(_Strict):
                     frontier.append(other)
         return [g for g in self.groups if g in found]
 
-
-class _SubValueError(ValueError):
-    """A field validator's error about a part of its value (``sub``, a key path below the field)."""
-
-    def __init__(self, sub: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.sub = sub
-        self.message = message
-
-
-class _LocatedValueError(ValueError):
-    """A cross-field error that knows which key it is about, so the loader can point at its line."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.message = message

@@ -1,0 +1,254 @@
+"""The parts of a group in a spec: login, provider entries, size needs, placement, health, scaling, scripts,
+update strategy and uploads.  Each forbids unknown keys, so that a typo is an error with a line number."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from cloudherd.spec.coerce import (
+    Bool,
+    Duration,
+    Float,
+    Int,
+    _max_unhealthy,
+    _Strict,
+    _SubValueError,
+    _unhealthy_after,
+    lenient,
+    memory_mib,
+)
+from cloudherd.spec.durations import parse_duration
+
+
+class SSHConfig(_Strict):
+    """How cloudherd logs in to nodes; ``key`` is generated on first use when it does not exist."""
+
+    user: str | None = None
+    key: str | None = None
+    port: Int | None = Field(default=None, ge=1, le=65535)
+
+
+class GroupLogin(_Strict):
+    """A group's own login, over the spec's ``ssh``: images of different systems have different users
+    (``admin`` on Debian, ``ubuntu``, ``ec2-user``), and a group may be reached with a key of its own."""
+
+    user: str | None = None
+    key: str | None = None
+
+
+class ProviderConfig(BaseModel):
+    """A named provider: its ``type`` and the driver's own settings (region, zone, credentials…).
+
+    Every setting stays in ``model_extra`` (what ``make_provider`` gets); the known ones are checked, and
+    given their proper types, by the model of the type (:mod:`cloudherd.spec.providers`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        from cloudherd.spec.providers import PROVIDER_TYPES, unknown_type
+
+        if value not in PROVIDER_TYPES:
+            raise ValueError(unknown_type(value))
+        return value
+
+    @model_validator(mode="after")
+    def _settings_of_the_type(self, info: ValidationInfo) -> ProviderConfig:
+        from cloudherd.spec.providers import migrate, validate
+
+        settings = self.model_extra or {}
+        # a ValidationError here keeps its key's location; a stored snapshot is migrated instead
+        checked = migrate(self.type, settings) if lenient(info) else validate(self.type, settings)
+        if self.__pydantic_extra__ is not None:
+            self.__pydantic_extra__.clear()
+            self.__pydantic_extra__.update(checked)
+        return self
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings to give ``make_provider`` (everything but ``type``)."""
+        return dict(self.model_extra or {})
+
+
+class SizeNeed(_Strict):
+    """A size by need: the provider picks its smallest size with at least these cpus and memory."""
+
+    cpus: Float | None = Field(default=None, gt=0, le=100_000)
+    memory: str | None = None
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_is_an_amount(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        memory_mib(value)
+        return str(value)
+
+    @property
+    def memory_mib(self) -> int | None:
+        return memory_mib(self.memory) if self.memory is not None else None
+
+    def describe(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in (("cpus", self.cpus), ("memory", self.memory)) if v is not None)
+
+
+class Placement(_Strict):
+    """One candidate place for a group's nodes: a provider (a ``providers`` key or type) and an optional cap."""
+
+    provider: str
+    max: Int | None = Field(default=None, ge=0)
+    # this place's own image and size, where clouds name them differently (Phantom's per-cloud entries)
+    image: str | None = None
+    size: str | None = None
+
+
+class MinCount(_Strict):
+    min_count: Int = Field(ge=0)
+
+
+class Health(_Strict):
+    """How the manager checks a group's nodes, and when it gives up on one and replaces it.
+
+    Every check runs each ``interval`` (each probe at most ``timeout``); a node is unhealthy after
+    ``unhealthy_after`` failed checks in a row (``3``), or after failing for that long (``"30s"``);
+    failures in the ``grace`` after a node became ready do not count.  At most ``max_unhealthy`` nodes
+    of a group are replaced at once (a count, or a percent of the group): beyond that, the circuit
+    breaker stops replacing.  ``ssh: false`` and no other check: no checks at all.
+    """
+
+    ssh: Bool = True  # TCP connect + SSH banner
+    ports: list[Int] = Field(default_factory=list)  # TCP connect to each
+    urls: list[str] = Field(default_factory=list)  # Jinja templates, e.g. "http://{{ node.address }}:80/"
+    command: str | None = None  # run over SSH, exit status 0 = healthy
+    interval: Duration = Field(default=10.0, gt=0)
+    grace: Duration = 30.0
+    timeout: Duration = Field(default=5.0, gt=0)
+    unhealthy_after: Annotated[int | str, BeforeValidator(_unhealthy_after)] = 3
+    max_unhealthy: Annotated[int | str, BeforeValidator(_max_unhealthy)] = "40%"
+
+    @field_validator("ports", "urls", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
+
+    @field_validator("ports")
+    @classmethod
+    def _ports_in_range(cls, value: list[int]) -> list[int]:
+        for index, port in enumerate(value):
+            if not 1 <= port <= 65535:
+                raise _SubValueError((index,), f"port {port} is not between 1 and 65535")
+        return list(dict.fromkeys(value))
+
+    @field_validator("urls")
+    @classmethod
+    def _urls_not_empty(cls, value: list[str]) -> list[str]:
+        for index, url in enumerate(value):
+            if not url.strip():
+                raise _SubValueError((index,), "an empty URL")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("an empty command (leave the key out for no command check)")
+        return value
+
+    @property
+    def failures(self) -> int | None:
+        """``unhealthy_after`` as a count of failed checks in a row, or None when it is a duration."""
+        return self.unhealthy_after if isinstance(self.unhealthy_after, int) else None
+
+    @property
+    def failing_for(self) -> float | None:
+        """``unhealthy_after`` as seconds of failing, or None when it is a count."""
+        return parse_duration(self.unhealthy_after) if isinstance(self.unhealthy_after, str) else None
+
+    @property
+    def checks(self) -> bool:
+        """Whether there is any check at all (``ssh: false`` and nothing else: none)."""
+        return bool(self.ssh or self.ports or self.urls or self.command)
+
+    def max_unhealthy_of(self, size: int) -> int:
+        """How many of a group of ``size`` nodes may be unhealthy at once before replacing stops."""
+        if size <= 0:
+            return 0
+        if isinstance(self.max_unhealthy, int):
+            return min(self.max_unhealthy, size)
+        percent = Fraction(self.max_unhealthy.rstrip("%"))
+        if percent <= 0:
+            return 0
+        return max(1, math.floor(size * percent / 100))
+
+
+class Scaling(_Strict):
+    """Occopus's spelling of a group's bounds: ``scaling: {min: N, max: M}`` (the same as ``min:``/``max:``)."""
+
+    min: Int | None = Field(default=None, ge=0, le=10000)
+    max: Int | None = Field(default=None, ge=0, le=10000)
+
+
+class InlineScript(_Strict):
+    """A script written in the spec itself (``{name: setup.sh, content: "…"}``): what converted Occopus
+    contextualisation and REST bodies carry, so that a spec needs no files beside it."""
+
+    name: str = Field(min_length=1, max_length=200)
+    content: str
+
+
+class Update(_Strict):
+    """How ``up`` changes a group's running nodes to a new release (AWS instance refresh, Kubernetes Deployments).
+
+    ``rolling``: ``max_surge`` new nodes at a time are made beside the old ones; once each has passed the group's
+    health checks for ``min_healthy_seconds`` (within ``timeout``), as many old ones are retired, so the group
+    never has fewer healthy nodes than it asks for.  With ``max_unavailable`` above 0, a release that leaves the
+    machines as they are (only scripts, env or variables changed) goes in place instead: that many nodes at a
+    time re-run their scripts, each out of the healthy count until it passes the same gate.
+    A batch that fails its gate stops the rollout and the fleet
+    goes back to the release before (``up --no-rollback`` keeps what was done).  ``pause_after``: stop after
+    that many nodes, to be resumed or aborted (``cloudherd rollout``).  ``recreate``: every node is
+    changed at once (scripts re-run in place, or nodes replaced together): faster, and the group is down
+    meanwhile.  The defaults (rolling, one new node at a time, none taken out) never take a group below its
+    size in healthy nodes.
+    """
+
+    strategy: Literal["rolling", "recreate"] = "rolling"
+    max_surge: Int = Field(default=1, ge=1, le=10000)
+    max_unavailable: Int = Field(default=0, ge=0, le=10000)  # in-place batches (scripts re-run) of this many
+    min_healthy_seconds: Duration = Field(default=10.0, ge=0)
+    timeout: Duration = Field(default=300.0, gt=0)  # a batch's bound to become healthy, its scripts included
+    pause_after: Int | None = Field(default=None, ge=1, le=10000)  # a canary: stop after this many nodes
+
+
+class Upload(_Strict):
+    """A folder beside the spec copied to ``path`` on each node before the scripts run.
+
+    ``include`` / ``exclude`` are rsync's patterns (as OGC passed them to rsync): a pattern with a ``/``
+    matches the path from the folder, one without matches any file or folder name; ``exclude`` wins
+    unless an ``include`` matches first, as rsync reads them."""
+
+    source: str = "."
+    path: str
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("include", "exclude", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
