@@ -2,30 +2,33 @@
 
 Read anew at each call of :func:`current` (a test, or ``--auth-data``, may change the environment while the
 process runs), so nothing is cached at import.  Values stay text where a reader gives its own located error
-for a bad one (a duration, a number); an empty variable counts as unset.  The cloud SDKs' own variables
-(``AWS_*``, ``GOOGLE_*``) are each driver's, read by the driver as its SDK documents them.
+for a bad one (a duration, a number); an empty variable counts as unset; secrets stay out of ``repr``.  The
+cloud SDKs' own variables (``AWS_*``, ``GOOGLE_*``) are each driver's, read as its SDK documents them.
+
+A plain dataclass on purpose: pydantic-settings did the same here for 55 ms of imports (asyncio, the plugin
+loader…) on every command's start, a sixth of a read-only command's floor (``bench/cli.py``).
 """
 
 from __future__ import annotations
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import os
+from dataclasses import dataclass, field, fields
+
+PREFIX = "CLOUDHERD_"
 
 
-class Settings(BaseSettings):
-    """cloudherd's settings from the environment (``CLOUDHERD_<NAME>``)."""
-
-    model_config = SettingsConfigDict(env_prefix="CLOUDHERD_", env_ignore_empty=True, extra="ignore",
-                                      frozen=True)
+@dataclass(frozen=True)
+class Settings:
+    """cloudherd's settings from the environment: field ``name`` is ``CLOUDHERD_NAME``."""
 
     home: str | None = None  # the data folder (default: the platform's user data folder)
     db: str | None = None  # the state database's URL (default: SQLite in the data folder)
     debug: str | None = None  # "1": tracebacks and the libraries' warnings
     lease_ttl: str | None = None  # how long a lease holds without renewal (a duration)
     ssh_concurrency: str | None = None  # SSH handshakes in flight (a number)
-    secret_key: SecretStr | None = None  # the key that seals AWS-style token secrets at rest
+    secret_key: str | None = field(default=None, repr=False)  # seals AWS-style token secrets at rest
     server: str | None = None  # a `cloudherd serve` to use instead of the local state
-    token: SecretStr | None = None  # its API token
+    token: str | None = field(default=None, repr=False)  # its API token
     local_root: str | None = None  # where local nodes live
     local_server: str | None = None  # local nodes' SSH server: auto, openssh or builtin
     local_isolation: str | None = None  # local nodes' sandbox: auto, none or required
@@ -35,7 +38,13 @@ class Settings(BaseSettings):
     def debugging(self) -> bool:
         return self.debug == "1"
 
+    @classmethod
+    def variables(cls) -> list[str]:
+        """The environment variables read, by name."""
+        return [PREFIX + f.name.upper() for f in fields(cls)]
+
 
 def current() -> Settings:
     """The settings as the environment says now."""
-    return Settings()
+    environ = os.environ
+    return Settings(**{f.name: environ.get(PREFIX + f.name.upper()) or None for f in fields(Settings)})

@@ -20,6 +20,7 @@ from pathlib import Path
 from cloudherd.api.types import IssuedToken, Token, User
 from cloudherd.errors import UsageError
 from cloudherd.paths import PRIVATE_FILE, data_dir, private_dir
+from cloudherd.settings import Settings, current
 from cloudherd.state.models import ApiToken
 from cloudherd.state.repo import Store
 
@@ -45,18 +46,23 @@ _sealers: dict[str, object] = {}  # by where the key came from: made once, not a
 
 def _fernet() -> object:
     # keyed by what decides the key's place, cheaply: finding the data folder costs more than the decryption
-    where = os.environ.get(SECRET_KEY_ENV) or "|".join(
-        os.environ.get(name, "") for name in ("CLOUDHERD_HOME", "XDG_DATA_HOME", "HOME"))
+    settings = current()
+    where = _secret(settings) or "|".join((settings.home or "", *(os.environ.get(name, "")
+                                                                   for name in ("XDG_DATA_HOME", "HOME"))))
     sealer = _sealers.get(where)
     if sealer is None:
         sealer = _sealers[where] = _make_fernet()
     return sealer
 
 
+def _secret(settings: Settings) -> str:
+    return settings.secret_key or ""
+
+
 def _make_fernet() -> object:
     from cryptography.fernet import Fernet
 
-    key = os.environ.get(SECRET_KEY_ENV)
+    key = _secret(current())
     if not key:
         path = secret_key_path()
         if not path.exists():

@@ -32,7 +32,7 @@ def configured() -> tuple[str, str] | None:
     settings = current()
     url = settings.server
     if url:
-        token = (settings.token.get_secret_value() if settings.token else "") or _saved().get("token") or ""
+        token = (settings.token or "") or _saved().get("token") or ""
         return url.rstrip("/"), token
     saved = _saved()
     return (str(saved["server"]).rstrip("/"), str(saved.get("token") or "")) if saved.get("server") else None

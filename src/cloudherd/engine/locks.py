@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudherd.errors import BusyError, FencedOut
+from cloudherd.settings import current
 from cloudherd.state.fence import fenced
 from cloudherd.state.models import Lease
 from cloudherd.state.repo import Store
@@ -38,7 +39,7 @@ def lease_ttl() -> float:
 
     Shorter means a dead holder on another machine is replaced sooner, and that a holder paused for longer
     than this loses its work; a holder renews every third of it."""
-    raw = os.environ.get("CLOUDHERD_LEASE_TTL", "").strip()
+    raw = (current().lease_ttl or "").strip()
     if not raw:
         return DEFAULT_TTL
     from cloudherd.errors import UsageError
@@ -185,3 +186,18 @@ def try_hold(store: Store, scope: str, operation: str, ttl: float | None = None)
     if not taken and lease is not None and holder_gone(lease):
         taken, lease = store.take_lease(scope, owner, operation, holder, ttl, steal_from=lease.owner)
     return Held(scope, owner, lease.fence) if taken and lease is not None else None
+
+
+def manager_scope(name: str) -> str:
+    """The lease a manager holds while it keeps the infrastructure ``name`` alive."""
+    return f"manager:{name}"
+
+
+def is_managed(store: Store, name: str) -> bool:
+    """Whether a live manager keeps ``name`` (its lease is held, not lapsed, its holder alive).
+
+    Read only: a probe that took the lease for a moment would make a manager starting just then
+    believe another one holds it.  Here, beside the leases, so that ``status`` asks it without importing
+    the manager (and with it the whole engine and SSH)."""
+    lease = store.lease(manager_scope(name), live=True)  # lapsed or not by the database's clock
+    return lease is not None and not holder_gone(lease)

@@ -32,13 +32,17 @@ from cloudherd.engine.locks import (
     exclusive,
     holder_gone,
     infra_scope,
+    is_managed,
     lease_ttl,
+    manager_scope,
     try_hold,
 )
 from cloudherd.engine.reconcile import CheckTimes, PassReport, pass_failure, reconcile
 from cloudherd.lifecycle import InfraState
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
+
+__all__ = ["Manager", "is_managed", "manager_scope"]  # the last two: where callers have taken them from
 
 MANAGERS = "managers/"  # leases of the live managers themselves (scope: managers/<token>)
 
@@ -47,19 +51,6 @@ def kept(infra: Infrastructure) -> bool:
     """Whether ``manage --all`` (and ``serve``) looks after an infrastructure: attached ones always, and any
     submitted one until it is made — a POST with ``attach=false`` is a request to make it, not to keep it."""
     return bool(infra.attached) or infra.state == InfraState.CREATING
-
-
-def manager_scope(name: str) -> str:
-    return f"manager:{name}"
-
-
-def is_managed(store: Store, name: str) -> bool:
-    """Whether a live manager keeps ``name`` (its lease is held, not lapsed, its holder alive).
-
-    Read only: a probe that took the lease for a moment would make a manager starting just then
-    believe another one holds it."""
-    lease = store.lease(manager_scope(name), live=True)  # lapsed or not by the database's clock
-    return lease is not None and not holder_gone(lease)
 
 
 @dataclass

@@ -98,6 +98,11 @@ def migrate(engine: Engine) -> None:
     with _migration_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(7366027416)"))  # 'cloudherd' migrations
+        elif conn.dialect.name == "sqlite":
+            # Python's sqlite3 runs a CREATE TABLE outside any transaction (it opens one before DML only): a
+            # command killed between two of them left a half schema that no later command could migrate.  One
+            # transaction from here: the whole migration commits, or nothing of it.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         if _current_revision(engine) == HEAD_REVISION:
             return
         cfg.attributes["connection"] = conn

@@ -20,6 +20,7 @@ from typing import Any
 
 from cloudherd.paths import data_dir
 from cloudherd.providers.base import (
+    TAG_TOKEN,
     CreateRequest,
     Instance,
     InstanceState,
@@ -62,6 +63,7 @@ from cloudherd.providers.local.processes import (
     wait_server_identity,
 )
 from cloudherd.providers.local.rootless import rootless, seed_upper
+from cloudherd.settings import current
 
 
 class LocalNodes(Provider):
@@ -69,18 +71,19 @@ class LocalNodes(Provider):
 
     def __init__(self, name: str = "local", settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, settings)
-        root = self.settings.get("root") or os.environ.get("CLOUDHERD_LOCAL_ROOT") or data_dir() / "local"
+        env = current()
+        root = self.settings.get("root") or env.local_root or data_dir() / "local"
         self.root = Path(root).expanduser()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.server = str(self.settings.get("server") or os.environ.get("CLOUDHERD_LOCAL_SERVER") or "auto")
+        self.server = str(self.settings.get("server") or env.local_server or "auto")
         if self.server not in ("auto", "openssh", "builtin"):
             raise InvalidRequestError(f"local provider: server must be auto, openssh or builtin, not {self.server!r}")
-        self.isolation = str(self.settings.get("isolation") or os.environ.get("CLOUDHERD_LOCAL_ISOLATION") or "auto")
+        self.isolation = str(self.settings.get("isolation") or env.local_isolation or "auto")
         if self.isolation not in sandbox.ISOLATION_MODES:
             raise InvalidRequestError(f"local provider: isolation must be auto, required or none, "
                                       f"not {self.isolation!r}")
         shared = self.settings.get("shared") or [
-            text for text in os.environ.get("CLOUDHERD_LOCAL_SHARED", "").split(",") if text.strip()]
+            text for text in (env.local_shared or "").split(",") if text.strip()]
         hidden = self._hidden()
         try:
             self.shares = [sandbox.Share.parse(str(text).strip(), hidden) for text in shared]
@@ -149,7 +152,7 @@ class LocalNodes(Provider):
             shutil.copytree("/etc/skel", folder / "home", dirs_exist_ok=True, symlinks=True)
         tags = dict(request.tags)
         if request.token:
-            tags["cloudherd:token"] = request.token
+            tags[TAG_TOKEN] = request.token
         meta: dict[str, Any] = {
             "id": node_id,
             "name": name or node_id,
