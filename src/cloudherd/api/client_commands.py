@@ -7,7 +7,7 @@ import asyncio
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cloudherd.api import views
 from cloudherd.api.client_core import PathLike, Specs, _bounds, _check_limits, _safe_url, _scale_change, _unmade
@@ -28,10 +28,12 @@ from cloudherd.api.types import (
     User,
 )
 from cloudherd.errors import UsageError
-from cloudherd.lifecycle import InfraState, NodeState
+from cloudherd.lifecycle import InfraState, NodeState, RevisionState
 
 if TYPE_CHECKING:
     from cloudherd.engine.events import EventSink
+    from cloudherd.engine.plan import Plan as EnginePlan
+    from cloudherd.spec import LoadedSpec
     from cloudherd.spec.confine import Confinement
 
 
@@ -77,10 +79,13 @@ class Commands(Queries):
         from cloudherd.engine.events import ProgressEvent, emit
 
         if plan_file is not None:
-            return await self._execute_saved(spec, plan_file, format=format, keep_on_failure=keep_on_failure,
-                                             on_event=on_event, connect_timeout=connect_timeout,
-                                             handshakes=concurrency, accept_new_host_key=accept_new_host_key,
-                                             wait=wait, no_rollback=no_rollback, pause_after=pause_after)
+            from cloudherd.engine.apply import execute
+
+            saved, loaded = self._saved_plan(spec, plan_file, format)
+            return await execute(saved, loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
+                                 connect_timeout=connect_timeout, handshakes=concurrency,
+                                 accept_new_host_key=accept_new_host_key, wait=wait, no_rollback=no_rollback,
+                                 pause_after=pause_after)
         if spec is None:
             raise UsageError("give the spec file (or a saved plan: plan_file)")
         loaded = self._load(spec, format)
@@ -142,16 +147,15 @@ class Commands(Queries):
             save_plan(made, out)
         return views.plan(made, loaded.warnings)
 
-    async def _execute_saved(self, spec: Specs | None, plan_file: PathLike, *, format: str | None,
-                             **options: Any) -> str:
-        from cloudherd.engine.apply import execute
+    def _saved_plan(self, spec: Specs | None, plan_file: PathLike, format: str | None) -> tuple[EnginePlan, LoadedSpec]:
+        """A saved plan and the spec it is for (its own spec file, unless ``spec`` is given)."""
         from cloudherd.engine.plan import load_plan
 
         saved = load_plan(plan_file)
         source = spec if spec is not None else saved.spec_path
         if source is None:
             raise UsageError(f"{plan_file} names no spec file: give it")
-        return await execute(saved, self._load(source, format), self.store, **options)
+        return saved, self._load(source, format)
 
     async def convert(self, spec: Specs, *, format: str | None = None) -> str:
         """The native spec an OGC layout file or an Occopus description means, as YAML (a native one as it is);
@@ -278,8 +282,7 @@ class Commands(Queries):
         unless ``run_pass`` is False (the caller runs one).
         """
         from cloudherd.engine.events import ProgressEvent
-        from cloudherd.engine.locks import exclusive, infra_scope
-        from cloudherd.engine.manager import is_managed
+        from cloudherd.engine.locks import exclusive, infra_scope, is_managed
         from cloudherd.engine.reconcile import reconcile, scale_target
 
         kind, amount = _scale_change(change)
@@ -352,12 +355,12 @@ class Commands(Queries):
         """Give up the latest release: the fleet goes back to the release before it, through the rolling path."""
         infra = self.store.resolve(ref)
         rows = self.store.revisions(infra.id)
-        if not rows or rows[-1].state == "applied":
+        if not rows or rows[-1].state == RevisionState.APPLIED:
             raise UsageError(f"{infra.name} has no rollout in progress to abort (its latest revision is "
                              f"{'applied' if rows else 'none'}); `cloudherd rollback` goes back to an older one")
         given_up = rows[-1]
         await self.rollback(infra.id, on_event=on_event, connect_timeout=connect_timeout, wait=wait)
-        self.store.end_revision(given_up.id, "aborted", f"aborted at {given_up.state}"
+        self.store.end_revision(given_up.id, RevisionState.ABORTED, f"aborted at {given_up.state}"
                                 + (f" ({given_up.reason})" if given_up.reason else ""))
         return await self.rollout(infra.id)
 

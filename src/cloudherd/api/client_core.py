@@ -82,7 +82,7 @@ class ClientCore:
         return {node_id: row.public_key for node_id, row in self.store.host_keys(infra_id).items()}
 
     def _view(self, infra: InfraRow, nodes: Sequence[NodeRow]) -> Infrastructure:
-        from cloudherd.engine.manager import is_managed
+        from cloudherd.engine.locks import is_managed
 
         row = self.store.infrastructure(infra.id)
         return views.infrastructure(row, nodes, self._pins(infra.id), self.store.last_actions(infra.id),
@@ -159,9 +159,14 @@ def _check_limits(*, concurrency: int | None = None, wait: float | None = None,
                   **durations: float | None) -> None:
     """Durations are more than 0 seconds, ``wait`` at least 0, ``concurrency`` at least 1: checked before any
     work, so that a ``timeout=0`` is a usage error and not a node made and then failed."""
+    from cloudherd.spec.durations import DurationError, positive_seconds
+
     for name, value in durations.items():
-        if value is not None and not value > 0:
-            raise UsageError(f"{name} must be more than 0 seconds (got {value:g})")
+        try:
+            if value is not None:
+                positive_seconds(value, name)
+        except DurationError as exc:
+            raise UsageError(str(exc)) from None
     if wait is not None and not wait >= 0:
         raise UsageError(f"wait must be 0 seconds or more (got {wait:g})")
     if concurrency is not None and (isinstance(concurrency, bool) or concurrency < 1):

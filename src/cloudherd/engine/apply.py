@@ -28,7 +28,7 @@ from cloudherd.engine.plan import Plan, StalePlan, check_plan, prior_state
 from cloudherd.engine.session import RunSession
 from cloudherd.engine.templates import PlannedInfra, check_templates, planned_fleet
 from cloudherd.errors import ApplyFailed, CloudherdError
-from cloudherd.lifecycle import InfraState, NodeState
+from cloudherd.lifecycle import InfraState, NodeState, RevisionState
 from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Infrastructure, Revision
 from cloudherd.state.repo import Store
@@ -171,18 +171,18 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
             if isinstance(stopped, rollout.RolloutPaused):
                 said = f"paused at revision {release.number}: {stopped}"
                 store.set_infrastructure_state(infra.id, InfraState.READY)
-                store.end_revision(release.id, "paused", str(stopped))
+                store.end_revision(release.id, RevisionState.PAUSED, str(stopped))
                 store.add_event(infra.id, "rollout", said)
                 emit(on_event, ProgressEvent("info", f"{said} (cloudherd rollout {spec.name} resume | abort)"))
                 return infra.id
             if stopped is None:
                 store.set_infrastructure_state(infra.id, InfraState.READY)
-                store.end_revision(release.id, "applied")
+                store.end_revision(release.id, RevisionState.APPLIED)
                 store.add_event(infra.id, "up", f"ready (revision {release.number})")
                 return infra.id
         except BaseException as exc:
             reason = failure_reason(exc)
-            store.end_revision(release.id, "failed", reason)
+            store.end_revision(release.id, RevisionState.FAILED, reason)
             store.add_event(infra.id, "error", reason)
             emit(on_event, ProgressEvent("error", reason))
             if keep_on_failure:
@@ -195,7 +195,7 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
                 raise ApplyFailed(f"up of {spec.name} failed: {reason}") from exc
             raise
     # the rollout stopped at a batch that failed its gate: what it made is settled (rolled back, or kept)
-    store.end_revision(release.id, "failed", stopped)
+    store.end_revision(release.id, RevisionState.FAILED, stopped)
     store.add_event(infra.id, "error", stopped)
     raise ApplyFailed(f"up of {spec.name} failed: {stopped}")
 
@@ -242,7 +242,7 @@ async def roll_out(loaded: LoadedSpec, roll: rollout.Rollout, release: Revision,
         undo = revisions.begin(store, infra_id, back, release.author, f"rollback to {previous.number} (automatic)")
         _, back_plan = await converge(back, store, roll.infra, roll.session, run_intents=roll.run_intents)
         await roll.run(back, plan=back_plan)
-        store.end_revision(undo.id, "applied")
+        store.end_revision(undo.id, RevisionState.APPLIED)
         store.set_infrastructure_state(infra_id, InfraState.READY)
         return f"{failed}; rolled back to revision {previous.number}"
 

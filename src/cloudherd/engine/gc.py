@@ -19,6 +19,7 @@ from typing import Any
 from cloudherd.engine.context import snapshot
 from cloudherd.engine.templates import new_indices
 from cloudherd.errors import UsageError
+from cloudherd.lifecycle import InfraState, NodeState
 from cloudherd.providers import Provider, make_provider
 from cloudherd.providers.base import (
     TAG_GROUP,
@@ -29,7 +30,6 @@ from cloudherd.providers.base import (
     InstanceState,
     PortsHandle,
 )
-from cloudherd.providers.local import LocalProvider
 from cloudherd.providers.wrapper import ProviderWrapper
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
@@ -91,7 +91,7 @@ async def find_orphans(store: Store, provider: str | None = None) -> list[Orphan
     busy = {intent.infrastructure_id for intent in open_intents}  # their network rules may be brand new
     for infra in infras.values():
         for node in store.nodes(infra.id):
-            if node.provider_id and node.state != "terminated":
+            if node.provider_id and node.state != NodeState.TERMINATED:
                 tracked.add(node.provider_id)
     orphans: list[Orphan] = []
     providers = known_providers(store, provider)
@@ -101,7 +101,7 @@ async def find_orphans(store: Store, provider: str | None = None) -> list[Orphan
             listed = await driver.list({})
             for instance in listed:
                 infra_id = instance.tags.get(TAG_INFRA)
-                if not infra_id or instance.id in seen or instance.state == "terminated":
+                if not infra_id or instance.id in seen or instance.state == InstanceState.TERMINATED:
                     continue
                 seen.add(instance.id)
                 if instance.tags.get(TAG_INTENT) in in_flight or instance.id in tracked:
@@ -109,7 +109,7 @@ async def find_orphans(store: Store, provider: str | None = None) -> list[Orphan
                 owner = infras.get(infra_id)
                 if owner is None:
                     why = f"its infrastructure {infra_id} is not in this database"
-                elif owner.state == "destroyed":
+                elif owner.state == InfraState.DESTROYED:
                     why = f"its infrastructure {infra_id} ({owner.name}) is destroyed"
                 else:
                     why = f"no node of {infra_id} ({owner.name}) is this machine"
@@ -126,18 +126,18 @@ async def find_orphans(store: Store, provider: str | None = None) -> list[Orphan
 LEFTOVER_KINDS = ("netns", "cgroup")
 
 
-def _local(driver: Provider) -> LocalProvider | None:
-    inner = driver.driver if isinstance(driver, ProviderWrapper) else driver
-    return inner if isinstance(inner, LocalProvider) else None
+def _inner(driver: Provider) -> Provider:
+    return driver.driver if isinstance(driver, ProviderWrapper) else driver
 
 
 def _host_leftovers(name: str, driver: Provider) -> list[Orphan]:
-    """What gone local nodes left on this computer (network namespaces, cgroups), as orphans of their kind."""
-    local = _local(driver)
-    if local is None:
+    """What gone nodes left on this computer (a local driver's network namespaces, cgroups), as orphans of
+    their kind: asked of any driver that keeps such things (``leftovers()``), not of one driver by type."""
+    leftovers = getattr(_inner(driver), "leftovers", None)
+    if leftovers is None:
         return []
     return [Orphan(name, Instance(id=ident, name=ident, state=InstanceState.DEAD, address=None), why, kind)
-            for kind, ident, why in local.leftovers()]
+            for kind, ident, why in leftovers()]
 
 
 async def _ports_orphans(name: str, driver: Provider, listed: Sequence[Instance], infras: dict[str, Infrastructure],
@@ -152,7 +152,7 @@ async def _ports_orphans(name: str, driver: Provider, listed: Sequence[Instance]
         owner = infras.get(infra_id)
         if owner is None:
             why = f"its infrastructure {infra_id} is not in this database"
-        elif owner.state == "destroyed":
+        elif owner.state == InfraState.DESTROYED:
             why = f"its infrastructure {infra_id} ({owner.name}) is destroyed"
         else:
             why = f"no machine of {infra_id} ({owner.name}) group {group} uses it"
@@ -184,9 +184,10 @@ async def delete_orphans(store: Store, orphans: Sequence[Orphan]) -> int:
             store.add_event(None, "gc", f"closed {len(handles)} orphan network rule(s) on {name}: "
                             f"{', '.join(h.name for h in handles)}")
         for orphan in leftovers:
-            local = _local(providers.get(orphan.provider) or make_provider(orphan.provider, "local", {}))
-            if local is not None:
-                local.remove_leftover(orphan.kind, orphan.instance.id)
+            keeper = _inner(providers.get(orphan.provider) or make_provider(orphan.provider, "local", {}))
+            remove = getattr(keeper, "remove_leftover", None)
+            if remove is not None:
+                remove(orphan.kind, orphan.instance.id)
         if leftovers:
             store.add_event(None, "gc", f"removed {len(leftovers)} leftover(s) of gone local nodes: "
                             f"{', '.join(o.instance.id for o in leftovers)}")

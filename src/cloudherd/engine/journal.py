@@ -174,7 +174,7 @@ def _too_young(store: Store, infra: Infrastructure, provider: Provider, intent: 
     its sweep by the infrastructure's tag is the later look, and an intent left open for good would hide
     what it made from ``gc`` (which spares the machines of intents in flight)."""
     driver = provider.driver if isinstance(provider, ProviderWrapper) else provider
-    created = intent.created_at if intent.created_at.tzinfo else intent.created_at.replace(tzinfo=UTC)  # SQLite
+    created = intent.created_at
     if (datetime.now(UTC) - created).total_seconds() >= driver.listing_lag:
         return False
     return store.infrastructure(infra.id).state != InfraState.DESTROYING

@@ -28,7 +28,7 @@ from cloudherd.engine.probe import probe
 from cloudherd.engine.reach import Reach
 from cloudherd.engine.session import RunSession
 from cloudherd.errors import CloudherdError, FencedOut
-from cloudherd.lifecycle import InfraState, NodeState
+from cloudherd.lifecycle import InfraState, NodeState, RevisionState
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.model import Group as GroupSpec
@@ -148,7 +148,7 @@ class CheckTimes:
 def _elapsed(moment: datetime | None, now: datetime) -> float | None:
     """Seconds from a recorded ``moment`` to ``now`` by the wall clock; None when there is none, or when it lies
     in the future (the clock was stepped back since: it says nothing)."""
-    at = _aware(moment)
+    at = moment
     if at is None:
         return None
     seconds = (now - at).total_seconds()
@@ -243,15 +243,15 @@ async def _roll_on(store: Store, infra: Infrastructure, loaded: LoadedSpec, roll
     mid-rollout.  The pass rolls it on, as ``up`` does (health gates, automatic rollback, pauses), unless its
     revision is paused, failed (``--no-rollback``) or aborted: those wait for an ``up`` or ``rollout resume``."""
     latest = store.revisions(infra.id)[-1:]
-    if not latest or latest[0].state != "applying":
+    if not latest or latest[0].state != RevisionState.APPLYING:
         return
     report.converged = True
     stopped = await roll_out(loaded, roll, latest[0], False, pause_limit(loaded, None))
     if isinstance(stopped, rollout.RolloutPaused):
-        store.end_revision(latest[0].id, "paused", str(stopped))
+        store.end_revision(latest[0].id, RevisionState.PAUSED, str(stopped))
         store.add_event(infra.id, "rollout", f"paused at revision {latest[0].number}: {stopped}")
     elif stopped is not None:
-        store.end_revision(latest[0].id, "failed", stopped)
+        store.end_revision(latest[0].id, RevisionState.FAILED, stopped)
         store.add_event(infra.id, "error", f"rollout of revision {latest[0].number}: {stopped}")
         report.held.append(f"rollout stopped: {stopped}")
 
@@ -307,12 +307,6 @@ async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec,
     return changed
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _record(store: Store, infra: Infrastructure, loaded: LoadedSpec, node: Node, result: CheckResult,
             now: datetime, times: CheckTimes, report: PassReport) -> None:
     health = loaded.group(node.group_name).health
@@ -327,7 +321,7 @@ def _record(store: Store, infra: Infrastructure, loaded: LoadedSpec, node: Node,
         store.update_node(node.id, last_check=f"{result.detail} (in grace)", last_check_at=now)
         return
     failures = (node.failures or 0) + 1
-    since = _aware(node.failing_since) or now
+    since = node.failing_since or now
     if node.state == NodeState.FAILED:  # already failed (kept by the breaker): counted, no new event
         store.update_node(node.id, failures=failures, last_check=result.detail, last_check_at=now)
         return

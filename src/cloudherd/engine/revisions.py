@@ -18,6 +18,7 @@ from typing import Any
 
 from cloudherd.engine.context import Redactor
 from cloudherd.errors import UsageError
+from cloudherd.lifecycle import RevisionState
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.confine import Confinement
 from cloudherd.spec.loader import load_spec_text
@@ -92,12 +93,12 @@ def begin(store: Store, infra_id: str, loaded: LoadedSpec, author: str, origin: 
     digest = release_digest(loaded)
     known = store.revisions(infra_id)
     if known and known[-1].digest == digest:
-        if restart or known[-1].state != "applied":
-            store.end_revision(known[-1].id, "applying")
-            known[-1].state = "applying"
+        if restart or known[-1].state != RevisionState.APPLIED:
+            store.end_revision(known[-1].id, RevisionState.APPLYING)
+            known[-1].state = RevisionState.APPLYING
         return known[-1]
     return store.add_revision(infra_id, digest=digest, spec_text=loaded.raw_text, spec_path=str(loaded.path),
-                              bundle=bundle(loaded), author=author, origin=origin, state="applying")
+                              bundle=bundle(loaded), author=author, origin=origin, state=RevisionState.APPLYING)
 
 
 def pick(revisions: list[Revision], number: int | None) -> Revision:
@@ -111,7 +112,7 @@ def pick(revisions: list[Revision], number: int | None) -> Revision:
                              "see `cloudherd history`)")
         return found
     current = revisions[-1]
-    earlier = [r for r in revisions[:-1] if r.state == "applied" and r.digest != current.digest]
+    earlier = [r for r in revisions[:-1] if r.state == RevisionState.APPLIED and r.digest != current.digest]
     if not earlier:
         raise UsageError(f"no earlier applied revision to roll back to (revision {current.number} is the first)")
     return earlier[-1]

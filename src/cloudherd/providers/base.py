@@ -22,6 +22,7 @@ TAG_GROUP = "cloudherd:group"
 TAG_OWNER = "cloudherd:owner"
 TAG_INTENT = "cloudherd:intent"
 TAG_NODE = "cloudherd:node"
+TAG_TOKEN = "cloudherd:token"  # a create call's idempotency token, where the cloud keeps none of its own
 
 
 class ProviderError(CloudherdError):

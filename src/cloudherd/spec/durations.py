@@ -80,7 +80,7 @@ def format_duration(seconds: float) -> str:
 def positive_seconds(value: object, what: str) -> float:
     """``value`` as a number of seconds above 0 (a time-out, an interval), else a :class:`DurationError` saying
     so for ``what``; every face checks its durations here, and says the message its own way."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:  # NaN is not > 0
         shown = f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else repr(value)
         raise DurationError(f"{what} must be more than 0 seconds (got {shown})")
     return float(value)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import DDL, JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -262,8 +262,10 @@ class NodeDefinition(Base):
 
 # One live infrastructure per name, enforced by the database itself: two ``up`` of a new name racing
 # each other cannot both insert (the loser's insert fails, it waits for the lease and converges).
-Index("ux_infrastructures_live_name", Infrastructure.name, unique=True,
-      sqlite_where=text("state != 'destroyed'"), postgresql_where=text("state != 'destroyed'"))
+# Written as DDL (the same on SQLite and PostgreSQL; migration 0004 makes it in a real database) rather than as
+# an Index with dialect arguments, which would import the PostgreSQL dialect on every command's start.
+event.listen(Infrastructure.__table__, "after_create", DDL(
+    "CREATE UNIQUE INDEX ux_infrastructures_live_name ON infrastructures (name) WHERE state != 'destroyed'"))
 
 
 class Lease(Base):

@@ -13,6 +13,7 @@ from typing import Any
 from cloudherd.providers.base import (
     TAG_GROUP,
     TAG_INFRA,
+    TAG_TOKEN,
     CreateRequest,
     Instance,
     InvalidRequestError,
@@ -21,7 +22,7 @@ from cloudherd.providers.base import (
     has_tags,
 )
 from cloudherd.providers.libcloud.catalog import LibcloudCatalog
-from cloudherd.providers.libcloud.nodes import NAME_SEP, TAG_TOKEN, Asked, LibcloudNodes, common_name, fresh_name
+from cloudherd.providers.libcloud.nodes import NAME_SEP, Asked, LibcloudNodes, common_name, fresh_name
 from cloudherd.providers.toolkit import check_login_name, check_request, gather_all
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, CreateRequest, Instan
 from cloudherd.providers.libcloud.api import LibcloudApi
 from cloudherd.providers.toolkit import boot_data
 
-TAG_TOKEN = "cloudherd:token"
 NAME_PREFIX = "ch--"
 NAME_SEP = "--"
 STATES = {name: InstanceState(state) for state, names in {

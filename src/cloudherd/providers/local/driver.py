@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from cloudherd.providers.base import (
     FAULTS,
+    TAG_TOKEN,
     CreateRequest,
     Image,
     Instance,
@@ -40,7 +41,7 @@ class LocalProvider(LocalNodes):
         if not check_request(request, "local"):
             return []
         if request.token:
-            existing = await self.list({"cloudherd:token": request.token})
+            existing = await self.list({TAG_TOKEN: request.token})
             if existing:
                 return existing
         sshd = self._sshd_binary()
