@@ -37,7 +37,7 @@ lock: | $(UV)
 test-latest: sshd sandbox postgres faults browser | $(UV)
 	UV=$(UV) bash .ci/test-latest
 
-# The suite (or TESTS="tests/test_x.py -k y") with every core busy beside it: a test that passes only on an
+# The suite (or TESTS="tests/unit/test_x.py -k y") with every core busy beside it: a test that passes only on an
 # idle machine has a race, and this is where it shows.
 test-stress: setup sshd sandbox postgres faults browser
 	@hogs=""; for i in $$(seq $$(nproc)); do yes >/dev/null & hogs="$$hogs $$!"; done; \

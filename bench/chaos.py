@@ -9,7 +9,8 @@ release and never fewer than 6 serving (sampled from outside).
 
     python bench/chaos.py [--kills 100] [--heal-kills 20] [--roll-kills 20] [--seed S] [--providers local,aws]
 
-Not a test: tests/test_chaos.py runs the same harness with 6 kills (2 heal kills, 3 rolling kills) in CI.
+Not a test: tests/integration/engine/test_chaos.py runs the same harness with 6 kills (2 heal kills, 3 rolling
+kills) in CI.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console
 from rich.table import Table
 
-from tests.chaos_harness import run_chaos, run_heal_chaos, run_rolling_chaos
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from chaos_harness import run_chaos, run_heal_chaos, run_rolling_chaos
 
 
 def main() -> int:

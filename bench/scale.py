@@ -9,7 +9,7 @@ No machine is made: the nodes are rows, and the provider is synthetic — it sta
 process and its workers, and answers ``list`` from memory (the machines the bench recorded, all running) after
 a configurable latency, as a cloud's list call would.  Health checks are off (``ssh: false``), so a pass is the
 state work: read the spec as applied, list, compare, record.  Without ``--db`` a throw-away PostgreSQL cluster is
-started with the machine's own initdb / pg_ctl (tests/pg_harness.py) and removed after.
+started with the machine's own initdb / pg_ctl (tests/support/pg_harness.py) and removed after.
 
 Rows: ``plan`` of one 100-node infrastructure (API, in-process), ``status`` of one (API: includes the list call),
 a reconcile round over every infrastructure by 1 manager and by 3 manager processes sharing them, and a manager's
@@ -197,7 +197,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(REPO / "tests" / "support"))
     from pg_harness import start_postgres
 
     folder = Path(tempfile.mkdtemp(prefix="cloudherd-scale-"))

@@ -20,8 +20,8 @@ import sys
 import warnings
 
 # The top-level modules of every library that cloudherd and its extras install, directly or through another
-# (tests/test_quiet.py holds this list against the installed dependency closure, so a new dependency that
-# is not named here fails a test).
+# (tests/integration/cli/test_quiet.py holds this list against the installed dependency closure, so a new dependency
+# that is not named here fails a test).
 LIBRARIES = (
     "_cffi_backend", "alembic", "annotated_doc", "annotated_types", "anyio", "asyncssh", "boto3", "botocore",
     "certifi", "cffi", "charset_normalizer", "click", "cryptography", "dateutil", "dotenv", "fastapi", "google",

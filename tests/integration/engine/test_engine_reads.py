@@ -1,0 +1,70 @@
+"""The engine reads what an operation needs once and hands it down: an ``up`` that changes nothing asks the store
+for the infrastructure twice (the plan's read, the converge's after writing the group rows) and for its nodes twice
+(settling leftovers, and after the deploy), not once per helper; ``plan`` reads four things and writes nothing; a
+manager's pass reads the infrastructure once and writes the checks' outcomes together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import spec_of
+
+from cloudherd.engine.apply import up
+from cloudherd.engine.destroy import down
+from cloudherd.engine.plan import make_plan
+from cloudherd.engine.reconcile import reconcile
+from cloudherd.state.db import open_engine
+from cloudherd.state.repo import Store
+
+SPEC = "name: rd\ngroups:\n  web:\n    count: 3\n    scripts: [a.sh]\n  db:\n    count: 1\n    scripts: [a.sh]\n"
+
+
+def counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the Store's methods as the engine calls them, in order."""
+    calls: list[str] = []
+    for name in dir(Store):
+        method = getattr(Store, name)
+        if name.startswith("_") or name in ("reading", "session") or not callable(method):
+            continue
+
+        def wrapped(self: Store, *args: Any, _method: Callable[..., Any] = method, _name: str = name,
+                    **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _method(self, *args, **kwargs)
+
+        monkeypatch.setattr(Store, name, wrapped)
+    return calls
+
+
+@pytest.mark.scenario
+def test_an_up_that_changes_nothing_reads_each_thing_once_or_twice(home: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = spec_of(tmp_path / "spec", SPEC, {"a.sh": "echo {{ node.name }} > me.txt\n"})
+    store = Store(open_engine(f"sqlite:///{tmp_path / 'state.db'}"))
+    infra_id = asyncio.run(up(loaded, store))
+    calls = counting(monkeypatch)
+    assert asyncio.run(up(spec_of(tmp_path / "spec", SPEC, {"a.sh": "echo {{ node.name }} > me.txt\n"}),
+                          store)) == infra_id
+    seen = Counter(calls)
+    assert (seen["nodes"], seen["infrastructure"], seen["host_keys"], seen["script_digests"]) == (2, 2, 1, 1), calls
+    assert "add_nodes" not in seen  # nothing to make: no write for it
+
+    calls.clear()
+    plan = asyncio.run(make_plan(loaded, store))
+    assert not plan.changes
+    assert sorted(calls) == ["active_named", "infrastructure", "revisions", "script_digests"]
+
+    calls.clear()
+    report = asyncio.run(reconcile(store, infra_id))
+    assert report.checked == 4 and report.error is None, report
+    seen = Counter(calls)
+    assert seen["infrastructure"] == 1, calls  # read once, its groups and nodes with it
+    assert "update_node" not in seen  # the first checks' outcomes: one statement for all, not one each
+    monkeypatch.undo()
+    asyncio.run(down(store, store.infrastructure(infra_id)))
+    store.engine.dispose()
