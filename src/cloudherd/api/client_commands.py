@@ -27,8 +27,8 @@ from cloudherd.api.types import (
     Token,
     User,
 )
-from cloudherd.errors import UsageError
-from cloudherd.lifecycle import InfraState, NodeState, RevisionState
+from cloudherd.errors import NotFound, UsageError
+from cloudherd.lifecycle import InfraState, RevisionState
 
 if TYPE_CHECKING:
     from cloudherd.engine.events import EventSink
@@ -197,24 +197,24 @@ class Commands(Queries):
 
     async def fault(self, node: str, kind: str, *, ref: str | None = None, peer: str | None = None) -> Fault:
         """Make a local node ``crash``, ``hang`` or lose its network (``partition``), or ``heal`` it: for testing
-        what the manager and a group's health checks do then.  ``node`` is a name, id or provider id, looked
-        for in every live infrastructure (or in ``ref``'s); ``peer``, a node of the same infrastructure, makes the
-        partition one between the two alone.  Recorded as a ``fault`` event."""
+        what the manager and a group's health checks do then.  ``node`` is a name, id, provider id or address (the
+        one rule: :meth:`cloudherd.state.repo.Store.resolve_node`), looked for in every active infrastructure (or
+        in ``ref``'s); ``peer``, a node of the same infrastructure, makes the partition one between the two alone.
+        Recorded as a ``fault`` event."""
         from cloudherd.engine.faults import inject
 
-        infras = [self.store.resolve(ref)] if ref else self.store.infrastructures()
-        found = [(infra, row) for infra in infras for row in self.store.nodes(infra.id)
-                 if node in (row.name, row.id, row.provider_id) and row.state != NodeState.TERMINATED]
-        if not found:
-            raise UsageError(f"no live node '{node}'" + (f" in {infras[0].name}" if ref else ""))
-        if len(found) > 1:
-            where = ", ".join(sorted(infra.name for infra, _ in found))
-            raise UsageError(f"node '{node}' is in several infrastructures ({where}): name one with --infra")
-        infra, row = found[0]
+        scope = self.store.resolve(ref) if ref else None
+        try:
+            row = self.store.resolve_node(node, infrastructure_id=scope.id if scope else None)
+        except NotFound:
+            raise UsageError(f"no live node '{node}'" + (f" in {scope.name}" if scope else "")) from None
+        infra = scope or self.store.infrastructure(row.infrastructure_id)
         other = None
         if peer is not None:
-            other = next((r for r in self.store.nodes(infra.id) if peer in (r.name, r.id, r.provider_id)
-                          and r.state != NodeState.TERMINATED), None)
+            try:
+                other = self.store.resolve_node(peer, infrastructure_id=infra.id)
+            except NotFound:
+                other = None
             if other is None or other.id == row.id:
                 raise UsageError(f"no other live node '{peer}' in {infra.name}")
         done = await inject(self.store, infra, row, kind, other)

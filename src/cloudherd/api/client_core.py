@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from cloudherd.api import views
 from cloudherd.api.types import Infrastructure
-from cloudherd.errors import UsageError
+from cloudherd.errors import NotFound, UsageError
 from cloudherd.inputs import GROUP_SIZE_LIMIT, whole
-from cloudherd.lifecycle import InfraState, NodeState
+from cloudherd.lifecycle import InfraState
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -89,15 +89,16 @@ class ClientCore:
                                     _bounds(row), is_managed(self.store, row.name))
 
     def _victim_ids(self, infra: InfraRow, group: str, victims: Sequence[str]) -> list[str]:
-        live = [n for n in self.store.nodes(infra.id) if n.state != NodeState.TERMINATED]
+        """The live nodes ``victims`` name (the one rule: :meth:`cloudherd.state.repo.Store.resolve_node`)."""
         ids = []
         for victim in victims:
-            match = [n for n in live if victim in (n.name, n.id, n.provider_id, n.address, n.private_address)]
-            if not match:
-                raise UsageError(f"no live node '{victim}' in {infra.name} (by name, id or address)")
-            if match[0].group_name != group:
-                raise UsageError(f"{victim} is in group {match[0].group_name}, not {group}")
-            ids.append(match[0].id)
+            try:
+                row = self.store.resolve_node(victim, infrastructure_id=infra.id)
+            except NotFound:  # a bad request of scale's, as before (400, not 404)
+                raise UsageError(f"no live node '{victim}' in {infra.name} (by name, id or address)") from None
+            if row.group_name != group:
+                raise UsageError(f"{victim} is in group {row.group_name}, not {group}")
+            ids.append(row.id)
         return ids
 
 

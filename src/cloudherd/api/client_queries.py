@@ -53,13 +53,11 @@ class Queries(ClientCore):
         return self._view(infra, self.store.nodes(infra.id))
 
     async def node(self, ref: str, name: str) -> Node:
-        """A live node by name, id or provider id."""
+        """The live node that answers to ``name``: its name, id, provider id or an address (the one rule,
+        :meth:`cloudherd.state.repo.Store.resolve_node`)."""
         infra = self.store.resolve(ref)
-        pins = self._pins(infra.id)
-        for row in self.store.nodes(infra.id):
-            if name in (row.name, row.id, row.provider_id) and row.state != NodeState.TERMINATED:
-                return views.node(row, pins.get(row.id))
-        raise UsageError(f"no live node '{name}' in {infra.name}")
+        row = self.store.resolve_node(name, infrastructure_id=infra.id)
+        return views.node(row, self._pins(infra.id).get(row.id))
 
     async def logs(self, ref: str, node: str | None = None) -> list[Action]:
         """Recorded actions (scripts, teardowns, exec commands) with their output, secrets masked."""
@@ -67,9 +65,14 @@ class Queries(ClientCore):
         nodes = {n.id: n for n in self.store.nodes(infra.id)}
         node_id = None
         if node:
-            match = [n for n in nodes.values() if node in (n.name, n.id, n.provider_id)]
+            # the one rule (Node.answers_to); a terminated node's logs stay, but a live node answers first
+            match = [n for n in nodes.values() if n.answers_to(node)]
+            match = [n for n in match if n.state != NodeState.TERMINATED] or match
             if not match:
                 raise UsageError(f"no node '{node}' in {infra.name}")
+            if len(match) > 1:
+                raise UsageError(f"{node!r} names {len(match)} nodes ({', '.join(n.name for n in match[:5])}): "
+                                 "give the node's id")
             node_id = match[0].id
         return [views.action(a, nodes[a.node_id].name if a.node_id in nodes else None)
                 for a in self.store.actions(infra.id, node_id)]

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from cloudherd.api.twin import Twin, blocking
 from cloudherd.api.types import ExecResult, Infrastructure, InfrastructureSummary, Node
-from cloudherd.errors import UsageError
-from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState, NodeState
+from cloudherd.errors import NotFound, UsageError
+from cloudherd.lifecycle import LIVE_NODE_STATES
 
 if TYPE_CHECKING:
     from cloudherd.api.client_commands import Commands
@@ -263,15 +263,14 @@ def _resolve(store: Store, targets: Targets) -> dict[str, list[str] | None]:
 
 
 def _find_node(store: Store, ref: str) -> tuple[str, str]:
-    """(infrastructure id, node id) of the live node with this id, name or provider id."""
-    found = [(infra.id, node.id) for infra in store.infrastructures() if infra.state != InfraState.DESTROYED
-             for node in store.nodes(infra.id)
-             if ref in (node.id, node.name, node.provider_id) and node.state != NodeState.TERMINATED]
-    if not found:
-        raise UsageError(f"no infrastructure or live node '{ref}' (see `cloudherd ls` and `cloudherd status`)")
-    if len(set(found)) > 1:
-        raise UsageError(f"'{ref}' names several nodes: give a node id")
-    return found[0]
+    """(infrastructure id, node id) of the one live node of any active infrastructure that answers to ``ref``
+    (the one rule: :meth:`cloudherd.state.repo.Store.resolve_node`)."""
+    try:
+        node = store.resolve_node(ref)
+    except NotFound:
+        raise UsageError(f"no infrastructure or live node '{ref}' (see `cloudherd ls` and `cloudherd status`)") \
+            from None
+    return node.infrastructure_id, node.id
 
 
 def _live_ids(store: Store, infra_id: str) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from cloudherd.errors import UsageError
 from cloudherd.lifecycle import InfraState, NodeState
 
 
@@ -64,6 +65,11 @@ class Node(_Value):
     last_check_at: datetime | None = None
     machine: str | None = None  # what the provider says of the machine (``status`` only): local: isolation, limits
 
+    def answers_to(self, ref: str) -> bool:
+        """The same rule as the state row's (:meth:`cloudherd.state.models.Node.answers_to`), the one rule for
+        naming a node on every face: its name, its id, its machine's id, or one of its addresses."""
+        return ref in (self.name, self.id, self.provider_id, self.address, self.private_address)
+
 
 class Group(_Value):
     """A node group as last applied."""
@@ -106,11 +112,15 @@ class Infrastructure(InfrastructureSummary):
     nodes: tuple[Node, ...]
 
     def node(self, name: str) -> Node:
-        """The live node called ``name`` (or with that id); KeyError when there is none."""
-        for node in self.nodes:
-            if name in (node.name, node.id) and node.state != NodeState.TERMINATED:
-                return node
-        raise KeyError(name)
+        """The one live node that answers to ``name`` (:meth:`Node.answers_to`: name, id, machine id or an
+        address); KeyError when there is none, UsageError when several do."""
+        found = [node for node in self.live if node.answers_to(name)]
+        if not found:
+            raise KeyError(name)
+        if len(found) > 1:
+            raise UsageError(f"{name!r} names {len(found)} nodes ({', '.join(n.name for n in found[:5])}): "
+                             "give the node's id")
+        return found[0]
 
     @property
     def live(self) -> tuple[Node, ...]:

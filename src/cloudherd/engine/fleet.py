@@ -80,10 +80,11 @@ def select_nodes(infra: Infrastructure, nodes: Sequence[Node], selector: Selecto
     if selector.groups:
         chosen = [n for n in chosen if n.group_name in selector.groups]
     if selector.nodes:
+        # a filter: a ref several nodes answer to (a shared address) picks them all
         for wanted in selector.nodes:
-            if not any(wanted in (n.name, n.id, n.provider_id) for n in chosen):
+            if not any(n.answers_to(wanted) for n in chosen):
                 raise UsageError(f"no live node '{wanted}' in {infra.name} (see `cloudherd status {infra.id}`)")
-        chosen = [n for n in chosen if {n.name, n.id, n.provider_id} & set(selector.nodes)]
+        chosen = [n for n in chosen if any(n.answers_to(wanted) for wanted in selector.nodes)]
     if selector.tags:
         chosen = [n for n in chosen
                   if all(group_tags.get(n.group_name, {}).get(k) == v for k, v in selector.tags.items())]
