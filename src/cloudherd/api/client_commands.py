@@ -142,7 +142,7 @@ class Commands(Queries):
         from cloudherd.engine.plan import make_plan, save_plan
 
         loaded = self._load(spec, format, within)
-        made = await make_plan(loaded, self.store)
+        made = await make_plan(loaded, self.reads)
         if out is not None:
             save_plan(made, out)
         return views.plan(made, loaded.warnings)

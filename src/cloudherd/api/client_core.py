@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from cloudherd.spec.confine import Confinement
     from cloudherd.state.models import Infrastructure as InfraRow
     from cloudherd.state.models import Node as NodeRow
+    from cloudherd.state.reader import Reader
+    from cloudherd.state.records import InfraRecord, NodeRecord
     from cloudherd.state.repo import Store
 
 Selectable = str | Sequence[str] | None  # one name or several
@@ -40,6 +42,8 @@ class ClientCore:
     def __init__(self, db_url: str | None = None) -> None:
         self._db_url = db_url
         self._store: Store | None = None
+        self._reader: Reader | None = None
+        self._reader_tried = False  # and none could be opened: the store reads (see :attr:`reads`)
         self._warm: ConnectionPool | None = None
 
     def keep_connections(self, pool: ConnectionPool | None) -> None:
@@ -56,8 +60,24 @@ class ClientCore:
             self._store = Store(_open(self._db_url))
         return self._store
 
+    @property
+    def reads(self) -> Store | Reader:
+        """What reads the state: the lean reader (no SQLAlchemy) where it can, else the store
+        (:mod:`cloudherd.state.reader` says when); the store once it is open anyway."""
+        if self._store is not None:
+            return self._store
+        if not self._reader_tried:
+            from cloudherd.state.location import database_url
+            from cloudherd.state.reader import Reader
+
+            self._reader, self._reader_tried = Reader.open(self._db_url or database_url()), True
+        return self._reader or self.store
+
     async def close(self) -> None:
         """Release the database connections; the client opens them again if used afterwards."""
+        if self._reader is not None:
+            self._reader.close()
+        self._reader, self._reader_tried = None, False
         if self._store is not None:
             self._store.engine.dispose()
             self._store = None
@@ -70,7 +90,7 @@ class ClientCore:
         await self.close()
 
     def _node_defs(self) -> dict[str, Any]:
-        return self.store.node_defs()
+        return self.reads.node_defs()
 
     def _load(self, spec: Specs, format: str | None, within: Confinement | None = None) -> LoadedSpec:
         from cloudherd.spec.loader import load_specs
@@ -79,14 +99,15 @@ class ClientCore:
         return load_specs(paths, format=format, node_defs=self._node_defs, within=within)
 
     def _pins(self, infra_id: str) -> dict[str, str]:
-        return {node_id: row.public_key for node_id, row in self.store.host_keys(infra_id).items()}
+        return self.reads.pins(infra_id)
 
-    def _view(self, infra: InfraRow, nodes: Sequence[NodeRow]) -> Infrastructure:
-        from cloudherd.engine.locks import is_managed
+    def _view(self, infra: InfraRow | InfraRecord, nodes: Sequence[NodeRow | NodeRecord]) -> Infrastructure:
+        from cloudherd.engine.holders import is_managed
 
-        row = self.store.infrastructure(infra.id)
-        return views.infrastructure(row, nodes, self._pins(infra.id), self.store.last_actions(infra.id),
-                                    _bounds(row), is_managed(self.store, row.name))
+        reads = self.reads
+        row = reads.infrastructure(infra.id)
+        return views.infrastructure(row, nodes, reads.pins(infra.id), reads.last_actions(infra.id), _bounds(row),
+                                    is_managed(reads, row.name))
 
     def _victim_ids(self, infra: InfraRow, group: str, victims: Sequence[str]) -> list[str]:
         """The live nodes ``victims`` name (the one rule: :meth:`cloudherd.state.repo.Store.resolve_node`)."""
@@ -132,7 +153,7 @@ def _scale_change(change: str | int) -> tuple[str, int]:
     return kind, amount
 
 
-def _bounds(infra: InfraRow) -> dict[str, tuple[int | None, int | None]]:
+def _bounds(infra: InfraRow | InfraRecord) -> dict[str, tuple[int | None, int | None]]:
     """Each group's min and max, from the spec as applied."""
     from cloudherd.engine.context import snapshot
     from cloudherd.errors import SpecError

@@ -33,15 +33,18 @@ class Queries(ClientCore):
 
     async def ls(self, *, include_destroyed: bool = False) -> list[InfrastructureSummary]:
         """Infrastructures, oldest first (destroyed ones only when asked)."""
-        return [views.summary(i) for i in self.store.infrastructures(include_destroyed=include_destroyed)]
+        reads = self.reads
+        counts = reads.node_counts()
+        return [views.summary(i, node_counts=counts.get(i.id, (0, 0)))
+                for i in reads.infrastructures(include_destroyed=include_destroyed, with_nodes=False)]
 
     async def status(self, ref: str) -> Infrastructure:
         """The infrastructure with its nodes' states checked against the providers (one list per provider)."""
         from cloudherd.engine.liveness import refresh
 
-        infra = self.store.resolve(ref)
+        infra = self.reads.resolve(ref)
         machines: dict[str, str] = {}
-        view = self._view(infra, await refresh(self.store, infra, machines))
+        view = self._view(infra, await refresh(self.reads, infra, machines, store=lambda: self.store))
         if not machines:
             return view
         nodes = tuple(node.model_copy(update={"machine": machines.get(node.id)}) for node in view.nodes)

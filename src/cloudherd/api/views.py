@@ -13,17 +13,23 @@ if TYPE_CHECKING:
     from cloudherd.engine.gc import Orphan
     from cloudherd.engine.plan import Plan
     from cloudherd.engine.reconcile import PassReport
-    from cloudherd.state import models
+    from cloudherd.state import models, records
+
+    # a view is made from the store's rows or from the lean reader's records alike (the same attributes)
+    InfraRow = models.Infrastructure | records.InfraRecord
+    GroupRow = models.Group | records.GroupRecord
+    NodeRow = models.Node | records.NodeRecord
+    ActionRow = models.Action | records.ActionRecord
 
 
-def action(row: models.Action, node_name: str | None) -> types.Action:
+def action(row: ActionRow, node_name: str | None) -> types.Action:
     return types.Action(
         id=row.id, node=node_name or row.node_id, kind=row.kind, name=row.name, exit_code=row.exit_code,
         stdout=row.stdout or "", stderr=row.stderr or "", started_at=row.started_at, ended_at=row.ended_at,
     )
 
 
-def node(row: models.Node, host_key: str | None = None, last: models.Action | None = None) -> types.Node:
+def node(row: NodeRow, host_key: str | None = None, last: ActionRow | None = None) -> types.Node:
     return types.Node(
         id=row.id, name=row.name, group=row.group_name, index=row.index, state=NodeState(row.state),
         reason=row.reason, provider=row.provider, provider_id=row.provider_id, address=row.address,
@@ -34,7 +40,7 @@ def node(row: models.Node, host_key: str | None = None, last: models.Action | No
     )
 
 
-def group(row: models.Group, nodes: Iterable[models.Node] = (), bounds: tuple[int | None, int | None] = (None, None)
+def group(row: GroupRow, nodes: Iterable[NodeRow] = (), bounds: tuple[int | None, int | None] = (None, None)
           ) -> types.Group:
     config: Mapping[str, Any] = row.config or {}
     mine = [n for n in nodes if n.group_name == row.name and n.state != NodeState.TERMINATED]
@@ -45,32 +51,36 @@ def group(row: models.Group, nodes: Iterable[models.Node] = (), bounds: tuple[in
     )
 
 
-def _counts(nodes: Iterable[models.Node]) -> dict[str, int]:
+def counts(nodes: Iterable[NodeRow]) -> tuple[int, int]:
+    """Live nodes and ready nodes."""
     live = [n for n in nodes if n.state != NodeState.TERMINATED]
-    return {"live_nodes": len(live), "ready_nodes": sum(n.state == NodeState.READY for n in live)}
+    return len(live), sum(n.state == NodeState.READY for n in live)
 
 
-def summary(row: models.Infrastructure, nodes: Iterable[models.Node] | None = None,
-            managed: bool = False) -> types.InfrastructureSummary:
-    return types.InfrastructureSummary(**_summary_fields(row, list(row.nodes) if nodes is None else list(nodes),
-                                                         managed))
+def summary(row: InfraRow, nodes: Iterable[NodeRow] | None = None, managed: bool = False, *,
+            node_counts: tuple[int, int] | None = None) -> types.InfrastructureSummary:
+    """``node_counts``: the live and ready nodes as counted by the database, instead of ``nodes``."""
+    if node_counts is None:
+        node_counts = counts(row.nodes if nodes is None else nodes)
+    return types.InfrastructureSummary(**_summary_fields(row, node_counts, managed))
 
 
-def _summary_fields(row: models.Infrastructure, nodes: list[models.Node], managed: bool) -> dict[str, Any]:
+def _summary_fields(row: InfraRow, node_counts: tuple[int, int], managed: bool) -> dict[str, Any]:
     return {
         "id": row.id, "name": row.name, "state": InfraState(row.state), "reason": row.reason, "spec": row.spec_path,
-        "created_at": row.created_at, "updated_at": row.updated_at, **_counts(nodes),
+        "created_at": row.created_at, "updated_at": row.updated_at, "live_nodes": node_counts[0],
+        "ready_nodes": node_counts[1],
         "attached": bool(row.attached), "managed": managed, "last_pass_at": row.last_pass_at,
         "last_pass": row.last_pass,
     }
 
 
-def infrastructure(row: models.Infrastructure, nodes: Iterable[models.Node], pins: Mapping[str, str],
-                   last: Mapping[str, models.Action], bounds: Mapping[str, tuple[int | None, int | None]],
+def infrastructure(row: InfraRow, nodes: Iterable[NodeRow], pins: Mapping[str, str],
+                   last: Mapping[str, ActionRow], bounds: Mapping[str, tuple[int | None, int | None]],
                    managed: bool) -> types.Infrastructure:
     nodes = list(nodes)
     return types.Infrastructure(
-        **_summary_fields(row, nodes, managed),
+        **_summary_fields(row, counts(nodes), managed),
         groups=tuple(group(g, nodes, bounds.get(g.name, (None, None))) for g in row.groups),
         nodes=tuple(node(n, pins.get(n.id), last.get(n.id)) for n in nodes),
     )

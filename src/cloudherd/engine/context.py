@@ -17,11 +17,13 @@ from cloudherd.providers import Provider, make_provider
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.confine import Confinement
 from cloudherd.spec.loader import load_spec_text
-from cloudherd.state.models import Infrastructure, Node
-from cloudherd.state.repo import Store
 
 if TYPE_CHECKING:
     import asyncssh
+
+    from cloudherd.state.models import Infrastructure, Node
+    from cloudherd.state.records import InfraRecord
+    from cloudherd.state.repo import Store
 
 
 @dataclass
@@ -83,7 +85,7 @@ def recorded_nodes(infra: Infrastructure) -> list[Node]:
     return sorted(infra.nodes, key=lambda n: (n.group_name, n.index))
 
 
-def snapshot(infra: Infrastructure) -> LoadedSpec:
+def snapshot(infra: Infrastructure | InfraRecord) -> LoadedSpec:
     """The spec an infrastructure was made from, re-read with today's environment (scripts not re-read).
 
     A manager re-reads every infrastructure's spec each pass; parsing is most of a quiet pass's CPU, so a

@@ -112,7 +112,7 @@ async def execute_plan(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: s
         nonlocal nodes
         if not await _create_missing(loaded, store, infra, run, intents, only=groups, nodes=nodes):
             return False
-        run.reach.pins.update({node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()})
+        run.reach.pins.update(store.pins(infra.id))
         nodes = None
         return True
 

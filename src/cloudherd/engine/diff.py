@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cloudherd.engine.revisions import group_digest, shape_digest
 from cloudherd.engine.templates import InfraLike, NodeLike, new_indices, node_env, script_digest, template_context
@@ -24,7 +25,9 @@ from cloudherd.errors import DeployError
 from cloudherd.lifecycle import COUNTED_NODE_STATES, LIVE_NODE_STATES, NodeState
 from cloudherd.remote.scripts import render
 from cloudherd.spec import LoadedSpec
-from cloudherd.state.models import Group, Node
+
+if TYPE_CHECKING:
+    from cloudherd.state.models import Group, Node
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,20 @@ recorded machine looked up in the answer.  Asking in one place keeps their answe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cloudherd.engine import journal
 from cloudherd.engine.context import Providers, snapshot
-from cloudherd.engine.locks import infra_scope, try_hold
-from cloudherd.engine.recover import recover
 from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import COUNTED_NODE_STATES, NodeState
 from cloudherd.providers.base import TAG_INFRA
-from cloudherd.state.models import Infrastructure, Node
-from cloudherd.state.repo import Store
+
+if TYPE_CHECKING:
+    from cloudherd.state.models import Infrastructure, Node
+    from cloudherd.state.reader import Reader
+    from cloudherd.state.records import InfraRecord, NodeRecord
+    from cloudherd.state.repo import Store
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Observed:
     reason: str | None
 
 
-async def observe(providers: Providers, infra_id: str, nodes: Sequence[Node],
+async def observe(providers: Providers, infra_id: str, nodes: Sequence[Node | NodeRecord],
                   machines: dict[str, str] | None = None) -> list[Observed]:
     """Changes of state the providers show for ``nodes`` that hold a machine (one list per provider).
 
@@ -57,21 +59,35 @@ async def observe(providers: Providers, infra_id: str, nodes: Sequence[Node],
     return changes
 
 
-async def refresh(store: Store, infra: Infrastructure, machines: dict[str, str] | None = None) -> list[Node]:
+async def refresh(reads: Store | Reader, infra: Infrastructure | InfraRecord, machines: dict[str, str] | None = None,
+                  *, store: Callable[[], Store]) -> Sequence[Node | NodeRecord]:
     """Nodes with states checked against the providers (one list call per provider), changes recorded
-    (``machines``: see :func:`observe`)."""
+    (``machines``: see :func:`observe`).
+
+    ``reads`` answers the questions; ``store`` is asked for only when there is something to write (a crashed
+    command's leftovers to settle, a change the providers show), so that a look at a fleet as recorded costs no
+    SQLAlchemy (:mod:`cloudherd.state.reader`)."""
     providers = Providers(snapshot(infra))
     try:
-        await _settle_if_free(store, infra, providers)
-        nodes = store.nodes(infra.id)
+        if needs_settling(reads, infra.id):
+            await _settle_if_free(store(), store().infrastructure(infra.id), providers)
+            reads = store()
+        nodes = reads.nodes(infra.id)
         changes = await observe(providers, infra.id, nodes, machines)
     finally:
         await providers.close()
-    record(store, infra.id, nodes, changes)
-    return store.nodes(infra.id) if changes else nodes
+    if not changes:
+        return nodes
+    record(store(), infra.id, nodes, changes)
+    return store().nodes(infra.id)
 
 
-def record(store: Store, infra_id: str, nodes: Sequence[Node], changes: Sequence[Observed]) -> None:
+def needs_settling(reads: Store | Reader, infra_id: str) -> bool:
+    """Whether a crashed command left intents open or work half done (cheap reads; usually not)."""
+    return reads.has_open_intents(infra_id) or reads.has_leftovers(infra_id)
+
+
+def record(store: Store, infra_id: str, nodes: Sequence[Node | NodeRecord], changes: Sequence[Observed]) -> None:
     """Write what the providers showed, each change an event with its reason (whoever noticed it first)."""
     names = {n.id: n.name for n in nodes}
     for change in changes:
@@ -82,7 +98,7 @@ def record(store: Store, infra_id: str, nodes: Sequence[Node], changes: Sequence
 
 async def settle(store: Store, infra: Infrastructure) -> None:
     """Resolve open intents a crashed command left (costs one query when there are none)."""
-    if not store.open_intents(infra.id) and not store.has_leftovers(infra.id):
+    if not needs_settling(store, infra.id):
         return
     providers = Providers(snapshot(infra))
     try:
@@ -93,9 +109,13 @@ async def settle(store: Store, infra: Infrastructure) -> None:
 
 async def _settle_if_free(store: Store, infra: Infrastructure, providers: Providers) -> None:
     """Resolve open intents unless a live operation holds the infrastructure: then they are its own
-    calls in flight, not a crash's leftovers, and resolving them would undo its work."""
-    if not store.open_intents(infra.id) and not store.has_leftovers(infra.id):
-        return
+    calls in flight, not a crash's leftovers, and resolving them would undo its work.
+
+    The journal's machinery (and with it SQLAlchemy) is imported here, when there is something to settle."""
+    from cloudherd.engine import journal
+    from cloudherd.engine.locks import infra_scope, try_hold
+    from cloudherd.engine.recover import recover
+
     held = try_hold(store, infra_scope(infra.name), "settle")
     if held is None:
         return

@@ -21,14 +21,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from cloudherd.engine.holders import describe, holder_gone, is_managed, manager_scope, process_start
 from cloudherd.errors import BusyError, FencedOut
 from cloudherd.settings import current
 from cloudherd.state.fence import fenced
-from cloudherd.state.models import Lease
 from cloudherd.state.repo import Store
+
+__all__ = ["describe", "holder_gone", "is_managed", "manager_scope"]  # where callers have taken them from
 
 DEFAULT_TTL = 15.0  # seconds a lease lives without renewal (CLOUDHERD_LEASE_TTL overrides it)
 DEFAULT_WAIT = 600.0  # seconds a second operation waits for the first before it gives up
@@ -70,37 +71,12 @@ class Held:
     _beat: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-def _process_start(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot): with the pid, a process's identity."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[19]
-
-
 def _holder(operation: str) -> dict[str, Any]:
     return {
         "user": getpass.getuser(), "host": socket.gethostname(), "pid": os.getpid(),
-        "start": _process_start(os.getpid()), "operation": operation,
+        "start": process_start(os.getpid()), "operation": operation,
         "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:3])),
     }
-
-
-def holder_gone(lease: Lease) -> bool:
-    """True when the lease's holder was a process on this host that no longer runs."""
-    holder = lease.holder or {}
-    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-        return False
-    start = _process_start(holder["pid"])
-    return start is None or (holder.get("start") is not None and start != holder["start"])
-
-
-def describe(lease: Lease) -> str:
-    holder = lease.holder or {}
-    since = lease.acquired_at.strftime("%H:%M:%S")
-    return (f"{lease.operation} by {holder.get('user', '?')} (pid {holder.get('pid', '?')} on "
-            f"{holder.get('host', '?')}, since {since} UTC)")
 
 
 @contextlib.asynccontextmanager
@@ -186,18 +162,3 @@ def try_hold(store: Store, scope: str, operation: str, ttl: float | None = None)
     if not taken and lease is not None and holder_gone(lease):
         taken, lease = store.take_lease(scope, owner, operation, holder, ttl, steal_from=lease.owner)
     return Held(scope, owner, lease.fence) if taken and lease is not None else None
-
-
-def manager_scope(name: str) -> str:
-    """The lease a manager holds while it keeps the infrastructure ``name`` alive."""
-    return f"manager:{name}"
-
-
-def is_managed(store: Store, name: str) -> bool:
-    """Whether a live manager keeps ``name`` (its lease is held, not lapsed, its holder alive).
-
-    Read only: a probe that took the lease for a moment would make a manager starting just then
-    believe another one holds it.  Here, beside the leases, so that ``status`` asks it without importing
-    the manager (and with it the whole engine and SSH)."""
-    lease = store.lease(manager_scope(name), live=True)  # lapsed or not by the database's clock
-    return lease is not None and not holder_gone(lease)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cloudherd.engine.context import Providers, Redactor, recorded_nodes
 from cloudherd.engine.diff import Batch, GroupDiff, behind, diff_groups, rollout_batches, stale_scripts
@@ -33,8 +33,11 @@ from cloudherd.engine.templates import (
 from cloudherd.errors import UsageError
 from cloudherd.lifecycle import COUNTED_NODE_STATES, REACHABLE_NODE_STATES, NodeState
 from cloudherd.spec import LoadedSpec
-from cloudherd.state.models import Group, Infrastructure, Node, Revision
-from cloudherd.state.repo import Store
+
+if TYPE_CHECKING:
+    from cloudherd.state.models import Group, Infrastructure, Node, Revision
+    from cloudherd.state.reader import Reader
+    from cloudherd.state.repo import Store
 
 PLAN_FORMAT = 1
 
@@ -110,6 +113,8 @@ class Plan:
         """A plan read back; its nodes are stand-ins (id, name, group) until :meth:`bind` gives the rows."""
         if not isinstance(data, Mapping) or data.get("format") != PLAN_FORMAT:
             raise UsageError(f"not a cloudherd plan (format {PLAN_FORMAT}): compute it again with `plan --out`")
+        from cloudherd.state.models import Node  # a saved plan is executed: the store is open anyway
+
         try:
             def nodes(group: str, rows: Sequence[Mapping[str, str]]) -> list[Node]:
                 return [Node(id=r["id"], name=r["name"], group_name=group) for r in rows]
@@ -199,11 +204,12 @@ def _reruns(loaded: LoadedSpec, infra: InfraLike, plan: Plan, fleet: Sequence[No
                 diff.reruns[script.source] = sorted(names)
 
 
-async def make_plan(loaded: LoadedSpec, store: Store, *, force: bool = False) -> Plan:
-    """The plan of ``up`` for ``loaded``, refreshed from the providers (one list per provider); writes nothing.
+async def make_plan(loaded: LoadedSpec, reads: Store | Reader, *, force: bool = False) -> Plan:
+    """The plan of ``up`` for ``loaded``, refreshed from the providers (one list per provider); writes nothing, so
+    the lean reader serves as well as the store.
 
     It carries the fingerprints of the state and the spec it was computed from, for :func:`save_plan`."""
-    existing = store.active_named(loaded.spec.name)
+    existing = reads.active_named(loaded.spec.name)
     if existing is None:
         check_templates(loaded, planned_fleet(loaded), PlannedInfra("(new)", loaded.spec.name))
         groups = [GroupDiff(name, g.provider, g.count, 0, create=g.count, new=True, indices=list(range(1, g.count + 1)),
@@ -212,22 +218,24 @@ async def make_plan(loaded: LoadedSpec, store: Store, *, force: bool = False) ->
                   for name, g in loaded.spec.groups.items()]
         return Plan(loaded.spec.name, None, groups, prior=fingerprint(loaded.spec.name, None),
                     spec=spec_fingerprint(loaded), spec_path=str(loaded.path), force=force)
-    infra = store.infrastructure(existing.id)
+    # a row of the store or a record of the reader: the plan reads only the attributes both have (the records'
+    # fields are held to the models' columns by tests/unit/test_records.py)
+    infra = cast("Infrastructure", reads.infrastructure(existing.id))
     nodes = recorded_nodes(infra)
-    done = store.script_digests(infra.id)
-    prior = fingerprint(loaded.spec.name, infra, nodes, done, store.revisions(infra.id))
-    nodes, changes = await fresh_nodes(loaded, store, infra, nodes)
+    done = reads.script_digests(infra.id)
+    prior = fingerprint(loaded.spec.name, infra, nodes, done, cast("list[Revision]", reads.revisions(infra.id)))
+    nodes, changes = await fresh_nodes(loaded, cast("Store", reads), infra, nodes)
     plan = build_plan(loaded, infra, infra.groups, nodes, done, force=force)
     check_templates(loaded, future(loaded, infra, nodes, plan), infra)
     return dataclasses.replace(plan, prior=prior, spec=spec_fingerprint(loaded), spec_path=str(loaded.path),
                                observed=changes)
 
 
-async def fresh_nodes(loaded: LoadedSpec, store: Store, infra: Infrastructure,
+async def fresh_nodes(loaded: LoadedSpec, reads: Store, infra: Infrastructure,
                       nodes: list[Node] | None = None) -> tuple[list[Node], list[Observed]]:
     """Recorded nodes (``nodes``: as just read) with their liveness checked (one list call per provider), and what
     changed.  Nothing is written: ``plan`` only shows the changes, ``up`` records them."""
-    nodes = store.nodes(infra.id) if nodes is None else nodes
+    nodes = reads.nodes(infra.id) if nodes is None else nodes
     providers = Providers(loaded)
     try:
         changes = await observe(providers, infra.id, nodes)

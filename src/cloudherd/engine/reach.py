@@ -30,7 +30,7 @@ class Reach:
         self.store = store
         self.infra = infra
         self.identity = identity
-        self.pins = {node_id: row.public_key for node_id, row in store.host_keys(infra.id).items()}
+        self.pins = store.pins(infra.id)
         self.accept_new = set(accept_new)
         self._group_keys: dict[str, asyncssh.SSHKey | None] = {}
         self._key_paths: dict[str, str | None] = {g.name: (g.config or {}).get("ssh_key") for g in groups or ()}

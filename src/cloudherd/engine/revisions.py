@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudherd.engine.context import Redactor
 from cloudherd.errors import UsageError
@@ -22,8 +22,10 @@ from cloudherd.lifecycle import RevisionState
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.confine import Confinement
 from cloudherd.spec.loader import load_spec_text
-from cloudherd.state.models import Revision
-from cloudherd.state.repo import Store
+
+if TYPE_CHECKING:
+    from cloudherd.state.models import Revision
+    from cloudherd.state.repo import Store
 
 _SIZES = ("count", "min", "max")
 

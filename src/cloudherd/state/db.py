@@ -14,17 +14,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloudherd.errors import StateError
-from cloudherd.paths import PRIVATE_FILE, create_private, data_dir, tighten
-from cloudherd.settings import current
+from cloudherd.paths import PRIVATE_FILE, create_private, tighten
+from cloudherd.state.location import HEAD_REVISION, database_url
+
+__all__ = ["HEAD_REVISION", "database_url", "migrate", "open_engine"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-# The newest migration; checked against Alembic's own head by the tests.  Knowing it lets an
-# up-to-date database skip importing Alembic (a third of the CLI's start-up time).
-HEAD_REVISION = "0009"
-
-
-def database_url() -> str:
-    return current().db or f"sqlite:///{data_dir() / 'state.db'}"
 
 
 def _alembic_config() -> Any:

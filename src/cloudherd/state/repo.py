@@ -31,6 +31,7 @@ from cloudherd.state.models import (
     User,
     utcnow,
 )
+from cloudherd.state.naming import blank_reference, pick_infrastructure
 from cloudherd.state.repo_leases import LeaseState
 from cloudherd.state.repo_server import ServerState
 
@@ -141,6 +142,18 @@ class Store(LeaseState, ServerState):
                 query = query.where(Infrastructure.state != InfraState.DESTROYED)
             return list(s.scalars(query))
 
+    def node_counts(self) -> dict[str, tuple[int, int]]:
+        """Each infrastructure's live nodes and ready nodes."""
+        with self.reading() as s:
+            rows = s.execute(select(Node.infrastructure_id, Node.state, func.count()).group_by(Node.infrastructure_id,
+                                                                                             Node.state))
+            counts: dict[str, list[int]] = {}
+            for infra_id, state, count in rows:
+                totals = counts.setdefault(infra_id, [0, 0])
+                totals[0] += count if state != NodeState.TERMINATED else 0
+                totals[1] += count if state == NodeState.READY else 0
+        return {infra_id: (live, ready) for infra_id, (live, ready) in counts.items()}
+
     def infrastructure(self, infra_id: str) -> Infrastructure:
         with self.reading() as s:
             infra = s.scalar(
@@ -163,7 +176,7 @@ class Store(LeaseState, ServerState):
         """An infrastructure by id, unique id prefix or name (active ones first for names)."""
         ref = ref.strip()
         if not ref:
-            raise UsageError("give an infrastructure id, id prefix or name (see `cloudherd ls`)")
+            raise blank_reference()
         with self.reading() as s:
             exact = s.get(Infrastructure, ref)
             if exact is not None:
@@ -173,16 +186,7 @@ class Store(LeaseState, ServerState):
             by_prefix = list(s.scalars(select(Infrastructure).where(
                 func.substr(Infrastructure.id, 1, len(ref)) == ref)))
             by_name = list(s.scalars(select(Infrastructure).where(Infrastructure.name == ref)))
-        active_names = [i for i in by_name if i.state != InfraState.DESTROYED]
-        # a name means its active infrastructure; when all are destroyed, the latest one (history)
-        latest = sorted(by_name, key=lambda i: i.created_at)[-1:]
-        candidates = {i.id: i for i in (*by_prefix, *(active_names or latest))}
-        if len(candidates) == 1:
-            return self.infrastructure(next(iter(candidates)))
-        if not candidates:
-            raise UsageError(f"no infrastructure matches '{ref}' (see `cloudherd ls --all`)")
-        listed = ", ".join(f"{i.id} ({i.name}, {i.state})" for i in candidates.values())
-        raise UsageError(f"'{ref}' is ambiguous: {listed}; give more of the id")
+        return self.infrastructure(pick_infrastructure(ref, by_prefix, by_name))
 
     # -- nodes ----------------------------------------------------------------------------------------
 
@@ -364,6 +368,11 @@ class Store(LeaseState, ServerState):
                 query = query.where(Intent.infrastructure_id == infrastructure_id)
             return list(s.scalars(query))
 
+    def has_open_intents(self, infrastructure_id: str) -> bool:
+        with self.reading() as s:
+            return s.scalar(select(Intent.id).where(Intent.infrastructure_id == infrastructure_id,
+                                                    Intent.state == "open").limit(1)) is not None
+
     def intents(self, infrastructure_id: str) -> list[Intent]:
         with self.reading() as s:
             return list(s.scalars(select(Intent).where(Intent.infrastructure_id == infrastructure_id)
@@ -409,6 +418,10 @@ class Store(LeaseState, ServerState):
                 select(HostKey).where(HostKey.infrastructure_id == infrastructure_id, HostKey.replaced_at.is_(None))
             )
             return {row.node_id: row for row in rows}
+
+    def pins(self, infrastructure_id: str) -> dict[str, str]:
+        """Each node's pinned (current) host key, as an OpenSSH line."""
+        return {node_id: row.public_key for node_id, row in self.host_keys(infrastructure_id).items()}
 
     def pin_host_keys(self, infrastructure_id: str, keys: Sequence[tuple[str, str, str, str]]) -> None:
         """Pin (node id, public key, fingerprint, source) in one transaction; a node's earlier pin is kept as
