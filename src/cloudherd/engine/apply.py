@@ -158,11 +158,11 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
     async with RunSession(store, infra, loaded, identity=identity, sink=on_event, connect_timeout=connect_timeout,
                           handshakes=handshakes, accept_new_host_key=accept_new_host_key) as run:
         try:
-            await run.settle()  # a killed run's half-done states, then its cloud calls, settled first
+            seen = await run.observe()  # one read; a killed run's half-done states and cloud calls settled first
             run.check_reach()
             try:
                 _, executed = await converge(loaded, store, infra, run, force=force, run_intents=run_intents,
-                                             plan=plan)
+                                             plan=plan, seen=seen)
                 roll = rollout.Rollout(store, infra, run, run_intents)
                 stopped = await roll_out(loaded, roll, release, no_rollback, pause_limit(loaded, pause_after),
                                          executed)

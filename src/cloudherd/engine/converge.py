@@ -50,24 +50,26 @@ from cloudherd.spec.model import MinCount
 from cloudherd.spec.model import SizeNeed as SpecSizeNeed
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
+from cloudherd.state.snapshot import Snapshot
 
 
 async def converge(
     loaded: LoadedSpec, store: Store, infra: Infrastructure, run: RunSession, *, force: bool = False,
     run_intents: list[str] | None = None, replace: Collection[str] = (), victims: Collection[str] = (),
-    in_place: Collection[str] = (), plan: Plan | None = None,
+    in_place: Collection[str] = (), plan: Plan | None = None, seen: Snapshot | None = None,
 ) -> tuple[Infrastructure, Plan]:
     """Make the fleet what ``loaded`` says: the plan built now (or ``plan``, a saved one whose state was checked),
     then executed.  Returns the infrastructure as read again, and the plan executed (its rolling groups' batches
     are what the rollout goes through).
 
     ``replace``: nodes to retire and make anew (the manager's failed ones); ``victims``: nodes to remove first when
-    a group shrinks; ``in_place``: nodes of a rollout's batch that take the release where they stand."""
+    a group shrinks; ``in_place``: nodes of a rollout's batch that take the release where they stand; ``seen``:
+    the infrastructure as the caller has just read it (:meth:`RunSession.observe`), else it is read here."""
     if plan is None:
         plan = await observed_plan(loaded, store, infra.id, replace=replace, victims=victims, in_place=in_place,
-                                   force=force)
+                                   force=force, seen=seen)
     else:  # a saved plan: what the providers showed when it was computed is recorded, its nodes are the rows
-        nodes = store.nodes(infra.id)
+        nodes = seen.nodes if seen is not None else store.nodes(infra.id)
         if plan.observed:
             record(store, infra.id, nodes, plan.observed)
             nodes = store.nodes(infra.id)
@@ -76,10 +78,12 @@ async def converge(
 
 
 async def observed_plan(loaded: LoadedSpec, store: Store, infra_id: str, *, replace: Collection[str] = (),
-                        victims: Collection[str] = (), in_place: Collection[str] = (), force: bool = False) -> Plan:
-    """The plan for the infrastructure as it is now: its nodes' liveness asked of the providers (one list call per
-    provider) and what changed recorded, then the plan built from them.  The scripts are left to the deploy."""
-    infra = store.infrastructure(infra_id)
+                        victims: Collection[str] = (), in_place: Collection[str] = (), force: bool = False,
+                        seen: Snapshot | None = None) -> Plan:
+    """The plan for the infrastructure as it is now (``seen``: as the caller has just read it): its nodes'
+    liveness asked of the providers (one list call per provider) and what changed recorded, then the plan built
+    from them.  The scripts are left to the deploy."""
+    infra = seen.infra if seen is not None else store.infrastructure(infra_id)
     nodes, changes = await fresh_nodes(loaded, store, infra, recorded_nodes(infra))
     record(store, infra_id, nodes, changes)
     return build_plan(loaded, infra, infra.groups, nodes, {}, replace=replace, victims=victims, in_place=in_place,
@@ -143,12 +147,12 @@ def stamp(loaded: LoadedSpec, store: Store, infra_id: str, held: Collection[str]
 def write_rows(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: str, redact: Redactor) -> list[Node]:
     """Make the group rows and node rows say what ``plan`` says; return the nodes to retire.
 
-    New nodes are added as ``pending`` rows (created next); surplus, dead and replaced nodes, and every
-    node of a removed group, are returned.
+    The groups first (the ones there already in one transaction), then the new nodes, added as ``pending`` rows
+    (created next); surplus, dead and replaced nodes, and every node of a removed group, are returned.
     """
     spec = loaded.spec
     diffs = {d.name: d for d in plan.groups}
-    surplus: list[Node] = []
+    updates: dict[str, dict[str, Any]] = {}
     for position, (group_name, group) in enumerate(spec.groups.items()):
         fields: dict[str, Any] = {
             "position": position, "provider": group.provider,
@@ -157,25 +161,24 @@ def write_rows(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: str, reda
             "image": group.image, "size": group.size_name, "count": group.count,
             "config": _group_config(loaded, group_name, redact),
         }
-        diff = diffs[group_name]
-        if diff.new:
+        if diffs[group_name].new:
             store.add_group(infra_id, name=group_name, **fields)
         else:
-            store.update_group(infra_id, group_name, **fields)
+            updates[group_name] = fields
+    updates.update({name: {"count": 0} for name, diff in diffs.items() if diff.removed})
+    store.update_groups(infra_id, updates)
+    surplus: list[Node] = []
+    for group_name, group in spec.groups.items():
+        diff = diffs[group_name]
         surplus += [*diff.destroy, *diff.replace]
-        if not diff.indices:
-            continue  # nothing to make: no write
-        store.add_nodes(infra_id, [
-            {"group_name": group_name, "name": f"{spec.name}-{group_name}-{index}", "index": index,
-             "provider": group.provider, "release": group_digest(loaded, group_name),
-             "shape": shape_digest(loaded, group_name)}
-            for index in diff.indices
-        ])
-    for group_name, diff in diffs.items():
-        if diff.removed:
-            store.update_group(infra_id, group_name, count=0)
-            surplus += diff.destroy
-    return surplus
+        if diff.indices:
+            store.add_nodes(infra_id, [
+                {"group_name": group_name, "name": f"{spec.name}-{group_name}-{index}", "index": index,
+                 "provider": group.provider, "release": group_digest(loaded, group_name),
+                 "shape": shape_digest(loaded, group_name)}
+                for index in diff.indices
+            ])
+    return surplus + [n for diff in diffs.values() if diff.removed for n in diff.destroy]
 
 
 def _group_config(loaded: LoadedSpec, group_name: str, redact: Redactor) -> dict[str, Any]:

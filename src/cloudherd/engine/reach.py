@@ -22,15 +22,17 @@ class Reach:
 
     The pin of a node is the key recorded in ``host_keys`` (first contact, or its provider's report);
     ``accept_new`` names nodes whose next key is taken as the new pin (``--accept-new-host-key``); ``groups``:
-    the infrastructure's group rows as the caller read them (else they are read when a group's key is wanted).
+    the infrastructure's group rows as the caller read them (else they are read when a group's key is wanted);
+    ``pins``: the pins as the caller just read them (else they are read).
     """
 
     def __init__(self, store: Store, infra: Infrastructure, identity: Identity,
-                 accept_new: Collection[str] = (), groups: Sequence[Group] | None = None) -> None:
+                 accept_new: Collection[str] = (), groups: Sequence[Group] | None = None,
+                 pins: dict[str, str] | None = None) -> None:
         self.store = store
         self.infra = infra
         self.identity = identity
-        self.pins = store.pins(infra.id)
+        self.pins = dict(pins) if pins is not None else store.pins(infra.id)
         self.accept_new = set(accept_new)
         self._group_keys: dict[str, asyncssh.SSHKey | None] = {}
         self._key_paths: dict[str, str | None] = {g.name: (g.config or {}).get("ssh_key") for g in groups or ()}

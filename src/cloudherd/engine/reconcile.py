@@ -164,7 +164,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
     result in the same transaction.  ``times``: when this process checked the nodes before (a manager keeps
     them from pass to pass); without it, the recorded times say when a node is due."""
     times = times if times is not None else CheckTimes()
-    infra = store.infrastructure(infra_id)
+    seen = store.snapshot(infra_id)
+    infra = seen.infra
     report = PassReport(infra.id, infra.name)
     if infra.state == InfraState.DESTROYED:
         report.error = "destroyed"
@@ -174,9 +175,11 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
         async with RunSession(store, infra, loaded, sink=sink, connect_timeout=connect_timeout,
                               groups=infra.groups) as run:
             # the nodes are read once (with the infrastructure) and again only after something changed them
-            nodes = sorted(infra.nodes, key=lambda n: (n.group_name, n.index or 0))
-            if await run.settle(nodes):
+            nodes = seen.nodes
+            if seen.leftovers and await run.settle(seen):
                 nodes = store.nodes(infra.id)
+            else:
+                run.use_pins(seen.pins)
             changes = await observe(run.providers, infra.id, nodes)
             record(store, infra.id, nodes, changes)
             if changes:

@@ -23,11 +23,12 @@ ORPHANED_STATES = {
 
 
 def recover(store: Store, infra: Infrastructure, sink: EventSink | None = None,
-            nodes: Sequence[Node] | None = None) -> int:
+            nodes: Sequence[Node] | None = None, *, unfinished: bool = True) -> int:
     """End unfinished actions and fail nodes stuck mid-deploy; returns how many things were settled.
 
-    ``nodes``: the infrastructure's nodes as just read, when the caller has them (else they are read)."""
-    touched = store.close_unfinished_actions(infra.id, INTERRUPTED)
+    ``nodes``: the infrastructure's nodes as just read, when the caller has them (else they are read);
+    ``unfinished``: False when the caller has just read that no action is unfinished (a snapshot's)."""
+    touched = store.close_unfinished_actions(infra.id, INTERRUPTED) if unfinished else []
     settled = len(touched)
     for node in store.nodes(infra.id) if nodes is None else nodes:
         why = ORPHANED_STATES.get(NodeState(node.state)) if node.state in ORPHANED_STATES else None

@@ -4,12 +4,15 @@ Every command that works on an infrastructure's machines (``up``, a manager's pa
 ``exec`` / ``push`` / ``pull``) runs inside one::
 
     async with RunSession(store, infra, loaded, sink=on_event, connect_timeout=60.0) as run:
-        await run.settle()                   # a killed command's half-done states, then its cloud calls
+        seen = await run.observe()           # one read of the infrastructure; what a killed command left settled
         ...run.providers, run.pool, run.reach...
+
+(``await run.settle()`` settles without the snapshot, for a run that reads what it needs itself.)
 
 On the way out the host keys nodes presented are pinned (one transaction), the connections closed (unless the
 pool is the caller's), then the providers.  The pins are read when ``reach`` is first used, so after ``settle``
-(whose adoptions pin the keys the providers reported).
+(whose adoptions pin the keys the providers reported), or taken from the snapshot :meth:`RunSession.observe` read
+after it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from cloudherd.engine.reach import Reach
 from cloudherd.engine.recover import recover
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.spec import LoadedSpec
-from cloudherd.state.models import Group, Infrastructure, Node
+from cloudherd.state.models import Group, Infrastructure
 from cloudherd.state.repo import Store
+from cloudherd.state.snapshot import Snapshot
 
 
 class RunSession:
@@ -54,6 +58,7 @@ class RunSession:
         self._given_pool = pool
         self._pool: ConnectionPool | None = None
         self._reach: Reach | None = None
+        self._pins: dict[str, str] | None = None  # as a snapshot read them, for the reach
         self._providers: Providers | None = None
         self._hung_up = False
 
@@ -93,7 +98,7 @@ class RunSession:
     @property
     def reach(self) -> Reach:
         if self._reach is None:
-            self._reach = Reach(self.store, self.infra, self.identity, self._accept_new, self._groups)
+            self._reach = Reach(self.store, self.infra, self.identity, self._accept_new, self._groups, self._pins)
         return self._reach
 
     def check_reach(self) -> Reach:
@@ -101,12 +106,32 @@ class RunSession:
         any work is done)."""
         return self.reach
 
-    async def settle(self, nodes: Sequence[Node] | None = None) -> bool:
+    async def observe(self) -> Snapshot:
+        """The infrastructure as this run starts from it, read once (:class:`~cloudherd.state.snapshot.Snapshot`),
+        with what a killed command left settled first (read again only when there was something); its pins are
+        the reach's."""
+        seen = self.store.snapshot(self.infra.id)
+        if seen.leftovers and await self.settle(seen):
+            seen = self.store.snapshot(self.infra.id)
+        self.use_pins(seen.pins)
+        return seen
+
+    def use_pins(self, pins: dict[str, str]) -> None:
+        """The pins as the caller has just read them (a snapshot's, after any settling), for the reach."""
+        if self._reach is None:
+            self._pins = pins
+
+    async def settle(self, seen: Snapshot | None = None) -> bool:
         """Settle what a killed command left: unfinished actions and nodes stuck mid-deploy, then its open cloud
-        calls (the journal).  ``nodes``: as just read, when the caller has them.  Returns whether anything
-        was there to settle (then the nodes read before are stale)."""
-        stale = recover(self.store, self.infra, self.sink, nodes) > 0
-        if self.store.open_intents(self.infra.id):
+        calls (the journal).  ``seen``: the infrastructure as just read, when the caller has it (else what is
+        needed is read).  Returns whether anything was there to settle (then what was read before is stale)."""
+        if seen is None:
+            stale = recover(self.store, self.infra, self.sink) > 0
+            intents = bool(self.store.open_intents(self.infra.id))
+        else:
+            stale = recover(self.store, self.infra, self.sink, seen.nodes, unfinished=seen.unfinished_actions) > 0
+            intents = bool(seen.open_intents)
+        if intents:
             await journal.resolve(self.store, self.infra, self.providers, self.sink)
             stale = True
         return stale

@@ -1,7 +1,7 @@
-"""The engine reads what an operation needs once and hands it down: an ``up`` that changes nothing asks the store
-for the infrastructure twice (the plan's read, the converge's after writing the group rows) and for its nodes twice
-(settling leftovers, and after the deploy), not once per helper; ``plan`` reads four things and writes nothing; a
-manager's pass reads the infrastructure once and writes the checks' outcomes together."""
+"""The engine reads what an operation needs once and hands it down: an ``up`` that changes nothing reads one snapshot
+of the infrastructure (groups, nodes, open intents, unfinished actions, pins), then again only what its own writes
+changed (the infrastructure after the group rows, the nodes after the deploy), not once per helper; ``plan`` reads
+four things and writes nothing; a manager's pass reads one snapshot and writes the checks' outcomes together."""
 
 from __future__ import annotations
 
@@ -51,7 +51,11 @@ def test_an_up_that_changes_nothing_reads_each_thing_once_or_twice(home: Path, t
     assert asyncio.run(up(spec_of(tmp_path / "spec", SPEC, {"a.sh": "echo {{ node.name }} > me.txt\n"}),
                           store)) == infra_id
     seen = Counter(calls)
-    assert (seen["nodes"], seen["infrastructure"], seen["host_keys"], seen["script_digests"]) == (2, 2, 1, 1), calls
+    # one snapshot (the infrastructure, its groups and nodes, open intents, unfinished actions, pins) settles,
+    # reaches and plans; the infrastructure is read again after the group rows are written, the nodes after the deploy
+    assert (seen["snapshot"], seen["infrastructure"], seen["nodes"], seen["script_digests"]) == (1, 1, 1, 1), calls
+    assert not {"host_keys", "pins", "open_intents", "close_unfinished_actions"} & set(seen), calls
+    assert seen["update_groups"] == 1 and "update_group" not in seen, calls  # the groups written together
     assert "add_nodes" not in seen  # nothing to make: no write for it
 
     calls.clear()
@@ -63,7 +67,8 @@ def test_an_up_that_changes_nothing_reads_each_thing_once_or_twice(home: Path, t
     report = asyncio.run(reconcile(store, infra_id))
     assert report.checked == 4 and report.error is None, report
     seen = Counter(calls)
-    assert seen["infrastructure"] == 1, calls  # read once, its groups and nodes with it
+    assert seen["snapshot"] == 1 and "infrastructure" not in seen, calls  # read once, its groups and nodes with it
+    assert not {"host_keys", "pins", "open_intents", "close_unfinished_actions"} & set(seen), calls
     assert "update_node" not in seen  # the first checks' outcomes: one statement for all, not one each
     monkeypatch.undo()
     asyncio.run(down(store, store.infrastructure(infra_id)))
