@@ -18,8 +18,11 @@ from cloudherd.engine.apply import up
 from cloudherd.engine.destroy import down
 from cloudherd.engine.plan import make_plan
 from cloudherd.engine.reconcile import reconcile
+from cloudherd.engine.session import RunSession
+from cloudherd.lifecycle import NodeState
 from cloudherd.state.db import open_engine
 from cloudherd.state.repo import Store
+from cloudherd.state.snapshot import Snapshot
 
 SPEC = "name: rd\ngroups:\n  web:\n    count: 3\n    scripts: [a.sh]\n  db:\n    count: 1\n    scripts: [a.sh]\n"
 
@@ -71,5 +74,34 @@ def test_an_up_that_changes_nothing_reads_each_thing_once_or_twice(home: Path, t
     assert not {"host_keys", "pins", "open_intents", "close_unfinished_actions"} & set(seen), calls
     assert "update_node" not in seen  # the first checks' outcomes: one statement for all, not one each
     monkeypatch.undo()
+    asyncio.run(down(store, store.infrastructure(infra_id)))
+    store.engine.dispose()
+
+
+def test_a_run_observes_once_and_settles_what_a_killed_command_left(home: Path, tmp_path: Path) -> None:
+    """A killed command left a script run unfinished and a node mid-deploy: the run's one snapshot shows it, the
+    run settles it and reads the snapshot again (only then), and its reach holds the pins that snapshot read."""
+    loaded = spec_of(tmp_path / "spec", "name: obs\ngroups:\n  web:\n    count: 2\n", {})
+    store = Store(open_engine(f"sqlite:///{tmp_path / 'state.db'}"))
+    infra_id = asyncio.run(up(loaded, store))
+    infra = store.infrastructure(infra_id)
+    stuck = store.nodes(infra_id)[0]
+    store.start_action(infra_id, stuck.id, "script", "a.sh")
+    store.update_node(stuck.id, state=NodeState.DEPLOYING)
+
+    seen = store.snapshot(infra_id)
+    assert seen.leftovers and seen.unfinished_actions and not seen.open_intents
+    assert [n.id for n in seen.nodes] == [n.id for n in store.nodes(infra_id)]
+    assert seen.pins == store.pins(infra_id) != {}
+
+    async def observe() -> tuple[Snapshot, dict[str, str]]:
+        async with RunSession(store, infra) as run:
+            return await run.observe(), dict(run.reach.pins)
+
+    after, pins = asyncio.run(observe())
+    assert not after.leftovers and not store.has_leftovers(infra_id)
+    assert {n.id: n.state for n in after.nodes}[stuck.id] == NodeState.FAILED
+    assert pins == store.pins(infra_id)
+    assert "recovered" in [event.kind for event in store.events(infra_id)]
     asyncio.run(down(store, store.infrastructure(infra_id)))
     store.engine.dispose()
