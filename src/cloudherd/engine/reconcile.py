@@ -18,12 +18,14 @@ from datetime import UTC, datetime, timedelta
 
 from cloudherd.engine import rollout
 from cloudherd.engine.apply import pause_limit, roll_out
+from cloudherd.engine.autoscale import autoscale
 from cloudherd.engine.context import snapshot
 from cloudherd.engine.converge import converge, cooling
 from cloudherd.engine.diff import behind, diff_groups
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.health import CheckResult
 from cloudherd.engine.liveness import observe, record
+from cloudherd.engine.metrics import Sampler
 from cloudherd.engine.probe import probe
 from cloudherd.engine.reach import Reach
 from cloudherd.engine.session import RunSession
@@ -117,6 +119,7 @@ class CheckTimes:
     def __init__(self) -> None:
         self._checked: dict[str, dict[str, float]] = {}  # infrastructure id → node id → when
         self._failing: dict[str, dict[str, float]] = {}
+        self.sampler = Sampler()  # each node's cpu counters at its last sample, also from pass to pass
 
     def due(self, infra_id: str, node: Node, interval: float, now: datetime) -> bool:
         at = self._checked.get(infra_id, {}).get(node.id)
@@ -185,6 +188,7 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             if changes:
                 nodes = store.nodes(infra.id)
             stale = await _check_health(store, infra, loaded, nodes, run.pool, run.reach, report, times)
+            await autoscale(store, infra, loaded, nodes, run, times.sampler)
             victims, renew = _consume_scale_requests(store, infra, loaded, report)
             if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)
                 infra = store.infrastructure(infra.id)

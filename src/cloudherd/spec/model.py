@@ -27,15 +27,18 @@ from cloudherd.spec.coerce import (
     memory_mib,
 )
 from cloudherd.spec.parts import (
+    BUILTIN_METRICS,
     GroupLogin,
     Health,
     InlineScript,
+    Metric,
     MinCount,
     Placement,
     ProviderConfig,
     Scaling,
     SizeNeed,
     SSHConfig,
+    TargetTracking,
     Update,
     Upload,
 )
@@ -60,7 +63,9 @@ class Group(_Strict):
     count: Int = Field(default=1, ge=0, le=10000)
     min: Int | None = Field(default=None, ge=0, le=10000)  # bounds of count (the manager's scaling range)
     max: Int | None = Field(default=None, ge=0, le=10000)
-    scaling: Scaling | None = Field(default=None, exclude=True)  # Occopus's spelling of min / max
+    # min / max in Occopus's spelling, and the policies that decide the size (see :attr:`policies`)
+    scaling: Scaling | None = Field(default=None, exclude=True)
+    metrics: dict[str, Metric] = Field(default_factory=dict)  # sampled by the manager, beside cpu, memory, load1
     tags: dict[str, str] = Field(default_factory=dict)
     scripts: list[str | InlineScript] = Field(default_factory=list)  # files, folders, or {name, content}
     teardown: str | None = None
@@ -129,7 +134,24 @@ class Group(_Strict):
             raise _SubValueError(("count",), f"{self.count} is above max ({self.max})")
         if self.min is not None and self.count < self.min:
             raise _SubValueError(("count",), f"{self.count} is below min ({self.min})")
+        self._check_policies()
         return self
+
+    def _check_policies(self) -> None:
+        """A policy needs a ``max`` to stay under, and a metric it can read."""
+        for index, policy in enumerate(self.policies):
+            where = ("scaling", "policies", index)
+            if self.max is None:
+                raise _SubValueError(where, "a scaling policy needs the group's max (the most nodes it may ask for)")
+            if policy.metric not in BUILTIN_METRICS and policy.metric not in self.metrics:
+                known = ", ".join([*BUILTIN_METRICS, *self.metrics])
+                raise _SubValueError((*where, "metric"), f"no metric {policy.metric!r} (known: {known}; declare "
+                                     "others under the group's metrics:)")
+
+    @property
+    def policies(self) -> list[TargetTracking]:
+        """The policies that decide the group's size (``scaling: {policies: […]}``)."""
+        return self.scaling.policies if self.scaling is not None else []
 
     @field_validator("ports")
     @classmethod

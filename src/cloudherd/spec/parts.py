@@ -196,11 +196,52 @@ class Health(_Strict):
         return max(1, math.floor(size * percent / 100))
 
 
+BUILTIN_METRICS = ("cpu", "memory", "load1")  # sampled on every node without a declaration (percent, percent, load)
+
+
+class Metric(_Strict):
+    """A metric of a group's nodes beside the built-in ones: a ``command`` whose standard output is a number, or a
+    ``url`` (a node's exporter, a template like the health URLs) serving the Prometheus text format, of which the
+    ``series`` is read (a name, or a name with labels as the exporter writes them).  A group's value is the
+    ``aggregate`` of its ready nodes' values."""
+
+    command: str | None = None
+    url: str | None = None
+    series: str | None = None
+    aggregate: Literal["average", "sum", "max"] = "average"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Metric:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give a command or a url (one of them)")
+        if self.url is not None and not self.series:
+            raise _SubValueError(("series",), "a url metric names the series it reads")
+        return self
+
+
+class TargetTracking(_Strict):
+    """Keep a group metric at ``target``, as AWS's target tracking does: scale out at once (in proportion:
+    ``ceil(nodes * value / target)``), scale in slowly (after ``scale_in_after`` samples in a row below, one step
+    of at most a tenth of the group), a node's first ``warmup`` seconds left out of the aggregate, and a cooldown
+    after each scaling in each direction."""
+
+    type: Literal["target_tracking"] = "target_tracking"
+    metric: str = Field(min_length=1)
+    target: Float = Field(gt=0)
+    warmup: Duration = Field(default=60.0, ge=0)
+    scale_out_cooldown: Duration = Field(default=60.0, ge=0)
+    scale_in_cooldown: Duration = Field(default=300.0, ge=0)
+    scale_in_after: Int = Field(default=3, ge=1, le=1000)
+    disable_scale_in: Bool = False
+
+
 class Scaling(_Strict):
-    """Occopus's spelling of a group's bounds: ``scaling: {min: N, max: M}`` (the same as ``min:``/``max:``)."""
+    """A group's bounds (``scaling: {min: N, max: M}``, Occopus's spelling of ``min:``/``max:``) and the policies
+    that decide its size within them."""
 
     min: Int | None = Field(default=None, ge=0, le=10000)
     max: Int | None = Field(default=None, ge=0, le=10000)
+    policies: list[TargetTracking] = Field(default_factory=list)
 
 
 class InlineScript(_Strict):

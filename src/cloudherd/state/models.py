@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import DDL, JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import DDL, JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -246,6 +246,21 @@ class ScaleRequest(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     consumed_at: Mapped[datetime | None] = mapped_column()
     outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class MetricSample(Base):
+    """A group's metric as a manager's pass sampled it: the aggregate over its ready nodes (what its scaling
+    policies decide from, and what ``status`` and the dashboard show).  Kept bounded, newest last."""
+
+    __tablename__ = "metric_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    infrastructure_id: Mapped[str] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"), index=True)
+    group_name: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float] = mapped_column(Float)
+    nodes: Mapped[int] = mapped_column(Integer)  # how many nodes the aggregate is over
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class NodeDefinition(Base):

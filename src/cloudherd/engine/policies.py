@@ -1,0 +1,72 @@
+"""Scaling policies' decisions: a pure function of the samples, the group's size and bounds, and how long ago
+the group was last scaled.  Nothing here reads or writes; :mod:`cloudherd.engine.autoscale` does.
+
+Target tracking follows what AWS documents for it: out at once and in proportion (``ceil(size * value /
+target)``), in slowly (only after ``scale_in_after`` samples in a row below the target, by one step of at most a
+tenth of the group, sized by the highest of those samples), never past ``min`` / ``max``, and not within a
+cooldown: no scale-out within ``scale_out_cooldown`` of the last scale-out, no scale-in within
+``scale_in_cooldown`` of the group's last scaling of any kind (a manual one included).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cloudherd.spec.parts import TargetTracking
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A policy's answer: the group's new size, and why, in a line (``cpu 82 > 50 … → +2 (2 → 4)``)."""
+
+    group: str
+    desired: int
+    reason: str
+
+    def direction(self, current: int) -> str:
+        return "out" if self.desired > current else "in"
+
+
+@dataclass(frozen=True)
+class Since:
+    """Seconds since the group last scaled out, and since it last scaled at all (None: not in memory)."""
+
+    scale_out: float | None = None
+    any_scaling: float | None = None
+
+
+def _shown(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def target_tracking(group: str, policy: TargetTracking, values: Sequence[float], current: int,
+                    low: int | None, high: int | None, since: Since) -> Decision | None:
+    """The decision of ``policy`` for a group of ``current`` nodes, from the group's samples of its metric
+    (``values``, newest last), or None: nothing to do, or not now."""
+    if not values:
+        return None
+    value, target, floor = values[-1], policy.target, low or 0
+    ceiling = high if high is not None else current
+    if value > target:
+        if since.scale_out is not None and since.scale_out < policy.scale_out_cooldown:
+            return None
+        desired = min(max(math.ceil(max(current, 1) * value / target), current), ceiling)
+        if desired <= current:
+            return None
+        return Decision(group, desired, f"{policy.metric} {_shown(value)} > {_shown(target)} → "
+                                        f"+{desired - current} ({current} → {desired})")
+    if value >= target or policy.disable_scale_in or current <= floor:
+        return None
+    recent = values[-policy.scale_in_after:]
+    if len(recent) < policy.scale_in_after or max(recent) >= target:
+        return None
+    if since.any_scaling is not None and since.any_scaling < policy.scale_in_cooldown:
+        return None
+    step = max(1, current // 10)
+    desired = max(math.ceil(current * max(recent) / target), current - step, floor)
+    if desired >= current:
+        return None
+    return Decision(group, desired, f"{policy.metric} {_shown(value)} < {_shown(target)} for {len(recent)} of "
+                                    f"{len(recent)} samples → -{current - desired} ({current} → {desired})")

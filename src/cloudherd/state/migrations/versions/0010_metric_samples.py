@@ -1,0 +1,35 @@
+"""metric_samples: each group's metrics as the manager samples them, for its scaling policies and for the faces
+
+Revision ID: 0010
+Revises: 0009
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "metric_samples",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("infrastructure_id", sa.String(32), sa.ForeignKey("infrastructures.id", ondelete="CASCADE"),
+                  nullable=False),
+        sa.Column("group_name", sa.String(100), nullable=False),
+        sa.Column("metric", sa.String(100), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("nodes", sa.Integer(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_metric_samples_infrastructure_id", "metric_samples", ["infrastructure_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_metric_samples_infrastructure_id", "metric_samples")
+    op.drop_table("metric_samples")

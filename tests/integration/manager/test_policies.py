@@ -1,0 +1,68 @@
+"""Scaling policies on real local nodes: a target-tracking policy on a command metric that the test changes (a file
+the nodes read) scales the group out at once and in proportion, then in slowly, each decision an event with its
+reason, every sample kept; a manual scale is a scaling the policy's cooldown starts from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import write_spec
+from manager_helpers import ready_names
+
+from cloudherd.api import SyncClient
+from cloudherd.state.repo import Store
+
+
+def policy_spec(load: Path, **policy: str) -> str:
+    knobs = {"warmup": "0s", "scale_out_cooldown": "0s", "scale_in_cooldown": "0s", "scale_in_after": "2", **policy}
+    inline = ", ".join(f"{k}: {v}" for k, v in knobs.items())
+    return ("name: auto\ngroups:\n  web:\n    count: 1\n    min: 1\n    max: 4\n"
+            f"    metrics:\n      queue: {{command: 'cat {load}'}}\n"
+            f"    scaling:\n      policies:\n        - {{metric: queue, target: 10, {inline}}}\n")
+
+
+def scaling_events(herd: SyncClient) -> list[str]:
+    return [f"{e.kind} {e.message}" for e in herd.events("auto") if e.kind in ("scale-out", "scale-in")]
+
+
+def test_target_tracking_scales_out_at_once_and_in_slowly(home: Path, tmp_path: Path) -> None:
+    load = tmp_path / "load"
+    load.write_text("25\n")
+    herd = SyncClient()
+    herd.up(write_spec(tmp_path / "p", policy_spec(load)))
+    herd.manage(["auto"], once=True)  # 25 for a target of 10 on 1 node: ceil(1 * 25 / 10) = 3, at once
+    assert len(ready_names(herd.status("auto"))) == 3
+    assert scaling_events(herd) == ["scale-out web: queue 25 > 10 → +2 (1 → 3)"]
+
+    load.write_text("4\n")
+    herd.manage(["auto"], once=True)  # one sample below (the one before is above): not yet
+    assert len(ready_names(herd.status("auto"))) == 3
+    herd.manage(["auto"], once=True)  # 2 of 2 below: one step of at most a tenth of the group (1)
+    assert len(ready_names(herd.status("auto"))) == 2
+    assert scaling_events(herd)[-1] == "scale-in web: queue 4 < 10 for 2 of 2 samples → -1 (3 → 2)"
+
+    store = Store()
+    infra = store.active_named("auto")
+    assert infra is not None
+    kept = [(s.value, s.nodes) for s in store.samples(infra.id, "web", "queue")]
+    assert kept == [(25.0, 1), (4.0, 3), (4.0, 3)]  # each pass's aggregate over the ready nodes that answered
+    store.engine.dispose()
+    herd.down("auto")
+
+
+def test_a_cooldown_holds_after_a_manual_scale_and_min_max_bound_the_policy(home: Path, tmp_path: Path) -> None:
+    load = tmp_path / "load"
+    load.write_text("1000\n")
+    herd = SyncClient()
+    herd.up(write_spec(tmp_path / "p", policy_spec(load, scale_in_cooldown="1h")))
+    herd.manage(["auto"], once=True)  # 100x the target: bounded by max 4
+    assert len(ready_names(herd.status("auto"))) == 4
+    assert scaling_events(herd) == ["scale-out web: queue 1000 > 10 → +3 (1 → 4)"]
+
+    load.write_text("0\n")
+    herd.scale("auto", "web", "=3")  # a manual scale: the scale-in cooldown (an hour) starts from it
+    for _ in range(3):
+        herd.manage(["auto"], once=True)
+    assert len(ready_names(herd.status("auto"))) == 3
+    assert scaling_events(herd) == ["scale-out web: queue 1000 > 10 → +3 (1 → 4)"]
+    herd.down("auto")
