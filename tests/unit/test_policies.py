@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloudherd.engine.metrics import cpu_counters, cpu_percent, parse_proc, prometheus_value
-from cloudherd.engine.policies import Since, target_tracking
-from cloudherd.spec.parts import TargetTracking
+from cloudherd.engine.policies import Since, decide, step_scaling, target_tracking
+from cloudherd.spec.parts import StepScaling, TargetTracking
 
 CPU = TargetTracking(metric="cpu", target=50, scale_in_after=3, scale_out_cooldown=60, scale_in_cooldown=300)
 
@@ -63,3 +63,35 @@ def test_a_series_is_read_from_the_prometheus_text_format() -> None:
     assert prometheus_value(text, 'jobs_waiting{queue="b"}') == 4.5
     assert prometheus_value(text, "jobs_done_total") == 17
     assert prometheus_value(text, "absent") is None
+
+
+def step(**fields: object) -> StepScaling:
+    base: dict[str, object] = {"type": "step", "metric": "cpu", "threshold": 70, "evaluation_periods": 3,
+                               "datapoints_to_alarm": 2, "cooldown": 0,
+                               "steps": [{"lower_bound": 0, "upper_bound": 20, "adjustment": 1},
+                                         {"lower_bound": 20, "adjustment": 3}]}
+    return StepScaling.model_validate(base | fields)
+
+
+def test_a_step_alarm_needs_its_datapoints_and_picks_the_step_of_the_newest() -> None:
+    assert step_scaling("web", step(), [75.0, 60.0, 60.0], 2, 1, 10, Since()) is None  # 1 of 3 past
+    small = step_scaling("web", step(), [75.0, 60.0, 80.0], 2, 1, 10, Since())
+    assert small is not None and small.desired == 3  # 80 is 10 past 70: the first step
+    assert small.reason == "cpu 80 >= 70 for 2 of 3 samples → +1 (2 → 3)"
+    big = step_scaling("web", step(), [95.0, 60.0, 95.0], 2, 1, 4, Since())
+    assert big is not None and big.desired == 4  # 25 past: +3, bounded by max 4
+    assert step_scaling("web", step(cooldown=300), [95.0, 95.0, 95.0], 2, 1, 10, Since(any_scaling=100)) is None
+
+
+def test_step_adjustment_types_and_a_scale_in_alarm() -> None:
+    down = step(comparison="<", threshold=20, evaluation_periods=2, datapoints_to_alarm=None,
+                steps=[{"upper_bound": 0, "adjustment": -50}], adjustment_type="percent_change_in_capacity",
+                min_adjustment_magnitude=2)
+    halved = step_scaling("web", down, [5.0, 5.0], 10, 1, 10, Since())
+    assert halved is not None and halved.desired == 5
+    assert halved.reason == "cpu 5 < 20 for 2 of 2 samples → -5 (10 → 5)"
+    least = step_scaling("web", down, [5.0, 5.0], 3, 0, 10, Since())
+    assert least is not None and least.desired == 1  # 50% of 3 is 1, at least 2
+    exact = step(adjustment_type="exact_capacity", steps=[{"lower_bound": 0, "adjustment": 6}])
+    decision = decide("web", exact, [90.0, 90.0, 90.0], 2, 1, 10, Since())
+    assert decision is not None and decision.desired == 6

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from cloudherd.engine.metrics import Sampler
-from cloudherd.engine.policies import Decision, Since, target_tracking
+from cloudherd.engine.policies import Decision, Since, decide
 from cloudherd.engine.session import RunSession
 from cloudherd.spec import LoadedSpec
+from cloudherd.spec.parts import Policy, TargetTracking
 from cloudherd.state.models import Infrastructure, Node, utcnow
 from cloudherd.state.repo import Store
 
@@ -34,10 +35,10 @@ async def autoscale(store: Store, infra: Infrastructure, loaded: LoadedSpec, nod
         if not group.policies or name not in sizes:
             continue
         since = _since(store, infra.id, name, now)
-        decisions = [target_tracking(name, policy, [row.value for row in store.samples(
-            infra.id, name, policy.metric, limit=policy.scale_in_after)], sizes[name], group.min, group.max, since)
+        decisions = [(policy, decide(name, policy, [row.value for row in store.samples(
+            infra.id, name, policy.metric, limit=policy.samples_needed)], sizes[name], group.min, group.max, since))
             for policy in group.policies if (name, policy.metric) in fresh]
-        decision = _combined([d for d in decisions if d is not None], len(decisions), sizes[name])
+        decision = _combined(decisions, sizes[name])
         if decision is None:
             continue
         store.add_scale_request(infra.id, name, "set", decision.desired)
@@ -47,15 +48,17 @@ async def autoscale(store: Store, infra: Infrastructure, loaded: LoadedSpec, nod
     return said
 
 
-def _combined(decisions: Sequence[Decision], asked: int, current: int) -> Decision | None:
-    """Several policies of one group: the largest scale-out wins; a scale-in only when every policy that could
-    decide wants one (then the smallest of them)."""
-    out = [d for d in decisions if d.desired > current]
+def _combined(decisions: Sequence[tuple[Policy, Decision | None]], current: int) -> Decision | None:
+    """Several policies of one group, as AWS combines them: the largest scale-out wins; a scale-in only when no
+    policy scales out and every target-tracking policy wants one (a step policy's alarm acts on its own): then
+    the one that removes the fewest nodes."""
+    made = [d for _, d in decisions if d is not None]
+    out = [d for d in made if d.desired > current]
     if out:
         return max(out, key=lambda d: d.desired)
-    if decisions and len(decisions) == asked:
-        return max(decisions, key=lambda d: d.desired)
-    return None
+    if any(d is None for p, d in decisions if isinstance(p, TargetTracking)):
+        return None
+    return max(made, key=lambda d: d.desired) if made else None
 
 
 def _since(store: Store, infra_id: str, group: str, now: datetime) -> Since:

@@ -1,6 +1,10 @@
 """Scaling policies' decisions: a pure function of the samples, the group's size and bounds, and how long ago
 the group was last scaled.  Nothing here reads or writes; :mod:`cloudherd.engine.autoscale` does.
 
+Step scaling is an alarm (``datapoints_to_alarm`` of the last ``evaluation_periods`` samples past the threshold)
+and the step that holds the newest sample's distance from the threshold; then a ``cooldown`` after the group's
+last scaling of any kind.
+
 Target tracking follows what AWS documents for it: out at once and in proportion (``ceil(size * value /
 target)``), in slowly (only after ``scale_in_after`` samples in a row below the target, by one step of at most a
 tenth of the group, sized by the highest of those samples), never past ``min`` / ``max``, and not within a
@@ -14,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cloudherd.spec.parts import TargetTracking
+from cloudherd.spec.parts import Policy, StepScaling, TargetTracking
 
 
 @dataclass(frozen=True)
@@ -70,3 +74,48 @@ def target_tracking(group: str, policy: TargetTracking, values: Sequence[float],
         return None
     return Decision(group, desired, f"{policy.metric} {_shown(value)} < {_shown(target)} for {len(recent)} of "
                                     f"{len(recent)} samples → -{current - desired} ({current} → {desired})")
+
+
+_COMPARE = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
+
+
+def step_scaling(group: str, policy: StepScaling, values: Sequence[float], current: int, low: int | None,
+                 high: int | None, since: Since) -> Decision | None:
+    """The decision of a step policy (see the module), or None: no alarm, no step that holds, or not now."""
+    window = list(values[-policy.evaluation_periods:])
+    needed = policy.datapoints_to_alarm or policy.evaluation_periods
+    breaching = [v for v in window if _COMPARE[policy.comparison](float(v), policy.threshold)]
+    if len(window) < needed or len(breaching) < needed:
+        return None
+    if since.any_scaling is not None and since.any_scaling < policy.cooldown:
+        return None
+    value = window[-1]
+    step = next((s for s in policy.steps if s.holds(value - policy.threshold)), None)
+    if step is None:
+        return None
+    if policy.adjustment_type == "exact_capacity":
+        wanted = step.adjustment
+    elif policy.adjustment_type == "percent_change_in_capacity":
+        change = current * step.adjustment / 100
+        change = math.floor(change) if change > 0 else math.ceil(change)
+        least = policy.min_adjustment_magnitude or 0
+        if abs(change) < least:
+            change = least if step.adjustment > 0 else -least
+        wanted = current + change
+    else:
+        wanted = current + step.adjustment
+    desired = max(min(wanted, high if high is not None else wanted), low or 0)
+    if desired == current:
+        return None
+    sign = "+" if desired > current else "-"
+    return Decision(group, desired, f"{policy.metric} {_shown(value)} {policy.comparison} {_shown(policy.threshold)} "
+                                    f"for {len(breaching)} of {len(window)} samples → {sign}{abs(desired - current)} "
+                                    f"({current} → {desired})")
+
+
+def decide(group: str, policy: Policy, values: Sequence[float], current: int, low: int | None, high: int | None,
+           since: Since) -> Decision | None:
+    """The decision of any policy."""
+    if isinstance(policy, StepScaling):
+        return step_scaling(group, policy, values, current, low, high, since)
+    return target_tracking(group, policy, values, current, low, high, since)

@@ -34,11 +34,11 @@ from cloudherd.spec.parts import (
     Metric,
     MinCount,
     Placement,
+    Policy,
     ProviderConfig,
     Scaling,
     SizeNeed,
     SSHConfig,
-    TargetTracking,
     Update,
     Upload,
 )
@@ -149,7 +149,7 @@ class Group(_Strict):
                                      "others under the group's metrics:)")
 
     @property
-    def policies(self) -> list[TargetTracking]:
+    def policies(self) -> list[Policy]:
         """The policies that decide the group's size (``scaling: {policies: […]}``)."""
         return self.scaling.policies if self.scaling is not None else []
 

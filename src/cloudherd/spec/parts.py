@@ -11,7 +11,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -234,6 +236,68 @@ class TargetTracking(_Strict):
     scale_in_after: Int = Field(default=3, ge=1, le=1000)
     disable_scale_in: Bool = False
 
+    @property
+    def samples_needed(self) -> int:
+        return self.scale_in_after
+
+
+class StepAdjustment(_Strict):
+    """One step of a step policy: when the metric is ``lower_bound`` to ``upper_bound`` past the threshold (an
+    open end: unbounded), change the group by ``adjustment`` (negative: remove)."""
+
+    lower_bound: Float | None = None
+    upper_bound: Float | None = None
+    adjustment: Int
+
+    def holds(self, excess: float) -> bool:
+        return (self.lower_bound is None or excess >= self.lower_bound) and \
+            (self.upper_bound is None or excess < self.upper_bound)
+
+
+class StepScaling(_Strict):
+    """An alarm and its steps, as AWS's step scaling: when ``datapoints_to_alarm`` of the last
+    ``evaluation_periods`` samples are past ``threshold`` (by ``comparison``), the step that holds the newest
+    sample's distance from the threshold changes the group's size: by that many nodes (``change_in_capacity``),
+    to that many (``exact_capacity``), or by that percent (``percent_change_in_capacity``, at least
+    ``min_adjustment_magnitude`` nodes).  Then no step is taken for ``cooldown``."""
+
+    type: Literal["step"]
+    metric: str = Field(min_length=1)
+    threshold: Float
+    comparison: Literal[">", ">=", "<", "<="] = ">="
+    evaluation_periods: Int = Field(default=1, ge=1, le=1000)
+    datapoints_to_alarm: Int | None = Field(default=None, ge=1, le=1000)
+    adjustment_type: Literal["change_in_capacity", "exact_capacity", "percent_change_in_capacity"] = \
+        "change_in_capacity"
+    steps: list[StepAdjustment] = Field(min_length=1)
+    min_adjustment_magnitude: Int | None = Field(default=None, ge=1)
+    cooldown: Duration = Field(default=300.0, ge=0)
+    warmup: Duration = Field(default=60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _alarm_fits(self) -> StepScaling:
+        if self.datapoints_to_alarm is not None and self.datapoints_to_alarm > self.evaluation_periods:
+            raise _SubValueError(("datapoints_to_alarm",), f"{self.datapoints_to_alarm} is more than "
+                                 f"evaluation_periods ({self.evaluation_periods})")
+        return self
+
+    @property
+    def samples_needed(self) -> int:
+        return self.evaluation_periods
+
+
+def _policy_kind(value: Any) -> str:
+    kind = value.get("type", "target_tracking") if isinstance(value, dict) else getattr(value, "type", None)
+    return f"<{kind}>"
+
+
+# a policy is target tracking unless its type says otherwise; the "<...>" tags are dropped from error paths
+Policy = Annotated[
+    Annotated[TargetTracking, Tag("<target_tracking>")] | Annotated[StepScaling, Tag("<step>")],
+    Discriminator(_policy_kind, custom_error_type="policy_type",
+                  custom_error_message="type is target_tracking (the default) or step"),
+]
+
 
 class Scaling(_Strict):
     """A group's bounds (``scaling: {min: N, max: M}``, Occopus's spelling of ``min:``/``max:``) and the policies
@@ -241,7 +305,7 @@ class Scaling(_Strict):
 
     min: Int | None = Field(default=None, ge=0, le=10000)
     max: Int | None = Field(default=None, ge=0, le=10000)
-    policies: list[TargetTracking] = Field(default_factory=list)
+    policies: list[Policy] = Field(default_factory=list)
 
 
 class InlineScript(_Strict):

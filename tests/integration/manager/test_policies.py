@@ -66,3 +66,27 @@ def test_a_cooldown_holds_after_a_manual_scale_and_min_max_bound_the_policy(home
     assert len(ready_names(herd.status("auto"))) == 3
     assert scaling_events(herd) == ["scale-out web: queue 1000 > 10 → +3 (1 → 4)"]
     herd.down("auto")
+
+
+def test_step_policies_scale_by_their_steps(home: Path, tmp_path: Path) -> None:
+    load = tmp_path / "load"
+    load.write_text("30\n")
+    policies = ("        - {type: step, metric: queue, threshold: 10, cooldown: 0s, warmup: 0s,\n"
+                "           steps: [{lower_bound: 0, upper_bound: 50, adjustment: 2},\n"
+                "                   {lower_bound: 50, adjustment: 3}]}\n"
+                "        - {type: step, metric: queue, threshold: 5, comparison: '<', evaluation_periods: 2,\n"
+                "           cooldown: 0s, warmup: 0s, steps: [{upper_bound: 0, adjustment: -1}]}\n")
+    spec = ("name: auto\ngroups:\n  web:\n    count: 1\n    min: 1\n    max: 4\n"
+            f"    metrics:\n      queue: {{command: 'cat {load}', aggregate: max}}\n"
+            f"    scaling:\n      policies:\n{policies}")
+    herd = SyncClient()
+    herd.up(write_spec(tmp_path / "p", spec))
+    herd.manage(["auto"], once=True)
+    assert len(ready_names(herd.status("auto"))) == 3
+    load.write_text("1\n")
+    herd.manage(["auto"], once=True)  # 1 of the 2 periods below
+    herd.manage(["auto"], once=True)
+    assert len(ready_names(herd.status("auto"))) == 2
+    assert scaling_events(herd) == ["scale-out web: queue 30 >= 10 for 1 of 1 samples → +2 (1 → 3)",
+                                    "scale-in web: queue 1 < 5 for 2 of 2 samples → -1 (3 → 2)"]
+    herd.down("auto")
