@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloudherd.api import views
-from cloudherd.api.client_core import PathLike, Specs, _bounds, _check_limits, _safe_url, _scale_change, _unmade
+from cloudherd.api.client_core import PathLike, Specs, _check_limits, _safe_url, _scale_change, _scaling, _unmade
 from cloudherd.api.client_queries import Queries
 from cloudherd.api.types import (
     Fault,
@@ -293,7 +293,7 @@ class Commands(Queries):
         if group not in rows:
             raise UsageError(f"no group '{group}' in {infra.name} (groups: {', '.join(sorted(rows))})")
         victim_ids = self._victim_ids(infra, group, victims)
-        low, high = _bounds(infra).get(group, (None, None))
+        low, high, _ = _scaling(infra).get(group, (None, None, ()))
         before = rows[group].count
         target, note = scale_target(before, kind, amount, low, high)
         if target > self.max_group_size:

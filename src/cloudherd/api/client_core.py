@@ -106,8 +106,8 @@ class ClientCore:
 
         reads = self.reads
         row = reads.infrastructure(infra.id)
-        return views.infrastructure(row, nodes, reads.pins(infra.id), reads.last_actions(infra.id), _bounds(row),
-                                    is_managed(reads, row.name))
+        return views.infrastructure(row, nodes, reads.pins(infra.id), reads.last_actions(infra.id), _scaling(row),
+                                    is_managed(reads, row.name), reads.latest_samples(infra.id))
 
     def _victim_ids(self, infra: InfraRow, group: str, victims: Sequence[str]) -> list[str]:
         """The live nodes ``victims`` name (the one rule: :meth:`cloudherd.state.repo.Store.resolve_node`)."""
@@ -153,16 +153,17 @@ def _scale_change(change: str | int) -> tuple[str, int]:
     return kind, amount
 
 
-def _bounds(infra: InfraRow | InfraRecord) -> dict[str, tuple[int | None, int | None]]:
-    """Each group's min and max, from the spec as applied."""
+def _scaling(infra: InfraRow | InfraRecord) -> dict[str, views.Scaling]:
+    """Each group's min, max and scaling policies, from the spec as applied."""
     from cloudherd.engine.context import snapshot
+    from cloudherd.engine.policies import describe
     from cloudherd.errors import SpecError
 
     try:
         spec = snapshot(infra).spec
     except SpecError:
         return {}
-    return {name: (g.min, g.max) for name, g in spec.groups.items()}
+    return {name: (g.min, g.max, [describe(p) for p in g.policies]) for name, g in spec.groups.items()}
 
 
 def _key_body(public_key: str) -> str:

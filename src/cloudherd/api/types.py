@@ -85,6 +85,8 @@ class Group(_Value):
     max: int | None = None
     actual: int = 0  # nodes not terminated
     healthy: int = 0  # ready nodes
+    policies: tuple[str, ...] = ()  # the scaling policies that decide its size, a line each
+    metrics: dict[str, float] = Field(default_factory=dict)  # each sampled metric's latest aggregate
 
 
 class InfrastructureSummary(_Value):

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from cloudherd.api import types
 from cloudherd.lifecycle import InfraState, NodeState
 
+Scaling = tuple[int | None, int | None, Sequence[str]]  # a group's min, max and its policies, a line each
+
 if TYPE_CHECKING:
     from cloudherd.engine.fleet import ExecResult, TransferResult
     from cloudherd.engine.gc import Orphan
@@ -40,14 +42,17 @@ def node(row: NodeRow, host_key: str | None = None, last: ActionRow | None = Non
     )
 
 
-def group(row: GroupRow, nodes: Iterable[NodeRow] = (), bounds: tuple[int | None, int | None] = (None, None)
-          ) -> types.Group:
+def group(row: GroupRow, nodes: Iterable[NodeRow] = (), scaling: Scaling | None = None,
+          metrics: Mapping[str, float] | None = None) -> types.Group:
+    """``scaling``: the group's bounds and policies from the spec as applied; ``metrics``: its latest samples."""
+    low, high, policies = scaling if scaling is not None else (None, None, ())
     config: Mapping[str, Any] = row.config or {}
     mine = [n for n in nodes if n.group_name == row.name and n.state != NodeState.TERMINATED]
     return types.Group(
         name=row.name, provider=row.provider, provider_type=row.provider_type, image=row.image, size=row.size,
         count=row.count, tags={str(k): str(v) for k, v in (config.get("tags") or {}).items()},
-        min=bounds[0], max=bounds[1], actual=len(mine), healthy=sum(n.state == NodeState.READY for n in mine),
+        min=low, max=high, actual=len(mine), healthy=sum(n.state == NodeState.READY for n in mine),
+        policies=tuple(policies), metrics=dict(metrics or {}),
     )
 
 
@@ -76,12 +81,12 @@ def _summary_fields(row: InfraRow, node_counts: tuple[int, int], managed: bool) 
 
 
 def infrastructure(row: InfraRow, nodes: Iterable[NodeRow], pins: Mapping[str, str],
-                   last: Mapping[str, ActionRow], bounds: Mapping[str, tuple[int | None, int | None]],
-                   managed: bool) -> types.Infrastructure:
+                   last: Mapping[str, ActionRow], scaling: Mapping[str, Scaling], managed: bool,
+                   metrics: Mapping[str, Mapping[str, float]] | None = None) -> types.Infrastructure:
     nodes = list(nodes)
     return types.Infrastructure(
         **_summary_fields(row, counts(nodes), managed),
-        groups=tuple(group(g, nodes, bounds.get(g.name, (None, None))) for g in row.groups),
+        groups=tuple(group(g, nodes, scaling.get(g.name), (metrics or {}).get(g.name)) for g in row.groups),
         nodes=tuple(node(n, pins.get(n.id), last.get(n.id)) for n in nodes),
     )
 

@@ -67,6 +67,11 @@ def status(
         groups.add_row(g.name, g.provider, str(g.count), str(g.actual), str(g.healthy),
                        "" if g.min is None else str(g.min), "" if g.max is None else str(g.max))
     out.print(groups)
+    for g in infra.groups:
+        if g.policies or g.metrics:
+            now = ", ".join(f"{metric} {value:.4g}" for metric, value in g.metrics.items())
+            out.print(Text(f"{g.name}: " + ("; ".join(g.policies) or "no policy") + (f"; now {now}" if now else ""),
+                           style="dim"))
     table = Table(box=None, header_style="bold")
     machines = any(node.machine for node in infra.nodes)
     for column in ("node", "group", "state", "address", "health", "last action", *(["machine"] if machines else [])):

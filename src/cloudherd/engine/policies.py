@@ -119,3 +119,12 @@ def decide(group: str, policy: Policy, values: Sequence[float], current: int, lo
     if isinstance(policy, StepScaling):
         return step_scaling(group, policy, values, current, low, high, since)
     return target_tracking(group, policy, values, current, low, high, since)
+
+
+def describe(policy: Policy) -> str:
+    """A policy in a line, for ``status`` and the dashboard."""
+    if isinstance(policy, StepScaling):
+        steps = ", ".join(f"{'+' if s.adjustment > 0 else ''}{s.adjustment}" for s in policy.steps)
+        alarm = f"{policy.datapoints_to_alarm or policy.evaluation_periods} of {policy.evaluation_periods}"
+        return f"step: {policy.metric} {policy.comparison} {_shown(policy.threshold)} ({alarm} samples): {steps}"
+    return f"target tracking: {policy.metric} at {_shown(policy.target)}"

@@ -170,6 +170,15 @@ class Reader:
         return {f"node_def:{row[0]}": list((_json(row[1]) or {}).get("list") or [])
                 for row in self._rows("SELECT type, implementations FROM node_defs")}
 
+    def latest_samples(self, infrastructure_id: str) -> dict[str, dict[str, float]]:
+        """As :meth:`Store.latest_samples`."""
+        rows = self._rows("SELECT group_name, metric, value FROM metric_samples WHERE id IN (SELECT max(id) FROM "
+                          "metric_samples WHERE infrastructure_id = ? GROUP BY group_name, metric)", infrastructure_id)
+        latest: dict[str, dict[str, float]] = {}
+        for group, metric, value in rows:
+            latest.setdefault(group, {})[metric] = value
+        return latest
+
     # -- leases ----------------------------------------------------------------------------------------
 
     def lease(self, scope: str, *, live: bool = False) -> LeaseRecord | None:

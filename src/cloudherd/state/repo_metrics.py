@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from cloudherd.state.models import MetricSample, utcnow
@@ -52,3 +52,13 @@ class MetricState:
         with self.reading() as s:
             rows = list(s.scalars(query.order_by(MetricSample.id.desc()).limit(limit)))
         return rows[::-1]
+
+    def latest_samples(self, infra_id: str) -> dict[str, dict[str, float]]:
+        """Each group's latest value of each metric: ``{group: {metric: value}}``."""
+        newest = select(func.max(MetricSample.id)).where(MetricSample.infrastructure_id == infra_id) \
+            .group_by(MetricSample.group_name, MetricSample.metric)
+        latest: dict[str, dict[str, float]] = {}
+        with self.reading() as s:
+            for row in s.scalars(select(MetricSample).where(MetricSample.id.in_(newest.scalar_subquery()))):
+                latest.setdefault(row.group_name, {})[row.metric] = row.value
+        return latest

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import write_spec
+from helpers import cli, write_spec
 from manager_helpers import ready_names
 
 from cloudherd.api import SyncClient
@@ -46,6 +46,11 @@ def test_target_tracking_scales_out_at_once_and_in_slowly(home: Path, tmp_path: 
     assert infra is not None
     kept = [(s.value, s.nodes) for s in store.samples(infra.id, "web", "queue")]
     assert kept == [(25.0, 1), (4.0, 3), (4.0, 3)]  # each pass's aggregate over the ready nodes that answered
+    [web] = herd.status("auto").groups  # read through the lean reader: the same as the store's
+    assert web.metrics == store.latest_samples(infra.id)["web"] == {"queue": 4.0}
+    assert web.policies == ("target tracking: queue at 10",)
+    shown = cli("status", "auto")
+    assert "web: target tracking: queue at 10; now queue 4" in shown.stdout, shown.stdout
     store.engine.dispose()
     herd.down("auto")
 
