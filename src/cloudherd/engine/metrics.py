@@ -127,19 +127,21 @@ class Sampler:
     async def sample(self, infra: Infrastructure, loaded: LoadedSpec, nodes: Sequence[Node], pool: ConnectionPool,
                      reach: Reach, now: datetime) -> list[GroupSample]:
         """Every metric a policy of a group names, or that the group declares, aggregated over its ready nodes
-        past their warm-up; nothing for a group none of whose nodes answered."""
+        past the warm-up of the policies reading it; no sample of a metric no such node answered."""
         wanted = {name: _metrics_of(loaded, name) for name in loaded.spec.groups}
-        members = {name: [n for n in nodes if n.group_name == name and n.state == NodeState.READY
-                          and not _warming(n, _warmup(loaded, name), now)]
+        members = {name: [n for n in nodes if n.group_name == name and n.state == NodeState.READY]
                    for name, metrics in wanted.items() if metrics}
-        per_node = await asyncio.gather(*(self._node(infra, loaded, n, nodes, pool, reach, wanted[name])
-                                          for name, group_nodes in members.items() for n in group_nodes))
-        by_node = dict(zip([n.id for group_nodes in members.values() for n in group_nodes], per_node, strict=True))
+        asked = [(name, n) for name, group_nodes in members.items() for n in group_nodes]
+        answers = await asyncio.gather(*(self._node(infra, loaded, n, nodes, pool, reach, wanted[name])
+                                         for name, n in asked))
+        by_node = {n.id: values for (_, n), values in zip(asked, answers, strict=True)}
         samples = []
         for name, group_nodes in members.items():
             declared = loaded.group(name).metrics
             for metric in wanted[name]:
-                values = [v for n in group_nodes if (v := by_node[n.id].get(metric)) is not None]
+                warmup = _warmup(loaded, name, metric)
+                values = [v for n in group_nodes if not _warming(n, warmup, now)
+                          and (v := by_node[n.id].get(metric)) is not None]
                 if values:
                     how = declared[metric].aggregate if metric in declared else "average"
                     samples.append(GroupSample(name, metric, round(aggregate(values, how), 4), len(values)))
@@ -198,8 +200,9 @@ def _metrics_of(loaded: LoadedSpec, group: str) -> list[str]:
     return list(dict.fromkeys([*(p.metric for p in spec.policies), *spec.metrics]))
 
 
-def _warmup(loaded: LoadedSpec, group: str) -> float:
-    return max((p.warmup for p in loaded.group(group).policies), default=0.0)
+def _warmup(loaded: LoadedSpec, group: str, metric: str) -> float:
+    """How long a new node is left out of ``metric``'s aggregate: the longest warm-up of the policies reading it."""
+    return max((p.warmup for p in loaded.group(group).policies if p.metric == metric), default=0.0)
 
 
 def _warming(node: Node, warmup: float, now: datetime) -> bool:
