@@ -293,7 +293,7 @@ class Commands(Queries):
         if group not in rows:
             raise UsageError(f"no group '{group}' in {infra.name} (groups: {', '.join(sorted(rows))})")
         victim_ids = self._victim_ids(infra, group, victims)
-        low, high, _ = _scaling(infra).get(group, (None, None, ()))
+        low, high, _ = _scaling(infra, self.store).get(group, (None, None, ()))
         before = rows[group].count
         target, note = scale_target(before, kind, amount, low, high)
         if target > self.max_group_size:

@@ -106,8 +106,8 @@ class ClientCore:
 
         reads = self.reads
         row = reads.infrastructure(infra.id)
-        return views.infrastructure(row, nodes, reads.pins(infra.id), reads.last_actions(infra.id), _scaling(row),
-                                    is_managed(reads, row.name), reads.latest_samples(infra.id))
+        return views.infrastructure(row, nodes, reads.pins(infra.id), reads.last_actions(infra.id),
+                                    _scaling(row, reads), is_managed(reads, row.name), reads.latest_samples(infra.id))
 
     def _victim_ids(self, infra: InfraRow, group: str, victims: Sequence[str]) -> list[str]:
         """The live nodes ``victims`` name (the one rule: :meth:`cloudherd.state.repo.Store.resolve_node`)."""
@@ -153,8 +153,9 @@ def _scale_change(change: str | int) -> tuple[str, int]:
     return kind, amount
 
 
-def _scaling(infra: InfraRow | InfraRecord) -> dict[str, views.Scaling]:
-    """Each group's min, max and scaling policies, from the spec as applied."""
+def _scaling(infra: InfraRow | InfraRecord, reads: Store | Reader) -> dict[str, views.Scaling]:
+    """Each group's min and max in force (the spec's as applied, or a scheduled action's since), and its scaling
+    policies and schedules, a line each."""
     from cloudherd.engine.context import snapshot
     from cloudherd.engine.policies import describe
     from cloudherd.errors import SpecError
@@ -163,7 +164,12 @@ def _scaling(infra: InfraRow | InfraRecord) -> dict[str, views.Scaling]:
         spec = snapshot(infra).spec
     except SpecError:
         return {}
-    return {name: (g.min, g.max, [describe(p) for p in g.policies]) for name, g in spec.groups.items()}
+    scheduled = reads.scheduled_bounds(infra.id) if any(g.schedules for g in spec.groups.values()) else {}
+    limits = {name: scheduled.get(name, (None, None)) for name in spec.groups}
+    return {name: (g.min if limits[name][0] is None else limits[name][0],
+                   g.max if limits[name][1] is None else limits[name][1],
+                   [*(describe(p) for p in g.policies), *(s.describe() for s in g.schedules)])
+            for name, g in spec.groups.items()}
 
 
 def _key_body(public_key: str) -> str:

@@ -12,6 +12,7 @@ from cloudherd.engine.metrics import Sampler
 from cloudherd.engine.policies import Decision, Since, decide
 from cloudherd.engine.session import RunSession
 from cloudherd.spec import LoadedSpec
+from cloudherd.spec.cron import due
 from cloudherd.spec.parts import Policy, TargetTracking
 from cloudherd.state.models import Infrastructure, Node, utcnow
 from cloudherd.state.repo import Store
@@ -20,23 +21,26 @@ SCALING_KINDS = ("scale-out", "scale-in", "scale")  # the events that say a grou
 
 
 async def autoscale(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: Sequence[Node], run: RunSession,
-                    sampler: Sampler) -> list[str]:
-    """One scaling step; returns the decisions' lines (empty when no group has a policy or a metric)."""
+                    sampler: Sampler, now: datetime | None = None) -> list[str]:
+    """One scaling step at ``now`` (the pass's clock); returns the decisions' lines (empty when no group has a
+    schedule, a policy or a metric)."""
+    now = now or utcnow()
+    said = fire_schedules(store, infra, loaded, now)
     if not any(g.policies or g.metrics for g in loaded.spec.groups.values()):
-        return []
-    now = utcnow()
+        return said
     samples = await sampler.sample(infra, loaded, nodes, run.pool, run.reach, now)
     sampler.forget({n.id: n for n in nodes})
     store.add_samples(infra.id, [(s.group, s.metric, s.value, s.nodes) for s in samples], at=now)
     fresh = {(s.group, s.metric) for s in samples}
     sizes = {g.name: g.count for g in infra.groups}
-    said = []
+    limits = bounds_in_force(store, infra.id, loaded)
     for name, group in loaded.spec.groups.items():
         if not group.policies or name not in sizes:
             continue
         since = _since(store, infra.id, name, now)
+        low, high = limits[name]
         decisions = [(policy, decide(name, policy, [row.value for row in store.samples(
-            infra.id, name, policy.metric, limit=policy.samples_needed)], sizes[name], group.min, group.max, since))
+            infra.id, name, policy.metric, limit=policy.samples_needed)], sizes[name], low, high, since))
             for policy in group.policies if (name, policy.metric) in fresh]
         decision = _combined(decisions, sizes[name])
         if decision is None:
@@ -73,3 +77,45 @@ def _since(store: Store, infra_id: str, group: str, now: datetime) -> Since:
     any_at = max(last.values(), default=None)
     return Since(scale_out=(now - out).total_seconds() if out else None,
                  any_scaling=(now - any_at).total_seconds() if any_at else None)
+
+
+def bounds_in_force(store: Store, infra_id: str, loaded: LoadedSpec) -> dict[str, tuple[int | None, int | None]]:
+    """Each group's min and max: the spec's, or what a scheduled action set since the latest release (an ``up``
+    brings the spec's back)."""
+    scheduled = store.scheduled_bounds(infra_id) if any(g.schedules for g in loaded.spec.groups.values()) else {}
+    limits = {}
+    for name, group in loaded.spec.groups.items():
+        low, high = scheduled.get(name, (None, None))
+        limits[name] = (group.min if low is None else low, group.max if high is None else high)
+    return limits
+
+
+def fire_schedules(store: Store, infra: Infrastructure, loaded: LoadedSpec, now: datetime) -> list[str]:
+    """Apply the scheduled actions due at ``now``, each occurrence once (:func:`cloudherd.spec.cron.due`): the
+    bounds it sets recorded with the firing, the size asked for (clamped to the bounds then in force) as a scale
+    request; each an event."""
+    if not any(g.schedules for g in loaded.spec.groups.values()):
+        return []
+    sizes = {g.name: g.count for g in infra.groups}
+    fired = store.last_firings(infra.id)
+    said = []
+    for name, group in loaded.spec.groups.items():
+        for schedule in group.schedules if name in sizes else ():
+            since = max(infra.created_at, fired.get((name, schedule.name), infra.created_at))
+            moment = due(schedule.cron, schedule.at, schedule.timezone, now, since)
+            if moment is None:
+                continue
+            store.add_firing(infra.id, name, schedule.name, moment, min=schedule.min, max=schedule.max,
+                             desired=schedule.desired)
+            low, high = bounds_in_force(store, infra.id, loaded)[name]
+            wanted = schedule.desired if schedule.desired is not None else sizes[name]
+            target = min(max(wanted, low or 0), high if high is not None else wanted)
+            if target != sizes[name]:
+                store.add_scale_request(infra.id, name, "set", target)
+            what = ", ".join(f"{key} {value}" for key, value in (("min", schedule.min), ("max", schedule.max),
+                                                                ("desired", schedule.desired)) if value is not None)
+            line = f"{name}: {schedule.name} at {moment.isoformat()} → {what} (size {sizes[name]} → {target})"
+            store.add_event(infra.id, "scheduled", line)
+            said.append(line)
+            sizes[name] = target
+    return said

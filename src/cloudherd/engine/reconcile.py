@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from cloudherd.engine import rollout
 from cloudherd.engine.apply import pause_limit, roll_out
-from cloudherd.engine.autoscale import autoscale
+from cloudherd.engine.autoscale import autoscale, bounds_in_force
 from cloudherd.engine.context import snapshot
 from cloudherd.engine.converge import converge, cooling
 from cloudherd.engine.diff import behind, diff_groups
@@ -120,6 +120,7 @@ class CheckTimes:
         self._checked: dict[str, dict[str, float]] = {}  # infrastructure id → node id → when
         self._failing: dict[str, dict[str, float]] = {}
         self.sampler = Sampler()  # each node's cpu counters at its last sample, also from pass to pass
+        self.clock: Callable[[], datetime] = utcnow  # the wall clock scheduled actions are due by (a test's own)
 
     def due(self, infra_id: str, node: Node, interval: float, now: datetime) -> bool:
         at = self._checked.get(infra_id, {}).get(node.id)
@@ -188,7 +189,7 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             if changes:
                 nodes = store.nodes(infra.id)
             stale = await _check_health(store, infra, loaded, nodes, run.pool, run.reach, report, times)
-            await autoscale(store, infra, loaded, nodes, run, times.sampler)
+            await autoscale(store, infra, loaded, nodes, run, times.sampler, times.clock())
             victims, renew = _consume_scale_requests(store, infra, loaded, report)
             if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)
                 infra = store.infrastructure(infra.id)
@@ -357,7 +358,9 @@ def _consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedS
     victims: set[str] = set()
     renew: set[str] = set()
     rows = {g.name: g for g in infra.groups}
-    for request in store.pending_scale_requests(infra.id):
+    requests = store.pending_scale_requests(infra.id)
+    limits = bounds_in_force(store, infra.id, loaded) if requests else {}
+    for request in requests:
         row = rows.get(request.group_name)
         if row is None or request.group_name not in loaded.spec.groups:
             store.consume_scale_request(request.id, f"no group {request.group_name}")
@@ -370,8 +373,7 @@ def _consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedS
             store.add_event(infra.id, "scale", outcome)
             report.scaled.append(outcome)
             continue
-        group = loaded.group(request.group_name)
-        target, note = scale_target(row.count, request.kind, request.amount, group.min, group.max)
+        target, note = scale_target(row.count, request.kind, request.amount, *limits[request.group_name])
         if note and _newer_bounds_allow(store, infra, request.group_name, row.count, request.kind, request.amount):
             continue  # written with new bounds this pass has not read: the next pass applies it under them
         named = list((request.victims or {}).get("nodes") or [])

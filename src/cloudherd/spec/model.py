@@ -37,6 +37,7 @@ from cloudherd.spec.parts import (
     Policy,
     ProviderConfig,
     Scaling,
+    Schedule,
     SizeNeed,
     SSHConfig,
     Update,
@@ -152,6 +153,11 @@ class Group(_Strict):
     def policies(self) -> list[Policy]:
         """The policies that decide the group's size (``scaling: {policies: […]}``)."""
         return self.scaling.policies if self.scaling is not None else []
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        """The scheduled actions that set its bounds or size (``scaling: {schedules: […]}``)."""
+        return self.scaling.schedules if self.scaling is not None else []
 
     @field_validator("ports")
     @classmethod

@@ -4,6 +4,7 @@ update strategy and uploads.  Each forbids unknown keys, so that a typo is an er
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
@@ -299,6 +300,50 @@ Policy = Annotated[
 ]
 
 
+class Schedule(_Strict):
+    """A scheduled action: at each occurrence of ``cron`` (five fields, read in ``timezone``) or once ``at`` a
+    time, set the group's ``min``, ``max`` and / or ``desired`` size (the size clamped to the bounds in force)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    cron: str | None = None
+    at: datetime | None = None
+    timezone: str = "UTC"
+    min: Int | None = Field(default=None, ge=0, le=10000)
+    max: Int | None = Field(default=None, ge=0, le=10000)
+    desired: Int | None = Field(default=None, ge=0, le=10000)
+
+    @model_validator(mode="after")
+    def _readable(self) -> Schedule:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        if (self.cron is None) == (self.at is None):
+            raise ValueError("give a cron or an at (one of them)")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise _SubValueError(("timezone",), f"no time zone {self.timezone!r} (e.g. UTC, Europe/Budapest)") \
+                from None
+        if self.cron is not None:
+            from cloudherd.spec.cron import Cron, CronError
+
+            try:
+                Cron.parse(self.cron, self.timezone)
+            except CronError as exc:
+                raise _SubValueError(("cron",), str(exc)) from None
+        if self.min is None and self.max is None and self.desired is None:
+            raise ValueError("a schedule sets min, max or desired (at least one)")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise _SubValueError(("min",), f"{self.min} is above max ({self.max})")
+        return self
+
+    def describe(self) -> str:
+        """The schedule in a line, for ``status``."""
+        when = f"cron {self.cron}" if self.cron is not None else f"at {self.at}"
+        sets = ", ".join(f"{key} {value}" for key, value in (("min", self.min), ("max", self.max),
+                                                              ("desired", self.desired)) if value is not None)
+        return f"schedule {self.name}: {when} ({self.timezone}) → {sets}"
+
+
 class Scaling(_Strict):
     """A group's bounds (``scaling: {min: N, max: M}``, Occopus's spelling of ``min:``/``max:``) and the policies
     that decide its size within them."""
@@ -306,6 +351,7 @@ class Scaling(_Strict):
     min: Int | None = Field(default=None, ge=0, le=10000)
     max: Int | None = Field(default=None, ge=0, le=10000)
     policies: list[Policy] = Field(default_factory=list)
+    schedules: list[Schedule] = Field(default_factory=list)
 
 
 class InlineScript(_Strict):

@@ -263,6 +263,23 @@ class MetricSample(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ScheduleFiring(Base):
+    """A scheduled action as it fired: for which occurrence (each fires once), and the bounds and size it set.
+    The bounds of the newest firing since the infrastructure's latest release are the group's in force."""
+
+    __tablename__ = "schedule_firings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    infrastructure_id: Mapped[str] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"), index=True)
+    group_name: Mapped[str] = mapped_column(String(100))
+    schedule: Mapped[str] = mapped_column(String(100))
+    occurrence: Mapped[datetime] = mapped_column()
+    min: Mapped[int | None] = mapped_column(Integer)
+    max: Mapped[int | None] = mapped_column(Integer)
+    desired: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class NodeDefinition(Base):
     """An Occopus node definition (``'node_def:<type>'``: its implementations), imported once and used by
     every Occopus description that names its type, as ``occopus-import`` did."""

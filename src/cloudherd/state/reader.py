@@ -179,6 +179,18 @@ class Reader:
             latest.setdefault(group, {})[metric] = value
         return latest
 
+    def scheduled_bounds(self, infrastructure_id: str) -> dict[str, tuple[int | None, int | None]]:
+        """As :meth:`Store.scheduled_bounds`."""
+        rows = self._rows(
+            "SELECT group_name, min, max FROM schedule_firings WHERE infrastructure_id = ? AND (min IS NOT NULL OR "
+            "max IS NOT NULL) AND at > coalesce((SELECT max(created_at) FROM revisions WHERE infrastructure_id = ?), "
+            "'') ORDER BY id", infrastructure_id, infrastructure_id)
+        bounds: dict[str, tuple[int | None, int | None]] = {}
+        for group, low, high in rows:
+            was = bounds.get(group, (None, None))
+            bounds[group] = (low if low is not None else was[0], high if high is not None else was[1])
+        return bounds
+
     # -- leases ----------------------------------------------------------------------------------------
 
     def lease(self, scope: str, *, live: bool = False) -> LeaseRecord | None:

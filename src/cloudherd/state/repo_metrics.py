@@ -1,5 +1,5 @@
-"""Metric samples: each group's metrics as the manager's passes sampled them, kept bounded.  Mixed into
-:class:`cloudherd.state.repo.Store`."""
+"""Metric samples (each group's metrics as the manager's passes sampled them, kept bounded) and scheduled actions'
+firings.  Mixed into :class:`cloudherd.state.repo.Store`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from cloudherd.state.models import MetricSample, utcnow
+from cloudherd.state.models import MetricSample, Revision, ScheduleFiring, utcnow
+from cloudherd.times import as_utc
 
 KEEP_SAMPLES = 360  # per group and metric: an hour of 10-second passes
 
@@ -62,3 +63,36 @@ class MetricState:
             for row in s.scalars(select(MetricSample).where(MetricSample.id.in_(newest.scalar_subquery()))):
                 latest.setdefault(row.group_name, {})[row.metric] = row.value
         return latest
+
+    # -- scheduled actions --------------------------------------------------------------------------
+
+    def add_firing(self, infra_id: str, group: str, schedule: str, occurrence: datetime, *, min: int | None,
+                   max: int | None, desired: int | None) -> None:
+        with self.session() as s, s.begin():
+            s.add(ScheduleFiring(infrastructure_id=infra_id, group_name=group, schedule=schedule,
+                                 occurrence=occurrence, min=min, max=max, desired=desired))
+
+    def last_firings(self, infra_id: str) -> dict[tuple[str, str], datetime]:
+        """(group, schedule) -> the latest occurrence fired."""
+        with self.reading() as s:
+            rows = s.execute(select(ScheduleFiring.group_name, ScheduleFiring.schedule,
+                                    func.max(ScheduleFiring.occurrence))
+                             .where(ScheduleFiring.infrastructure_id == infra_id)
+                             .group_by(ScheduleFiring.group_name, ScheduleFiring.schedule))
+            return {(group, schedule): as_utc(at) for group, schedule, at in rows}
+
+    def scheduled_bounds(self, infra_id: str) -> dict[str, tuple[int | None, int | None]]:
+        """Each group's (min, max) a scheduled action set since the infrastructure's latest release (an ``up``
+        writes the spec's bounds again); a None: the spec's."""
+        with self.reading() as s:
+            since = s.scalar(select(func.max(Revision.created_at)).where(Revision.infrastructure_id == infra_id))
+            query = select(ScheduleFiring).where(ScheduleFiring.infrastructure_id == infra_id,
+                                                 (ScheduleFiring.min.is_not(None)) | (ScheduleFiring.max.is_not(None)))
+            if since is not None:
+                query = query.where(ScheduleFiring.at > since)
+            rows = list(s.scalars(query.order_by(ScheduleFiring.id)))
+        bounds: dict[str, tuple[int | None, int | None]] = {}
+        for row in rows:
+            low, high = bounds.get(row.group_name, (None, None))
+            bounds[row.group_name] = (row.min if row.min is not None else low, row.max if row.max is not None else high)
+        return bounds

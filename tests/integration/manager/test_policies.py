@@ -4,12 +4,18 @@ reason, every sample kept; a manual scale is a scaling the policy's cooldown sta
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from helpers import cli, write_spec
 from manager_helpers import ready_names
 
 from cloudherd.api import SyncClient
+from cloudherd.engine.reconcile import CheckTimes, reconcile
+from cloudherd.state.location import database_url
+from cloudherd.state.reader import Reader
 from cloudherd.state.repo import Store
 
 
@@ -95,3 +101,47 @@ def test_step_policies_scale_by_their_steps(home: Path, tmp_path: Path) -> None:
     assert scaling_events(herd) == ["scale-out web: queue 30 >= 10 for 1 of 1 samples → +2 (1 → 3)",
                                     "scale-in web: queue 1 < 5 for 2 of 2 samples → -1 (3 → 2)"]
     herd.down("auto")
+
+
+def test_scheduled_actions_fire_at_their_minute_once_and_set_bounds_and_size(home: Path, tmp_path: Path) -> None:
+    budapest = ZoneInfo("Europe/Budapest")
+    # two minutes of the next hours, written in Budapest's time; the passes run on a clock the test sets
+    morning = (datetime.now(UTC) + timedelta(hours=1)).replace(second=0, microsecond=0).astimezone(budapest)
+    night = morning + timedelta(hours=2)
+    schedules = (f"        - {{name: morning, cron: '{morning.minute} {morning.hour} * * *', timezone: Europe/Budapest,"
+                 " min: 2, desired: 3}\n"
+                 f"        - {{name: night, cron: '{night.minute} {night.hour} * * *', timezone: Europe/Budapest,"
+                 " min: 0, max: 1, desired: 0}\n")
+    spec = ("name: timed\ngroups:\n  web:\n    count: 1\n    min: 1\n    max: 4\n"
+            f"    scaling:\n      schedules:\n{schedules}")
+    herd = SyncClient()
+    herd.up(write_spec(tmp_path / "t", spec))
+    store = Store()
+    infra = store.active_named("timed")
+    assert infra is not None
+    times = CheckTimes()
+
+    def pass_at(moment: datetime) -> None:
+        times.clock = lambda: moment
+        report = asyncio.run(reconcile(store, infra.id, times=times))
+        assert report.error is None, report
+
+    pass_at(morning - timedelta(seconds=30))  # not yet
+    assert len(ready_names(herd.status("timed"))) == 1
+    pass_at(morning + timedelta(seconds=10))
+    pass_at(morning + timedelta(seconds=40))  # the same occurrence: fired once
+    view = herd.status("timed")
+    assert len(ready_names(view)) == 3 and (view.groups[0].min, view.groups[0].max) == (2, 4)
+    pass_at(night + timedelta(minutes=5))  # a late pass still fires it, once
+    view = herd.status("timed")
+    assert not ready_names(view) and (view.groups[0].min, view.groups[0].max) == (0, 1)
+    reader = Reader.open(database_url())
+    assert reader is not None and reader.scheduled_bounds(infra.id) == store.scheduled_bounds(infra.id) == {
+        "web": (0, 1)}
+    reader.close()
+    fired = [e.message for e in herd.events("timed") if e.kind == "scheduled"]
+    assert fired == [f"web: morning at {morning.astimezone(UTC).isoformat()} → min 2, desired 3 (size 1 → 3)",
+                     f"web: night at {night.astimezone(UTC).isoformat()} → min 0, max 1, desired 0 (size 3 → 0)"]
+    assert "clamped to max 1" in cli("scale", "timed", "web", "=3").stderr  # the bounds in force are the schedule's
+    store.engine.dispose()
+    herd.down("timed")

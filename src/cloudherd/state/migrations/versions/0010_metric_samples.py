@@ -1,4 +1,5 @@
-"""metric_samples: each group's metrics as the manager samples them, for its scaling policies and for the faces
+"""metric_samples: each group's metrics as the manager samples them, for its scaling policies and for the faces;
+schedule_firings: each scheduled action's firings, and the bounds they set
 
 Revision ID: 0010
 Revises: 0009
@@ -28,8 +29,24 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_metric_samples_infrastructure_id", "metric_samples", ["infrastructure_id"])
+    op.create_table(
+        "schedule_firings",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("infrastructure_id", sa.String(32), sa.ForeignKey("infrastructures.id", ondelete="CASCADE"),
+                  nullable=False),
+        sa.Column("group_name", sa.String(100), nullable=False),
+        sa.Column("schedule", sa.String(100), nullable=False),
+        sa.Column("occurrence", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("min", sa.Integer(), nullable=True),
+        sa.Column("max", sa.Integer(), nullable=True),
+        sa.Column("desired", sa.Integer(), nullable=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_schedule_firings_infrastructure_id", "schedule_firings", ["infrastructure_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_schedule_firings_infrastructure_id", "schedule_firings")
+    op.drop_table("schedule_firings")
     op.drop_index("ix_metric_samples_infrastructure_id", "metric_samples")
     op.drop_table("metric_samples")
