@@ -170,3 +170,25 @@ def test_numbers_in_paths_and_forms_are_bounded_not_read_as_whatever_they_parse_
             answer = browser.post(f"/ui/infrastructures/{infra_id}/rollback",
                                   data={"csrf": form.group(1), "revision": revision})
             assert answer.status_code == 400 and "a revision is a number" in answer.text
+
+
+def test_the_api_and_the_dashboard_show_a_groups_scaling_policies(served: Served) -> None:
+    import re
+
+    import httpx
+
+    token = served.token()
+    spec = ("name: sized\ngroups:\n  web:\n    count: 0\n    max: 2\n    scaling:\n      policies:\n"
+            "        - {metric: cpu, target: 50}\n      schedules:\n"
+            "        - {name: night, cron: '0 22 * * *', desired: 0}\n")
+    with served.client(token) as api:
+        made = api.post("/v1/infrastructures?attach=false", content=spec)
+        assert made.status_code == 201, made.text
+        infra_id = made.json()["id"]
+        [web] = api.get(f"/v1/infrastructures/{infra_id}/groups").json()
+        assert web["policies"] == ["target tracking: cpu at 50", "schedule night: cron 0 22 * * * (UTC) → desired 0"]
+    with httpx.Client(base_url=served.url) as browser:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/ui").text)
+        assert csrf and browser.post("/ui/login", data={"token": token, "csrf": csrf.group(1)}).status_code == 303
+        page = browser.get(f"/ui/infrastructures/{infra_id}").text
+        assert '<div class="policy">target tracking: cpu at 50</div>' in page, page
