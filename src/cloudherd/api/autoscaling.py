@@ -28,6 +28,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from cloudherd.api import phantom
+from cloudherd.api.autoscaling_policies import PolicyActions, spec_policies
 from cloudherd.api.autoscaling_values import (
     CLOUDS_TAG,
     GROUP,
@@ -74,7 +75,7 @@ __all__ = ["CLOUDS_TAG", "GROUP", "NOT_XML", "AutoScaling", "AwsError", "Instanc
 
 
 @dataclass
-class AutoScaling:
+class AutoScaling(PolicyActions):
     """One caller's view: ``owner`` is the user, ``offered`` the server's providers (name → settings)."""
 
     store: Store
@@ -333,12 +334,14 @@ class AutoScaling:
                 raise AwsError("ValidationError", too_big(field, value, self.ceiling))
 
     def _checked_spec(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
-                      zones: list[str], tags: list[dict[str, Any]]) -> str:
+                      zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any] | None = None) -> str:
         """The group's spec, made and loaded as the manager will load it: what it refuses is refused now,
-        before anything is written."""
+        before anything is written.  ``policies``: the group's new ones (else the ones it has)."""
         from cloudherd.spec.loader import load_spec_text
 
-        text = self._spec_text(name, launch, min_size, max_size, desired, zones, tags)
+        if policies is None:
+            policies = next((r.policies or {} for r in self.store.scaling_groups(self.owner, [name])), {})
+        text = self._spec_text(name, launch, min_size, max_size, desired, zones, tags, policies)
         try:
             load_spec_text(text, _spec_path(_infra_name(self.owner, name)))
         except SpecError as exc:
@@ -368,7 +371,7 @@ class AutoScaling:
         return clouds
 
     def _spec_text(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
-                   zones: list[str], tags: list[dict[str, Any]]) -> str:
+                   zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any]) -> str:
         clouds = self._clouds(launch, zones, tags)
         room = sum(cap for _, cap in clouds if cap is not None)
         if all(cap is not None for _, cap in clouds) and desired > room:
@@ -391,6 +394,8 @@ class AutoScaling:
         }
         if launch.instance_type:
             group["size"] = _literal(launch.instance_type)
+        if spec_policies(policies):
+            group["scaling"] = {"policies": spec_policies(policies)}
         if launch.user_data:  # always inline: one line without a newline would be read as a file's path
             text = launch.user_data if "\n" in launch.user_data else launch.user_data + "\n"
             group["user_data"] = _literal(text)

@@ -37,7 +37,7 @@ async def autoscale(store: Store, infra: Infrastructure, loaded: LoadedSpec, nod
     for name, group in loaded.spec.groups.items():
         if not group.policies or name not in sizes:
             continue
-        since = _since(store, infra.id, name, now)
+        since = since_scaled(store, infra.id, name, now)
         low, high = limits[name]
         decisions = [(policy, decide(name, policy, [row.value for row in store.samples(
             infra.id, name, policy.metric, limit=policy.samples_needed)], sizes[name], low, high, since))
@@ -65,7 +65,7 @@ def _combined(decisions: Sequence[tuple[Policy, Decision | None]], current: int)
     return max(made, key=lambda d: d.desired) if made else None
 
 
-def _since(store: Store, infra_id: str, group: str, now: datetime) -> Since:
+def since_scaled(store: Store, infra_id: str, group: str, now: datetime) -> Since:
     """Seconds since the group last scaled out, and since it last scaled at all, by the event log (the last day)."""
     horizon = now - timedelta(days=1)
     last: dict[str, datetime] = {}

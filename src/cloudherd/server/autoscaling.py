@@ -17,35 +17,38 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from cloudherd.api import phantom
 from cloudherd.api.auth import Principal, aws_secret
 from cloudherd.api.autoscaling import (
     NOT_XML,
     AutoScaling,
     AwsError,
-    Instance,
-    LaunchConfig,
-    ScalingGroupView,
     Tag,
     too_big,
     xml_refusal,
 )
+from cloudherd.api.autoscaling_policies import read_policy
 from cloudherd.engine.locks import BusyError
 from cloudherd.errors import CloudherdError, StateError
 from cloudherd.inputs import whole
+from cloudherd.server.autoscaling_xml import group_xml as _group_xml
+from cloudherd.server.autoscaling_xml import instance_xml as _instance_xml
+from cloudherd.server.autoscaling_xml import launch_xml as _launch_xml
+from cloudherd.server.autoscaling_xml import policy_arn
+from cloudherd.server.autoscaling_xml import policy_xml as _policy_xml
+from cloudherd.server.autoscaling_xml import tag_xml as _tag_xml
+from cloudherd.server.autoscaling_xml import x as _x
+from cloudherd.server.autoscaling_xml import xml_list as _list
 from cloudherd.server.deps import runtime_of
 from cloudherd.server.errors import NAMESPACE, aws_error, clean, database_fault, status_of
-from cloudherd.server.errors import xml_text as _text
 from cloudherd.server.sigv4 import SignatureError, verify
-from cloudherd.times import as_utc, utcnow
+from cloudherd.times import utcnow
 
 log = logging.getLogger("cloudherd.server")
 
@@ -277,72 +280,6 @@ def _filter_structs(params: Params) -> list[dict[str, str]]:
     return [found[i] for i in sorted(found)]
 
 
-# -- writing answers --------------------------------------------------------------------------------------
-
-def _x(tag: str, value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, datetime):
-        moment = as_utc(value)  # AWS writes UTC, with a Z
-        text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    else:
-        text = _text(str(value))
-    return f"<{tag}>{text}</{tag}>"
-
-
-def _list(tag: str, items: Sequence[str]) -> str:
-    return f"<{tag}>{''.join(items)}</{tag}>"
-
-
-def _arn(kind: str, name: str) -> str:
-    key = NOT_XML.sub("\ufffd", name)  # a lone surrogate has no UTF-8 for uuid5 to hash (written out as U+FFFD)
-    return f"arn:aws:autoscaling:cloudherd:000000000000:{kind}:{uuid.uuid5(uuid.NAMESPACE_URL, key)}:" \
-           f"{'launchConfigurationName' if kind == 'launchConfiguration' else 'autoScalingGroupName'}/{name}"
-
-
-def _launch_xml(lc: LaunchConfig) -> str:
-    return "<member>" + "".join([
-        _x("LaunchConfigurationName", lc.name), _x("LaunchConfigurationARN", _arn("launchConfiguration", lc.name)),
-        _x("ImageId", lc.image), _x("InstanceType", lc.instance_type or ""), _x("KeyName", lc.key_name),
-        _list("SecurityGroups", [_x("member", g) for g in lc.security_groups]), _x("UserData", lc.user_data),
-        "<BlockDeviceMappings/>", "<InstanceMonitoring><Enabled>false</Enabled></InstanceMonitoring>",
-        _x("CreatedTime", lc.created_at),
-    ]) + "</member>"
-
-
-def _instance_xml(i: Instance, *, with_group: bool) -> str:
-    return "<member>" + "".join([
-        _x("InstanceId", i.id), _x("AutoScalingGroupName", i.group) if with_group else "",
-        _x("AvailabilityZone", i.cloud), _x("LifecycleState", i.lifecycle), _x("HealthStatus", i.health),
-        _x("LaunchConfigurationName", i.launch_configuration), _x("InstanceType", i.instance_type),
-        _x("ProtectedFromScaleIn", False),
-    ]) + "</member>"
-
-
-def _tag_xml(t: Tag) -> str:
-    return "<member>" + "".join([
-        _x("ResourceId", t.group), _x("ResourceType", "auto-scaling-group"), _x("Key", t.key), _x("Value", t.value),
-        _x("PropagateAtLaunch", t.propagate),
-    ]) + "</member>"
-
-
-def _group_xml(g: ScalingGroupView) -> str:
-    return "<member>" + "".join([
-        _x("AutoScalingGroupName", g.name), _x("AutoScalingGroupARN", _arn("autoScalingGroup", g.name)),
-        _x("LaunchConfigurationName", phantom.shared_name(g.launch_configuration) if phantom.is_domain(g.tags)
-           else g.launch_configuration), _x("MinSize", g.min_size), _x("MaxSize", g.max_size),
-        _x("DesiredCapacity", g.desired), _x("DefaultCooldown", 300),
-        _list("AvailabilityZones", [_x("member", z) for z in g.zones]), "<LoadBalancerNames/>",
-        "<TargetGroupARNs/>", _x("HealthCheckType", "EC2"), _x("HealthCheckGracePeriod", 0),
-        _list("Instances", [_instance_xml(i, with_group=False) for i in g.instances]), _x("CreatedTime", g.created_at),
-        "<SuspendedProcesses/>", "<EnabledMetrics/>", _list("Tags", [_tag_xml(t) for t in g.tags]),
-        _list("TerminationPolicies", [_x("member", "Default")]), _x("NewInstancesProtectedFromScaleIn", False),
-        _x("Status", g.status),
-    ]) + "</member>"
-
-
 # -- actions ----------------------------------------------------------------------------------------------
 
 Handler = Callable[[AutoScaling, Params], Any]
@@ -430,7 +367,41 @@ async def describe_tags(model: AutoScaling, p: Params) -> str:
     return _list("Tags", [_tag_xml(t) for t in tags])
 
 
+async def put_scaling_policy(model: AutoScaling, p: Params) -> str:
+    group, name = _required(p, "AutoScalingGroupName"), _required(p, "PolicyName")
+    policy = read_policy(p.get("PolicyType") or "SimpleScaling", p, _structs(p, "StepAdjustments"))
+    await asyncio.to_thread(model.put_policy, group, name, policy)
+    return _x("PolicyARN", policy_arn(group, name)) + "<Alarms/>"
+
+
+async def describe_policies(model: AutoScaling, p: Params) -> str:
+    found = await asyncio.to_thread(model.policies, p.get("AutoScalingGroupName"), _members(p, "PolicyNames"),
+                                    _members(p, "PolicyTypes"))
+    return _list("ScalingPolicies", [_policy_xml(group, name, policy) for group, name, policy in found])
+
+
+async def delete_policy(model: AutoScaling, p: Params) -> None:
+    await asyncio.to_thread(model.delete_policy, _required(p, "AutoScalingGroupName"), _required(p, "PolicyName"))
+
+
+async def execute_policy(model: AutoScaling, p: Params) -> None:
+    def number(key: str) -> float | None:
+        try:
+            return float(p[key]) if p.get(key) else None
+        except ValueError:
+            raise AwsError("ValidationError", f"{key}: {_shown(p[key])} is not a number") from None
+
+    await asyncio.to_thread(lambda: model.execute_policy(
+        _required(p, "AutoScalingGroupName"), _required(p, "PolicyName"),
+        honor_cooldown=p.get("HonorCooldown", "").lower() == "true", metric_value=number("MetricValue"),
+        breach_threshold=number("BreachThreshold")))
+
+
 ACTIONS: Mapping[str, Handler] = {
+    "PutScalingPolicy": put_scaling_policy,
+    "DescribePolicies": describe_policies,
+    "DeletePolicy": delete_policy,
+    "ExecutePolicy": execute_policy,
     "CreateLaunchConfiguration": create_launch_configuration,
     "DescribeLaunchConfigurations": describe_launch_configurations,
     "DeleteLaunchConfiguration": delete_launch_configuration,

@@ -373,6 +373,8 @@ class ScalingGroup(Base):
     zones: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"list": [...]}
     tags: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"list": [{key, value, propagate}]}
     status: Mapped[str | None] = mapped_column(String(50))  # None, or "Delete in progress" while it goes
+    # PutScalingPolicy's policies by name (target tracking ones also go into the group's spec)
+    policies: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -1,5 +1,6 @@
 """metric_samples: each group's metrics as the manager samples them, for its scaling policies and for the faces;
-schedule_firings: each scheduled action's firings, and the bounds they set
+schedule_firings: each scheduled action's firings, and the bounds they set; scaling_groups.policies: the Auto
+Scaling API's policies
 
 Revision ID: 0010
 Revises: 0009
@@ -43,9 +44,13 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_schedule_firings_infrastructure_id", "schedule_firings", ["infrastructure_id"])
+    with op.batch_alter_table("scaling_groups") as batch:
+        batch.add_column(sa.Column("policies", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("scaling_groups") as batch:
+        batch.drop_column("policies")
     op.drop_index("ix_schedule_firings_infrastructure_id", "schedule_firings")
     op.drop_table("schedule_firings")
     op.drop_index("ix_metric_samples_infrastructure_id", "metric_samples")

@@ -1,0 +1,214 @@
+"""The Auto Scaling API's scaling policies (PutScalingPolicy, DescribePolicies, DeletePolicy, ExecutePolicy) over
+cloudherd's own.  Mixed into :class:`cloudherd.api.autoscaling.AutoScaling`.
+
+A target-tracking policy (``ASGAverageCPUUtilization``, or a customized metric naming one of the metrics the
+manager samples: ``cpu``, ``memory``, ``load1``) becomes a policy of the group's spec, which the manager's passes
+follow (:mod:`cloudherd.engine.autoscale`).  A simple or step policy is kept and runs when ExecutePolicy asks:
+AWS runs those from CloudWatch alarms, and this server has no CloudWatch (a step policy with its own alarm is
+written in a spec instead).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cloudherd.api.autoscaling_values import GROUP, AwsError, ScalingGroupView, _check_name
+from cloudherd.spec.parts import BUILTIN_METRICS
+from cloudherd.state.models import LaunchConfiguration as LaunchRow
+from cloudherd.state.models import ScalingGroup as GroupRow
+from cloudherd.state.repo import Store
+from cloudherd.times import utcnow
+
+PREDEFINED = {"ASGAverageCPUUtilization": "cpu"}  # the predefined metrics measured here, and as what
+TYPES = ("TargetTrackingScaling", "StepScaling", "SimpleScaling")
+ADJUSTMENTS = ("ChangeInCapacity", "ExactCapacity", "PercentChangeInCapacity")
+DEFAULT_COOLDOWN = 300
+
+
+def _number(fields: Mapping[str, str | None], key: str, *, whole: bool = False) -> float | None:
+    raw = fields.get(key)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise AwsError("ValidationError", f"{key}: {raw!r} is not a number") from None
+    if not math.isfinite(value) or (whole and value != int(value)):
+        raise AwsError("ValidationError", f"{key}: {raw!r} is not {'a whole number' if whole else 'a number'}")
+    return value
+
+
+def _whole(fields: Mapping[str, str | None], key: str) -> int | None:
+    value = _number(fields, key, whole=True)
+    return None if value is None else int(value)
+
+
+def read_policy(kind: str, fields: Mapping[str, str | None], steps: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """A policy as PutScalingPolicy gives it, checked, as it is kept."""
+    if kind not in TYPES:
+        raise AwsError("ValidationError", f"PolicyType {kind!r}: one of {', '.join(TYPES)}")
+    if kind == "TargetTrackingScaling":
+        return _target_tracking(fields)
+    adjustment_type = fields.get("AdjustmentType") or ""
+    if adjustment_type not in ADJUSTMENTS:
+        raise AwsError("ValidationError", f"AdjustmentType {adjustment_type!r}: one of {', '.join(ADJUSTMENTS)}")
+    policy: dict[str, Any] = {"type": kind, "adjustment_type": adjustment_type,
+                              "min_magnitude": _whole(fields, "MinAdjustmentMagnitude"),
+                              "warmup": _whole(fields, "EstimatedInstanceWarmup")}
+    if kind == "SimpleScaling":
+        adjustment = _whole(fields, "ScalingAdjustment")
+        if adjustment is None:
+            raise AwsError("ValidationError", "ScalingAdjustment is required for a simple scaling policy")
+        return {**policy, "adjustment": adjustment, "cooldown": _whole(fields, "Cooldown")}
+    if not steps:
+        raise AwsError("ValidationError", "StepAdjustments is required for a step scaling policy")
+    policy["steps"] = [{"lower": _number(step, "MetricIntervalLowerBound"),
+                        "upper": _number(step, "MetricIntervalUpperBound"),
+                        "adjustment": _whole(step, "ScalingAdjustment")} for step in steps]
+    if any(step["adjustment"] is None for step in policy["steps"]):
+        raise AwsError("ValidationError", "each of StepAdjustments has a ScalingAdjustment")
+    return policy
+
+
+def _target_tracking(fields: Mapping[str, str | None]) -> dict[str, Any]:
+    prefix = "TargetTrackingConfiguration."
+    predefined = fields.get(prefix + "PredefinedMetricSpecification.PredefinedMetricType")
+    custom = fields.get(prefix + "CustomizedMetricSpecification.MetricName")
+    if predefined:
+        if predefined not in PREDEFINED:
+            raise AwsError("ValidationError", f"PredefinedMetricType {predefined!r} is not measured here (only "
+                                              f"{', '.join(PREDEFINED)}; or a customized metric: "
+                                              f"{', '.join(BUILTIN_METRICS)})")
+        metric = PREDEFINED[predefined]
+    elif custom in BUILTIN_METRICS:
+        metric = custom
+    else:
+        raise AwsError("ValidationError", "TargetTrackingConfiguration names a PredefinedMetricType "
+                                          f"({', '.join(PREDEFINED)}) or a CustomizedMetricSpecification whose "
+                                          f"MetricName is one of {', '.join(BUILTIN_METRICS)}")
+    target = _number(fields, prefix + "TargetValue")
+    if target is None or target <= 0:
+        raise AwsError("ValidationError", "TargetTrackingConfiguration.TargetValue: a number above 0")
+    return {"type": "TargetTrackingScaling", "metric": metric, "predefined": bool(predefined), "target": target,
+            "disable_scale_in": (fields.get(prefix + "DisableScaleIn") or "").lower() == "true",
+            "warmup": _whole(fields, "EstimatedInstanceWarmup")}
+
+
+def spec_policies(policies: Mapping[str, Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """The target-tracking policies as the group's spec writes them (the manager follows those)."""
+    return [{"metric": p["metric"], "target": p["target"], "disable_scale_in": bool(p.get("disable_scale_in")),
+             **({"warmup": p["warmup"]} if p.get("warmup") is not None else {})}
+            for p in (policies or {}).values() if p["type"] == "TargetTrackingScaling"]
+
+
+def adjusted(adjustment_type: str, adjustment: int, current: int, least: int | None) -> int:
+    """The size an adjustment asks for, as AWS counts it."""
+    if adjustment_type == "ExactCapacity":
+        return adjustment
+    if adjustment_type == "PercentChangeInCapacity":
+        change = current * adjustment / 100
+        change = math.floor(change) if change > 0 else math.ceil(change)
+        if least and abs(change) < least:
+            change = least if adjustment > 0 else -least
+        return current + change
+    return current + adjustment
+
+
+class PolicyActions:
+    """``store``, ``owner`` and the group helpers come from :class:`~cloudherd.api.autoscaling.AutoScaling`."""
+
+    store: Store
+    owner: str
+
+    def _group(self, name: str) -> GroupRow:  # pragma: no cover - AutoScaling's
+        raise NotImplementedError
+
+    def _view(self, row: GroupRow) -> ScalingGroupView:  # pragma: no cover - AutoScaling's
+        raise NotImplementedError
+
+    def _launch(self, name: str) -> LaunchRow:  # pragma: no cover - AutoScaling's
+        raise NotImplementedError
+
+    def _checked_spec(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
+                      zones: list[str], tags: list[dict[str, Any]],
+                      policies: Mapping[str, Any] | None = None) -> str:  # pragma: no cover - AutoScaling's
+        raise NotImplementedError
+
+    def _write(self, row: GroupRow, text: str, desired: int | None, **fields: Any) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def set_desired(self, name: str, desired: int) -> None:  # pragma: no cover - AutoScaling's
+        raise NotImplementedError
+
+    def put_policy(self, group: str, name: str, policy: dict[str, Any]) -> None:
+        """PutScalingPolicy: the policy kept under its name (replacing one of that name), and the spec rewritten
+        when it tracks a target."""
+        _check_name(name, "PolicyName")
+        row = self._group(group)
+        self._save_policies(row, {**(row.policies or {}), name: policy})
+
+    def policies(self, group: str | None, names: Sequence[str] = (),
+                 types: Sequence[str] = ()) -> list[tuple[str, str, dict[str, Any]]]:
+        """DescribePolicies: (group, name, policy), by group and name."""
+        rows = [self._group(group)] if group else self.store.scaling_groups(self.owner)
+        return [(row.name, name, policy) for row in sorted(rows, key=lambda r: r.name)
+                for name, policy in sorted((row.policies or {}).items())
+                if (not names or name in names) and (not types or policy["type"] in types)]
+
+    def delete_policy(self, group: str, name: str) -> None:
+        row = self._group(group)
+        if name not in (row.policies or {}):
+            raise AwsError("ValidationError", f"No scaling policy found for service namespace ec2 with policy "
+                                              f"name {name} of AutoScalingGroup {group}")
+        self._save_policies(row, {k: v for k, v in (row.policies or {}).items() if k != name})
+
+    def execute_policy(self, group: str, name: str, *, honor_cooldown: bool, metric_value: float | None,
+                       breach_threshold: float | None) -> int:
+        """ExecutePolicy of a simple or step policy: the group's new desired size (a scale request), an event."""
+        from cloudherd.engine.autoscale import since_scaled
+
+        row = self._group(group)
+        policy = (row.policies or {}).get(name)
+        if policy is None:
+            raise AwsError("ValidationError", f"No scaling policy found for policy name {name} of AutoScalingGroup "
+                                              f"{group}")
+        if policy["type"] == "TargetTrackingScaling":
+            raise AwsError("ValidationError", "ExecutePolicy is not supported for a target tracking scaling policy")
+        current = self._view(row).desired
+        adjustment = policy.get("adjustment")
+        if policy["type"] == "StepScaling":
+            adjustment = _step(policy, metric_value, breach_threshold)
+        if honor_cooldown:
+            since = since_scaled(self.store, row.infrastructure_id, GROUP, utcnow()).any_scaling
+            cooldown = policy.get("cooldown") or DEFAULT_COOLDOWN
+            if since is not None and since < cooldown:
+                raise AwsError("ScalingActivityInProgress", f"the group scaled {since:.0f}s ago, within the "
+                                                            f"policy's cooldown ({cooldown}s)")
+        wanted = adjusted(policy["adjustment_type"], int(adjustment or 0), current, policy.get("min_magnitude"))
+        desired = min(max(wanted, row.min_size), row.max_size)
+        if desired != current:
+            self.set_desired(group, desired)
+            sign = "+" if desired > current else "-"
+            self.store.add_event(row.infrastructure_id, f"scale-{'out' if desired > current else 'in'}",
+                                 f"{GROUP}: policy {name} executed → {sign}{abs(desired - current)} "
+                                 f"({current} → {desired})")
+        return desired
+
+    def _save_policies(self, row: GroupRow, policies: dict[str, Any]) -> None:
+        view = self._view(row)
+        text = self._checked_spec(row.name, self._launch(row.launch_configuration), row.min_size, row.max_size,
+                                  view.desired, list(row.zones.get("list") or []), list(row.tags.get("list") or []),
+                                  policies)
+        self._write(row, text, None, policies=policies)
+
+
+def _step(policy: Mapping[str, Any], metric_value: float | None, breach_threshold: float | None) -> int:
+    if metric_value is None or breach_threshold is None:
+        raise AwsError("ValidationError", "MetricValue and BreachThreshold are required to execute a step policy")
+    excess = metric_value - breach_threshold
+    for step in policy["steps"]:
+        if (step["lower"] is None or excess >= step["lower"]) and (step["upper"] is None or excess < step["upper"]):
+            return int(step["adjustment"])
+    raise AwsError("ValidationError", f"no step adjustment of the policy holds {excess:g} past the breach threshold")

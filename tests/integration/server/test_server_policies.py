@@ -1,0 +1,95 @@
+"""boto3's stock `autoscaling` client puts, describes, executes and deletes scaling policies on `cloudherd serve`:
+a target-tracking policy becomes the group's own (the manager follows it), simple and step policies run when
+ExecutePolicy asks, with AWS's adjustment types, cooldowns and error codes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from server_harness import Served, serving
+
+boto3 = pytest.importorskip("boto3")
+from botocore.exceptions import ClientError  # noqa: E402
+
+
+@pytest.fixture
+def served(home: Path, tmp_path: Path) -> Iterator[Served]:
+    with serving(home, tmp_path, {"local": "local"}, interval=30) as running:
+        yield running
+
+
+def refused(call: Any, **kwargs: Any) -> tuple[str, str]:
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
+
+
+def desired(client: Any) -> int:
+    return int(client.describe_auto_scaling_groups(AutoScalingGroupNames=["g"])["AutoScalingGroups"][0][
+        "DesiredCapacity"])
+
+
+def test_scaling_policies_through_boto3(served: Served) -> None:
+    keys = served.aws_keys()
+    client = boto3.client("autoscaling", endpoint_url=served.url + "/autoscaling", region_name="us-east-1",
+                          aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+    client.create_launch_configuration(LaunchConfigurationName="web", ImageId="debian-12")
+    client.create_auto_scaling_group(AutoScalingGroupName="g", LaunchConfigurationName="web", MinSize=0, MaxSize=4,
+                                     DesiredCapacity=0, AvailabilityZones=["local"])
+
+    # a warm-up of an hour: no node counts towards the cpu average during this test, so that the manager's
+    # passes (which follow the policy) change no size behind the test's back on a busy machine
+    put = client.put_scaling_policy(
+        AutoScalingGroupName="g", PolicyName="keep-cpu", PolicyType="TargetTrackingScaling",
+        TargetTrackingConfiguration={"PredefinedMetricSpecification": {
+            "PredefinedMetricType": "ASGAverageCPUUtilization"}, "TargetValue": 50.0}, EstimatedInstanceWarmup=3600)
+    assert put["PolicyARN"].endswith(":autoScalingGroupName/g:policyName/keep-cpu")
+    with served.client(served.token()) as api:  # the group's spec now has the policy: the manager follows it
+        [infra] = [i for i in api.get("/v1/infrastructures").json() if i["name"].startswith("asg-g-")]
+        [nodes] = api.get(f"/v1/infrastructures/{infra['id']}/groups").json()
+        assert nodes["policies"] == ["target tracking: cpu at 50"]
+    assert refused(client.put_scaling_policy, AutoScalingGroupName="g", PolicyName="net",
+                   PolicyType="TargetTrackingScaling", TargetTrackingConfiguration={
+                       "PredefinedMetricSpecification": {"PredefinedMetricType": "ASGAverageNetworkIn"},
+                       "TargetValue": 5.0})[0] == "ValidationError"
+
+    client.put_scaling_policy(AutoScalingGroupName="g", PolicyName="add-two", PolicyType="SimpleScaling",
+                              AdjustmentType="ChangeInCapacity", ScalingAdjustment=2, Cooldown=600)
+    client.execute_policy(AutoScalingGroupName="g", PolicyName="add-two", HonorCooldown=False)
+    assert desired(client) == 2
+    code, message = refused(client.execute_policy, AutoScalingGroupName="g", PolicyName="add-two", HonorCooldown=True)
+    assert code == "ScalingActivityInProgress" and "cooldown (600s)" in message and desired(client) == 2
+
+    client.put_scaling_policy(
+        AutoScalingGroupName="g", PolicyName="surge", PolicyType="StepScaling",
+        AdjustmentType="PercentChangeInCapacity", MinAdjustmentMagnitude=1,
+        StepAdjustments=[{"MetricIntervalLowerBound": 0.0, "MetricIntervalUpperBound": 10.0, "ScalingAdjustment": 50},
+                         {"MetricIntervalLowerBound": 10.0, "ScalingAdjustment": 100}])
+    client.execute_policy(AutoScalingGroupName="g", PolicyName="surge", MetricValue=85.0, BreachThreshold=80.0)
+    assert desired(client) == 3  # 5 past the threshold: +50% of 2
+    client.execute_policy(AutoScalingGroupName="g", PolicyName="surge", MetricValue=95.0, BreachThreshold=80.0)
+    assert desired(client) == 4  # 15 past: +100%, bounded by MaxSize
+    assert refused(client.execute_policy, AutoScalingGroupName="g", PolicyName="surge")[0] == "ValidationError"
+    assert refused(client.execute_policy, AutoScalingGroupName="g", PolicyName="keep-cpu")[0] == "ValidationError"
+
+    policies = client.describe_policies(AutoScalingGroupName="g")["ScalingPolicies"]
+    assert [(p["PolicyName"], p["PolicyType"]) for p in policies] == [
+        ("add-two", "SimpleScaling"), ("keep-cpu", "TargetTrackingScaling"), ("surge", "StepScaling")]
+    surge = policies[2]
+    assert [(s.get("MetricIntervalLowerBound"), s.get("MetricIntervalUpperBound"), s["ScalingAdjustment"])
+            for s in surge["StepAdjustments"]] == [(0.0, 10.0, 50), (10.0, None, 100)]
+    assert policies[1]["TargetTrackingConfiguration"]["TargetValue"] == 50.0
+    only = client.describe_policies(AutoScalingGroupName="g", PolicyTypes=["SimpleScaling"])["ScalingPolicies"]
+    assert [p["PolicyName"] for p in only] == ["add-two"]
+
+    client.delete_policy(AutoScalingGroupName="g", PolicyName="keep-cpu")
+    assert [p["PolicyName"] for p in client.describe_policies(AutoScalingGroupName="g")["ScalingPolicies"]] == [
+        "add-two", "surge"]
+    assert refused(client.delete_policy, AutoScalingGroupName="g", PolicyName="keep-cpu")[0] == "ValidationError"
+    with served.client(served.token()) as api:
+        [nodes] = api.get(f"/v1/infrastructures/{infra['id']}/groups").json()
+        assert nodes["policies"] == []
+    client.delete_auto_scaling_group(AutoScalingGroupName="g", ForceDelete=True)
