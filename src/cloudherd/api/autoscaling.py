@@ -334,14 +334,18 @@ class AutoScaling(PolicyActions):
                 raise AwsError("ValidationError", too_big(field, value, self.ceiling))
 
     def _checked_spec(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
-                      zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any] | None = None) -> str:
+                      zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any] | None = None,
+                      schedules: Mapping[str, Any] | None = None) -> str:
         """The group's spec, made and loaded as the manager will load it: what it refuses is refused now,
-        before anything is written.  ``policies``: the group's new ones (else the ones it has)."""
+        before anything is written.  ``policies``, ``schedules``: the group's new ones (else the ones it has)."""
         from cloudherd.spec.loader import load_spec_text
 
+        stored = self.store.scaling_groups(self.owner, [name])
         if policies is None:
-            policies = next((r.policies or {} for r in self.store.scaling_groups(self.owner, [name])), {})
-        text = self._spec_text(name, launch, min_size, max_size, desired, zones, tags, policies)
+            policies = next((r.policies or {} for r in stored), {})
+        if schedules is None:
+            schedules = next((r.schedules or {} for r in stored), {})
+        text = self._spec_text(name, launch, min_size, max_size, desired, zones, tags, policies, schedules)
         try:
             load_spec_text(text, _spec_path(_infra_name(self.owner, name)))
         except SpecError as exc:
@@ -371,7 +375,8 @@ class AutoScaling(PolicyActions):
         return clouds
 
     def _spec_text(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
-                   zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any]) -> str:
+                   zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any],
+                   schedules: Mapping[str, Any]) -> str:
         clouds = self._clouds(launch, zones, tags)
         room = sum(cap for _, cap in clouds if cap is not None)
         if all(cap is not None for _, cap in clouds) and desired > room:
@@ -394,8 +399,10 @@ class AutoScaling(PolicyActions):
         }
         if launch.instance_type:
             group["size"] = _literal(launch.instance_type)
-        if spec_policies(policies):
-            group["scaling"] = {"policies": spec_policies(policies)}
+        scaling = {key: value for key, value in (("policies", spec_policies(policies)),
+                                                  ("schedules", list(schedules.values()))) if value}
+        if scaling:
+            group["scaling"] = scaling
         if launch.user_data:  # always inline: one line without a newline would be read as a file's path
             text = launch.user_data if "\n" in launch.user_data else launch.user_data + "\n"
             group["user_data"] = _literal(text)

@@ -1,5 +1,9 @@
-"""The Auto Scaling API's scaling policies (PutScalingPolicy, DescribePolicies, DeletePolicy, ExecutePolicy) over
-cloudherd's own.  Mixed into :class:`cloudherd.api.autoscaling.AutoScaling`.
+"""The Auto Scaling API's scaling policies (PutScalingPolicy, DescribePolicies, DeletePolicy, ExecutePolicy) and
+scheduled actions (PutScheduledUpdateGroupAction and the rest) over cloudherd's own.  Mixed into
+:class:`cloudherd.api.autoscaling.AutoScaling`.
+
+A scheduled action becomes a schedule of the group's spec (``Recurrence`` its cron, in ``TimeZone``; a
+``StartTime`` alone its one-off time), which the manager fires (:func:`cloudherd.engine.autoscale.fire_schedules`).
 
 A target-tracking policy (``ASGAverageCPUUtilization``, or a customized metric naming one of the metrics the
 manager samples: ``cpu``, ``memory``, ``load1``) becomes a policy of the group's spec, which the manager's passes
@@ -132,8 +136,8 @@ class PolicyActions:
         raise NotImplementedError
 
     def _checked_spec(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
-                      zones: list[str], tags: list[dict[str, Any]],
-                      policies: Mapping[str, Any] | None = None) -> str:  # pragma: no cover - AutoScaling's
+                      zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any] | None = None,
+                      schedules: Mapping[str, Any] | None = None) -> str:  # pragma: no cover - AutoScaling's
         raise NotImplementedError
 
     def _write(self, row: GroupRow, text: str, desired: int | None, **fields: Any) -> None:  # pragma: no cover
@@ -147,7 +151,7 @@ class PolicyActions:
         when it tracks a target."""
         _check_name(name, "PolicyName")
         row = self._group(group)
-        self._save_policies(row, {**(row.policies or {}), name: policy})
+        self._save(row, policies={**(row.policies or {}), name: policy})
 
     def policies(self, group: str | None, names: Sequence[str] = (),
                  types: Sequence[str] = ()) -> list[tuple[str, str, dict[str, Any]]]:
@@ -162,7 +166,7 @@ class PolicyActions:
         if name not in (row.policies or {}):
             raise AwsError("ValidationError", f"No scaling policy found for service namespace ec2 with policy "
                                               f"name {name} of AutoScalingGroup {group}")
-        self._save_policies(row, {k: v for k, v in (row.policies or {}).items() if k != name})
+        self._save(row, policies={k: v for k, v in (row.policies or {}).items() if k != name})
 
     def execute_policy(self, group: str, name: str, *, honor_cooldown: bool, metric_value: float | None,
                        breach_threshold: float | None) -> int:
@@ -196,12 +200,84 @@ class PolicyActions:
                                  f"({current} → {desired})")
         return desired
 
-    def _save_policies(self, row: GroupRow, policies: dict[str, Any]) -> None:
+    # -- scheduled actions ------------------------------------------------------------------------
+
+    def put_schedules(self, group: str, actions: Sequence[Mapping[str, str | None]]) -> list[tuple[str, str]]:
+        """Put scheduled actions (one, or BatchPut's): each checked as the spec checks a schedule, all written
+        together; returns (name, why) of those refused (the others are written)."""
+        row = self._group(group)
+        schedules = dict(row.schedules or {})
+        failed = []
+        for action in actions:
+            name = action.get("ScheduledActionName") or ""
+            try:
+                schedules[name] = read_schedule(action)
+            except AwsError as exc:
+                failed.append((name, exc.message))
+        if len(failed) < len(actions):
+            self._save(row, schedules=schedules)
+        return failed
+
+    def schedules(self, group: str | None, names: Sequence[str] = ()) -> list[tuple[str, dict[str, Any]]]:
+        """DescribeScheduledActions: (group, action), by group and name."""
+        rows = [self._group(group)] if group else self.store.scaling_groups(self.owner)
+        return [(row.name, action) for row in sorted(rows, key=lambda r: r.name)
+                for name, action in sorted((row.schedules or {}).items()) if not names or name in names]
+
+    def delete_schedules(self, group: str, names: Sequence[str]) -> list[tuple[str, str]]:
+        """Delete scheduled actions; returns (name, why) of those not found."""
+        row = self._group(group)
+        schedules = dict(row.schedules or {})
+        missing = [(name, "Could not find scheduled action") for name in names if name not in schedules]
+        if len(missing) < len(names):
+            self._save(row, schedules={k: v for k, v in schedules.items() if k not in names})
+        return missing
+
+    def _save(self, row: GroupRow, *, policies: dict[str, Any] | None = None,
+              schedules: dict[str, Any] | None = None) -> None:
+        """The group's new policies or schedules, with the spec they make (checked first), in one transaction."""
         view = self._view(row)
         text = self._checked_spec(row.name, self._launch(row.launch_configuration), row.min_size, row.max_size,
                                   view.desired, list(row.zones.get("list") or []), list(row.tags.get("list") or []),
-                                  policies)
-        self._write(row, text, None, policies=policies)
+                                  policies, schedules)
+        fields = {key: value for key, value in (("policies", policies), ("schedules", schedules)) if value is not None}
+        self._write(row, text, None, **fields)
+
+
+def read_schedule(action: Mapping[str, str | None]) -> dict[str, Any]:
+    """A scheduled action as PutScheduledUpdateGroupAction gives it, as the spec's schedule (checked)."""
+    from datetime import datetime
+
+    from pydantic import ValidationError
+
+    from cloudherd.spec.parts import Schedule
+
+    name = action.get("ScheduledActionName") or ""
+    recurrence, start = action.get("Recurrence"), action.get("StartTime") or action.get("Time")
+    if recurrence and (start or action.get("EndTime")):
+        raise AwsError("ValidationError", "StartTime and EndTime with a Recurrence are not supported here: the "
+                                          "recurrence runs from now on (give one of them)")
+    if action.get("EndTime") and not recurrence:
+        raise AwsError("ValidationError", "EndTime goes with a Recurrence")
+    fields: dict[str, Any] = {"name": name, "timezone": action.get("TimeZone") or "UTC"}
+    if recurrence:
+        fields["cron"] = recurrence
+    elif start:
+        try:
+            fields["at"] = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        except ValueError:
+            raise AwsError("ValidationError", f"StartTime {start!r} is not a time (ISO 8601)") from None
+    for key, field in (("MinSize", "min"), ("MaxSize", "max"), ("DesiredCapacity", "desired")):
+        value = _whole(action, key)
+        if value is not None:
+            fields[field] = value
+    try:
+        schedule = Schedule.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or name
+        raise AwsError("ValidationError", f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+    return schedule.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
 
 
 def _step(policy: Mapping[str, Any], metric_value: float | None, breach_threshold: float | None) -> int:

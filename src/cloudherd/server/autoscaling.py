@@ -37,11 +37,13 @@ from cloudherd.api.autoscaling_policies import read_policy
 from cloudherd.engine.locks import BusyError
 from cloudherd.errors import CloudherdError, StateError
 from cloudherd.inputs import whole
+from cloudherd.server.autoscaling_xml import failures_xml as _failures_xml
 from cloudherd.server.autoscaling_xml import group_xml as _group_xml
 from cloudherd.server.autoscaling_xml import instance_xml as _instance_xml
 from cloudherd.server.autoscaling_xml import launch_xml as _launch_xml
 from cloudherd.server.autoscaling_xml import policy_arn
 from cloudherd.server.autoscaling_xml import policy_xml as _policy_xml
+from cloudherd.server.autoscaling_xml import schedule_xml as _schedule_xml
 from cloudherd.server.autoscaling_xml import tag_xml as _tag_xml
 from cloudherd.server.autoscaling_xml import x as _x
 from cloudherd.server.autoscaling_xml import xml_list as _list
@@ -397,7 +399,49 @@ async def execute_policy(model: AutoScaling, p: Params) -> None:
         breach_threshold=number("BreachThreshold")))
 
 
+_SCHEDULE_FIELDS = ("ScheduledActionName", "Recurrence", "StartTime", "EndTime", "Time", "MinSize", "MaxSize",
+                    "DesiredCapacity", "TimeZone")
+
+
+async def put_scheduled_update_group_action(model: AutoScaling, p: Params) -> None:
+    group, name = _required(p, "AutoScalingGroupName"), _required(p, "ScheduledActionName")
+    failed = await asyncio.to_thread(model.put_schedules, group, [{k: p.get(k) for k in _SCHEDULE_FIELDS}])
+    if failed:
+        raise AwsError("ValidationError", f"{name}: {failed[0][1]}")
+
+
+async def batch_put_scheduled_update_group_action(model: AutoScaling, p: Params) -> str:
+    actions = _structs(p, "ScheduledUpdateGroupActions")
+    if not actions:
+        raise AwsError("ValidationError", "ScheduledUpdateGroupActions names at least one action")
+    failed = await asyncio.to_thread(model.put_schedules, _required(p, "AutoScalingGroupName"), actions)
+    return _failures_xml("FailedScheduledUpdateGroupActions", failed)
+
+
+async def describe_scheduled_actions(model: AutoScaling, p: Params) -> str:
+    found = await asyncio.to_thread(model.schedules, p.get("AutoScalingGroupName"),
+                                    _members(p, "ScheduledActionNames"))
+    return _list("ScheduledUpdateGroupActions", [_schedule_xml(group, action) for group, action in found])
+
+
+async def delete_scheduled_action(model: AutoScaling, p: Params) -> None:
+    name = _required(p, "ScheduledActionName")
+    if await asyncio.to_thread(model.delete_schedules, _required(p, "AutoScalingGroupName"), [name]):
+        raise AwsError("ValidationError", f"Scheduled Update Group Action not found - {name}")
+
+
+async def batch_delete_scheduled_action(model: AutoScaling, p: Params) -> str:
+    names = _members(p, "ScheduledActionNames")
+    failed = await asyncio.to_thread(model.delete_schedules, _required(p, "AutoScalingGroupName"), names)
+    return _failures_xml("FailedScheduledActions", failed)
+
+
 ACTIONS: Mapping[str, Handler] = {
+    "PutScheduledUpdateGroupAction": put_scheduled_update_group_action,
+    "BatchPutScheduledUpdateGroupAction": batch_put_scheduled_update_group_action,
+    "DescribeScheduledActions": describe_scheduled_actions,
+    "DeleteScheduledAction": delete_scheduled_action,
+    "BatchDeleteScheduledAction": batch_delete_scheduled_action,
     "PutScalingPolicy": put_scaling_policy,
     "DescribePolicies": describe_policies,
     "DeletePolicy": delete_policy,

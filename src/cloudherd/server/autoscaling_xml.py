@@ -107,3 +107,25 @@ def policy_xml(group: str, name: str, policy: dict[str, Any]) -> str:
                 x("MetricIntervalLowerBound", step.get("lower")), x("MetricIntervalUpperBound", step.get("upper")),
                 x("ScalingAdjustment", step["adjustment"])]) + "</member>" for step in policy["steps"]]))
     return "<member>" + "".join(parts) + "</member>"
+
+
+def schedule_xml(group: str, action: dict[str, Any]) -> str:
+    """A scheduled action as DescribeScheduledActions answers it."""
+    name = action["name"]
+    key = NOT_XML.sub("\ufffd", f"{group}/{name}")
+    when = datetime.fromisoformat(action["at"]) if action.get("at") else None
+    return "<member>" + "".join([
+        x("AutoScalingGroupName", group), x("ScheduledActionName", name),
+        x("ScheduledActionARN", f"arn:aws:autoscaling:cloudherd:000000000000:scheduledUpdateGroupAction:"
+                                f"{uuid.uuid5(uuid.NAMESPACE_URL, key)}:autoScalingGroupName/{group}:"
+                                f"scheduledActionName/{name}"),
+        x("Time", when), x("StartTime", when), x("Recurrence", action.get("cron")), x("MinSize", action.get("min")),
+        x("MaxSize", action.get("max")), x("DesiredCapacity", action.get("desired")),
+        x("TimeZone", action.get("timezone")),
+    ]) + "</member>"
+
+
+def failures_xml(tag: str, failed: Sequence[tuple[str, str]]) -> str:
+    """A batch call's refusals: each action's name, and why."""
+    return xml_list(tag, ["<member>" + x("ScheduledActionName", name) + x("ErrorCode", "ValidationError")
+                          + x("ErrorMessage", why) + "</member>" for name, why in failed])

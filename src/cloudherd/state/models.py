@@ -375,6 +375,8 @@ class ScalingGroup(Base):
     status: Mapped[str | None] = mapped_column(String(50))  # None, or "Delete in progress" while it goes
     # PutScalingPolicy's policies by name (target tracking ones also go into the group's spec)
     policies: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # PutScheduledUpdateGroupAction's actions by name (the group's spec has them as its schedules)
+    schedules: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

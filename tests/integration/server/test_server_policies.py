@@ -93,3 +93,46 @@ def test_scaling_policies_through_boto3(served: Served) -> None:
         [nodes] = api.get(f"/v1/infrastructures/{infra['id']}/groups").json()
         assert nodes["policies"] == []
     client.delete_auto_scaling_group(AutoScalingGroupName="g", ForceDelete=True)
+
+
+def test_scheduled_actions_through_boto3(served: Served) -> None:
+    keys = served.aws_keys()
+    client = boto3.client("autoscaling", endpoint_url=served.url + "/autoscaling", region_name="us-east-1",
+                          aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+    client.create_launch_configuration(LaunchConfigurationName="web", ImageId="debian-12")
+    client.create_auto_scaling_group(AutoScalingGroupName="g", LaunchConfigurationName="web", MinSize=0, MaxSize=4,
+                                     DesiredCapacity=0, AvailabilityZones=["local"])
+    client.put_scheduled_update_group_action(AutoScalingGroupName="g", ScheduledActionName="workday",
+                                             Recurrence="0 8 * * mon-fri", TimeZone="Europe/Budapest", MinSize=1,
+                                             DesiredCapacity=3)
+    failed = client.batch_put_scheduled_update_group_action(AutoScalingGroupName="g", ScheduledUpdateGroupActions=[
+        {"ScheduledActionName": "night", "Recurrence": "0 20 * * *", "MinSize": 0, "MaxSize": 1, "DesiredCapacity": 0},
+        {"ScheduledActionName": "launch", "StartTime": "2030-01-01T08:00:00Z", "DesiredCapacity": 4},
+        {"ScheduledActionName": "bad", "Recurrence": "0 25 * * *", "DesiredCapacity": 1},
+    ])["FailedScheduledUpdateGroupActions"]
+    assert [(f["ScheduledActionName"], f["ErrorCode"]) for f in failed] == [("bad", "ValidationError")]
+    assert "outside 0-23" in failed[0]["ErrorMessage"]
+
+    actions = client.describe_scheduled_actions(AutoScalingGroupName="g")["ScheduledUpdateGroupActions"]
+    assert [(a["ScheduledActionName"], a.get("Recurrence"), a.get("DesiredCapacity")) for a in actions] == [
+        ("launch", None, 4), ("night", "0 20 * * *", 0), ("workday", "0 8 * * mon-fri", 3)]
+    assert actions[0]["StartTime"].year == 2030 and actions[2]["TimeZone"] == "Europe/Budapest"
+    with served.client(served.token()) as api:  # the group's spec has them: the manager fires them
+        [infra] = [i for i in api.get("/v1/infrastructures").json() if i["name"].startswith("asg-g-")]
+        [nodes] = api.get(f"/v1/infrastructures/{infra['id']}/groups").json()
+        assert "schedule workday: cron 0 8 * * mon-fri (Europe/Budapest) → min 1, desired 3" in nodes["policies"]
+
+    code, message = refused(client.put_scheduled_update_group_action, AutoScalingGroupName="g",
+                            ScheduledActionName="tz", Recurrence="0 8 * * *", TimeZone="Mars/Olympus",
+                            DesiredCapacity=1)
+    assert code == "ValidationError" and "no time zone 'Mars/Olympus'" in message
+
+    client.delete_scheduled_action(AutoScalingGroupName="g", ScheduledActionName="launch")
+    failed = client.batch_delete_scheduled_action(AutoScalingGroupName="g", ScheduledActionNames=["night", "nope"])[
+        "FailedScheduledActions"]
+    assert [f["ScheduledActionName"] for f in failed] == ["nope"]
+    left = client.describe_scheduled_actions(AutoScalingGroupName="g")["ScheduledUpdateGroupActions"]
+    assert [a["ScheduledActionName"] for a in left] == ["workday"]
+    assert refused(client.delete_scheduled_action, AutoScalingGroupName="g",
+                   ScheduledActionName="launch")[0] == "ValidationError"
+    client.delete_auto_scaling_group(AutoScalingGroupName="g", ForceDelete=True)

@@ -1,6 +1,6 @@
 """metric_samples: each group's metrics as the manager samples them, for its scaling policies and for the faces;
-schedule_firings: each scheduled action's firings, and the bounds they set; scaling_groups.policies: the Auto
-Scaling API's policies
+schedule_firings: each scheduled action's firings, and the bounds they set; scaling_groups.policies and .schedules:
+the Auto Scaling API's policies and scheduled actions
 
 Revision ID: 0010
 Revises: 0009
@@ -46,10 +46,12 @@ def upgrade() -> None:
     op.create_index("ix_schedule_firings_infrastructure_id", "schedule_firings", ["infrastructure_id"])
     with op.batch_alter_table("scaling_groups") as batch:
         batch.add_column(sa.Column("policies", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("schedules", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("scaling_groups") as batch:
+        batch.drop_column("schedules")
         batch.drop_column("policies")
     op.drop_index("ix_schedule_firings_infrastructure_id", "schedule_firings")
     op.drop_table("schedule_firings")
