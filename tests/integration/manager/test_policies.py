@@ -104,13 +104,13 @@ def test_step_policies_scale_by_their_steps(home: Path, tmp_path: Path) -> None:
 
 
 def test_scheduled_actions_fire_at_their_minute_once_and_set_bounds_and_size(home: Path, tmp_path: Path) -> None:
-    budapest = ZoneInfo("Europe/Budapest")
-    # two minutes of the next hours, written in Budapest's time; the passes run on a clock the test sets
-    morning = (datetime.now(UTC) + timedelta(hours=1)).replace(second=0, microsecond=0).astimezone(budapest)
+    kolkata = ZoneInfo("Asia/Kolkata")  # UTC+05:30, no daylight saving: the same test on every day of the year
+    # two minutes of the next hours, written in Kolkata's time; the passes run on a clock the test sets
+    morning = (datetime.now(UTC) + timedelta(hours=1)).replace(second=0, microsecond=0).astimezone(kolkata)
     night = morning + timedelta(hours=2)
-    schedules = (f"        - {{name: morning, cron: '{morning.minute} {morning.hour} * * *', timezone: Europe/Budapest,"
+    schedules = (f"        - {{name: morning, cron: '{morning.minute} {morning.hour} * * *', timezone: Asia/Kolkata,"
                  " min: 2, desired: 3}\n"
-                 f"        - {{name: night, cron: '{night.minute} {night.hour} * * *', timezone: Europe/Budapest,"
+                 f"        - {{name: night, cron: '{night.minute} {night.hour} * * *', timezone: Asia/Kolkata,"
                  " min: 0, max: 1, desired: 0}\n")
     spec = ("name: timed\ngroups:\n  web:\n    count: 1\n    min: 1\n    max: 4\n"
             f"    scaling:\n      schedules:\n{schedules}")
