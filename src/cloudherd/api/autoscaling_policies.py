@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cloudherd.api.autoscaling_values import GROUP, AwsError, ScalingGroupView, _check_name
-from cloudherd.spec.parts import BUILTIN_METRICS
+from cloudherd.spec.parts import BUILTIN_METRICS, StepAdjustment
 from cloudherd.state.models import LaunchConfiguration as LaunchRow
 from cloudherd.state.models import ScalingGroup as GroupRow
 from cloudherd.state.repo import Store
@@ -107,19 +107,6 @@ def spec_policies(policies: Mapping[str, Mapping[str, Any]] | None) -> list[dict
             for p in (policies or {}).values() if p["type"] == "TargetTrackingScaling"]
 
 
-def adjusted(adjustment_type: str, adjustment: int, current: int, least: int | None) -> int:
-    """The size an adjustment asks for, as AWS counts it."""
-    if adjustment_type == "ExactCapacity":
-        return adjustment
-    if adjustment_type == "PercentChangeInCapacity":
-        change = current * adjustment / 100
-        change = math.floor(change) if change > 0 else math.ceil(change)
-        if least and abs(change) < least:
-            change = least if adjustment > 0 else -least
-        return current + change
-    return current + adjustment
-
-
 class PolicyActions:
     """``store``, ``owner`` and the group helpers come from :class:`~cloudherd.api.autoscaling.AutoScaling`."""
 
@@ -172,6 +159,7 @@ class PolicyActions:
                        breach_threshold: float | None) -> int:
         """ExecutePolicy of a simple or step policy: the group's new desired size (a scale request), an event."""
         from cloudherd.engine.autoscale import since_scaled
+        from cloudherd.engine.policies import adjusted
 
         row = self._group(group)
         policy = (row.policies or {}).get(name)
@@ -285,6 +273,7 @@ def _step(policy: Mapping[str, Any], metric_value: float | None, breach_threshol
         raise AwsError("ValidationError", "MetricValue and BreachThreshold are required to execute a step policy")
     excess = metric_value - breach_threshold
     for step in policy["steps"]:
-        if (step["lower"] is None or excess >= step["lower"]) and (step["upper"] is None or excess < step["upper"]):
+        if StepAdjustment(lower_bound=step["lower"], upper_bound=step["upper"], adjustment=step["adjustment"]) \
+                .holds(excess):
             return int(step["adjustment"])
     raise AwsError("ValidationError", f"no step adjustment of the policy holds {excess:g} past the breach threshold")

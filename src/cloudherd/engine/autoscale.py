@@ -112,9 +112,8 @@ def fire_schedules(store: Store, infra: Infrastructure, loaded: LoadedSpec, now:
             target = min(max(wanted, low or 0), high if high is not None else wanted)
             if target != sizes[name]:
                 store.add_scale_request(infra.id, name, "set", target)
-            what = ", ".join(f"{key} {value}" for key, value in (("min", schedule.min), ("max", schedule.max),
-                                                                ("desired", schedule.desired)) if value is not None)
-            line = f"{name}: {schedule.name} at {moment.isoformat()} → {what} (size {sizes[name]} → {target})"
+            line = (f"{name}: {schedule.name} at {moment.isoformat()} → {schedule.sets()} "
+                    f"(size {sizes[name]} → {target})")
             store.add_event(infra.id, "scheduled", line)
             said.append(line)
             sizes[name] = target

@@ -15,6 +15,7 @@ cooldown: no scale-out within ``scale_out_cooldown`` of the last scale-out, no s
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -93,17 +94,7 @@ def step_scaling(group: str, policy: StepScaling, values: Sequence[float], curre
     step = next((s for s in policy.steps if s.holds(value - policy.threshold)), None)
     if step is None:
         return None
-    if policy.adjustment_type == "exact_capacity":
-        wanted = step.adjustment
-    elif policy.adjustment_type == "percent_change_in_capacity":
-        change = current * step.adjustment / 100
-        change = math.floor(change) if change > 0 else math.ceil(change)
-        least = policy.min_adjustment_magnitude or 0
-        if abs(change) < least:
-            change = least if step.adjustment > 0 else -least
-        wanted = current + change
-    else:
-        wanted = current + step.adjustment
+    wanted = adjusted(policy.adjustment_type, step.adjustment, current, policy.min_adjustment_magnitude)
     desired = max(min(wanted, high if high is not None else wanted), low or 0)
     if desired == current:
         return None
@@ -128,3 +119,18 @@ def describe(policy: Policy) -> str:
         alarm = f"{policy.datapoints_to_alarm or policy.evaluation_periods} of {policy.evaluation_periods}"
         return f"step: {policy.metric} {policy.comparison} {_shown(policy.threshold)} ({alarm} samples): {steps}"
     return f"target tracking: {policy.metric} at {_shown(policy.target)}"
+
+
+def adjusted(adjustment_type: str, adjustment: int, current: int, least: int | None) -> int:
+    """The size an adjustment asks for, as AWS counts it: ``exact_capacity``, ``percent_change_in_capacity``
+    (rounded towards zero, at least ``least`` nodes), else a change in capacity (AWS's CamelCase names too)."""
+    kind = re.sub(r"(?<!^)([A-Z])", r"_\1", adjustment_type).lower()
+    if kind == "exact_capacity":
+        return adjustment
+    if kind == "percent_change_in_capacity":
+        change = current * adjustment / 100
+        change = math.floor(change) if change > 0 else math.ceil(change)
+        if least and abs(change) < least:
+            change = least if adjustment > 0 else -least
+        return current + change
+    return current + adjustment

@@ -339,9 +339,12 @@ class Schedule(_Strict):
     def describe(self) -> str:
         """The schedule in a line, for ``status``."""
         when = f"cron {self.cron}" if self.cron is not None else f"at {self.at}"
-        sets = ", ".join(f"{key} {value}" for key, value in (("min", self.min), ("max", self.max),
+        return f"schedule {self.name}: {when} ({self.timezone}) → {self.sets()}"
+
+    def sets(self) -> str:
+        """What it sets, e.g. ``min 0, max 1, desired 0``."""
+        return ", ".join(f"{key} {value}" for key, value in (("min", self.min), ("max", self.max),
                                                               ("desired", self.desired)) if value is not None)
-        return f"schedule {self.name}: {when} ({self.timezone}) → {sets}"
 
 
 class Scaling(_Strict):
