@@ -61,3 +61,27 @@ class RevisionState(StrEnum):
     PAUSED = "paused"
     FAILED = "failed"
     ABORTED = "aborted"
+
+
+class Process(StrEnum):
+    """What the manager does for a group on its own, each of which can be suspended and resumed (AWS Auto
+    Scaling's processes, in cloudherd's words; :data:`AWS_PROCESS_NAMES` maps them).  Suspended, a process is
+    not run until it is resumed; a user's own command (``up``, ``scale``, ``down``) still works."""
+
+    LAUNCH = "launch"  # make nodes (to grow, or to replace one)
+    TERMINATE = "terminate"  # end live nodes (to shrink, or to replace one); a machine already gone is still forgotten
+    HEALTH_CHECK = "health-check"  # check nodes (ready ⇄ unhealthy → failed)
+    REPLACE_UNHEALTHY = "replace-unhealthy"  # replace failed nodes
+    SCHEDULED_ACTIONS = "scheduled-actions"  # fire the group's schedules
+    POLICIES = "policies"  # sample metrics and follow the scaling policies (AWS's alarm notifications)
+    REBALANCE = "rebalance"  # move nodes back to the places their placement asks for
+    ROLLOUT = "rollout"  # roll a release submitted through the server onto the nodes (AWS's instance refresh)
+    ADD_TO_LOAD_BALANCER = "add-to-load-balancer"  # AWS's; cloudherd has no balancer: kept, shown, does nothing
+
+
+AWS_PROCESS_NAMES = {
+    "Launch": Process.LAUNCH, "Terminate": Process.TERMINATE, "HealthCheck": Process.HEALTH_CHECK,
+    "ReplaceUnhealthy": Process.REPLACE_UNHEALTHY, "ScheduledActions": Process.SCHEDULED_ACTIONS,
+    "AlarmNotification": Process.POLICIES, "AZRebalance": Process.REBALANCE, "InstanceRefresh": Process.ROLLOUT,
+    "AddToLoadBalancer": Process.ADD_TO_LOAD_BALANCER,
+}

@@ -18,6 +18,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from cloudherd.api.client_choices import ChoiceCommands
 from cloudherd.api.client_commands import Commands
 from cloudherd.api.client_core import PathLike, Selectable, Specs, Tags
 from cloudherd.api.client_fleet import FleetCommands
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Client", "PathLike", "Selectable", "Specs", "SyncClient", "Tags"]
 
 
-class Client(Commands, FleetCommands, OgcActions):
+class Client(Commands, FleetCommands, ChoiceCommands, OgcActions):
     """Async access to cloudherd; ``db_url`` defaults to ``CLOUDHERD_DB`` or SQLite in the data folder.
 
     Use it as ``async with Client() as herd:`` (or call :meth:`close`) so that its database
@@ -77,18 +78,22 @@ class SyncClient(SyncOgcActions[Client], of=Client):
         manage = blocking(Client.manage)
         node = blocking(Client.node)
         plan = blocking(Client.plan)
+        protect = blocking(Client.protect)
         pull = blocking(Client.pull)
         push = blocking(Client.push)
         regions = blocking(Client.regions)
         resume = blocking(Client.resume)
+        resume_processes = blocking(Client.resume_processes)
         revoke_token = blocking(Client.revoke_token)
         rollback = blocking(Client.rollback)
         rollout = blocking(Client.rollout)
         scale = blocking(Client.scale)
         sizes = blocking(Client.sizes)
         ssh_command = blocking(Client.ssh_command)
+        standby = blocking(Client.standby)
         status = blocking(Client.status)
         submit = blocking(Client.submit)
+        suspend = blocking(Client.suspend)
         tokens = blocking(Client.tokens)
         up = blocking(Client.up)
         users = blocking(Client.users)

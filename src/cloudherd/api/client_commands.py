@@ -281,9 +281,7 @@ class Commands(Queries):
         infrastructure, one pass runs here (waiting up to ``wait`` seconds for another command on it),
         unless ``run_pass`` is False (the caller runs one).
         """
-        from cloudherd.engine.events import ProgressEvent
-        from cloudherd.engine.locks import exclusive, infra_scope, is_managed
-        from cloudherd.engine.reconcile import reconcile, scale_target
+        from cloudherd.engine.reconcile import scale_target
 
         kind, amount = _scale_change(change)
         infra = self.store.resolve(ref)
@@ -300,12 +298,7 @@ class Commands(Queries):
             raise UsageError(f"{group} of {infra.name} would have {target} nodes: a group has at most "
                              f"{self.max_group_size} here")
         request_id = self.store.add_scale_request(infra.id, group, kind, amount, victim_ids)
-        applied = False
-        if run_pass and not is_managed(self.store, infra.name):
-            async with exclusive(self.store, infra_scope(infra.name), "scale", wait=wait,
-                                 on_wait=(lambda m: on_event(ProgressEvent("info", m))) if on_event else None):
-                await reconcile(self.store, infra.id, sink=on_event)
-            applied = True
+        applied = run_pass and await self._pass_now(infra, "scale", wait, on_event)
         row = self.store.scale_request(request_id)
         return ScaleResult(group=group, before=before, target=target, note=note, applied=applied,
                            outcome=row.outcome if row is not None else None)

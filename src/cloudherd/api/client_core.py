@@ -17,10 +17,12 @@ from cloudherd.lifecycle import InfraState
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from cloudherd.engine.events import EventSink
     from cloudherd.providers.base import Provider
     from cloudherd.remote.pool import ConnectionPool
     from cloudherd.spec import LoadedSpec
     from cloudherd.spec.confine import Confinement
+    from cloudherd.spec.model import Group as GroupSpec
     from cloudherd.state.models import Infrastructure as InfraRow
     from cloudherd.state.models import Node as NodeRow
     from cloudherd.state.reader import Reader
@@ -109,6 +111,20 @@ class ClientCore:
         return views.infrastructure(row, nodes, reads.pins(infra.id), reads.last_actions(infra.id),
                                     _scaling(row, reads), is_managed(reads, row.name), reads.latest_samples(infra.id))
 
+    async def _pass_now(self, infra: InfraRow, what: str, wait: float, on_event: EventSink | None) -> bool:
+        """One pass here when no manager keeps the infrastructure (else the manager's next one applies the
+        change a command recorded); returns whether it ran."""
+        from cloudherd.engine.events import ProgressEvent
+        from cloudherd.engine.locks import exclusive, infra_scope, is_managed
+        from cloudherd.engine.reconcile import reconcile
+
+        if is_managed(self.store, infra.name):
+            return False
+        async with exclusive(self.store, infra_scope(infra.name), what, wait=wait,
+                             on_wait=(lambda m: on_event(ProgressEvent("info", m))) if on_event else None):
+            await reconcile(self.store, infra.id, sink=on_event)
+        return True
+
     def _victim_ids(self, infra: InfraRow, group: str, victims: Sequence[str]) -> list[str]:
         """The live nodes ``victims`` name (the one rule: :meth:`cloudherd.state.repo.Store.resolve_node`)."""
         ids = []
@@ -168,8 +184,16 @@ def _scaling(infra: InfraRow | InfraRecord, reads: Store | Reader) -> dict[str, 
     limits = {name: scheduled.get(name, (None, None)) for name in spec.groups}
     return {name: (g.min if limits[name][0] is None else limits[name][0],
                    g.max if limits[name][1] is None else limits[name][1],
-                   [*(describe(p) for p in g.policies), *(s.describe() for s in g.schedules)])
+                   [*(describe(p) for p in g.policies), *(s.describe() for s in g.schedules), *_scale_in_line(g)])
             for name, g in spec.groups.items()}
+
+
+def _scale_in_line(group: GroupSpec) -> list[str]:
+    """How a shrink chooses, when the group says more than the default (the newest first)."""
+    if group.termination == ["newest"] and not group.protect_new:
+        return []
+    order = ", then ".join([*group.termination, *([] if group.termination[-1] == "newest" else ["newest"])])
+    return [f"scale-in: {order} first" + ("; new nodes protected" if group.protect_new else "")]
 
 
 def _key_body(public_key: str) -> str:

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
         Action,
         Event,
         ExecResult,
+        Group,
         Infrastructure,
         InfrastructureSummary,
+        Node,
         Plan,
         Revision,
         Rollout,
@@ -61,6 +63,15 @@ class HerdClient(Protocol):
 
     def scale(self, ref: str, group: str, change: str | int, *, victims: Sequence[str] = (),
               wait: float = 600.0, on_event: Any = None, run_pass: bool = True) -> ScaleResult: ...
+
+    def protect(self, ref: str, nodes: Names, *, protected: bool = True) -> list[Node]: ...
+
+    def standby(self, ref: str, nodes: Names, *, enter: bool = True, replace: bool = False, wait: float = 600.0,
+                on_event: Any = None, run_pass: bool = True) -> list[Node]: ...
+
+    def suspend(self, ref: str, group: str, processes: Sequence[str] = (), *, reason: str | None = None) -> Group: ...
+
+    def resume_processes(self, ref: str, group: str, processes: Sequence[str] = ()) -> Group: ...
 
     def attach(self, ref: str) -> InfrastructureSummary: ...
 

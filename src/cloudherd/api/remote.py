@@ -26,8 +26,10 @@ from cloudherd.api.types import (
     Action,
     Event,
     ExecResult,
+    Group,
     Infrastructure,
     InfrastructureSummary,
+    Node,
     Plan,
     Revision,
     Rollout,
@@ -167,6 +169,29 @@ class RemoteClient:
         answer = self._call("POST", f"/v1/infrastructures/{ref}/groups/{group}/scale",
                             json={"change": str(change), "victims": list(victims)})
         return _value(ScaleResult, answer)
+
+    def protect(self, ref: str, nodes: Any, *, protected: bool = True) -> list[Node]:
+        answer = self._call("POST", f"/v1/infrastructures/{ref}/nodes/protection",
+                            json={"nodes": _names(nodes), "protected": protected})
+        return [_value(Node, n) for n in answer]
+
+    def standby(self, ref: str, nodes: Any, *, enter: bool = True, replace: bool = False, wait: float = 600.0,
+                on_event: Any = None, run_pass: bool = True) -> list[Node]:
+        """Ask the server: its manager applies the change at its next pass (``wait``, ``run_pass`` are the local
+        client's)."""
+        answer = self._call("POST", f"/v1/infrastructures/{ref}/nodes/standby",
+                            json={"nodes": _names(nodes), "enter": enter, "replace": replace})
+        return [_value(Node, n) for n in answer]
+
+    def suspend(self, ref: str, group: str, processes: Sequence[str] = (), *, reason: str | None = None) -> Group:
+        answer = self._call("POST", f"/v1/infrastructures/{ref}/groups/{group}/suspend",
+                            json={"processes": list(processes), "reason": reason})
+        return _value(Group, answer)
+
+    def resume_processes(self, ref: str, group: str, processes: Sequence[str] = ()) -> Group:
+        answer = self._call("POST", f"/v1/infrastructures/{ref}/groups/{group}/resume",
+                            json={"processes": list(processes)})
+        return _value(Group, answer)
 
     def attach(self, ref: str) -> InfrastructureSummary:
         return _value(InfrastructureSummary, self._call("POST", f"/v1/infrastructures/{ref}/attach"))

@@ -64,6 +64,8 @@ class Node(_Value):
     last_check: str | None = None  # which check, what it answered
     last_check_at: datetime | None = None
     machine: str | None = None  # what the provider says of the machine (``status`` only): local: isolation, limits
+    protected: bool = False  # kept from scale-in (``cloudherd protect``)
+    standby: bool = False  # out of service, kept: not counted, checked, sampled or replaced (``cloudherd standby``)
 
     def answers_to(self, ref: str) -> bool:
         """The same rule as the state row's (:meth:`cloudherd.state.models.Node.answers_to`), the one rule for
@@ -87,6 +89,7 @@ class Group(_Value):
     healthy: int = 0  # ready nodes
     policies: tuple[str, ...] = ()  # the scaling policies that decide its size, a line each
     metrics: dict[str, float] = Field(default_factory=dict)  # each sampled metric's latest aggregate
+    suspended: dict[str, str] = Field(default_factory=dict)  # processes the manager does not run → why
 
 
 class InfrastructureSummary(_Value):

@@ -39,6 +39,7 @@ def node(row: NodeRow, host_key: str | None = None, last: ActionRow | None = Non
         created_at=row.created_at, updated_at=row.updated_at,
         last_action=action(last, row.name) if last is not None else None,
         health=row.health, last_check=row.last_check, last_check_at=row.last_check_at,
+        protected=bool(row.protected), standby=bool(row.standby),
     )
 
 
@@ -53,6 +54,7 @@ def group(row: GroupRow, nodes: Iterable[NodeRow] = (), scaling: Scaling | None 
         count=row.count, tags={str(k): str(v) for k, v in (config.get("tags") or {}).items()},
         min=low, max=high, actual=len(mine), healthy=sum(n.state == NodeState.READY for n in mine),
         policies=tuple(policies), metrics=dict(metrics or {}),
+        suspended={str(k): str(v) for k, v in (row.suspended or {}).items()},
     )
 
 

@@ -12,6 +12,7 @@ from cloudherd import __version__
 from cloudherd.cli import (
     catalog_cmds,
     change_cmds,
+    choice_cmds,
     common,
     fleet_cmds,
     life_cmds,
@@ -47,7 +48,8 @@ def main(
         loud()
 
 
-for _module in (spec_cmds, life_cmds, read_cmds, fleet_cmds, change_cmds, catalog_cmds, local_cmds, server_cmds):
+for _module in (spec_cmds, life_cmds, read_cmds, fleet_cmds, change_cmds, choice_cmds, catalog_cmds, local_cmds,
+                server_cmds):
     app.add_typer(_module.router)
 
 

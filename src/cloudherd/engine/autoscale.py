@@ -10,7 +10,9 @@ from datetime import datetime, timedelta
 
 from cloudherd.engine.metrics import Sampler
 from cloudherd.engine.policies import Decision, Since, decide
+from cloudherd.engine.processes import held_groups
 from cloudherd.engine.session import RunSession
+from cloudherd.lifecycle import Process
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.cron import due
 from cloudherd.spec.parts import Policy, TargetTracking
@@ -28,14 +30,16 @@ async def autoscale(store: Store, infra: Infrastructure, loaded: LoadedSpec, nod
     said = fire_schedules(store, infra, loaded, now)
     if not any(g.policies or g.metrics for g in loaded.spec.groups.values()):
         return said
-    samples = await sampler.sample(infra, loaded, nodes, run.pool, run.reach, now)
+    # a node in standby is out of service: not in the group's aggregate (as AWS leaves it out of its metrics)
+    samples = await sampler.sample(infra, loaded, [n for n in nodes if not n.standby], run.pool, run.reach, now)
     sampler.forget({n.id: n for n in nodes})
     store.add_samples(infra.id, [(s.group, s.metric, s.value, s.nodes) for s in samples], at=now)
     fresh = {(s.group, s.metric) for s in samples}
     sizes = {g.name: g.count for g in infra.groups}
     limits = bounds_in_force(store, infra.id, loaded)
+    held = held_groups(infra.groups, Process.POLICIES)  # still sampled, for the faces; not followed
     for name, group in loaded.spec.groups.items():
-        if not group.policies or name not in sizes:
+        if not group.policies or name not in sizes or name in held:
             continue
         since = since_scaled(store, infra.id, name, now)
         low, high = limits[name]
@@ -98,12 +102,19 @@ def fire_schedules(store: Store, infra: Infrastructure, loaded: LoadedSpec, now:
         return []
     sizes = {g.name: g.count for g in infra.groups}
     fired = store.last_firings(infra.id)
+    held = held_groups(infra.groups, Process.SCHEDULED_ACTIONS)
     said = []
     for name, group in loaded.spec.groups.items():
         for schedule in group.schedules if name in sizes else ():
             since = max(infra.created_at, fired.get((name, schedule.name), infra.created_at))
             moment = due(schedule.cron, schedule.at, schedule.timezone, now, since)
             if moment is None:
+                continue
+            if name in held:  # passed over, not kept for later (AWS's rule): the occurrence is recorded, no bounds
+                store.add_firing(infra.id, name, schedule.name, moment, min=None, max=None, desired=None)
+                line = f"{name}: {schedule.name} at {moment.isoformat()} skipped (scheduled-actions suspended)"
+                store.add_event(infra.id, "scheduled", line)
+                said.append(line)
                 continue
             store.add_firing(infra.id, name, schedule.name, moment, min=schedule.min, max=schedule.max,
                              desired=schedule.desired)

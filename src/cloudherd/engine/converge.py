@@ -175,7 +175,7 @@ def write_rows(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: str, reda
             store.add_nodes(infra_id, [
                 {"group_name": group_name, "name": f"{spec.name}-{group_name}-{index}", "index": index,
                  "provider": group.provider, "release": group_digest(loaded, group_name),
-                 "shape": shape_digest(loaded, group_name)}
+                 "shape": shape_digest(loaded, group_name), "protected": group.protect_new}
                 for index in diff.indices
             ])
     return surplus + [n for diff in diffs.values() if diff.removed for n in diff.destroy]

@@ -19,10 +19,12 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cloudherd.engine.processes import suspended
 from cloudherd.engine.revisions import group_digest, shape_digest
+from cloudherd.engine.scale_in import keep_order, shrink_choice
 from cloudherd.engine.templates import InfraLike, NodeLike, new_indices, node_env, script_digest, template_context
 from cloudherd.errors import DeployError
-from cloudherd.lifecycle import COUNTED_NODE_STATES, LIVE_NODE_STATES, NodeState
+from cloudherd.lifecycle import COUNTED_NODE_STATES, LIVE_NODE_STATES, NodeState, Process
 from cloudherd.remote.scripts import render
 from cloudherd.spec import LoadedSpec
 
@@ -78,24 +80,32 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
     diffs = []
     for group_name, group in spec.groups.items():
         row = by_name.get(group_name)
-        members = [n for n in nodes if n.group_name == group_name and n.state != NodeState.TERMINATED]
-        dead = [n for n in members if n.state not in COUNTED_NODE_STATES or n.id in replace]
-        places = [p.provider for p in group.placement] or [group.provider]
-        rank = {name: i for i, name in enumerate(places)}
-        # kept first: not a victim, then by place (scale-down empties the last place first), then oldest
-        counted = sorted((n for n in members if n.state in COUNTED_NODE_STATES and n.id not in replace),
-                         key=lambda n: (n.id in victims, rank.get(n.provider, len(places)), n.index))
+        held = suspended(row)
+        # a node in standby is out of the reckoning: not counted, not replaced, not chosen
+        members = [n for n in nodes if n.group_name == group_name and n.state != NodeState.TERMINATED
+                   and not n.standby]
+        # with launch or terminate suspended, a live node named to be replaced stays (it could not be, or
+        # not be made anew); a machine already gone is still forgotten
+        renewable = replace if not held & {Process.LAUNCH, Process.TERMINATE} else ()
+        dead = [n for n in members if n.state not in COUNTED_NODE_STATES or n.id in renewable]
+        counted = keep_order([n for n in members if n.state in COUNTED_NODE_STATES and n.id not in renewable],
+                             places=[p.provider for p in group.placement] or [group.provider],
+                             policies=group.termination, victims=victims,
+                             release=group_digest(loaded, group_name) if "oldest-release" in group.termination
+                             else None)
         diff = GroupDiff(group_name, group.provider, group.count, len(counted), new=row is None)
         changed = _shape_changes(row, group.provider, group.image, group.size_name) \
             if row is not None and group.update.strategy == "recreate" else []
+        surplus = [] if Process.TERMINATE in held else shrink_choice(counted, group.count, victims)
         if changed and counted:
             diff.reasons += changed
-            diff.replace = counted[: group.count]
-            diff.destroy = dead + counted[group.count:]
-            diff.create = group.count
+            diff.replace = [n for n in counted if n not in surplus]
+            diff.destroy = dead + surplus
+            diff.create = len(diff.replace)
         else:
-            diff.destroy = dead + counted[group.count:]
+            diff.destroy = dead + surplus
             diff.create = max(0, group.count - len(counted))
+        _say_held(diff, held, counted, group.count, surplus)
         if dead:
             diff.reasons.append(f"{len(dead)} dead node(s) replaced")
         diff.indices = new_indices(nodes, group_name, diff.create)
@@ -107,6 +117,20 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
         if members:
             diffs.append(GroupDiff(group_name, row.provider, 0, len(members), destroy=members, removed=True))
     return diffs
+
+
+def _say_held(diff: GroupDiff, held: frozenset[Process], counted: Sequence[Node], count: int,
+              surplus: Sequence[Node]) -> None:
+    """What the group does not do because of a suspension or of protection, said in the diff's reasons."""
+    if Process.LAUNCH in held and diff.create:
+        diff.reasons.append(f"launch suspended: {diff.create} node(s) not made")
+        diff.create = 0
+        diff.replace = []
+    beyond = max(0, len(counted) - count) - len(surplus)
+    if beyond and Process.TERMINATE in held:
+        diff.reasons.append(f"terminate suspended: {beyond} node(s) over the size kept")
+    elif beyond:
+        diff.reasons.append(f"{beyond} protected node(s) over the size kept")
 
 
 def _shape_changes(row: Group, provider: str, image: str | None, size: str | None) -> list[str]:
@@ -123,7 +147,7 @@ def behind(loaded: LoadedSpec, nodes: Sequence[Node]) -> list[Node]:
     digests = {name: group_digest(loaded, name) for name, g in loaded.spec.groups.items()
                if g.update.strategy == "rolling"}
     return [n for n in sorted(nodes, key=lambda n: (n.group_name, n.index or 0))
-            if n.group_name in digests and n.state in LIVE_NODE_STATES and n.release is not None
+            if n.group_name in digests and n.state in LIVE_NODE_STATES and n.release is not None and not n.standby
             and n.release != digests[n.group_name]]
 
 

@@ -27,10 +27,11 @@ from cloudherd.engine.health import CheckResult
 from cloudherd.engine.liveness import observe, record
 from cloudherd.engine.metrics import Sampler
 from cloudherd.engine.probe import probe
+from cloudherd.engine.processes import held_groups
 from cloudherd.engine.reach import Reach
 from cloudherd.engine.session import RunSession
 from cloudherd.errors import CloudherdError, FencedOut
-from cloudherd.lifecycle import InfraState, NodeState, RevisionState
+from cloudherd.lifecycle import InfraState, NodeState, Process, RevisionState
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.model import Group as GroupSpec
@@ -208,7 +209,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                 report.retired = [n.name for n in after if n.id in before and n.state == NodeState.TERMINATED]
                 _log_converge(store, infra, before, report)
                 nodes = after  # what the pass goes on from
-            if behind(loaded, nodes):
+            late = {n.group_name for n in behind(loaded, nodes)}  # a suspended rollout holds the whole release
+            if late and not late & held_groups(infra.groups, Process.ROLLOUT):
                 await _roll_on(store, infra, loaded, rollout.Rollout(store, infra, run, []), report)
             if changes or stale or report.converged or report.scaled:
                 _record_sizes(store, infra, store.nodes(infra.id))
@@ -283,8 +285,9 @@ async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec,
 
     now = datetime.now(UTC)  # what is recorded; when a node is due again is the monotonic clock's (CheckTimes)
     # failed by its checks (not by its scripts): still checked, so that one the breaker kept comes back
-    checked = [n for n in nodes
-               if n.state in CHECKED_STATES or (n.state == NodeState.FAILED and n.health == "unhealthy")]
+    unchecked = held_groups(infra.groups, Process.HEALTH_CHECK)
+    checked = [n for n in nodes if not n.standby and n.group_name not in unchecked
+               and (n.state in CHECKED_STATES or (n.state == NodeState.FAILED and n.health == "unhealthy"))]
     due = [n for n in checked if n.group_name in loaded.spec.groups
            and times.due(infra.id, n, loaded.group(n.group_name).health.interval, now)]
 
@@ -422,9 +425,10 @@ def _to_replace(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: 
     """Failed nodes to retire and replace, unless too much of their group is unhealthy at once (the circuit
     breaker: a network blip must not recycle a whole fleet)."""
     replace: set[str] = set()
+    kept = held_groups(infra.groups, Process.REPLACE_UNHEALTHY)
     for name, group in loaded.spec.groups.items():
-        members = [n for n in nodes if n.group_name == name and n.state != NodeState.TERMINATED]
-        failed = [n for n in members if n.state == NodeState.FAILED]
+        members = [n for n in nodes if n.group_name == name and n.state != NodeState.TERMINATED and not n.standby]
+        failed = [] if name in kept else [n for n in members if n.state == NodeState.FAILED]
         if not failed:
             continue
         # the breaker guards against a blip that makes healthy machines look sick; a node whose own scripts
@@ -462,8 +466,9 @@ def _misplaced(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: l
     holds less.  One a pass, only when the group is all ready and the short place is not cooling down, so
     a domain moves one machine at a time and never away from capacity it has."""
     moving: set[str] = set()
+    kept = held_groups(infra.groups, Process.REBALANCE)
     for name, group in loaded.spec.groups.items():
-        if not group.placement:
+        if not group.placement or name in kept:
             continue
         members = [n for n in nodes if n.group_name == name and n.state != NodeState.TERMINATED]
         if len(members) != group.count or any(n.state != NodeState.READY for n in members):

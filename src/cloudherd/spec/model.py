@@ -159,6 +159,16 @@ class Group(_Strict):
         """The scheduled actions that set its bounds or size (``scaling: {schedules: […]}``)."""
         return self.scaling.schedules if self.scaling is not None else []
 
+    @property
+    def termination(self) -> list[str]:
+        """Which nodes a shrink gives up first (``scaling: {termination: […]}``)."""
+        return list(self.scaling.termination) if self.scaling is not None else ["newest"]
+
+    @property
+    def protect_new(self) -> bool:
+        """Whether its new nodes start protected from scale-in (``scaling: {protect_new: true}``)."""
+        return self.scaling is not None and self.scaling.protect_new
+
     @field_validator("ports")
     @classmethod
     def _ports_in_range(cls, value: list[int]) -> list[int]:

@@ -347,6 +347,15 @@ class Schedule(_Strict):
                                                               ("desired", self.desired)) if value is not None)
 
 
+# newest / oldest: by when the node was made; oldest-release: nodes behind the group's release first;
+# closest-to-next-hour: the nodes nearest to the end of a billed hour first (where a cloud bills by the hour)
+TerminationPolicy = Literal["newest", "oldest", "oldest-release", "closest-to-next-hour"]
+
+
+def _newest_first() -> list[TerminationPolicy]:
+    return ["newest"]
+
+
 class Scaling(_Strict):
     """A group's bounds (``scaling: {min: N, max: M}``, Occopus's spelling of ``min:``/``max:``) and the policies
     that decide its size within them."""
@@ -355,6 +364,20 @@ class Scaling(_Strict):
     max: Int | None = Field(default=None, ge=0, le=10000)
     policies: list[Policy] = Field(default_factory=list)
     schedules: list[Schedule] = Field(default_factory=list)
+    # which nodes a shrink gives up first, each rule breaking the ties of the one before (AWS's termination
+    # policies); after them the newest goes first
+    termination: list[TerminationPolicy] = Field(default_factory=_newest_first, min_length=1, max_length=4)
+    protect_new: bool = False  # new nodes start protected from scale-in (AWS's NewInstancesProtectedFromScaleIn)
+
+    @field_validator("termination", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("termination")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
 
 
 class InlineScript(_Strict):

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import DDL, JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import DDL, JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, event, false
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -89,6 +89,8 @@ class Group(Base):
     size: Mapped[str | None] = mapped_column(String(200))
     count: Mapped[int] = mapped_column(Integer)
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # scripts, teardown, env, tags: no secrets
+    # the processes the manager does not run for it (lifecycle.Process → why), until resumed; None: none
+    suspended: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
 
     infrastructure: Mapped[Infrastructure] = relationship(back_populates="groups")
 
@@ -122,6 +124,8 @@ class Node(Base):
     last_check_at: Mapped[datetime | None] = mapped_column()
     release: Mapped[str | None] = mapped_column(String(64))  # its group's release digest it was made or deployed at
     shape: Mapped[str | None] = mapped_column(String(64))  # the digest of what it was made as (image, size, …)
+    protected: Mapped[bool] = mapped_column(default=False, server_default=false())  # never chosen to scale in
+    standby: Mapped[bool] = mapped_column(default=False, server_default=false())  # out of service, kept
 
     infrastructure: Mapped[Infrastructure] = relationship(back_populates="nodes")
 

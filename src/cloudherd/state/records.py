@@ -97,6 +97,8 @@ class NodeRecord(Record):
     last_check_at: datetime | None
     release: str | None
     shape: str | None
+    protected: bool
+    standby: bool
 
     def answers_to(self, ref: str) -> bool:
         """The same rule as :meth:`cloudherd.state.models.Node.answers_to`."""
@@ -117,6 +119,7 @@ class GroupRecord(Record):
     size: str | None
     count: int
     config: dict[str, Any]
+    suspended: dict[str, Any] | None
 
 
 @dataclass(eq=False)

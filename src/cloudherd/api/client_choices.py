@@ -1,0 +1,151 @@
+"""What a user sets on a running fleet for the manager to honour: a node's protection from scale-in, a node in
+standby (out of service, kept), a group's suspended processes.  Part of :class:`~cloudherd.api.client.Client`.
+
+Each is recorded first (with its event) and honoured by every pass after it, the manager's or the one a command
+runs when no manager keeps the infrastructure.  AWS Auto Scaling's rules hold: protection guards against a
+shrink, not against the replacement of a failed node nor a user's own request; a node leaves standby only into a
+group with room for it under its max; a suspended process stays suspended until resumed, across restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from cloudherd.api import views
+from cloudherd.api.client_core import ClientCore, Selectable, _scaling
+from cloudherd.api.types import Group, Node
+from cloudherd.errors import UsageError
+from cloudherd.lifecycle import InfraState, NodeState
+
+if TYPE_CHECKING:
+    from cloudherd.engine.events import EventSink
+    from cloudherd.state.models import Group as GroupRow
+    from cloudherd.state.models import Infrastructure as InfraRow
+    from cloudherd.state.models import Node as NodeRow
+
+IN_SERVICE = frozenset({NodeState.READY, NodeState.UNHEALTHY})  # what may enter standby (AWS: InService)
+
+
+def _names(value: Selectable) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+class ChoiceCommands(ClientCore):
+    """Protection, standby and suspended processes."""
+
+    async def protect(self, ref: str, nodes: Selectable, *, protected: bool = True) -> list[Node]:
+        """Keep ``nodes`` (names, ids or addresses) from scale-in, or with ``protected=False`` give them back to
+        it.  A protected node stays when its group shrinks, which then runs above its size until it is released."""
+        infra = self._live(ref)
+        rows = self._nodes(infra, nodes)
+        word = "protected from scale-in" if protected else "no longer protected from scale-in"
+        self.store.set_protection(infra.id, [n.id for n in rows], protected,
+                                  f"{', '.join(n.name for n in rows)}: {word}")
+        return self._fresh(infra, rows)
+
+    async def standby(self, ref: str, nodes: Selectable, *, enter: bool = True, replace: bool = False,
+                      wait: float = 600.0, on_event: EventSink | None = None, run_pass: bool = True) -> list[Node]:
+        """Put ``nodes`` in standby (out of service: not counted, checked, sampled, replaced or chosen by a
+        shrink, but kept running), or with ``enter=False`` bring them back.  Entering, the group's size goes down
+        by as many (not below its min), unless ``replace``: then new nodes are made in their place.  Leaving, the
+        size goes up by as many (not above its max).  A pass applies it at once when no manager keeps the
+        infrastructure (unless ``run_pass`` is False)."""
+        infra = self._live(ref)
+        rows = self._nodes(infra, nodes)
+        groups = {n.group_name for n in rows}
+        if len(groups) > 1:
+            raise UsageError(f"the nodes are of several groups ({', '.join(sorted(groups))}): one group at a time")
+        group = groups.pop()
+        wrong = [n.name for n in rows if (n.standby if enter else not n.standby)
+                 or (enter and NodeState(n.state) not in IN_SERVICE)]
+        if wrong:
+            why = "in service (ready or unhealthy) and not in standby" if enter else "in standby"
+            raise UsageError(f"{', '.join(wrong)}: not {why}")
+        row = next(g for g in infra.groups if g.name == group)
+        low, high, _ = _scaling(infra, self.store).get(group, (None, None, ()))
+        resize = self._standby_resize(group, row.count, len(rows), enter, replace, low, high)
+        names = ", ".join(n.name for n in rows)
+        message = (f"{group}: {names} into standby" + (" (replaced)" if replace else f" (size {row.count} → "
+                                                         f"{row.count - len(rows)})")
+                   if enter else f"{group}: {names} back in service (size {row.count} → {row.count + len(rows)})")
+        self.store.set_standby(infra.id, group, [n.id for n in rows], enter, resize, message)
+        if run_pass:
+            await self._pass_now(infra, "standby", wait, on_event)
+        return self._fresh(infra, rows)
+
+    @staticmethod
+    def _standby_resize(group: str, count: int, moving: int, enter: bool, replace: bool, low: int | None,
+                        high: int | None) -> tuple[str, int] | None:
+        """The scale request that keeps the group's size honest about its standby nodes (None: none)."""
+        if enter and replace:
+            return None
+        if enter and low is not None and count - moving < low:
+            raise UsageError(f"{group} would have {count - moving} node(s) in service, below its min ({low}): "
+                             "replace them (--replace) or lower the min")
+        if not enter and high is not None and count + moving > high:
+            raise UsageError(f"{group} would have {count + moving} node(s), above its max ({high}): "
+                             "shrink the group first or raise the max")
+        return ("remove" if enter else "add", moving)
+
+    async def suspend(self, ref: str, group: str, processes: Sequence[str] = (), *,
+                      reason: str | None = None) -> Group:
+        """Suspend ``processes`` of ``group`` (all when none is named; cloudherd's names or AWS's): the manager
+        does not run them until :meth:`resume_processes`.  Returns the group as it is now."""
+        from cloudherd.engine.processes import parse
+
+        infra = self._live(ref)
+        row = self._group(infra, group)
+        chosen = parse(processes)
+        why = reason or "suspended by the user"
+        now = {**(row.suspended or {}), **{p.value: why for p in chosen}}
+        self.store.set_suspended(infra.id, group, now, f"{group}: suspended {', '.join(p.value for p in chosen)}")
+        return await self._group_view(infra.id, group)
+
+    async def resume_processes(self, ref: str, group: str, processes: Sequence[str] = ()) -> Group:
+        """Resume suspended ``processes`` of ``group`` (all when none is named).  Returns the group as it is now."""
+        from cloudherd.engine.processes import parse
+
+        infra = self._live(ref)
+        row = self._group(infra, group)
+        chosen = {p.value for p in parse(processes)}
+        left = {p: why for p, why in (row.suspended or {}).items() if p not in chosen}
+        resumed = [p for p in (row.suspended or {}) if p in chosen]
+        self.store.set_suspended(infra.id, group, left,
+                                 f"{group}: resumed {', '.join(resumed) or 'nothing (none was suspended)'}")
+        return await self._group_view(infra.id, group)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _live(self, ref: str) -> InfraRow:
+        infra = self.store.resolve(ref)
+        if infra.state == InfraState.DESTROYED:
+            raise UsageError(f"{infra.name} ({infra.id}) is destroyed")
+        return infra
+
+    def _nodes(self, infra: InfraRow, refs: Selectable) -> list[NodeRow]:
+        names = _names(refs)
+        if not names:
+            raise UsageError("name at least one node (name, id or address)")
+        rows = {}
+        for ref in names:
+            row = self.store.resolve_node(ref, infrastructure_id=infra.id)
+            rows[row.id] = row
+        return list(rows.values())
+
+    @staticmethod
+    def _group(infra: InfraRow, name: str) -> GroupRow:
+        found = next((g for g in infra.groups if g.name == name), None)
+        if found is None:
+            raise UsageError(f"no group '{name}' in {infra.name} (groups: "
+                             f"{', '.join(sorted(g.name for g in infra.groups))})")
+        return found
+
+    def _fresh(self, infra: InfraRow, rows: Sequence[NodeRow]) -> list[Node]:
+        pins = self._pins(infra.id)
+        now = {n.id: n for n in self.store.nodes(infra.id)}
+        return [views.node(now.get(n.id, n), pins.get(n.id)) for n in rows]
+
+    async def _group_view(self, infra_id: str, group: str) -> Group:
+        view = self._view(self.store.infrastructure(infra_id), self.store.nodes(infra_id))
+        return next(g for g in view.groups if g.name == group)

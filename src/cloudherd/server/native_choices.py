@@ -1,0 +1,85 @@
+"""The native API's routes for what a user sets on a running fleet: a node's protection from scale-in, standby,
+and a group's suspended processes (:mod:`cloudherd.api.client_choices`).  The server's manager honours them at
+its next pass, which each route asks for at once."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloudherd.api.types import Group, Node
+from cloudherd.server.deps import Caller, runtime_of
+from cloudherd.server.native import _changeable, text_only
+from cloudherd.server.runtime import Runtime
+from cloudherd.state.models import Infrastructure as InfraRow
+
+router = APIRouter(prefix="/v1", tags=["infrastructures"], dependencies=[Depends(text_only)])
+
+
+class NodesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    nodes: list[str] = Field(min_length=1, max_length=1000, description="Names, ids or addresses")
+
+
+class ProtectBody(NodesBody):
+    protected: bool = Field(default=True, description="False: give the nodes back to scale-in")
+
+
+class StandbyBody(NodesBody):
+    enter: bool = Field(default=True, description="False: bring the nodes back into service")
+    replace: bool = Field(default=False, description="Entering: make new nodes in their place (the size is kept)")
+
+
+class ProcessesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    processes: list[str] = Field(default_factory=list, max_length=20,
+                                 description="cloudherd's names or AWS's; none: every process")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+def _pass_soon(runtime: Runtime, infra: InfraRow) -> None:
+    """The manager applies it: at once for an attached infrastructure, by a pass of its own otherwise."""
+    if not infra.attached:
+        runtime.spawn(lambda: runtime.client.manage([infra.id], once=True), f"pass {infra.id}")
+    runtime.poke(infra.id)
+
+
+@router.post("/infrastructures/{ref}/nodes/protection", response_model=list[Node])
+async def protect(request: Request, ref: str, body: ProtectBody, who: Caller) -> list[Node]:
+    """Keep nodes from scale-in (or give them back to it)."""
+    runtime = runtime_of(request)
+    infra = _changeable(runtime, who, ref)
+    nodes = await runtime.client.protect(infra.id, body.nodes, protected=body.protected)
+    _pass_soon(runtime, infra)
+    return nodes
+
+
+@router.post("/infrastructures/{ref}/nodes/standby", response_model=list[Node])
+async def standby(request: Request, ref: str, body: StandbyBody, who: Caller) -> list[Node]:
+    """Put nodes in standby (out of service, kept), or bring them back."""
+    runtime = runtime_of(request)
+    infra = _changeable(runtime, who, ref)
+    nodes = await runtime.client.standby(infra.id, body.nodes, enter=body.enter, replace=body.replace,
+                                         run_pass=False)
+    _pass_soon(runtime, infra)
+    return nodes
+
+
+@router.post("/infrastructures/{ref}/groups/{group}/suspend", response_model=Group)
+async def suspend(request: Request, ref: str, group: str, body: ProcessesBody, who: Caller) -> Group:
+    """Suspend a group's processes (all when none is named) until resumed."""
+    runtime = runtime_of(request)
+    infra = _changeable(runtime, who, ref)
+    return await runtime.client.suspend(infra.id, group, body.processes, reason=body.reason)
+
+
+@router.post("/infrastructures/{ref}/groups/{group}/resume", response_model=Group)
+async def resume(request: Request, ref: str, group: str, body: ProcessesBody, who: Caller) -> Group:
+    """Resume a group's suspended processes (all when none is named)."""
+    runtime = runtime_of(request)
+    infra = _changeable(runtime, who, ref)
+    answer = await runtime.client.resume_processes(infra.id, group, body.processes)
+    _pass_soon(runtime, infra)
+    return answer
