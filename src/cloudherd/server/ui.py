@@ -5,9 +5,9 @@ shipped in the package, so the page works offline and installs with ``pip``.  A 
 kept in a cookie (HttpOnly, SameSite=Strict): the page's script never sees it.  Every form carries a
 CSRF token derived from the login token (an HMAC of it, so several servers agree without shared state);
 a post without it is refused.  The pages re-render their main part when ``/ui/.../live`` says something
-changed: it sends a digest of the infrastructure's nodes and newest event every time they change (level-based,
-as the manager is: a missed message is caught up by the next one), sampled once per infrastructure however
-many pages watch it (``server/live.py``).
+changed: it sends a digest of the infrastructure's nodes, newest event and metrics' latest values every time
+they change (level-based, as the manager is: a missed message is caught up by the next one), sampled once per
+infrastructure however many pages watch it (``server/live.py``).  The plots are inline SVG drawn here.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import asyncio
 import hashlib
 import hmac
 import json
+import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -27,6 +29,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from cloudherd.api.auth import Principal, authenticate
+from cloudherd.api.metric_history import MetricHistory, metric_histories
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.inputs import whole
 from cloudherd.lifecycle import InfraState, NodeState
@@ -181,10 +184,12 @@ async def infrastructure(request: Request, ref: str) -> Response:
     revisions = await runtime.client.history(infra.id)
     sizes = [e for e in every_event if e.kind == "sizes"][-300:]
     plots = plot_sizes(sizes, view)
+    metric_plots = plot_metrics(await asyncio.to_thread(metric_histories, runtime.store, infra.id))
     # what the manager took away, newest first: a node that died stays in sight after it was replaced
     gone = [n for n in view.nodes if n.state == NodeState.TERMINATED]
     retired = sorted(gone, key=lambda n: n.updated_at, reverse=True)
     return _page("infrastructure.html", infra=view, events=list(reversed(events)), revisions=revisions, plots=plots,
+                 metric_plots=metric_plots,
                  retired=retired[:RETIRED_SHOWN],
                  csrf=csrf_token(login), fragment=request.query_params.get("fragment") == "1",
                  message=request.query_params.get("message"))
@@ -255,8 +260,11 @@ async def live(request: Request, ref: str) -> Response:
         fresh = runtime.store.events_after(infra_id, newest[0])
         newest[0] = fresh[-1].id if fresh else newest[0]
         nodes = sorted((n.id, n.state, n.health or "", n.address or "") for n in runtime.store.nodes(infra_id))
-        # not the time of the last pass: a steady fleet would re-render every pass for nothing
-        return json.dumps([row.state, row.attached, row.reason, newest[0], nodes])
+        # not the time of the last pass: a steady fleet would re-render every pass for nothing (its metrics'
+        # latest values, which the plots end at, when they change)
+        latest = runtime.store.latest_samples(infra_id)
+        metrics = sorted((g, m, v) for g, values in latest.items() for m, v in values.items())
+        return json.dumps([row.state, row.attached, row.reason, newest[0], nodes, metrics])
 
     return _stream(request, f"infrastructure {infra_id}", state)
 
@@ -381,4 +389,91 @@ def plot_sizes(events: list[Any], now: Any) -> list[dict[str, Any]]:
             lines.append({"key": key, "colour": colour, "points": " ".join(path), "now": points[-1][1][key]})
         plots.append({"group": group.name, "lines": lines, "top": top, "width": PLOT_W, "height": PLOT_H,
                       "pad": PAD, "y_top": y(top), "y_zero": y(0), "since": points[0][0]})
+    return plots
+
+
+# -- a group's metric over its kept samples, against its policies' target or threshold --------------------
+
+METRIC_W, METRIC_H = 560, 180
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 14, 26  # the plot area's margins: the value axis's labels left, times below
+LEVEL_COLOURS = {"target": "#1a7f37", "threshold": "#cf222e"}
+DECISION_COLOURS = {"scale-out": "#bc4c00", "scale-in": "#8250df"}
+
+
+def value_axis(values: Iterable[float]) -> tuple[float, float]:
+    """The low and high ends of a value axis showing ``values`` (the samples and the policies' levels): zero in
+    sight, a twentieth of the span as headroom above (rounded up to two significant digits, for its label),
+    never an empty span."""
+    seen = [0.0, *values]
+    low, high = min(seen), max(seen)
+    if high <= low:
+        high = low + 1.0
+    high += (high - low) / 20
+    if high > 0:
+        step = 10.0 ** (math.floor(math.log10(high)) - 1)
+        high = round(math.ceil(round(high / step, 9)) * step, 12)
+    return low, high
+
+
+def y_of(value: float, low: float, high: float, top: float, bottom: float) -> float:
+    """Where ``value`` is drawn on an axis from ``low`` (at ``bottom``) to ``high`` (at ``top``): SVG's y grows
+    downwards, so a higher value is a smaller y.  Clamped to the axis; an empty axis puts everything midway."""
+    if high <= low:
+        return round((top + bottom) / 2, 1)
+    share = min(max((value - low) / (high - low), 0.0), 1.0)
+    return round(bottom - share * (bottom - top), 1)
+
+
+def x_of(moment: float, start: float, end: float, left: float, right: float) -> float:
+    """Where the moment ``moment`` (seconds) is drawn on a time axis from ``start`` to ``end``: one moment alone,
+    at the right (now)."""
+    if end <= start:
+        return round(right, 1)
+    share = min(max((moment - start) / (end - start), 0.0), 1.0)
+    return round(left + share * (right - left), 1)
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def plot_metrics(histories: Sequence[MetricHistory]) -> list[dict[str, Any]]:
+    """Per group and metric: an SVG polyline of its samples (a point each, oldest left), a horizontal line at each
+    policy's target or threshold, a mark at each scaling decision, and the words a screen reader says."""
+    plots = []
+    left, right, top, bottom = LEFT, METRIC_W - RIGHT, TOP, METRIC_H - BOTTOM
+    for index, h in enumerate(histories):
+        low, high = value_axis([*(p.value for p in h.points), *(level.value for level in h.levels)])
+        start = h.points[0].at.timestamp()
+        end = max([h.points[-1].at.timestamp(), *(d.at.timestamp() for d in h.decisions)])
+
+        def x(moment: datetime, start: float = start, end: float = end) -> float:
+            return x_of(moment.timestamp(), start, end, left, right)
+
+        def y(value: float, low: float = low, high: float = high) -> float:
+            return y_of(value, low, high, top, bottom)
+
+        values = [p.value for p in h.points]
+        latest = h.latest
+        levels = [{"kind": level.kind, "value": _num(level.value), "y": y(level.value), "policy": level.policy,
+                   "colour": LEVEL_COLOURS.get(level.kind, "#6b7580")} for level in h.levels]
+        marks = [{"x": x(d.at), "kind": d.kind, "reason": d.reason, "at": d.at.strftime("%H:%M:%S"),
+                  "colour": DECISION_COLOURS.get(d.kind, "#6b7580")} for d in h.decisions]
+        said = [f"{h.metric} of group {h.group}: {len(values)} sample{'s' if len(values) != 1 else ''} from "
+                f"{h.points[0].at.strftime('%H:%M:%S')} to {latest.at.strftime('%H:%M:%S')} UTC, lowest "
+                f"{_num(min(values))}, highest {_num(max(values))}, latest {_num(latest.value)}"]
+        said += [f"{level.kind} {_num(level.value)} ({level.policy})" for level in h.levels]
+        said += [f"{d.kind} at {d.at.strftime('%H:%M:%S')}: {d.reason}" for d in h.decisions]
+        plots.append({
+            "id": f"metric-{index}", "group": h.group, "metric": h.metric, "width": METRIC_W, "height": METRIC_H,
+            "left": left, "right": right, "top": top, "bottom": bottom,
+            "points": " ".join(f"{x(p.at)},{y(p.value)}" for p in h.points),
+            "last_x": x(latest.at), "last_y": y(latest.value),
+            "high": _num(high), "low": _num(low), "y_high": y(high), "y_low": y(low),
+            "since": h.points[0].at.strftime("%H:%M:%S"), "until": latest.at.strftime("%H:%M:%S"),
+            "latest": _num(latest.value), "latest_nodes": latest.nodes, "latest_at": latest.at.strftime("%H:%M:%S"),
+            "levels": levels, "marks": marks, "samples": len(values),
+            "title": f"{h.group}: {h.metric} over the last {len(values)} samples",
+            "desc": "; ".join(said) + ".",
+        })
     return plots

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ import httpx
 import pytest
 from helpers import REPO, node_folders, wait_until
 from server_harness import SPEC, Served, create, ready_nodes, serving
+
+from cloudherd.state.repo import Store
+from cloudherd.times import utcnow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -307,4 +311,61 @@ def test_a_release_is_rolled_back_from_the_page(served: Served, browser: Any) ->
     wait_until(lambda: "no longer valid" in _text(browser, "#login-error"), 30, "the login page, saying why")
     assert browser.get_cookie("cloudherd_session") is None
     steps.shot("revoked")
+    assert api.delete(f"/v1/infrastructures/{infra_id}").status_code == 202
+
+
+METERED = """\
+name: {name}
+groups:
+  web:
+    count: 0
+    min: 0
+    max: 4
+    metrics:
+      queue: {{command: 'echo 1'}}
+    scaling:
+      policies:
+        - {{metric: queue, target: 40, warmup: 1h}}
+"""
+# the metric plot as the browser lays it out: the boxes of the svg, of its samples' line and of its target's line
+LAID_OUT = """
+var figure = document.querySelector(arguments[0]);
+if (!figure) { return null; }
+function box(e) { var r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }
+var line = figure.querySelector("polyline.samples");
+return {svg: box(figure.querySelector("svg")), samples: box(line),
+        target: box(figure.querySelector("line.level-target")), points: line.points.numberOfItems};
+"""
+
+
+def test_a_group_s_metric_is_plotted_and_follows_new_samples(served: Served, browser: Any) -> None:
+    """Samples written as the manager's passes write them (the group has no node: the server's passes add none);
+    the page draws them against the policy's target, says the latest value and its accessible name, and a new
+    sample redraws the plot without a reload.  No screenshot: the browser's layout boxes are checked."""
+    from selenium.webdriver.common.by import By
+
+    api = served.client(served.token())
+    infra_id = create(api, "metered", count=0, spec=METERED)
+    store = Store()
+    start = utcnow() - timedelta(minutes=1)
+    for i, value in enumerate([10.0, 60.0, 30.0]):
+        store.add_samples(infra_id, [("web", "queue", value, 1)], at=start + timedelta(seconds=10 * i))
+
+    _login(browser, served.url, served.token())
+    _click(browser, "#infrastructures tr[data-name='metered'] a")
+    figure = "figure.metric-plot[data-group='web'][data-metric='queue']"
+    wait_until(lambda: "latest 30" in _text(browser, f"{figure} figcaption"), 10, "the metric's plot")
+    drawn = browser.execute_script(LAID_OUT, figure)
+    svg, samples, target = drawn["svg"], drawn["samples"], drawn["target"]
+    assert drawn["points"] == 3
+    assert svg[0] <= samples[0] < samples[2] <= svg[2] and svg[1] <= samples[1] < samples[3] <= svg[3], drawn
+    assert samples[1] < target[1] < samples[3], drawn  # 40 between the lowest sample (10) and the highest (60)
+    name = browser.find_element(By.CSS_SELECTOR, f"{figure} svg").accessible_name
+    assert name.startswith("web: queue") and "latest 30" in name and "target 40" in name, name
+
+    browser.execute_script("window.__cloudherdMarker = 42")
+    store.add_samples(infra_id, [("web", "queue", 90.0, 1)])
+    store.engine.dispose()
+    wait_until(lambda: "latest 90" in _text(browser, f"{figure} figcaption"), 30, "the new sample on the open page")
+    assert _same_page(browser) and browser.execute_script(LAID_OUT, figure)["points"] == 4
     assert api.delete(f"/v1/infrastructures/{infra_id}").status_code == 202
