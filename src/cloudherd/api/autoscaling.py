@@ -28,6 +28,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from cloudherd.api import phantom
+from cloudherd.api.autoscaling_instances import InstanceActions, instance_lifecycle, termination_of
 from cloudherd.api.autoscaling_policies import PolicyActions, spec_policies
 from cloudherd.api.autoscaling_values import (
     CLOUDS_TAG,
@@ -60,7 +61,7 @@ from cloudherd.api.autoscaling_values import (
 )
 from cloudherd.errors import SpecError
 from cloudherd.inputs import GROUP_SIZE_LIMIT
-from cloudherd.lifecycle import NodeState
+from cloudherd.lifecycle import AWS_PROCESS_NAMES, NodeState
 from cloudherd.paths import data_dir, private_dir
 from cloudherd.state.models import Event as EventRow
 from cloudherd.state.models import Infrastructure as InfraRow
@@ -75,7 +76,7 @@ __all__ = ["CLOUDS_TAG", "GROUP", "NOT_XML", "AutoScaling", "AwsError", "Instanc
 
 
 @dataclass
-class AutoScaling(PolicyActions):
+class AutoScaling(PolicyActions, InstanceActions):
     """One caller's view: ``owner`` is the user, ``offered`` the server's providers (name → settings)."""
 
     store: Store
@@ -127,7 +128,9 @@ class AutoScaling(PolicyActions):
     # -- groups ---------------------------------------------------------------------------------------
 
     async def create_group(self, name: str, launch_configuration: str, min_size: int, max_size: int,
-                     desired: int | None, zones: Sequence[str], tags: Sequence[Tag]) -> None:
+                           desired: int | None, zones: Sequence[str], tags: Sequence[Tag],
+                           choices: Mapping[str, Any] | None = None) -> None:
+        """``choices``: TerminationPolicies and NewInstancesProtectedFromScaleIn (``termination``, ``protect_new``)."""
         from cloudherd.engine.locks import BusyError
 
         _check_name(name, "AutoScalingGroupName")
@@ -142,7 +145,8 @@ class AutoScaling(PolicyActions):
             raise AwsError("AlreadyExists", f"AutoScalingGroup by this name already exists - A group with the "
                                             f"name {name} already exists")
         tag_list = [{"key": t.key, "value": t.value, "propagate": t.propagate} for t in _last_of_each(tags)]
-        text = self._checked_spec(name, launch, min_size, max_size, desired, list(zones), tag_list)
+        choices = dict(choices or {})
+        text = self._checked_spec(name, launch, min_size, max_size, desired, list(zones), tag_list, choices=choices)
         try:
             infra_id = await _submit(self.store, _infra_name(self.owner, name), text, self.owner)
         except BusyError as exc:
@@ -151,7 +155,7 @@ class AutoScaling(PolicyActions):
             with self.store.session() as s, s.begin():
                 s.add(GroupRow(owner_id=self.owner, name=name, infrastructure_id=infra_id,
                                launch_configuration=launch_configuration, min_size=min_size, max_size=max_size,
-                               zones={"list": list(zones)}, tags={"list": tag_list}))
+                               zones={"list": list(zones)}, tags={"list": tag_list}, choices=choices or None))
                 s.execute(update(InfraRow).where(InfraRow.id == infra_id).values(attached=True))
                 s.add(EventRow(infrastructure_id=infra_id, kind="attach",
                                message=f"Auto Scaling group {name}: kept at {desired} by the manager"))
@@ -170,8 +174,10 @@ class AutoScaling(PolicyActions):
 
     def update_group(self, name: str, *, launch_configuration: str | None = None, min_size: int | None = None,
                      max_size: int | None = None, desired: int | None = None,
-                     zones: Sequence[str] | None = None, tags: list[dict[str, Any]] | None = None) -> None:
-        """UpdateAutoScalingGroup; ``tags`` (all of the group's) written in the same transaction, when given."""
+                     zones: Sequence[str] | None = None, tags: list[dict[str, Any]] | None = None,
+                     choices: Mapping[str, Any] | None = None) -> None:
+        """UpdateAutoScalingGroup; ``tags`` (all of the group's) written in the same transaction, when given;
+        ``choices``: the termination policies or new instances' protection given (the others are kept)."""
         self._check_ceiling(MinSize=min_size, MaxSize=max_size, DesiredCapacity=desired)
         row = self._group(name)
         view = self._view(row)
@@ -185,9 +191,11 @@ class AutoScaling(PolicyActions):
         _check_zones(zones or ())
         zone_list = list(zones) if zones is not None else list(row.zones.get("list") or [])
         tag_list = list(row.tags.get("list") or []) if tags is None else tags
-        text = self._checked_spec(row.name, launch, min_size, max_size, desired, zone_list, tag_list)
+        kept = {**(row.choices or {}), **(choices or {})}
+        text = self._checked_spec(row.name, launch, min_size, max_size, desired, zone_list, tag_list, choices=kept)
         self._write(row, text, desired if desired != view.desired else None, launch_configuration=launch_name,
-                    min_size=min_size, max_size=max_size, zones={"list": zone_list}, tags={"list": tag_list})
+                    min_size=min_size, max_size=max_size, zones={"list": zone_list}, tags={"list": tag_list},
+                    choices=kept or None)
 
     def set_desired(self, name: str, desired: int) -> None:
         self._check_ceiling(DesiredCapacity=desired)
@@ -335,7 +343,7 @@ class AutoScaling(PolicyActions):
 
     def _checked_spec(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
                       zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any] | None = None,
-                      schedules: Mapping[str, Any] | None = None) -> str:
+                      schedules: Mapping[str, Any] | None = None, choices: Mapping[str, Any] | None = None) -> str:
         """The group's spec, made and loaded as the manager will load it: what it refuses is refused now,
         before anything is written.  ``policies``, ``schedules``: the group's new ones (else the ones it has)."""
         from cloudherd.spec.loader import load_spec_text
@@ -345,7 +353,9 @@ class AutoScaling(PolicyActions):
             policies = next((r.policies or {} for r in stored), {})
         if schedules is None:
             schedules = next((r.schedules or {} for r in stored), {})
-        text = self._spec_text(name, launch, min_size, max_size, desired, zones, tags, policies, schedules)
+        if choices is None:
+            choices = next((r.choices or {} for r in stored), {})
+        text = self._spec_text(name, launch, min_size, max_size, desired, zones, tags, policies, schedules, choices)
         try:
             load_spec_text(text, _spec_path(_infra_name(self.owner, name)))
         except SpecError as exc:
@@ -376,7 +386,7 @@ class AutoScaling(PolicyActions):
 
     def _spec_text(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
                    zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any],
-                   schedules: Mapping[str, Any]) -> str:
+                   schedules: Mapping[str, Any], choices: Mapping[str, Any]) -> str:
         clouds = self._clouds(launch, zones, tags)
         room = sum(cap for _, cap in clouds if cap is not None)
         if all(cap is not None for _, cap in clouds) and desired > room:
@@ -400,7 +410,9 @@ class AutoScaling(PolicyActions):
         if launch.instance_type:
             group["size"] = _literal(launch.instance_type)
         scaling = {key: value for key, value in (("policies", spec_policies(policies)),
-                                                  ("schedules", list(schedules.values()))) if value}
+                                                  ("schedules", list(schedules.values())),
+                                                  ("termination", termination_of(choices.get("termination") or [])),
+                                                  ("protect_new", bool(choices.get("protect_new")))) if value}
         if scaling:
             group["scaling"] = scaling
         if launch.user_data:  # always inline: one line without a newline would be read as a file's path
@@ -424,9 +436,15 @@ def _view(row: GroupRow, infra: InfraRow, pending: Sequence[ScaleRow]) -> Scalin
     tags = tuple(Tag(group=row.name, key=t["key"], value=t["value"], propagate=bool(t["propagate"]))
                  for t in row.tags.get("list") or [])
     zones = tuple(row.zones.get("list") or []) or tuple(sorted({i.cloud for i in instances}))
+    held = next((g.suspended or {} for g in infra.groups if g.name == GROUP), {})
+    aws_name = {process.value: name for name, process in AWS_PROCESS_NAMES.items()}
+    choices = row.choices or {}
     return ScalingGroupView(name=row.name, infrastructure=infra.id, launch_configuration=row.launch_configuration,
                             min_size=row.min_size, max_size=row.max_size, desired=desired, zones=zones,
-                            instances=instances, tags=tags, status=row.status, created_at=row.created_at)
+                            instances=instances, tags=tags, status=row.status, created_at=row.created_at,
+                            suspended=tuple((aws_name.get(p, p), str(why)) for p, why in held.items()),
+                            termination=tuple(choices.get("termination") or ["Default"]),
+                            new_protected=bool(choices.get("protect_new")))
 
 
 _LIFECYCLE = {
@@ -440,9 +458,11 @@ _LIFECYCLE = {
 def _instance(node: NodeRow, group: GroupRow) -> Instance:
     state = NodeState(node.state)
     sick = state in (NodeState.FAILED, NodeState.DEAD, NodeState.STOPPED) or node.health == "unhealthy"
+    lifecycle = instance_lifecycle(state, node.standby) or _LIFECYCLE.get(state, "Pending")
     return Instance(id=f"i-{node.id}", group=group.name, cloud=node.provider, instance_type=None,
-                    launch_configuration=group.launch_configuration, lifecycle=_LIFECYCLE.get(state, "Pending"),
-                    health="Unhealthy" if sick else "Healthy", node=node.name, address=node.address)
+                    launch_configuration=group.launch_configuration, lifecycle=lifecycle,
+                    health="Unhealthy" if sick else "Healthy", node=node.name, address=node.address,
+                    protected=bool(node.protected))
 
 
 def _launch(row: LaunchRow) -> LaunchConfig:

@@ -55,10 +55,11 @@ class Instance(_Value):
     cloud: str
     instance_type: str | None
     launch_configuration: str
-    lifecycle: str  # Pending | InService | Terminating
+    lifecycle: str  # Pending | InService | Standby | Terminating
     health: str  # Healthy | Unhealthy
     node: str  # the node's name in cloudherd
     address: str | None
+    protected: bool = False  # ProtectedFromScaleIn
 
 
 class Tag(_Value):
@@ -80,6 +81,9 @@ class ScalingGroupView(_Value):
     tags: tuple[Tag, ...]
     status: str | None
     created_at: datetime
+    suspended: tuple[tuple[str, str], ...] = ()  # (AWS's process name, why)
+    termination: tuple[str, ...] = ("Default",)  # TerminationPolicies, AWS's names
+    new_protected: bool = False  # NewInstancesProtectedFromScaleIn
 
 
 def _literal(text: str) -> str:

@@ -52,7 +52,7 @@ def instance_xml(i: Instance, *, with_group: bool) -> str:
         x("InstanceId", i.id), x("AutoScalingGroupName", i.group) if with_group else "",
         x("AvailabilityZone", i.cloud), x("LifecycleState", i.lifecycle), x("HealthStatus", i.health),
         x("LaunchConfigurationName", i.launch_configuration), x("InstanceType", i.instance_type),
-        x("ProtectedFromScaleIn", False),
+        x("ProtectedFromScaleIn", i.protected),
     ]) + "</member>"
 
 
@@ -72,8 +72,11 @@ def group_xml(g: ScalingGroupView) -> str:
         xml_list("AvailabilityZones", [x("member", z) for z in g.zones]), "<LoadBalancerNames/>",
         "<TargetGroupARNs/>", x("HealthCheckType", "EC2"), x("HealthCheckGracePeriod", 0),
         xml_list("Instances", [instance_xml(i, with_group=False) for i in g.instances]), x("CreatedTime", g.created_at),
-        "<SuspendedProcesses/>", "<EnabledMetrics/>", xml_list("Tags", [tag_xml(t) for t in g.tags]),
-        xml_list("TerminationPolicies", [x("member", "Default")]), x("NewInstancesProtectedFromScaleIn", False),
+        xml_list("SuspendedProcesses", ["<member>" + x("ProcessName", name) + x("SuspensionReason", why) + "</member>"
+                                        for name, why in g.suspended]),
+        "<EnabledMetrics/>", xml_list("Tags", [tag_xml(t) for t in g.tags]),
+        xml_list("TerminationPolicies", [x("member", p) for p in g.termination]),
+        x("NewInstancesProtectedFromScaleIn", g.new_protected),
         x("Status", g.status),
     ]) + "</member>"
 

@@ -381,6 +381,8 @@ class ScalingGroup(Base):
     policies: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # PutScheduledUpdateGroupAction's actions by name (the group's spec has them as its schedules)
     schedules: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # TerminationPolicies and NewInstancesProtectedFromScaleIn: {"termination": [...], "protect_new": bool}
+    choices: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

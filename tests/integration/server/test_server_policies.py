@@ -50,7 +50,9 @@ def test_scaling_policies_through_boto3(served: Served) -> None:
     with served.client(served.token()) as api:  # the group's spec now has the policy: the manager follows it
         [infra] = [i for i in api.get("/v1/infrastructures").json() if i["name"].startswith("asg-g-")]
         [nodes] = api.get(f"/v1/infrastructures/{infra['id']}/groups").json()
-        assert nodes["policies"] == ["target tracking: cpu at 50"]
+        # AWS's default termination policy, in cloudherd's words, is the group's too
+        assert nodes["policies"] == ["target tracking: cpu at 50",
+                                     "scale-in: oldest-release, then closest-to-next-hour, then newest first"]
     assert refused(client.put_scaling_policy, AutoScalingGroupName="g", PolicyName="net",
                    PolicyType="TargetTrackingScaling", TargetTrackingConfiguration={
                        "PredefinedMetricSpecification": {"PredefinedMetricType": "ASGAverageNetworkIn"},
@@ -91,7 +93,7 @@ def test_scaling_policies_through_boto3(served: Served) -> None:
     assert refused(client.delete_policy, AutoScalingGroupName="g", PolicyName="keep-cpu")[0] == "ValidationError"
     with served.client(served.token()) as api:
         [nodes] = api.get(f"/v1/infrastructures/{infra['id']}/groups").json()
-        assert nodes["policies"] == []
+        assert nodes["policies"] == ["scale-in: oldest-release, then closest-to-next-hour, then newest first"]
     client.delete_auto_scaling_group(AutoScalingGroupName="g", ForceDelete=True)
 
 

@@ -1,5 +1,6 @@
 """nodes.protected and nodes.standby: a node kept from scale-in, a node out of service but kept;
-groups.suspended: the group's processes the manager does not run, with why
+groups.suspended: the group's processes the manager does not run, with why; scaling_groups.choices: an Auto
+Scaling group's termination policies and its new instances' protection, in AWS's words
 
 Revision ID: 0011
 Revises: 0010
@@ -22,9 +23,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("standby", sa.Boolean(), nullable=False, server_default=sa.false()))
     with op.batch_alter_table("groups") as batch:
         batch.add_column(sa.Column("suspended", sa.JSON(), nullable=True))
+    with op.batch_alter_table("scaling_groups") as batch:
+        batch.add_column(sa.Column("choices", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("scaling_groups") as batch:
+        batch.drop_column("choices")
     with op.batch_alter_table("groups") as batch:
         batch.drop_column("suspended")
     with op.batch_alter_table("nodes") as batch:
