@@ -18,9 +18,11 @@ class NodeState(StrEnum):
     CREATING = "creating"  # the create call is in flight (shown in progress; the row stays pending)
     BOOTING = "booting"  # the machine exists; waiting for SSH
     DEPLOYING = "deploying"  # scripts are running
+    WAITING = "waiting"  # its scripts succeeded; a launch hook holds it out of service (AWS's Pending:Wait)
     READY = "ready"  # every script succeeded (and, under a manager, its health checks pass)
     UNHEALTHY = "unhealthy"  # a health check failed; failed once it keeps failing (unhealthy_after)
     FAILED = "failed"  # a script failed or the node could not be reached; the machine still exists
+    DRAINING = "draining"  # chosen to end; a terminate hook holds its machine (AWS's Terminating:Wait)
     STOPPED = "stopped"  # the provider reports it stopped
     DEAD = "dead"  # the provider no longer has it running
     TERMINATING = "terminating"
@@ -28,12 +30,14 @@ class NodeState(StrEnum):
 
 
 # Machines that exist and may answer SSH: fleet commands work on these.
-LIVE_NODE_STATES = frozenset({NodeState.BOOTING, NodeState.DEPLOYING, NodeState.READY, NodeState.UNHEALTHY,
-                              NodeState.FAILED})
-# Nodes that count towards a group's size (a dead or terminated one is replaced, a stopped one is not).
-COUNTED_NODE_STATES = LIVE_NODE_STATES | {NodeState.PENDING, NodeState.STOPPED}
+LIVE_NODE_STATES = frozenset({NodeState.BOOTING, NodeState.DEPLOYING, NodeState.WAITING, NodeState.READY,
+                              NodeState.UNHEALTHY, NodeState.FAILED, NodeState.DRAINING})
+# Nodes that count towards a group's size (a dead or terminated one is replaced, a stopped one is not, a draining
+# one is on its way out).
+COUNTED_NODE_STATES = (LIVE_NODE_STATES - {NodeState.DRAINING}) | {NodeState.PENDING, NodeState.STOPPED}
 # Nodes whose teardown and artifacts can be run before they are terminated.
-REACHABLE_NODE_STATES = frozenset({NodeState.READY, NodeState.UNHEALTHY, NodeState.FAILED, NodeState.DEPLOYING})
+REACHABLE_NODE_STATES = frozenset({NodeState.WAITING, NodeState.READY, NodeState.UNHEALTHY, NodeState.FAILED,
+                                   NodeState.DEPLOYING, NodeState.DRAINING})
 # Nodes whose machine is gone or going: their addresses must not be handed to templates.
 GONE_NODE_STATES = frozenset({NodeState.DEAD, NodeState.TERMINATING, NodeState.TERMINATED})
 

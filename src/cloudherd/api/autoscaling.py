@@ -451,7 +451,7 @@ _LIFECYCLE = {
     NodeState.PENDING: "Pending", NodeState.CREATING: "Pending", NodeState.BOOTING: "Pending",
     NodeState.DEPLOYING: "Pending", NodeState.READY: "InService", NodeState.UNHEALTHY: "InService",
     NodeState.FAILED: "InService", NodeState.STOPPED: "InService", NodeState.DEAD: "InService",
-    NodeState.TERMINATING: "Terminating",
+    NodeState.TERMINATING: "Terminating", NodeState.WAITING: "Pending:Wait", NodeState.DRAINING: "Terminating:Wait",
 }
 
 

@@ -22,6 +22,7 @@ from cloudherd.api.client_choices import ChoiceCommands
 from cloudherd.api.client_commands import Commands
 from cloudherd.api.client_core import PathLike, Selectable, Specs, Tags
 from cloudherd.api.client_fleet import FleetCommands
+from cloudherd.api.client_hooks import HookCommands
 from cloudherd.api.ogc import OgcActions, SyncOgcActions
 from cloudherd.api.twin import blocking
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["Client", "PathLike", "Selectable", "Specs", "SyncClient", "Tags"]
 
 
-class Client(Commands, FleetCommands, ChoiceCommands, OgcActions):
+class Client(Commands, FleetCommands, ChoiceCommands, HookCommands, OgcActions):
     """Async access to cloudherd; ``db_url`` defaults to ``CLOUDHERD_DB`` or SQLite in the data folder.
 
     Use it as ``async with Client() as herd:`` (or call :meth:`close`) so that its database
@@ -60,6 +61,7 @@ class SyncClient(SyncOgcActions[Client], of=Client):
         adopt = blocking(Client.adopt)
         attach = blocking(Client.attach)
         close = blocking(Client.close)
+        complete_hook = blocking(Client.complete_hook)
         convert = blocking(Client.convert)
         create_token = blocking(Client.create_token)
         detach = blocking(Client.detach)
@@ -68,7 +70,9 @@ class SyncClient(SyncOgcActions[Client], of=Client):
         exec = blocking(Client.exec)
         fault = blocking(Client.fault)
         gc = blocking(Client.gc)
+        heartbeat_hook = blocking(Client.heartbeat_hook)
         history = blocking(Client.history)
+        hooks = blocking(Client.hooks)
         images = blocking(Client.images)
         import_node_defs = blocking(Client.import_node_defs)
         infrastructure = blocking(Client.infrastructure)

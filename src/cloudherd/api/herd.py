@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         Event,
         ExecResult,
         Group,
+        HookHold,
         Infrastructure,
         InfrastructureSummary,
         Node,
@@ -72,6 +73,13 @@ class HerdClient(Protocol):
     def suspend(self, ref: str, group: str, processes: Sequence[str] = (), *, reason: str | None = None) -> Group: ...
 
     def resume_processes(self, ref: str, group: str, processes: Sequence[str] = ()) -> Group: ...
+
+    def hooks(self, ref: str, *, done: bool = False) -> list[HookHold]: ...
+
+    def complete_hook(self, ref: str, node: str, hook: str | None = None, *, result: str = "CONTINUE",
+                      wait: float = 600.0, on_event: Any = None, run_pass: bool = True) -> list[HookHold]: ...
+
+    def heartbeat_hook(self, ref: str, node: str, hook: str | None = None) -> list[HookHold]: ...
 
     def attach(self, ref: str) -> InfrastructureSummary: ...
 

@@ -27,6 +27,7 @@ from cloudherd.api.types import (
     Event,
     ExecResult,
     Group,
+    HookHold,
     Infrastructure,
     InfrastructureSummary,
     Node,
@@ -192,6 +193,21 @@ class RemoteClient:
         answer = self._call("POST", f"/v1/infrastructures/{ref}/groups/{group}/resume",
                             json={"processes": list(processes)})
         return _value(Group, answer)
+
+    def hooks(self, ref: str, *, done: bool = False) -> list[HookHold]:
+        answer = self._call("GET", f"/v1/infrastructures/{ref}/hooks", params={"done": str(done).lower()})
+        return [_value(HookHold, h) for h in answer]
+
+    def complete_hook(self, ref: str, node: str, hook: str | None = None, *, result: str = "CONTINUE",
+                      wait: float = 600.0, on_event: Any = None, run_pass: bool = True) -> list[HookHold]:
+        """Ask the server: its manager moves the node on at its next pass (started at once)."""
+        answer = self._call("POST", f"/v1/infrastructures/{ref}/hooks/complete",
+                            json={"node": node, "hook": hook, "result": result})
+        return [_value(HookHold, h) for h in answer]
+
+    def heartbeat_hook(self, ref: str, node: str, hook: str | None = None) -> list[HookHold]:
+        answer = self._call("POST", f"/v1/infrastructures/{ref}/hooks/heartbeat", json={"node": node, "hook": hook})
+        return [_value(HookHold, h) for h in answer]
 
     def attach(self, ref: str) -> InfrastructureSummary:
         return _value(InfrastructureSummary, self._call("POST", f"/v1/infrastructures/{ref}/attach"))

@@ -315,6 +315,21 @@ class ScaleResult(_Value):
     outcome: str | None = None
 
 
+class HookHold(_Value):
+    """A node held by one lifecycle hook of its group (``waiting`` after its launch, ``draining`` before its end)."""
+
+    node: str  # the node's name
+    node_id: str
+    group: str
+    hook: str
+    transition: str  # launch | terminate
+    token: str  # AWS's LifecycleActionToken
+    started_at: datetime
+    deadline: datetime  # when the hook's default applies, unless a heartbeat moves it on
+    result: str | None = None  # CONTINUE | ABANDON once completed
+    completed_by: str | None = None  # a user, the hook's command, or the timeout
+
+
 class Size(_Value):
     name: str
     cpus: float

@@ -15,6 +15,7 @@ from cloudherd.cli import (
     choice_cmds,
     common,
     fleet_cmds,
+    hook_cmds,
     life_cmds,
     local_cmds,
     read_cmds,
@@ -48,8 +49,8 @@ def main(
         loud()
 
 
-for _module in (spec_cmds, life_cmds, read_cmds, fleet_cmds, change_cmds, choice_cmds, catalog_cmds, local_cmds,
-                server_cmds):
+for _module in (spec_cmds, life_cmds, read_cmds, fleet_cmds, change_cmds, choice_cmds, hook_cmds, catalog_cmds,
+                local_cmds, server_cmds):
     app.add_typer(_module.router)
 
 

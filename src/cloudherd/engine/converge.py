@@ -27,6 +27,7 @@ from cloudherd.engine.deploy import deploy_node
 from cloudherd.engine.destroy import retire
 from cloudherd.engine.diff import stale_scripts
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
+from cloudherd.engine.hooks import advance, hold_launched, hold_leaving
 from cloudherd.engine.liveness import record
 from cloudherd.engine.plan import Plan, build_plan, fresh_nodes
 from cloudherd.engine.revisions import group_digest, shape_digest
@@ -100,13 +101,16 @@ async def execute_plan(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: s
     infra = store.infrastructure(infra_id)
     leaving = {n.id for n in surplus}
     nodes: list[Node] | None = recorded_nodes(infra)  # as read with it; None once something changed them
+    made = {n.id for n in nodes or () if n.state == NodeState.PENDING}  # the rows of the nodes to make
     check_templates(loaded, [n for n in nodes or () if n.id not in leaving], infra)
     sink = run.sink
+    if surplus:
+        nodes = None
+        surplus = hold_leaving(loaded, store, infra_id, surplus)  # a group's terminate hooks hold its nodes first
     if surplus:
         emit(sink, ProgressEvent("info", f"retiring {len(surplus)} node(s): {', '.join(n.name for n in surplus)}"))
         await retire(store, infra, surplus, loaded=loaded, reach=run.reach, pool=run.pool, providers=run.providers,
                      sink=sink)
-        nodes = None
     intents = run_intents if run_intents is not None else []
     # a group whose boot data may name another group's nodes (Occopus' getip in a cloud-config) is made
     # when the groups it depends on are ready, as Occopus did; every other group is made at once
@@ -128,6 +132,10 @@ async def execute_plan(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: s
 
     nodes = await _deploy_all(loaded, store, infra, run, redact, plan.force, held, rerun=plan.in_place,
                               before_level=before_level, read=nodes)
+    hooked = any(g.hooks for g in loaded.spec.groups.values())
+    if hooked and (hold_launched(loaded, store, infra.id, made) or leaving):  # the hooks' commands run at once
+        await advance(store, infra, loaded, store.nodes(infra.id), run)
+        nodes = None
     stamp(loaded, store, infra.id, held, nodes)
     return infra
 
@@ -335,6 +343,9 @@ async def _place(
 COOLDOWN = timedelta(minutes=10)
 
 
+DEPLOYABLE = LIVE_NODE_STATES - {NodeState.DRAINING}  # a draining node keeps what it runs until it ends
+
+
 def cooling(store: Store, infra_id: str, group_name: str) -> dict[str, str]:
     """Providers set aside for this group: a capacity / quota error within the cooldown."""
     found = {}
@@ -362,8 +373,9 @@ async def _deploy_all(
                              if key[0] not in rerun}
 
     def unchanged(node: Node) -> bool:
-        """A ready node whose every script already succeeded as it renders now: no login needed at all."""
-        if force or node.state != NodeState.READY:
+        """A ready node (or one a launch hook holds) whose every script already succeeded as it renders now: no
+        login needed at all."""
+        if force or node.state not in (NodeState.READY, NodeState.WAITING):
             return False
         return not any(stale_scripts(loaded, node, nodes, infra, done, strict=True))
 
@@ -384,7 +396,7 @@ async def _deploy_all(
             nodes = store.nodes(infra.id)
         async with asyncio.TaskGroup() as tasks:
             for node in nodes:
-                if node.state in LIVE_NODE_STATES and node.group_name in level and node.id not in held:
+                if node.state in DEPLOYABLE and node.group_name in level and node.id not in held:
                     tasks.create_task(deploy(node))
         nodes = store.nodes(infra.id)
     return nodes

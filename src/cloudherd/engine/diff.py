@@ -81,9 +81,9 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
     for group_name, group in spec.groups.items():
         row = by_name.get(group_name)
         held = suspended(row)
-        # a node in standby is out of the reckoning: not counted, not replaced, not chosen
+        # a node in standby, or draining for a terminate hook, is out of the reckoning
         members = [n for n in nodes if n.group_name == group_name and n.state != NodeState.TERMINATED
-                   and not n.standby]
+                   and n.state != NodeState.DRAINING and not n.standby]
         # with launch or terminate suspended, a live node named to be replaced stays (it could not be, or
         # not be made anew); a machine already gone is still forgotten
         renewable = replace if not held & {Process.LAUNCH, Process.TERMINATE} else ()
@@ -147,7 +147,8 @@ def behind(loaded: LoadedSpec, nodes: Sequence[Node]) -> list[Node]:
     digests = {name: group_digest(loaded, name) for name, g in loaded.spec.groups.items()
                if g.update.strategy == "rolling"}
     return [n for n in sorted(nodes, key=lambda n: (n.group_name, n.index or 0))
-            if n.group_name in digests and n.state in LIVE_NODE_STATES and n.release is not None and not n.standby
+            if n.group_name in digests and n.state in LIVE_NODE_STATES and n.state != NodeState.DRAINING
+            and n.release is not None and not n.standby
             and n.release != digests[n.group_name]]
 
 

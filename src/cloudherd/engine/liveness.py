@@ -40,7 +40,7 @@ async def observe(providers: Providers, infra_id: str, nodes: Sequence[Node | No
     call says nothing about the machines.  ``machines``, when given, gets what the provider says of each
     node's machine, where it says something (a local node: isolated or not, its limits).
     """
-    held = [n for n in nodes if n.provider_id and n.state in COUNTED_NODE_STATES]
+    held = [n for n in nodes if n.provider_id and (n.state in COUNTED_NODE_STATES or n.state == NodeState.DRAINING)]
     changes: list[Observed] = []
     for provider_name in sorted({n.provider for n in held}):
         try:

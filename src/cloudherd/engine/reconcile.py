@@ -24,6 +24,7 @@ from cloudherd.engine.converge import converge, cooling
 from cloudherd.engine.diff import behind, diff_groups
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.health import CheckResult
+from cloudherd.engine.hooks import advance
 from cloudherd.engine.liveness import observe, record
 from cloudherd.engine.metrics import Sampler
 from cloudherd.engine.probe import probe
@@ -190,6 +191,7 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             if changes:
                 nodes = store.nodes(infra.id)
             stale = await _check_health(store, infra, loaded, nodes, run.pool, run.reach, report, times)
+            stale = await advance(store, infra, loaded, store.nodes(infra.id) if stale else nodes, run) or stale
             await autoscale(store, infra, loaded, nodes, run, times.sampler, times.clock())
             victims, renew = _consume_scale_requests(store, infra, loaded, report)
             if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)

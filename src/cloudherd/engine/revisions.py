@@ -57,11 +57,13 @@ def release_digest(loaded: LoadedSpec) -> str:
 def group_digest(loaded: LoadedSpec, group_name: str) -> str:
     """The digest of one group's release, which each of its nodes records (``nodes.release``) when it is made
     or deployed: a rolling update finds the nodes still on an older one by it.  Sizes and the update strategy
-    are left out (neither changes what a node runs); the variables are in (scripts render them)."""
+    are left out (neither changes what a node runs), and so are the metrics the manager samples and the lifecycle
+    hooks (they change what the manager does around a node, not what runs on it); the variables are in (scripts
+    render them)."""
     # the group's own variables are in "variables" (merged over the spec's): left out of the group, so that
     # a digest made before groups had variables stays the same
-    group = loaded.group(group_name).model_dump(mode="json", exclude={*_SIZES, "update", "variables", "ssh",
-                                                                      *_unset_new_keys(loaded, group_name)})
+    left_out = {*_SIZES, "update", "variables", "ssh", "metrics", "hooks", *_unset_new_keys(loaded, group_name)}
+    group = loaded.group(group_name).model_dump(mode="json", exclude=left_out)
     release = {"group": group, "variables": loaded.variables_for(group_name),
                "bundle": bundle(loaded)["groups"][group_name]}
     text = json.dumps(release, sort_keys=True, default=str)

@@ -4,11 +4,11 @@ its next pass, which each route asks for at once."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloudherd.api.types import Group, Node
-from cloudherd.server.deps import Caller, runtime_of
+from cloudherd.api.types import Group, HookHold, Node
+from cloudherd.server.deps import Caller, owned, runtime_of
 from cloudherd.server.native import _changeable, text_only
 from cloudherd.server.runtime import Runtime
 from cloudherd.state.models import Infrastructure as InfraRow
@@ -83,3 +83,35 @@ async def resume(request: Request, ref: str, group: str, body: ProcessesBody, wh
     answer = await runtime.client.resume_processes(infra.id, group, body.processes)
     _pass_soon(runtime, infra)
     return answer
+
+
+class HookBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node: str = Field(min_length=1, max_length=300, description="The held node: name, id or address")
+    hook: str | None = Field(default=None, max_length=100, description="The hook (none: every hold of the node)")
+    result: str = Field(default="CONTINUE", pattern="^(CONTINUE|ABANDON|continue|abandon)$")
+
+
+@router.get("/infrastructures/{ref}/hooks", response_model=list[HookHold])
+async def hooks(request: Request, ref: str, who: Caller, done: bool = Query(False)) -> list[HookHold]:
+    """The lifecycle-hook holds open now (``done``: the completed ones too)."""
+    runtime = runtime_of(request)
+    return await runtime.client.hooks(owned(runtime, who, ref).id, done=done)
+
+
+@router.post("/infrastructures/{ref}/hooks/complete", response_model=list[HookHold])
+async def complete_hook(request: Request, ref: str, body: HookBody, who: Caller) -> list[HookHold]:
+    """Complete a node's hold with CONTINUE or ABANDON; the manager moves the node on at once."""
+    runtime = runtime_of(request)
+    infra = _changeable(runtime, who, ref)
+    holds = await runtime.client.complete_hook(infra.id, body.node, body.hook, result=body.result, run_pass=False)
+    _pass_soon(runtime, infra)
+    return holds
+
+
+@router.post("/infrastructures/{ref}/hooks/heartbeat", response_model=list[HookHold])
+async def heartbeat_hook(request: Request, ref: str, body: HookBody, who: Caller) -> list[HookHold]:
+    """Keep a node's hold open: its deadline moves on by the hook's timeout."""
+    runtime = runtime_of(request)
+    return await runtime.client.heartbeat_hook(_changeable(runtime, who, ref).id, body.node, body.hook)

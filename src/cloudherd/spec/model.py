@@ -30,6 +30,7 @@ from cloudherd.spec.parts import (
     BUILTIN_METRICS,
     GroupLogin,
     Health,
+    Hook,
     InlineScript,
     Metric,
     MinCount,
@@ -67,6 +68,7 @@ class Group(_Strict):
     # min / max in Occopus's spelling, and the policies that decide the size (see :attr:`policies`)
     scaling: Scaling | None = Field(default=None, exclude=True)
     metrics: dict[str, Metric] = Field(default_factory=dict)  # sampled by the manager, beside cpu, memory, load1
+    hooks: list[Hook] = Field(default_factory=list)  # lifecycle hooks: a node held after launch or before its end
     tags: dict[str, str] = Field(default_factory=dict)
     scripts: list[str | InlineScript] = Field(default_factory=list)  # files, folders, or {name, content}
     teardown: str | None = None
@@ -158,6 +160,19 @@ class Group(_Strict):
     def schedules(self) -> list[Schedule]:
         """The scheduled actions that set its bounds or size (``scaling: {schedules: […]}``)."""
         return self.scaling.schedules if self.scaling is not None else []
+
+    @field_validator("hooks")
+    @classmethod
+    def _hook_names_once(cls, value: list[Hook]) -> list[Hook]:
+        names = [h.name for h in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"hook {twice[0]!r} is named twice: each hook of a group has a name of its own")
+        return value
+
+    def hooks_on(self, transition: str) -> list[Hook]:
+        """The group's hooks on ``launch`` or ``terminate``."""
+        return [h for h in self.hooks if h.on == transition]
 
     @property
     def termination(self) -> list[str]:

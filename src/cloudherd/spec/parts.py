@@ -352,6 +352,20 @@ class Schedule(_Strict):
 TerminationPolicy = Literal["newest", "oldest", "oldest-release", "closest-to-next-hour"]
 
 
+class Hook(_Strict):
+    """A lifecycle hook (AWS's): a node made by the group waits after its scripts (``on: launch``), or a node the
+    group ends waits before its machine goes (``on: terminate``), until the hook is completed with ``continue``
+    or ``abandon`` — by the API, ``cloudherd hook complete``, or the ``command`` the manager runs on the node
+    (exit 0: continue) — or until ``timeout`` passes without a heartbeat, which applies ``default``.  A launch
+    abandoned is a failed node (replaced); a terminate hook's result ends the node either way."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    on: Literal["launch", "terminate"]
+    timeout: Duration = Field(default=3600.0, ge=1, le=7 * 24 * 3600)
+    default: Literal["continue", "abandon"] = "abandon"
+    command: str | None = Field(default=None, min_length=1)
+
+
 def _newest_first() -> list[TerminationPolicy]:
     return ["newest"]
 

@@ -154,6 +154,26 @@ class Action(Base):
     digest: Mapped[str | None] = mapped_column(String(64))
 
 
+class HookWait(Base):
+    """A node held by one lifecycle hook of its group: after its launch, or before its machine ends.  Open until
+    ``result`` is set (CONTINUE or ABANDON): by a user, by the hook's command, or by the timeout's default."""
+
+    __tablename__ = "hook_waits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    infrastructure_id: Mapped[str] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    group_name: Mapped[str] = mapped_column(String(100))
+    hook: Mapped[str] = mapped_column(String(100))
+    transition: Mapped[str] = mapped_column(String(20))  # launch | terminate
+    token: Mapped[str] = mapped_column(String(64), default=lambda: uuid.uuid4().hex)  # AWS's LifecycleActionToken
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deadline: Mapped[datetime] = mapped_column()  # the heartbeat timeout from the start or the last heartbeat
+    result: Mapped[str | None] = mapped_column(String(20))  # CONTINUE | ABANDON once completed
+    completed_at: Mapped[datetime | None] = mapped_column()
+    completed_by: Mapped[str | None] = mapped_column(Text)  # who or what: a user, the hook's command, the timeout
+
+
 class HostKey(Base):
     """A node's SSH host key as first seen (or as its provider reported it); a later mismatch is refused.
 

@@ -31,6 +31,7 @@ from cloudherd.state.models import (
 )
 from cloudherd.state.naming import blank_reference, pick_infrastructure
 from cloudherd.state.repo_choices import ChoiceState
+from cloudherd.state.repo_hooks import HookState
 from cloudherd.state.repo_journal import JournalState
 from cloudherd.state.repo_leases import LeaseState
 from cloudherd.state.repo_metrics import MetricState
@@ -38,7 +39,7 @@ from cloudherd.state.repo_server import ServerState
 from cloudherd.state.snapshot import SnapshotState
 
 
-class Store(SnapshotState, JournalState, MetricState, ChoiceState, LeaseState, ServerState):
+class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, LeaseState, ServerState):
     """State access for the engine and the faces; sessions never leak out (objects come back detached)."""
 
     def __init__(self, engine: Engine | None = None) -> None:
