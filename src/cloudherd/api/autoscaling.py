@@ -28,6 +28,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from cloudherd.api import phantom
+from cloudherd.api.autoscaling_hooks import HookActions, spec_hooks
 from cloudherd.api.autoscaling_instances import InstanceActions, instance_lifecycle, termination_of
 from cloudherd.api.autoscaling_policies import PolicyActions, spec_policies
 from cloudherd.api.autoscaling_values import (
@@ -76,7 +77,7 @@ __all__ = ["CLOUDS_TAG", "GROUP", "NOT_XML", "AutoScaling", "AwsError", "Instanc
 
 
 @dataclass
-class AutoScaling(PolicyActions, InstanceActions):
+class AutoScaling(PolicyActions, InstanceActions, HookActions):
     """One caller's view: ``owner`` is the user, ``offered`` the server's providers (name → settings)."""
 
     store: Store
@@ -413,6 +414,8 @@ class AutoScaling(PolicyActions, InstanceActions):
                                                   ("schedules", list(schedules.values())),
                                                   ("termination", termination_of(choices.get("termination") or [])),
                                                   ("protect_new", bool(choices.get("protect_new")))) if value}
+        if choices.get("hooks"):
+            group["hooks"] = spec_hooks(choices["hooks"])
         if scaling:
             group["scaling"] = scaling
         if launch.user_data:  # always inline: one line without a newline would be read as a file's path

@@ -1,0 +1,79 @@
+"""boto3's stock `autoscaling` client puts, describes, completes and deletes lifecycle hooks on `cloudherd serve`:
+a launching instance waits in Pending:Wait and a terminating one in Terminating:Wait until
+CompleteLifecycleAction, with AWS's shapes and error codes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import wait_until
+from server_harness import Served, serving
+
+boto3 = pytest.importorskip("boto3")
+from botocore.exceptions import ClientError  # noqa: E402
+
+LAUNCHING, TERMINATING = "autoscaling:EC2_INSTANCE_LAUNCHING", "autoscaling:EC2_INSTANCE_TERMINATING"
+
+
+@pytest.fixture
+def served(home: Path, tmp_path: Path) -> Iterator[Served]:
+    with serving(home, tmp_path, {"local": "local"}, interval=1) as running:
+        yield running
+
+
+def refused(call: Any, **kwargs: Any) -> tuple[str, str]:
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
+
+
+def states(client: Any) -> dict[str, str]:
+    [group] = client.describe_auto_scaling_groups(AutoScalingGroupNames=["g"])["AutoScalingGroups"]
+    return {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}
+
+
+def test_lifecycle_hooks_through_boto3(served: Served) -> None:
+    keys = served.aws_keys()
+    client = boto3.client("autoscaling", endpoint_url=served.url + "/autoscaling", region_name="us-east-1",
+                          aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+    client.create_launch_configuration(LaunchConfigurationName="web", ImageId="debian-12")
+    client.create_auto_scaling_group(AutoScalingGroupName="g", LaunchConfigurationName="web", MinSize=0, MaxSize=3,
+                                     DesiredCapacity=0, AvailabilityZones=["local"])
+    assert set(client.describe_lifecycle_hook_types()["LifecycleHookTypes"]) == {LAUNCHING, TERMINATING}
+    client.put_lifecycle_hook(AutoScalingGroupName="g", LifecycleHookName="warm", LifecycleTransition=LAUNCHING,
+                              HeartbeatTimeout=60, DefaultResult="ABANDON", NotificationMetadata="hello")
+    [hook] = client.describe_lifecycle_hooks(AutoScalingGroupName="g")["LifecycleHooks"]
+    assert {k: hook[k] for k in ("LifecycleHookName", "LifecycleTransition", "HeartbeatTimeout", "GlobalTimeout",
+                                 "DefaultResult", "NotificationMetadata")} == {
+        "LifecycleHookName": "warm", "LifecycleTransition": LAUNCHING, "HeartbeatTimeout": 60,
+        "GlobalTimeout": 6000, "DefaultResult": "ABANDON", "NotificationMetadata": "hello"}
+    assert refused(client.put_lifecycle_hook, AutoScalingGroupName="g", LifecycleHookName="bad",
+                   LifecycleTransition="autoscaling:EC2_INSTANCE_NAPPING")[0] == "ValidationError"
+
+    client.set_desired_capacity(AutoScalingGroupName="g", DesiredCapacity=1)
+    wait_until(lambda: list(states(client).values()) == ["Pending:Wait"], timeout=120, what="held after launch")
+    [instance] = states(client)
+    client.record_lifecycle_action_heartbeat(AutoScalingGroupName="g", LifecycleHookName="warm", InstanceId=instance)
+    client.complete_lifecycle_action(AutoScalingGroupName="g", LifecycleHookName="warm", InstanceId=instance,
+                                     LifecycleActionResult="CONTINUE")
+    wait_until(lambda: states(client) == {instance: "InService"}, timeout=60, what="in service once completed")
+    code, message = refused(client.complete_lifecycle_action, AutoScalingGroupName="g", LifecycleHookName="warm",
+                            InstanceId=instance, LifecycleActionResult="CONTINUE")
+    assert code == "ValidationError" and message == f"No active Lifecycle Action found with instance ID {instance}"
+
+    client.put_lifecycle_hook(AutoScalingGroupName="g", LifecycleHookName="drain", LifecycleTransition=TERMINATING,
+                              HeartbeatTimeout=300, DefaultResult="CONTINUE")
+    client.set_desired_capacity(AutoScalingGroupName="g", DesiredCapacity=0)
+    wait_until(lambda: states(client) == {instance: "Terminating:Wait"}, timeout=60, what="held before its end")
+    client.complete_lifecycle_action(AutoScalingGroupName="g", LifecycleHookName="drain", InstanceId=instance,
+                                     LifecycleActionResult="CONTINUE")
+    wait_until(lambda: states(client) == {}, timeout=60, what="ended once completed")
+
+    client.delete_lifecycle_hook(AutoScalingGroupName="g", LifecycleHookName="warm")
+    assert [h["LifecycleHookName"] for h in client.describe_lifecycle_hooks(AutoScalingGroupName="g")[
+        "LifecycleHooks"]] == ["drain"]
+    code, message = refused(client.delete_lifecycle_hook, AutoScalingGroupName="g", LifecycleHookName="warm")
+    assert code == "ValidationError" and message == "No Lifecycle Hook found for name 'warm' in group 'g'"
