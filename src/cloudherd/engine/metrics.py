@@ -1,7 +1,9 @@
 """Sampling a group's metrics on its nodes, over the manager's pooled connections (no agent to install).
 
-Built in: ``cpu`` (percent busy, from the difference of ``/proc/stat``'s counters since this process's last
-sample of the node: the first sample of a node has none), ``memory`` (percent in use, from ``/proc/meminfo``'s
+Built in: ``cpu`` (percent busy since this process's last sample of the node — the first sample of a node has
+none: of the cpus the node's cgroup may use where the node sees a cpu limit of its own at ``/sys/fs/cgroup``, as
+a sandboxed local node does, its cgroup's cpu time over the time between the samples; else the machine's, from
+``/proc/stat``'s counters), ``memory`` (percent in use, from ``/proc/meminfo``'s
 MemAvailable) and ``load1``.  Declared under a group's ``metrics:``: a ``command`` whose standard output is a
 number (run like a health command: in the node's work folder, with its environment), or a ``url`` whose
 Prometheus text the manager reads one ``series`` of.  A group's value is the aggregate (average, sum, max) over
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +29,13 @@ from cloudherd.spec import LoadedSpec
 from cloudherd.spec.parts import BUILTIN_METRICS, Metric
 from cloudherd.state.models import Infrastructure, Node
 
-PROC = "head -1 /proc/stat; grep -E '^(MemTotal|MemAvailable):' /proc/meminfo; cat /proc/loadavg"
+# The node's cgroup (v2, or v1's cpu and cpuacct), as the node sees its own at /sys/fs/cgroup, with the clock
+# read with it and the machine's cpus online: each line as FILE:LINE (grep -H), the missing files left out (-s).
+CGROUP_CPU_FILES = ("/proc/uptime", "/sys/devices/system/cpu/online", "/sys/fs/cgroup/cpu.max",
+                    "/sys/fs/cgroup/cpu.stat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                    "/sys/fs/cgroup/cpu/cpu.cfs_period_us", "/sys/fs/cgroup/cpuacct/cpuacct.usage")
+PROC = ("head -1 /proc/stat; grep -E '^(MemTotal|MemAvailable):' /proc/meminfo; cat /proc/loadavg; "
+        f"grep -sH '' {' '.join(CGROUP_CPU_FILES)} || true")
 TIMEOUT = 5.0  # seconds a node has to answer one sample
 
 
@@ -61,6 +70,73 @@ def cpu_percent(before: tuple[float, float] | None, now: tuple[float, float]) ->
     if total <= 0:
         return None
     return round(100.0 * (1.0 - idle / total), 2)
+
+
+@dataclass(frozen=True)
+class CgroupCpu:
+    """A node's cgroup's cpu time: ``used`` seconds of cpu by then, at ``clock`` (seconds, the node's uptime read
+    with it), and the ``cpus`` its quota lets it use (at most the machine's)."""
+
+    used: float
+    clock: float
+    cpus: float
+
+
+def cgroup_cpu(text: str, clock: float | None = None) -> CgroupCpu | None:
+    """The node's cgroup's cpu from :data:`PROC`'s ``FILE:LINE`` lines (:data:`CGROUP_CPU_FILES`): cgroup v2's
+    ``cpu.stat`` usage_usec and ``cpu.max``, else v1's ``cpuacct.usage`` and ``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us``; the clock from ``/proc/uptime`` (``clock`` where it is missing).  None where there is
+    no cgroup of the node's with a cpu limit (a machine's own, a cloud's VM: ``cpu.max`` is ``max`` or absent,
+    the quota -1): its cpu is then the machine's (:func:`cpu_counters`)."""
+    files: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        path, colon, rest = line.partition(":")
+        if colon and path in CGROUP_CPU_FILES:
+            files.setdefault(path, []).append(rest.strip())
+
+    def first(path: str, at: int = 0) -> float | None:
+        words = (files.get(path) or [""])[0].split()
+        return _number(words[at]) if len(words) > at else None
+
+    used = cpus = None
+    stat = dict(line.split(None, 1) for line in files.get("/sys/fs/cgroup/cpu.stat", []) if len(line.split()) == 2)
+    quota, period = first("/sys/fs/cgroup/cpu.max"), first("/sys/fs/cgroup/cpu.max", 1)
+    if "usage_usec" in stat and quota is not None and period:
+        used, cpus = _number(stat["usage_usec"]), quota / period
+    else:
+        quota, period = first("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), first("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+        usage = first("/sys/fs/cgroup/cpuacct/cpuacct.usage")
+        if usage is not None and quota is not None and quota > 0 and period:
+            used, cpus = usage / 1e3, quota / period  # nanoseconds: in microseconds as v2's
+    online = _cpus_online((files.get("/sys/devices/system/cpu/online") or [""])[0])
+    when = first("/proc/uptime")
+    when = when if when is not None else clock
+    if used is None or cpus is None or cpus <= 0 or when is None:
+        return None
+    return CgroupCpu(used / 1e6, when, min(cpus, online) if online else cpus)
+
+
+def _cpus_online(text: str) -> int | None:
+    """How many cpus a list as ``/sys/devices/system/cpu/online`` writes it names (``0-3,6``)."""
+    count = 0
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            return None
+        count += int(high) - int(low) + 1 if dash else 1
+    return count or None
+
+
+def cgroup_cpu_percent(before: CgroupCpu | None, now: CgroupCpu) -> float | None:
+    """Percent of the cpus the node may use that it used between two samples (at most 100: a quota is kept per
+    period, and a period may straddle the samples); None without an earlier one, with no time between, or when
+    the counter went back (a node started again has a new cgroup)."""
+    if before is None:
+        return None
+    elapsed, used = now.clock - before.clock, now.used - before.used
+    if elapsed <= 0 or used < 0:
+        return None
+    return round(min(100.0, 100.0 * used / (elapsed * now.cpus)), 2)
 
 
 def parse_proc(text: str) -> tuple[tuple[float, float] | None, float | None, float | None]:
@@ -119,10 +195,11 @@ def aggregate(values: Sequence[float], how: str) -> float:
 
 
 class Sampler:
-    """Samples groups' metrics; keeps each node's last cpu counters between passes (a manager keeps one)."""
+    """Samples groups' metrics; keeps each node's last cpu counters between passes (a manager keeps one): its
+    cgroup's cpu time with the clock it was read at, or the machine's /proc/stat counters."""
 
     def __init__(self) -> None:
-        self._cpu: dict[str, tuple[float, float]] = {}
+        self._cpu: dict[str, CgroupCpu | tuple[float, float]] = {}
 
     async def sample(self, infra: Infrastructure, loaded: LoadedSpec, nodes: Sequence[Node], pool: ConnectionPool,
                      reach: Reach, now: datetime) -> list[GroupSample]:
@@ -163,9 +240,14 @@ class Sampler:
         except (CloudherdError, TimeoutError, OSError):
             return {}
         counters, memory, load1 = parse_proc(result.stdout)
+        own = cgroup_cpu(result.stdout, time.monotonic())
+        before = self._cpu.get(node.id)
         cpu = None
-        if counters is not None:
-            cpu = cpu_percent(self._cpu.get(node.id), counters)
+        if own is not None:  # a node with a cpu limit of its own: its share of that
+            cpu = cgroup_cpu_percent(before if isinstance(before, CgroupCpu) else None, own)
+            self._cpu[node.id] = own
+        elif counters is not None:  # the machine's
+            cpu = cpu_percent(before if isinstance(before, tuple) else None, counters)
             self._cpu[node.id] = counters
         return {"cpu": cpu, "memory": memory, "load1": load1}
 

@@ -4,9 +4,10 @@ Run by ``unshare`` inside the node's new namespaces, with its plan as JSON in ``
 :func:`cloudherd.providers.local.sandbox.environment`): it joins the node's cgroups, builds the node's root
 (an overlay over this computer's ``/``, id-mapped when the node has a user namespace of its own), gives
 it its own ``/proc``, ``/dev``, ``/sys``, ``/tmp`` and ``/run``, binds its shares, hides cloudherd's folder,
-names the host, moves into the root for good (``pivot_root``, the old root unmounted), enters the node's
-user namespace, drops every capability a machine's root does not need, sets ``no_new_privs`` and
-executes the supervisor shell.
+names the host, moves into the root for good (``pivot_root``, the old root unmounted), enters a cgroup
+namespace of its own and shows its cgroups read-only at ``/sys/fs/cgroup`` (their top is the node's own
+cgroup: what it uses and may use, as a machine sees its own), enters the node's user namespace, drops every
+capability a machine's root does not need, sets ``no_new_privs`` and executes the supervisor shell.
 
 Why system calls from one process, not a shell script of ``mount`` commands: a node's set-up took ~55
 processes, and each ``mount`` parses the host's whole mount table (which grows by a namespace per
@@ -99,6 +100,50 @@ def idmapped(userns: str, target: str, source: str = "/") -> None:
     idmapped_root(userns, target, source)
 
 
+def _unescape(field: str) -> str:
+    """A path of /proc/self/mountinfo (spaces, tabs, newlines and backslashes written as octal escapes)."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def cgroup_hierarchies(folders: list[str], mountinfo: str, controllers: set[str]) -> list[tuple[str, str]]:
+    """The hierarchies the node's cgroup ``folders`` are in, as (file system type, mount options): cgroup2's
+    one (``("cgroup2", "")``), or each v1 hierarchy's controllers (``("cgroup", "cpu,cpuacct")``; of the super
+    options only the ``controllers`` the kernel knows: no release agent, no flag a namespace may not set)."""
+    mounts = []
+    for line in mountinfo.splitlines():
+        head, _, tail = line.partition(" - ")
+        fields, rest = head.split(), tail.split()
+        if len(fields) >= 5 and len(rest) >= 3 and rest[0] in ("cgroup", "cgroup2"):
+            mounts.append((_unescape(fields[4]), rest[0], rest[2]))
+    found: list[tuple[str, str]] = []
+    for folder in folders:
+        inside = [m for m in mounts if folder == m[0] or folder.startswith(m[0].rstrip("/") + "/")]
+        if not inside:
+            continue
+        _point, fstype, options = max(inside, key=lambda m: len(m[0]))
+        wanted = "" if fstype == "cgroup2" else ",".join(o for o in options.split(",") if o in controllers)
+        if (fstype == "cgroup2" or wanted) and (fstype, wanted) not in found:
+            found.append((fstype, wanted))
+    return found
+
+
+def _own_hierarchies(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    """What :func:`cgroup_hierarchies` finds of this node's cgroups on this computer (none: nothing shown)."""
+    folders = [os.path.dirname(os.path.realpath(procs)) for procs in plan.get("cgroups", [])]
+    if not folders:
+        return []
+    try:
+        with open("/proc/self/mountinfo") as info:
+            mountinfo = info.read()
+        with open("/proc/cgroups") as known:
+            controllers = {line.split()[0] for line in known if line.strip() and not line.startswith("#")}
+    except OSError:
+        return []
+    return cgroup_hierarchies(folders, mountinfo, controllers)
+
+
 def build_root(folder: str, plan: dict[str, Any]) -> str:
     """The node's root at FOLDER/root, every mount in place; returns its path."""
     root = f"{folder}/root"
@@ -106,6 +151,7 @@ def build_root(folder: str, plan: dict[str, Any]) -> str:
     userns = plan.get("userns") or ""
     for procs in plan.get("cgroups", []):
         write(procs, "0")
+    plan["cgroupfs"] = _own_hierarchies(plan)  # read here, where the host's mounts are still seen
     for sub in ("upper", "overlay-work", "root"):
         os.makedirs(f"{folder}/{sub}", exist_ok=True)
     if plan.get("net"):  # the node's end of its link, in its network namespace (where this runs)
@@ -136,7 +182,7 @@ def build_root(folder: str, plan: dict[str, Any]) -> str:
         write(f"{root}/etc/resolv.conf", f"nameserver {resolver}\n")
         if os.path.isdir(f"{root}/etc/apt/apt.conf.d"):
             write(f"{root}/etc/apt/apt.conf.d/00cloudherd-one-user", 'APT::Sandbox::User "root";\n')
-    _system_folders(root, owner)
+    _system_folders(root, owner, plan["cgroupfs"])
     for host, inside in plan.get("shares", []):
         make_path(root + inside, owner)
         try:
@@ -161,8 +207,9 @@ def build_root(folder: str, plan: dict[str, Any]) -> str:
     return root
 
 
-def _system_folders(root: str, owner: int | None) -> None:
-    """/proc, /dev, /sys, /tmp and /run of the node's own."""
+def _system_folders(root: str, owner: int | None, hierarchies: list[tuple[str, str]]) -> None:
+    """/proc, /dev, /sys, /tmp and /run of the node's own; in /sys/fs/cgroup, a folder for each v1 hierarchy
+    of the node's (:func:`show_cgroups` mounts them there once the node has its cgroup namespace)."""
     mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for knob in ("sys", "sysrq-trigger", "irq", "bus", "fs"):  # the kernel's settings: read, never written
         path = f"{root}/proc/{knob}"
@@ -185,7 +232,15 @@ def _system_folders(root: str, owner: int | None) -> None:
         os.symlink(target, f"{dev}/{link}")
     tmpfs(f"{dev}/shm", "mode=1777", MS_NOSUID | MS_NODEV)
     mount("sysfs", f"{root}/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    tmpfs(f"{root}/sys/fs/cgroup", "mode=755,size=4k", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    cgroupfs = f"{root}/sys/fs/cgroup"
+    tmpfs(cgroupfs, "mode=755,size=4k", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for fstype, controllers in hierarchies:  # as systemd lays v1 out: cpu,cpuacct/ and links cpu, cpuacct to it
+        if fstype == "cgroup":
+            os.mkdir(f"{cgroupfs}/{controllers}")
+            for name in controllers.split(","):
+                if name != controllers:
+                    os.symlink(controllers, f"{cgroupfs}/{name}")
+    mount(None, cgroupfs, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=4k")
     tmpfs(f"{root}/tmp", "mode=1777", MS_NOSUID | MS_NODEV)
     tmpfs(f"{root}/run", "mode=755", MS_NOSUID | MS_NODEV)
     for sub in ("sshd", "lock"):
@@ -193,6 +248,22 @@ def _system_folders(root: str, owner: int | None) -> None:
     if owner is not None:
         for path in (f"{root}/run", f"{root}/run/sshd"):
             os.chown(path, owner, owner)
+
+
+def show_cgroups(hierarchies: list[tuple[str, str]]) -> None:
+    """The node's cgroups, read-only, at /sys/fs/cgroup (cgroup2) or in its folders there (v1): mounted in
+    the node's cgroup namespace, their top is the node's own cgroup — its ``cpu.stat`` and ``cpu.max``
+    (``cpuacct.usage`` and ``cpu.cfs_quota_us``) are the node's, as a machine's are its own.  Best effort: a
+    node whose hierarchies cannot be shown runs on, its /sys/fs/cgroup empty (its ``cpu`` metric then the
+    host's /proc/stat)."""
+    flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    for fstype, controllers in hierarchies:
+        target = "/sys/fs/cgroup" if fstype == "cgroup2" else f"/sys/fs/cgroup/{controllers}"
+        try:
+            mount(fstype, target, fstype, flags, controllers or None)
+        except (OSError, SetupError) as exc:
+            print(f"cloudherd: the node's {controllers or 'cgroup2'} cgroup is not shown in it: {exc}",
+                  file=sys.stderr)
 
 
 def enter(root: str, plan: dict[str, Any], name: str) -> None:
@@ -209,13 +280,16 @@ def enter(root: str, plan: dict[str, Any], name: str) -> None:
     os.chdir("/")
     _check(libc.umount2(b"/.cloudherd-host", MNT_DETACH), "umount the host's root")
     os.rmdir("/.cloudherd-host")
+    # The cgroup namespace before the user namespace: its top is the cgroup this process joined (the node's),
+    # and its cgroups are mounted while this process may still mount (the mount namespace is the host root's).
+    _check(libc.unshare(CLONE_NEWCGROUP), "unshare the cgroup namespace")
+    show_cgroups(plan.get("cgroupfs", []))
     if userns_fd >= 0:  # into the node's user namespace, as its root: an unused uid outside
         _check(libc.setns(userns_fd, CLONE_NEWUSER), "setns into the node's user namespace")
         os.close(userns_fd)
         os.setgroups([])
         os.setgid(0)
         os.setuid(0)
-    _check(libc.unshare(CLONE_NEWCGROUP), "unshare the cgroup namespace")
     keep = {CAPS.index(cap) for cap in plan["keep_caps"]}
     with open("/proc/sys/kernel/cap_last_cap") as last:
         top = int(last.read())

@@ -359,7 +359,22 @@ def _make_v1(node_id: str, limits: Limits) -> Cgroups:
             with contextlib.suppress(OSError):  # present where swap accounting is on
                 (folder / "memory.memsw.limit_in_bytes").write_text(limit)
         folders.append(folder)
-    return Cgroups(tuple(folders), limits.describe())
+    accounting = _accounting_v1(node_id) if limits.cpus is not None else None
+    return Cgroups(tuple(folders) + ((accounting,) if accounting else ()), limits.describe())
+
+
+def _accounting_v1(node_id: str) -> Path | None:
+    """Where v1's ``cpuacct`` is a hierarchy apart from ``cpu`` (``cpu,cpuacct`` is one on most hosts), a
+    cpuacct cgroup of the node's too, no limit in it: what the node's processes used, which its ``cpu``
+    metric reads (``cpuacct.usage``).  None where there is none to make (the cpu cgroup counts it already)."""
+    own, mount = _own_cgroup("cpuacct"), CGROUP_ROOT / "cpuacct"
+    if own is None or not mount.is_dir() or mount.resolve() == (CGROUP_ROOT / "cpu").resolve():
+        return None
+    folder = mount / own.lstrip("/") / "cloudherd" / node_id
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    return None
 
 
 # How old an empty node cgroup must be before gc takes it for a leftover: a node's cgroup is made just before
@@ -373,7 +388,9 @@ def stale_cgroups(prefix: str) -> list[Path]:
     if _v2():
         parents = [CGROUP_ROOT / "cloudherd"]
     else:
-        parents = [CGROUP_ROOT / c / (_own_cgroup(c) or "/").lstrip("/") / "cloudherd" for c in ("cpu", "memory")]
+        parents = [CGROUP_ROOT / c / (_own_cgroup(c) or "/").lstrip("/") / "cloudherd"
+                   for c in ("cpu", "memory", "cpuacct")]
+        parents = list({parent.resolve(): parent for parent in parents}.values())  # cpu,cpuacct: one hierarchy
     found = []
     now = time.time()
     for parent in parents:
