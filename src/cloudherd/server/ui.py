@@ -8,6 +8,8 @@ a post without it is refused.  The pages re-render their main part when ``/ui/..
 changed: it sends a digest of the infrastructure's nodes, newest event and metrics' latest values every time
 they change (level-based, as the manager is: a missed message is caught up by the next one), sampled once per
 infrastructure however many pages watch it (``server/live.py``).  The plots are inline SVG drawn here.
+The infrastructure page's forms also set what the manager honours (``api/client_choices.py``): a group's
+suspended processes, a node's protection from scale-in and its standby.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from cloudherd.api.auth import Principal, authenticate
 from cloudherd.api.metric_history import MetricHistory, metric_histories
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.inputs import whole
-from cloudherd.lifecycle import InfraState, NodeState
+from cloudherd.lifecycle import InfraState, NodeState, Process
 from cloudherd.server.deps import runtime_of
 from cloudherd.server.errors import clean
 
@@ -46,6 +48,18 @@ _templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape
                          trim_blocks=True, lstrip_blocks=True)
 # a script's name as recorded is "<spec path>#<script>" or a path: the page shows the last part
 _templates.filters["short"] = lambda name: str(name).rsplit("#", 1)[-1].rsplit("/", 1)[-1]
+PROCESSES = tuple(p.value for p in Process)
+IN_SERVICE = ("ready", "unhealthy")  # the node states standby may be entered from (AWS: InService)
+
+
+def state_class(state: Any) -> str:
+    """The CSS class of a state's cell: ``state-<state>`` for any state string, known to the stylesheet or not
+    (one it has no colour for is shown plain), reduced to letters, digits and dashes."""
+    word = "".join(c if c.isascii() and (c.isalnum() or c == "-") else "-" for c in str(state).lower())
+    return f"state-{word or 'unknown'}"
+
+
+_templates.filters["state_class"] = state_class
 
 
 def csrf_token(login: str) -> str:
@@ -189,7 +203,7 @@ async def infrastructure(request: Request, ref: str) -> Response:
     gone = [n for n in view.nodes if n.state == NodeState.TERMINATED]
     retired = sorted(gone, key=lambda n: n.updated_at, reverse=True)
     return _page("infrastructure.html", infra=view, events=list(reversed(events)), revisions=revisions, plots=plots,
-                 metric_plots=metric_plots,
+                 metric_plots=metric_plots, processes=PROCESSES, in_service=IN_SERVICE,
                  retired=retired[:RETIRED_SHOWN],
                  csrf=csrf_token(login), fragment=request.query_params.get("fragment") == "1",
                  message=request.query_params.get("message"))
@@ -259,12 +273,14 @@ async def live(request: Request, ref: str) -> Response:
         row = runtime.store.infrastructure(infra_id)
         fresh = runtime.store.events_after(infra_id, newest[0])
         newest[0] = fresh[-1].id if fresh else newest[0]
-        nodes = sorted((n.id, n.state, n.health or "", n.address or "") for n in runtime.store.nodes(infra_id))
+        nodes = sorted((n.id, n.state, n.health or "", n.address or "", bool(n.protected), bool(n.standby))
+                       for n in runtime.store.nodes(infra_id))
+        suspended = sorted((g.name, sorted((g.suspended or {}).items())) for g in row.groups)
         # not the time of the last pass: a steady fleet would re-render every pass for nothing (its metrics'
         # latest values, which the plots end at, when they change)
         latest = runtime.store.latest_samples(infra_id)
         metrics = sorted((g, m, v) for g, values in latest.items() for m, v in values.items())
-        return json.dumps([row.state, row.attached, row.reason, newest[0], nodes, metrics])
+        return json.dumps([row.state, row.attached, row.reason, newest[0], nodes, metrics, suspended])
 
     return _stream(request, f"infrastructure {infra_id}", state)
 
@@ -309,10 +325,86 @@ async def scale(request: Request, ref: str) -> Response:
         result = await runtime.client.scale(infra.id, form.get("group", ""), form.get("change", ""), run_pass=False)
     except CloudherdError as exc:
         return _back(infra, f"not scaled: {exc}")
+    _pass_soon(request, infra)
+    return _back(infra, f"{result.group}: {result.before} → {result.target}{result.note}")
+
+
+def _pass_soon(request: Request, infra: Any) -> None:
+    """The manager applies what a form changed: at once for an attached infrastructure, by a pass of its own
+    otherwise (as the native routes do)."""
+    runtime = runtime_of(request)
     if not infra.attached:
         runtime.spawn(lambda: runtime.client.manage([infra.id], once=True), f"pass {infra.id}")
     runtime.poke(infra.id)
-    return _back(infra, f"{result.group}: {result.before} → {result.target}{result.note}")
+
+
+async def _chosen(request: Request, key: str) -> list[str]:
+    """Every value the form sent under ``key`` (checkboxes), in order, blanks left out (the body was read and
+    bounded by :func:`_form` already: Starlette keeps it)."""
+    body = (await request.body())[:65536].decode(errors="replace")
+    return [v.strip() for v in parse_qs(body).get(key, []) if v.strip()]
+
+
+@router.post("/infrastructures/{ref}/suspend")
+@router.post("/infrastructures/{ref}/resume")
+async def processes(request: Request, ref: str) -> Response:
+    """A group's processes suspended (those ticked; none ticked: all) or resumed (none ticked: all)."""
+    found = await _action(request, ref)
+    if isinstance(found, Response):
+        return found
+    infra, form = found
+    runtime = runtime_of(request)
+    group, chosen = form.get("group", ""), await _chosen(request, "process")
+    suspending = request.url.path.endswith("/suspend")
+    try:
+        if suspending:
+            reason = form.get("reason", "").strip()[:500] or None
+            result = await runtime.client.suspend(infra.id, group, chosen, reason=reason)
+        else:
+            result = await runtime.client.resume_processes(infra.id, group, chosen)
+    except CloudherdError as exc:
+        return _back(infra, f"not {'suspended' if suspending else 'resumed'}: {exc}")
+    if not suspending:
+        _pass_soon(request, infra)
+    held = ", ".join(result.suspended) or "none"
+    return _back(infra, f"{result.name}: {'suspended' if suspending else 'resumed'} "
+                        f"{', '.join(chosen) or 'every process'}; suspended now: {held}")
+
+
+@router.post("/infrastructures/{ref}/protect")
+async def protect(request: Request, ref: str) -> Response:
+    """A node kept from scale-in (``protected=yes``) or given back to it (``protected=no``)."""
+    found = await _action(request, ref)
+    if isinstance(found, Response):
+        return found
+    infra, form = found
+    runtime = runtime_of(request)
+    protected = form.get("protected", "yes") != "no"
+    try:
+        [node] = await runtime.client.protect(infra.id, [form.get("node", "")], protected=protected)
+    except CloudherdError as exc:
+        return _back(infra, f"not {'protected' if protected else 'unprotected'}: {exc}")
+    _pass_soon(request, infra)
+    return _back(infra, f"{node.name}: {'protected from' if protected else 'no longer protected from'} scale-in")
+
+
+@router.post("/infrastructures/{ref}/standby")
+async def standby(request: Request, ref: str) -> Response:
+    """A node put in standby (``enter=yes``: out of service, kept, the group's size one less) or brought back
+    into service (``enter=no``)."""
+    found = await _action(request, ref)
+    if isinstance(found, Response):
+        return found
+    infra, form = found
+    runtime = runtime_of(request)
+    enter = form.get("enter", "yes") != "no"
+    try:
+        [node] = await runtime.client.standby(infra.id, [form.get("node", "")], enter=enter, replace=False,
+                                              run_pass=False)
+    except CloudherdError as exc:
+        return _back(infra, f"not {'put in standby' if enter else 'brought back'}: {exc}")
+    _pass_soon(request, infra)
+    return _back(infra, f"{node.name}: {'in standby' if enter else 'back in service'}")
 
 
 @router.post("/infrastructures/{ref}/{verb}")

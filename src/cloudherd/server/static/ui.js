@@ -6,6 +6,12 @@
   if (!main || !main.dataset.live || !window.EventSource) { return; }
   var busy = false, again = false;
 
+  // a field's key across re-renders: its form (by id when it has one: several forms post to one action) and name
+  function key(field) {
+    var form = field.form;
+    return (form ? (form.id || form.action) + "|" : "") + field.name;
+  }
+
   function refresh() {
     if (busy) { again = true; return; }
     busy = true;
@@ -18,16 +24,23 @@
       })
       .then(function (html) {
         if (html === null) { return; }
-        // what the user is typing survives the re-render (a scale target, the name that confirms a destroy)
+        // what the user is typing or ticking survives the re-render (a scale target, the name that confirms a
+        // destroy, the processes chosen to suspend and why)
         var focused = document.activeElement && document.activeElement.name;
-        var typed = {};
+        var typed = {}, ticked = {};
         main.querySelectorAll("input[type='text']").forEach(function (field) {
-          if (field.value) { typed[field.form ? field.form.action + "|" + field.name : field.name] = field.value; }
+          if (field.value) { typed[key(field)] = field.value; }
+        });
+        main.querySelectorAll("input[type='checkbox']").forEach(function (box) {
+          ticked[key(box) + "|" + box.value] = box.checked;
         });
         main.innerHTML = html;
         main.querySelectorAll("input[type='text']").forEach(function (field) {
-          var key = field.form ? field.form.action + "|" + field.name : field.name;
-          if (typed[key]) { field.value = typed[key]; }
+          if (typed[key(field)]) { field.value = typed[key(field)]; }
+        });
+        main.querySelectorAll("input[type='checkbox']").forEach(function (box) {
+          var was = ticked[key(box) + "|" + box.value];
+          if (was !== undefined) { box.checked = was; }
         });
         main.dataset.refreshed = String(Number(main.dataset.refreshed || "0") + 1);
         if (focused) {
