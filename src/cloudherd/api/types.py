@@ -66,6 +66,7 @@ class Node(_Value):
     machine: str | None = None  # what the provider says of the machine (``status`` only): local: isolation, limits
     protected: bool = False  # kept from scale-in (``cloudherd protect``)
     standby: bool = False  # out of service, kept: not counted, checked, sampled or replaced (``cloudherd standby``)
+    warm: bool = False  # in its group's warm pool (set up ahead, stopped or running), taken first by a scale-out
 
     def answers_to(self, ref: str) -> bool:
         """The same rule as the state row's (:meth:`cloudherd.state.models.Node.answers_to`), the one rule for
@@ -190,10 +191,13 @@ class GroupPlan(_Value):
     scripts: dict[str, tuple[str, ...]]  # script source -> names of the nodes it will run on
     rolling: tuple[str, ...] = ()  # nodes of an older release a rolling update replaces, ``surge`` at a time
     surge: int = 1
+    warmed: int = 0  # warm-pool nodes taken into service (started, instead of made)
+    pool_create: int = 0  # nodes made into the warm pool
 
     @property
     def changes(self) -> bool:
-        return bool(self.create or self.destroy or self.replace or self.scripts or self.rolling)
+        return bool(self.create or self.destroy or self.replace or self.scripts or self.rolling or self.warmed
+                    or self.pool_create)
 
 
 class PlanTotals(_Value):

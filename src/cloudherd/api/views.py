@@ -39,7 +39,7 @@ def node(row: NodeRow, host_key: str | None = None, last: ActionRow | None = Non
         created_at=row.created_at, updated_at=row.updated_at,
         last_action=action(last, row.name) if last is not None else None,
         health=row.health, last_check=row.last_check, last_check_at=row.last_check_at,
-        protected=bool(row.protected), standby=bool(row.standby),
+        protected=bool(row.protected), standby=bool(row.standby), warm=bool(row.warm),
     )
 
 
@@ -48,7 +48,7 @@ def group(row: GroupRow, nodes: Iterable[NodeRow] = (), scaling: Scaling | None 
     """``scaling``: the group's bounds and policies from the spec as applied; ``metrics``: its latest samples."""
     low, high, policies = scaling if scaling is not None else (None, None, ())
     config: Mapping[str, Any] = row.config or {}
-    mine = [n for n in nodes if n.group_name == row.name and n.state != NodeState.TERMINATED]
+    mine = [n for n in nodes if n.group_name == row.name and n.state != NodeState.TERMINATED and not n.warm]
     return types.Group(
         name=row.name, provider=row.provider, provider_type=row.provider_type, image=row.image, size=row.size,
         count=row.count, tags={str(k): str(v) for k, v in (config.get("tags") or {}).items()},
@@ -139,7 +139,7 @@ def plan(result: Plan, warnings: Sequence[object] = ()) -> types.Plan:
                 name=g.name, provider=g.provider, count=g.count, current=g.current, new=g.new, removed=g.removed,
                 create=g.create, destroy=tuple(n.name for n in g.destroy), replace=tuple(n.name for n in g.replace),
                 reasons=tuple(g.reasons), scripts={source: tuple(names) for source, names in g.reruns.items()},
-                rolling=tuple(g.rolling), surge=g.surge,
+                rolling=tuple(g.rolling), surge=g.surge, warmed=len(g.warmed), pool_create=g.pool_create,
             )
             for g in result.groups
         ),

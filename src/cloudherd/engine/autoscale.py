@@ -31,7 +31,8 @@ async def autoscale(store: Store, infra: Infrastructure, loaded: LoadedSpec, nod
     if not any(g.policies or g.metrics for g in loaded.spec.groups.values()):
         return said
     # a node in standby is out of service: not in the group's aggregate (as AWS leaves it out of its metrics)
-    samples = await sampler.sample(infra, loaded, [n for n in nodes if not n.standby], run.pool, run.reach, now)
+    samples = await sampler.sample(infra, loaded, [n for n in nodes if not n.standby and not n.warm], run.pool,
+                                   run.reach, now)
     sampler.forget({n.id: n for n in nodes})
     store.add_samples(infra.id, [(s.group, s.metric, s.value, s.nodes) for s in samples], at=now)
     fresh = {(s.group, s.metric) for s in samples}

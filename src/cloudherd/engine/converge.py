@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cloudherd.engine import journal
+from cloudherd.engine import journal, warm_pool
 from cloudherd.engine.context import Identity, Redactor, recorded_nodes
 from cloudherd.engine.deploy import deploy_node
 from cloudherd.engine.destroy import retire
@@ -124,6 +124,9 @@ async def execute_plan(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: s
         nodes = None
         return True
 
+    if any(g.warmed for g in plan.groups):
+        await warm_pool.take(plan, store, infra, run)  # started instead of made; the deploy finds them set up
+        nodes = None
     await create(set(loaded.spec.groups) - later)
     held = plan.held()
 
@@ -135,6 +138,9 @@ async def execute_plan(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: s
     hooked = any(g.hooks for g in loaded.spec.groups.values())
     if hooked and (hold_launched(loaded, store, infra.id, made) or leaving):  # the hooks' commands run at once
         await advance(store, infra, loaded, store.nodes(infra.id), run)
+        nodes = None
+    if any(g.warm_pool for g in loaded.spec.groups.values()):
+        await warm_pool.park(loaded, store, infra, run)
         nodes = None
     stamp(loaded, store, infra.id, held, nodes)
     return infra
@@ -179,12 +185,13 @@ def write_rows(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: str, reda
     for group_name, group in spec.groups.items():
         diff = diffs[group_name]
         surplus += [*diff.destroy, *diff.replace]
-        if diff.indices:
+        if diff.indices:  # the ones to serve first, then the warm pool's
             store.add_nodes(infra_id, [
                 {"group_name": group_name, "name": f"{spec.name}-{group_name}-{index}", "index": index,
                  "provider": group.provider, "release": group_digest(loaded, group_name),
-                 "shape": shape_digest(loaded, group_name), "protected": group.protect_new}
-                for index in diff.indices
+                 "shape": shape_digest(loaded, group_name), "protected": group.protect_new,
+                 "warm": position >= diff.create}
+                for position, index in enumerate(diff.indices)
             ])
     return surplus + [n for diff in diffs.values() if diff.removed for n in diff.destroy]
 

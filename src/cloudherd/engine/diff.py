@@ -59,11 +59,14 @@ class GroupDiff:
     removed: bool = False  # the group is no longer in the spec
     new: bool = False
     batches: list[Batch] = field(default_factory=list)  # the rollout of ``rolling``, in order
-    indices: list[int] = field(default_factory=list)  # of the ``create`` nodes to make (their names)
+    indices: list[int] = field(default_factory=list)  # of the nodes to make (their names): ``create``, then the pool's
+    warmed: list[str] = field(default_factory=list)  # warm-pool nodes (ids) taken into service, instead of creates
+    pool_create: int = 0  # nodes to make into the group's warm pool (after the ``create`` ones)
 
     @property
     def changes(self) -> bool:
-        return bool(self.create or self.destroy or self.replace or self.reruns or self.rolling)
+        return bool(self.create or self.destroy or self.replace or self.reruns or self.rolling or self.warmed
+                    or self.pool_create)
 
 
 def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node], *,
@@ -83,7 +86,7 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
         held = suspended(row)
         # a node in standby, or draining for a terminate hook, is out of the reckoning
         members = [n for n in nodes if n.group_name == group_name and n.state != NodeState.TERMINATED
-                   and n.state != NodeState.DRAINING and not n.standby]
+                   and n.state != NodeState.DRAINING and not n.standby and not n.warm]
         # with launch or terminate suspended, a live node named to be replaced stays (it could not be, or
         # not be made anew); a machine already gone is still forgotten
         renewable = replace if not held & {Process.LAUNCH, Process.TERMINATE} else ()
@@ -108,7 +111,9 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
         _say_held(diff, held, counted, group.count, surplus)
         if dead:
             diff.reasons.append(f"{len(dead)} dead node(s) replaced")
-        diff.indices = new_indices(nodes, group_name, diff.create)
+        _use_pool(diff, group.warm_pool.size if group.warm_pool else 0, held,
+                  [n for n in nodes if n.group_name == group_name and n.warm and n.state != NodeState.TERMINATED])
+        diff.indices = new_indices(nodes, group_name, diff.create + diff.pool_create)
         diffs.append(diff)
     for group_name, row in by_name.items():
         if group_name in spec.groups:
@@ -117,6 +122,31 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
         if members:
             diffs.append(GroupDiff(group_name, row.provider, 0, len(members), destroy=members, removed=True))
     return diffs
+
+
+POOL_STATES = frozenset({NodeState.PENDING, NodeState.BOOTING, NodeState.DEPLOYING, NodeState.READY,
+                         NodeState.STOPPED})  # a warm-pool node on its way in, or prepared
+PREPARED = frozenset({NodeState.READY, NodeState.STOPPED})
+
+
+def _use_pool(diff: GroupDiff, size: int, held: frozenset[Process], pool: Sequence[Node]) -> None:
+    """A scale-out takes prepared warm-pool nodes first (oldest first); the pool is made up to ``size`` behind it,
+    its extra nodes (the newest) and its broken ones (failed, dead) ended."""
+    alive = sorted((n for n in pool if n.state in POOL_STATES), key=lambda n: n.index)
+    diff.destroy += [n for n in pool if n.state not in POOL_STATES]
+    if Process.LAUNCH not in held and diff.create:
+        taken = [n for n in alive if n.state in PREPARED][:diff.create]
+        diff.warmed = [n.id for n in taken]
+        diff.create -= len(taken)
+        if taken:
+            diff.reasons.append(f"{len(taken)} node(s) from the warm pool")
+    kept = [n for n in alive if n.id not in diff.warmed]
+    if len(kept) > size:
+        diff.destroy += kept[size:]
+        diff.reasons.append(f"warm pool: {len(kept) - size} node(s) over its size ended")
+    elif len(kept) < size and Process.LAUNCH not in held:
+        diff.pool_create = size - len(kept)
+        diff.reasons.append(f"warm pool: {diff.pool_create} node(s) made")
 
 
 def _say_held(diff: GroupDiff, held: frozenset[Process], counted: Sequence[Node], count: int,

@@ -42,7 +42,8 @@ def hold_launched(loaded: LoadedSpec, store: Store, infra_id: str, made: Collect
     if not made or not any(g.hooks_on("launch") for g in loaded.spec.groups.values()):
         return held
     for node in store.nodes(infra_id):
-        if node.id not in made or node.state != NodeState.READY or node.group_name not in loaded.spec.groups:
+        if node.id not in made or node.state != NodeState.READY or node.warm \
+                or node.group_name not in loaded.spec.groups:
             continue
         hooks = loaded.group(node.group_name).hooks_on("launch")
         if hooks:

@@ -103,7 +103,7 @@ class Plan:
                  "removed": g.removed, "create": g.create, "destroy": nodes(g.destroy), "replace": nodes(g.replace),
                  "reasons": g.reasons, "scripts": g.reruns, "rolling": g.rolling, "surge": g.surge,
                  "batches": [{"in_place": b.in_place, "nodes": list(b.nodes)} for b in g.batches],
-                 "indices": g.indices}
+                 "indices": g.indices, "warmed": g.warmed, "pool_create": g.pool_create}
                 for g in self.groups
             ],
         }
@@ -125,7 +125,8 @@ class Plan:
                 reasons=list(g["reasons"]), reruns={k: list(v) for k, v in g["scripts"].items()},
                 rolling=list(g["rolling"]), surge=int(g["surge"]), removed=bool(g["removed"]), new=bool(g["new"]),
                 batches=[Batch(bool(b["in_place"]), tuple(b["nodes"])) for b in g["batches"]],
-                indices=[int(i) for i in g["indices"]],
+                indices=[int(i) for i in g["indices"]], warmed=[str(i) for i in g.get("warmed", [])],
+                pool_create=int(g.get("pool_create", 0)),
             ) for g in data["groups"]]
             return cls(
                 name=str(data["name"]), infrastructure_id=data["infrastructure"], groups=groups,

@@ -288,7 +288,7 @@ async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec,
     now = datetime.now(UTC)  # what is recorded; when a node is due again is the monotonic clock's (CheckTimes)
     # failed by its checks (not by its scripts): still checked, so that one the breaker kept comes back
     unchecked = held_groups(infra.groups, Process.HEALTH_CHECK)
-    checked = [n for n in nodes if not n.standby and n.group_name not in unchecked
+    checked = [n for n in nodes if not n.standby and not n.warm and n.group_name not in unchecked
                and (n.state in CHECKED_STATES or (n.state == NodeState.FAILED and n.health == "unhealthy"))]
     due = [n for n in checked if n.group_name in loaded.spec.groups
            and times.due(infra.id, n, loaded.group(n.group_name).health.interval, now)]
@@ -429,7 +429,8 @@ def _to_replace(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: 
     replace: set[str] = set()
     kept = held_groups(infra.groups, Process.REPLACE_UNHEALTHY)
     for name, group in loaded.spec.groups.items():
-        members = [n for n in nodes if n.group_name == name and n.state != NodeState.TERMINATED and not n.standby]
+        members = [n for n in nodes if n.group_name == name and n.state != NodeState.TERMINATED and not n.standby
+                   and not n.warm]
         failed = [] if name in kept else [n for n in members if n.state == NodeState.FAILED]
         if not failed:
             continue
@@ -503,5 +504,5 @@ def _differs(loaded: LoadedSpec, infra: Infrastructure, nodes: list[Node], repla
     (script changes come with ``up``, not with a pass)."""
     diffs = diff_groups(loaded, infra.groups, nodes, replace=replace, victims=victims)
     stuck = any(n.state in (NodeState.BOOTING, NodeState.PENDING) for n in nodes if n.group_name in loaded.spec.groups)
-    return stuck or any(d.create or d.destroy or d.replace for d in diffs)
+    return stuck or any(d.create or d.destroy or d.replace or d.warmed or d.pool_create for d in diffs)
 

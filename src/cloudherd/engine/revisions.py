@@ -62,7 +62,8 @@ def group_digest(loaded: LoadedSpec, group_name: str) -> str:
     render them)."""
     # the group's own variables are in "variables" (merged over the spec's): left out of the group, so that
     # a digest made before groups had variables stays the same
-    left_out = {*_SIZES, "update", "variables", "ssh", "metrics", "hooks", *_unset_new_keys(loaded, group_name)}
+    left_out = {*_SIZES, "update", "variables", "ssh", "metrics", "hooks", "warm_pool",
+                *_unset_new_keys(loaded, group_name)}
     group = loaded.group(group_name).model_dump(mode="json", exclude=left_out)
     release = {"group": group, "variables": loaded.variables_for(group_name),
                "bundle": bundle(loaded)["groups"][group_name]}

@@ -43,6 +43,7 @@ from cloudherd.spec.parts import (
     SSHConfig,
     Update,
     Upload,
+    WarmPool,
 )
 
 __all__ = ["LENIENT", "NAME_PATTERN", "Group", "GroupLogin", "Health", "InlineScript", "MinCount", "Placement",
@@ -69,6 +70,7 @@ class Group(_Strict):
     scaling: Scaling | None = Field(default=None, exclude=True)
     metrics: dict[str, Metric] = Field(default_factory=dict)  # sampled by the manager, beside cpu, memory, load1
     hooks: list[Hook] = Field(default_factory=list)  # lifecycle hooks: a node held after launch or before its end
+    warm_pool: WarmPool | None = None  # nodes made and set up ahead, stopped, taken first by a scale-out
     tags: dict[str, str] = Field(default_factory=dict)
     scripts: list[str | InlineScript] = Field(default_factory=list)  # files, folders, or {name, content}
     teardown: str | None = None

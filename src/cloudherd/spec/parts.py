@@ -366,6 +366,16 @@ class Hook(_Strict):
     command: str | None = Field(default=None, min_length=1)
 
 
+class WarmPool(_Strict):
+    """Nodes made ahead and kept aside (AWS's warm pool): each has run the group's scripts, then was stopped
+    (``state: stopped``: no process, its folder and host key kept on ``local``; a stopped instance on a cloud) or
+    left running.  A scale-out takes from the pool first (a start instead of a create and a deploy); the pool is
+    filled again behind it, up to ``size``.  Pool nodes are not counted, checked, sampled or scaled in."""
+
+    size: Int = Field(default=1, ge=0, le=1000)
+    state: Literal["stopped", "running"] = "stopped"
+
+
 def _newest_first() -> list[TerminationPolicy]:
     return ["newest"]
 

@@ -126,6 +126,7 @@ class Node(Base):
     shape: Mapped[str | None] = mapped_column(String(64))  # the digest of what it was made as (image, size, …)
     protected: Mapped[bool] = mapped_column(default=False, server_default=false())  # never chosen to scale in
     standby: Mapped[bool] = mapped_column(default=False, server_default=false())  # out of service, kept
+    warm: Mapped[bool] = mapped_column(default=False, server_default=false())  # in its group's warm pool
 
     infrastructure: Mapped[Infrastructure] = relationship(back_populates="nodes")
 

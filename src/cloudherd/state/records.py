@@ -99,6 +99,7 @@ class NodeRecord(Record):
     shape: str | None
     protected: bool
     standby: bool
+    warm: bool
 
     def answers_to(self, ref: str) -> bool:
         """The same rule as :meth:`cloudherd.state.models.Node.answers_to`."""

@@ -92,7 +92,8 @@ def test_a_terminate_hook_holds_the_leaving_node_until_completed(home: Path, tmp
 
 def test_a_terminate_hook_command_runs_before_the_machine_goes(home: Path, tmp_path: Path) -> None:
     herd = SyncClient()
-    herd.up(write_spec(tmp_path / "p", spec(2, "      - {name: bye, on: terminate, command: 'echo bye from $CLOUDHERD_NODE'}\n")))
+    hook = "      - {name: bye, on: terminate, command: 'echo bye from $CLOUDHERD_NODE'}\n"
+    herd.up(write_spec(tmp_path / "p", spec(2, hook)))
     herd.scale("hooked", "web", "-1")
     assert states(herd) == {"hooked-web-1": "ready"}
     [action] = [a for a in herd.logs("hooked") if a.kind == "hook"]

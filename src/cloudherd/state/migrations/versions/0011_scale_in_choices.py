@@ -1,4 +1,4 @@
-"""nodes.protected and nodes.standby: a node kept from scale-in, a node out of service but kept;
+"""nodes.protected, .standby and .warm: a node kept from scale-in, out of service but kept, in its group's warm pool;
 groups.suspended: the group's processes the manager does not run, with why; scaling_groups.choices: an Auto
 Scaling group's termination policies and its new instances' protection, in AWS's words; hook_waits: nodes held
 by their group's lifecycle hooks
@@ -22,6 +22,7 @@ def upgrade() -> None:
     with op.batch_alter_table("nodes") as batch:
         batch.add_column(sa.Column("protected", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("standby", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch.add_column(sa.Column("warm", sa.Boolean(), nullable=False, server_default=sa.false()))
     with op.batch_alter_table("groups") as batch:
         batch.add_column(sa.Column("suspended", sa.JSON(), nullable=True))
     with op.batch_alter_table("scaling_groups") as batch:
@@ -55,5 +56,6 @@ def downgrade() -> None:
     with op.batch_alter_table("groups") as batch:
         batch.drop_column("suspended")
     with op.batch_alter_table("nodes") as batch:
+        batch.drop_column("warm")
         batch.drop_column("standby")
         batch.drop_column("protected")
