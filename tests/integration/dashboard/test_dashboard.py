@@ -113,6 +113,25 @@ def _click(driver: Any, css: str) -> None:
     wait_until(clicked, 10, f"a click on {css}")
 
 
+def _accessible_name(driver: Any, css: str) -> str:
+    """The browser's accessible name of what ``css`` selects, read again if a live re-render replaced the element
+    between finding it and asking (the page's first live update may come at any moment)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    found: list[str] = []
+
+    def read() -> bool:
+        try:
+            found.append(driver.find_element(By.CSS_SELECTOR, css).accessible_name)
+            return True
+        except StaleElementReferenceException:
+            return False
+
+    wait_until(read, 10, f"the accessible name of {css}")
+    return found[-1]
+
+
 def _login(driver: Any, url: str, token: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -342,8 +361,6 @@ def test_a_group_s_metric_is_plotted_and_follows_new_samples(served: Served, bro
     """Samples written as the manager's passes write them (the group has no node: the server's passes add none);
     the page draws them against the policy's target, says the latest value and its accessible name, and a new
     sample redraws the plot without a reload.  No screenshot: the browser's layout boxes are checked."""
-    from selenium.webdriver.common.by import By
-
     api = served.client(served.token())
     infra_id = create(api, "metered", count=0, spec=METERED)
     store = Store()
@@ -360,7 +377,7 @@ def test_a_group_s_metric_is_plotted_and_follows_new_samples(served: Served, bro
     assert drawn["points"] == 3
     assert svg[0] <= samples[0] < samples[2] <= svg[2] and svg[1] <= samples[1] < samples[3] <= svg[3], drawn
     assert samples[1] < target[1] < samples[3], drawn  # 40 between the lowest sample (10) and the highest (60)
-    name = browser.find_element(By.CSS_SELECTOR, f"{figure} svg").accessible_name
+    name = _accessible_name(browser, f"{figure} svg")
     assert name.startswith("web: queue") and "latest 30" in name and "target 40" in name, name
 
     browser.execute_script("window.__cloudherdMarker = 42")
