@@ -60,6 +60,7 @@ from cloudherd.api.autoscaling_values import (
     too_big,
     xml_refusal,
 )
+from cloudherd.api.autoscaling_warm import WarmPoolActions, spec_pool
 from cloudherd.errors import SpecError
 from cloudherd.inputs import GROUP_SIZE_LIMIT
 from cloudherd.lifecycle import AWS_PROCESS_NAMES, NodeState
@@ -77,7 +78,7 @@ __all__ = ["CLOUDS_TAG", "GROUP", "NOT_XML", "AutoScaling", "AwsError", "Instanc
 
 
 @dataclass
-class AutoScaling(PolicyActions, InstanceActions, HookActions):
+class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions):
     """One caller's view: ``owner`` is the user, ``offered`` the server's providers (name → settings)."""
 
     store: Store
@@ -416,6 +417,8 @@ class AutoScaling(PolicyActions, InstanceActions, HookActions):
                                                   ("protect_new", bool(choices.get("protect_new")))) if value}
         if choices.get("hooks"):
             group["hooks"] = spec_hooks(choices["hooks"])
+        if choices.get("warm_pool"):
+            group["warm_pool"] = spec_pool(choices["warm_pool"], max_size, desired)
         if scaling:
             group["scaling"] = scaling
         if launch.user_data:  # always inline: one line without a newline would be read as a file's path
@@ -435,7 +438,7 @@ def _view(row: GroupRow, infra: InfraRow, pending: Sequence[ScaleRow]) -> Scalin
     count = next((g.count for g in infra.groups if g.name == GROUP), 0)
     sets = [r for r in pending if r.kind == "set"]
     desired = sets[-1].amount if sets else count
-    instances = tuple(_instance(n, row) for n in infra.nodes if n.state != NodeState.TERMINATED)
+    instances = tuple(_instance(n, row) for n in infra.nodes if n.state != NodeState.TERMINATED and not n.warm)
     tags = tuple(Tag(group=row.name, key=t["key"], value=t["value"], propagate=bool(t["propagate"]))
                  for t in row.tags.get("list") or [])
     zones = tuple(row.zones.get("list") or []) or tuple(sorted({i.cloud for i in instances}))

@@ -34,7 +34,7 @@ from cloudherd.api.autoscaling import (
 from cloudherd.api.autoscaling_policies import read_policy
 from cloudherd.engine.locks import BusyError
 from cloudherd.errors import CloudherdError, StateError
-from cloudherd.server.autoscaling_hooks import HOOK_ACTIONS
+from cloudherd.server.autoscaling_hooks import HOOK_ACTIONS, POOL_ACTIONS
 from cloudherd.server.autoscaling_instances import INSTANCE_ACTIONS, group_choices
 from cloudherd.server.autoscaling_params import (
     Params,
@@ -365,4 +365,5 @@ ACTIONS: Mapping[str, Handler] = {
     "DeleteTags": delete_tags,
     **INSTANCE_ACTIONS,
     **HOOK_ACTIONS,
+    **POOL_ACTIONS,
 }

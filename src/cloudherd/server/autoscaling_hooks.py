@@ -1,4 +1,5 @@
-"""The Query API's lifecycle-hook actions (the model: :mod:`cloudherd.api.autoscaling_hooks`)."""
+"""The Query API's lifecycle-hook and warm-pool actions (the models: :mod:`cloudherd.api.autoscaling_hooks`,
+:mod:`cloudherd.api.autoscaling_warm`)."""
 
 from __future__ import annotations
 
@@ -68,4 +69,38 @@ HOOK_ACTIONS: Mapping[str, Callable[[AutoScaling, Params], Any]] = {
     "CompleteLifecycleAction": complete_lifecycle_action,
     "RecordLifecycleActionHeartbeat": record_lifecycle_action_heartbeat,
     "DescribeLifecycleHookTypes": describe_lifecycle_hook_types,
+}
+
+
+# -- warm pools (the model: cloudherd.api.autoscaling_warm) ------------------------------------------------
+
+async def put_warm_pool(model: AutoScaling, p: Params) -> str:
+    await asyncio.to_thread(model.put_warm_pool, _required(p, "AutoScalingGroupName"),
+                            {k: p.get(k) for k in ("MinSize", "MaxGroupPreparedCapacity", "PoolState",
+                                                   "InstanceReusePolicy.ReuseOnScaleIn")})
+    return ""
+
+
+async def describe_warm_pool(model: AutoScaling, p: Params) -> str:
+    pool, members = await asyncio.to_thread(model.warm_pool, _required(p, "AutoScalingGroupName"))
+    config = "" if pool is None else "<WarmPoolConfiguration>" + "".join([
+        x("MaxGroupPreparedCapacity", pool.get("MaxGroupPreparedCapacity")), x("MinSize", pool.get("MinSize", 0)),
+        x("PoolState", pool.get("PoolState", "Stopped")),
+    ]) + "</WarmPoolConfiguration>"
+    return config + xml_list("Instances", ["<member>" + "".join([
+        x("InstanceId", i.id), x("AvailabilityZone", i.cloud), x("LifecycleState", i.lifecycle),
+        x("HealthStatus", i.health), x("LaunchConfigurationName", i.launch_configuration),
+        x("ProtectedFromScaleIn", i.protected),
+    ]) + "</member>" for i in members])
+
+
+async def delete_warm_pool(model: AutoScaling, p: Params) -> str:
+    await asyncio.to_thread(model.delete_warm_pool, _required(p, "AutoScalingGroupName"))
+    return ""
+
+
+POOL_ACTIONS: Mapping[str, Callable[[AutoScaling, Params], Any]] = {
+    "PutWarmPool": put_warm_pool,
+    "DescribeWarmPool": describe_warm_pool,
+    "DeleteWarmPool": delete_warm_pool,
 }

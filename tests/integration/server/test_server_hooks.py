@@ -77,3 +77,35 @@ def test_lifecycle_hooks_through_boto3(served: Served) -> None:
         "LifecycleHooks"]] == ["drain"]
     code, message = refused(client.delete_lifecycle_hook, AutoScalingGroupName="g", LifecycleHookName="warm")
     assert code == "ValidationError" and message == "No Lifecycle Hook found for name 'warm' in group 'g'"
+
+
+def test_a_warm_pool_through_boto3(served: Served) -> None:
+    keys = served.aws_keys()
+    client = boto3.client("autoscaling", endpoint_url=served.url + "/autoscaling", region_name="us-east-1",
+                          aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+    client.create_launch_configuration(LaunchConfigurationName="web", ImageId="debian-12")
+    client.create_auto_scaling_group(AutoScalingGroupName="g", LaunchConfigurationName="web", MinSize=0, MaxSize=3,
+                                     DesiredCapacity=1, AvailabilityZones=["local"])
+    assert refused(client.put_warm_pool, AutoScalingGroupName="g", PoolState="Hibernated")[0] == "ValidationError"
+    assert refused(client.put_warm_pool, AutoScalingGroupName="g",
+                   InstanceReusePolicy={"ReuseOnScaleIn": True})[0] == "ValidationError"
+    client.put_warm_pool(AutoScalingGroupName="g", MinSize=1, MaxGroupPreparedCapacity=2, PoolState="Stopped")
+
+    def pool() -> dict[str, str]:
+        return {i["InstanceId"]: i["LifecycleState"] for i in client.describe_warm_pool(
+            AutoScalingGroupName="g")["Instances"]}
+
+    wait_until(lambda: list(pool().values()) == ["Warmed:Stopped"] and list(states(client).values()) == [
+        "InService"], timeout=120, what="one instance in service, one warmed and stopped")
+    config = client.describe_warm_pool(AutoScalingGroupName="g")["WarmPoolConfiguration"]
+    assert (config["MinSize"], config["MaxGroupPreparedCapacity"], config["PoolState"]) == (1, 2, "Stopped")
+    [warmed] = pool()
+    client.set_desired_capacity(AutoScalingGroupName="g", DesiredCapacity=2)  # taken from the pool, refilled behind
+    wait_until(lambda: warmed in states(client) and set(states(client).values()) == {"InService"}
+               and len(states(client)) == 2 and list(pool().values()) == ["Warmed:Stopped"] and warmed not in pool(),
+               timeout=120, what="the warmed instance in service and the pool filled again")
+
+    client.delete_warm_pool(AutoScalingGroupName="g", ForceDelete=True)
+    wait_until(lambda: pool() == {}, timeout=60, what="the pool's instances ended")
+    assert "WarmPoolConfiguration" not in client.describe_warm_pool(AutoScalingGroupName="g")
+    assert refused(client.delete_warm_pool, AutoScalingGroupName="g")[0] == "ValidationError"
