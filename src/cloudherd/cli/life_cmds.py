@@ -83,7 +83,9 @@ def up(
                        "`abort` goes back", style="yellow"))
         out.print(infra_id)
         return
-    err.print(Text(f"{infra.name} is ready: {infra.ready_nodes} node(s) in {time.monotonic() - started:.1f}s "
+    waiting = sum(n.state == "waiting" for n in infra.nodes)
+    held = f", {waiting} waiting for launch hooks (cloudherd hook ls {infra.name})" if waiting else ""
+    err.print(Text(f"{infra.name} is ready: {infra.ready_nodes} node(s){held} in {time.monotonic() - started:.1f}s "
                    f"(cloudherd status {infra_id})", style="green"))
     out.print(infra_id)
 

@@ -101,7 +101,8 @@ async def execute_plan(plan: Plan, loaded: LoadedSpec, store: Store, infra_id: s
     infra = store.infrastructure(infra_id)
     leaving = {n.id for n in surplus}
     nodes: list[Node] | None = recorded_nodes(infra)  # as read with it; None once something changed them
-    made = {n.id for n in nodes or () if n.state == NodeState.PENDING}  # the rows of the nodes to make
+    # the rows of the nodes to make, and the warm-pool nodes taken into service: the ones a launch hook holds
+    made = {n.id for n in nodes or () if n.state == NodeState.PENDING} | {i for g in plan.groups for i in g.warmed}
     check_templates(loaded, [n for n in nodes or () if n.id not in leaving], infra)
     sink = run.sink
     if surplus:

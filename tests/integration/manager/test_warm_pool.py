@@ -57,3 +57,18 @@ def test_a_scale_out_takes_from_the_warm_pool_and_the_pool_fills_again(home: Pat
                            "warm-web-4": ("stopped", True)}
     herd.down("warm")
     assert nodes(herd) == {}
+
+
+def test_a_node_taken_from_the_pool_passes_the_launch_hooks(home: Path, tmp_path: Path) -> None:
+    herd = SyncClient()
+    hooked = SPEC.replace("    warm_pool: {size: 2}\n", "    warm_pool: {size: 1}\n    hooks:\n"
+                                                          "      - {name: check, on: launch, command: 'true'}\n")
+    herd.up(write_spec(tmp_path / "p", hooked))
+    assert nodes(herd) == {"warm-web-1": ("ready", False), "warm-web-2": ("stopped", True)}
+    herd.scale("warm", "web", "+1")
+    assert nodes(herd) == {"warm-web-1": ("ready", False), "warm-web-2": ("ready", False),
+                           "warm-web-3": ("stopped", True)}
+    held = [e.message for e in herd.events("warm") if e.kind == "hook"]
+    assert "warm-web-2: waiting for launch hook(s) check" in held  # held on its way into service, not into the pool
+    assert "warm-web-3: waiting for launch hook(s) check" not in held
+    herd.down("warm")
