@@ -31,6 +31,7 @@ from cloudherd.api import phantom
 from cloudherd.api.autoscaling_hooks import HookActions, spec_hooks
 from cloudherd.api.autoscaling_instances import InstanceActions, instance_lifecycle, termination_of
 from cloudherd.api.autoscaling_policies import PolicyActions, spec_policies
+from cloudherd.api.autoscaling_refresh import RefreshActions
 from cloudherd.api.autoscaling_values import (
     CLOUDS_TAG,
     GROUP,
@@ -78,7 +79,7 @@ __all__ = ["CLOUDS_TAG", "GROUP", "NOT_XML", "AutoScaling", "AwsError", "Instanc
 
 
 @dataclass
-class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions):
+class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions, RefreshActions):
     """One caller's view: ``owner`` is the user, ``offered`` the server's providers (name → settings)."""
 
     store: Store
@@ -419,6 +420,10 @@ class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions):
             group["hooks"] = spec_hooks(choices["hooks"])
         if choices.get("warm_pool"):
             group["warm_pool"] = spec_pool(choices["warm_pool"], max_size, desired)
+        if choices.get("update"):
+            group["update"] = dict(choices["update"])
+        if choices.get("refresh_marker"):  # an instance refresh's release: every instance behind it
+            group["variables"] = {"instance_refresh": choices["refresh_marker"]}
         if scaling:
             group["scaling"] = scaling
         if launch.user_data:  # always inline: one line without a newline would be read as a file's path

@@ -224,7 +224,7 @@ async def roll_out(loaded: LoadedSpec, roll: rollout.Rollout, release: Revision,
     except rollout.RolloutFailed as failed:
         emit(sink, ProgressEvent("error", str(failed)))
         await roll.retire_made(loaded, failed.group, failed.made)
-        if no_rollback:
+        if no_rollback or not loaded.group(failed.group).update.rollback:
             why = f"{failed}; stopped there (--no-rollback): nodes already replaced keep the new release"
             store.set_infrastructure_state(infra_id, InfraState.FAILED, why)
             return why

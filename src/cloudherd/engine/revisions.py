@@ -48,8 +48,9 @@ def release_digest(loaded: LoadedSpec) -> str:
     for group in (spec.get("groups") or {}).values():
         for key in (*_SIZES, "update"):
             group.pop(key, None)
-        if not group.get("variables"):
-            group.pop("variables", None)  # as before groups had variables
+        for key in ("variables", "metrics", "hooks", "warm_pool"):
+            if not group.get(key):
+                group.pop(key, None)  # unset: as before groups had them (the same digest as then)
     text = json.dumps({"spec": spec, "bundle": bundle(loaded)}, sort_keys=True, default=str)
     return hashlib.sha256(Redactor(set(loaded.secrets))(text).encode()).hexdigest()
 

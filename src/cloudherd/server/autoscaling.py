@@ -47,6 +47,7 @@ from cloudherd.server.autoscaling_params import (
     _structs,
     _tags,
 )
+from cloudherd.server.autoscaling_refresh import REFRESH_ACTIONS
 from cloudherd.server.autoscaling_xml import failures_xml as _failures_xml
 from cloudherd.server.autoscaling_xml import group_xml as _group_xml
 from cloudherd.server.autoscaling_xml import instance_xml as _instance_xml
@@ -366,4 +367,5 @@ ACTIONS: Mapping[str, Handler] = {
     **INSTANCE_ACTIONS,
     **HOOK_ACTIONS,
     **POOL_ACTIONS,
+    **REFRESH_ACTIONS,
 }

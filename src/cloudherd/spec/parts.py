@@ -434,6 +434,7 @@ class Update(_Strict):
     min_healthy_seconds: Duration = Field(default=10.0, ge=0)
     timeout: Duration = Field(default=300.0, gt=0)  # a batch's bound to become healthy, its scripts included
     pause_after: Int | None = Field(default=None, ge=1, le=10000)  # a canary: stop after this many nodes
+    rollback: Bool = True  # false: a failed batch stops the rollout there, as `up --no-rollback` does
 
 
 class Upload(_Strict):
