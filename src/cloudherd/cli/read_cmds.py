@@ -15,7 +15,8 @@ from cloudherd.cli.style import INFRA_STYLE, STATE_STYLE
 from cloudherd.lifecycle import RevisionState
 
 if TYPE_CHECKING:
-    from cloudherd.api.types import Event
+    from cloudherd.api.herd import HerdClient
+    from cloudherd.api.types import Event, Group, HookHold, Infrastructure, Node
 
 router = typer.Typer()
 
@@ -47,8 +48,10 @@ def status(
     ref: str = REF,
     as_json: bool = AS_JSON,
 ) -> None:
-    """Groups and nodes of an infrastructure: address, state, last action."""
-    infra = guard(lambda: herd().status(ref))
+    """Groups and nodes of an infrastructure: address, state (with its marks and the hook holding it), last
+    action; each group's suspended processes and warm pool."""
+    client = herd()
+    infra = guard(lambda: client.status(ref))
     if as_json:
         print_json(infra)
         return
@@ -72,6 +75,9 @@ def status(
             now = ", ".join(f"{metric} {value:.4g}" for metric, value in g.metrics.items())
             out.print(Text(f"{g.name}: " + ("; ".join(g.policies) or "no policy") + (f"; now {now}" if now else ""),
                            style="dim"))
+        for line in _group_lines(g, infra):
+            out.print(line)
+    holds = _holds(client, infra)
     table = Table(box=None, header_style="bold")
     machines = any(node.machine for node in infra.nodes)
     for column in ("node", "group", "state", "address", "health", "last action", *(["machine"] if machines else [])):
@@ -83,9 +89,51 @@ def status(
         last_text = f"{last.kind} {last.name} → {last.exit_code}" if last else ""
         address = f"{node.address}:{node.port}" if node.address else ""
         health = (node.last_check or "")[:50]
-        table.add_row(node.name, node.group, Text(node.state, style=STATE_STYLE.get(node.state, "")),
+        table.add_row(node.name, node.group, _node_state(node, holds.get(node.id, [])),
                       address, health, last_text[:50], *([node.machine or ""] if machines else []))
     out.print(table)
+
+
+MARKS = (("protected", "cyan"), ("standby", "yellow"), ("warm", "blue"))
+
+
+def _group_lines(group: Group, infra: Infrastructure) -> list[Text]:
+    """What the group's table row does not say: its suspended processes (and why), its warm pool by state."""
+    lines = []
+    if group.suspended:
+        said = ", ".join(f"{process} ({why})" if why else process for process, why in group.suspended.items())
+        lines.append(Text(f"{group.name}: suspended: {said}", style="yellow"))
+    pool: dict[str, int] = {}
+    for node in infra.live:
+        if node.group == group.name and node.warm:
+            pool[node.state] = pool.get(node.state, 0) + 1
+    if pool:
+        counted = ", ".join(f"{count} {state}" for state, count in sorted(pool.items()))
+        lines.append(Text(f"{group.name}: warm pool: {counted}", style="dim"))
+    return lines
+
+
+def _holds(client: HerdClient, infra: Infrastructure) -> dict[str, list[HookHold]]:
+    """Each held node's open holds (by node id), read as cheaply as the rest (:mod:`cloudherd.api.status_holds`);
+    none asked for when no node waits or drains."""
+    from cloudherd.api.status_holds import open_holds
+
+    held: dict[str, list[HookHold]] = {}
+    for hold in guard(lambda: open_holds(client, infra)):
+        held.setdefault(hold.node_id, []).append(hold)
+    return held
+
+
+def _node_state(node: Node, holds: list[HookHold]) -> Text:
+    """The node's state, its marks beside it (protected, standby, warm) and, while a hook holds it, which hook
+    and until when."""
+    shown = Text(node.state, style=STATE_STYLE.get(node.state, ""))
+    for mark, style in MARKS:
+        if getattr(node, mark):
+            shown.append(" ").append(mark, style=style)
+    for hold in holds:
+        shown.append(f" ({hold.transition} hook {hold.hook} until {hold.deadline:%H:%M:%S} UTC)", style="dim")
+    return shown
 
 
 @router.command()
