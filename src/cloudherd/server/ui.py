@@ -9,7 +9,8 @@ changed: it sends a digest of the infrastructure's nodes, newest event and metri
 they change (level-based, as the manager is: a missed message is caught up by the next one), sampled once per
 infrastructure however many pages watch it (``server/live.py``).  The plots are inline SVG drawn here.
 The infrastructure page's forms also set what the manager honours (``api/client_choices.py``): a group's
-suspended processes, a node's protection from scale-in and its standby.
+suspended processes, a node's protection from scale-in and its standby; and they complete the lifecycle hooks'
+open holds (``api/client_hooks.py``).  Each group's warm pool is shown apart from its nodes in service.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ _templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape
 _templates.filters["short"] = lambda name: str(name).rsplit("#", 1)[-1].rsplit("/", 1)[-1]
 PROCESSES = tuple(p.value for p in Process)
 IN_SERVICE = ("ready", "unhealthy")  # the node states standby may be entered from (AWS: InService)
+HOOK_RESULTS = ("CONTINUE", "ABANDON")  # what completes a lifecycle hook's hold
 
 
 def state_class(state: Any) -> str:
@@ -202,9 +204,13 @@ async def infrastructure(request: Request, ref: str) -> Response:
     # what the manager took away, newest first: a node that died stays in sight after it was replaced
     gone = [n for n in view.nodes if n.state == NodeState.TERMINATED]
     retired = sorted(gone, key=lambda n: n.updated_at, reverse=True)
+    holds = await runtime.client.hooks(infra.id)
+    # each group's warm pool, apart from its nodes in service (the pool is not counted in the group's size)
+    pools = {g.name: [n for n in view.live if n.group == g.name and n.warm] for g in view.groups}
     return _page("infrastructure.html", infra=view, events=list(reversed(events)), revisions=revisions, plots=plots,
                  metric_plots=metric_plots, processes=PROCESSES, in_service=IN_SERVICE,
-                 retired=retired[:RETIRED_SHOWN],
+                 retired=retired[:RETIRED_SHOWN], holds=holds, results=HOOK_RESULTS,
+                 pools={name: nodes for name, nodes in pools.items() if nodes},
                  csrf=csrf_token(login), fragment=request.query_params.get("fragment") == "1",
                  message=request.query_params.get("message"))
 
@@ -273,14 +279,16 @@ async def live(request: Request, ref: str) -> Response:
         row = runtime.store.infrastructure(infra_id)
         fresh = runtime.store.events_after(infra_id, newest[0])
         newest[0] = fresh[-1].id if fresh else newest[0]
-        nodes = sorted((n.id, n.state, n.health or "", n.address or "", bool(n.protected), bool(n.standby))
-                       for n in runtime.store.nodes(infra_id))
+        nodes = sorted((n.id, n.state, n.health or "", n.address or "", bool(n.protected), bool(n.standby),
+                        bool(n.warm)) for n in runtime.store.nodes(infra_id))
         suspended = sorted((g.name, sorted((g.suspended or {}).items())) for g in row.groups)
         # not the time of the last pass: a steady fleet would re-render every pass for nothing (its metrics'
         # latest values, which the plots end at, when they change)
         latest = runtime.store.latest_samples(infra_id)
         metrics = sorted((g, m, v) for g, values in latest.items() for m, v in values.items())
-        return json.dumps([row.state, row.attached, row.reason, newest[0], nodes, metrics, suspended])
+        # the hooks' open holds: one opened, completed, or its deadline moved on by a heartbeat
+        holds = [(w.id, w.deadline.isoformat()) for w in runtime.store.hook_waits(infra_id)]
+        return json.dumps([row.state, row.attached, row.reason, newest[0], nodes, metrics, suspended, holds])
 
     return _stream(request, f"infrastructure {infra_id}", state)
 
@@ -405,6 +413,30 @@ async def standby(request: Request, ref: str) -> Response:
         return _back(infra, f"not {'put in standby' if enter else 'brought back'}: {exc}")
     _pass_soon(request, infra)
     return _back(infra, f"{node.name}: {'in standby' if enter else 'back in service'}")
+
+
+@router.post("/infrastructures/{ref}/hook")
+async def complete_hook(request: Request, ref: str) -> Response:
+    """A node's open hold completed (``result``: CONTINUE or ABANDON; ``hook``: that hold only, else every open
+    one of the node); the manager moves the node on at once, as the native route asks."""
+    found = await _action(request, ref)
+    if isinstance(found, Response):
+        return found
+    infra, form = found
+    runtime = runtime_of(request)
+    node, hook = form.get("node", ""), form.get("hook", "").strip() or None
+    result = form.get("result", "").strip().upper()
+    if result not in HOOK_RESULTS:
+        return _back(infra, f"not completed: the result is {' or '.join(HOOK_RESULTS)}")
+    if infra.state in (InfraState.DESTROYED, InfraState.DESTROYING):
+        return _back(infra, f"not completed: {infra.name} is {infra.state}")
+    try:
+        holds = await runtime.client.complete_hook(infra.id, node, hook, result=result, run_pass=False)
+    except CloudherdError as exc:
+        return _back(infra, f"not completed: {exc}")
+    _pass_soon(request, infra)
+    said = "; ".join(f"{h.transition} hook {h.hook}: {h.result}" for h in holds)
+    return _back(infra, f"{holds[0].node if holds else node}: {said}")
 
 
 @router.post("/infrastructures/{ref}/{verb}")
