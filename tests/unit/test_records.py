@@ -13,6 +13,7 @@ from cloudherd.state import models
 from cloudherd.state.records import (
     ActionRecord,
     GroupRecord,
+    HookWaitRecord,
     InfraRecord,
     LeaseRecord,
     NodeRecord,
@@ -23,6 +24,7 @@ from cloudherd.state.records import (
 PAIRS: list[tuple[type[Record], type[models.Base]]] = [
     (InfraRecord, models.Infrastructure), (GroupRecord, models.Group), (NodeRecord, models.Node),
     (ActionRecord, models.Action), (RevisionRecord, models.Revision), (LeaseRecord, models.Lease),
+    (HookWaitRecord, models.HookWait),
 ]
 
 

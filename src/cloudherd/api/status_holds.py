@@ -3,16 +3,15 @@ node and until when, read as cheaply as the rest of ``status``.
 
 Why not :meth:`~cloudherd.api.client_hooks.HookCommands.hooks` alone: over the local state it opens the store,
 and with it SQLAlchemy, the import ``status`` keeps away from (:mod:`cloudherd.state.reader`).  So where the lean
-reader serves, the open holds are read from it in plain SQL (the rows the store's ``hook_waits`` gives, in its
-order); where the store is open anyway, from the store; a server's client is asked (``hooks``).  Nothing is asked
-at all when no node is held.  What cannot be read (an older server without the route) leaves the holds out:
-``status`` still answers.
+reader serves, the open holds are read through it (:meth:`cloudherd.state.reader.Reader.hook_waits`, the same
+rows as the store's); where the store is open anyway, from the store; a server's client is asked (``hooks``).
+Nothing is asked at all when no node is held.  What cannot be read (an older server without the route) leaves the
+holds out: ``status`` still answers.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 from cloudherd.api.types import HookHold, Infrastructure
@@ -21,7 +20,6 @@ from cloudherd.lifecycle import NodeState
 from cloudherd.times import as_utc
 
 HELD = (NodeState.WAITING, NodeState.DRAINING)
-_COLUMNS = "node_id, group_name, hook, transition, token, started_at, deadline, result, completed_by"
 
 
 def open_holds(herd: Any, infra: Infrastructure) -> list[HookHold]:
@@ -33,12 +31,7 @@ def open_holds(herd: Any, infra: Infrastructure) -> list[HookHold]:
     try:
         if reads is None:  # a server's client: its answer
             return list(herd.hooks(infra.id))
-        if hasattr(reads, "hook_waits"):  # the store, open already
-            waits: list[Any] = list(reads.hook_waits(infra.id))
-        else:
-            rows = reads._rows(f"SELECT {_COLUMNS} FROM hook_waits WHERE infrastructure_id = ? AND result IS NULL "
-                               "ORDER BY id", infra.id)
-            waits = [SimpleNamespace(**dict(row)) for row in rows]
+        waits: list[Any] = list(reads.hook_waits(infra.id))  # the lean reader's records, or the store's rows
     except CloudherdError:
         return []
     names = {n.id: n.name for n in infra.nodes}

@@ -22,6 +22,7 @@ from cloudherd.state.naming import blank_reference, pick_infrastructure
 from cloudherd.state.records import (
     ActionRecord,
     GroupRecord,
+    HookWaitRecord,
     InfraRecord,
     LeaseRecord,
     NodeRecord,
@@ -158,6 +159,16 @@ class Reader:
         rows = self._rows("SELECT node_id, public_key FROM host_keys WHERE infrastructure_id = ? AND replaced_at IS "
                           "NULL ORDER BY id", infrastructure_id)
         return {row[0]: row[1] for row in rows}
+
+    def hook_waits(self, infrastructure_id: str, *, open_only: bool = True,
+                   node_id: str | None = None) -> list[HookWaitRecord]:
+        """As :meth:`Store.hook_waits`."""
+        where = "infrastructure_id = ?" + (" AND result IS NULL" if open_only else "")
+        params: list[Any] = [infrastructure_id]
+        if node_id is not None:
+            where += " AND node_id = ?"
+            params.append(node_id)
+        return self._records(HookWaitRecord, where, *params, order="id")
 
     def revisions(self, infrastructure_id: str) -> list[RevisionRecord]:
         """Oldest first."""

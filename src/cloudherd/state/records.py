@@ -167,6 +167,24 @@ class ActionRecord(Record):
 
 
 @dataclass(eq=False)
+class HookWaitRecord(Record):
+    TABLE: ClassVar[str] = "hook_waits"
+
+    id: int
+    infrastructure_id: str
+    node_id: str
+    group_name: str
+    hook: str
+    transition: str
+    token: str
+    started_at: datetime
+    deadline: datetime
+    result: str | None
+    completed_at: datetime | None
+    completed_by: str | None
+
+
+@dataclass(eq=False)
 class RevisionRecord(Record):
     TABLE: ClassVar[str] = "revisions"
 
