@@ -9,15 +9,14 @@ notification (it has no SNS or SQS): a hook is completed by CompleteLifecycleAct
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from cloudherd.api.autoscaling_values import AwsError, ScalingGroupView, _check_name
+from cloudherd.api.autoscaling_base import GroupParts
+from cloudherd.api.autoscaling_values import AwsError, _check_name
 from cloudherd.state.models import HookWait
-from cloudherd.state.models import LaunchConfiguration as LaunchRow
 from cloudherd.state.models import ScalingGroup as GroupRow
-from cloudherd.state.repo import Store
 from cloudherd.times import utcnow
 
 TRANSITIONS = {"autoscaling:EC2_INSTANCE_LAUNCHING": "launch", "autoscaling:EC2_INSTANCE_TERMINATING": "terminate"}
@@ -52,30 +51,8 @@ def _read_hook(fields: Mapping[str, str | None], before: Mapping[str, Any] | Non
             or kept.get("NotificationTargetARN"), "RoleARN": fields.get("RoleARN") or kept.get("RoleARN")}
 
 
-class HookActions:
-    """``store``, ``owner``, ``poke`` and the group helpers: :class:`~cloudherd.api.autoscaling.AutoScaling`'s."""
-
-    store: Store
-    owner: str
-    poke: Callable[[str | None], None]
-
-    def _group(self, name: str) -> GroupRow:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _view(self, row: GroupRow) -> ScalingGroupView:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _launch(self, name: str) -> LaunchRow:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _checked_spec(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
-                      zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any] | None = None,
-                      schedules: Mapping[str, Any] | None = None,
-                      choices: Mapping[str, Any] | None = None) -> str:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _write(self, row: GroupRow, text: str, desired: int | None, **fields: Any) -> None:  # pragma: no cover
-        raise NotImplementedError
+class HookActions(GroupParts):
+    """Lifecycle hooks of a group: kept in AWS's words, written into its spec, their holds completed or kept alive."""
 
     def put_hook(self, group: str, name: str, fields: Mapping[str, str | None]) -> None:
         _check_name(name, "LifecycleHookName")
@@ -83,7 +60,7 @@ class HookActions:
         choices = dict(row.choices or {})
         hooks = dict(choices.get("hooks") or {})
         hooks[name] = _read_hook(fields, hooks.get(name))
-        self._rewrite(row, {**choices, "hooks": hooks})
+        self._save_parts(row, choices={**choices, "hooks": hooks})
 
     def hooks(self, group: str, names: Sequence[str] = ()) -> list[tuple[str, dict[str, Any]]]:
         row = self._group(group)
@@ -97,7 +74,7 @@ class HookActions:
         if name not in hooks:
             raise AwsError("ValidationError", f"No Lifecycle Hook found for name '{name}' in group '{group}'")
         del hooks[name]
-        self._rewrite(row, {**choices, "hooks": hooks})
+        self._save_parts(row, choices={**choices, "hooks": hooks})
 
     def complete_action(self, group: str, name: str, result: str, instance_id: str | None,
                         token: str | None) -> None:
@@ -125,11 +102,3 @@ class HookActions:
                 return wait
         which = f"instance ID {instance_id}" if instance_id else f"token {token}"
         raise AwsError("ValidationError", f"No active Lifecycle Action found with {which}")
-
-    def _rewrite(self, row: GroupRow, choices: dict[str, Any]) -> None:
-        """The group's spec written again with its new hooks (checked first, as every change is)."""
-        view = self._view(row)
-        text = self._checked_spec(row.name, self._launch(row.launch_configuration), row.min_size, row.max_size,
-                                  view.desired, list(row.zones.get("list") or []), list(row.tags.get("list") or []),
-                                  choices=choices)
-        self._write(row, text, None, choices=choices)

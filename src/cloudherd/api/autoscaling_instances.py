@@ -10,15 +10,15 @@ in AWS's words and written into its spec in cloudherd's (:data:`TERMINATION`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cloudherd.api.autoscaling_base import GroupParts
 from cloudherd.api.autoscaling_values import GROUP, AwsError, Instance, ScalingGroupView
 from cloudherd.lifecycle import AWS_PROCESS_NAMES, NodeState
 from cloudherd.state.models import ScalingGroup as GroupRow
-from cloudherd.state.repo import Store
 
 # AWS's termination policies as cloudherd's (AWS's default: the oldest launch configuration, then the instance
 # closest to its next billed hour; its first step, balancing zones, is what a placement's order does here)
@@ -61,23 +61,11 @@ def aws_processes(names: Sequence[str]) -> list[str]:
     return [AWS_PROCESS_NAMES[n].value for n in names or AWS_PROCESS_NAMES]
 
 
-class InstanceActions:
-    """``store``, ``owner``, ``poke`` and the group helpers: :class:`~cloudherd.api.autoscaling.AutoScaling`'s."""
-
-    store: Store
-    owner: str
-    poke: Callable[[str | None], None]
-
-    def _group(self, name: str) -> GroupRow:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _view(self, row: GroupRow) -> ScalingGroupView:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
+class InstanceActions(GroupParts):
+    """A group's instances and processes: protection, standby, health, suspensions, activities."""
 
     def groups(self, names: Sequence[str] = ()) -> list[ScalingGroupView]:  # pragma: no cover - AutoScaling's
         raise NotImplementedError
-
-    # -- instances ---------------------------------------------------------------------------------
 
     def set_protection(self, group: str, instance_ids: Sequence[str], protected: bool) -> None:
         row = self._group(group)

@@ -18,11 +18,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cloudherd.api.autoscaling_values import GROUP, AwsError, ScalingGroupView, _check_name
+from cloudherd.api.autoscaling_base import GroupParts
+from cloudherd.api.autoscaling_values import GROUP, AwsError, _check_name
 from cloudherd.spec.parts import BUILTIN_METRICS, StepAdjustment
-from cloudherd.state.models import LaunchConfiguration as LaunchRow
-from cloudherd.state.models import ScalingGroup as GroupRow
-from cloudherd.state.repo import Store
 from cloudherd.times import utcnow
 
 PREDEFINED = {"ASGAverageCPUUtilization": "cpu"}  # the predefined metrics measured here, and as what
@@ -107,28 +105,8 @@ def spec_policies(policies: Mapping[str, Mapping[str, Any]] | None) -> list[dict
             for p in (policies or {}).values() if p["type"] == "TargetTrackingScaling"]
 
 
-class PolicyActions:
-    """``store``, ``owner`` and the group helpers come from :class:`~cloudherd.api.autoscaling.AutoScaling`."""
-
-    store: Store
-    owner: str
-
-    def _group(self, name: str) -> GroupRow:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _view(self, row: GroupRow) -> ScalingGroupView:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _launch(self, name: str) -> LaunchRow:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _checked_spec(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
-                      zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any] | None = None,
-                      schedules: Mapping[str, Any] | None = None) -> str:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _write(self, row: GroupRow, text: str, desired: int | None, **fields: Any) -> None:  # pragma: no cover
-        raise NotImplementedError
+class PolicyActions(GroupParts):
+    """Scaling policies and scheduled actions: kept in AWS's words, the ones the manager follows in the spec."""
 
     def set_desired(self, name: str, desired: int) -> None:  # pragma: no cover - AutoScaling's
         raise NotImplementedError
@@ -138,7 +116,7 @@ class PolicyActions:
         when it tracks a target."""
         _check_name(name, "PolicyName")
         row = self._group(group)
-        self._save(row, policies={**(row.policies or {}), name: policy})
+        self._save_parts(row, policies={**(row.policies or {}), name: policy})
 
     def policies(self, group: str | None, names: Sequence[str] = (),
                  types: Sequence[str] = ()) -> list[tuple[str, str, dict[str, Any]]]:
@@ -153,7 +131,7 @@ class PolicyActions:
         if name not in (row.policies or {}):
             raise AwsError("ValidationError", f"No scaling policy found for service namespace ec2 with policy "
                                               f"name {name} of AutoScalingGroup {group}")
-        self._save(row, policies={k: v for k, v in (row.policies or {}).items() if k != name})
+        self._save_parts(row, policies={k: v for k, v in (row.policies or {}).items() if k != name})
 
     def execute_policy(self, group: str, name: str, *, honor_cooldown: bool, metric_value: float | None,
                        breach_threshold: float | None) -> int:
@@ -203,7 +181,7 @@ class PolicyActions:
             except AwsError as exc:
                 failed.append((name, exc.message))
         if len(failed) < len(actions):
-            self._save(row, schedules=schedules)
+            self._save_parts(row, schedules=schedules)
         return failed
 
     def schedules(self, group: str | None, names: Sequence[str] = ()) -> list[tuple[str, dict[str, Any]]]:
@@ -218,19 +196,8 @@ class PolicyActions:
         schedules = dict(row.schedules or {})
         missing = [(name, "Could not find scheduled action") for name in names if name not in schedules]
         if len(missing) < len(names):
-            self._save(row, schedules={k: v for k, v in schedules.items() if k not in names})
+            self._save_parts(row, schedules={k: v for k, v in schedules.items() if k not in names})
         return missing
-
-    def _save(self, row: GroupRow, *, policies: dict[str, Any] | None = None,
-              schedules: dict[str, Any] | None = None) -> None:
-        """The group's new policies or schedules, with the spec they make (checked first), in one transaction."""
-        view = self._view(row)
-        text = self._checked_spec(row.name, self._launch(row.launch_configuration), row.min_size, row.max_size,
-                                  view.desired, list(row.zones.get("list") or []), list(row.tags.get("list") or []),
-                                  policies, schedules)
-        fields = {key: value for key, value in (("policies", policies), ("schedules", schedules)) if value is not None}
-        self._write(row, text, None, **fields)
-
 
 def read_schedule(action: Mapping[str, str | None]) -> dict[str, Any]:
     """A scheduled action as PutScheduledUpdateGroupAction gives it, as the spec's schedule (checked)."""

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from cloudherd.api.autoscaling_values import GROUP, AwsError, ScalingGroupView
+from cloudherd.api.autoscaling_base import GroupParts
+from cloudherd.api.autoscaling_values import GROUP, AwsError
 from cloudherd.lifecycle import NodeState, RevisionState
-from cloudherd.state.models import LaunchConfiguration as LaunchRow
 from cloudherd.state.models import Revision
 from cloudherd.state.models import ScalingGroup as GroupRow
-from cloudherd.state.repo import Store
 
 ACTIVE = ("Pending", "InProgress", "Cancelling", "RollbackInProgress")
 
@@ -57,30 +56,8 @@ def refresh_update(prefs: Mapping[str, str | None], desired: int) -> dict[str, A
     return update
 
 
-class RefreshActions:
-    """``store``, ``owner``, ``poke`` and the group helpers: :class:`~cloudherd.api.autoscaling.AutoScaling`'s."""
-
-    store: Store
-    owner: str
-    poke: Callable[[str | None], None]
-
-    def _group(self, name: str) -> GroupRow:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _view(self, row: GroupRow) -> ScalingGroupView:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _launch(self, name: str) -> LaunchRow:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _checked_spec(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
-                      zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any] | None = None,
-                      schedules: Mapping[str, Any] | None = None,
-                      choices: Mapping[str, Any] | None = None) -> str:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _write(self, row: GroupRow, text: str, desired: int | None, **fields: Any) -> None:  # pragma: no cover
-        raise NotImplementedError
+class RefreshActions(GroupParts):
+    """Instance refreshes: a release the manager rolls out, followed, cancelled or rolled back."""
 
     def start_refresh(self, group: str, prefs: Mapping[str, str | None]) -> str:
         row = self._group(group)
@@ -93,17 +70,14 @@ class RefreshActions:
         choices = {**(row.choices or {}), "update": refresh_update(prefs, view.desired)}
         if not skip:
             choices["refresh_marker"] = refresh_id
-        text = self._checked_spec(row.name, self._launch(row.launch_configuration), row.min_size, row.max_size,
-                                  view.desired, list(row.zones.get("list") or []), list(row.tags.get("list") or []),
-                                  choices=choices)
         # the spec first, then its release: a pass between sees no release to roll, never a release of the old spec
-        self._write(row, text, None, choices=choices)
+        self._save_parts(row, choices=choices)
         revision = self._begin(row, f"instance refresh {refresh_id}")
         self._done_if_none_behind(row, revision)
         before = {k: (row.choices or {}).get(k) for k in ("update", "refresh_marker")}  # what a rollback restores
         refreshes = [*((row.choices or {}).get("refreshes") or []),
                      {"id": refresh_id, "revision": revision.number, "preferences": dict(prefs), "before": before}]
-        self._write(row, text, None, choices={**choices, "refreshes": refreshes[-50:]})
+        self._save_parts(row, choices={**choices, "refreshes": refreshes[-50:]})
         self.poke(row.infrastructure_id)
         return refresh_id
 

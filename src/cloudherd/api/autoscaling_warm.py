@@ -9,14 +9,13 @@ and reuse on scale-in are refused, not ignored: cloudherd has neither.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from cloudherd.api.autoscaling_values import GROUP, AwsError, Instance, ScalingGroupView
+from cloudherd.api.autoscaling_base import GroupParts
+from cloudherd.api.autoscaling_values import GROUP, AwsError, Instance
 from cloudherd.lifecycle import NodeState
-from cloudherd.state.models import LaunchConfiguration as LaunchRow
 from cloudherd.state.models import ScalingGroup as GroupRow
-from cloudherd.state.repo import Store
 
 POOL_STATES = {"Stopped": "stopped", "Running": "running"}
 
@@ -41,30 +40,8 @@ def _whole(fields: Mapping[str, str | None], key: str, low: int) -> int | None:
     return int(raw)
 
 
-class WarmPoolActions:
-    """``store``, ``owner``, ``poke`` and the group helpers: :class:`~cloudherd.api.autoscaling.AutoScaling`'s."""
-
-    store: Store
-    owner: str
-    poke: Callable[[str | None], None]
-
-    def _group(self, name: str) -> GroupRow:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _view(self, row: GroupRow) -> ScalingGroupView:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _launch(self, name: str) -> LaunchRow:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _checked_spec(self, name: str, launch: LaunchRow, min_size: int, max_size: int, desired: int,
-                      zones: list[str], tags: list[dict[str, Any]], policies: Mapping[str, Any] | None = None,
-                      schedules: Mapping[str, Any] | None = None,
-                      choices: Mapping[str, Any] | None = None) -> str:  # pragma: no cover - AutoScaling's
-        raise NotImplementedError
-
-    def _write(self, row: GroupRow, text: str, desired: int | None, **fields: Any) -> None:  # pragma: no cover
-        raise NotImplementedError
+class WarmPoolActions(GroupParts):
+    """A group's warm pool: kept in AWS's words, written into its spec as its ``warm_pool``, its instances listed."""
 
     def put_warm_pool(self, group: str, fields: Mapping[str, str | None]) -> None:
         row = self._group(group)
@@ -98,10 +75,4 @@ class WarmPoolActions:
 
     def _rewrite_pool(self, row: GroupRow, pool: dict[str, Any] | None) -> None:
         choices = {k: v for k, v in (row.choices or {}).items() if k != "warm_pool"}
-        if pool is not None:
-            choices["warm_pool"] = pool
-        view = self._view(row)
-        text = self._checked_spec(row.name, self._launch(row.launch_configuration), row.min_size, row.max_size,
-                                  view.desired, list(row.zones.get("list") or []), list(row.tags.get("list") or []),
-                                  choices=choices)
-        self._write(row, text, None, choices=choices)
+        self._save_parts(row, choices={**choices, "warm_pool": pool} if pool is not None else choices)
