@@ -22,22 +22,28 @@ class HookCommands(ClientCore):
     """List, complete and heartbeat lifecycle-hook holds."""
 
     async def hooks(self, ref: str, *, done: bool = False) -> list[HookHold]:
-        """The holds open now (with ``done``, the completed ones too), oldest first."""
+        """The holds open now (with ``done``, the completed ones too), oldest first.  A hold of a node that has
+        ended meanwhile (``down`` runs no hook) is no longer open."""
+        from cloudherd.lifecycle import NodeState
+
         infra = self.store.resolve(ref)
-        return self._holds(infra, self.store.hook_waits(infra.id, open_only=not done))
+        ended = {n.id for n in self.store.nodes(infra.id) if n.state == NodeState.TERMINATED}
+        return self._holds(infra, [w for w in self.store.hook_waits(infra.id, open_only=not done)
+                                   if done or w.node_id not in ended])
 
     async def complete_hook(self, ref: str, node: str, hook: str | None = None, *, result: str = "CONTINUE",
-                            wait: float = 600.0, on_event: EventSink | None = None,
-                            run_pass: bool = True) -> list[HookHold]:
+                            wait: float = 600.0, on_event: EventSink | None = None, run_pass: bool = True,
+                            by: str | None = None) -> list[HookHold]:
         """Complete ``node``'s open hold by ``hook`` (every open one of the node when None) with ``result``
         (CONTINUE or ABANDON).  The node then moves on at the next pass: one runs here at once when no manager
-        keeps the infrastructure (unless ``run_pass`` is False)."""
+        keeps the infrastructure (unless ``run_pass`` is False).  ``by``: who completed it (a server names its
+        caller; else this machine's user)."""
         answer = result.upper()
         if answer not in RESULTS:
             raise UsageError(f"result {result!r}: CONTINUE or ABANDON")
         infra, chosen = self._open(ref, node, hook)
         for found in chosen:
-            self.store.complete_wait(found.id, answer, f"user {self._user_name()}",
+            self.store.complete_wait(found.id, answer, f"user {by or self._user_name()}",
                                      f"{node}: {found.transition} hook {found.hook}: {answer} (completed by a user)")
         if run_pass:
             await self._pass_now(infra, "hook", wait, on_event)

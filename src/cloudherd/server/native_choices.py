@@ -105,7 +105,8 @@ async def complete_hook(request: Request, ref: str, body: HookBody, who: Caller)
     """Complete a node's hold with CONTINUE or ABANDON; the manager moves the node on at once."""
     runtime = runtime_of(request)
     infra = _changeable(runtime, who, ref)
-    holds = await runtime.client.complete_hook(infra.id, body.node, body.hook, result=body.result, run_pass=False)
+    holds = await runtime.client.complete_hook(infra.id, body.node, body.hook, result=body.result, run_pass=False,
+                                               by=who.user_name)
     _pass_soon(runtime, infra)
     return holds
 

@@ -430,8 +430,10 @@ async def complete_hook(request: Request, ref: str) -> Response:
         return _back(infra, f"not completed: the result is {' or '.join(HOOK_RESULTS)}")
     if infra.state in (InfraState.DESTROYED, InfraState.DESTROYING):
         return _back(infra, f"not completed: {infra.name} is {infra.state}")
+    caller = await _who(request)  # known: the form's check passed
     try:
-        holds = await runtime.client.complete_hook(infra.id, node, hook, result=result, run_pass=False)
+        holds = await runtime.client.complete_hook(infra.id, node, hook, result=result, run_pass=False,
+                                                   by=caller[0].user_name if caller else None)
     except CloudherdError as exc:
         return _back(infra, f"not completed: {exc}")
     _pass_soon(request, infra)

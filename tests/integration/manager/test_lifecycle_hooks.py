@@ -87,7 +87,10 @@ def test_a_terminate_hook_holds_the_leaving_node_until_completed(home: Path, tmp
     assert states(herd) == {"hooked-web-1": "ready", "hooked-web-2": "draining"}
     herd.complete_hook("hooked", "hooked-web-2")
     assert states(herd) == {"hooked-web-1": "ready"}
+    herd.scale("hooked", "web", "=0")  # held again; down runs no hook and ends it
+    assert [h.node for h in herd.hooks("hooked")] == ["hooked-web-1"]
     herd.down("hooked")
+    assert states(herd) == {} and herd.hooks("hooked") == []
 
 
 def test_a_terminate_hook_command_runs_before_the_machine_goes(home: Path, tmp_path: Path) -> None:
