@@ -281,7 +281,7 @@ class Commands(Queries):
         infrastructure, one pass runs here (waiting up to ``wait`` seconds for another command on it),
         unless ``run_pass`` is False (the caller runs one).
         """
-        from cloudherd.engine.reconcile import scale_target
+        from cloudherd.engine.scale_requests import scale_target
 
         kind, amount = _scale_change(change)
         infra = self.store.resolve(ref)

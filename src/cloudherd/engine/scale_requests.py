@@ -1,0 +1,78 @@
+"""Scale requests (``cloudherd scale``, a policy's decision, a schedule's firing, the Auto Scaling API's sizes):
+written durably by whoever asks, consumed by the next pass here, each clamped to the group's bounds in force and
+told as an event."""
+
+from __future__ import annotations
+
+from cloudherd.engine.autoscale import bounds_in_force
+from cloudherd.engine.context import snapshot
+from cloudherd.spec import LoadedSpec
+from cloudherd.state.models import Infrastructure
+from cloudherd.state.repo import Store
+
+
+def consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedSpec,
+                           scaled: list[str]) -> tuple[set[str], set[str]]:
+    """Apply pending scale requests to the groups' sizes (clamped to min / max); returns the node ids of the
+    victims (to remove) and of the nodes to replace (a ``replace`` request: terminated and made anew, the size
+    kept, whatever the circuit breaker says: a user asked for it)."""
+    victims: set[str] = set()
+    renew: set[str] = set()
+    rows = {g.name: g for g in infra.groups}
+    requests = store.pending_scale_requests(infra.id)
+    limits = bounds_in_force(store, infra.id, loaded) if requests else {}
+    for request in requests:
+        row = rows.get(request.group_name)
+        if row is None or request.group_name not in loaded.spec.groups:
+            store.consume_scale_request(request.id, f"no group {request.group_name}")
+            continue
+        if request.kind == "replace":
+            named = list((request.victims or {}).get("nodes") or [])
+            renew.update(named)
+            outcome = f"{request.group_name}: replacing {len(named)} node(s)"
+            store.consume_scale_request(request.id, outcome)
+            store.add_event(infra.id, "scale", outcome)
+            scaled.append(outcome)
+            continue
+        target, note = scale_target(row.count, request.kind, request.amount, *limits[request.group_name])
+        if note and _newer_bounds_allow(store, infra, request.group_name, row.count, request.kind, request.amount):
+            continue  # written with new bounds this pass has not read: the next pass applies it under them
+        named = list((request.victims or {}).get("nodes") or [])
+        victims.update(named)
+        store.update_group(infra.id, row.name, count=target)
+        row.count = target
+        outcome = f"{request.group_name}: {_verb(request.kind, request.amount)} → {target}{note}"
+        store.consume_scale_request(request.id, outcome)
+        store.add_event(infra.id, "scale", outcome)
+        scaled.append(outcome)
+    return victims, renew
+
+
+def _newer_bounds_allow(store: Store, infra: Infrastructure, group_name: str, current: int, kind: str,
+                        amount: int) -> bool:
+    """Whether a request this pass would clamp fits the bounds of a spec written since the pass read its own
+    (an Auto Scaling update writes new min / max and the size together: a pass between must not clamp the
+    size to the old bounds and consume the request)."""
+    fresh = store.infrastructure(infra.id)
+    if fresh.spec_text == infra.spec_text:
+        return False
+    try:
+        group = snapshot(fresh).group(group_name)
+    except Exception:  # a spec that no longer loads: the request is judged by the one this pass has
+        return False
+    return not scale_target(current, kind, amount, group.min, group.max)[1]
+
+
+def _verb(kind: str, amount: int) -> str:
+    return {"add": f"+{amount}", "remove": f"-{amount}"}.get(kind, f"={amount}")
+
+
+def scale_target(current: int, kind: str, amount: int, low: int | None, high: int | None) -> tuple[int, str]:
+    """The size a request asks for, clamped to ``[low, high]``, and a note saying so when it was."""
+    wanted = current + amount if kind == "add" else current - amount if kind == "remove" else amount
+    wanted = max(wanted, 0)
+    if high is not None and wanted > high:
+        return high, f" (clamped to max {high}: asked for {wanted})"
+    if low is not None and wanted < low:
+        return low, f" (clamped to min {low}: asked for {wanted})"
+    return wanted, ""
