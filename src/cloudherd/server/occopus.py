@@ -149,7 +149,8 @@ async def _scale(request: Request, who: Principal, infraid: str, nodename: str, 
 
 
 _OCCOPUS_STATES = {NodeState.READY: "ready", NodeState.UNHEALTHY: "ready", NodeState.FAILED: "fail",
-                   NodeState.DEAD: "shutdown", NodeState.STOPPED: "shutdown", NodeState.TERMINATING: "shutdown"}
+                   NodeState.DEAD: "shutdown", NodeState.STOPPED: "shutdown", NodeState.TERMINATING: "shutdown",
+                   NodeState.DRAINING: "shutdown"}  # waiting for a launch hook: still "init"
 
 
 def _state(state: NodeState) -> str:

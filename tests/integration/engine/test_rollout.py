@@ -103,7 +103,8 @@ def fleet(home: Path, tmp_path: Path) -> Iterator[Path]:
     spec = _release(tmp_path, "good v1")
     up = cli("up", str(spec))
     assert up.returncode == 0, up.stderr
-    assert len(_healthy_from_outside(home)) == 6
+    # each node's web server is started in the background by its script: up may end before the last one listens
+    wait_until(lambda: len(_healthy_from_outside(home)) == 6, timeout=60, what="six healthy nodes of v1")
     yield spec
 
 

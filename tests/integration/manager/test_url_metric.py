@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import write_spec
+from helpers import wait_until, write_spec
 
 from cloudherd.api import SyncClient
 from cloudherd.state.repo import Store
@@ -34,8 +34,11 @@ def test_a_url_metric_from_the_nodes_exporter_drives_the_policy_after_its_warmup
     herd = SyncClient()
     herd.up(written(tmp_path / "p", "1h"))
     [node] = herd.status("exported").live
-    [served] = herd.exec("exported", "wget -qO- http://127.0.0.1:9100/metrics || curl -s http://127.0.0.1:9100/metrics")
-    assert 'queue_depth{queue="jobs"} 35' in served.stdout, served.stdout + served.stderr
+    def exported() -> bool:  # the exporter is started in the background by the node's script: up may end first
+        [served] = herd.exec("exported", "curl -s http://127.0.0.1:9100/metrics")
+        return 'queue_depth{queue="jobs"} 35' in served.stdout
+
+    wait_until(exported, timeout=60, what="the node's exporter answering")
     herd.manage(["exported"], once=True)  # in its warm-up: left out of the aggregate, no decision
     store = Store()
     infra = store.active_named("exported")
