@@ -171,3 +171,22 @@ def create(api: httpx.Client, name: str, count: int = 2, spec: str = SPEC) -> st
     infra_id = str(answer.json()["id"])
     wait_until(lambda: len(ready_nodes(api, infra_id)) == count, timeout=120, what=f"{count} ready nodes of {name}")
     return infra_id
+
+
+def autoscaling_client(served: Served) -> Any:
+    """boto3's stock ``autoscaling`` client on ``served``'s Query API, with a fresh AWS-style key of its user."""
+    import boto3
+
+    keys = served.aws_keys()
+    return boto3.client("autoscaling", endpoint_url=served.url + "/autoscaling", region_name="us-east-1",
+                        aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+
+
+def aws_refusal(call: Any, **kwargs: Any) -> tuple[str, str]:
+    """The AWS error code and message a boto3 ``call`` is refused with (it must be)."""
+    import pytest
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 from helpers import wait_until
-from server_harness import Served, serving
+from server_harness import Served, autoscaling_client, aws_refusal, serving
 
-boto3 = pytest.importorskip("boto3")
-from botocore.exceptions import ClientError  # noqa: E402
+pytest.importorskip("boto3")
 
 LAUNCHING, TERMINATING = "autoscaling:EC2_INSTANCE_LAUNCHING", "autoscaling:EC2_INSTANCE_TERMINATING"
 
@@ -24,21 +23,13 @@ def served(home: Path, tmp_path: Path) -> Iterator[Served]:
         yield running
 
 
-def refused(call: Any, **kwargs: Any) -> tuple[str, str]:
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
-
-
 def states(client: Any) -> dict[str, str]:
     [group] = client.describe_auto_scaling_groups(AutoScalingGroupNames=["g"])["AutoScalingGroups"]
     return {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}
 
 
 def test_lifecycle_hooks_through_boto3(served: Served) -> None:
-    keys = served.aws_keys()
-    client = boto3.client("autoscaling", endpoint_url=served.url + "/autoscaling", region_name="us-east-1",
-                          aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+    client = autoscaling_client(served)
     client.create_launch_configuration(LaunchConfigurationName="web", ImageId="debian-12")
     client.create_auto_scaling_group(AutoScalingGroupName="g", LaunchConfigurationName="web", MinSize=0, MaxSize=3,
                                      DesiredCapacity=0, AvailabilityZones=["local"])
@@ -50,7 +41,7 @@ def test_lifecycle_hooks_through_boto3(served: Served) -> None:
                                  "DefaultResult", "NotificationMetadata")} == {
         "LifecycleHookName": "warm", "LifecycleTransition": LAUNCHING, "HeartbeatTimeout": 60,
         "GlobalTimeout": 6000, "DefaultResult": "ABANDON", "NotificationMetadata": "hello"}
-    assert refused(client.put_lifecycle_hook, AutoScalingGroupName="g", LifecycleHookName="bad",
+    assert aws_refusal(client.put_lifecycle_hook, AutoScalingGroupName="g", LifecycleHookName="bad",
                    LifecycleTransition="autoscaling:EC2_INSTANCE_NAPPING")[0] == "ValidationError"
 
     client.set_desired_capacity(AutoScalingGroupName="g", DesiredCapacity=1)
@@ -60,7 +51,7 @@ def test_lifecycle_hooks_through_boto3(served: Served) -> None:
     client.complete_lifecycle_action(AutoScalingGroupName="g", LifecycleHookName="warm", InstanceId=instance,
                                      LifecycleActionResult="CONTINUE")
     wait_until(lambda: states(client) == {instance: "InService"}, timeout=60, what="in service once completed")
-    code, message = refused(client.complete_lifecycle_action, AutoScalingGroupName="g", LifecycleHookName="warm",
+    code, message = aws_refusal(client.complete_lifecycle_action, AutoScalingGroupName="g", LifecycleHookName="warm",
                             InstanceId=instance, LifecycleActionResult="CONTINUE")
     assert code == "ValidationError" and message == f"No active Lifecycle Action found with instance ID {instance}"
 
@@ -75,19 +66,17 @@ def test_lifecycle_hooks_through_boto3(served: Served) -> None:
     client.delete_lifecycle_hook(AutoScalingGroupName="g", LifecycleHookName="warm")
     assert [h["LifecycleHookName"] for h in client.describe_lifecycle_hooks(AutoScalingGroupName="g")[
         "LifecycleHooks"]] == ["drain"]
-    code, message = refused(client.delete_lifecycle_hook, AutoScalingGroupName="g", LifecycleHookName="warm")
+    code, message = aws_refusal(client.delete_lifecycle_hook, AutoScalingGroupName="g", LifecycleHookName="warm")
     assert code == "ValidationError" and message == "No Lifecycle Hook found for name 'warm' in group 'g'"
 
 
 def test_a_warm_pool_through_boto3(served: Served) -> None:
-    keys = served.aws_keys()
-    client = boto3.client("autoscaling", endpoint_url=served.url + "/autoscaling", region_name="us-east-1",
-                          aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+    client = autoscaling_client(served)
     client.create_launch_configuration(LaunchConfigurationName="web", ImageId="debian-12")
     client.create_auto_scaling_group(AutoScalingGroupName="g", LaunchConfigurationName="web", MinSize=0, MaxSize=3,
                                      DesiredCapacity=1, AvailabilityZones=["local"])
-    assert refused(client.put_warm_pool, AutoScalingGroupName="g", PoolState="Hibernated")[0] == "ValidationError"
-    assert refused(client.put_warm_pool, AutoScalingGroupName="g",
+    assert aws_refusal(client.put_warm_pool, AutoScalingGroupName="g", PoolState="Hibernated")[0] == "ValidationError"
+    assert aws_refusal(client.put_warm_pool, AutoScalingGroupName="g",
                    InstanceReusePolicy={"ReuseOnScaleIn": True})[0] == "ValidationError"
     client.put_warm_pool(AutoScalingGroupName="g", MinSize=1, MaxGroupPreparedCapacity=2, PoolState="Stopped")
 
@@ -108,4 +97,4 @@ def test_a_warm_pool_through_boto3(served: Served) -> None:
     client.delete_warm_pool(AutoScalingGroupName="g", ForceDelete=True)
     wait_until(lambda: pool() == {}, timeout=60, what="the pool's instances ended")
     assert "WarmPoolConfiguration" not in client.describe_warm_pool(AutoScalingGroupName="g")
-    assert refused(client.delete_warm_pool, AutoScalingGroupName="g")[0] == "ValidationError"
+    assert aws_refusal(client.delete_warm_pool, AutoScalingGroupName="g")[0] == "ValidationError"

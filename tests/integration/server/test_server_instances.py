@@ -11,28 +11,15 @@ from typing import Any
 
 import pytest
 from helpers import wait_until
-from server_harness import Served, serving
+from server_harness import Served, autoscaling_client, aws_refusal, serving
 
-boto3 = pytest.importorskip("boto3")
-from botocore.exceptions import ClientError  # noqa: E402
+pytest.importorskip("boto3")
 
 
 @pytest.fixture
 def served(home: Path, tmp_path: Path) -> Iterator[Served]:
     with serving(home, tmp_path, {"local": "local"}, interval=1) as running:
         yield running
-
-
-def refused(call: Any, **kwargs: Any) -> tuple[str, str]:
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
-
-
-def autoscaling(served: Served) -> Any:
-    keys = served.aws_keys()
-    return boto3.client("autoscaling", endpoint_url=served.url + "/autoscaling", region_name="us-east-1",
-                        aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
 
 
 def group(client: Any) -> dict[str, Any]:
@@ -56,7 +43,7 @@ def by_age(served: Served) -> list[str]:
 
 
 def test_protection_standby_and_termination_policies_through_boto3(served: Served) -> None:
-    client = autoscaling(served)
+    client = autoscaling_client(served)
     client.create_launch_configuration(LaunchConfigurationName="web", ImageId="debian-12")
     client.create_auto_scaling_group(AutoScalingGroupName="g", LaunchConfigurationName="web", MinSize=0, MaxSize=4,
                                      DesiredCapacity=3, AvailabilityZones=["local"],
@@ -76,9 +63,9 @@ def test_protection_standby_and_termination_policies_through_boto3(served: Serve
     assert [a["StatusCode"] for a in moved["Activities"]] == ["InProgress"]
     wait_until(lambda: group(client)["DesiredCapacity"] == 1, timeout=60, what="the size down by one")
     assert states(client) == {oldest: "InService", newest: "Standby"}  # kept, nothing made for it
-    code, message = refused(client.exit_standby, AutoScalingGroupName="g", InstanceIds=[oldest])
+    code, message = aws_refusal(client.exit_standby, AutoScalingGroupName="g", InstanceIds=[oldest])
     assert code == "ValidationError" and message == f"The instance {oldest} is not in Standby."
-    code, message = refused(client.set_instance_protection, AutoScalingGroupName="g", InstanceIds=["i-nothing"],
+    code, message = aws_refusal(client.set_instance_protection, AutoScalingGroupName="g", InstanceIds=["i-nothing"],
                             ProtectedFromScaleIn=True)
     assert code == "ValidationError" and message == "The instance i-nothing is not part of Auto Scaling group g."
     client.exit_standby(AutoScalingGroupName="g", InstanceIds=[newest])
@@ -88,7 +75,7 @@ def test_protection_standby_and_termination_policies_through_boto3(served: Serve
     client.update_auto_scaling_group(AutoScalingGroupName="g", NewInstancesProtectedFromScaleIn=True,
                                      TerminationPolicies=["NewestInstance"])
     assert group(client)["NewInstancesProtectedFromScaleIn"] is True
-    assert refused(client.update_auto_scaling_group, AutoScalingGroupName="g",
+    assert aws_refusal(client.update_auto_scaling_group, AutoScalingGroupName="g",
                    TerminationPolicies=["Cheapest"])[0] == "ValidationError"
 
     client.set_instance_health(InstanceId=newest, HealthStatus="Unhealthy")  # replaced, the size kept
@@ -104,7 +91,7 @@ def test_protection_standby_and_termination_policies_through_boto3(served: Serve
 
 
 def test_suspended_processes_hold_across_a_restart_of_serve(served: Served) -> None:
-    client = autoscaling(served)
+    client = autoscaling_client(served)
     client.create_launch_configuration(LaunchConfigurationName="web", ImageId="debian-12")
     client.create_auto_scaling_group(AutoScalingGroupName="g", LaunchConfigurationName="web", MinSize=0, MaxSize=4,
                                      DesiredCapacity=1, AvailabilityZones=["local"])
@@ -112,7 +99,7 @@ def test_suspended_processes_hold_across_a_restart_of_serve(served: Served) -> N
     processes = {p["ProcessName"] for p in client.describe_scaling_process_types()["Processes"]}
     assert {"Launch", "Terminate", "HealthCheck", "ReplaceUnhealthy", "AZRebalance", "ScheduledActions",
             "AlarmNotification", "AddToLoadBalancer", "InstanceRefresh"} == processes
-    assert refused(client.suspend_processes, AutoScalingGroupName="g",
+    assert aws_refusal(client.suspend_processes, AutoScalingGroupName="g",
                    ScalingProcesses=["Teleport"])[0] == "ValidationError"
 
     client.suspend_processes(AutoScalingGroupName="g", ScalingProcesses=["Launch"])
@@ -125,7 +112,7 @@ def test_suspended_processes_hold_across_a_restart_of_serve(served: Served) -> N
 
     served.stop()
     served.start()
-    client = autoscaling(served)
+    client = autoscaling_client(served)
     assert [p["ProcessName"] for p in group(client)["SuspendedProcesses"]] == ["Launch"]
     assert len(states(client)) == 1
     client.resume_processes(AutoScalingGroupName="g")  # all of them

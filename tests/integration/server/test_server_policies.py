@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_harness import Served, serving
+from server_harness import Served, autoscaling_client, aws_refusal, serving
 
-boto3 = pytest.importorskip("boto3")
-from botocore.exceptions import ClientError  # noqa: E402
+pytest.importorskip("boto3")
 
 
 @pytest.fixture
@@ -21,21 +20,13 @@ def served(home: Path, tmp_path: Path) -> Iterator[Served]:
         yield running
 
 
-def refused(call: Any, **kwargs: Any) -> tuple[str, str]:
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
-
-
 def desired(client: Any) -> int:
     return int(client.describe_auto_scaling_groups(AutoScalingGroupNames=["g"])["AutoScalingGroups"][0][
         "DesiredCapacity"])
 
 
 def test_scaling_policies_through_boto3(served: Served) -> None:
-    keys = served.aws_keys()
-    client = boto3.client("autoscaling", endpoint_url=served.url + "/autoscaling", region_name="us-east-1",
-                          aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+    client = autoscaling_client(served)
     client.create_launch_configuration(LaunchConfigurationName="web", ImageId="debian-12")
     client.create_auto_scaling_group(AutoScalingGroupName="g", LaunchConfigurationName="web", MinSize=0, MaxSize=4,
                                      DesiredCapacity=0, AvailabilityZones=["local"])
@@ -53,7 +44,7 @@ def test_scaling_policies_through_boto3(served: Served) -> None:
         # AWS's default termination policy, in cloudherd's words, is the group's too
         assert nodes["policies"] == ["target tracking: cpu at 50",
                                      "scale-in: oldest-release, then closest-to-next-hour, then newest first"]
-    assert refused(client.put_scaling_policy, AutoScalingGroupName="g", PolicyName="net",
+    assert aws_refusal(client.put_scaling_policy, AutoScalingGroupName="g", PolicyName="net",
                    PolicyType="TargetTrackingScaling", TargetTrackingConfiguration={
                        "PredefinedMetricSpecification": {"PredefinedMetricType": "ASGAverageNetworkIn"},
                        "TargetValue": 5.0})[0] == "ValidationError"
@@ -62,7 +53,8 @@ def test_scaling_policies_through_boto3(served: Served) -> None:
                               AdjustmentType="ChangeInCapacity", ScalingAdjustment=2, Cooldown=600)
     client.execute_policy(AutoScalingGroupName="g", PolicyName="add-two", HonorCooldown=False)
     assert desired(client) == 2
-    code, message = refused(client.execute_policy, AutoScalingGroupName="g", PolicyName="add-two", HonorCooldown=True)
+    code, message = aws_refusal(client.execute_policy, AutoScalingGroupName="g", PolicyName="add-two",
+                                HonorCooldown=True)
     assert code == "ScalingActivityInProgress" and "cooldown (600s)" in message and desired(client) == 2
 
     client.put_scaling_policy(
@@ -74,8 +66,8 @@ def test_scaling_policies_through_boto3(served: Served) -> None:
     assert desired(client) == 3  # 5 past the threshold: +50% of 2
     client.execute_policy(AutoScalingGroupName="g", PolicyName="surge", MetricValue=95.0, BreachThreshold=80.0)
     assert desired(client) == 4  # 15 past: +100%, bounded by MaxSize
-    assert refused(client.execute_policy, AutoScalingGroupName="g", PolicyName="surge")[0] == "ValidationError"
-    assert refused(client.execute_policy, AutoScalingGroupName="g", PolicyName="keep-cpu")[0] == "ValidationError"
+    assert aws_refusal(client.execute_policy, AutoScalingGroupName="g", PolicyName="surge")[0] == "ValidationError"
+    assert aws_refusal(client.execute_policy, AutoScalingGroupName="g", PolicyName="keep-cpu")[0] == "ValidationError"
 
     policies = client.describe_policies(AutoScalingGroupName="g")["ScalingPolicies"]
     assert [(p["PolicyName"], p["PolicyType"]) for p in policies] == [
@@ -90,7 +82,7 @@ def test_scaling_policies_through_boto3(served: Served) -> None:
     client.delete_policy(AutoScalingGroupName="g", PolicyName="keep-cpu")
     assert [p["PolicyName"] for p in client.describe_policies(AutoScalingGroupName="g")["ScalingPolicies"]] == [
         "add-two", "surge"]
-    assert refused(client.delete_policy, AutoScalingGroupName="g", PolicyName="keep-cpu")[0] == "ValidationError"
+    assert aws_refusal(client.delete_policy, AutoScalingGroupName="g", PolicyName="keep-cpu")[0] == "ValidationError"
     with served.client(served.token()) as api:
         [nodes] = api.get(f"/v1/infrastructures/{infra['id']}/groups").json()
         assert nodes["policies"] == ["scale-in: oldest-release, then closest-to-next-hour, then newest first"]
@@ -98,9 +90,7 @@ def test_scaling_policies_through_boto3(served: Served) -> None:
 
 
 def test_scheduled_actions_through_boto3(served: Served) -> None:
-    keys = served.aws_keys()
-    client = boto3.client("autoscaling", endpoint_url=served.url + "/autoscaling", region_name="us-east-1",
-                          aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+    client = autoscaling_client(served)
     client.create_launch_configuration(LaunchConfigurationName="web", ImageId="debian-12")
     client.create_auto_scaling_group(AutoScalingGroupName="g", LaunchConfigurationName="web", MinSize=0, MaxSize=4,
                                      DesiredCapacity=0, AvailabilityZones=["local"])
@@ -124,7 +114,7 @@ def test_scheduled_actions_through_boto3(served: Served) -> None:
         [nodes] = api.get(f"/v1/infrastructures/{infra['id']}/groups").json()
         assert "schedule workday: cron 0 8 * * mon-fri (Europe/Budapest) → min 1, desired 3" in nodes["policies"]
 
-    code, message = refused(client.put_scheduled_update_group_action, AutoScalingGroupName="g",
+    code, message = aws_refusal(client.put_scheduled_update_group_action, AutoScalingGroupName="g",
                             ScheduledActionName="tz", Recurrence="0 8 * * *", TimeZone="Mars/Olympus",
                             DesiredCapacity=1)
     assert code == "ValidationError" and "no time zone 'Mars/Olympus'" in message
@@ -135,6 +125,6 @@ def test_scheduled_actions_through_boto3(served: Served) -> None:
     assert [f["ScheduledActionName"] for f in failed] == ["nope"]
     left = client.describe_scheduled_actions(AutoScalingGroupName="g")["ScheduledUpdateGroupActions"]
     assert [a["ScheduledActionName"] for a in left] == ["workday"]
-    assert refused(client.delete_scheduled_action, AutoScalingGroupName="g",
+    assert aws_refusal(client.delete_scheduled_action, AutoScalingGroupName="g",
                    ScheduledActionName="launch")[0] == "ValidationError"
     client.delete_auto_scaling_group(AutoScalingGroupName="g", ForceDelete=True)

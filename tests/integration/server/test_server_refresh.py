@@ -10,22 +10,15 @@ from typing import Any
 
 import pytest
 from helpers import wait_until
-from server_harness import Served, serving
+from server_harness import Served, autoscaling_client, aws_refusal, serving
 
-boto3 = pytest.importorskip("boto3")
-from botocore.exceptions import ClientError  # noqa: E402
+pytest.importorskip("boto3")
 
 
 @pytest.fixture
 def served(home: Path, tmp_path: Path) -> Iterator[Served]:
     with serving(home, tmp_path, {"local": "local"}, interval=1) as running:
         yield running
-
-
-def refused(call: Any, **kwargs: Any) -> tuple[str, str]:
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
 
 
 def in_service(client: Any) -> set[str]:
@@ -40,26 +33,24 @@ def refresh(client: Any, refresh_id: str) -> dict[str, Any]:
 
 
 def test_an_instance_refresh_replaces_every_instance_and_can_be_cancelled_or_rolled_back(served: Served) -> None:
-    keys = served.aws_keys()
-    client = boto3.client("autoscaling", endpoint_url=served.url + "/autoscaling", region_name="us-east-1",
-                          aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+    client = autoscaling_client(served)
     client.create_launch_configuration(LaunchConfigurationName="web", ImageId="debian-12")
     client.create_auto_scaling_group(AutoScalingGroupName="g", LaunchConfigurationName="web", MinSize=0, MaxSize=4,
                                      DesiredCapacity=2, AvailabilityZones=["local"])
     wait_until(lambda: len(in_service(client)) == 2, timeout=120, what="2 instances in service")
     before = in_service(client)
-    assert refused(client.start_instance_refresh, AutoScalingGroupName="g",
+    assert aws_refusal(client.start_instance_refresh, AutoScalingGroupName="g",
                    Preferences={"CheckpointPercentages": [50]})[0] == "ValidationError"
 
     first = client.start_instance_refresh(AutoScalingGroupName="g", Preferences={
         "MinHealthyPercentage": 50, "InstanceWarmup": 0, "AutoRollback": True})["InstanceRefreshId"]
-    assert refused(client.start_instance_refresh, AutoScalingGroupName="g")[0] == "InstanceRefreshInProgress"
+    assert aws_refusal(client.start_instance_refresh, AutoScalingGroupName="g")[0] == "InstanceRefreshInProgress"
     wait_until(lambda: refresh(client, first)["Status"] == "Successful", timeout=240, what="the refresh done")
     shown = refresh(client, first)
     assert shown["PercentageComplete"] == 100 and shown["Preferences"]["MinHealthyPercentage"] == 50
     after = in_service(client)
     assert len(after) == 2 and not after & before  # every instance replaced, the size kept
-    code, _ = refused(client.cancel_instance_refresh, AutoScalingGroupName="g")
+    code, _ = aws_refusal(client.cancel_instance_refresh, AutoScalingGroupName="g")
     assert code == "ActiveInstanceRefreshNotFound"
 
     # held by a suspended InstanceRefresh process, a refresh stays in progress until it is cancelled
