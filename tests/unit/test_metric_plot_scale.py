@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cloudherd.api.metric_history import Level, MetricHistory, Point, ScalingDecision
-from cloudherd.server.ui import plot_metrics, value_axis, x_of, y_of
+from cloudherd.server.plots import plot_metrics, value_axis, x_of, y_of
 
 
 def test_a_higher_value_is_drawn_higher() -> None:
