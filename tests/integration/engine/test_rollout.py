@@ -44,6 +44,19 @@ class Answer(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("{{{{ node.address }}}}", 8080), Answer).serve_forever()
 PY
 nohup python3 serve.py > serve.log 2>&1 < /dev/null &
+# ready means serving: the script ends once its server listens (a busy machine starts python slowly, and the
+# group's health gate, 2 checks 0.2 s apart, would fail a node whose server is still starting)
+python3 - <<'PY'
+import socket, sys, time
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        socket.create_connection(("{{{{ node.address }}}}", 8080), 0.5).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit("the server did not listen within 30 s")
+PY
 """
 
 
