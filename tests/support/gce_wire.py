@@ -66,6 +66,7 @@ class Operation:
     effect: Callable[[], None] | None = None
     error: tuple[str, str, int] | None = None  # code, message, http status
     hang: bool = False
+    running_waits: int = 0  # waits still to answer RUNNING before the operation finishes
 
 
 @dataclass
@@ -75,6 +76,7 @@ class FakeGce:
     page_size: int = 2  # small, so that pagination is really followed
     hang_operations: bool = False
     wait_hold: float = 0.05  # how long operations.wait holds a RUNNING operation before answering
+    running_waits: int = 0  # waits that each new operation answers RUNNING (held ``wait_hold``) before it finishes
     boot_lists: int = 0  # list calls a new instance stays STAGING without an external IP
     require_token: str | None = None
     instances: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -136,6 +138,7 @@ class FakeGce:
             self._booting.clear()
             self.hang_operations = False
             self.wait_hold = 0.05
+            self.running_waits = 0
             self._released.clear()
             self.boot_lists = 0
             self.require_token = None
@@ -448,7 +451,7 @@ class FakeGce:
         }
         if zone:
             body["zone"] = self._link(f"zones/{zone}")
-        op = Operation(body, effect, error, self.hang_operations)
+        op = Operation(body, effect, error, self.hang_operations, self.running_waits)
         self._operations[name] = op
         return op
 
@@ -489,7 +492,7 @@ class FakeGce:
         return self._wait(found)
 
     def _wait(self, found: Operation) -> tuple[int, Any]:
-        if found.hang:  # like GCE: hold the call for a while, then answer with the operation as it is
+        if found.hang or found.running_waits > 0:  # like GCE: hold the call a while, then answer the operation as is
             self.held += 1
             self._lock.release()
             try:
@@ -497,6 +500,9 @@ class FakeGce:
             finally:
                 self._lock.acquire()
                 self.held -= 1
+            if found.running_waits > 0:
+                found.running_waits -= 1
+                return 200, found.body
         self._finish(found)
         return 200, found.body
 

@@ -27,6 +27,7 @@ OPERATION_TIMEOUT = 600.0
 REQUEST_TIMEOUT = 60.0
 POLL_INTERVAL = 2.0
 WAIT_SLICE = 130.0  # GCE answers operations.wait within about 2 minutes, done or not
+LAST_LOOK = 2.0  # an operation whose call used up its deadline is still looked at once, for this long
 CONCURRENCY = 16  # delete/stop/start calls in flight at once
 
 
@@ -97,13 +98,15 @@ class GceApi(SdkDriver):
         from google.api_core import exceptions as gx
 
         done = self._compute.Operation.Status.DONE
+        looked = False
         while op.status != done:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 and looked:
                 raise OperationTimeoutError(
                     f"gce {what} in {self.zone}: operation {op.name} not done after {self.operation_timeout:g} s; "
                     "it may still finish: look again with 'list', or raise 'operation_timeout'")
-            slice_ = min(remaining, WAIT_SLICE)
+            slice_ = min(max(remaining, LAST_LOOK), WAIT_SLICE)
+            looked = True
             try:
                 if op.zone:
                     op = self._client("ZoneOperationsClient").wait(
