@@ -1,5 +1,6 @@
 """What a user sets on a running fleet for the manager to honour: a node's protection from scale-in, a node in
-standby (out of service, kept), a group's suspended processes.  Part of :class:`~cloudherd.api.client.Client`.
+standby (out of service, kept), a group's suspended processes, a machine detached from its group (kept running)
+or attached to one.  Part of :class:`~cloudherd.api.client.Client`.
 
 Each is recorded first (with its event) and honoured by every pass after it, the manager's or the one a command
 runs when no manager keeps the infrastructure.  AWS Auto Scaling's rules hold: protection guards against a
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from cloudherd.state.models import Node as NodeRow
 
 IN_SERVICE = frozenset({NodeState.READY, NodeState.UNHEALTHY})  # what may enter standby (AWS: InService)
+LEAVING = frozenset({NodeState.PENDING, NodeState.CREATING, NodeState.DRAINING, NodeState.TERMINATING,
+                     NodeState.TERMINATED})  # what has no machine of its own to detach
 
 
 def _names(value: Selectable) -> list[str]:
@@ -53,10 +56,7 @@ class ChoiceCommands(ClientCore):
         infrastructure (unless ``run_pass`` is False)."""
         infra = self._live(ref)
         rows = self._nodes(infra, nodes)
-        groups = {n.group_name for n in rows}
-        if len(groups) > 1:
-            raise UsageError(f"the nodes are of several groups ({', '.join(sorted(groups))}): one group at a time")
-        group = groups.pop()
+        group = self._one_group(rows)
         wrong = [n.name for n in rows if (n.standby if enter else not n.standby)
                  or (enter and NodeState(n.state) not in IN_SERVICE)]
         if wrong:
@@ -115,6 +115,80 @@ class ChoiceCommands(ClientCore):
                                  f"{group}: resumed {', '.join(resumed) or 'nothing (none was suspended)'}")
         return await self._group_view(infra.id, group)
 
+    async def detach_nodes(self, ref: str, nodes: Selectable, *, replace: bool = False, wait: float = 600.0,
+                           on_event: EventSink | None = None, run_pass: bool = True) -> list[Node]:
+        """Take ``nodes`` out of their group with their machines kept running (AWS's DetachInstances): their
+        cloudherd tags are cleared and their rows end (``detached …``), so that nothing of cloudherd's counts,
+        checks or ends them any more; :meth:`attach_machines` can bring a machine back, into any group.  The
+        group's size goes down by as many (not below its min), unless ``replace``: then new nodes are made in their
+        place.
+        A pass carries it out, at once when no manager keeps the infrastructure (unless ``run_pass`` is False)."""
+        from cloudherd.engine.membership import DETACH
+
+        infra = self._live(ref)
+        rows = self._nodes(infra, nodes)
+        group = self._one_group(rows)
+        wrong = [n.name for n in rows if n.warm or not n.provider_id or NodeState(n.state) in LEAVING]
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)}: not a machine of the group's to detach (being made, in the "
+                             "warm pool or ending)")
+        row = self._group(infra, group)
+        counted = sum(1 for n in rows if not n.standby)
+        low = _scaling(infra, self.store).get(group, (None, None, ()))[0]
+        if not replace and low is not None and row.count - counted < low:
+            raise UsageError(f"{group} would have {row.count - counted} node(s), below its min ({low}): replace "
+                             "them (--replace) or lower the min")
+        request = self.store.add_scale_request(infra.id, group, DETACH, 0 if replace else counted,
+                                               [n.id for n in rows])
+        await self._carried_out(infra, request, DETACH, wait, on_event, run_pass)
+        return self._fresh(infra, rows)
+
+    async def attach_machines(self, ref: str, group: str, machines: Selectable, *, wait: float = 600.0,
+                              on_event: EventSink | None = None, run_pass: bool = True) -> list[Node]:
+        """Make running machines nodes of ``group`` (AWS's AttachInstances): machines of the group's provider that
+        no node holds, named by their id or, for a machine detached before, by its old node's name or id.  They
+        are retagged and deployed (the group's scripts run on them) and the group's size goes up by as many (not
+        above its max).  Returns their nodes once a pass has carried it out (none yet when a manager will)."""
+        from cloudherd.engine.membership import ATTACH
+
+        infra = self._live(ref)
+        row = self._group(infra, group)
+        ids = self._machines(row.provider, _names(machines))
+        held = self.store.machine_holders(row.provider, ids)
+        if held:
+            raise UsageError("; ".join(f"{m} is node {n.name}'s: detach it first" for m, n in held.items()))
+        high = _scaling(infra, self.store).get(group, (None, None, ()))[1]
+        if high is not None and row.count + len(ids) > high:
+            raise UsageError(f"{group} would have {row.count + len(ids)} node(s), above its max ({high}): shrink "
+                             "the group first or raise the max")
+        request = self.store.add_scale_request(infra.id, group, ATTACH, len(ids), machines=ids)
+        await self._carried_out(infra, request, ATTACH, wait, on_event, run_pass)
+        now = [n for n in self.store.nodes(infra.id) if n.provider_id in ids and n.state != NodeState.TERMINATED]
+        return self._fresh(infra, now)
+
+    def _machines(self, provider: str, refs: Sequence[str]) -> list[str]:
+        """Machine ids: a detached node's (by its name or id) or as given."""
+        if not refs:
+            raise UsageError("name at least one machine (its id, or a detached node's name)")
+        ids = []
+        for ref in refs:
+            before = self.store.detached_node(ref)
+            if before is not None and before.provider != provider:
+                raise UsageError(f"{ref} was a machine of provider {before.provider}, not {provider}")
+            ids.append(before.provider_id or ref if before is not None else ref)
+        return list(dict.fromkeys(ids))
+
+    async def _carried_out(self, infra: InfraRow, request: int, what: str, wait: float,
+                           on_event: EventSink | None, run_pass: bool) -> None:
+        """The pass that carries a request out, here when no manager keeps the infrastructure; its refusal
+        raised."""
+        if not run_pass or not await self._pass_now(infra, what, wait, on_event):
+            return
+        done = self.store.scale_request(request)
+        outcome = (done.outcome or "") if done is not None else ""
+        if done is None or done.consumed_at is None or " refused: " in outcome or " failed: " in outcome:
+            raise UsageError(outcome or f"the {what} was not carried out: `cloudherd events` says why")
+
     # -- helpers ------------------------------------------------------------------------------------
 
     def _live(self, ref: str) -> InfraRow:
@@ -122,6 +196,13 @@ class ChoiceCommands(ClientCore):
         if infra.state == InfraState.DESTROYED:
             raise UsageError(f"{infra.name} ({infra.id}) is destroyed")
         return infra
+
+    @staticmethod
+    def _one_group(rows: Sequence[NodeRow]) -> str:
+        groups = {n.group_name for n in rows}
+        if len(groups) > 1:
+            raise UsageError(f"the nodes are of several groups ({', '.join(sorted(groups))}): one group at a time")
+        return groups.pop()
 
     def _nodes(self, infra: InfraRow, refs: Selectable) -> list[NodeRow]:
         names = _names(refs)

@@ -184,6 +184,21 @@ class RemoteClient:
                             json={"nodes": _names(nodes), "enter": enter, "replace": replace})
         return [_value(Node, n) for n in answer]
 
+    def detach_nodes(self, ref: str, nodes: Any, *, replace: bool = False, wait: float = 600.0,
+                     on_event: Any = None, run_pass: bool = True) -> list[Node]:
+        """Ask the server: its manager detaches them at its next pass (``wait``, ``run_pass`` are the local
+        client's)."""
+        answer = self._call("POST", f"/v1/infrastructures/{ref}/nodes/detach",
+                            json={"nodes": _names(nodes), "replace": replace})
+        return [_value(Node, n) for n in answer]
+
+    def attach_machines(self, ref: str, group: str, machines: Any, *, wait: float = 600.0, on_event: Any = None,
+                        run_pass: bool = True) -> list[Node]:
+        """Ask the server: its manager attaches them at its next pass (none returned until it has)."""
+        answer = self._call("POST", f"/v1/infrastructures/{ref}/groups/{group}/attach",
+                            json={"machines": _names(machines)})
+        return [_value(Node, n) for n in answer]
+
     def suspend(self, ref: str, group: str, processes: Sequence[str] = (), *, reason: str | None = None) -> Group:
         answer = self._call("POST", f"/v1/infrastructures/{ref}/groups/{group}/suspend",
                             json={"processes": list(processes), "reason": reason})

@@ -1,5 +1,6 @@
-"""``cloudherd protect``, ``standby``, ``suspend`` and ``resume``: what a user sets on a running fleet for the
-manager to honour (a node kept from scale-in, a node out of service but kept, a group's processes held)."""
+"""``cloudherd protect``, ``standby``, ``detach-nodes``, ``attach-machines``, ``suspend`` and ``resume``: what a
+user sets on a running fleet for the manager to honour (a node kept from scale-in, a node out of service but kept,
+a machine let go of or taken in, a group's processes held)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,57 @@ def standby(
             return client.standby(ref, nodes, enter=not exit_, replace=replace, wait=wait, on_event=progress)
 
     _say_nodes(guard(work), as_json)
+
+
+@router.command("detach-nodes")
+def detach_nodes(
+    ref: str = REF,
+    nodes: list[str] = NODES,
+    replace: bool = typer.Option(False, "--replace", help="Make new nodes in their place (the size is kept); "
+                                                          "without it the size shrinks by as many (within min)."),
+    wait: float = WAIT,
+    as_json: bool = AS_JSON,
+) -> None:
+    """Take nodes out of their group with their machines kept running: cloudherd no longer counts, checks or
+    ends them (`attach-machines` takes a machine back, into any group)."""
+    from cloudherd.cli.progress import Progress
+
+    client = herd()
+
+    def work() -> Any:
+        with Progress(err) as progress:
+            return client.detach_nodes(ref, nodes, replace=replace, wait=wait, on_event=progress)
+
+    shown = guard(work)
+    _say_nodes(shown, as_json)
+    if not as_json:
+        for node in shown:
+            err.print(f"{node.name}: machine {node.provider_id} kept running, no longer cloudherd's")
+
+
+@router.command("attach-machines")
+def attach_machines(
+    ref: str = REF,
+    group: str = typer.Argument(..., help="The group."),
+    machines: list[str] = typer.Argument(..., help="Machine ids of the group's provider, or detached nodes' "
+                                                   "names or ids."),
+    wait: float = WAIT,
+    as_json: bool = AS_JSON,
+) -> None:
+    """Make running machines nodes of a group: retagged, deployed by the group's scripts, the size grown by as
+    many (within max)."""
+    from cloudherd.cli.progress import Progress
+
+    client = herd()
+
+    def work() -> Any:
+        with Progress(err) as progress:
+            return client.attach_machines(ref, group, machines, wait=wait, on_event=progress)
+
+    shown = guard(work)
+    _say_nodes(shown, as_json)
+    if not shown and not as_json:
+        err.print("asked: the manager attaches them at its next pass (`cloudherd events` says when)")
 
 
 @router.command()

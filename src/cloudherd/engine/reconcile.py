@@ -26,6 +26,7 @@ from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.health import CheckResult
 from cloudherd.engine.hooks import advance
 from cloudherd.engine.liveness import observe, record
+from cloudherd.engine.membership import move_members
 from cloudherd.engine.metrics import Sampler
 from cloudherd.engine.probe import probe
 from cloudherd.engine.processes import held_groups
@@ -194,6 +195,7 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             stale = await _check_health(store, infra, loaded, nodes, run.pool, run.reach, report, times)
             stale = await advance(store, infra, loaded, store.nodes(infra.id) if stale else nodes, run) or stale
             await autoscale(store, infra, loaded, nodes, run, times.sampler, times.clock())
+            await move_members(store, infra, loaded, run, report.scaled)  # detach and attach requests
             victims, renew = consume_scale_requests(store, infra, loaded, report.scaled)
             if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)
                 infra = store.infrastructure(infra.id)

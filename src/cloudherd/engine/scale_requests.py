@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from cloudherd.engine.autoscale import bounds_in_force
 from cloudherd.engine.context import snapshot
+from cloudherd.engine.membership import ATTACH, DETACH
 from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
+
+MEMBERSHIP = frozenset({DETACH, ATTACH})
 
 
 def consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedSpec,
@@ -22,6 +25,8 @@ def consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedSp
     requests = store.pending_scale_requests(infra.id)
     limits = bounds_in_force(store, infra.id, loaded) if requests else {}
     for request in requests:
+        if request.kind in MEMBERSHIP:
+            continue  # a machine's detach or attach: the pass's own step (:mod:`cloudherd.engine.membership`)
         row = rows.get(request.group_name)
         if row is None or request.group_name not in loaded.spec.groups:
             store.consume_scale_request(request.id, f"no group {request.group_name}")

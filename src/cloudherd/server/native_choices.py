@@ -1,6 +1,7 @@
 """The native API's routes for what a user sets on a running fleet: a node's protection from scale-in, standby,
-and a group's suspended processes (:mod:`cloudherd.api.client_choices`).  The server's manager honours them at
-its next pass, which each route asks for at once."""
+machines detached from a group or attached to one, and a group's suspended processes
+(:mod:`cloudherd.api.client_choices`).  The server's manager honours them at its next pass, which each route asks
+for at once."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ class ProtectBody(NodesBody):
 class StandbyBody(NodesBody):
     enter: bool = Field(default=True, description="False: bring the nodes back into service")
     replace: bool = Field(default=False, description="Entering: make new nodes in their place (the size is kept)")
+
+
+class DetachBody(NodesBody):
+    replace: bool = Field(default=False, description="Make new nodes in their place (the size is kept)")
+
+
+class AttachBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    machines: list[str] = Field(min_length=1, max_length=1000,
+                                description="Machine ids of the group's provider, or detached nodes' names or ids")
 
 
 class ProcessesBody(BaseModel):
@@ -63,6 +75,26 @@ async def standby(request: Request, ref: str, body: StandbyBody, who: Caller) ->
     infra = _changeable(runtime, who, ref)
     nodes = await runtime.client.standby(infra.id, body.nodes, enter=body.enter, replace=body.replace,
                                          run_pass=False)
+    _pass_soon(runtime, infra)
+    return nodes
+
+
+@router.post("/infrastructures/{ref}/nodes/detach", response_model=list[Node])
+async def detach_nodes(request: Request, ref: str, body: DetachBody, who: Caller) -> list[Node]:
+    """Take nodes out of their group with their machines kept running (the size shrinks, or they are replaced)."""
+    runtime = runtime_of(request)
+    infra = _changeable(runtime, who, ref)
+    nodes = await runtime.client.detach_nodes(infra.id, body.nodes, replace=body.replace, run_pass=False)
+    _pass_soon(runtime, infra)
+    return nodes
+
+
+@router.post("/infrastructures/{ref}/groups/{group}/attach", response_model=list[Node])
+async def attach_machines(request: Request, ref: str, group: str, body: AttachBody, who: Caller) -> list[Node]:
+    """Make running machines nodes of the group (deployed by its scripts; the size grows by as many)."""
+    runtime = runtime_of(request)
+    infra = _changeable(runtime, who, ref)
+    nodes = await runtime.client.attach_machines(infra.id, group, body.machines, run_pass=False)
     _pass_soon(runtime, infra)
     return nodes
 

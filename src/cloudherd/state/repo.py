@@ -435,10 +435,15 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
     # -- scale requests -------------------------------------------------------------------------------
 
     def add_scale_request(self, infrastructure_id: str, group_name: str, kind: str, amount: int,
-                          victims: Sequence[str] = ()) -> int:
+                          victims: Sequence[str] = (), machines: Sequence[str] = ()) -> int:
+        """A request for the next pass: ``victims`` the node ids it names, ``machines`` (an attach's) the
+        provider's machine ids."""
+        named: dict[str, Any] = {"nodes": list(victims)}
+        if machines:
+            named["machines"] = list(machines)
         with self.session() as s, s.begin():
             row = ScaleRequest(infrastructure_id=infrastructure_id, group_name=group_name, kind=kind, amount=amount,
-                               victims={"nodes": list(victims)})
+                               victims=named)
             s.add(row)
             s.flush()
             return row.id

@@ -1,6 +1,6 @@
-"""A node's protection and standby, a group's suspended processes: what a user sets on a running fleet for the
-manager to honour.  Each change and its event are one transaction, so the feed never says what did not happen.
-Mixed into :class:`cloudherd.state.repo.Store`."""
+"""A node's protection and standby, a group's suspended processes, machines detached from a group or attached to
+one: what a user sets on a running fleet for the manager to honour.  Each change and its event are one
+transaction, so the feed never says what did not happen.  Mixed into :class:`cloudherd.state.repo.Store`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cloudherd.lifecycle import NodeState
 from cloudherd.state.models import Event, Group, Node, ScaleRequest
 
 
@@ -48,3 +49,49 @@ class ChoiceState:
             row = s.scalars(select(Group).where(Group.infrastructure_id == infra_id, Group.name == group)).one()
             row.suspended = dict(suspended) or None
             s.add(Event(infrastructure_id=infra_id, kind="processes", message=message))
+
+    def detach_nodes(self, infra_id: str, group: str, reasons: Mapping[str, str], count: int | None,
+                     message: str) -> None:
+        """Nodes (id → why) out of the group with their machines kept: their rows end (``terminated``, the why as
+        their reason), and the group's size becomes ``count`` (None: kept, and a pass makes new nodes in their
+        place)."""
+        with self.session() as s, s.begin():
+            for node_id, reason in reasons.items():
+                s.execute(update(Node).where(Node.infrastructure_id == infra_id, Node.id == node_id)
+                          .values(state=NodeState.TERMINATED.value, reason=reason))
+            if count is not None:
+                s.execute(update(Group).where(Group.infrastructure_id == infra_id, Group.name == group)
+                          .values(count=count))
+            s.add(Event(infrastructure_id=infra_id, kind="membership", message=message))
+
+    def attach_nodes(self, infra_id: str, group: str, moved: Mapping[str, dict[str, Any]],
+                     made: Sequence[dict[str, Any]], count: int, message: str) -> None:
+        """Machines into the group as nodes to deploy: a detached node's row comes back (``moved``: id → its new
+        fields), keeping its id; any other machine gets a new row (``made``); the group's size becomes ``count``."""
+        with self.session() as s, s.begin():
+            for node_id, fields in moved.items():
+                s.execute(update(Node).where(Node.id == node_id).values(infrastructure_id=infra_id, **fields))
+            for fields in made:
+                s.add(Node(infrastructure_id=infra_id, **fields))
+            s.execute(update(Group).where(Group.infrastructure_id == infra_id, Group.name == group)
+                      .values(count=count))
+            s.add(Event(infrastructure_id=infra_id, kind="membership", message=message))
+
+    def machine_holders(self, provider: str, machine_ids: Sequence[str]) -> dict[str, Node]:
+        """The nodes, of any infrastructure, that hold these machines of ``provider`` now (not ended)."""
+        with self.session() as s:
+            rows = s.scalars(select(Node).where(Node.provider == provider, Node.provider_id.in_(list(machine_ids)),
+                                                Node.state != NodeState.TERMINATED.value))
+            return {row.provider_id or "": row for row in rows}
+
+    def detached_node(self, ref: str) -> Node | None:
+        """The newest ended node, detached from its group with its machine kept, that ``ref`` names (its id, name or
+        machine's id)."""
+        with self.session() as s:
+            rows = s.scalars(select(Node).where(Node.state == NodeState.TERMINATED.value,
+                                                Node.reason.startswith(DETACHED_REASON))
+                             .order_by(Node.updated_at.desc()))
+            return next((row for row in rows if ref in (row.id, row.name, row.provider_id)), None)
+
+
+DETACHED_REASON = "detached"  # how a detached node's reason begins: its machine was kept running
