@@ -1,6 +1,7 @@
 """The Auto Scaling API's calls on instances and processes, over cloudherd's own (:mod:`.client_choices`' rules):
-SetInstanceProtection, EnterStandby, ExitStandby, SetInstanceHealth, SuspendProcesses, ResumeProcesses,
-DescribeScalingActivities, and the ``Describe*Types`` lists.  Mixed into :class:`cloudherd.api.autoscaling.AutoScaling`.
+SetInstanceProtection, EnterStandby, ExitStandby, SetInstanceHealth, AttachInstances, DetachInstances,
+SuspendProcesses, ResumeProcesses, DescribeScalingActivities, and the ``Describe*Types`` lists.  Mixed into
+:class:`cloudherd.api.autoscaling.AutoScaling`.
 
 A group's termination policies and its new instances' protection (CreateAutoScalingGroup's and
 UpdateAutoScalingGroup's ``TerminationPolicies`` and ``NewInstancesProtectedFromScaleIn``) are kept with the group
@@ -28,7 +29,7 @@ TERMINATION: Mapping[str, list[str]] = {
     "OldestLaunchTemplate": ["oldest-release"], "ClosestToNextInstanceHour": ["closest-to-next-hour"],
 }
 ACTIVITY_KINDS = frozenset({"scale", "scale-out", "scale-in", "scheduled", "standby", "protection", "processes",
-                            "placement", "circuit-breaker"})
+                            "placement", "circuit-breaker", "membership"})
 ACTIVITY_NAMESPACE = uuid.UUID("6f1d6c2e-5a0b-4c55-9a55-2f0c6b1e7d10")  # activity ids: one per event, stable
 
 
@@ -125,6 +126,52 @@ class InstanceActions(GroupParts):
         raise AwsError("ValidationError", f"Instance Id not found - No managed instance found for instance ID "
                                           f"{instance_id}")
 
+    def detach(self, group: str, instance_ids: Sequence[str], decrement: bool) -> list[Instance]:
+        """The instances out of the group, their machines kept running (the pass does it: :mod:`.membership`);
+        without ``decrement`` new ones are launched in their place."""
+        from cloudherd.engine.membership import DETACH
+
+        row = self._group(group)
+        view = self._view(row)
+        found = self._members(row, instance_ids, view)
+        counted = sum(1 for i in found if i.lifecycle != "Standby")
+        if decrement and view.desired - counted < row.min_size:
+            raise AwsError("ValidationError", f"AutoScalingGroup {group} has min-size={row.min_size}, max-size="
+                                              f"{row.max_size}, and desired-size={view.desired}. Detaching "
+                                              f"{len(found)} instance(s) with decrement would violate the min-size "
+                                              "constraint.")
+        self.store.add_scale_request(row.infrastructure_id, GROUP, DETACH, counted if decrement else 0,
+                                     [i.id.removeprefix("i-") for i in found])
+        self.poke(row.infrastructure_id)
+        return [i.model_copy(update={"lifecycle": "Detaching"}) for i in found]
+
+    def attach(self, group: str, instance_ids: Sequence[str]) -> None:
+        """Running instances into the group: one detached before (by its id, kept) or a machine of the group's
+        provider that no group holds; the desired capacity grows by as many."""
+        from cloudherd.engine.membership import ATTACH
+
+        row = self._group(group)
+        view = self._view(row)
+        if not instance_ids:
+            raise AwsError("ValidationError", "InstanceIds names at least one instance")
+        provider = next(g.provider for g in self.store.infrastructure(row.infrastructure_id).groups if g.name == GROUP)
+        members = {i.id for g in self.groups() for i in g.instances}
+        wanted = list(dict.fromkeys(instance_ids))
+        machines = []
+        for instance_id in wanted:
+            before = self.store.detached_node(instance_id.removeprefix("i-"))
+            machines.append(before.provider_id or instance_id if before is not None else instance_id)
+        held = self.store.machine_holders(provider, machines)
+        taken = [i for i, m in zip(wanted, machines, strict=True) if i in members or m in held]
+        if taken:
+            raise AwsError("ValidationError", f"The instance {taken[0]} is already part of an Auto Scaling group.")
+        if view.desired + len(machines) > row.max_size:
+            raise AwsError("ValidationError", f"AutoScalingGroup {group} has max-size={row.max_size} and desired-"
+                                              f"size={view.desired}. Attaching {len(machines)} instance(s) would "
+                                              "violate the max-size constraint.")
+        self.store.add_scale_request(row.infrastructure_id, GROUP, ATTACH, len(machines), machines=machines)
+        self.poke(row.infrastructure_id)
+
     def _members(self, row: GroupRow, instance_ids: Sequence[str],
                  view: ScalingGroupView | None = None) -> list[Instance]:
         if not instance_ids:
@@ -175,6 +222,7 @@ def _description(kind: str, message: str) -> str:
     return {"scale-out": "Launching instances", "scale-in": "Terminating instances",
             "standby": "Moving instances to or from standby", "scheduled": "Running a scheduled action",
             "processes": "Suspending or resuming processes", "protection": "Changing instance protection",
+            "membership": "Attaching or detaching instances",
             }.get(kind, f"Changing the group's capacity: {message.split(':', 1)[-1].strip()}")
 
 

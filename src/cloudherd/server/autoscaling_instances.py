@@ -1,7 +1,8 @@
 """The Query API's actions on instances and processes (the model: :mod:`cloudherd.api.autoscaling_instances`):
-SetInstanceProtection, EnterStandby, ExitStandby, SetInstanceHealth, SuspendProcesses, ResumeProcesses,
-DescribeScalingActivities, DescribeScalingProcessTypes, DescribeTerminationPolicyTypes, DescribeAdjustmentTypes;
-and the group options CreateAutoScalingGroup and UpdateAutoScalingGroup take for them."""
+SetInstanceProtection, EnterStandby, ExitStandby, SetInstanceHealth, AttachInstances, DetachInstances,
+SuspendProcesses, ResumeProcesses, DescribeScalingActivities, DescribeScalingProcessTypes,
+DescribeTerminationPolicyTypes, DescribeAdjustmentTypes; and the group options CreateAutoScalingGroup and
+UpdateAutoScalingGroup take for them."""
 
 from __future__ import annotations
 
@@ -71,6 +72,17 @@ async def exit_standby(model: AutoScaling, p: Params) -> str:
     return _moving(group, moved, "Moving EC2 instance out of Standby")
 
 
+async def detach_instances(model: AutoScaling, p: Params) -> str:
+    group = _required(p, "AutoScalingGroupName")
+    decrement = _required(p, "ShouldDecrementDesiredCapacity").lower() == "true"
+    moved = await asyncio.to_thread(model.detach, group, _members(p, "InstanceIds"), decrement)
+    return _moving(group, moved, "Detaching EC2 instance")
+
+
+async def attach_instances(model: AutoScaling, p: Params) -> None:
+    await asyncio.to_thread(model.attach, _required(p, "AutoScalingGroupName"), _members(p, "InstanceIds"))
+
+
 async def set_instance_health(model: AutoScaling, p: Params) -> None:
     status = _required(p, "HealthStatus")
     if status not in ("Healthy", "Unhealthy"):
@@ -115,6 +127,8 @@ INSTANCE_ACTIONS: Mapping[str, Callable[[AutoScaling, Params], Any]] = {
     "EnterStandby": enter_standby,
     "ExitStandby": exit_standby,
     "SetInstanceHealth": set_instance_health,
+    "AttachInstances": attach_instances,
+    "DetachInstances": detach_instances,
     "SuspendProcesses": suspend_processes,
     "ResumeProcesses": resume_processes,
     "DescribeScalingActivities": describe_scaling_activities,
