@@ -112,7 +112,8 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
         if dead:
             diff.reasons.append(f"{len(dead)} dead node(s) replaced")
         _use_pool(diff, group.warm_pool.size if group.warm_pool else 0, held,
-                  [n for n in nodes if n.group_name == group_name and n.warm and n.state != NodeState.TERMINATED])
+                  [n for n in nodes if n.group_name == group_name and n.warm and n.state != NodeState.TERMINATED],
+                  group_digest(loaded, group_name))
         diff.indices = new_indices(nodes, group_name, diff.create + diff.pool_create)
         diffs.append(diff)
     for group_name, row in by_name.items():
@@ -129,11 +130,16 @@ POOL_STATES = frozenset({NodeState.PENDING, NodeState.BOOTING, NodeState.DEPLOYI
 PREPARED = frozenset({NodeState.READY, NodeState.STOPPED})
 
 
-def _use_pool(diff: GroupDiff, size: int, held: frozenset[Process], pool: Sequence[Node]) -> None:
+def _use_pool(diff: GroupDiff, size: int, held: frozenset[Process], pool: Sequence[Node], release: str) -> None:
     """A scale-out takes prepared warm-pool nodes first (oldest first); the pool is made up to ``size`` behind it,
-    its extra nodes (the newest) and its broken ones (failed, dead) ended."""
-    alive = sorted((n for n in pool if n.state in POOL_STATES), key=lambda n: n.index)
-    diff.destroy += [n for n in pool if n.state not in POOL_STATES]
+    its extra nodes (the newest), its broken ones (failed, dead) and the ones set up for an older release of the
+    group ended (AWS's instance refresh replaces a warm pool's instances too: a pool node is never taken into
+    service as what the group no longer is)."""
+    stale = [n for n in pool if n.state in POOL_STATES and n.release is not None and n.release != release]
+    alive = sorted((n for n in pool if n.state in POOL_STATES and n not in stale), key=lambda n: n.index)
+    diff.destroy += [n for n in pool if n.state not in POOL_STATES] + stale
+    if stale:
+        diff.reasons.append(f"warm pool: {len(stale)} node(s) set up for an older release ended")
     if Process.LAUNCH not in held and diff.create:
         taken = [n for n in alive if n.state in PREPARED][:diff.create]
         diff.warmed = [n.id for n in taken]
@@ -178,7 +184,7 @@ def behind(loaded: LoadedSpec, nodes: Sequence[Node]) -> list[Node]:
                if g.update.strategy == "rolling"}
     return [n for n in sorted(nodes, key=lambda n: (n.group_name, n.index or 0))
             if n.group_name in digests and n.state in LIVE_NODE_STATES and n.state != NodeState.DRAINING
-            and n.release is not None and not n.standby
+            and n.release is not None and not n.standby and not n.warm
             and n.release != digests[n.group_name]]
 
 

@@ -72,3 +72,21 @@ def test_a_node_taken_from_the_pool_passes_the_launch_hooks(home: Path, tmp_path
     assert "warm-web-2: waiting for launch hook(s) check" in held  # held on its way into service, not into the pool
     assert "warm-web-3: waiting for launch hook(s) check" not in held
     herd.down("warm")
+
+
+def test_a_new_release_sets_the_pool_up_again(home: Path, tmp_path: Path) -> None:
+    herd = SyncClient()
+    herd.up(write_spec(tmp_path / "p", SPEC.replace("{size: 2}", "{size: 1}")))
+    assert nodes(herd) == {"warm-web-1": ("ready", False), "warm-web-2": ("stopped", True)}
+    newer = SPEC.replace("{size: 2}", "{size: 1}").replace("echo set up", "echo set up again")
+    plan = herd.plan(write_spec(tmp_path / "q", newer))
+    assert "warm pool: 1 node(s) set up for an older release ended" in plan.groups[0].reasons
+    herd.up(write_spec(tmp_path / "q", newer))  # the pool node of the old release is ended, one of the new made
+    pool = {name: state for name, (state, warm) in nodes(herd).items() if warm}
+    assert list(pool.values()) == ["stopped"] and "warm-web-2" not in nodes(herd)
+    [fresh] = pool
+    herd.scale("warm", "web", "+1")
+    assert nodes(herd)[fresh] == ("ready", False)
+    [said] = herd.exec("warm", "cat setup.log", node=fresh)
+    assert said.stdout.splitlines() == ["set up again"] and script_runs(herd, fresh) == 1
+    herd.down("warm")
