@@ -419,7 +419,7 @@ class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions, 
         if choices.get("hooks"):
             group["hooks"] = spec_hooks(choices["hooks"])
         if choices.get("warm_pool"):
-            group["warm_pool"] = spec_pool(choices["warm_pool"], max_size, desired)
+            group["warm_pool"] = spec_pool(choices["warm_pool"], max_size)
         if choices.get("update"):
             group["update"] = dict(choices["update"])
         if choices.get("refresh_marker"):  # an instance refresh's release: every instance behind it

@@ -3,8 +3,8 @@ DescribeWarmPool, DeleteWarmPool.  Mixed into :class:`cloudherd.api.autoscaling.
 
 A warm pool is kept with its group in AWS's words and written into the group's spec as its ``warm_pool``, whose
 size is AWS's: ``MinSize``, or more when ``MaxGroupPreparedCapacity`` (else the group's max) leaves room above the
-desired capacity — reckoned when the pool is put, and again each time the group is updated.  Hibernated pools
-and reuse on scale-in are refused, not ignored: cloudherd has neither.
+desired capacity — reckoned by each pass from the group's size then (the spec's ``warm_pool.prepared``).
+Hibernated pools and reuse on scale-in are refused, not ignored: cloudherd has neither.
 """
 
 from __future__ import annotations
@@ -20,15 +20,13 @@ from cloudherd.state.models import ScalingGroup as GroupRow
 POOL_STATES = {"Stopped": "stopped", "Running": "running"}
 
 
-def pool_size(pool: Mapping[str, Any], max_size: int, desired: int) -> int:
-    """AWS's warm pool size: the prepared capacity above the desired one, at least the pool's MinSize."""
+def spec_pool(pool: Mapping[str, Any], max_size: int) -> dict[str, Any]:
+    """The spec's ``warm_pool``: AWS's MinSize as its least size, the prepared capacity (MaxGroupPreparedCapacity,
+    else the group's max) as its ``prepared``, so that the pool follows the desired capacity as it changes."""
     prepared = pool.get("MaxGroupPreparedCapacity")
     ceiling = max_size if prepared is None or prepared == -1 else int(prepared)
-    return max(int(pool.get("MinSize") or 0), ceiling - desired)
-
-
-def spec_pool(pool: Mapping[str, Any], max_size: int, desired: int) -> dict[str, Any]:
-    return {"size": pool_size(pool, max_size, desired), "state": POOL_STATES[pool.get("PoolState") or "Stopped"]}
+    return {"size": int(pool.get("MinSize") or 0), "prepared": ceiling,
+            "state": POOL_STATES[pool.get("PoolState") or "Stopped"]}
 
 
 def _whole(fields: Mapping[str, str | None], key: str, low: int) -> int | None:

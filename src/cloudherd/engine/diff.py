@@ -111,7 +111,7 @@ def diff_groups(loaded: LoadedSpec, rows: Sequence[Group], nodes: Sequence[Node]
         _say_held(diff, held, counted, group.count, surplus)
         if dead:
             diff.reasons.append(f"{len(dead)} dead node(s) replaced")
-        _use_pool(diff, group.warm_pool.size if group.warm_pool else 0, held,
+        _use_pool(diff, group.warm_pool.size_beside(group.count) if group.warm_pool else 0, held,
                   [n for n in nodes if n.group_name == group_name and n.warm and n.state != NodeState.TERMINATED],
                   group_digest(loaded, group_name))
         diff.indices = new_indices(nodes, group_name, diff.create + diff.pool_create)

@@ -370,10 +370,18 @@ class WarmPool(_Strict):
     """Nodes made ahead and kept aside (AWS's warm pool): each has run the group's scripts, then was stopped
     (``state: stopped``: no process, its folder and host key kept on ``local``; a stopped instance on a cloud) or
     left running.  A scale-out takes from the pool first (a start instead of a create and a deploy); the pool is
-    filled again behind it, up to ``size``.  Pool nodes are not counted, checked, sampled or scaled in."""
+    filled again behind it, up to ``size``.  Pool nodes are not counted, checked, sampled or scaled in.
+
+    ``prepared`` (AWS's MaxGroupPreparedCapacity): the nodes to have ready in all, in service and in the pool; the
+    pool then holds what the group's size leaves of it, at least ``size``, and follows the size as it changes."""
 
     size: Int = Field(default=1, ge=0, le=1000)
     state: Literal["stopped", "running"] = "stopped"
+    prepared: Int | None = Field(default=None, ge=0, le=10000)
+
+    def size_beside(self, count: int) -> int:
+        """The pool's size beside a group of ``count`` nodes in service."""
+        return self.size if self.prepared is None else max(self.size, self.prepared - count)
 
 
 def _newest_first() -> list[TerminationPolicy]:

@@ -78,21 +78,24 @@ def test_a_warm_pool_through_boto3(served: Served) -> None:
     assert aws_refusal(client.put_warm_pool, AutoScalingGroupName="g", PoolState="Hibernated")[0] == "ValidationError"
     assert aws_refusal(client.put_warm_pool, AutoScalingGroupName="g",
                    InstanceReusePolicy={"ReuseOnScaleIn": True})[0] == "ValidationError"
-    client.put_warm_pool(AutoScalingGroupName="g", MinSize=1, MaxGroupPreparedCapacity=2, PoolState="Stopped")
+    client.put_warm_pool(AutoScalingGroupName="g", MinSize=0, MaxGroupPreparedCapacity=3, PoolState="Stopped")
 
     def pool() -> dict[str, str]:
         return {i["InstanceId"]: i["LifecycleState"] for i in client.describe_warm_pool(
             AutoScalingGroupName="g")["Instances"]}
 
-    wait_until(lambda: list(pool().values()) == ["Warmed:Stopped"] and list(states(client).values()) == [
-        "InService"], timeout=120, what="one instance in service, one warmed and stopped")
+    wait_until(lambda: list(pool().values()) == ["Warmed:Stopped"] * 2 and list(states(client).values()) == [
+        "InService"], timeout=120, what="one instance in service, two warmed and stopped (3 prepared in all)")
     config = client.describe_warm_pool(AutoScalingGroupName="g")["WarmPoolConfiguration"]
-    assert (config["MinSize"], config["MaxGroupPreparedCapacity"], config["PoolState"]) == (1, 2, "Stopped")
-    [warmed] = pool()
-    client.set_desired_capacity(AutoScalingGroupName="g", DesiredCapacity=2)  # taken from the pool, refilled behind
-    wait_until(lambda: warmed in states(client) and set(states(client).values()) == {"InService"}
-               and len(states(client)) == 2 and list(pool().values()) == ["Warmed:Stopped"] and warmed not in pool(),
-               timeout=120, what="the warmed instance in service and the pool filled again")
+    assert (config["MinSize"], config["MaxGroupPreparedCapacity"], config["PoolState"]) == (0, 3, "Stopped")
+    prepared = set(pool()) | set(states(client))
+    client.set_desired_capacity(AutoScalingGroupName="g", DesiredCapacity=2)  # one taken; 3 prepared still
+    wait_until(lambda: len(states(client)) == 2 and set(states(client).values()) == {"InService"}
+               and len(pool()) == 1 and set(pool()) | set(states(client)) == prepared,
+               timeout=120, what="one warmed instance in service, the other still in the pool, none made")
+    client.put_warm_pool(AutoScalingGroupName="g", MinSize=1, MaxGroupPreparedCapacity=2, PoolState="Stopped")
+    wait_until(lambda: list(pool().values()) == ["Warmed:Stopped"] and len(states(client)) == 2, timeout=120,
+               what="the pool at its MinSize above a group at its prepared capacity")
 
     client.delete_warm_pool(AutoScalingGroupName="g", ForceDelete=True)
     wait_until(lambda: pool() == {}, timeout=60, what="the pool's instances ended")
