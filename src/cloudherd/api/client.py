@@ -64,6 +64,7 @@ class SyncClient(SyncOgcActions[Client], of=Client):
         close = blocking(Client.close)
         complete_hook = blocking(Client.complete_hook)
         convert = blocking(Client.convert)
+        cost = blocking(Client.cost)
         create_token = blocking(Client.create_token)
         detach = blocking(Client.detach)
         detach_nodes = blocking(Client.detach_nodes)

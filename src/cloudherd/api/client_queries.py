@@ -3,12 +3,14 @@ the providers' catalogs.  They change nothing (``status`` asks the providers).""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cloudherd.api import views
 from cloudherd.api.client_core import ClientCore, _catalog_provider
 from cloudherd.api.types import (
     Action,
+    CostReport,
     Event,
     Image,
     Infrastructure,
@@ -49,6 +51,21 @@ class Queries(ClientCore):
             return view
         nodes = tuple(node.model_copy(update={"machine": machines.get(node.id)}) for node in view.nodes)
         return view.model_copy(update={"nodes": nodes})
+
+    async def cost(self, ref: str | None = None, *, since: datetime | None = None,
+                   owner: str | None = None) -> CostReport:
+        """What machines have cost, by infrastructure, group and provider: every infrastructure (destroyed ones
+        too; ``owner``: a user id's only), or the one ``ref`` names, from ``since`` (else from the start) until
+        now."""
+        from cloudherd.api.costs import cost_report
+
+        store = self.store
+        if ref is not None:
+            rows = [store.infrastructure(store.resolve(ref).id)]
+        else:
+            rows = [store.infrastructure(i.id) for i in store.infrastructures(include_destroyed=True, owner_id=owner,
+                                                                               with_nodes=False)]
+        return cost_report(rows, since)
 
     async def infrastructure(self, ref: str) -> Infrastructure:
         """The infrastructure as recorded (no provider call)."""

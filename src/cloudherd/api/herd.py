@@ -10,11 +10,13 @@ is one the server answers.  What only the machine holding the state can do (``gc
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from cloudherd.api.types import (
         Action,
+        CostReport,
         Event,
         ExecResult,
         Group,
@@ -55,6 +57,8 @@ class HerdClient(Protocol):
     def ls(self, *, include_destroyed: bool = False) -> list[InfrastructureSummary]: ...
 
     def status(self, ref: str) -> Infrastructure: ...
+
+    def cost(self, ref: str | None = None, *, since: datetime | None = None) -> CostReport: ...
 
     def infrastructure(self, ref: str) -> Infrastructure: ...
 

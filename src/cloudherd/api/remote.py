@@ -14,6 +14,7 @@ import os
 import tarfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin
@@ -24,6 +25,7 @@ from pydantic import BaseModel
 from cloudherd.api.login import SERVER_ENV, TOKEN_ENV, configured, login_file, refuse_remote, save_login
 from cloudherd.api.types import (
     Action,
+    CostReport,
     Event,
     ExecResult,
     Group,
@@ -107,6 +109,11 @@ class RemoteClient:
 
     def infrastructure(self, ref: str) -> Infrastructure:
         return self.status(ref)
+
+    def cost(self, ref: str | None = None, *, since: datetime | None = None) -> CostReport:
+        params = {key: value for key, value in (("infrastructure", ref),
+                                                ("since", since.isoformat() if since else None)) if value}
+        return _value(CostReport, self._call("GET", "/v1/cost", params=params))
 
     def up(self, spec: Any, *, keep_on_failure: bool = False, on_event: Any = None,
            connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,

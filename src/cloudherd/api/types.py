@@ -193,6 +193,16 @@ class GroupPlan(_Value):
     surge: int = 1
     warmed: int = 0  # warm-pool nodes taken into service (started, instead of made)
     pool_create: int = 0  # nodes made into the warm pool
+    hourly: float | None = None  # one node's price, USD an hour (None: unknown; ``prices`` says why)
+    prices: str = ""  # the price book the price is from (its date), or why there is no price
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def hourly_delta(self) -> float | None:
+        """What the plan changes in the group's cost, USD an hour: the nodes it starts less the ones it ends."""
+        if self.hourly is None:
+            return None
+        return (self.create + self.warmed - len(self.destroy)) * self.hourly
 
     @property
     def changes(self) -> bool:
@@ -219,6 +229,13 @@ class Plan(_Value):
     @property
     def changes(self) -> bool:
         return any(g.changes for g in self.groups)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def hourly_delta(self) -> float | None:
+        """The plan's change in cost, USD an hour (None: a changing group's price is unknown)."""
+        deltas = [g.hourly_delta for g in self.groups if g.create or g.destroy or g.warmed]
+        return None if any(d is None for d in deltas) else sum(d for d in deltas if d is not None)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -417,3 +434,40 @@ class Job(_Value):
     error: str | None = None
     results: tuple[ExecResult, ...] = ()
     value: dict[str, Any] | None = None  # a rollback's revision, a resume's or abort's rollout, once done
+
+
+class CostLine(_Value):
+    """What one group's machines on one provider have cost over a report's window."""
+
+    infrastructure: str  # its name
+    infrastructure_id: str
+    destroyed: bool
+    group: str
+    provider: str
+    machines: int  # nodes that held a machine in the window
+    running: int  # of them, still running now
+    node_hours: float
+    hourly: float | None  # the price of one of its nodes, USD an hour (None: unknown)
+    hourly_now: float | None  # what its running machines cost an hour now
+    cost: float | None  # USD over the window (None: its price is unknown)
+    prices: str  # the price book (its date), or why there is no price
+
+
+class CostReport(_Value):
+    """``cloudherd cost``: by infrastructure, group and provider, with the price books used and what to know."""
+
+    since: datetime | None
+    until: datetime
+    lines: tuple[CostLine, ...]
+    notes: tuple[str, ...] = ()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total(self) -> float:
+        """What is known of the cost: the lines with a price."""
+        return sum(line.cost or 0.0 for line in self.lines)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def hourly_now(self) -> float:
+        return sum(line.hourly_now or 0.0 for line in self.lines)

@@ -11,6 +11,7 @@ from cloudherd.lifecycle import InfraState, NodeState
 Scaling = tuple[int | None, int | None, Sequence[str]]  # a group's min, max and its policies, a line each
 
 if TYPE_CHECKING:
+    from cloudherd.api.costs import Priced
     from cloudherd.engine.fleet import ExecResult, TransferResult
     from cloudherd.engine.gc import Orphan
     from cloudherd.engine.plan import Plan
@@ -131,7 +132,9 @@ def _remedy(remedy: tuple[str, str] | None) -> types.Remedy | None:
     return types.Remedy(option=remedy[0], value=remedy[1]) if remedy else None
 
 
-def plan(result: Plan, warnings: Sequence[object] = ()) -> types.Plan:
+def plan(result: Plan, warnings: Sequence[object] = (), priced: Mapping[str, Priced] | None = None) -> types.Plan:
+    """The plan as the faces show it; ``priced``: each group's price per node (for its Δ $/h)."""
+    priced = priced or {}
     return types.Plan(
         name=result.name, infrastructure=result.infrastructure_id, warnings=tuple(map(str, warnings)),
         groups=tuple(
@@ -140,10 +143,19 @@ def plan(result: Plan, warnings: Sequence[object] = ()) -> types.Plan:
                 create=g.create, destroy=tuple(n.name for n in g.destroy), replace=tuple(n.name for n in g.replace),
                 reasons=tuple(g.reasons), scripts={source: tuple(names) for source, names in g.reruns.items()},
                 rolling=tuple(g.rolling), surge=g.surge, warmed=len(g.warmed), pool_create=g.pool_create,
+                **_price_fields(priced.get(g.name)),
             )
             for g in result.groups
         ),
     )
+
+
+def _price_fields(priced: Priced | None) -> dict[str, Any]:
+    if priced is None:
+        return {}
+    if priced.price is None:
+        return {"prices": f"{priced.label}: {priced.why}" if priced.book is not None else priced.why}
+    return {"hourly": priced.price.hourly, "prices": priced.label}
 
 
 def orphan(found: Orphan) -> types.Orphan:

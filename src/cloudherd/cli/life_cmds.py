@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from cloudherd.api.types import GroupPlan
 from cloudherd.cli.common import (
     ACCEPT_NEW,
     AS_JSON,
@@ -27,6 +28,7 @@ from cloudherd.cli.common import (
     warn,
 )
 from cloudherd.lifecycle import RevisionState
+from cloudherd.providers.prices import HOURS_A_MONTH
 
 router = typer.Typer()
 
@@ -126,14 +128,33 @@ def plan(
         for source, names in group.scripts.items():
             shown = ", ".join(names[:6]) + (f" (+{len(names) - 6})" if len(names) > 6 else "")
             out.print(Text(f"      ↻ run {source} on {len(names)}: {shown}", style="cyan"))
+        if group.create or group.destroy or group.warmed:
+            out.print(Text(f"      $ {_price_line(group)}", style="magenta"))
     totals = result.totals
     if not result.changes:
         out.print(Text("no changes: the infrastructure matches the spec", style="green"))
     else:
+        cost = "" if result.hourly_delta is None else \
+            f", {_dollars(result.hourly_delta)}/h ({_dollars(result.hourly_delta * HOURS_A_MONTH)}/month)"
         out.print(f"plan: {totals.create} to create, {totals.destroy} to destroy, {totals.replace} to "
-                  f"replace, {totals.script_runs} script run(s)")
+                  f"replace, {totals.script_runs} script run(s){cost}")
     if save_to is not None:
         err.print(f"saved to {save_to}: `cloudherd up --plan-file {save_to}` executes exactly this plan")
+
+
+def _dollars(amount: float) -> str:
+    """A signed dollar amount, to a hundredth of a cent below a dollar."""
+    sign = "-" if amount < 0 else "+"
+    return f"{sign}${abs(amount):.4f}" if abs(amount) < 1 else f"{sign}${abs(amount):,.2f}"
+
+
+def _price_line(group: GroupPlan) -> str:
+    if group.hourly is None or group.hourly_delta is None:
+        return f"Δ cost unknown: {group.prices}"
+    if group.hourly == 0:
+        return f"no cost ({group.prices})"
+    return (f"Δ {_dollars(group.hourly_delta)}/h ({_dollars(group.hourly_delta * HOURS_A_MONTH)}/month) at "
+            f"${group.hourly:.4f}/h a node, {group.prices}")
 
 
 @router.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import typer
@@ -222,3 +223,57 @@ def events(
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
+
+
+@router.command()
+def cost(
+    ref: str | None = typer.Argument(None, help="Infrastructure id, id prefix or name (none: all of them)."),
+    since: str | None = typer.Option(None, "--since", help="From when: a date or time (2026-12-01, "
+                                                           "2026-12-01T08:00) or a time ago (90m, 12h, 7d)."),
+    as_json: bool = AS_JSON,
+) -> None:
+    """What the machines have cost, by infrastructure, group and provider: node-hours from the state (a machine
+    from its create call to its end; a launch that made no machine costs nothing) at the price books' prices."""
+    start = guard(lambda: _since(since)) if since else None
+    report = guard(lambda: herd().cost(ref, since=start))
+    if as_json:
+        print_json(report)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("infrastructure", "group", "provider", "machines", "running", "node-hours", "$/h now", "cost"):
+        table.add_column(column, justify="left" if column in ("infrastructure", "group", "provider") else "right",
+                         no_wrap=True)
+    for line in report.lines:
+        table.add_row(line.infrastructure + ("†" if line.destroyed else ""), line.group, line.provider,
+                      str(line.machines), str(line.running), f"{line.node_hours:.2f}", _money(line.hourly_now),
+                      _money(line.cost), style="dim" if line.destroyed else None)
+    if any(line.destroyed for line in report.lines):
+        table.caption = "† destroyed"
+    out.print(table)
+    window = f"since {report.since:%Y-%m-%d %H:%M} UTC" if report.since else "since the start"
+    out.print(f"total {window}: ${report.total:,.4f}; now ${report.hourly_now:,.4f}/h")
+    for book in sorted({line.prices for line in report.lines}):
+        err.print(Text(f"prices: {book}", style="dim"))
+    for note in report.notes:
+        err.print(Text(f"note: {note}", style="dim"))
+
+
+def _money(amount: float | None) -> str:
+    return "?" if amount is None else f"${amount:,.4f}"
+
+
+def _since(text: str) -> datetime:
+    """A moment from a date, a time, or a time ago (``90m``, ``12h``, ``7d``)."""
+    from datetime import timedelta
+
+    from cloudherd.errors import UsageError
+    from cloudherd.times import as_utc, utcnow
+
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return utcnow() - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise UsageError(f"--since {text!r}: a date (2026-12-01), a time (2026-12-01T08:00) or a time ago "
+                         "(90m, 12h, 7d)") from None

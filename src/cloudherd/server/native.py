@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -21,6 +22,7 @@ from cloudherd.api import views
 from cloudherd.api.auth import Principal, authenticate
 from cloudherd.api.types import (
     Action,
+    CostReport,
     Event,
     Group,
     Infrastructure,
@@ -42,6 +44,7 @@ from cloudherd.server.live import DENIED
 from cloudherd.server.runtime import Runtime
 from cloudherd.server.uploads import discard
 from cloudherd.state.models import Infrastructure as InfraRow
+from cloudherd.times import as_utc
 
 
 async def text_only(request: Request) -> None:
@@ -122,6 +125,16 @@ async def list_infrastructures(request: Request, who: Caller, all: bool = False)
     """The caller's infrastructures, oldest first (destroyed ones with ``all``)."""
     rows = runtime_of(request).store.infrastructures(include_destroyed=all, owner_id=who.user_id)
     return [views.summary(r) for r in rows]
+
+
+@router.get("/cost", response_model=CostReport)
+async def cost(request: Request, who: Caller, infrastructure: str | None = None,
+               since: datetime | None = None) -> CostReport:
+    """What the caller's machines have cost, by infrastructure, group and provider (one infrastructure's with
+    ``infrastructure``), from ``since`` until now."""
+    runtime = runtime_of(request)
+    ref = owned(runtime, who, infrastructure).id if infrastructure else None
+    return await runtime.client.cost(ref, since=as_utc(since) if since else None, owner=who.user_id)
 
 
 @router.post("/infrastructures", status_code=201, response_model=InfrastructureSummary, openapi_extra=SPEC_BODY)
