@@ -13,6 +13,7 @@ from rich.text import Text
 
 from cloudherd.cli.common import AS_JSON, REF, err, guard, herd, out, print_json
 from cloudherd.cli.style import INFRA_STYLE, STATE_STYLE
+from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import RevisionState
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ def status(
     if infra.last_pass_at:
         manager += f"; last pass {infra.last_pass_at.strftime('%H:%M:%S')}: {infra.last_pass}"
     out.print(Text(f"manager: {manager}", style="dim"))
+    out.print(Text(_cost_line(client, infra.id), style="dim"))
     groups = Table(box=None, header_style="bold")
     for column in ("group", "provider", "desired", "actual", "healthy", "min", "max"):
         groups.add_column(column)
@@ -256,6 +258,21 @@ def cost(
         err.print(Text(f"prices: {book}", style="dim"))
     for note in report.notes:
         err.print(Text(f"note: {note}", style="dim"))
+
+
+def _cost_line(client: HerdClient, infra_id: str) -> str:
+    """What the infrastructure costs now and has cost so far, with the price books' dates."""
+    try:
+        report = client.cost(infra_id)
+    except CloudherdError as exc:
+        return f"cost: unknown ({exc})"
+    if not report.lines:
+        return "cost: nothing so far (no machine made)"
+    unknown = [f"{line.group} ({line.prices})" for line in report.lines if line.cost is None]
+    books = sorted({line.prices for line in report.lines if line.cost is not None})
+    text = f"cost: ${report.hourly_now:,.4f}/h now, ${report.total:,.4f} so far"
+    text += f" ({'; '.join(books)})" if books else ""
+    return text + (f"; not priced: {', '.join(unknown)}" if unknown else "")
 
 
 def _money(amount: float | None) -> str:
