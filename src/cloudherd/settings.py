@@ -33,6 +33,8 @@ class Settings:
     local_server: str | None = None  # local nodes' SSH server: auto, openssh or builtin
     local_isolation: str | None = None  # local nodes' sandbox: auto, none or required
     local_shared: str | None = None  # folders local nodes may mount, comma-separated
+    budget_hourly: str | None = None  # US dollars an hour an infrastructure without a budget of its own may cost
+    budget_total: str | None = None  # US dollars such an infrastructure may cost in all (then it is stopped)
 
     @property
     def debugging(self) -> bool:

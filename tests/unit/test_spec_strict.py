@@ -200,3 +200,12 @@ def test_every_message_is_one_line_whatever_the_names(tmp_path: Path, text: str)
         load_spec(path, environ={})
     assert "\n" not in str(caught.value) and "\r" not in str(caught.value)
     assert str(caught.value).startswith(f"{tmp_path}/odd\\nname\\r.yml:")
+
+
+def test_a_budget_is_dollars_above_nothing_and_stop_or_down(tmp_path: Path) -> None:
+    assert error(tmp_path, "name: x\nbudget:\n  hourly: -1\n" + WEB[8:] + "    count: 1\n") == \
+        ":3: budget.hourly: must be greater than 0"
+    assert "budget.on_total" in error(tmp_path, "name: x\nbudget: {total: 9, on_total: later}\n" + WEB[8:]
+                                      + "    count: 1\n")
+    loaded = load(tmp_path, "name: x\nbudget: {hourly: 2, total: 300}\n" + WEB[8:] + "    count: 1\n")
+    assert (loaded.spec.budget.hourly, loaded.spec.budget.total, loaded.spec.budget.on_total) == (2.0, 300.0, "stop")

@@ -140,6 +140,7 @@ class Commands(Queries):
         ``out``: also save the plan there, with a fingerprint of the state it was computed from, for
         ``up(plan_file=…)`` to execute exactly (Terraform's ``plan -out``)."""
         from cloudherd.api.costs import Prices
+        from cloudherd.engine.budget import refusal
         from cloudherd.engine.plan import make_plan, save_plan
 
         loaded = self._load(spec, format, within)
@@ -149,7 +150,8 @@ class Commands(Queries):
         prices = Prices()
         priced = {g.name: prices.of_group(loaded.spec, g.name, g.provider) for g in made.groups
                   if g.name in loaded.spec.groups}
-        return views.plan(made, loaded.warnings, priced)
+        over = refusal(loaded.spec, {name: g.count for name, g in loaded.spec.groups.items()}, prices)
+        return views.plan(made, loaded.warnings, priced).model_copy(update={"over_budget": over})
 
     def _saved_plan(self, spec: Specs | None, plan_file: PathLike, format: str | None) -> tuple[EnginePlan, LoadedSpec]:
         """A saved plan and the spec it is for (its own spec file, unless ``spec`` is given)."""

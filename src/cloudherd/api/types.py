@@ -224,6 +224,7 @@ class Plan(_Value):
     infrastructure: str | None  # None: the infrastructure would be new
     groups: tuple[GroupPlan, ...]
     warnings: tuple[str, ...] = ()  # FILE:LINE: what of the file loads but will not be done as written
+    over_budget: str | None = None  # why ``up`` of it would be refused: its sizes cost more an hour than allowed
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -138,6 +138,9 @@ def plan(
             f", {_dollars(result.hourly_delta)}/h ({_dollars(result.hourly_delta * HOURS_A_MONTH)}/month)"
         out.print(f"plan: {totals.create} to create, {totals.destroy} to destroy, {totals.replace} to "
                   f"replace, {totals.script_runs} script run(s){cost}")
+    if result.over_budget:
+        err.print(Text(f"refused: {result.over_budget}", style="red"))
+        raise typer.Exit(2)
     if save_to is not None:
         err.print(f"saved to {save_to}: `cloudherd up --plan-file {save_to}` executes exactly this plan")
 

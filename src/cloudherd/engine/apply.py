@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudherd.engine import journal, revisions, rollout
+from cloudherd.engine.budget import check_spec
 from cloudherd.engine.context import Providers, Redactor, ensure_identity
 from cloudherd.engine.converge import converge, failure_reason, observed_plan, write_rows
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
@@ -61,6 +62,7 @@ async def up(
     def waiting(message: str) -> None:
         emit(on_event, ProgressEvent("info", message))
 
+    check_spec(loaded.spec)  # a spec over its hourly budget makes nothing
     async with exclusive(store, infra_scope(loaded.spec.name), "up", wait=wait, on_wait=waiting):
         return await _up(loaded, store, keep_on_failure=keep_on_failure, on_event=on_event,
                          connect_timeout=connect_timeout, handshakes=handshakes, force=force,
@@ -108,6 +110,7 @@ async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT
     process's key either way.  ``attached`` is written with the row itself: a process killed right after
     leaves an infrastructure the manager will make, never a row that nothing ever picks up."""
     spec = loaded.spec
+    check_spec(spec)
     async with exclusive(store, infra_scope(spec.name), "submit", wait=wait):
         identity = ensure_identity(store, _key_path(loaded))
         existing = store.active_named(spec.name)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cloudherd.lifecycle import NodeState
+from cloudherd.lifecycle import LIVE_NODE_STATES, NodeState
 from cloudherd.providers.prices import HOURS_A_MONTH, Price, PriceBook, price_book, region_of
 from cloudherd.spec import Spec
 from cloudherd.state.models import Infrastructure, Node
@@ -85,7 +85,7 @@ class NodeCost:
     hours: float
     hourly: float | None  # its price now (None: unknown)
     cost: float | None
-    running: bool
+    running: bool  # its machine runs now (not stopped, not ended)
 
 
 def node_costs(infra: Infrastructure, spec: Spec, nodes: Iterable[Node], prices: Prices,
@@ -106,5 +106,5 @@ def node_costs(infra: Infrastructure, spec: Spec, nodes: Iterable[Node], prices:
         priced = prices.of_group(spec, node.group_name, node.provider, sizes.get(node.group_name))
         hourly = priced.price.hourly if priced.price is not None else None
         found.append(NodeCost(infra.name, node.group_name, node.provider, hours, hourly,
-                              None if hourly is None else hours * hourly, not ended))
+                              None if hourly is None else hours * hourly, node.state in LIVE_NODE_STATES))
     return found

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from cloudherd.engine import rollout
 from cloudherd.engine.apply import pause_limit, roll_out
 from cloudherd.engine.autoscale import autoscale
+from cloudherd.engine.budget import enforce_total
 from cloudherd.engine.context import snapshot
 from cloudherd.engine.converge import converge, cooling
 from cloudherd.engine.diff import behind, diff_groups
@@ -195,6 +196,9 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             stale = await _check_health(store, infra, loaded, nodes, run.pool, run.reach, report, times)
             stale = await advance(store, infra, loaded, store.nodes(infra.id) if stale else nodes, run) or stale
             await autoscale(store, infra, loaded, nodes, run, times.sampler, times.clock())
+            spent = await enforce_total(store, infra, loaded, run, nodes)  # a total budget reached: stop or down
+            if spent:
+                report.scaled.append(spent)
             await move_members(store, infra, loaded, run, report.scaled)  # detach and attach requests
             victims, renew = consume_scale_requests(store, infra, loaded, report.scaled)
             if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)

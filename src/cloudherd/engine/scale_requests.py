@@ -5,8 +5,10 @@ told as an event."""
 from __future__ import annotations
 
 from cloudherd.engine.autoscale import bounds_in_force
+from cloudherd.engine.budget import affordable, budget_of
 from cloudherd.engine.context import snapshot
 from cloudherd.engine.membership import ATTACH, DETACH
+from cloudherd.engine.pricing import Prices
 from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
@@ -42,6 +44,7 @@ def consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedSp
         target, note = scale_target(row.count, request.kind, request.amount, *limits[request.group_name])
         if note and _newer_bounds_allow(store, infra, request.group_name, row.count, request.kind, request.amount):
             continue  # written with new bounds this pass has not read: the next pass applies it under them
+        target, note = _within_budget(store, infra, loaded, row.name, row.count, target, note)
         named = list((request.victims or {}).get("nodes") or [])
         victims.update(named)
         store.update_group(infra.id, row.name, count=target)
@@ -51,6 +54,21 @@ def consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedSp
         store.add_event(infra.id, "scale", outcome)
         scaled.append(outcome)
     return victims, renew
+
+
+def _within_budget(store: Store, infra: Infrastructure, loaded: LoadedSpec, group: str, current: int, target: int,
+                   note: str) -> tuple[int, str]:
+    """A growth held to what the hourly budget allows, said as an event (the size unchanged otherwise)."""
+    if target <= current:
+        return target, note
+    sizes = {g.name: g.count for g in infra.groups if g.name in loaded.spec.groups}
+    allowed = affordable(loaded.spec, sizes, group, target, Prices())
+    if allowed >= target:
+        return target, note
+    budget = budget_of(loaded.spec)
+    limit = f"${budget.hourly:,.4f}/h" if budget is not None and budget.hourly is not None else "its budget"
+    store.add_event(infra.id, "budget", f"{group}: {target} node(s) asked, {allowed} kept: the hourly budget is {limit}")
+    return allowed, note + f" (held at {allowed} by the hourly budget, {limit}: asked for {target})"
 
 
 def _newer_bounds_allow(store: Store, infra: Infrastructure, group_name: str, current: int, kind: str,

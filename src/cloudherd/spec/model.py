@@ -28,6 +28,7 @@ from cloudherd.spec.coerce import (
 )
 from cloudherd.spec.parts import (
     BUILTIN_METRICS,
+    Budget,
     GroupLogin,
     Health,
     Hook,
@@ -227,6 +228,7 @@ class Spec(_Strict):
     groups: dict[str, Group] = Field(min_length=1)
     # how scripts are templated: Jinja, or Mako (OGC's scripts), which is read into Jinja for the same sandbox
     templates: Literal["jinja", "mako"] = "jinja"
+    budget: Budget | None = None  # what it may cost (US dollars): an hour, and in all
 
     @model_validator(mode="after")
     def _providers_exist(self) -> Spec:

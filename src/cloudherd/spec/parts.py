@@ -462,3 +462,13 @@ class Upload(_Strict):
     def _one_is_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+
+
+class Budget(_Strict):
+    """What an infrastructure may cost, in US dollars (:mod:`cloudherd.engine.budget`): ``hourly``, what its running
+    machines may cost an hour (a plan past it is refused, and the manager makes no node past it); ``total``, what it
+    may cost in all, after which it is stopped or brought down (``on_total``)."""
+
+    hourly: Float | None = Field(default=None, gt=0, le=1_000_000)
+    total: Float | None = Field(default=None, gt=0, le=100_000_000)
+    on_total: Literal["stop", "down"] = "stop"

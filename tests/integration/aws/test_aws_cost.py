@@ -68,3 +68,77 @@ def test_plan_prices_the_change_and_cost_counts_a_failed_up(home: Path, tmp_path
     nothing.write_text(SPEC.format(image=AMI).replace("name: spend", "name: nothing"))
     assert cli("up", str(nothing), env=env()).returncode != 0
     assert json.loads(cli("cost", "nothing", "--json", env=env()).stdout)["lines"] == []
+
+
+BUDGETED = """\
+name: capped
+providers:
+  cloud: {{type: aws, region: us-east-1, reach: "tests.support.moto_reach:LocalStandIns"}}
+budget: {{hourly: {hourly}}}
+groups:
+  web:
+    provider: cloud
+    image: {image}
+    size: t3.small
+    count: {count}
+    max: 6
+"""
+
+
+def test_an_hourly_budget_refuses_a_plan_and_holds_a_scale_out(home: Path, tmp_path: Path, moto: str) -> None:
+    price = price_book("aws").price("us-east-1", "t3.small")  # type: ignore[union-attr]
+    assert price is not None
+    hourly = round(2.5 * price.hourly, 6)  # room for 2 nodes, not 3
+    spec = tmp_path / "capped.yml"
+    spec.write_text(BUDGETED.format(hourly=hourly, image=AMI, count=3))
+    refused = cli("plan", str(spec), env=env())
+    expected = f"over the hourly budget: ${3 * price.hourly:,.4f}/h for web 3 > ${hourly:,.4f}/h (budget.hourly)"
+    assert refused.returncode == 2 and expected in refused.stderr, refused.stderr
+    made = cli("up", str(spec), env=env())
+    assert made.returncode == 2 and expected in made.stderr, made.stderr
+    assert cli("ls", env=env()).stdout.count("capped") == 0  # nothing made, nothing recorded
+
+    spec.write_text(BUDGETED.format(hourly=hourly, image=AMI, count=2))
+    assert cli("up", str(spec), env=env()).returncode == 0
+    scaled = cli("scale", "capped", "web", "+2", env=env())
+    assert scaled.returncode == 0, scaled.stderr
+    status = json.loads(cli("status", "capped", "--json", env=env()).stdout)
+    assert [g["count"] for g in status["groups"]] == [2]
+    events = [json.loads(line) for line in cli("events", "capped", "--json", env=env()).stdout.splitlines()]
+    said = [e["message"] for e in events if e["kind"] == "budget"]
+    assert said == [f"web: 4 node(s) asked, 2 kept: the hourly budget is ${hourly:,.4f}/h"]
+    assert cli("down", "capped", env=env()).returncode == 0
+
+
+def instance_states(url: str, infra_id: str) -> list[str]:
+    """The states of the infrastructure's instances (moto's backend is shared by the tests of a process)."""
+    import boto3
+
+    ec2 = boto3.client("ec2", endpoint_url=url, region_name="us-east-1")
+    return sorted(i["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+                  if {t["Key"]: t["Value"] for t in i.get("Tags", [])}.get("cloudherd:infra") == infra_id)
+
+
+@pytest.mark.parametrize("on_total", ["stop", "down"])
+def test_a_total_budget_reached_stops_or_ends_the_fleet(home: Path, tmp_path: Path, moto: str, on_total: str) -> None:
+    spec = tmp_path / "capped.yml"
+    text = BUDGETED.format(hourly=1000, image=AMI, count=2)
+    spec.write_text(text.replace("budget: {hourly: 1000}", f"budget: {{total: 0.000001, on_total: {on_total}}}"))
+    made = cli("up", str(spec), env=env())
+    assert made.returncode == 0, made.stderr
+    infra_id = made.stdout.strip()
+    assert cli("manage", "capped", "--once", env=env()).returncode == 0  # a pass sees the total spent
+    events = [json.loads(line) for line in cli("events", "capped", "--json", env=env()).stdout.splitlines()]
+    [said] = [e["message"] for e in events if e["kind"] == "budget"]
+    assert said.startswith("budget: $") and "total $0.0000 reached" in said
+    status = json.loads(cli("status", "capped", "--json", env=env()).stdout)
+    [web] = status["groups"]
+    assert web["suspended"]["launch"].startswith("budget: ")  # nothing of the manager's starts a machine again
+    if on_total == "stop":
+        assert said.endswith("2 machine(s) stopped (on_total: stop)")
+        assert instance_states(moto, infra_id) == ["stopped", "stopped"] and web["count"] == 2
+    else:
+        assert said.endswith("every group to size 0 (on_total: down)")
+        assert instance_states(moto, infra_id) == ["terminated", "terminated"] and web["count"] == 0
+    assert json.loads(cli("cost", "capped", "--json", env=env()).stdout)["hourly_now"] == 0
+    assert cli("down", "capped", env=env()).returncode == 0
