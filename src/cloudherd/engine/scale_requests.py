@@ -67,7 +67,8 @@ def _within_budget(store: Store, infra: Infrastructure, loaded: LoadedSpec, grou
         return target, note
     budget = budget_of(loaded.spec)
     limit = f"${budget.hourly:,.4f}/h" if budget is not None and budget.hourly is not None else "its budget"
-    store.add_event(infra.id, "budget", f"{group}: {target} node(s) asked, {allowed} kept: the hourly budget is {limit}")
+    store.add_event(infra.id, "budget",
+                    f"{group}: {target} node(s) asked, {allowed} kept: the hourly budget is {limit}")
     return allowed, note + f" (held at {allowed} by the hourly budget, {limit}: asked for {target})"
 
 
