@@ -9,8 +9,9 @@ would carry today's date over prices it never asked for; the book in use stays a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,13 @@ async def refresh_prices(provider: str, *, spec: str | os.PathLike[str] | None =
                          sizes: Sequence[str] = ()) -> Refreshed:
     """Ask ``provider``'s cloud for its prices (every region and size of the book in use, and ``regions`` /
     ``sizes``), keep the new book as the user's copy; a cloud's refusal is a :class:`UsageError`, nothing saved."""
-    from cloudherd.providers.pricing import missing, refresh, scope
     from cloudherd.providers.prices import region_of
+    from cloudherd.providers.pricing import missing, refresh, scope
 
     name, kind, settings = resolve(provider, spec)
+    if kind == "libcloud" and spec is None:
+        raise UsageError("a libcloud provider is a spec's entry (its driver and settings): "
+                         "`cloudherd catalog refresh ENTRY --spec FILE`")
     settings = _checked(kind, name, settings)
     own = region_of(kind, settings)
     asked_regions, asked_sizes = scope(kind, [*regions, *([own] if own else [])], sizes)
@@ -68,18 +72,28 @@ async def refresh_prices(provider: str, *, spec: str | os.PathLike[str] | None =
         raise UsageError(f"{exc} (no prices were changed)") from None
     if kind == "local":
         return Refreshed(book, Path())
+    if not book.regions:  # saved, an empty book would hide the one in use (it is newer)
+        raise UsageError(f"{kind}: the cloud gave no price for any size asked for (no prices were changed)")
     gaps = missing(book, asked_regions, asked_sizes) if kind != "libcloud" else []
     return Refreshed(book, save_book(book), tuple(gaps))
 
 
-def prices(provider: str, *, spec: str | os.PathLike[str] | None = None) -> PriceBook:
-    """The book in use for ``provider``'s type (the newer of the shipped and the refreshed one)."""
+def prices(provider: str, *, spec: str | os.PathLike[str] | None = None, region: str | None = None,
+           size: str | None = None) -> PriceBook:
+    """The book in use for ``provider``'s type (the newer of the shipped and the refreshed one), only ``region``'s
+    and the sizes whose name ``size`` (a regular expression) is found in, when given."""
     _name, kind, _settings = resolve(provider, spec)
     book = price_book(kind)
     if book is None:
-        raise UsageError(f"no price book for {kind} yet: `cloudherd catalog refresh {provider}"
-                         + (f" --spec {spec}`" if spec else "`") + " makes one")
-    return book
+        how = f"{provider} --spec {spec}" if spec else "ENTRY --spec FILE" if kind == "libcloud" else provider
+        raise UsageError(f"no price book for {kind} yet: `cloudherd catalog refresh {how}` makes one")
+    try:
+        pattern = re.compile(size, re.IGNORECASE) if size else None
+    except re.error as exc:
+        raise UsageError(f"--size {size!r} is not a regular expression: {exc}") from None
+    kept = {r: {s: p for s, p in by_size.items() if pattern is None or pattern.search(s)}
+            for r, by_size in book.regions.items() if region is None or r == region}
+    return replace(book, regions={r: by_size for r, by_size in kept.items() if by_size})
 
 
 def _checked(kind: str, name: str, settings: Mapping[str, Any]) -> dict[str, Any]:

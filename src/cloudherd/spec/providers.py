@@ -82,6 +82,7 @@ class LocalSettings(Common):
 class AwsSettings(Common):
     region: str | None = None
     endpoint_url: str | None = None
+    pricing_endpoint_url: str | None = None  # the Price List API's (``catalog refresh``), else boto3's own
     image: str | None = None
     vpc: str | None = None
     subnet: str | None = None
@@ -103,6 +104,8 @@ class GceSettings(Common):
     zone: str | None = None
     region: str | None = None
     endpoint: str | None = None
+    pricing_endpoint: str | None = None  # the Cloud Billing Catalog API's (``catalog refresh``)
+    pricing_api_key_env: str | None = None  # an environment variable holding an API key for it
     image: str | None = None
     size: str | None = None
     firewall: bool | None = None
