@@ -93,10 +93,11 @@ def price_book(provider_type: str) -> PriceBook | None:
     if provider_type in FREE:
         return PriceBook(provider_type, date.today(), "free")
     books = []
-    for path in (shipped_path(provider_type), refreshed_path(provider_type)):
+    for mine, path in enumerate((shipped_path(provider_type), refreshed_path(provider_type))):
         if path.is_file():
-            books.append(book_of(json.loads(path.read_text())))
-    return max(books, key=lambda b: b.taken) if books else None
+            books.append((book_of(json.loads(path.read_text())), mine))
+    # the newer, and of two of the same day the user's own (a refresh taken the day the snapshot was)
+    return max(books, key=lambda pair: (pair[0].taken, pair[1]))[0] if books else None
 
 
 def save_book(book: PriceBook) -> Path:
