@@ -55,8 +55,12 @@ class Commands(Queries):
                  connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
                  accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None,
                  no_rollback: bool = False, pause_after: int | None = None,
-                 counts: Mapping[str, int] | None = None, plan_file: PathLike | None = None) -> str:
+                 counts: Mapping[str, int] | None = None, plan_file: PathLike | None = None,
+                 ttl: float | None = None) -> str:
         """Create the spec's infrastructure, or converge the active one of the same name; returns its id.
+
+        ``ttl``: seconds from now after which the manager brings it down (else its spec's ``ttl:``, from its
+        making).
 
         ``plan_file``: execute the plan :meth:`plan` saved there (``out``) exactly, or refuse it with
         :class:`~cloudherd.engine.plan.StalePlan` when the infrastructure's state or the spec changed since;
@@ -75,7 +79,7 @@ class Commands(Queries):
         """
         from cloudherd.engine.apply import up
 
-        _check_limits(connect_timeout=connect_timeout, concurrency=concurrency, wait=wait)
+        _check_limits(connect_timeout=connect_timeout, concurrency=concurrency, wait=wait, ttl=ttl)
         from cloudherd.engine.events import ProgressEvent, emit
 
         if plan_file is not None:
@@ -95,14 +99,16 @@ class Commands(Queries):
             loaded.spec.groups[name].count = count
         for warning in loaded.warnings:
             emit(on_event, ProgressEvent("warning", str(warning)))
-        return await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
-                        connect_timeout=connect_timeout, force=force, handshakes=concurrency,
-                        accept_new_host_key=accept_new_host_key, wait=wait, no_rollback=no_rollback,
-                        pause_after=pause_after)
+        infra_id = await up(loaded, self.store, keep_on_failure=keep_on_failure, on_event=on_event,
+                            connect_timeout=connect_timeout, force=force, handshakes=concurrency,
+                            accept_new_host_key=accept_new_host_key, wait=wait, no_rollback=no_rollback,
+                            pause_after=pause_after)
+        self._live_for(infra_id, loaded, ttl)
+        return infra_id
 
     async def submit(self, spec: Specs, *, format: str | None = None, owner: str | None = None,
                      attach: bool = True, wait: float = 600.0, new_only: bool = False,
-                     within: Confinement | None = None) -> str:
+                     within: Confinement | None = None, ttl: float | None = None) -> str:
         """Record an infrastructure without making it: the manager's first pass does (``serve`` runs one);
         ``attach`` marks it kept alive.  ``owner`` is a user id (default: you).  With ``new_only``, a name
         that is already active is refused (:class:`~cloudherd.errors.NameTaken`) instead of updated.
@@ -110,7 +116,7 @@ class Commands(Queries):
         from cloudherd.engine.apply import submit
         from cloudherd.errors import NameTaken
 
-        _check_limits(wait=wait)
+        _check_limits(wait=wait, ttl=ttl)
         loaded = self._load(spec, format, within)
         existing = self.store.active_named(loaded.spec.name)
         if new_only and existing is not None and not _unmade(existing, owner):
@@ -118,7 +124,15 @@ class Commands(Queries):
         infra_id = await submit(loaded, self.store, wait=wait, owner_id=owner, attached=attach)
         if attach:
             self.store.add_event(infra_id, "attach", "attached: kept alive by the manager")
+        self._live_for(infra_id, loaded, ttl)
         return infra_id
+
+    def _live_for(self, infra_id: str, loaded: LoadedSpec, ttl: float | None) -> None:
+        """``up --ttl``: the infrastructure ends ``ttl`` seconds from now (the spec's ``ttl:`` is the engine's)."""
+        if ttl is not None:
+            from cloudherd.engine.lifetime import stamp_end
+
+            stamp_end(self.store, self.store.infrastructure(infra_id), loaded.spec, ttl)
 
     async def validate(self, spec: Specs, *, format: str | None = None) -> SpecSummary:
         """Load ``spec`` and render every script and teardown against the fleet it describes; touches nothing.

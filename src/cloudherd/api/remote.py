@@ -119,14 +119,14 @@ class RemoteClient:
            connect_timeout: float = 120.0, force: bool = False, concurrency: int | None = None,
            accept_new_host_key: Sequence[str] = (), wait: float = 600.0, format: str | None = None,
            no_rollback: bool = False, pause_after: int | None = None,
-           counts: Mapping[str, int] | None = None, plan_file: Any = None) -> str:
+           counts: Mapping[str, int] | None = None, plan_file: Any = None, ttl: float | None = None) -> str:
         """Send the spec (and the files beside it) to the server, which makes or converges it; wait until every
         node is deployed (or the infrastructure failed).  The server applies its own settings for how a run
         goes (rollback, concurrency, host keys, events): those keywords are taken and not sent."""
         if plan_file is not None:
             raise UsageError(_SAVED_PLANS)
         body, kind = _bundle(spec)
-        params = {"converge": "true", **({"format": format} if format else {})}
+        params = {"converge": "true", **({"format": format} if format else {}), **({"ttl": str(ttl)} if ttl else {})}
         made = self._call("POST", "/v1/infrastructures", content=body, headers={"Content-Type": kind},
                           params=params)
         deadline = time.monotonic() + max(wait, 1800.0)

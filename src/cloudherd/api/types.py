@@ -109,6 +109,7 @@ class InfrastructureSummary(_Value):
     managed: bool = False  # a manager holds it now
     last_pass_at: datetime | None = None
     last_pass: str | None = None
+    ends_at: datetime | None = None  # its time-to-live runs out then: the manager brings it down
 
 
 class Infrastructure(InfrastructureSummary):

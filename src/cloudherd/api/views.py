@@ -79,7 +79,7 @@ def _summary_fields(row: InfraRow, node_counts: tuple[int, int], managed: bool) 
         "created_at": row.created_at, "updated_at": row.updated_at, "live_nodes": node_counts[0],
         "ready_nodes": node_counts[1],
         "attached": bool(row.attached), "managed": managed, "last_pass_at": row.last_pass_at,
-        "last_pass": row.last_pass,
+        "last_pass": row.last_pass, "ends_at": getattr(row, "ends_at", None),
     }
 
 

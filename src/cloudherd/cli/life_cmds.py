@@ -53,6 +53,8 @@ def up(
     auth_data: Path | None = AUTH_DATA,
     plan_file: Path | None = typer.Option(None, "--plan-file", help="Execute exactly the plan `cloudherd plan --out` "
                                           "saved there; refused when the infrastructure or the spec changed since."),
+    ttl: str | None = typer.Option(None, "--ttl", help="How long from now (8h, 2d, 90m…) until the manager brings "
+                                   "the infrastructure down (the spec's ttl: counts from its making)."),
 ) -> None:
     """Create the spec's nodes (or converge the running ones of the same name) and deploy their scripts.
 
@@ -66,6 +68,7 @@ def up(
         return
     from cloudherd.cli.progress import Progress
 
+    lifetime = guard(lambda: _seconds("--ttl", ttl)) if ttl is not None else None
     client = herd()
     started = time.monotonic()
 
@@ -74,7 +77,8 @@ def up(
             return client.up(spec or None, keep_on_failure=keep_on_failure, on_event=progress,
                              connect_timeout=connect_timeout, force=force, concurrency=concurrency,
                              accept_new_host_key=accept_new_host_key or (), wait=wait, format=format,
-                             no_rollback=no_rollback, pause_after=pause_after, plan_file=plan_file)
+                             no_rollback=no_rollback, pause_after=pause_after, plan_file=plan_file,
+                             ttl=lifetime)
 
     infra_id = guard(work)
     infra = guard(lambda: client.infrastructure(infra_id))
@@ -143,6 +147,19 @@ def plan(
         raise typer.Exit(2)
     if save_to is not None:
         err.print(f"saved to {save_to}: `cloudherd up --plan-file {save_to}` executes exactly this plan")
+
+
+def _seconds(option: str, text: str) -> float:
+    from cloudherd.errors import UsageError
+    from cloudherd.spec.durations import DurationError, parse_duration
+
+    try:
+        seconds = parse_duration(text, bare_text=True)
+    except DurationError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"{option}: more than 0 seconds (got {text})")
+    return seconds
 
 
 def _dollars(amount: float) -> str:

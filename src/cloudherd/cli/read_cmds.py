@@ -65,6 +65,9 @@ def status(
     if infra.last_pass_at:
         manager += f"; last pass {infra.last_pass_at.strftime('%H:%M:%S')}: {infra.last_pass}"
     out.print(Text(f"manager: {manager}", style="dim"))
+    if infra.ends_at is not None:
+        out.print(Text(f"ends: {infra.ends_at:%Y-%m-%d %H:%M:%S} UTC ({_from_now(infra.ends_at)}; time to live)",
+                       style="yellow"))
     out.print(Text(_cost_line(client, infra.id), style="dim"))
     groups = Table(box=None, header_style="bold")
     for column in ("group", "provider", "desired", "actual", "healthy", "min", "max"):
@@ -273,6 +276,19 @@ def _cost_line(client: HerdClient, infra_id: str) -> str:
     text = f"cost: ${report.hourly_now:,.4f}/h now, ${report.total:,.4f} so far"
     text += f" ({'; '.join(books)})" if books else ""
     return text + (f"; not priced: {', '.join(unknown)}" if unknown else "")
+
+
+def _from_now(moment: datetime) -> str:
+    """``in 7h 59m`` / ``due now``: how far a moment is."""
+    from cloudherd.times import as_utc, utcnow
+
+    seconds = int((as_utc(moment) - utcnow()).total_seconds())
+    if seconds <= 0:
+        return "due now: the manager's next pass brings it down"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{rest // 60}m"]
+    return "in " + " ".join(parts[:2])
 
 
 def _money(amount: float | None) -> str:

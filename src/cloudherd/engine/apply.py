@@ -24,6 +24,7 @@ from cloudherd.engine.budget import check_spec
 from cloudherd.engine.context import Providers, Redactor, ensure_identity
 from cloudherd.engine.converge import converge, failure_reason, observed_plan, write_rows
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
+from cloudherd.engine.lifetime import stamp_end
 from cloudherd.engine.locks import DEFAULT_WAIT, exclusive, infra_scope
 from cloudherd.engine.plan import Plan, StalePlan, check_plan, prior_state
 from cloudherd.engine.session import RunSession
@@ -125,6 +126,7 @@ async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT
                 spec_path=str(loaded.path.resolve()), spec_text=loaded.raw_text, ssh_user=spec.ssh.user,
                 ssh_key_path=str(identity.key_path), confined=confined_record(loaded), attached=attached,
             ).id
+        stamp_end(store, store.infrastructure(infra_id), spec)
         owner = store.user_by_id(owner_id) if owner_id else None
         revisions.begin(store, infra_id, loaded, owner.name if owner else identity.user_name, "submit",
                         restart=False)
@@ -155,6 +157,7 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
                                     spec_path=str(loaded.path.resolve()), confined=confined_record(loaded))
         store.add_event(infra.id, "up", f"converging {spec.name}")
         emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name}): converging"))
+    stamp_end(store, infra, spec)
     release = revisions.begin(store, infra.id, loaded, identity.user_name, origin)
     run_intents: list[str] = []
     stopped: str | rollout.RolloutPaused | None = None

@@ -63,6 +63,12 @@ async def down(store: Store, infra: Infrastructure, *, on_event: EventSink | Non
                     force=force)
 
 
+async def down_held(store: Store, infra: Infrastructure, *, on_event: EventSink | None = None) -> None:
+    """:func:`down` for a caller that holds the infrastructure already (a manager's pass whose time-to-live ran
+    out); what cannot be terminated is forgotten and said, as ``down --force`` does (nobody is there to retry)."""
+    await _down(store, infra, on_event=on_event, teardown_timeout=TEARDOWN_TIMEOUT, artifacts_dir=None, force=True)
+
+
 async def _down(store: Store, infra: Infrastructure, *, on_event: EventSink | None, teardown_timeout: float,
                 artifacts_dir: str | os.PathLike[str] | None, force: bool) -> None:
     store.set_infrastructure_state(infra.id, InfraState.DESTROYING)

@@ -26,6 +26,7 @@ from cloudherd.engine.diff import behind, diff_groups
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.health import CheckResult
 from cloudherd.engine.hooks import advance
+from cloudherd.engine.lifetime import end_if_due
 from cloudherd.engine.liveness import observe, record
 from cloudherd.engine.membership import move_members
 from cloudherd.engine.metrics import Sampler
@@ -179,6 +180,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
     if infra.state == InfraState.DESTROYED:
         report.error = "destroyed"
         return report
+    if infra.ends_at is not None and await _ended(store, infra, seen.nodes, times.clock(), sink, report):
+        return report
     try:
         loaded = applied_spec(infra)
         async with RunSession(store, infra, loaded, sink=sink, connect_timeout=connect_timeout,
@@ -239,6 +242,20 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
     event = (PASS_EVENT, log_pass(report)) if log_pass is not None else None
     store.finish_pass(infra.id, {"last_pass_at": utcnow(), "last_pass": report.line()}, event, keep=PASS_EVENTS)
     return report
+
+
+async def _ended(store: Store, infra: Infrastructure, nodes: Sequence[Node], now: datetime,
+                 sink: EventSink | None, report: PassReport) -> bool:
+    """The infrastructure brought down when its time to live ran out; the pass then does nothing else."""
+    try:
+        if not await end_if_due(store, infra, now, sink):
+            return False
+        report.retired = [n.name for n in nodes if n.state != NodeState.TERMINATED]
+    except Exception as exc:  # the down failed: said as the pass's failure; the next pass tries again
+        report.error = pass_failure(exc)
+        store.add_event(infra.id, "error", f"time to live: {report.error}")
+    store.finish_pass(infra.id, {"last_pass_at": utcnow(), "last_pass": report.line()}, None, keep=PASS_EVENTS)
+    return True
 
 
 SIZES_EVENT = "sizes"

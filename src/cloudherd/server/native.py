@@ -140,7 +140,9 @@ async def cost(request: Request, who: Caller, infrastructure: str | None = None,
 @router.post("/infrastructures", status_code=201, response_model=InfrastructureSummary, openapi_extra=SPEC_BODY)
 async def create_infrastructure(request: Request, response: Response, who: Caller,
                                 format: Annotated[str | None, Query(pattern="^(native|ogc|occopus)$")] = None,
-                                attach: bool = True, converge: bool = False) -> InfrastructureSummary:
+                                attach: bool = True, converge: bool = False,
+                                ttl: Annotated[float | None, Query(gt=0, le=366 * 86400)] = None,
+                                ) -> InfrastructureSummary:
     """Record an infrastructure from a spec; the server's manager makes it (watch its events) and, attached,
     keeps it.  409 when the name is taken, 400 with the spec's one-line error.  With ``converge``, a name of
     the caller's that is active already is brought to the new spec instead (200), as ``cloudherd up`` does."""
@@ -153,7 +155,7 @@ async def create_infrastructure(request: Request, response: Response, who: Calle
             if existing is not None and existing.owner_id != who.user_id:
                 raise Conflict(f"the name {existing.name} is taken")
         infra_id = await runtime.client.submit(path, format=format, owner=who.user_id, attach=attach, wait=60.0,
-                                               new_only=not converge, within=runtime.within)
+                                               new_only=not converge, within=runtime.within, ttl=ttl)
     except BaseException:
         discard(path)
         raise

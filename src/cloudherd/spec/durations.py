@@ -9,14 +9,14 @@ FORMS = "a number of seconds, or like 500ms, 10s, 2m, 1h, 1m30s"
 MAX_SECONDS = 365 * 24 * 3600.0  # a year: more is a typo (and overflows some timers)
 
 _NUMBER = r"(?:[0-9]{1,12}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})"
-# units in descending order, each at most once: 1h30m, 2m, 10s, 1m30s, 1s500ms
+# units in descending order, each at most once: 1d12h, 1h30m, 2m, 10s, 1m30s, 1s500ms
 _DURATION = re.compile(
-    rf"^\s*(?:(?P<h>{_NUMBER})\s*h\s*)?(?:(?P<m>{_NUMBER})\s*m(?!s)\s*)?(?:(?P<s>{_NUMBER})\s*s\s*)?"
+    rf"^\s*(?:(?P<d>{_NUMBER})\s*d\s*)?(?:(?P<h>{_NUMBER})\s*h\s*)?(?:(?P<m>{_NUMBER})\s*m(?!s)\s*)?(?:(?P<s>{_NUMBER})\s*s\s*)?"
     rf"(?:(?P<ms>{_NUMBER})\s*ms\s*)?$",
     re.IGNORECASE,
 )
 _BARE = re.compile(rf"^\s*{_NUMBER}\s*$")
-_FACTORS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_FACTORS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 class DurationError(ValueError):

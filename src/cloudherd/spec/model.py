@@ -19,6 +19,7 @@ from pydantic import (
 
 from cloudherd.spec.coerce import (
     LENIENT,
+    Duration,
     Int,
     _LocatedValueError,
     _Strict,
@@ -229,6 +230,7 @@ class Spec(_Strict):
     # how scripts are templated: Jinja, or Mako (OGC's scripts), which is read into Jinja for the same sandbox
     templates: Literal["jinja", "mako"] = "jinja"
     budget: Budget | None = None  # what it may cost (US dollars): an hour, and in all
+    ttl: Duration | None = Field(default=None, gt=0)  # its time to live from its making: then the manager ends it
 
     @model_validator(mode="after")
     def _providers_exist(self) -> Spec:
