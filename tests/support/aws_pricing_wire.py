@@ -17,8 +17,10 @@ import itertools
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from wire_server import WireServer
 
 TARGET = "AWSPriceListService.GetProducts"
 LINUX = {"operatingSystem": "Linux", "tenancy": "Shared", "preInstalledSw": "NA", "capacitystatus": "Used",
@@ -37,8 +39,7 @@ class FakePriceList:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._skus = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._wire: WireServer | None = None
         self.url = ""
 
     def start(self) -> str:
@@ -47,19 +48,13 @@ class FakePriceList:
         class Handler(_Handler):
             server_fake = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-pricing", daemon=True)
-        self._thread.start()
+        self._wire = WireServer(Handler, "fake-pricing")
+        self.url = self._wire.start()
         return self.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._wire is not None:
+            self._wire.stop()
 
     def add(self, region: str, instance_type: str, hourly: str, **attributes: str) -> dict[str, Any]:
         """An EC2 product as the Price List API has it, on demand at ``hourly`` USD an hour (a decimal string, as

@@ -18,9 +18,11 @@ import json
 import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from wire_server import WireServer
 
 COMPUTE = "6F81-5844-456A"
 PAGE_SIZE = 3
@@ -45,8 +47,7 @@ class FakeBilling:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._wire: WireServer | None = None
         self.url = ""
 
     def start(self) -> str:
@@ -55,19 +56,13 @@ class FakeBilling:
         class Handler(_Handler):
             server_fake = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-billing", daemon=True)
-        self._thread.start()
+        self._wire = WireServer(Handler, "fake-billing")
+        self.url = self._wire.start()
         return self.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._wire is not None:
+            self._wire.stop()
 
     def add_sku(self, description: str, regions: list[str], unit: str, *rates: tuple[str, str],
                 usage: str = "OnDemand", group: str = "CPU", family: str = "Compute") -> dict[str, Any]:

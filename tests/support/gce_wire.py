@@ -24,9 +24,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from wire_server import WireServer
 
 PREFIX = "/compute/v1"
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -96,8 +98,7 @@ class FakeGce:
         self._stopping = threading.Event()
         self._released = threading.Event()  # set: every held operations.wait answers now
         self.held = 0  # operations.wait calls being held right now
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._wire: WireServer | None = None
         self.url = ""
 
     # -- life ----------------------------------------------------------------------------------------
@@ -108,22 +109,15 @@ class FakeGce:
         class Handler(_Handler):
             server_fake = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-gce", daemon=True)
-        self._thread.start()
+        self._wire = WireServer(Handler, "fake-gce")
+        self.url = self._wire.start()
         return self.url
 
     def stop(self) -> None:
         self._stopping.set()
         self._released.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._wire is not None:
+            self._wire.stop()
 
     def reset(self) -> None:
         with self._lock:
