@@ -190,3 +190,15 @@ def aws_refusal(call: Any, **kwargs: Any) -> tuple[str, str]:
     with pytest.raises(ClientError) as caught:
         call(**kwargs)
     return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
+
+
+@contextlib.contextmanager
+def dashboard_session(served: Served, token: str) -> Iterator[httpx.Client]:
+    """A logged-in dashboard session: the login form's CSRF token posted with the API token."""
+    import re
+
+    with httpx.Client(base_url=served.url, timeout=30) as client:
+        found = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui").text)
+        assert found, "no CSRF token on the login page"
+        assert client.post("/ui/login", data={"token": token, "csrf": found.group(1)}).status_code == 303
+        yield client

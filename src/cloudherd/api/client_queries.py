@@ -47,6 +47,7 @@ class Queries(ClientCore):
         infra = self.reads.resolve(ref)
         machines: dict[str, str] = {}
         view = self._view(infra, await refresh(self.reads, infra, machines, store=lambda: self.store))
+        view = view.model_copy(update={"idle_deadlines": self._idle_deadlines(infra.id)})
         if not machines:
             return view
         nodes = tuple(node.model_copy(update={"machine": machines.get(node.id)}) for node in view.nodes)
@@ -66,6 +67,22 @@ class Queries(ClientCore):
             rows = [store.infrastructure(i.id) for i in store.infrastructures(include_destroyed=True, owner_id=owner,
                                                                                with_nodes=False)]
         return cost_report(rows, since)
+
+    def _idle_deadlines(self, infra_id: str) -> dict[str, datetime]:
+        from cloudherd.engine.context import snapshot
+        from cloudherd.engine.idle import idle_deadlines
+        from cloudherd.errors import CloudherdError
+
+        row = self.store.infrastructure(infra_id)
+        if row.state == InfraState.DESTROYED:
+            return {}
+        try:
+            loaded = snapshot(row)
+        except CloudherdError:
+            return {}
+        if loaded.spec.autostop is None and loaded.spec.autodown is None:
+            return {}
+        return idle_deadlines(self.store, row, loaded)
 
     async def infrastructure(self, ref: str) -> Infrastructure:
         """The infrastructure as recorded (no provider call)."""

@@ -28,21 +28,43 @@ def list_(
     as_json: bool = AS_JSON,
     all_: bool = typer.Option(False, "--all", "-a", help="Include destroyed infrastructures."),
 ) -> None:
-    """List infrastructures."""
-    rows = guard(lambda: herd().ls(include_destroyed=all_))
+    """List infrastructures, with what each costs an hour now and has cost so far."""
+    client = herd()
+    rows = guard(lambda: client.ls(include_destroyed=all_))
     if as_json:
         print_json(rows)
         return
     if not rows:
         err.print("no infrastructures (cloudherd up SPEC makes one)")
         return
+    costs = _costs_by_infrastructure(client)
     table = Table(box=None, header_style="bold")
-    for column in ("id", "name", "state", "nodes", "ready", "created"):
-        table.add_column(column)
+    for column in ("id", "name", "state", "nodes", "ready", "created", "$/h now", "cost"):
+        table.add_column(column, justify="right" if column[0] in "$c" and column != "created" else "left")
     for row in rows:
+        hourly, total = costs.get(row.id, (0.0, 0.0))
         table.add_row(row.id, row.name, Text(row.state, style=INFRA_STYLE.get(row.state, "")),
-                      str(row.live_nodes), str(row.ready_nodes), row.created_at.isoformat(" ")[:19])
+                      str(row.live_nodes), str(row.ready_nodes), row.created_at.isoformat(" ")[:19],
+                      _money(hourly), _money(total))
     out.print(table)
+
+
+def _costs_by_infrastructure(client: HerdClient) -> dict[str, tuple[float | None, float | None]]:
+    """Each infrastructure's $/h now and cost so far (None: a price unknown; nothing at all when the cost cannot
+    be read: the list is still shown)."""
+    try:
+        report = client.cost()
+    except CloudherdError:
+        return {}
+    found: dict[str, tuple[float | None, float | None]] = {}
+    for line in report.lines:
+        hourly, total = found.get(line.infrastructure_id, (0.0, 0.0))
+        found[line.infrastructure_id] = (_plus(hourly, line.hourly_now), _plus(total, line.cost))
+    return found
+
+
+def _plus(first: float | None, second: float | None) -> float | None:
+    return None if first is None or second is None else first + second
 
 
 @router.command()
@@ -65,6 +87,9 @@ def status(
     if infra.last_pass_at:
         manager += f"; last pass {infra.last_pass_at.strftime('%H:%M:%S')}: {infra.last_pass}"
     out.print(Text(f"manager: {manager}", style="dim"))
+    for rule, moment in infra.idle_deadlines.items():
+        out.print(Text(f"{rule}: {moment:%Y-%m-%d %H:%M:%S} UTC if idle until then ({_from_now(moment)})",
+                       style="yellow"))
     if infra.ends_at is not None:
         out.print(Text(f"ends: {infra.ends_at:%Y-%m-%d %H:%M:%S} UTC ({_from_now(infra.ends_at)}; time to live)",
                        style="yellow"))
@@ -284,7 +309,7 @@ def _from_now(moment: datetime) -> str:
 
     seconds = int((as_utc(moment) - utcnow()).total_seconds())
     if seconds <= 0:
-        return "due now: the manager's next pass brings it down"
+        return "due now: at the manager's next pass"
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{rest // 60}m"]

@@ -134,7 +134,7 @@ async def enforce_total(store: Store, infra: Infrastructure, loaded: LoadedSpec,
         store.update_groups(infra.id, {g.name: {"count": 0} for g in infra.groups})
         done = f"{why}: every group to size 0 (on_total: down)"
     else:
-        done = f"{why}: {await _stop_machines(store, infra, run, nodes)} machine(s) stopped (on_total: stop)"
+        done = f"{why}: {await stop_machines(store, infra, run, nodes)} machine(s) stopped (on_total: stop)"
     store.add_event(infra.id, "budget", done)
     return done
 
@@ -143,7 +143,7 @@ def _held_for_budget(infra: Infrastructure) -> bool:
     return any(str((g.suspended or {}).get(Process.LAUNCH.value, "")).startswith("budget:") for g in infra.groups)
 
 
-async def _stop_machines(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequence[Node]) -> int:
+async def stop_machines(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequence[Node]) -> int:
     """Stop the running machines of every provider that can; the others are said and left running."""
     live = [n for n in nodes if n.state in RUNNING and n.provider_id and not n.standby]
     stopped = 0

@@ -229,12 +229,13 @@ class Sampler:
         values: dict[str, float | None] = {}
         declared = loaded.group(node.group_name).metrics
         if any(m in BUILTIN_METRICS for m in metrics):
-            values.update(await self._builtin(node, pool, reach))
+            values.update(await self.builtin(node, pool, reach))
         for metric in (m for m in metrics if m in declared):
             values[metric] = await _declared(declared[metric], infra, loaded, node, nodes, pool, reach)
         return values
 
-    async def _builtin(self, node: Node, pool: ConnectionPool, reach: Reach) -> dict[str, float | None]:
+    async def builtin(self, node: Node, pool: ConnectionPool, reach: Reach) -> dict[str, float | None]:
+        """A node's ``cpu`` (since this sampler last read it; None the first time), ``memory`` and ``load1``."""
         try:
             result = await pool.run(reach.target(node), PROC, timeout=TIMEOUT)
         except (CloudherdError, TimeoutError, OSError):

@@ -26,6 +26,7 @@ from cloudherd.engine.diff import behind, diff_groups
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
 from cloudherd.engine.health import CheckResult
 from cloudherd.engine.hooks import advance
+from cloudherd.engine.idle import watch_idle
 from cloudherd.engine.lifetime import end_if_due
 from cloudherd.engine.liveness import observe, record
 from cloudherd.engine.membership import move_members
@@ -230,6 +231,11 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                 store.set_infrastructure_state(infra.id, InfraState.READY)  # at size, every node deployed
             if report.converged or infra.state != InfraState.READY:
                 store.settle_revisions(infra.id)  # the spec as applied is what runs now
+            idle = await watch_idle(store, store.infrastructure(infra.id), loaded, run, store.nodes(infra.id),
+                                    times.sampler, times.clock()) if loaded.spec.autostop or loaded.spec.autodown \
+                else None
+            if idle:
+                report.scaled.append(idle)
     except FencedOut:
         raise  # another manager keeps it now: this one writes nothing more, not even the error
     except Exception as exc:  # the pass failed, whatever the cause: this infrastructure's failure (an event;

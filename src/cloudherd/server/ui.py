@@ -206,8 +206,9 @@ async def infrastructure(request: Request, ref: str) -> Response:
     holds = await runtime.client.hooks(infra.id)
     # each group's warm pool, apart from its nodes in service (the pool is not counted in the group's size)
     pools = {g.name: [n for n in view.live if n.group == g.name and n.warm] for g in view.groups}
-    return _page("infrastructure.html", infra=view, events=list(reversed(events)), revisions=revisions, plots=plots,
-                 metric_plots=metric_plots, processes=PROCESSES, in_service=IN_SERVICE,
+    cost = await runtime.client.cost(infra.id)
+    return _page("infrastructure.html", infra=view, cost=cost, events=list(reversed(events)), revisions=revisions,
+                 plots=plots, metric_plots=metric_plots, processes=PROCESSES, in_service=IN_SERVICE,
                  retired=retired[:RETIRED_SHOWN], holds=holds, results=HOOK_RESULTS,
                  pools={name: nodes for name, nodes in pools.items() if nodes},
                  csrf=csrf_token(login), fragment=request.query_params.get("fragment") == "1",

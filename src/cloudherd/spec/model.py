@@ -33,6 +33,7 @@ from cloudherd.spec.parts import (
     GroupLogin,
     Health,
     Hook,
+    Idle,
     InlineScript,
     Metric,
     MinCount,
@@ -231,6 +232,8 @@ class Spec(_Strict):
     templates: Literal["jinja", "mako"] = "jinja"
     budget: Budget | None = None  # what it may cost (US dollars): an hour, and in all
     ttl: Duration | None = Field(default=None, gt=0)  # its time to live from its making: then the manager ends it
+    autostop: Idle | None = None  # idle that long: stopped (or ended, ``action: down``) by the manager
+    autodown: Idle | None = None  # idle that long: ended (its ``action`` is always down)
 
     @model_validator(mode="after")
     def _providers_exist(self) -> Spec:

@@ -464,6 +464,16 @@ class Upload(_Strict):
 
 
 
+class Idle(_Strict):
+    """When an infrastructure counts as idle long enough to stop or end (:mod:`cloudherd.engine.idle`): ``idle``
+    long with no interactive SSH session on any node, no script or command of cloudherd's running or run, and every
+    node's cpu under ``cpu`` percent."""
+
+    idle: Duration = Field(gt=0)
+    action: Literal["stop", "down"] = "stop"
+    cpu: Float = Field(default=10.0, gt=0, le=100)
+
+
 class Budget(_Strict):
     """What an infrastructure may cost, in US dollars (:mod:`cloudherd.engine.budget`): ``hourly``, what its running
     machines may cost an hour (a plan past it is refused, and the manager makes no node past it); ``total``, what it

@@ -71,6 +71,7 @@ class Infrastructure(Base):
     # a spec that came over the network: the server's clouds it may use (spec/confine.py); None for a local one
     confined: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     ends_at: Mapped[datetime | None] = mapped_column()  # its time-to-live runs out: the manager brings it down
+    busy_at: Mapped[datetime | None] = mapped_column()  # a pass last found it in use (its idle time counts from it)
 
     groups: Mapped[list[Group]] = relationship(back_populates="infrastructure", order_by="Group.position")
     nodes: Mapped[list[Node]] = relationship(back_populates="infrastructure", order_by="Node.name")

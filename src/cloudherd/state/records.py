@@ -146,6 +146,7 @@ class InfraRecord(Record):
     last_pass: str | None
     confined: dict[str, Any] | None
     ends_at: datetime | None
+    busy_at: datetime | None
     groups: list[GroupRecord] = field(default_factory=list, metadata=DERIVED)
     nodes: list[NodeRecord] = field(default_factory=list, metadata=DERIVED)
 

@@ -1,5 +1,5 @@
 """infrastructures.ends_at: when the infrastructure's time-to-live runs out (``ttl:``, ``up --ttl``) and the
-manager brings it down
+manager brings it down; infrastructures.busy_at: when a pass last found it in use (autostop, autodown)
 
 Revision ID: 0012
 Revises: 0011
@@ -19,8 +19,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("infrastructures") as batch:
         batch.add_column(sa.Column("ends_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("busy_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("infrastructures") as batch:
+        batch.drop_column("busy_at")
         batch.drop_column("ends_at")

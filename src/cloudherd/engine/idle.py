@@ -1,0 +1,116 @@
+"""Autostop and autodown: an infrastructure idle long enough is stopped (``autostop``, or ended with ``action:
+down``) or ended (``autodown``), by the manager's passes.
+
+Idle means, on every running node: no interactive SSH session (an ``sshd: USER@pts/N`` process, or
+``sshd-session: …`` from OpenSSH 9.8: a person logged in, ``cloudherd ssh`` included; cloudherd's own
+connections have no terminal), no script or command of cloudherd's running, and the node's cpu under the rule's
+``cpu`` percent (``autostop``'s, else ``autodown``'s).  Each pass that finds the infrastructure in use writes
+when (``infrastructures.busy_at``); its idle time counts from the latest of that, its last action and its
+making, so that whichever manager holds it next goes on counting.  SkyPilot has one timer for both "stop" and
+"down"; here they are two rules, so a fleet can stop after 30 minutes and be ended after a week.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from cloudherd.engine.budget import HELD, stop_machines
+from cloudherd.engine.destroy import down_held
+from cloudherd.engine.metrics import Sampler
+from cloudherd.engine.session import RunSession
+from cloudherd.errors import CloudherdError
+from cloudherd.lifecycle import NodeState
+from cloudherd.spec import LoadedSpec
+from cloudherd.spec.parts import Idle
+from cloudherd.state.models import Infrastructure, Node
+from cloudherd.state.repo import Store
+from cloudherd.times import as_utc
+
+# interactive SSH sessions on the node: OpenSSH names a session's process "sshd: USER@pts/N" (from 9.8,
+# "sshd-session: USER@pts/N")
+SESSIONS = ("for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\" 2>/dev/null; echo; done "
+            "| grep -cE '^sshd(-session)?: [^ ]*@pts/' || true")
+TIMEOUT = 10.0
+IN_USE = frozenset({NodeState.READY, NodeState.UNHEALTHY, NodeState.WAITING, NodeState.DEPLOYING})
+
+
+async def watch_idle(store: Store, infra: Infrastructure, loaded: LoadedSpec, run: RunSession,
+                     nodes: Sequence[Node], sampler: Sampler, now: datetime) -> str | None:
+    """Note whether the infrastructure is in use; stop or end it once idle long enough; returns what it did."""
+    rules = [(name, rule) for name, rule in (("autostop", loaded.spec.autostop), ("autodown", loaded.spec.autodown))
+             if rule is not None]
+    if not rules:
+        return None
+    threshold = rules[0][1].cpu
+    why_busy = await _busy(store, infra, run, nodes, sampler, threshold)
+    if why_busy:
+        store.update_infrastructure(infra.id, busy_at=now)
+        return None
+    since = _idle_since(store, infra)
+    for name, rule in reversed(rules):  # autodown first: a fleet idle long enough to end is not merely stopped
+        if now - since >= timedelta(seconds=rule.idle) and not _done(infra, name):
+            return await _act(store, infra, run, nodes, name, rule, since)
+    return None
+
+
+async def _busy(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequence[Node], sampler: Sampler,
+                threshold: float) -> str | None:
+    """Why the infrastructure is in use now (None: it is not)."""
+    if any(a.ended_at is None for a in store.last_actions(infra.id).values()):
+        return "a script or command runs"
+    live = [n for n in nodes if n.state in IN_USE and not n.standby and not n.warm]
+    answers = await asyncio.gather(*(_node_busy(n, run, sampler, threshold) for n in live))
+    return next((why for why in answers if why), None)
+
+
+async def _node_busy(node: Node, run: RunSession, sampler: Sampler, threshold: float) -> str | None:
+    try:
+        result = await run.pool.run(run.reach.target(node), SESSIONS, timeout=TIMEOUT)
+    except (CloudherdError, TimeoutError, OSError):
+        return None  # a node that does not answer says nothing of its use
+    if (result.stdout.strip() or "0").isdigit() and int(result.stdout.strip() or "0") > 0:
+        return f"{node.name}: an SSH session is open"
+    cpu = (await sampler.builtin(node, run.pool, run.reach)).get("cpu")
+    if cpu is not None and cpu >= threshold:
+        return f"{node.name}: cpu {cpu:.0f}% ≥ {threshold:g}%"
+    return None
+
+
+def idle_deadlines(store: Store, infra: Infrastructure, loaded: LoadedSpec) -> dict[str, datetime]:
+    """When each rule would act if the infrastructure stays idle from now on (for ``status``)."""
+    since = _idle_since(store, infra)
+    return {name: since + timedelta(seconds=rule.idle)
+            for name, rule in (("autostop", loaded.spec.autostop), ("autodown", loaded.spec.autodown))
+            if rule is not None and not _done(infra, name)}
+
+
+def _idle_since(store: Store, infra: Infrastructure) -> datetime:
+    moments = [as_utc(infra.created_at)]
+    if infra.busy_at is not None:
+        moments.append(as_utc(infra.busy_at))
+    for action in store.last_actions(infra.id).values():
+        moments.append(as_utc(action.ended_at or action.started_at))
+    return max(moments)
+
+
+def _done(infra: Infrastructure, rule: str) -> bool:
+    """Whether the rule has stopped the infrastructure already (its suspension says so until resumed)."""
+    return any(str((g.suspended or {}).get(HELD[0].value, "")).startswith(f"{rule}:") for g in infra.groups)
+
+
+async def _act(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequence[Node], name: str, rule: Idle,
+               since: datetime) -> str:
+    why = f"{name}: idle since {since:%Y-%m-%d %H:%M:%S} UTC ({rule.idle:g} s allowed)"
+    if name == "autodown" or rule.action == "down":
+        store.add_event(infra.id, name, f"{why}: down")
+        await down_held(store, infra, on_event=run.sink)
+        return f"{why}: down"
+    for group in infra.groups:
+        held = {**(group.suspended or {}), **{p.value: why for p in HELD}}
+        store.set_suspended(infra.id, group.name, held, f"{group.name}: suspended {', '.join(p.value for p in HELD)} "
+                                                        f"({why})")
+    done = f"{why}: {await stop_machines(store, infra, run, nodes)} machine(s) stopped"
+    store.add_event(infra.id, name, done)
+    return done
