@@ -158,8 +158,11 @@ class InstanceActions(GroupParts):
         members = {i.id for g in self.groups() for i in g.instances}
         wanted = list(dict.fromkeys(instance_ids))
         machines = []
-        for instance_id in wanted:
-            before = self.store.detached_node(instance_id.removeprefix("i-"))
+        for instance_id in wanted:  # only what the caller detached: a server's other machines are not theirs
+            before = self.store.detached_node(instance_id.removeprefix("i-"), self.owner)
+            if before is None and instance_id not in members:
+                raise AwsError("ValidationError", f"Invalid Instance ID(s): [{instance_id}] specified: only an "
+                                                  "instance detached from one of your groups can be attached")
             machines.append(before.provider_id or instance_id if before is not None else instance_id)
         held = self.store.machine_holders(provider, machines)
         taken = [i for i, m in zip(wanted, machines, strict=True) if i in members or m in held]

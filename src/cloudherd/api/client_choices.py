@@ -144,16 +144,18 @@ class ChoiceCommands(ClientCore):
         return self._fresh(infra, rows)
 
     async def attach_machines(self, ref: str, group: str, machines: Selectable, *, wait: float = 600.0,
-                              on_event: EventSink | None = None, run_pass: bool = True) -> list[Node]:
+                              on_event: EventSink | None = None, run_pass: bool = True,
+                              owner: str | None = None) -> list[Node]:
         """Make running machines nodes of ``group`` (AWS's AttachInstances): machines of the group's provider that
         no node holds, named by their id or, for a machine detached before, by its old node's name or id.  They
         are retagged and deployed (the group's scripts run on them) and the group's size goes up by as many (not
-        above its max).  Returns their nodes once a pass has carried it out (none yet when a manager will)."""
+        above its max).  Returns their nodes once a pass has carried it out (none yet when a manager will).
+        ``owner`` (a server's caller): only machines detached from that user's own infrastructures."""
         from cloudherd.engine.membership import ATTACH
 
         infra = self._live(ref)
         row = self._group(infra, group)
-        ids = self._machines(row.provider, _names(machines))
+        ids = self._machines(row.provider, _names(machines), owner)
         held = self.store.machine_holders(row.provider, ids)
         if held:
             raise UsageError("; ".join(f"{m} is node {n.name}'s: detach it first" for m, n in held.items()))
@@ -166,13 +168,16 @@ class ChoiceCommands(ClientCore):
         now = [n for n in self.store.nodes(infra.id) if n.provider_id in ids and n.state != NodeState.TERMINATED]
         return self._fresh(infra, now)
 
-    def _machines(self, provider: str, refs: Sequence[str]) -> list[str]:
-        """Machine ids: a detached node's (by its name or id) or as given."""
+    def _machines(self, provider: str, refs: Sequence[str], owner: str | None) -> list[str]:
+        """Machine ids: a detached node's (by its name or id) or as given (not on a server: there a user takes
+        back only what they detached)."""
         if not refs:
             raise UsageError("name at least one machine (its id, or a detached node's name)")
         ids = []
         for ref in refs:
-            before = self.store.detached_node(ref)
+            before = self.store.detached_node(ref, owner)
+            if before is None and owner is not None:
+                raise UsageError(f"{ref}: not a machine detached from one of your infrastructures")
             if before is not None and before.provider != provider:
                 raise UsageError(f"{ref} was a machine of provider {before.provider}, not {provider}")
             ids.append(before.provider_id or ref if before is not None else ref)

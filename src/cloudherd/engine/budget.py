@@ -91,8 +91,9 @@ def refusal(spec: Spec, sizes: Mapping[str, int], prices: Prices | None = None) 
     if cost.dollars <= budget.hourly + 1e-9:
         return None
     shown = ", ".join(f"{name} {count}" for name, count in sizes.items())
+    unpriced = f" (not priced, so not counted: {', '.join(cost.unknown)})" if cost.unknown else ""
     return (f"over the hourly budget: ${cost.dollars:,.4f}/h for {shown} > ${budget.hourly:,.4f}/h "
-            f"(budget.hourly); shrink a group or raise the budget")
+            f"(budget.hourly){unpriced}; shrink a group or raise the budget")
 
 
 def check_spec(spec: Spec) -> None:
@@ -126,12 +127,14 @@ async def enforce_total(store: Store, infra: Infrastructure, loaded: LoadedSpec,
     if spent < budget.total:
         return None
     why = f"budget: ${spent:,.4f} spent, total ${budget.total:,.4f} reached"
-    for group in infra.groups:
-        held = {**(group.suspended or {}), **{p.value: why for p in HELD}}
+    for group in infra.groups:  # a suspension already there keeps its own reason (the user's, autostop's)
+        held = {**{p.value: why for p in HELD}, **(group.suspended or {})}
         store.set_suspended(infra.id, group.name, held, f"{group.name}: suspended {', '.join(p.value for p in HELD)} "
                                                         f"({why})")
     if budget.on_total == "down":
         store.update_groups(infra.id, {g.name: {"count": 0} for g in infra.groups})
+        for request in store.pending_scale_requests(infra.id):  # none may grow it again behind the budget's back
+            store.consume_scale_request(request.id, f"dropped: {why}")
         done = f"{why}: every group to size 0 (on_total: down)"
     else:
         done = f"{why}: {await stop_machines(store, infra, run, nodes)} machine(s) stopped (on_total: stop)"
@@ -140,7 +143,8 @@ async def enforce_total(store: Store, infra: Infrastructure, loaded: LoadedSpec,
 
 
 def _held_for_budget(infra: Infrastructure) -> bool:
-    return any(str((g.suspended or {}).get(Process.LAUNCH.value, "")).startswith("budget:") for g in infra.groups)
+    return any(str(why).startswith("budget:") for g in infra.groups for p, why in (g.suspended or {}).items()
+               if p in {h.value for h in HELD})
 
 
 async def stop_machines(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequence[Node]) -> int:

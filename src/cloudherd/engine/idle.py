@@ -34,6 +34,7 @@ from cloudherd.times import as_utc
 SESSIONS = ("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' "
             "| grep -cE '^sshd(-session)?: [^ ]*@pts/' || true")
 TIMEOUT = 10.0
+CPU_WINDOW = 5.0  # seconds a node's cpu is measured over at the least (passes closer together do not measure it)
 IN_USE = frozenset({NodeState.READY, NodeState.UNHEALTHY, NodeState.WAITING, NodeState.DEPLOYING})
 
 
@@ -46,7 +47,7 @@ async def watch_idle(store: Store, infra: Infrastructure, loaded: LoadedSpec, ru
         return None
     threshold = rules[0][1].cpu
     why_busy = await _busy(store, infra, run, nodes, sampler, threshold)
-    if why_busy:
+    if why_busy or infra.busy_at is None:  # the first pass that watches starts the count: not its making
         store.update_infrastructure(infra.id, busy_at=now)
         return None
     since = _idle_since(store, infra)
@@ -70,10 +71,10 @@ async def _node_busy(node: Node, run: RunSession, sampler: Sampler, threshold: f
     try:
         result = await run.pool.run(run.reach.target(node), SESSIONS, timeout=TIMEOUT)
     except (CloudherdError, TimeoutError, OSError):
-        return None  # a node that does not answer says nothing of its use
+        return f"{node.name}: not reachable (its use unknown)"  # never stop what cannot be seen
     if (result.stdout.strip() or "0").isdigit() and int(result.stdout.strip() or "0") > 0:
         return f"{node.name}: an SSH session is open"
-    cpu = (await sampler.builtin(node, run.pool, run.reach)).get("cpu")
+    cpu = (await sampler.builtin(node, run.pool, run.reach, min_window=CPU_WINDOW)).get("cpu")
     if cpu is not None and cpu >= threshold:
         return f"{node.name}: cpu {cpu:.0f}% ≥ {threshold:g}%"
     return None
@@ -97,8 +98,9 @@ def _idle_since(store: Store, infra: Infrastructure) -> datetime:
 
 
 def _done(infra: Infrastructure, rule: str) -> bool:
-    """Whether the rule has stopped the infrastructure already (its suspension says so until resumed)."""
-    return any(str((g.suspended or {}).get(HELD[0].value, "")).startswith(f"{rule}:") for g in infra.groups)
+    """Whether the rule has stopped the infrastructure already (one of its suspensions says so until resumed)."""
+    return any(str(why).startswith(f"{rule}:") for g in infra.groups for p, why in (g.suspended or {}).items()
+               if p in {h.value for h in HELD})
 
 
 async def _act(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequence[Node], name: str, rule: Idle,
@@ -108,8 +110,8 @@ async def _act(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequ
         store.add_event(infra.id, name, f"{why}: down")
         await down_held(store, infra, on_event=run.sink)
         return f"{why}: down"
-    for group in infra.groups:
-        held = {**(group.suspended or {}), **{p.value: why for p in HELD}}
+    for group in infra.groups:  # a suspension already there keeps its own reason (the user's, a budget's)
+        held = {**{p.value: why for p in HELD}, **(group.suspended or {})}
         store.set_suspended(infra.id, group.name, held, f"{group.name}: suspended {', '.join(p.value for p in HELD)} "
                                                         f"({why})")
     done = f"{why}: {await stop_machines(store, infra, run, nodes)} machine(s) stopped"

@@ -323,7 +323,7 @@ class Manager:
         try:
             async with exclusive(self.store, infra_scope(infra.name), "manage", wait=0, ttl=self.ttl) as held:
                 began = datetime.now(UTC)
-                return await reconcile(self.store, infra.id, sink=self.sink, times=self._times,
+                return await reconcile(self.store, infra.id, sink=self.sink, times=self._times, keeper=True,
                                        log_pass=lambda report: self._pass_line(held, began, report))
         except FencedOut as exc:  # paused past the TTL: another manager keeps it now; this one lets go
             self._claims.pop(infra.id, None)

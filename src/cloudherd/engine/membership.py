@@ -24,7 +24,7 @@ from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import NodeState
 from cloudherd.providers.base import TAG_GROUP, TAG_INFRA, Instance
 from cloudherd.spec import LoadedSpec
-from cloudherd.state.models import Infrastructure, Node, ScaleRequest
+from cloudherd.state.models import Group, Infrastructure, Node, ScaleRequest
 from cloudherd.state.repo import Store
 from cloudherd.state.repo_choices import DETACHED_REASON
 
@@ -35,11 +35,14 @@ CLEARED = {TAG_INFRA: "", TAG_GROUP: ""}  # a detached machine's cloudherd tags:
 
 
 async def move_members(store: Store, infra: Infrastructure, loaded: LoadedSpec, run: RunSession,
-                       scaled: list[str]) -> None:
-    """Carry out the pending detach and attach requests of ``infra``, each told as an event and in ``scaled``."""
+                       scaled: list[str]) -> bool:
+    """Carry out the pending detach and attach requests of ``infra``, each told as an event and in ``scaled``;
+    returns whether there was any.  Each starts from the group's size as the one before it left it."""
+    done = False
     for request in store.pending_scale_requests(infra.id):
         if request.kind not in (DETACH, ATTACH):
             continue
+        done = True
         try:
             if request.group_name not in loaded.spec.groups:
                 outcome = f"{request.group_name}: no such group"
@@ -52,6 +55,7 @@ async def move_members(store: Store, infra: Infrastructure, loaded: LoadedSpec, 
             store.add_event(infra.id, MEMBERSHIP_EVENT, outcome)
         store.consume_scale_request(request.id, outcome)
         scaled.append(outcome)
+    return done
 
 
 async def _detach(store: Store, infra: Infrastructure, request: ScaleRequest, run: RunSession) -> str:
@@ -66,7 +70,7 @@ async def _detach(store: Store, infra: Infrastructure, request: ScaleRequest, ru
         await run.providers.get(provider).tag([n.provider_id or "" for n in leaving if n.provider == provider],
                                               CLEARED)
     counted = [n for n in leaving if not n.standby and not n.warm]  # what the group's size holds of them
-    row = next(g for g in infra.groups if g.name == group)
+    row = _group_now(store, infra.id, group)
     count = max(row.count - len(counted), 0) if request.amount else None
     names = ", ".join(f"{n.name} ({n.provider_id})" for n in leaving)
     size = f"size {row.count} → {count}" if count is not None else "replaced"
@@ -78,7 +82,7 @@ async def _detach(store: Store, infra: Infrastructure, request: ScaleRequest, ru
 
 async def _attach(store: Store, infra: Infrastructure, request: ScaleRequest, run: RunSession) -> str:
     group = request.group_name
-    row = next(g for g in infra.groups if g.name == group)
+    row = _group_now(store, infra.id, group)
     wanted = list(dict.fromkeys((request.victims or {}).get("machines") or []))
     driver = run.providers.get(row.provider)
     found = {i.id: i for i in await driver.list({})}
@@ -110,13 +114,23 @@ async def _attach(store: Store, infra: Infrastructure, request: ScaleRequest, ru
     return message
 
 
+def _group_now(store: Store, infra_id: str, group: str) -> Group:
+    """The group's row as it is now: an earlier request of this pass may have changed its size."""
+    return next(g for g in store.infrastructure(infra_id).groups if g.name == group)
+
+
 def _refusals(wanted: Sequence[str], found: dict[str, Instance], held: dict[str, Node]) -> list[str]:
+    """Why machines cannot be taken: not running, a node's, or tagged as another infrastructure's (whatever name
+    its provider has there: a cloud account can be two providers' entries)."""
     refused = []
     for machine in wanted:
         if machine not in found or not found[machine].alive:
             refused.append(f"no running machine {machine}")
         elif machine in held:
             refused.append(f"{machine} is node {held[machine].name}'s")
+        elif found[machine].tags.get(TAG_INFRA):
+            refused.append(f"{machine} carries infrastructure {found[machine].tags[TAG_INFRA]}'s tag "
+                           "(`cloudherd gc` / `adopt` are for such machines)")
     return refused
 
 

@@ -200,6 +200,7 @@ class Sampler:
 
     def __init__(self) -> None:
         self._cpu: dict[str, CgroupCpu | tuple[float, float]] = {}
+        self._read_at: dict[str, float] = {}  # when each node's counters were read (the monotonic clock)
 
     async def sample(self, infra: Infrastructure, loaded: LoadedSpec, nodes: Sequence[Node], pool: ConnectionPool,
                      reach: Reach, now: datetime) -> list[GroupSample]:
@@ -234,8 +235,15 @@ class Sampler:
             values[metric] = await _declared(declared[metric], infra, loaded, node, nodes, pool, reach)
         return values
 
-    async def builtin(self, node: Node, pool: ConnectionPool, reach: Reach) -> dict[str, float | None]:
-        """A node's ``cpu`` (since this sampler last read it; None the first time), ``memory`` and ``load1``."""
+    async def builtin(self, node: Node, pool: ConnectionPool, reach: Reach,
+                      min_window: float = 0.0) -> dict[str, float | None]:
+        """A node's ``cpu`` (since this sampler last read it; None the first time), ``memory`` and ``load1``.
+        ``min_window``: nothing is read (and the window grows on) until that many seconds have passed since the
+        last read: a cpu over a shorter time is mostly the reading's own work."""
+        started = time.monotonic()
+        if min_window and started - self._read_at.get(node.id, -min_window) < min_window:
+            return {}
+        self._read_at[node.id] = started
         try:
             result = await pool.run(reach.target(node), PROC, timeout=TIMEOUT)
         except (CloudherdError, TimeoutError, OSError):
@@ -255,6 +263,7 @@ class Sampler:
     def forget(self, keep: Mapping[str, object]) -> None:
         """Drop the counters of nodes not in ``keep`` (gone)."""
         self._cpu = {k: v for k, v in self._cpu.items() if k in keep}
+        self._read_at = {k: v for k, v in self._read_at.items() if k in keep}
 
 
 async def _declared(metric: Metric, infra: Infrastructure, loaded: LoadedSpec, node: Node, nodes: Sequence[Node],

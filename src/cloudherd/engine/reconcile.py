@@ -127,6 +127,7 @@ class CheckTimes:
         self._checked: dict[str, dict[str, float]] = {}  # infrastructure id → node id → when
         self._failing: dict[str, dict[str, float]] = {}
         self.sampler = Sampler()  # each node's cpu counters at its last sample, also from pass to pass
+        self.idle_sampler = Sampler()  # autostop's own: its cpu windows are pass to pass, apart from the policies'
         self.clock: Callable[[], datetime] = utcnow  # the wall clock scheduled actions are due by (a test's own)
 
     def due(self, infra_id: str, node: Node, interval: float, now: datetime) -> bool:
@@ -168,8 +169,12 @@ def _elapsed(moment: datetime | None, now: datetime) -> float | None:
 
 async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = None, connect_timeout: float = 60.0,
                     log_pass: Callable[[PassReport], str] | None = None,
-                    times: CheckTimes | None = None) -> PassReport:
+                    times: CheckTimes | None = None, keeper: bool = False) -> PassReport:
     """One pass over ``infra_id``: settle, refresh, check, scale, heal.  The caller holds the lease.
+
+    ``keeper``: a manager's pass, which also ends an infrastructure whose time to live ran out and watches it
+    for autostop / autodown.  A command's own pass (``scale``, ``standby``…) does neither: a command run a week
+    later must not be what brings a fleet down.
 
     ``log_pass`` words the pass's event (a manager's: who held the lease, when), written with the pass's
     result in the same transaction.  ``times``: when this process checked the nodes before (a manager keeps
@@ -181,7 +186,7 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
     if infra.state == InfraState.DESTROYED:
         report.error = "destroyed"
         return report
-    if infra.ends_at is not None and await _ended(store, infra, seen.nodes, times.clock(), sink, report):
+    if keeper and infra.ends_at is not None and await _ended(store, infra, seen.nodes, times.clock(), sink, report):
         return report
     try:
         loaded = applied_spec(infra)
@@ -203,7 +208,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             spent = await enforce_total(store, infra, loaded, run, nodes)  # a total budget reached: stop or down
             if spent:
                 report.scaled.append(spent)
-            await move_members(store, infra, loaded, run, report.scaled)  # detach and attach requests
+            if await move_members(store, infra, loaded, run, report.scaled) or spent:  # detach and attach requests
+                infra = store.infrastructure(infra.id)  # the sizes they wrote, for the requests after them
             victims, renew = consume_scale_requests(store, infra, loaded, report.scaled)
             if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)
                 infra = store.infrastructure(infra.id)
@@ -232,8 +238,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             if report.converged or infra.state != InfraState.READY:
                 store.settle_revisions(infra.id)  # the spec as applied is what runs now
             idle = await watch_idle(store, store.infrastructure(infra.id), loaded, run, store.nodes(infra.id),
-                                    times.sampler, times.clock()) if loaded.spec.autostop or loaded.spec.autodown \
-                else None
+                                    times.idle_sampler, times.clock()) \
+                if keeper and (loaded.spec.autostop or loaded.spec.autodown) else None
             if idle:
                 report.scaled.append(idle)
     except FencedOut:

@@ -94,7 +94,7 @@ async def attach_machines(request: Request, ref: str, group: str, body: AttachBo
     """Make running machines nodes of the group (deployed by its scripts; the size grows by as many)."""
     runtime = runtime_of(request)
     infra = _changeable(runtime, who, ref)
-    nodes = await runtime.client.attach_machines(infra.id, group, body.machines, run_pass=False)
+    nodes = await runtime.client.attach_machines(infra.id, group, body.machines, run_pass=False, owner=who.user_id)
     _pass_soon(runtime, infra)
     return nodes
 

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloudherd.lifecycle import NodeState
-from cloudherd.state.models import Event, Group, Node, ScaleRequest
+from cloudherd.state.models import Event, Group, Infrastructure, Node, ScaleRequest
 
 
 class ChoiceState:
@@ -78,19 +78,22 @@ class ChoiceState:
             s.add(Event(infrastructure_id=infra_id, kind="membership", message=message))
 
     def machine_holders(self, provider: str, machine_ids: Sequence[str]) -> dict[str, Node]:
-        """The nodes, of any infrastructure, that hold these machines of ``provider`` now (not ended)."""
+        """The nodes, of any infrastructure, that hold these machines now (not ended), whatever name their
+        provider has there (one cloud account can be two entries' of two specs)."""
         with self.session() as s:
-            rows = s.scalars(select(Node).where(Node.provider == provider, Node.provider_id.in_(list(machine_ids)),
+            rows = s.scalars(select(Node).where(Node.provider_id.in_(list(machine_ids)),
                                                 Node.state != NodeState.TERMINATED.value))
             return {row.provider_id or "": row for row in rows}
 
-    def detached_node(self, ref: str) -> Node | None:
+    def detached_node(self, ref: str, owner_id: str | None = None) -> Node | None:
         """The newest ended node, detached from its group with its machine kept, that ``ref`` names (its id, name or
-        machine's id)."""
+        machine's id); ``owner_id``: only of that user's infrastructures."""
         with self.session() as s:
-            rows = s.scalars(select(Node).where(Node.state == NodeState.TERMINATED.value,
-                                                Node.reason.startswith(DETACHED_REASON))
-                             .order_by(Node.updated_at.desc()))
+            query = select(Node).where(Node.state == NodeState.TERMINATED.value,
+                                       Node.reason.startswith(DETACHED_REASON))
+            if owner_id is not None:
+                query = query.join(Infrastructure).where(Infrastructure.owner_id == owner_id)
+            rows = s.scalars(query.order_by(Node.updated_at.desc()))
             return next((row for row in rows if ref in (row.id, row.name, row.provider_id)), None)
 
 

@@ -39,7 +39,7 @@ class Passes:
     def at(self, minutes: float) -> None:
         moment: datetime = self.start + timedelta(minutes=minutes)
         self.times.clock = lambda: moment
-        asyncio.run(reconcile(Store(), self.infra_id, times=self.times))
+        asyncio.run(reconcile(Store(), self.infra_id, times=self.times, keeper=True))
 
 
 def said(herd: SyncClient, infra_id: str, kind: str) -> list[str]:
