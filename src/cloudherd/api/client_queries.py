@@ -60,20 +60,22 @@ class Queries(ClientCore):
         now."""
         from cloudherd.api.costs import cost_report
 
-        store = self.store
+        reads = self.reads  # the lean reader where it can: status prints the cost without opening the store
         if ref is not None:
-            rows = [store.infrastructure(store.resolve(ref).id)]
+            rows = [reads.infrastructure(reads.resolve(ref).id)]
+        elif owner is None:
+            rows = [reads.infrastructure(i.id) for i in reads.infrastructures(include_destroyed=True)]
         else:
-            rows = [store.infrastructure(i.id) for i in store.infrastructures(include_destroyed=True, owner_id=owner,
-                                                                               with_nodes=False)]
+            rows = [reads.infrastructure(i.id) for i in self.store.infrastructures(include_destroyed=True,
+                                                                                    owner_id=owner, with_nodes=False)]
         return cost_report(rows, since)
 
     def _idle_deadlines(self, infra_id: str) -> dict[str, datetime]:
         from cloudherd.engine.context import snapshot
-        from cloudherd.engine.idle import idle_deadlines
+        from cloudherd.engine.idle_times import idle_deadlines
         from cloudherd.errors import CloudherdError
 
-        row = self.store.infrastructure(infra_id)
+        row = self.reads.infrastructure(infra_id)
         if row.state == InfraState.DESTROYED:
             return {}
         try:
@@ -82,7 +84,7 @@ class Queries(ClientCore):
             return {}
         if loaded.spec.autostop is None and loaded.spec.autodown is None:
             return {}
-        return idle_deadlines(self.store, row, loaded)
+        return idle_deadlines(self.reads, row, loaded)
 
     async def infrastructure(self, ref: str) -> Infrastructure:
         """The infrastructure as recorded (no provider call)."""

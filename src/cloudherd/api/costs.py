@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cloudherd.api.types import CostLine, CostReport
 from cloudherd.engine.pricing import STOPPED_NOTE, Priced, Prices, node_costs
 from cloudherd.lifecycle import InfraState
-from cloudherd.state.models import Infrastructure
 from cloudherd.times import utcnow
+
+if TYPE_CHECKING:  # the lean reader's status prints a cost: no SQLAlchemy for it
+    from cloudherd.state.models import Infrastructure
+    from cloudherd.state.records import InfraRecord
 
 __all__ = ["Priced", "Prices", "cost_report"]
 
 
-def cost_report(infras: Iterable[Infrastructure], since: datetime | None = None,
+def cost_report(infras: Iterable[Infrastructure | InfraRecord], since: datetime | None = None,
                 now: datetime | None = None) -> CostReport:
     """Each infrastructure's machines reckoned over the window, a line per group and provider."""
     from cloudherd.engine.context import snapshot

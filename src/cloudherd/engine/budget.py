@@ -18,9 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cloudherd.engine.idle_times import HELD, done_by
 from cloudherd.engine.pricing import Prices, node_costs
 from cloudherd.errors import CloudherdError, UsageError
-from cloudherd.lifecycle import NodeState, Process
+from cloudherd.lifecycle import NodeState
 from cloudherd.settings import current
 from cloudherd.spec import LoadedSpec, Spec
 from cloudherd.spec.parts import Budget
@@ -30,9 +31,6 @@ from cloudherd.state.repo import Store
 if TYPE_CHECKING:
     from cloudherd.engine.session import RunSession
 
-# what a total budget reached holds, so that nothing of the manager's own starts a machine again until resumed
-HELD = (Process.LAUNCH, Process.REPLACE_UNHEALTHY, Process.HEALTH_CHECK, Process.POLICIES,
-        Process.SCHEDULED_ACTIONS, Process.ROLLOUT)
 RUNNING = frozenset({NodeState.BOOTING, NodeState.DEPLOYING, NodeState.WAITING, NodeState.READY,
                      NodeState.UNHEALTHY, NodeState.FAILED})
 
@@ -143,8 +141,7 @@ async def enforce_total(store: Store, infra: Infrastructure, loaded: LoadedSpec,
 
 
 def _held_for_budget(infra: Infrastructure) -> bool:
-    return any(str(why).startswith("budget:") for g in infra.groups for p, why in (g.suspended or {}).items()
-               if p in {h.value for h in HELD})
+    return done_by(infra, "budget")
 
 
 async def stop_machines(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequence[Node]) -> int:

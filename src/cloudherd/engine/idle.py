@@ -16,8 +16,9 @@ import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from cloudherd.engine.budget import HELD, stop_machines
+from cloudherd.engine.budget import stop_machines
 from cloudherd.engine.destroy import down_held
+from cloudherd.engine.idle_times import HELD, done_by, idle_since
 from cloudherd.engine.metrics import Sampler
 from cloudherd.engine.session import RunSession
 from cloudherd.errors import CloudherdError
@@ -26,7 +27,6 @@ from cloudherd.spec import LoadedSpec
 from cloudherd.spec.parts import Idle
 from cloudherd.state.models import Infrastructure, Node
 from cloudherd.state.repo import Store
-from cloudherd.times import as_utc
 
 # interactive SSH sessions on the node: OpenSSH names a session's process "sshd: USER@pts/N" (from 9.8,
 # "sshd-session: USER@pts/N"); three processes in all, whatever the node runs, so that looking costs its cpu
@@ -50,9 +50,9 @@ async def watch_idle(store: Store, infra: Infrastructure, loaded: LoadedSpec, ru
     if why_busy or infra.busy_at is None:  # the first pass that watches starts the count: not its making
         store.update_infrastructure(infra.id, busy_at=now)
         return None
-    since = _idle_since(store, infra)
+    since = idle_since(store, infra)
     for name, rule in reversed(rules):  # autodown first: a fleet idle long enough to end is not merely stopped
-        if now - since >= timedelta(seconds=rule.idle) and not _done(infra, name):
+        if now - since >= timedelta(seconds=rule.idle) and not done_by(infra, name):
             return await _act(store, infra, run, nodes, name, rule, since)
     return None
 
@@ -78,29 +78,6 @@ async def _node_busy(node: Node, run: RunSession, sampler: Sampler, threshold: f
     if cpu is not None and cpu >= threshold:
         return f"{node.name}: cpu {cpu:.0f}% ≥ {threshold:g}%"
     return None
-
-
-def idle_deadlines(store: Store, infra: Infrastructure, loaded: LoadedSpec) -> dict[str, datetime]:
-    """When each rule would act if the infrastructure stays idle from now on (for ``status``)."""
-    since = _idle_since(store, infra)
-    return {name: since + timedelta(seconds=rule.idle)
-            for name, rule in (("autostop", loaded.spec.autostop), ("autodown", loaded.spec.autodown))
-            if rule is not None and not _done(infra, name)}
-
-
-def _idle_since(store: Store, infra: Infrastructure) -> datetime:
-    moments = [as_utc(infra.created_at)]
-    if infra.busy_at is not None:
-        moments.append(as_utc(infra.busy_at))
-    for action in store.last_actions(infra.id).values():
-        moments.append(as_utc(action.ended_at or action.started_at))
-    return max(moments)
-
-
-def _done(infra: Infrastructure, rule: str) -> bool:
-    """Whether the rule has stopped the infrastructure already (one of its suspensions says so until resumed)."""
-    return any(str(why).startswith(f"{rule}:") for g in infra.groups for p, why in (g.suspended or {}).items()
-               if p in {h.value for h in HELD})
 
 
 async def _act(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequence[Node], name: str, rule: Idle,

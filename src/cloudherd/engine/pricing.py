@@ -15,13 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudherd.lifecycle import LIVE_NODE_STATES, NodeState
 from cloudherd.providers.prices import HOURS_A_MONTH, Price, PriceBook, price_book, region_of
 from cloudherd.spec import Spec
-from cloudherd.state.models import Infrastructure, Node
 from cloudherd.times import as_utc, utcnow
+
+if TYPE_CHECKING:  # the lean reader's status prints a cost: no SQLAlchemy for it
+    from cloudherd.state.models import Infrastructure, Node
+    from cloudherd.state.records import InfraRecord, NodeRecord
 
 STOPPED_NOTE = "a stopped node is reckoned as running (its disk is billed; its compute is not)"
 
@@ -88,7 +91,7 @@ class NodeCost:
     running: bool  # its machine runs now (not stopped, not ended)
 
 
-def node_costs(infra: Infrastructure, spec: Spec, nodes: Iterable[Node], prices: Prices,
+def node_costs(infra: Infrastructure | InfraRecord, spec: Spec, nodes: Iterable[Node | NodeRecord], prices: Prices,
                since: datetime | None = None, now: datetime | None = None) -> list[NodeCost]:
     """Each node that held a machine, reckoned from its creation (or ``since``) to its end (or ``now``)."""
     now = now or utcnow()
