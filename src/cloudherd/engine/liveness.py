@@ -88,10 +88,16 @@ def needs_settling(reads: Store | Reader, infra_id: str) -> bool:
 
 
 def record(store: Store, infra_id: str, nodes: Sequence[Node | NodeRecord], changes: Sequence[Observed]) -> None:
-    """Write what the providers showed, each change an event with its reason (whoever noticed it first)."""
+    """Write what the providers showed, each change an event with its reason (whoever noticed it first).
+
+    Only over the state it was seen against: a ``status`` that listed the machines while a manager's pass
+    detached one (its tags cleared, then its row ended) must not write the ended row back as dead, which would
+    have the next pass "replace" it and terminate the machine the user kept."""
     names = {n.id: n.name for n in nodes}
+    seen = {n.id: str(n.state) for n in nodes}
     for change in changes:
-        store.update_node(change.node_id, state=change.state, reason=change.reason)
+        if not store.set_node_state_if(change.node_id, seen.get(change.node_id), change.state, change.reason):
+            continue  # changed meanwhile by someone else: what they wrote stands
         store.add_event(infra_id, "health", f"{names.get(change.node_id, change.node_id)}: {change.state}: "
                         f"{change.reason}", node_id=change.node_id)
 

@@ -219,6 +219,17 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
             for key, value in fields.items():
                 setattr(node, key, value)
 
+    def set_node_state_if(self, node_id: str, expected: str | None, state: str, reason: str | None) -> bool:
+        """A node's state and reason, only if its state is still ``expected`` (None: whatever it is); whether it
+        was written."""
+        with self.session() as s, s.begin():
+            query = update(Node).where(Node.id == node_id)
+            if expected is not None:
+                query = query.where(Node.state == expected)
+            done = s.execute(query.values(state=state, reason=reason, updated_at=utcnow())
+                             .execution_options(synchronize_session=False))
+            return bool(getattr(done, "rowcount", 0))
+
     def update_nodes(self, infrastructure_id: str, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Several nodes of one infrastructure, in one transaction (one UPDATE per set of values).
 
