@@ -115,7 +115,8 @@ def _click(driver: Any, css: str) -> None:
 
 def _accessible_name(driver: Any, css: str) -> str:
     """The browser's accessible name of what ``css`` selects, read again if a live re-render replaced the element
-    between finding it and asking (the page's first live update may come at any moment)."""
+    between finding it and asking (the page's first live update may come at any moment), or if the browser has
+    not named the new element yet (an empty name: seen once in a clean-clone CI, read mid re-render)."""
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
@@ -124,9 +125,9 @@ def _accessible_name(driver: Any, css: str) -> str:
     def read() -> bool:
         try:
             found.append(driver.find_element(By.CSS_SELECTOR, css).accessible_name)
-            return True
         except StaleElementReferenceException:
             return False
+        return bool(found[-1])
 
     wait_until(read, 10, f"the accessible name of {css}")
     return found[-1]
