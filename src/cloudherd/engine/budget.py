@@ -25,11 +25,11 @@ from cloudherd.lifecycle import NodeState
 from cloudherd.settings import current
 from cloudherd.spec import LoadedSpec, Spec
 from cloudherd.spec.parts import Budget
-from cloudherd.state.models import Infrastructure, Node
-from cloudherd.state.repo import Store
 
 if TYPE_CHECKING:
     from cloudherd.engine.session import RunSession
+    from cloudherd.state.models import Infrastructure, Node
+    from cloudherd.state.repo import Store
 
 RUNNING = frozenset({NodeState.BOOTING, NodeState.DEPLOYING, NodeState.WAITING, NodeState.READY,
                      NodeState.UNHEALTHY, NodeState.FAILED})
