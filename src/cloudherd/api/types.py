@@ -67,6 +67,7 @@ class Node(_Value):
     protected: bool = False  # kept from scale-in (``cloudherd protect``)
     standby: bool = False  # out of service, kept: not counted, checked, sampled or replaced (``cloudherd standby``)
     warm: bool = False  # in its group's warm pool (set up ahead, stopped or running), taken first by a scale-out
+    market: str | None = None  # spot | on-demand, what its machine was bought as (None: made before markets)
 
     def answers_to(self, ref: str) -> bool:
         """The same rule as the state row's (:meth:`cloudherd.state.models.Node.answers_to`), the one rule for
@@ -91,6 +92,8 @@ class Group(_Value):
     policies: tuple[str, ...] = ()  # the scaling policies that decide its size, a line each
     metrics: dict[str, float] = Field(default_factory=dict)  # each sampled metric's latest aggregate
     suspended: dict[str, str] = Field(default_factory=dict)  # processes the manager does not run → why
+    markets: dict[str, int] = Field(default_factory=dict)  # live nodes by market (spot, on-demand), when bought so
+    fallback: str | None = None  # a spot group fallen back: where its new nodes go, since when and why
 
 
 class InfrastructureSummary(_Value):

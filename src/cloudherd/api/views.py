@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ def node(row: NodeRow, host_key: str | None = None, last: ActionRow | None = Non
         last_action=action(last, row.name) if last is not None else None,
         health=row.health, last_check=row.last_check, last_check_at=row.last_check_at,
         protected=bool(row.protected), standby=bool(row.standby), warm=bool(row.warm),
+        market=getattr(row, "market", None),
     )
 
 
@@ -56,7 +58,18 @@ def group(row: GroupRow, nodes: Iterable[NodeRow] = (), scaling: Scaling | None 
         min=low, max=high, actual=len(mine), healthy=sum(n.state == NodeState.READY for n in mine),
         policies=tuple(policies), metrics=dict(metrics or {}),
         suspended={str(k): str(v) for k, v in (row.suspended or {}).items()},
+        markets=dict(Counter(str(n.market) for n in mine if getattr(n, "market", None))),
+        fallback=_fallback(getattr(row, "market", None)),
     )
+
+
+def _fallback(state: Mapping[str, Any] | None) -> str | None:
+    """A spot group's fallback in words: ``on-demand since 2026-12-07 10:00 UTC: 3 spot interruptions …``."""
+    if not state or not state.get("on"):
+        return None
+    where = f"off {state['place']}" if state["on"] == "next-place" and state.get("place") else str(state["on"])
+    since = str(state.get("since", ""))[:16].replace("T", " ")
+    return f"{where} since {since} UTC: {state.get('reason', '')}"
 
 
 def counts(nodes: Iterable[NodeRow]) -> tuple[int, int]:

@@ -129,11 +129,17 @@ MARKS = (("protected", "cyan"), ("standby", "yellow"), ("warm", "blue"))
 
 
 def _group_lines(group: Group, infra: Infrastructure) -> list[Text]:
-    """What the group's table row does not say: its suspended processes (and why), its warm pool by state."""
+    """What the group's table row does not say: its suspended processes (and why), its nodes by market (and a
+    spot fallback), its warm pool by state."""
     lines = []
     if group.suspended:
         said = ", ".join(f"{process} ({why})" if why else process for process, why in group.suspended.items())
         lines.append(Text(f"{group.name}: suspended: {said}", style="yellow"))
+    if group.markets and (group.fallback or set(group.markets) != {"on-demand"}):
+        bought = ", ".join(f"{count} {market}" for market, count in sorted(group.markets.items(), reverse=True))
+        lines.append(Text(f"{group.name}: market: {bought}"
+                          + (f"; new nodes {group.fallback}" if group.fallback else ""),
+                          style="yellow" if group.fallback else "dim"))
     pool: dict[str, int] = {}
     for node in infra.live:
         if node.group == group.name and node.warm:

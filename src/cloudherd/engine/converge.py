@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cloudherd.engine import journal, warm_pool
+from cloudherd.engine import journal, market, warm_pool
 from cloudherd.engine.context import Identity, Redactor, recorded_nodes
 from cloudherd.engine.deploy import deploy_node
 from cloudherd.engine.destroy import retire
@@ -49,7 +49,7 @@ from cloudherd.spec import LoadedSpec
 from cloudherd.spec.model import Group as GroupSpec
 from cloudherd.spec.model import MinCount
 from cloudherd.spec.model import SizeNeed as SpecSizeNeed
-from cloudherd.state.models import Infrastructure, Node
+from cloudherd.state.models import Group, Infrastructure, Node
 from cloudherd.state.repo import Store
 from cloudherd.state.snapshot import Snapshot
 
@@ -210,6 +210,14 @@ def _group_config(loaded: LoadedSpec, group_name: str, redact: Redactor) -> dict
     }
 
 
+def _group_row(store: Store, infra: Infrastructure, name: str) -> Group | None:
+    """The group's row as the infrastructure was read with it (read again when it was read without its groups)."""
+    rows = infra.__dict__.get("groups")  # loaded with it, or not: then no lazy load of a detached row
+    if rows is None:
+        rows = store.infrastructure(infra.id).groups
+    return next((g for g in rows if g.name == name), None)
+
+
 def _size_need(size: object) -> SizeNeed | None:
     if isinstance(size, SpecSizeNeed):
         return SizeNeed(cpus=size.cpus, memory_mib=size.memory_mib)
@@ -233,16 +241,42 @@ async def _create_missing(
         if not rows:
             return
         tags = {**group.tags, TAG_INFRA: infra.id, TAG_GROUP: group_name, TAG_OWNER: identity.user_name}
+        markets = market.choose(group, _group_row(store, infra, group_name), [n for n in nodes if n.group_name == group_name
+                                                                        and n.state != NodeState.PENDING], rows)
+        store.update_nodes(infra.id, [(n.id, {"market": markets[n.id]}) for n in rows if n.market != markets[n.id]])
 
         async def make(provider_name: str, batch: Sequence[Node]) -> None:
             boot = _boot_data(loaded, group_name, batch, nodes, infra)
             if len(set(boot)) > 1:  # the boot data names the node: one create call per node
-                await asyncio.gather(*(make_one(provider_name, [node], data) for node, data in zip(batch, boot,
-                                                                                                   strict=True)))
+                await asyncio.gather(*(make_on(provider_name, [node], data) for node, data in zip(batch, boot,
+                                                                                                  strict=True)))
             else:
-                await make_one(provider_name, batch, boot[0] if boot else None)
+                await make_on(provider_name, batch, boot[0] if boot else None)
 
-        async def make_one(provider_name: str, batch: Sequence[Node], user_data: str | None) -> None:
+        async def make_on(provider_name: str, batch: Sequence[Node], user_data: str | None) -> None:
+            """One create per market; spot refused for capacity falls back at once where the group says so."""
+            spot = [n for n in batch if markets.get(n.id) == market.SPOT]
+            rest = [n for n in batch if markets.get(n.id) != market.SPOT]
+            jobs = [make_one(provider_name, rest, user_data)] if rest else []
+            if spot:
+                jobs.append(make_spot(provider_name, spot, user_data))
+            await asyncio.gather(*jobs)
+
+        async def make_spot(provider_name: str, batch: Sequence[Node], user_data: str | None) -> None:
+            try:
+                await make_one(provider_name, batch, user_data, market.SPOT)
+            except CapacityError as exc:
+                if group.market is None or group.market.fallback != market.ON_DEMAND:
+                    raise
+                said = market.fall_back(store, infra.id, group, group_name, f"spot refused on {provider_name} "
+                                        f"({exc.code or exc.__class__.__name__})", provider_name)
+                emit(sink, ProgressEvent("info", said))
+                store.update_nodes(infra.id, [(n.id, {"state": NodeState.PENDING, "reason": None,
+                                                      "market": market.ON_DEMAND}) for n in batch])
+                await make_one(provider_name, batch, user_data)
+
+        async def make_one(provider_name: str, batch: Sequence[Node], user_data: str | None,
+                           bought: str = market.ON_DEMAND) -> None:
             place = next((p for p in group.placement if p.provider == provider_name), None)
             size = group.size if isinstance(group.size, str) else None
             provider = providers.get(provider_name)
@@ -252,7 +286,8 @@ async def _create_missing(
                 count=len(batch), image=image, size=(place and place.size) or size,
                 tags=tags, ssh_user=user, ssh_public_key=public_key,
                 names=[n.name for n in batch], token=_request_token(infra.id, group_name, batch),
-                ports=group.ports, size_need=_size_need(group.size), user_data=user_data,
+                ports=group.ports, size_need=_size_need(group.size), user_data=user_data, market=bought,
+                max_price=group.market.max_price if group.market is not None else None,
             )
             for row in batch:
                 emit(sink, ProgressEvent("node", f"creating on {provider_name}", node=row.name, group=group_name,
@@ -305,6 +340,9 @@ async def _place(
     """Fill the placement's candidates in order, up to each ``max``; a candidate that answers with a
     capacity or quota error is set aside for this group (a cooldown) and the remainder moves on at once."""
     cooled = cooling(store, infra.id, group_name)
+    avoided = market.avoided_place(_group_row(store, infra, group_name))
+    if avoided is not None:
+        cooled.setdefault(avoided, "spot interruptions: its fallback moved new nodes off it")
     remaining = list(rows)
     made = 0
     for place in group.placement:

@@ -1,4 +1,5 @@
-"""Faults on demand: make a ``local`` node misbehave (crash, hang, partition) or heal it, on the record.
+"""Faults on demand: make a ``local`` node misbehave (crash, hang, partition, a spot interruption) or heal it,
+on the record.
 
 Why in the engine: a fault is an event of the infrastructure — the manager's reaction to it is read
 against the event log, by tests and by users trying their own health checks — and only the engine knows

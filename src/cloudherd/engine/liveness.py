@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from cloudherd.engine.context import Providers, snapshot
 from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import COUNTED_NODE_STATES, NodeState
-from cloudherd.providers.base import TAG_INFRA
+from cloudherd.providers.base import SPOT_INTERRUPTED, TAG_INFRA, Capability
 
 if TYPE_CHECKING:
     from cloudherd.state.models import Infrastructure, Node
@@ -47,16 +47,32 @@ async def observe(providers: Providers, infra_id: str, nodes: Sequence[Node | No
             found = {i.id: i for i in await providers.get(provider_name).list({TAG_INFRA: infra_id})}
         except CloudherdError:
             continue
-        for node in (n for n in held if n.provider == provider_name):
+        mine = [n for n in held if n.provider == provider_name]
+        ended = await _why_ended(providers, provider_name, [n.provider_id for n in mine
+                                                            if n.provider_id not in found])
+        for node in mine:
             instance = found.get(node.provider_id or "")
             if machines is not None and instance is not None and instance.extra.get("machine"):
                 machines[node.id] = str(instance.extra["machine"])
             if instance is None or instance.state in ("dead", "terminated"):
                 why = "its machine is gone" if instance is not None else "the provider no longer lists it"
-                changes.append(Observed(node.id, NodeState.DEAD, why))
+                changes.append(Observed(node.id, NodeState.DEAD, ended.get(node.provider_id or "", why)))
             elif instance.state == "stopped" and node.state != NodeState.STOPPED:
                 changes.append(Observed(node.id, NodeState.STOPPED, "the provider reports it stopped"))
     return changes
+
+
+async def _why_ended(providers: Providers, provider_name: str, ids: Sequence[str | None]) -> dict[str, str]:
+    """What a provider with a spot market says of machines it no longer lists (a spot interruption); {} from one
+    without, or when it cannot be asked now."""
+    provider = providers.get(provider_name)
+    wanted = [i for i in ids if i]
+    if not wanted or not provider.supports(Capability.SPOT):
+        return {}
+    try:
+        return await provider.ended(wanted)
+    except CloudherdError:
+        return {}
 
 
 async def refresh(reads: Store | Reader, infra: Infrastructure | InfraRecord, machines: dict[str, str] | None = None,
@@ -98,7 +114,8 @@ def record(store: Store, infra_id: str, nodes: Sequence[Node | NodeRecord], chan
     for change in changes:
         if not store.set_node_state_if(change.node_id, seen.get(change.node_id), change.state, change.reason):
             continue  # changed meanwhile by someone else: what they wrote stands
-        store.add_event(infra_id, "health", f"{names.get(change.node_id, change.node_id)}: {change.state}: "
+        kind = "interruption" if (change.reason or "").startswith(SPOT_INTERRUPTED) else "health"
+        store.add_event(infra_id, kind, f"{names.get(change.node_id, change.node_id)}: {change.state}: "
                         f"{change.reason}", node_id=change.node_id)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from cloudherd.engine import rollout
+from cloudherd.engine import market, rollout
 from cloudherd.engine.apply import pause_limit, roll_out
 from cloudherd.engine.autoscale import autoscale
 from cloudherd.engine.budget import enforce_total
@@ -202,6 +202,9 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             record(store, infra.id, nodes, changes)
             if changes:
                 nodes = store.nodes(infra.id)
+            spot = any(g.market is not None for g in loaded.spec.groups.values())
+            if spot and market.review(store, infra, loaded, nodes, times.clock()):
+                infra = store.infrastructure(infra.id)  # a group left spot or came back to it
             stale = await _check_health(store, infra, loaded, nodes, run.pool, run.reach, report, times)
             stale = await advance(store, infra, loaded, store.nodes(infra.id) if stale else nodes, run) or stale
             await autoscale(store, infra, loaded, nodes, run, times.sampler, times.clock())
@@ -218,7 +221,7 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                 nodes = store.nodes(infra.id)
             replace = _to_replace(store, infra, loaded, nodes, report) | renew
             if not replace and not victims:
-                replace = _misplaced(store, infra, loaded, nodes)
+                replace = _misplaced(store, infra, loaded, nodes) or market.returning(store, infra, loaded, nodes)
             if _differs(loaded, infra, nodes, replace, victims):
                 report.converged = True
                 before = {n.id: n for n in nodes if n.state != NodeState.TERMINATED}

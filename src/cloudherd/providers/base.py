@@ -105,6 +105,8 @@ class CreateRequest:
     ports: Sequence[int] = ()  # inbound TCP ports to open besides SSH
     size_need: SizeNeed | None = None  # when set (and ``size`` is None), the smallest size that fits
     user_data: str | None = None  # the node's own first-boot data (a cloud-config), merged with the login part
+    market: str = "on-demand"  # or "spot": spare capacity the cloud may take back (Capability.SPOT)
+    max_price: float | None = None  # of a spot machine, US dollars an hour (None: up to the on-demand price)
 
 
 @dataclass(frozen=True)
@@ -135,11 +137,15 @@ class Capability(enum.StrEnum):
     IMAGES = "images"
     REGIONS = "regions"
     FAULTS = "faults"  # fault(): make an instance misbehave on purpose, or heal it (see FaultInjector)
+    SPOT = "spot"  # creates spot machines (CreateRequest.market) and tells an interruption by ended()
 
 
 # The faults a provider with Capability.FAULTS makes on demand: every process killed at once, every process
-# stopped (the node accepts TCP and answers nothing), its traffic dropped; and ``heal``, which undoes the last two.
-FAULTS = ("crash", "hang", "partition", "heal")
+# stopped (the node accepts TCP and answers nothing), its traffic dropped; ``heal``, which undoes the last two; and
+# ``interrupt``, a spot machine taken back by the cloud (ended, with the spot reason ended() then gives).
+FAULTS = ("crash", "hang", "partition", "heal", "interrupt")
+
+SPOT_INTERRUPTED = "spot interruption"  # how ended() begins the reason of a machine the cloud took back
 
 
 @runtime_checkable
@@ -239,6 +245,8 @@ class Provider(abc.ABC):
         the driver has a ``fault`` method (:class:`FaultInjector`), which is no part of the contract."""
         if Capability(capability) is Capability.FAULTS:
             return isinstance(self, FaultInjector)
+        if Capability(capability) is Capability.SPOT:
+            return type(self).ended is not Provider.ended
         methods = {Capability.STOP_START: ("stop", "start"), Capability.TAG: ("tag",),
                    Capability.PORTS: ("open_ports", "close_ports"), Capability.SIZES: ("sizes",),
                    Capability.IMAGES: ("images",), Capability.REGIONS: ("regions",)}[Capability(capability)]
@@ -255,6 +263,12 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def terminate(self, ids: Sequence[str]) -> None:
         """Destroy the instances; ids already gone are not an error."""
+
+    async def ended(self, ids: Sequence[str]) -> dict[str, str]:
+        """Why each of these machines, no longer listed, ended, where the cloud still says (a terminated
+        instance's state reason): ``"spot interruption (…)"`` for a spot machine the cloud took back.  Ids it
+        says nothing of are left out.  A driver with a spot market overrides it (:attr:`Capability.SPOT`)."""
+        return {}
 
     async def stop(self, ids: Sequence[str]) -> None:
         raise InvalidRequestError(f"provider {self.name} cannot stop instances")

@@ -58,6 +58,9 @@ class ProviderWrapper(Provider):
     async def terminate(self, ids: Sequence[str]) -> None:
         await self._through("terminate", lambda: self.inner.terminate(ids))
 
+    async def ended(self, ids: Sequence[str]) -> dict[str, str]:
+        return await self._through("ended", lambda: self.inner.ended(ids))
+
     async def stop(self, ids: Sequence[str]) -> None:
         await self._through("stop", lambda: self.inner.stop(ids))
 

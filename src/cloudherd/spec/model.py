@@ -35,6 +35,7 @@ from cloudherd.spec.parts import (
     Hook,
     Idle,
     InlineScript,
+    Market,
     Metric,
     MinCount,
     Placement,
@@ -74,6 +75,7 @@ class Group(_Strict):
     metrics: dict[str, Metric] = Field(default_factory=dict)  # sampled by the manager, beside cpu, memory, load1
     hooks: list[Hook] = Field(default_factory=list)  # lifecycle hooks: a node held after launch or before its end
     warm_pool: WarmPool | None = None  # nodes made and set up ahead, stopped, taken first by a scale-out
+    market: Market | None = None  # spot or on-demand, with fallback and return (None: on-demand)
     tags: dict[str, str] = Field(default_factory=dict)
     scripts: list[str | InlineScript] = Field(default_factory=list)  # files, folders, or {name, content}
     teardown: str | None = None
@@ -250,6 +252,7 @@ class Spec(_Strict):
                         ("groups", group_name, "placement", index, "provider"),
                         f"unknown provider '{place.provider}' (known: {', '.join(known)})",
                     )
+            _check_market(self, group_name, group)
             if group.placement and all(p.max is not None for p in group.placement):
                 room = sum(p.max or 0 for p in group.placement)
                 if room < group.count:
@@ -258,6 +261,10 @@ class Spec(_Strict):
                         f"must be ≤ the placement's total max ({room})",
                     )
         return self
+
+    def provider_type(self, name: str) -> str:
+        """The driver type of provider ``name`` (a ``providers`` key, or a built-in type by its name)."""
+        return self.providers[name].type if name in self.providers else name
 
     @model_validator(mode="after")
     def _counts_agree(self, info: ValidationInfo) -> Spec:
@@ -355,3 +362,22 @@ class Spec(_Strict):
                     frontier.append(other)
         return [g for g in self.groups if g in found]
 
+
+
+SPOT_TYPES = ("aws", "gce", "local")  # the drivers that buy spot machines (local plays a spot market for tests)
+
+
+def _check_market(spec: Spec, group_name: str, group: Group) -> None:
+    """A spot group needs a provider with a spot market, and ``fallback: next-place`` a next place to go to."""
+    market = group.market
+    if market is None or not market.spot:
+        return
+    places = [p.provider for p in group.placement] or [group.provider]
+    without = [p for p in places if spec.provider_type(p) not in SPOT_TYPES]
+    if without:
+        raise _LocatedValueError(("groups", group_name, "market", "type"),
+                                 f"provider {without[0]} ({spec.provider_type(without[0])}) sells no spot machines "
+                                 f"(spot: {', '.join(SPOT_TYPES)}); use on-demand")
+    if market.fallback == "next-place" and len(places) < 2:
+        raise _LocatedValueError(("groups", group_name, "market", "fallback"),
+                                 "next-place needs a placement of two places or more")

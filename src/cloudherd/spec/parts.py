@@ -482,3 +482,42 @@ class Budget(_Strict):
     hourly: Float | None = Field(default=None, gt=0, le=1_000_000)
     total: Float | None = Field(default=None, gt=0, le=100_000_000)
     on_total: Literal["stop", "down"] = "stop"
+
+
+class Market(_Strict):
+    """Where a group's machines are bought (:mod:`cloudherd.engine.market`): ``spot`` (spare capacity, cheaper, taken
+    back by the cloud at short notice) or ``on-demand``; ``market: spot`` alone takes the defaults.
+
+    An interruption (the machine gone with the cloud's spot reason) replaces only that node.  ``interruptions`` of
+    them within ``window`` in one place, or a spot create refused for capacity, move new nodes to ``fallback``:
+    ``on-demand``, the ``next-place`` of the group's placement, or ``none`` (stay on spot and wait).  After
+    ``return_after`` the group tries spot again, and moves its on-demand nodes back one a pass while spot answers.
+    ``on_demand_base`` nodes are always on-demand, and ``on_demand_percent`` of those above it (AWS's
+    InstancesDistribution); ``max_price`` caps what a spot machine may cost an hour (default: the on-demand price)."""
+
+    type: Literal["spot", "on-demand"] = "spot"
+    fallback: Literal["on-demand", "next-place", "none"] = "on-demand"
+    return_after: Duration = Field(default=900.0, gt=0)
+    on_demand_base: Int = Field(default=0, ge=0, le=10000)
+    on_demand_percent: Int = Field(default=0, ge=0, le=100)
+    interruptions: Int = Field(default=3, ge=1, le=10000)
+    window: Duration = Field(default=3600.0, gt=0)
+    max_price: Float | None = Field(default=None, gt=0, le=100_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_word(cls, value: Any) -> Any:
+        """``market: spot`` / ``market: on-demand``: the type alone."""
+        return {"type": value} if isinstance(value, str) else value
+
+    @property
+    def spot(self) -> bool:
+        return self.type == "spot"
+
+    def on_demand_of(self, count: int) -> int:
+        """How many of ``count`` nodes are on-demand by the distribution (the base, then the share above it,
+        rounded up as AWS rounds it); all of them when the type is on-demand."""
+        if not self.spot:
+            return count
+        base = min(self.on_demand_base, count)
+        return base + math.ceil((count - base) * self.on_demand_percent / 100)

@@ -93,6 +93,8 @@ class Group(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # scripts, teardown, env, tags: no secrets
     # the processes the manager does not run for it (lifecycle.Process → why), until resumed; None: none
     suspended: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    # a spot group fallen back: {"on": "on-demand" | place, "since": iso time, "reason": why} (None: on its market)
+    market: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     infrastructure: Mapped[Infrastructure] = relationship(back_populates="groups")
 
@@ -129,6 +131,7 @@ class Node(Base):
     protected: Mapped[bool] = mapped_column(default=False, server_default=false())  # never chosen to scale in
     standby: Mapped[bool] = mapped_column(default=False, server_default=false())  # out of service, kept
     warm: Mapped[bool] = mapped_column(default=False, server_default=false())  # in its group's warm pool
+    market: Mapped[str | None] = mapped_column(String(20))  # spot | on-demand (None: made before markets)
 
     infrastructure: Mapped[Infrastructure] = relationship(back_populates="nodes")
 

@@ -100,6 +100,7 @@ class NodeRecord(Record):
     protected: bool
     standby: bool
     warm: bool
+    market: str | None
 
     def answers_to(self, ref: str) -> bool:
         """The same rule as :meth:`cloudherd.state.models.Node.answers_to`."""
@@ -121,6 +122,7 @@ class GroupRecord(Record):
     count: int
     config: dict[str, Any]
     suspended: dict[str, Any] | None
+    market: dict[str, Any] | None
 
 
 @dataclass(eq=False)

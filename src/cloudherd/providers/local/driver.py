@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import ipaddress
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from cloudherd.providers.base import (
     FAULTS,
+    SPOT_INTERRUPTED,
     TAG_TOKEN,
     CreateRequest,
     Image,
@@ -27,6 +31,8 @@ from cloudherd.providers.local.nodes import LocalNodes
 from cloudherd.providers.local.processes import stop_processes
 from cloudherd.providers.local.rootless import rootless, subordinate_ids
 from cloudherd.providers.toolkit import check_ports, check_request
+
+ENDED = ".ended"  # the root's folder of why interrupted nodes ended (no node.json: listing skips it)
 
 
 class LocalProvider(LocalNodes):
@@ -107,6 +113,8 @@ class LocalProvider(LocalNodes):
         if kind not in FAULTS:
             raise InvalidRequestError(f"unknown fault {kind!r} (known: {', '.join(FAULTS)})")
         meta = self._meta(node_id)
+        if kind == "interrupt":
+            return await self._interrupt(meta)
         folder = self.root / node_id
         if peer is not None:
             try:
@@ -118,6 +126,24 @@ class LocalProvider(LocalNodes):
         meta.pop("partition_peer", None)
         write_meta(folder, meta)
         return done
+
+    async def _interrupt(self, meta: dict[str, Any]) -> str:
+        """A spot machine taken back, as a cloud does it: ended at once, and the reason kept for :meth:`ended`."""
+        if meta.get("market") != "spot":
+            raise InvalidRequestError(f"local node {meta['name']} is not a spot machine: only those are interrupted")
+        ledger = self.root / ENDED
+        ledger.mkdir(exist_ok=True)
+        (ledger / meta["id"]).write_text(f"{SPOT_INTERRUPTED} (local: the spot market took the machine back)")
+        await self.terminate([meta["id"]])
+        return "interrupted: the spot machine was taken back and ended"
+
+    async def ended(self, ids: Sequence[str]) -> dict[str, str]:
+        """Why interrupted nodes ended (what ``interrupt`` kept); other ended nodes leave nothing to say."""
+        found = {}
+        for node_id in ids:
+            with contextlib.suppress(OSError):
+                found[node_id] = (self.root / ENDED / Path(node_id).name).read_text()
+        return found
 
     def leftovers(self) -> builtins.list[tuple[str, str, str]]:
         """What nodes that are gone left on this computer (kind, id, why): network namespaces (with their

@@ -167,6 +167,7 @@ class LocalNodes(Provider):
             "host_key": host_key,
             "created": time.time(),
             "stopped": False,
+            "market": request.market,
         }
         if isolated:
             (folder / "ns").mkdir(mode=0o755)
@@ -340,7 +341,7 @@ class LocalNodes(Provider):
             extra={"folder": str(folder), "pid": meta.get("pid"), "server_pid": server_pid(folder, meta),
                    "server": meta.get("server"), "isolated": bool(meta.get("isolated")),
                    "limits": meta.get("limits_applied") or "no limits", "faults": list(meta.get("faults", [])),
-                   "machine": machine_text(meta)},
+                   "machine": machine_text(meta), "market": meta.get("market", "on-demand")},
         )
 
     def _meta(self, node_id: str) -> dict[str, Any]:
