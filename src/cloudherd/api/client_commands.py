@@ -165,7 +165,8 @@ class Commands(Queries):
         priced = {g.name: prices.of_group(loaded.spec, g.name, g.provider) for g in made.groups
                   if g.name in loaded.spec.groups}
         over = refusal(loaded.spec, {name: g.count for name, g in loaded.spec.groups.items()}, prices)
-        return views.plan(made, loaded.warnings, priced).model_copy(update={"over_budget": over})
+        markets = {name: group.market for name, group in loaded.spec.groups.items()}
+        return views.plan(made, loaded.warnings, priced, markets).model_copy(update={"over_budget": over})
 
     def _saved_plan(self, spec: Specs | None, plan_file: PathLike, format: str | None) -> tuple[EnginePlan, LoadedSpec]:
         """A saved plan and the spec it is for (its own spec file, unless ``spec`` is given)."""

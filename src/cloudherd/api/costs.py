@@ -36,20 +36,24 @@ def cost_report(infras: Iterable[Infrastructure | InfraRecord], since: datetime 
             notes.append(f"{infra.name}: not priced: its spec no longer loads ({exc})")
             continue
         costs = node_costs(infra, spec, infra.nodes, prices, since, now)
-        keys = sorted({(c.group, c.provider) for c in costs if c.hours > 0 or c.running})
-        for group, provider in keys:
-            mine = [c for c in costs if (c.group, c.provider) == (group, provider) and (c.hours > 0 or c.running)]
+        keys = sorted({(c.group, c.provider, c.market) for c in costs if c.hours > 0 or c.running})
+        for group, provider, market in keys:
+            mine = [c for c in costs if (c.group, c.provider, c.market) == (group, provider, market)
+                    and (c.hours > 0 or c.running)]
             priced = prices.of_group(spec, group, provider, next((g.size for g in infra.groups if g.name == group),
                                                                  None))
-            hourly = priced.price.hourly if priced.price is not None else None
+            hourly = priced.of_market(market)
             running = sum(c.running for c in mine)
+            label = priced.label if priced.price is not None else f"{priced.label}: {priced.why}"
+            if market == "spot" and priced.price is not None and priced.price.spot is None:
+                label += " (no spot price: reckoned at on-demand)"
             lines.append(CostLine(
                 infrastructure=infra.name, infrastructure_id=infra.id,
                 destroyed=infra.state == InfraState.DESTROYED, group=group, provider=provider, machines=len(mine),
                 running=running, node_hours=sum(c.hours for c in mine), hourly=hourly,
                 hourly_now=None if hourly is None else running * hourly,
                 cost=None if hourly is None else sum(c.cost or 0.0 for c in mine),
-                prices=priced.label if priced.price is not None else f"{priced.label}: {priced.why}"))
+                prices=label, market=market))
     if any(line.prices.endswith("(stale") or "stale:" in line.prices for line in lines):
         notes.append("a price book is stale: `cloudherd catalog refresh PROVIDER`")
     notes.append(STOPPED_NOTE)

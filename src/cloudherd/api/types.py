@@ -458,6 +458,7 @@ class CostLine(_Value):
     hourly_now: float | None  # what its running machines cost an hour now
     cost: float | None  # USD over the window (None: its price is unknown)
     prices: str  # the price book (its date), or why there is no price
+    market: str = "on-demand"  # the line's machines were bought as: on-demand or spot
 
 
 class CostReport(_Value):

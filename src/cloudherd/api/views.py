@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from cloudherd.engine.gc import Orphan
     from cloudherd.engine.plan import Plan
     from cloudherd.engine.reconcile import PassReport
+    from cloudherd.spec.parts import Market
     from cloudherd.state import models, records
 
     # a view is made from the store's rows or from the lean reader's records alike (the same attributes)
@@ -145,9 +146,12 @@ def _remedy(remedy: tuple[str, str] | None) -> types.Remedy | None:
     return types.Remedy(option=remedy[0], value=remedy[1]) if remedy else None
 
 
-def plan(result: Plan, warnings: Sequence[object] = (), priced: Mapping[str, Priced] | None = None) -> types.Plan:
-    """The plan as the faces show it; ``priced``: each group's price per node (for its Δ $/h)."""
+def plan(result: Plan, warnings: Sequence[object] = (), priced: Mapping[str, Priced] | None = None,
+         markets: Mapping[str, Market | None] | None = None) -> types.Plan:
+    """The plan as the faces show it; ``priced``: each group's price per node (for its Δ $/h); ``markets``: each
+    group's market (a spot group's node is priced at its mix of spot and on-demand)."""
     priced = priced or {}
+    markets = markets or {}
     return types.Plan(
         name=result.name, infrastructure=result.infrastructure_id, warnings=tuple(map(str, warnings)),
         groups=tuple(
@@ -156,19 +160,26 @@ def plan(result: Plan, warnings: Sequence[object] = (), priced: Mapping[str, Pri
                 create=g.create, destroy=tuple(n.name for n in g.destroy), replace=tuple(n.name for n in g.replace),
                 reasons=tuple(g.reasons), scripts={source: tuple(names) for source, names in g.reruns.items()},
                 rolling=tuple(g.rolling), surge=g.surge, warmed=len(g.warmed), pool_create=g.pool_create,
-                **_price_fields(priced.get(g.name)),
+                **_price_fields(priced.get(g.name), markets.get(g.name), g.count),
             )
             for g in result.groups
         ),
     )
 
 
-def _price_fields(priced: Priced | None) -> dict[str, Any]:
+def _price_fields(priced: Priced | None, market: Market | None = None, count: int = 0) -> dict[str, Any]:
     if priced is None:
         return {}
     if priced.price is None:
         return {"prices": f"{priced.label}: {priced.why}" if priced.book is not None else priced.why}
-    return {"hourly": priced.price.hourly, "prices": priced.label}
+    if market is None or not market.spot:
+        return {"hourly": priced.price.hourly, "prices": priced.label}
+    nodes = max(count, 1)
+    on_demand = market.on_demand_of(nodes)
+    mix = f"{nodes - on_demand} spot + {on_demand} on-demand" if on_demand else "spot"
+    spot = "no spot price: reckoned at on-demand" if priced.price.spot is None else \
+        f"spot ${priced.price.spot:.4f}/h, on-demand ${priced.price.hourly:.4f}/h"
+    return {"hourly": (priced.for_count(market, nodes) or 0.0) / nodes, "prices": f"{priced.label}; {mix} ({spot})"}
 
 
 def orphan(found: Orphan) -> types.Orphan:

@@ -268,7 +268,7 @@ def cost(
                                                            "2026-12-01T08:00) or a time ago (90m, 12h, 7d)."),
     as_json: bool = AS_JSON,
 ) -> None:
-    """What the machines have cost, by infrastructure, group and provider: node-hours from the state (a machine
+    """What the machines have cost, by infrastructure, group, provider and market: node-hours from the state (a machine
     from its create call to its end; a launch that made no machine costs nothing) at the price books' prices."""
     start = guard(lambda: _since(since)) if since else None
     report = guard(lambda: herd().cost(ref, since=start))
@@ -276,12 +276,14 @@ def cost(
         print_json(report)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("infrastructure", "group", "provider", "machines", "running", "node-hours", "$/h now", "cost"):
-        table.add_column(column, justify="left" if column in ("infrastructure", "group", "provider") else "right",
+    # short headers, and a spot line said by its group, so that the numbers fit 80 columns whole
+    for column in ("infra", "group", "provider", "machines", "running", "node-h", "$/h now", "cost"):
+        table.add_column(column, justify="left" if column in ("infra", "group", "provider") else "right",
                          no_wrap=True)
     for line in report.lines:
-        table.add_row(line.infrastructure + ("†" if line.destroyed else ""), line.group, line.provider,
-                      str(line.machines), str(line.running), f"{line.node_hours:.2f}", _money(line.hourly_now),
+        group = line.group if line.market == "on-demand" else f"{line.group} ({line.market})"
+        table.add_row(line.infrastructure + ("†" if line.destroyed else ""), group, line.provider, str(line.machines),
+                      str(line.running), f"{line.node_hours:.2f}", _money(line.hourly_now),
                       _money(line.cost), style="dim" if line.destroyed else None)
     if any(line.destroyed for line in report.lines):
         table.caption = "† destroyed"

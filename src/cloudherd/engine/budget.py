@@ -72,11 +72,12 @@ def hourly_at(spec: Spec, sizes: Mapping[str, int], prices: Prices) -> Hourly:
     unknown = []
     for name, count in sizes.items():
         priced = prices.of_group(spec, name)
-        if priced.price is None:
+        cost = priced.for_count(spec.groups[name].market if name in spec.groups else None, count)
+        if cost is None:
             if count:
                 unknown.append(name)
             continue
-        dollars += count * priced.price.hourly
+        dollars += cost
     return Hourly(dollars, tuple(unknown))
 
 

@@ -241,8 +241,8 @@ async def _create_missing(
         if not rows:
             return
         tags = {**group.tags, TAG_INFRA: infra.id, TAG_GROUP: group_name, TAG_OWNER: identity.user_name}
-        markets = market.choose(group, _group_row(store, infra, group_name), [n for n in nodes if n.group_name == group_name
-                                                                        and n.state != NodeState.PENDING], rows)
+        others = [n for n in nodes if n.group_name == group_name and n.state != NodeState.PENDING]
+        markets = market.choose(group, _group_row(store, infra, group_name), others, rows)
         store.update_nodes(infra.id, [(n.id, {"market": markets[n.id]}) for n in rows if n.market != markets[n.id]])
 
         async def make(provider_name: str, batch: Sequence[Node]) -> None:

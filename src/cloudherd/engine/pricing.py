@@ -23,6 +23,7 @@ from cloudherd.spec import Spec
 from cloudherd.times import as_utc, utcnow
 
 if TYPE_CHECKING:  # the lean reader's status prints a cost: no SQLAlchemy for it
+    from cloudherd.spec.parts import Market
     from cloudherd.state.models import Infrastructure, Node
     from cloudherd.state.records import InfraRecord, NodeRecord
 
@@ -43,6 +44,23 @@ class Priced:
     @property
     def label(self) -> str:
         return self.book.label() if self.book is not None else f"{self.provider_type}: no price book"
+
+    def of_market(self, market: str | None) -> float | None:
+        """One node's price an hour bought on ``market``: a spot node at the book's spot price where it has one,
+        else (and on-demand) at the on-demand price — an upper bound for spot, never a guess below it."""
+        if self.price is None:
+            return None
+        if market == "spot" and self.price.spot is not None:
+            return self.price.spot
+        return self.price.hourly
+
+    def for_count(self, market: Market | None, count: int) -> float | None:
+        """What ``count`` nodes of a group cost an hour, bought as its market distributes them (its on-demand base
+        and share at the on-demand price, the rest at spot)."""
+        if self.price is None:
+            return None
+        on_demand = count if market is None else market.on_demand_of(count)
+        return on_demand * self.price.hourly + (count - on_demand) * (self.of_market("spot") or 0.0)
 
 
 class Prices:
@@ -89,6 +107,7 @@ class NodeCost:
     hourly: float | None  # its price now (None: unknown)
     cost: float | None
     running: bool  # its machine runs now (not stopped, not ended)
+    market: str = "on-demand"  # what it was bought as
 
 
 def node_costs(infra: Infrastructure | InfraRecord, spec: Spec, nodes: Iterable[Node | NodeRecord], prices: Prices,
@@ -107,7 +126,8 @@ def node_costs(infra: Infrastructure | InfraRecord, spec: Spec, nodes: Iterable[
             start = max(start, since)
         hours = max((end - start).total_seconds(), 0.0) / 3600
         priced = prices.of_group(spec, node.group_name, node.provider, sizes.get(node.group_name))
-        hourly = priced.price.hourly if priced.price is not None else None
+        market = getattr(node, "market", None) or "on-demand"
+        hourly = priced.of_market(market)
         found.append(NodeCost(infra.name, node.group_name, node.provider, hours, hourly,
-                              None if hourly is None else hours * hourly, node.state in LIVE_NODE_STATES))
+                              None if hourly is None else hours * hourly, node.state in LIVE_NODE_STATES, market))
     return found
