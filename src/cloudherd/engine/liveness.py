@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cloudherd.engine.context import Providers, snapshot
@@ -103,12 +104,14 @@ def needs_settling(reads: Store | Reader, infra_id: str) -> bool:
     return reads.has_open_intents(infra_id) or reads.has_leftovers(infra_id)
 
 
-def record(store: Store, infra_id: str, nodes: Sequence[Node | NodeRecord], changes: Sequence[Observed]) -> None:
+def record(store: Store, infra_id: str, nodes: Sequence[Node | NodeRecord], changes: Sequence[Observed],
+           at: datetime | None = None) -> None:
     """Write what the providers showed, each change an event with its reason (whoever noticed it first).
 
     Only over the state it was seen against: a ``status`` that listed the machines while a manager's pass
     detached one (its tags cleared, then its row ended) must not write the ended row back as dead, which would
-    have the next pass "replace" it and terminate the machine the user kept."""
+    have the next pass "replace" it and terminate the machine the user kept.  ``at``: the events' time by the
+    caller's clock (a pass's), which the interruptions of a spot group are counted against."""
     names = {n.id: n.name for n in nodes}
     seen = {n.id: str(n.state) for n in nodes}
     for change in changes:
@@ -116,7 +119,7 @@ def record(store: Store, infra_id: str, nodes: Sequence[Node | NodeRecord], chan
             continue  # changed meanwhile by someone else: what they wrote stands
         kind = "interruption" if (change.reason or "").startswith(SPOT_INTERRUPTED) else "health"
         store.add_event(infra_id, kind, f"{names.get(change.node_id, change.node_id)}: {change.state}: "
-                        f"{change.reason}", node_id=change.node_id)
+                        f"{change.reason}", node_id=change.node_id, at=at)
 
 
 async def settle(store: Store, infra: Infrastructure) -> None:

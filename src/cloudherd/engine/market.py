@@ -73,14 +73,16 @@ def choose(group: GroupSpec, row: Group | None, members: Sequence[Node], pending
 
 
 def fall_back(store: Store, infra_id: str, group: GroupSpec, group_name: str, why: str,
-              place: str | None = None) -> str:
-    """Move a spot group's new nodes to its fallback from now (``place``: where spot failed); the event's words."""
+              place: str | None = None, now: datetime | None = None) -> str:
+    """Move a spot group's new nodes to its fallback from ``now`` (``place``: where spot failed); the event's
+    words."""
+    now = now or utcnow()
     fallback = group.market.fallback if group.market is not None else ON_DEMAND
-    state = {"on": fallback, "since": utcnow().isoformat(), "reason": why, **({"place": place} if place else {})}
+    state = {"on": fallback, "since": now.isoformat(), "reason": why, **({"place": place} if place else {})}
     store.update_group(infra_id, group_name, market=state)
     where = f"new nodes off {place}" if fallback == "next-place" else "new nodes on on-demand"
     message = f"{group_name}: {why} → {where}"
-    store.add_event(infra_id, KIND, message)
+    store.add_event(infra_id, KIND, message, at=now)
     return message
 
 
@@ -92,8 +94,7 @@ def interruptions(store: Store, infra: Infrastructure, nodes: Sequence[Node], gr
     since = now - timedelta(seconds=window)
     if returned is not None:
         since = max(since, returned)
-    return sum(1 for e in store.recent_events(infra.id, INTERRUPTION, min(since, utcnow()))
-               if e.node_id in ids and as_utc(e.at) >= since)
+    return sum(1 for e in store.recent_events(infra.id, INTERRUPTION, since) if e.node_id in ids)
 
 
 def review(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: Sequence[Node],
@@ -116,13 +117,13 @@ def review(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: Seque
                 count = interruptions(store, infra, nodes, name, place, market.window, now, returned)
                 if count >= market.interruptions:
                     said.append(fall_back(store, infra.id, group, name, f"{count} spot interruptions on {place} within "
-                                          f"{format_duration(market.window)}", place))
+                                          f"{format_duration(market.window)}", place, now))
                     break
         elif now - as_utc(datetime.fromisoformat(state["since"])) >= timedelta(seconds=market.return_after):
-            store.update_group(infra.id, name, market={"returned": utcnow().isoformat()})
+            store.update_group(infra.id, name, market={"returned": now.isoformat()})
             message = (f"{name}: trying spot again after {format_duration(market.return_after)} on "
                        f"{state['on']} ({state['reason']})")
-            store.add_event(infra.id, KIND, message)
+            store.add_event(infra.id, KIND, message, at=now)
             said.append(message)
     return said
 

@@ -199,7 +199,7 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             else:
                 run.use_pins(seen.pins)
             changes = await observe(run.providers, infra.id, nodes)
-            record(store, infra.id, nodes, changes)
+            record(store, infra.id, nodes, changes, times.clock())
             if changes:
                 nodes = store.nodes(infra.id)
             spot = any(g.market is not None for g in loaded.spec.groups.values())

@@ -389,9 +389,12 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
             return list(s.scalars(select(Revision).where(Revision.infrastructure_id == infrastructure_id)
                                   .order_by(Revision.number)))
 
-    def add_event(self, infrastructure_id: str | None, kind: str, message: str, node_id: str | None = None) -> None:
+    def add_event(self, infrastructure_id: str | None, kind: str, message: str, node_id: str | None = None,
+                  at: datetime | None = None) -> None:
+        """``at``: when it happened by the caller's clock (a pass's injectable one), else now."""
         with self.session() as s, s.begin():
-            s.add(Event(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, message=message))
+            s.add(Event(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, message=message,
+                        **({"at": at} if at is not None else {})))
 
     @staticmethod
     def _prune(s: Session, infrastructure_id: str, kind: str, keep: int) -> None:
