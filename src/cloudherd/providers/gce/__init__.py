@@ -36,6 +36,19 @@ Decisions:
   of the last instances carrying it deletes it, so no rule outlives its group.
 * One attempt per call: 5xx answers and dropped connections are :class:`TransientError`, rate limits
   :class:`ThrottledError`, both retried by the rate budget; the SDK's own retries are off (``retry=None``).
+* Spot (``request.market == "spot"``, :attr:`~cloudherd.providers.base.Capability.SPOT`): Spot VMs, scheduling
+  ``provisioningModel: SPOT`` with ``instanceTerminationAction: DELETE`` (a VM taken back is deleted, not left
+  stopped and billed for its disk), ``automaticRestart: false``, ``onHostMaintenance: TERMINATE``; the bulkInsert
+  ``requestId`` of a Spot create is its own, since a Spot create refused for capacity
+  (``ZONE_RESOURCE_POOL_EXHAUSTED``…: a :class:`CapacityError`) is asked again on-demand with the same token
+  (GCE would answer that with the refused operation again).  GCE Spot has no maximum price (no bid;
+  ``maxRunDuration`` limits time, not cost): ``max_price`` with spot is an :class:`InvalidRequestError`.
+  ``extra["market"]`` of a listed instance is ``spot`` for a Spot VM (or a legacy preemptible one), else
+  ``on-demand``.  :meth:`ended` tells a VM GCE took back by the zone's
+  ``compute.instances.preempted`` operations (``zoneOperations.list`` filtered on ``operationType``, as GCE
+  documents telling a preempted VM; matched on the instance name in ``targetLink``; GCE keeps operations for a
+  limited time, and an older VM of the same name's preemption would be told too).  A Spot VM that is stopping or
+  stopped after such an operation (GCE deleting it) is not listed: it is gone, and ``ended`` says why.
 * Instance ids are instance names (in the configured zone).  ``terminate`` ignores names already gone;
   ``stop``/``start`` of a missing name is a :class:`NotFoundError`.  States: PROVISIONING, STAGING, REPAIRING
   → pending; RUNNING → running; STOPPING, SUSPENDING, SUSPENDED, TERMINATED (GCE's word for stopped) → stopped.

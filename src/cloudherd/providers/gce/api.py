@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from cloudherd.providers.base import InvalidRequestError, NotFoundError, ProviderError, has_tags
@@ -29,6 +30,7 @@ POLL_INTERVAL = 2.0
 WAIT_SLICE = 130.0  # GCE answers operations.wait within about 2 minutes, done or not
 LAST_LOOK = 2.0  # an operation whose call used up its deadline is still looked at once, for this long
 CONCURRENCY = 16  # delete/stop/start calls in flight at once
+PREEMPTED = "compute.instances.preempted"  # the operation GCE records when it takes a spot VM back
 
 
 class GceApi(SdkDriver):
@@ -91,6 +93,21 @@ class GceApi(SdkDriver):
         pager = self._client("InstancesClient").list(request=request, timeout=self.request_timeout,
                                                      retry=None)
         return [i for i in pager if has_tags(decode_labels(i.labels), tags)]
+
+    def _preemptions(self) -> dict[str, Any]:
+        """The zone's ``compute.instances.preempted`` operations (one paginated zoneOperations.list, filtered on
+        the type, as GCE documents telling a preempted VM): instance name → its latest preemption."""
+        request = self._compute.ListZoneOperationsRequest(project=self.project, zone=self.zone, max_results=500,
+                                                          filter=f'operationType="{PREEMPTED}"')
+        pager = self._client("ZoneOperationsClient").list(request=request, timeout=self.request_timeout,
+                                                          retry=None)
+        latest: dict[str, Any] = {}
+        for op in pager:
+            name = (op.target_link or "").rstrip("/").rsplit("/", 1)[-1]
+            if op.operation_type == PREEMPTED and name and (
+                    name not in latest or _when(op) >= _when(latest[name])):
+                latest[name] = op
+        return latest
 
     def _wait(self, op: Any, what: str, deadline: float) -> Any:
         """Wait for a zone (or global) operation until ``deadline``; raise its error, typed."""
@@ -175,3 +192,17 @@ def _seconds(settings: Mapping[str, Any], key: str, default: float) -> float:
     if seconds <= 0:
         raise InvalidRequestError(f"gce: '{key}' must be more than 0 seconds")
     return seconds
+
+
+def _when(op: Any) -> datetime:
+    """When an operation was made (its insertTime, an RFC 3339 time with an offset); the epoch when unreadable."""
+    return parse_time(op.insert_time) or datetime.fromtimestamp(0, UTC)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A GCE timestamp (``2024-05-01T10:00:00.000-07:00``), None when missing or unreadable."""
+    try:
+        when = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when

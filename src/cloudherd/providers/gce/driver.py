@@ -1,4 +1,5 @@
-"""The ``gce`` driver: instances made in one bulkInsert, listed by label, stopped, started and deleted."""
+"""The ``gce`` driver: instances made in one bulkInsert (on-demand or Spot VMs), listed by label, stopped, started
+and deleted; a Spot VM GCE took back told by the zone's ``compute.instances.preempted`` operations."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cloudherd.providers.base import CreateRequest, Instance, InstanceState, InvalidRequestError, ProviderError
+from cloudherd.providers.base import (
+    SPOT_INTERRUPTED,
+    CreateRequest,
+    Instance,
+    InstanceState,
+    InvalidRequestError,
+    ProviderError,
+)
+from cloudherd.providers.gce.api import PREEMPTED, parse_time
 from cloudherd.providers.gce.catalog import DEFAULT_IMAGE, GceCatalog
 from cloudherd.providers.gce.labels import decode_labels, encode_labels, instance_name, request_id
 from cloudherd.providers.gce.network import RULE_PREFIX, GceNetwork
@@ -24,6 +33,7 @@ STATES = {"PROVISIONING": _P, "STAGING": _P, "REPAIRING": _P, "RUNNING": _R,
           "STOPPING": _S, "SUSPENDING": _S, "SUSPENDED": _S, "TERMINATED": _S}
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+SPOT, ON_DEMAND = "spot", "on-demand"
 
 
 class GceProvider(GceNetwork, GceCatalog):
@@ -34,6 +44,7 @@ class GceProvider(GceNetwork, GceCatalog):
     async def create(self, request: CreateRequest) -> builtins.list[Instance]:
         if not check_request(request, "gce"):
             return []
+        spot = _spot(request)
         user = request.ssh_user
         key = request.ssh_public_key.strip()
         if key:
@@ -61,6 +72,9 @@ class GceProvider(GceNetwork, GceCatalog):
             props.metadata = compute.Metadata(items=items)
         if network_tags:
             props.tags = compute.Tags(items=network_tags)
+        if spot:  # deleted when taken back: no stopped VM left behind, billed for its disk
+            props.scheduling = compute.Scheduling(provisioning_model="SPOT", instance_termination_action="DELETE",
+                                                  automatic_restart=False, on_host_maintenance="TERMINATE")
         resource = compute.BulkInsertInstanceResource(count=request.count, min_count=request.count,
                                                       instance_properties=props)
         if names:
@@ -73,10 +87,11 @@ class GceProvider(GceNetwork, GceCatalog):
             mine = re.compile(re.escape(prefix) + r"\d+")
         bulk = compute.BulkInsertInstanceRequest(project=self.project, zone=self.zone,
                                                  bulk_insert_instance_resource_resource=resource)
-        if request.token:
-            bulk.request_id = request_id(request.token, names)
+        if request.token:  # a Spot create's own: refused, it is asked again on-demand with the same token
+            bulk.request_id = request_id(request.token + ("\nspot" if spot else ""), names)
         deadline = time.monotonic() + self.operation_timeout
-        log.info("gce: bulkInsert of %d %s instances in %s/%s", request.count, size, self.project, self.zone)
+        log.info("gce: bulkInsert of %d %s%s instances in %s/%s", request.count, size, " Spot" if spot else "",
+                 self.project, self.zone)
 
         def run() -> builtins.list[Any]:
             op = self._client("InstancesClient").bulk_insert_unary(request=bulk, timeout=self.request_timeout)
@@ -100,7 +115,26 @@ class GceProvider(GceNetwork, GceCatalog):
 
     async def list(self, tags: Mapping[str, str]) -> builtins.list[Instance]:
         raw = await self._run("instances.list", lambda: self._list_raw(tags))
+        going = {i.name: i for i in raw if _spot_going(i)}
+        if going:  # a Spot VM stopping after GCE took it back is being deleted: gone, as ended() will say
+            try:
+                preempted = await self._run("zoneOperations.list", self._preemptions)
+            except ProviderError as exc:  # not known for sure: listed as they are (stopping)
+                log.warning("gce: could not tell whether %s were preempted: %s", ", ".join(sorted(going)), exc)
+                preempted = {}
+            gone = {n for n, i in going.items() if n in preempted and _after(preempted[n], i.creation_timestamp)}
+            raw = [i for i in raw if i.name not in gone]
         return sorted((self._instance(i) for i in raw), key=lambda i: i.id)
+
+    async def ended(self, ids: Sequence[str]) -> dict[str, str]:
+        """The Spot VMs among ``ids`` (instance names) that GCE took back: a ``compute.instances.preempted``
+        operation of the zone names them.  GCE says nothing more of a deleted VM: the others are left out."""
+        wanted = set(ids)
+        if not wanted:
+            return {}
+        preempted = await self._run("zoneOperations.list", self._preemptions)
+        return {name: f"{SPOT_INTERRUPTED} ({PREEMPTED} at {op.insert_time or 'a time GCE did not say'})"
+                for name, op in preempted.items() if name in wanted}
 
     async def terminate(self, ids: Sequence[str]) -> None:
         names = set(ids)
@@ -138,8 +172,38 @@ class GceProvider(GceNetwork, GceCatalog):
             ssh_user=ssh_user,
             extra={"gce_id": str(item.id) if item.id else None, "zone": (item.zone or self.zone).rsplit("/", 1)[-1],
                    "type": (item.machine_type or "").rsplit("/", 1)[-1] or None, "gce_status": status,
-                   "created": item.creation_timestamp or None, "project": self.project},
+                   "created": item.creation_timestamp or None, "project": self.project, "market": _market(item)},
         )
+
+
+def _spot(request: CreateRequest) -> bool:
+    """Whether the request is for Spot VMs; what GCE cannot do refused before any call."""
+    if request.market not in (SPOT, ON_DEMAND):
+        raise InvalidRequestError(f"gce: unknown market '{request.market}' (spot or on-demand)")
+    if request.market == SPOT and request.max_price is not None:
+        raise InvalidRequestError(
+            f"gce: Spot VMs have no maximum price (max_price {request.max_price:g} asked): GCE bills them at its "
+            "current Spot price and takes no bid (maxRunDuration limits how long a VM runs, not what it costs); "
+            "remove max_price from the group's market")
+    return request.market == SPOT
+
+
+def _market(item: Any) -> str:
+    """spot for a Spot VM (or a legacy preemptible one, taken back the same way), else on-demand."""
+    scheduling = item.scheduling
+    return SPOT if scheduling and (scheduling.provisioning_model == "SPOT" or scheduling.preemptible) else ON_DEMAND
+
+
+def _spot_going(item: Any) -> bool:
+    """A Spot VM that is stopping or stopped and which GCE deletes when it takes it back."""
+    return (_market(item) == SPOT and item.status in ("STOPPING", "TERMINATED")
+            and item.scheduling.instance_termination_action == "DELETE")
+
+
+def _after(op: Any, created: str | None) -> bool:
+    """Whether the operation is of this VM's life, not of an earlier VM of the same name."""
+    made, when = parse_time(created), parse_time(op.insert_time)
+    return made is None or when is None or when >= made
 
 
 def _addresses(item: Any) -> tuple[str | None, str | None]:
