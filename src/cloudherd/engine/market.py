@@ -128,7 +128,8 @@ def review(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: Seque
     return said
 
 
-def returning(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: Sequence[Node]) -> set[str]:
+def returning(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: Sequence[Node],
+              now: datetime | None = None) -> set[str]:
     """One on-demand node per group to replace by a spot one, where a spot group on its market holds more
     on-demand nodes than its distribution asks for (it fell back and came back).  Only when the group is all
     ready, so that a group moves one machine at a time and never while short."""
@@ -150,7 +151,7 @@ def returning(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: Se
         moving.add(node.id)
         store.add_event(infra.id, KIND, f"{name}: moving {node.name} from on-demand back to spot "
                                         f"({len(on_demand)} on-demand, the distribution asks "
-                                        f"{market.on_demand_of(len(members))})")
+                                        f"{market.on_demand_of(len(members))})", at=now)
     return moving
 
 

@@ -221,7 +221,8 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                 nodes = store.nodes(infra.id)
             replace = _to_replace(store, infra, loaded, nodes, report) | renew
             if not replace and not victims:
-                replace = _misplaced(store, infra, loaded, nodes) or market.returning(store, infra, loaded, nodes)
+                replace = _misplaced(store, infra, loaded, nodes) or market.returning(store, infra, loaded, nodes,
+                                                                                             times.clock())
             if _differs(loaded, infra, nodes, replace, victims):
                 report.converged = True
                 before = {n.id: n for n in nodes if n.state != NodeState.TERMINATED}
