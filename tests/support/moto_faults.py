@@ -7,7 +7,8 @@ serves); :class:`FaultInjector` wraps it and :class:`FaultyMotoServer` serves th
 The injector reads the Query API ``Action`` (form body or query string) of every request, counts calls per
 action (injected or not: the attempts a client made) and keeps each call's parameters, so a test can assert
 how many times an action was tried and with which ``ClientToken``.  Rules fail an action's first N calls or a
-seeded random share of them.
+seeded random share of them, of all its calls or of those whose parameters match (``params``: the spot creates
+alone).  :func:`interrupt_spot` takes spot instances back as EC2 does, through moto's in-process backend.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import random
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
@@ -36,6 +37,9 @@ FAULTS: dict[str, tuple[int, str]] = {
                                           "Zone you requested."),
     "InstanceLimitExceeded": (400, "You have requested more instances than your current instance limit allows."),
     "VcpuLimitExceeded": (400, "You have requested more vCPU capacity than your current vCPU limit allows."),
+    "SpotMaxPriceTooLow": (400, "Your Spot request price of 0.001 is lower than the minimum required Spot request "
+                                "fulfillment price of 0.0031."),
+    "MaxSpotInstanceCountExceeded": (400, "Max spot instance count exceeded"),
     "AuthFailure": (401, "AWS was not able to validate the provided access credentials"),
     "InternalError": (500, "An internal error has occurred"),
     "ServiceUnavailable": (503, "The service is unavailable. Please try again shortly."),
@@ -46,14 +50,19 @@ BARE_503 = "BARE_503"
 
 @dataclass
 class Rule:
-    """Fail ``action`` with ``code``: its first ``first`` calls, else each call with probability ``rate``."""
+    """Fail ``action`` with ``code``: its first ``first`` calls, else each call with probability ``rate``; only the
+    calls whose parameters hold every ``params`` value (``{"InstanceMarketOptions.MarketType": "spot"}``)."""
 
     action: str
     code: str
     first: int | None = None
     rate: float = 0.0
+    params: Mapping[str, str] = field(default_factory=dict)
     seen: int = 0  # matching calls so far
     fired: int = 0  # of which failed
+
+    def matches(self, action: str, params: Mapping[str, list[str]]) -> bool:
+        return action == self.action and all(value in params.get(key, []) for key, value in self.params.items())
 
 
 def error_body(code: str, message: str, request_id: str) -> bytes:
@@ -76,16 +85,22 @@ class FaultInjector:
         self._seed = seed
         self._lock = threading.Lock()
 
-    def fail(self, action: str, code: str, *, first: int | None = None, rate: float = 0.0) -> Rule:
-        """Add a rule; with neither ``first`` nor ``rate`` every call fails."""
+    def fail(self, action: str, code: str, *, first: int | None = None, rate: float = 0.0,
+             params: Mapping[str, str] | None = None) -> Rule:
+        """Add a rule; with neither ``first`` nor ``rate`` every (matching) call fails."""
         if code not in FAULTS:
             raise ValueError(f"unknown fault {code!r} (known: {', '.join(FAULTS)})")
         if first is None and not rate:
             rate = 1.0
-        rule = Rule(action, code, first, rate)
+        rule = Rule(action, code, first, rate, dict(params or {}))
         with self._lock:
             self._rules.append(rule)
         return rule
+
+    def drop(self, rule: Rule) -> None:
+        """Remove one rule (the counters stay)."""
+        with self._lock:
+            self._rules.remove(rule)
 
     def reset(self, seed: int | None = None) -> None:
         """Drop the rules and counters (and reseed)."""
@@ -108,7 +123,7 @@ class FaultInjector:
         with self._lock:
             self.calls[action] += 1
             self.params.append((action, params))
-            code = self._pick(action)
+            code = self._pick(action, params)
             if code:
                 self.injected[action] += 1
         if code is None:
@@ -125,9 +140,9 @@ class FaultInjector:
         start_response(f"{status} {reasons.get(status, 'Error')}", [*headers, ("x-amzn-RequestId", request_id)])
         return [body]
 
-    def _pick(self, action: str) -> str | None:
+    def _pick(self, action: str, params: Mapping[str, list[str]]) -> str | None:
         for rule in self._rules:
-            if rule.action != action:
+            if not rule.matches(action, params):
                 continue
             rule.seen += 1
             hit = rule.seen <= rule.first if rule.first is not None else self._random.random() < rule.rate
@@ -184,6 +199,27 @@ class FaultyMotoServer:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(10)
+
+
+SPOT_TERMINATION = "Server.SpotInstanceTermination"
+
+
+def interrupt_spot(instance_ids: Sequence[str], region: str = "us-east-1") -> None:
+    """Take spot instances back as EC2 does (moto has no API for it): moto's own terminate (its NICs and volumes
+    torn down as on any terminate), then the state reason EC2 gives a spot interruption.  An instance that is not
+    a spot one is refused: EC2 interrupts spot instances only."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import StateReason
+
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    instances = [backend.get_instance(i) for i in instance_ids]
+    odd = [i.id for i in instances if i.lifecycle != "spot"]
+    if odd:
+        raise ValueError(f"not spot instances: {', '.join(odd)}")
+    for instance in instances:
+        instance.terminate()
+        instance.state_reason = StateReason(f"{SPOT_TERMINATION}: Spot instance termination", SPOT_TERMINATION)
 
 
 AWS_TEST_CONFIG = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

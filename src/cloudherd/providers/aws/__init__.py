@@ -43,7 +43,15 @@ Decisions:
   an EC2 key pair (``cloudherd-<12 hex of its sha256>``) for the image's default user.
 * ``list`` returns pending, running, stopping and stopped instances (shutting-down ones are on their way
   out and are left out like terminated ones); ``stopping`` is reported as ``stopped``.  One
-  ``DescribeInstances`` call per 1000 instances.
+  ``DescribeInstances`` call per 1000 instances.  ``extra["market"]`` is ``spot`` for a spot instance
+  (``InstanceLifecycle``), else ``on-demand``.
+* Spot (``request.market == "spot"``): ``InstanceMarketOptions`` of a one-time request, terminated when taken
+  back, ``MaxPrice`` from ``request.max_price`` (none: up to the on-demand price); its ``ClientToken`` is the
+  request token's spot variant, so the on-demand create the engine falls back to is never held to it.  Spot
+  refusals for capacity (``InsufficientInstanceCapacity``, ``InsufficientCapacity``, ``UnfulfillableCapacity``,
+  ``SpotMaxPriceTooLow``, ``MaxSpotInstanceCountExceeded``) are :class:`CapacityError`.  ``ended`` describes the
+  unlisted ids by an ``instance-id`` filter (unknown ids are no error) and reads ``StateReason``:
+  ``Server.SpotInstanceTermination`` is a spot interruption.
 """
 
 from cloudherd.providers.aws.catalog import alias_spec, alias_user

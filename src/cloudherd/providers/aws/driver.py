@@ -9,10 +9,17 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cloudherd.providers.aws.api import LIVE_STATES
+from cloudherd.providers.aws.api import FILTER_BATCH, LIVE_STATES
 from cloudherd.providers.aws.catalog import DEFAULT_IMAGE, DEFAULT_SIZE, Ec2Catalog
 from cloudherd.providers.aws.network import Ec2Network
-from cloudherd.providers.base import CreateRequest, Instance, InstanceState, InvalidRequestError, ProviderError
+from cloudherd.providers.base import (
+    SPOT_INTERRUPTED,
+    CreateRequest,
+    Instance,
+    InstanceState,
+    InvalidRequestError,
+    ProviderError,
+)
 from cloudherd.providers.toolkit import boot_data, check_login_name, check_ports, check_request
 
 log = logging.getLogger(__name__)
@@ -20,6 +27,8 @@ log = logging.getLogger(__name__)
 STATES = {"pending": InstanceState.PENDING, "running": InstanceState.RUNNING, "stopping": InstanceState.STOPPED,
           "stopped": InstanceState.STOPPED, "shutting-down": InstanceState.TERMINATED,
           "terminated": InstanceState.TERMINATED}
+SPOT = "spot"
+SPOT_TERMINATION = "Server.SpotInstanceTermination"  # the state reason of a spot instance EC2 took back
 
 
 class AwsProvider(Ec2Network, Ec2Catalog):
@@ -58,8 +67,10 @@ class AwsProvider(Ec2Network, Ec2Catalog):
             "TagSpecifications": [{"ResourceType": "instance",
                                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
             # the same token on every attempt: a retried RunInstances returns the first one's instances
-            "ClientToken": _client_token(request.token) if request.token else f"ch-{uuid.uuid4().hex}",
+            "ClientToken": _client_token(_market_token(request)) if request.token else f"ch-{uuid.uuid4().hex}",
         }
+        if request.market == SPOT:
+            params["InstanceMarketOptions"] = spot_options(request.max_price)
         if key_name:
             params["KeyName"] = key_name
         group_ids = [str(g) for g in self.settings.get("security_group_ids") or []]
@@ -97,6 +108,17 @@ class AwsProvider(Ec2Network, Ec2Catalog):
         filters.append({"Name": "instance-state-name", "Values": LIVE_STATES})
         items = await self._instances(Filters=filters, MaxResults=1000)
         return sorted((_instance(item) for item in items), key=lambda i: i.id)
+
+    async def ended(self, ids: Sequence[str]) -> dict[str, str]:
+        """EC2 keeps describing a terminated instance for a while, with its state reason: a spot interruption is
+        told by it.  Asked by a filter, which (unlike InstanceIds) does not fail on ids EC2 no longer knows."""
+        unique = list(dict.fromkeys(ids))
+        reasons: dict[str, str] = {}
+        for start in range(0, len(unique), FILTER_BATCH):
+            batch = unique[start:start + FILTER_BATCH]
+            items = await self._instances(Filters=[{"Name": "instance-id", "Values": batch}], MaxResults=1000)
+            reasons.update((item["InstanceId"], why) for item in items if (why := end_reason(item)))
+        return reasons
 
     async def terminate(self, ids: Sequence[str]) -> None:
         unique = list(dict.fromkeys(ids))
@@ -164,8 +186,38 @@ def _instance(item: dict[str, Any], ssh_user: str | None = None) -> Instance:
         extra={"type": item.get("InstanceType"), "image": item.get("ImageId"),
                "zone": placement.get("AvailabilityZone"),
                "launched": launched.isoformat() if hasattr(launched, "isoformat") else launched,
-               "public_dns": item.get("PublicDnsName") or None, "aws_state": state},
+               "public_dns": item.get("PublicDnsName") or None, "aws_state": state,
+               "market": SPOT if item.get("InstanceLifecycle") == SPOT else "on-demand"},
     )
+
+
+def spot_options(max_price: float | None) -> dict[str, Any]:
+    """RunInstances' market options of a spot create: a one-time request (a replacement is the engine's to make,
+    not a persistent request's), terminated when taken back (a stopped spot machine still holds its disk and its
+    place in the group); no ``MaxPrice`` caps it at the on-demand price, as EC2 does by default."""
+    spot: dict[str, Any] = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
+    if max_price:
+        spot["MaxPrice"] = str(max_price)
+    return {"MarketType": SPOT, "SpotOptions": spot}
+
+
+def end_reason(item: Mapping[str, Any]) -> str | None:
+    """Why a described instance ended, where it was a spot interruption (``spot interruption (<EC2's reason>)``);
+    None for any other (a user's terminate, one still alive): only an interruption changes what the engine does."""
+    reason = item.get("StateReason") or {}
+    code, message = str(reason.get("Code") or ""), str(reason.get("Message") or "")
+    if code != SPOT_TERMINATION:
+        return None
+    # EC2's message begins with the code already ("Server.SpotInstanceTermination: Spot instance termination")
+    said = message if message.startswith(code) else ": ".join(p for p in (code, message) if p)
+    return f"{SPOT_INTERRUPTED} ({said})"
+
+
+def _market_token(request: CreateRequest) -> str:
+    """The create's token, another for a spot create: the engine asks again on-demand with the same request
+    token when spot is refused, and EC2 may hold a token to the parameters it first came with."""
+    token = request.token or ""
+    return f"{token}-spot" if request.market == SPOT else token
 
 
 def _client_token(token: str) -> str:

@@ -9,7 +9,11 @@ from cloudherd.providers.base import AuthError, InvalidRequestError, ProviderErr
 from cloudherd.providers.sdk import CodeRule, typed
 from cloudherd.providers.toolkit import one_line, safe_url
 
-CAPACITY_CODES = {"InsufficientInstanceCapacity", "InsufficientHostCapacity", "Unsupported"}
+# a spot create refused for the market's sake (no spare capacity, our price under the market's, our account's spot
+# count full) is a capacity refusal too: the engine falls back to on-demand or the next place at once
+SPOT_CAPACITY_CODES = {"InsufficientCapacity", "UnfulfillableCapacity", "SpotMaxPriceTooLow",
+                       "MaxSpotInstanceCountExceeded"}
+CAPACITY_CODES = {"InsufficientInstanceCapacity", "InsufficientHostCapacity", "Unsupported", *SPOT_CAPACITY_CODES}
 QUOTA_CODES = {"InstanceLimitExceeded", "VcpuLimitExceeded"}
 THROTTLE_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException"}
 AUTH_CODES = {"AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch",
