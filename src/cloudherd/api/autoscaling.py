@@ -30,6 +30,13 @@ from sqlalchemy.exc import IntegrityError
 from cloudherd.api import phantom
 from cloudherd.api.autoscaling_hooks import HookActions, spec_hooks
 from cloudherd.api.autoscaling_instances import InstanceActions, instance_lifecycle, termination_of
+from cloudherd.api.autoscaling_mixed import (
+    CHOICE,
+    distribution_note,
+    shown_distribution,
+    spec_market,
+    with_distribution,
+)
 from cloudherd.api.autoscaling_policies import PolicyActions, spec_policies
 from cloudherd.api.autoscaling_refresh import RefreshActions
 from cloudherd.api.autoscaling_values import (
@@ -133,7 +140,8 @@ class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions, 
     async def create_group(self, name: str, launch_configuration: str, min_size: int, max_size: int,
                            desired: int | None, zones: Sequence[str], tags: Sequence[Tag],
                            choices: Mapping[str, Any] | None = None) -> None:
-        """``choices``: TerminationPolicies and NewInstancesProtectedFromScaleIn (``termination``, ``protect_new``)."""
+        """``choices``: TerminationPolicies and NewInstancesProtectedFromScaleIn (``termination``, ``protect_new``),
+        MixedInstancesPolicy's InstancesDistribution (``distribution``: :mod:`.autoscaling_mixed`)."""
         from cloudherd.engine.locks import BusyError
 
         _check_name(name, "AutoScalingGroupName")
@@ -148,7 +156,8 @@ class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions, 
             raise AwsError("AlreadyExists", f"AutoScalingGroup by this name already exists - A group with the "
                                             f"name {name} already exists")
         tag_list = [{"key": t.key, "value": t.value, "propagate": t.propagate} for t in _last_of_each(tags)]
-        choices = dict(choices or {})
+        note = distribution_note(name, choices or {})
+        choices = with_distribution({}, choices or {})
         text = self._checked_spec(name, launch, min_size, max_size, desired, list(zones), tag_list, choices=choices)
         try:
             infra_id = await _submit(self.store, _infra_name(self.owner, name), text, self.owner)
@@ -162,6 +171,8 @@ class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions, 
                 s.execute(update(InfraRow).where(InfraRow.id == infra_id).values(attached=True))
                 s.add(EventRow(infrastructure_id=infra_id, kind="attach",
                                message=f"Auto Scaling group {name}: kept at {desired} by the manager"))
+                if note:
+                    s.add(EventRow(infrastructure_id=infra_id, kind="market", message=note))
         except IntegrityError:  # created meanwhile by a concurrent request: undo ours
             self.start_down(infra_id)
             raise AwsError("AlreadyExists", f"AutoScalingGroup by this name already exists - {name}") from None
@@ -180,7 +191,8 @@ class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions, 
                      zones: Sequence[str] | None = None, tags: list[dict[str, Any]] | None = None,
                      choices: Mapping[str, Any] | None = None) -> None:
         """UpdateAutoScalingGroup; ``tags`` (all of the group's) written in the same transaction, when given;
-        ``choices``: the termination policies or new instances' protection given (the others are kept)."""
+        ``choices``: the termination policies, new instances' protection or instances distribution given (the others
+        are kept)."""
         self._check_ceiling(MinSize=min_size, MaxSize=max_size, DesiredCapacity=desired)
         row = self._group(name)
         view = self._view(row)
@@ -194,11 +206,14 @@ class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions, 
         _check_zones(zones or ())
         zone_list = list(zones) if zones is not None else list(row.zones.get("list") or [])
         tag_list = list(row.tags.get("list") or []) if tags is None else tags
-        kept = {**(row.choices or {}), **(choices or {})}
+        kept = with_distribution(row.choices or {}, choices or {})
         text = self._checked_spec(row.name, launch, min_size, max_size, desired, zone_list, tag_list, choices=kept)
         self._write(row, text, desired if desired != view.desired else None, launch_configuration=launch_name,
                     min_size=min_size, max_size=max_size, zones={"list": zone_list}, tags={"list": tag_list},
                     choices=kept or None)
+        note = distribution_note(row.name, choices or {})
+        if note:
+            self.store.add_event(row.infrastructure_id, "market", note)
 
     def set_desired(self, name: str, desired: int) -> None:
         self._check_ceiling(DesiredCapacity=desired)
@@ -422,6 +437,8 @@ class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions, 
             group["warm_pool"] = spec_pool(choices["warm_pool"], max_size)
         if choices.get("update"):
             group["update"] = dict(choices["update"])
+        if choices.get(CHOICE) is not None:
+            group["market"] = spec_market(choices[CHOICE], max_size)
         if choices.get("refresh_marker"):  # an instance refresh's release: every instance behind it
             group["variables"] = {"instance_refresh": choices["refresh_marker"]}
         if scaling:
@@ -455,7 +472,8 @@ def _view(row: GroupRow, infra: InfraRow, pending: Sequence[ScaleRow]) -> Scalin
                             instances=instances, tags=tags, status=row.status, created_at=row.created_at,
                             suspended=tuple((aws_name.get(p, p), str(why)) for p, why in held.items()),
                             termination=tuple(choices.get("termination") or ["Default"]),
-                            new_protected=bool(choices.get("protect_new")))
+                            new_protected=bool(choices.get("protect_new")),
+                            distribution=shown_distribution(choices.get(CHOICE)))
 
 
 _LIFECYCLE = {

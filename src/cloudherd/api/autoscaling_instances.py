@@ -29,7 +29,7 @@ TERMINATION: Mapping[str, list[str]] = {
     "OldestLaunchTemplate": ["oldest-release"], "ClosestToNextInstanceHour": ["closest-to-next-hour"],
 }
 ACTIVITY_KINDS = frozenset({"scale", "scale-out", "scale-in", "scheduled", "standby", "protection", "processes",
-                            "placement", "circuit-breaker", "membership"})
+                            "placement", "circuit-breaker", "membership", "market"})
 ACTIVITY_NAMESPACE = uuid.UUID("6f1d6c2e-5a0b-4c55-9a55-2f0c6b1e7d10")  # activity ids: one per event, stable
 
 
@@ -226,6 +226,7 @@ def _description(kind: str, message: str) -> str:
             "standby": "Moving instances to or from standby", "scheduled": "Running a scheduled action",
             "processes": "Suspending or resuming processes", "protection": "Changing instance protection",
             "membership": "Attaching or detaching instances",
+            "market": "Choosing the market instances are bought on (spot or on-demand)",
             }.get(kind, f"Changing the group's capacity: {message.split(':', 1)[-1].strip()}")
 
 

@@ -84,6 +84,7 @@ class ScalingGroupView(_Value):
     suspended: tuple[tuple[str, str], ...] = ()  # (AWS's process name, why)
     termination: tuple[str, ...] = ("Default",)  # TerminationPolicies, AWS's names
     new_protected: bool = False  # NewInstancesProtectedFromScaleIn
+    distribution: tuple[tuple[str, str | int], ...] = ()  # MixedInstancesPolicy.InstancesDistribution, as shown
 
 
 def _literal(text: str) -> str:
@@ -191,7 +192,8 @@ def _decode_user_data(text: str) -> str:
 # where a group's spec keeps what the caller gave, by the name the caller gave it
 _FIELDS = {"groups.nodes.image": "ImageId", "groups.nodes.size": "InstanceType", "groups.nodes.user_data": "UserData",
            "groups.nodes.tags": "Tags", "groups.nodes.count": "DesiredCapacity", "groups.nodes.min": "MinSize",
-           "groups.nodes.max": "MaxSize", "groups.nodes.placement": "the group's clouds"}
+           "groups.nodes.max": "MaxSize", "groups.nodes.placement": "the group's clouds",
+           "groups.nodes.market": "MixedInstancesPolicy.InstancesDistribution"}
 
 
 def _field_of(path: str) -> str:

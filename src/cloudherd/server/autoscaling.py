@@ -31,6 +31,7 @@ from cloudherd.api.autoscaling import (
     AwsError,
     xml_refusal,
 )
+from cloudherd.api.autoscaling_mixed import NEEDS_LAUNCH, mixed_choices
 from cloudherd.api.autoscaling_policies import read_policy
 from cloudherd.engine.locks import BusyError
 from cloudherd.errors import CloudherdError, StateError
@@ -210,11 +211,13 @@ async def delete_launch_configuration(model: AutoScaling, p: Params) -> None:
 async def create_auto_scaling_group(model: AutoScaling, p: Params) -> None:
     name = _required(p, "AutoScalingGroupName")
     launch = p.get("LaunchConfigurationName")
+    mixed = mixed_choices(p)  # a launch template in it refused first: its refusal names what to give instead
     if not launch:
-        raise AwsError("ValidationError", "LaunchConfigurationName is required (launch templates are not served)")
+        raise AwsError("ValidationError", NEEDS_LAUNCH if mixed else
+                       "LaunchConfigurationName is required (launch templates are not served)")
     await model.create_group(name, launch, _size(model, p, "MinSize", required=True) or 0,
                              _size(model, p, "MaxSize", required=True) or 0, _size(model, p, "DesiredCapacity"),
-                             _members(p, "AvailabilityZones"), _tags(p, name), group_choices(p))
+                             _members(p, "AvailabilityZones"), _tags(p, name), {**group_choices(p), **mixed})
 
 
 async def describe_auto_scaling_groups(model: AutoScaling, p: Params) -> str:
@@ -226,9 +229,10 @@ async def update_auto_scaling_group(model: AutoScaling, p: Params) -> None:
     name, zones = _required(p, "AutoScalingGroupName"), _members(p, "AvailabilityZones")
     min_size, max_size = _size(model, p, "MinSize"), _size(model, p, "MaxSize")
     desired = _size(model, p, "DesiredCapacity")
+    choices = {**group_choices(p), **mixed_choices(p)}
     await asyncio.to_thread(
         lambda: model.update_group(name, launch_configuration=p.get("LaunchConfigurationName"), min_size=min_size,
-                                   max_size=max_size, desired=desired, zones=zones or None, choices=group_choices(p)))
+                                   max_size=max_size, desired=desired, zones=zones or None, choices=choices))
 
 
 async def set_desired_capacity(model: AutoScaling, p: Params) -> None:

@@ -67,7 +67,7 @@ def group_xml(g: ScalingGroupView) -> str:
     return "<member>" + "".join([
         x("AutoScalingGroupName", g.name), x("AutoScalingGroupARN", arn("autoScalingGroup", g.name)),
         x("LaunchConfigurationName", phantom.shared_name(g.launch_configuration) if phantom.is_domain(g.tags)
-           else g.launch_configuration), x("MinSize", g.min_size), x("MaxSize", g.max_size),
+           else g.launch_configuration), mixed_xml(g.distribution), x("MinSize", g.min_size), x("MaxSize", g.max_size),
         x("DesiredCapacity", g.desired), x("DefaultCooldown", 300),
         xml_list("AvailabilityZones", [x("member", z) for z in g.zones]), "<LoadBalancerNames/>",
         "<TargetGroupARNs/>", x("HealthCheckType", "EC2"), x("HealthCheckGracePeriod", 0),
@@ -79,6 +79,14 @@ def group_xml(g: ScalingGroupView) -> str:
         x("NewInstancesProtectedFromScaleIn", g.new_protected),
         x("Status", g.status),
     ]) + "</member>"
+
+
+def mixed_xml(distribution: Sequence[tuple[str, object]]) -> str:
+    """A group's MixedInstancesPolicy: its InstancesDistribution only (cloudherd's groups have no launch template)."""
+    if not distribution:
+        return ""
+    return ("<MixedInstancesPolicy><InstancesDistribution>" + "".join(x(field, value) for field, value in distribution)
+            + "</InstancesDistribution></MixedInstancesPolicy>")
 
 
 def policy_arn(group: str, name: str) -> str:
