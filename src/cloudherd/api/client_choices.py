@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from cloudherd.api import views
 from cloudherd.api.client_core import ClientCore, Selectable, _scaling
-from cloudherd.api.types import Group, Node
+from cloudherd.api.types import Group, InfrastructureSummary, Node
 from cloudherd.errors import UsageError
 from cloudherd.lifecycle import InfraState, NodeState
 
@@ -114,6 +114,43 @@ class ChoiceCommands(ClientCore):
         self.store.set_suspended(infra.id, group, left,
                                  f"{group}: resumed {', '.join(resumed) or 'nothing (none was suspended)'}")
         return await self._group_view(infra.id, group)
+
+    async def stop_machines(self, ref: str, *, wait: float = 600.0, on_event: EventSink | None = None,
+                            run_pass: bool = True) -> InfrastructureSummary:
+        """Stop the infrastructure's machines, kept with their disks (where the provider can stop them), and suspend
+        every group's launching processes with the reason, so that nothing starts or replaces one until
+        :meth:`start_machines`; as autostop and a total budget stop a fleet.  A pass carries it out, at once when
+        no manager keeps the infrastructure (unless ``run_pass`` is False)."""
+        from cloudherd.engine.wake import STOP
+
+        infra = self._live(ref)
+        if not infra.groups:
+            raise UsageError(f"{infra.name} has no group to stop")
+        request = self.store.add_scale_request(infra.id, infra.groups[0].name, STOP, 0)
+        await self._carried_out(infra, request, STOP, wait, on_event, run_pass)
+        return await self._summary(infra.id)
+
+    async def start_machines(self, ref: str, *, wait: float = 600.0, on_event: EventSink | None = None,
+                             run_pass: bool = True) -> InfrastructureSummary:
+        """Start a stopped infrastructure again: every group's processes that a stop suspended (``cloudherd stop``,
+        autostop, a total budget) resumed; the next pass starts the stopped nodes and logs in to them (their
+        scripts ran before).  A budget that was reached stops it again at the next pass, unless it was raised."""
+        from cloudherd.engine.idle_times import HELD
+
+        infra = self._live(ref)
+        held = {p.value for p in HELD}
+        for group in infra.groups:
+            left = {p: why for p, why in (group.suspended or {}).items() if p not in held}
+            if left != (group.suspended or {}):
+                self.store.set_suspended(infra.id, group.name, left, f"{group.name}: resumed "
+                                         f"{', '.join(p for p in (group.suspended or {}) if p in held)} (start)")
+        if run_pass:
+            await self._pass_now(infra, "start", wait, on_event)
+        return await self._summary(infra.id)
+
+    async def _summary(self, infra_id: str) -> InfrastructureSummary:
+        row = self.store.infrastructure(infra_id)
+        return views.summary(row, self.store.nodes(infra_id))
 
     async def detach_nodes(self, ref: str, nodes: Selectable, *, replace: bool = False, wait: float = 600.0,
                            on_event: EventSink | None = None, run_pass: bool = True) -> list[Node]:

@@ -211,6 +211,16 @@ class RemoteClient:
                             json={"processes": list(processes), "reason": reason})
         return _value(Group, answer)
 
+    def stop_machines(self, ref: str, *, wait: float = 600.0, on_event: Any = None,
+                      run_pass: bool = True) -> InfrastructureSummary:
+        """Ask the server: its manager stops the machines at its next pass (started at once)."""
+        return _value(InfrastructureSummary, self._call("POST", f"/v1/infrastructures/{ref}/stop"))
+
+    def start_machines(self, ref: str, *, wait: float = 600.0, on_event: Any = None,
+                       run_pass: bool = True) -> InfrastructureSummary:
+        """Ask the server: the stopped processes resumed, its manager starts the machines at its next pass."""
+        return _value(InfrastructureSummary, self._call("POST", f"/v1/infrastructures/{ref}/start"))
+
     def resume_processes(self, ref: str, group: str, processes: Sequence[str] = ()) -> Group:
         answer = self._call("POST", f"/v1/infrastructures/{ref}/groups/{group}/resume",
                             json={"processes": list(processes)})

@@ -1,6 +1,6 @@
-"""``cloudherd protect``, ``standby``, ``detach-nodes``, ``attach-machines``, ``suspend`` and ``resume``: what a
-user sets on a running fleet for the manager to honour (a node kept from scale-in, a node out of service but kept,
-a machine let go of or taken in, a group's processes held)."""
+"""``cloudherd protect``, ``standby``, ``detach-nodes``, ``attach-machines``, ``suspend``, ``resume``, ``stop`` and
+``start``: what a user sets on a running fleet for the manager to honour (a node kept from scale-in, a node out of
+service but kept, a machine let go of or taken in, a group's processes held, a fleet stopped and started again)."""
 
 from __future__ import annotations
 
@@ -153,3 +153,30 @@ def resume(
     if not as_json and not shown.suspended:
         err.print(Text(f"{group}: every process runs", style="green"))
     _say_group(shown, as_json)
+
+
+def _say_fleet(shown: Any, as_json: bool, done: str) -> None:
+    if as_json:
+        print_json(shown)
+        return
+    out.print(f"{shown.name}: {done}; {shown.live_nodes} live node(s), {shown.ready_nodes} ready")
+
+
+@router.command()
+def stop(ref: str = REF, wait: float = WAIT, as_json: bool = AS_JSON) -> None:
+    """Stop an infrastructure's machines, kept with their disks (where the provider can stop them; the others are
+    said and left running), and suspend its groups' launching processes until `cloudherd start`: what autostop
+    and a total budget do.  A manager keeping it does it at its next pass; else it is done here."""
+    client = herd()
+    shown = guard(lambda: client.stop_machines(ref, wait=wait))
+    _say_fleet(shown, as_json, "stopped (`cloudherd start` starts it again)")
+
+
+@router.command()
+def start(ref: str = REF, wait: float = WAIT, as_json: bool = AS_JSON) -> None:
+    """Start a stopped infrastructure again (stopped by `cloudherd stop`, autostop or a total budget): its groups'
+    launching processes resumed, its stopped nodes started and logged in to (their scripts ran before).  Idle time
+    for autostop counts again from the start."""
+    client = herd()
+    shown = guard(lambda: client.start_machines(ref, wait=wait))
+    _say_fleet(shown, as_json, "started")

@@ -145,8 +145,10 @@ def _held_for_budget(infra: Infrastructure) -> bool:
     return done_by(infra, "budget")
 
 
-async def stop_machines(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequence[Node]) -> int:
-    """Stop the running machines of every provider that can; the others are said and left running."""
+async def stop_machines(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequence[Node],
+                        why: str = "stopped: total budget reached", kind: str = "budget") -> int:
+    """Stop the running machines of every provider that can; the others are said (an event of ``kind``) and left
+    running."""
     live = [n for n in nodes if n.state in RUNNING and n.provider_id and not n.standby]
     stopped = 0
     for name in sorted({n.provider for n in live}):
@@ -154,9 +156,8 @@ async def stop_machines(store: Store, infra: Infrastructure, run: RunSession, no
         try:
             await run.providers.get(name).stop([n.provider_id or "" for n in mine])
         except CloudherdError as exc:
-            store.add_event(infra.id, "budget", f"provider {name} cannot stop its machines ({exc}): left running")
+            store.add_event(infra.id, kind, f"provider {name} cannot stop its machines ({exc}): left running")
             continue
-        store.update_nodes(infra.id, [(n.id, {"state": NodeState.STOPPED, "reason": "stopped: total budget reached"})
-                                      for n in mine])
+        store.update_nodes(infra.id, [(n.id, {"state": NodeState.STOPPED, "reason": why}) for n in mine])
         stopped += len(mine)
     return stopped

@@ -91,6 +91,6 @@ async def _act(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequ
         held = {**{p.value: why for p in HELD}, **(group.suspended or {})}
         store.set_suspended(infra.id, group.name, held, f"{group.name}: suspended {', '.join(p.value for p in HELD)} "
                                                         f"({why})")
-    done = f"{why}: {await stop_machines(store, infra, run, nodes)} machine(s) stopped"
+    done = f"{why}: {await stop_machines(store, infra, run, nodes, f'stopped: {why}', name)} machine(s) stopped"
     store.add_event(infra.id, name, done)
     return done

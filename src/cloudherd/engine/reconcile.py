@@ -36,6 +36,7 @@ from cloudherd.engine.processes import held_groups
 from cloudherd.engine.reach import Reach
 from cloudherd.engine.scale_requests import consume_scale_requests
 from cloudherd.engine.session import RunSession
+from cloudherd.engine.wake import stop_requested, wake
 from cloudherd.errors import CloudherdError, FencedOut
 from cloudherd.lifecycle import InfraState, NodeState, Process, RevisionState
 from cloudherd.remote.pool import ConnectionPool
@@ -211,9 +212,15 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             spent = await enforce_total(store, infra, loaded, run, nodes)  # a total budget reached: stop or down
             if spent:
                 report.scaled.append(spent)
+            if await stop_requested(store, infra, run, nodes, report.scaled):  # `cloudherd stop`
+                spent = spent or "stopped"
+                infra, nodes = store.infrastructure(infra.id), store.nodes(infra.id)
             if await move_members(store, infra, loaded, run, report.scaled) or spent:  # detach and attach requests
                 infra = store.infrastructure(infra.id)  # the sizes they wrote, for the requests after them
             victims, renew = consume_scale_requests(store, infra, loaded, report.scaled)
+            woke = await wake(store, infra, run, store.nodes(infra.id) if report.scaled or spent else nodes)
+            if woke:  # stopped nodes of groups that may launch again: started, deployed by the converge below
+                report.scaled.append(woke)
             if report.scaled:  # sizes changed: the spec as applied is read again (else it is what we have)
                 infra = store.infrastructure(infra.id)
                 loaded = applied_spec(infra)

@@ -13,7 +13,7 @@ from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
 
-MEMBERSHIP = frozenset({DETACH, ATTACH})
+MEMBERSHIP = frozenset({DETACH, ATTACH, "stop"})  # carried out by a pass of their own (membership, wake), not here
 
 
 def consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedSpec,

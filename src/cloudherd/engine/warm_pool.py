@@ -29,8 +29,8 @@ async def take(plan: Plan, store: Store, infra: Infrastructure, run: RunSession)
         return
     taken = [n for n in store.nodes(infra.id) if n.id in wanted]
     stopped = [n for n in taken if n.state == NodeState.STOPPED]
-    await _each_provider(run, stopped, "start")
-    fresh = await _addresses(run, infra, stopped)
+    await each_provider(run, stopped, "start")
+    fresh = await fresh_addresses(run, infra, stopped)
     changes: list[tuple[str, dict[str, object]]] = [
         (n.id, {"warm": False, **({"state": NodeState.BOOTING, "reason": None, **fresh.get(n.id, {})}
                                   if n in stopped else {})}) for n in taken]
@@ -49,14 +49,14 @@ async def park(loaded: LoadedSpec, store: Store, infra: Infrastructure, run: Run
     ready = [n for n in store.nodes(infra.id) if n.warm and n.state == NodeState.READY and n.group_name in stopping]
     if not ready:
         return
-    await _each_provider(run, ready, "stop")
+    await each_provider(run, ready, "stop")
     store.update_nodes(infra.id, [(n.id, {"state": NodeState.STOPPED, "reason": "in the warm pool"}) for n in ready])
     for group in sorted({n.group_name for n in ready}):
         names = [n.name for n in ready if n.group_name == group]
         store.add_event(infra.id, "warm-pool", f"{group}: {', '.join(names)} set up and stopped in the warm pool")
 
 
-async def _each_provider(run: RunSession, nodes: Sequence[Node], call: str) -> None:
+async def each_provider(run: RunSession, nodes: Sequence[Node], call: str) -> None:
     for provider_name in sorted({n.provider for n in nodes}):
         ids = [n.provider_id for n in nodes if n.provider == provider_name and n.provider_id]
         if ids:
@@ -64,7 +64,8 @@ async def _each_provider(run: RunSession, nodes: Sequence[Node], call: str) -> N
             await (provider.start(ids) if call == "start" else provider.stop(ids))
 
 
-async def _addresses(run: RunSession, infra: Infrastructure, nodes: Sequence[Node]) -> dict[str, dict[str, object]]:
+async def fresh_addresses(run: RunSession, infra: Infrastructure,
+                          nodes: Sequence[Node]) -> dict[str, dict[str, object]]:
     """The started machines' addresses and ports as their providers list them now."""
     found: dict[str, dict[str, object]] = {}
     for provider_name in sorted({n.provider for n in nodes}):

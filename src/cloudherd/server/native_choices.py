@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloudherd.api.types import Group, HookHold, Node
+from cloudherd.api.types import Group, HookHold, InfrastructureSummary, Node
 from cloudherd.server.deps import Caller, owned, runtime_of
 from cloudherd.server.native import _changeable, text_only
 from cloudherd.server.runtime import Runtime
@@ -113,6 +113,28 @@ async def resume(request: Request, ref: str, group: str, body: ProcessesBody, wh
     runtime = runtime_of(request)
     infra = _changeable(runtime, who, ref)
     answer = await runtime.client.resume_processes(infra.id, group, body.processes)
+    _pass_soon(runtime, infra)
+    return answer
+
+
+@router.post("/infrastructures/{ref}/stop", response_model=InfrastructureSummary)
+async def stop(request: Request, ref: str, who: Caller) -> InfrastructureSummary:
+    """Stop the machines (kept) and suspend the launching processes, until started; the manager's next pass does it
+    (started at once)."""
+    runtime = runtime_of(request)
+    infra = _changeable(runtime, who, ref)
+    answer = await runtime.client.stop_machines(infra.id, run_pass=False)
+    _pass_soon(runtime, infra)
+    return answer
+
+
+@router.post("/infrastructures/{ref}/start", response_model=InfrastructureSummary)
+async def start(request: Request, ref: str, who: Caller) -> InfrastructureSummary:
+    """Start a stopped infrastructure: the processes a stop suspended resumed; the manager's next pass starts the
+    machines (started at once)."""
+    runtime = runtime_of(request)
+    infra = _changeable(runtime, who, ref)
+    answer = await runtime.client.start_machines(infra.id, run_pass=False)
     _pass_soon(runtime, infra)
     return answer
 

@@ -99,3 +99,21 @@ def test_the_remote_client_detaches_and_attaches_through_the_native_routes(serve
         assert (back["id"], back["name"]) == (leaving.id, "members-web-3")
     finally:
         remote.close()
+
+
+def test_the_remote_client_stops_and_starts_a_fleet_through_the_native_routes(served: Served) -> None:
+    token = served.token()
+    api = served.client(token)
+    infra_id = create(api, "napping", count=2)
+    machines = {n["provider_id"] for n in ready_nodes(api, infra_id)}
+    remote = RemoteClient(served.url, token)
+    try:
+        remote.stop_machines(infra_id)  # the server's manager does it, now or soon
+        wait_until(lambda: {n["state"] for n in api.get(f"/v1/infrastructures/{infra_id}/nodes").json()
+                            if n["state"] != "terminated"} == {"stopped"}, timeout=120, what="both nodes stopped")
+        remote.start_machines(infra_id)
+        wait_until(lambda: {n["provider_id"] for n in ready_nodes(api, infra_id)} == machines, timeout=120,
+                   what="the same two machines ready again")
+        assert api.post("/v1/infrastructures/nothing-such/stop").status_code == 404
+    finally:
+        remote.close()
