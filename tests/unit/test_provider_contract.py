@@ -47,7 +47,8 @@ REQUEST = CreateRequest(count=1, image=None, size=None, tags={"cloudherd:infra":
                         ssh_public_key="")
 # how to call each public method of the contract; a method added to Provider and missing here fails the test
 CALLS: dict[str, tuple[Any, ...]] = {
-    "create": (REQUEST,), "list": ({},), "terminate": (["i-1"],), "ended": (["i-1"],), "stop": (["i-1"],), "start": (["i-1"],),
+    "create": (REQUEST,), "list": ({},), "terminate": (["i-1"],), "ended": (["i-1"],), "stop": (["i-1"],),
+    "start": (["i-1"],),
     "tag": (["i-1"], {"a": "b"}), "sizes": (None,), "images": (None,), "regions": (), "default_size": (),
     "open_ports": ({"cloudherd:infra": "x"}, [80]), "close_ports": ({"cloudherd:infra": "x"},),
     "list_ports": ({},), "close": (), "supports": ("ports",), "take_notices": (),
