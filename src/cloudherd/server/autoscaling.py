@@ -208,8 +208,17 @@ async def delete_launch_configuration(model: AutoScaling, p: Params) -> None:
     await asyncio.to_thread(model.delete_launch_configuration, _required(p, "LaunchConfigurationName"))
 
 
+def _no_launch_template(p: Params) -> None:
+    """A launch template beside a launch configuration is refused, not dropped: cloudherd serves launch
+    configurations only."""
+    if any(key == "LaunchTemplate" or key.startswith("LaunchTemplate.") for key in p):
+        raise AwsError("ValidationError", "LaunchTemplate is not served: give LaunchConfigurationName "
+                                          "(CreateLaunchConfiguration makes one)")
+
+
 async def create_auto_scaling_group(model: AutoScaling, p: Params) -> None:
     name = _required(p, "AutoScalingGroupName")
+    _no_launch_template(p)
     launch = p.get("LaunchConfigurationName")
     mixed = mixed_choices(p)  # a launch template in it refused first: its refusal names what to give instead
     if not launch:
@@ -227,6 +236,7 @@ async def describe_auto_scaling_groups(model: AutoScaling, p: Params) -> str:
 
 async def update_auto_scaling_group(model: AutoScaling, p: Params) -> None:
     name, zones = _required(p, "AutoScalingGroupName"), _members(p, "AvailabilityZones")
+    _no_launch_template(p)
     min_size, max_size = _size(model, p, "MinSize"), _size(model, p, "MaxSize")
     desired = _size(model, p, "DesiredCapacity")
     choices = {**group_choices(p), **mixed_choices(p)}

@@ -173,6 +173,12 @@ def test_strategies_kept_as_given_and_what_cannot_be_taken_refused(served: Serve
         "InstancesDistribution": {"OnDemandPercentageAboveBaseCapacity": 200}})[0] == "ValidationError"
     assert group(client)["MixedInstancesPolicy"]["InstancesDistribution"]["OnDemandPercentageAboveBaseCapacity"] == 25
 
+    # a launch template beside the launch configuration is refused, not dropped
+    for call in (client.update_auto_scaling_group, client.create_auto_scaling_group):
+        code, message = aws_refusal(call, AutoScalingGroupName="lt", LaunchConfigurationName="web", MinSize=0,
+                                    MaxSize=1, LaunchTemplate={"LaunchTemplateName": "web-lt"})
+        assert (code, message.split(":")[0]) == ("ValidationError", "LaunchTemplate is not served")
+
     # a group made without the policy answers none, and takes one by UpdateAutoScalingGroup
     client.create_auto_scaling_group(AutoScalingGroupName="plain", LaunchConfigurationName="web", MinSize=0,
                                      MaxSize=1, DesiredCapacity=0, AvailabilityZones=["local"])
