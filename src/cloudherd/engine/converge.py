@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cloudherd.engine import journal, market, warm_pool
+from cloudherd.engine import journal, market, node_timer, warm_pool
 from cloudherd.engine.context import Identity, Redactor, recorded_nodes
 from cloudherd.engine.deploy import deploy_node
 from cloudherd.engine.destroy import retire
@@ -39,6 +39,7 @@ from cloudherd.providers.base import (
     TAG_GROUP,
     TAG_INFRA,
     TAG_OWNER,
+    Capability,
     CapacityError,
     CreateRequest,
     QuotaError,
@@ -282,12 +283,15 @@ async def _create_missing(
             provider = providers.get(provider_name)
             image = (place and place.image) or group.image
             user, public_key = login_of(loaded, group_name, identity, provider.default_user(image))
+            timer = node_timer.deadline_of(store, infra, loaded) if provider.supports(Capability.NODE_TIMER) \
+                else None
             request = CreateRequest(
                 count=len(batch), image=image, size=(place and place.size) or size,
                 tags=tags, ssh_user=user, ssh_public_key=public_key,
                 names=[n.name for n in batch], token=_request_token(infra.id, group_name, batch),
                 ports=group.ports, size_need=_size_need(group.size), user_data=user_data, market=bought,
                 max_price=group.market.max_price if group.market is not None else None,
+                deadline=timer[0] if timer else None, on_deadline=timer[1] if timer else "terminate",
             )
             for row in batch:
                 emit(sink, ProgressEvent("node", f"creating on {provider_name}", node=row.name, group=group_name,

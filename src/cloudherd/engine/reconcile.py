@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from cloudherd.engine import market, rollout
+from cloudherd.engine import market, node_timer, rollout
 from cloudherd.engine.apply import pause_limit, roll_out
 from cloudherd.engine.autoscale import autoscale
 from cloudherd.engine.budget import enforce_total
@@ -130,6 +130,7 @@ class CheckTimes:
         self.sampler = Sampler()  # each node's cpu counters at its last sample, also from pass to pass
         self.idle_sampler = Sampler()  # autostop's own: its cpu windows are pass to pass, apart from the policies'
         self.clock: Callable[[], datetime] = utcnow  # the wall clock scheduled actions are due by (a test's own)
+        self.deadlines: dict[str, int] = {}  # infrastructure id → the machines' deadline this manager last tagged
 
     def due(self, infra_id: str, node: Node, interval: float, now: datetime) -> bool:
         at = self._checked.get(infra_id, {}).get(node.id)
@@ -253,6 +254,9 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                 if keeper and (loaded.spec.autostop or loaded.spec.autodown) else None
             if idle:
                 report.scaled.append(idle)
+            if keeper and (loaded.spec.autostop or loaded.spec.autodown or infra.ends_at is not None):
+                fresh = store.infrastructure(infra.id)  # the machines end themselves if no manager is left to
+                await node_timer.keep(store, fresh, loaded, run, store.nodes(infra.id), times.deadlines)
     except FencedOut:
         raise  # another manager keeps it now: this one writes nothing more, not even the error
     except Exception as exc:  # the pass failed, whatever the cause: this infrastructure's failure (an event;

@@ -23,6 +23,7 @@ TAG_OWNER = "cloudherd:owner"
 TAG_INTENT = "cloudherd:intent"
 TAG_NODE = "cloudherd:node"
 TAG_TOKEN = "cloudherd:token"  # a create call's idempotency token, where the cloud keeps none of its own
+TAG_DEADLINE = "cloudherd:deadline"  # when the machine ends itself (Unix seconds): Capability.NODE_TIMER
 
 
 class ProviderError(CloudherdError):
@@ -107,6 +108,8 @@ class CreateRequest:
     user_data: str | None = None  # the node's own first-boot data (a cloud-config), merged with the login part
     market: str = "on-demand"  # or "spot": spare capacity the cloud may take back (Capability.SPOT)
     max_price: float | None = None  # of a spot machine, US dollars an hour (None: up to the on-demand price)
+    deadline: int | None = None  # Capability.NODE_TIMER: the machine ends itself then (Unix seconds; see TAG_DEADLINE)
+    on_deadline: str = "terminate"  # … by terminating itself, or "stop"
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class Capability(enum.StrEnum):
     REGIONS = "regions"
     FAULTS = "faults"  # fault(): make an instance misbehave on purpose, or heal it (see FaultInjector)
     SPOT = "spot"  # creates spot machines (CreateRequest.market) and tells an interruption by ended()
+    NODE_TIMER = "node_timer"  # a machine ends itself at the TAG_DEADLINE tag's time, with no manager left to
 
 
 # The faults a provider with Capability.FAULTS makes on demand: every process killed at once, every process
@@ -247,6 +251,8 @@ class Provider(abc.ABC):
             return isinstance(self, FaultInjector)
         if Capability(capability) is Capability.SPOT:
             return type(self).ended is not Provider.ended
+        if Capability(capability) is Capability.NODE_TIMER:
+            return bool(getattr(type(self), "node_timer", False))
         methods = {Capability.STOP_START: ("stop", "start"), Capability.TAG: ("tag",),
                    Capability.PORTS: ("open_ports", "close_ports"), Capability.SIZES: ("sizes",),
                    Capability.IMAGES: ("images",), Capability.REGIONS: ("regions",)}[Capability(capability)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -86,19 +86,27 @@ def cloud_config(user: str, public_key: str, where: str) -> str:
     return "#cloud-config\n" + json.dumps(config, indent=1) + "\n"
 
 
-def boot_data(request: CreateRequest, where: str, *, login: bool) -> str:
+def boot_data(request: CreateRequest, where: str, *, login: bool, scripts: Sequence[str] = ()) -> str:
     """First-boot user data: the request's own (a node's cloud-config, rendered) and, with ``login``, the
     cloud-config that makes the login user (:func:`cloud_config`) — merged into one cloud-config (the login
     user added to the node's ``users``), or, for other user data (a shell script), a MIME multi-part that
-    cloud-init runs part by part."""
+    cloud-init runs part by part; ``scripts``: the driver's own boot scripts, parts after those."""
+    parts = _boot_parts(request, where, login=login) + [("x-shellscript", script) for script in scripts]
+    if not parts:
+        return ""
+    return parts[0][1] if len(parts) == 1 else _multipart(parts)
+
+
+def _boot_parts(request: CreateRequest, where: str, *, login: bool) -> list[tuple[str, str]]:
     ours = cloud_config(request.ssh_user, request.ssh_public_key, where) if login else None
     theirs = request.user_data
     if not theirs:
-        return ours or ""
+        return [("cloud-config", ours)] if ours else []
+    kind = "cloud-config" if theirs.lstrip().startswith("#cloud-config") else "x-shellscript"
     if ours is None:
-        return theirs
-    if not theirs.lstrip().startswith("#cloud-config"):
-        return _multipart([("cloud-config", ours), ("x-shellscript", theirs)])
+        return [(kind, theirs)]
+    if kind != "cloud-config":
+        return [("cloud-config", ours), ("x-shellscript", theirs)]
     import io
 
     from ruamel.yaml import YAML
@@ -121,7 +129,7 @@ def boot_data(request: CreateRequest, where: str, *, login: bool) -> str:
     yaml.default_flow_style = False
     stream = io.StringIO()
     yaml.dump(config, stream)
-    return "#cloud-config\n" + stream.getvalue()
+    return [("cloud-config", "#cloud-config\n" + stream.getvalue())]
 
 
 def _multipart(parts: list[tuple[str, str]]) -> str:

@@ -12,8 +12,10 @@ from typing import Any
 from cloudherd.providers.aws.api import FILTER_BATCH, LIVE_STATES
 from cloudherd.providers.aws.catalog import DEFAULT_IMAGE, DEFAULT_SIZE, Ec2Catalog
 from cloudherd.providers.aws.network import Ec2Network
+from cloudherd.providers.aws.node_timer import BOOT_SCRIPT, timer_params
 from cloudherd.providers.base import (
     SPOT_INTERRUPTED,
+    TAG_DEADLINE,
     CreateRequest,
     Instance,
     InstanceState,
@@ -35,10 +37,16 @@ class AwsProvider(Ec2Network, Ec2Catalog):
     """EC2 in one region; bulk calls, typed errors (retried by the rate budget)."""
 
     type = "aws"
+    node_timer = True  # Capability.NODE_TIMER: see node_timer.py
 
     def __init__(self, name: str = "aws", settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, settings)
         self._key_pairs: set[str] = set()  # the EC2 key pairs this provider object imported (or found there)
+        self._notices: list[str] = []
+
+    def take_notices(self) -> list[str]:
+        notices, self._notices = self._notices, []
+        return notices
 
     async def create(self, request: CreateRequest) -> list[Instance]:
         if not check_request(request, "aws"):
@@ -62,6 +70,11 @@ class AwsProvider(Ec2Network, Ec2Catalog):
         tags = dict(request.tags)
         if request.count == 1 and request.names:
             tags["Name"] = request.names[0]
+        timer, notice = timer_params(request, tags)
+        if notice:
+            self._notices.append(notice)
+        if timer:
+            tags[TAG_DEADLINE] = str(request.deadline)
         params: dict[str, Any] = {
             "ImageId": image_id, "InstanceType": size, "MinCount": request.count, "MaxCount": request.count,
             "TagSpecifications": [{"ResourceType": "instance",
@@ -71,6 +84,7 @@ class AwsProvider(Ec2Network, Ec2Catalog):
         }
         if request.market == SPOT:
             params["InstanceMarketOptions"] = spot_options(request.max_price)
+        params.update(timer)
         if key_name:
             params["KeyName"] = key_name
         group_ids = [str(g) for g in self.settings.get("security_group_ids") or []]
@@ -88,8 +102,9 @@ class AwsProvider(Ec2Network, Ec2Catalog):
             params["SecurityGroupIds"] = group_ids
         ssh_user = None
         login = self.settings.get("cloud_init", True) and request.ssh_public_key.strip()
-        if login or request.user_data:
-            params["UserData"] = boot_data(request, "aws", login=bool(login))
+        if login or request.user_data or timer:
+            params["UserData"] = boot_data(request, "aws", login=bool(login),
+                                           scripts=[BOOT_SCRIPT] if timer else ())
             ssh_user = request.ssh_user if login else None
         try:
             response = await self._call("run_instances", **params)
