@@ -12,7 +12,6 @@ import random
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,27 +50,6 @@ from cloudherd.providers.gce import (
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm8fOKWKm0JyQkqLlrcMy52Rb5ZKk6y7n9bZPf8p6xq test@cloudherd"
 ZONE = "us-central1-a"
-ENV = ["GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_PROJECT", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT",
-       "GOOGLE_DATACENTER", "CLOUDSDK_COMPUTE_ZONE"]
-
-
-@pytest.fixture(scope="module")
-def gce_server() -> Iterator[FakeGce]:
-    """The Compute API fake (gce_wire), for the whole module; ``fake`` resets it for each test."""
-    fake = FakeGce()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def fake(gce_server: FakeGce, monkeypatch: pytest.MonkeyPatch) -> FakeGce:
-    gce_server.reset()
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
-    return gce_server
 
 
 def provider(fake: FakeGce, **settings: Any) -> GceProvider:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +28,6 @@ from cloudherd.state.repo import Store
 
 ZONE = "us-central1-a"
 PREEMPTED = "compute.instances.preempted"
-ENV = ["GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_PROJECT", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT",
-       "GOOGLE_DATACENTER", "CLOUDSDK_COMPUTE_ZONE"]
-
-
-@pytest.fixture(scope="module")
-def gce_server() -> Iterator[FakeGce]:
-    fake = FakeGce()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def fake(gce_server: FakeGce, monkeypatch: pytest.MonkeyPatch) -> FakeGce:
-    gce_server.reset()
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
-    return gce_server
 
 
 def spec(fake: FakeGce, count: int = 3, market: str = "{type: spot}") -> str:
