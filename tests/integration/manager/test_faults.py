@@ -114,7 +114,8 @@ def test_fault_errors_are_clear(home: object, tmp_path: os.PathLike[str]) -> Non
     herd = SyncClient()
     herd.up(write_spec(tmp_path / "e", "name: errs\ngroups:\n  web:\n    count: 1\n"))
     for args, message in ((["nosuch", "crash"], "no live node 'nosuch'"),
-                          (["errs-web-1", "melt"], "unknown fault 'melt' (known: crash, hang, partition, heal, interrupt)")):
+                          (["errs-web-1", "melt"],
+                           "unknown fault 'melt' (known: crash, hang, partition, heal, interrupt)")):
         refused = cli("local", "fault", *args)
         assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr, refused
     assert "nothing to heal" in _fault("errs-web-1", "heal")
