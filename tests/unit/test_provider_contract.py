@@ -198,9 +198,13 @@ def test_async_with_closes_through_the_wrappers(wrap: str) -> None:
 
 def test_supports_answers_from_the_driver_without_calls(tmp_path: Path) -> None:
     local = LocalProvider("local", {"root": str(tmp_path / "l")})
-    assert all(local.supports(c) for c in Capability)
+    everything_but_a_timer = [c for c in Capability if c is not Capability.NODE_TIMER]
+    assert all(local.supports(c) for c in everything_but_a_timer)
+    assert not local.supports(Capability.NODE_TIMER)  # a local node never shuts itself (or this computer) down
     made = make_provider("here", "local", {"root": str(tmp_path / "m")})
-    assert all(made.supports(c) for c in Capability)
+    assert all(made.supports(c) for c in everything_but_a_timer) and not made.supports("node_timer")
+    aws = make_provider("cloud", "aws", {"region": "us-east-1"})
+    assert aws.supports(Capability.NODE_TIMER) and aws.supports(Capability.SPOT)
     dummy = make_provider("d", "libcloud", {"driver": "dummy", "key": 0})
     assert dummy.supports("sizes") and dummy.supports(Capability.IMAGES)
     assert not dummy.supports("ports") and not dummy.supports("tag")
