@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cloudherd.engine.idle_times import HELD, done_by
+from cloudherd.engine.idle_times import done_by, hold
 from cloudherd.engine.pricing import Prices, node_costs
 from cloudherd.errors import CloudherdError, UsageError
 from cloudherd.lifecycle import NodeState
@@ -126,10 +126,7 @@ async def enforce_total(store: Store, infra: Infrastructure, loaded: LoadedSpec,
     if spent < budget.total:
         return None
     why = f"budget: ${spent:,.4f} spent, total ${budget.total:,.4f} reached"
-    for group in infra.groups:  # a suspension already there keeps its own reason (the user's, autostop's)
-        held = {**{p.value: why for p in HELD}, **(group.suspended or {})}
-        store.set_suspended(infra.id, group.name, held, f"{group.name}: suspended {', '.join(p.value for p in HELD)} "
-                                                        f"({why})")
+    hold(store, infra, why)
     if budget.on_total == "down":
         store.update_groups(infra.id, {g.name: {"count": 0} for g in infra.groups})
         for request in store.pending_scale_requests(infra.id):  # none may grow it again behind the budget's back

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from cloudherd.engine.budget import stop_machines
 from cloudherd.engine.destroy import down_held
-from cloudherd.engine.idle_times import HELD, done_by, idle_since
+from cloudherd.engine.idle_times import done_by, hold, idle_since
 from cloudherd.engine.metrics import Sampler
 from cloudherd.engine.session import RunSession
 from cloudherd.errors import CloudherdError
@@ -87,10 +87,7 @@ async def _act(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequ
         store.add_event(infra.id, name, f"{why}: down")
         await down_held(store, infra, on_event=run.sink)
         return f"{why}: down"
-    for group in infra.groups:  # a suspension already there keeps its own reason (the user's, a budget's)
-        held = {**{p.value: why for p in HELD}, **(group.suspended or {})}
-        store.set_suspended(infra.id, group.name, held, f"{group.name}: suspended {', '.join(p.value for p in HELD)} "
-                                                        f"({why})")
+    hold(store, infra, why)
     done = f"{why}: {await stop_machines(store, infra, run, nodes, f'stopped: {why}', name)} machine(s) stopped"
     store.add_event(infra.id, name, done)
     return done

@@ -47,3 +47,13 @@ def done_by(infra: Infrastructure | InfraRecord, rule: str) -> bool:
     held = {p.value for p in HELD}
     return any(str(why).startswith(f"{rule}:") for g in infra.groups for p, why in (g.suspended or {}).items()
                if p in held)
+
+
+def hold(store: Store, infra: Infrastructure, why: str) -> None:
+    """A stop's suspension (a total budget's, autostop's, ``cloudherd stop``'s): every group's :data:`HELD`
+    processes suspended with ``why``; a suspension already there keeps its own reason (the user's, another
+    rule's)."""
+    for group in infra.groups:
+        held = {**{p.value: why for p in HELD}, **(group.suspended or {})}
+        store.set_suspended(infra.id, group.name, held, f"{group.name}: suspended {', '.join(p.value for p in HELD)} "
+                                                        f"({why})")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cloudherd.engine.budget import stop_machines
-from cloudherd.engine.idle_times import HELD
+from cloudherd.engine.idle_times import hold
 from cloudherd.engine.processes import held_groups
 from cloudherd.engine.warm_pool import each_provider, fresh_addresses
 from cloudherd.lifecycle import NodeState, Process
@@ -57,10 +57,7 @@ async def stop_requested(store: Store, infra: Infrastructure, run: RunSession, n
     if not requests:
         return False
     why = f"{STOP}: asked at {utcnow():%Y-%m-%d %H:%M:%S} UTC (`cloudherd start` starts it again)"
-    for group in infra.groups:
-        held = {**{p.value: why for p in HELD}, **(group.suspended or {})}
-        store.set_suspended(infra.id, group.name, held, f"{group.name}: suspended "
-                                                        f"{', '.join(p.value for p in HELD)} ({why})")
+    hold(store, infra, why)
     done = f"{why}: {await stop_machines(store, infra, run, nodes, f'stopped: {why}', STOP)} machine(s) stopped"
     store.add_event(infra.id, STOP, done)
     for request in requests:
