@@ -16,7 +16,7 @@ export UV_PYTHON := python3
 # pytest's arguments for `make test-stress` (a file, a -k expression…); the whole suite by default
 TESTS ?=
 
-.PHONY: setup sshd sandbox postgres faults browser demo test test-latest test-stress lock lint clean-demo
+.PHONY: setup sshd sandbox postgres faults browser prometheus demo test test-latest test-stress lock lint clean-demo
 
 setup: $(VENV)/.installed
 
@@ -34,12 +34,12 @@ lock: | $(UV)
 # The newest versions the registries serve today, in a throw-away venv, against the suite without its slow
 # scenario tests: drift found before it reaches a user.  Fix the code (or bound the dependency, naming the
 # upstream issue), then `make lock`.
-test-latest: sshd sandbox postgres faults browser | $(UV)
+test-latest: sshd sandbox postgres faults browser prometheus | $(UV)
 	UV=$(UV) bash .ci/test-latest
 
 # The suite (or TESTS="tests/unit/test_x.py -k y") with every core busy beside it: a test that passes only on an
 # idle machine has a race, and this is where it shows.
-test-stress: setup sshd sandbox postgres faults browser
+test-stress: setup sshd sandbox postgres faults browser prometheus
 	@hogs=""; for i in $$(seq $$(nproc)); do yes >/dev/null & hogs="$$hogs $$!"; done; \
 	trap 'kill $$hogs' EXIT; echo "CPU hogs beside the tests: pids$$hogs"; \
 	$(PY) -m pytest $(TESTS)
@@ -91,10 +91,19 @@ browser:
 	  || echo "chromium could not be installed: the dashboard tests are skipped (they fail under CI=true)"; \
 	else echo "no chromium: the dashboard tests are skipped"; fi
 
+# Debian's prometheus, the real scraper the metrics tests point at `serve`; best effort here, required under
+# CI=true (the tests fail without it there).
+prometheus:
+	@if command -v prometheus >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	  || echo "prometheus could not be installed: the scrape tests are skipped (they fail under CI=true)"; \
+	else echo "no prometheus: the scrape tests are skipped"; fi
+
 demo: setup sshd sandbox
 	$(VENV)/bin/cloudherd up examples/hello/cloudherd.yml
 
-test: setup sshd sandbox postgres faults browser
+test: setup sshd sandbox postgres faults browser prometheus
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest --durations=15
 

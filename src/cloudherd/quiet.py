@@ -26,8 +26,8 @@ LIBRARIES = (
     "_cffi_backend", "alembic", "annotated_doc", "annotated_types", "anyio", "asyncssh", "boto3", "botocore",
     "certifi", "cffi", "charset_normalizer", "click", "cryptography", "dateutil", "dotenv", "fastapi", "google",
     "grpc", "grpc_status", "h11", "httpcore", "httptools", "httpx", "idna", "jinja2", "jmespath", "libcloud",
-    "mako", "markdown_it", "markupsafe", "mdurl", "opentelemetry", "platformdirs", "proto", "psycopg",
-    "psycopg_binary", "pyasn1", "pyasn1_modules", "pycparser", "pydantic", "pydantic_core", "pygments",
+    "mako", "markdown_it", "markupsafe", "mdurl", "opentelemetry", "platformdirs", "prometheus_client", "proto",
+    "psycopg", "psycopg_binary", "pyasn1", "pyasn1_modules", "pycparser", "pydantic", "pydantic_core", "pygments",
     "requests", "rich", "ruamel", "s3transfer", "shellingham", "six", "sqlalchemy", "starlette", "tenacity",
     "typer", "typing_extensions", "typing_inspection", "urllib3", "uvicorn", "uvloop",
 )

@@ -277,6 +277,9 @@ class Event(_Value):
     kind: str
     message: str
     node: str | None = None
+    cause: int | None = None  # the id of the event this one follows from
+    origin: str | None = None  # the operation it happened in ("manager pass (fence 3, pid 812)", "cloudherd up")
+    trace_id: str | None = None  # that operation's trace, when traces are exported
 
 
 class Revision(_Value):

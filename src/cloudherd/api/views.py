@@ -120,7 +120,8 @@ def pass_result(report: PassReport) -> types.PassResult:
 
 def event(row: models.Event, names: Mapping[str, str]) -> types.Event:
     return types.Event(id=row.id, at=row.at, kind=row.kind, message=row.message,
-                       node=names.get(row.node_id or "") if row.node_id else None)
+                       node=names.get(row.node_id or "") if row.node_id else None, cause=row.cause_id,
+                       origin=row.origin, trace_id=row.trace_id)
 
 
 def revision(row: models.Revision, current: bool) -> types.Revision:

@@ -211,6 +211,9 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(50))
     message: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    cause_id: Mapped[int | None] = mapped_column(Integer)  # the event this one follows from (no key: events are pruned)
+    origin: Mapped[str | None] = mapped_column(String(200))  # the operation it happened in ("manager pass (fence 3)")
+    trace_id: Mapped[str | None] = mapped_column(String(32))  # that operation's trace, when traces are exported
 
 
 class Revision(Base):

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from cloudherd.errors import NotFound, UsageError
 from cloudherd.lifecycle import ACTIVE_INFRA_STATES, InfraState, NodeState, RevisionState
+from cloudherd.observe import cause, tracing
 from cloudherd.state import fence
 from cloudherd.state.db import open_engine, reader_factory, session_factory
 from cloudherd.state.models import (
@@ -107,7 +108,7 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
             s.execute(update(Infrastructure).where(Infrastructure.id == infra_id)
                       .values(**fields, updated_at=utcnow()).execution_options(synchronize_session=False))
             if event is not None:
-                s.add(Event(infrastructure_id=infra_id, kind=event[0], message=event[1]))
+                s.add(Event(infrastructure_id=infra_id, kind=event[0], message=event[1], **_caused()))
                 if keep is not None:
                     s.flush()
                     self._prune(s, infra_id, event[0], keep)
@@ -390,11 +391,16 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
                                   .order_by(Revision.number)))
 
     def add_event(self, infrastructure_id: str | None, kind: str, message: str, node_id: str | None = None,
-                  at: datetime | None = None) -> None:
-        """``at``: when it happened by the caller's clock (a pass's injectable one), else now."""
+                  at: datetime | None = None, cause_id: int | None = None) -> int:
+        """``at``: when it happened by the caller's clock (a pass's injectable one), else now.  ``cause_id``: the
+        event it follows from, else the one the current operation says (:mod:`cloudherd.observe.cause`).
+        Returns the new event's id, for the events that follow from it."""
         with self.session() as s, s.begin():
-            s.add(Event(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, message=message,
-                        **({"at": at} if at is not None else {})))
+            row = Event(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, message=message,
+                        **_caused(cause_id), **({"at": at} if at is not None else {}))
+            s.add(row)
+            s.flush()
+            return row.id
 
     @staticmethod
     def _prune(s: Session, infrastructure_id: str, kind: str, keep: int) -> None:
@@ -477,3 +483,9 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
             row = s.get_one(ScaleRequest, request_id)
             row.consumed_at = utcnow()
             row.outcome = outcome
+
+
+def _caused(cause_id: int | None = None) -> dict[str, Any]:
+    """An event's cause, origin and trace, from the current operation (see :mod:`cloudherd.observe.cause`)."""
+    return {"cause_id": cause_id if cause_id is not None else cause.parent(), "origin": cause.origin(),
+            "trace_id": tracing.current_trace_id()}
