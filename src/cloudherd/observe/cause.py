@@ -25,7 +25,7 @@ class Operation:
     """One operation's origin and what it decided per group (event ids)."""
 
     origin: str
-    decided: dict[str, int] = field(default_factory=dict)
+    decided: dict[str, tuple[int, str]] = field(default_factory=dict)  # group → (event id, reason)
 
 
 _operation: ContextVar[Operation | None] = ContextVar("cloudherd_operation", default=None)
@@ -34,12 +34,8 @@ _because: ContextVar[int | None] = ContextVar("cloudherd_because", default=None)
 
 @contextmanager
 def operation(origin: str) -> Iterator[Operation]:
-    """Events written inside follow from ``origin`` (an operation started inside another keeps the outer one's
-    origin: a pass run by a request is still that request's)."""
-    outer = _operation.get()
-    if outer is not None:
-        yield outer
-        return
+    """Events written inside happened in ``origin`` (the innermost operation names it: a pass that a command
+    runs is still the command's only when the pass opens none of its own)."""
     token = _operation.set(Operation(origin[:ORIGIN_MAX]))
     cleared = _because.set(None)
     try:
@@ -69,14 +65,15 @@ def parent() -> int | None:
     return _because.get()
 
 
-def note(group: str, event_id: int) -> None:
-    """``event_id`` decided what happens to ``group`` in this operation (the newest decision wins)."""
+def note(group: str, event_id: int, reason: str) -> None:
+    """``event_id`` decided what happens to ``group`` in this operation, for ``reason`` (``scale``, ``heal``,
+    ``rollout``…, what the nodes made for it are counted as).  The newest decision wins."""
     current = _operation.get()
     if current is not None:
-        current.decided[group] = event_id
+        current.decided[group] = (event_id, reason)
 
 
-def decided(group: str) -> int | None:
-    """The event that decided what happens to ``group`` in this operation, if one did."""
+def decided(group: str) -> tuple[int, str] | None:
+    """The event that decided what happens to ``group`` in this operation and its reason, if one did."""
     current = _operation.get()
     return current.decided.get(group) if current is not None else None

@@ -31,6 +31,7 @@ from cloudherd.state.models import (
     utcnow,
 )
 from cloudherd.state.naming import blank_reference, pick_infrastructure
+from cloudherd.state.repo_causes import CauseState
 from cloudherd.state.repo_choices import ChoiceState
 from cloudherd.state.repo_hooks import HookState
 from cloudherd.state.repo_journal import JournalState
@@ -40,7 +41,7 @@ from cloudherd.state.repo_server import ServerState
 from cloudherd.state.snapshot import SnapshotState
 
 
-class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, LeaseState, ServerState):
+class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, LeaseState, ServerState, CauseState):
     """State access for the engine and the faces; sessions never leak out (objects come back detached)."""
 
     def __init__(self, engine: Engine | None = None) -> None:
@@ -455,13 +456,23 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
     # -- scale requests -------------------------------------------------------------------------------
 
     def add_scale_request(self, infrastructure_id: str, group_name: str, kind: str, amount: int,
-                          victims: Sequence[str] = (), machines: Sequence[str] = ()) -> int:
+                          victims: Sequence[str] = (), machines: Sequence[str] = (),
+                          cause_id: int | None = None) -> int:
         """A request for the next pass: ``victims`` the node ids it names, ``machines`` (an attach's) the
-        provider's machine ids."""
+        provider's machine ids.  ``cause_id``: the event that decided it (a policy's); without one, the request
+        is an event of its own (kind ``request``, with the asking operation's origin), which what the pass
+        does for it follows from (``cloudherd why``)."""
         named: dict[str, Any] = {"nodes": list(victims)}
         if machines:
             named["machines"] = list(machines)
         with self.session() as s, s.begin():
+            if cause_id is None:
+                asked = Event(infrastructure_id=infrastructure_id, kind="request",
+                              message=f"{group_name}: {kind} {amount} requested", **_caused())
+                s.add(asked)
+                s.flush()
+                cause_id = asked.id
+            named["cause"] = cause_id
             row = ScaleRequest(infrastructure_id=infrastructure_id, group_name=group_name, kind=kind, amount=amount,
                                victims=named)
             s.add(row)
