@@ -85,6 +85,10 @@ def manage(
                                                          "detach at each pass)."),
     interval: float = typer.Option(10.0, "--interval", "-i", callback=duration, help="Seconds between passes."),
     once: bool = typer.Option(False, "--once", help="One pass, then exit."),
+    metrics_listen: str | None = typer.Option(None, "--metrics-listen", metavar="HOST:PORT",
+                                              help="Serve Prometheus' /metrics on this address, without a token "
+                                                   "(a listener of its own: keep it on loopback, or on a network "
+                                                   "only Prometheus reaches), e.g. 127.0.0.1:9108."),
 ) -> None:
     """Keep infrastructures alive: health checks, healing, scaling, every --interval seconds until Ctrl-C.
 
@@ -118,7 +122,25 @@ def manage(
         await client.aio.manage(refs or (), every_attached=all_, interval=interval, once=once, on_pass=said,
                               stop=stop)
 
-    guard(lambda: asyncio.run(run()))
+    def work() -> None:
+        stop_metrics = _metrics(metrics_listen, client) if metrics_listen else None
+        try:
+            asyncio.run(run())
+        finally:
+            if stop_metrics is not None:
+                stop_metrics()
+
+    guard(work)
+
+
+def _metrics(address: str, client: Any) -> Any:
+    """``--metrics-listen``: /metrics served on ``address`` while the manager runs; what stops it."""
+    from cloudherd.api.metrics_view import is_loopback, listen, listen_address
+
+    stop = listen(address, client.store)
+    if not is_loopback(listen_address(address)[0]):
+        err.print(Text(f"/metrics on {address} answers anyone who reaches it (no token there)", style="yellow"))
+    return stop
 
 
 @router.command()

@@ -1,11 +1,11 @@
 """The FastAPI application of ``cloudherd serve``: native routes under ``/v1``, Occopus' routes under
 ``/infrastructures``, the AWS Auto Scaling Query API at ``POST /autoscaling`` (and ``POST /``), and
-``GET /healthz``.  Its lifespan runs the manager for every attached infrastructure."""
+``GET /healthz`` and ``GET /metrics``.  Its lifespan runs the manager for every attached infrastructure."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,18 +19,23 @@ from cloudherd.server.runtime import Runtime
 
 
 def create_app(config: ServerConfig | None = None, *, db_url: str | None = None) -> FastAPI:
-    from cloudherd.server import autoscaling, errors, native, native_choices, occopus, ui
+    from cloudherd.server import autoscaling, errors, metrics_route, native, native_choices, occopus, ui
 
     runtime = Runtime(config or ServerConfig(), Client(db_url))
     runtime.client.max_group_size = runtime.config.max_group_size  # every face's scales stop at the server's ceiling
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
+        stop_metrics = _metrics_listener(runtime)  # first: an address taken stops the server before it starts
         try:
-            yield
+            await runtime.start()
+            try:
+                yield
+            finally:
+                await runtime.stop()
         finally:
-            await runtime.stop()
+            if stop_metrics is not None:
+                await asyncio.to_thread(stop_metrics)
 
     app = FastAPI(title="cloudherd", version=__version__, lifespan=lifespan, default_response_class=errors.ServerJSON,
                   description="Fleets of machines from one spec: create, keep alive, scale, run commands, "
@@ -55,4 +60,14 @@ def create_app(config: ServerConfig | None = None, *, db_url: str | None = None)
     app.include_router(occopus.router)
     app.include_router(autoscaling.router)
     app.include_router(ui.router)
+    app.include_router(metrics_route.router)
     return app
+
+
+def _metrics_listener(runtime: Runtime) -> Callable[[], None] | None:
+    """``metrics_listen`` of the server file: /metrics there without a token; what stops it (None: not asked)."""
+    if runtime.config.metrics_listen is None:
+        return None
+    from cloudherd.api.metrics_view import listen
+
+    return listen(runtime.config.metrics_listen, runtime.store)

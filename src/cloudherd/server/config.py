@@ -13,7 +13,7 @@ from cloudherd.errors import UsageError
 from cloudherd.inputs import GROUP_SIZE_LIMIT
 from cloudherd.spec.durations import DurationError, positive_seconds
 
-KNOWN_KEYS = {"providers", "interval", "ssh_idle_timeout", "max_group_size"}
+KNOWN_KEYS = {"providers", "interval", "ssh_idle_timeout", "max_group_size", "metrics_listen"}
 DEFAULT_MAX_GROUP_SIZE = 1000
 
 
@@ -24,6 +24,8 @@ class ServerConfig:
     ssh_idle_timeout: float = 300.0  # a warm SSH connection unused this long is closed
     # the most machines one group may be asked for, by any face (its count, min, max or desired size)
     max_group_size: int = DEFAULT_MAX_GROUP_SIZE
+    # HOST:PORT of a /metrics listener of its own, without a token (None: /metrics on the API only, with one)
+    metrics_listen: str | None = None
 
 
 def load_config(path: Path | None) -> ServerConfig:
@@ -59,7 +61,7 @@ def load_config(path: Path | None) -> ServerConfig:
         checked[str(name)] = {str(k): v for k, v in settings.items()}
     return ServerConfig(providers=checked, interval=_seconds(data, "interval", 5.0, path),
                         ssh_idle_timeout=_seconds(data, "ssh_idle_timeout", 300.0, path),
-                        max_group_size=_group_size(data, path))
+                        max_group_size=_group_size(data, path), metrics_listen=_metrics_listen(data, path))
 
 
 def _seconds(data: dict[str, Any], key: str, default: float, path: Path) -> float:
@@ -75,3 +77,16 @@ def _group_size(data: dict[str, Any], path: Path) -> int:
         raise UsageError(f"{path}: max_group_size must be a whole number of machines from 1 to {GROUP_SIZE_LIMIT} "
                          f"(the most one group may have)")
     return value
+
+
+def _metrics_listen(data: dict[str, Any], path: Path) -> str | None:
+    from cloudherd.api.metrics_view import listen_address
+
+    value = data.get("metrics_listen")
+    if value is None:
+        return None
+    try:
+        listen_address(str(value))
+    except UsageError as exc:
+        raise UsageError(f"{path}: metrics_listen: {exc}") from None
+    return str(value)

@@ -1,0 +1,158 @@
+"""The gauges of ``/metrics`` read from the state at each scrape: nodes, rollouts, what the machines cost now,
+leases held.
+
+Why from the state and not counted where things change: a node made by ``cloudherd up`` in a terminal, a lease
+taken by another manager, a release rolled by the server are all in the database, and only there; a gauge read
+from it is true whichever process changed it.  A scrape costs a fixed number of reads whatever the number of
+infrastructures (nodes by infrastructure, group and state in one grouped query; the rows of the infrastructures
+that have running machines, for their prices; the newest release of each; the live leases), so a Prometheus
+scraping every few seconds does not load the database with its fleet.
+
+The faces hand :func:`reader` to :func:`cloudherd.observe.metrics.exposition` (``serve``'s ``/metrics`` route
+and its ``metrics_listen``, ``manage --metrics-listen``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from cloudherd.engine.pricing import Prices
+from cloudherd.errors import CloudherdError, UsageError
+from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState, NodeState, RevisionState
+from cloudherd.observe.metrics import StateGauges
+from cloudherd.state import clock
+from cloudherd.state.models import Infrastructure, Lease, Node, Revision
+from cloudherd.state.repo import Store
+
+log = logging.getLogger(__name__)
+
+PRICES_FOR = 300.0  # seconds the price books read for a scrape are kept (they change on a catalog refresh)
+
+
+class _Books:
+    """The price books, read again every :data:`PRICES_FOR` seconds, not at every scrape."""
+
+    def __init__(self) -> None:
+        self._prices = Prices()
+        self._at = time.monotonic()
+
+    def get(self) -> Prices:
+        if time.monotonic() - self._at > PRICES_FOR:
+            self._prices, self._at = Prices(), time.monotonic()
+        return self._prices
+
+
+_books = _Books()
+
+
+def state_gauges(store: Store) -> StateGauges:
+    """What the state holds now, as the gauges of ``/metrics`` show it (see the module)."""
+    gauges = StateGauges(rollouts={str(state): 0 for state in RevisionState})
+    running: dict[tuple[str, str, str, str], int] = {}  # (infra id, group, provider, market) -> running machines
+    with store.reading() as s:
+        rows = s.execute(
+            select(Infrastructure.id, Infrastructure.name, Node.group_name, Node.provider, Node.state, Node.market,
+                   Node.provider_id.is_not(None), func.count())
+            .join(Infrastructure, Node.infrastructure_id == Infrastructure.id)
+            .where(Node.state != NodeState.TERMINATED, Infrastructure.state != InfraState.DESTROYED)
+            .group_by(Infrastructure.id, Infrastructure.name, Node.group_name, Node.provider, Node.state, Node.market,
+                      Node.provider_id.is_not(None)))
+        for infra_id, name, group, provider, state, market, has_machine, count in rows:
+            key = (name, group, state)
+            gauges.nodes[key] = gauges.nodes.get(key, 0) + count
+            if has_machine and state in LIVE_NODE_STATES:
+                place = (infra_id, group, provider, market or "on-demand")
+                running[place] = running.get(place, 0) + count
+        newest = select(func.max(Revision.id)).group_by(Revision.infrastructure_id)
+        releases = (select(Revision.state, func.count())
+                    .join(Infrastructure, Revision.infrastructure_id == Infrastructure.id)
+                    .where(Revision.id.in_(newest), Infrastructure.state != InfraState.DESTROYED)
+                    .group_by(Revision.state))
+        for state, count in s.execute(releases):
+            gauges.rollouts[state] = count
+        gauges.leases_held = int(s.scalar(select(func.count()).select_from(Lease).where(
+            ~clock.passed(store.engine.dialect.name, Lease.expires_at))) or 0)
+        infras = list(s.scalars(select(Infrastructure).where(Infrastructure.id.in_({k[0] for k in running}))
+                                .options(selectinload(Infrastructure.groups)))) if running else []
+    for infra in infras:
+        for spent, dollars in _hourly(infra, running).items():
+            gauges.hourly_cost[spent] = gauges.hourly_cost.get(spent, 0.0) + dollars
+    return gauges
+
+
+def _hourly(infra: Infrastructure, running: dict[tuple[str, str, str, str], int]) -> dict[tuple[str, str], float]:
+    """What ``infra``'s running machines cost an hour, by provider (as ``cloudherd cost`` reckons a machine)."""
+    from cloudherd.engine.context import snapshot
+
+    try:
+        spec = snapshot(infra).spec
+    except CloudherdError as exc:  # its spec no longer loads: not priced (``cloudherd cost`` says so too)
+        log.debug("%s: not priced: %s", infra.name, exc)
+        return {}
+    prices = _books.get()
+    sizes = {g.name: g.size for g in infra.groups}
+    found: dict[tuple[str, str], float] = {}
+    for (infra_id, group, provider, market), count in running.items():
+        if infra_id != infra.id:
+            continue
+        hourly = prices.of_group(spec, group, provider, sizes.get(group)).of_market(market)
+        if hourly is not None:
+            found[(infra.name, provider)] = found.get((infra.name, provider), 0.0) + count * hourly
+    return found
+
+
+def reader(store: Store) -> Callable[[], StateGauges]:
+    """What :func:`cloudherd.observe.metrics.exposition` calls at each scrape to read ``store``."""
+    return lambda: state_gauges(store)
+
+
+def scrape_failed(exc: BaseException) -> None:
+    """A scrape could not read the state (the database away): said once per scrape, the counters answer anyway."""
+    log.warning("/metrics: the state could not be read, its gauges are left out: %s", exc)
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9108`` for IPv6) of a metrics listener; UsageError naming the mistake."""
+    host, colon, port = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"a metrics listen address is HOST:PORT, e.g. 127.0.0.1:9108 (not '{text}')")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen(address: str, store: Store) -> Callable[[], None]:
+    """Serve ``/metrics`` (counters of this process, gauges of ``store``) on ``address`` (``HOST:PORT``), with no
+    token: a listener the operator placed on purpose (a loopback address, a network only Prometheus reaches).  A
+    thread of prometheus_client's own; returns what stops it."""
+    from prometheus_client import start_http_server
+
+    from cloudherd.observe.metrics import Scrape
+
+    host, port = listen_address(address)
+    try:
+        server, thread = start_http_server(port, host, registry=Scrape(reader(store), scrape_failed))  # type: ignore[arg-type]
+    except OSError as exc:
+        raise UsageError(f"metrics listen address {address}: {exc.strerror or exc}") from None
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
