@@ -18,6 +18,7 @@ up on cloudherd's ``/metrics``, and a test can read exactly what cloudherd expos
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ CREATE_REASONS = ("up", "heal", "scale", "rollout", "market", "warm-pool", "othe
 TERMINATE_REASONS = ("failed", "unhealthy", "scale-in", "replaced", "down", "ttl", "other")
 DIRECTIONS = ("out", "in")
 # a provider call's outcome: ok, or the kind of its error (the class of ProviderError, by name, short)
-OUTCOMES = ("ok", "throttled", "transient", "capacity", "quota", "auth", "not-found", "invalid", "error")
+OUTCOMES = ("ok", "throttled", "transient", "capacity", "quota", "auth", "not-found", "invalid", "cancelled", "error")
 _ERROR_OUTCOMES = {"ThrottledError": "throttled", "TransientError": "transient", "CapacityError": "capacity",
                    "QuotaError": "quota", "AuthError": "auth", "NotFoundError": "not-found",
                    "InvalidRequestError": "invalid", "UnknownProviderError": "invalid",
@@ -124,6 +125,8 @@ def outcome_of(error: BaseException | None) -> str:
     """A provider call's outcome label: ``ok``, the kind of a cloud's error, or ``error`` for anything else."""
     if error is None:
         return "ok"
+    if isinstance(error, asyncio.CancelledError):  # the caller gave up on it (a timeout, a stop)
+        return "cancelled"
     for cls in type(error).__mro__:
         found = _ERROR_OUTCOMES.get(cls.__name__)
         if found is not None:

@@ -9,6 +9,8 @@ never retried (the engine fails over on them at once).
 Settings of a provider entry: ``budget: {rate, burst, in_flight}`` (calls per second, calls saved up,
 calls at once) and ``retries`` (attempts in all, 1 = no retry), ``backoff`` (base seconds of the jittered
 exponential wait), ``backoff_max``.  They are validated with the spec (:mod:`cloudherd.spec.providers`).
+
+Each attempt is counted, timed and traced (:mod:`.measured`): the metrics see every call the cloud saw.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from cloudherd.providers.base import (
     ThrottledError,
     TransientError,
 )
+from cloudherd.providers.measured import measured
 from cloudherd.providers.wrapper import ProviderWrapper
 from cloudherd.spec.providers import BUDGET_DEFAULTS, RETRY_DEFAULTS, SettingsError, budget_settings
 
@@ -109,7 +112,7 @@ class BudgetedProvider(ProviderWrapper):
                     await self.bucket.acquire()
                     async with self.slots:
                         self.calls += 1
-                        return await call()
+                        return await measured(self.type, self.name, operation, call)  # each attempt
         except ProviderError as exc:
             tries = int(retrying.statistics.get("attempt_number", 1))
             exc.attempts = tries

@@ -43,6 +43,8 @@ class RemoteCommand(str):
     """A shell line (starting with :data:`READ`) and the environment to send before its input."""
 
     env: dict[str, str]
+    step = "command"  # what it is, for its span (ssh.command, ssh.script)
+    script: str | None = None  # the script's name, for a step "script"
 
     def __new__(cls, line: str, env: Mapping[str, str] | None = None) -> RemoteCommand:
         command = super().__new__(cls, line)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncssh
 
+from cloudherd.observe import tracing
 from cloudherd.remote.ssh import (
     LineCallback,
     RunResult,
@@ -88,10 +89,11 @@ class ConnectionPool:
         return await asyncio.shield(pending)
 
     async def _open(self, target: Target, timeout: float | None) -> asyncssh.SSHClientConnection:
-        conn, seen = await connect(
-            target, target.key or self._key, timeout=timeout or self._timeout, gate=self._gate,
-            keepalive=self._keepalive,
-        )
+        with tracing.span("ssh.connect", node=target.name, address=target.address, port=target.port):
+            conn, seen = await connect(
+                target, target.key or self._key, timeout=timeout or self._timeout, gate=self._gate,
+                keepalive=self._keepalive,
+            )
         self.opened += 1
         if seen is not None:
             self.seen_host_keys[target.name] = (target, seen)
@@ -109,7 +111,18 @@ class ConnectionPool:
         timeout: float | None = None,
     ) -> RunResult:
         """Run ``command`` on the node; if its connection turns out dropped before the command starts,
-        reconnect once.  A connection lost mid-command is not retried (the command may have acted)."""
+        reconnect once.  A connection lost mid-command is not retried (the command may have acted).
+
+        A span ``ssh.script`` (a group's script) or ``ssh.command`` (anything else) covers it."""
+        step = getattr(command, "step", "command")
+        with tracing.span(f"ssh.{step}", node=target.name, script=getattr(command, "script", None)) as span:
+            result = await self._run(target, command, input=input, on_line=on_line, timeout=timeout)
+            if span is not None:
+                span.set_attribute("cloudherd.exit_code", -1 if result.exit_code is None else result.exit_code)
+            return result
+
+    async def _run(self, target: Target, command: str, *, input: str | None, on_line: LineCallback | None,
+                   timeout: float | None) -> RunResult:
         conn = await self.connection(target)
         try:
             try:
@@ -122,18 +135,23 @@ class ConnectionPool:
             raise UnreachableError(f"node {target.name}: connection lost ({exc})") from None
 
     async def put(self, target: Target, sources: Sequence[str | os.PathLike[str]], destination: str) -> None:
-        """Upload files or folders (recursively) to ``destination`` on the node, over SFTP."""
-        conn = await self.connection(target)
-        remote = remote_path(target, destination)
-        async with conn.start_sftp_client() as sftp:
-            many = len(sources) > 1 or any(Path(s).is_dir() for s in sources)
-            if many or destination.endswith("/"):
-                await sftp.makedirs(remote, exist_ok=True)
-            await sftp.put([os.fspath(s) for s in sources], remote, recurse=True, preserve=True)
+        """Upload files or folders (recursively) to ``destination`` on the node, over SFTP (a span ``ssh.upload``)."""
+        with tracing.span("ssh.upload", node=target.name, destination=destination):
+            conn = await self.connection(target)
+            remote = remote_path(target, destination)
+            async with conn.start_sftp_client() as sftp:
+                many = len(sources) > 1 or any(Path(s).is_dir() for s in sources)
+                if many or destination.endswith("/"):
+                    await sftp.makedirs(remote, exist_ok=True)
+                await sftp.put([os.fspath(s) for s in sources], remote, recurse=True, preserve=True)
 
     async def get(self, target: Target, patterns: Sequence[str], destination: Path) -> list[str]:
         """Download what ``patterns`` (globs) match on the node into the local folder ``destination``;
-        returns the remote paths that matched (none is not an error)."""
+        returns the remote paths that matched (none is not an error).  A span ``ssh.download``."""
+        with tracing.span("ssh.download", node=target.name):
+            return await self._get(target, patterns, destination)
+
+    async def _get(self, target: Target, patterns: Sequence[str], destination: Path) -> list[str]:
         conn = await self.connection(target)
         destination.mkdir(parents=True, exist_ok=True)
         async with conn.start_sftp_client() as sftp:

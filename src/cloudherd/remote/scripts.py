@@ -59,7 +59,9 @@ def script_command(name: str, env: Mapping[str, str]) -> RemoteCommand:
         f'cat > {path} && cd "$W" && '
         f'if head -c2 {path} | grep -q "^#!"; then set -- {path}; else set -- sh {path}; fi && {LOAD} && "$@"'
     )
-    return RemoteCommand(line, exportable(env))
+    command = RemoteCommand(line, exportable(env))
+    command.step, command.script = "script", name
+    return command
 
 
 def in_workdir(command: str, env: Mapping[str, str] | None = None) -> RemoteCommand:
