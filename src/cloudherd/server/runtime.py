@@ -43,6 +43,7 @@ class Runtime:
     pool: Any = None  # a warm ConnectionPool, made on first use
     _loop: asyncio.AbstractEventLoop | None = None
     live: LiveHub = field(default_factory=LiveHub)  # the dashboard's streams: one sampler per thing watched
+    _notify_stop: asyncio.Event | None = None  # stops the notifications' sender
 
     @property
     def store(self) -> Store:
@@ -67,6 +68,15 @@ class Runtime:
         for infra in self.store.infrastructures():
             if infra.state == InfraState.DESTROYING and not infra.attached:
                 self.start_down(infra.id)  # a teardown the last stop cut: finished now
+        self._start_notifications()
+
+    def _start_notifications(self) -> None:
+        """The outbox's sender, on the server's loop (its database work in threads, its POSTs async): what the
+        manager's events and the Auto Scaling API's test notifications wait in is delivered."""
+        from cloudherd.api import notify
+
+        stop = self._notify_stop = asyncio.Event()
+        self.spawn(lambda: notify.sender(self.store).run(stop), "notifications")
 
     def _run_manager(self, ready: threading.Event) -> None:
         """The manager's passes on a loop (and thread) of their own: a long pass, and its database work, never
@@ -121,6 +131,8 @@ class Runtime:
             with contextlib.suppress(RuntimeError):  # its loop ended already
                 self._manager_loop.call_soon_threadsafe(self.manager.stop.set)
         await self.live.close()
+        if self._notify_stop is not None:
+            self._notify_stop.set()  # the sender lets its claims go (its next start sends those rows)
         if self._manager_thread is not None:
             await asyncio.to_thread(self._manager_thread.join)
         for task in list(self._tasks):

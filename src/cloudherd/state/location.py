@@ -9,7 +9,7 @@ from __future__ import annotations
 from cloudherd.paths import data_dir
 from cloudherd.settings import current
 
-HEAD_REVISION = "0014"
+HEAD_REVISION = "0015"
 
 
 def database_url() -> str:

@@ -431,3 +431,58 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column()
+
+
+class Webhook(Base):
+    """Where notifications go (``cloudherd notify add``): a URL, the secret its POSTs are signed with (sealed like
+    the AWS-style secrets), and optionally the SNS-style topic ARN the Auto Scaling API names it by.  What it
+    receives is its routes'."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (UniqueConstraint("owner_id", "topic"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    topic: Mapped[str | None] = mapped_column(String(255))
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookRoute(Base):
+    """Which events go to a webhook: of one infrastructure (or every one of its owner's), of the chosen kinds
+    (:data:`cloudherd.webhooks.KINDS`, or the Auto Scaling types when ``scaling_group`` names the group whose
+    PutNotificationConfiguration made it)."""
+
+    __tablename__ = "webhook_routes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    infrastructure_id: Mapped[str | None] = mapped_column(ForeignKey("infrastructures.id", ondelete="CASCADE"),
+                                                          index=True)
+    kinds: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"list": [...]}
+    scaling_group: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxRow(Base):
+    """One notification to deliver, written in the transaction of its event; sent in ``id`` order per webhook and
+    infrastructure, retried with backoff until a 2xx (``sent``) or given up (``failed``)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_id)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    infrastructure_id: Mapped[str | None] = mapped_column(String(32))
+    event_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(10), default="pending", index=True)  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()

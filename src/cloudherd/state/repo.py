@@ -37,11 +37,13 @@ from cloudherd.state.repo_hooks import HookState
 from cloudherd.state.repo_journal import JournalState
 from cloudherd.state.repo_leases import LeaseState
 from cloudherd.state.repo_metrics import MetricState
+from cloudherd.state.repo_notify import NotifyState
 from cloudherd.state.repo_server import ServerState
 from cloudherd.state.snapshot import SnapshotState
 
 
-class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, LeaseState, ServerState, CauseState):
+class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, LeaseState, ServerState, CauseState,
+            NotifyState):
     """State access for the engine and the faces; sessions never leak out (objects come back detached)."""
 
     def __init__(self, engine: Engine | None = None) -> None:
@@ -109,9 +111,11 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
             s.execute(update(Infrastructure).where(Infrastructure.id == infra_id)
                       .values(**fields, updated_at=utcnow()).execution_options(synchronize_session=False))
             if event is not None:
-                s.add(Event(infrastructure_id=infra_id, kind=event[0], message=event[1], **_caused()))
+                row = Event(infrastructure_id=infra_id, kind=event[0], message=event[1], **_caused())
+                s.add(row)
+                s.flush()
+                self._notify(s, row)  # its notifications, in its transaction
                 if keep is not None:
-                    s.flush()
                     self._prune(s, infra_id, event[0], keep)
 
     def update_infrastructure(self, infra_id: str, **fields: Any) -> None:
@@ -401,6 +405,7 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
                         **_caused(cause_id), **({"at": at} if at is not None else {}))
             s.add(row)
             s.flush()
+            self._notify(s, row)  # its notifications, in its transaction: a crash loses both or neither
             return row.id
 
     @staticmethod
