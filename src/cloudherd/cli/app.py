@@ -18,6 +18,7 @@ from cloudherd.cli import (
     hook_cmds,
     life_cmds,
     local_cmds,
+    notify_cmds,
     read_cmds,
     server_cmds,
     spec_cmds,
@@ -50,7 +51,7 @@ def main(
 
 
 for _module in (spec_cmds, life_cmds, read_cmds, fleet_cmds, change_cmds, choice_cmds, hook_cmds, catalog_cmds,
-                local_cmds, server_cmds):
+                local_cmds, server_cmds, notify_cmds):
     app.add_typer(_module.router)
 
 

@@ -19,7 +19,7 @@ from cloudherd.server.runtime import Runtime
 
 
 def create_app(config: ServerConfig | None = None, *, db_url: str | None = None) -> FastAPI:
-    from cloudherd.server import autoscaling, errors, metrics_route, native, native_choices, occopus, ui
+    from cloudherd.server import autoscaling, errors, metrics_route, native, native_choices, notify_routes, occopus, ui
 
     runtime = Runtime(config or ServerConfig(), Client(db_url))
     runtime.client.max_group_size = runtime.config.max_group_size  # every face's scales stop at the server's ceiling
@@ -57,6 +57,7 @@ def create_app(config: ServerConfig | None = None, *, db_url: str | None = None)
     app.add_middleware(Gate)
     app.include_router(native.router)
     app.include_router(native_choices.router)
+    app.include_router(notify_routes.router)
     app.include_router(occopus.router)
     app.include_router(autoscaling.router)
     app.include_router(ui.router)
