@@ -75,6 +75,7 @@ class SyncClient(SyncOgcActions[Client], of=Client):
         gc = blocking(Client.gc)
         heartbeat_hook = blocking(Client.heartbeat_hook)
         history = blocking(Client.history)
+        why = blocking(Client.why)
         hooks = blocking(Client.hooks)
         images = blocking(Client.images)
         import_node_defs = blocking(Client.import_node_defs)

@@ -22,6 +22,7 @@ from cloudherd.api.types import (
     Size,
     Token,
     User,
+    Why,
 )
 from cloudherd.errors import UsageError
 from cloudherd.lifecycle import InfraState, NodeState
@@ -121,6 +122,23 @@ class Queries(ClientCore):
         infra = self.store.resolve(ref)
         names = {n.id: n.name for n in self.store.nodes(infra.id)}
         return [views.event(e, names) for e in self.store.events_after(infra.id, after, limit)]
+
+    async def why(self, node: str, ref: str | None = None) -> Why:
+        """Why ``node`` exists: what made it, and what that followed from, back to the operation that began it
+        (a manager's pass, a command, a request).  ``ref`` narrows the search to one infrastructure, where a
+        terminated node answers too."""
+        from cloudherd.engine.causes import DECISIONS
+
+        infra_id = self.store.resolve(ref).id if ref else None
+        row = self.store.resolve_node(node, infrastructure_id=infra_id, ended_too=infra_id is not None)
+        infra = self.store.infrastructure(row.infrastructure_id)
+        names = {n.id: n.name for n in self.store.nodes(infra.id)}
+        made = self.store.node_made_event(infra.id, row.id)
+        start = made or self.store.newest_event_of(infra.id, DECISIONS, before_at=row.created_at)
+        chain = self.store.cause_chain(start.id) if start is not None else []
+        return Why(node=row.name, infrastructure=infra.name, infrastructure_id=infra.id, state=str(row.state),
+                   created_at=row.created_at,
+                   chain=tuple(views.event(e, names) for e in chain), inferred=made is None)
 
     async def history(self, ref: str) -> list[Revision]:
         """The releases applied to an infrastructure, oldest first; the last is the current one."""

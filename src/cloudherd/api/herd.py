@@ -29,7 +29,8 @@ if TYPE_CHECKING:
         Rollout,
         ScaleResult,
         SpecSummary,
-    )
+            Why,
+)
 
 Names = str | Sequence[str] | None
 LineSink = Callable[[str, str, str], None]
@@ -57,6 +58,8 @@ class HerdClient(Protocol):
     def ls(self, *, include_destroyed: bool = False) -> list[InfrastructureSummary]: ...
 
     def status(self, ref: str) -> Infrastructure: ...
+
+    def why(self, node: str, ref: str | None = None) -> Why: ...
 
     def cost(self, ref: str | None = None, *, since: datetime | None = None) -> CostReport: ...
 

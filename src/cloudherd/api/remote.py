@@ -37,6 +37,7 @@ from cloudherd.api.types import (
     Revision,
     Rollout,
     ScaleResult,
+    Why,
 )
 from cloudherd.errors import ApplyFailed, StateError, UsageError, from_answer
 from cloudherd.lifecycle import InfraState
@@ -255,6 +256,9 @@ class RemoteClient:
     def logs(self, ref: str, node: str | None = None) -> list[Action]:
         rows = self._call("GET", f"/v1/infrastructures/{ref}/logs", params={"node": node} if node else None)
         return [_value(Action, r) for r in rows]
+
+    def why(self, node: str, ref: str | None = None) -> Why:
+        return _value(Why, self._call("GET", f"/v1/nodes/{node}/why", params={"infrastructure": ref} if ref else None))
 
     def history(self, ref: str) -> list[Revision]:
         return [_value(Revision, r) for r in self._call("GET", f"/v1/infrastructures/{ref}/revisions")]

@@ -282,6 +282,20 @@ class Event(_Value):
     trace_id: str | None = None  # that operation's trace, when traces are exported
 
 
+class Why(_Value):
+    """Why a node exists (``cloudherd why``): the event that made it and the events it follows from, newest
+    first.  ``inferred``: no event names the node as made (made before causes were kept, or by an ``up``
+    cut short); the chain then starts at the newest decision recorded before it was."""
+
+    node: str
+    infrastructure: str
+    infrastructure_id: str
+    state: str
+    created_at: datetime
+    chain: tuple[Event, ...] = ()
+    inferred: bool = False
+
+
 class Revision(_Value):
     """One release of an infrastructure (``history``): its number, what made it, and how its apply ended."""
 

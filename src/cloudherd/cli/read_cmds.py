@@ -225,6 +225,32 @@ def history(
 
 
 @router.command()
+def why(
+    node: str = typer.Argument(..., help="The node: its name, id, provider id or address."),
+    ref: str = typer.Option(None, "--infra", "-i", help="Look in this infrastructure only (ended nodes too)."),
+    as_json: bool = AS_JSON,
+) -> None:
+    """Why a node exists: what made it, and what that followed from, back to what began it."""
+    answer = guard(lambda: herd().why(node, ref))
+    if as_json:
+        print_json(answer)
+        return
+    out.print(Text.assemble((answer.node, "bold"), f" ({answer.state}, {answer.infrastructure}) exists because:"))
+    if not answer.chain:
+        out.print("  nothing recorded says (its events were pruned, or it was made before causes were kept)")
+    if answer.inferred and answer.chain:
+        out.print(Text("  (no event names it as made: the newest decision before it was made)", style="yellow"))
+    origin = None
+    for event in answer.chain:
+        out.print(Text.assemble(f"  {event.at.strftime('%m-%d %H:%M:%S')}  ", (f"{event.kind:<15}", "cyan"),
+                                event.message))
+        if event.origin and event.origin != origin:
+            trace = f" · trace {event.trace_id}" if event.trace_id else ""
+            out.print(Text(f"  {'':14}  in {event.origin}{trace}", style="dim"))
+            origin = event.origin
+
+
+@router.command()
 def events(
     ref: str = REF,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until Ctrl-C."),

@@ -21,6 +21,7 @@ from typing import Any
 
 from cloudherd.engine import journal, revisions, rollout
 from cloudherd.engine.budget import check_spec
+from cloudherd.engine.causes import log_made
 from cloudherd.engine.context import Providers, Redactor, ensure_identity
 from cloudherd.engine.converge import converge, failure_reason, observed_plan, write_rows
 from cloudherd.engine.events import EventSink, ProgressEvent, emit
@@ -31,6 +32,7 @@ from cloudherd.engine.session import RunSession
 from cloudherd.engine.templates import PlannedInfra, check_templates, planned_fleet
 from cloudherd.errors import ApplyFailed, CloudherdError
 from cloudherd.lifecycle import InfraState, NodeState, RevisionState
+from cloudherd.observe import cause, tracing
 from cloudherd.spec import LoadedSpec
 from cloudherd.state.models import Infrastructure, Revision
 from cloudherd.state.repo import Store
@@ -138,6 +140,18 @@ async def submit(loaded: LoadedSpec, store: Store, *, wait: float = DEFAULT_WAIT
 async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_event: EventSink | None,
               connect_timeout: float, handshakes: int | None, force: bool, accept_new_host_key: Collection[str],
               origin: str, no_rollback: bool, pause_after: int | None, plan: Plan | None = None) -> str:
+    """An ``up`` is an operation: a trace of its own, and the origin its events carry (the command's, when a
+    command opened one; else ``cloudherd <origin>``)."""
+    with tracing.operation_span(origin, cause.origin() or f"cloudherd {origin}", infrastructure=loaded.spec.name):
+        return await _apply(loaded, store, keep_on_failure=keep_on_failure, on_event=on_event,
+                            connect_timeout=connect_timeout, handshakes=handshakes, force=force,
+                            accept_new_host_key=accept_new_host_key, origin=origin, no_rollback=no_rollback,
+                            pause_after=pause_after, plan=plan)
+
+
+async def _apply(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_event: EventSink | None,
+                 connect_timeout: float, handshakes: int | None, force: bool, accept_new_host_key: Collection[str],
+                 origin: str, no_rollback: bool, pause_after: int | None, plan: Plan | None = None) -> str:
     spec = loaded.spec
     identity = ensure_identity(store, _key_path(loaded))
     existing = store.active_named(spec.name)
@@ -149,13 +163,13 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
             spec_text=loaded.raw_text, ssh_user=spec.ssh.user, ssh_key_path=str(identity.key_path),
             confined=confined_record(loaded),
         )
-        store.add_event(infra.id, "up", f"up of {spec.name} started")
+        started = store.add_event(infra.id, "up", f"up of {spec.name} started")
         emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name})"))
     else:
         infra = existing
         store.update_infrastructure(infra.id, state=InfraState.UPDATING, reason=None, spec_text=loaded.raw_text,
                                     spec_path=str(loaded.path.resolve()), confined=confined_record(loaded))
-        store.add_event(infra.id, "up", f"converging {spec.name}")
+        started = store.add_event(infra.id, "up", f"converging {spec.name}")
         emit(on_event, ProgressEvent("info", f"infrastructure {infra.id} ({spec.name}): converging"))
     stamp_end(store, infra, spec)
     release = revisions.begin(store, infra.id, loaded, identity.user_name, origin)
@@ -167,8 +181,10 @@ async def _up(loaded: LoadedSpec, store: Store, *, keep_on_failure: bool, on_eve
             seen = await run.observe()  # one read; a killed run's half-done states and cloud calls settled first
             run.check_reach()
             try:
+                before = {n.id for n in seen.nodes if n.state != NodeState.PENDING}
                 _, executed = await converge(loaded, store, infra, run, force=force, run_intents=run_intents,
                                              plan=plan, seen=seen)
+                log_made(store, infra, before, started, "up")
                 roll = rollout.Rollout(store, infra, run, run_intents)
                 stopped = await roll_out(loaded, roll, release, no_rollback, pause_limit(loaded, pause_after),
                                          executed)

@@ -13,6 +13,7 @@ from cloudherd.engine.policies import Decision, Since, decide
 from cloudherd.engine.processes import held_groups
 from cloudherd.engine.session import RunSession
 from cloudherd.lifecycle import Process
+from cloudherd.observe import metrics, tracing
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.cron import due
 from cloudherd.spec.parts import Policy, TargetTracking
@@ -50,11 +51,21 @@ async def autoscale(store: Store, infra: Infrastructure, loaded: LoadedSpec, nod
         decision = _combined(decisions, sizes[name])
         if decision is None:
             continue
-        store.add_scale_request(infra.id, name, "set", decision.desired)
         line = f"{name}: {decision.reason}"
-        store.add_event(infra.id, f"scale-{decision.direction(sizes[name])}", line)
+        direction = decision.direction(sizes[name])
+        with tracing.span("scale-decision", infrastructure=infra.name, group=name, direction=direction,
+                          desired=decision.desired):
+            decided = store.add_event(infra.id, f"scale-{direction}", line)
+            store.add_scale_request(infra.id, name, "set", decision.desired, cause_id=decided)
+        metrics.scaling_decision(_policy_label(decisions, decision), direction)
         said.append(line)
     return said
+
+
+def _policy_label(decisions: Sequence[tuple[Policy, Decision | None]], chosen: Decision) -> str:
+    """The policy that decided, as a bounded metric label: its type and metric (``target_tracking cpu``)."""
+    policy = next((p for p, d in decisions if d is chosen), None)
+    return f"{policy.type} {policy.metric}" if policy is not None else "policy"
 
 
 def _combined(decisions: Sequence[tuple[Policy, Decision | None]], current: int) -> Decision | None:
@@ -122,11 +133,12 @@ def fire_schedules(store: Store, infra: Infrastructure, loaded: LoadedSpec, now:
             low, high = bounds_in_force(store, infra.id, loaded)[name]
             wanted = schedule.desired if schedule.desired is not None else sizes[name]
             target = min(max(wanted, low or 0), high if high is not None else wanted)
-            if target != sizes[name]:
-                store.add_scale_request(infra.id, name, "set", target)
             line = (f"{name}: {schedule.name} at {moment.isoformat()} → {schedule.sets()} "
                     f"(size {sizes[name]} → {target})")
-            store.add_event(infra.id, "scheduled", line)
+            firing = store.add_event(infra.id, "scheduled", line)
+            if target != sizes[name]:
+                store.add_scale_request(infra.id, name, "set", target, cause_id=firing)
+                metrics.scaling_decision(f"schedule {schedule.name}", "out" if target > sizes[name] else "in")
             said.append(line)
             sizes[name] = target
     return said

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from cloudherd.engine.locks import (
 )
 from cloudherd.engine.reconcile import CheckTimes, PassReport, pass_failure, reconcile
 from cloudherd.lifecycle import InfraState
+from cloudherd.observe import metrics, tracing
 from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
 
@@ -322,9 +324,13 @@ class Manager:
         next tick tries again).  A stop asked for meanwhile lets the pass finish: it is a flag, not a cancel."""
         try:
             async with exclusive(self.store, infra_scope(infra.name), "manage", wait=0, ttl=self.ttl) as held:
-                began = datetime.now(UTC)
-                return await reconcile(self.store, infra.id, sink=self.sink, times=self._times, keeper=True,
-                                       log_pass=lambda report: self._pass_line(held, began, report))
+                began, timer = datetime.now(UTC), time.perf_counter()
+                with tracing.operation_span("pass", f"manager pass (fence {held.fence}, pid {os.getpid()})",
+                                            infrastructure=infra.name):
+                    report = await reconcile(self.store, infra.id, sink=self.sink, times=self._times, keeper=True,
+                                             log_pass=lambda report: self._pass_line(held, began, report))
+                metrics.pass_done(time.perf_counter() - timer, error=report.error is not None)
+                return report
         except FencedOut as exc:  # paused past the TTL: another manager keeps it now; this one lets go
             self._claims.pop(infra.id, None)
             emit(self.sink, ProgressEvent("info", str(exc)))
@@ -336,8 +342,6 @@ class Manager:
     def _pass_line(held: Held, began: datetime, report: PassReport) -> str:
         """Each pass in the event log with who held the lease (its fence) and when: one manager at a time per
         infrastructure can be checked from the log.  Only the latest PASS_EVENTS of them are kept."""
-        import os
-
         ended = datetime.now(UTC)
         return f"fence {held.fence} pid {os.getpid()} {began.isoformat()} {ended.isoformat()}: {report.line()}"
 

@@ -20,6 +20,7 @@ from cloudherd.engine import market, node_timer, rollout
 from cloudherd.engine.apply import pause_limit, roll_out
 from cloudherd.engine.autoscale import autoscale
 from cloudherd.engine.budget import enforce_total
+from cloudherd.engine.causes import log_converge
 from cloudherd.engine.context import snapshot
 from cloudherd.engine.converge import converge, cooling
 from cloudherd.engine.diff import behind, diff_groups
@@ -39,6 +40,7 @@ from cloudherd.engine.session import RunSession
 from cloudherd.engine.wake import stop_requested, wake
 from cloudherd.errors import CloudherdError, FencedOut
 from cloudherd.lifecycle import InfraState, NodeState, Process, RevisionState
+from cloudherd.observe import cause, tracing
 from cloudherd.remote.pool import ConnectionPool
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.model import Group as GroupSpec
@@ -234,11 +236,13 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
             if _differs(loaded, infra, nodes, replace, victims):
                 report.converged = True
                 before = {n.id: n for n in nodes if n.state != NodeState.TERMINATED}
-                await converge(loaded, store, infra, run, replace=replace, victims=victims)
+                with tracing.span("heal" if replace else "converge", infrastructure=infra.name,
+                                  replacing=len(replace)):
+                    await converge(loaded, store, infra, run, replace=replace, victims=victims)
                 after = store.nodes(infra.id)
                 report.made = [n.name for n in after if n.id not in before and n.state != NodeState.TERMINATED]
                 report.retired = [n.name for n in after if n.id in before and n.state == NodeState.TERMINATED]
-                _log_converge(store, infra, before, report)
+                log_converge(store, infra, before, after, report.made, report.retired)
                 nodes = after  # what the pass goes on from
             late = {n.group_name for n in behind(loaded, nodes)}  # a suspended rollout holds the whole release
             if late and not late & held_groups(infra.groups, Process.ROLLOUT):
@@ -317,16 +321,6 @@ async def _roll_on(store: Store, infra: Infrastructure, loaded: LoadedSpec, roll
         store.end_revision(latest[0].id, RevisionState.FAILED, stopped)
         store.add_event(infra.id, "error", f"rollout of revision {latest[0].number}: {stopped}")
         report.held.append(f"rollout stopped: {stopped}")
-
-
-def _log_converge(store: Store, infra: Infrastructure, before: dict[str, Node], report: PassReport) -> None:
-    """The heal / scale a pass did, as events: which nodes went (and why) and which were made."""
-    for name in report.retired:
-        node = next(n for n in before.values() if n.name == name)
-        why = f"{node.state}: {node.reason}" if node.reason else str(node.state)
-        store.add_event(infra.id, "retired", f"{name} retired ({why})", node_id=node.id)
-    if report.made:
-        store.add_event(infra.id, "made", f"made and deployed {', '.join(report.made)}")
 
 
 async def _check_health(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: list[Node],
@@ -472,7 +466,7 @@ def _misplaced(store: Store, infra: Infrastructure, loaded: LoadedSpec, nodes: l
         moving.add(node.id)
         message = (f"{name}: moving {node.name} from {node.provider} to {short[0]} (placement "
                    f"{', '.join(f'{p}:{n}' for p, n in target.items())})")
-        store.add_event(infra.id, "placement", message)
+        cause.note(name, store.add_event(infra.id, "placement", message), "heal")
     return moving
 
 

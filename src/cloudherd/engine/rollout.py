@@ -30,6 +30,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from cloudherd.engine.causes import log_made
 from cloudherd.engine.converge import converge, failure_reason
 from cloudherd.engine.diff import Batch, behind, rollout_batches
 from cloudherd.engine.events import ProgressEvent, emit
@@ -38,6 +39,7 @@ from cloudherd.engine.probe import probe
 from cloudherd.engine.session import RunSession
 from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import LIVE_NODE_STATES, NodeState
+from cloudherd.observe import cause, tracing
 from cloudherd.spec import LoadedSpec
 from cloudherd.spec.durations import parse_duration
 from cloudherd.state.models import Infrastructure, Node
@@ -107,19 +109,25 @@ class Rollout:
             if planned.in_place:
                 await self._in_place(loaded, name, batch, batch_number, total)
                 continue
-            emit(self.session.sink, ProgressEvent("info", f"{name}: batch {batch_number}/{total}: replacing "
-                                                          f"{', '.join(n.name for n in batch)}"))
-            before = {n.id for n in nodes}
-            await self._step(_sized(loaded, name, group.count + len(batch)), name, batch_number, before)
-            made = [n for n in self._new(before, name) if n.state in LIVE_NODE_STATES]
-            why = await self._gate(loaded, made)
-            if why is not None:
-                raise self._failed(name, batch_number, why, [n.id for n in made])
-            await self._converge(_sized(loaded, name, group.count), victims=[n.id for n in batch])
-            self._replaced += len(batch)
-            self.store.add_event(self.infra.id, "rollout", f"{name}: batch {batch_number}: "
-                                 f"{', '.join(n.name for n in made)} healthy; retired "
-                                 f"{', '.join(n.name for n in batch)}")
+            said = f"{name}: batch {batch_number}/{total}: replacing {', '.join(n.name for n in batch)}"
+            emit(self.session.sink, ProgressEvent("info", said))
+            with tracing.span("rollout-batch", infrastructure=self.infra.name, group=name, batch=batch_number,
+                              nodes=len(batch)), cause.because(self.store.add_event(self.infra.id, "rollout", said)):
+                await self._replace_batch(loaded, name, group.count, batch, batch_number, nodes)
+
+    async def _replace_batch(self, loaded: LoadedSpec, name: str, count: int, batch: Sequence[Node], number: int,
+                             nodes: Sequence[Node]) -> None:
+        """New nodes for the batch, the health gate, then the batch's old nodes retired."""
+        before = {n.id for n in nodes}
+        await self._step(_sized(loaded, name, count + len(batch)), name, number, before)
+        made = log_made(self.store, self.infra, before, cause.parent(), "rollout", name)
+        why = await self._gate(loaded, made)
+        if why is not None:
+            raise self._failed(name, number, why, [n.id for n in made])
+        await self._converge(_sized(loaded, name, count), victims=[n.id for n in batch])
+        self._replaced += len(batch)
+        self.store.add_event(self.infra.id, "rollout", f"{name}: batch {number}: "
+                             f"{', '.join(n.name for n in made)} healthy; retired {', '.join(n.name for n in batch)}")
 
     async def _in_place(self, loaded: LoadedSpec, name: str, batch: Sequence[Node], number: int, total: int) -> None:
         """A batch that takes the release where it stands: its scripts re-run on those nodes (out of the healthy

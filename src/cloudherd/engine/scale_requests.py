@@ -9,8 +9,9 @@ from cloudherd.engine.budget import affordable, budget_of
 from cloudherd.engine.context import snapshot
 from cloudherd.engine.membership import ATTACH, DETACH
 from cloudherd.engine.pricing import Prices
+from cloudherd.observe import cause
 from cloudherd.spec import LoadedSpec
-from cloudherd.state.models import Infrastructure
+from cloudherd.state.models import Infrastructure, ScaleRequest
 from cloudherd.state.repo import Store
 
 MEMBERSHIP = frozenset({DETACH, ATTACH, "stop"})  # carried out by a pass of their own (membership, wake), not here
@@ -38,7 +39,8 @@ def consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedSp
             renew.update(named)
             outcome = f"{request.group_name}: replacing {len(named)} node(s)"
             store.consume_scale_request(request.id, outcome)
-            store.add_event(infra.id, "scale", outcome)
+            cause.note(request.group_name, store.add_event(infra.id, "scale", outcome, cause_id=_asked(request)),
+                       "heal")
             scaled.append(outcome)
             continue
         target, note = scale_target(row.count, request.kind, request.amount, *limits[request.group_name])
@@ -51,7 +53,8 @@ def consume_scale_requests(store: Store, infra: Infrastructure, loaded: LoadedSp
         row.count = target
         outcome = f"{request.group_name}: {_verb(request.kind, request.amount)} → {target}{note}"
         store.consume_scale_request(request.id, outcome)
-        store.add_event(infra.id, "scale", outcome)
+        cause.note(request.group_name, store.add_event(infra.id, "scale", outcome, cause_id=_asked(request)),
+                   "scale")
         scaled.append(outcome)
     return victims, renew
 
@@ -100,3 +103,9 @@ def scale_target(current: int, kind: str, amount: int, low: int | None, high: in
     if low is not None and wanted < low:
         return low, f" (clamped to min {low}: asked for {wanted})"
     return wanted, ""
+
+
+def _asked(request: ScaleRequest) -> int | None:
+    """The event a request follows from: the policy's decision, or the request itself (see ``add_scale_request``)."""
+    asked = (request.victims or {}).get("cause")
+    return asked if isinstance(asked, int) else None

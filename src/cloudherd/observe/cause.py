@@ -45,6 +45,12 @@ def operation(origin: str) -> Iterator[Operation]:
         _operation.reset(token)
 
 
+def begin(origin: str) -> None:
+    """The whole process is one operation (a CLI command): its events happened in ``origin`` unless an inner
+    operation (a manager's pass) names its own."""
+    _operation.set(Operation(origin[:ORIGIN_MAX]))
+
+
 @contextmanager
 def because(event_id: int | None) -> Iterator[None]:
     """Events written inside follow from ``event_id`` (None: from the operation itself)."""

@@ -32,6 +32,7 @@ from cloudherd.api.types import (
     Plan,
     Revision,
     Rollout,
+    Why,
 )
 from cloudherd.api.types import ScaleResult as ScaleAnswer
 from cloudherd.errors import UsageError
@@ -222,6 +223,16 @@ async def node(request: Request, ref: str, name: str, who: Caller) -> Node:
         return infra.node(name)
     except KeyError:
         raise NotFound(f"no live node '{name}' in {infra.name}") from None
+
+
+@router.get("/nodes/{name}/why", response_model=Why)
+async def why(request: Request, name: str, who: Caller, infrastructure: str | None = None) -> Why:
+    """Why a node exists: the event that made it and the chain of causes behind it, newest first."""
+    runtime = runtime_of(request)
+    ref = owned(runtime, who, infrastructure).id if infrastructure else None
+    answer = await runtime.client.why(name, ref)
+    owned(runtime, who, answer.infrastructure_id)  # someone else's node: the same 404 as a missing one
+    return answer
 
 
 @router.post("/infrastructures/{ref}/groups/{group}/scale", status_code=202, response_model=ScaleAnswer)

@@ -268,16 +268,21 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
                 query = query.where(Node.state != NodeState.TERMINATED)
             return list(s.scalars(query))
 
-    def resolve_node(self, ref: str, *, infrastructure_id: str | None = None) -> Node:
+    def resolve_node(self, ref: str, *, infrastructure_id: str | None = None, ended_too: bool = False) -> Node:
         """The one node of ``infrastructure_id`` (else of any active infrastructure) that answers to ``ref``
-        (:meth:`Node.answers_to`), not terminated; a located error when none or several do."""
+        (:meth:`Node.answers_to`), not terminated; a located error when none or several do.  ``ended_too``: a
+        terminated node answers as well when no live one does (what ``why`` asks of an ended node)."""
         with self.reading() as s:
-            query = select(Node).join(Infrastructure).where(Node.state != NodeState.TERMINATED)
+            query = select(Node).join(Infrastructure)
+            if not ended_too:
+                query = query.where(Node.state != NodeState.TERMINATED)
             if infrastructure_id is not None:
                 query = query.where(Node.infrastructure_id == infrastructure_id)
             else:
                 query = query.where(Infrastructure.state.in_(ACTIVE_INFRA_STATES))
             found = [node for node in s.scalars(query.order_by(Node.created_at)) if node.answers_to(ref)]
+            if ended_too:
+                found = [n for n in found if n.state != NodeState.TERMINATED] or found[-1:]
         if not found:
             where = "in this infrastructure" if infrastructure_id else "in any active infrastructure"
             raise NotFound(f"no live node named {ref!r} {where} (cloudherd status shows the nodes)")

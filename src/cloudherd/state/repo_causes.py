@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -36,12 +37,12 @@ class CauseState:
                              .order_by(Event.id).limit(1)).first()
 
     def newest_event_of(self, infrastructure_id: str, kinds: Sequence[str],
-                        before_id: int | None = None) -> Event | None:
-        """The infrastructure's newest event of ``kinds`` (older than ``before_id`` when given)."""
+                        before_at: datetime | None = None) -> Event | None:
+        """The infrastructure's newest event of ``kinds`` (at or before ``before_at`` when given)."""
         with self.reading() as s:
             query = select(Event).where(Event.infrastructure_id == infrastructure_id, Event.kind.in_(list(kinds)))
-            if before_id is not None:
-                query = query.where(Event.id < before_id)
+            if before_at is not None:
+                query = query.where(Event.at <= before_at)
             return s.scalars(query.order_by(Event.id.desc()).limit(1)).first()
 
     def cause_chain(self, event_id: int) -> list[Event]:
