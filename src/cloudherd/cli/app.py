@@ -23,6 +23,7 @@ from cloudherd.cli import (
     server_cmds,
     spec_cmds,
 )
+from cloudherd.observe import cause, tracing
 from cloudherd.quiet import loud, quiet_all
 from cloudherd.settings import current
 
@@ -41,6 +42,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    context: typer.Context,
     debug: bool = typer.Option(False, "--debug",
                                help="Show tracebacks on errors, and the warnings of the libraries cloudherd uses."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
@@ -48,6 +50,22 @@ def main(
     common.run_options.debug = debug or current().debugging
     if common.run_options.debug:
         loud()
+    if context.invoked_subcommand:  # what the command's events say they happened in (a pass says its own)
+        cause.begin(f"cloudherd {context.invoked_subcommand} (by {_user()})")
+    trouble = tracing.configure()  # spans exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT asks for it
+    if trouble:
+        common.err.print(f"warning: {trouble}")
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's)
+        import os
+
+        return f"uid {os.getuid()}"
 
 
 for _module in (spec_cmds, life_cmds, read_cmds, fleet_cmds, change_cmds, choice_cmds, hook_cmds, catalog_cmds,
