@@ -56,9 +56,9 @@ def configure() -> str | None:
 
 
 def use_provider(provider: Any) -> None:
-    """Make ``provider`` (an SDK ``TracerProvider``) the one spans go to.  OpenTelemetry's global provider can be
-    set once per process; cloudherd asks its tracer from the provider given here instead, so a test can give
-    its own each time."""
+    """Make ``provider`` (an SDK ``TracerProvider``; None: none, spans are no-ops again) the one spans go to.
+    OpenTelemetry's global provider can be set once per process; cloudherd asks its tracer from the provider
+    given here instead, so a test can give its own each time."""
     global _configured, _provider
     _provider = provider
     _configured = True
