@@ -37,6 +37,7 @@ from cloudherd.api.autoscaling_mixed import (
     spec_market,
     with_distribution,
 )
+from cloudherd.api.autoscaling_notify import NotifyActions
 from cloudherd.api.autoscaling_policies import PolicyActions, spec_policies
 from cloudherd.api.autoscaling_refresh import RefreshActions
 from cloudherd.api.autoscaling_values import (
@@ -86,7 +87,7 @@ __all__ = ["CLOUDS_TAG", "GROUP", "NOT_XML", "AutoScaling", "AwsError", "Instanc
 
 
 @dataclass
-class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions, RefreshActions):
+class AutoScaling(PolicyActions, InstanceActions, HookActions, WarmPoolActions, RefreshActions, NotifyActions):
     """One caller's view: ``owner`` is the user, ``offered`` the server's providers (name → settings)."""
 
     store: Store

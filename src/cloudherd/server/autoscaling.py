@@ -37,6 +37,7 @@ from cloudherd.engine.locks import BusyError
 from cloudherd.errors import CloudherdError, StateError
 from cloudherd.server.autoscaling_hooks import HOOK_ACTIONS, POOL_ACTIONS
 from cloudherd.server.autoscaling_instances import INSTANCE_ACTIONS, group_choices
+from cloudherd.server.autoscaling_notify import NOTIFY_ACTIONS
 from cloudherd.server.autoscaling_params import (
     Params,
     _bool,
@@ -382,4 +383,5 @@ ACTIONS: Mapping[str, Handler] = {
     **HOOK_ACTIONS,
     **POOL_ACTIONS,
     **REFRESH_ACTIONS,
+    **NOTIFY_ACTIONS,
 }
