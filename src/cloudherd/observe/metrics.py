@@ -23,10 +23,11 @@ import platform
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST  # the text format, version 0.0.4
+# the text format every Prometheus reads (its names are all legacy ones: 1.0.0's escaping changes nothing here)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 CREATE_REASONS = ("up", "heal", "scale", "rollout", "market", "warm-pool", "other")
 TERMINATE_REASONS = ("failed", "unhealthy", "scale-in", "replaced", "down", "ttl", "other")
