@@ -3,13 +3,26 @@ fleet, and keeping it alive."""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.text import Text
 
-from cloudherd.cli.common import AS_JSON, REF, WAIT, duration, err, guard, herd, local_herd, out, print_json
+from cloudherd.cli.common import (
+    AS_JSON,
+    LOG_FORMAT,
+    REF,
+    WAIT,
+    duration,
+    err,
+    guard,
+    herd,
+    local_herd,
+    out,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from cloudherd.api.types import PassResult, ScaleResult
@@ -89,20 +102,31 @@ def manage(
                                               help="Serve Prometheus' /metrics on this address, without a token "
                                                    "(a listener of its own: keep it on loopback, or on a network "
                                                    "only Prometheus reaches), e.g. 127.0.0.1:9108."),
+    log_format: str = LOG_FORMAT,
 ) -> None:
     """Keep infrastructures alive: health checks, healing, scaling, every --interval seconds until Ctrl-C.
 
     Ctrl-C or SIGTERM ends the current pass cleanly and stops; nothing is torn down.
     """
     import asyncio
+    import logging
     import signal
+
+    from cloudherd.observe import logs
 
     if not refs and not all_:
         err.print(Text("error: name the infrastructures to manage, or give --all", style="red"))
         raise typer.Exit(2)
     client = local_herd("manage")
+    as_json = logs.use(log_format, sys.stdout) is not None  # each pass and each event a JSON line on stdout
+    passes = logging.getLogger("cloudherd.manage")
 
     def said(report: PassResult) -> None:
+        if as_json:
+            failed = report.error or report.failed or report.held
+            passes.log(logging.ERROR if report.error else logging.WARNING if failed else logging.INFO,
+                       report.summary, extra={"kind": "pass", "infrastructure": report.name})
+            return
         stamp = time.strftime("%H:%M:%S")
         style = "red" if report.error or report.failed or report.held else "green" if report.made else ""
         out.print(Text(f"{stamp} {report.name}: {report.summary}", style=style))

@@ -171,6 +171,17 @@ ACCEPT_NEW = typer.Option(
 PROVIDER_TYPE = typer.Argument(..., help="Provider type: local, aws, …")
 REGION = typer.Option(None, "--region", help="Region (default: the provider's).")
 AS_JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _log_format(value: str) -> str:
+    if value not in ("text", "json"):
+        raise typer.BadParameter(f"text or json, not {value!r}")
+    return value
+
+
+LOG_FORMAT = typer.Option("text", "--log-format", metavar="text|json", callback=_log_format,
+                          help="json: one object a line (time, level, event kind, infrastructure, node, trace id), "
+                               "for a log shipper.")
 WAIT = typer.Option(600.0, "--wait", min=0, help="Seconds to wait for another command already changing this "
                                                 "infrastructure (0: give up at once).")
 FORMAT = typer.Option(None, "--format", help="native, ogc or occopus (default: detected from the file).")

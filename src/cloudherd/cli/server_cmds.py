@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cloudherd.cli.common import AS_JSON, err, guard, local_herd, out, print_json
+from cloudherd.cli.common import AS_JSON, LOG_FORMAT, err, guard, local_herd, out, print_json
 
 token_app = typer.Typer(help="API tokens for `cloudherd serve` (bearer tokens, AWS-style access keys).",
                         no_args_is_help=True)
@@ -29,10 +29,15 @@ def serve(
     tls_self_signed: bool = typer.Option(False, "--tls-self-signed",
                                          help="HTTPS with a certificate made once and kept in the data folder "
                                               "(its fingerprint is printed at start)."),
+    log_format: str = LOG_FORMAT,
 ) -> None:
     """Serve the REST API (native /v1, Occopus' /infrastructures/, AWS Auto Scaling at /autoscaling) and keep
     every attached infrastructure alive.  SIGTERM or Ctrl-C: the current passes finish, nothing is torn down."""
     def start() -> None:
+        import logging
+        import sys
+
+        from cloudherd.observe import logs
         from cloudherd.server.config import load_config
         from cloudherd.server.tls import configured, plain_warning
 
@@ -49,16 +54,22 @@ def serve(
                              "pip install 'cloudherd[server]'") from None
         offered = ", ".join(f"{name} ({p.get('type')})" for name, p in settings.providers.items())
         scheme = "https" if tls else "http"
-        # as written: a fingerprint's ":AB:" is an emoji code to Rich, a path's "[x]" markup
-        err.print(f"cloudherd serve on {scheme}://{host}:{port} — clouds: {offered}; docs at /docs",
-                  highlight=False, markup=False, emoji=False)
+        json_logs = logs.use(log_format, sys.stderr, server=True) is not None
+        said = [(logging.INFO, f"cloudherd serve on {scheme}://{host}:{port} — clouds: {offered}; docs at /docs")]
         if tls is not None:
-            err.print(f"TLS certificate {tls.cert} — SHA-256 {tls.fingerprint}", highlight=False, markup=False,
-                      emoji=False)
+            said.append((logging.INFO, f"TLS certificate {tls.cert} — SHA-256 {tls.fingerprint}"))
         warning = plain_warning(host, tls)
         if warning:
-            err.print(warning, style="yellow", highlight=False, markup=False, emoji=False)
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False,
+            said.append((logging.WARNING, warning))
+        for level, line in said:
+            if json_logs:
+                logging.getLogger("cloudherd.server").log(level, line)
+            else:  # as written: a fingerprint's ":AB:" is an emoji code to Rich, a path's "[x]" markup
+                err.print(line, style="yellow" if level == logging.WARNING else None, highlight=False,
+                          markup=False, emoji=False)
+        # json: uvicorn's records (its requests too) through the same lines, not its own configuration
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info" if json_logs else "warning",
+                    access_log=json_logs, log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
                     timeout_graceful_shutdown=60, ssl_certfile=str(tls.cert) if tls else None,
                     ssl_keyfile=str(tls.key) if tls else None)
 

@@ -235,12 +235,15 @@ async def reconcile(store: Store, infra_id: str, *, sink: EventSink | None = Non
                                                                                              times.clock())
             if _differs(loaded, infra, nodes, replace, victims):
                 report.converged = True
-                before = {n.id: n for n in nodes if n.state != NodeState.TERMINATED}
+                # a row still pending (submitted, or a create that failed) had no machine: made by this pass if
+                # it has one after
+                before = {n.id: n for n in nodes if n.state not in (NodeState.TERMINATED, NodeState.PENDING)}
                 with tracing.span("heal" if replace else "converge", infrastructure=infra.name,
                                   replacing=len(replace)):
                     await converge(loaded, store, infra, run, replace=replace, victims=victims)
                 after = store.nodes(infra.id)
-                report.made = [n.name for n in after if n.id not in before and n.state != NodeState.TERMINATED]
+                report.made = [n.name for n in after if n.id not in before
+                               and n.state not in (NodeState.TERMINATED, NodeState.PENDING)]
                 report.retired = [n.name for n in after if n.id in before and n.state == NodeState.TERMINATED]
                 log_converge(store, infra, before, after, report.made, report.retired)
                 nodes = after  # what the pass goes on from

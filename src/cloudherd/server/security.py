@@ -11,6 +11,7 @@ import asyncio
 from fastapi import HTTPException, Request
 
 from cloudherd.api.auth import Principal, authenticate
+from cloudherd.observe import cause
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="cloudherd"'}
 
@@ -25,7 +26,7 @@ async def principal(request: Request) -> Principal:
     checked it already, before the body was read: its answer is taken."""
     checked = getattr(request.state, "principal", None)
     if isinstance(checked, Principal):
-        return checked
+        return _in_request(request, checked)
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
@@ -34,4 +35,10 @@ async def principal(request: Request) -> Principal:
     who = await asyncio.to_thread(authenticate, store, presented.strip())
     if who is None:
         raise unauthorized("the API token is not valid (unknown, revoked or mistyped)")
+    return _in_request(request, who)
+
+
+def _in_request(request: Request, who: Principal) -> Principal:
+    """What the request's events say they happened in: the route and the caller (never the token)."""
+    cause.begin(f"{request.method} {request.url.path} (by {who.user_name})")
     return who

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from cloudherd.errors import NotFound, UsageError
 from cloudherd.lifecycle import ACTIVE_INFRA_STATES, InfraState, NodeState, RevisionState
-from cloudherd.observe import cause, tracing
+from cloudherd.observe import cause, logs, tracing
 from cloudherd.state import fence
 from cloudherd.state.db import open_engine, reader_factory, session_factory
 from cloudherd.state.models import (
@@ -117,6 +117,8 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
                 self._notify(s, row)  # its notifications, in its transaction
                 if keep is not None:
                     self._prune(s, infra_id, event[0], keep)
+        if event is not None:
+            logs.event(infra_id, event[0], event[1], None, row.id, row.cause_id, row.origin, row.trace_id)
 
     def update_infrastructure(self, infra_id: str, **fields: Any) -> None:
         with self.session() as s, s.begin():
@@ -411,7 +413,8 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
             s.add(row)
             s.flush()
             self._notify(s, row)  # its notifications, in its transaction: a crash loses both or neither
-            return row.id
+        logs.event(infrastructure_id, kind, message, node_id, row.id, row.cause_id, row.origin, row.trace_id)
+        return row.id
 
     @staticmethod
     def _prune(s: Session, infrastructure_id: str, kind: str, keep: int) -> None:
