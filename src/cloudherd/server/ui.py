@@ -227,8 +227,9 @@ async def node_page(request: Request, ref: str, node: str) -> Response:
     except UsageError:
         return _page("missing.html", 404, ref=f"{ref}/{node}")
     actions = await runtime.client.logs(infra.id, target.id)
-    return _page("node.html", infra=infra, node=target, actions=list(reversed(actions)), csrf=csrf_token(login),
-                 fragment=request.query_params.get("fragment") == "1")
+    why = await runtime.client.why(target.id, infra.id)
+    return _page("node.html", infra=infra, node=target, actions=list(reversed(actions)), why=why,
+                 csrf=csrf_token(login), fragment=request.query_params.get("fragment") == "1")
 
 
 @router.get("/infrastructures/{ref}/nodes/{node}/live")

@@ -387,3 +387,28 @@ def test_a_group_s_metric_is_plotted_and_follows_new_samples(served: Served, bro
     wait_until(lambda: "latest 90" in _text(browser, f"{figure} figcaption"), 30, "the new sample on the open page")
     assert _same_page(browser) and browser.execute_script(LAID_OUT, figure)["points"] == 4
     assert api.delete(f"/v1/infrastructures/{infra_id}").status_code == 202
+
+
+def test_a_node_s_page_shows_why_it_exists(served: Served, browser: Any) -> None:
+    """A replacement's page: made ← the retirement of the node it replaces ← the check that found that one dead,
+    in the manager's pass (the screenshot is the README's docs/node-why.png)."""
+    from selenium.webdriver.common.by import By
+
+    steps = Steps(browser, "why")
+    token = served.token()
+    infra_id = create(served.client(token), "causes", count=2)
+    victim = "causes-web-1"
+    os.kill(int((node_folders(served.home)[victim] / "sshd.pid").read_text().split()[0]), signal.SIGKILL)
+    api = served.client(token)
+    wait_until(lambda: "causes-web-3" in {n["name"] for n in ready_nodes(api, infra_id)}, 120,
+               "a replacement ready")
+    _login(browser, served.url, token)
+    browser.get(f"{served.url}/ui/infrastructures/{infra_id}/nodes/causes-web-3")
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#why li"), 10, "the chain of causes")
+    kinds = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#why li')).map(function (li) { return li.dataset.kind; });")
+    assert kinds == ["made", "retired", "health"]
+    chain = _text(browser, "#why")
+    assert "causes-web-3 made and deployed" in chain and f"{victim} retired (dead" in chain
+    assert "in manager pass (fence " in chain
+    steps.shot("node-why")
