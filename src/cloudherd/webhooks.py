@@ -45,7 +45,8 @@ def signature(secret: str, body: bytes, timestamp: int) -> str:
 
 
 def _header(headers: Mapping[str, str] | Iterable[tuple[str, str]], name: str) -> str | None:
-    items = headers.items() if isinstance(headers, Mapping) else headers
+    # a mapping, http.server's headers (an email Message: items() but no Mapping) or (name, value) pairs
+    items = headers.items() if hasattr(headers, "items") else headers
     wanted = name.lower()
     for key, value in items:
         if key.lower() == wanted:

@@ -38,6 +38,17 @@ def test_a_signed_notification_verifies_and_a_changed_one_does_not() -> None:
         verify(SECRET, body, {**headers, "Cloudherd-Delivery": "d2"}, now=NOW)
 
 
+def test_http_servers_headers_and_pairs_are_read_too() -> None:
+    from http.client import HTTPMessage
+
+    body, headers = _signed({"delivery_id": "d1"})
+    message = HTTPMessage()
+    for key, value in headers.items():
+        message[key] = value
+    assert verify(SECRET, body, message, now=NOW)["delivery_id"] == "d1"
+    assert verify(SECRET, body, list(headers.items()), now=NOW)["delivery_id"] == "d1"
+
+
 def test_a_stale_or_future_timestamp_is_refused() -> None:
     body, headers = _signed({"delivery_id": "d1"})
     with pytest.raises(InvalidSignature, match="300 seconds"):
