@@ -145,7 +145,11 @@ class Runtime:
             await self.pool.__aexit__(None, None, None)
             self.pool = None
         await self.client.close()
-        print("cloudherd serve: stopped; the passes in progress finished, nothing was torn down", file=sys.stderr)
+        said = "cloudherd serve: stopped; the passes in progress finished, nothing was torn down"
+        if logging.getLogger("cloudherd").handlers:  # --log-format json: a line like the others
+            log.info(said)
+        else:
+            print(said, file=sys.stderr)
 
     def _on_loop(self, call: Callable[[], Any]) -> None:
         """Run ``call`` on the server's loop: the routes' blocking parts run in threads."""

@@ -59,9 +59,12 @@ def test_serve_writes_its_records_and_requests_as_json_lines(home: Path, tmp_pat
             create(api, "jsonserved", count=1)
             assert api.get("/v1/infrastructures").status_code == 200
         assert served.log is not None
-        log = served.log.read_text()
+        written = served.log
+    log = written.read_text()  # stopped: to the last line
     rows = json_lines(log)
     assert rows[0]["logger"] == "cloudherd.server" and rows[0]["message"].startswith("cloudherd serve on http://")
     assert any(row["logger"] == "uvicorn.access" and "GET /v1/infrastructures" in row["message"] for row in rows)
     assert any(row["logger"] == "cloudherd.events" and row.get("kind") == "made" for row in rows)
+    assert any(row["logger"] == "cloudherd.server" and row["message"].startswith("cloudherd serve: stopped")
+               for row in rows)  # to its last lines
     assert token not in log
