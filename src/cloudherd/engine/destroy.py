@@ -23,6 +23,7 @@ from cloudherd.engine.session import RunSession
 from cloudherd.engine.templates import template_context
 from cloudherd.errors import CloudherdError, SpecError
 from cloudherd.lifecycle import REACHABLE_NODE_STATES, InfraState, NodeState
+from cloudherd.observe import cause, metrics, tracing
 from cloudherd.paths import data_dir, private_dir
 from cloudherd.providers.base import TAG_INFRA
 from cloudherd.remote.pool import ConnectionPool
@@ -63,14 +64,30 @@ async def down(store: Store, infra: Infrastructure, *, on_event: EventSink | Non
                     force=force)
 
 
-async def down_held(store: Store, infra: Infrastructure, *, on_event: EventSink | None = None) -> None:
+async def down_held(store: Store, infra: Infrastructure, *, on_event: EventSink | None = None,
+                    reason: str = "ttl") -> None:
     """:func:`down` for a caller that holds the infrastructure already (a manager's pass whose time-to-live ran
-    out); what cannot be terminated is forgotten and said, as ``down --force`` does (nobody is there to retry)."""
-    await _down(store, infra, on_event=on_event, teardown_timeout=TEARDOWN_TIMEOUT, artifacts_dir=None, force=True)
+    out, or autodown); what cannot be terminated is forgotten and said, as ``down --force`` does (nobody is there
+    to retry).  ``reason``: what its nodes' ends are counted as."""
+    await _down(store, infra, on_event=on_event, teardown_timeout=TEARDOWN_TIMEOUT, artifacts_dir=None, force=True,
+                reason=reason)
 
 
 async def _down(store: Store, infra: Infrastructure, *, on_event: EventSink | None, teardown_timeout: float,
-                artifacts_dir: str | os.PathLike[str] | None, force: bool) -> None:
+                artifacts_dir: str | os.PathLike[str] | None, force: bool, reason: str = "down") -> None:
+    """A ``down`` is a trace of its own, or a span of the trace it runs in (a pass whose time to live ran out)."""
+    within = tracing.current_trace_id() is not None
+    with tracing.span("down", infrastructure=infra.name) if within else \
+            tracing.operation_span("down", cause.origin() or "cloudherd down", infrastructure=infra.name):
+        alive = len(store.nodes(infra.id, alive_only=True))
+        await _destroy(store, infra, on_event=on_event, teardown_timeout=teardown_timeout,
+                       artifacts_dir=artifacts_dir, force=force)
+        for _ in range(alive):
+            metrics.node_terminated(reason)
+
+
+async def _destroy(store: Store, infra: Infrastructure, *, on_event: EventSink | None, teardown_timeout: float,
+                   artifacts_dir: str | os.PathLike[str] | None, force: bool) -> None:
     store.set_infrastructure_state(infra.id, InfraState.DESTROYING)
     store.add_event(infra.id, "down", "down started")
     loaded = _recorded_spec(infra, on_event)

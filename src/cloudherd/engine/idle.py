@@ -85,7 +85,7 @@ async def _act(store: Store, infra: Infrastructure, run: RunSession, nodes: Sequ
     why = f"{name}: idle since {since:%Y-%m-%d %H:%M:%S} UTC ({rule.idle:g} s allowed)"
     if name == "autodown" or rule.action == "down":
         store.add_event(infra.id, name, f"{why}: down")
-        await down_held(store, infra, on_event=run.sink)
+        await down_held(store, infra, on_event=run.sink, reason="down")
         return f"{why}: down"
     hold(store, infra, why)
     done = f"{why}: {await stop_machines(store, infra, run, nodes, f'stopped: {why}', name)} machine(s) stopped"

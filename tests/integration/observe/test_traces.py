@@ -74,7 +74,10 @@ def test_an_up_is_one_trace_with_its_cloud_calls_and_ssh_steps_and_a_pass_anothe
     [passed] = [s for s in spans.get_finished_spans() if s.parent is None]
     assert passed.name == "pass" and passed.context.trace_id != trace_id
     assert passed.attributes["cloudherd.origin"].startswith("manager pass (fence ")
+    spans.clear()
     assert herd.down(infra_id)
+    [down] = [s for s in spans.get_finished_spans() if s.parent is None]
+    assert down.name == "down" and "provider.terminate" in {s.name for s in spans.get_finished_spans()}
 
 
 class _Receiver(BaseHTTPRequestHandler):
