@@ -15,6 +15,8 @@ and its ``metrics_listen``, ``manage --metrics-listen``).
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -136,23 +138,55 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class Listener:
+    """``/metrics`` (counters of this process, gauges of ``store``) on ``address`` (``HOST:PORT``), with no token:
+    a listener the operator placed on purpose (a loopback address, a network only Prometheus reaches).
+
+    Bound when made, so that an address taken is a one-line error before anything starts; served by
+    :meth:`start` on threads of its own (prometheus_client's WSGI app, stdlib's server) until :meth:`stop`."""
+
+    def __init__(self, address: str, store: Store) -> None:
+        from socketserver import ThreadingMixIn
+        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+        from prometheus_client import make_wsgi_app
+
+        from cloudherd.observe.metrics import Scrape
+
+        host, port = listen_address(address)
+
+        class Server(ThreadingMixIn, WSGIServer):
+            daemon_threads = True  # a scrape in progress never holds the process up
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:  # a line per scrape is noise
+                pass
+
+        app = make_wsgi_app(Scrape(reader(store), scrape_failed))  # type: ignore[arg-type]
+        try:
+            self._server = make_server(host, port, app, Server, handler_class=Quiet)
+        except OSError as exc:
+            raise UsageError(f"metrics listen address {address}: {exc.strerror or exc}") from None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self._server.server_close()
+
+
 def listen(address: str, store: Store) -> Callable[[], None]:
-    """Serve ``/metrics`` (counters of this process, gauges of ``store``) on ``address`` (``HOST:PORT``), with no
-    token: a listener the operator placed on purpose (a loopback address, a network only Prometheus reaches).  A
-    thread of prometheus_client's own; returns what stops it."""
-    from prometheus_client import start_http_server
-
-    from cloudherd.observe.metrics import Scrape
-
-    host, port = listen_address(address)
-    try:
-        server, thread = start_http_server(port, host, registry=Scrape(reader(store), scrape_failed))  # type: ignore[arg-type]
-    except OSError as exc:
-        raise UsageError(f"metrics listen address {address}: {exc.strerror or exc}") from None
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-    return stop
+    """A :class:`Listener` on ``address``, started; returns what stops it."""
+    listener = Listener(address, store)
+    listener.start()
+    return listener.stop

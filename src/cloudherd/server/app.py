@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,6 +13,7 @@ from fastapi import FastAPI, Response
 
 from cloudherd import __version__
 from cloudherd.api.client import Client
+from cloudherd.api.metrics_view import Listener
 from cloudherd.server.config import ServerConfig
 from cloudherd.server.gate import Gate
 from cloudherd.server.runtime import Runtime
@@ -23,10 +24,13 @@ def create_app(config: ServerConfig | None = None, *, db_url: str | None = None)
 
     runtime = Runtime(config or ServerConfig(), Client(db_url))
     runtime.client.max_group_size = runtime.config.max_group_size  # every face's scales stop at the server's ceiling
+    # metrics_listen: /metrics there without a token; bound now, so that an address taken is one line, not a start
+    metrics = Listener(runtime.config.metrics_listen, runtime.store) if runtime.config.metrics_listen else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stop_metrics = _metrics_listener(runtime)  # first: an address taken stops the server before it starts
+        if metrics is not None:
+            metrics.start()
         try:
             await runtime.start()
             try:
@@ -34,8 +38,8 @@ def create_app(config: ServerConfig | None = None, *, db_url: str | None = None)
             finally:
                 await runtime.stop()
         finally:
-            if stop_metrics is not None:
-                await asyncio.to_thread(stop_metrics)
+            if metrics is not None:
+                await asyncio.to_thread(metrics.stop)
 
     app = FastAPI(title="cloudherd", version=__version__, lifespan=lifespan, default_response_class=errors.ServerJSON,
                   description="Fleets of machines from one spec: create, keep alive, scale, run commands, "
@@ -63,12 +67,3 @@ def create_app(config: ServerConfig | None = None, *, db_url: str | None = None)
     app.include_router(ui.router)
     app.include_router(metrics_route.router)
     return app
-
-
-def _metrics_listener(runtime: Runtime) -> Callable[[], None] | None:
-    """``metrics_listen`` of the server file: /metrics there without a token; what stops it (None: not asked)."""
-    if runtime.config.metrics_listen is None:
-        return None
-    from cloudherd.api.metrics_view import listen
-
-    return listen(runtime.config.metrics_listen, runtime.store)

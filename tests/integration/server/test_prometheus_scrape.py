@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ import httpx
 import pytest
 from helpers import cli, process_gone, require, wait_until, write_spec
 from pg_harness import free_port
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from server_harness import Served, create, ready_nodes, serving
 
@@ -198,7 +200,7 @@ def test_manage_serves_metrics_on_its_own_listen_address(home: Path, tmp_path: P
                                     "--metrics-listen", f"127.0.0.1:{port}"],
                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        def families() -> dict[str, object] | None:
+        def families() -> dict[str, Metric] | None:
             if manager.poll() is not None:
                 raise AssertionError(f"manage exited {manager.returncode}: {log.read_text()}")
             try:
@@ -210,7 +212,7 @@ def test_manage_serves_metrics_on_its_own_listen_address(home: Path, tmp_path: P
 
         found = wait_until(families, timeout=60, interval=0.1, what=f"manage's /metrics (log: {log})")
         nodes = {(s.labels["infrastructure"], s.labels["group"], s.labels["state"]): s.value
-                 for s in found["cloudherd_nodes"].samples}  # type: ignore[attr-defined]
+                 for s in found["cloudherd_nodes"].samples}
         assert nodes == {("managed", WEB, "ready"): 1}
         assert {"cloudherd_build_info", "cloudherd_leases_held", "cloudherd_pass_duration_seconds"} <= set(found)
     finally:
@@ -219,3 +221,15 @@ def test_manage_serves_metrics_on_its_own_listen_address(home: Path, tmp_path: P
     refused = cli("manage", "managed", "--once", "--metrics-listen", "nowhere")
     assert refused.returncode != 0 and "HOST:PORT" in refused.stderr and "Traceback" not in refused.stderr
     assert cli("down", "managed").returncode == 0
+
+
+def test_a_metrics_listen_mistake_is_one_line_and_no_server(home: Path, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        for value, words in (("nowhere", "metrics_listen: a metrics listen address is HOST:PORT"),
+                             (f"127.0.0.1:{busy}", f"metrics listen address 127.0.0.1:{busy}:")):
+            (tmp_path / "server.yml").write_text(f"providers:\n  local: {{type: local}}\nmetrics_listen: {value}\n")
+            done = cli("serve", "--config", str(tmp_path / "server.yml"), "--port", str(free_port()))
+            assert done.returncode != 0 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
