@@ -127,14 +127,21 @@ class Sender:
         """Rounds every ``poll`` seconds (or when woken) until ``stop`` is set; then the POSTs in flight are cut
         and this sender's claims released (their rows are sent again by the next sender: same delivery ids)."""
         self._client = new_client()
+        failing = False
         try:
             while not stop.is_set():
                 try:
                     await self.round()
+                    if failing:
+                        log.info("notifications: rounds work again")
+                    failing = False
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # the database away a moment, a bug: logged, the next round tries again
-                    log.warning("notifications: a round failed: %s: %s", exc.__class__.__name__, exc)
+                except Exception as exc:  # the database away a moment, a bug: said once, the next round tries again
+                    if not failing:
+                        log.warning("notifications: a round failed (said once until one works): %s: %s",
+                                    exc.__class__.__name__, exc)
+                    failing = True
                 waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
                 await asyncio.wait(waits, timeout=self.tuning.poll, return_when=asyncio.FIRST_COMPLETED)
                 for waiting in waits:
