@@ -213,12 +213,19 @@ class InstanceActions(GroupParts):
         rows = [self._group(group)] if group else self.store.scaling_groups(self.owner)
         found = []
         for row in rows:
-            for event in self.store.events(row.infrastructure_id):
+            events = self.store.events(row.infrastructure_id)
+            by_id = {e.id: e for e in events}
+            for event in events:
                 if event.kind in ACTIVITY_KINDS:
                     found.append(Activity(str(uuid.uuid5(ACTIVITY_NAMESPACE, f"{row.infrastructure_id}/{event.id}")),
-                                          row.name, _description(event.kind, event.message), event.message,
-                                          event.at))
+                                          row.name, _description(event.kind, event.message),
+                                          _cause(event, by_id.get(event.cause_id or 0)), event.at))
         return sorted(found, key=lambda a: a.at, reverse=True)[:limit]
+
+
+def _cause(event: Any, parent: Any) -> str:
+    """An activity's Cause: what happened, and what it followed from (a policy's decision, a request)."""
+    return f"{event.message}, in response to: {parent.message}" if parent is not None else str(event.message)
 
 
 def _description(kind: str, message: str) -> str:

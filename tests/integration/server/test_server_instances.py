@@ -108,6 +108,8 @@ def test_suspended_processes_hold_across_a_restart_of_serve(served: Served) -> N
     client.set_desired_capacity(AutoScalingGroupName="g", DesiredCapacity=2)
     wait_until(lambda: any("=2 → 2" in a["Cause"] for a in client.describe_scaling_activities(
         AutoScalingGroupName="g")["Activities"]), timeout=60, what="the new size taken by a pass")
+    causes = [a["Cause"] for a in client.describe_scaling_activities(AutoScalingGroupName="g")["Activities"]]
+    assert any("=2 → 2" in c and c.endswith(", in response to: nodes: set 2 requested") for c in causes), causes
     assert len(states(client)) == 1  # launch suspended: nothing made
 
     served.stop()
