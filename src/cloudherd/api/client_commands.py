@@ -292,7 +292,10 @@ class Commands(Queries):
         manager = Manager(self.store, ids, every_attached=every_attached, interval=interval, sink=on_event,
                           on_pass=(lambda r: on_pass(views.pass_result(r))) if on_pass else None,
                           stop=stop or asyncio.Event())
-        return [views.pass_result(r) for r in await manager.run(once=once)]
+        from cloudherd.api import notify
+
+        async with notify.delivering(self.store, enabled=not once):  # the outbox's sender beside the passes
+            return [views.pass_result(r) for r in await manager.run(once=once)]
 
     async def scale(self, ref: str, group: str, change: str | int, *, victims: Sequence[str] = (),
                     wait: float = 600.0, on_event: EventSink | None = None, run_pass: bool = True) -> ScaleResult:

@@ -73,7 +73,7 @@ def test_every_face_finds_the_same_node_by_each_of_its_names(herd: SyncClient, i
         request = herd.scale(infra_id, "app", "-1", victims=[ref], run_pass=False)
         assert request.target == 1
     victims = [herd.store.scale_request(i) for i in range(1, len(refs) + 1)]
-    assert [v.victims for v in victims if v is not None] == [{"nodes": [app1_id]}] * len(refs)
+    assert [v.victims["nodes"] for v in victims if v is not None] == [[app1_id]] * len(refs)
     # the private address names a node too, where it is its own
     assert herd.node(infra_id, "192.168.0.4").name == "named-db-1"
     assert view.node("192.168.0.4").name == "named-db-1"

@@ -72,9 +72,12 @@ def test_scale_requests_events_and_server_rows(db_url: str) -> None:
     assert [r.kind for r in store.pending_scale_requests(infra.id)] == ["add", "set"]
     store.consume_scale_request(first, "done")
     assert [r.kind for r in store.pending_scale_requests(infra.id)] == ["set"]
+    asked = store.events(infra.id)  # each request is an event of its own, what the pass's work follows from
+    assert [(e.kind, e.message) for e in asked] == [("request", "web: add 2 requested"),
+                                                     ("request", "web: set 5 requested")]
     for index in range(5):
         store.add_event(infra.id, "e", f"m{index}")
-    events = store.events(infra.id)
+    events = [e for e in store.events(infra.id) if e.kind == "e"]
     assert [e.message for e in store.events_after(infra.id, events[1].id)] == ["m2", "m3", "m4"]
     assert store.recent_events(infra.id, "e", utcnow() - timedelta(minutes=1))
     token = store.add_token(user_id=user.id, name="t", kind="bearer", key_id="k1", secret_hash="h")
