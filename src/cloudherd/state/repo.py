@@ -111,14 +111,9 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
             s.execute(update(Infrastructure).where(Infrastructure.id == infra_id)
                       .values(**fields, updated_at=utcnow()).execution_options(synchronize_session=False))
             if event is not None:
-                row = Event(infrastructure_id=infra_id, kind=event[0], message=event[1], **_caused())
-                s.add(row)
-                s.flush()
-                self._notify(s, row)  # its notifications, in its transaction
+                self._event_in(s, infra_id, event[0], event[1])
                 if keep is not None:
                     self._prune(s, infra_id, event[0], keep)
-        if event is not None:
-            logs.event(infra_id, event[0], event[1], None, row.id, row.cause_id, row.origin, row.trace_id)
 
     def update_infrastructure(self, infra_id: str, **fields: Any) -> None:
         with self.session() as s, s.begin():
@@ -402,19 +397,25 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
             return list(s.scalars(select(Revision).where(Revision.infrastructure_id == infrastructure_id)
                                   .order_by(Revision.number)))
 
+    def _event_in(self, s: Session, infrastructure_id: str | None, kind: str, message: str,
+                  node_id: str | None = None, cause_id: int | None = None, at: datetime | None = None) -> Event:
+        """The one way an event is written, in the caller's transaction: its cause, origin and trace, its
+        notifications (a crash loses both or neither) and its log record."""
+        row = Event(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, message=message,
+                    **_caused(cause_id), **({"at": at} if at is not None else {}))
+        s.add(row)
+        s.flush()
+        self._notify(s, row)
+        logs.event(infrastructure_id, kind, message, node_id, row.id, row.cause_id, row.origin, row.trace_id)
+        return row
+
     def add_event(self, infrastructure_id: str | None, kind: str, message: str, node_id: str | None = None,
                   at: datetime | None = None, cause_id: int | None = None) -> int:
         """``at``: when it happened by the caller's clock (a pass's injectable one), else now.  ``cause_id``: the
         event it follows from, else the one the current operation says (:mod:`cloudherd.observe.cause`).
         Returns the new event's id, for the events that follow from it."""
         with self.session() as s, s.begin():
-            row = Event(infrastructure_id=infrastructure_id, node_id=node_id, kind=kind, message=message,
-                        **_caused(cause_id), **({"at": at} if at is not None else {}))
-            s.add(row)
-            s.flush()
-            self._notify(s, row)  # its notifications, in its transaction: a crash loses both or neither
-        logs.event(infrastructure_id, kind, message, node_id, row.id, row.cause_id, row.origin, row.trace_id)
-        return row.id
+            return self._event_in(s, infrastructure_id, kind, message, node_id, cause_id, at).id
 
     @staticmethod
     def _prune(s: Session, infrastructure_id: str, kind: str, keep: int) -> None:
@@ -480,11 +481,8 @@ class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, Le
             named["machines"] = list(machines)
         with self.session() as s, s.begin():
             if cause_id is None:
-                asked = Event(infrastructure_id=infrastructure_id, kind="request",
-                              message=f"{group_name}: {kind} {amount} requested", **_caused())
-                s.add(asked)
-                s.flush()
-                cause_id = asked.id
+                asked = f"{group_name}: {kind} {amount} requested"
+                cause_id = self._event_in(s, infrastructure_id, "request", asked).id
             named["cause"] = cause_id
             row = ScaleRequest(infrastructure_id=infrastructure_id, group_name=group_name, kind=kind, amount=amount,
                                victims=named)

@@ -20,12 +20,16 @@ class ChoiceState:
     def session(self) -> Session:  # pragma: no cover - the Store's
         raise NotImplementedError
 
+    def _event_in(self, s: Session, infrastructure_id: str | None, kind: str, message: str,
+                  node_id: str | None = None) -> Event:  # pragma: no cover - the Store's
+        raise NotImplementedError
+
     def set_protection(self, infra_id: str, node_ids: Sequence[str], protected: bool, message: str) -> None:
         """Nodes kept from (or given back to) scale-in."""
         with self.session() as s, s.begin():
             s.execute(update(Node).where(Node.infrastructure_id == infra_id, Node.id.in_(list(node_ids)))
                       .values(protected=protected))
-            s.add(Event(infrastructure_id=infra_id, kind="protection", message=message))
+            self._event_in(s, infra_id, "protection", message)
 
     def set_standby(self, infra_id: str, group: str, node_ids: Sequence[str], standby: bool,
                     resize: tuple[str, int] | None, message: str) -> int | None:
@@ -34,7 +38,7 @@ class ChoiceState:
         with self.session() as s, s.begin():
             s.execute(update(Node).where(Node.infrastructure_id == infra_id, Node.id.in_(list(node_ids)))
                       .values(standby=standby))
-            s.add(Event(infrastructure_id=infra_id, kind="standby", message=message))
+            self._event_in(s, infra_id, "standby", message)
             if resize is None:
                 return None
             request = ScaleRequest(infrastructure_id=infra_id, group_name=group, kind=resize[0], amount=resize[1],
@@ -48,7 +52,7 @@ class ChoiceState:
         with self.session() as s, s.begin():
             row = s.scalars(select(Group).where(Group.infrastructure_id == infra_id, Group.name == group)).one()
             row.suspended = dict(suspended) or None
-            s.add(Event(infrastructure_id=infra_id, kind="processes", message=message))
+            self._event_in(s, infra_id, "processes", message)
 
     def detach_nodes(self, infra_id: str, group: str, reasons: Mapping[str, str], count: int | None,
                      message: str) -> None:
@@ -62,7 +66,7 @@ class ChoiceState:
             if count is not None:
                 s.execute(update(Group).where(Group.infrastructure_id == infra_id, Group.name == group)
                           .values(count=count))
-            s.add(Event(infrastructure_id=infra_id, kind="membership", message=message))
+            self._event_in(s, infra_id, "membership", message)
 
     def attach_nodes(self, infra_id: str, group: str, moved: Mapping[str, dict[str, Any]],
                      made: Sequence[dict[str, Any]], count: int, message: str) -> None:
@@ -75,7 +79,7 @@ class ChoiceState:
                 s.add(Node(infrastructure_id=infra_id, **fields))
             s.execute(update(Group).where(Group.infrastructure_id == infra_id, Group.name == group)
                       .values(count=count))
-            s.add(Event(infrastructure_id=infra_id, kind="membership", message=message))
+            self._event_in(s, infra_id, "membership", message)
 
     def machine_holders(self, provider: str, machine_ids: Sequence[str]) -> dict[str, Node]:
         """The nodes, of any infrastructure, that hold these machines now (not ended), whatever name their

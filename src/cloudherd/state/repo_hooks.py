@@ -19,6 +19,10 @@ class HookState:
     def session(self) -> Session:  # pragma: no cover - the Store's
         raise NotImplementedError
 
+    def _event_in(self, s: Session, infrastructure_id: str | None, kind: str, message: str,
+                  node_id: str | None = None) -> Event:  # pragma: no cover - the Store's
+        raise NotImplementedError
+
     def reading(self) -> Session:  # pragma: no cover - the Store's
         raise NotImplementedError
 
@@ -31,7 +35,7 @@ class HookState:
             s.add_all(HookWait(infrastructure_id=infra_id, node_id=node_id, group_name=group, hook=name,
                                transition=transition, started_at=now, deadline=now + timedelta(seconds=timeout))
                       for name, timeout in hooks)
-            s.add(Event(infrastructure_id=infra_id, node_id=node_id, kind="hook", message=message))
+            self._event_in(s, infra_id, "hook", message, node_id)
 
     def hook_waits(self, infra_id: str, *, open_only: bool = True, node_id: str | None = None) -> list[HookWait]:
         with self.reading() as s:
@@ -50,7 +54,7 @@ class HookState:
             if not done.rowcount:  # type: ignore[attr-defined]
                 return False
             wait = s.get_one(HookWait, wait_id)
-            s.add(Event(infrastructure_id=wait.infrastructure_id, node_id=wait.node_id, kind="hook", message=message))
+            self._event_in(s, wait.infrastructure_id, "hook", message, wait.node_id)
             return True
 
     def extend_wait(self, wait_id: int, deadline: datetime) -> bool:
