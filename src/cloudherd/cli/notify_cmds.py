@@ -11,7 +11,8 @@ import typer
 from cloudherd.cli.common import AS_JSON, err, guard, out, print_json
 
 if TYPE_CHECKING:
-    from cloudherd.api.notify import Notifications, RemoteNotifications, WebhookInfo
+    from cloudherd.api.notify import Notifications, WebhookInfo
+    from cloudherd.api.notify_remote import RemoteNotifications
 
 notify_app = typer.Typer(help="Webhooks: signed notifications of a fleet's events (made, retired, failed nodes, "
                               "scaling, rollouts, budget…).", no_args_is_help=True)
@@ -20,7 +21,7 @@ router.add_typer(notify_app, name="notify")
 
 
 def _model() -> Notifications | RemoteNotifications:
-    from cloudherd.api.notify import notifications
+    from cloudherd.api.notify_remote import notifications
 
     return guard(notifications)
 
