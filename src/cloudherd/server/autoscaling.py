@@ -35,6 +35,7 @@ from cloudherd.api.autoscaling_mixed import NEEDS_LAUNCH, mixed_choices
 from cloudherd.api.autoscaling_policies import read_policy
 from cloudherd.engine.locks import BusyError
 from cloudherd.errors import CloudherdError, StateError
+from cloudherd.observe import cause
 from cloudherd.server.autoscaling_hooks import HOOK_ACTIONS, POOL_ACTIONS
 from cloudherd.server.autoscaling_instances import INSTANCE_ACTIONS, group_choices
 from cloudherd.server.autoscaling_notify import NOTIFY_ACTIONS
@@ -96,6 +97,7 @@ async def query(request: Request) -> Response:
         handler = ACTIONS.get(action)
         if handler is None:
             raise AwsError("InvalidAction", f"The action {action or '(none)'} is not valid for this web service.")
+        cause.begin(f"Auto Scaling {action} (by {who.user_name})")  # what the request's events happened in
         model = AutoScaling(runtime.store, who.user_id, runtime.config.providers, poke=runtime.poke,
                             start_down=runtime.start_down, ceiling=runtime.config.max_group_size)
         result = await handler(model, params)

@@ -110,6 +110,11 @@ def test_suspended_processes_hold_across_a_restart_of_serve(served: Served) -> N
         AutoScalingGroupName="g")["Activities"]), timeout=60, what="the new size taken by a pass")
     causes = [a["Cause"] for a in client.describe_scaling_activities(AutoScalingGroupName="g")["Activities"]]
     assert any("=2 → 2" in c and c.endswith(", in response to: nodes: set 2 requested") for c in causes), causes
+    with served.client(served.token()) as api:  # the request, as an event of its own, says who asked and how
+        [infra] = [i for i in api.get("/v1/infrastructures").json() if i["name"].startswith("asg-g-")]
+        events = api.get(f"/v1/infrastructures/{infra['id']}/events", headers={"Accept": "application/json"}).json()
+    asked = [e for e in events if e["kind"] == "request"]
+    assert asked and asked[-1]["origin"].startswith("Auto Scaling SetDesiredCapacity (by ")
     assert len(states(client)) == 1  # launch suspended: nothing made
 
     served.stop()
