@@ -16,6 +16,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudherd.api.metrics_view import is_loopback
 from cloudherd.errors import UsageError
 from cloudherd.paths import PRIVATE_FILE, data_dir, private_dir
 
@@ -53,19 +54,10 @@ def configured(cert: Path | None, key: Path | None, self_signed: bool, host: str
 
 def plain_warning(host: str, tls: Tls | None) -> str | None:
     """The one-line warning for a server reachable from the network without TLS; None when it is not."""
-    if tls is not None or _loopback(host):
+    if tls is not None or is_loopback(host):
         return None
     return (f"warning: serving on {host} without TLS: tokens and logins cross the network in clear "
             "(--tls-cert/--tls-key, or --tls-self-signed)")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check(tls: Tls) -> None:
