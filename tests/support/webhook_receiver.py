@@ -69,6 +69,8 @@ class Receiver:
         self._released.set()  # the hung requests end (their sender gave up on them long ago)
 
     def handle(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
+        """Decide and record under one lock, so that ``seen`` is in the order the requests were decided (a 500
+        still being written must not fall behind a hang recorded meanwhile); the answer is filled in after."""
         headers = dict(request.headers.items())
         with self.lock:
             if self.fail_next > 0:
@@ -79,38 +81,37 @@ class Receiver:
                 mode = "hang"
             else:
                 mode = "check"
+            seen = Seen(body, headers, None)
+            self.seen.append(seen)
         if mode == "hang":
-            self._record(Seen(body, headers, None))
             self._released.wait(120)
             return
         if mode == "fail":
-            self._answer(request, Seen(body, headers, 500))
+            self._answer(request, seen, 500)
             return
         try:
             with self.lock:
                 payload = self.verifier.verify(body, headers)
         except Replayed as exc:  # handled before: acknowledged, not acted on again
-            self._answer(request, Seen(body, headers, 200, refusal=f"replayed: {exc}"))
+            self._answer(request, seen, 200, refusal=f"replayed: {exc}")
             return
         except InvalidSignature as exc:
-            self._answer(request, Seen(body, headers, 400, refusal=str(exc)))
+            self._answer(request, seen, 400, refusal=str(exc))
             return
-        self._answer(request, Seen(body, headers, 200, payload))
+        self._answer(request, seen, 200, payload=payload)
 
-    def _answer(self, request: BaseHTTPRequestHandler, seen: Seen) -> None:
-        assert seen.status is not None
+    def _answer(self, request: BaseHTTPRequestHandler, seen: Seen, status: int, *,
+                payload: dict[str, Any] | None = None, refusal: str | None = None) -> None:
         try:
-            request.send_response(seen.status)
+            request.send_response(status)
             request.send_header("Content-Length", "0")
             request.end_headers()
             request.wfile.flush()
         except OSError:  # the sender went away first: not an answer it got
-            seen = Seen(seen.body, seen.headers, None, seen.payload, "the answer could not be written")
-        self._record(seen)
-
-    def _record(self, seen: Seen) -> None:
+            status, refusal = 0, "the answer could not be written"
         with self.lock:
-            self.seen.append(seen)
+            seen.status = status or None
+            seen.payload, seen.refusal = payload, refusal
 
     def accepted(self) -> list[dict[str, Any]]:
         """The payloads answered 2xx after a valid signature, in the order they arrived."""
