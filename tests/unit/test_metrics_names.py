@@ -12,7 +12,7 @@ import pytest
 from helpers import recorded_infrastructure, spec_of
 from prometheus_client.parser import text_string_to_metric_families
 
-from cloudherd.api.metrics_view import is_loopback, listen_address, state_gauges
+from cloudherd.api.metrics_view import is_loopback, listen_address, open_warning, state_gauges
 from cloudherd.errors import UsageError
 from cloudherd.lifecycle import InfraState
 from cloudherd.observe import metrics, tracing
@@ -203,3 +203,5 @@ def test_a_metrics_listen_address_is_host_and_port() -> None:
             listen_address(bad)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5")
+    assert open_warning("127.0.0.1:9108") is None and open_warning("[::1]:9108") is None
+    assert open_warning("0.0.0.0:9108") == "/metrics on 0.0.0.0:9108 answers anyone who reaches it (no token there)"

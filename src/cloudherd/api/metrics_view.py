@@ -138,6 +138,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def open_warning(address: str) -> str | None:
+    """What to tell the operator of a tokenless ``/metrics`` listener on ``address`` when it is not a loopback one
+    (``manage --metrics-listen`` and the server file's ``metrics_listen`` say the same)."""
+    if is_loopback(listen_address(address)[0]):
+        return None
+    return f"/metrics on {address} answers anyone who reaches it (no token there)"
+
+
 class Listener:
     """``/metrics`` (counters of this process, gauges of ``store``) on ``address`` (``HOST:PORT``), with no token:
     a listener the operator placed on purpose (a loopback address, a network only Prometheus reaches).

@@ -159,11 +159,12 @@ def manage(
 
 def _metrics(address: str, client: Any) -> Any:
     """``--metrics-listen``: /metrics served on ``address`` while the manager runs; what stops it."""
-    from cloudherd.api.metrics_view import is_loopback, listen, listen_address
+    from cloudherd.api.metrics_view import listen, open_warning
 
     stop = listen(address, client.store)
-    if not is_loopback(listen_address(address)[0]):
-        err.print(Text(f"/metrics on {address} answers anyone who reaches it (no token there)", style="yellow"))
+    warning = open_warning(address)
+    if warning:
+        err.print(Text(warning, style="yellow"))
     return stop
 
 

@@ -37,6 +37,7 @@ def serve(
         import logging
         import sys
 
+        from cloudherd.api.metrics_view import open_warning
         from cloudherd.observe import logs
         from cloudherd.server.config import load_config
         from cloudherd.server.tls import configured, plain_warning
@@ -58,9 +59,9 @@ def serve(
         said = [(logging.INFO, f"cloudherd serve on {scheme}://{host}:{port} — clouds: {offered}; docs at /docs")]
         if tls is not None:
             said.append((logging.INFO, f"TLS certificate {tls.cert} — SHA-256 {tls.fingerprint}"))
-        warning = plain_warning(host, tls)
-        if warning:
-            said.append((logging.WARNING, warning))
+        for warning in (plain_warning(host, tls), settings.metrics_listen and open_warning(settings.metrics_listen)):
+            if warning:
+                said.append((logging.WARNING, warning))
         for level, line in said:
             if json_logs:
                 logging.getLogger("cloudherd.server").log(level, line)

@@ -233,3 +233,10 @@ def test_a_metrics_listen_mistake_is_one_line_and_no_server(home: Path, tmp_path
             (tmp_path / "server.yml").write_text(f"providers:\n  local: {{type: local}}\nmetrics_listen: {value}\n")
             done = cli("serve", "--config", str(tmp_path / "server.yml"), "--port", str(free_port()))
             assert done.returncode != 0 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+            assert "answers anyone" not in done.stderr  # a loopback address (or none): nothing to warn of
+        # every address of the host, on the port taken on loopback: told it would be open, then refused the port
+        (tmp_path / "server.yml").write_text(f"providers:\n  local: {{type: local}}\nmetrics_listen: 0.0.0.0:{busy}\n")
+        done = cli("serve", "--config", str(tmp_path / "server.yml"), "--port", str(free_port()))
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        assert f"/metrics on 0.0.0.0:{busy} answers anyone who reaches it (no token there)" in done.stderr
+        assert f"metrics listen address 0.0.0.0:{busy}:" in done.stderr
