@@ -48,7 +48,8 @@ class Queries(ClientCore):
         infra = self.reads.resolve(ref)
         machines: dict[str, str] = {}
         view = self._view(infra, await refresh(self.reads, infra, machines, store=lambda: self.store))
-        view = view.model_copy(update={"idle_deadlines": self._idle_deadlines(infra.id)})
+        view = view.model_copy(update={"idle_deadlines": self._idle_deadlines(infra.id),
+                                       "notifications_given_up": self.reads.notifications_given_up(infra.id)})
         if not machines:
             return view
         nodes = tuple(node.model_copy(update={"machine": machines.get(node.id)}) for node in view.nodes)

@@ -183,6 +183,12 @@ class Notifications:
             raise UsageError(f"--state {bad[0]!r}: pending, sent or failed")
         return [_delivery(r) for r in self.store.deliveries(self.owner, states, webhook_id=webhook_id, limit=limit)]
 
+    def retry(self, webhook_id: str | None = None) -> int:
+        """The given-up notifications (of one webhook, else of every one) queued again; how many."""
+        if webhook_id is not None:
+            self.get(webhook_id)  # NotFound, said as for the other commands
+        return self.store.retry_deliveries(self.owner, webhook_id)
+
     async def test(self, webhook_id: str | None = None, *, timeout: float = 10.0) -> list[TestResult]:
         """A signed test notification sent now (not through the outbox) to the webhook, or to every one."""
         from cloudherd.api.auth import unseal

@@ -38,6 +38,10 @@ class RemoteNotifications:
         return [Delivery.model_validate(d) for d in self._remote._call("GET", "/v1/notifications/deliveries",
                                                                        params=params)][:limit]
 
+    def retry(self, webhook_id: str | None = None) -> int:
+        answer = self._remote._call("POST", "/v1/notifications/retry", json={"webhook": webhook_id})
+        return int(answer["retried"])
+
     async def test(self, webhook_id: str | None = None, *, timeout: float = 10.0) -> list[TestResult]:
         answer = await asyncio.to_thread(self._remote._call, "POST", "/v1/notifications/test",
                                          json={"webhook": webhook_id})

@@ -118,6 +118,7 @@ class InfrastructureSummary(_Value):
 class Infrastructure(InfrastructureSummary):
     # when autostop / autodown act if it stays idle from now on (``status`` only; absent when the spec has none)
     idle_deadlines: dict[str, datetime] = Field(default_factory=dict)
+    notifications_given_up: int = 0  # its webhook notifications given up (``status`` only)
     """An infrastructure with its groups and every node it ever had (terminated ones included)."""
 
     groups: tuple[Group, ...]

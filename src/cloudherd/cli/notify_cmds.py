@@ -1,5 +1,6 @@
 """``cloudherd notify``: webhooks that receive signed notifications of chosen events (``add``, ``list``,
-``remove``), a test notification sent now (``test``), and the deliveries waiting or given up (``deliveries``)."""
+``remove``), a test notification sent now (``test``), the deliveries waiting or given up (``deliveries``), and
+those given up sent again (``retry``)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def list_(as_json: bool = AS_JSON) -> None:
         out.print(f"{info.id}  {info.url}{topic}")
         out.print(f"  receives: {_routes(info)}")
         out.print(f"  deliveries: {info.sent} sent, {info.pending} pending, {info.failed} failed"
-                  + ("  (`cloudherd notify deliveries` says why)" if info.failed else ""))
+                  + ("  (`cloudherd notify deliveries` says why, `notify retry` sends them again)"
+                     if info.failed else ""))
 
 
 @notify_app.command("remove")
@@ -126,3 +128,11 @@ def deliveries(
         last = f"  last: {row.last_error}" if row.last_error else ""
         out.print(f"{row.delivery_id}  {row.state:<7} webhook {row.webhook}  {row.kind}  "
                   f"{row.infrastructure or '-'}  {row.attempts} attempt(s){last}")
+
+
+@notify_app.command("retry")
+def retry(webhook_id: str | None = typer.Argument(None, help="The webhook's id (default: every one).")) -> None:
+    """Queue the given-up notifications again (after the receiver is mended): each gets its attempts afresh."""
+    model = _model()
+    count = guard(lambda: model.retry(webhook_id))
+    err.print(f"{count} notification(s) queued again" if count else "no notification was given up")

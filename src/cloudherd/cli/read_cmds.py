@@ -90,6 +90,9 @@ def status(
     for rule, moment in infra.idle_deadlines.items():
         out.print(Text(f"{rule}: {moment:%Y-%m-%d %H:%M:%S} UTC if idle until then ({_from_now(moment)})",
                        style="yellow"))
+    if infra.notifications_given_up:
+        out.print(Text(f"notifications: {infra.notifications_given_up} given up (`cloudherd notify deliveries` says "
+                       "why; `cloudherd notify retry` sends them again)", style="yellow"))
     if infra.ends_at is not None:
         out.print(Text(f"ends: {infra.ends_at:%Y-%m-%d %H:%M:%S} UTC ({_from_now(infra.ends_at)}; time to live)",
                        style="yellow"))

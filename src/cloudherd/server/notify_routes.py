@@ -29,6 +29,8 @@ class WebhookBody(BaseModel):
 
 
 class TestBody(BaseModel):
+    """The body of ``/notifications/test`` and ``/notifications/retry``."""
+
     model_config = ConfigDict(extra="forbid")
 
     webhook: str | None = Field(default=None, max_length=32, description="One webhook's id; none: every one")
@@ -72,3 +74,9 @@ async def deliveries(request: Request, who: Caller,
     model = _model(request, who)
     return await asyncio.to_thread(lambda: model.deliveries(webhook_id=webhook,
                                                             states=state or ("pending", "failed")))
+
+
+@router.post("/notifications/retry")
+async def retry_deliveries(request: Request, body: TestBody, who: Caller) -> dict[str, int]:
+    """The given-up notifications (of ``webhook``, else of every one of the caller's) queued again."""
+    return {"retried": await asyncio.to_thread(_model(request, who).retry, body.webhook)}

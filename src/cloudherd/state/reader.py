@@ -107,6 +107,11 @@ class Reader:
         infra.nodes = self._records(NodeRecord, "infrastructure_id = ?", infra_id, order="name")
         return infra
 
+    def notifications_given_up(self, infra_id: str) -> int:
+        """How many of the infrastructure's notifications were given up."""
+        return int(self._rows("SELECT count(*) FROM outbox WHERE infrastructure_id = ? AND state = 'failed'",
+                              infra_id)[0][0])
+
     def active_named(self, name: str) -> InfraRecord | None:
         states = sorted(ACTIVE_INFRA_STATES)
         found = self._records(InfraRecord, f"name = ? AND state IN ({_marks(states)})", name, *states)

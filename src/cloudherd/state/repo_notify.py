@@ -249,6 +249,26 @@ class NotifyState:
                                                             OutboxRow.state == PENDING)
                                     .values(claimed_until=None).execution_options(synchronize_session=False)))
 
+    def retry_deliveries(self, owner_id: str, webhook_id: str | None = None) -> int:
+        """The owner's given-up notifications (of one webhook) pending again, due now, with their attempts and
+        their age counted afresh (``created_at`` becomes now: the payload's ``at`` keeps the event's time); how
+        many.  Each goes back to its queue's head: it is sent before the rows still pending behind it."""
+        hooks = select(Webhook.id).where(Webhook.owner_id == owner_id)
+        if webhook_id is not None:
+            hooks = hooks.where(Webhook.id == webhook_id)
+        with self.session() as s, s.begin():
+            return _count(s.execute(
+                update(OutboxRow).where(OutboxRow.state == FAILED, OutboxRow.webhook_id.in_(hooks))
+                .values(state=PENDING, attempts=0, next_at=clock.now(self._dialect), claimed_by=None,
+                        claimed_until=None, created_at=utcnow())
+                .execution_options(synchronize_session=False)))
+
+    def notifications_given_up(self, infra_id: str) -> int:
+        """How many of the infrastructure's notifications were given up (``status`` says so)."""
+        with self.reading() as s:
+            return int(s.scalar(select(func.count()).select_from(OutboxRow)
+                                .where(OutboxRow.infrastructure_id == infra_id, OutboxRow.state == FAILED)) or 0)
+
     def deliveries(self, owner_id: str, states: Sequence[str] = (PENDING, FAILED), *,
                    webhook_id: str | None = None, limit: int = 200) -> list[OutboxRow]:
         """The owner's outbox rows in ``states``, oldest first."""

@@ -177,3 +177,27 @@ def test_a_row_is_given_up_after_its_attempts_and_the_queue_goes_on(store: Store
     assert [(d.state, d.attempts, d.last_status) for d in failed] == [("failed", 2, 500)]
     assert [p["event_id"] for p in receiver.accepted()] == ids[1:]
     assert Notifications(store, owner).webhooks()[0].failed == 1
+    assert store.notifications_given_up(infra) == 1
+
+    # the receiver mended: the given-up one queued again, with its attempts afresh, and delivered once
+    assert Notifications(store, owner).retry() == 1
+    assert store.notifications_given_up(infra) == 0
+    assert [(r.state, r.attempts) for r in store.outbox_rows()] == [("pending", 0), ("sent", 1)]
+    assert Notifications(store, owner).retry() == 0
+
+    async def again() -> None:
+        stop = asyncio.Event()
+        task = await _running(store, Tuning(timeout=2, backoff=0.05, attempts=2, poll=0.05), stop)
+        try:
+            await async_wait_until(lambda: _sent(store, 2), timeout=60, what="the retried one sent")
+        finally:
+            stop.set()
+            await task
+
+    receiver.start()
+    try:
+        asyncio.run(again())
+    finally:
+        receiver.stop()
+    assert [p["event_id"] for p in receiver.accepted()] == ids[1:] + ids[:1]
+    assert set(receiver.answered_ok().values()) == {1}

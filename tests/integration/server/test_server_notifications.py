@@ -137,10 +137,14 @@ def test_notifications_over_the_native_api_and_the_cli_through_the_server(served
         assert test["kind"] == "test" and test["webhook"] == hook_id
     finally:
         receiver.stop()
+    nothing = cli("notify", "retry", hook_id, env=remote)
+    assert nothing.returncode == 0 and "no notification was given up" in nothing.stderr, nothing.stderr
     done = cli("notify", "remove", hook_id, env=remote)
     assert done.returncode == 0, done.stderr
     assert json.loads(cli("notify", "list", "--json", env=remote).stdout) == []
     missing = cli("notify", "remove", hook_id, env=remote)
+    assert missing.returncode != 0 and f"no webhook '{hook_id}'" in missing.stderr
+    missing = cli("notify", "retry", hook_id, env=remote)
     assert missing.returncode != 0 and f"no webhook '{hook_id}'" in missing.stderr
 
 

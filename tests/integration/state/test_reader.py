@@ -83,6 +83,13 @@ def test_the_reader_answers_what_the_store_answers(fleet: tuple[str, Store, Read
     assert reader.has_leftovers(row.id) is store.has_leftovers(row.id) is False
     assert reader.has_open_intents(row.id) is store.has_open_intents(row.id) is False
     assert reader.node_defs() == store.node_defs()
+    assert reader.notifications_given_up(row.id) == store.notifications_given_up(row.id) == 0
+    hook = store.add_webhook(row.owner_id, "http://127.0.0.1:9/", "sealed", kinds=["*"])
+    store.add_event(row.id, "made", "rd-web-3 made")
+    [queued] = store.outbox_rows(hook.id)
+    assert store.claim_outbox(queued.id, "a-sender", 30)
+    assert store.outbox_retry(queued.id, "a-sender", status=500, error="HTTP 500", delay=None)  # given up
+    assert reader.notifications_given_up(row.id) == store.notifications_given_up(row.id) == 1
 
 
 def test_a_lease_read_by_the_reader_lapses_by_the_same_clock(fleet: tuple[str, Store, Reader, Path]) -> None:
