@@ -35,6 +35,9 @@ class Settings:
     local_shared: str | None = None  # folders local nodes may mount, comma-separated
     budget_hourly: str | None = None  # US dollars an hour an infrastructure without a budget of its own may cost
     budget_total: str | None = None  # US dollars such an infrastructure may cost in all (then it is stopped)
+    webhook_timeout: str | None = None  # how long a webhook's receiver has to answer (a duration)
+    webhook_attempts: str | None = None  # attempts before a notification is given up (a number)
+    webhook_max_age: str | None = None  # a notification this old is given up at its next failure (a duration)
 
     @property
     def debugging(self) -> bool:

@@ -213,12 +213,20 @@ class Notifications:
         return list(await asyncio.gather(*(one(h) for h in hooks)))
 
 
+def configured_tuning() -> Tuning:
+    """The sender's pace as the settings say (``CLOUDHERD_WEBHOOK_*``); a UsageError for a value that is none."""
+    from cloudherd.engine.outbox import Tuning
+
+    return Tuning.configured()
+
+
 def sender(store: Store, tuning: Tuning | None = None) -> Sender:
-    """The outbox's sender over ``store``, opening secrets with this process's key."""
+    """The outbox's sender over ``store``, opening secrets with this process's key, at ``tuning``'s pace (else
+    the settings')."""
     from cloudherd.api.auth import unseal
     from cloudherd.engine.outbox import Sender
 
-    return Sender(store, unseal, tuning)
+    return Sender(store, unseal, tuning or configured_tuning())
 
 
 @contextlib.asynccontextmanager
@@ -227,8 +235,9 @@ async def delivering(store: Store, tuning: Tuning | None = None, *, enabled: boo
     if not enabled:
         yield
         return
+    made = sender(store, tuning)  # a bad CLOUDHERD_WEBHOOK_* setting is said here, before anything starts
     stop = asyncio.Event()
-    task = asyncio.create_task(sender(store, tuning).run(stop), name="notifications")
+    task = asyncio.create_task(made.run(stop), name="notifications")
     try:
         yield
     finally:

@@ -60,6 +60,42 @@ class Tuning:
         """The wait before the next attempt, after ``attempts`` failed ones."""
         return float(min(self.backoff_cap, self.backoff * 2 ** max(0, attempts - 1)))
 
+    @classmethod
+    def configured(cls) -> Tuning:
+        """The defaults, with what ``CLOUDHERD_WEBHOOK_TIMEOUT``, ``_ATTEMPTS`` and ``_MAX_AGE`` change; a value
+        that is not one is a UsageError naming the variable (said when ``serve`` or ``manage`` starts)."""
+        from cloudherd.settings import current
+
+        settings = current()
+        timeout = _seconds("CLOUDHERD_WEBHOOK_TIMEOUT", settings.webhook_timeout, cls.timeout, "5s")
+        max_age = _seconds("CLOUDHERD_WEBHOOK_MAX_AGE", settings.webhook_max_age, cls.max_age, "1d")
+        attempts = cls.attempts
+        raw = (settings.webhook_attempts or "").strip()
+        if raw:
+            if not raw.isdigit() or int(raw) < 1:
+                from cloudherd.errors import UsageError
+
+                raise UsageError(f"CLOUDHERD_WEBHOOK_ATTEMPTS={raw!r}: a whole number of attempts, 1 or more, "
+                                 "such as 12")
+            attempts = int(raw)
+        return cls(timeout=timeout, attempts=attempts, max_age=max_age)
+
+
+def _seconds(variable: str, raw: str | None, default: float, example: str) -> float:
+    raw = (raw or "").strip()
+    if not raw:
+        return default
+    from cloudherd.errors import UsageError
+    from cloudherd.spec.durations import DurationError, parse_duration
+
+    try:
+        seconds = parse_duration(raw, bare_text=True)
+    except DurationError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise UsageError(f"{variable}={raw!r}: a duration above zero, such as {example}")
+    return seconds
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cloudherd.api.client import Client
+from cloudherd.api.notify import configured_tuning
 from cloudherd.engine.manager import Manager
 from cloudherd.errors import CloudherdError
 from cloudherd.lifecycle import InfraState
@@ -27,6 +28,7 @@ from cloudherd.server.live import LiveHub
 from cloudherd.state.repo import Store
 
 if TYPE_CHECKING:
+    from cloudherd.engine.outbox import Tuning
     from cloudherd.spec.confine import Confinement
 
 log = logging.getLogger("cloudherd.server")
@@ -44,6 +46,8 @@ class Runtime:
     _loop: asyncio.AbstractEventLoop | None = None
     live: LiveHub = field(default_factory=LiveHub)  # the dashboard's streams: one sampler per thing watched
     _notify_stop: asyncio.Event | None = None  # stops the notifications' sender
+    # the sender's pace (CLOUDHERD_WEBHOOK_*): read when the server is made, so that a bad value stops its start
+    notify_tuning: Tuning = field(default_factory=configured_tuning)
 
     @property
     def store(self) -> Store:
@@ -76,7 +80,7 @@ class Runtime:
         from cloudherd.api import notify
 
         stop = self._notify_stop = asyncio.Event()
-        self.spawn(lambda: notify.sender(self.store).run(stop), "notifications")
+        self.spawn(lambda: notify.sender(self.store, self.notify_tuning).run(stop), "notifications")
 
     def _run_manager(self, ready: threading.Event) -> None:
         """The manager's passes on a loop (and thread) of their own: a long pass, and its database work, never
