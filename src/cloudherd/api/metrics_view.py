@@ -20,15 +20,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
-
 from cloudherd.engine.pricing import Prices
 from cloudherd.errors import CloudherdError, UsageError
-from cloudherd.lifecycle import LIVE_NODE_STATES, InfraState, NodeState, RevisionState
+from cloudherd.lifecycle import RevisionState
 from cloudherd.observe.metrics import StateGauges
-from cloudherd.state import clock
-from cloudherd.state.models import Infrastructure, Lease, Node, Revision
+from cloudherd.state.models import Infrastructure
 from cloudherd.state.repo import Store
 
 log = logging.getLogger(__name__)
@@ -54,35 +50,11 @@ _books = _Books()
 
 def state_gauges(store: Store) -> StateGauges:
     """What the state holds now, as the gauges of ``/metrics`` show it (see the module)."""
-    gauges = StateGauges(rollouts={str(state): 0 for state in RevisionState})
-    running: dict[tuple[str, str, str, str], int] = {}  # (infra id, group, provider, market) -> running machines
-    with store.reading() as s:
-        rows = s.execute(
-            select(Infrastructure.id, Infrastructure.name, Node.group_name, Node.provider, Node.state, Node.market,
-                   Node.provider_id.is_not(None), func.count())
-            .join(Infrastructure, Node.infrastructure_id == Infrastructure.id)
-            .where(Node.state != NodeState.TERMINATED, Infrastructure.state != InfraState.DESTROYED)
-            .group_by(Infrastructure.id, Infrastructure.name, Node.group_name, Node.provider, Node.state, Node.market,
-                      Node.provider_id.is_not(None)))
-        for infra_id, name, group, provider, state, market, has_machine, count in rows:
-            key = (name, group, state)
-            gauges.nodes[key] = gauges.nodes.get(key, 0) + count
-            if has_machine and state in LIVE_NODE_STATES:
-                place = (infra_id, group, provider, market or "on-demand")
-                running[place] = running.get(place, 0) + count
-        newest = select(func.max(Revision.id)).group_by(Revision.infrastructure_id)
-        releases = (select(Revision.state, func.count())
-                    .join(Infrastructure, Revision.infrastructure_id == Infrastructure.id)
-                    .where(Revision.id.in_(newest), Infrastructure.state != InfraState.DESTROYED)
-                    .group_by(Revision.state))
-        for state, count in s.execute(releases):
-            gauges.rollouts[state] = count
-        gauges.leases_held = int(s.scalar(select(func.count()).select_from(Lease).where(
-            ~clock.passed(store.engine.dialect.name, Lease.expires_at))) or 0)
-        infras = list(s.scalars(select(Infrastructure).where(Infrastructure.id.in_({k[0] for k in running}))
-                                .options(selectinload(Infrastructure.groups)))) if running else []
-    for infra in infras:
-        for spent, dollars in _hourly(infra, running).items():
+    read = store.gauge_reads()
+    gauges = StateGauges(nodes=read.nodes, rollouts={str(state): 0 for state in RevisionState} | read.releases,
+                         leases_held=read.leases_held)
+    for infra in read.priced:
+        for spent, dollars in _hourly(infra, read.running).items():
             gauges.hourly_cost[spent] = gauges.hourly_cost.get(spent, 0.0) + dollars
     return gauges
 

@@ -33,6 +33,7 @@ from cloudherd.state.models import (
 from cloudherd.state.naming import blank_reference, pick_infrastructure
 from cloudherd.state.repo_causes import CauseState
 from cloudherd.state.repo_choices import ChoiceState
+from cloudherd.state.repo_gauges import GaugeState
 from cloudherd.state.repo_hooks import HookState
 from cloudherd.state.repo_journal import JournalState
 from cloudherd.state.repo_leases import LeaseState
@@ -43,7 +44,7 @@ from cloudherd.state.snapshot import SnapshotState
 
 
 class Store(SnapshotState, JournalState, MetricState, ChoiceState, HookState, LeaseState, ServerState, CauseState,
-            NotifyState):
+            NotifyState, GaugeState):
     """State access for the engine and the faces; sessions never leak out (objects come back detached)."""
 
     def __init__(self, engine: Engine | None = None) -> None:
