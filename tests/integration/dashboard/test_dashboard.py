@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from helpers import REPO, node_folders, wait_until
+from pg_harness import free_port
 from server_harness import SPEC, Served, create, ready_nodes, serving
 
 from cloudherd.state.repo import Store
@@ -26,7 +27,8 @@ ARTIFACTS = Path(os.environ.get("CLOUDHERD_TEST_ARTIFACTS") or REPO / "test-arti
 
 
 @pytest.fixture
-def served(home: Path, tmp_path: Path) -> Iterator[Served]:
+def served(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    monkeypatch.setenv("CLOUDHERD_WEBHOOK_ATTEMPTS", "1")  # a notification refused once is given up at once
     with serving(home, tmp_path, interval=1) as running:
         yield running
 
@@ -397,6 +399,9 @@ def test_a_node_s_page_shows_why_it_exists(served: Served, browser: Any) -> None
     steps = Steps(browser, "why")
     token = served.token()
     infra_id = create(served.client(token), "causes", count=2)
+    hook = served.client(token).post("/v1/notifications", json={"url": f"http://127.0.0.1:{free_port()}/hook",
+                                                                "infrastructure": infra_id, "events": ["node.made"]})
+    assert hook.status_code == 201, hook.text  # nothing listens there: the replacement's notification is refused
     victim = "causes-web-1"
     os.kill(int((node_folders(served.home)[victim] / "sshd.pid").read_text().split()[0]), signal.SIGKILL)
     api = served.client(token)
@@ -412,3 +417,9 @@ def test_a_node_s_page_shows_why_it_exists(served: Served, browser: Any) -> None
     assert "causes-web-3 made and deployed" in chain and f"{victim} retired (dead" in chain
     assert "in manager pass (fence " in chain
     steps.shot("node-why")
+
+    wait_until(lambda: api.get("/v1/notifications").json()[0]["failed"] == 1, 60, "the notification given up")
+    browser.get(f"{served.url}/ui/infrastructures/{infra_id}")
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#notifications"), 10, "the given-up notification")
+    assert " ".join(_text(browser, "#notifications").split()) == (
+        "notifications: 1 given up (cloudherd notify deliveries says why; cloudherd notify retry sends them again)")
