@@ -28,8 +28,8 @@ class WebhookBody(BaseModel):
                               description="The SNS topic ARN the Auto Scaling API names it by")
 
 
-class TestBody(BaseModel):
-    """The body of ``/notifications/test`` and ``/notifications/retry``."""
+class WebhookChoice(BaseModel):
+    """Which webhook ``/notifications/test`` and ``/notifications/retry`` act on."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -61,7 +61,7 @@ async def remove_webhook(request: Request, webhook_id: str, who: Caller) -> dict
 
 
 @router.post("/notifications/test", response_model=list[TestResult])
-async def test_webhooks(request: Request, body: TestBody, who: Caller) -> list[TestResult]:
+async def test_webhooks(request: Request, body: WebhookChoice, who: Caller) -> list[TestResult]:
     """A signed test notification sent now; what each receiver answered."""
     return await _model(request, who).test(body.webhook)
 
@@ -77,6 +77,6 @@ async def deliveries(request: Request, who: Caller,
 
 
 @router.post("/notifications/retry")
-async def retry_deliveries(request: Request, body: TestBody, who: Caller) -> dict[str, int]:
+async def retry_deliveries(request: Request, body: WebhookChoice, who: Caller) -> dict[str, int]:
     """The given-up notifications (of ``webhook``, else of every one of the caller's) queued again."""
     return {"retried": await asyncio.to_thread(_model(request, who).retry, body.webhook)}
