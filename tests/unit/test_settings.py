@@ -41,3 +41,18 @@ def test_the_data_folder_and_database_come_from_the_settings(monkeypatch: pytest
     monkeypatch.setenv("CLOUDHERD_HOME", str(tmp_path / "data"))
     monkeypatch.delenv("CLOUDHERD_DB", raising=False)
     assert data_dir() == tmp_path / "data" and database_url() == f"sqlite:///{tmp_path / 'data' / 'state.db'}"
+
+
+def test_the_lease_ttl_is_a_duration_above_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudherd.engine.locks import DEFAULT_TTL, lease_ttl
+    from cloudherd.errors import UsageError
+
+    monkeypatch.delenv("CLOUDHERD_LEASE_TTL", raising=False)
+    assert lease_ttl() == DEFAULT_TTL
+    for text, seconds in (("5", 5.0), ("5s", 5.0), (" 1m ", 60.0)):
+        monkeypatch.setenv("CLOUDHERD_LEASE_TTL", text)
+        assert lease_ttl() == seconds
+    for bad in ("soon", "0", "-5s"):
+        monkeypatch.setenv("CLOUDHERD_LEASE_TTL", bad)
+        with pytest.raises(UsageError, match=f"CLOUDHERD_LEASE_TTL='{bad}': a duration above zero, such as 15"):
+            lease_ttl()

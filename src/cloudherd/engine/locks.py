@@ -40,19 +40,9 @@ def lease_ttl() -> float:
 
     Shorter means a dead holder on another machine is replaced sooner, and that a holder paused for longer
     than this loses its work; a holder renews every third of it."""
-    raw = (current().lease_ttl or "").strip()
-    if not raw:
-        return DEFAULT_TTL
-    from cloudherd.errors import UsageError
-    from cloudherd.spec.durations import DurationError, parse_duration
+    from cloudherd.spec.durations import duration_setting
 
-    try:
-        seconds = parse_duration(raw, bare_text=True)
-    except DurationError:
-        seconds = 0.0
-    if seconds <= 0:
-        raise UsageError(f"CLOUDHERD_LEASE_TTL={raw!r}: a duration above zero, such as 15 or 15s")
-    return seconds
+    return duration_setting("CLOUDHERD_LEASE_TTL", current().lease_ttl, DEFAULT_TTL, "15 or 15s")
 
 
 def infra_scope(name: str) -> str:

@@ -65,10 +65,11 @@ class Tuning:
         """The defaults, with what ``CLOUDHERD_WEBHOOK_TIMEOUT``, ``_ATTEMPTS`` and ``_MAX_AGE`` change; a value
         that is not one is a UsageError naming the variable (said when ``serve`` or ``manage`` starts)."""
         from cloudherd.settings import current
+        from cloudherd.spec.durations import duration_setting
 
         settings = current()
-        timeout = _seconds("CLOUDHERD_WEBHOOK_TIMEOUT", settings.webhook_timeout, cls.timeout, "5s")
-        max_age = _seconds("CLOUDHERD_WEBHOOK_MAX_AGE", settings.webhook_max_age, cls.max_age, "1d")
+        timeout = duration_setting("CLOUDHERD_WEBHOOK_TIMEOUT", settings.webhook_timeout, cls.timeout, "5s")
+        max_age = duration_setting("CLOUDHERD_WEBHOOK_MAX_AGE", settings.webhook_max_age, cls.max_age, "1d")
         attempts = cls.attempts
         raw = (settings.webhook_attempts or "").strip()
         if raw:
@@ -79,22 +80,6 @@ class Tuning:
                                  "such as 12")
             attempts = int(raw)
         return cls(timeout=timeout, attempts=attempts, max_age=max_age)
-
-
-def _seconds(variable: str, raw: str | None, default: float, example: str) -> float:
-    raw = (raw or "").strip()
-    if not raw:
-        return default
-    from cloudherd.errors import UsageError
-    from cloudherd.spec.durations import DurationError, parse_duration
-
-    try:
-        seconds = parse_duration(raw, bare_text=True)
-    except DurationError:
-        seconds = 0.0
-    if seconds <= 0:
-        raise UsageError(f"{variable}={raw!r}: a duration above zero, such as {example}")
-    return seconds
 
 
 @dataclass(frozen=True)

@@ -84,3 +84,20 @@ def positive_seconds(value: object, what: str) -> float:
         shown = f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else repr(value)
         raise DurationError(f"{what} must be more than 0 seconds (got {shown})")
     return float(value)
+
+
+def duration_setting(variable: str, raw: str | None, default: float, example: str) -> float:
+    """Seconds from an environment variable's text (``raw``; unset or blank: ``default``), above zero; a
+    UsageError naming ``variable`` and an ``example`` of a good value otherwise."""
+    text = (raw or "").strip()
+    if not text:
+        return default
+    try:
+        seconds = parse_duration(text, bare_text=True)
+    except DurationError:
+        seconds = 0.0
+    if seconds <= 0:
+        from cloudherd.errors import UsageError
+
+        raise UsageError(f"{variable}={text!r}: a duration above zero, such as {example}")
+    return seconds
